@@ -1,0 +1,42 @@
+# Omium — the two commands a newcomer needs are `make demo` and `make test`.
+# Both install what they need on a fresh machine (libclang-dev for RocksDB's bindings, a
+# Python venv, npm packages) and share one cargo target directory, so RocksDB's C++ is built
+# once for tests, demos and bindings.
+
+export CARGO_TARGET_DIR ?= $(HOME)/.cache/omium-target
+# RocksDB's C++ is compiled once per machine into this folder and linked by every build
+# (scripts/rocksdb-lib.sh explains why).
+ROCKSDB_VERSION := $(shell sed -n '/^name = "librocksdb-sys"/{n;s/.*"\(.*\)"/\1/p;}' Cargo.lock | sed 's/.*+//')
+export ROCKSDB_LIB_DIR ?= $(HOME)/.cache/omium-rocksdb/$(ROCKSDB_VERSION)
+export ROCKSDB_STATIC = 1
+CARGO ?= cargo
+# Kills of the crash test: at least 20 in CI; `make crash` runs more.
+OMIUM_CRASH_KILLS ?= 20
+export OMIUM_CRASH_KILLS
+
+.PHONY: all deps demo test test-rust lint crash bench clean-store
+
+all: test
+
+deps:
+	@scripts/ensure-deps.sh
+	@scripts/rocksdb-lib.sh "$(ROCKSDB_LIB_DIR)"
+
+demo: deps
+	$(CARGO) run -q -p omium-examples --bin demo
+
+test: deps lint test-rust
+
+test-rust:
+	$(CARGO) test --workspace
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+# The long crash run: 60 SIGKILLs of a real writer process.
+crash: deps
+	OMIUM_CRASH_KILLS=60 $(CARGO) test -p omium-core --test crash -- --nocapture
+
+bench: deps
+	$(CARGO) bench -p omium-core

@@ -1,0 +1,417 @@
+//! Rendering: aligned tables for people, JSON for scripts. The JSON views name fields as the
+//! Rust API does and never dump state bytes (use `checkpoint --state` for those).
+
+use std::io::Write;
+
+use omium_core::{AuditEntry, Checkpoint, Execution, StateRef, StoreStats, VerifyReport};
+use serde::Serialize;
+
+pub fn json(out: &mut impl Write, v: &impl Serialize) {
+    let _ = writeln!(
+        out,
+        "{}",
+        serde_json::to_string_pretty(v).expect("views serialize")
+    );
+}
+
+fn table(out: &mut impl Write, header: &[&str], rows: Vec<Vec<String>>) {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for r in &rows {
+        for (w, c) in widths.iter_mut().zip(r) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let line = |cells: Vec<String>| {
+        let mut s = String::new();
+        for (i, (c, w)) in cells.iter().zip(&widths).enumerate() {
+            if i + 1 == cells.len() {
+                s.push_str(c);
+            } else {
+                s.push_str(&format!("{c:<w$}  "));
+            }
+        }
+        s.trim_end().to_string()
+    };
+    let _ = writeln!(
+        out,
+        "{}",
+        line(header.iter().map(|h| h.to_string()).collect())
+    );
+    for r in rows {
+        let _ = writeln!(out, "{}", line(r));
+    }
+}
+
+/// `2026-11-27T04:44:18.123Z` from Unix milliseconds.
+pub fn time(ms: u64) -> String {
+    let secs = ms / 1000;
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        ms % 1000
+    )
+}
+
+#[derive(Serialize)]
+pub struct ExecutionView<'a> {
+    id: &'a str,
+    workflow: &'a str,
+    tenant: &'a str,
+    status: &'static str,
+    head: Option<String>,
+    error: Option<&'a str>,
+    attempts: u32,
+    lease_owner: Option<&'a str>,
+    lease_expires_at: Option<String>,
+    labels: &'a std::collections::BTreeMap<String, String>,
+    checkpoints: u64,
+    created_at: String,
+    updated_at: String,
+}
+
+impl<'a> From<&'a Execution> for ExecutionView<'a> {
+    fn from(e: &'a Execution) -> Self {
+        ExecutionView {
+            id: &e.id,
+            workflow: &e.workflow,
+            tenant: &e.tenant,
+            status: e.status.as_str(),
+            head: e.head.map(|h| h.to_string()),
+            error: e.error.as_deref(),
+            attempts: e.attempts,
+            lease_owner: e.lease.as_ref().map(|l| l.owner.as_str()),
+            lease_expires_at: e.lease.as_ref().map(|l| time(l.expires_at_ms)),
+            labels: &e.labels,
+            checkpoints: e.checkpoint_count,
+            created_at: time(e.created_at_ms),
+            updated_at: time(e.updated_at_ms),
+        }
+    }
+}
+
+#[derive(Serialize)]
+pub struct CheckpointView<'a> {
+    id: String,
+    execution_id: &'a str,
+    agent: &'a str,
+    name: &'a str,
+    kind: &'static str,
+    parent: Option<String>,
+    seq: u64,
+    global_seq: u64,
+    key: Option<&'a str>,
+    checksum: String,
+    raw_size: u64,
+    stored_size: u64,
+    storage: String,
+    checks_passed: bool,
+    checks: &'a omium_core::Checks,
+    metadata: &'a std::collections::BTreeMap<String, String>,
+    created_at: String,
+}
+
+impl<'a> From<&'a Checkpoint> for CheckpointView<'a> {
+    fn from(c: &'a Checkpoint) -> Self {
+        CheckpointView {
+            id: c.id.to_string(),
+            execution_id: &c.execution_id,
+            agent: &c.agent,
+            name: &c.name,
+            kind: c.kind.as_str(),
+            parent: c.parent.map(|p| p.to_string()),
+            seq: c.seq,
+            global_seq: c.global_seq,
+            key: c.key.as_deref(),
+            checksum: omium_core::hex(&c.checksum),
+            raw_size: c.raw_size,
+            stored_size: c.stored_size,
+            storage: match &c.state {
+                StateRef::Inline(_) => "inline".into(),
+                StateRef::Chunked(m) => format!("{} chunks ({})", m.chunks.len(), m.params.chunker),
+            },
+            checks_passed: c.checks.passed(),
+            checks: &c.checks,
+            metadata: &c.metadata,
+            created_at: time(c.created_at_ms),
+        }
+    }
+}
+
+pub fn executions(out: &mut impl Write, as_json: bool, list: &[Execution]) {
+    if as_json {
+        return json(
+            out,
+            &list.iter().map(ExecutionView::from).collect::<Vec<_>>(),
+        );
+    }
+    let rows = list
+        .iter()
+        .map(|e| {
+            vec![
+                e.id.clone(),
+                e.workflow.clone(),
+                e.status.to_string(),
+                e.checkpoint_count.to_string(),
+                e.attempts.to_string(),
+                time(e.updated_at_ms),
+            ]
+        })
+        .collect();
+    table(
+        out,
+        &[
+            "EXECUTION",
+            "WORKFLOW",
+            "STATUS",
+            "CHECKPOINTS",
+            "ATTEMPTS",
+            "UPDATED",
+        ],
+        rows,
+    );
+}
+
+pub fn execution(out: &mut impl Write, as_json: bool, e: &Execution, history: &[Checkpoint]) {
+    if as_json {
+        #[derive(Serialize)]
+        struct Show<'a> {
+            #[serde(flatten)]
+            execution: ExecutionView<'a>,
+            history: Vec<CheckpointView<'a>>,
+        }
+        return json(
+            out,
+            &Show {
+                execution: e.into(),
+                history: history.iter().map(CheckpointView::from).collect(),
+            },
+        );
+    }
+    let v = ExecutionView::from(e);
+    let _ = writeln!(out, "execution  {}", v.id);
+    let _ = writeln!(out, "workflow   {}", v.workflow);
+    let _ = writeln!(out, "tenant     {}", v.tenant);
+    let _ = writeln!(out, "status     {}", v.status);
+    if let Some(err) = v.error {
+        let _ = writeln!(out, "error      {err}");
+    }
+    let _ = writeln!(out, "head       {}", v.head.as_deref().unwrap_or("-"));
+    let _ = writeln!(out, "attempts   {}", v.attempts);
+    if let (Some(o), Some(x)) = (v.lease_owner, &v.lease_expires_at) {
+        let _ = writeln!(out, "lease      {o} until {x}");
+    }
+    for (k, val) in v.labels {
+        let _ = writeln!(out, "label      {k}={val}");
+    }
+    let _ = writeln!(out, "created    {}", v.created_at);
+    let _ = writeln!(out, "updated    {}", v.updated_at);
+    let _ = writeln!(
+        out,
+        "checkpoints {} ({} on the live branch)",
+        e.checkpoint_count,
+        history.len()
+    );
+    let _ = writeln!(out);
+    checkpoints(out, false, history);
+}
+
+pub fn checkpoints(out: &mut impl Write, as_json: bool, list: &[Checkpoint]) {
+    if as_json {
+        return json(
+            out,
+            &list.iter().map(CheckpointView::from).collect::<Vec<_>>(),
+        );
+    }
+    let rows = list
+        .iter()
+        .map(|c| {
+            vec![
+                c.seq.to_string(),
+                c.id.to_string(),
+                c.name.clone(),
+                c.kind.as_str().to_string(),
+                c.agent.clone(),
+                c.raw_size.to_string(),
+                c.stored_size.to_string(),
+                if c.checks.passed() { "ok" } else { "FAILED" }.to_string(),
+                time(c.created_at_ms),
+            ]
+        })
+        .collect();
+    table(
+        out,
+        &[
+            "SEQ",
+            "CHECKPOINT",
+            "NAME",
+            "KIND",
+            "AGENT",
+            "RAW",
+            "STORED",
+            "CHECKS",
+            "CREATED",
+        ],
+        rows,
+    );
+}
+
+pub fn checkpoint(out: &mut impl Write, as_json: bool, c: &Checkpoint) {
+    let v = CheckpointView::from(c);
+    if as_json {
+        return json(out, &v);
+    }
+    let rows: Vec<(&str, String)> = vec![
+        ("checkpoint", v.id.clone()),
+        ("execution", v.execution_id.into()),
+        ("name", v.name.into()),
+        ("kind", v.kind.into()),
+        ("agent", v.agent.into()),
+        ("parent", v.parent.clone().unwrap_or_else(|| "-".into())),
+        ("seq", v.seq.to_string()),
+        ("global seq", v.global_seq.to_string()),
+        ("key", v.key.unwrap_or("-").into()),
+        ("checksum", format!("blake3:{}", v.checksum)),
+        (
+            "size",
+            format!("{} raw, {} stored", v.raw_size, v.stored_size),
+        ),
+        ("storage", v.storage.clone()),
+        (
+            "checks",
+            if v.checks_passed {
+                "passed".into()
+            } else {
+                "FAILED".into()
+            },
+        ),
+        ("created", v.created_at.clone()),
+    ];
+    for (k, val) in rows {
+        let _ = writeln!(out, "{k:<11} {val}");
+    }
+    for r in c
+        .checks
+        .preconditions
+        .iter()
+        .map(|r| ("pre", r))
+        .chain(c.checks.postconditions.iter().map(|r| ("post", r)))
+    {
+        let _ = writeln!(
+            out,
+            "{:<11} {} {}",
+            r.0,
+            if r.1.passed { "ok    " } else { "FAILED" },
+            r.1.expression
+        );
+    }
+    for (k, val) in &c.metadata {
+        let _ = writeln!(out, "{:<11} {k}={val}", "metadata");
+    }
+}
+
+pub fn verify(out: &mut impl Write, as_json: bool, r: &VerifyReport) {
+    if as_json {
+        #[derive(Serialize)]
+        struct V<'a> {
+            ok: bool,
+            #[serde(flatten)]
+            report: &'a VerifyReport,
+        }
+        return json(
+            out,
+            &V {
+                ok: r.ok(),
+                report: r,
+            },
+        );
+    }
+    for p in &r.problems {
+        let _ = writeln!(
+            out,
+            "CORRUPT  execution {:?} checkpoint {}: {}",
+            p.execution,
+            p.checkpoint.as_deref().unwrap_or("-"),
+            p.error
+        );
+    }
+    for p in &r.audit.problems {
+        let _ = writeln!(out, "CORRUPT  {p}");
+    }
+    let verdict = if r.ok() { "ok" } else { "FAILED" };
+    let _ = writeln!(
+        out,
+        "{verdict}: {} executions, {} checkpoints, {} audit entries verified; {} problems",
+        r.executions,
+        r.checkpoints,
+        r.audit.entries,
+        r.problems.len() + r.audit.problems.len()
+    );
+}
+
+pub fn stats(out: &mut impl Write, as_json: bool, s: &StoreStats) {
+    if as_json {
+        return json(out, s);
+    }
+    let stored = s.inline_bytes + s.chunk_bytes;
+    let ratio = if stored > 0 {
+        s.raw_state_bytes as f64 / stored as f64
+    } else {
+        0.0
+    };
+    let _ = writeln!(out, "executions      {}", s.executions);
+    let _ = writeln!(out, "checkpoints     {}", s.checkpoints);
+    let _ = writeln!(out, "raw state       {} bytes", s.raw_state_bytes);
+    let _ = writeln!(
+        out,
+        "stored state    {stored} bytes ({} inline, {} in {} chunks); {ratio:.1}x smaller",
+        s.inline_bytes, s.chunk_bytes, s.chunks
+    );
+    let _ = writeln!(out, "on disk         {} bytes", s.disk_bytes);
+}
+
+pub fn audit(out: &mut impl Write, as_json: bool, entries: &[AuditEntry]) {
+    if as_json {
+        return json(out, &entries);
+    }
+    let rows = entries
+        .iter()
+        .map(|e| {
+            vec![
+                e.seq.to_string(),
+                time(e.at_ms),
+                e.actor.clone(),
+                e.action.clone(),
+                e.resource.clone(),
+                e.detail.clone(),
+            ]
+        })
+        .collect();
+    table(
+        out,
+        &["SEQ", "AT", "ACTOR", "ACTION", "RESOURCE", "DETAIL"],
+        rows,
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn formats_utc_times() {
+        assert_eq!(super::time(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(super::time(1_795_754_658_123), "2026-11-27T04:44:18.123Z");
+    }
+}

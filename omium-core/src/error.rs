@@ -1,0 +1,194 @@
+//! Errors. Every variant says what happened, which id or path it concerns, and what to do
+//! next. `Error::code()` gives a stable snake_case kind that the bindings map to their own
+//! exception classes, so callers can catch failures selectively.
+
+use std::path::PathBuf;
+
+/// Failures while opening a store.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum OpenError {
+    #[error(
+        "store {path} is held by another process (its RocksDB LOCK is taken); only one process \
+         can write a store: inspect it read-only (`omium --store {path} ...` opens it as a \
+         secondary), or share one writer through `omium serve`"
+    )]
+    Locked { path: PathBuf },
+    #[error(
+        "no Omium store at {path}; check --store / OMIUM_HOME, or create one by opening it for \
+         writing (omium.init)"
+    )]
+    NotFound { path: PathBuf },
+    #[error(
+        "store {path} was written by a newer Omium (format version {found}; this build reads up \
+         to {supported}); upgrade Omium to open it"
+    )]
+    NewerFormat {
+        path: PathBuf,
+        found: u32,
+        supported: u32,
+    },
+    #[error("{path} is a RocksDB directory but not an Omium store (no format marker); refusing to use it")]
+    NotAStore { path: PathBuf },
+    #[error("cannot open store {path}: {source}")]
+    Storage {
+        path: PathBuf,
+        source: rocksdb::Error,
+    },
+    #[error("cannot prepare store directory {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// Everything else the engine can report.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    #[error(transparent)]
+    Open(#[from] OpenError),
+
+    #[error("storage error while {context}: {source}")]
+    Storage {
+        context: String,
+        source: rocksdb::Error,
+    },
+
+    #[error("unknown execution {id:?}; `omium executions` lists the executions of this store")]
+    ExecutionNotFound { id: String },
+
+    #[error("unknown checkpoint {id}; `omium history <execution>` lists checkpoints")]
+    CheckpointNotFound { id: String },
+
+    #[error(
+        "execution {execution:?} has no checkpoint named {name:?}; `omium history {execution}` \
+         lists its checkpoints"
+    )]
+    CheckpointNameNotFound { execution: String, name: String },
+
+    #[error(
+        "checkpoint {checkpoint} belongs to execution {belongs_to:?}, not {requested:?}; roll \
+         back to a checkpoint of {requested:?}"
+    )]
+    WrongExecution {
+        checkpoint: String,
+        belongs_to: String,
+        requested: String,
+    },
+
+    #[error(
+        "non-determinism in execution {execution:?} at step {seq}: the journal recorded \
+         {recorded:?} there but the code now calls {requested:?}; the workflow code changed \
+         since the run was recorded — fork the execution or start a new execution id"
+    )]
+    NonDeterminism {
+        execution: String,
+        seq: u64,
+        recorded: String,
+        requested: String,
+    },
+
+    #[error("integrity error in checkpoint {checkpoint} of execution {execution:?}: {detail}")]
+    Integrity {
+        checkpoint: String,
+        execution: String,
+        detail: String,
+    },
+
+    #[error(
+        "execution {id:?} is being run by {owner} (lease valid for {remaining_ms} ms more); wait \
+         for it to finish, or for its lease to expire"
+    )]
+    ExecutionLeased {
+        id: String,
+        owner: String,
+        remaining_ms: u64,
+    },
+
+    #[error("cannot decode {what} {key}: {detail}")]
+    Decode {
+        what: &'static str,
+        key: String,
+        detail: String,
+    },
+
+    #[error(
+        "{what} {key} was written by a newer Omium (record version {found}; this build reads up \
+         to {supported}); upgrade Omium"
+    )]
+    NewerRecord {
+        what: &'static str,
+        key: String,
+        found: u8,
+        supported: u8,
+    },
+
+    #[error("store {path} is open read-only (secondary); {operation} needs the writer")]
+    ReadOnly {
+        path: PathBuf,
+        operation: &'static str,
+    },
+
+    #[error("invalid {what}: {detail}")]
+    InvalidArgument { what: &'static str, detail: String },
+
+    #[error(
+        "execution {execution:?} has no consistent checkpoint (none passed its checks and \
+         verified); roll back to an explicit checkpoint id instead"
+    )]
+    NoConsistentCheckpoint { execution: String },
+
+    #[error("execution {execution:?} is {status}; {detail}")]
+    InvalidState {
+        execution: String,
+        status: String,
+        detail: String,
+    },
+
+    #[error("condition {expression:?} does not parse: {detail}")]
+    ConditionSyntax { expression: String, detail: String },
+
+    #[error("condition {expression:?} could not be evaluated: {detail}")]
+    ConditionEval { expression: String, detail: String },
+}
+
+impl Error {
+    /// A stable snake_case name of the error kind, for bindings and `--json` output.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Error::Open(OpenError::Locked { .. }) => "store_locked",
+            Error::Open(OpenError::NotFound { .. }) => "store_not_found",
+            Error::Open(OpenError::NewerFormat { .. }) => "newer_format",
+            Error::Open(OpenError::NotAStore { .. }) => "not_a_store",
+            Error::Open(_) => "open_failed",
+            Error::Storage { .. } => "storage",
+            Error::ExecutionNotFound { .. } => "execution_not_found",
+            Error::CheckpointNotFound { .. } | Error::CheckpointNameNotFound { .. } => {
+                "checkpoint_not_found"
+            }
+            Error::WrongExecution { .. } => "wrong_execution",
+            Error::NonDeterminism { .. } => "non_determinism",
+            Error::Integrity { .. } => "integrity",
+            Error::ExecutionLeased { .. } => "execution_leased",
+            Error::Decode { .. } => "decode",
+            Error::NewerRecord { .. } => "newer_format",
+            Error::ReadOnly { .. } => "read_only",
+            Error::InvalidArgument { .. } => "invalid_argument",
+            Error::NoConsistentCheckpoint { .. } => "no_consistent_checkpoint",
+            Error::InvalidState { .. } => "invalid_state",
+            Error::ConditionSyntax { .. } => "condition_syntax",
+            Error::ConditionEval { .. } => "condition_error",
+        }
+    }
+
+    pub(crate) fn storage(context: impl Into<String>, source: rocksdb::Error) -> Self {
+        Error::Storage {
+            context: context.into(),
+            source,
+        }
+    }
+}
+
+/// Result alias used throughout the crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,117 @@
+//! One expression language, CEL, for step pre/postconditions (and, later, workflow conditions
+//! and policy matchers). Expressions are compiled once and evaluated over JSON-like variables;
+//! no host-language `eval` is ever involved.
+
+use crate::error::{Error, Result};
+
+/// A compiled boolean CEL expression.
+pub struct Condition {
+    source: String,
+    program: cel::Program,
+}
+
+impl std::fmt::Debug for Condition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Condition").field(&self.source).finish()
+    }
+}
+
+impl Condition {
+    /// Parses `source`; a syntax error names the expression and where it went wrong.
+    ///
+    /// ```
+    /// use omium_core::expr::Condition;
+    /// let c = Condition::compile("result.verified == true && args[0].age >= 18").unwrap();
+    /// let ok = c.evaluate(&[
+    ///     ("result", serde_json::json!({"verified": true})),
+    ///     ("args", serde_json::json!([{"age": 30}])),
+    /// ]).unwrap();
+    /// assert!(ok);
+    /// assert_eq!(Condition::compile("result ==").unwrap_err().code(), "condition_syntax");
+    /// ```
+    pub fn compile(source: &str) -> Result<Condition> {
+        let program = std::panic::catch_unwind(|| cel::Program::compile(source))
+            .map_err(|_| Error::ConditionSyntax {
+                expression: source.into(),
+                detail: "the parser rejected it".into(),
+            })?
+            .map_err(|e| Error::ConditionSyntax {
+                expression: source.into(),
+                detail: e.to_string().trim().to_string(),
+            })?;
+        Ok(Condition {
+            source: source.into(),
+            program,
+        })
+    }
+
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
+    /// Evaluates with the given variables; anything but a boolean result is an error.
+    pub fn evaluate<S: AsRef<str>>(&self, vars: &[(S, serde_json::Value)]) -> Result<bool> {
+        let eval_err = |detail: String| Error::ConditionEval {
+            expression: self.source.clone(),
+            detail,
+        };
+        let mut ctx = cel::Context::default();
+        for (name, value) in vars {
+            let name = name.as_ref();
+            ctx.add_variable(name.to_string(), value.clone())
+                .map_err(|e| eval_err(format!("variable {name}: {e}")))?;
+        }
+        match self
+            .program
+            .execute(&ctx)
+            .map_err(|e| eval_err(e.to_string()))?
+        {
+            cel::Value::Bool(b) => Ok(b),
+            other => Err(eval_err(format!(
+                "it returned {other:?}, expected a boolean"
+            ))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn evaluates_over_args_kwargs_and_result() {
+        let c = Condition::compile("kwargs.limit > 10 && size(result.items) == 2").unwrap();
+        assert!(c
+            .evaluate(&[
+                ("kwargs", json!({"limit": 20})),
+                ("result", json!({"items": [1, 2]}))
+            ])
+            .unwrap());
+        assert!(!c
+            .evaluate(&[
+                ("kwargs", json!({"limit": 5})),
+                ("result", json!({"items": [1, 2]}))
+            ])
+            .unwrap());
+    }
+
+    #[test]
+    fn errors_name_the_expression() {
+        let err = Condition::compile("result.ok &&").unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("condition \"result.ok &&\" does not parse: "),
+            "{err}"
+        );
+        let c = Condition::compile("result.missing == 1").unwrap();
+        let err = c.evaluate(&[("result", json!({}))]).unwrap_err();
+        assert_eq!(err.code(), "condition_error");
+        let c = Condition::compile("1 + 1").unwrap();
+        assert!(c
+            .evaluate::<&str>(&[])
+            .unwrap_err()
+            .to_string()
+            .contains("expected a boolean"));
+    }
+}

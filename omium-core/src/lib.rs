@@ -1,0 +1,71 @@
+//! # omium-core
+//!
+//! The engine of Omium, the reliability layer for AI agents: durable checkpoints on a local
+//! RocksDB store, durable steps that make a crashed run resume where it stopped, rollback and
+//! fork over a checkpoint tree, content-addressed state, and a hash-chained audit log.
+//!
+//! ```
+//! use omium_core::{BeginOptions, RollbackTarget, Store};
+//!
+//! let dir = tempfile::tempdir().unwrap();
+//! let store = Store::open(dir.path()).unwrap();
+//!
+//! // A run of execution "cust-42": each step is recorded once it returns.
+//! let run = store.begin("cust-42", BeginOptions { workflow: "onboarding".into(), ..Default::default() }).unwrap();
+//! let kyc = run.step("kyc_doc_validated", || Ok::<_, omium_core::Error>(b"verified".to_vec())).unwrap();
+//! let score = run.step("credit_score", || Ok::<_, omium_core::Error>(b"712".to_vec())).unwrap();
+//! run.complete(Some(&score)).unwrap();
+//! drop(run);
+//!
+//! // Go back to the KYC step; the steps after it will run again.
+//! store.rollback("cust-42", &RollbackTarget::Name("kyc_doc_validated".into()), Some("bad score")).unwrap();
+//! assert_eq!(store.resumable().unwrap()[0].id, "cust-42");
+//! assert!(store.verify(None).unwrap().ok());
+//! # let _ = kyc;
+//! ```
+//!
+//! Modules, one concern each: [`store`] (RocksDB, column families, durability), [`blob`]
+//! (FastCDC chunks, blake3, zstd, GC), [`execution`] (executions, the journal, leases),
+//! [`checkpoint`] (the tree, rollback, fork, cut, verify), [`audit`] (the hash chain).
+
+pub mod audit;
+pub mod blob;
+pub mod checkpoint;
+mod codec;
+mod commit;
+pub mod error;
+pub mod execution;
+pub mod expr;
+pub mod store;
+
+pub use audit::{AuditEntry, AuditReport};
+pub use blob::{ChunkParams, GcReport, StateRef, StoreStats};
+pub use checkpoint::{
+    CheckResult, Checkpoint, CheckpointKind, Checks, Cut, ForkOptions, Problem, RollbackTarget,
+    VerifyReport,
+};
+pub use error::{Error, OpenError, Result};
+pub use execution::{BeginOptions, Execution, Lease, NewCheckpoint, RetentionReport, Run, Status};
+pub use store::{exec_key, Durability, OpenOptions, Store, FORMAT_VERSION};
+
+/// Lower-case hex of bytes (ids of chunks and hashes in messages).
+pub fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
+}
+
+pub(crate) fn unhex32(s: &str) -> Option<[u8; 32]> {
+    if s.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, o) in out.iter_mut().enumerate() {
+        *o = u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
+}

@@ -1,0 +1,115 @@
+"""The process-wide store handle and the per-task execution context."""
+
+from __future__ import annotations
+
+import contextvars
+import os
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import _omium
+from .codecs import Codec, get_codec
+from .errors import OmiumError
+
+
+@dataclass
+class Config:
+    store: _omium.Store
+    project: str | None
+    codec: Codec
+
+
+_lock = threading.Lock()
+_config: Config | None = None
+
+
+@dataclass
+class ExecutionContext:
+    """The execution a task is running: its native run and the codec of its states."""
+
+    run: _omium.Run
+    execution_id: str
+    codec: Codec
+    workflow: str | None = None
+    # Steps nested in another step are identified by their parent's position and a counter,
+    # so replaying the parent (without running its body) does not shift later positions.
+    owns_run: bool = True
+    children: dict[str, int] = field(default_factory=dict)
+
+
+current: contextvars.ContextVar[ExecutionContext | None] = contextvars.ContextVar("omium_execution", default=None)
+# Key of the step whose body is running, when inside one.
+current_step: contextvars.ContextVar[str | None] = contextvars.ContextVar("omium_step", default=None)
+# Execution id chosen by set_execution_id() for code that has no workflow.
+chosen_execution_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("omium_execution_id", default=None)
+
+
+def init(
+    path: str | os.PathLike[str] | None = None,
+    project: str | None = None,
+    durability: str | None = None,
+    codec: str | Codec = "msgpack",
+    *,
+    read_only: bool = False,
+) -> _omium.Store:
+    """Opens the store this process records into.
+
+    ``path`` defaults to ``$OMIUM_HOME``, else ``./.omium``. ``durability`` is ``"sync"`` (the
+    default: fsync before a step returns), ``"buffered"`` (survives a crash of the process, not of
+    the machine) or ``"none"``. ``codec`` is ``"msgpack"`` (default), ``"json"`` or ``"pickle"``
+    (only for stores you trust). Calling ``init`` again closes the previous store.
+    """
+    global _config
+    if path is None:
+        path = os.environ.get("OMIUM_HOME") or ".omium"
+    if durability is not None and not isinstance(durability, str):
+        raise TypeError(f"omium.init(durability=...) must be a str ('sync', 'buffered' or 'none'), not {type(durability).__name__}")
+    chosen = get_codec(codec)
+    with _lock:
+        if _config is not None:
+            _config.store.close()
+            _config = None
+        store = _omium.Store(os.fspath(path), durability=durability or "sync", read_only=read_only)
+        _config = Config(store=store, project=project, codec=chosen)
+    return store
+
+
+def shutdown() -> None:
+    """Closes the store opened by :func:`init`. Recorded steps are already durable."""
+    global _config
+    with _lock:
+        if _config is not None:
+            _config.store.close()
+            _config = None
+
+
+def config() -> Config:
+    cfg = _config
+    if cfg is None:
+        raise OmiumError("omium is not initialised: call omium.init(path=...) first (or set OMIUM_HOME and call omium.init())")
+    return cfg
+
+
+def store() -> _omium.Store:
+    return config().store
+
+
+def is_initialized() -> bool:
+    return _config is not None
+
+
+def begin(execution_id: str, workflow: str | None, input_bytes: bytes | None, codec: Codec, labels: dict[str, str] | None = None) -> ExecutionContext:
+    cfg = config()
+    run = cfg.store.begin(
+        execution_id,
+        workflow=workflow or "",
+        tenant=cfg.project or "default",
+        input=input_bytes,
+        labels=labels or {},
+    )
+    return ExecutionContext(run=run, execution_id=execution_id, codec=codec, workflow=workflow)
+
+
+def decode_value(codec: Codec, data: bytes) -> Any:
+    return codec.decode(data)

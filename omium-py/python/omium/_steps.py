@@ -1,0 +1,356 @@
+"""Durable steps: ``@omium.checkpoint`` and ``omium.Checkpoint``.
+
+A step called inside an execution takes the next position of the execution's journal when it
+is *called* (so ``asyncio.gather`` and threads keep call order). If the journal has a result at
+that position, the result is decoded and returned and the function is not called; a different
+step name there raises :class:`~omium.NonDeterminismError`. Otherwise the function runs (with
+retries and a timeout when asked), its postconditions are checked, and only then is the result
+recorded. A step nested in another step is identified by its parent's position and its order
+inside the parent, so replaying the parent (without running its body) shifts nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextvars
+import functools
+import inspect
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+from . import _omium, _runtime
+from .codecs import Codec, get_codec, to_plain
+from .errors import ConditionError, ConditionFailed, OmiumError, StepTimeoutError
+
+@dataclass(frozen=True)
+class _Condition:
+    text: str
+    compiled: _omium.Condition | None
+    func: Callable[..., bool] | None
+
+    @staticmethod
+    def make(spec: Any, where: str) -> _Condition:
+        if isinstance(spec, str):
+            # Parsed at decoration time: a syntax error shows up when the module is imported.
+            return _Condition(spec, _omium.Condition(spec), None)
+        if callable(spec):
+            return _Condition(getattr(spec, "__qualname__", repr(spec)), None, spec)
+        raise TypeError(f"{where}: a condition must be a CEL expression string or a callable, not {type(spec).__name__}")
+
+
+def _eval(cond: _Condition, step: str, kind: str, args: tuple, kwargs: dict, result: Any = None, has_result: bool = False) -> None:
+    try:
+        if cond.func is not None:
+            ok = cond.func(result) if has_result else cond.func(*args, **kwargs)
+        else:
+            ctx = {"args": to_plain(list(args)), "kwargs": to_plain(kwargs)}
+            if has_result:
+                ctx["result"] = to_plain(result)
+            ok = cond.compiled.evaluate(ctx)  # type: ignore[union-attr]
+    except ConditionFailed:
+        raise
+    except Exception as e:  # the condition itself broke
+        raise ConditionError(f"step {step!r}: {kind} {cond.text!r} could not be evaluated: {e}") from e
+    if not ok:
+        raise ConditionFailed(f"step {step!r}: {kind} {cond.text!r} does not hold; nothing was recorded")
+
+
+def _backoff(attempt: int) -> float:
+    return min(0.05 * (2**attempt), 2.0)
+
+
+def _position(ctx: _runtime.ExecutionContext, key: str | None) -> tuple[int, str | None]:
+    """The journal position of a step called now: a top-level position, or parent/child key."""
+    parent = _runtime.current_step.get()
+    if parent is None:
+        return ctx.run.reserve(), key
+    n = ctx.children.get(parent, 0)
+    ctx.children[parent] = n + 1
+    # Keyed steps nested in a step keep their own key under the parent's.
+    child = f"{parent}/{key if key is not None else n}"
+    return 0, child
+
+
+class _Step:
+    """What a durable step needs at call time."""
+
+    def __init__(
+        self,
+        fn: Callable[..., Any],
+        name: str,
+        preconditions: Sequence[Any],
+        postconditions: Sequence[Any],
+        retries: int,
+        timeout: float | None,
+        key: Callable[..., str] | None,
+        codec: str | Codec | None,
+        agent: str | None,
+    ) -> None:
+        if not isinstance(retries, int) or retries < 0:
+            raise ValueError(f"@omium.checkpoint({name!r}): retries must be a non-negative int, not {retries!r}")
+        if timeout is not None and not (isinstance(timeout, (int, float)) and timeout > 0):
+            raise ValueError(f"@omium.checkpoint({name!r}): timeout must be a positive number of seconds, not {timeout!r}")
+        if key is not None and not callable(key):
+            raise TypeError(f"@omium.checkpoint({name!r}): key must be a callable of the step's arguments returning a str")
+        self.fn = fn
+        self.name = name
+        self.pre = [_Condition.make(c, f"@omium.checkpoint({name!r}) preconditions") for c in preconditions]
+        self.post = [_Condition.make(c, f"@omium.checkpoint({name!r}) postconditions") for c in postconditions]
+        self.retries = retries
+        self.timeout = timeout
+        self.key = key
+        self.codec = get_codec(codec) if codec is not None else None
+        self.agent = agent
+
+    def begin(self, args: tuple, kwargs: dict) -> tuple[_runtime.ExecutionContext, int, str | None, Codec] | None:
+        ctx = _runtime.current.get()
+        if ctx is None:
+            return None
+        key = None
+        if self.key is not None:
+            key = self.key(*args, **kwargs)
+            if not isinstance(key, str):
+                raise TypeError(f"step {self.name!r}: key(...) must return a str, not {type(key).__name__}")
+        seq, key = _position(ctx, key)
+        return ctx, seq, key, self.codec or ctx.codec
+
+    def replay(self, ctx: _runtime.ExecutionContext, seq: int, key: str | None, codec: Codec) -> tuple[bool, Any]:
+        found = ctx.run.recorded(seq, self.name, key)
+        if found is None:
+            return False, None
+        return True, codec.decode(found[1])
+
+    def check_pre(self, args: tuple, kwargs: dict) -> None:
+        for c in self.pre:
+            _eval(c, self.name, "precondition", args, kwargs)
+
+    def finish(self, ctx: _runtime.ExecutionContext, seq: int, key: str | None, codec: Codec, args: tuple, kwargs: dict, result: Any) -> Any:
+        for c in self.post:
+            _eval(c, self.name, "postcondition", args, kwargs, result, True)
+        try:
+            data = codec.encode(result)
+        except (TypeError, ValueError, OverflowError) as e:
+            raise TypeError(
+                f"step {self.name!r} returned a value the {codec.name} codec cannot encode ({type(result).__module__}.{type(result).__qualname__}): {e}; "
+                "return plain data, or choose codec='pickle' for this step"
+            ) from None
+        ctx.run.record(
+            seq,
+            self.name,
+            data,
+            key=key,
+            agent=self.agent,
+            preconditions=[(c.text, True) for c in self.pre],
+            postconditions=[(c.text, True) for c in self.post],
+        )
+        return result
+
+    def step_key(self, seq: int, key: str | None) -> str:
+        return key if key is not None else str(seq)
+
+
+def _call_sync_with_timeout(fn: Callable[..., Any], timeout: float | None, name: str, args: tuple, kwargs: dict) -> Any:
+    if timeout is None:
+        return fn(*args, **kwargs)
+    ctx = contextvars.copy_context()
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"omium-step-{name}")
+    try:
+        fut = pool.submit(ctx.run, fn, *args, **kwargs)
+        try:
+            return fut.result(timeout=timeout)
+        except concurrent.futures.TimeoutError:
+            raise StepTimeoutError(f"step {name!r} did not finish within {timeout} s; nothing was recorded (its thread is left to finish on its own)") from None
+    finally:
+        pool.shutdown(wait=False)
+
+
+def _wrap_sync(step: _Step) -> Callable[..., Any]:
+    @functools.wraps(step.fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        started = step.begin(args, kwargs)
+        if started is None:
+            step.check_pre(args, kwargs)
+            result = _call_sync_with_timeout(step.fn, step.timeout, step.name, args, kwargs)
+            for c in step.post:
+                _eval(c, step.name, "postcondition", args, kwargs, result, True)
+            return result
+        ctx, seq, key, codec = started
+        hit, value = step.replay(ctx, seq, key, codec)
+        if hit:
+            return value
+        step.check_pre(args, kwargs)
+        token = _runtime.current_step.set(step.step_key(seq, key))
+        try:
+            for attempt in range(step.retries + 1):
+                try:
+                    result = _call_sync_with_timeout(step.fn, step.timeout, step.name, args, kwargs)
+                    break
+                except (OmiumError, KeyboardInterrupt, SystemExit):
+                    raise
+                except Exception:
+                    if attempt == step.retries:
+                        raise
+                    time.sleep(_backoff(attempt))
+        finally:
+            _runtime.current_step.reset(token)
+        return step.finish(ctx, seq, key, codec, args, kwargs, result)
+
+    wrapper.__omium_step__ = step.name  # type: ignore[attr-defined]
+    return wrapper
+
+
+def _wrap_async(step: _Step) -> Callable[..., Any]:
+    @functools.wraps(step.fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        # Not `async def`: the position is taken now, when the coroutine is created, so
+        # `asyncio.gather(a(), b())` records a before b whatever order they finish in.
+        started = step.begin(args, kwargs)
+
+        async def run() -> Any:
+            if started is None:
+                step.check_pre(args, kwargs)
+                result = await _await_with_timeout(step, args, kwargs)
+                for c in step.post:
+                    _eval(c, step.name, "postcondition", args, kwargs, result, True)
+                return result
+            ctx, seq, key, codec = started
+            hit, value = step.replay(ctx, seq, key, codec)
+            if hit:
+                return value
+            step.check_pre(args, kwargs)
+            token = _runtime.current_step.set(step.step_key(seq, key))
+            try:
+                for attempt in range(step.retries + 1):
+                    try:
+                        result = await _await_with_timeout(step, args, kwargs)
+                        break
+                    except (OmiumError, KeyboardInterrupt, SystemExit, asyncio.CancelledError):
+                        raise
+                    except Exception:
+                        if attempt == step.retries:
+                            raise
+                        await asyncio.sleep(_backoff(attempt))
+            finally:
+                _runtime.current_step.reset(token)
+            if _slow_io(ctx):
+                # sync durability waits for an fsync: keep the event loop free meanwhile.
+                return await asyncio.to_thread(step.finish, ctx, seq, key, codec, args, kwargs, result)
+            return step.finish(ctx, seq, key, codec, args, kwargs, result)
+
+        return run()
+
+    wrapper.__omium_step__ = step.name  # type: ignore[attr-defined]
+    return wrapper
+
+
+def _slow_io(ctx: _runtime.ExecutionContext) -> bool:
+    try:
+        return _runtime.store().durability == "sync"
+    except OmiumError:
+        return False
+
+
+async def _await_with_timeout(step: _Step, args: tuple, kwargs: dict) -> Any:
+    coro = step.fn(*args, **kwargs)
+    if step.timeout is None:
+        return await coro
+    try:
+        return await asyncio.wait_for(coro, step.timeout)
+    except asyncio.TimeoutError:
+        raise StepTimeoutError(f"step {step.name!r} did not finish within {step.timeout} s; it was cancelled and nothing was recorded") from None
+
+
+def checkpoint(
+    name: str | Callable[..., Any] | None = None,
+    *,
+    preconditions: Sequence[Any] = (),
+    postconditions: Sequence[Any] = (),
+    retries: int = 0,
+    timeout: float | None = None,
+    key: Callable[..., str] | None = None,
+    codec: str | Codec | None = None,
+    agent: str | None = None,
+) -> Any:
+    """Makes a function a durable step (sync or async).
+
+    ``preconditions`` and ``postconditions`` are CEL expressions over ``args``, ``kwargs`` and
+    (postconditions) ``result`` — e.g. ``"result.verified == true"`` — or callables: a
+    precondition callable receives the step's arguments, a postcondition callable its result.
+    ``retries`` re-runs the function on an exception (exponential backoff from 50 ms, capped at
+    2 s); ``timeout`` (seconds) fails the attempt with :class:`~omium.StepTimeoutError`. ``key``
+    derives the step's identity from its arguments, for steps whose call order is not fixed.
+    Outside an execution the function runs normally (conditions are still checked).
+    """
+
+    def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
+        if not callable(fn):
+            raise TypeError(f"@omium.checkpoint must decorate a function, not {type(fn).__name__}")
+        step_name = name if isinstance(name, str) else fn.__qualname__
+        step = _Step(fn, step_name, preconditions, postconditions, retries, timeout, key, codec, agent)
+        if inspect.iscoroutinefunction(fn):
+            return _wrap_async(step)
+        return _wrap_sync(step)
+
+    if callable(name):  # bare @omium.checkpoint
+        return decorate(name)
+    if name is not None and not isinstance(name, str):
+        raise TypeError(f"@omium.checkpoint(name): name must be a str, not {type(name).__name__}")
+    return decorate
+
+
+class Checkpoint:
+    """Records explicit state as a durable step: ``with omium.Checkpoint("plan") as cp:``.
+
+    On a first run, ``cp.update_state(**values)`` collects state and it is recorded when the
+    block exits without an exception. On resume the block still runs (Python cannot skip it) but
+    ``cp.restored`` is True and ``cp.state`` holds the recorded state; ``update_state`` is then
+    ignored. Use ``if not cp.restored:`` around work that must not repeat.
+    """
+
+    def __init__(self, name: str, *, agent: str | None = None, codec: str | Codec | None = None, **initial_state: Any) -> None:
+        if not isinstance(name, str):
+            raise TypeError(f"omium.Checkpoint(name): name must be a str, not {type(name).__name__}")
+        self.name = name
+        self.agent = agent
+        self.codec = get_codec(codec) if codec is not None else None
+        self.state: dict[str, Any] = dict(initial_state)
+        self.restored = False
+        self.checkpoint_id: str | None = None
+        self._pos: tuple[_runtime.ExecutionContext, int, str | None, Codec] | None = None
+
+    def update_state(self, **values: Any) -> None:
+        if not self.restored:
+            self.state.update(values)
+
+    def __enter__(self) -> Checkpoint:
+        ctx = _runtime.current.get()
+        if ctx is None:
+            return self
+        seq, key = _position(ctx, None)
+        codec = self.codec or ctx.codec
+        self._pos = (ctx, seq, key, codec)
+        found = ctx.run.recorded(seq, self.name, key)
+        if found is not None:
+            self.restored = True
+            self.checkpoint_id = found[0]["id"]
+            self.state = codec.decode(found[1])
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if exc_type is not None or self._pos is None or self.restored:
+            return
+        ctx, seq, key, codec = self._pos
+        try:
+            data = codec.encode(self.state)
+        except (TypeError, ValueError, OverflowError) as e:
+            raise TypeError(f"checkpoint {self.name!r}: state cannot be encoded by the {codec.name} codec: {e}") from None
+        c = ctx.run.record(seq, self.name, data, key=key, agent=self.agent, kind="snapshot")
+        self.checkpoint_id = c["id"]
+
+    async def __aenter__(self) -> Checkpoint:
+        return self.__enter__()
+
+    async def __aexit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        self.__exit__(exc_type, exc, tb)

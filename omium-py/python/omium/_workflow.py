@@ -1,0 +1,351 @@
+"""Durable workflows (``@omium.workflow``), the execution context for code without one, and
+the operations on executions: rollback, fork, history, resumable, recover, verify."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as _dt
+import functools
+import inspect
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator
+
+from . import _runtime
+from .codecs import Codec, get_codec
+from .errors import ExecutionNotFoundError, OmiumError, WorkflowNotRegisteredError
+
+_registry: dict[str, Workflow] = {}
+_UNENCODABLE_INPUT = "omium.input"
+
+
+def _ms(ms: int | None) -> _dt.datetime | None:
+    return None if ms is None else _dt.datetime.fromtimestamp(ms / 1000, tz=_dt.timezone.utc)
+
+
+@dataclass(frozen=True)
+class CheckpointInfo:
+    """One checkpoint of an execution's tree. ``load()`` returns its decoded state."""
+
+    id: str
+    execution_id: str
+    agent: str
+    name: str
+    kind: str
+    parent: str | None
+    seq: int
+    global_seq: int
+    key: str | None
+    checksum: str
+    raw_size: int
+    stored_size: int
+    checks_passed: bool
+    preconditions: list[tuple[str, bool]]
+    postconditions: list[tuple[str, bool]]
+    metadata: dict[str, str]
+    created_at: _dt.datetime
+
+    @staticmethod
+    def of(d: dict[str, Any]) -> CheckpointInfo:
+        d = dict(d)
+        d["created_at"] = _ms(d.pop("created_at_ms"))
+        return CheckpointInfo(**d)
+
+    def load(self, codec: str | Codec | None = None) -> Any:
+        """The state of this checkpoint, verified and decoded (default: the init() codec)."""
+        c = get_codec(codec) if codec is not None else _runtime.config().codec
+        return c.decode(_runtime.store().read_state(self.id))
+
+
+@dataclass(frozen=True)
+class ExecutionInfo:
+    id: str
+    workflow: str
+    tenant: str
+    status: str
+    head: str | None
+    error: str | None
+    attempts: int
+    lease_owner: str | None
+    lease_expires_at: _dt.datetime | None
+    labels: dict[str, str]
+    checkpoint_count: int
+    created_at: _dt.datetime
+    updated_at: _dt.datetime
+
+    @staticmethod
+    def of(d: dict[str, Any]) -> ExecutionInfo:
+        d = dict(d)
+        d["created_at"] = _ms(d.pop("created_at_ms"))
+        d["updated_at"] = _ms(d.pop("updated_at_ms"))
+        d["lease_expires_at"] = _ms(d.pop("lease_expires_at_ms"))
+        return ExecutionInfo(**d)
+
+
+@dataclass(frozen=True)
+class VerifyReport:
+    ok: bool
+    executions: int
+    checkpoints: int
+    audit_entries: int
+    problems: list[str] = field(default_factory=list)
+
+
+def _new_execution_id(workflow: str) -> str:
+    return f"{workflow}-{uuid.uuid4().hex[:16]}"
+
+
+class Workflow:
+    """A durable workflow. ``run(*args, execution_id=..., **kwargs)`` starts it, or resumes it
+    when the execution id was seen before: recorded steps return their recorded results. A
+    completed execution returns its recorded output without running again."""
+
+    def __init__(self, fn: Callable[..., Any], name: str, codec: str | Codec | None) -> None:
+        self.fn = fn
+        self.name = name
+        self._codec = get_codec(codec) if codec is not None else None
+        self.is_async = inspect.iscoroutinefunction(fn)
+        functools.update_wrapper(self, fn)
+
+    @property
+    def codec(self) -> Codec:
+        return self._codec or _runtime.config().codec
+
+    def _prepare(self, args: tuple, kwargs: dict, execution_id: str | None) -> tuple[str, Any, bool]:
+        if execution_id is None:
+            execution_id = _new_execution_id(self.name)
+        elif not isinstance(execution_id, str) or not execution_id:
+            raise TypeError(f"{self.name}.run(execution_id=...): expected a non-empty str, not {execution_id!r}")
+        store = _runtime.store()
+        try:
+            e = store.execution(execution_id)
+        except ExecutionNotFoundError:
+            e = None
+        if e is not None and e["status"] == "completed":
+            out = store.execution_output(execution_id)
+            return execution_id, (self.codec.decode(out) if out is not None else None), True
+        return execution_id, None, False
+
+    def _begin(self, execution_id: str, args: tuple, kwargs: dict) -> _runtime.ExecutionContext:
+        labels: dict[str, str] = {}
+        try:
+            input_bytes: bytes | None = self.codec.encode({"args": list(args), "kwargs": kwargs})
+        except (TypeError, ValueError, OverflowError) as e:
+            input_bytes = None
+            labels[_UNENCODABLE_INPUT] = f"unencodable: {e}"
+        return _runtime.begin(execution_id, self.name, input_bytes, self.codec, labels)
+
+    def _end_ok(self, ctx: _runtime.ExecutionContext, result: Any) -> None:
+        try:
+            out: bytes | None = ctx.codec.encode(result)
+        except (TypeError, ValueError, OverflowError):
+            out = None
+        ctx.run.complete(out)
+
+    @staticmethod
+    def _end_err(ctx: _runtime.ExecutionContext, e: BaseException) -> None:
+        # Ctrl-C and SystemExit leave the execution running: it is resumable, like a crash.
+        if isinstance(e, Exception):
+            with contextlib.suppress(OmiumError):
+                ctx.run.fail(f"{type(e).__name__}: {e}")
+
+    def run(self, *args: Any, execution_id: str | None = None, **kwargs: Any) -> Any:
+        if self.is_async:
+            return self._run_async(args, kwargs, execution_id)
+        execution_id, output, done = self._prepare(args, kwargs, execution_id)
+        if done:
+            return output
+        ctx = self._begin(execution_id, args, kwargs)
+        token = _runtime.current.set(ctx)
+        try:
+            result = self.fn(*args, **kwargs)
+        except BaseException as e:
+            self._end_err(ctx, e)
+            raise
+        else:
+            self._end_ok(ctx, result)
+            return result
+        finally:
+            _runtime.current.reset(token)
+            ctx.run.close()
+
+    async def _run_async(self, args: tuple, kwargs: dict, execution_id: str | None) -> Any:
+        execution_id, output, done = await asyncio.to_thread(self._prepare, args, kwargs, execution_id)
+        if done:
+            return output
+        ctx = await asyncio.to_thread(self._begin, execution_id, args, kwargs)
+        token = _runtime.current.set(ctx)
+        try:
+            result = await self.fn(*args, **kwargs)
+        except BaseException as e:
+            self._end_err(ctx, e)
+            raise
+        else:
+            await asyncio.to_thread(self._end_ok, ctx, result)
+            return result
+        finally:
+            _runtime.current.reset(token)
+            ctx.run.close()
+
+    async def arun(self, *args: Any, execution_id: str | None = None, **kwargs: Any) -> Any:
+        """Awaitable form of :meth:`run`, for sync and async workflows alike."""
+        if self.is_async:
+            return await self._run_async(args, kwargs, execution_id)
+        return await asyncio.to_thread(functools.partial(self.run, *args, execution_id=execution_id, **kwargs))
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.run(*args, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"<omium.workflow {self.name!r}>"
+
+
+def workflow(name: str | Callable[..., Any] | None = None, *, codec: str | Codec | None = None) -> Any:
+    """Makes a function a durable workflow, registered by name for :func:`recover`."""
+
+    def decorate(fn: Callable[..., Any]) -> Workflow:
+        wf = Workflow(fn, name if isinstance(name, str) else fn.__qualname__, codec)
+        _registry[wf.name] = wf
+        return wf
+
+    if callable(name):
+        return decorate(name)
+    if name is not None and not isinstance(name, str):
+        raise TypeError(f"@omium.workflow(name): name must be a str, not {type(name).__name__}")
+    return decorate
+
+
+@contextlib.contextmanager
+def execution(execution_id: str, *, workflow: str | None = None) -> Iterator[_runtime.ExecutionContext]:
+    """Runs the block as (a resumption of) execution ``execution_id``, for code without a
+    workflow function. Completes it when the block ends, marks it failed on an exception."""
+    if not isinstance(execution_id, str) or not execution_id:
+        raise TypeError(f"omium.execution(execution_id): expected a non-empty str, not {execution_id!r}")
+    ctx = _runtime.begin(execution_id, workflow, None, _runtime.config().codec)
+    token = _runtime.current.set(ctx)
+    try:
+        yield ctx
+    except BaseException as e:
+        Workflow._end_err(ctx, e)
+        raise
+    else:
+        ctx.run.complete(None)
+    finally:
+        _runtime.current.reset(token)
+        ctx.run.close()
+
+
+def set_execution_id(execution_id: str | None) -> None:
+    """Makes later steps of this thread/task record into ``execution_id`` (published SDK
+    name). Passing None releases it; an execution released without completing stays resumable."""
+    ctx = _runtime.current.get()
+    if ctx is not None and ctx.owns_run:
+        ctx.run.close()
+    if execution_id is None:
+        _runtime.current.set(None)
+        return
+    if not isinstance(execution_id, str) or not execution_id:
+        raise TypeError(f"omium.set_execution_id: expected a non-empty str or None, not {execution_id!r}")
+    _runtime.current.set(_runtime.begin(execution_id, None, None, _runtime.config().codec))
+
+
+def get_execution_id() -> str | None:
+    ctx = _runtime.current.get()
+    return ctx.execution_id if ctx is not None else None
+
+
+def rollback(execution_id: str, to: str | None = None, *, global_seq: int | None = None, reason: str | None = None) -> CheckpointInfo:
+    """Rolls back to a checkpoint id or name (``to``), to the consistent cut at ``global_seq``,
+    or, with neither, to the last consistent checkpoint. Steps after it run again on the next
+    ``run`` with this execution id; the old branch stays readable. Returns the rollback marker."""
+    return CheckpointInfo.of(_runtime.store().rollback(execution_id, to=to, global_seq=global_seq, reason=reason))
+
+
+_MISSING: Any = object()
+
+
+def fork(execution_id: str, at: str, *, state: Any = _MISSING, new_execution_id: str | None = None) -> ExecutionInfo:
+    """Forks an execution at a checkpoint (id or name) into a new execution, optionally with
+    that checkpoint's state replaced; running the new execution re-runs what follows."""
+    data = None if state is _MISSING else _runtime.config().codec.encode(state)
+    return ExecutionInfo.of(_runtime.store().fork(execution_id, at, new_execution_id=new_execution_id, state=data))
+
+
+def history(execution_id: str, *, all_branches: bool = False) -> list[CheckpointInfo]:
+    """The live branch of an execution (first checkpoint to head), or every checkpoint."""
+    s = _runtime.store()
+    rows = s.checkpoints(execution_id) if all_branches else s.history(execution_id)
+    return [CheckpointInfo.of(r) for r in rows]
+
+
+def get_execution(execution_id: str) -> ExecutionInfo:
+    return ExecutionInfo.of(_runtime.store().execution(execution_id))
+
+
+def executions() -> list[ExecutionInfo]:
+    return [ExecutionInfo.of(e) for e in _runtime.store().executions()]
+
+
+def resumable() -> list[ExecutionInfo]:
+    """Executions whose process died mid-run, and executions rolled back since they ran."""
+    return [ExecutionInfo.of(e) for e in _runtime.store().resumable()]
+
+
+def _resume_args(info: ExecutionInfo, codec: Codec) -> tuple[list, dict]:
+    if _UNENCODABLE_INPUT in info.labels:
+        raise OmiumError(
+            f"execution {info.id!r} cannot be recovered automatically: its input was not storable ({info.labels[_UNENCODABLE_INPUT]}); "
+            f"re-run it with {info.workflow}.run(..., execution_id={info.id!r})"
+        )
+    raw = _runtime.store().execution_input(info.id)
+    if raw is None:
+        return [], {}
+    data = codec.decode(raw)
+    return list(data.get("args", [])), dict(data.get("kwargs", {}))
+
+
+def _recoverable(skip_unregistered: bool) -> list[tuple[ExecutionInfo, Workflow]]:
+    todo = resumable()
+    missing = [e for e in todo if e.workflow not in _registry]
+    if missing and not skip_unregistered:
+        names = ", ".join(sorted({repr(e.workflow) for e in missing}))
+        ids = ", ".join(repr(e.id) for e in missing)
+        known = ", ".join(sorted(map(repr, _registry))) or "none"
+        raise WorkflowNotRegisteredError(
+            f"cannot recover {ids}: workflow {names} is not defined in this process (registered: {known}); "
+            "import the module that defines it before omium.recover(), or pass skip_unregistered=True"
+        )
+    return [(e, _registry[e.workflow]) for e in todo if e.workflow in _registry]
+
+
+def recover(*, skip_unregistered: bool = False) -> dict[str, Any]:
+    """Resumes every resumable execution by calling its registered workflow with its stored
+    input. Returns ``{execution_id: result}``. Async workflows are run with ``asyncio.run``
+    (inside a running loop use ``await omium.arecover()``)."""
+    results: dict[str, Any] = {}
+    for info, wf in _recoverable(skip_unregistered):
+        args, kwargs = _resume_args(info, wf.codec)
+        if wf.is_async:
+            results[info.id] = asyncio.run(wf._run_async(tuple(args), kwargs, info.id))
+        else:
+            results[info.id] = wf.run(*args, execution_id=info.id, **kwargs)
+    return results
+
+
+async def arecover(*, skip_unregistered: bool = False) -> dict[str, Any]:
+    """Awaitable :func:`recover`."""
+    results: dict[str, Any] = {}
+    for info, wf in await asyncio.to_thread(_recoverable, skip_unregistered):
+        args, kwargs = _resume_args(info, wf.codec)
+        results[info.id] = await wf.arun(*args, execution_id=info.id, **kwargs)
+    return results
+
+
+def verify(execution_id: str | None = None) -> VerifyReport:
+    """Recomputes every checksum (and the audit chain); ``report.ok`` and ``report.problems``."""
+    return VerifyReport(**_runtime.store().verify(execution_id))
+
+
+def registered_workflows() -> dict[str, Workflow]:
+    return dict(_registry)

@@ -1,0 +1,52 @@
+//! `omium._omium`: the native layer of the Python package. Thin: it converts types and errors,
+//! releases the GIL around store I/O, and leaves every decision to `omium-core`. The public API
+//! is the pure-Python package `omium` on top.
+
+mod convert;
+mod run;
+mod store;
+
+use pyo3::prelude::*;
+
+/// CEL condition compiled once, evaluated over JSON-like values.
+#[pyclass(frozen, module = "omium._omium")]
+struct Condition {
+    inner: omium_core::expr::Condition,
+}
+
+#[pymethods]
+impl Condition {
+    #[new]
+    fn new(expression: &str) -> PyResult<Self> {
+        Ok(Condition { inner: omium_core::expr::Condition::compile(expression).map_err(convert::err)? })
+    }
+
+    #[getter]
+    fn source(&self) -> &str {
+        self.inner.source()
+    }
+
+    /// Evaluates with the variables of `context` (a dict of JSON-like values).
+    fn evaluate(&self, context: &Bound<'_, pyo3::types::PyDict>) -> PyResult<bool> {
+        let mut vars = Vec::with_capacity(context.len());
+        for (k, v) in context.iter() {
+            let name: String = k.extract()?;
+            vars.push((name, convert::to_json(&v, "condition variable")?));
+        }
+        self.inner.evaluate(&vars).map_err(convert::err)
+    }
+
+    fn __repr__(&self) -> String {
+        format!("Condition({:?})", self.inner.source())
+    }
+}
+
+#[pymodule]
+fn _omium(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<store::Store>()?;
+    m.add_class::<run::Run>()?;
+    m.add_class::<Condition>()?;
+    m.add("FORMAT_VERSION", omium_core::FORMAT_VERSION)?;
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    Ok(())
+}

@@ -1,0 +1,271 @@
+//! `omium._omium.Store`: a handle on a store, closable (`Store is closed` afterwards).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::RwLock;
+use std::time::Duration;
+
+use omium_core::{BeginOptions, Durability, ForkOptions, OpenOptions, RollbackTarget};
+use pyo3::exceptions::PyRuntimeError;
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict, PyList};
+
+use crate::convert::{self, err};
+use crate::run::Run;
+
+#[pyclass(frozen, module = "omium._omium")]
+pub struct Store {
+    inner: RwLock<Option<omium_core::Store>>,
+    path: PathBuf,
+}
+
+impl Store {
+    pub fn get(&self) -> PyResult<omium_core::Store> {
+        let guard = self.inner.read().map_err(|_| PyRuntimeError::new_err("omium store lock poisoned by a panic"))?;
+        guard.clone().ok_or_else(|| {
+            Python::attach(|py| {
+                let made = py
+                    .import("omium.errors")
+                    .and_then(|m| m.getattr("from_code"))
+                    .and_then(|f| f.call1(("store_closed", format!("store {} is closed; call omium.init() to open it again", self.path.display()))));
+                match made {
+                    Ok(e) => PyErr::from_value(e),
+                    Err(e) => e,
+                }
+            })
+        })
+    }
+}
+
+fn durability(d: Option<&str>) -> PyResult<Option<Durability>> {
+    d.map(|s| Durability::parse(s).map_err(err)).transpose()
+}
+
+#[pymethods]
+impl Store {
+    #[new]
+    #[pyo3(signature = (path, durability="sync", read_only=false, create=true))]
+    fn new(py: Python<'_>, path: PathBuf, durability: &str, read_only: bool, create: bool) -> PyResult<Self> {
+        let d = Durability::parse(durability).map_err(err)?;
+        let p = path.clone();
+        let store = py
+            .detach(move || {
+                if read_only {
+                    omium_core::Store::open_read_only(&p)
+                } else {
+                    omium_core::Store::open_with(&p, OpenOptions { durability: d, create, ..OpenOptions::default() })
+                }
+            })
+            .map_err(err)?;
+        Ok(Store { inner: RwLock::new(Some(store)), path })
+    }
+
+    /// Closes the handle; RocksDB is closed once no run of it is alive.
+    fn close(&self) -> PyResult<()> {
+        let mut guard = self.inner.write().map_err(|_| PyRuntimeError::new_err("omium store lock poisoned by a panic"))?;
+        *guard = None;
+        Ok(())
+    }
+
+    #[getter]
+    fn path(&self) -> PathBuf {
+        self.path.clone()
+    }
+
+    #[getter]
+    fn closed(&self) -> bool {
+        self.inner.read().map(|g| g.is_none()).unwrap_or(true)
+    }
+
+    #[getter]
+    fn read_only(&self) -> PyResult<bool> {
+        Ok(self.get()?.is_read_only())
+    }
+
+    #[getter]
+    fn durability(&self) -> PyResult<&'static str> {
+        Ok(self.get()?.durability().as_str())
+    }
+
+    #[pyo3(signature = (execution_id, workflow="", tenant="default", input=None, labels=None, agent="main", lease_ttl=30.0, durability=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn begin(
+        &self,
+        py: Python<'_>,
+        execution_id: &str,
+        workflow: &str,
+        tenant: &str,
+        input: Option<&[u8]>,
+        labels: Option<BTreeMap<String, String>>,
+        agent: &str,
+        lease_ttl: f64,
+        durability: Option<&str>,
+    ) -> PyResult<Run> {
+        if !(lease_ttl.is_finite() && lease_ttl > 0.0) {
+            return Err(pyo3::exceptions::PyValueError::new_err(format!("lease_ttl must be a positive number of seconds, not {lease_ttl}")));
+        }
+        let store = self.get()?;
+        let options = BeginOptions {
+            workflow: workflow.into(),
+            tenant: tenant.into(),
+            input: input.map(<[u8]>::to_vec),
+            labels: labels.unwrap_or_default(),
+            agent: agent.into(),
+            lease_ttl: Duration::from_secs_f64(lease_ttl),
+            durability: self::durability(durability)?,
+        };
+        let run = py.detach(|| store.begin(execution_id, options)).map_err(err)?;
+        Ok(Run::new(run))
+    }
+
+    fn execution<'py>(&self, py: Python<'py>, execution_id: &str) -> PyResult<Bound<'py, PyDict>> {
+        let store = self.get()?;
+        let e = py.detach(|| store.execution(execution_id)).map_err(err)?;
+        convert::execution(py, &e)
+    }
+
+    fn executions<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        let store = self.get()?;
+        let list = py.detach(|| store.executions()).map_err(err)?;
+        PyList::new(py, list.iter().map(|e| convert::execution(py, e)).collect::<PyResult<Vec<_>>>()?)
+    }
+
+    fn resumable<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        let store = self.get()?;
+        let list = py.detach(|| store.resumable()).map_err(err)?;
+        PyList::new(py, list.iter().map(|e| convert::execution(py, e)).collect::<PyResult<Vec<_>>>()?)
+    }
+
+    fn execution_input<'py>(&self, py: Python<'py>, execution_id: &str) -> PyResult<Option<Bound<'py, PyBytes>>> {
+        let store = self.get()?;
+        let b = py.detach(|| store.execution_input(execution_id)).map_err(err)?;
+        Ok(b.map(|b| PyBytes::new(py, &b)))
+    }
+
+    fn execution_output<'py>(&self, py: Python<'py>, execution_id: &str) -> PyResult<Option<Bound<'py, PyBytes>>> {
+        let store = self.get()?;
+        let b = py.detach(|| store.execution_output(execution_id)).map_err(err)?;
+        Ok(b.map(|b| PyBytes::new(py, &b)))
+    }
+
+    fn history<'py>(&self, py: Python<'py>, execution_id: &str) -> PyResult<Bound<'py, PyList>> {
+        let store = self.get()?;
+        let list = py.detach(|| store.history(execution_id)).map_err(err)?;
+        PyList::new(py, list.iter().map(|c| convert::checkpoint(py, c)).collect::<PyResult<Vec<_>>>()?)
+    }
+
+    fn checkpoints<'py>(&self, py: Python<'py>, execution_id: &str) -> PyResult<Bound<'py, PyList>> {
+        let store = self.get()?;
+        let list = py.detach(|| store.checkpoints(execution_id)).map_err(err)?;
+        PyList::new(py, list.iter().map(|c| convert::checkpoint(py, c)).collect::<PyResult<Vec<_>>>()?)
+    }
+
+    fn checkpoint<'py>(&self, py: Python<'py>, checkpoint_id: &str) -> PyResult<Bound<'py, PyDict>> {
+        let store = self.get()?;
+        let c = py.detach(|| store.checkpoint(checkpoint_id)).map_err(err)?;
+        convert::checkpoint(py, &c)
+    }
+
+    /// The verified state bytes of a checkpoint.
+    fn read_state<'py>(&self, py: Python<'py>, checkpoint_id: &str) -> PyResult<Bound<'py, PyBytes>> {
+        let store = self.get()?;
+        let b = py.detach(|| store.checkpoint(checkpoint_id).and_then(|c| store.read_state(&c))).map_err(err)?;
+        Ok(PyBytes::new(py, &b))
+    }
+
+    /// `to`: a checkpoint id or name; None with `global_seq`: that consistent cut; None alone:
+    /// the last consistent checkpoint.
+    #[pyo3(signature = (execution_id, to=None, global_seq=None, reason=None))]
+    fn rollback<'py>(
+        &self,
+        py: Python<'py>,
+        execution_id: &str,
+        to: Option<&str>,
+        global_seq: Option<u64>,
+        reason: Option<&str>,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let store = self.get()?;
+        let target = match (to, global_seq) {
+            (Some(t), _) => RollbackTarget::parse(t),
+            (None, Some(g)) => RollbackTarget::GlobalSeq(g),
+            (None, None) => RollbackTarget::LastConsistent,
+        };
+        let marker = py.detach(|| store.rollback(execution_id, &target, reason)).map_err(err)?;
+        convert::checkpoint(py, &marker)
+    }
+
+    #[pyo3(signature = (execution_id, at, new_execution_id=None, state=None))]
+    fn fork<'py>(
+        &self,
+        py: Python<'py>,
+        execution_id: &str,
+        at: &str,
+        new_execution_id: Option<String>,
+        state: Option<&[u8]>,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let store = self.get()?;
+        let options = ForkOptions { new_execution_id, state: state.map(<[u8]>::to_vec) };
+        let e = py.detach(|| store.fork(execution_id, &RollbackTarget::parse(at), options)).map_err(err)?;
+        convert::execution(py, &e)
+    }
+
+    #[pyo3(signature = (execution_id, global_seq=None))]
+    fn consistent_cut<'py>(&self, py: Python<'py>, execution_id: &str, global_seq: Option<u64>) -> PyResult<Bound<'py, PyDict>> {
+        let store = self.get()?;
+        let cut = py.detach(|| store.consistent_cut(execution_id, global_seq)).map_err(err)?;
+        let d = PyDict::new(py);
+        d.set_item("global_seq", cut.global_seq)?;
+        let agents = PyDict::new(py);
+        for (a, c) in &cut.agents {
+            agents.set_item(a, convert::checkpoint(py, c)?)?;
+        }
+        d.set_item("agents", agents)?;
+        Ok(d)
+    }
+
+    #[pyo3(signature = (execution_id=None))]
+    fn verify<'py>(&self, py: Python<'py>, execution_id: Option<&str>) -> PyResult<Bound<'py, PyDict>> {
+        let store = self.get()?;
+        let r = py.detach(|| store.verify(execution_id)).map_err(err)?;
+        convert::verify_report(py, &r)
+    }
+
+    fn gc<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let store = self.get()?;
+        let r = py.detach(|| store.gc()).map_err(err)?;
+        let d = PyDict::new(py);
+        d.set_item("chunks_scanned", r.chunks_scanned)?;
+        d.set_item("chunks_live", r.chunks_live)?;
+        d.set_item("chunks_removed", r.chunks_removed)?;
+        d.set_item("bytes_removed", r.bytes_removed)?;
+        Ok(d)
+    }
+
+    fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let store = self.get()?;
+        let s = py.detach(|| store.stats()).map_err(err)?;
+        let d = PyDict::new(py);
+        d.set_item("executions", s.executions)?;
+        d.set_item("checkpoints", s.checkpoints)?;
+        d.set_item("raw_state_bytes", s.raw_state_bytes)?;
+        d.set_item("inline_bytes", s.inline_bytes)?;
+        d.set_item("chunks", s.chunks)?;
+        d.set_item("chunk_bytes", s.chunk_bytes)?;
+        d.set_item("disk_bytes", s.disk_bytes)?;
+        Ok(d)
+    }
+
+    fn refresh(&self, py: Python<'_>) -> PyResult<()> {
+        let store = self.get()?;
+        py.detach(|| store.refresh()).map_err(err)
+    }
+
+    fn delete_execution(&self, py: Python<'_>, execution_id: &str) -> PyResult<u64> {
+        let store = self.get()?;
+        py.detach(|| store.delete_execution(execution_id)).map_err(err)
+    }
+
+    fn __repr__(&self) -> String {
+        format!("Store({:?}{})", self.path.display().to_string(), if self.closed() { ", closed" } else { "" })
+    }
+}
