@@ -156,7 +156,7 @@ impl Store {
     fn release_cell(&self, key: ExecKey, cell: &Arc<ExecCell>) {
         let mut cells = self.inner.cells.lock();
         // Two references: the map's and ours. Nobody else can take one while we hold the map.
-        if Arc::strong_count(&cell) == 2 && !cell.state.lock().running {
+        if Arc::strong_count(cell) == 2 && !cell.state.lock().running {
             cells.remove(&key);
         }
     }

@@ -196,6 +196,9 @@ pub fn exec_key(execution_id: &str) -> ExecKey {
     k
 }
 
+/// A key and its value, as RocksDB iterators yield them.
+pub(crate) type KeyValue = (Box<[u8]>, Box<[u8]>);
+
 pub(crate) fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -393,7 +396,7 @@ impl Store {
         &self,
         cf: Cf,
         prefix: &[u8],
-    ) -> impl Iterator<Item = Result<(Box<[u8]>, Box<[u8]>)>> + '_ {
+    ) -> impl Iterator<Item = Result<KeyValue>> + '_ {
         let mut ro = ReadOptions::default();
         if let Some(upper) = prefix_upper_bound(prefix) {
             ro.set_iterate_upper_bound(upper);
@@ -414,7 +417,7 @@ impl Store {
         &self,
         cf: Cf,
         start: &[u8],
-    ) -> impl Iterator<Item = Result<(Box<[u8]>, Box<[u8]>)>> + '_ {
+    ) -> impl Iterator<Item = Result<KeyValue>> + '_ {
         self.inner
             .db
             .iterator_cf(

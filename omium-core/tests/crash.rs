@@ -59,14 +59,12 @@ fn crash_child() {
                 );
                 if ran {
                     let c = store.history(&format!("w{t}")).unwrap().pop().unwrap();
-                    // One write per line, so a kill never leaves half a report.
-                    print!(
-                        "{}",
-                        format!(
-                            "COMMITTED w{t} {} {}\n",
-                            c.id,
-                            omium_core::hex(blake3::hash(&expected).as_bytes())
-                        )
+                    // stdout is line-buffered: each report reaches the pipe as one write, so
+                    // a kill never leaves half a report.
+                    println!(
+                        "COMMITTED w{t} {} {}",
+                        c.id,
+                        omium_core::hex(blake3::hash(&expected).as_bytes())
                     );
                 }
             }
