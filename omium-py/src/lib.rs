@@ -41,8 +41,15 @@ impl Condition {
     }
 }
 
+/// Validates a durability name ("sync", "buffered", "none") without opening anything.
+#[pyfunction]
+fn check_durability(durability: &str) -> PyResult<&'static str> {
+    omium_core::Durability::parse(durability).map(|d| d.as_str()).map_err(convert::err)
+}
+
 #[pymodule]
 fn _omium(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(check_durability, m)?)?;
     m.add_class::<store::Store>()?;
     m.add_class::<run::Run>()?;
     m.add_class::<Condition>()?;

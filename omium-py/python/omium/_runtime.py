@@ -66,11 +66,18 @@ def init(
     if durability is not None and not isinstance(durability, str):
         raise TypeError(f"omium.init(durability=...) must be a str ('sync', 'buffered' or 'none'), not {type(durability).__name__}")
     chosen = get_codec(codec)
+    durability = _omium.check_durability(durability or "sync")
+    path = os.fspath(path)
     with _lock:
-        if _config is not None:
+        # Bad arguments fail above and leave the current store open. Re-opening the same
+        # directory must close it first (one writer per directory); another one opens first,
+        # so a failure to open it leaves the current store in place.
+        if _config is not None and os.path.abspath(os.fspath(_config.store.path)) == os.path.abspath(path):
             _config.store.close()
             _config = None
-        store = _omium.Store(os.fspath(path), durability=durability or "sync", read_only=read_only)
+        store = _omium.Store(path, durability=durability, read_only=read_only)
+        if _config is not None:
+            _config.store.close()
         _config = Config(store=store, project=project, codec=chosen)
     return store
 
