@@ -14,7 +14,10 @@ CARGO ?= cargo
 OMIUM_CRASH_KILLS ?= 20
 export OMIUM_CRASH_KILLS
 
-.PHONY: all deps demo test test-rust lint crash bench clean-store
+.PHONY: all deps demo demo-rust test test-rust test-python python lint crash bench
+
+VENV ?= .venv
+PY := $(VENV)/bin/python
 
 all: test
 
@@ -22,10 +25,25 @@ deps:
 	@scripts/ensure-deps.sh
 	@scripts/rocksdb-lib.sh "$(ROCKSDB_LIB_DIR)"
 
-demo: deps
+# The main demo, in Python: a run SIGKILLed mid-way, resumed, rolled back, re-run.
+demo: python
+	$(PY) examples/python/onboarding.py
+
+demo-rust: deps
 	$(CARGO) run -q -p omium-examples --bin demo
 
-test: deps lint test-rust
+test: deps lint test-rust test-python
+
+# A virtualenv with the test tools, and the omium package built in place (same cargo profile
+# and target directory as the Rust tests, so nothing is compiled twice).
+python: deps
+	@test -x $(PY) || python3 -m venv $(VENV)
+	@$(PY) -m pip install -q --disable-pip-version-check -r omium-py/requirements-dev.txt
+	cd omium-py && VIRTUAL_ENV=$(abspath $(VENV)) PATH="$(abspath $(VENV))/bin:$$PATH" maturin develop -q
+
+test-python: python
+	$(PY) -m ruff check omium-py examples/python
+	cd omium-py && ../$(PY) -m pytest -q tests; rc=$$?; [ $$rc -eq 5 ] && { echo "pytest collected no tests" >&2; exit 1; }; exit $$rc
 
 test-rust:
 	$(CARGO) test --workspace

@@ -1,8 +1,7 @@
 from __future__ import annotations
 
-import pytest
-
 import omium
+import pytest
 from omium import _workflow
 
 

@@ -9,10 +9,9 @@ import enum
 import uuid
 from collections import OrderedDict
 
+import omium
 import pydantic
 import pytest
-
-import omium
 from omium.codecs import get_codec
 
 

@@ -7,21 +7,24 @@ import subprocess
 import sys
 import textwrap
 
-import pytest
-
 import omium
+import pytest
 from omium import _omium
 
 
 def test_a_store_held_by_another_process_raises_store_locked(tmp_path):
     path = tmp_path / "held"
     holder = subprocess.Popen(
-        [sys.executable, "-c", textwrap.dedent(f"""
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent(f"""
             import sys, omium
             omium.init(path={str(path)!r})
             print("ready", flush=True)
             sys.stdin.read()
-        """)],
+        """),
+        ],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
@@ -53,7 +56,7 @@ def test_wrong_argument_types_name_the_argument(store):
         store.begin(42)
     with pytest.raises(TypeError, match="'state'"):
         store.begin("e").record(1, "n", "not bytes")
-    with pytest.raises(omium.InvalidArgumentError, match="invalid durability: \"fast\"; expected one of"):
+    with pytest.raises(omium.InvalidArgumentError, match='invalid durability: "fast"; expected one of'):
         omium.init(path=store.path, durability="fast")
     with pytest.raises(TypeError, match="durability=...\\) must be a str"):
         omium.init(path="x", durability=1)
@@ -62,7 +65,7 @@ def test_wrong_argument_types_name_the_argument(store):
 
 
 def test_bad_checkpoint_ids_and_kinds(store):
-    with pytest.raises(omium.InvalidArgumentError, match="\"zzz\" is not a checkpoint id"):
+    with pytest.raises(omium.InvalidArgumentError, match='"zzz" is not a checkpoint id'):
         store.checkpoint("zzz")
     with pytest.raises(omium.CheckpointNotFoundError, match="unknown checkpoint 01J9Z3W4K5M6N7P8Q9R0S1T2V3"):
         store.read_state("01J9Z3W4K5M6N7P8Q9R0S1T2V3")

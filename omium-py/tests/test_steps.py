@@ -6,9 +6,8 @@ import asyncio
 import threading
 import time
 
-import pytest
-
 import omium
+import pytest
 
 
 def test_recorded_steps_are_not_run_again(store):
@@ -40,7 +39,7 @@ def test_a_different_step_at_a_recorded_position_raises_non_determinism(store):
         plan()
     with pytest.raises(omium.NonDeterminismError) as e, omium.execution("nd"):
         act()
-    assert "recorded \"plan\" there but the code now calls \"act\"" in str(e.value)
+    assert 'recorded "plan" there but the code now calls "act"' in str(e.value)
     assert e.value.code == "non_determinism"
 
 
@@ -87,7 +86,7 @@ def test_a_condition_that_does_not_parse_fails_at_decoration():
         def bad():
             return 1
 
-    assert str(e.value).startswith("condition \"result.ok &&\" does not parse: ")
+    assert str(e.value).startswith('condition "result.ok &&" does not parse: ')
     with pytest.raises(TypeError, match="a condition must be a CEL expression string or a callable, not int"):
         omium.checkpoint("bad", postconditions=[3])(lambda: 1)
 

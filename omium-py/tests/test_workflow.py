@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
-import pytest
-
 import omium
+import pytest
 
 
 def make_onboarding(calls):
@@ -80,9 +79,9 @@ def test_rollback_bad_targets_raise_clear_errors_and_change_nothing(store):
     onboard.run("b", execution_id="y")
     foreign = omium.history("y")[0]
     head = omium.get_execution("x").head
-    with pytest.raises(omium.WrongExecutionError, match=f"checkpoint {foreign.id} belongs to execution \"y\", not \"x\""):
+    with pytest.raises(omium.WrongExecutionError, match=f'checkpoint {foreign.id} belongs to execution "y", not "x"'):
         omium.rollback("x", to=foreign.id)
-    with pytest.raises(omium.CheckpointNotFoundError, match="has no checkpoint named \"nope\""):
+    with pytest.raises(omium.CheckpointNotFoundError, match='has no checkpoint named "nope"'):
         omium.rollback("x", to="nope")
     with pytest.raises(omium.ExecutionNotFoundError):
         omium.rollback("ghost", to="offer")
@@ -111,9 +110,14 @@ def test_history_states_load_with_the_codec(store):
 
 def test_recover_resumes_executions_whose_process_died(store):
     calls = []
-    onboard = make_onboarding(calls)
+    make_onboarding(calls)  # defines and registers the workflow
     # Simulate a crash: a run that never completes nor fails.
-    ctx = omium._runtime.begin("crashed", "customer_onboarding", omium._runtime.config().codec.encode({"args": ["ann"], "kwargs": {}}), omium._runtime.config().codec)
+    ctx = omium._runtime.begin(
+        "crashed",
+        "customer_onboarding",
+        omium._runtime.config().codec.encode({"args": ["ann"], "kwargs": {}}),
+        omium._runtime.config().codec,
+    )
     ctx.run.reserve()
     ctx.run.record(1, "kyc_doc_validated", omium._runtime.config().codec.encode({"verified": True, "customer": "ann"}))
     ctx.run.close()
@@ -188,7 +192,7 @@ def test_a_running_execution_cannot_be_run_twice(store):
     def w():
         return w.run(execution_id="same")
 
-    with pytest.raises(omium.ExecutionLeasedError, match="execution \"same\" is being run by"):
+    with pytest.raises(omium.ExecutionLeasedError, match='execution "same" is being run by'):
         w.run(execution_id="same")
 
 

@@ -106,7 +106,9 @@ def is_initialized() -> bool:
     return _config is not None
 
 
-def begin(execution_id: str, workflow: str | None, input_bytes: bytes | None, codec: Codec, labels: dict[str, str] | None = None) -> ExecutionContext:
+def begin(
+    execution_id: str, workflow: str | None, input_bytes: bytes | None, codec: Codec, labels: dict[str, str] | None = None
+) -> ExecutionContext:
     cfg = config()
     run = cfg.store.begin(
         execution_id,

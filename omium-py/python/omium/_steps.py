@@ -17,12 +17,14 @@ import contextvars
 import functools
 import inspect
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from . import _omium, _runtime
 from .codecs import Codec, get_codec, to_plain
 from .errors import ConditionError, ConditionFailed, OmiumError, StepTimeoutError
+
 
 @dataclass(frozen=True)
 class _Condition:
@@ -126,14 +128,17 @@ class _Step:
         for c in self.pre:
             _eval(c, self.name, "precondition", args, kwargs)
 
-    def finish(self, ctx: _runtime.ExecutionContext, seq: int, key: str | None, codec: Codec, args: tuple, kwargs: dict, result: Any) -> Any:
+    def finish(
+        self, ctx: _runtime.ExecutionContext, seq: int, key: str | None, codec: Codec, args: tuple, kwargs: dict, result: Any
+    ) -> Any:
         for c in self.post:
             _eval(c, self.name, "postcondition", args, kwargs, result, True)
         try:
             data = codec.encode(result)
         except (TypeError, ValueError, OverflowError) as e:
+            kind = f"{type(result).__module__}.{type(result).__qualname__}"
             raise TypeError(
-                f"step {self.name!r} returned a value the {codec.name} codec cannot encode ({type(result).__module__}.{type(result).__qualname__}): {e}; "
+                f"step {self.name!r} returned a value the {codec.name} codec cannot encode ({kind}): {e}; "
                 "return plain data, or choose codec='pickle' for this step"
             ) from None
         ctx.run.record(
@@ -161,7 +166,9 @@ def _call_sync_with_timeout(fn: Callable[..., Any], timeout: float | None, name:
         try:
             return fut.result(timeout=timeout)
         except concurrent.futures.TimeoutError:
-            raise StepTimeoutError(f"step {name!r} did not finish within {timeout} s; nothing was recorded (its thread is left to finish on its own)") from None
+            raise StepTimeoutError(
+                f"step {name!r} did not finish within {timeout} s; nothing was recorded (its thread is left to finish on its own)"
+            ) from None
     finally:
         pool.shutdown(wait=False)
 
@@ -259,7 +266,9 @@ async def _await_with_timeout(step: _Step, args: tuple, kwargs: dict) -> Any:
     try:
         return await asyncio.wait_for(coro, step.timeout)
     except asyncio.TimeoutError:
-        raise StepTimeoutError(f"step {step.name!r} did not finish within {step.timeout} s; it was cancelled and nothing was recorded") from None
+        raise StepTimeoutError(
+            f"step {step.name!r} did not finish within {step.timeout} s; it was cancelled and nothing was recorded"
+        ) from None
 
 
 def checkpoint(

@@ -9,8 +9,9 @@ import datetime as _dt
 import functools
 import inspect
 import uuid
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from . import _runtime
 from .codecs import Codec, get_codec

@@ -17,7 +17,8 @@ import importlib
 import json
 import pickle
 import uuid
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import msgpack
 
@@ -133,7 +134,9 @@ class MsgpackCodec(Codec):
                 if isinstance(obj, base):
                     return base(obj)
             raise TypeError(f"cannot encode a value of type {type(obj).__module__}.{type(obj).__qualname__}")
-        return msgpack.ExtType(_EXT_TAGGED, msgpack.packb(list(tagged), default=MsgpackCodec._default, use_bin_type=True, strict_types=True))
+        return msgpack.ExtType(
+            _EXT_TAGGED, msgpack.packb(list(tagged), default=MsgpackCodec._default, use_bin_type=True, strict_types=True)
+        )
 
     @staticmethod
     def _ext_hook(code: int, data: bytes) -> Any:
