@@ -43,6 +43,7 @@ python: deps
 
 test-python: python
 	$(PY) -m ruff check omium-py examples/python
+	$(PY) -m ruff format --check omium-py examples/python
 	cd omium-py && ../$(PY) -m pytest -q tests; rc=$$?; [ $$rc -eq 5 ] && { echo "pytest collected no tests" >&2; exit 1; }; exit $$rc
 
 test-rust:

@@ -15,7 +15,8 @@ if [ -f "$dir/librocksdb.a" ]; then
 fi
 target="${CARGO_TARGET_DIR:-$HOME/.cache/omium-target}"
 echo "rocksdb-lib: building RocksDB's C++ once into $dir (10-16 minutes on 2 cores)" >&2
-env -u ROCKSDB_LIB_DIR -u ROCKSDB_STATIC CARGO_TARGET_DIR="$target" cargo build -q -p librocksdb-sys
+# Through omium-core, so librocksdb-sys gets exactly the features the workspace asks for (lz4).
+env -u ROCKSDB_LIB_DIR -u ROCKSDB_STATIC CARGO_TARGET_DIR="$target" cargo build -q -p omium-core --lib
 lib=$(ls -t "$target"/debug/build/librocksdb-sys-*/out/librocksdb.a | head -1)
 mkdir -p "$dir"
 cp "$lib" "$dir/librocksdb.a.tmp"
