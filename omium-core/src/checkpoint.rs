@@ -223,6 +223,14 @@ impl Store {
         self.live_branch_of(&self.execution(execution_id)?)
     }
 
+    /// The branch that ends at a checkpoint, first checkpoint first: the history of an
+    /// abandoned branch (after a rollback) as well as of the live one.
+    pub fn branch(&self, checkpoint_id: &str) -> Result<Vec<Checkpoint>> {
+        let tip = self.checkpoint(checkpoint_id)?;
+        let all = self.checkpoints_unchecked(&exec_key(&tip.execution_id))?;
+        branch_to(&tip.execution_id, Some(tip.id), all)
+    }
+
     fn resolve(&self, exec: &Execution, target: &RollbackTarget) -> Result<Checkpoint> {
         match target {
             RollbackTarget::Id(id) => {

@@ -223,6 +223,16 @@ fn rollback_by_name_id_and_last_consistent_keeps_the_old_branch() {
     s.rollback("r", &RollbackTarget::Name("a".into()), None)
         .unwrap();
     assert_eq!(names(&s, "r").last().unwrap(), "rollback to a");
+    // The abandoned branch is still there, checkpoint by checkpoint.
+    let all = s.checkpoints("r").unwrap();
+    let old_tip = all.iter().find(|c| c.name == "c").unwrap();
+    let old: Vec<String> = s
+        .branch(&old_tip.id.to_string())
+        .unwrap()
+        .into_iter()
+        .map(|c| c.name)
+        .collect();
+    assert_eq!(old, ["a", "b", "c"]);
     assert!(s.verify(Some("r")).unwrap().ok());
 }
 
