@@ -28,6 +28,11 @@ pub enum OpenError {
         found: u32,
         supported: u32,
     },
+    #[error(
+        "store {path} was never fully created (the process creating it stopped first); open it \
+         once for writing (omium.init, or any write) to finish creating it"
+    )]
+    Incomplete { path: PathBuf },
     #[error("{path} is a RocksDB directory but not an Omium store (no format marker); refusing to use it")]
     NotAStore { path: PathBuf },
     #[error("cannot open store {path}: {source}")]
@@ -158,7 +163,9 @@ impl Error {
     pub fn code(&self) -> &'static str {
         match self {
             Error::Open(OpenError::Locked { .. }) => "store_locked",
-            Error::Open(OpenError::NotFound { .. }) => "store_not_found",
+            Error::Open(OpenError::NotFound { .. } | OpenError::Incomplete { .. }) => {
+                "store_not_found"
+            }
             Error::Open(OpenError::NewerFormat { .. }) => "newer_format",
             Error::Open(OpenError::NotAStore { .. }) => "not_a_store",
             Error::Open(_) => "open_failed",

@@ -245,15 +245,17 @@ impl Store {
         // Keep every column family the directory already has (a newer build may have added
         // some); RocksDB refuses to open with a subset.
         let mut names: Vec<String> = Cf::ALL.iter().map(|c| c.name().to_string()).collect();
-        if exists {
-            let existing = DB::list_cf(&db_opts, &path).map_err(|source| OpenError::Storage {
+        let existing = if exists {
+            DB::list_cf(&db_opts, &path).map_err(|source| OpenError::Storage {
                 path: path.clone(),
                 source,
-            })?;
-            for n in existing {
-                if n != "default" && !names.contains(&n) {
-                    names.push(n);
-                }
+            })?
+        } else {
+            Vec::new()
+        };
+        for n in &existing {
+            if n != "default" && !names.contains(n) {
+                names.push(n.clone());
             }
         }
         let descriptors = names.iter().map(|n| {
@@ -265,6 +267,15 @@ impl Store {
             ColumnFamilyDescriptor::new(n.clone(), opts)
         });
 
+        if options.read_only
+            && !Cf::ALL
+                .iter()
+                .all(|c| existing.iter().any(|n| n == c.name()))
+        {
+            // A writer killed between creating the directory and its column families: a
+            // reader cannot create them, the next writer will.
+            return Err(OpenError::Incomplete { path }.into());
+        }
         let (db, secondary_dir) = if options.read_only {
             db_opts.set_max_open_files(-1);
             let dir = std::env::temp_dir().join(format!(
@@ -561,6 +572,18 @@ mod tests {
         );
         let err = Store::open_read_only(dir.path()).err().unwrap();
         assert_eq!(err.code(), "newer_format");
+    }
+
+    #[test]
+    fn a_half_created_store_is_finished_by_the_next_writer() {
+        let dir = tempfile::tempdir().unwrap();
+        // What a writer killed right after creating the directory leaves: no column families.
+        drop(DB::open_default(dir.path()).unwrap());
+        let err = Store::open_read_only(dir.path()).err().unwrap();
+        assert_eq!(err.code(), "store_not_found");
+        assert!(err.to_string().contains("was never fully created"), "{err}");
+        drop(Store::open(dir.path()).unwrap());
+        assert!(Store::open_read_only(dir.path()).is_ok());
     }
 
     #[test]

@@ -8,14 +8,20 @@ use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString, PyT
 
 /// The Python exception for a core error: `omium.errors.from_code(code, message)`.
 pub fn err(e: omium_core::Error) -> PyErr {
+    coded(e.code(), e.to_string())
+}
+
+/// The `omium.errors` exception for an error code (falls back to RuntimeError if the Python
+/// package is not importable, e.g. when the native module is used on its own).
+pub fn coded(code: &str, message: String) -> PyErr {
     Python::attach(|py| {
         let made = py
             .import("omium.errors")
             .and_then(|m| m.getattr("from_code"))
-            .and_then(|f| f.call1((e.code(), e.to_string())));
+            .and_then(|f| f.call1((code, &message)));
         match made {
             Ok(exc) => PyErr::from_value(exc),
-            Err(_) => PyRuntimeError::new_err(format!("[{}] {e}", e.code())),
+            Err(_) => PyRuntimeError::new_err(format!("[{code}] {message}")),
         }
     })
 }
@@ -39,13 +45,17 @@ pub fn to_json(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<serde_json::Value
         return Ok(Value::from(obj.extract::<f64>()?));
     }
     if obj.is_instance_of::<PyFloat>() {
-        return Ok(serde_json::Number::from_f64(obj.extract()?).map(Value::Number).unwrap_or(Value::Null));
+        return Ok(serde_json::Number::from_f64(obj.extract()?)
+            .map(Value::Number)
+            .unwrap_or(Value::Null));
     }
     if let Ok(s) = obj.cast::<PyString>() {
         return Ok(Value::String(s.to_str()?.to_string()));
     }
     if let Ok(b) = obj.cast::<PyBytes>() {
-        return Ok(Value::String(String::from_utf8_lossy(b.as_bytes()).into_owned()));
+        return Ok(Value::String(
+            String::from_utf8_lossy(b.as_bytes()).into_owned(),
+        ));
     }
     if let Ok(d) = obj.cast::<PyDict>() {
         let mut m = serde_json::Map::new();
@@ -55,10 +65,18 @@ pub fn to_json(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<serde_json::Value
         return Ok(Value::Object(m));
     }
     if let Ok(l) = obj.cast::<PyList>() {
-        return l.iter().map(|v| to_json(&v, what)).collect::<PyResult<Vec<_>>>().map(Value::Array);
+        return l
+            .iter()
+            .map(|v| to_json(&v, what))
+            .collect::<PyResult<Vec<_>>>()
+            .map(Value::Array);
     }
     if let Ok(t) = obj.cast::<PyTuple>() {
-        return t.iter().map(|v| to_json(&v, what)).collect::<PyResult<Vec<_>>>().map(Value::Array);
+        return t
+            .iter()
+            .map(|v| to_json(&v, what))
+            .collect::<PyResult<Vec<_>>>()
+            .map(Value::Array);
     }
     Err(PyTypeError::new_err(format!(
         "{what}: cannot use a value of type {} in a condition (expected None, bool, int, float, str, bytes, list, tuple or dict)",
@@ -81,7 +99,11 @@ pub fn checkpoint<'py>(py: Python<'py>, c: &Checkpoint) -> PyResult<Bound<'py, P
     d.set_item("raw_size", c.raw_size)?;
     d.set_item("stored_size", c.stored_size)?;
     d.set_item("checks_passed", c.checks.passed())?;
-    let checks = |list: &[omium_core::CheckResult]| -> Vec<(String, bool)> { list.iter().map(|r| (r.expression.clone(), r.passed)).collect() };
+    let checks = |list: &[omium_core::CheckResult]| -> Vec<(String, bool)> {
+        list.iter()
+            .map(|r| (r.expression.clone(), r.passed))
+            .collect()
+    };
     d.set_item("preconditions", checks(&c.checks.preconditions))?;
     d.set_item("postconditions", checks(&c.checks.postconditions))?;
     d.set_item("metadata", c.metadata.clone())?;
@@ -99,7 +121,10 @@ pub fn execution<'py>(py: Python<'py>, e: &Execution) -> PyResult<Bound<'py, PyD
     d.set_item("error", e.error.as_deref())?;
     d.set_item("attempts", e.attempts)?;
     d.set_item("lease_owner", e.lease.as_ref().map(|l| l.owner.clone()))?;
-    d.set_item("lease_expires_at_ms", e.lease.as_ref().map(|l| l.expires_at_ms))?;
+    d.set_item(
+        "lease_expires_at_ms",
+        e.lease.as_ref().map(|l| l.expires_at_ms),
+    )?;
     d.set_item("labels", e.labels.clone())?;
     d.set_item("checkpoint_count", e.checkpoint_count)?;
     d.set_item("created_at_ms", e.created_at_ms)?;
@@ -116,7 +141,14 @@ pub fn verify_report<'py>(py: Python<'py>, r: &VerifyReport) -> PyResult<Bound<'
     let problems: Vec<String> = r
         .problems
         .iter()
-        .map(|p| format!("execution {:?} checkpoint {}: {}", p.execution, p.checkpoint.as_deref().unwrap_or("-"), p.error))
+        .map(|p| {
+            format!(
+                "execution {:?} checkpoint {}: {}",
+                p.execution,
+                p.checkpoint.as_deref().unwrap_or("-"),
+                p.error
+            )
+        })
         .chain(r.audit.problems.iter().cloned())
         .collect();
     d.set_item("problems", problems)?;

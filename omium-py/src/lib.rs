@@ -18,7 +18,9 @@ struct Condition {
 impl Condition {
     #[new]
     fn new(expression: &str) -> PyResult<Self> {
-        Ok(Condition { inner: omium_core::expr::Condition::compile(expression).map_err(convert::err)? })
+        Ok(Condition {
+            inner: omium_core::expr::Condition::compile(expression).map_err(convert::err)?,
+        })
     }
 
     #[getter]
@@ -44,7 +46,9 @@ impl Condition {
 /// Validates a durability name ("sync", "buffered", "none") without opening anything.
 #[pyfunction]
 fn check_durability(durability: &str) -> PyResult<&'static str> {
-    omium_core::Durability::parse(durability).map(|d| d.as_str()).map_err(convert::err)
+    omium_core::Durability::parse(durability)
+        .map(|d| d.as_str())
+        .map_err(convert::err)
 }
 
 #[pymodule]

@@ -21,20 +21,31 @@ pub struct Run {
 impl Run {
     pub fn new(run: omium_core::Run) -> Run {
         let execution_id = run.execution_id().to_string();
-        Run { inner: RwLock::new(Some(run)), execution_id }
+        Run {
+            inner: RwLock::new(Some(run)),
+            execution_id,
+        }
     }
 
     fn with<R>(&self, f: impl FnOnce(&omium_core::Run) -> PyResult<R>) -> PyResult<R> {
-        let guard = self.inner.read().map_err(|_| PyRuntimeError::new_err("omium run lock poisoned by a panic"))?;
+        let guard = self
+            .inner
+            .read()
+            .map_err(|_| PyRuntimeError::new_err("omium run lock poisoned by a panic"))?;
         match guard.as_ref() {
             Some(r) => f(r),
-            None => Err(PyRuntimeError::new_err(format!("the run of execution {:?} is closed", self.execution_id))),
+            None => Err(PyRuntimeError::new_err(format!(
+                "the run of execution {:?} is closed",
+                self.execution_id
+            ))),
         }
     }
 }
 
 fn checks(list: Vec<(String, bool)>) -> Vec<CheckResult> {
-    list.into_iter().map(|(expression, passed)| CheckResult { expression, passed }).collect()
+    list.into_iter()
+        .map(|(expression, passed)| CheckResult { expression, passed })
+        .collect()
 }
 
 #[pymethods]
@@ -51,7 +62,13 @@ impl Run {
 
     /// `(checkpoint, state bytes)` of the recorded step at `seq` (or `key`), else None.
     #[pyo3(signature = (seq, name, key=None))]
-    fn recorded<'py>(&self, py: Python<'py>, seq: u64, name: &str, key: Option<&str>) -> PyResult<Option<(Bound<'py, PyDict>, Bound<'py, PyBytes>)>> {
+    fn recorded<'py>(
+        &self,
+        py: Python<'py>,
+        seq: u64,
+        name: &str,
+        key: Option<&str>,
+    ) -> PyResult<Option<(Bound<'py, PyDict>, Bound<'py, PyBytes>)>> {
         self.with(|r| {
             let found = py
                 .detach(|| -> omium_core::Result<_> {
@@ -65,7 +82,10 @@ impl Run {
                 })
                 .map_err(err)?;
             match found {
-                Some((c, state)) => Ok(Some((convert::checkpoint(py, &c)?, PyBytes::new(py, &state)))),
+                Some((c, state)) => Ok(Some((
+                    convert::checkpoint(py, &c)?,
+                    PyBytes::new(py, &state),
+                ))),
                 None => Ok(None),
             }
         })
@@ -89,7 +109,11 @@ impl Run {
         let kind = match kind {
             "step" => CheckpointKind::Step,
             "snapshot" => CheckpointKind::Snapshot,
-            other => return Err(PyValueError::new_err(format!("kind must be 'step' or 'snapshot', not {other:?}"))),
+            other => {
+                return Err(PyValueError::new_err(format!(
+                    "kind must be 'step' or 'snapshot', not {other:?}"
+                )))
+            }
         };
         self.with(|r| {
             let new = NewCheckpoint {
@@ -98,7 +122,10 @@ impl Run {
                 kind,
                 key,
                 state,
-                checks: Checks { preconditions: checks(preconditions), postconditions: checks(postconditions) },
+                checks: Checks {
+                    preconditions: checks(preconditions),
+                    postconditions: checks(postconditions),
+                },
                 metadata: metadata.unwrap_or_default(),
             };
             let c = py.detach(|| r.record(seq, new)).map_err(err)?;
@@ -129,7 +156,10 @@ impl Run {
 
     /// Releases the run; without complete()/fail() the execution stays resumable.
     fn close(&self) -> PyResult<()> {
-        let mut guard = self.inner.write().map_err(|_| PyRuntimeError::new_err("omium run lock poisoned by a panic"))?;
+        let mut guard = self
+            .inner
+            .write()
+            .map_err(|_| PyRuntimeError::new_err("omium run lock poisoned by a panic"))?;
         *guard = None;
         Ok(())
     }

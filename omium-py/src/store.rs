@@ -21,18 +21,18 @@ pub struct Store {
 
 impl Store {
     pub fn get(&self) -> PyResult<omium_core::Store> {
-        let guard = self.inner.read().map_err(|_| PyRuntimeError::new_err("omium store lock poisoned by a panic"))?;
+        let guard = self
+            .inner
+            .read()
+            .map_err(|_| PyRuntimeError::new_err("omium store lock poisoned by a panic"))?;
         guard.clone().ok_or_else(|| {
-            Python::attach(|py| {
-                let made = py
-                    .import("omium.errors")
-                    .and_then(|m| m.getattr("from_code"))
-                    .and_then(|f| f.call1(("store_closed", format!("store {} is closed; call omium.init() to open it again", self.path.display()))));
-                match made {
-                    Ok(e) => PyErr::from_value(e),
-                    Err(e) => e,
-                }
-            })
+            convert::coded(
+                "store_closed",
+                format!(
+                    "store {} is closed; call omium.init() to open it again",
+                    self.path.display()
+                ),
+            )
         })
     }
 }
@@ -45,7 +45,13 @@ fn durability(d: Option<&str>) -> PyResult<Option<Durability>> {
 impl Store {
     #[new]
     #[pyo3(signature = (path, durability="sync", read_only=false, create=true))]
-    fn new(py: Python<'_>, path: PathBuf, durability: &str, read_only: bool, create: bool) -> PyResult<Self> {
+    fn new(
+        py: Python<'_>,
+        path: PathBuf,
+        durability: &str,
+        read_only: bool,
+        create: bool,
+    ) -> PyResult<Self> {
         let d = Durability::parse(durability).map_err(err)?;
         let p = path.clone();
         let store = py
@@ -53,16 +59,29 @@ impl Store {
                 if read_only {
                     omium_core::Store::open_read_only(&p)
                 } else {
-                    omium_core::Store::open_with(&p, OpenOptions { durability: d, create, ..OpenOptions::default() })
+                    omium_core::Store::open_with(
+                        &p,
+                        OpenOptions {
+                            durability: d,
+                            create,
+                            ..OpenOptions::default()
+                        },
+                    )
                 }
             })
             .map_err(err)?;
-        Ok(Store { inner: RwLock::new(Some(store)), path })
+        Ok(Store {
+            inner: RwLock::new(Some(store)),
+            path,
+        })
     }
 
     /// Closes the handle; RocksDB is closed once no run of it is alive.
     fn close(&self) -> PyResult<()> {
-        let mut guard = self.inner.write().map_err(|_| PyRuntimeError::new_err("omium store lock poisoned by a panic"))?;
+        let mut guard = self
+            .inner
+            .write()
+            .map_err(|_| PyRuntimeError::new_err("omium store lock poisoned by a panic"))?;
         *guard = None;
         Ok(())
     }
@@ -102,7 +121,9 @@ impl Store {
         durability: Option<&str>,
     ) -> PyResult<Run> {
         if !(lease_ttl.is_finite() && lease_ttl > 0.0) {
-            return Err(pyo3::exceptions::PyValueError::new_err(format!("lease_ttl must be a positive number of seconds, not {lease_ttl}")));
+            return Err(pyo3::exceptions::PyValueError::new_err(format!(
+                "lease_ttl must be a positive number of seconds, not {lease_ttl}"
+            )));
         }
         let store = self.get()?;
         let options = BeginOptions {
@@ -114,7 +135,9 @@ impl Store {
             lease_ttl: Duration::from_secs_f64(lease_ttl),
             durability: self::durability(durability)?,
         };
-        let run = py.detach(|| store.begin(execution_id, options)).map_err(err)?;
+        let run = py
+            .detach(|| store.begin(execution_id, options))
+            .map_err(err)?;
         Ok(Run::new(run))
     }
 
@@ -127,49 +150,99 @@ impl Store {
     fn executions<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
         let store = self.get()?;
         let list = py.detach(|| store.executions()).map_err(err)?;
-        PyList::new(py, list.iter().map(|e| convert::execution(py, e)).collect::<PyResult<Vec<_>>>()?)
+        PyList::new(
+            py,
+            list.iter()
+                .map(|e| convert::execution(py, e))
+                .collect::<PyResult<Vec<_>>>()?,
+        )
     }
 
     fn resumable<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
         let store = self.get()?;
         let list = py.detach(|| store.resumable()).map_err(err)?;
-        PyList::new(py, list.iter().map(|e| convert::execution(py, e)).collect::<PyResult<Vec<_>>>()?)
+        PyList::new(
+            py,
+            list.iter()
+                .map(|e| convert::execution(py, e))
+                .collect::<PyResult<Vec<_>>>()?,
+        )
     }
 
-    fn execution_input<'py>(&self, py: Python<'py>, execution_id: &str) -> PyResult<Option<Bound<'py, PyBytes>>> {
+    fn execution_input<'py>(
+        &self,
+        py: Python<'py>,
+        execution_id: &str,
+    ) -> PyResult<Option<Bound<'py, PyBytes>>> {
         let store = self.get()?;
-        let b = py.detach(|| store.execution_input(execution_id)).map_err(err)?;
+        let b = py
+            .detach(|| store.execution_input(execution_id))
+            .map_err(err)?;
         Ok(b.map(|b| PyBytes::new(py, &b)))
     }
 
-    fn execution_output<'py>(&self, py: Python<'py>, execution_id: &str) -> PyResult<Option<Bound<'py, PyBytes>>> {
+    fn execution_output<'py>(
+        &self,
+        py: Python<'py>,
+        execution_id: &str,
+    ) -> PyResult<Option<Bound<'py, PyBytes>>> {
         let store = self.get()?;
-        let b = py.detach(|| store.execution_output(execution_id)).map_err(err)?;
+        let b = py
+            .detach(|| store.execution_output(execution_id))
+            .map_err(err)?;
         Ok(b.map(|b| PyBytes::new(py, &b)))
     }
 
     fn history<'py>(&self, py: Python<'py>, execution_id: &str) -> PyResult<Bound<'py, PyList>> {
         let store = self.get()?;
         let list = py.detach(|| store.history(execution_id)).map_err(err)?;
-        PyList::new(py, list.iter().map(|c| convert::checkpoint(py, c)).collect::<PyResult<Vec<_>>>()?)
+        PyList::new(
+            py,
+            list.iter()
+                .map(|c| convert::checkpoint(py, c))
+                .collect::<PyResult<Vec<_>>>()?,
+        )
     }
 
-    fn checkpoints<'py>(&self, py: Python<'py>, execution_id: &str) -> PyResult<Bound<'py, PyList>> {
+    fn checkpoints<'py>(
+        &self,
+        py: Python<'py>,
+        execution_id: &str,
+    ) -> PyResult<Bound<'py, PyList>> {
         let store = self.get()?;
         let list = py.detach(|| store.checkpoints(execution_id)).map_err(err)?;
-        PyList::new(py, list.iter().map(|c| convert::checkpoint(py, c)).collect::<PyResult<Vec<_>>>()?)
+        PyList::new(
+            py,
+            list.iter()
+                .map(|c| convert::checkpoint(py, c))
+                .collect::<PyResult<Vec<_>>>()?,
+        )
     }
 
-    fn checkpoint<'py>(&self, py: Python<'py>, checkpoint_id: &str) -> PyResult<Bound<'py, PyDict>> {
+    fn checkpoint<'py>(
+        &self,
+        py: Python<'py>,
+        checkpoint_id: &str,
+    ) -> PyResult<Bound<'py, PyDict>> {
         let store = self.get()?;
         let c = py.detach(|| store.checkpoint(checkpoint_id)).map_err(err)?;
         convert::checkpoint(py, &c)
     }
 
     /// The verified state bytes of a checkpoint.
-    fn read_state<'py>(&self, py: Python<'py>, checkpoint_id: &str) -> PyResult<Bound<'py, PyBytes>> {
+    fn read_state<'py>(
+        &self,
+        py: Python<'py>,
+        checkpoint_id: &str,
+    ) -> PyResult<Bound<'py, PyBytes>> {
         let store = self.get()?;
-        let b = py.detach(|| store.checkpoint(checkpoint_id).and_then(|c| store.read_state(&c))).map_err(err)?;
+        let b = py
+            .detach(|| {
+                store
+                    .checkpoint(checkpoint_id)
+                    .and_then(|c| store.read_state(&c))
+            })
+            .map_err(err)?;
         Ok(PyBytes::new(py, &b))
     }
 
@@ -190,7 +263,9 @@ impl Store {
             (None, Some(g)) => RollbackTarget::GlobalSeq(g),
             (None, None) => RollbackTarget::LastConsistent,
         };
-        let marker = py.detach(|| store.rollback(execution_id, &target, reason)).map_err(err)?;
+        let marker = py
+            .detach(|| store.rollback(execution_id, &target, reason))
+            .map_err(err)?;
         convert::checkpoint(py, &marker)
     }
 
@@ -204,15 +279,27 @@ impl Store {
         state: Option<&[u8]>,
     ) -> PyResult<Bound<'py, PyDict>> {
         let store = self.get()?;
-        let options = ForkOptions { new_execution_id, state: state.map(<[u8]>::to_vec) };
-        let e = py.detach(|| store.fork(execution_id, &RollbackTarget::parse(at), options)).map_err(err)?;
+        let options = ForkOptions {
+            new_execution_id,
+            state: state.map(<[u8]>::to_vec),
+        };
+        let e = py
+            .detach(|| store.fork(execution_id, &RollbackTarget::parse(at), options))
+            .map_err(err)?;
         convert::execution(py, &e)
     }
 
     #[pyo3(signature = (execution_id, global_seq=None))]
-    fn consistent_cut<'py>(&self, py: Python<'py>, execution_id: &str, global_seq: Option<u64>) -> PyResult<Bound<'py, PyDict>> {
+    fn consistent_cut<'py>(
+        &self,
+        py: Python<'py>,
+        execution_id: &str,
+        global_seq: Option<u64>,
+    ) -> PyResult<Bound<'py, PyDict>> {
         let store = self.get()?;
-        let cut = py.detach(|| store.consistent_cut(execution_id, global_seq)).map_err(err)?;
+        let cut = py
+            .detach(|| store.consistent_cut(execution_id, global_seq))
+            .map_err(err)?;
         let d = PyDict::new(py);
         d.set_item("global_seq", cut.global_seq)?;
         let agents = PyDict::new(py);
@@ -224,7 +311,11 @@ impl Store {
     }
 
     #[pyo3(signature = (execution_id=None))]
-    fn verify<'py>(&self, py: Python<'py>, execution_id: Option<&str>) -> PyResult<Bound<'py, PyDict>> {
+    fn verify<'py>(
+        &self,
+        py: Python<'py>,
+        execution_id: Option<&str>,
+    ) -> PyResult<Bound<'py, PyDict>> {
         let store = self.get()?;
         let r = py.detach(|| store.verify(execution_id)).map_err(err)?;
         convert::verify_report(py, &r)
@@ -262,10 +353,15 @@ impl Store {
 
     fn delete_execution(&self, py: Python<'_>, execution_id: &str) -> PyResult<u64> {
         let store = self.get()?;
-        py.detach(|| store.delete_execution(execution_id)).map_err(err)
+        py.detach(|| store.delete_execution(execution_id))
+            .map_err(err)
     }
 
     fn __repr__(&self) -> String {
-        format!("Store({:?}{})", self.path.display().to_string(), if self.closed() { ", closed" } else { "" })
+        format!(
+            "Store({:?}{})",
+            self.path.display().to_string(),
+            if self.closed() { ", closed" } else { "" }
+        )
     }
 }
