@@ -2,6 +2,10 @@
 //!
 //! Read commands open the store as a RocksDB secondary, so they work while an application
 //! holds it for writing. Commands that change the store need the writer lock.
+//!
+//! Exit codes: 0 success; 1 an error (or `verify` found a problem); 2 the command line does not
+//! parse. With `--json`, errors are printed to stdout as `{"error":{"code":..,"message":..}}`.
+//! `docs/cli.md` documents every command.
 
 mod view;
 
@@ -10,6 +14,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use clap::error::ErrorKind;
 use clap::{Parser, Subcommand};
 use omium_core::{Error, ForkOptions, RollbackTarget, Store};
 
@@ -23,7 +28,7 @@ struct Cli {
     /// Store directory.
     #[arg(long, global = true, env = "OMIUM_HOME", default_value = ".omium")]
     store: PathBuf,
-    /// Print JSON instead of tables.
+    /// Print JSON instead of tables; errors too, as {"error":{"code","message"}} on stdout.
     #[arg(long, global = true)]
     json: bool,
     #[command(subcommand)]
@@ -49,27 +54,33 @@ enum Command {
         #[arg(long)]
         all: bool,
     },
-    /// Show one checkpoint's metadata.
+    /// Show one checkpoint's metadata, or (--state) its state bytes.
     Checkpoint {
+        /// Checkpoint id (a ULID, as `history` prints it).
         id: String,
         /// Write the checkpoint's state bytes (verified) to stdout instead.
         #[arg(long)]
         state: bool,
     },
     /// Recompute every checksum and the audit chain; exit 1 and name what is corrupt.
-    Verify { execution: Option<String> },
+    Verify {
+        /// Only this execution's checkpoints (the audit chain is always checked whole).
+        execution: Option<String>,
+    },
     /// Roll an execution back to a checkpoint (id, name, or `last-consistent`).
     Rollback {
         execution: String,
+        /// Checkpoint id, step name (its latest checkpoint), or `last-consistent`.
         #[arg(long)]
         to: String,
+        /// Why; recorded on the rollback marker and in the audit log.
         #[arg(long)]
         reason: Option<String>,
     },
     /// Fork an execution at a checkpoint into a new execution.
     Fork {
         execution: String,
-        /// Checkpoint id or name to fork at.
+        /// Checkpoint id, step name (its latest checkpoint), or `last-consistent`.
         #[arg(long)]
         at: String,
         /// Id of the new execution (generated when absent).
@@ -83,23 +94,45 @@ enum Command {
     Gc,
     /// Delete executions not updated for a while (e.g. 30d, 12h, 90m), then collect garbage.
     Prune {
-        #[arg(long)]
+        /// Age: a whole number followed by d, h, m or s (30d, 12h, 90m, 45s).
+        #[arg(long, allow_hyphen_values = true)]
         older_than: String,
     },
     /// Space used: raw state bytes against stored bytes.
     Stats,
-    /// Show the audit log.
+    /// Show the audit log, oldest first.
     Audit {
+        /// First entry to show (entries are numbered from 1).
         #[arg(long, default_value_t = 1)]
         from: u64,
+        /// At most this many entries.
         #[arg(long, default_value_t = 100)]
         limit: usize,
     },
 }
 
+/// The statuses `executions --status` accepts.
+const STATUSES: [&str; 6] = [
+    "pending",
+    "running",
+    "paused",
+    "completed",
+    "failed",
+    "cancelled",
+];
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    match run(&cli) {
+    let mut cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return usage_error(e),
+    };
+    // Name the store by its full path in messages: "no Omium store at /srv/app/.omium".
+    if let Ok(abs) = std::path::absolute(&cli.store) {
+        cli.store = abs;
+    }
+    let result = run(&cli);
+    remove_own_secondary_dirs();
+    match result {
         Ok(code) => code,
         Err(e) => {
             if cli.json {
@@ -113,8 +146,51 @@ fn main() -> ExitCode {
     }
 }
 
+/// A command line that does not parse: clap's message and exit code 2, or with `--json` the
+/// same message as a JSON error object, so a script always gets JSON.
+fn usage_error(e: clap::Error) -> ExitCode {
+    if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) || !wants_json() {
+        let _ = e.print();
+        return ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(2));
+    }
+    let message = if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+        "no command given; `omium --help` lists the commands".to_string()
+    } else {
+        let text = e.render().to_string();
+        let text = text.trim_start_matches("error: ");
+        text.split("\n\n").next().unwrap_or(text).trim().to_string()
+    };
+    let v = serde_json::json!({"error": {"code": "usage", "message": message}});
+    println!("{v}");
+    ExitCode::from(2)
+}
+
+/// `--json` among the arguments (before a `--`), for errors found before they are parsed.
+fn wants_json() -> bool {
+    std::env::args_os()
+        .skip(1)
+        .take_while(|a| a != "--")
+        .any(|a| a == "--json")
+}
+
 fn open_reader(cli: &Cli) -> Result<Store, Error> {
     Store::open_read_only(&cli.store)
+}
+
+/// Removes the `omium-secondary-<pid>-<ulid>` directories of this process. omium-core removes
+/// a read-only store's directory when the `Store` is dropped, but (a) not when the open fails
+/// after RocksDB opened the secondary (a store of a newer format), and (b) before RocksDB is
+/// closed, which can write its LOG there again. Called once every `Store` is gone.
+fn remove_own_secondary_dirs() {
+    let prefix = format!("omium-secondary-{}-", std::process::id());
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for e in entries.flatten() {
+        if e.file_name().to_string_lossy().starts_with(&prefix) {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
 }
 
 fn open_writer(cli: &Cli) -> Result<Store, Error> {
@@ -131,6 +207,14 @@ fn run(cli: &Cli) -> Result<ExitCode, Error> {
     let out = &mut std::io::stdout().lock();
     match &cli.command {
         Command::Executions { status } => {
+            if let Some(s) = status {
+                if !STATUSES.contains(&s.as_str()) {
+                    return Err(Error::InvalidArgument {
+                        what: "--status",
+                        detail: format!("{s:?}; expected one of {}", STATUSES.join(", ")),
+                    });
+                }
+            }
             let store = open_reader(cli)?;
             let mut list = store.executions()?;
             if let Some(s) = status {
@@ -151,7 +235,11 @@ fn run(cli: &Cli) -> Result<ExitCode, Error> {
         Command::History { execution, all } => {
             let store = open_reader(cli)?;
             let list = if *all {
-                store.checkpoints(execution)?
+                let mut all = store.checkpoints(execution)?;
+                // The store lists them by id, and ids made within one millisecond (the copies
+                // a fork makes, fast steps) are not ordered; the execution-wide seq is.
+                all.sort_by_key(|c| (c.global_seq, c.created_at_ms));
+                all
             } else {
                 store.history(execution)?
             };
@@ -181,12 +269,7 @@ fn run(cli: &Cli) -> Result<ExitCode, Error> {
             reason,
         } => {
             let store = open_writer(cli)?;
-            let target = if to == "last-consistent" {
-                RollbackTarget::LastConsistent
-            } else {
-                RollbackTarget::parse(to)
-            };
-            let marker = store.rollback(execution, &target, reason.as_deref())?;
+            let marker = store.rollback(execution, &target(to), reason.as_deref())?;
             let target_id = marker.parent.map(|p| p.to_string()).unwrap_or_default();
             if cli.json {
                 view::json(
@@ -213,7 +296,7 @@ fn run(cli: &Cli) -> Result<ExitCode, Error> {
             let store = open_writer(cli)?;
             let e = store.fork(
                 execution,
-                &RollbackTarget::parse(at),
+                &target(at),
                 ForkOptions {
                     new_execution_id: new_id.clone(),
                     state,
@@ -261,26 +344,72 @@ fn run(cli: &Cli) -> Result<ExitCode, Error> {
         }
         Command::Audit { from, limit } => {
             let store = open_reader(cli)?;
-            view::audit(out, cli.json, &store.audit_entries(*from, *limit)?);
+            let mut entries = store.audit_entries(*from, limit.saturating_add(1))?;
+            let more = entries.len() > *limit;
+            entries.truncate(*limit);
+            view::audit(out, cli.json, &entries);
+            if more && !cli.json {
+                let next = entries.last().map(|e| e.seq + 1).unwrap_or(*from);
+                eprintln!("(more entries follow: omium audit --from {next})");
+            }
         }
     }
     Ok(ExitCode::SUCCESS)
 }
 
+/// What `--to` and `--at` name: `last-consistent`, a checkpoint id, or a step name.
+fn target(s: &str) -> RollbackTarget {
+    if s == "last-consistent" {
+        RollbackTarget::LastConsistent
+    } else {
+        RollbackTarget::parse(s)
+    }
+}
+
 /// `30d`, `12h`, `90m`, `45s`.
 fn parse_age(s: &str) -> Result<Duration, Error> {
-    let bad = || Error::InvalidArgument {
+    let bad = |why: &str| Error::InvalidArgument {
         what: "--older-than",
-        detail: format!("{s:?}; expected a number followed by d, h, m or s (e.g. 30d)"),
+        detail: format!("{s:?}{why}; expected a whole number followed by d, h, m or s (e.g. 30d)"),
     };
-    let (num, unit) = s.split_at(s.len().saturating_sub(1));
-    let n: u64 = num.parse().map_err(|_| bad())?;
-    let secs = match unit {
-        "d" => n * 86_400,
-        "h" => n * 3_600,
-        "m" => n * 60,
-        "s" => n,
-        _ => return Err(bad()),
+    let Some(unit) = s.chars().last() else {
+        return Err(bad(""));
     };
+    let num = &s[..s.len() - unit.len_utf8()];
+    if num.is_empty() || !num.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(bad(""));
+    }
+    let n: u64 = num.parse().map_err(|_| bad(" is too large"))?;
+    let per = match unit {
+        'd' => 86_400,
+        'h' => 3_600,
+        'm' => 60,
+        's' => 1,
+        _ => return Err(bad("")),
+    };
+    let secs = n.checked_mul(per).ok_or_else(|| bad(" is too large"))?;
     Ok(Duration::from_secs(secs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_age;
+    use std::time::Duration;
+
+    #[test]
+    fn ages() {
+        assert_eq!(parse_age("30d").unwrap(), Duration::from_secs(30 * 86_400));
+        assert_eq!(parse_age("12h").unwrap(), Duration::from_secs(12 * 3_600));
+        assert_eq!(parse_age("90m").unwrap(), Duration::from_secs(90 * 60));
+        assert_eq!(parse_age("0s").unwrap(), Duration::ZERO);
+        for bad in ["", "d", "3w", "-1d", "+1d", "1.5h", " 1d", "1dd", "é", "30"] {
+            let e = parse_age(bad).unwrap_err();
+            assert_eq!(e.code(), "invalid_argument", "{bad:?}");
+            assert!(e.to_string().contains("e.g. 30d"), "{e}");
+        }
+        let e = parse_age("99999999999999999d").unwrap_err();
+        assert!(e.to_string().contains("is too large"), "{e}");
+        let e = parse_age("99999999999999999999999s").unwrap_err();
+        assert!(e.to_string().contains("is too large"), "{e}");
+    }
 }

@@ -202,28 +202,33 @@ pub fn execution(out: &mut impl Write, as_json: bool, e: &Execution, history: &[
         );
     }
     let v = ExecutionView::from(e);
-    let _ = writeln!(out, "execution  {}", v.id);
-    let _ = writeln!(out, "workflow   {}", v.workflow);
-    let _ = writeln!(out, "tenant     {}", v.tenant);
-    let _ = writeln!(out, "status     {}", v.status);
+    let mut field = |k: &str, val: &dyn std::fmt::Display| {
+        let _ = writeln!(out, "{k:<11} {val}");
+    };
+    field("execution", &v.id);
+    field("workflow", &v.workflow);
+    field("tenant", &v.tenant);
+    field("status", &v.status);
     if let Some(err) = v.error {
-        let _ = writeln!(out, "error      {err}");
+        field("error", &err);
     }
-    let _ = writeln!(out, "head       {}", v.head.as_deref().unwrap_or("-"));
-    let _ = writeln!(out, "attempts   {}", v.attempts);
+    field("head", &v.head.as_deref().unwrap_or("-"));
+    field("attempts", &v.attempts);
     if let (Some(o), Some(x)) = (v.lease_owner, &v.lease_expires_at) {
-        let _ = writeln!(out, "lease      {o} until {x}");
+        field("lease", &format!("{o} until {x}"));
     }
     for (k, val) in v.labels {
-        let _ = writeln!(out, "label      {k}={val}");
+        field("label", &format!("{k}={val}"));
     }
-    let _ = writeln!(out, "created    {}", v.created_at);
-    let _ = writeln!(out, "updated    {}", v.updated_at);
-    let _ = writeln!(
-        out,
-        "checkpoints {} ({} on the live branch)",
-        e.checkpoint_count,
-        history.len()
+    field("created", &v.created_at);
+    field("updated", &v.updated_at);
+    field(
+        "checkpoints",
+        &format!(
+            "{} ({} on the live branch)",
+            e.checkpoint_count,
+            history.len()
+        ),
     );
     let _ = writeln!(out);
     checkpoints(out, false, history);
