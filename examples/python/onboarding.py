@@ -131,6 +131,10 @@ if __name__ == "__main__":
     if len(sys.argv) > 2 and sys.argv[1] == "--worker":
         worker(sys.argv[2])
     else:
-        keep = len(sys.argv) > 1
-        directory = sys.argv[1] if keep else tempfile.mkdtemp(prefix="omium-demo-")
-        main(os.path.join(directory, "store") if not keep else directory)
+        if len(sys.argv) > 1:
+            store = sys.argv[1]
+            if os.path.exists(store) and os.listdir(store):
+                sys.exit(f"demo: {store} is not empty; pass a new or empty directory")
+        else:
+            store = os.path.join(tempfile.mkdtemp(prefix="omium-demo-"), "store")
+        main(store)

@@ -131,7 +131,6 @@ fn main() -> ExitCode {
         cli.store = abs;
     }
     let result = run(&cli);
-    remove_own_secondary_dirs();
     match result {
         Ok(code) => code,
         Err(e) => {
@@ -175,22 +174,6 @@ fn wants_json() -> bool {
 
 fn open_reader(cli: &Cli) -> Result<Store, Error> {
     Store::open_read_only(&cli.store)
-}
-
-/// Removes the `omium-secondary-<pid>-<ulid>` directories of this process. omium-core removes
-/// a read-only store's directory when the `Store` is dropped, but (a) not when the open fails
-/// after RocksDB opened the secondary (a store of a newer format), and (b) before RocksDB is
-/// closed, which can write its LOG there again. Called once every `Store` is gone.
-fn remove_own_secondary_dirs() {
-    let prefix = format!("omium-secondary-{}-", std::process::id());
-    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
-        return;
-    };
-    for e in entries.flatten() {
-        if e.file_name().to_string_lossy().starts_with(&prefix) {
-            let _ = std::fs::remove_dir_all(e.path());
-        }
-    }
 }
 
 fn open_writer(cli: &Cli) -> Result<Store, Error> {

@@ -1069,8 +1069,8 @@ fn the_store_is_found_by_flag_by_omium_home_and_in_the_current_directory() {
     assert!(
         [&real, &given].iter().any(|p| msg
             == format!(
-                "no Omium store at {}; check --store / OMIUM_HOME, or create one by opening \
-                 it for writing (omium.init)",
+                "no Omium store at {}; check the path (--store / OMIUM_HOME), or create the \
+                 store by opening it for writing (Store::open in Rust, omium.init() in Python)",
                 p.display()
             )),
         "{msg}"
@@ -1252,7 +1252,8 @@ fn mutating_commands_on_a_store_held_by_a_writer_fail_clearly_and_change_nothing
     ];
     let expected = format!(
         "store {0} is held by another process (its RocksDB LOCK is taken); only one process can \
-         write a store: inspect it read-only (`omium --store {0} ...` opens it as a secondary)",
+         write a store: stop that process, or inspect the store read-only (the `omium` command \
+         opens it as a secondary while the other process writes)",
         ctx.store_display()
     );
     for args in commands {
@@ -1331,8 +1332,8 @@ fn bad_input_fails_with_a_message_naming_what_and_what_to_do_and_changes_nothing
             vec!["rollback", "cust-42", "--to", &f.other_kyc],
             "wrong_execution",
             format!(
-                "checkpoint {} belongs to execution \"cust-7\", not \"cust-42\"; roll back to a \
-                 checkpoint of \"cust-42\"",
+                "checkpoint {} belongs to execution \"cust-7\", not \"cust-42\"; use a \
+                 checkpoint of \"cust-42\" (`omium history cust-42` lists them)",
                 f.other_kyc
             ),
         ),
@@ -1340,8 +1341,8 @@ fn bad_input_fails_with_a_message_naming_what_and_what_to_do_and_changes_nothing
             vec!["fork", "cust-42", "--at", &f.other_kyc],
             "wrong_execution",
             format!(
-                "checkpoint {} belongs to execution \"cust-7\", not \"cust-42\"; roll back to a \
-                 checkpoint of \"cust-42\"",
+                "checkpoint {} belongs to execution \"cust-7\", not \"cust-42\"; use a \
+                 checkpoint of \"cust-42\" (`omium history cust-42` lists them)",
                 f.other_kyc
             ),
         ),
@@ -1423,8 +1424,8 @@ fn a_missing_store_is_reported_and_not_created() {
         &["prune", "--older-than", "30d"],
     ];
     let expected = format!(
-        "no Omium store at {}; check --store / OMIUM_HOME, or create one by opening it for \
-         writing (omium.init)",
+        "no Omium store at {}; check the path (--store / OMIUM_HOME), or create the store by \
+         opening it for writing (Store::open in Rust, omium.init() in Python)",
         ctx.store_display()
     );
     for args in commands {

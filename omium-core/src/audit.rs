@@ -16,7 +16,8 @@ pub struct AuditEntry {
     pub at_ms: u64,
     /// Who: the store handle's actor (`user@pidN` unless set in `OpenOptions`).
     pub actor: String,
-    /// What: `execution.begin`, `checkpoint.create`, `rollback`, `fork`, `gc`, ...
+    /// What: `execution.create`, `execution.resume`, `checkpoint.create`, `execution.complete`,
+    /// `execution.fail`, `execution.pause`, `execution.delete`, `rollback`, `fork`, `gc`.
     pub action: String,
     /// Which resource: `execution/<id>`, `checkpoint/<id>`, `store`.
     pub resource: String,

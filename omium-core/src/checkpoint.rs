@@ -329,7 +329,7 @@ impl Store {
                 metadata.insert("reason".into(), r.into());
             }
             let marker = Checkpoint {
-                id: Ulid::new(),
+                id: crate::store::new_id(),
                 execution_id: execution_id.into(),
                 agent: t.agent.clone(),
                 name: format!("rollback to {}", t.name),
@@ -384,7 +384,7 @@ impl Store {
         let new_id = options
             .new_execution_id
             .clone()
-            .unwrap_or_else(|| format!("{execution_id}-fork-{}", Ulid::new()));
+            .unwrap_or_else(|| format!("{execution_id}-fork-{}", crate::store::new_id()));
         let new_key = exec_key(&new_id);
         let _shared = self.inner.gc_lock.read();
         let mut batch = WriteBatch::default();
@@ -418,7 +418,7 @@ impl Store {
             let mut copy_of_at = None;
             for c in &branch {
                 let mut n = c.clone();
-                n.id = Ulid::new();
+                n.id = crate::store::new_id();
                 n.execution_id = new_id.clone();
                 n.parent = c.parent.and_then(|p| ids.get(&p).copied());
                 n.stored_size = 0;
@@ -439,7 +439,7 @@ impl Store {
             }
             let base = copy_of_at.expect("branch ends at the fork point");
             let marker = Checkpoint {
-                id: Ulid::new(),
+                id: crate::store::new_id(),
                 execution_id: new_id.clone(),
                 name: format!("fork of {execution_id} at {}", at.name),
                 kind: CheckpointKind::Fork,

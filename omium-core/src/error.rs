@@ -10,13 +10,13 @@ use std::path::PathBuf;
 pub enum OpenError {
     #[error(
         "store {path} is held by another process (its RocksDB LOCK is taken); only one process \
-         can write a store: inspect it read-only (`omium --store {path} ...` opens it as a \
-         secondary), or share one writer through `omium serve`"
+         can write a store: stop that process, or inspect the store read-only (the `omium` \
+         command opens it as a secondary while the other process writes)"
     )]
     Locked { path: PathBuf },
     #[error(
-        "no Omium store at {path}; check --store / OMIUM_HOME, or create one by opening it for \
-         writing (omium.init)"
+        "no Omium store at {path}; check the path (--store / OMIUM_HOME), or create the store by \
+         opening it for writing (Store::open in Rust, omium.init() in Python)"
     )]
     NotFound { path: PathBuf },
     #[error(
@@ -73,8 +73,8 @@ pub enum Error {
     CheckpointNameNotFound { execution: String, name: String },
 
     #[error(
-        "checkpoint {checkpoint} belongs to execution {belongs_to:?}, not {requested:?}; roll \
-         back to a checkpoint of {requested:?}"
+        "checkpoint {checkpoint} belongs to execution {belongs_to:?}, not {requested:?}; use a \
+         checkpoint of {requested:?} (`omium history {requested}` lists them)"
     )]
     WrongExecution {
         checkpoint: String,

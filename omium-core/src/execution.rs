@@ -643,7 +643,7 @@ impl Run {
         let renew = now.saturating_sub(self.lease_renewed_at.load(Ordering::Relaxed))
             > self.lease_ttl_ms / 2;
         let mut c = Checkpoint {
-            id: Ulid::new(),
+            id: crate::store::new_id(),
             execution_id: self.id.clone(),
             agent: new.agent.unwrap_or(&self.agent).to_string(),
             name: new.name.to_string(),

@@ -26,7 +26,7 @@ const META_FORMAT: &[u8] = b"format_version";
 const META_CREATED: &[u8] = b"created_at_ms";
 
 /// Column families, one per concern. Hot small metadata (executions, checkpoints, indexes)
-/// lives apart from chunk bytes, which use BlobDB so large values stay out of the LSM.
+/// lives apart from chunk bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Cf {
     /// Store-wide markers: format version, creation time.
@@ -68,12 +68,10 @@ impl Cf {
         let mut o = Options::default();
         o.set_compression_type(rocksdb::DBCompressionType::Lz4);
         if self == Cf::Chunks {
-            // Chunks are already zstd-compressed by the blob layer; keep them in blob files so
-            // compaction does not rewrite them.
+            // Chunks are already zstd-compressed by the blob layer. They stay in SST files:
+            // RocksDB 10.4's BlobDB crashes when a secondary (read-only) instance reads a blob
+            // (docs/decisions/no-blobdb.md), and the CLI reads through a secondary.
             o.set_compression_type(rocksdb::DBCompressionType::None);
-            o.set_enable_blob_files(true);
-            o.set_min_blob_size(1024);
-            o.set_enable_blob_gc(true);
         }
         o
     }
@@ -170,14 +168,32 @@ pub(crate) struct Inner {
     /// is applied and enqueued in order.
     pub(crate) cells: Mutex<HashMap<ExecKey, Arc<ExecCell>>>,
     pub(crate) blob: BlobParams,
-    secondary_dir: Option<PathBuf>,
+    /// Declared after `db`: fields drop in order, so RocksDB is closed (and done writing its
+    /// LOG here) before the directory is removed.
+    _secondary_dir: Option<ScratchDir>,
 }
 
-impl Drop for Inner {
+/// The private directory a RocksDB secondary keeps its info log in; removed on drop.
+struct ScratchDir(PathBuf);
+
+impl ScratchDir {
+    fn create() -> Result<ScratchDir, OpenError> {
+        let dir = std::env::temp_dir().join(format!(
+            "omium-secondary-{}-{}",
+            std::process::id(),
+            ulid::Ulid::new()
+        ));
+        std::fs::create_dir_all(&dir).map_err(|source| OpenError::Io {
+            path: dir.clone(),
+            source,
+        })?;
+        Ok(ScratchDir(dir))
+    }
+}
+
+impl Drop for ScratchDir {
     fn drop(&mut self) {
-        if let Some(dir) = &self.secondary_dir {
-            let _ = std::fs::remove_dir_all(dir);
-        }
+        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 
@@ -194,6 +210,17 @@ pub fn exec_key(execution_id: &str) -> ExecKey {
     let mut k = [0u8; 16];
     k.copy_from_slice(&h.finalize().as_bytes()[..16]);
     k
+}
+
+/// A new checkpoint id. Ids are ULIDs from one monotonic generator, so the ids a process makes
+/// sort in creation order even within one millisecond (checkpoint keys, and therefore every
+/// listing of an execution's checkpoints, are in id order).
+pub(crate) fn new_id() -> ulid::Ulid {
+    static GENERATOR: Mutex<Option<ulid::Generator>> = Mutex::new(None);
+    let mut g = GENERATOR.lock();
+    g.get_or_insert_with(ulid::Generator::new)
+        .generate()
+        .unwrap_or_else(|_| ulid::Ulid::new())
 }
 
 /// A key and its value, as RocksDB iterators yield them.
@@ -276,18 +303,15 @@ impl Store {
             // reader cannot create them, the next writer will.
             return Err(OpenError::Incomplete { path }.into());
         }
-        let (db, secondary_dir) = if options.read_only {
+        // Declared before `db`, so that on any failure below RocksDB closes before it goes.
+        let scratch = if options.read_only {
+            Some(ScratchDir::create()?)
+        } else {
+            None
+        };
+        let db = if let Some(dir) = &scratch {
             db_opts.set_max_open_files(-1);
-            let dir = std::env::temp_dir().join(format!(
-                "omium-secondary-{}-{}",
-                std::process::id(),
-                ulid::Ulid::new()
-            ));
-            std::fs::create_dir_all(&dir).map_err(|source| OpenError::Io {
-                path: dir.clone(),
-                source,
-            })?;
-            let db = DB::open_cf_descriptors_as_secondary(&db_opts, &path, &dir, descriptors)
+            let db = DB::open_cf_descriptors_as_secondary(&db_opts, &path, &dir.0, descriptors)
                 .map_err(|source| OpenError::Storage {
                     path: path.clone(),
                     source,
@@ -297,7 +321,7 @@ impl Store {
                     path: path.clone(),
                     source,
                 })?;
-            (db, Some(dir))
+            db
         } else {
             std::fs::create_dir_all(&path).map_err(|source| OpenError::Io {
                 path: path.clone(),
@@ -314,7 +338,7 @@ impl Store {
                     }
                 }
             })?;
-            (db, None)
+            db
         };
 
         check_format(&db, &path, exists, options.read_only)?;
@@ -331,7 +355,7 @@ impl Store {
                 gc_lock: RwLock::new(()),
                 cells: Mutex::new(HashMap::new()),
                 blob: BlobParams::default(),
-                secondary_dir,
+                _secondary_dir: scratch,
             }),
         })
     }

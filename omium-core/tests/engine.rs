@@ -261,7 +261,7 @@ fn rollback_errors_name_what_is_wrong_and_change_nothing() {
         .unwrap_err();
     assert_eq!(
         err.to_string(),
-        format!("checkpoint {} belongs to execution \"y\", not \"x\"; roll back to a checkpoint of \"x\"", foreign.id)
+        format!("checkpoint {} belongs to execution \"y\", not \"x\"; use a checkpoint of \"x\" (`omium history x` lists them)", foreign.id)
     );
     let err = s
         .rollback("x", &RollbackTarget::Name("nope".into()), None)

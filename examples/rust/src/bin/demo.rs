@@ -22,10 +22,25 @@ fn main() -> Result<(), Error> {
     let mut args = std::env::args().skip(1);
     match args.next().as_deref() {
         Some("--child") => child(Path::new(&args.next().expect("store dir"))),
-        other => {
-            let dir = other.map(PathBuf::from).unwrap_or_else(|| {
-                std::env::temp_dir().join(format!("omium-demo-{}", std::process::id()))
-            });
+        Some(dir) => {
+            // A directory the user names is theirs: never delete it, and do not mix the demo
+            // into an existing store.
+            let dir = PathBuf::from(dir);
+            if dir.exists()
+                && std::fs::read_dir(&dir)
+                    .map(|mut d| d.next().is_some())
+                    .unwrap_or(true)
+            {
+                eprintln!(
+                    "demo: {} is not empty; pass a new or empty directory",
+                    dir.display()
+                );
+                std::process::exit(2);
+            }
+            parent(&dir)
+        }
+        None => {
+            let dir = std::env::temp_dir().join(format!("omium-demo-{}", std::process::id()));
             let _ = std::fs::remove_dir_all(&dir);
             let r = parent(&dir);
             let _ = std::fs::remove_dir_all(&dir);
