@@ -6,6 +6,7 @@
 //! Every read recomputes the chunk hashes and the whole-state checksum; a mismatch is an
 //! `Error::Integrity` naming the checkpoint, never silently wrong bytes.
 
+use std::cell::RefCell;
 use std::collections::HashSet;
 
 use rocksdb::WriteBatch;
@@ -69,7 +70,7 @@ impl Default for BlobParams {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum StateRef {
     /// Small states live in the checkpoint record itself.
-    Inline(Vec<u8>),
+    Inline(#[serde(with = "crate::codec::bytes")] Vec<u8>),
     /// Larger states are a list of chunks.
     Chunked(Manifest),
 }
@@ -291,14 +292,30 @@ impl Store {
     }
 }
 
+thread_local! {
+    // zstd contexts are costly to set up (allocation and table zeroing); keep one per thread.
+    static COMPRESSOR: RefCell<Option<(i32, zstd::bulk::Compressor<'static>)>> = const { RefCell::new(None) };
+    static DECOMPRESSOR: RefCell<Option<zstd::bulk::Decompressor<'static>>> = const { RefCell::new(None) };
+}
+
 fn encode_chunk(data: &[u8], level: i32) -> Vec<u8> {
-    let mut out = Vec::with_capacity(data.len() / 2 + 16);
-    out.push(CHUNK_ZSTD);
-    match zstd::stream::copy_encode(data, &mut out, level) {
-        Ok(()) if out.len() < data.len() + 1 => out,
+    let compressed = COMPRESSOR.with(|cell| {
+        let mut cell = cell.borrow_mut();
+        if cell.as_ref().map(|(l, _)| *l) != Some(level) {
+            *cell = zstd::bulk::Compressor::new(level).ok().map(|c| (level, c));
+        }
+        cell.as_mut().and_then(|(_, c)| c.compress(data).ok())
+    });
+    match compressed {
+        Some(z) if z.len() < data.len() => {
+            let mut out = Vec::with_capacity(z.len() + 1);
+            out.push(CHUNK_ZSTD);
+            out.extend_from_slice(&z);
+            out
+        }
         // Incompressible (or the encoder failed): store the bytes as they are.
         _ => {
-            out.clear();
+            let mut out = Vec::with_capacity(data.len() + 1);
             out.push(CHUNK_RAW);
             out.extend_from_slice(data);
             out
@@ -309,7 +326,14 @@ fn encode_chunk(data: &[u8], level: i32) -> Vec<u8> {
 fn decode_chunk(stored: &[u8], len: usize) -> std::result::Result<Vec<u8>, String> {
     match stored.split_first() {
         Some((&CHUNK_RAW, rest)) => Ok(rest.to_vec()),
-        Some((&CHUNK_ZSTD, rest)) => zstd::bulk::decompress(rest, len).map_err(|e| e.to_string()),
+        Some((&CHUNK_ZSTD, rest)) => DECOMPRESSOR.with(|cell| {
+            let mut cell = cell.borrow_mut();
+            if cell.is_none() {
+                *cell = Some(zstd::bulk::Decompressor::new().map_err(|e| e.to_string())?);
+            }
+            let d = cell.as_mut().expect("set above");
+            d.decompress(rest, len).map_err(|e| e.to_string())
+        }),
         Some((c, _)) => Err(format!("unknown chunk codec {c}")),
         None => Err("empty chunk".into()),
     }

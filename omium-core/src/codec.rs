@@ -49,6 +49,42 @@ pub(crate) fn decode<T: DeserializeOwned>(
     }
 }
 
+/// `#[serde(with = "crate::codec::bytes")]` for `Vec<u8>` fields: serde's default treats them
+/// as a sequence of numbers, one at a time; as bytes they encode in one go. postcard writes both
+/// the same way (length, then the bytes), so records written either way decode either way.
+pub(crate) mod bytes {
+    use serde::de::{Deserializer, Error, SeqAccess, Visitor};
+    use serde::Serializer;
+
+    pub fn serialize<S: Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(v)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Vec<u8>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("bytes")
+            }
+            fn visit_bytes<E: Error>(self, v: &[u8]) -> Result<Vec<u8>, E> {
+                Ok(v.to_vec())
+            }
+            fn visit_byte_buf<E: Error>(self, v: Vec<u8>) -> Result<Vec<u8>, E> {
+                Ok(v)
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<u8>, A::Error> {
+                let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+                while let Some(b) = seq.next_element()? {
+                    out.push(b);
+                }
+                Ok(out)
+            }
+        }
+        d.deserialize_byte_buf(V)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -57,6 +93,19 @@ mod tests {
     struct R {
         a: u32,
         b: String,
+    }
+
+    #[test]
+    fn bytes_fields_keep_the_wire_format_of_plain_vecs() {
+        #[derive(serde::Serialize, serde::Deserialize, PartialEq, Debug)]
+        struct Plain(Vec<u8>);
+        #[derive(serde::Serialize, serde::Deserialize, PartialEq, Debug)]
+        struct Fast(#[serde(with = "super::bytes")] Vec<u8>);
+        let data = vec![0u8, 1, 255, 7, 128];
+        let plain = postcard::to_allocvec(&Plain(data.clone())).unwrap();
+        let fast = postcard::to_allocvec(&Fast(data.clone())).unwrap();
+        assert_eq!(plain, fast);
+        assert_eq!(postcard::from_bytes::<Fast>(&plain).unwrap().0, data);
     }
 
     #[test]
