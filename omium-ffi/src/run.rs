@@ -1,0 +1,245 @@
+//! `omium_run`: a run of an execution — durable steps (reserve, recorded, record) and the end
+//! of the run (complete, fail, free).
+
+use std::ffi::c_char;
+
+use omium_core::{NewCheckpoint, Run};
+
+use crate::buffer::omium_buffer;
+use crate::error::{omium_status, Failure};
+use crate::guard::{
+    self, bytes_arg, guard, non_empty_str_arg, opt_out_arg, out_arg, str_arg, text_out_arg,
+    write_text, Handle, Opaque,
+};
+use crate::store::OMIUM_CHECKPOINT_ID_SIZE;
+
+/// A run of an execution (opaque), made by `omium_store_begin`, released by `omium_run_free`.
+/// It holds the execution: while it exists, no other run of the same store handle can begin
+/// the execution, and it cannot be rolled back.
+///
+/// A durable step is three calls: `omium_run_reserve` gives the step its position;
+/// `omium_run_recorded` says whether a previous run recorded that step (then use its state
+/// and do not run the step again); otherwise run the step and `omium_run_record` its result.
+///
+/// Thread-safety: any number of threads may call functions on one run at the same time
+/// (concurrent steps keep the order in which they reserved their positions). Freeing it while
+/// another thread is inside a call on it fails with `OMIUM_ERR_BUSY` and frees nothing.
+pub struct omium_run(Handle<Run>);
+
+impl Opaque for omium_run {
+    type Value = Run;
+    const KIND: &'static str = "run";
+    const TAG: u64 = u64::from_le_bytes(*b"omRUN\x00\x00\x01");
+    const MADE_BY: &'static str = "omium_store_begin";
+    fn wrap(handle: Handle<Run>) -> Self {
+        omium_run(handle)
+    }
+    fn handle(&self) -> &Handle<Run> {
+        &self.0
+    }
+}
+
+/// Runs `f` with the run behind argument `run`.
+///
+/// # Safety
+/// `ptr` is NULL or a run handle that was not freed.
+unsafe fn with_run<R>(
+    ptr: *const omium_run,
+    f: impl FnOnce(&Run) -> Result<R, Failure>,
+) -> Result<R, Failure> {
+    // SAFETY: forwarded promise.
+    unsafe { guard::with(ptr, "run", f) }
+}
+
+fn seq_arg(seq: u64) -> Result<u64, Failure> {
+    if seq == 0 {
+        return Err(Failure::argument(
+            "seq",
+            "is 0, which is no position; pass the value omium_run_reserve gave",
+        ));
+    }
+    Ok(seq)
+}
+
+/// Takes the next position (`seq`, from 1) of the run's live branch for a step, into
+/// `*out_seq`. Call it when the step is called, before `omium_run_recorded`; a resumed run
+/// starts again at 1, so the same code reaches the same positions.
+///
+/// Thread-safety: any thread, concurrently with other calls on the run.
+///
+/// # Safety
+/// `run` is NULL or a run handle not freed; `out_seq` is NULL or valid for writing.
+#[no_mangle]
+pub unsafe extern "C" fn omium_run_reserve(run: *mut omium_run, out_seq: *mut u64) -> omium_status {
+    guard("omium_run_reserve", || {
+        // SAFETY (argument reads): the caller's promises.
+        let out = unsafe { out_arg(out_seq, "out_seq", 0) }?;
+        *out = unsafe { with_run(run, |r| Ok(r.reserve())) }?;
+        Ok(())
+    })
+}
+
+/// Looks up the step `name` at position `seq` in the journal of recorded steps. If a previous
+/// run recorded it, `*out_found` is true and, when `out_state` is not NULL, `*out_state`
+/// receives its state bytes (verified: corrupt bytes are `OMIUM_ERR_INTEGRITY` naming the
+/// checkpoint); do not run the step again. Otherwise `*out_found` is false and `*out_state`
+/// is `{NULL, 0}`: run the step, then `omium_run_record` it.
+///
+/// A different step name recorded at that position is `OMIUM_ERR_NON_DETERMINISM`, naming
+/// both: the code changed since the run was recorded.
+///
+/// Ownership: the caller frees `*out_state` with `omium_buffer_free`. Thread-safety: any
+/// thread, concurrently with other calls on the run.
+///
+/// # Safety
+/// `run` is NULL or a run handle not freed; `name` is NULL or a NUL-terminated string;
+/// `out_found` is NULL or valid for writing a bool; `out_state` is NULL or valid for writing
+/// an `omium_buffer`.
+#[no_mangle]
+pub unsafe extern "C" fn omium_run_recorded(
+    run: *mut omium_run,
+    seq: u64,
+    name: *const c_char,
+    out_found: *mut bool,
+    out_state: *mut omium_buffer,
+) -> omium_status {
+    guard("omium_run_recorded", || {
+        // SAFETY (argument reads): the caller's promises.
+        let found = unsafe { out_arg(out_found, "out_found", false) }?;
+        let state_out = unsafe { opt_out_arg(out_state, omium_buffer::EMPTY) };
+        let name = unsafe { non_empty_str_arg(name, "name") }?;
+        let seq = seq_arg(seq)?;
+        let state = unsafe {
+            with_run(run, |r| match r.recorded(seq, name, None)? {
+                None => Ok(None),
+                Some(c) if state_out.is_some() => Ok(Some(Some(r.store().read_state(&c)?))),
+                Some(_) => Ok(Some(None)),
+            })
+        }?;
+        if let Some(state) = state {
+            *found = true;
+            if let (Some(out), Some(bytes)) = (state_out, state) {
+                *out = omium_buffer::from_vec(bytes);
+            }
+        }
+        Ok(())
+    })
+}
+
+/// Records the result of step `name` at position `seq` (from `omium_run_reserve`): its state
+/// is the `state_len` bytes at `state` (`state` may be NULL only when `state_len` is 0). The
+/// checkpoint, its content-addressed chunks, the execution's new head and an audit entry are
+/// written atomically; with "sync" durability they are on disk when the call returns.
+///
+/// If `out_checkpoint_id` is not NULL it receives the new checkpoint's id (NUL-terminated); it
+/// must have room for `OMIUM_CHECKPOINT_ID_SIZE` bytes (`out_checkpoint_id_size`), or the call
+/// fails with `OMIUM_ERR_INVALID_ARGUMENT` before recording anything.
+///
+/// Errors: `OMIUM_ERR_INVALID_STATE` after `omium_run_complete` or `omium_run_fail`.
+/// Thread-safety: any thread, concurrently with other calls on the run.
+///
+/// # Safety
+/// `run` is NULL or a run handle not freed; `name` is NULL or a NUL-terminated string;
+/// `state` is NULL or points to `state_len` readable bytes; `out_checkpoint_id` is NULL or
+/// valid for writing `out_checkpoint_id_size` bytes.
+#[no_mangle]
+pub unsafe extern "C" fn omium_run_record(
+    run: *mut omium_run,
+    seq: u64,
+    name: *const c_char,
+    state: *const u8,
+    state_len: usize,
+    out_checkpoint_id: *mut c_char,
+    out_checkpoint_id_size: usize,
+) -> omium_status {
+    guard("omium_run_record", || {
+        // SAFETY (argument reads): the caller's promises.
+        let out = unsafe {
+            text_out_arg(
+                out_checkpoint_id,
+                out_checkpoint_id_size,
+                "out_checkpoint_id",
+                OMIUM_CHECKPOINT_ID_SIZE,
+                "OMIUM_CHECKPOINT_ID_SIZE",
+            )
+        }?;
+        let name = unsafe { non_empty_str_arg(name, "name") }?;
+        let state = unsafe { bytes_arg(state, state_len, "state") }?;
+        let seq = seq_arg(seq)?;
+        let c = unsafe {
+            with_run(run, |r| {
+                Ok(r.record(
+                    seq,
+                    NewCheckpoint {
+                        name,
+                        state,
+                        ..NewCheckpoint::default()
+                    },
+                )?)
+            })
+        }?;
+        write_text(out, &c.id.to_string());
+        Ok(())
+    })
+}
+
+/// Marks the execution completed, with the `output_len` bytes at `output` as its output
+/// (`output` NULL and `output_len` 0: no output), and releases it. The run handle must still
+/// be freed with `omium_run_free`; it records nothing more.
+///
+/// Thread-safety: any thread, concurrently with other calls on the run.
+///
+/// # Safety
+/// `run` is NULL or a run handle not freed; `output` is NULL or points to `output_len`
+/// readable bytes.
+#[no_mangle]
+pub unsafe extern "C" fn omium_run_complete(
+    run: *mut omium_run,
+    output: *const u8,
+    output_len: usize,
+) -> omium_status {
+    guard("omium_run_complete", || {
+        // SAFETY (argument reads): the caller's promises.
+        let output = if output.is_null() && output_len == 0 {
+            None
+        } else {
+            Some(unsafe { bytes_arg(output, output_len, "output") }?)
+        };
+        unsafe { with_run(run, |r| Ok(r.complete(output)?)) }
+    })
+}
+
+/// Marks the execution failed with the message `error` and releases it. Beginning the
+/// execution again resumes it after its last recorded step. The run handle must still be freed
+/// with `omium_run_free`.
+///
+/// Thread-safety: any thread, concurrently with other calls on the run.
+///
+/// # Safety
+/// `run` is NULL or a run handle not freed; `error` is NULL or a NUL-terminated string.
+#[no_mangle]
+pub unsafe extern "C" fn omium_run_fail(run: *mut omium_run, error: *const c_char) -> omium_status {
+    guard("omium_run_fail", || {
+        // SAFETY (argument reads): the caller's promises.
+        let error = unsafe { str_arg(error, "error") }?;
+        unsafe { with_run(run, |r| Ok(r.fail(error)?)) }
+    })
+}
+
+/// Frees a run handle. NULL is a no-op (`OMIUM_OK`). A run freed without
+/// `omium_run_complete` or `omium_run_fail` leaves its execution resumable, exactly as if the
+/// process had died there: beginning it again replays the recorded steps.
+///
+/// If another thread is inside a call on this run, nothing is freed and the result is
+/// `OMIUM_ERR_BUSY`. After `OMIUM_OK` the pointer is dangling: using or freeing it again is
+/// undefined behaviour (often, not always, detected as `OMIUM_ERR_INVALID_ARGUMENT`).
+///
+/// # Safety
+/// `run` is NULL or a handle from `omium_store_begin` that was not freed.
+#[no_mangle]
+pub unsafe extern "C" fn omium_run_free(run: *mut omium_run) -> omium_status {
+    guard("omium_run_free", || {
+        // SAFETY: the caller's promise; `omium_run` is a newtype of its handle.
+        unsafe { guard::free(run, "run") }
+    })
+}

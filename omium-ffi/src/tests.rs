@@ -1,0 +1,948 @@
+//! The C interface called as C calls it: through the `extern "C"` functions, with raw
+//! pointers, NULLs, bad UTF-8, too-small buffers, unknown ids, a locked store, a corrupt chunk,
+//! handles in use by another thread, and a panic.
+
+use std::ffi::{c_char, CStr, CString};
+use std::path::Path;
+use std::ptr::{null, null_mut};
+
+use serde_json::Value;
+
+use crate::error::Failure;
+use crate::guard::{self, guard, Opaque};
+use crate::*;
+
+fn cs(s: &str) -> CString {
+    CString::new(s).unwrap()
+}
+
+fn last_error() -> String {
+    unsafe { CStr::from_ptr(omium_last_error()) }
+        .to_str()
+        .unwrap()
+        .to_string()
+}
+
+fn name_of(status: omium_status) -> &'static str {
+    unsafe { CStr::from_ptr(omium_status_name(status)) }
+        .to_str()
+        .unwrap()
+}
+
+/// Asserts `status` is `OMIUM_OK`, showing the last error otherwise.
+#[track_caller]
+fn ok(status: omium_status) {
+    assert_eq!(status, OMIUM_OK, "[{}] {}", name_of(status), last_error());
+    assert_eq!(last_error(), "", "a successful call clears the last error");
+}
+
+/// Asserts `status` and that the last error starts with `prefix` and contains `parts`.
+#[track_caller]
+fn fails(status: omium_status, expected: omium_status, prefix: &str, parts: &[&str]) {
+    let msg = last_error();
+    assert_eq!(
+        status,
+        expected,
+        "expected {}, got {} ({msg})",
+        name_of(expected),
+        name_of(status)
+    );
+    assert!(
+        msg.starts_with(prefix),
+        "{msg:?} should start with {prefix:?}"
+    );
+    for p in parts {
+        assert!(msg.contains(p), "{msg:?} should contain {p:?}");
+    }
+}
+
+/// Takes a JSON buffer: parses it, checks the trailing NUL, frees it.
+fn take_json(b: &mut omium_buffer) -> Value {
+    assert!(!b.data.is_null());
+    let bytes = unsafe { b.as_slice() }.to_vec();
+    assert_eq!(unsafe { *b.data.add(b.len) }, 0, "buffers end with a NUL");
+    unsafe { omium_buffer_free(b) };
+    assert!(b.data.is_null() && b.len == 0);
+    serde_json::from_slice(&bytes).unwrap()
+}
+
+fn take_bytes(b: &mut omium_buffer) -> Vec<u8> {
+    let v = unsafe { b.as_slice() }.to_vec();
+    unsafe { omium_buffer_free(b) };
+    v
+}
+
+fn open(dir: &Path) -> *mut omium_store {
+    let mut s = null_mut();
+    let path = cs(dir.to_str().unwrap());
+    ok(unsafe { omium_store_open(path.as_ptr(), c"buffered".as_ptr(), &mut s) });
+    assert!(!s.is_null());
+    s
+}
+
+fn begin(store: *mut omium_store, id: &str) -> *mut omium_run {
+    let mut r = null_mut();
+    let id = cs(id);
+    ok(unsafe { omium_store_begin(store, id.as_ptr(), c"onboarding".as_ptr(), &mut r) });
+    r
+}
+
+/// One durable step as a C program writes it; returns the state and whether it was replayed.
+fn step(run: *mut omium_run, name: &str, state: &[u8]) -> (Vec<u8>, bool) {
+    let name = cs(name);
+    let mut seq = 0;
+    ok(unsafe { omium_run_reserve(run, &mut seq) });
+    let mut found = false;
+    let mut buf = omium_buffer::EMPTY;
+    ok(unsafe { omium_run_recorded(run, seq, name.as_ptr(), &mut found, &mut buf) });
+    if found {
+        return (take_bytes(&mut buf), true);
+    }
+    assert!(buf.data.is_null());
+    ok(unsafe {
+        omium_run_record(
+            run,
+            seq,
+            name.as_ptr(),
+            state.as_ptr(),
+            state.len(),
+            null_mut(),
+            0,
+        )
+    });
+    (state.to_vec(), false)
+}
+
+fn record(run: *mut omium_run, name: &str, state: &[u8]) -> String {
+    let name = cs(name);
+    let mut seq = 0;
+    ok(unsafe { omium_run_reserve(run, &mut seq) });
+    let mut id = [0 as c_char; OMIUM_CHECKPOINT_ID_SIZE];
+    ok(unsafe {
+        omium_run_record(
+            run,
+            seq,
+            name.as_ptr(),
+            state.as_ptr(),
+            state.len(),
+            id.as_mut_ptr(),
+            id.len(),
+        )
+    });
+    unsafe { CStr::from_ptr(id.as_ptr()) }
+        .to_str()
+        .unwrap()
+        .to_string()
+}
+
+fn history(store: *mut omium_store, id: &str) -> Vec<Value> {
+    let id = cs(id);
+    let mut b = omium_buffer::EMPTY;
+    ok(unsafe { omium_store_history(store, id.as_ptr(), &mut b) });
+    take_json(&mut b).as_array().unwrap().clone()
+}
+
+fn names(h: &[Value]) -> Vec<String> {
+    h.iter()
+        .map(|c| c["name"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn execution(store: *mut omium_store, id: &str) -> Value {
+    let id = cs(id);
+    let mut b = omium_buffer::EMPTY;
+    ok(unsafe { omium_store_execution(store, id.as_ptr(), &mut b) });
+    take_json(&mut b)
+}
+
+#[test]
+fn statuses_mirror_the_core_error_codes() {
+    // Every `omium_core::Error::code()` value has its own status.
+    for code in [
+        "store_locked",
+        "store_not_found",
+        "newer_format",
+        "not_a_store",
+        "open_failed",
+        "storage",
+        "execution_not_found",
+        "checkpoint_not_found",
+        "wrong_execution",
+        "non_determinism",
+        "integrity",
+        "execution_leased",
+        "decode",
+        "read_only",
+        "invalid_argument",
+        "no_consistent_checkpoint",
+        "invalid_state",
+        "condition_syntax",
+        "condition_error",
+    ] {
+        let s = crate::error::status_of_code(code);
+        assert!(s < 0 && s != OMIUM_ERR_UNKNOWN, "{code}");
+        assert_eq!(name_of(s), code);
+    }
+    let mut seen = std::collections::HashSet::new();
+    for (s, _) in crate::error::STATUS_NAMES {
+        assert!(seen.insert(s), "status {s} twice");
+    }
+    assert_eq!(name_of(OMIUM_OK), "ok");
+    assert_eq!(name_of(OMIUM_ERR_BUSY), "busy");
+    assert_eq!(name_of(12345), "unknown");
+    assert_eq!(
+        crate::error::status_of_code("from_the_future"),
+        OMIUM_ERR_UNKNOWN
+    );
+    let v = unsafe { CStr::from_ptr(omium_version()) };
+    assert_eq!(v.to_str().unwrap(), env!("CARGO_PKG_VERSION"));
+}
+
+#[test]
+fn a_run_records_steps_and_a_resumed_run_replays_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let run = begin(store, "cust-42");
+    let kyc = record(run, "kyc_doc_validated", b"verified");
+    assert_eq!(kyc.len(), 26);
+    assert_eq!(step(run, "credit_score", b"712"), (b"712".to_vec(), false));
+    // Dropped without complete: as if the process died here.
+    ok(unsafe { omium_run_free(run) });
+    assert_eq!(execution(store, "cust-42")["status"], "running");
+
+    let run = begin(store, "cust-42");
+    assert_eq!(
+        step(run, "kyc_doc_validated", b"other"),
+        (b"verified".to_vec(), true)
+    );
+    assert_eq!(step(run, "credit_score", b"other"), (b"712".to_vec(), true));
+    assert_eq!(step(run, "offer", b""), (vec![], false), "an empty state");
+    ok(unsafe { omium_run_complete(run, b"done".as_ptr(), 4) });
+    ok(unsafe { omium_run_free(run) });
+
+    let e = execution(store, "cust-42");
+    assert_eq!(e["status"], "completed");
+    assert_eq!(e["attempts"], 2);
+    assert_eq!(e["workflow"], "onboarding");
+    assert_eq!(e["has_output"], true);
+    let h = history(store, "cust-42");
+    assert_eq!(names(&h), ["kyc_doc_validated", "credit_score", "offer"]);
+    assert_eq!(h[0]["id"], kyc.as_str());
+    assert_eq!(h[1]["parent"], kyc.as_str());
+    assert_eq!(h[1]["seq"], 2);
+    assert_eq!(h[1]["kind"], "step");
+
+    // One checkpoint: its metadata and its state.
+    let id = cs(&kyc);
+    let mut b = omium_buffer::EMPTY;
+    ok(unsafe { omium_store_checkpoint(store, id.as_ptr(), &mut b) });
+    let c = take_json(&mut b);
+    assert_eq!(c["name"], "kyc_doc_validated");
+    assert_eq!(c["execution_id"], "cust-42");
+    assert_eq!(c["raw_size"], 8);
+    assert_eq!(c["storage"], "inline");
+    assert_eq!(c["checksum"].as_str().unwrap().len(), 64);
+    ok(unsafe { omium_store_read_state(store, id.as_ptr(), &mut b) });
+    assert_eq!(take_bytes(&mut b), b"verified");
+
+    let mut verified = false;
+    ok(unsafe { omium_store_verify(store, null(), &mut verified, &mut b) });
+    assert!(verified);
+    let report = take_json(&mut b);
+    assert_eq!(report["ok"], true);
+    assert_eq!(report["checkpoints"], 3);
+    assert!(report["audit"]["entries"].as_u64().unwrap() >= 5);
+
+    // Roll back to the KYC step by name: the later steps run again on the next begin.
+    let mut marker = [0 as c_char; OMIUM_CHECKPOINT_ID_SIZE];
+    ok(unsafe {
+        omium_store_rollback(
+            store,
+            c"cust-42".as_ptr(),
+            c"kyc_doc_validated".as_ptr(),
+            c"bad score".as_ptr(),
+            marker.as_mut_ptr(),
+            marker.len(),
+        )
+    });
+    let marker = unsafe { CStr::from_ptr(marker.as_ptr()) }.to_str().unwrap();
+    let h = history(store, "cust-42");
+    assert_eq!(
+        names(&h),
+        ["kyc_doc_validated", "rollback to kyc_doc_validated"]
+    );
+    assert_eq!(h[1]["id"], marker);
+    assert_eq!(h[1]["metadata"]["reason"], "bad score");
+    let mut b = omium_buffer::EMPTY;
+    ok(unsafe { omium_store_resumable(store, &mut b) });
+    let resumable = take_json(&mut b);
+    assert_eq!(resumable[0]["id"], "cust-42");
+    assert_eq!(resumable[0]["status"], "pending");
+
+    let run = begin(store, "cust-42");
+    assert!(step(run, "kyc_doc_validated", b"x").1, "replayed");
+    assert!(
+        !step(run, "credit_score", b"640").1,
+        "runs again after the rollback"
+    );
+    ok(unsafe { omium_run_fail(run, c"credit bureau down".as_ptr()) });
+    ok(unsafe { omium_run_free(run) });
+    let e = execution(store, "cust-42");
+    assert_eq!(e["status"], "failed");
+    assert_eq!(e["error"], "credit bureau down");
+
+    // Rolling back to an id works as well as to a name.
+    ok(unsafe {
+        omium_store_rollback(
+            store,
+            c"cust-42".as_ptr(),
+            id.as_ptr(),
+            null(),
+            null_mut(),
+            0,
+        )
+    });
+    let h = history(store, "cust-42");
+    assert_eq!(h.last().unwrap()["parent"], kyc.as_str());
+    ok(unsafe { omium_store_close(store) });
+}
+
+#[test]
+fn null_pointers_are_invalid_arguments_naming_the_argument() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = cs(dir.path().join("s").to_str().unwrap());
+    let mut s = null_mut();
+    let bad = OMIUM_ERR_INVALID_ARGUMENT;
+    fails(
+        unsafe { omium_store_open(null(), null(), &mut s) },
+        bad,
+        "omium_store_open: argument `path` is NULL",
+        &["NUL-terminated UTF-8 string"],
+    );
+    assert!(s.is_null());
+    fails(
+        unsafe { omium_store_open(path.as_ptr(), null(), null_mut()) },
+        bad,
+        "omium_store_open: argument `out_store` is NULL",
+        &[],
+    );
+    assert!(!dir.path().join("s").exists(), "nothing was created");
+    fails(
+        unsafe { omium_store_open_read_only(null(), &mut s) },
+        bad,
+        "omium_store_open_read_only: argument `path` is NULL",
+        &[],
+    );
+
+    // Calls on a NULL handle.
+    let mut b = omium_buffer::EMPTY;
+    fails(
+        unsafe { omium_store_history(null_mut(), c"x".as_ptr(), &mut b) },
+        bad,
+        "omium_store_history: argument `store` is NULL; pass a store handle from omium_store_open",
+        &[],
+    );
+    let mut r = null_mut();
+    fails(
+        unsafe { omium_store_begin(null_mut(), c"x".as_ptr(), null(), &mut r) },
+        bad,
+        "omium_store_begin: argument `store` is NULL",
+        &[],
+    );
+    let mut seq = 7;
+    fails(
+        unsafe { omium_run_reserve(null_mut(), &mut seq) },
+        bad,
+        "omium_run_reserve: argument `run` is NULL; pass a run handle from omium_store_begin",
+        &[],
+    );
+    assert_eq!(seq, 0, "outputs are reset even when the call fails");
+    let mut found = true;
+    fails(
+        unsafe { omium_run_recorded(null_mut(), 1, c"a".as_ptr(), &mut found, &mut b) },
+        bad,
+        "omium_run_recorded: argument `run` is NULL",
+        &[],
+    );
+    assert!(!found);
+    fails(
+        unsafe { omium_run_record(null_mut(), 1, c"a".as_ptr(), null(), 0, null_mut(), 0) },
+        bad,
+        "omium_run_record: argument `run` is NULL",
+        &[],
+    );
+    fails(
+        unsafe { omium_run_complete(null_mut(), null(), 0) },
+        bad,
+        "omium_run_complete: argument `run` is NULL",
+        &[],
+    );
+    fails(
+        unsafe { omium_run_fail(null_mut(), c"e".as_ptr()) },
+        bad,
+        "omium_run_fail: argument `run` is NULL",
+        &[],
+    );
+    fails(
+        unsafe { omium_store_verify(null_mut(), null(), null_mut(), null_mut()) },
+        bad,
+        "omium_store_verify: argument `out_ok` is NULL",
+        &[],
+    );
+
+    // Frees and closes accept NULL.
+    ok(unsafe { omium_store_close(null_mut()) });
+    ok(unsafe { omium_run_free(null_mut()) });
+    unsafe { omium_buffer_free(null_mut()) };
+    let mut empty = omium_buffer::EMPTY;
+    unsafe { omium_buffer_free(&mut empty) };
+
+    // NULL arguments on a live store and run.
+    let store = open(&dir.path().join("live"));
+    fails(
+        unsafe { omium_store_begin(store, null(), null(), &mut r) },
+        bad,
+        "omium_store_begin: argument `execution_id` is NULL",
+        &[],
+    );
+    fails(
+        unsafe { omium_store_begin(store, c"".as_ptr(), null(), &mut r) },
+        bad,
+        "omium_store_begin: argument `execution_id` is an empty string",
+        &[],
+    );
+    fails(
+        unsafe { omium_store_checkpoint(store, null(), &mut b) },
+        bad,
+        "omium_store_checkpoint: argument `checkpoint_id` is NULL",
+        &[],
+    );
+    fails(
+        unsafe {
+            omium_store_read_state(store, c"01J9Z3W4K5M6N7P8Q9R0S1T2V3".as_ptr(), null_mut())
+        },
+        bad,
+        "omium_store_read_state: argument `out_state` is NULL",
+        &[],
+    );
+    fails(
+        unsafe { omium_store_rollback(store, c"e".as_ptr(), null(), null(), null_mut(), 0) },
+        bad,
+        "omium_store_rollback: argument `target` is NULL",
+        &[],
+    );
+    let run = begin(store, "e");
+    fails(
+        unsafe { omium_run_recorded(run, 1, null(), &mut found, null_mut()) },
+        bad,
+        "omium_run_recorded: argument `name` is NULL",
+        &[],
+    );
+    fails(
+        unsafe { omium_run_record(run, 1, c"a".as_ptr(), null(), 3, null_mut(), 0) },
+        bad,
+        "omium_run_record: argument `state` is NULL with a length of 3",
+        &[],
+    );
+    fails(
+        unsafe { omium_run_record(run, 0, c"a".as_ptr(), null(), 0, null_mut(), 0) },
+        bad,
+        "omium_run_record: argument `seq` is 0",
+        &["omium_run_reserve"],
+    );
+    fails(
+        unsafe { omium_run_complete(run, null(), 5) },
+        bad,
+        "omium_run_complete: argument `output` is NULL with a length of 5",
+        &[],
+    );
+    fails(
+        unsafe { omium_run_fail(run, null()) },
+        bad,
+        "omium_run_fail: argument `error` is NULL",
+        &[],
+    );
+    assert!(history(store, "e").is_empty(), "nothing was recorded");
+    ok(unsafe { omium_run_free(run) });
+    ok(unsafe { omium_store_close(store) });
+}
+
+#[test]
+fn bad_utf8_and_bad_values_are_invalid_arguments() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad_utf8 = CString::new(vec![b'c', b'u', 0xff, b'x']).unwrap();
+    let mut s = null_mut();
+    fails(
+        unsafe { omium_store_open(bad_utf8.as_ptr(), null(), &mut s) },
+        OMIUM_ERR_INVALID_ARGUMENT,
+        "omium_store_open: argument `path` is not valid UTF-8 (invalid byte at offset 2)",
+        &[],
+    );
+    let path = cs(dir.path().to_str().unwrap());
+    fails(
+        unsafe { omium_store_open(path.as_ptr(), c"fast".as_ptr(), &mut s) },
+        OMIUM_ERR_INVALID_ARGUMENT,
+        "omium_store_open: argument `durability` is \"fast\"; expected \"sync\", \"buffered\" or \"none\"",
+        &[],
+    );
+    assert!(s.is_null());
+    fails(
+        unsafe { omium_store_open(c"".as_ptr(), null(), &mut s) },
+        OMIUM_ERR_INVALID_ARGUMENT,
+        "omium_store_open: argument `path` is an empty string",
+        &[],
+    );
+
+    let store = open(dir.path());
+    let mut r = null_mut();
+    fails(
+        unsafe { omium_store_begin(store, bad_utf8.as_ptr(), null(), &mut r) },
+        OMIUM_ERR_INVALID_ARGUMENT,
+        "omium_store_begin: argument `execution_id` is not valid UTF-8",
+        &[],
+    );
+    fails(
+        unsafe { omium_store_begin(store, c"e".as_ptr(), bad_utf8.as_ptr(), &mut r) },
+        OMIUM_ERR_INVALID_ARGUMENT,
+        "omium_store_begin: argument `workflow` is not valid UTF-8",
+        &[],
+    );
+    let mut b = omium_buffer::EMPTY;
+    fails(
+        unsafe { omium_store_execution(store, c"e".as_ptr(), &mut b) },
+        OMIUM_ERR_EXECUTION_NOT_FOUND,
+        "omium_store_execution: unknown execution \"e\"",
+        &[],
+    );
+    let run = begin(store, "e");
+    let mut seq = 0;
+    ok(unsafe { omium_run_reserve(run, &mut seq) });
+    assert_eq!(seq, 1);
+    fails(
+        unsafe { omium_run_record(run, seq, bad_utf8.as_ptr(), null(), 0, null_mut(), 0) },
+        OMIUM_ERR_INVALID_ARGUMENT,
+        "omium_run_record: argument `name` is not valid UTF-8",
+        &[],
+    );
+
+    // A too-small id buffer: an error before anything is recorded, and the buffer is "".
+    let mut small = [b'x' as c_char; 10];
+    fails(
+        unsafe {
+            omium_run_record(
+                run,
+                seq,
+                c"kyc".as_ptr(),
+                b"v".as_ptr(),
+                1,
+                small.as_mut_ptr(),
+                small.len(),
+            )
+        },
+        OMIUM_ERR_INVALID_ARGUMENT,
+        "omium_run_record: argument `out_checkpoint_id` has 10 bytes, too small: it needs \
+         OMIUM_CHECKPOINT_ID_SIZE (27) bytes",
+        &["nothing was done"],
+    );
+    assert_eq!(small[0], 0);
+    assert!(history(store, "e").is_empty());
+    fails(
+        unsafe {
+            omium_store_rollback(
+                store,
+                c"e".as_ptr(),
+                c"kyc".as_ptr(),
+                null(),
+                small.as_mut_ptr(),
+                26,
+            )
+        },
+        OMIUM_ERR_INVALID_ARGUMENT,
+        "omium_store_rollback: argument `out_marker_id` has 26 bytes, too small",
+        &[],
+    );
+    ok(unsafe { omium_run_free(run) });
+    ok(unsafe { omium_store_close(store) });
+}
+
+#[test]
+fn unknown_ids_and_wrong_states_have_their_own_statuses() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let mut b = omium_buffer::EMPTY;
+    fails(
+        unsafe { omium_store_checkpoint(store, c"not-an-id".as_ptr(), &mut b) },
+        OMIUM_ERR_INVALID_ARGUMENT,
+        "omium_store_checkpoint: invalid checkpoint id: \"not-an-id\" is not a checkpoint id",
+        &[],
+    );
+    assert!(b.data.is_null());
+    fails(
+        unsafe { omium_store_read_state(store, c"01J9Z3W4K5M6N7P8Q9R0S1T2V3".as_ptr(), &mut b) },
+        OMIUM_ERR_CHECKPOINT_NOT_FOUND,
+        "omium_store_read_state: unknown checkpoint 01J9Z3W4K5M6N7P8Q9R0S1T2V3",
+        &[],
+    );
+    fails(
+        unsafe { omium_store_history(store, c"nobody".as_ptr(), &mut b) },
+        OMIUM_ERR_EXECUTION_NOT_FOUND,
+        "omium_store_history: unknown execution \"nobody\"",
+        &[],
+    );
+    let mut verified = true;
+    fails(
+        unsafe { omium_store_verify(store, c"nobody".as_ptr(), &mut verified, &mut b) },
+        OMIUM_ERR_EXECUTION_NOT_FOUND,
+        "omium_store_verify: unknown execution",
+        &[],
+    );
+    assert!(!verified);
+
+    let run = begin(store, "cust-1");
+    record(run, "kyc", b"ok");
+    // A second run of an execution that a run holds.
+    let mut r2 = null_mut();
+    fails(
+        unsafe { omium_store_begin(store, c"cust-1".as_ptr(), null(), &mut r2) },
+        OMIUM_ERR_EXECUTION_LEASED,
+        "omium_store_begin: execution \"cust-1\" is being run by",
+        &[],
+    );
+    assert!(r2.is_null());
+    fails(
+        unsafe {
+            omium_store_rollback(
+                store,
+                c"cust-1".as_ptr(),
+                c"kyc".as_ptr(),
+                null(),
+                null_mut(),
+                0,
+            )
+        },
+        OMIUM_ERR_INVALID_STATE,
+        "omium_store_rollback: execution \"cust-1\" is running",
+        &[],
+    );
+    ok(unsafe { omium_run_complete(run, null(), 0) });
+    let mut seq = 0;
+    ok(unsafe { omium_run_reserve(run, &mut seq) });
+    fails(
+        unsafe { omium_run_record(run, seq, c"late".as_ptr(), null(), 0, null_mut(), 0) },
+        OMIUM_ERR_INVALID_STATE,
+        "omium_run_record: execution \"cust-1\" is completed; this run already finished",
+        &[],
+    );
+    ok(unsafe { omium_run_free(run) });
+    fails(
+        unsafe {
+            omium_store_rollback(
+                store,
+                c"cust-1".as_ptr(),
+                c"nope".as_ptr(),
+                null(),
+                null_mut(),
+                0,
+            )
+        },
+        OMIUM_ERR_CHECKPOINT_NOT_FOUND,
+        "omium_store_rollback: execution \"cust-1\" has no checkpoint named \"nope\"",
+        &[],
+    );
+
+    // The code changed: another step at a recorded position.
+    let run = begin(store, "cust-1");
+    ok(unsafe { omium_run_reserve(run, &mut seq) });
+    let mut found = true;
+    fails(
+        unsafe { omium_run_recorded(run, seq, c"credit".as_ptr(), &mut found, &mut b) },
+        OMIUM_ERR_NON_DETERMINISM,
+        "omium_run_recorded: non-determinism in execution \"cust-1\" at step 1",
+        &["\"kyc\"", "\"credit\""],
+    );
+    assert!(!found && b.data.is_null());
+    // A checkpoint of another execution as a rollback target.
+    let other = begin(store, "cust-2");
+    let foreign = cs(&record(other, "kyc", b"x"));
+    ok(unsafe { omium_run_free(other) });
+    ok(unsafe { omium_run_free(run) });
+    fails(
+        unsafe {
+            omium_store_rollback(
+                store,
+                c"cust-1".as_ptr(),
+                foreign.as_ptr(),
+                null(),
+                null_mut(),
+                0,
+            )
+        },
+        OMIUM_ERR_WRONG_EXECUTION,
+        "omium_store_rollback: checkpoint",
+        &["belongs to execution \"cust-2\", not \"cust-1\""],
+    );
+    ok(unsafe { omium_store_close(store) });
+}
+
+#[test]
+fn a_second_writer_is_told_the_store_is_locked_and_readers_still_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let run = begin(store, "cust-42");
+    record(run, "kyc", b"verified");
+    let path = cs(dir.path().to_str().unwrap());
+    let mut second = null_mut();
+    fails(
+        unsafe { omium_store_open(path.as_ptr(), null(), &mut second) },
+        OMIUM_ERR_STORE_LOCKED,
+        &format!(
+            "omium_store_open: store {} is held by another process",
+            dir.path().display()
+        ),
+        &["inspect the store read-only"],
+    );
+    assert!(second.is_null());
+
+    // A read-only handle reads while the writer writes, and refuses to write.
+    let mut reader = null_mut();
+    ok(unsafe { omium_store_open_read_only(path.as_ptr(), &mut reader) });
+    assert_eq!(names(&history(reader, "cust-42")), ["kyc"]);
+    record(run, "credit", b"712");
+    ok(unsafe { omium_store_refresh(reader) });
+    assert_eq!(names(&history(reader, "cust-42")), ["kyc", "credit"]);
+    let mut r = null_mut();
+    fails(
+        unsafe { omium_store_begin(reader, c"cust-42".as_ptr(), null(), &mut r) },
+        OMIUM_ERR_READ_ONLY,
+        "omium_store_begin: store",
+        &["is open read-only"],
+    );
+    ok(unsafe { omium_store_close(reader) });
+
+    let missing = cs(dir.path().join("missing").to_str().unwrap());
+    fails(
+        unsafe { omium_store_open_read_only(missing.as_ptr(), &mut reader) },
+        OMIUM_ERR_STORE_NOT_FOUND,
+        "omium_store_open_read_only: no Omium store at",
+        &[],
+    );
+
+    // The run keeps the database open after the store handle is closed; the store can be
+    // opened again once both are gone.
+    ok(unsafe { omium_store_close(store) });
+    record(run, "offer", b"gold");
+    ok(unsafe { omium_run_complete(run, null(), 0) });
+    fails(
+        unsafe { omium_store_open(path.as_ptr(), null(), &mut second) },
+        OMIUM_ERR_STORE_LOCKED,
+        "omium_store_open: store",
+        &[],
+    );
+    ok(unsafe { omium_run_free(run) });
+    let store = open(dir.path());
+    assert_eq!(
+        names(&history(store, "cust-42")),
+        ["kyc", "credit", "offer"]
+    );
+    ok(unsafe { omium_store_close(store) });
+}
+
+/// Flips one bit of the first stored chunk, opening the RocksDB directory directly.
+fn corrupt_a_chunk(store: &Path) {
+    let opts = rocksdb::Options::default();
+    let cfs = rocksdb::DB::list_cf(&opts, store).unwrap();
+    let db = rocksdb::DB::open_cf(&opts, store, cfs).unwrap();
+    let cf = db.cf_handle("chunks").unwrap();
+    let (k, v) = db
+        .iterator_cf(cf, rocksdb::IteratorMode::Start)
+        .next()
+        .expect("the store has chunks")
+        .unwrap();
+    let mut v = v.to_vec();
+    let last = v.len() - 1;
+    v[last] ^= 0x40;
+    db.put_cf(cf, &k, &v).unwrap();
+}
+
+#[test]
+fn a_corrupt_chunk_is_an_integrity_error_naming_the_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let run = begin(store, "cust-42");
+    // Large enough to be cut into chunks rather than stored inline.
+    let big: Vec<u8> = (0..40_000u32).flat_map(|i| i.to_le_bytes()).collect();
+    let id = record(run, "conversation", &big);
+    ok(unsafe { omium_run_free(run) });
+    ok(unsafe { omium_store_close(store) });
+    corrupt_a_chunk(dir.path());
+
+    let store = open(dir.path());
+    let cid = cs(&id);
+    let mut b = omium_buffer::EMPTY;
+    let prefix = format!(
+        "omium_store_read_state: integrity error in checkpoint {id} of execution \"cust-42\": chunk "
+    );
+    fails(
+        unsafe { omium_store_read_state(store, cid.as_ptr(), &mut b) },
+        OMIUM_ERR_INTEGRITY,
+        &prefix,
+        &[],
+    );
+    assert!(b.data.is_null());
+    // The metadata is still readable; only the state bytes are refused.
+    ok(unsafe { omium_store_checkpoint(store, cid.as_ptr(), &mut b) });
+    assert_eq!(take_json(&mut b)["storage"], "chunked");
+
+    // A resumed run that replays the step is refused the corrupt state too.
+    let run = begin(store, "cust-42");
+    let mut seq = 0;
+    ok(unsafe { omium_run_reserve(run, &mut seq) });
+    let mut found = true;
+    fails(
+        unsafe { omium_run_recorded(run, seq, c"conversation".as_ptr(), &mut found, &mut b) },
+        OMIUM_ERR_INTEGRITY,
+        &format!("omium_run_recorded: integrity error in checkpoint {id}"),
+        &[],
+    );
+    assert!(!found);
+    ok(unsafe { omium_run_free(run) });
+
+    // verify reports it (the call itself succeeds).
+    let mut verified = true;
+    ok(unsafe { omium_store_verify(store, null(), &mut verified, &mut b) });
+    assert!(!verified);
+    let report = take_json(&mut b);
+    assert_eq!(report["ok"], false);
+    let problems = report["problems"].as_array().unwrap();
+    assert_eq!(problems.len(), 1, "{report}");
+    assert_eq!(problems[0]["checkpoint"], id.as_str());
+    assert_eq!(problems[0]["execution"], "cust-42");
+    ok(unsafe { omium_store_close(store) });
+}
+
+#[test]
+fn freeing_a_handle_another_thread_is_using_is_busy_not_a_race() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let run = begin(store, "cust-42");
+    std::thread::scope(|scope| {
+        // Another thread is inside a call on the store (holds its lock) while this one closes.
+        let held = unsafe { &*store }.handle().lock_for_test();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let store_addr = store as usize;
+        scope.spawn(move || {
+            let s = store_addr as *mut omium_store;
+            let status = unsafe { omium_store_close(s) };
+            tx.send((status, last_error())).unwrap();
+        });
+        let (status, msg) = rx.recv().unwrap();
+        assert_eq!(status, OMIUM_ERR_BUSY, "{msg}");
+        assert!(
+            msg.starts_with(
+                "omium_store_close: the store handle `store` is in use by another thread"
+            ),
+            "{msg}"
+        );
+        drop(held);
+    });
+    // Nothing was closed.
+    assert!(history(store, "cust-42").is_empty());
+
+    let held = unsafe { &*run }.handle().lock_for_test();
+    fails(
+        unsafe { omium_run_free(run) },
+        OMIUM_ERR_BUSY,
+        "omium_run_free: the run handle `run` is in use by another thread",
+        &["nothing was freed"],
+    );
+    drop(held);
+    record(run, "kyc", b"ok");
+    ok(unsafe { omium_run_free(run) });
+    ok(unsafe { omium_store_close(store) });
+}
+
+#[test]
+fn threads_share_a_store_and_a_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let shared_run = begin(store, "shared") as usize;
+    let store_addr = store as usize;
+    std::thread::scope(|scope| {
+        for t in 0..4 {
+            scope.spawn(move || {
+                let store = store_addr as *mut omium_store;
+                let run = begin(store, &format!("exec-{t}"));
+                for i in 0..5 {
+                    record(run, &format!("step-{i}"), format!("{t}/{i}").as_bytes());
+                    record(shared_run as *mut omium_run, &format!("t{t}-{i}"), b"s");
+                }
+                ok(unsafe { omium_run_complete(run, null(), 0) });
+                ok(unsafe { omium_run_free(run) });
+            });
+        }
+    });
+    for t in 0..4 {
+        assert_eq!(history(store, &format!("exec-{t}")).len(), 5);
+    }
+    let h = history(store, "shared");
+    assert_eq!(h.len(), 20);
+    let mut seqs: Vec<u64> = h.iter().map(|c| c["seq"].as_u64().unwrap()).collect();
+    seqs.sort_unstable();
+    assert_eq!(
+        seqs,
+        (1..=20).collect::<Vec<_>>(),
+        "every step its own position"
+    );
+    ok(unsafe { omium_run_free(shared_run as *mut omium_run) });
+    ok(unsafe { omium_store_close(store) });
+}
+
+#[test]
+fn a_panic_becomes_a_status_and_poisons_only_its_handle() {
+    let status = guard("omium_test", || panic!("boom"));
+    assert_eq!(status, OMIUM_ERR_PANIC);
+    let msg = last_error();
+    assert!(
+        msg.starts_with("omium_test: internal error (panic: boom); this is a bug in Omium"),
+        "{msg}"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let run = begin(store, "cust-42");
+    let status = guard("omium_test", || unsafe {
+        guard::with(run, "run", |_| -> Result<(), Failure> {
+            panic!("in a step")
+        })
+    });
+    assert_eq!(status, OMIUM_ERR_PANIC);
+    let mut seq = 0;
+    fails(
+        unsafe { omium_run_reserve(run, &mut seq) },
+        OMIUM_ERR_PANIC,
+        "omium_run_reserve: an earlier call on this run handle panicked",
+        &[],
+    );
+    // The store is not affected, and the poisoned run can still be freed.
+    assert!(history(store, "cust-42").is_empty());
+    ok(unsafe { omium_run_free(run) });
+    ok(unsafe { omium_store_close(store) });
+}
+
+#[test]
+fn buffers_free_once_and_keep_the_last_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let mut b = omium_buffer::EMPTY;
+    ok(unsafe { omium_store_resumable(store, &mut b) });
+    assert_eq!(unsafe { b.as_slice() }, b"[]");
+    // A failing call, then frees: the message stays readable.
+    let mut other = omium_buffer::EMPTY;
+    let status = unsafe { omium_store_history(store, c"nobody".as_ptr(), &mut other) };
+    assert_eq!(status, OMIUM_ERR_EXECUTION_NOT_FOUND);
+    unsafe { omium_buffer_free(&mut b) };
+    unsafe { omium_buffer_free(&mut b) }; // zeroed by the first free: harmless
+    unsafe { omium_buffer_free(&mut other) };
+    assert!(last_error().starts_with("omium_store_history: unknown execution"));
+    ok(unsafe { omium_store_close(store) });
+}
