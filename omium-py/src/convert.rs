@@ -111,6 +111,24 @@ pub fn checkpoint<'py>(py: Python<'py>, c: &Checkpoint) -> PyResult<Bound<'py, P
     Ok(d)
 }
 
+pub fn checkpoints<'py>(py: Python<'py>, list: &[Checkpoint]) -> PyResult<Bound<'py, PyList>> {
+    PyList::new(
+        py,
+        list.iter()
+            .map(|c| checkpoint(py, c))
+            .collect::<PyResult<Vec<_>>>()?,
+    )
+}
+
+pub fn executions<'py>(py: Python<'py>, list: &[Execution]) -> PyResult<Bound<'py, PyList>> {
+    PyList::new(
+        py,
+        list.iter()
+            .map(|e| execution(py, e))
+            .collect::<PyResult<Vec<_>>>()?,
+    )
+}
+
 pub fn execution<'py>(py: Python<'py>, e: &Execution) -> PyResult<Bound<'py, PyDict>> {
     let d = PyDict::new(py);
     d.set_item("id", &e.id)?;

@@ -150,23 +150,13 @@ impl Store {
     fn executions<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
         let store = self.get()?;
         let list = py.detach(|| store.executions()).map_err(err)?;
-        PyList::new(
-            py,
-            list.iter()
-                .map(|e| convert::execution(py, e))
-                .collect::<PyResult<Vec<_>>>()?,
-        )
+        convert::executions(py, &list)
     }
 
     fn resumable<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
         let store = self.get()?;
         let list = py.detach(|| store.resumable()).map_err(err)?;
-        PyList::new(
-            py,
-            list.iter()
-                .map(|e| convert::execution(py, e))
-                .collect::<PyResult<Vec<_>>>()?,
-        )
+        convert::executions(py, &list)
     }
 
     fn execution_input<'py>(
@@ -196,12 +186,7 @@ impl Store {
     fn history<'py>(&self, py: Python<'py>, execution_id: &str) -> PyResult<Bound<'py, PyList>> {
         let store = self.get()?;
         let list = py.detach(|| store.history(execution_id)).map_err(err)?;
-        PyList::new(
-            py,
-            list.iter()
-                .map(|c| convert::checkpoint(py, c))
-                .collect::<PyResult<Vec<_>>>()?,
-        )
+        convert::checkpoints(py, &list)
     }
 
     fn checkpoints<'py>(
@@ -211,12 +196,14 @@ impl Store {
     ) -> PyResult<Bound<'py, PyList>> {
         let store = self.get()?;
         let list = py.detach(|| store.checkpoints(execution_id)).map_err(err)?;
-        PyList::new(
-            py,
-            list.iter()
-                .map(|c| convert::checkpoint(py, c))
-                .collect::<PyResult<Vec<_>>>()?,
-        )
+        convert::checkpoints(py, &list)
+    }
+
+    /// The branch ending at a checkpoint (an abandoned one too), first checkpoint first.
+    fn branch<'py>(&self, py: Python<'py>, checkpoint_id: &str) -> PyResult<Bound<'py, PyList>> {
+        let store = self.get()?;
+        let list = py.detach(|| store.branch(checkpoint_id)).map_err(err)?;
+        convert::checkpoints(py, &list)
     }
 
     fn checkpoint<'py>(

@@ -67,6 +67,9 @@ def test_rollback_reruns_only_the_later_steps_and_keeps_the_old_branch(store):
     assert onboard.run("ann", execution_id="cust-42") == {"limit": 7030}
     assert calls == ["kyc", "score", "offer", "score", "offer"]
     assert len(omium.history("cust-42", all_branches=True)) == 6
+    # The abandoned branch is still readable as a whole.
+    old_offer = next(c for c in omium.history("cust-42", all_branches=True) if c.name == "offer")
+    assert [c.name for c in omium.branch(old_offer.id)] == ["kyc_doc_validated", "credit_score", "offer"]
     # By id, and to the last consistent checkpoint.
     first = omium.history("cust-42")[0]
     assert omium.rollback("cust-42", to=first.id).parent == first.id

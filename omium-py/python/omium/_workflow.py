@@ -280,6 +280,12 @@ def history(execution_id: str, *, all_branches: bool = False) -> list[Checkpoint
     return [CheckpointInfo.of(r) for r in rows]
 
 
+def branch(checkpoint_id: str) -> list[CheckpointInfo]:
+    """The branch that ends at a checkpoint, first checkpoint first: the history of a branch a
+    rollback abandoned, as well as of the live one."""
+    return [CheckpointInfo.of(r) for r in _runtime.store().branch(checkpoint_id)]
+
+
 def get_execution(execution_id: str) -> ExecutionInfo:
     return ExecutionInfo.of(_runtime.store().execution(execution_id))
 
