@@ -93,9 +93,9 @@ impl Run {
 
     #[pyo3(signature = (seq, name, state, key=None, agent=None, kind="step", preconditions=Vec::new(), postconditions=Vec::new(), metadata=None))]
     #[allow(clippy::too_many_arguments)]
-    fn record<'py>(
+    fn record(
         &self,
-        py: Python<'py>,
+        py: Python<'_>,
         seq: u64,
         name: &str,
         state: &[u8],
@@ -105,7 +105,7 @@ impl Run {
         preconditions: Vec<(String, bool)>,
         postconditions: Vec<(String, bool)>,
         metadata: Option<BTreeMap<String, String>>,
-    ) -> PyResult<Bound<'py, PyDict>> {
+    ) -> PyResult<String> {
         let kind = match kind {
             "step" => CheckpointKind::Step,
             "snapshot" => CheckpointKind::Snapshot,
@@ -128,8 +128,10 @@ impl Run {
                 },
                 metadata: metadata.unwrap_or_default(),
             };
+            // Only the id goes back: building the full dict would cost more than the step's
+            // own bookkeeping, and callers that want it ask `Store.checkpoint(id)`.
             let c = py.detach(|| r.record(seq, new)).map_err(err)?;
-            convert::checkpoint(py, &c)
+            Ok(c.id.to_string())
         })
     }
 

@@ -355,8 +355,7 @@ class Checkpoint:
             data = codec.encode(self.state)
         except (TypeError, ValueError, OverflowError) as e:
             raise TypeError(f"checkpoint {self.name!r}: state cannot be encoded by the {codec.name} codec: {e}") from None
-        c = ctx.run.record(seq, self.name, data, key=key, agent=self.agent, kind="snapshot")
-        self.checkpoint_id = c["id"]
+        self.checkpoint_id = ctx.run.record(seq, self.name, data, key=key, agent=self.agent, kind="snapshot")
 
     async def __aenter__(self) -> Checkpoint:
         return self.__enter__()
