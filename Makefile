@@ -14,7 +14,7 @@ CARGO ?= cargo
 OMIUM_CRASH_KILLS ?= 20
 export OMIUM_CRASH_KILLS
 
-.PHONY: all deps demo demo-rust test test-rust test-python python lint crash bench
+.PHONY: all deps demo demo-rust test test-rust test-python python lint crash bench bench-python
 
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -59,3 +59,7 @@ crash: deps
 
 bench: deps
 	$(CARGO) bench -p omium-core
+
+# Python: @omium.checkpoint overhead, and Omium against DBOS and LangGraph in one run (own venv).
+bench-python: deps
+	benches/python/run.sh
