@@ -103,3 +103,32 @@ def test_steps_return_the_same_types_on_replay(store):
     with omium.execution("t"):
         again = make()
     assert again == first and isinstance(again, Customer)
+
+
+def test_custom_codecs_plug_in_and_must_implement_both_methods(store):
+    from omium.codecs import Codec
+
+    class Upper(Codec):
+        name = "upper"
+
+        def encode(self, value):
+            return value.upper().encode()
+
+        def decode(self, data):
+            return data.decode()
+
+    @omium.checkpoint("shout", codec=Upper())
+    def shout():
+        return "hi"
+
+    with omium.execution("cc"):
+        assert shout() == "hi"
+    with omium.execution("cc"):
+        assert shout() == "HI"  # replayed through the custom codec
+
+    class Half(Codec):
+        def encode(self, value):
+            return b""
+
+    with pytest.raises(TypeError, match="abstract"):
+        Half()

@@ -8,6 +8,7 @@ by whoever wrote the store: use it only for stores you trust.
 
 from __future__ import annotations
 
+import abc
 import base64
 import dataclasses
 import datetime as _dt
@@ -110,16 +111,18 @@ def _untag(tag: str, payload: Any) -> Any:
     raise ValueError(f"unknown tagged value {tag!r} in stored state (written by a newer omium?)")
 
 
-class Codec:
-    """Encodes Python values to bytes and back."""
+class Codec(abc.ABC):
+    """Encodes Python values to bytes and back. Subclass it (both methods) to plug in your own."""
 
     name: str
 
-    def encode(self, value: Any) -> bytes:  # pragma: no cover - interface
-        raise NotImplementedError
+    @abc.abstractmethod
+    def encode(self, value: Any) -> bytes:
+        """The bytes of ``value``; raises TypeError for a value the codec cannot encode."""
 
-    def decode(self, data: bytes) -> Any:  # pragma: no cover - interface
-        raise NotImplementedError
+    @abc.abstractmethod
+    def decode(self, data: bytes) -> Any:
+        """The value ``encode`` turned into ``data``."""
 
 
 class MsgpackCodec(Codec):
