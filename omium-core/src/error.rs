@@ -151,6 +151,9 @@ pub enum Error {
         detail: String,
     },
 
+    #[error("invalid policy: {0}")]
+    Policy(Box<crate::policy::Problem>),
+
     #[error("condition {expression:?} does not parse: {detail}")]
     ConditionSyntax { expression: String, detail: String },
 
@@ -185,6 +188,7 @@ impl Error {
             Error::NoConsistentCheckpoint { .. } => "no_consistent_checkpoint",
             Error::InvalidState { .. } => "invalid_state",
             Error::ConditionSyntax { .. } => "condition_syntax",
+            Error::Policy(_) => "invalid_policy",
             Error::ConditionEval { .. } => "condition_error",
         }
     }

@@ -106,6 +106,9 @@ pub struct BeginOptions {
     pub lease_ttl: Duration,
     /// Overrides the store's durability for this run's writes.
     pub durability: Option<Durability>,
+    /// Take over a paused execution, as [`Store::resume`] does; otherwise a paused execution
+    /// refuses to begin until a human resumes it.
+    pub resume_paused: bool,
 }
 
 impl Default for BeginOptions {
@@ -118,6 +121,7 @@ impl Default for BeginOptions {
             agent: "main".into(),
             lease_ttl: Duration::from_secs(30),
             durability: None,
+            resume_paused: false,
         }
     }
 }
@@ -384,6 +388,16 @@ impl Store {
                             has_output: false,
                         });
                         "execution.create"
+                    }
+                    Some(e) if e.status == Status::Paused && !options.resume_paused => {
+                        return Err(Error::InvalidState {
+                            execution: execution_id.into(),
+                            status: "paused".into(),
+                            detail: format!(
+                                "it waits for a human: {}; resume it with `omium resume {execution_id}` or omium.resume()",
+                                e.error.as_deref().unwrap_or("paused")
+                            ),
+                        });
                     }
                     Some(e) => {
                         e.status = Status::Running;
@@ -760,6 +774,7 @@ impl Run {
                 o,
             );
         }
+        self.store.settle_failures(&mut batch, &self.id, status)?;
         self.store
             .apply(&self.id, batch, self.durability, |st, _, audit| {
                 let exec = st.exec.as_mut().ok_or_else(|| Error::ExecutionNotFound {
@@ -799,6 +814,12 @@ impl Run {
     /// Marks the execution paused (waiting for a human); releases the lease.
     pub fn pause(&self, reason: &str) -> Result<()> {
         self.finish(Status::Paused, None, Some(reason), "execution.pause")
+    }
+
+    /// Releases the execution without finishing it: it becomes pending (resumable at once,
+    /// by any process) instead of waiting for its lease to expire.
+    pub fn suspend(&self) -> Result<()> {
+        self.finish(Status::Pending, None, None, "execution.suspend")
     }
 }
 

@@ -26,7 +26,9 @@
 //!
 //! Modules, one concern each: [`store`] (RocksDB, column families, durability), [`blob`]
 //! (FastCDC chunks, blake3, zstd, GC), [`execution`] (executions, the journal, leases),
-//! [`checkpoint`] (the tree, rollback, fork, cut, verify), [`audit`] (the hash chain).
+//! [`checkpoint`] (the tree, rollback, fork, cut, verify), [`audit`] (the hash chain),
+//! [`policy`] (recovery policies: parse, validate, compile, versions), [`recovery`] (failures,
+//! the actions taken on them, MTTR).
 
 pub mod audit;
 pub mod blob;
@@ -36,6 +38,8 @@ mod commit;
 pub mod error;
 pub mod execution;
 pub mod expr;
+pub mod policy;
+pub mod recovery;
 pub mod store;
 
 pub use audit::{AuditEntry, AuditReport};
@@ -46,6 +50,7 @@ pub use checkpoint::{
 };
 pub use error::{Error, OpenError, Result};
 pub use execution::{BeginOptions, Execution, Lease, NewCheckpoint, RetentionReport, Run, Status};
+pub use recovery::{Directive, FailureInput, FailureRecord, Outcome, Recovery, RecoveryMetrics};
 pub use store::{exec_key, Durability, OpenOptions, Store, FORMAT_VERSION};
 
 /// Lower-case hex of bytes (ids of chunks and hashes in messages).

@@ -41,16 +41,22 @@ pub(crate) enum Cf {
     Chunks,
     /// `seq(u64 BE)` → `AuditEntry`.
     Audit,
+    /// `tenant ‖ 0 ‖ scope ‖ 0 ‖ version(u32 BE)` → `PolicyVersion`.
+    Policies,
+    /// `exec_key(16) ‖ failure_id(16)` → `FailureRecord`.
+    Failures,
 }
 
 impl Cf {
-    pub(crate) const ALL: [Cf; 6] = [
+    pub(crate) const ALL: [Cf; 8] = [
         Cf::Meta,
         Cf::Executions,
         Cf::Checkpoints,
         Cf::CheckpointIndex,
         Cf::Chunks,
         Cf::Audit,
+        Cf::Policies,
+        Cf::Failures,
     ];
 
     pub(crate) fn name(self) -> &'static str {
@@ -61,6 +67,8 @@ impl Cf {
             Cf::CheckpointIndex => "checkpoint_index",
             Cf::Chunks => "chunks",
             Cf::Audit => "audit",
+            Cf::Policies => "policies",
+            Cf::Failures => "failures",
         }
     }
 
@@ -175,6 +183,8 @@ pub(crate) struct Inner {
     /// is applied and enqueued in order.
     pub(crate) cells: Mutex<HashMap<ExecKey, Arc<ExecCell>>>,
     pub(crate) blob: BlobParams,
+    /// Policies in force per (tenant, workflow, step); cleared when a policy is applied.
+    pub(crate) policy_cache: Mutex<HashMap<String, crate::policy::Effective>>,
     /// Declared after `db`: fields drop in order, so RocksDB is closed (and done writing its
     /// LOG here) before the directory is removed.
     _secondary_dir: Option<ScratchDir>,
@@ -361,6 +371,7 @@ impl Store {
                 gc_lock: RwLock::new(()),
                 cells: Mutex::new(HashMap::new()),
                 blob: BlobParams::default(),
+                policy_cache: Mutex::new(HashMap::new()),
                 _secondary_dir: scratch,
             }),
         })
@@ -369,6 +380,11 @@ impl Store {
     /// The directory of this store.
     pub fn path(&self) -> &Path {
         &self.inner.path
+    }
+
+    /// Who this handle acts as in leases and audit entries.
+    pub fn actor(&self) -> &str {
+        &self.inner.actor
     }
 
     /// True when opened as a read-only secondary.

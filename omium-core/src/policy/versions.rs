@@ -1,0 +1,318 @@
+//! Policy versions in the store: applying a policy to a (tenant, scope) stores a new version
+//! with its author and time and appends an audit entry; old versions stay readable and any two
+//! can be diffed. At run time the policies in force for a step are the latest versions of its
+//! scopes, the most specific first: `step:<workflow>/<step>`, `step:<step>`,
+//! `workflow:<workflow>`, `global`.
+
+use std::fmt;
+
+use rocksdb::WriteBatch;
+use serde::{Deserialize, Serialize};
+
+use super::{Compiled, Effective, Policy};
+use crate::audit::AuditDraft;
+use crate::codec;
+use crate::error::{Error, Result};
+use crate::store::{now_ms, Cf, Store};
+
+/// Where a policy applies.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Scope {
+    Global,
+    Workflow(String),
+    /// A step of any workflow, by name.
+    Step(String),
+    /// One step of one workflow.
+    WorkflowStep(String, String),
+}
+
+impl Scope {
+    /// Parses `global`, `workflow:<name>`, `step:<name>` or `step:<workflow>/<name>`.
+    pub fn parse(s: &str) -> Result<Scope> {
+        let bad = |detail: String| Error::InvalidArgument {
+            what: "policy scope",
+            detail,
+        };
+        let nonempty = |v: &str, what: &str| {
+            if v.is_empty() || v.contains('\0') {
+                Err(bad(format!("{s:?} has an empty or invalid {what}")))
+            } else {
+                Ok(v.to_string())
+            }
+        };
+        if s == "global" {
+            return Ok(Scope::Global);
+        }
+        if let Some(w) = s.strip_prefix("workflow:") {
+            return Ok(Scope::Workflow(nonempty(w, "workflow name")?));
+        }
+        if let Some(rest) = s.strip_prefix("step:") {
+            return Ok(match rest.split_once('/') {
+                Some((w, st)) => {
+                    Scope::WorkflowStep(nonempty(w, "workflow name")?, nonempty(st, "step name")?)
+                }
+                None => Scope::Step(nonempty(rest, "step name")?),
+            });
+        }
+        let hint = super::did_you_mean(
+            s.split(':').next().unwrap_or(s),
+            &["global", "workflow", "step"],
+        )
+        .map(|m| format!(" (did you mean {m:?}?)"))
+        .unwrap_or_default();
+        Err(bad(format!(
+            "{s:?} is not one{hint}; expected global, workflow:<name>, step:<name> or step:<workflow>/<name>"
+        )))
+    }
+
+    /// The scopes that apply to a step, most specific first.
+    pub fn chain(workflow: Option<&str>, step: Option<&str>) -> Vec<Scope> {
+        let mut v = Vec::with_capacity(4);
+        if let (Some(w), Some(s)) = (workflow, step) {
+            v.push(Scope::WorkflowStep(w.into(), s.into()));
+        }
+        if let Some(s) = step {
+            v.push(Scope::Step(s.into()));
+        }
+        if let Some(w) = workflow {
+            v.push(Scope::Workflow(w.into()));
+        }
+        v.push(Scope::Global);
+        v
+    }
+}
+
+impl fmt::Display for Scope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Scope::Global => f.write_str("global"),
+            Scope::Workflow(w) => write!(f, "workflow:{w}"),
+            Scope::Step(s) => write!(f, "step:{s}"),
+            Scope::WorkflowStep(w, s) => write!(f, "step:{w}/{s}"),
+        }
+    }
+}
+
+/// One stored version of the policy of a (tenant, scope).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PolicyVersion {
+    pub tenant: String,
+    pub scope: String,
+    pub version: u32,
+    pub author: String,
+    pub created_at_ms: u64,
+    /// The file it was applied from, if any.
+    pub file: Option<String>,
+    /// The document exactly as applied.
+    pub source: String,
+    /// The canonical form, as pretty JSON.
+    pub canonical: String,
+    /// blake3 of `canonical`, hex.
+    pub digest: String,
+}
+
+impl PolicyVersion {
+    pub fn policy(&self) -> Result<Policy> {
+        serde_json::from_str(&self.canonical).map_err(|e| Error::Decode {
+            what: "policy version",
+            key: format!("{}/{} v{}", self.tenant, self.scope, self.version),
+            detail: e.to_string(),
+        })
+    }
+}
+
+/// Two versions compared.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VersionDiff {
+    pub from: String,
+    pub to: String,
+    /// A unified diff of the canonical forms; empty when they are equal.
+    pub unified: String,
+}
+
+impl VersionDiff {
+    /// Diffs two canonical JSON texts, labelled `from` and `to`.
+    pub fn of(from: &str, a: &str, to: &str, b: &str) -> VersionDiff {
+        let unified = if a == b {
+            String::new()
+        } else {
+            similar::TextDiff::from_lines(a, b)
+                .unified_diff()
+                .context_radius(3)
+                .header(from, to)
+                .to_string()
+        };
+        VersionDiff {
+            from: from.into(),
+            to: to.into(),
+            unified,
+        }
+    }
+}
+
+fn scope_prefix(tenant: &str, scope: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(tenant.len() + scope.len() + 2);
+    k.extend_from_slice(tenant.as_bytes());
+    k.push(0);
+    k.extend_from_slice(scope.as_bytes());
+    k.push(0);
+    k
+}
+
+fn check_tenant(tenant: &str) -> Result<()> {
+    if tenant.is_empty() || tenant.contains('\0') {
+        return Err(Error::InvalidArgument {
+            what: "tenant",
+            detail: format!("{tenant:?} is empty or contains NUL"),
+        });
+    }
+    Ok(())
+}
+
+impl Store {
+    /// Validates `text` and stores it as the next version of the policy of (tenant, scope),
+    /// with an audit entry. Returns the stored version.
+    pub fn apply_policy(
+        &self,
+        tenant: &str,
+        scope: &Scope,
+        text: &str,
+        file: Option<&str>,
+        author: Option<&str>,
+    ) -> Result<PolicyVersion> {
+        self.require_writer("applying a policy")?;
+        check_tenant(tenant)?;
+        let policy = super::parse(text, file).map_err(|p| Error::Policy(Box::new(p)))?;
+        Compiled::new(&policy)?;
+        let canonical = super::to_json(&policy);
+        let scope_s = scope.to_string();
+        let latest = self.policy_versions(tenant, Some(scope))?.pop();
+        let version = latest.as_ref().map_or(1, |v| v.version + 1);
+        let author = author
+            .map(str::to_string)
+            .unwrap_or_else(|| self.actor().to_string());
+        let v = PolicyVersion {
+            tenant: tenant.into(),
+            scope: scope_s.clone(),
+            version,
+            author: author.clone(),
+            created_at_ms: now_ms(),
+            file: file.map(str::to_string),
+            source: text.into(),
+            digest: crate::hex(blake3::hash(canonical.as_bytes()).as_bytes()),
+            canonical,
+        };
+        let mut key = scope_prefix(tenant, &scope_s);
+        key.extend_from_slice(&version.to_be_bytes());
+        let mut batch = WriteBatch::default();
+        batch.put_cf(self.cf(Cf::Policies), &key, codec::encode(&v));
+        let detail = serde_json::json!({
+            "version": version, "author": author, "digest": v.digest, "file": file,
+            "previous": latest.map(|l| l.version),
+        });
+        self.commit(
+            batch,
+            vec![AuditDraft::new(
+                "policy.apply",
+                format!("policy/{tenant}/{scope_s}"),
+                detail.to_string(),
+            )],
+            None,
+        )?;
+        self.inner.policy_cache.lock().clear();
+        Ok(v)
+    }
+
+    /// Versions of one scope of a tenant (oldest first), or of every scope when `scope` is None.
+    pub fn policy_versions(
+        &self,
+        tenant: &str,
+        scope: Option<&Scope>,
+    ) -> Result<Vec<PolicyVersion>> {
+        let prefix = match scope {
+            Some(s) => scope_prefix(tenant, &s.to_string()),
+            None => {
+                let mut p = tenant.as_bytes().to_vec();
+                p.push(0);
+                p
+            }
+        };
+        self.scan_prefix(Cf::Policies, &prefix)
+            .map(|r| {
+                let (k, bytes) = r?;
+                codec::decode(
+                    "policy version",
+                    &|| String::from_utf8_lossy(&k).replace('\0', "/"),
+                    &bytes,
+                )
+            })
+            .collect()
+    }
+
+    /// Every tenant's policy versions (for listing).
+    pub fn all_policy_versions(&self) -> Result<Vec<PolicyVersion>> {
+        self.scan_prefix(Cf::Policies, b"")
+            .map(|r| {
+                let (k, bytes) = r?;
+                codec::decode(
+                    "policy version",
+                    &|| String::from_utf8_lossy(&k).replace('\0', "/"),
+                    &bytes,
+                )
+            })
+            .collect()
+    }
+
+    /// One version (`None`: the latest) of the policy of (tenant, scope).
+    pub fn policy_version(
+        &self,
+        tenant: &str,
+        scope: &Scope,
+        version: Option<u32>,
+    ) -> Result<PolicyVersion> {
+        let all = self.policy_versions(tenant, Some(scope))?;
+        let found = match version {
+            None => all.last().cloned(),
+            Some(n) => all.iter().find(|v| v.version == n).cloned(),
+        };
+        found.ok_or_else(|| Error::InvalidArgument {
+            what: "policy version",
+            detail: match (version, all.last()) {
+                (_, None) => format!("no policy is applied to tenant {tenant:?} scope {scope}; `omium policy list` shows what is"),
+                (Some(n), Some(l)) => format!("{scope} of tenant {tenant:?} has versions 1 to {}, not {n}", l.version),
+                (None, Some(_)) => unreachable!(),
+            },
+        })
+    }
+
+    /// The policies in force for a step of a workflow (either may be unknown), most specific
+    /// scope first. Cached per step until a policy is applied.
+    pub fn effective_policy(
+        &self,
+        tenant: &str,
+        workflow: Option<&str>,
+        step: Option<&str>,
+    ) -> Result<Effective> {
+        let cache_key = format!(
+            "{tenant}\0{}\0{}",
+            workflow.unwrap_or("\u{1}"),
+            step.unwrap_or("\u{1}")
+        );
+        if !self.is_read_only() {
+            if let Some(e) = self.inner.policy_cache.lock().get(&cache_key) {
+                return Ok(e.clone());
+            }
+        }
+        let mut layers = Vec::new();
+        for scope in Scope::chain(workflow, step) {
+            if let Some(v) = self.policy_versions(tenant, Some(&scope))?.pop() {
+                layers.push((scope, v.version, Compiled::new(&v.policy()?)?));
+            }
+        }
+        let e = Effective { layers };
+        if !self.is_read_only() {
+            self.inner.policy_cache.lock().insert(cache_key, e.clone());
+        }
+        Ok(e)
+    }
+}

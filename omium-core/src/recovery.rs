@@ -1,0 +1,960 @@
+//! Recovery: a failure is classified, recorded, and handled by the rule its policy gives,
+//! action by action; every action and its outcome is recorded with timestamps, and the figures
+//! ops teams judge recovery by (MTTR, success rate after recovery, failures by type, retries per
+//! success) are derived from that history.
+//!
+//! The host language runs the user's code, so a binding drives a [`Recovery`]: it asks for the
+//! next [`Directive`] (retry after a delay, roll back, pause, notify, escalate, fall back,
+//! suggest a fix, inspect, fail), carries it out, and reports how it went. The decisions, the
+//! backoff, the history, the webhooks and the metrics live here, once for every binding.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use rocksdb::WriteBatch;
+use serde::{Deserialize, Serialize};
+
+use crate::audit::AuditDraft;
+use crate::codec;
+use crate::error::{Error, Result};
+use crate::execution::Status;
+use crate::policy::{self, Action, Effective, RetryAction, Rule, Trigger, WebhookFormat};
+use crate::store::{exec_key, now_ms, Cf, Store};
+
+/// Where a failure stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// Being handled.
+    Open,
+    /// Waiting for a human (`resume`).
+    Paused,
+    /// Resumed by a human; recovered once the execution completes.
+    Resumed,
+    /// Rolled back; recovered once the execution completes.
+    RolledBack,
+    /// The step or the execution went on successfully.
+    Recovered,
+    /// Handed to people, and the step failed.
+    Escalated,
+    /// Nothing recovered it.
+    Failed,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Open => "open",
+            Outcome::Paused => "paused",
+            Outcome::Resumed => "resumed",
+            Outcome::RolledBack => "rolled_back",
+            Outcome::Recovered => "recovered",
+            Outcome::Escalated => "escalated",
+            Outcome::Failed => "failed",
+        }
+    }
+
+    /// True once nothing more will happen to the failure.
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            Outcome::Recovered | Outcome::Escalated | Outcome::Failed
+        )
+    }
+}
+
+/// One action taken about a failure.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ActionRecord {
+    pub action: String,
+    /// What exactly was done (JSON).
+    pub detail: String,
+    /// `ok`, `failed` or `pending`.
+    pub outcome: String,
+    pub started_at_ms: u64,
+    pub ended_at_ms: Option<u64>,
+}
+
+/// A failure and everything done about it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FailureRecord {
+    pub id: String,
+    pub execution_id: String,
+    pub workflow: String,
+    pub tenant: String,
+    pub step: Option<String>,
+    pub seq: Option<u64>,
+    pub key: Option<String>,
+    pub agent: String,
+    pub kind: Trigger,
+    pub error_class: String,
+    pub message: String,
+    /// The rule that handled it, and the scope it came from.
+    pub rule: Option<String>,
+    pub scope: Option<String>,
+    pub root_cause: Option<String>,
+    pub suggested_fix: Option<String>,
+    pub actions: Vec<ActionRecord>,
+    pub outcome: Outcome,
+    pub created_at_ms: u64,
+    pub resolved_at_ms: Option<u64>,
+}
+
+/// What a binding knows of a failure when it happens.
+#[derive(Clone, Debug, Default)]
+pub struct FailureInput {
+    pub execution_id: String,
+    pub workflow: String,
+    pub tenant: String,
+    pub step: Option<String>,
+    pub seq: Option<u64>,
+    pub key: Option<String>,
+    pub agent: String,
+    /// The failure type when the binding knows it (a timeout it enforced, a failed
+    /// postcondition); otherwise it is classified from the exception classes and message.
+    pub kind: Option<Trigger>,
+    /// The exception's class and its bases, most derived first (qualified names).
+    pub error_classes: Vec<String>,
+    pub message: String,
+    /// The step's own retry setting, used when no policy rule applies.
+    pub step_retry: Option<RetryAction>,
+    /// Rollbacks already made for this execution in this run (a rule rolls back at most
+    /// `max_times`).
+    pub rollbacks_so_far: u32,
+}
+
+/// Classifies an exception by its class names and message: the policy's `classify` map first
+/// (qualified name, then bare name), then built-in rules.
+pub fn classify(classes: &[String], message: &str, effective: &Effective) -> Trigger {
+    for c in classes {
+        let bare = c.rsplit(['.', ':']).next().unwrap_or(c);
+        if let Some(t) = effective.classify(c).or_else(|| effective.classify(bare)) {
+            return t;
+        }
+    }
+    let bare: Vec<&str> = classes
+        .iter()
+        .map(|c| c.rsplit(['.', ':']).next().unwrap_or(c))
+        .collect();
+    let any = |f: &dyn Fn(&str) -> bool| bare.iter().any(|c| f(c));
+    let lower = message.to_ascii_lowercase();
+    if any(&|c| c == "HallucinationDetected") {
+        Trigger::HallucinationDetected
+    } else if any(&|c| c == "ConsensusViolation") {
+        Trigger::ConsensusViolation
+    } else if any(&|c| c == "ToolDeniedError") {
+        Trigger::ToolDenied
+    } else if any(&|c| c.contains("RateLimit"))
+        || lower.contains("rate limit")
+        || lower.contains("429 too many")
+    {
+        Trigger::RateLimitError
+    } else if any(&|c| c.contains("Timeout") || c == "TimeoutError") || lower.contains("timed out")
+    {
+        Trigger::TimeoutError
+    } else if any(&|c| c == "ValidationError") {
+        Trigger::ValidationError
+    } else if any(&|c| {
+        c.contains("APIError") || c.contains("APIConnectionError") || c.contains("APIStatusError")
+    }) {
+        Trigger::LlmError
+    } else {
+        Trigger::Error
+    }
+}
+
+/// The built-in reading of a failure type: a likely root cause and a fix to try. A binding's
+/// analyzer hook may replace both.
+pub fn explain(kind: Trigger, message: &str) -> (String, String) {
+    let (cause, fix) = match kind {
+        Trigger::TimeoutError => (
+            "the step did not finish within its timeout",
+            "raise the step timeout, or make the slow call faster or cached",
+        ),
+        Trigger::RateLimitError => (
+            "the provider refused the call for rate",
+            "retry with exponential backoff, or lower concurrency",
+        ),
+        Trigger::LlmError => (
+            "the LLM provider returned an error",
+            "retry; check the model name, the API key and the provider's status",
+        ),
+        Trigger::ToolError => (
+            "a tool call failed",
+            "check the tool's inputs and availability",
+        ),
+        Trigger::ToolDenied => (
+            "a tool outside the allowlist was called",
+            "add the tool to tool_whitelist, or change the agent's plan",
+        ),
+        Trigger::HallucinationDetected => (
+            "a validator flagged the output as unsupported by the inputs",
+            "constrain the prompt, or have a human correct the output",
+        ),
+        Trigger::ConsensusViolation => (
+            "agents did not agree on a hand-off in time",
+            "roll back to the last consistent checkpoint and re-run the hand-off",
+        ),
+        Trigger::PreconditionFailed => (
+            "the step's inputs broke its precondition",
+            "fix the step that produced the inputs",
+        ),
+        Trigger::PostconditionFailed => (
+            "the step's result broke its postcondition",
+            "retry, or correct the step's output",
+        ),
+        Trigger::ValidationError => (
+            "the output did not validate",
+            "correct the output or the prompt",
+        ),
+        Trigger::ProcessCrashed => (
+            "the process running the execution died",
+            "resume the execution (omium recover)",
+        ),
+        Trigger::Error | Trigger::Any => ("the step raised an exception", "see the error message"),
+    };
+    let cause = if message.is_empty() {
+        cause.to_string()
+    } else {
+        format!("{cause}: {message}")
+    };
+    (cause, fix.to_string())
+}
+
+/// What the binding should do next about a failure.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Directive {
+    /// Run the step again after `delay`; `attempt` counts the first run as 1.
+    Retry { attempt: u32, delay: Duration },
+    /// Roll the execution back to `to` (`last_consistent` or a checkpoint name) and run it
+    /// again.
+    Rollback { to: String },
+    /// Pause the execution until a human resumes it.
+    Pause { reason: String },
+    /// Notify these channels (the binding's callbacks; webhooks are sent by [`Recovery::notify`]).
+    Notify { channels: Vec<String> },
+    /// Notify, then fail with an escalation.
+    Escalate { channels: Vec<String> },
+    /// Call the registered function `function` instead of the step.
+    Fallback { function: String },
+    /// Record the fix; with `auto_apply`, run the registered fixer and retry once.
+    SuggestFix {
+        fix: Option<String>,
+        auto_apply: bool,
+    },
+    /// Run the analyzer hook and record its root cause.
+    Inspect,
+    /// Give up: re-raise the failure.
+    Fail,
+}
+
+impl Directive {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Directive::Retry { .. } => "retry",
+            Directive::Rollback { .. } => "rollback",
+            Directive::Pause { .. } => "pause",
+            Directive::Notify { .. } => "notify",
+            Directive::Escalate { .. } => "escalate",
+            Directive::Fallback { .. } => "fallback",
+            Directive::SuggestFix { .. } => "suggest_fix",
+            Directive::Inspect => "inspect",
+            Directive::Fail => "fail",
+        }
+    }
+}
+
+/// The handling of one failure, driven by a binding.
+pub struct Recovery {
+    store: Store,
+    effective: Effective,
+    record: FailureRecord,
+    rule: Rule,
+    pos: usize,
+    attempts: u32,
+    rollbacks_so_far: u32,
+    rng: u64,
+}
+
+impl std::fmt::Debug for Recovery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Recovery")
+            .field("failure", &self.record.id)
+            .field("pos", &self.pos)
+            .finish()
+    }
+}
+
+fn failure_key(execution_id: &str, id: ulid::Ulid) -> [u8; 32] {
+    let mut k = [0u8; 32];
+    k[..16].copy_from_slice(&exec_key(execution_id));
+    k[16..].copy_from_slice(&id.to_bytes());
+    k
+}
+
+impl Store {
+    /// Records a failure and decides how to handle it, from the policies in force for its
+    /// step (`effective`; [`Store::effective_policy`] gives them).
+    pub fn start_recovery(&self, input: FailureInput, effective: Effective) -> Result<Recovery> {
+        let kind = input
+            .kind
+            .unwrap_or_else(|| classify(&input.error_classes, &input.message, &effective));
+        let facts = policy::Failure {
+            kind,
+            error_class: input.error_classes.first().cloned().unwrap_or_default(),
+            message: input.message.clone(),
+            step: input.step.clone().unwrap_or_default(),
+            workflow: input.workflow.clone(),
+            agent: input.agent.clone(),
+            attempt: 1,
+        };
+        let decided = effective
+            .decide(&facts)?
+            .map(|(s, r)| (s.to_string(), r.clone()));
+        let (scope, rule) = match decided {
+            Some((s, r)) => (Some(s), r),
+            None => (
+                None,
+                Rule {
+                    name: Some(
+                        if input.step_retry.is_some() {
+                            "step retries"
+                        } else {
+                            "default: fail"
+                        }
+                        .into(),
+                    ),
+                    trigger: kind,
+                    when: None,
+                    actions: match input.step_retry.clone() {
+                        Some(r) => vec![Action::Retry(r)],
+                        None => vec![Action::Fail],
+                    },
+                },
+            ),
+        };
+        let (root_cause, fix) = explain(kind, &input.message);
+        let id = crate::store::new_id();
+        let record = FailureRecord {
+            id: id.to_string(),
+            execution_id: input.execution_id,
+            workflow: input.workflow,
+            tenant: input.tenant,
+            step: input.step,
+            seq: input.seq,
+            key: input.key,
+            agent: input.agent,
+            kind,
+            error_class: facts.error_class,
+            message: input.message,
+            rule: rule.name.clone().or_else(|| Some(format!("{} rule", kind))),
+            scope,
+            root_cause: Some(root_cause),
+            suggested_fix: Some(fix),
+            actions: Vec::new(),
+            outcome: Outcome::Open,
+            created_at_ms: now_ms(),
+            resolved_at_ms: None,
+        };
+        let r = Recovery {
+            store: self.clone(),
+            effective,
+            rng: (id.random() as u64) | 1,
+            record,
+            rule,
+            pos: 0,
+            attempts: 1,
+            rollbacks_so_far: input.rollbacks_so_far,
+        };
+        r.save("failure.record")?;
+        Ok(r)
+    }
+
+    /// Failures recorded for one execution (oldest first), or for every execution.
+    pub fn failures(&self, execution_id: Option<&str>) -> Result<Vec<FailureRecord>> {
+        let prefix = execution_id
+            .map(|e| exec_key(e).to_vec())
+            .unwrap_or_default();
+        let mut out: Vec<FailureRecord> = self
+            .scan_prefix(Cf::Failures, &prefix)
+            .map(|r| {
+                let (k, v) = r?;
+                codec::decode("failure", &|| crate::hex(&k), &v)
+            })
+            .collect::<Result<_>>()?;
+        if let Some(e) = execution_id {
+            out.retain(|f| f.execution_id == e);
+        } else {
+            out.sort_by(|a, b| a.created_at_ms.cmp(&b.created_at_ms).then(a.id.cmp(&b.id)));
+        }
+        Ok(out)
+    }
+
+    /// Settles the failures of an execution that are still waiting on its outcome: when it
+    /// completes they are recovered, when it fails they failed. Part of the caller's batch.
+    pub(crate) fn settle_failures(
+        &self,
+        batch: &mut WriteBatch,
+        execution_id: &str,
+        status: Status,
+    ) -> Result<usize> {
+        let outcome = match status {
+            Status::Completed => Outcome::Recovered,
+            Status::Failed | Status::Cancelled => Outcome::Failed,
+            _ => return Ok(0),
+        };
+        let now = now_ms();
+        let mut n = 0;
+        for f in self.failures(Some(execution_id))? {
+            if matches!(
+                f.outcome,
+                Outcome::Open | Outcome::Resumed | Outcome::RolledBack | Outcome::Paused
+            ) {
+                let mut f = f;
+                f.outcome = outcome;
+                f.resolved_at_ms = Some(now);
+                let id: ulid::Ulid = f.id.parse().map_err(|_| Error::Decode {
+                    what: "failure",
+                    key: f.id.clone(),
+                    detail: "its id is not a ULID".into(),
+                })?;
+                batch.put_cf(
+                    self.cf(Cf::Failures),
+                    failure_key(execution_id, id),
+                    codec::encode(&f),
+                );
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    /// Records a crashed process's execution as a failure (`process_crashed`), resolved when
+    /// the execution completes. Called by `recover()` before resuming it.
+    pub fn record_crash(&self, execution_id: &str) -> Result<FailureRecord> {
+        let exec = self.execution(execution_id)?;
+        let owner = exec
+            .lease
+            .as_ref()
+            .map(|l| format!("{} (pid {} on {})", l.owner, l.pid, l.host))
+            .unwrap_or_else(|| "an earlier run".into());
+        let input = FailureInput {
+            execution_id: exec.id.clone(),
+            workflow: exec.workflow.clone(),
+            tenant: exec.tenant.clone(),
+            kind: Some(Trigger::ProcessCrashed),
+            message: format!(
+                "the process running it ({owner}) stopped without finishing; its lease expired"
+            ),
+            ..FailureInput::default()
+        };
+        let mut r = self.start_recovery(input, Effective::default())?;
+        r.record.rule = Some("recover".into());
+        r.record.outcome = Outcome::RolledBack;
+        r.record.actions.push(ActionRecord {
+            action: "resume".into(),
+            detail: "{}".into(),
+            outcome: "ok".into(),
+            started_at_ms: now_ms(),
+            ended_at_ms: Some(now_ms()),
+        });
+        r.save("failure.update")?;
+        Ok(r.record)
+    }
+
+    /// Resumes a paused execution: with `state`, the step that paused it is recorded with that
+    /// state (a human's corrected output), so it is not run again; without, it runs again.
+    /// Returns the failure that had paused it, if one did.
+    pub fn resume(
+        &self,
+        execution_id: &str,
+        state: Option<&[u8]>,
+        by: Option<&str>,
+    ) -> Result<Option<FailureRecord>> {
+        self.require_writer("resume")?;
+        let exec = self.execution(execution_id)?;
+        if exec.status != Status::Paused {
+            return Err(Error::InvalidState {
+                execution: execution_id.into(),
+                status: exec.status.to_string(),
+                detail: "only a paused execution can be resumed; re-run it to continue it".into(),
+            });
+        }
+        let paused = self
+            .failures(Some(execution_id))?
+            .into_iter()
+            .rev()
+            .find(|f| f.outcome == Outcome::Paused);
+        let by = by
+            .map(str::to_string)
+            .unwrap_or_else(|| self.actor().to_string());
+        let run = self.begin_paused(execution_id)?;
+        if let Some(s) = state {
+            let Some(f) = paused.as_ref().filter(|f| f.step.is_some()) else {
+                return Err(Error::InvalidArgument {
+                    what: "resume state",
+                    detail: format!("execution {execution_id:?} was not paused by a step, so there is no step to give the state to"),
+                });
+            };
+            let seq = f.seq.unwrap_or(0);
+            let metadata = BTreeMap::from([
+                ("resumed_by".to_string(), by.clone()),
+                ("failure".to_string(), f.id.clone()),
+            ]);
+            run.record(
+                seq,
+                crate::NewCheckpoint {
+                    name: f.step.as_deref().unwrap_or_default(),
+                    agent: Some(&f.agent),
+                    kind: crate::CheckpointKind::Step,
+                    key: f.key.as_deref(),
+                    state: s,
+                    checks: Default::default(),
+                    metadata,
+                },
+            )?;
+        }
+        run.suspend()?;
+        let Some(mut f) = paused else { return Ok(None) };
+        let now = now_ms();
+        if let Some(a) = f.actions.iter_mut().rev().find(|a| a.action == "pause") {
+            a.outcome = "ok".into();
+            a.ended_at_ms = Some(now);
+        }
+        f.actions.push(ActionRecord {
+            action: "resume".into(),
+            detail: serde_json::json!({"by": by, "state_edited": state.is_some()}).to_string(),
+            outcome: "ok".into(),
+            started_at_ms: now,
+            ended_at_ms: Some(now),
+        });
+        f.outcome = Outcome::Resumed;
+        self.put_failure(&f, "failure.resume")?;
+        Ok(Some(f))
+    }
+
+    fn begin_paused(&self, execution_id: &str) -> Result<crate::Run> {
+        let exec = self.execution(execution_id)?;
+        self.begin(
+            execution_id,
+            crate::BeginOptions {
+                workflow: exec.workflow,
+                tenant: exec.tenant,
+                resume_paused: true,
+                ..Default::default()
+            },
+        )
+    }
+
+    fn put_failure(&self, f: &FailureRecord, action: &'static str) -> Result<()> {
+        let id: ulid::Ulid = f.id.parse().expect("failure ids are ULIDs");
+        let mut batch = WriteBatch::default();
+        batch.put_cf(
+            self.cf(Cf::Failures),
+            failure_key(&f.execution_id, id),
+            codec::encode(f),
+        );
+        let detail = serde_json::json!({
+            "execution": f.execution_id, "step": f.step, "type": f.kind.as_str(), "outcome": f.outcome.as_str(),
+            "actions": f.actions.len(),
+        });
+        self.commit(
+            batch,
+            vec![AuditDraft::new(
+                action,
+                format!("failure/{}", f.id),
+                detail.to_string(),
+            )],
+            None,
+        )
+    }
+
+    /// Recovery figures over the recorded failures (of one workflow, or all).
+    pub fn recovery_metrics(&self, workflow: Option<&str>) -> Result<RecoveryMetrics> {
+        let failures: Vec<FailureRecord> = self
+            .failures(None)?
+            .into_iter()
+            .filter(|f| workflow.is_none_or(|w| f.workflow == w))
+            .collect();
+        Ok(RecoveryMetrics::of(&failures))
+    }
+}
+
+/// Figures derived from recovery history.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct RecoveryMetrics {
+    pub failures: u64,
+    pub recovered: u64,
+    pub escalated: u64,
+    pub failed: u64,
+    /// Paused, rolled back or being handled: not settled yet.
+    pub open: u64,
+    /// Recovered over settled (recovered + escalated + failed); None when nothing settled.
+    pub success_rate: Option<f64>,
+    /// Mean time from failure to successful continuation, over recovered failures.
+    pub mttr_ms: Option<f64>,
+    pub mttr_p50_ms: Option<u64>,
+    pub mttr_p95_ms: Option<u64>,
+    /// Retries made per recovered failure.
+    pub retries_per_success: Option<f64>,
+    pub by_type: BTreeMap<String, u64>,
+    pub by_outcome: BTreeMap<String, u64>,
+    pub actions: BTreeMap<String, u64>,
+}
+
+impl RecoveryMetrics {
+    pub fn of(failures: &[FailureRecord]) -> RecoveryMetrics {
+        let mut m = RecoveryMetrics {
+            failures: failures.len() as u64,
+            ..Default::default()
+        };
+        let mut times = Vec::new();
+        let mut retries = 0u64;
+        for f in failures {
+            *m.by_type.entry(f.kind.as_str().into()).or_default() += 1;
+            *m.by_outcome.entry(f.outcome.as_str().into()).or_default() += 1;
+            for a in &f.actions {
+                *m.actions.entry(a.action.clone()).or_default() += 1;
+            }
+            match f.outcome {
+                Outcome::Recovered => {
+                    m.recovered += 1;
+                    retries += f.actions.iter().filter(|a| a.action == "retry").count() as u64;
+                    if let Some(r) = f.resolved_at_ms {
+                        times.push(r.saturating_sub(f.created_at_ms));
+                    }
+                }
+                Outcome::Escalated => m.escalated += 1,
+                Outcome::Failed => m.failed += 1,
+                _ => m.open += 1,
+            }
+        }
+        let settled = m.recovered + m.escalated + m.failed;
+        if settled > 0 {
+            m.success_rate = Some(m.recovered as f64 / settled as f64);
+        }
+        if m.recovered > 0 {
+            m.retries_per_success = Some(retries as f64 / m.recovered as f64);
+        }
+        if !times.is_empty() {
+            times.sort_unstable();
+            m.mttr_ms = Some(times.iter().sum::<u64>() as f64 / times.len() as f64);
+            let pct = |p: f64| times[((times.len() as f64 - 1.0) * p).round() as usize];
+            m.mttr_p50_ms = Some(pct(0.5));
+            m.mttr_p95_ms = Some(pct(0.95));
+        }
+        m
+    }
+}
+
+impl Recovery {
+    pub fn record(&self) -> &FailureRecord {
+        &self.record
+    }
+
+    pub fn rule(&self) -> &Rule {
+        &self.rule
+    }
+
+    /// The defaults in force (timeouts, allowlist) for the failed step.
+    pub fn effective(&self) -> &Effective {
+        &self.effective
+    }
+
+    fn save(&self, action: &'static str) -> Result<()> {
+        self.store.put_failure(&self.record, action)
+    }
+
+    fn unit(&mut self) -> f64 {
+        // xorshift64*: jitter needs spread, not cryptographic quality.
+        self.rng ^= self.rng >> 12;
+        self.rng ^= self.rng << 25;
+        self.rng ^= self.rng >> 27;
+        (self.rng.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// The next thing to do. Each call opens an action record that [`Recovery::done`] closes.
+    pub fn next_directive(&mut self) -> Result<Directive> {
+        loop {
+            let Some(action) = self.rule.actions.get(self.pos).cloned() else {
+                return self.begin(Directive::Fail, "{}".into());
+            };
+            let d = match action {
+                Action::Retry(r) => {
+                    if self.attempts < r.max_attempts {
+                        self.attempts += 1;
+                        let delay = r.delay(self.attempts - 1, self.unit());
+                        let detail = serde_json::json!({"attempt": self.attempts, "of": r.max_attempts, "delay_ms": delay.as_millis() as u64});
+                        return self.begin(
+                            Directive::Retry {
+                                attempt: self.attempts,
+                                delay,
+                            },
+                            detail.to_string(),
+                        );
+                    }
+                    self.pos += 1;
+                    continue;
+                }
+                Action::Rollback(r) => {
+                    self.pos += 1;
+                    if self.rollbacks_so_far >= r.max_times {
+                        continue;
+                    }
+                    Directive::Rollback { to: r.to }
+                }
+                Action::Pause(p) => {
+                    self.pos += 1;
+                    Directive::Pause {
+                        reason: p.reason.unwrap_or_else(|| {
+                            format!(
+                                "{} in step {:?}: waiting for a human",
+                                self.record.kind,
+                                self.record.step.as_deref().unwrap_or("")
+                            )
+                        }),
+                    }
+                }
+                Action::Notify(n) => {
+                    self.pos += 1;
+                    Directive::Notify {
+                        channels: self.channels(&n.channels),
+                    }
+                }
+                Action::Escalate(n) => {
+                    self.pos += 1;
+                    Directive::Escalate {
+                        channels: self.channels(&n.channels),
+                    }
+                }
+                Action::Fallback(f) => {
+                    self.pos += 1;
+                    Directive::Fallback {
+                        function: f.function,
+                    }
+                }
+                Action::SuggestFix(s) => {
+                    self.pos += 1;
+                    if let Some(fix) = &s.fix {
+                        self.record.suggested_fix = Some(fix.clone());
+                    }
+                    Directive::SuggestFix {
+                        fix: s.fix,
+                        auto_apply: s.auto_apply,
+                    }
+                }
+                Action::Inspect => {
+                    self.pos += 1;
+                    Directive::Inspect
+                }
+                Action::Fail => {
+                    self.pos = self.rule.actions.len();
+                    Directive::Fail
+                }
+            };
+            let detail = match &d {
+                Directive::Rollback { to } => serde_json::json!({ "to": to }),
+                Directive::Pause { reason } => serde_json::json!({ "reason": reason }),
+                Directive::Notify { channels } | Directive::Escalate { channels } => {
+                    serde_json::json!({ "channels": channels })
+                }
+                Directive::Fallback { function } => serde_json::json!({ "function": function }),
+                Directive::SuggestFix { fix, auto_apply } => {
+                    serde_json::json!({ "fix": fix, "auto_apply": auto_apply })
+                }
+                _ => serde_json::json!({}),
+            };
+            return self.begin(d, detail.to_string());
+        }
+    }
+
+    fn channels(&self, named: &[String]) -> Vec<String> {
+        if named.is_empty() {
+            self.effective.channel_names()
+        } else {
+            named.to_vec()
+        }
+    }
+
+    fn begin(&mut self, d: Directive, detail: String) -> Result<Directive> {
+        self.record.actions.push(ActionRecord {
+            action: d.name().into(),
+            detail,
+            outcome: "pending".into(),
+            started_at_ms: now_ms(),
+            ended_at_ms: None,
+        });
+        match d {
+            Directive::Fail => self.finish(Outcome::Failed)?,
+            Directive::Escalate { .. } | Directive::Pause { .. } | Directive::Rollback { .. } => {}
+            _ => self.save("failure.update")?,
+        }
+        Ok(d)
+    }
+
+    /// Closes the current action: `ok` or not, with an optional note (what a callback said, the
+    /// retry's error, ...). A failed retry keeps the recovery going with the next directive.
+    pub fn done(&mut self, ok: bool, note: Option<&str>) -> Result<()> {
+        if let Some(a) = self.record.actions.last_mut() {
+            a.outcome = if ok { "ok" } else { "failed" }.into();
+            a.ended_at_ms = Some(now_ms());
+            if let Some(n) = note {
+                let mut d: serde_json::Value =
+                    serde_json::from_str(&a.detail).unwrap_or_else(|_| serde_json::json!({}));
+                d["note"] = n.into();
+                a.detail = d.to_string();
+            }
+        }
+        self.save("failure.update")
+    }
+
+    /// Records what an analyzer said about the failure.
+    pub fn set_analysis(
+        &mut self,
+        root_cause: Option<String>,
+        suggested_fix: Option<String>,
+    ) -> Result<()> {
+        if root_cause.is_some() {
+            self.record.root_cause = root_cause;
+        }
+        if suggested_fix.is_some() {
+            self.record.suggested_fix = suggested_fix;
+        }
+        self.save("failure.update")
+    }
+
+    /// The step went on successfully (a retry, a fallback or a fix worked).
+    pub fn recovered(&mut self) -> Result<()> {
+        self.finish(Outcome::Recovered)
+    }
+
+    /// The failure is settled as escalated (after the escalation's notifications).
+    pub fn escalated(&mut self) -> Result<()> {
+        self.finish(Outcome::Escalated)
+    }
+
+    /// The execution is being paused (the binding pauses its run next).
+    pub fn paused(&mut self) -> Result<()> {
+        self.set_outcome(Outcome::Paused)
+    }
+
+    /// The execution was rolled back and will run again.
+    pub fn rolled_back(&mut self) -> Result<()> {
+        self.set_outcome(Outcome::RolledBack)
+    }
+
+    fn set_outcome(&mut self, o: Outcome) -> Result<()> {
+        self.record.outcome = o;
+        if let Some(a) = self.record.actions.last_mut() {
+            if a.outcome == "pending" && o != Outcome::Paused {
+                a.outcome = "ok".into();
+                a.ended_at_ms = Some(now_ms());
+            }
+        }
+        self.save("failure.update")
+    }
+
+    fn finish(&mut self, o: Outcome) -> Result<()> {
+        let now = now_ms();
+        if let Some(a) = self.record.actions.last_mut() {
+            if a.outcome == "pending" {
+                a.outcome =
+                    if o == Outcome::Recovered || o == Outcome::Escalated || a.action == "fail" {
+                        "ok"
+                    } else {
+                        "failed"
+                    }
+                    .into();
+                a.ended_at_ms = Some(now);
+            }
+        }
+        self.record.outcome = o;
+        self.record.resolved_at_ms = Some(now);
+        self.save("failure.update")
+    }
+
+    /// The JSON a notification carries.
+    pub fn payload(&self, event: &str) -> serde_json::Value {
+        let f = &self.record;
+        serde_json::json!({
+            "event": event,
+            "failure": {
+                "id": f.id, "execution_id": f.execution_id, "workflow": f.workflow, "tenant": f.tenant,
+                "step": f.step, "agent": f.agent, "type": f.kind.as_str(), "error_class": f.error_class,
+                "message": f.message, "rule": f.rule, "scope": f.scope, "root_cause": f.root_cause,
+                "suggested_fix": f.suggested_fix, "attempts": self.attempts, "created_at_ms": f.created_at_ms,
+            },
+        })
+    }
+
+    /// Sends the webhooks of `channels` (those that have one), returning per channel whether
+    /// it was delivered or why not. Never fails the recovery: a dead webhook is recorded.
+    pub fn notify(
+        &self,
+        channels: &[String],
+        event: &str,
+    ) -> Vec<(String, std::result::Result<(), String>)> {
+        let payload = self.payload(event);
+        channels
+            .iter()
+            .filter_map(|c| {
+                let ch = self.effective.channel(c)?;
+                let url = ch.webhook.as_ref()?;
+                let body = match ch.format {
+                    WebhookFormat::Json => payload.to_string(),
+                    WebhookFormat::Slack => slack_body(&payload).to_string(),
+                };
+                Some((c.clone(), post_webhook(url, &body)))
+            })
+            .collect()
+    }
+}
+
+/// A Slack incoming-webhook body for a failure payload.
+pub fn slack_body(payload: &serde_json::Value) -> serde_json::Value {
+    let f = &payload["failure"];
+    let s = |k: &str| f[k].as_str().unwrap_or("").to_string();
+    let text = format!(
+        ":rotating_light: *{}* — {} in step `{}` of `{}` (execution `{}`)\n>{}\nRoot cause: {}\nSuggested fix: {}",
+        payload["event"].as_str().unwrap_or("omium.failure"),
+        s("type"),
+        s("step"),
+        s("workflow"),
+        s("execution_id"),
+        s("message"),
+        s("root_cause"),
+        s("suggested_fix"),
+    );
+    serde_json::json!({ "text": text })
+}
+
+/// POSTs `body` (JSON) to `url`: 5 s timeout, one retry on a network error or a 5xx.
+pub fn post_webhook(url: &str, body: &str) -> std::result::Result<(), String> {
+    let loopback = ["http://127.0.0.1", "http://localhost", "http://[::1]"]
+        .iter()
+        .any(|p| url.starts_with(p));
+    let mut cfg = ureq::Agent::config_builder()
+        .timeout_global(Some(Duration::from_secs(5)))
+        .http_status_as_error(false);
+    if loopback {
+        cfg = cfg.proxy(None);
+    }
+    let agent: ureq::Agent = cfg.build().into();
+    let mut last = String::new();
+    for attempt in 0..2 {
+        if attempt > 0 {
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        match agent
+            .post(url)
+            .header("content-type", "application/json")
+            .send(body)
+        {
+            Ok(resp) if resp.status().is_success() => return Ok(()),
+            Ok(resp) if resp.status().is_server_error() => last = format!("HTTP {}", resp.status()),
+            Ok(resp) => return Err(format!("HTTP {}", resp.status())),
+            Err(e) => last = e.to_string(),
+        }
+    }
+    Err(last)
+}
