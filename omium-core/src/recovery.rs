@@ -449,6 +449,8 @@ impl Store {
             ..FailureInput::default()
         };
         let mut r = self.start_recovery(input, Effective::default())?;
+        // The last sign of life is the best estimate of when it failed.
+        r.record.created_at_ms = exec.updated_at_ms;
         r.record.rule = Some("recover".into());
         r.record.outcome = Outcome::RolledBack;
         r.record.actions.push(ActionRecord {
@@ -826,6 +828,11 @@ impl Recovery {
     /// The step went on successfully (a retry, a fallback or a fix worked).
     pub fn recovered(&mut self) -> Result<()> {
         self.finish(Outcome::Recovered)
+    }
+
+    /// The failure is settled as failed without acting on it (a denied tool outside a step).
+    pub fn failed(&mut self) -> Result<()> {
+        self.finish(Outcome::Failed)
     }
 
     /// The failure is settled as escalated (after the escalation's notifications).

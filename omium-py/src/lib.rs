@@ -3,6 +3,7 @@
 //! is the pure-Python package `omium` on top.
 
 mod convert;
+mod recovery;
 mod run;
 mod store;
 
@@ -57,6 +58,11 @@ fn _omium(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<store::Store>()?;
     m.add_class::<run::Run>()?;
     m.add_class::<Condition>()?;
+    m.add_class::<recovery::Recovery>()?;
+    m.add_function(wrap_pyfunction!(recovery::parse_policy, m)?)?;
+    m.add_function(wrap_pyfunction!(recovery::policy_schema, m)?)?;
+    m.add_function(wrap_pyfunction!(recovery::policy_diff, m)?)?;
+    m.add_function(wrap_pyfunction!(recovery::check_failure_type, m)?)?;
     m.add("FORMAT_VERSION", omium_core::FORMAT_VERSION)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())

@@ -11,7 +11,14 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList};
 
 use crate::convert::{self, err};
+use crate::recovery;
 use crate::run::Run;
+use omium_core::policy::{Scope, Trigger};
+use omium_core::recovery::FailureInput;
+
+fn to_json_text<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_string(v).expect("records serialize")
+}
 
 #[pyclass(frozen, module = "omium._omium")]
 pub struct Store {
@@ -134,6 +141,7 @@ impl Store {
             agent: agent.into(),
             lease_ttl: Duration::from_secs_f64(lease_ttl),
             durability: self::durability(durability)?,
+            ..BeginOptions::default()
         };
         let run = py
             .detach(|| store.begin(execution_id, options))
@@ -342,6 +350,122 @@ impl Store {
         let store = self.get()?;
         py.detach(|| store.delete_execution(execution_id))
             .map_err(err)
+    }
+
+    /// Validates and stores a policy version; returns it as JSON text.
+    #[pyo3(signature = (tenant, scope, text, file=None, author=None))]
+    fn apply_policy(&self, py: Python<'_>, tenant: &str, scope: &str, text: &str, file: Option<&str>, author: Option<&str>) -> PyResult<String> {
+        let store = self.get()?;
+        let scope = Scope::parse(scope).map_err(err)?;
+        let v = py.detach(|| store.apply_policy(tenant, &scope, text, file, author)).map_err(recovery::core_err)?;
+        Ok(to_json_text(&v))
+    }
+
+    /// Policy versions (JSON text of a list): of one scope, of a tenant, or of every tenant.
+    #[pyo3(signature = (tenant=None, scope=None))]
+    fn policy_versions(&self, py: Python<'_>, tenant: Option<&str>, scope: Option<&str>) -> PyResult<String> {
+        let store = self.get()?;
+        let scope = scope.map(Scope::parse).transpose().map_err(err)?;
+        let v = py
+            .detach(|| match tenant {
+                Some(t) => store.policy_versions(t, scope.as_ref()),
+                None => store.all_policy_versions(),
+            })
+            .map_err(err)?;
+        Ok(to_json_text(&v))
+    }
+
+    #[pyo3(signature = (tenant, scope, version=None))]
+    fn policy_version(&self, py: Python<'_>, tenant: &str, scope: &str, version: Option<u32>) -> PyResult<String> {
+        let store = self.get()?;
+        let scope = Scope::parse(scope).map_err(err)?;
+        let v = py.detach(|| store.policy_version(tenant, &scope, version)).map_err(err)?;
+        Ok(to_json_text(&v))
+    }
+
+    /// The defaults in force for a step (JSON text), the most specific scope winning.
+    #[pyo3(signature = (tenant, workflow=None, step=None))]
+    fn policy_defaults(&self, py: Python<'_>, tenant: &str, workflow: Option<&str>, step: Option<&str>) -> PyResult<String> {
+        let store = self.get()?;
+        let e = py.detach(|| store.effective_policy(tenant, workflow, step)).map_err(err)?;
+        let layers: Vec<String> = e.layers.iter().map(|(s, v, _)| format!("{s} v{v}")).collect();
+        Ok(serde_json::json!({"defaults": e.defaults(), "layers": layers}).to_string())
+    }
+
+    /// Records a failure and decides how to handle it.
+    #[pyo3(signature = (execution_id, workflow, tenant, step, seq, key, agent, kind, error_classes, message, retries=0, rollbacks_so_far=0))]
+    #[allow(clippy::too_many_arguments)]
+    fn start_recovery(
+        &self,
+        py: Python<'_>,
+        execution_id: String,
+        workflow: String,
+        tenant: String,
+        step: Option<String>,
+        seq: Option<u64>,
+        key: Option<String>,
+        agent: String,
+        kind: Option<&str>,
+        error_classes: Vec<String>,
+        message: String,
+        retries: u32,
+        rollbacks_so_far: u32,
+    ) -> PyResult<recovery::Recovery> {
+        let store = self.get()?;
+        let kind = kind.map(Trigger::parse).transpose().map_err(err)?;
+        let input = FailureInput {
+            execution_id,
+            workflow,
+            tenant,
+            step,
+            seq,
+            key,
+            agent,
+            kind,
+            error_classes,
+            message,
+            step_retry: recovery::step_retry(retries),
+            rollbacks_so_far,
+        };
+        let r = py
+            .detach(|| {
+                let e = store.effective_policy(&input.tenant, Some(&input.workflow).filter(|w| !w.is_empty()).map(|s| s.as_str()), input.step.as_deref())?;
+                store.start_recovery(input, e)
+            })
+            .map_err(recovery::core_err)?;
+        Ok(recovery::Recovery::new(r))
+    }
+
+    /// Failure records (JSON text of a list), of one execution or all.
+    #[pyo3(signature = (execution_id=None))]
+    fn failures(&self, py: Python<'_>, execution_id: Option<&str>) -> PyResult<String> {
+        let store = self.get()?;
+        let v = py.detach(|| store.failures(execution_id)).map_err(err)?;
+        Ok(to_json_text(&v))
+    }
+
+    /// Recovery metrics (JSON text), of one workflow or all.
+    #[pyo3(signature = (workflow=None))]
+    fn recovery_metrics(&self, py: Python<'_>, workflow: Option<&str>) -> PyResult<String> {
+        let store = self.get()?;
+        let m = py.detach(|| store.recovery_metrics(workflow)).map_err(err)?;
+        Ok(to_json_text(&m))
+    }
+
+    /// Resumes a paused execution, optionally recording `state` for the step that paused it.
+    /// Returns the failure that had paused it (JSON text) or None.
+    #[pyo3(signature = (execution_id, state=None, by=None))]
+    fn resume(&self, py: Python<'_>, execution_id: &str, state: Option<&[u8]>, by: Option<&str>) -> PyResult<Option<String>> {
+        let store = self.get()?;
+        let f = py.detach(|| store.resume(execution_id, state, by)).map_err(err)?;
+        Ok(f.map(|f| to_json_text(&f)))
+    }
+
+    /// Records the crash of the process that ran an execution (before recovering it).
+    fn record_crash(&self, py: Python<'_>, execution_id: &str) -> PyResult<String> {
+        let store = self.get()?;
+        let f = py.detach(|| store.record_crash(execution_id)).map_err(err)?;
+        Ok(to_json_text(&f))
     }
 
     fn __repr__(&self) -> String {

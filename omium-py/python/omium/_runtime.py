@@ -32,6 +32,10 @@ class ExecutionContext:
     execution_id: str
     codec: Codec
     workflow: str | None = None
+    tenant: str = "default"
+    # Rollbacks a recovery policy made in this call of the workflow (a rule rolls back at most
+    # `max_times`).
+    rollbacks: int = 0
     # Steps nested in another step are identified by their parent's position and a counter,
     # so replaying the parent (without running its body) does not shift later positions.
     owns_run: bool = True
@@ -41,6 +45,8 @@ class ExecutionContext:
 current: contextvars.ContextVar[ExecutionContext | None] = contextvars.ContextVar("omium_execution", default=None)
 # Key of the step whose body is running, when inside one.
 current_step: contextvars.ContextVar[str | None] = contextvars.ContextVar("omium_step", default=None)
+# Name of the step whose body is running, when inside one.
+current_step_name: contextvars.ContextVar[str | None] = contextvars.ContextVar("omium_step_name", default=None)
 # Execution id chosen by set_execution_id() for code that has no workflow.
 chosen_execution_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("omium_execution_id", default=None)
 
@@ -117,7 +123,7 @@ def begin(
         input=input_bytes,
         labels=labels or {},
     )
-    return ExecutionContext(run=run, execution_id=execution_id, codec=codec, workflow=workflow)
+    return ExecutionContext(run=run, execution_id=execution_id, codec=codec, workflow=workflow, tenant=cfg.project or "default")
 
 
 def decode_value(codec: Codec, data: bytes) -> Any:

@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from . import _omium, _runtime
+from . import _omium, _recovery, _runtime
 from .codecs import Codec, get_codec, to_plain
 from .errors import ConditionError, ConditionFailed, OmiumError, StepTimeoutError
 
@@ -59,10 +59,6 @@ def _eval(cond: _Condition, step: str, kind: str, args: tuple, kwargs: dict, res
         raise ConditionFailed(f"step {step!r}: {kind} {cond.text!r} does not hold; nothing was recorded")
 
 
-def _backoff(attempt: int) -> float:
-    return min(0.05 * (2**attempt), 2.0)
-
-
 def _position(ctx: _runtime.ExecutionContext, key: str | None) -> tuple[int, str | None]:
     """The journal position of a step called now: a top-level position, or parent/child key."""
     parent = _runtime.current_step.get()
@@ -89,6 +85,7 @@ class _Step:
         key: Callable[..., str] | None,
         codec: str | Codec | None,
         agent: str | None,
+        validators: Sequence[Callable[[Any], Any]] = (),
     ) -> None:
         if not isinstance(retries, int) or retries < 0:
             raise ValueError(f"@omium.checkpoint({name!r}): retries must be a non-negative int, not {retries!r}")
@@ -105,6 +102,10 @@ class _Step:
         self.key = key
         self.codec = get_codec(codec) if codec is not None else None
         self.agent = agent
+        for v in validators:
+            if not callable(v):
+                raise TypeError(f"@omium.checkpoint({name!r}): validators must be callables, not {type(v).__name__}")
+        self.validators = list(validators)
 
     def begin(self, args: tuple, kwargs: dict) -> tuple[_runtime.ExecutionContext, int, str | None, Codec] | None:
         ctx = _runtime.current.get()
@@ -128,11 +129,30 @@ class _Step:
         for c in self.pre:
             _eval(c, self.name, "precondition", args, kwargs)
 
+    def check_result(self, args: tuple, kwargs: dict, result: Any) -> Any:
+        """Postconditions, then validators: a result that fails them is a failure of the step."""
+        for c in self.post:
+            _eval(c, self.name, "postcondition", args, kwargs, result, True)
+        _recovery.validate(self.name, result, self.validators)
+        return result
+
+    def timeout_in(self, ctx: _runtime.ExecutionContext | None) -> float | None:
+        """The step's own timeout, else the one its policy gives."""
+        if self.timeout is not None or ctx is None:
+            return self.timeout
+        return _recovery.timeout_seconds(_recovery.step_defaults(ctx, self.name).get("step_timeout"))
+
+    def attempt_sync(self, ctx: _runtime.ExecutionContext | None, args: tuple, kwargs: dict) -> Any:
+        result = _call_sync_with_timeout(self.fn, self.timeout_in(ctx), self.name, args, kwargs)
+        return self.check_result(args, kwargs, result)
+
+    async def attempt_async(self, ctx: _runtime.ExecutionContext | None, args: tuple, kwargs: dict) -> Any:
+        result = await _await_with_timeout(self, self.timeout_in(ctx), args, kwargs)
+        return self.check_result(args, kwargs, result)
+
     def finish(
         self, ctx: _runtime.ExecutionContext, seq: int, key: str | None, codec: Codec, args: tuple, kwargs: dict, result: Any
     ) -> Any:
-        for c in self.post:
-            _eval(c, self.name, "postcondition", args, kwargs, result, True)
         try:
             data = codec.encode(result)
         except (TypeError, ValueError, OverflowError) as e:
@@ -179,28 +199,24 @@ def _wrap_sync(step: _Step) -> Callable[..., Any]:
         started = step.begin(args, kwargs)
         if started is None:
             step.check_pre(args, kwargs)
-            result = _call_sync_with_timeout(step.fn, step.timeout, step.name, args, kwargs)
-            for c in step.post:
-                _eval(c, step.name, "postcondition", args, kwargs, result, True)
-            return result
+            return step.attempt_sync(None, args, kwargs)
         ctx, seq, key, codec = started
         hit, value = step.replay(ctx, seq, key, codec)
         if hit:
             return value
         step.check_pre(args, kwargs)
         token = _runtime.current_step.set(step.step_key(seq, key))
+        name_token = _runtime.current_step_name.set(step.name)
         try:
-            for attempt in range(step.retries + 1):
-                try:
-                    result = _call_sync_with_timeout(step.fn, step.timeout, step.name, args, kwargs)
-                    break
-                except (OmiumError, KeyboardInterrupt, SystemExit):
+            try:
+                result = step.attempt_sync(ctx, args, kwargs)
+            except BaseException as e:
+                if not _recovery.recoverable(e):
                     raise
-                except Exception:
-                    if attempt == step.retries:
-                        raise
-                    time.sleep(_backoff(attempt))
+                again = functools.partial(step.attempt_sync, ctx)
+                result = _recovery.run_sync(_recovery.plan(step, ctx, seq, key, args, kwargs, e, lambda *a, **k: again(a, k)))
         finally:
+            _runtime.current_step_name.reset(name_token)
             _runtime.current_step.reset(token)
         return step.finish(ctx, seq, key, codec, args, kwargs, result)
 
@@ -218,28 +234,24 @@ def _wrap_async(step: _Step) -> Callable[..., Any]:
         async def run() -> Any:
             if started is None:
                 step.check_pre(args, kwargs)
-                result = await _await_with_timeout(step, args, kwargs)
-                for c in step.post:
-                    _eval(c, step.name, "postcondition", args, kwargs, result, True)
-                return result
+                return await step.attempt_async(None, args, kwargs)
             ctx, seq, key, codec = started
             hit, value = step.replay(ctx, seq, key, codec)
             if hit:
                 return value
             step.check_pre(args, kwargs)
             token = _runtime.current_step.set(step.step_key(seq, key))
+            name_token = _runtime.current_step_name.set(step.name)
             try:
-                for attempt in range(step.retries + 1):
-                    try:
-                        result = await _await_with_timeout(step, args, kwargs)
-                        break
-                    except (OmiumError, KeyboardInterrupt, SystemExit, asyncio.CancelledError):
+                try:
+                    result = await step.attempt_async(ctx, args, kwargs)
+                except BaseException as e:
+                    if not _recovery.recoverable(e):
                         raise
-                    except Exception:
-                        if attempt == step.retries:
-                            raise
-                        await asyncio.sleep(_backoff(attempt))
+                    again = functools.partial(step.attempt_async, ctx)
+                    result = await _recovery.run_async(_recovery.plan(step, ctx, seq, key, args, kwargs, e, lambda *a, **k: again(a, k)))
             finally:
+                _runtime.current_step_name.reset(name_token)
                 _runtime.current_step.reset(token)
             if _slow_io(ctx):
                 # sync durability waits for an fsync: keep the event loop free meanwhile.
@@ -259,16 +271,14 @@ def _slow_io(ctx: _runtime.ExecutionContext) -> bool:
         return False
 
 
-async def _await_with_timeout(step: _Step, args: tuple, kwargs: dict) -> Any:
+async def _await_with_timeout(step: _Step, timeout: float | None, args: tuple, kwargs: dict) -> Any:
     coro = step.fn(*args, **kwargs)
-    if step.timeout is None:
+    if timeout is None:
         return await coro
     try:
-        return await asyncio.wait_for(coro, step.timeout)
+        return await asyncio.wait_for(coro, timeout)
     except asyncio.TimeoutError:
-        raise StepTimeoutError(
-            f"step {step.name!r} did not finish within {step.timeout} s; it was cancelled and nothing was recorded"
-        ) from None
+        raise StepTimeoutError(f"step {step.name!r} did not finish within {timeout} s; it was cancelled and nothing was recorded") from None
 
 
 def checkpoint(
@@ -281,23 +291,37 @@ def checkpoint(
     key: Callable[..., str] | None = None,
     codec: str | Codec | None = None,
     agent: str | None = None,
+    validators: Sequence[Callable[[Any], Any]] = (),
+    policy: Any = None,
 ) -> Any:
     """Makes a function a durable step (sync or async).
 
     ``preconditions`` and ``postconditions`` are CEL expressions over ``args``, ``kwargs`` and
     (postconditions) ``result`` — e.g. ``"result.verified == true"`` — or callables: a
     precondition callable receives the step's arguments, a postcondition callable its result.
-    ``retries`` re-runs the function on an exception (exponential backoff from 50 ms, capped at
-    2 s); ``timeout`` (seconds) fails the attempt with :class:`~omium.StepTimeoutError`. ``key``
-    derives the step's identity from its arguments, for steps whose call order is not fixed.
-    Outside an execution the function runs normally (conditions are still checked).
+    A failure of the step (an exception, its timeout, a failed postcondition, a validator
+    flagging the result) goes to the recovery policy in force (see ``omium.policy``): retry,
+    roll back, pause, notify, escalate, fall back. ``policy`` (a path, YAML or JSON text, a
+    dict, or an ``omium.policy.Policy``) is this step's own policy, scope ``step:<name>``: it
+    is stored as a new version when the store first runs a step and it differs from the version
+    in force. ``retries`` re-runs the function on an exception when no policy rule applies
+    (exponential backoff from 50 ms, capped at 2 s);
+    ``timeout`` (seconds; default: the policy's step timeout) fails the attempt with
+    :class:`~omium.StepTimeoutError`. ``validators`` are callables of the result returning
+    False or a reason to flag a hallucination. ``key`` derives the step's identity from its
+    arguments, for steps whose call order is not fixed. Outside an execution the function runs
+    normally (conditions and validators are still checked).
     """
 
     def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
         if not callable(fn):
             raise TypeError(f"@omium.checkpoint must decorate a function, not {type(fn).__name__}")
         step_name = name if isinstance(name, str) else fn.__qualname__
-        step = _Step(fn, step_name, preconditions, postconditions, retries, timeout, key, codec, agent)
+        step = _Step(fn, step_name, preconditions, postconditions, retries, timeout, key, codec, agent, validators)
+        if policy is not None:
+            from . import policy as _policy
+
+            _policy.attach(policy, f"step:{step_name}")
         if inspect.iscoroutinefunction(fn):
             return _wrap_async(step)
         return _wrap_sync(step)

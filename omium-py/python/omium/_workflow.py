@@ -15,7 +15,14 @@ from typing import Any
 
 from . import _runtime
 from .codecs import Codec, get_codec
-from .errors import ExecutionNotFoundError, OmiumError, WorkflowNotRegisteredError
+from .errors import (
+    ExecutionNotFoundError,
+    ExecutionPaused,
+    ExecutionRolledBack,
+    NoConsistentCheckpointError,
+    OmiumError,
+    WorkflowNotRegisteredError,
+)
 
 _registry: dict[str, Workflow] = {}
 _UNENCODABLE_INPUT = "omium.input"
@@ -147,7 +154,13 @@ class Workflow:
     @staticmethod
     def _end_err(ctx: _runtime.ExecutionContext, e: BaseException) -> None:
         # Ctrl-C and SystemExit leave the execution running: it is resumable, like a crash.
-        if isinstance(e, Exception):
+        # A pause leaves it waiting for omium.resume(); a rollback is handled by the caller.
+        if isinstance(e, ExecutionPaused):
+            ctx.run.pause(e.reason)
+        elif isinstance(e, ExecutionRolledBack):
+            ctx.run.close()
+            _rollback_for_policy(e)
+        elif isinstance(e, Exception):
             with contextlib.suppress(OmiumError):
                 ctx.run.fail(f"{type(e).__name__}: {e}")
 
@@ -157,37 +170,49 @@ class Workflow:
         execution_id, output, done = self._prepare(args, kwargs, execution_id)
         if done:
             return output
-        ctx = self._begin(execution_id, args, kwargs)
-        token = _runtime.current.set(ctx)
-        try:
-            result = self.fn(*args, **kwargs)
-        except BaseException as e:
-            self._end_err(ctx, e)
-            raise
-        else:
-            self._end_ok(ctx, result)
-            return result
-        finally:
-            _runtime.current.reset(token)
-            ctx.run.close()
+        rollbacks = 0
+        while True:
+            ctx = self._begin(execution_id, args, kwargs)
+            ctx.rollbacks = rollbacks
+            token = _runtime.current.set(ctx)
+            try:
+                result = self.fn(*args, **kwargs)
+            except ExecutionRolledBack as e:
+                self._end_err(ctx, e)
+                rollbacks += 1  # run again from the rollback target
+            except BaseException as e:
+                self._end_err(ctx, e)
+                raise
+            else:
+                self._end_ok(ctx, result)
+                return result
+            finally:
+                _runtime.current.reset(token)
+                ctx.run.close()
 
     async def _run_async(self, args: tuple, kwargs: dict, execution_id: str | None) -> Any:
         execution_id, output, done = await asyncio.to_thread(self._prepare, args, kwargs, execution_id)
         if done:
             return output
-        ctx = await asyncio.to_thread(self._begin, execution_id, args, kwargs)
-        token = _runtime.current.set(ctx)
-        try:
-            result = await self.fn(*args, **kwargs)
-        except BaseException as e:
-            self._end_err(ctx, e)
-            raise
-        else:
-            await asyncio.to_thread(self._end_ok, ctx, result)
-            return result
-        finally:
-            _runtime.current.reset(token)
-            ctx.run.close()
+        rollbacks = 0
+        while True:
+            ctx = await asyncio.to_thread(self._begin, execution_id, args, kwargs)
+            ctx.rollbacks = rollbacks
+            token = _runtime.current.set(ctx)
+            try:
+                result = await self.fn(*args, **kwargs)
+            except ExecutionRolledBack as e:
+                await asyncio.to_thread(self._end_err, ctx, e)
+                rollbacks += 1
+            except BaseException as e:
+                self._end_err(ctx, e)
+                raise
+            else:
+                await asyncio.to_thread(self._end_ok, ctx, result)
+                return result
+            finally:
+                _runtime.current.reset(token)
+                ctx.run.close()
 
     async def arun(self, *args: Any, execution_id: str | None = None, **kwargs: Any) -> Any:
         """Awaitable form of :meth:`run`, for sync and async workflows alike."""
@@ -200,6 +225,19 @@ class Workflow:
 
     def __repr__(self) -> str:
         return f"<omium.workflow {self.name!r}>"
+
+
+def _rollback_for_policy(e: ExecutionRolledBack) -> None:
+    """Carries out a rollback a recovery policy decided (the run is already released)."""
+    to = None if e.to == "last_consistent" else e.to
+    f = e.failure
+    reason = f"recovery policy: {f.get('kind', 'failure')} in step {f.get('step')!r} ({f.get('rule')})"
+    try:
+        _runtime.store().rollback(e.execution_id, to=to, reason=reason)
+    except NoConsistentCheckpointError:
+        # Nothing consistent was recorded yet: running again from the start is the rollback.
+        if _runtime.store().history(e.execution_id):
+            raise
 
 
 def workflow(name: str | Callable[..., Any] | None = None, *, codec: str | Codec | None = None) -> Any:
@@ -226,6 +264,8 @@ def execution(execution_id: str, *, workflow: str | None = None) -> Iterator[_ru
     ctx = _runtime.begin(execution_id, workflow, None, _runtime.config().codec)
     token = _runtime.current.set(ctx)
     try:
+        # A rollback decided by a policy is carried out on the way out; the block must be run
+        # again (ExecutionRolledBack tells the caller).
         yield ctx
     except BaseException as e:
         Workflow._end_err(ctx, e)
@@ -326,12 +366,22 @@ def _recoverable(skip_unregistered: bool) -> list[tuple[ExecutionInfo, Workflow]
     return [(e, _registry[e.workflow]) for e in todo if e.workflow in _registry]
 
 
+def _note_crashes(todo: list[tuple[ExecutionInfo, Workflow]]) -> None:
+    """Records, as `process_crashed` failures, the executions whose process died mid-run."""
+    store = _runtime.store()
+    for info, _ in todo:
+        if info.status == "running":
+            store.record_crash(info.id)
+
+
 def recover(*, skip_unregistered: bool = False) -> dict[str, Any]:
     """Resumes every resumable execution by calling its registered workflow with its stored
     input. Returns ``{execution_id: result}``. Async workflows are run with ``asyncio.run``
     (inside a running loop use ``await omium.arecover()``)."""
     results: dict[str, Any] = {}
-    for info, wf in _recoverable(skip_unregistered):
+    todo = _recoverable(skip_unregistered)
+    _note_crashes(todo)
+    for info, wf in todo:
         args, kwargs = _resume_args(info, wf.codec)
         if wf.is_async:
             results[info.id] = asyncio.run(wf._run_async(tuple(args), kwargs, info.id))
@@ -343,7 +393,9 @@ def recover(*, skip_unregistered: bool = False) -> dict[str, Any]:
 async def arecover(*, skip_unregistered: bool = False) -> dict[str, Any]:
     """Awaitable :func:`recover`."""
     results: dict[str, Any] = {}
-    for info, wf in await asyncio.to_thread(_recoverable, skip_unregistered):
+    todo = await asyncio.to_thread(_recoverable, skip_unregistered)
+    await asyncio.to_thread(_note_crashes, todo)
+    for info, wf in todo:
         args, kwargs = _resume_args(info, wf.codec)
         results[info.id] = await wf.arun(*args, execution_id=info.id, **kwargs)
     return results
@@ -356,3 +408,35 @@ def verify(execution_id: str | None = None) -> VerifyReport:
 
 def registered_workflows() -> dict[str, Workflow]:
     return dict(_registry)
+
+
+def resume(execution_id: str, state: Any = _MISSING, *, by: str | None = None, run: bool = True) -> Any:
+    """Resumes an execution a recovery policy paused (human in the loop). With ``state``, the
+    step that paused it is recorded with that value (a corrected output) instead of running
+    again. With ``run`` (the default) and its workflow defined in this process, the workflow
+    continues now and its result is returned; otherwise it is left resumable
+    (``omium.recover()``) and None is returned."""
+    store = _runtime.store()
+    data = None if state is _MISSING else _runtime.config().codec.encode(state)
+    store.resume(execution_id, data, by)
+    info = get_execution(execution_id)
+    wf = _registry.get(info.workflow)
+    if not run or wf is None:
+        return None
+    args, kwargs = _resume_args(info, wf.codec)
+    if wf.is_async:
+        return asyncio.run(wf._run_async(tuple(args), kwargs, execution_id))
+    return wf.run(*args, execution_id=execution_id, **kwargs)
+
+
+async def aresume(execution_id: str, state: Any = _MISSING, *, by: str | None = None, run: bool = True) -> Any:
+    """Awaitable :func:`resume`."""
+    store = _runtime.store()
+    data = None if state is _MISSING else _runtime.config().codec.encode(state)
+    await asyncio.to_thread(store.resume, execution_id, data, by)
+    info = await asyncio.to_thread(get_execution, execution_id)
+    wf = _registry.get(info.workflow)
+    if not run or wf is None:
+        return None
+    args, kwargs = _resume_args(info, wf.codec)
+    return await wf.arun(*args, execution_id=execution_id, **kwargs)

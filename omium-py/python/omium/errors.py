@@ -4,6 +4,8 @@ with a stable ``code`` (the same snake_case names as the Rust ``Error::code`` an
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class OmiumError(Exception):
     """Base class of every Omium error."""
@@ -120,6 +122,84 @@ class StepTimeoutError(OmiumError, TimeoutError):
     code = "step_timeout"
 
 
+class PolicyError(OmiumError, ValueError):
+    """A policy document is invalid. The message reads ``file:line:column: path: problem``;
+    the attributes give each part (``expected`` lists the valid choices, ``suggestion`` the
+    nearest one)."""
+
+    code = "invalid_policy"
+
+    def __init__(self, message: str = "", details: dict[str, Any] | None = None, *, code: str | None = None) -> None:
+        super().__init__(message, code=code)
+        d = details or {}
+        self.file: str | None = d.get("file")
+        self.line: int | None = d.get("line")
+        self.column: int | None = d.get("column")
+        self.path: str = d.get("path") or ""
+        self.problem: str = d.get("problem") or message
+        self.value: str | None = d.get("value")
+        self.expected: list[str] = list(d.get("expected") or [])
+        self.suggestion: str | None = d.get("suggestion")
+
+
+class HallucinationDetected(OmiumError):
+    """Raise it from a step (or let a validator flag the result) when an output is not
+    supported by its inputs; the recovery policy's ``hallucination_detected`` rule handles it."""
+
+    code = "hallucination_detected"
+
+
+class ConsensusViolation(OmiumError):
+    """Agents did not agree on a hand-off (a timeout or a split vote); handled by the
+    ``consensus_violation`` rule."""
+
+    code = "consensus_violation"
+
+
+class ToolDeniedError(OmiumError, PermissionError):
+    """A tool outside the policy's ``tool_whitelist`` was called through ``omium.tool``."""
+
+    code = "tool_denied"
+
+
+class RecoveryOutcome(OmiumError):
+    """Base of the exceptions a recovery policy ends a step with; ``failure`` is the recorded
+    failure (a dict, as ``omium.failures()`` returns them)."""
+
+    def __init__(self, message: str = "", *, failure: dict[str, Any] | None = None, code: str | None = None) -> None:
+        super().__init__(message, code=code)
+        self.failure: dict[str, Any] = failure or {}
+
+
+class EscalatedError(RecoveryOutcome):
+    """The policy escalated the failure: people were notified and the step failed."""
+
+    code = "escalated"
+
+
+class ExecutionPaused(RecoveryOutcome):
+    """The policy paused the execution for a human; ``omium.resume(execution_id)`` continues it."""
+
+    code = "paused"
+
+    def __init__(self, message: str = "", *, execution_id: str = "", reason: str = "", failure: dict[str, Any] | None = None) -> None:
+        super().__init__(message, failure=failure)
+        self.execution_id = execution_id
+        self.reason = reason
+
+
+class ExecutionRolledBack(RecoveryOutcome):
+    """The policy rolled the execution back. A workflow re-runs itself from the rollback
+    target; code run with ``omium.execution()`` sees this exception and runs its block again."""
+
+    code = "rolled_back"
+
+    def __init__(self, message: str = "", *, execution_id: str = "", to: str = "last_consistent", failure: dict[str, Any] | None = None) -> None:
+        super().__init__(message, failure=failure)
+        self.execution_id = execution_id
+        self.to = to
+
+
 BY_CODE: dict[str, type[OmiumError]] = {
     cls.code: cls
     for cls in [
@@ -142,6 +222,10 @@ BY_CODE: dict[str, type[OmiumError]] = {
         InvalidStateError,
         StorageError,
         DecodeError,
+        PolicyError,
+        HallucinationDetected,
+        ConsensusViolation,
+        ToolDeniedError,
     ]
 }
 
