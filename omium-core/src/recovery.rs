@@ -163,6 +163,18 @@ pub fn classify(classes: &[String], message: &str, effective: &Effective) -> Tri
     }
 }
 
+/// Failures that may go away by themselves, so that retrying without a rule makes sense.
+pub fn transient(kind: Trigger) -> bool {
+    matches!(
+        kind,
+        Trigger::Error
+            | Trigger::TimeoutError
+            | Trigger::RateLimitError
+            | Trigger::LlmError
+            | Trigger::ToolError
+    )
+}
+
 /// The built-in reading of a failure type: a likely root cause and a fix to try. A binding's
 /// analyzer hook may replace both.
 pub fn explain(kind: Trigger, message: &str) -> (String, String) {
@@ -313,25 +325,26 @@ impl Store {
             .map(|(s, r)| (s.to_string(), r.clone()));
         let (scope, rule) = match decided {
             Some((s, r)) => (Some(s), r),
-            None => (
-                None,
-                Rule {
-                    name: Some(
-                        if input.step_retry.is_some() {
-                            "step retries"
-                        } else {
-                            "default: fail"
-                        }
-                        .into(),
-                    ),
+            None => {
+                // No rule: a transient failure is retried with the step's own retries, else
+                // with the policy's default retry; anything else fails.
+                let (name, retry) = match (
+                    transient(kind),
+                    input.step_retry.clone(),
+                    effective.defaults().retry,
+                ) {
+                    (true, Some(r), _) => ("step retries", Some(r)),
+                    (true, None, Some(r)) => ("default retry", Some(r)),
+                    _ => ("default: fail", None),
+                };
+                let rule = Rule {
+                    name: Some(name.into()),
                     trigger: kind,
                     when: None,
-                    actions: match input.step_retry.clone() {
-                        Some(r) => vec![Action::Retry(r)],
-                        None => vec![Action::Fail],
-                    },
-                },
-            ),
+                    actions: retry.map_or_else(|| vec![Action::Fail], |r| vec![Action::Retry(r)]),
+                };
+                (None, rule)
+            }
         };
         let (root_cause, fix) = explain(kind, &input.message);
         let id = crate::store::new_id();
@@ -889,7 +902,8 @@ impl Recovery {
                 "id": f.id, "execution_id": f.execution_id, "workflow": f.workflow, "tenant": f.tenant,
                 "step": f.step, "agent": f.agent, "type": f.kind.as_str(), "error_class": f.error_class,
                 "message": f.message, "rule": f.rule, "scope": f.scope, "root_cause": f.root_cause,
-                "suggested_fix": f.suggested_fix, "attempts": self.attempts, "created_at_ms": f.created_at_ms,
+                "suggested_fix": f.suggested_fix, "attempts": self.attempts, "outcome": f.outcome.as_str(),
+                "created_at_ms": f.created_at_ms,
             },
         })
     }

@@ -25,7 +25,10 @@ pub fn policy_err(p: &Problem) -> PyErr {
             details.set_item("value", p.value.as_deref())?;
             details.set_item("expected", p.expected.clone())?;
             details.set_item("suggestion", p.suggestion.as_deref())?;
-            let exc = py.import("omium.errors")?.getattr("PolicyError")?.call1((p.to_string(), details))?;
+            let exc = py
+                .import("omium.errors")?
+                .getattr("PolicyError")?
+                .call1((p.to_string(), details))?;
             Ok(PyErr::from_value(exc))
         })();
         made.unwrap_or_else(|e| e)
@@ -87,15 +90,24 @@ pub struct Recovery {
 
 impl Recovery {
     pub fn new(r: omium_core::Recovery) -> Self {
-        Recovery { inner: Mutex::new(r) }
+        Recovery {
+            inner: Mutex::new(r),
+        }
     }
 
-    fn with<T>(&self, py: Python<'_>, f: impl FnOnce(&mut omium_core::Recovery) -> omium_core::Result<T> + Send) -> PyResult<T>
+    fn with<T>(
+        &self,
+        py: Python<'_>,
+        f: impl FnOnce(&mut omium_core::Recovery) -> omium_core::Result<T> + Send,
+    ) -> PyResult<T>
     where
         T: Send,
     {
         py.detach(|| {
-            let mut g = self.inner.lock().map_err(|_| PyRuntimeError::new_err("recovery lock poisoned by a panic"))?;
+            let mut g = self
+                .inner
+                .lock()
+                .map_err(|_| PyRuntimeError::new_err("recovery lock poisoned by a panic"))?;
             f(&mut g).map_err(core_err)
         })
     }
@@ -115,7 +127,9 @@ impl Recovery {
             }
             Directive::Rollback { to } => params.set_item("to", to)?,
             Directive::Pause { reason } => params.set_item("reason", reason)?,
-            Directive::Notify { channels } | Directive::Escalate { channels } => params.set_item("channels", channels.clone())?,
+            Directive::Notify { channels } | Directive::Escalate { channels } => {
+                params.set_item("channels", channels.clone())?
+            }
             Directive::Fallback { function } => params.set_item("function", function)?,
             Directive::SuggestFix { fix, auto_apply } => {
                 params.set_item("fix", fix.as_deref())?;
@@ -132,7 +146,12 @@ impl Recovery {
     }
 
     #[pyo3(signature = (root_cause=None, suggested_fix=None))]
-    fn set_analysis(&self, py: Python<'_>, root_cause: Option<String>, suggested_fix: Option<String>) -> PyResult<()> {
+    fn set_analysis(
+        &self,
+        py: Python<'_>,
+        root_cause: Option<String>,
+        suggested_fix: Option<String>,
+    ) -> PyResult<()> {
         self.with(py, |r| r.set_analysis(root_cause, suggested_fix))
     }
 
@@ -157,7 +176,12 @@ impl Recovery {
     }
 
     /// Sends the channels' webhooks; returns `[(channel, error or None)]`.
-    fn send_webhooks(&self, py: Python<'_>, channels: Vec<String>, event: &str) -> PyResult<Vec<(String, Option<String>)>> {
+    fn send_webhooks(
+        &self,
+        py: Python<'_>,
+        channels: Vec<String>,
+        event: &str,
+    ) -> PyResult<Vec<(String, Option<String>)>> {
         let sent = self.with(py, |r| Ok(r.notify(&channels, event)))?;
         Ok(sent.into_iter().map(|(c, r)| (c, r.err())).collect())
     }
@@ -169,6 +193,8 @@ impl Recovery {
 
     /// The failure record, as JSON text.
     fn record(&self, py: Python<'_>) -> PyResult<String> {
-        self.with(py, |r| Ok(serde_json::to_string(r.record()).expect("records serialize")))
+        self.with(py, |r| {
+            Ok(serde_json::to_string(r.record()).expect("records serialize"))
+        })
     }
 }

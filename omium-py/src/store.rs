@@ -354,16 +354,31 @@ impl Store {
 
     /// Validates and stores a policy version; returns it as JSON text.
     #[pyo3(signature = (tenant, scope, text, file=None, author=None))]
-    fn apply_policy(&self, py: Python<'_>, tenant: &str, scope: &str, text: &str, file: Option<&str>, author: Option<&str>) -> PyResult<String> {
+    fn apply_policy(
+        &self,
+        py: Python<'_>,
+        tenant: &str,
+        scope: &str,
+        text: &str,
+        file: Option<&str>,
+        author: Option<&str>,
+    ) -> PyResult<String> {
         let store = self.get()?;
         let scope = Scope::parse(scope).map_err(err)?;
-        let v = py.detach(|| store.apply_policy(tenant, &scope, text, file, author)).map_err(recovery::core_err)?;
+        let v = py
+            .detach(|| store.apply_policy(tenant, &scope, text, file, author))
+            .map_err(recovery::core_err)?;
         Ok(to_json_text(&v))
     }
 
     /// Policy versions (JSON text of a list): of one scope, of a tenant, or of every tenant.
     #[pyo3(signature = (tenant=None, scope=None))]
-    fn policy_versions(&self, py: Python<'_>, tenant: Option<&str>, scope: Option<&str>) -> PyResult<String> {
+    fn policy_versions(
+        &self,
+        py: Python<'_>,
+        tenant: Option<&str>,
+        scope: Option<&str>,
+    ) -> PyResult<String> {
         let store = self.get()?;
         let scope = scope.map(Scope::parse).transpose().map_err(err)?;
         let v = py
@@ -376,19 +391,39 @@ impl Store {
     }
 
     #[pyo3(signature = (tenant, scope, version=None))]
-    fn policy_version(&self, py: Python<'_>, tenant: &str, scope: &str, version: Option<u32>) -> PyResult<String> {
+    fn policy_version(
+        &self,
+        py: Python<'_>,
+        tenant: &str,
+        scope: &str,
+        version: Option<u32>,
+    ) -> PyResult<String> {
         let store = self.get()?;
         let scope = Scope::parse(scope).map_err(err)?;
-        let v = py.detach(|| store.policy_version(tenant, &scope, version)).map_err(err)?;
+        let v = py
+            .detach(|| store.policy_version(tenant, &scope, version))
+            .map_err(err)?;
         Ok(to_json_text(&v))
     }
 
     /// The defaults in force for a step (JSON text), the most specific scope winning.
     #[pyo3(signature = (tenant, workflow=None, step=None))]
-    fn policy_defaults(&self, py: Python<'_>, tenant: &str, workflow: Option<&str>, step: Option<&str>) -> PyResult<String> {
+    fn policy_defaults(
+        &self,
+        py: Python<'_>,
+        tenant: &str,
+        workflow: Option<&str>,
+        step: Option<&str>,
+    ) -> PyResult<String> {
         let store = self.get()?;
-        let e = py.detach(|| store.effective_policy(tenant, workflow, step)).map_err(err)?;
-        let layers: Vec<String> = e.layers.iter().map(|(s, v, _)| format!("{s} v{v}")).collect();
+        let e = py
+            .detach(|| store.effective_policy(tenant, workflow, step))
+            .map_err(err)?;
+        let layers: Vec<String> = e
+            .layers
+            .iter()
+            .map(|(s, v, _)| format!("{s} v{v}"))
+            .collect();
         Ok(serde_json::json!({"defaults": e.defaults(), "layers": layers}).to_string())
     }
 
@@ -429,7 +464,13 @@ impl Store {
         };
         let r = py
             .detach(|| {
-                let e = store.effective_policy(&input.tenant, Some(&input.workflow).filter(|w| !w.is_empty()).map(|s| s.as_str()), input.step.as_deref())?;
+                let e = store.effective_policy(
+                    &input.tenant,
+                    Some(&input.workflow)
+                        .filter(|w| !w.is_empty())
+                        .map(|s| s.as_str()),
+                    input.step.as_deref(),
+                )?;
                 store.start_recovery(input, e)
             })
             .map_err(recovery::core_err)?;
@@ -448,23 +489,35 @@ impl Store {
     #[pyo3(signature = (workflow=None))]
     fn recovery_metrics(&self, py: Python<'_>, workflow: Option<&str>) -> PyResult<String> {
         let store = self.get()?;
-        let m = py.detach(|| store.recovery_metrics(workflow)).map_err(err)?;
+        let m = py
+            .detach(|| store.recovery_metrics(workflow))
+            .map_err(err)?;
         Ok(to_json_text(&m))
     }
 
     /// Resumes a paused execution, optionally recording `state` for the step that paused it.
     /// Returns the failure that had paused it (JSON text) or None.
     #[pyo3(signature = (execution_id, state=None, by=None))]
-    fn resume(&self, py: Python<'_>, execution_id: &str, state: Option<&[u8]>, by: Option<&str>) -> PyResult<Option<String>> {
+    fn resume(
+        &self,
+        py: Python<'_>,
+        execution_id: &str,
+        state: Option<&[u8]>,
+        by: Option<&str>,
+    ) -> PyResult<Option<String>> {
         let store = self.get()?;
-        let f = py.detach(|| store.resume(execution_id, state, by)).map_err(err)?;
+        let f = py
+            .detach(|| store.resume(execution_id, state, by))
+            .map_err(err)?;
         Ok(f.map(|f| to_json_text(&f)))
     }
 
     /// Records the crash of the process that ran an execution (before recovering it).
     fn record_crash(&self, py: Python<'_>, execution_id: &str) -> PyResult<String> {
         let store = self.get()?;
-        let f = py.detach(|| store.record_crash(execution_id)).map_err(err)?;
+        let f = py
+            .detach(|| store.record_crash(execution_id))
+            .map_err(err)?;
         Ok(to_json_text(&f))
     }
 

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import omium
 import pytest
-from omium import _workflow
+from omium import _recovery, _workflow
 
 
 @pytest.fixture
@@ -12,5 +12,6 @@ def store(tmp_path):
     before = dict(_workflow._registry)
     yield s
     omium.shutdown()
+    _recovery.clear_hooks()
     _workflow._registry.clear()
     _workflow._registry.update(before)

@@ -227,7 +227,7 @@ def plan(
     )
 
     def failure() -> dict[str, Any]:
-        return json.loads(rec.record())
+        return json.loads(rec.payload("omium.failure"))["failure"]
 
     while True:
         name, p = yield from _io(rec.next_directive)

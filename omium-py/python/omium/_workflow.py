@@ -231,7 +231,7 @@ def _rollback_for_policy(e: ExecutionRolledBack) -> None:
     """Carries out a rollback a recovery policy decided (the run is already released)."""
     to = None if e.to == "last_consistent" else e.to
     f = e.failure
-    reason = f"recovery policy: {f.get('kind', 'failure')} in step {f.get('step')!r} ({f.get('rule')})"
+    reason = f"recovery policy: {f.get('type', 'failure')} in step {f.get('step')!r} ({f.get('rule')})"
     try:
         _runtime.store().rollback(e.execution_id, to=to, reason=reason)
     except NoConsistentCheckpointError:

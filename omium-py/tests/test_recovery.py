@@ -1,0 +1,454 @@
+"""Recovery policies end to end, through the Python API: retries, escalation with webhooks to a
+real HTTP server, pause and human resume with edited state, rollback and re-run, fallbacks,
+fixers, the analyzer, the tool allowlist, crash detection, history and metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import omium
+import pytest
+
+FAST_RETRY = "{max_attempts: 3, initial_delay: 10ms, jitter: none}"
+
+
+@pytest.fixture
+def webhook():
+    """A real HTTP server on 127.0.0.1 that keeps every JSON body POSTed to it."""
+    received: list[dict] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802 (http.server's name)
+            body = self.rfile.read(int(self.headers["content-length"]))
+            received.append({"path": self.path, "content_type": self.headers["content-type"], "body": json.loads(body)})
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", received
+    server.shutdown()
+
+
+def test_timeout_then_retry_then_success(store):
+    omium.policy.apply(f"rules:\n  - trigger: timeout_error\n    actions: [{{retry: {FAST_RETRY}}}]\n")
+    calls = []
+
+    @omium.checkpoint("call_llm", timeout=0.2)
+    def call_llm(prompt):
+        calls.append(prompt)
+        if len(calls) == 1:
+            time.sleep(1)  # the first call hangs
+        return f"answer to {prompt}"
+
+    @omium.workflow("qa")
+    def qa(prompt):
+        return call_llm(prompt)
+
+    assert qa.run("hi", execution_id="q1") == "answer to hi"
+    assert len(calls) == 2
+    (f,) = omium.failures("q1")
+    assert (f.type, f.step, f.outcome) == ("timeout_error", "call_llm", "recovered")
+    assert [(a["action"], a["outcome"]) for a in f.actions] == [("retry", "ok")]
+    assert f.recovery_time is not None
+    m = omium.metrics()
+    assert (m["failures"], m["recovered"], m["success_rate"], m["retries_per_success"]) == (1, 1, 1.0, 1.0)
+
+
+def test_three_timeouts_escalate_and_webhooks_reach_a_real_server(store, webhook):
+    url, received = webhook
+    omium.policy.apply(
+        textwrap.dedent(f"""
+        channels:
+          devops_team: {{webhook: "{url}/ops"}}
+          slack: {{webhook: "{url}/slack", format: slack}}
+        retries: {{max_attempts: 3, initial_delay: 10ms, jitter: none}}
+        recovery:
+          on_timeout: [retry, then_escalate]
+        """)
+    )
+    notified = []
+    omium.add_notifier(notified.append, channels=["devops_team"])
+    calls = []
+
+    @omium.checkpoint("slow_tool", timeout=0.05)
+    def slow_tool():
+        calls.append(1)
+        time.sleep(0.5)
+
+    @omium.workflow("escalating")
+    def wf():
+        return slow_tool()
+
+    with pytest.raises(omium.EscalatedError) as e:
+        wf.run(execution_id="esc-1")
+    assert len(calls) == 3, "three attempts in all"
+    assert isinstance(e.value.__cause__, omium.StepTimeoutError)
+    assert e.value.failure["outcome"] == "escalated"
+    assert omium.get_execution("esc-1").status == "failed"
+    by_path = {r["path"]: r for r in received}
+    assert by_path["/ops"]["body"]["event"] == "omium.failure.escalation"
+    assert by_path["/ops"]["body"]["failure"]["type"] == "timeout_error"
+    assert by_path["/ops"]["body"]["failure"]["step"] == "slow_tool"
+    assert by_path["/ops"]["content_type"] == "application/json"
+    assert "timeout_error in step `slow_tool`" in by_path["/slack"]["body"]["text"]
+    assert notified and notified[0]["failure"]["execution_id"] == "esc-1"
+    (f,) = omium.failures("esc-1")
+    assert [a["action"] for a in f.actions] == ["retry", "retry", "escalate"]
+    assert omium.metrics()["by_type"] == {"timeout_error": 1}
+
+
+def test_hallucination_pauses_then_a_human_resumes_with_edited_state(store, webhook):
+    url, received = webhook
+    omium.policy.apply(omium.policy.validate(os.path.join(os.path.dirname(__file__), "../../examples/policies/original-policies.yaml")))
+    omium.policy.apply(f'channels: {{devops_team: {{webhook: "{url}"}}}}', scope="workflow:answering")
+    runs = []
+
+    @omium.checkpoint("draft", validators=[lambda r: "source" in r or "no source cited"])
+    def draft(question):
+        runs.append(question)
+        return "The moon is made of cheese."
+
+    @omium.checkpoint("publish")
+    def publish(text):
+        return {"published": text}
+
+    @omium.workflow("answering")
+    def answering(question):
+        return publish(draft(question))
+
+    with pytest.raises(omium.ExecutionPaused) as e:
+        answering.run("what is the moon?", execution_id="ans-1")
+    assert e.value.execution_id == "ans-1"
+    info = omium.get_execution("ans-1")
+    assert info.status == "paused"
+    assert received and received[0]["body"]["failure"]["type"] == "hallucination_detected"
+    assert received[0]["body"]["failure"]["suggested_fix"] == "update_prompt_with_constraint"
+    with pytest.raises(omium.InvalidStateError, match="waits for a human"):
+        answering.run("what is the moon?", execution_id="ans-1")
+
+    out = omium.resume("ans-1", state="The moon is rock (source: NASA).", by="reviewer")
+    assert out == {"published": "The moon is rock (source: NASA)."}
+    assert runs == ["what is the moon?"], "the human's state replaced the step; it did not run again"
+    (f,) = omium.failures("ans-1")
+    assert f.outcome == "recovered"
+    assert [a["action"] for a in f.actions] == ["suggest_fix", "notify", "pause", "resume"]
+    assert json.loads(f.actions[-1]["detail"]) == {"by": "reviewer", "state_edited": True}
+    assert omium.metrics("answering")["mttr_ms"] >= 0
+
+
+def test_consensus_violation_rolls_back_and_reruns(store):
+    omium.policy.apply(os.path.join(os.path.dirname(__file__), "../../examples/policies/original-policies.yaml"))
+    calls = {"kyc": 0, "handoff": 0}
+    inspected = []
+    omium.set_analyzer(lambda failure: inspected.append(failure) or {"root_cause": "credit agent missed the hand-off"})
+
+    @omium.checkpoint("kyc")
+    def kyc():
+        calls["kyc"] += 1
+        return {"verified": True}
+
+    @omium.checkpoint("handoff")
+    def handoff(k):
+        calls["handoff"] += 1
+        if calls["handoff"] == 1:
+            raise omium.ConsensusViolation("credit_agent did not acknowledge message 7 within 5 s")
+        return "agreed"
+
+    @omium.workflow("onboarding")
+    def onboarding():
+        return handoff(kyc())
+
+    assert onboarding.run(execution_id="c-1") == "agreed"
+    assert calls == {"kyc": 1, "handoff": 2}, "the re-run replayed kyc and ran the hand-off again"
+    names = [c.name for c in omium.history("c-1")]
+    assert names == ["kyc", "rollback to kyc", "handoff"]
+    (f,) = omium.failures("c-1")
+    assert (f.type, f.outcome, f.root_cause) == ("consensus_violation", "recovered", "credit agent missed the hand-off")
+    assert [a["action"] for a in f.actions] == ["inspect", "notify", "rollback"]
+    assert inspected[0]["type"] == "consensus_violation"
+
+
+def test_rollback_happens_at_most_max_times(store):
+    omium.policy.apply("rules: [{trigger: consensus_violation, actions: [rollback]}]")
+    calls = []
+
+    @omium.checkpoint("vote")
+    def vote():
+        calls.append(1)
+        raise omium.ConsensusViolation("split vote")
+
+    @omium.workflow("stubborn")
+    def stubborn():
+        return vote()
+
+    with pytest.raises(omium.ConsensusViolation):
+        stubborn.run(execution_id="s-1")
+    assert len(calls) == 2, "one rollback and re-run, then the rule is exhausted and the step fails"
+    assert [f.outcome for f in omium.failures("s-1")] == ["failed", "failed"]
+
+
+def test_fallback_fixer_and_classification(store):
+    omium.policy.apply(
+        textwrap.dedent("""
+        classify:
+          ProviderOverloaded: rate_limit_error
+        rules:
+          - trigger: rate_limit_error
+            actions: [{fallback: {function: small_model}}]
+          - trigger: postcondition_failed
+            actions: [{suggest_fix: {fix: shorten, auto_apply: true}}]
+        """)
+    )
+
+    class ProviderOverloaded(Exception):
+        pass
+
+    @omium.register_fallback("small_model")
+    def small_model(prompt):
+        return f"small: {prompt}"
+
+    omium.register_fix("shorten", lambda failure, args, kwargs: ([args[0][:5]], kwargs))
+
+    @omium.checkpoint("big_model")
+    def big_model(prompt):
+        raise ProviderOverloaded("try later")
+
+    @omium.checkpoint("summarize", postconditions=["size(result) <= 10"])
+    def summarize(text):
+        return text.upper()
+
+    @omium.workflow("llm")
+    def llm():
+        return big_model("hello"), summarize("a very long text")
+
+    assert llm.run(execution_id="l-1") == ("small: hello", "A VER")
+    kinds = [(f.type, f.outcome, f.actions[0]["action"]) for f in omium.failures("l-1")]
+    assert kinds == [("rate_limit_error", "recovered", "fallback"), ("postcondition_failed", "recovered", "suggest_fix")]
+    assert [c.name for c in omium.history("l-1")] == ["big_model", "summarize"]
+
+
+def test_tool_allowlist_is_enforced_and_recorded(store):
+    omium.policy.apply(os.path.join(os.path.dirname(__file__), "../../examples/policies/original-execution-config.yaml"))
+    sent = []
+
+    @omium.tool("email")
+    def send_email(to):
+        sent.append(to)
+
+    @omium.tool("shell")
+    def run_shell(cmd):
+        raise AssertionError("must not run")
+
+    @omium.checkpoint("act")
+    def act():
+        send_email("a@example.com")
+        run_shell("rm -rf /")
+
+    @omium.workflow("agent")
+    def agent():
+        return act()
+
+    with pytest.raises(omium.ToolDeniedError, match="tool 'shell' is not allowed in step 'act'.*allows email, database, api_call"):
+        agent.run(execution_id="t-1")
+    assert sent == ["a@example.com"], "a denied tool is not transient: the default retry does not apply"
+    (f,) = omium.failures("t-1")
+    assert (f.type, f.outcome) == ("tool_denied", "failed")
+    send_email("outside any execution")  # no policy applies outside executions
+
+
+def test_policy_timeout_applies_to_steps_without_their_own(store):
+    omium.policy.apply("timeouts: {agent_execution: 100ms}", scope="step:sleepy")
+
+    @omium.checkpoint("sleepy")
+    def sleepy():
+        time.sleep(1)
+
+    @omium.workflow("timing")
+    def timing():
+        return sleepy()
+
+    start = time.monotonic()
+    with pytest.raises(omium.StepTimeoutError, match="within 0.1 s"):
+        timing.run(execution_id="tm-1")
+    assert time.monotonic() - start < 0.9
+
+
+def test_async_steps_recover_too(store):
+    omium.policy.apply(f"rules: [{{trigger: error, actions: [{{retry: {FAST_RETRY}}}]}}]")
+    calls = []
+
+    @omium.checkpoint("flaky")
+    async def flaky():
+        calls.append(1)
+        if len(calls) < 3:
+            raise ConnectionError("reset by peer")
+        return "ok"
+
+    @omium.workflow("async_wf")
+    async def wf():
+        return await flaky()
+
+    assert asyncio.run(wf.run(execution_id="a-1")) == "ok"
+    (f,) = omium.failures("a-1")
+    assert [(a["action"], a["outcome"]) for a in f.actions] == [("retry", "failed"), ("retry", "ok")]
+    assert f.error_class == "ConnectionError"
+
+
+def test_default_retry_of_the_policy_applies_to_transient_failures(store):
+    omium.policy.apply("execution_config: {max_retries: 2}")
+    calls = []
+
+    @omium.checkpoint("fetch")
+    def fetch():
+        calls.append(1)
+        raise TimeoutError("upstream")
+
+    @omium.workflow("fetching")
+    def fetching():
+        return fetch()
+
+    with pytest.raises(TimeoutError):
+        fetching.run(execution_id="d-1")
+    assert len(calls) == 3, "max_retries 2: three attempts in all"
+    (f,) = omium.failures("d-1")
+    assert (f.type, f.rule, f.outcome) == ("timeout_error", "default retry", "failed")
+
+
+def test_step_retries_apply_when_no_rule_does(store):
+    calls = []
+
+    @omium.checkpoint("flaky", retries=2)
+    def flaky():
+        calls.append(1)
+        if len(calls) < 3:
+            raise ValueError("bad luck")
+        return 3
+
+    @omium.workflow("plain")
+    def plain():
+        return flaky()
+
+    assert plain.run(execution_id="p-1") == 3
+    (f,) = omium.failures("p-1")
+    assert (f.rule, f.outcome) == ("step retries", "recovered")
+
+
+def test_step_policy_argument_is_applied_once_per_change(store):
+    @omium.checkpoint("guarded", policy={"rules": [{"trigger": "error", "actions": ["fail"]}], "defaults": {"step_timeout": "5s"}})
+    def guarded():
+        return 1
+
+    @omium.workflow("g")
+    def g():
+        return guarded()
+
+    g.run(execution_id="g-1")
+    g.run(execution_id="g-2")
+    (v,) = omium.policy.versions("step:guarded")
+    assert (v.version, v.author, v.canonical["defaults"]) == (1, "omium.checkpoint(policy=...)", {"step_timeout": "5s"})
+
+
+def test_policy_versions_diff_and_audit(store):
+    omium.policy.apply("retries: {max_attempts: 2}", scope="workflow:w", author="alice")
+    omium.policy.apply("retries: {max_attempts: 5}", scope="workflow:w", author="bob")
+    vs = omium.policy.versions("workflow:w")
+    assert [(v.version, v.author) for v in vs] == [(1, "alice"), (2, "bob")]
+    assert omium.policy.get("workflow:w", 1).canonical["defaults"]["retry"]["max_attempts"] == 2
+    d = omium.policy.diff("workflow:w", 1, 2)
+    assert '-      "max_attempts": 2,' in d and '+      "max_attempts": 5,' in d
+    assert omium.policy.diff("workflow:w", 2, 2) == ""
+    assert "rules" in omium.policy.schema()["properties"]
+
+
+def test_crashed_process_is_detected_and_recovered(store, tmp_path):
+    path = os.fspath(store.path)
+    omium.shutdown()
+    worker = textwrap.dedent(f"""
+        import os, omium
+        omium.init(path={path!r}, durability="buffered")
+        @omium.checkpoint("one")
+        def one():
+            return 1
+        @omium.workflow("crashy")
+        def crashy():
+            one()
+            os._exit(3)  # the process dies mid-run
+        crashy.run(execution_id="cr-1")
+    """)
+    assert subprocess.run([sys.executable, "-c", worker], check=False).returncode == 3
+    omium.init(path=path, durability="buffered")
+
+    @omium.checkpoint("one")
+    def one():
+        return 1
+
+    @omium.workflow("crashy")
+    def crashy():
+        return one() + 1
+
+    # Its lease (30 s) belongs to a dead process of another store handle: resumable now.
+    assert omium.recover() == {"cr-1": 2}
+    (f,) = omium.failures("cr-1")
+    assert (f.type, f.outcome) == ("process_crashed", "recovered")
+    assert omium.metrics()["by_type"] == {"process_crashed": 1}
+
+
+BROKEN = [
+    ("unknown_trigger.yaml", "policies:\n  - trigger: timout_error\n    action: auto_retry\n", 'unknown_trigger.yaml:2:14: policies[0].trigger: unknown value "timout_error"; did you mean "timeout_error"?'),
+    ("unknown_action.yaml", "policies:\n  - trigger: timeout_error\n    action: pause_and_notfy\n", 'unknown_action.yaml:3:13: policies[0].action: unknown value "pause_and_notfy"; did you mean "pause_and_notify"?'),
+    ("unknown_field.yaml", "policies:\n  - trigger: timeout_error\n    action: auto_retry\n    max_retires: 3\n", 'unknown_field.yaml:4:5: policies[0].max_retires: unknown field "max_retires"; did you mean "max_retries"?'),
+    ("unknown_section.yaml", "recovry:\n  on_timeout: [retry]\n", 'unknown_section.yaml:1:1: recovry: unknown field "recovry"; did you mean "recovery"?'),
+    ("bad_duration.yaml", "timeouts:\n  agent_execution: 30 sec\n", 'bad_duration.yaml:2:20: timeouts.agent_execution: unknown duration unit "sec" in "30 sec" (valid: ms, s, m, h)'),
+    ("bad_size.yaml", "execution_config:\n  memory_limit: lots\n", 'bad_size.yaml:2:17: execution_config.memory_limit: expected a size such as 512MB, 2GB or 1Gi, found "lots"'),
+    ("bad_toggle.yaml", "execution_config:\n  sandboxing: yes\n", 'bad_toggle.yaml:2:15: execution_config.sandboxing: unknown value "yes" (valid: enabled, disabled)'),
+    ("bad_backoff.yaml", "retries:\n  backoff_strategy: exponentail\n", 'bad_backoff.yaml:2:21: retries.backoff_strategy: unknown value "exponentail"; did you mean "exponential"?'),
+    ("bad_number.yaml", "retries:\n  max_attempts: -1\n", 'bad_number.yaml:2:17: retries.max_attempts: expected a non-negative integer, found "-1"'),
+    ("bad_word.yaml", "recovery:\n  on_hallucination: [pause, notfy]\n", 'bad_word.yaml:2:29: recovery.on_hallucination[1]: unknown value "notfy"; did you mean "notify"?'),
+    ("empty_actions.yaml", "recovery:\n  on_timeout: []\n", "empty_actions.yaml:2:15: recovery.on_timeout: expected at least one action"),
+    ("bad_cel.yaml", 'rules:\n  - trigger: any\n    when: "failure.step =="\n    actions: [fail]\n', 'bad_cel.yaml:3:11: rules[0].when: condition "failure.step ==" does not parse'),
+    ("conflict.yaml", "timeouts: {agent_execution: 30s}\nexecution_config: {timeout_per_agent: 10s}\n", "conflict.yaml:2:39: execution_config.timeout_per_agent: the step timeout is 10s here but 30s elsewhere"),
+    ("misplaced_field.yaml", "policies:\n  - trigger: hallucination_detected\n    action: notify\n    backoff: linear\n", "misplaced_field.yaml:4:14: policies[0].backoff: backoff does not apply to action notify; it applies to auto_retry, retry"),
+    ("fallback_without_function.yaml", "policies:\n  - trigger: error\n    action: fallback\n", "fallback_without_function.yaml:3:13: policies[0].action: action fallback needs `fallback: <registered function name>`"),
+    ("bad_yaml.yaml", "policies:\n  - trigger: error\n   action: fail\n", "bad_yaml.yaml:3:"),
+    ("not_a_list.yaml", "policies: {trigger: error}\n", "not_a_list.yaml:1:11: policies: expected a list, found a mapping"),
+    ("bad_channel.yaml", 'channels: {ops: {webhook: "http://127.0.0.1:9"}}\nrules: [{trigger: any, actions: [{escalate: {channels: [opps]}}]}]\n', 'did you mean "ops"?'),
+    ("bad_json.json", '{"rules": [{"trigger": "any", "actions": ["retry", "explode"]}]}', 'bad_json.json:1:52: rules[0].actions[1]: unknown value "explode" (valid: retry, rollback, pause, notify, escalate, fallback, suggest_fix, inspect, fail)'),
+    ("zero_attempts.yaml", "rules:\n  - trigger: any\n    actions:\n      - retry: {max_attempts: 0}\n", "zero_attempts.yaml:4:31: rules[0].actions[0].retry.max_attempts: max_attempts must be at least 1"),
+]
+
+
+@pytest.mark.parametrize(("name", "text", "message"), BROKEN, ids=[b[0] for b in BROKEN])
+def test_broken_policy_files_are_rejected_with_their_location(tmp_path, name, text, message):
+    path = tmp_path / name
+    path.write_text(text)
+    with pytest.raises(omium.PolicyError) as e:
+        omium.policy.validate(path)
+    msg = str(e.value).replace(str(tmp_path) + os.sep, "")
+    assert message in msg, msg
+    assert e.value.file == str(path)
+    assert e.value.line and e.value.column
+
+
+def test_policy_error_details_and_nothing_is_stored(store):
+    with pytest.raises(omium.PolicyError) as e:
+        omium.policy.apply("policies:\n  - trigger: timeout_error\n    action: auto_retyr\n")
+    err = e.value
+    assert (err.line, err.column, err.path, err.value, err.suggestion) == (3, 13, "policies[0].action", "auto_retyr", "auto_retry")
+    assert "pause_and_notify" in err.expected
+    assert omium.policy.versions() == []
+    with pytest.raises(omium.InvalidArgumentError, match="expected global, workflow:<name>"):
+        omium.policy.apply("{}", scope="everywhere")
+    with pytest.raises(omium.PolicyError, match="cannot read the policy file"):
+        omium.policy.validate("missing.yaml")
