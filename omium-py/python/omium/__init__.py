@@ -18,8 +18,8 @@ RocksDB store (``omium.init(path=...)``; no server)::
     omium.rollback("cust-42", to="kyc_doc_validated")
 """
 
-from ._omium import FORMAT_VERSION, Store, __version__
 from . import policy
+from ._omium import FORMAT_VERSION, Store, __version__
 from ._recovery import (
     FailureInfo,
     add_notifier,

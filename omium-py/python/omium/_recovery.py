@@ -44,7 +44,6 @@ _validators: list[tuple[Callable[[Any], Any], frozenset[str] | None]] = []
 _defaults_cache: dict[tuple[int, str, str | None, str], dict[str, Any]] = {}
 
 
-
 def add_notifier(fn: Callable[[dict[str, Any]], Any], *, channels: Iterable[str] | None = None) -> Callable[[dict[str, Any]], Any]:
     """Registers a callback for notifications (notify, escalate): it receives a dict with
     ``event``, ``channels`` and ``failure``. With ``channels`` it is called only for those."""
@@ -182,7 +181,11 @@ def _kind(e: BaseException) -> str | None:
 
 
 def _classes(e: BaseException) -> list[str]:
-    return [f"{c.__module__}.{c.__qualname__}" if c.__module__ != "builtins" else c.__qualname__ for c in type(e).__mro__ if c not in (object, BaseException)]
+    return [
+        f"{c.__module__}.{c.__qualname__}" if c.__module__ != "builtins" else c.__qualname__
+        for c in type(e).__mro__
+        if c not in (object, BaseException)
+    ]
 
 
 def _describe(e: BaseException) -> str:
@@ -204,7 +207,14 @@ def _call(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Generator[Op, An
 
 
 def plan(
-    step: Any, ctx: _runtime.ExecutionContext, seq: int, key: str | None, args: tuple, kwargs: dict, exc: BaseException, attempt: Callable[..., Any]
+    step: Any,
+    ctx: _runtime.ExecutionContext,
+    seq: int,
+    key: str | None,
+    args: tuple,
+    kwargs: dict,
+    exc: BaseException,
+    attempt: Callable[..., Any],
 ) -> Generator[Op, Any, Any]:
     """Handles a failed step: returns the value that replaces its result, or raises."""
     store = _runtime.store()
@@ -244,7 +254,9 @@ def plan(
             else:
                 fixer = _fixers.get(p["fix"] or "") if p["auto_apply"] else None
                 if fixer is None:
-                    note = f"suggested: {p['fix']}" if not p["auto_apply"] else f"no fixer is registered as {p['fix']!r} (omium.register_fix)"
+                    note = (
+                        f"suggested: {p['fix']}" if not p["auto_apply"] else f"no fixer is registered as {p['fix']!r} (omium.register_fix)"
+                    )
                     yield from _io(lambda note=note, ok=not p["auto_apply"]: rec.done(ok, note))
                     continue
                 ok, fixed = yield from _call(fixer, failure(), list(args), dict(kwargs))
@@ -268,7 +280,10 @@ def plan(
             yield from _io(lambda note=note: rec.done(note is None, note))
             if name == "escalate":
                 yield from _io(rec.escalated)
-                raise EscalatedError(f"step {step.name!r} failed and was escalated to {', '.join(p['channels']) or 'the notifiers'}: {_describe(exc)}", failure=failure()) from exc
+                raise EscalatedError(
+                    f"step {step.name!r} failed and was escalated to {', '.join(p['channels']) or 'the notifiers'}: {_describe(exc)}",
+                    failure=failure(),
+                ) from exc
         elif name == "inspect":
             note = None
             if _analyzer is not None:
@@ -378,9 +393,8 @@ def _check_tool(name: str) -> None:
     if allowed is None or name in allowed:
         return
     where = f"step {step!r}" if step else f"execution {ctx.execution_id!r}"
-    err = ToolDeniedError(
-        f"tool {name!r} is not allowed in {where}: the policy's tool_whitelist allows {', '.join(allowed) or 'no tools'}; nothing was called"
-    )
+    allows = ", ".join(allowed) or "no tools"
+    err = ToolDeniedError(f"tool {name!r} is not allowed in {where}: the policy's tool_whitelist allows {allows}; nothing was called")
     if step is None:
         # Inside a step the step's recovery records it; outside one, record it here.
         store = _runtime.store()

@@ -194,7 +194,9 @@ class ExecutionRolledBack(RecoveryOutcome):
 
     code = "rolled_back"
 
-    def __init__(self, message: str = "", *, execution_id: str = "", to: str = "last_consistent", failure: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self, message: str = "", *, execution_id: str = "", to: str = "last_consistent", failure: dict[str, Any] | None = None
+    ) -> None:
         super().__init__(message, failure=failure)
         self.execution_id = execution_id
         self.to = to
