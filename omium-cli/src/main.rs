@@ -7,6 +7,7 @@
 //! parse. With `--json`, errors are printed to stdout as `{"error":{"code":..,"message":..}}`.
 //! `docs/cli.md` documents every command.
 
+mod recovery;
 mod view;
 
 use std::io::Write;
@@ -22,7 +23,7 @@ use omium_core::{Error, ForkOptions, RollbackTarget, Store};
 #[command(
     name = "omium",
     version,
-    about = "Inspect, verify, roll back and fork Omium stores"
+    about = "Inspect, verify, roll back and fork Omium stores; manage recovery policies"
 )]
 struct Cli {
     /// Store directory.
@@ -100,6 +101,41 @@ enum Command {
     },
     /// Space used: raw state bytes against stored bytes.
     Stats,
+    /// Recovery policies: validate, apply, list, show, diff, schema.
+    Policy {
+        #[command(subcommand)]
+        command: recovery::PolicyCommand,
+    },
+    /// Failures recorded by recovery, oldest first.
+    Failures {
+        /// Only this execution's.
+        #[arg(long)]
+        execution: Option<String>,
+        /// Only failures of this type (timeout_error, hallucination_detected, ...).
+        #[arg(long = "type")]
+        kind: Option<String>,
+    },
+    /// Every recovery action taken (retry, rollback, pause, notify, ...), with its outcome.
+    Recoveries {
+        #[arg(long)]
+        execution: Option<String>,
+    },
+    /// Recovery figures: MTTR, success rate after recovery, failures by type.
+    Metrics {
+        /// Only this workflow's executions.
+        #[arg(long)]
+        workflow: Option<String>,
+    },
+    /// Resume an execution a recovery policy paused.
+    Resume {
+        execution: String,
+        /// File whose bytes are recorded as the result of the step that paused it.
+        #[arg(long)]
+        state_file: Option<PathBuf>,
+        /// Who resumes it (recorded).
+        #[arg(long)]
+        by: Option<String>,
+    },
     /// Show the audit log, oldest first.
     Audit {
         /// First entry to show (entries are numbered from 1).
@@ -269,13 +305,7 @@ fn run(cli: &Cli) -> Result<ExitCode, Error> {
             new_id,
             state_file,
         } => {
-            let state = match state_file {
-                Some(p) => Some(std::fs::read(p).map_err(|e| Error::InvalidArgument {
-                    what: "--state-file",
-                    detail: format!("cannot read {}: {e}", p.display()),
-                })?),
-                None => None,
-            };
+            let state = read_file(state_file.as_deref(), "--state-file")?;
             let store = open_writer(cli)?;
             let e = store.fork(
                 execution,
@@ -325,6 +355,51 @@ fn run(cli: &Cli) -> Result<ExitCode, Error> {
             let store = open_reader(cli)?;
             view::stats(out, cli.json, &store.stats()?);
         }
+        Command::Policy { command } => {
+            return recovery::policy(
+                out,
+                cli.json,
+                command,
+                || open_reader(cli),
+                || open_writer(cli),
+            );
+        }
+        Command::Failures { execution, kind } => {
+            let kind = kind
+                .as_deref()
+                .map(omium_core::policy::Trigger::parse)
+                .transpose()?;
+            let store = open_reader(cli)?;
+            let mut list = store.failures(execution.as_deref())?;
+            if let Some(k) = kind {
+                list.retain(|f| f.kind == k);
+            }
+            recovery::failures(out, cli.json, &list);
+        }
+        Command::Recoveries { execution } => {
+            let store = open_reader(cli)?;
+            recovery::recoveries(out, cli.json, &store.failures(execution.as_deref())?);
+        }
+        Command::Metrics { workflow } => {
+            let store = open_reader(cli)?;
+            recovery::metrics(out, cli.json, &store.recovery_metrics(workflow.as_deref())?);
+        }
+        Command::Resume {
+            execution,
+            state_file,
+            by,
+        } => {
+            let state = read_file(state_file.as_deref(), "--state-file")?;
+            let store = open_writer(cli)?;
+            recovery::resume(
+                out,
+                cli.json,
+                &store,
+                execution,
+                state.as_deref(),
+                by.as_deref(),
+            )?;
+        }
         Command::Audit { from, limit } => {
             let store = open_reader(cli)?;
             let mut entries = store.audit_entries(*from, limit.saturating_add(1))?;
@@ -338,6 +413,17 @@ fn run(cli: &Cli) -> Result<ExitCode, Error> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The bytes of an optional file argument.
+fn read_file(path: Option<&std::path::Path>, what: &'static str) -> Result<Option<Vec<u8>>, Error> {
+    path.map(|p| {
+        std::fs::read(p).map_err(|e| Error::InvalidArgument {
+            what,
+            detail: format!("cannot read {}: {e}", p.display()),
+        })
+    })
+    .transpose()
 }
 
 /// What `--to` and `--at` name: `last-consistent`, a checkpoint id, or a step name.

@@ -14,7 +14,7 @@ pub fn json(out: &mut impl Write, v: &impl Serialize) {
     );
 }
 
-fn table(out: &mut impl Write, header: &[&str], rows: Vec<Vec<String>>) {
+pub fn table(out: &mut impl Write, header: &[&str], rows: Vec<Vec<String>>) {
     let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
     for r in &rows {
         for (w, c) in widths.iter_mut().zip(r) {

@@ -5,16 +5,17 @@
 //! Every run gets its own `TMPDIR` and checks that the command left nothing there (read
 //! commands open the store as a RocksDB secondary in a temporary directory).
 
-use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::Duration;
 
 use omium_core::{BeginOptions, Error, NewCheckpoint, Store};
 use serde_json::Value;
 
-const BIN: &str = env!("CARGO_BIN_EXE_omium");
+mod common;
+
+use common::{keys, set, Ctx};
 
 /// A state large enough to be cut into chunks (the engine inlines up to 4 KiB).
 fn big_state() -> Vec<u8> {
@@ -24,164 +25,6 @@ fn big_state() -> Vec<u8> {
         })
         .take(100_000)
         .collect()
-}
-
-/// The outcome of one `omium` run.
-struct Out {
-    code: i32,
-    stdout: Vec<u8>,
-    stderr: String,
-}
-
-impl Out {
-    fn text(&self) -> String {
-        String::from_utf8(self.stdout.clone()).expect("stdout is UTF-8")
-    }
-
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.stdout).unwrap_or_else(|e| {
-            panic!(
-                "stdout is not JSON ({e}):\n{}\nstderr: {}",
-                String::from_utf8_lossy(&self.stdout),
-                self.stderr
-            )
-        })
-    }
-
-    fn ok(self) -> Out {
-        assert_eq!(
-            self.code,
-            0,
-            "omium failed:\nstdout: {}\nstderr: {}",
-            String::from_utf8_lossy(&self.stdout),
-            self.stderr
-        );
-        assert!(self.stderr.is_empty(), "stderr: {}", self.stderr);
-        self
-    }
-
-    /// Exit code 1 and nothing on stdout; returns the message after `error: `.
-    fn failed(&self) -> String {
-        assert_eq!(
-            self.code,
-            1,
-            "expected exit code 1:\nstdout: {}\nstderr: {}",
-            String::from_utf8_lossy(&self.stdout),
-            self.stderr
-        );
-        assert!(
-            self.stdout.is_empty(),
-            "stdout: {}",
-            String::from_utf8_lossy(&self.stdout)
-        );
-        let msg = self
-            .stderr
-            .strip_prefix("error: ")
-            .unwrap_or_else(|| panic!("stderr does not start with `error: `: {}", self.stderr));
-        assert_eq!(msg.lines().count(), 1, "one line: {msg}");
-        msg.trim_end().to_string()
-    }
-
-    /// Exit code 1 and `{"error":{"code","message"}}` on stdout; returns (code, message).
-    fn json_error(&self) -> (String, String) {
-        assert_eq!(
-            self.code,
-            1,
-            "expected exit code 1:\nstdout: {}\nstderr: {}",
-            String::from_utf8_lossy(&self.stdout),
-            self.stderr
-        );
-        assert!(self.stderr.is_empty(), "stderr: {}", self.stderr);
-        let v = self.json();
-        let obj = v.as_object().expect("an object");
-        assert_eq!(obj.keys().collect::<Vec<_>>(), ["error"], "{v}");
-        let e = &v["error"];
-        assert_eq!(keys(e), set(&["code", "message"]), "{v}");
-        (
-            e["code"].as_str().unwrap().to_string(),
-            e["message"].as_str().unwrap().to_string(),
-        )
-    }
-}
-
-fn keys(v: &Value) -> BTreeSet<String> {
-    v.as_object()
-        .unwrap_or_else(|| panic!("not an object: {v}"))
-        .keys()
-        .cloned()
-        .collect()
-}
-
-fn set(names: &[&str]) -> BTreeSet<String> {
-    names.iter().map(|s| s.to_string()).collect()
-}
-
-/// Every path under `dir`.
-fn walk(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).unwrap().flatten() {
-        out.push(e.path());
-        if e.path().is_dir() {
-            out.extend(walk(&e.path()));
-        }
-    }
-    out
-}
-
-/// A temporary directory with a store in `store/`, a `TMPDIR` for the commands in `tmp/`.
-struct Ctx {
-    dir: tempfile::TempDir,
-    store: PathBuf,
-    tmp: PathBuf,
-}
-
-impl Ctx {
-    fn new() -> Ctx {
-        let dir = tempfile::tempdir().unwrap();
-        let store = dir.path().join("store");
-        let tmp = dir.path().join("tmp");
-        std::fs::create_dir(&tmp).unwrap();
-        Ctx { dir, store, tmp }
-    }
-
-    /// `omium` with nothing of the caller's environment that changes where the store is.
-    fn command(&self) -> Command {
-        let mut c = Command::new(BIN);
-        c.env_remove("OMIUM_HOME")
-            .env("TMPDIR", &self.tmp)
-            .env("RUST_BACKTRACE", "0")
-            .current_dir(self.dir.path());
-        c
-    }
-
-    fn exec(&self, mut c: Command) -> Out {
-        let o = c.output().expect("run omium");
-        let leftovers: Vec<_> = walk(&self.tmp);
-        assert!(leftovers.is_empty(), "{c:?} left {leftovers:?} in TMPDIR");
-        Out {
-            code: o.status.code().expect("exited, not killed"),
-            stdout: o.stdout,
-            stderr: String::from_utf8(o.stderr).unwrap(),
-        }
-    }
-
-    /// `omium --store <store> args...`
-    fn run(&self, args: &[&str]) -> Out {
-        let mut c = self.command();
-        c.arg("--store").arg(&self.store).args(args);
-        self.exec(c)
-    }
-
-    /// `omium --store <store> --json args...`
-    fn json(&self, args: &[&str]) -> Out {
-        let mut c = self.command();
-        c.arg("--store").arg(&self.store).arg("--json").args(args);
-        self.exec(c)
-    }
-
-    fn store_display(&self) -> String {
-        self.store.display().to_string()
-    }
 }
 
 /// Ids of the checkpoints the fixture made.

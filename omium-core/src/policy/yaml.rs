@@ -280,6 +280,16 @@ impl de::Error for Problem {
 /// The valid choice nearest to `value`, if it is near enough to be a likely typo.
 pub fn did_you_mean(value: &str, choices: &[&str]) -> Option<String> {
     let v = value.to_ascii_lowercase();
+    // A prefix of a longer name (`timeout` for `timeout_error`) is a near miss too.
+    if v.len() >= 3 {
+        let prefixed: Vec<&&str> = choices
+            .iter()
+            .filter(|c| c.to_ascii_lowercase().starts_with(&v))
+            .collect();
+        if let [only] = prefixed.as_slice() {
+            return Some(only.to_string());
+        }
+    }
     choices
         .iter()
         .map(|c| (levenshtein(&v, &c.to_ascii_lowercase()), *c))
