@@ -101,19 +101,53 @@ impl Failure {
         }
     }
 
-    fn cel_vars(&self) -> [(&'static str, serde_json::Value); 1] {
-        [(
-            "failure",
-            serde_json::json!({
-                "type": self.kind.as_str(),
-                "error_class": self.error_class,
-                "message": self.message,
-                "step": self.step,
-                "workflow": self.workflow,
-                "agent": self.agent,
-                "attempt": self.attempt,
-            }),
-        )]
+    /// `failure` for matchers, built straight in CEL's value model, with only the fields the
+    /// policy's matchers mention (each field costs a conversion inside CEL).
+    fn cel_vars(&self, fields: u8) -> [(&'static str, cel::Value); 1] {
+        let s = |v: &str| cel::Value::String(Arc::new(v.to_string()));
+        let mut map = std::collections::HashMap::new();
+        for (i, name) in FAILURE_FIELDS.iter().enumerate() {
+            if fields & (1 << i) == 0 {
+                continue;
+            }
+            let v = match i {
+                0 => s(self.kind.as_str()),
+                1 => s(&self.error_class),
+                2 => s(&self.message),
+                3 => s(&self.step),
+                4 => s(&self.workflow),
+                5 => s(&self.agent),
+                _ => cel::Value::Int(i64::from(self.attempt)),
+            };
+            map.insert(*name, v);
+        }
+        [("failure", map.into())]
+    }
+}
+
+/// The fields of `failure` a matcher can read, in the order of [`Failure::cel_vars`]' mask.
+const FAILURE_FIELDS: [&str; 7] = [
+    "type",
+    "error_class",
+    "message",
+    "step",
+    "workflow",
+    "agent",
+    "attempt",
+];
+
+/// Which fields a matcher mentions (all of them when it uses `failure` otherwise).
+fn fields_of(source: &str) -> u8 {
+    let mut mask = 0u8;
+    for (i, f) in FAILURE_FIELDS.iter().enumerate() {
+        if source.contains(f) {
+            mask |= 1 << i;
+        }
+    }
+    if mask == 0 {
+        0x7f
+    } else {
+        mask
     }
 }
 
@@ -123,6 +157,8 @@ impl Failure {
 pub struct Compiled {
     policy: Arc<Policy>,
     table: Vec<Vec<(usize, Option<Arc<Condition>>)>>,
+    /// The `failure` fields any matcher reads.
+    fields: u8,
 }
 
 impl std::fmt::Debug for Compiled {
@@ -136,9 +172,13 @@ impl std::fmt::Debug for Compiled {
 impl Compiled {
     pub fn new(policy: &Policy) -> crate::Result<Compiled> {
         let mut matchers = Vec::with_capacity(policy.rules.len());
+        let mut fields = 0;
         for r in &policy.rules {
             matchers.push(match &r.when {
-                Some(w) => Some(Arc::new(Condition::compile(w)?)),
+                Some(w) => {
+                    fields |= fields_of(w);
+                    Some(Arc::new(Condition::compile(w)?))
+                }
                 None => None,
             });
         }
@@ -157,6 +197,7 @@ impl Compiled {
         Ok(Compiled {
             policy: Arc::new(policy.clone()),
             table,
+            fields,
         })
     }
 
@@ -171,7 +212,7 @@ impl Compiled {
         for (i, m) in &self.table[f.kind.index()] {
             let applies = match m {
                 None => true,
-                Some(c) => c.evaluate(vars.get_or_insert_with(|| f.cel_vars()))?,
+                Some(c) => c.evaluate_cel(vars.get_or_insert_with(|| f.cel_vars(self.fields)))?,
             };
             if applies {
                 return Ok(Some(&self.policy.rules[*i]));
