@@ -163,6 +163,31 @@ pub fn classify(classes: &[String], message: &str, effective: &Effective) -> Tri
     }
 }
 
+/// A pause stops the step, so the notifications, suggestions and inspections listed right
+/// after it (`[pause, notify, suggest_fix]`) are carried out before it takes effect.
+fn pause_last(actions: Vec<Action>) -> Vec<Action> {
+    let side_effect = |a: &Action| match a {
+        Action::Notify(_) | Action::Inspect => true,
+        Action::SuggestFix(s) => !s.auto_apply,
+        _ => false,
+    };
+    let mut out: Vec<Action> = Vec::with_capacity(actions.len());
+    let mut pending: Option<Action> = None;
+    for a in actions {
+        if pending.is_some() && !side_effect(&a) {
+            out.extend(pending.take());
+        }
+        if matches!(a, Action::Pause(_)) {
+            out.extend(pending.take());
+            pending = Some(a);
+        } else {
+            out.push(a);
+        }
+    }
+    out.extend(pending);
+    out
+}
+
 /// Failures that may go away by themselves, so that retrying without a rule makes sense.
 pub fn transient(kind: Trigger) -> bool {
     matches!(
@@ -369,6 +394,8 @@ impl Store {
             created_at_ms: now_ms(),
             resolved_at_ms: None,
         };
+        let mut rule = rule;
+        rule.actions = pause_last(rule.actions);
         let r = Recovery {
             store: self.clone(),
             effective,
@@ -978,4 +1005,33 @@ pub fn post_webhook(url: &str, body: &str) -> std::result::Result<(), String> {
         }
     }
     Err(last)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::{NotifyAction, PauseAction, SuggestFixAction};
+
+    #[test]
+    fn side_effects_listed_after_a_pause_run_before_it() {
+        let names = |v: Vec<Action>| pause_last(v).iter().map(Action::name).collect::<Vec<_>>();
+        let pause = || Action::Pause(PauseAction::default());
+        let notify = || Action::Notify(NotifyAction::default());
+        let fix = |auto_apply| {
+            Action::SuggestFix(SuggestFixAction {
+                fix: None,
+                auto_apply,
+            })
+        };
+        assert_eq!(
+            names(vec![pause(), notify(), fix(false)]),
+            ["notify", "suggest_fix", "pause"]
+        );
+        assert_eq!(
+            names(vec![pause(), notify(), Action::Fail]),
+            ["notify", "pause", "fail"]
+        );
+        assert_eq!(names(vec![notify(), pause()]), ["notify", "pause"]);
+        assert_eq!(names(vec![pause(), fix(true)]), ["pause", "suggest_fix"]);
+    }
 }

@@ -254,9 +254,10 @@ def plan(
             else:
                 fixer = _fixers.get(p["fix"] or "") if p["auto_apply"] else None
                 if fixer is None:
-                    note = (
-                        f"suggested: {p['fix']}" if not p["auto_apply"] else f"no fixer is registered as {p['fix']!r} (omium.register_fix)"
-                    )
+                    if p["auto_apply"]:
+                        note = f"no fixer is registered as {p['fix']!r} (omium.register_fix)"
+                    else:
+                        note = f"suggested: {p['fix'] or failure()['suggested_fix']}"
                     yield from _io(lambda note=note, ok=not p["auto_apply"]: rec.done(ok, note))
                     continue
                 ok, fixed = yield from _call(fixer, failure(), list(args), dict(kwargs))
