@@ -8,6 +8,7 @@
 //! `docs/cli.md` documents every command.
 
 mod recovery;
+mod trace;
 mod view;
 
 use std::io::Write;
@@ -136,6 +137,20 @@ enum Command {
         #[arg(long)]
         by: Option<String>,
     },
+    /// The trace of an execution: a waterfall, or (--html) one self-contained HTML page.
+    Trace {
+        execution: String,
+        /// Write the timeline and the agents' graph to this HTML file instead.
+        #[arg(long)]
+        html: Option<PathBuf>,
+        /// Width of the waterfall's time axis, in characters.
+        #[arg(long, default_value_t = 60)]
+        width: usize,
+    },
+    /// Compare two executions step by step: inputs, outputs, timing, tokens, cost.
+    Diff { a: String, b: String },
+    /// The recorded LLM and tool calls of an execution, which omium.replay() answers from.
+    Replay { execution: String },
     /// Show the audit log, oldest first.
     Audit {
         /// First entry to show (entries are numbered from 1).
@@ -338,14 +353,18 @@ fn run(cli: &Cli) -> Result<ExitCode, Error> {
             let age = parse_age(older_than)?;
             let store = open_writer(cli)?;
             let r = store.delete_older_than(age)?;
+            let spans = store.delete_spans_older_than(age)?;
             if cli.json {
-                view::json(out, &r);
+                let mut v = serde_json::to_value(&r).expect("reports serialize");
+                v["spans_deleted"] = spans.spans_deleted.into();
+                view::json(out, &v);
             } else {
                 let _ = writeln!(
                     out,
-                    "deleted {} executions ({} checkpoints); removed {} chunks ({} bytes)",
+                    "deleted {} executions ({} checkpoints) and {} spans; removed {} chunks ({} bytes)",
                     r.executions_deleted,
                     r.checkpoints_deleted,
+                    spans.spans_deleted,
                     r.gc.chunks_removed,
                     r.gc.bytes_removed
                 );
@@ -399,6 +418,29 @@ fn run(cli: &Cli) -> Result<ExitCode, Error> {
                 state.as_deref(),
                 by.as_deref(),
             )?;
+        }
+        Command::Trace {
+            execution,
+            html,
+            width,
+        } => {
+            let store = open_reader(cli)?;
+            trace::trace(
+                out,
+                cli.json,
+                &store,
+                execution,
+                html.as_deref(),
+                (*width).clamp(10, 400),
+            )?;
+        }
+        Command::Diff { a, b } => {
+            let store = open_reader(cli)?;
+            trace::diff(out, cli.json, &store, a, b)?;
+        }
+        Command::Replay { execution } => {
+            let store = open_reader(cli)?;
+            trace::replay(out, cli.json, &store, execution)?;
         }
         Command::Audit { from, limit } => {
             let store = open_reader(cli)?;

@@ -765,7 +765,7 @@ fn gc_prune_stats_and_audit() {
     let out = f.ctx.run(&["prune", "--older-than", "1d"]).ok().text();
     assert_eq!(
         out,
-        "deleted 0 executions (0 checkpoints); removed 0 chunks (0 bytes)\n"
+        "deleted 0 executions (0 checkpoints) and 0 spans; removed 0 chunks (0 bytes)\n"
     );
     assert_eq!(
         f.ctx
@@ -846,7 +846,12 @@ fn gc_prune_stats_and_audit() {
     let v = f.ctx.json(&["prune", "--older-than", "0s"]).ok().json();
     assert_eq!(
         keys(&v),
-        set(&["executions_deleted", "checkpoints_deleted", "gc"])
+        set(&[
+            "executions_deleted",
+            "checkpoints_deleted",
+            "gc",
+            "spans_deleted"
+        ])
     );
     assert_eq!(v["executions_deleted"], 4);
     assert_eq!(v["checkpoints_deleted"], 5);

@@ -41,6 +41,7 @@ pub mod expr;
 pub mod policy;
 pub mod recovery;
 pub mod store;
+pub mod trace;
 
 pub use audit::{AuditEntry, AuditReport};
 pub use blob::{ChunkParams, GcReport, StateRef, StoreStats};

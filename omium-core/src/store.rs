@@ -45,10 +45,14 @@ pub(crate) enum Cf {
     Policies,
     /// `exec_key(16) ‖ failure_id(16)` → `FailureRecord`.
     Failures,
+    /// `exec_key(16) ‖ start_ns(8) ‖ span_id(8)` → `Span`.
+    Spans,
+    /// `t ‖ start_ns ‖ span_id` and `a ‖ agent ‖ 0 ‖ start_ns ‖ span_id` → `exec_key`.
+    SpanIndex,
 }
 
 impl Cf {
-    pub(crate) const ALL: [Cf; 8] = [
+    pub(crate) const ALL: [Cf; 10] = [
         Cf::Meta,
         Cf::Executions,
         Cf::Checkpoints,
@@ -57,6 +61,8 @@ impl Cf {
         Cf::Audit,
         Cf::Policies,
         Cf::Failures,
+        Cf::Spans,
+        Cf::SpanIndex,
     ];
 
     pub(crate) fn name(self) -> &'static str {
@@ -69,6 +75,8 @@ impl Cf {
             Cf::Audit => "audit",
             Cf::Policies => "policies",
             Cf::Failures => "failures",
+            Cf::Spans => "spans",
+            Cf::SpanIndex => "span_index",
         }
     }
 
@@ -167,7 +175,9 @@ pub struct Store {
 }
 
 pub(crate) struct Inner {
-    pub(crate) db: DB,
+    /// Shared with the span writer thread, which [`Inner`]'s drop joins before the last
+    /// reference goes.
+    pub(crate) db: Arc<DB>,
     pub(crate) path: PathBuf,
     pub(crate) read_only: bool,
     pub(crate) durability: Durability,
@@ -185,9 +195,18 @@ pub(crate) struct Inner {
     pub(crate) blob: BlobParams,
     /// Policies in force per (tenant, workflow, step); cleared when a policy is applied.
     pub(crate) policy_cache: Mutex<HashMap<String, crate::policy::Effective>>,
+    /// Spans on their way to storage and export.
+    pub(crate) spans: crate::trace::SpanPipe,
     /// Declared after `db`: fields drop in order, so RocksDB is closed (and done writing its
     /// LOG here) before the directory is removed.
     _secondary_dir: Option<ScratchDir>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // Store what is queued and stop the writer before RocksDB closes.
+        self.spans.close();
+    }
 }
 
 /// The private directory a RocksDB secondary keeps its info log in; removed on drop.
@@ -361,7 +380,7 @@ impl Store {
         let committer = Committer::open(&db)?;
         Ok(Store {
             inner: Arc::new(Inner {
-                db,
+                db: Arc::new(db),
                 path,
                 read_only: options.read_only,
                 durability: options.durability,
@@ -372,6 +391,7 @@ impl Store {
                 cells: Mutex::new(HashMap::new()),
                 blob: BlobParams::default(),
                 policy_cache: Mutex::new(HashMap::new()),
+                spans: Default::default(),
                 _secondary_dir: scratch,
             }),
         })

@@ -6,6 +6,7 @@ mod convert;
 mod recovery;
 mod run;
 mod store;
+mod trace;
 
 use pyo3::prelude::*;
 
@@ -63,6 +64,11 @@ fn _omium(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(recovery::policy_schema, m)?)?;
     m.add_function(wrap_pyfunction!(recovery::policy_diff, m)?)?;
     m.add_function(wrap_pyfunction!(recovery::check_failure_type, m)?)?;
+    m.add_function(wrap_pyfunction!(trace::record_span, m)?)?;
+    m.add_function(wrap_pyfunction!(trace::trace_id_of, m)?)?;
+    m.add_function(wrap_pyfunction!(trace::new_span_id, m)?)?;
+    m.add_function(wrap_pyfunction!(trace::parse_traceparent, m)?)?;
+    m.add_function(wrap_pyfunction!(trace::request_hash, m)?)?;
     m.add("FORMAT_VERSION", omium_core::FORMAT_VERSION)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())

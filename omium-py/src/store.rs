@@ -521,6 +521,99 @@ impl Store {
         Ok(to_json_text(&f))
     }
 
+    /// Spans of an execution (JSON text of a list).
+    fn spans(&self, py: Python<'_>, execution_id: &str) -> PyResult<String> {
+        let store = self.get()?;
+        py.detach(|| crate::trace::spans_json(&store, execution_id))
+            .map_err(err)
+    }
+
+    /// Waits until every recorded span is stored.
+    fn flush_spans(&self, py: Python<'_>) -> PyResult<()> {
+        let store = self.get()?;
+        py.detach(|| store.flush_spans()).map_err(err)
+    }
+
+    /// Waits at most `timeout` seconds for the OTLP exporter to send what it has.
+    fn flush_export(&self, py: Python<'_>, timeout: f64) -> PyResult<bool> {
+        let store = self.get()?;
+        py.detach(|| store.flush_export(Duration::from_secs_f64(timeout.max(0.0))))
+            .map_err(err)
+    }
+
+    /// Span pipeline counters (JSON text).
+    fn span_stats(&self) -> PyResult<String> {
+        Ok(to_json_text(&self.get()?.span_stats()))
+    }
+
+    /// Starts exporting spans over OTLP/HTTP protobuf.
+    #[pyo3(signature = (endpoint=None, service_name=None, queue_capacity=8192, batch_size=512, attempts=3, timeout=None))]
+    fn enable_otlp_export(
+        &self,
+        endpoint: Option<String>,
+        service_name: Option<String>,
+        queue_capacity: usize,
+        batch_size: usize,
+        attempts: u32,
+        timeout: Option<f64>,
+    ) -> PyResult<()> {
+        let config = omium_core::trace::ExportConfig {
+            endpoint,
+            service_name,
+            queue_capacity,
+            batch_size,
+            attempts,
+            timeout: timeout.map(|t| Duration::from_secs_f64(t.max(0.001))),
+        };
+        self.get()?.enable_otlp_export(config).map_err(err)
+    }
+
+    /// Step-by-step comparison of two executions (JSON text of a list).
+    fn diff_executions(&self, py: Python<'_>, a: &str, b: &str) -> PyResult<String> {
+        let store = self.get()?;
+        let rows = py.detach(|| store.diff_executions(a, b)).map_err(err)?;
+        let v: Vec<serde_json::Value> = rows
+            .iter()
+            .map(|r| {
+                let mut j = serde_json::to_value(r).expect("diffs serialize");
+                j["differs"] = r.differs().into();
+                j
+            })
+            .collect();
+        Ok(serde_json::Value::Array(v).to_string())
+    }
+
+    /// The terminal waterfall of an execution's trace.
+    #[pyo3(signature = (execution_id, width=60))]
+    fn trace_text(&self, py: Python<'_>, execution_id: &str, width: usize) -> PyResult<String> {
+        let store = self.get()?;
+        py.detach(|| {
+            if !store.is_read_only() {
+                store.flush_spans()?;
+            }
+            Ok(omium_core::trace::view::waterfall(
+                &store.spans(execution_id)?,
+                width.clamp(10, 400),
+            ))
+        })
+        .map_err(err)
+    }
+
+    /// One self-contained HTML page of an execution's trace.
+    fn trace_html(&self, py: Python<'_>, execution_id: &str) -> PyResult<String> {
+        let store = self.get()?;
+        py.detach(|| {
+            if !store.is_read_only() {
+                store.flush_spans()?;
+            }
+            Ok(omium_core::trace::view::html(
+                execution_id,
+                &store.spans(execution_id)?,
+            ))
+        })
+        .map_err(err)
+    }
+
     fn __repr__(&self) -> String {
         format!(
             "Store({:?}{})",

@@ -20,7 +20,7 @@ from collections.abc import Callable, Generator, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from . import _runtime
+from . import _runtime, _trace
 from .errors import (
     ConditionFailed,
     ConsensusViolation,
@@ -239,80 +239,94 @@ def plan(
     def failure() -> dict[str, Any]:
         return json.loads(rec.payload("omium.failure"))["failure"]
 
-    while True:
-        name, p = yield from _io(rec.next_directive)
-        if name in ("retry", "suggest_fix", "fallback"):
-            if name == "retry":
-                yield ("sleep", p["delay"])
-                call = (attempt, args, kwargs)
-            elif name == "fallback":
-                fn = _fallbacks.get(p["function"])
-                if fn is None:
-                    yield from _io(lambda p=p: rec.done(False, f"no fallback is registered as {p['function']!r} (omium.register_fallback)"))
-                    continue
-                call = (fn, args, kwargs)
-            else:
-                fixer = _fixers.get(p["fix"] or "") if p["auto_apply"] else None
-                if fixer is None:
-                    if p["auto_apply"]:
-                        note = f"no fixer is registered as {p['fix']!r} (omium.register_fix)"
-                    else:
-                        note = f"suggested: {p['fix'] or failure()['suggested_fix']}"
-                    yield from _io(lambda note=note, ok=not p["auto_apply"]: rec.done(ok, note))
-                    continue
-                ok, fixed = yield from _call(fixer, failure(), list(args), dict(kwargs))
-                if not ok or not (isinstance(fixed, (tuple, list)) and len(fixed) == 2):
-                    note = _describe(fixed) if not ok else f"fixer {p['fix']!r} must return (args, kwargs), not {fixed!r}"
-                    yield from _io(lambda note=note: rec.done(False, note))
-                    continue
-                call = (attempt, tuple(fixed[0]), dict(fixed[1]))
-            ok, value = yield from _call(call[0], *call[1], **call[2])
-            if ok:
-                yield from _io(lambda: rec.done(True, None))
-                yield from _io(rec.recovered)
-                return value
-            yield from _io(lambda value=value: rec.done(False, _describe(value)))
-            if not recoverable(value):
-                raise value
-            exc = value
-        elif name in ("notify", "escalate"):
-            event = f"omium.failure.{'escalation' if name == 'escalate' else 'notification'}"
-            note = yield from _notify(rec, event, p["channels"])
-            yield from _io(lambda note=note: rec.done(note is None, note))
-            if name == "escalate":
-                yield from _io(rec.escalated)
-                raise EscalatedError(
-                    f"step {step.name!r} failed and was escalated to {', '.join(p['channels']) or 'the notifiers'}: {_describe(exc)}",
+    span: _trace.Span | None = None
+    try:
+        while True:
+            if span is not None:
+                span.end()
+            name, p = yield from _io(rec.next_directive)
+            span = _trace.Span(f"recovery {name}", "recovery") if _trace.enabled() else None
+            if span is not None:
+                span.set_attributes({"omium.recovery.action": name, **{f"omium.recovery.{k}": (", ".join(v) if isinstance(v, list) else v) for k, v in p.items() if v is not None}})
+            if name in ("retry", "suggest_fix", "fallback"):
+                if name == "retry":
+                    yield ("sleep", p["delay"])
+                    call = (attempt, args, kwargs)
+                elif name == "fallback":
+                    fn = _fallbacks.get(p["function"])
+                    if fn is None:
+                        yield from _io(lambda p=p: rec.done(False, f"no fallback is registered as {p['function']!r} (omium.register_fallback)"))
+                        continue
+                    call = (fn, args, kwargs)
+                else:
+                    fixer = _fixers.get(p["fix"] or "") if p["auto_apply"] else None
+                    if fixer is None:
+                        if p["auto_apply"]:
+                            note = f"no fixer is registered as {p['fix']!r} (omium.register_fix)"
+                        else:
+                            note = f"suggested: {p['fix'] or failure()['suggested_fix']}"
+                        yield from _io(lambda note=note, ok=not p["auto_apply"]: rec.done(ok, note))
+                        continue
+                    ok, fixed = yield from _call(fixer, failure(), list(args), dict(kwargs))
+                    if not ok or not (isinstance(fixed, (tuple, list)) and len(fixed) == 2):
+                        note = _describe(fixed) if not ok else f"fixer {p['fix']!r} must return (args, kwargs), not {fixed!r}"
+                        yield from _io(lambda note=note: rec.done(False, note))
+                        continue
+                    call = (attempt, tuple(fixed[0]), dict(fixed[1]))
+                ok, value = yield from _call(call[0], *call[1], **call[2])
+                if ok:
+                    yield from _io(lambda: rec.done(True, None))
+                    yield from _io(rec.recovered)
+                    return value
+                yield from _io(lambda value=value: rec.done(False, _describe(value)))
+                if not recoverable(value):
+                    raise value
+                exc = value
+            elif name in ("notify", "escalate"):
+                event = f"omium.failure.{'escalation' if name == 'escalate' else 'notification'}"
+                note = yield from _notify(rec, event, p["channels"])
+                yield from _io(lambda note=note: rec.done(note is None, note))
+                if name == "escalate":
+                    yield from _io(rec.escalated)
+                    raise EscalatedError(
+                        f"step {step.name!r} failed and was escalated to {', '.join(p['channels']) or 'the notifiers'}: {_describe(exc)}",
+                        failure=failure(),
+                    ) from exc
+            elif name == "inspect":
+                note = None
+                if _analyzer is not None:
+                    ok, said = yield from _call(_analyzer, failure())
+                    if not ok:
+                        note = f"analyzer raised {_describe(said)}"
+                    elif isinstance(said, dict):
+                        yield from _io(lambda said=said: rec.set_analysis(said.get("root_cause"), said.get("suggested_fix")))
+                yield from _io(lambda note=note: rec.done(note is None, note))
+            elif name == "pause":
+                yield from _io(rec.paused)
+                raise ExecutionPaused(
+                    f"execution {ctx.execution_id!r} is paused: {p['reason']}; omium.resume({ctx.execution_id!r}) continues it",
+                    execution_id=ctx.execution_id,
+                    reason=p["reason"],
                     failure=failure(),
                 ) from exc
-        elif name == "inspect":
-            note = None
-            if _analyzer is not None:
-                ok, said = yield from _call(_analyzer, failure())
-                if not ok:
-                    note = f"analyzer raised {_describe(said)}"
-                elif isinstance(said, dict):
-                    yield from _io(lambda said=said: rec.set_analysis(said.get("root_cause"), said.get("suggested_fix")))
-            yield from _io(lambda note=note: rec.done(note is None, note))
-        elif name == "pause":
-            yield from _io(rec.paused)
-            raise ExecutionPaused(
-                f"execution {ctx.execution_id!r} is paused: {p['reason']}; omium.resume({ctx.execution_id!r}) continues it",
-                execution_id=ctx.execution_id,
-                reason=p["reason"],
-                failure=failure(),
-            ) from exc
-        elif name == "rollback":
-            yield from _io(rec.rolled_back)
-            raise ExecutionRolledBack(
-                f"step {step.name!r} failed ({_describe(exc)}); the policy rolls execution {ctx.execution_id!r} back to {p['to']}",
-                execution_id=ctx.execution_id,
-                to=p["to"],
-                failure=failure(),
-            ) from exc
-        else:  # fail
-            raise exc
+            elif name == "rollback":
+                yield from _io(rec.rolled_back)
+                raise ExecutionRolledBack(
+                    f"step {step.name!r} failed ({_describe(exc)}); the policy rolls execution {ctx.execution_id!r} back to {p['to']}",
+                    execution_id=ctx.execution_id,
+                    to=p["to"],
+                    failure=failure(),
+                ) from exc
+            else:  # fail
+                raise exc
 
+    except BaseException as e:
+        if span is not None:
+            span.record_exception(e)
+        raise
+    finally:
+        if span is not None:
+            span.end()
 
 def _notify(rec: Any, event: str, channels: list[str]) -> Generator[Op, Any, str | None]:
     """Calls the notifiers and sends the webhooks; returns None, or what went wrong."""
@@ -406,10 +420,13 @@ def _check_tool(name: str) -> None:
     raise err
 
 
-def tool(name: str | Callable[..., Any] | None = None) -> Any:
+def tool(name: str | Callable[..., Any] | None = None, *, side_effect: bool = False) -> Any:
     """Marks a function as a tool called through Omium: inside an execution, a call of a tool
     the policy's ``tool_whitelist`` does not allow raises :class:`~omium.ToolDeniedError`
-    (recorded as a ``tool_denied`` failure) instead of calling it."""
+    (recorded as a ``tool_denied`` failure) instead of calling it; an allowed call is traced
+    (``execute_tool <name>``) and recorded, so resumes and replays answer it from the
+    recording. A ``side_effect`` tool is never executed again by a replay."""
+    from . import _replay
 
     def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
         tool_name = name if isinstance(name, str) else fn.__name__
@@ -418,7 +435,7 @@ def tool(name: str | Callable[..., Any] | None = None) -> Any:
             @functools.wraps(fn)
             async def awrapper(*args: Any, **kwargs: Any) -> Any:
                 _check_tool(tool_name)
-                return await fn(*args, **kwargs)
+                return await _replay._acall("tool", tool_name, fn, args, kwargs, side_effect=side_effect)
 
             awrapper.__omium_tool__ = tool_name  # type: ignore[attr-defined]
             return awrapper
@@ -426,7 +443,7 @@ def tool(name: str | Callable[..., Any] | None = None) -> Any:
         @functools.wraps(fn)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             _check_tool(tool_name)
-            return fn(*args, **kwargs)
+            return _replay._call("tool", tool_name, fn, args, kwargs, side_effect=side_effect)
 
         wrapper.__omium_tool__ = tool_name  # type: ignore[attr-defined]
         return wrapper
@@ -440,8 +457,9 @@ def tool(name: str | Callable[..., Any] | None = None) -> Any:
 
 def call_tool(name: str, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
     """Calls ``fn`` as the tool ``name``, enforcing the allowlist (see :func:`tool`)."""
-    _check_tool(name)
-    return fn(*args, **kwargs)
+    from . import _replay
+
+    return _replay.tool_call(name, fn, *args, **kwargs)
 
 
 # Queries over recovery history.

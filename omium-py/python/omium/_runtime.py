@@ -58,6 +58,8 @@ def init(
     codec: str | Codec = "msgpack",
     *,
     read_only: bool = False,
+    tracing: bool = True,
+    capture_content: bool | None = None,
 ) -> _omium.Store:
     """Opens the store this process records into.
 
@@ -65,6 +67,10 @@ def init(
     default: fsync before a step returns), ``"buffered"`` (survives a crash of the process, not of
     the machine) or ``"none"``. ``codec`` is ``"msgpack"`` (default), ``"json"`` or ``"pickle"``
     (only for stores you trust). Calling ``init`` again closes the previous store.
+    ``tracing`` records spans of workflows, steps, checkpoints, LLM and tool calls;
+    ``capture_content`` also records inputs, outputs and messages (through the redaction hook).
+    When ``OTEL_EXPORTER_OTLP_ENDPOINT`` or ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`` is set,
+    spans are also exported over OTLP/HTTP.
     """
     global _config
     if path is None:
@@ -85,6 +91,11 @@ def init(
         if _config is not None:
             _config.store.close()
         _config = Config(store=store, project=project, codec=chosen)
+    from . import _trace
+
+    _trace.configure(enabled=tracing, capture_content=capture_content)
+    if not read_only and (os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")):
+        _trace.enable_otlp_export()
     return store
 
 
@@ -93,6 +104,10 @@ def shutdown() -> None:
     global _config
     with _lock:
         if _config is not None:
+            if not _config.store.read_only:
+                # Spans are stored in the background: store them (and give the exporter a
+                # moment to send them) before the store closes.
+                _config.store.flush_export(5.0)
             _config.store.close()
             _config = None
 

@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from . import _omium, _recovery, _runtime
+from . import _omium, _recovery, _replay, _runtime, _trace
 from .codecs import Codec, get_codec, to_plain
 from .errors import ConditionError, ConditionFailed, OmiumError, StepTimeoutError
 
@@ -160,15 +160,31 @@ class _Step:
                 f"step {self.name!r} returned a value the {codec.name} codec cannot encode ({kind}): {e}; "
                 "return plain data, or choose codec='pickle' for this step"
             ) from None
-        ctx.run.record(
-            seq,
-            self.name,
-            data,
-            key=key,
-            agent=self.agent,
-            preconditions=[(c.text, True) for c in self.pre],
-            postconditions=[(c.text, True) for c in self.post],
-        )
+        if not _trace.enabled():
+            ctx.run.record(
+                seq,
+                self.name,
+                data,
+                key=key,
+                agent=self.agent,
+                preconditions=[(c.text, True) for c in self.pre],
+                postconditions=[(c.text, True) for c in self.post],
+            )
+            return result
+        with _trace.Span(f"checkpoint {self.name}", "checkpoint", agent=self.agent or "") as span:
+            cid = ctx.run.record(
+                seq,
+                self.name,
+                data,
+                key=key,
+                agent=self.agent,
+                preconditions=[(c.text, True) for c in self.pre],
+                postconditions=[(c.text, True) for c in self.post],
+            )
+            span.set_attributes({"omium.checkpoint_id": cid, "omium.seq": seq, "omium.state_bytes": len(data)})
+        step_span = _trace._current_span_object.get()
+        if step_span is not None:
+            step_span.attributes["omium.checkpoint_id"] = cid
         return result
 
     def step_key(self, seq: int, key: str | None) -> str:
@@ -203,9 +219,12 @@ def _wrap_sync(step: _Step) -> Callable[..., Any]:
         hit, value = step.replay(ctx, seq, key, codec)
         if hit:
             return value
+        if key is None:
+            args, kwargs = _replay.mutated(ctx, seq, args, kwargs)
         step.check_pre(args, kwargs)
         token = _runtime.current_step.set(step.step_key(seq, key))
         name_token = _runtime.current_step_name.set(step.name)
+        span = _trace.step_span(step.name, seq, step.agent, args, kwargs)
         try:
             try:
                 result = step.attempt_sync(ctx, args, kwargs)
@@ -214,10 +233,15 @@ def _wrap_sync(step: _Step) -> Callable[..., Any]:
                     raise
                 again = functools.partial(step.attempt_sync, ctx)
                 result = _recovery.run_sync(_recovery.plan(step, ctx, seq, key, args, kwargs, e, lambda *a, **k: again(a, k)))
+            out = step.finish(ctx, seq, key, codec, args, kwargs, result)
+        except BaseException as e:
+            _trace.end_step_span(span, e, None)
+            raise
         finally:
             _runtime.current_step_name.reset(name_token)
             _runtime.current_step.reset(token)
-        return step.finish(ctx, seq, key, codec, args, kwargs, result)
+        _trace.end_step_span(span, None, out)
+        return out
 
     wrapper.__omium_step__ = step.name  # type: ignore[attr-defined]
     return wrapper
@@ -238,24 +262,35 @@ def _wrap_async(step: _Step) -> Callable[..., Any]:
             hit, value = step.replay(ctx, seq, key, codec)
             if hit:
                 return value
-            step.check_pre(args, kwargs)
+            if key is None:
+                a, kw = _replay.mutated(ctx, seq, args, kwargs)
+            else:
+                a, kw = args, kwargs
+            step.check_pre(a, kw)
             token = _runtime.current_step.set(step.step_key(seq, key))
             name_token = _runtime.current_step_name.set(step.name)
+            span = _trace.step_span(step.name, seq, step.agent, a, kw)
             try:
                 try:
-                    result = await step.attempt_async(ctx, args, kwargs)
+                    result = await step.attempt_async(ctx, a, kw)
                 except BaseException as e:
                     if not _recovery.recoverable(e):
                         raise
                     again = functools.partial(step.attempt_async, ctx)
-                    result = await _recovery.run_async(_recovery.plan(step, ctx, seq, key, args, kwargs, e, lambda *a, **k: again(a, k)))
+                    result = await _recovery.run_async(_recovery.plan(step, ctx, seq, key, a, kw, e, lambda *x, **k: again(x, k)))
+                if _slow_io(ctx):
+                    # sync durability waits for an fsync: keep the event loop free meanwhile.
+                    out = await asyncio.to_thread(contextvars.copy_context().run, step.finish, ctx, seq, key, codec, a, kw, result)
+                else:
+                    out = step.finish(ctx, seq, key, codec, a, kw, result)
+            except BaseException as e:
+                _trace.end_step_span(span, e, None)
+                raise
             finally:
                 _runtime.current_step_name.reset(name_token)
                 _runtime.current_step.reset(token)
-            if _slow_io(ctx):
-                # sync durability waits for an fsync: keep the event loop free meanwhile.
-                return await asyncio.to_thread(step.finish, ctx, seq, key, codec, args, kwargs, result)
-            return step.finish(ctx, seq, key, codec, args, kwargs, result)
+            _trace.end_step_span(span, None, out)
+            return out
 
         return run()
 
@@ -378,7 +413,9 @@ class Checkpoint:
             data = codec.encode(self.state)
         except (TypeError, ValueError, OverflowError) as e:
             raise TypeError(f"checkpoint {self.name!r}: state cannot be encoded by the {codec.name} codec: {e}") from None
-        self.checkpoint_id = ctx.run.record(seq, self.name, data, key=key, agent=self.agent, kind="snapshot")
+        with _trace.Span(f"checkpoint {self.name}", "checkpoint", agent=self.agent or "") as span:
+            self.checkpoint_id = ctx.run.record(seq, self.name, data, key=key, agent=self.agent, kind="snapshot")
+            span.set_attributes({"omium.checkpoint_id": self.checkpoint_id, "omium.seq": seq, "omium.state_bytes": len(data)})
 
     async def __aenter__(self) -> Checkpoint:
         return self.__enter__()

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import _runtime
+from . import _runtime, _trace
 from .codecs import Codec, get_codec
 from .errors import (
     ExecutionNotFoundError,
@@ -175,16 +175,20 @@ class Workflow:
             ctx = self._begin(execution_id, args, kwargs)
             ctx.rollbacks = rollbacks
             token = _runtime.current.set(ctx)
+            span = _trace.workflow_span(self.name, execution_id)
             try:
                 result = self.fn(*args, **kwargs)
             except ExecutionRolledBack as e:
                 self._end_err(ctx, e)
                 rollbacks += 1  # run again from the rollback target
+                _end_span(span, e)
             except BaseException as e:
                 self._end_err(ctx, e)
+                _end_span(span, e)
                 raise
             else:
                 self._end_ok(ctx, result)
+                _end_span(span, None)
                 return result
             finally:
                 _runtime.current.reset(token)
@@ -199,16 +203,20 @@ class Workflow:
             ctx = await asyncio.to_thread(self._begin, execution_id, args, kwargs)
             ctx.rollbacks = rollbacks
             token = _runtime.current.set(ctx)
+            span = _trace.workflow_span(self.name, execution_id)
             try:
                 result = await self.fn(*args, **kwargs)
             except ExecutionRolledBack as e:
                 await asyncio.to_thread(self._end_err, ctx, e)
                 rollbacks += 1
+                _end_span(span, e)
             except BaseException as e:
                 self._end_err(ctx, e)
+                _end_span(span, e)
                 raise
             else:
                 await asyncio.to_thread(self._end_ok, ctx, result)
+                _end_span(span, None)
                 return result
             finally:
                 _runtime.current.reset(token)
@@ -227,13 +235,19 @@ class Workflow:
         return f"<omium.workflow {self.name!r}>"
 
 
+def _end_span(span: _trace.Span | None, e: BaseException | None) -> None:
+    if span is not None:
+        span.__exit__(type(e) if e is not None else None, e, None)
+
+
 def _rollback_for_policy(e: ExecutionRolledBack) -> None:
     """Carries out a rollback a recovery policy decided (the run is already released)."""
     to = None if e.to == "last_consistent" else e.to
     f = e.failure
     reason = f"recovery policy: {f.get('type', 'failure')} in step {f.get('step')!r} ({f.get('rule')})"
     try:
-        _runtime.store().rollback(e.execution_id, to=to, reason=reason)
+        with _trace.Span("rollback", "rollback", execution_id=e.execution_id, attributes={"omium.rollback.to": e.to, "omium.rollback.reason": reason}):
+            _runtime.store().rollback(e.execution_id, to=to, reason=reason)
     except NoConsistentCheckpointError:
         # Nothing consistent was recorded yet: running again from the start is the rollback.
         if _runtime.store().history(e.execution_id):
@@ -300,15 +314,39 @@ def rollback(execution_id: str, to: str | None = None, *, global_seq: int | None
     """Rolls back to a checkpoint id or name (``to``), to the consistent cut at ``global_seq``,
     or, with neither, to the last consistent checkpoint. Steps after it run again on the next
     ``run`` with this execution id; the old branch stays readable. Returns the rollback marker."""
-    return CheckpointInfo.of(_runtime.store().rollback(execution_id, to=to, global_seq=global_seq, reason=reason))
+    attrs = {"omium.rollback.to": to or ("last_consistent" if global_seq is None else f"global_seq {global_seq}")}
+    with _trace.Span("rollback", "rollback", execution_id=execution_id, attributes=attrs):
+        marker = _runtime.store().rollback(execution_id, to=to, global_seq=global_seq, reason=reason)
+    return CheckpointInfo.of(marker)
 
 
 _MISSING: Any = object()
 
 
-def fork(execution_id: str, at: str, *, state: Any = _MISSING, new_execution_id: str | None = None) -> ExecutionInfo:
+def fork(
+    execution_id: str,
+    at: str | None = None,
+    *,
+    state: Any = _MISSING,
+    new_execution_id: str | None = None,
+    at_step: int | None = None,
+    mutate: Callable[..., Any] | None = None,
+) -> Any:
     """Forks an execution at a checkpoint (id or name) into a new execution, optionally with
-    that checkpoint's state replaced; running the new execution re-runs what follows."""
+    that checkpoint's state replaced; running the new execution re-runs what follows. Returns
+    its ``ExecutionInfo``.
+
+    With ``at_step=N`` it keeps positions before N, changes the input of the call at N with
+    ``mutate(args, kwargs) -> (args, kwargs)``, and runs the workflow live from there now;
+    it returns a ``RunResult`` (the new execution id and the output). The original is kept."""
+    if at_step is not None:
+        if at is not None or state is not _MISSING:
+            raise TypeError("omium.fork: give either at (with state) or at_step (with mutate), not both")
+        from . import _replay
+
+        return _replay.fork_at_step(execution_id, at_step, mutate, new_execution_id)
+    if at is None:
+        raise TypeError("omium.fork: at (a checkpoint id or name) or at_step is required")
     data = None if state is _MISSING else _runtime.config().codec.encode(state)
     return ExecutionInfo.of(_runtime.store().fork(execution_id, at, new_execution_id=new_execution_id, state=data))
 

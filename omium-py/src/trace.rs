@@ -1,0 +1,178 @@
+//! Spans from Python: `record_span` takes a finished span's fields in one call (the GIL is not
+//! released: queuing a span is cheaper than releasing it); trace ids, traceparent parsing,
+//! the waterfall, the HTML timeline, run diffs and request hashes come from the core.
+
+use omium_core::trace::{self, Event, Span, SpanKind, StatusCode, Value};
+use pyo3::exceptions::PyTypeError;
+use pyo3::prelude::*;
+use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
+
+use crate::convert::err;
+use crate::store::Store;
+
+fn value(v: &Bound<'_, PyAny>, key: &str) -> PyResult<Value> {
+    if v.is_instance_of::<PyBool>() {
+        return Ok(Value::Bool(v.extract()?));
+    }
+    if v.is_instance_of::<PyInt>() {
+        return Ok(v
+            .extract::<i64>()
+            .map(Value::Int)
+            .unwrap_or_else(|_| Value::Str(v.to_string())));
+    }
+    if v.is_instance_of::<PyFloat>() {
+        return Ok(Value::Float(v.extract()?));
+    }
+    if let Ok(s) = v.cast::<PyString>() {
+        return Ok(Value::Str(s.to_str()?.to_string()));
+    }
+    if v.is_instance_of::<PyList>() || v.is_instance_of::<PyTuple>() {
+        let mut out = Vec::new();
+        for item in v.try_iter()? {
+            out.push(item?.str()?.to_str()?.to_string());
+        }
+        return Ok(Value::StrList(out));
+    }
+    if v.is_none() {
+        return Err(PyTypeError::new_err(format!(
+            "span attribute {key:?} is None; leave it out instead"
+        )));
+    }
+    Ok(Value::Str(v.str()?.to_str()?.to_string()))
+}
+
+fn attributes(d: Option<&Bound<'_, PyDict>>) -> PyResult<Vec<(String, Value)>> {
+    let Some(d) = d else { return Ok(Vec::new()) };
+    let mut out = Vec::with_capacity(d.len());
+    for (k, v) in d.iter() {
+        if v.is_none() {
+            continue;
+        }
+        let k: String = k
+            .extract()
+            .map_err(|_| PyTypeError::new_err("span attribute names must be str"))?;
+        let v = value(&v, &k)?;
+        out.push((k, v));
+    }
+    Ok(out)
+}
+
+fn id<const N: usize>(b: &[u8], what: &str) -> PyResult<[u8; N]> {
+    b.try_into()
+        .map_err(|_| PyTypeError::new_err(format!("{what} must be {N} bytes, not {}", b.len())))
+}
+
+/// Records a finished span (see `omium.trace`).
+#[pyfunction]
+#[pyo3(signature = (store, trace_id, span_id, parent, name, span_type, execution_id, agent, start_ns, end_ns, status, status_message="", kind="internal", attributes=None, events=None))]
+#[allow(clippy::too_many_arguments)]
+pub fn record_span(
+    store: &Store,
+    trace_id: &[u8],
+    span_id: &[u8],
+    parent: Option<&[u8]>,
+    name: String,
+    span_type: String,
+    execution_id: String,
+    agent: String,
+    start_ns: u64,
+    end_ns: u64,
+    status: &str,
+    status_message: &str,
+    kind: &str,
+    attributes: Option<&Bound<'_, PyDict>>,
+    events: Option<&Bound<'_, PyList>>,
+) -> PyResult<()> {
+    let status = match status {
+        "ok" => StatusCode::Ok,
+        "error" => StatusCode::Error,
+        "unset" => StatusCode::Unset,
+        s => {
+            return Err(PyTypeError::new_err(format!(
+                "span status must be ok, error or unset, not {s:?}"
+            )))
+        }
+    };
+    let mut evs = Vec::new();
+    if let Some(list) = events {
+        for e in list.iter() {
+            let (name, time_ns, attrs): (String, u64, Option<Bound<'_, PyDict>>) = e.extract()?;
+            evs.push(Event {
+                name,
+                time_ns,
+                attributes: self::attributes(attrs.as_ref())?,
+            });
+        }
+    }
+    let span = Span {
+        trace_id: id(trace_id, "trace_id")?,
+        span_id: id(span_id, "span_id")?,
+        parent: parent.map(|p| id(p, "parent")).transpose()?,
+        name,
+        kind: SpanKind::parse(kind).map_err(err)?,
+        span_type,
+        execution_id,
+        agent,
+        start_ns,
+        end_ns,
+        status,
+        status_message: status_message.to_string(),
+        attributes: self::attributes(attributes)?,
+        events: evs,
+    };
+    store.get()?.record_span(span);
+    Ok(())
+}
+
+/// The trace id of an execution (the same on every run of it).
+#[pyfunction]
+pub fn trace_id_of(execution_id: &str) -> [u8; 16] {
+    trace::trace_id_of(execution_id)
+}
+
+/// A new random span id.
+#[pyfunction]
+pub fn new_span_id() -> [u8; 8] {
+    trace::new_span_id()
+}
+
+/// `(trace_id, span_id)` of a W3C `traceparent` header.
+#[pyfunction]
+pub fn parse_traceparent(header: &str) -> PyResult<([u8; 16], [u8; 8])> {
+    trace::parse_traceparent(header).map_err(err)
+}
+
+/// The canonical hash of an LLM or tool request given as JSON text.
+#[pyfunction]
+pub fn request_hash(request_json: &str) -> PyResult<String> {
+    let v: serde_json::Value = serde_json::from_str(request_json)
+        .map_err(|e| PyTypeError::new_err(format!("request is not JSON: {e}")))?;
+    Ok(trace::view::request_hash(&v))
+}
+
+fn span_json(s: &Span) -> serde_json::Value {
+    serde_json::json!({
+        "trace_id": omium_core::hex(&s.trace_id),
+        "span_id": omium_core::hex(&s.span_id),
+        "parent": s.parent.map(|p| omium_core::hex(&p)),
+        "name": s.name, "kind": s.kind.as_str(), "span_type": s.span_type,
+        "execution_id": s.execution_id, "agent": s.agent,
+        "start_ns": s.start_ns, "end_ns": s.end_ns,
+        "status": match s.status { StatusCode::Ok => "ok", StatusCode::Error => "error", StatusCode::Unset => "unset" },
+        "status_message": s.status_message,
+        "attributes": s.attributes.iter().map(|(k, v)| (k.clone(), v.to_json())).collect::<serde_json::Map<_, _>>(),
+        "events": s.events.iter().map(|e| serde_json::json!({
+            "name": e.name, "time_ns": e.time_ns,
+            "attributes": e.attributes.iter().map(|(k, v)| (k.clone(), v.to_json())).collect::<serde_json::Map<_, _>>(),
+        })).collect::<Vec<_>>(),
+    })
+}
+
+/// Spans of an execution as JSON text (a list), after flushing what is queued.
+pub fn spans_json(store: &omium_core::Store, execution_id: &str) -> omium_core::Result<String> {
+    if !store.is_read_only() {
+        store.flush_spans()?;
+    }
+    let spans = store.spans(execution_id)?;
+    Ok(serde_json::Value::Array(spans.iter().map(span_json).collect()).to_string())
+}
