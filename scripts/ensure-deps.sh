@@ -12,6 +12,8 @@ command -v g++ >/dev/null 2>&1 || need_apt="$need_apt build-essential"
 # The C example runs once under valgrind (omium-ffi/tests/c_example.rs).
 command -v valgrind >/dev/null 2>&1 || need_apt="$need_apt valgrind"
 python3 -c "import venv, ensurepip" >/dev/null 2>&1 || need_apt="$need_apt python3-venv"
+# The trace timeline test renders `omium trace --html` in a real headless browser.
+command -v chromium >/dev/null 2>&1 || need_apt="$need_apt chromium"
 
 if [ -n "$need_apt" ]; then
   echo "ensure-deps: installing$need_apt"

@@ -70,7 +70,7 @@ def test_workflow_step_checkpoint_and_llm_spans_form_one_trace(traced):
     assert a["gen_ai.request.model"] == "gpt-4o"
     assert a["gen_ai.request.temperature"] == 0.2
     assert (a["gen_ai.usage.input_tokens"], a["gen_ai.usage.output_tokens"]) == (10, 7)
-    assert a["omium.cost_usd"] == pytest.approx(0.00015)
+    assert a["omium.cost_usd"] == pytest.approx(10 * 0.005 / 1000 + 7 * 0.015 / 1000)
     assert "gen_ai.input.messages" not in a, "content is captured only when enabled"
     assert s["checkpoint plan"]["parent"] == s["plan"]["span_id"]
     assert s["plan"]["attributes"]["omium.checkpoint_id"] == s["checkpoint plan"]["attributes"]["omium.checkpoint_id"]
@@ -210,14 +210,16 @@ def test_fork_at_step_changes_the_input_and_goes_live(traced):
         return write(research(topic))
 
     assert writer.run("tides", execution_id="w-1") == "answer to notes on tides"
-    r = omium.fork("w-1", at_step=1, mutate=lambda args, kwargs: (("notes on the moon",), kwargs))
+    r = omium.fork("w-1", at_step=2, mutate=lambda args, kwargs: (("notes on the moon",), kwargs))
     assert r.output == "answer to notes on the moon"
     assert len(llm.calls) == 2, "live from the forked step on"
     assert omium.get_execution("w-1").status == "completed", "the original is kept"
-    rows = omium.diff("w-1", r.execution_id)
-    assert [(d.seq, d.name_a, d.differs) for d in rows[:2]] == [(0, "research", False), (1, "write", True)]
-    assert rows[1].output_differs
-    with pytest.raises(ValueError, match="positions 0 to"):
+    rows = {d.position: d for d in omium.diff("w-1", r.execution_id)}
+    assert list(rows) == ["1", "2/0", "2"], "research, the LLM call inside write, write"
+    assert not rows["1"].differs
+    assert rows["2/0"].input_differs and rows["2/0"].output_differs and rows["2/0"].name_a == "llm:chat gpt-4o"
+    assert rows["2"].output_differs
+    with pytest.raises(ValueError, match="positions 1 to 2, not 9"):
         omium.fork("w-1", at_step=9, mutate=lambda a, k: (a, k))
 
 
@@ -271,7 +273,9 @@ def test_waterfall_and_html_timeline_rendered_by_headless_chromium(traced, tmp_p
     assert chromium, "Debian's chromium is installed by `make deps` (scripts/ensure-deps.sh)"
     shot = tmp_path / "trace.png"
     flags = ["--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", f"--user-data-dir={tmp_path / 'profile'}"]
-    subprocess.run([chromium, *flags, f"--screenshot={shot}", "--window-size=1200,700", page.as_uri()], check=True, capture_output=True, timeout=120)
+    subprocess.run(
+        [chromium, *flags, f"--screenshot={shot}", "--window-size=1200,700", page.as_uri()], check=True, capture_output=True, timeout=120
+    )
     png = shot.read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
     dom = subprocess.run([chromium, *flags, "--dump-dom", page.as_uri()], check=True, capture_output=True, timeout=120, text=True).stdout

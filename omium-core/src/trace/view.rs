@@ -270,6 +270,8 @@ body{{font:13px system-ui,sans-serif;margin:24px;color:#222}}h1{{font-size:18px}
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct StepDiff {
     pub seq: u64,
+    /// The journal position: the seq, or the key of a nested or keyed step (`1/0`).
+    pub position: String,
     pub name_a: Option<String>,
     pub name_b: Option<String>,
     /// The recorded outputs differ (by checksum).
@@ -333,36 +335,36 @@ fn input_of(c: &Checkpoint, s: Option<&Span>) -> Option<String> {
 }
 
 /// Compares two executions position by position along their live branches.
-pub fn diff(
-    a: &[Checkpoint],
-    a_spans: &[Span],
-    b: &[Checkpoint],
-    b_spans: &[Span],
-) -> Vec<StepDiff> {
-    let steps = |h: &[Checkpoint]| -> BTreeMap<u64, Checkpoint> {
-        h.iter()
-            .filter(|c| c.kind.is_step())
-            .map(|c| (c.seq, c.clone()))
-            .collect()
+pub fn diff(a: &[Checkpoint], a_spans: &[Span], b: &[Checkpoint], b_spans: &[Span]) -> Vec<StepDiff> {
+    // A position is a step's journal key when it has one (steps nested in steps, keyed
+    // steps), else its seq; positions come in the order the first execution recorded them.
+    let position = |c: &Checkpoint| c.key.clone().unwrap_or_else(|| c.seq.to_string());
+    let steps = |h: &[Checkpoint]| -> Vec<(String, Checkpoint)> {
+        h.iter().filter(|c| c.kind.is_step()).map(|c| (position(c), c.clone())).collect()
     };
     let (sa, sb) = (steps(a), steps(b));
-    let seqs: BTreeSet<u64> = sa.keys().chain(sb.keys()).copied().collect();
-    seqs.into_iter()
-        .map(|seq| {
-            let (ca, cb) = (sa.get(&seq), sb.get(&seq));
-            let (pa, pb) = (
-                ca.and_then(|c| span_of(a_spans, c)),
-                cb.and_then(|c| span_of(b_spans, c)),
-            );
+    let mut order: Vec<String> = Vec::new();
+    for (p, _) in sa.iter().chain(sb.iter()) {
+        if !order.contains(p) {
+            order.push(p.clone());
+        }
+    }
+    let find = |v: &[(String, Checkpoint)], p: &str| v.iter().rev().find(|(q, _)| q == p).map(|(_, c)| c.clone());
+    order
+        .into_iter()
+        .map(|pos| {
+            let (ca, cb) = (find(&sa, &pos), find(&sb, &pos));
+            let (pa, pb) = (ca.as_ref().and_then(|c| span_of(a_spans, c)), cb.as_ref().and_then(|c| span_of(b_spans, c)));
             StepDiff {
-                seq,
-                name_a: ca.map(|c| c.name.clone()),
-                name_b: cb.map(|c| c.name.clone()),
-                output_differs: match (ca, cb) {
+                seq: ca.as_ref().or(cb.as_ref()).map_or(0, |c| c.seq),
+                position: pos,
+                name_a: ca.as_ref().map(|c| c.name.clone()),
+                name_b: cb.as_ref().map(|c| c.name.clone()),
+                output_differs: match (&ca, &cb) {
                     (Some(x), Some(y)) => x.checksum != y.checksum,
                     _ => true,
                 },
-                input_differs: match (ca, cb) {
+                input_differs: match (&ca, &cb) {
                     (Some(x), Some(y)) => input_of(x, pa) != input_of(y, pb),
                     _ => true,
                 },

@@ -34,10 +34,10 @@ from ._recovery import (
 )
 from ._replay import ReplayDivergence, RunResult, StepDiff, diff, llm, llm_call, replay, set_pricing, tool_call
 from ._runtime import init, is_initialized, shutdown
+from ._steps import Checkpoint, checkpoint
 from ._trace import Span, enable_otlp_export, extract, get_traceparent, inject, spans, trace, trace_html, trace_text
 from ._trace import configure as configure_tracing
 from ._trace import flush as flush_traces
-from ._steps import Checkpoint, checkpoint
 from ._workflow import (
     CheckpointInfo,
     ExecutionInfo,

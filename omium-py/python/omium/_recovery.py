@@ -247,7 +247,12 @@ def plan(
             name, p = yield from _io(rec.next_directive)
             span = _trace.Span(f"recovery {name}", "recovery") if _trace.enabled() else None
             if span is not None:
-                span.set_attributes({"omium.recovery.action": name, **{f"omium.recovery.{k}": (", ".join(v) if isinstance(v, list) else v) for k, v in p.items() if v is not None}})
+                span.set_attributes(
+                    {
+                        "omium.recovery.action": name,
+                        **{f"omium.recovery.{k}": (", ".join(v) if isinstance(v, list) else v) for k, v in p.items() if v is not None},
+                    }
+                )
             if name in ("retry", "suggest_fix", "fallback"):
                 if name == "retry":
                     yield ("sleep", p["delay"])
@@ -255,7 +260,9 @@ def plan(
                 elif name == "fallback":
                     fn = _fallbacks.get(p["function"])
                     if fn is None:
-                        yield from _io(lambda p=p: rec.done(False, f"no fallback is registered as {p['function']!r} (omium.register_fallback)"))
+                        yield from _io(
+                            lambda p=p: rec.done(False, f"no fallback is registered as {p['function']!r} (omium.register_fallback)")
+                        )
                         continue
                     call = (fn, args, kwargs)
                 else:
@@ -327,6 +334,7 @@ def plan(
     finally:
         if span is not None:
             span.end()
+
 
 def _notify(rec: Any, event: str, channels: list[str]) -> Generator[Op, Any, str | None]:
     """Calls the notifiers and sends the webhooks; returns None, or what went wrong."""

@@ -267,7 +267,11 @@ def _describe_request(span: _trace.Span, kind: str, name: str, provider: str, mo
         if model:
             a["gen_ai.request.model"] = model
             a["llm.model_name"] = model
-        for p, attr in (("temperature", "gen_ai.request.temperature"), ("max_tokens", "gen_ai.request.max_tokens"), ("top_p", "gen_ai.request.top_p")):
+        for p, attr in (
+            ("temperature", "gen_ai.request.temperature"),
+            ("max_tokens", "gen_ai.request.max_tokens"),
+            ("top_p", "gen_ai.request.top_p"),
+        ):
             if isinstance(kwargs.get(p), (int, float)):
                 a[attr] = kwargs[p]
         if _trace._state["capture_content"] and kwargs.get("messages") is not None:
@@ -355,7 +359,9 @@ def _recordings(execution_id: str) -> list[dict[str, Any]]:
         if kind not in ("llm", "tool") or c["kind"] != "step":
             continue
         data = codec.decode(store.read_state(c["id"]))
-        out.append({"name": c["name"], "hash": c["metadata"]["omium.request_hash"], "request": data["request"], "response": data["response"]})
+        out.append(
+            {"name": c["name"], "hash": c["metadata"]["omium.request_hash"], "request": data["request"], "response": data["response"]}
+        )
     return out
 
 
@@ -396,16 +402,21 @@ def replay(execution_id: str, *, new_execution_id: str | None = None) -> RunResu
 
 
 def fork_at_step(execution_id: str, at_step: int, mutate: Callable[..., Any] | None, new_execution_id: str | None) -> RunResult:
-    """Forks before position ``at_step``, changes that call's input with ``mutate(args,
-    kwargs) -> (args, kwargs)`` and runs the workflow live from there; the original is kept."""
-    if not isinstance(at_step, int) or at_step < 0:
-        raise ValueError(f"omium.fork(at_step=...): expected a non-negative int, not {at_step!r}")
+    """Forks before position ``at_step`` (positions are the ``seq`` of ``omium.history``; 1 is
+    the first step), changes that call's input with ``mutate(args, kwargs) -> (args,
+    kwargs)`` and runs the workflow live from there; the original is kept."""
+    if not isinstance(at_step, int) or at_step < 1:
+        raise ValueError(f"omium.fork(at_step=...): expected a position (1 is the first step), not {at_step!r}")
     wf, args, kwargs = _workflow_of(execution_id)
     store = _runtime.store()
     new_id = new_execution_id or f"{execution_id}-fork-{uuid.uuid4().hex[:8]}"
-    steps = sorted((c for c in store.history(execution_id) if c["kind"] in ("step", "snapshot")), key=lambda c: c["seq"])
-    if at_step > 0 and not any(c["seq"] == at_step for c in steps) and (not steps or steps[-1]["seq"] < at_step - 1):
-        raise ValueError(f"omium.fork: execution {execution_id!r} has positions 0 to {steps[-1]['seq'] if steps else -1}, not {at_step}")
+    # Top-level positions only: a step's nested calls belong to it.
+    steps = sorted(
+        (c for c in store.history(execution_id) if c["kind"] in ("step", "snapshot") and c["key"] is None), key=lambda c: c["seq"]
+    )
+    last = steps[-1]["seq"] if steps else 0
+    if at_step > last + 1:
+        raise ValueError(f"omium.fork: execution {execution_id!r} has positions 1 to {last}, not {at_step}")
     before = [c for c in steps if c["seq"] < at_step]
     if before:
         store.fork(execution_id, before[-1]["id"], new_execution_id=new_id)
@@ -434,6 +445,7 @@ class StepDiff:
     """One position of two executions compared (durations in ns)."""
 
     seq: int
+    position: str
     name_a: str | None
     name_b: str | None
     output_differs: bool

@@ -64,7 +64,23 @@ class Span:
     """A span being recorded: ``set_attribute``, ``add_event``, ``record_exception``; it ends
     when its ``with`` block or decorated call does (or ``end()``)."""
 
-    __slots__ = ("_token", "agent", "attributes", "ended", "events", "execution_id", "kind", "name", "parent", "span_id", "span_type", "start_ns", "status", "status_message", "trace_id")
+    __slots__ = (
+        "_token",
+        "agent",
+        "attributes",
+        "ended",
+        "events",
+        "execution_id",
+        "kind",
+        "name",
+        "parent",
+        "span_id",
+        "span_type",
+        "start_ns",
+        "status",
+        "status_message",
+        "trace_id",
+    )
 
     def __init__(
         self,
@@ -201,18 +217,20 @@ class trace:  # noqa: N801 (the published SDK's name)
     (as ``input.value`` / ``output.value``, through the redaction hook) when content capture is
     on (``omium.configure_tracing(capture_content=True)``)."""
 
+    def __new__(cls, name: Any = None, *args: Any, **kwargs: Any) -> Any:
+        if callable(name) and not args and not kwargs:  # bare @omium.trace
+            return cls()(name)
+        return super().__new__(cls)
+
     def __init__(
         self,
-        name: str | Callable[..., Any] | None = None,
+        name: str | None = None,
         span_type: str = "function",
         capture_input: bool = True,
         capture_output: bool = True,
         capture_errors: bool = True,
         **attributes: Any,
     ) -> None:
-        self._fn: Callable[..., Any] | None = None
-        if callable(name):
-            self._fn, name = name, None
         if name is not None and not isinstance(name, str):
             raise TypeError(f"omium.trace(name): expected a str, not {type(name).__name__}")
         self.name = name
@@ -222,13 +240,10 @@ class trace:  # noqa: N801 (the published SDK's name)
         self.capture_errors = capture_errors
         self.attributes = attributes
         self._span: Span | None = None
-        if self._fn is not None:
-            self._wrapped = self(self._fn)
 
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        if self._fn is not None:  # bare @omium.trace: this is the call of the function
-            return self._wrapped(*args, **kwargs)
-        (fn,) = args
+    def __call__(self, fn: Callable[..., Any]) -> Any:
+        if not callable(fn):
+            raise TypeError(f"@omium.trace must decorate a function, not {type(fn).__name__}")
         name = self.name or getattr(fn, "__qualname__", "function")
         opts = self
 

@@ -246,7 +246,9 @@ def _rollback_for_policy(e: ExecutionRolledBack) -> None:
     f = e.failure
     reason = f"recovery policy: {f.get('type', 'failure')} in step {f.get('step')!r} ({f.get('rule')})"
     try:
-        with _trace.Span("rollback", "rollback", execution_id=e.execution_id, attributes={"omium.rollback.to": e.to, "omium.rollback.reason": reason}):
+        with _trace.Span(
+            "rollback", "rollback", execution_id=e.execution_id, attributes={"omium.rollback.to": e.to, "omium.rollback.reason": reason}
+        ):
             _runtime.store().rollback(e.execution_id, to=to, reason=reason)
     except NoConsistentCheckpointError:
         # Nothing consistent was recorded yet: running again from the start is the rollback.
