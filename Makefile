@@ -14,7 +14,7 @@ CARGO ?= cargo
 OMIUM_CRASH_KILLS ?= 20
 export OMIUM_CRASH_KILLS
 
-.PHONY: all deps demo demo-rust test test-rust test-python python lint crash bench bench-python
+.PHONY: all deps demo demo-rust test test-rust test-python python lint crash bench bench-python test-otlp
 
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -63,3 +63,10 @@ bench: deps
 # Python: @omium.checkpoint overhead, and Omium against DBOS and LangGraph in one run (own venv).
 bench-python: deps
 	benches/python/run.sh
+
+# OTLP export against a real receiver: Arize Phoenix from PyPI in its own venv, on 127.0.0.1.
+# Opt-in (a large install); not part of `make test`.
+PHOENIX_VENV ?= $(HOME)/.cache/omium-phoenix
+test-otlp: python
+	@test -x $(PHOENIX_VENV)/bin/phoenix || { python3 -m venv $(PHOENIX_VENV) && $(PHOENIX_VENV)/bin/pip install -q --disable-pip-version-check "arize-phoenix>=12,<30"; }
+	cd omium-py && OMIUM_PHOENIX=$(PHOENIX_VENV)/bin/phoenix ../$(PY) -m pytest -q tests_otlp

@@ -283,3 +283,14 @@ def test_waterfall_and_html_timeline_rendered_by_headless_chromium(traced, tmp_p
     assert dom.count('class="agent"') == 3, "main, kyc_agent and credit_agent"
     if os.environ.get("OMIUM_KEEP_SCREENSHOT"):
         shutil.copy(shot, os.environ["OMIUM_KEEP_SCREENSHOT"])
+
+
+def test_the_traced_example_runs(tmp_path):
+    import sys
+
+    example = os.path.join(os.path.dirname(__file__), "..", "..", "examples", "python", "traced_agent.py")
+    out = subprocess.run([sys.executable, example, str(tmp_path)], check=True, capture_output=True, text=True, timeout=120).stdout
+    assert "      chat small-model [llm]" in out
+    assert "      execute_tool send_email [tool]" in out
+    assert "with no LLM call; differences: none" in out
+    assert (tmp_path / "cust-9.html").exists()
