@@ -90,9 +90,8 @@ def main(store_dir: str) -> None:
     paid = FakeProvider.calls
     replayed = omium.replay("cust-9")
     assert FakeProvider.calls == paid, "a replay answers from the recording"
-    print(
-        f"replayed as {replayed.execution_id} with no LLM call; differences: {[d.position for d in omium.diff('cust-9', replayed.execution_id) if d.differs] or 'none'}"
-    )
+    changed = [d.position for d in omium.diff("cust-9", replayed.execution_id) if d.differs]
+    print(f"replayed as {replayed.execution_id} with no LLM call; differences: {changed or 'none'}")
     omium.shutdown()
 
 
