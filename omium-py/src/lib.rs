@@ -67,6 +67,7 @@ fn _omium(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(trace::record_span, m)?)?;
     m.add_function(wrap_pyfunction!(trace::trace_id_of, m)?)?;
     m.add_function(wrap_pyfunction!(trace::new_span_id, m)?)?;
+    m.add_function(wrap_pyfunction!(trace::new_trace_id, m)?)?;
     m.add_function(wrap_pyfunction!(trace::parse_traceparent, m)?)?;
     m.add_function(wrap_pyfunction!(trace::request_hash, m)?)?;
     m.add("FORMAT_VERSION", omium_core::FORMAT_VERSION)?;

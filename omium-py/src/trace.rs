@@ -130,6 +130,16 @@ pub fn trace_id_of(execution_id: &str) -> [u8; 16] {
     trace::trace_id_of(execution_id)
 }
 
+/// A new random trace id (for spans outside executions).
+#[pyfunction]
+pub fn new_trace_id() -> [u8; 16] {
+    let (a, b) = (trace::new_span_id(), trace::new_span_id());
+    let mut t = [0u8; 16];
+    t[..8].copy_from_slice(&a);
+    t[8..].copy_from_slice(&b);
+    t
+}
+
 /// A new random span id.
 #[pyfunction]
 pub fn new_span_id() -> [u8; 8] {

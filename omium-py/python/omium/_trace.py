@@ -25,6 +25,10 @@ _current: contextvars.ContextVar[tuple[bytes, bytes, str] | None] = contextvars.
 # A traceparent extracted from an incoming request, for the next root span.
 _remote: contextvars.ContextVar[tuple[bytes, bytes] | None] = contextvars.ContextVar("omium_remote_parent", default=None)
 
+_record = _omium.record_span
+_new_span_id = _omium.new_span_id
+_time_ns = time.time_ns
+
 _state: dict[str, Any] = {
     "enabled": True,
     "capture_content": os.environ.get("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", "").lower() == "true",
@@ -94,7 +98,7 @@ class Span:
     ) -> None:
         parent = _current.get() if execution_id is None else None
         if parent is not None:
-            self.trace_id, self.parent, self.execution_id = parent[0], parent[1], parent[2]
+            self.trace_id, self.parent, self.execution_id = parent
         else:
             ctx = _runtime.current.get()
             self.execution_id = execution_id if execution_id is not None else (ctx.execution_id if ctx is not None else "")
@@ -102,9 +106,9 @@ class Span:
             if remote is not None:
                 self.trace_id, self.parent = remote
             else:
-                self.trace_id = _omium.trace_id_of(self.execution_id) if self.execution_id else os.urandom(16)
+                self.trace_id = _omium.trace_id_of(self.execution_id) if self.execution_id else _omium.new_trace_id()
                 self.parent = None
-        self.span_id = _omium.new_span_id()
+        self.span_id = _new_span_id()
         self.name = name
         self.span_type = span_type
         self.kind = kind
@@ -113,7 +117,7 @@ class Span:
         self.events: list[tuple[str, int, dict[str, Any] | None]] = []
         self.status = "unset"
         self.status_message = ""
-        self.start_ns = time.time_ns()
+        self.start_ns = _time_ns()
         self.ended = False
         self._token: contextvars.Token | None = None
 
@@ -159,10 +163,11 @@ class Span:
         self.ended = True
         if self.status == "unset":
             self.status = "ok"
-        if not _state["enabled"] or not _runtime.is_initialized():
+        cfg = _runtime._config
+        if cfg is None or not _state["enabled"]:
             return
-        _omium.record_span(
-            _runtime.store(),
+        _record(
+            cfg.store,
             self.trace_id,
             self.span_id,
             self.parent,
@@ -171,7 +176,7 @@ class Span:
             self.execution_id,
             self.agent,
             self.start_ns,
-            time.time_ns(),
+            _time_ns(),
             self.status,
             self.status_message,
             self.kind,
