@@ -26,7 +26,8 @@
 //!
 //! Modules, one concern each: [`store`] (RocksDB, column families, durability), [`blob`]
 //! (FastCDC chunks, blake3, zstd, GC), [`execution`] (executions, the journal, leases),
-//! [`checkpoint`] (the tree, rollback, fork, cut, verify), [`audit`] (the hash chain).
+//! [`checkpoint`] (the tree, rollback, fork, cut, verify), [`audit`] (the hash chain),
+//! [`threads`] (framework checkpoints: LangGraph-style threads).
 
 pub mod audit;
 pub mod blob;
@@ -37,6 +38,7 @@ pub mod error;
 pub mod execution;
 pub mod expr;
 pub mod store;
+pub mod threads;
 
 pub use audit::{AuditEntry, AuditReport};
 pub use blob::{ChunkParams, GcReport, StateRef, StoreStats};
@@ -47,6 +49,7 @@ pub use checkpoint::{
 pub use error::{Error, OpenError, Result};
 pub use execution::{BeginOptions, Execution, Lease, NewCheckpoint, RetentionReport, Run, Status};
 pub use store::{exec_key, Durability, OpenOptions, Store, FORMAT_VERSION};
+pub use threads::{ListQuery, PutCheckpoint, ThreadCheckpoint, ThreadTuple, Threads};
 
 /// Lower-case hex of bytes (ids of chunks and hashes in messages).
 pub fn hex(bytes: &[u8]) -> String {

@@ -41,17 +41,35 @@ pub(crate) enum Cf {
     Chunks,
     /// `seq(u64 BE)` → `AuditEntry`.
     Audit,
+    /// Framework checkpoints, their channel values and pending writes (`threads.rs`). Added
+    /// after format 1 shipped: stores without them still open (writers create them, readers
+    /// see them as empty).
+    ThreadCheckpoints,
+    ThreadValues,
+    ThreadWrites,
 }
 
 impl Cf {
-    pub(crate) const ALL: [Cf; 6] = [
+    pub(crate) const ALL: [Cf; 9] = [
         Cf::Meta,
         Cf::Executions,
         Cf::Checkpoints,
         Cf::CheckpointIndex,
         Cf::Chunks,
         Cf::Audit,
+        Cf::ThreadCheckpoints,
+        Cf::ThreadValues,
+        Cf::ThreadWrites,
     ];
+
+    /// Families a read-only open does not require (a store written before they existed has
+    /// none; the code reading them treats a missing family as empty).
+    pub(crate) fn optional(self) -> bool {
+        matches!(
+            self,
+            Cf::ThreadCheckpoints | Cf::ThreadValues | Cf::ThreadWrites
+        )
+    }
 
     pub(crate) fn name(self) -> &'static str {
         match self {
@@ -61,6 +79,9 @@ impl Cf {
             Cf::CheckpointIndex => "checkpoint_index",
             Cf::Chunks => "chunks",
             Cf::Audit => "audit",
+            Cf::ThreadCheckpoints => "thread_checkpoints",
+            Cf::ThreadValues => "thread_values",
+            Cf::ThreadWrites => "thread_writes",
         }
     }
 
@@ -278,7 +299,6 @@ impl Store {
         db_opts.set_max_background_jobs(2);
         // Keep every column family the directory already has (a newer build may have added
         // some); RocksDB refuses to open with a subset.
-        let mut names: Vec<String> = Cf::ALL.iter().map(|c| c.name().to_string()).collect();
         let existing = if exists {
             DB::list_cf(&db_opts, &path).map_err(|source| OpenError::Storage {
                 path: path.clone(),
@@ -287,6 +307,14 @@ impl Store {
         } else {
             Vec::new()
         };
+        // A secondary cannot create families: it opens the optional ones only if present.
+        let mut names: Vec<String> = Cf::ALL
+            .iter()
+            .filter(|c| {
+                !(options.read_only && c.optional()) || existing.iter().any(|n| n == c.name())
+            })
+            .map(|c| c.name().to_string())
+            .collect();
         for n in &existing {
             if n != "default" && !names.contains(n) {
                 names.push(n.clone());
@@ -304,7 +332,7 @@ impl Store {
         if options.read_only
             && !Cf::ALL
                 .iter()
-                .all(|c| existing.iter().any(|n| n == c.name()))
+                .all(|c| c.optional() || existing.iter().any(|n| n == c.name()))
         {
             // A writer killed between creating the directory and its column families: a
             // reader cannot create them, the next writer will.

@@ -5,6 +5,7 @@
 mod convert;
 mod run;
 mod store;
+mod threads;
 
 use pyo3::prelude::*;
 
@@ -57,6 +58,7 @@ fn _omium(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<store::Store>()?;
     m.add_class::<run::Run>()?;
     m.add_class::<Condition>()?;
+    m.add_class::<threads::Threads>()?;
     m.add("FORMAT_VERSION", omium_core::FORMAT_VERSION)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
