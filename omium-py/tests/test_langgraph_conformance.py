@@ -7,7 +7,6 @@ pytest.importorskip("langgraph.checkpoint.conformance")
 
 from langgraph.checkpoint.conformance import checkpointer_test, validate  # noqa: E402
 from langgraph.checkpoint.conformance.capabilities import ALL_CAPABILITIES  # noqa: E402
-
 from omium.langgraph import OmiumSaver  # noqa: E402
 
 

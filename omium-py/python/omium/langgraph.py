@@ -61,10 +61,7 @@ def _field(value: Any) -> str | None:
 def _configurable(config: RunnableConfig, what: str) -> dict[str, Any]:
     conf = config.get("configurable") if isinstance(config, dict) else None
     if not isinstance(conf, dict) or "thread_id" not in conf:
-        raise ValueError(
-            f"{what}: config needs configurable.thread_id, e.g. "
-            f'{{"configurable": {{"thread_id": "t1"}}}}; got {config!r}'
-        )
+        raise ValueError(f'{what}: config needs configurable.thread_id, e.g. {{"configurable": {{"thread_id": "t1"}}}}; got {config!r}')
     return conf
 
 
@@ -91,10 +88,7 @@ class OmiumSaver(BaseCheckpointSaver[str]):
     ) -> None:
         super().__init__(serde=serde)
         if (path is None) == (store is None):
-            raise ValueError(
-                "OmiumSaver needs exactly one of path= (a store directory) or store= "
-                "(an open omium.Store)"
-            )
+            raise ValueError("OmiumSaver needs exactly one of path= (a store directory) or store= (an open omium.Store)")
         if durability is not None:
             _omium.check_durability(durability)
         self._owns_store = store is None
@@ -128,9 +122,7 @@ class OmiumSaver(BaseCheckpointSaver[str]):
         thread_id, ns, checkpoint_id, parent_id, ckpt, meta, values, writes = row
         checkpoint = self.serde.loads_typed(ckpt)
         checkpoint["channel_values"] = {
-            channel: self.serde.loads_typed((vtype, value))
-            for channel, _version, vtype, value in values
-            if vtype != _EMPTY
+            channel: self.serde.loads_typed((vtype, value)) for channel, _version, vtype, value in values if vtype != _EMPTY
         }
         return CheckpointTuple(
             config={
@@ -153,10 +145,7 @@ class OmiumSaver(BaseCheckpointSaver[str]):
                 if parent_id
                 else None
             ),
-            pending_writes=[
-                (task_id, channel, self.serde.loads_typed((vtype, value)))
-                for task_id, channel, vtype, value, _path in writes
-            ],
+            pending_writes=[(task_id, channel, self.serde.loads_typed((vtype, value))) for task_id, channel, vtype, value, _path in writes],
         )
 
     def _put_args(
@@ -212,14 +201,8 @@ class OmiumSaver(BaseCheckpointSaver[str]):
     ) -> tuple:
         conf = _configurable(config, "put_writes")
         if not conf.get("checkpoint_id"):
-            raise ValueError(
-                "put_writes: config needs configurable.checkpoint_id (the checkpoint the "
-                f"writes belong to); got {config!r}"
-            )
-        rows = [
-            (WRITES_IDX_MAP.get(channel, idx), channel, *self.serde.dumps_typed(value))
-            for idx, (channel, value) in enumerate(writes)
-        ]
+            raise ValueError(f"put_writes: config needs configurable.checkpoint_id (the checkpoint the writes belong to); got {config!r}")
+        rows = [(WRITES_IDX_MAP.get(channel, idx), channel, *self.serde.dumps_typed(value)) for idx, (channel, value) in enumerate(writes)]
         return (
             str(conf["thread_id"]),
             conf.get("checkpoint_ns", ""),
@@ -257,9 +240,7 @@ class OmiumSaver(BaseCheckpointSaver[str]):
         }
         return query, py_filter
 
-    def _listed(
-        self, rows: list, py_filter: dict[str, Any], limit: int | None
-    ) -> Iterator[CheckpointTuple]:
+    def _listed(self, rows: list, py_filter: dict[str, Any], limit: int | None) -> Iterator[CheckpointTuple]:
         n = 0
         for row in rows:
             if limit is not None and n >= limit:
@@ -274,9 +255,7 @@ class OmiumSaver(BaseCheckpointSaver[str]):
 
     def get_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
         conf = _configurable(config, "get_tuple")
-        row = self._threads.get(
-            str(conf["thread_id"]), conf.get("checkpoint_ns", ""), get_checkpoint_id(config)
-        )
+        row = self._threads.get(str(conf["thread_id"]), conf.get("checkpoint_ns", ""), get_checkpoint_id(config))
         return None if row is None else self._tuple(row)
 
     def list(
@@ -321,9 +300,7 @@ class OmiumSaver(BaseCheckpointSaver[str]):
 
     def prune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
         if strategy not in ("keep_latest", "delete"):
-            raise ValueError(
-                f'prune: unknown strategy {strategy!r}; expected "keep_latest" or "delete"'
-            )
+            raise ValueError(f'prune: unknown strategy {strategy!r}; expected "keep_latest" or "delete"')
         self._threads.prune([str(t) for t in thread_ids], strategy == "keep_latest")
 
     def get_next_version(self, current: str | int | None, channel: None = None) -> str:
