@@ -129,6 +129,7 @@ impl Threads {
     }
 
     /// Stores a task's writes `[(idx, channel, type, value)]` (one atomic write).
+    #[allow(clippy::too_many_arguments)]
     fn put_writes(
         &self,
         py: Python<'_>,
