@@ -186,3 +186,10 @@ def test_human_feedback_pauses_and_resumes_from_the_store(tmp_path):
     assert out == "published with 'looks good'"
     assert p.load_pending_feedback(flow_id) is None
     assert p.load_state(flow_id)["feedback"] == "looks good"
+
+
+def test_values_msgpack_cannot_hold_round_trip_through_json(tmp_path):
+    p = OmiumFlowPersistence(tmp_path / "store")
+    state = {"id": "f", "trace_id": 2**100, "when": dt.datetime(2026, 1, 1), "tags": {"x"}}
+    p.save_state("f", "m", state)
+    assert p.load_state("f") == state

@@ -12,10 +12,10 @@
 Each ``save_state`` is a checkpoint of the flow (thread = the flow's ``id``) in the Omium
 store, written atomically with the store's durability; the state goes through Omium's
 content-addressed blob store, so a large state that changed little costs only its changed
-chunks. States are encoded with Omium's msgpack codec, which keeps datetime, date, UUID,
-Decimal, set and enum values as they were (CrewAI's SQLite persistence turns them into JSON
-strings and lists). The storage is the same core module as ``omium.langgraph``
-(``omium-core/src/threads.rs``).
+chunks. States are encoded with Omium's msgpack codec (its JSON codec for integers beyond 64
+bits), which keeps datetime, date, UUID, Decimal, set and enum values as they were (CrewAI's
+SQLite persistence turns them into JSON strings and lists). The storage is the same core
+module as ``omium.langgraph`` (``omium-core/src/threads.rs``).
 
 Pending human feedback is part of the flow's latest checkpoint: ``save_pending_feedback``
 writes the state and the feedback context in one checkpoint, ``clear_pending_feedback``
@@ -61,6 +61,21 @@ def _next_id() -> str:
         now = max(time.time_ns(), _last_id[0] + 1)
         _last_id[0] = now
     return f"{now:020d}"
+
+
+def _encode(value: Any) -> tuple[str, bytes]:
+    """msgpack, or JSON for what msgpack cannot hold (integers beyond 64 bits, e.g. trace ids
+    in a feedback context); both keep datetime, UUID, set and the like typed."""
+    try:
+        return "msgpack", get_codec("msgpack").encode(value)
+    except OverflowError:
+        return "json", get_codec("json").encode(value)
+
+
+def _decode(kind: str, data: bytes) -> Any:
+    if kind not in ("msgpack", "json"):
+        raise ValueError(f"OmiumFlowPersistence: stored value has unknown encoding {kind!r}; expected 'msgpack' or 'json'")
+    return get_codec(kind).decode(data)
 
 
 def _open(path: str, durability: str) -> _omium.Store:
@@ -129,11 +144,10 @@ class OmiumFlowPersistence(FlowPersistence):
         if not isinstance(flow_uuid, str) or not flow_uuid:
             raise ValueError(f"OmiumFlowPersistence: flow_uuid must be a non-empty str, got {flow_uuid!r}")
         self.init_db()
-        codec = get_codec("msgpack")
         checkpoint_id = _next_id()
-        values = [(_STATE, checkpoint_id, "msgpack", codec.encode(self._state_dict(state_data)))]
+        values = [(_STATE, checkpoint_id, *_encode(self._state_dict(state_data)))]
         if pending is not None:
-            values.append((_PENDING, checkpoint_id, "msgpack", codec.encode(pending.to_dict())))
+            values.append((_PENDING, checkpoint_id, *_encode(pending.to_dict())))
         meta = {"method_name": method_name, "pending_feedback": pending is not None}
         self._threads.put(
             flow_uuid,
@@ -141,7 +155,7 @@ class OmiumFlowPersistence(FlowPersistence):
             checkpoint_id,
             None,
             (_FORMAT, b""),
-            ("msgpack", codec.encode(meta)),
+            _encode(meta),
             [("method_name", json.dumps(method_name))],
             None,
             [(channel, version) for channel, version, _, _ in values],
@@ -154,8 +168,7 @@ class OmiumFlowPersistence(FlowPersistence):
         row = self._threads.get(str(flow_uuid), _NS, None)
         if row is None:
             return None
-        codec = get_codec("msgpack")
-        return {channel: codec.decode(value) for channel, _v, _t, value in row[6]}
+        return {channel: _decode(kind, value) for channel, _v, kind, value in row[6]}
 
     def save_state(self, flow_uuid: str, method_name: str, state_data: dict[str, Any] | BaseModel) -> None:
         """Records the flow's state after ``method_name`` completed (one atomic write)."""
@@ -196,17 +209,16 @@ class OmiumFlowPersistence(FlowPersistence):
         """Every saved state of the flow, newest first: ``{"checkpoint_id", "method_name",
         "pending_feedback", "state"}`` (time travel: restore one with ``save_state``)."""
         self.init_db()
-        codec = get_codec("msgpack")
         out = []
         for row in self._threads.list(thread_id=str(flow_uuid), ns=_NS):
-            meta = codec.decode(row[5][1])
-            values = {channel: value for channel, _v, _t, value in row[6]}
+            meta = _decode(*row[5])
+            values = {channel: (kind, value) for channel, _v, kind, value in row[6]}
             out.append(
                 {
                     "checkpoint_id": row[2],
                     "method_name": meta.get("method_name"),
                     "pending_feedback": bool(meta.get("pending_feedback")),
-                    "state": codec.decode(values[_STATE]),
+                    "state": _decode(*values[_STATE]),
                 }
             )
         return out

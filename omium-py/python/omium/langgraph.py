@@ -47,11 +47,22 @@ from . import _omium
 __all__ = ["OmiumSaver"]
 
 _EMPTY = "empty"
+_json_str = json.encoder.encode_basestring_ascii
 
 
 def _field(value: Any) -> str | None:
     """Canonical JSON of a metadata value, the form ``list(filter=...)`` compares; None for a
     value JSON cannot express (such keys are filtered in Python instead)."""
+    # Fast paths give exactly what json.dumps gives (this runs for every key of every put).
+    kind = type(value)
+    if kind is str:
+        return _json_str(value)
+    if kind is int:
+        return int.__repr__(value)
+    if kind is bool:
+        return "true" if value else "false"
+    if value is None:
+        return "null"
     try:
         return json.dumps(value, sort_keys=True, separators=(",", ":"), allow_nan=False)
     except (TypeError, ValueError):
