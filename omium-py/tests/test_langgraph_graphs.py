@@ -201,3 +201,24 @@ def test_bad_config_is_a_clear_error(tmp_path):
             saver.prune(["t"], strategy="all")
     with pytest.raises(ValueError, match="exactly one of path= .* or store="):
         OmiumSaver()
+
+
+def test_metadata_fields_are_canonical_json_and_non_json_filters_work(tmp_path):
+    import json
+
+    from omium.langgraph import _field
+
+    for v in ["a", 'é"\n', 3, -7, 10**30, True, False, None, 1.5, {"b": 1, "a": [1, "x"]}]:
+        assert _field(v) == json.dumps(v, sort_keys=True, separators=(",", ":")), v
+    assert _field(object()) is None
+
+    with OmiumSaver(tmp_path / "store", durability="none") as saver:
+        graph = counter_graph(saver)
+        for t in ("x", "y"):
+            graph.invoke({"n": 0, "trail": []}, {"configurable": {"thread_id": t}})
+        # A filter on a JSON value is answered by the store, with the limit applied there.
+        inputs = list(saver.list(None, filter={"source": "input"}))
+        assert {c.config["configurable"]["thread_id"] for c in inputs} == {"x", "y"}
+        assert len(list(saver.list(None, filter={"source": "loop", "step": 2}, limit=1))) == 1
+        # A filter value JSON cannot express is checked in Python (nothing matches here).
+        assert list(saver.list(None, filter={"source": object()})) == []

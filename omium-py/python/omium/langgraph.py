@@ -16,8 +16,9 @@ message list that grew by one message shares all its chunks but the last few wit
 previous version. The storage logic lives in the Rust core (``omium-core/src/threads.rs``);
 this module only converts LangGraph's dicts to and from it.
 
-Async methods run the store call on a worker thread (the native layer releases the GIL), so
-an fsync never blocks the event loop.
+Async methods run a store call that waits for an fsync (``sync`` durability) and every read on a
+worker thread (the native layer releases the GIL), so an fsync never blocks the event loop;
+``buffered`` writes, tens of microseconds, run on the loop itself.
 """
 
 from __future__ import annotations
@@ -107,6 +108,9 @@ class OmiumSaver(BaseCheckpointSaver[str]):
             store = _omium.Store(os.fspath(path), durability=durability or "sync")
         self.store = store
         self._threads = _omium.Threads(store, durability)
+        # A write that does not wait for an fsync takes tens of microseconds: the async
+        # methods make it on the event loop, since a hop to a worker thread costs more.
+        self._writes_inline = (durability or store.durability) != "sync"
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -324,7 +328,7 @@ class OmiumSaver(BaseCheckpointSaver[str]):
             current_v = int(str(current).split(".")[0])
         return f"{current_v + 1:032}.{random.random():016}"
 
-    # -- async API: the same calls on a worker thread ---------------------------------------
+    # -- async API: the same calls, on a worker thread when they may wait for the disk ------
 
     async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
         return await asyncio.to_thread(self.get_tuple, config)
@@ -350,7 +354,10 @@ class OmiumSaver(BaseCheckpointSaver[str]):
         new_versions: ChannelVersions,
     ) -> RunnableConfig:
         args, next_config = self._put_args(config, checkpoint, metadata, new_versions)
-        await asyncio.to_thread(self._threads.put, *args)
+        if self._writes_inline:
+            self._threads.put(*args)
+        else:
+            await asyncio.to_thread(self._threads.put, *args)
         return next_config
 
     async def aput_writes(
@@ -361,7 +368,10 @@ class OmiumSaver(BaseCheckpointSaver[str]):
         task_path: str = "",
     ) -> None:
         args = self._writes_args(config, writes, task_id, task_path)
-        await asyncio.to_thread(self._threads.put_writes, *args)
+        if self._writes_inline:
+            self._threads.put_writes(*args)
+        else:
+            await asyncio.to_thread(self._threads.put_writes, *args)
 
     async def adelete_thread(self, thread_id: str) -> None:
         await asyncio.to_thread(self.delete_thread, thread_id)
