@@ -517,11 +517,13 @@ def main_driver(args: argparse.Namespace) -> None:
             p99 = steps[peer][size]["p99"] / steps[mine][size]["p99"]
             tgt = "-" if target is None else f"≥ {target:g}×"
             print(
-                f"| {LABELS[mine]} | {LABELS[peer]} | {size // KIB} KiB | **{x:.1f}×** | {min(rounds):.1f}–{max(rounds):.1f}× | {p99:.1f}× | {tgt} |"
+                f"| {LABELS[mine]} | {LABELS[peer]} | {size // KIB} KiB | **{x:.1f}×** "
+                f"| {min(rounds):.1f}–{max(rounds):.1f}× | {p99:.1f}× | {tgt} |"
             )
             if target is not None:
                 verdicts.append(
-                    f"- {LABELS[mine]} vs {LABELS[peer]}, {size // KIB} KiB: {x:.1f}× (target ≥ {target:g}×): {'MET' if x >= target else 'MISSED'}"
+                    f"- {LABELS[mine]} vs {LABELS[peer]}, {size // KIB} KiB: {x:.1f}× "
+                    f"(target ≥ {target:g}×): {'MET' if x >= target else 'MISSED'}"
                 )
                 if mine == "omium-buffered":
                     verdicts.append(f"  - p99: SQLite's is {p99:.1f}× Omium's (target ≥ 5×): {'MET' if p99 >= 5 else 'MISSED'}")
@@ -558,7 +560,8 @@ def main_driver(args: argparse.Namespace) -> None:
     for s, r in crew.items():
         for z in r["sizes"]:
             print(
-                f"| {LABELS[s]} | {r['facts']['durability']} | {z['size'] // KIB} KiB | {z['save_p50']:,.0f} µs | {z['save_p99']:,.0f} µs | {z['load_p50']:,.0f} µs | {z['load_p99']:,.0f} µs |"
+                f"| {LABELS[s]} | {r['facts']['durability']} | {z['size'] // KIB} KiB | {z['save_p50']:,.0f} µs "
+                f"| {z['save_p99']:,.0f} µs | {z['load_p50']:,.0f} µs | {z['load_p99']:,.0f} µs |"
             )
     print()
     for i, z in enumerate(crew["crewai-sync"]["sizes"]):
