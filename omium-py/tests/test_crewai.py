@@ -21,7 +21,6 @@ for _var, _value in {
 }.items():
     os.environ.setdefault(_var, _value)
 
-pytest.importorskip("crewai")
 
 from crewai.flow.flow import Flow, listen, start  # noqa: E402
 from crewai.flow.persistence import persist  # noqa: E402

@@ -7,8 +7,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "python"
 
 
@@ -19,7 +17,6 @@ def run(name: str, store: Path) -> str:
 
 
 def test_langgraph_example_pauses_resumes_and_forks(tmp_path):
-    pytest.importorskip("langgraph")
     text = run("langgraph_agent.py", tmp_path / "store")
     assert "paused: refund 120 EUR to ada?" in text
     assert "waiting at: ('approval',)" in text
@@ -30,7 +27,6 @@ def test_langgraph_example_pauses_resumes_and_forks(tmp_path):
 
 
 def test_crewai_example_persists_pauses_and_resumes(tmp_path):
-    pytest.importorskip("crewai")
     text = run("crewai_flow.py", tmp_path / "store")
     assert "paused at 'review': Ship this order?" in text
     assert "saved state: status='taken' items=['keyboard', 'mouse']" in text

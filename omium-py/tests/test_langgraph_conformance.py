@@ -2,12 +2,9 @@
 base and extended capability, against OmiumSaver on a real store in each durability mode."""
 
 import pytest
-
-pytest.importorskip("langgraph.checkpoint.conformance")
-
-from langgraph.checkpoint.conformance import checkpointer_test, validate  # noqa: E402
-from langgraph.checkpoint.conformance.capabilities import ALL_CAPABILITIES  # noqa: E402
-from omium.langgraph import OmiumSaver  # noqa: E402
+from langgraph.checkpoint.conformance import checkpointer_test, validate
+from langgraph.checkpoint.conformance.capabilities import ALL_CAPABILITIES
+from omium.langgraph import OmiumSaver
 
 
 @pytest.mark.parametrize("durability", ["sync", "buffered"])

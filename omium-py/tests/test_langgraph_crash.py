@@ -12,11 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
-
-pytest.importorskip("langgraph")
-
-from omium.langgraph import OmiumSaver  # noqa: E402
+from omium.langgraph import OmiumSaver
 
 WORKER = Path(__file__).with_name("langgraph_crash_worker.py")
 NODES = 12

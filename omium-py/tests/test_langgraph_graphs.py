@@ -8,13 +8,10 @@ import operator
 from typing import Annotated
 
 import pytest
+from langgraph.graph import END, START, StateGraph
+from langgraph.types import Command, interrupt
+from omium.langgraph import OmiumSaver
 from typing_extensions import TypedDict
-
-pytest.importorskip("langgraph")
-
-from langgraph.graph import END, START, StateGraph  # noqa: E402
-from langgraph.types import Command, interrupt  # noqa: E402
-from omium.langgraph import OmiumSaver  # noqa: E402
 
 
 class State(TypedDict):
