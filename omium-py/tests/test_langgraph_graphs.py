@@ -219,3 +219,43 @@ def test_metadata_fields_are_canonical_json_and_non_json_filters_work(tmp_path):
         assert len(list(saver.list(None, filter={"source": "loop", "step": 2}, limit=1))) == 1
         # A filter value JSON cannot express is checked in Python (nothing matches here).
         assert list(saver.list(None, filter={"source": object()})) == []
+
+
+def test_parallel_branches_write_concurrently_and_match_in_memory(tmp_path):
+    """Fan-out: LangGraph runs the three branches on its thread pool, so their put_writes reach
+    the store concurrently (the native layer releases the GIL; commits are grouped). The result
+    and the pending writes match LangGraph's own InMemorySaver."""
+    from langgraph.checkpoint.memory import InMemorySaver
+
+    class S(TypedDict):
+        hits: Annotated[list[str], operator.add]
+
+    def branch(name: str):
+        def node(state: S):
+            return {"hits": [name * 300]}
+
+        return node
+
+    def build(saver):
+        b = StateGraph(S)
+        b.add_node("start", lambda s: {"hits": ["start"]})
+        for name in "abc":
+            b.add_node(name, branch(name))
+            b.add_edge("start", name)
+        b.add_node("join", lambda s: {"hits": ["join"]})
+        b.add_edge(["a", "b", "c"], "join")
+        b.add_edge(START, "start")
+        b.add_edge("join", END)
+        return b.compile(checkpointer=saver)
+
+    config = {"configurable": {"thread_id": "fan"}}
+    expected = build(InMemorySaver()).invoke({"hits": []}, config)
+    with OmiumSaver(tmp_path / "store", durability="sync") as saver:
+        graph = build(saver)
+        for i in range(5):
+            assert graph.invoke({"hits": []}, {"configurable": {"thread_id": f"fan-{i}"}}) == expected
+        history = list(graph.get_state_history({"configurable": {"thread_id": "fan-0"}}))
+        # The superstep of the three branches has their three writes pending on its checkpoint.
+        fan_out = next(s for s in history if set(s.next) == {"a", "b", "c"})
+        tup = saver.get_tuple(fan_out.config)
+        assert sorted(w[1] for w in tup.pending_writes if w[1] == "hits") == ["hits"] * 3
