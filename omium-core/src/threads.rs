@@ -859,6 +859,45 @@ impl Threads {
     }
 }
 
+/// `Store::verify` over threads: reads every thread checkpoint with its channel values and
+/// pending writes (which re-hashes their chunks) and reports each failure, named by thread and
+/// checkpoint, into `report`.
+pub(crate) fn verify_into(
+    store: &Store,
+    report: &mut crate::checkpoint::VerifyReport,
+) -> Result<()> {
+    let threads = store.threads();
+    let mut records = Vec::new();
+    threads.for_each(Cf::ThreadCheckpoints, &[], false, None, |k, v| {
+        records.push((k.to_vec(), v.to_vec()));
+        Ok(true)
+    })?;
+    for (k, v) in records {
+        report.checkpoints += 1;
+        let problem = |execution: String, checkpoint: Option<String>, error: String| {
+            crate::checkpoint::Problem {
+                execution,
+                checkpoint,
+                error,
+            }
+        };
+        match threads.decode_checkpoint(&k, &v) {
+            Err(e) => report
+                .problems
+                .push(problem("(thread)".into(), None, e.to_string())),
+            Ok(r) => {
+                let (thread, id) = (format!("thread {}", r.thread_id), r.checkpoint_id.clone());
+                if let Err(e) = threads.load(r) {
+                    report
+                        .problems
+                        .push(problem(thread, Some(id), e.to_string()));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Adds the chunks that thread records reference to `live` (GC's mark phase).
 pub(crate) fn mark_live(store: &Store, live: &mut HashSet<[u8; 32]>) -> Result<()> {
     let threads = store.threads();

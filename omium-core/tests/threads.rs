@@ -323,6 +323,7 @@ fn delete_copy_prune_and_delete_for_runs() {
     assert_eq!(t.prune(&["dst".into(), "nobody".into()], false).unwrap(), 2);
     assert!(t.list(&ListQuery::default()).unwrap().is_empty());
 
+    assert!(s.verify(None).unwrap().ok());
     // Every one of these operations is in the audit chain, which still verifies.
     let report = s.verify_audit().unwrap();
     assert!(report.problems.is_empty(), "{:?}", report.problems);
@@ -473,6 +474,12 @@ fn a_corrupt_chunk_is_an_integrity_error_naming_the_thread_and_channel() {
         db.put_cf(cf, k, v).unwrap();
     }
     let s = Store::open(dir.path()).unwrap();
+    // `verify` (what `omium verify` runs) finds it too, naming the thread and checkpoint.
+    let report = s.verify(None).unwrap();
+    assert!(!report.ok());
+    assert_eq!(report.problems.len(), 1, "{:?}", report.problems);
+    assert_eq!(report.problems[0].execution, "thread t");
+    assert_eq!(report.problems[0].checkpoint.as_deref(), Some("1"));
     let err = s.threads().get("t", "", None).unwrap_err();
     assert_eq!(err.code(), "integrity");
     let msg = err.to_string();
