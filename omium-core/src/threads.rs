@@ -270,37 +270,19 @@ impl Threads {
         self.store.inner.db.cf_handle(cf.name())
     }
 
-    fn scan(
-        &self,
-        cf: Cf,
-        prefix: &[u8],
-        reverse: bool,
-        upper: Option<Vec<u8>>,
-    ) -> Vec<Result<KeyValue>> {
-        let Some(handle) = self.cf(cf) else {
-            return Vec::new();
-        };
-        let mut ro = ReadOptions::default();
-        if !prefix.is_empty() {
-            ro.set_iterate_lower_bound(prefix.to_vec());
-        }
-        if let Some(u) = upper.or_else(|| prefix_upper_bound(prefix)) {
-            ro.set_iterate_upper_bound(u);
-        }
-        let mode = if reverse {
-            IteratorMode::End
-        } else {
-            IteratorMode::From(prefix, Direction::Forward)
-        };
-        self.store
-            .inner
-            .db
-            .iterator_cf_opt(handle, ro, mode)
-            .map(move |r| r.map_err(|e| Error::storage(format!("scanning {}", cf.name()), e)))
-            .collect()
+    /// Every key and value of `cf` under `prefix`, in key order (read before a batch that
+    /// rewrites them is built).
+    fn scan(&self, cf: Cf, prefix: &[u8]) -> Result<Vec<KeyValue>> {
+        let mut out = Vec::new();
+        self.for_each(cf, prefix, false, None, |k, v| {
+            out.push((k.into(), v.into()));
+            Ok(true)
+        })?;
+        Ok(out)
     }
 
-    /// Lazily scans, for `list` with a limit (stops reading at the limit).
+    /// Calls `f` on each key and value of `cf` under `prefix` (below `upper` when given), in
+    /// key order or reversed, until `f` returns false: `list` stops reading at its limit.
     fn for_each(
         &self,
         cf: Cf,
@@ -650,13 +632,13 @@ impl Threads {
                     .as_deref()
                     .map(|t| thread_key(t).to_vec())
                     .unwrap_or_default();
-                for item in self.scan(Cf::ThreadCheckpoints, &p, false, None) {
-                    let (k, v) = item?;
-                    let r = self.decode_checkpoint(&k, &v)?;
+                self.for_each(Cf::ThreadCheckpoints, &p, false, None, |k, v| {
+                    let r = self.decode_checkpoint(k, v)?;
                     if Self::matches(query, &r) {
                         found.push(r);
                     }
-                }
+                    Ok(true)
+                })?;
                 found.sort_by(|a, b| {
                     b.checkpoint_id
                         .cmp(&a.checkpoint_id)
@@ -706,13 +688,10 @@ impl Threads {
                 self.store.cf(Cf::ThreadCheckpoints),
                 checkpoint_row_key(&c.thread_id, &c.ns, &c.checkpoint_id),
             );
-            for item in self.scan(
+            for (k, _) in self.scan(
                 Cf::ThreadWrites,
                 &writes_prefix(&c.thread_id, &c.ns, &c.checkpoint_id),
-                false,
-                None,
-            ) {
-                let (k, _) = item?;
+            )? {
                 batch.delete_cf(self.store.cf(Cf::ThreadWrites), k);
             }
             namespaces.insert((c.thread_id.clone(), c.ns.clone()), ());
@@ -720,8 +699,7 @@ impl Threads {
         for (thread_id, ns) in namespaces.keys() {
             let p = prefix(thread_id, ns);
             let mut used: HashSet<Vec<u8>> = HashSet::new();
-            for item in self.scan(Cf::ThreadCheckpoints, &p, false, None) {
-                let (k, v) = item?;
+            for (k, v) in self.scan(Cf::ThreadCheckpoints, &p)? {
                 let r = self.decode_checkpoint(&k, &v)?;
                 if gone.contains(&(
                     r.thread_id.as_str(),
@@ -734,8 +712,7 @@ impl Threads {
                     used.insert(value_row_key(thread_id, ns, c, ver));
                 }
             }
-            for item in self.scan(Cf::ThreadValues, &p, false, None) {
-                let (k, _) = item?;
+            for (k, _) in self.scan(Cf::ThreadValues, &p)? {
                 if !used.contains(k.as_ref()) {
                     batch.delete_cf(self.store.cf(Cf::ThreadValues), k);
                 }
@@ -751,12 +728,14 @@ impl Threads {
             .require_writer("deleting the checkpoints of runs")?;
         let runs: HashSet<&str> = run_ids.iter().map(String::as_str).collect();
         let mut doomed = Vec::new();
-        for item in self.scan(Cf::ThreadCheckpoints, &[], false, None) {
-            let (k, v) = item?;
-            let r = self.decode_checkpoint(&k, &v)?;
-            if r.run_id.as_deref().is_some_and(|id| runs.contains(id)) {
-                doomed.push(r);
-            }
+        if !runs.is_empty() {
+            self.for_each(Cf::ThreadCheckpoints, &[], false, None, |k, v| {
+                let r = self.decode_checkpoint(k, v)?;
+                if r.run_id.as_deref().is_some_and(|id| runs.contains(id)) {
+                    doomed.push(r);
+                }
+                Ok(true)
+            })?;
         }
         let mut batch = WriteBatch::default();
         self.delete_checkpoints(&mut batch, &doomed)?;
@@ -781,8 +760,7 @@ impl Threads {
         let _shared = self.store.inner.gc_lock.read();
         let mut batch = WriteBatch::default();
         let mut n = 0u64;
-        for item in self.scan(Cf::ThreadCheckpoints, &sk, false, None) {
-            let (k, v) = item?;
+        for (k, v) in self.scan(Cf::ThreadCheckpoints, &sk)? {
             let mut r = self.decode_checkpoint(&k, &v)?;
             if r.thread_id != source {
                 continue;
@@ -796,8 +774,7 @@ impl Threads {
             n += 1;
         }
         for cf in [Cf::ThreadWrites, Cf::ThreadValues] {
-            for item in self.scan(cf, &sk, false, None) {
-                let (k, v) = item?;
+            for (k, v) in self.scan(cf, &sk)? {
                 batch.put_cf(self.store.cf(cf), rekey(&k, &tk), v);
             }
         }
@@ -819,8 +796,7 @@ impl Threads {
         let mut n = 0u64;
         for t in thread_ids {
             let mut by_ns: BTreeMap<String, Vec<ThreadCheckpoint>> = BTreeMap::new();
-            for item in self.scan(Cf::ThreadCheckpoints, &thread_key(t), false, None) {
-                let (k, v) = item?;
+            for (k, v) in self.scan(Cf::ThreadCheckpoints, &thread_key(t))? {
                 let r = self.decode_checkpoint(&k, &v)?;
                 if r.thread_id == *t {
                     by_ns.entry(r.ns.clone()).or_default().push(r);
