@@ -38,7 +38,7 @@ test: deps lint test-rust test-python
 # and target directory as the Rust tests, so nothing is compiled twice).
 python: deps
 	@test -x $(PY) || python3 -m venv $(VENV)
-	@$(PY) -m pip install -q --disable-pip-version-check -r omium-py/requirements-dev.txt
+	@$(PY) -m pip install -q --disable-pip-version-check -r omium-py/requirements-dev.txt -r omium-py/requirements-integrations.txt
 	cd omium-py && VIRTUAL_ENV=$(abspath $(VENV)) PATH="$(abspath $(VENV))/bin:$$PATH" maturin develop -q
 
 test-python: python

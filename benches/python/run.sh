@@ -2,7 +2,8 @@
 # The Python benchmark in one command: builds omium in release mode into its own virtualenv
 # (benches/python/.venv, next to DBOS and LangGraph at the versions in requirements.txt), then
 # runs bench.py, which prints the tables with ratios. Arguments go to bench.py
-# (--quick for a smoke run, --rounds N, --json FILE); `run.sh --profile` runs profile_step.py.
+# (--quick for a smoke run, --rounds N, --json FILE); `run.sh --profile` runs profile_step.py,
+# `run.sh --integrations` runs bench_integrations.py.
 #
 # Builds share the repository's cargo target directory and prebuilt RocksDB (see the Makefile),
 # so nothing but the omium crates is compiled.
@@ -34,5 +35,11 @@ rm -rf "$wheels"
 if [ "${1:-}" = "--profile" ]; then
   shift
   exec "$py" "$here/profile_step.py" "$@"
+fi
+# `run.sh --integrations`: OmiumSaver / OmiumFlowPersistence against LangGraph's and CrewAI's
+# own persistence (bench_integrations.py).
+if [ "${1:-}" = "--integrations" ]; then
+  shift
+  exec "$py" "$here/bench_integrations.py" "$@"
 fi
 exec "$py" "$here/bench.py" "$@"

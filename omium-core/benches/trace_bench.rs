@@ -46,7 +46,14 @@ fn pct(v: &[f64], p: f64) -> f64 {
 
 fn main() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open_with(dir.path(), OpenOptions { durability: omium_core::Durability::Buffered, ..Default::default() }).unwrap();
+    let store = Store::open_with(
+        dir.path(),
+        OpenOptions {
+            durability: omium_core::Durability::Buffered,
+            ..Default::default()
+        },
+    )
+    .unwrap();
     store.record_span(make(0));
     store.flush_spans().unwrap();
     let (rounds, n) = (20, 5_000);
@@ -57,14 +64,31 @@ fn main() {
         let mut kept = Vec::with_capacity(rounds * n);
         let base = run(rounds, n, |s| kept.push(black_box(s)), || {});
         drop(kept);
-        let rec = run(rounds, n, |s| store.record_span(black_box(s)), || store.flush_spans().unwrap());
-        table.push((pair, pct(&base, 0.5), pct(&rec, 0.5), pct(&base, 0.99), pct(&rec, 0.99)));
+        let rec = run(
+            rounds,
+            n,
+            |s| store.record_span(black_box(s)),
+            || store.flush_spans().unwrap(),
+        );
+        table.push((
+            pair,
+            pct(&base, 0.5),
+            pct(&rec, 0.5),
+            pct(&base, 0.99),
+            pct(&rec, 0.99),
+        ));
     }
     let st = store.span_stats();
     println!("| round pair | no-op p50 ns | record_span p50 ns | no-op p99 ns | record_span p99 ns | record − no-op p50 ns |");
     println!("|---|---|---|---|---|---|");
     for (p, b50, r50, b99, r99) in &table {
-        println!("| {p} | {b50:.0} | {r50:.0} | {b99:.0} | {r99:.0} | {:.0} |", r50 - b50);
+        println!(
+            "| {p} | {b50:.0} | {r50:.0} | {b99:.0} | {r99:.0} | {:.0} |",
+            r50 - b50
+        );
     }
-    println!("spans recorded {}, stored {}, dropped {} (target: record ≤ 1 µs)", st.recorded, st.stored, st.dropped);
+    println!(
+        "spans recorded {}, stored {}, dropped {} (target: record ≤ 1 µs)",
+        st.recorded, st.stored, st.dropped
+    );
 }

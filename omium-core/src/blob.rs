@@ -195,10 +195,27 @@ impl Store {
             execution: checkpoint.execution_id.clone(),
             detail,
         };
-        let bytes = match &checkpoint.state {
+        self.read_blob(
+            &checkpoint.state,
+            &checkpoint.checksum,
+            checkpoint.raw_size,
+            &integrity,
+        )
+    }
+
+    /// Reads the bytes of a state reference and verifies every chunk hash and the checksum;
+    /// `integrity` builds the error naming the record that holds the reference.
+    pub(crate) fn read_blob(
+        &self,
+        state: &StateRef,
+        checksum: &[u8; 32],
+        raw_size: u64,
+        integrity: &dyn Fn(String) -> Error,
+    ) -> Result<Vec<u8>> {
+        let bytes = match state {
             StateRef::Inline(b) => b.clone(),
             StateRef::Chunked(m) => {
-                let mut out = Vec::with_capacity(checkpoint.raw_size as usize);
+                let mut out = Vec::with_capacity(raw_size as usize);
                 for (i, c) in m.chunks.iter().enumerate() {
                     let hex = crate::hex(&c.hash);
                     let stored = self
@@ -222,10 +239,8 @@ impl Store {
                 out
             }
         };
-        if blake3::hash(&bytes).as_bytes() != &checkpoint.checksum {
-            return Err(integrity(
-                "state does not match the checkpoint's blake3 checksum".into(),
-            ));
+        if blake3::hash(&bytes).as_bytes() != checksum {
+            return Err(integrity("state does not match its blake3 checksum".into()));
         }
         Ok(bytes)
     }
@@ -241,6 +256,8 @@ impl Store {
             let c: Checkpoint = codec::decode("checkpoint", &|| crate::hex(&k), &v)?;
             live.extend(c.state.chunk_hashes().copied());
         }
+        // Channel values and pending writes of framework checkpoints hold chunks too.
+        crate::threads::mark_live(self, &mut live)?;
         let mut report = GcReport {
             chunks_live: live.len() as u64,
             ..GcReport::default()

@@ -553,6 +553,10 @@ impl Store {
                 }
             }
         }
+        if execution_id.is_none() {
+            // Framework checkpoints (LangGraph threads, CrewAI flows) hold chunks too.
+            crate::threads::verify_into(self, &mut report)?;
+        }
         report.audit = self.verify_audit()?;
         Ok(report)
     }

@@ -28,7 +28,8 @@
 //! (FastCDC chunks, blake3, zstd, GC), [`execution`] (executions, the journal, leases),
 //! [`checkpoint`] (the tree, rollback, fork, cut, verify), [`audit`] (the hash chain),
 //! [`policy`] (recovery policies: parse, validate, compile, versions), [`recovery`] (failures,
-//! the actions taken on them, MTTR).
+//! the actions taken on them, MTTR), [`trace`] (spans, OTLP export, timeline, diff),
+//! [`threads`] (framework checkpoints: LangGraph-style threads).
 
 pub mod audit;
 pub mod blob;
@@ -41,6 +42,7 @@ pub mod expr;
 pub mod policy;
 pub mod recovery;
 pub mod store;
+pub mod threads;
 pub mod trace;
 
 pub use audit::{AuditEntry, AuditReport};
@@ -53,6 +55,7 @@ pub use error::{Error, OpenError, Result};
 pub use execution::{BeginOptions, Execution, Lease, NewCheckpoint, RetentionReport, Run, Status};
 pub use recovery::{Directive, FailureInput, FailureRecord, Outcome, Recovery, RecoveryMetrics};
 pub use store::{exec_key, Durability, OpenOptions, Store, FORMAT_VERSION};
+pub use threads::{ListQuery, PutCheckpoint, ThreadCheckpoint, ThreadTuple, Threads};
 
 /// Lower-case hex of bytes (ids of chunks and hashes in messages).
 pub fn hex(bytes: &[u8]) -> String {

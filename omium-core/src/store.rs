@@ -49,10 +49,16 @@ pub(crate) enum Cf {
     Spans,
     /// `t ‖ start_ns ‖ span_id` and `a ‖ agent ‖ 0 ‖ start_ns ‖ span_id` → `exec_key`.
     SpanIndex,
+    /// Framework checkpoints, their channel values and pending writes (`threads.rs`). Added
+    /// after format 1 shipped: stores without them still open (writers create them, readers
+    /// see them as empty).
+    ThreadCheckpoints,
+    ThreadValues,
+    ThreadWrites,
 }
 
 impl Cf {
-    pub(crate) const ALL: [Cf; 10] = [
+    pub(crate) const ALL: [Cf; 13] = [
         Cf::Meta,
         Cf::Executions,
         Cf::Checkpoints,
@@ -63,7 +69,25 @@ impl Cf {
         Cf::Failures,
         Cf::Spans,
         Cf::SpanIndex,
+        Cf::ThreadCheckpoints,
+        Cf::ThreadValues,
+        Cf::ThreadWrites,
     ];
+
+    /// Families a read-only open does not require (a store written before they existed has
+    /// none; the code reading them treats a missing family as empty).
+    pub(crate) fn optional(self) -> bool {
+        matches!(
+            self,
+            Cf::Policies
+                | Cf::Failures
+                | Cf::Spans
+                | Cf::SpanIndex
+                | Cf::ThreadCheckpoints
+                | Cf::ThreadValues
+                | Cf::ThreadWrites
+        )
+    }
 
     pub(crate) fn name(self) -> &'static str {
         match self {
@@ -77,6 +101,9 @@ impl Cf {
             Cf::Failures => "failures",
             Cf::Spans => "spans",
             Cf::SpanIndex => "span_index",
+            Cf::ThreadCheckpoints => "thread_checkpoints",
+            Cf::ThreadValues => "thread_values",
+            Cf::ThreadWrites => "thread_writes",
         }
     }
 
@@ -307,7 +334,6 @@ impl Store {
         db_opts.set_max_background_jobs(2);
         // Keep every column family the directory already has (a newer build may have added
         // some); RocksDB refuses to open with a subset.
-        let mut names: Vec<String> = Cf::ALL.iter().map(|c| c.name().to_string()).collect();
         let existing = if exists {
             DB::list_cf(&db_opts, &path).map_err(|source| OpenError::Storage {
                 path: path.clone(),
@@ -316,6 +342,14 @@ impl Store {
         } else {
             Vec::new()
         };
+        // A secondary cannot create families: it opens the optional ones only if present.
+        let mut names: Vec<String> = Cf::ALL
+            .iter()
+            .filter(|c| {
+                !(options.read_only && c.optional()) || existing.iter().any(|n| n == c.name())
+            })
+            .map(|c| c.name().to_string())
+            .collect();
         for n in &existing {
             if n != "default" && !names.contains(n) {
                 names.push(n.clone());
@@ -333,7 +367,7 @@ impl Store {
         if options.read_only
             && !Cf::ALL
                 .iter()
-                .all(|c| existing.iter().any(|n| n == c.name()))
+                .all(|c| c.optional() || existing.iter().any(|n| n == c.name()))
         {
             // A writer killed between creating the directory and its column families: a
             // reader cannot create them, the next writer will.
@@ -462,9 +496,13 @@ impl Store {
     }
 
     pub(crate) fn get(&self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        // A read-only open of a store written before an optional family existed lacks it.
+        let Some(handle) = self.inner.db.cf_handle(cf.name()) else {
+            return Ok(None);
+        };
         self.inner
             .db
-            .get_cf(self.cf(cf), key)
+            .get_cf(handle, key)
             .map_err(|e| Error::storage(format!("reading {}", cf.name()), e))
     }
 
@@ -483,9 +521,11 @@ impl Store {
         } else {
             IteratorMode::From(prefix, rocksdb::Direction::Forward)
         };
-        self.inner
-            .db
-            .iterator_cf_opt(self.cf(cf), ro, mode)
+        let handle = self.inner.db.cf_handle(cf.name());
+        handle
+            .map(|h| self.inner.db.iterator_cf_opt(h, ro, mode))
+            .into_iter()
+            .flatten()
             .map(move |r| r.map_err(|e| Error::storage(format!("scanning {}", cf.name()), e)))
     }
 
@@ -495,12 +535,15 @@ impl Store {
         cf: Cf,
         start: &[u8],
     ) -> impl Iterator<Item = Result<KeyValue>> + '_ {
-        self.inner
-            .db
-            .iterator_cf(
-                self.cf(cf),
-                IteratorMode::From(start, rocksdb::Direction::Forward),
-            )
+        let handle = self.inner.db.cf_handle(cf.name());
+        handle
+            .map(|h| {
+                self.inner
+                    .db
+                    .iterator_cf(h, IteratorMode::From(start, rocksdb::Direction::Forward))
+            })
+            .into_iter()
+            .flatten()
             .map(move |r| r.map_err(|e| Error::storage(format!("scanning {}", cf.name()), e)))
     }
 

@@ -6,6 +6,7 @@ mod convert;
 mod recovery;
 mod run;
 mod store;
+mod threads;
 mod trace;
 
 use pyo3::prelude::*;
@@ -70,6 +71,7 @@ fn _omium(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(trace::new_trace_id, m)?)?;
     m.add_function(wrap_pyfunction!(trace::parse_traceparent, m)?)?;
     m.add_function(wrap_pyfunction!(trace::request_hash, m)?)?;
+    m.add_class::<threads::Threads>()?;
     m.add("FORMAT_VERSION", omium_core::FORMAT_VERSION)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())

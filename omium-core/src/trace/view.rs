@@ -335,12 +335,20 @@ fn input_of(c: &Checkpoint, s: Option<&Span>) -> Option<String> {
 }
 
 /// Compares two executions position by position along their live branches.
-pub fn diff(a: &[Checkpoint], a_spans: &[Span], b: &[Checkpoint], b_spans: &[Span]) -> Vec<StepDiff> {
+pub fn diff(
+    a: &[Checkpoint],
+    a_spans: &[Span],
+    b: &[Checkpoint],
+    b_spans: &[Span],
+) -> Vec<StepDiff> {
     // A position is a step's journal key when it has one (steps nested in steps, keyed
     // steps), else its seq; positions come in the order the first execution recorded them.
     let position = |c: &Checkpoint| c.key.clone().unwrap_or_else(|| c.seq.to_string());
     let steps = |h: &[Checkpoint]| -> Vec<(String, Checkpoint)> {
-        h.iter().filter(|c| c.kind.is_step()).map(|c| (position(c), c.clone())).collect()
+        h.iter()
+            .filter(|c| c.kind.is_step())
+            .map(|c| (position(c), c.clone()))
+            .collect()
     };
     let (sa, sb) = (steps(a), steps(b));
     let mut order: Vec<String> = Vec::new();
@@ -349,12 +357,17 @@ pub fn diff(a: &[Checkpoint], a_spans: &[Span], b: &[Checkpoint], b_spans: &[Spa
             order.push(p.clone());
         }
     }
-    let find = |v: &[(String, Checkpoint)], p: &str| v.iter().rev().find(|(q, _)| q == p).map(|(_, c)| c.clone());
+    let find = |v: &[(String, Checkpoint)], p: &str| {
+        v.iter().rev().find(|(q, _)| q == p).map(|(_, c)| c.clone())
+    };
     order
         .into_iter()
         .map(|pos| {
             let (ca, cb) = (find(&sa, &pos), find(&sb, &pos));
-            let (pa, pb) = (ca.as_ref().and_then(|c| span_of(a_spans, c)), cb.as_ref().and_then(|c| span_of(b_spans, c)));
+            let (pa, pb) = (
+                ca.as_ref().and_then(|c| span_of(a_spans, c)),
+                cb.as_ref().and_then(|c| span_of(b_spans, c)),
+            );
             StepDiff {
                 seq: ca.as_ref().or(cb.as_ref()).map_or(0, |c| c.seq),
                 position: pos,

@@ -158,3 +158,57 @@ class Store:
     def diff_executions(self, a: str, b: str) -> str: ...
     def trace_text(self, execution_id: str, width: int = 60) -> str: ...
     def trace_html(self, execution_id: str) -> str: ...
+
+# (thread_id, ns, checkpoint_id, parent_id, (type, checkpoint), (type, metadata),
+#  [(channel, version, type, value)], [(task_id, channel, type, value, task_path)])
+ThreadRow = tuple[
+    str,
+    str,
+    str,
+    str | None,
+    tuple[str, bytes],
+    tuple[str, bytes],
+    list[tuple[str, str, str, bytes]],
+    list[tuple[str, str, str, bytes, str]],
+]
+
+class Threads:
+    def __init__(self, store: Store, durability: str | None = None) -> None: ...
+    @property
+    def store(self) -> Store: ...
+    def put(
+        self,
+        thread_id: str,
+        ns: str,
+        checkpoint_id: str,
+        parent_id: str | None,
+        checkpoint: tuple[str, bytes],
+        metadata: tuple[str, bytes],
+        fields: list[tuple[str, str]],
+        run_id: str | None,
+        channels: list[tuple[str, str]],
+        values: list[tuple[str, str, str, bytes]],
+    ) -> None: ...
+    def put_writes(
+        self,
+        thread_id: str,
+        ns: str,
+        checkpoint_id: str,
+        task_id: str,
+        task_path: str,
+        writes: list[tuple[int, str, str, bytes]],
+    ) -> None: ...
+    def get(self, thread_id: str, ns: str, checkpoint_id: str | None = None) -> ThreadRow | None: ...
+    def list(
+        self,
+        thread_id: str | None = None,
+        ns: str | None = None,
+        checkpoint_id: str | None = None,
+        before: str | None = None,
+        filter: list[tuple[str, str]] = ...,
+        limit: int | None = None,
+    ) -> list[ThreadRow]: ...
+    def delete_thread(self, thread_id: str) -> None: ...
+    def delete_for_runs(self, run_ids: list[str]) -> int: ...
+    def copy_thread(self, source: str, target: str) -> int: ...
+    def prune(self, thread_ids: list[str], keep_latest: bool) -> int: ...
