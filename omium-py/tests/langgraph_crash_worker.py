@@ -10,6 +10,7 @@ from __future__ import annotations
 import operator
 import os
 import random
+import signal
 import sys
 import time
 from typing import Annotated
@@ -51,12 +52,29 @@ for i in range(NODES - 1):
     builder.add_edge(f"n{i}", f"n{i + 1}")
 builder.add_edge(f"n{NODES - 1}", END)
 
-with OmiumSaver(store, durability="sync") as saver:
+
+class KillingSaver(OmiumSaver):
+    """With OMIUM_KILL_AT_STEP=N: SIGKILLs its own process when LangGraph asks it to store the
+    checkpoint of step N, i.e. after the writes of the node before it are durable and before
+    that checkpoint is: the narrowest window of a crash."""
+
+    def put(self, config, checkpoint, metadata, new_versions):
+        if metadata.get("step") == int(os.environ.get("OMIUM_KILL_AT_STEP", "-99")):
+            logline(f"self-kill {os.getpid()}")
+            os.kill(os.getpid(), signal.SIGKILL)
+        return super().put(config, checkpoint, metadata, new_versions)
+
+
+with KillingSaver(store, durability="sync") as saver:
     graph = builder.compile(checkpointer=saver)
     config = {"configurable": {"thread_id": "crash"}}
     logline(f"ready {os.getpid()}")
     if saver.get_tuple(config) is None:
         graph.invoke({"done": [], "payload": ""}, config)
-    elif graph.get_state(config).next:
+    else:
+        # Resume. (Not conditioned on get_state().next: a kill between a node's put_writes and
+        # the next checkpoint leaves that node's writes pending, and `next` then leaves the
+        # node out although the graph has not applied them yet. invoke(None) applies them
+        # without running the node again; on a finished thread it does nothing.)
         graph.invoke(None, config)
     logline(f"finished {os.getpid()}")

@@ -60,7 +60,12 @@ def test_sigkilled_graph_resumes_without_rerunning_finished_nodes(tmp_path):
     with OmiumSaver(store) as saver:
         tup = saver.get_tuple({"configurable": {"thread_id": "crash"}})
         values = tup.checkpoint["channel_values"]
-        assert values["done"] == list(range(NODES))
+        evidence = "\n".join(
+            f"{c.config['configurable']['checkpoint_id']} step={c.metadata.get('step')} "
+            f"done={c.checkpoint['channel_values'].get('done')} writes={[w[1] for w in c.pending_writes]}"
+            for c in saver.list({"configurable": {"thread_id": "crash"}})
+        )
+        assert values["done"] == list(range(NODES)), f"{values['done']}\n{evidence}\n{log.read_text()}"
         assert values["payload"] == "".join(f"<{i}>" + "x" * 2000 for i in range(NODES))
 
     lines = [line.split() for line in log.read_text().splitlines()]
@@ -79,3 +84,23 @@ def test_sigkilled_graph_resumes_without_rerunning_finished_nodes(tmp_path):
     order = [int(rest[0]) for kind, *rest in lines if kind == "body"]
     for a, b in zip(order, order[1:], strict=False):
         assert b >= a, f"node {b} ran after node {a}: a finished node was re-run ({order})"
+
+
+def test_killed_between_a_nodes_writes_and_the_next_checkpoint_the_node_does_not_run_again(tmp_path):
+    store, log = tmp_path / "store", tmp_path / "log"
+    env = {**os.environ, "OMIUM_KILL_AT_STEP": "6"}
+    first = subprocess.run([sys.executable, str(WORKER), str(store), str(log)], env=env, timeout=120)
+    assert first.returncode == -signal.SIGKILL
+    with OmiumSaver(store) as saver:
+        tup = saver.get_tuple({"configurable": {"thread_id": "crash"}})
+        # The checkpoint of step 5 (after node n5) is the newest; node n6 ran and its writes
+        # are stored against it, pending.
+        assert tup.metadata["step"] == 5
+        assert {w[1] for w in tup.pending_writes} >= {"done", "payload"}
+    second = subprocess.run([sys.executable, str(WORKER), str(store), str(log)], timeout=120)
+    assert second.returncode == 0
+    bodies = [line.split()[1] for line in log.read_text().splitlines() if line.startswith("body")]
+    assert bodies == [str(i) for i in range(NODES)], bodies
+    with OmiumSaver(store) as saver:
+        done = saver.get_tuple({"configurable": {"thread_id": "crash"}}).checkpoint["channel_values"]["done"]
+        assert done == list(range(NODES))
