@@ -1,9 +1,9 @@
 //! Policies: the three documents of the original design, the canonical form, validation
 //! messages, versions per scope, and the recovery driver with a real webhook receiver.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpListener;
 use std::time::Duration;
+
+mod common;
 
 use omium_core::policy::{self, Action, BackoffKind, Compiled, Failure, Scope, Trigger};
 use omium_core::recovery::{Directive, FailureInput, Outcome};
@@ -332,41 +332,11 @@ fn backoff_grows_caps_and_jitters() {
     assert_eq!(jit.delay(3, 0.25).as_millis(), 100);
 }
 
-/// A one-request-at-a-time HTTP server on 127.0.0.1 that keeps the bodies it receives.
-fn receiver() -> (String, std::sync::mpsc::Receiver<String>) {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}/hook", l.local_addr().unwrap());
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for s in l.incoming() {
-            let mut s = s.unwrap();
-            let mut r = BufReader::new(s.try_clone().unwrap());
-            let mut len = 0;
-            loop {
-                let mut line = String::new();
-                r.read_line(&mut line).unwrap();
-                if line == "\r\n" {
-                    break;
-                }
-                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                    len = v.trim().parse().unwrap();
-                }
-            }
-            let mut body = vec![0; len];
-            r.read_exact(&mut body).unwrap();
-            s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
-                .unwrap();
-            tx.send(String::from_utf8(body).unwrap()).unwrap();
-        }
-    });
-    (url, rx)
-}
-
 #[test]
 fn a_recovery_retries_then_escalates_with_webhooks_and_history() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
-    let (url, bodies) = receiver();
+    let (url, bodies) = common::http_receiver(200, "/hook");
     let doc = format!(
         "channels:\n  ops: {{webhook: \"{url}\"}}\n  slack: {{webhook: \"{url}\", format: slack}}\nrules:\n  - trigger: timeout_error\n    actions:\n      - retry: {{max_attempts: 3, initial_delay: 10ms, jitter: none}}\n      - escalate\n"
     );
@@ -430,11 +400,11 @@ fn a_recovery_retries_then_escalates_with_webhooks_and_history() {
     run.fail("escalated").unwrap();
 
     let json: serde_json::Value =
-        serde_json::from_str(&bodies.recv_timeout(Duration::from_secs(5)).unwrap()).unwrap();
+        serde_json::from_slice(&bodies.recv_timeout(Duration::from_secs(5)).unwrap()).unwrap();
     assert_eq!(json["failure"]["type"], "timeout_error");
     assert_eq!(json["failure"]["step"], "call_llm");
     let slack: serde_json::Value =
-        serde_json::from_str(&bodies.recv_timeout(Duration::from_secs(5)).unwrap()).unwrap();
+        serde_json::from_slice(&bodies.recv_timeout(Duration::from_secs(5)).unwrap()).unwrap();
     assert!(
         slack["text"]
             .as_str()

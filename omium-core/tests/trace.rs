@@ -2,10 +2,9 @@
 //! rendered as a waterfall and HTML, diffed; exported over OTLP/HTTP protobuf to a receiver on
 //! 127.0.0.1 that decodes what it gets with the OpenTelemetry protocol's own message types.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpListener;
-use std::sync::mpsc;
 use std::time::Duration;
+
+mod common;
 
 use omium_core::trace::{self, view, ExportConfig, Span, SpanKind, StatusCode, Value};
 use omium_core::{BeginOptions, Store};
@@ -225,41 +224,10 @@ fn diff_compares_outputs_requests_timing_and_tokens() {
     assert_eq!(d[1].duration_ns_a, Some(1_000_000));
 }
 
-/// An HTTP server on 127.0.0.1 that answers `status` and passes each body on.
-fn receiver(status: u16) -> (String, mpsc::Receiver<Vec<u8>>) {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}/v1/traces", l.local_addr().unwrap());
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for s in l.incoming() {
-            let mut s = s.unwrap();
-            let mut r = BufReader::new(s.try_clone().unwrap());
-            let mut len = 0;
-            loop {
-                let mut line = String::new();
-                if r.read_line(&mut line).unwrap() == 0 {
-                    break;
-                }
-                if line == "\r\n" {
-                    break;
-                }
-                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                    len = v.trim().parse().unwrap();
-                }
-            }
-            let mut body = vec![0; len];
-            r.read_exact(&mut body).unwrap();
-            let _ = write!(s, "HTTP/1.1 {status} X\r\ncontent-type: application/x-protobuf\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
-            let _ = tx.send(body);
-        }
-    });
-    (url, rx)
-}
-
 #[test]
 fn otlp_export_sends_protobuf_that_decodes_to_the_spans() {
     use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-    let (url, bodies) = receiver(200);
+    let (url, bodies) = common::http_receiver(200, "/v1/traces");
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
     store
@@ -334,7 +302,7 @@ fn otlp_export_sends_protobuf_that_decodes_to_the_spans() {
 
 #[test]
 fn a_failing_receiver_is_retried_then_counted_never_blocking_the_caller() {
-    let (url, bodies) = receiver(503);
+    let (url, bodies) = common::http_receiver(503, "/v1/traces");
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
     store

@@ -237,21 +237,16 @@ impl Store {
                 p
             }
         };
-        self.scan_prefix(Cf::Policies, &prefix)
-            .map(|r| {
-                let (k, bytes) = r?;
-                codec::decode(
-                    "policy version",
-                    &|| String::from_utf8_lossy(&k).replace('\0', "/"),
-                    &bytes,
-                )
-            })
-            .collect()
+        self.versions_under(&prefix)
     }
 
     /// Every tenant's policy versions (for listing).
     pub fn all_policy_versions(&self) -> Result<Vec<PolicyVersion>> {
-        self.scan_prefix(Cf::Policies, b"")
+        self.versions_under(b"")
+    }
+
+    fn versions_under(&self, prefix: &[u8]) -> Result<Vec<PolicyVersion>> {
+        self.scan_prefix(Cf::Policies, prefix)
             .map(|r| {
                 let (k, bytes) = r?;
                 codec::decode(

@@ -9,6 +9,18 @@ use serde::Serialize;
 use super::{Span, StatusCode, Value};
 use crate::checkpoint::Checkpoint;
 
+/// First start and last end of the spans (never an empty range).
+fn time_range(spans: &[Span]) -> (u64, u64) {
+    let t0 = spans.iter().map(|s| s.start_ns).min().unwrap_or(0);
+    let t1 = spans
+        .iter()
+        .map(|s| s.end_ns.max(s.start_ns))
+        .max()
+        .unwrap_or(t0)
+        .max(t0 + 1);
+    (t0, t1)
+}
+
 /// Spans in tree order (parents before children, siblings by start), with their depth.
 pub fn tree(spans: &[Span]) -> Vec<(usize, &Span)> {
     let ids: BTreeSet<[u8; 8]> = spans.iter().map(|s| s.span_id).collect();
@@ -61,13 +73,7 @@ pub fn waterfall(spans: &[Span], width: usize) -> String {
     if spans.is_empty() {
         return out;
     }
-    let t0 = spans.iter().map(|s| s.start_ns).min().unwrap_or(0);
-    let t1 = spans
-        .iter()
-        .map(|s| s.end_ns.max(s.start_ns))
-        .max()
-        .unwrap_or(t0)
-        .max(t0 + 1);
+    let (t0, t1) = time_range(spans);
     let rows = tree(spans);
     let label = |d: usize, s: &Span| format!("{}{} [{}]", "  ".repeat(d), s.name, s.span_type);
     let name_w = rows
@@ -163,13 +169,7 @@ pub fn agent_graph(spans: &[Span]) -> (Vec<String>, BTreeMap<(String, String), u
 /// One self-contained HTML page (no scripts or files from elsewhere): the timeline of every
 /// span and the agents' dependency graph.
 pub fn html(execution_id: &str, spans: &[Span]) -> String {
-    let t0 = spans.iter().map(|s| s.start_ns).min().unwrap_or(0);
-    let t1 = spans
-        .iter()
-        .map(|s| s.end_ns.max(s.start_ns))
-        .max()
-        .unwrap_or(t0)
-        .max(t0 + 1);
+    let (t0, t1) = time_range(spans);
     let total = (t1 - t0) as f64;
     let mut rows = String::new();
     for (d, s) in tree(spans) {
