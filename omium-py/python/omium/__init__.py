@@ -94,6 +94,7 @@ from .errors import (
     WorkflowNotRegisteredError,
     WrongExecutionError,
 )
+from .instrument import instrument_crewai, instrument_langgraph
 
 __all__ = [
     "Checkpoint",
@@ -163,6 +164,8 @@ __all__ = [
     "history",
     "init",
     "inject",
+    "instrument_crewai",
+    "instrument_langgraph",
     "is_initialized",
     "llm",
     "llm_call",
