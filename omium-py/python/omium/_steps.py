@@ -171,17 +171,23 @@ class _Step:
                 postconditions=[(c.text, True) for c in self.post],
             )
             return result
-        with _trace.Span(f"checkpoint {self.name}", "checkpoint", agent=self.agent or "") as span:
-            cid = ctx.run.record(
-                seq,
-                self.name,
-                data,
-                key=key,
-                agent=self.agent,
-                preconditions=[(c.text, True) for c in self.pre],
-                postconditions=[(c.text, True) for c in self.post],
-            )
-            span.set_attributes({"omium.checkpoint_id": cid, "omium.seq": seq, "omium.state_bytes": len(data)})
+        start = _trace.now_ns()
+        cid = ctx.run.record(
+            seq,
+            self.name,
+            data,
+            key=key,
+            agent=self.agent,
+            preconditions=[(c.text, True) for c in self.pre],
+            postconditions=[(c.text, True) for c in self.post],
+        )
+        _trace.leaf_span(
+            f"checkpoint {self.name}",
+            "checkpoint",
+            start,
+            {"omium.checkpoint_id": cid, "omium.seq": seq, "omium.state_bytes": len(data)},
+            self.agent,
+        )
         step_span = _trace._current_span_object.get()
         if step_span is not None:
             step_span.attributes["omium.checkpoint_id"] = cid
@@ -413,9 +419,10 @@ class Checkpoint:
             data = codec.encode(self.state)
         except (TypeError, ValueError, OverflowError) as e:
             raise TypeError(f"checkpoint {self.name!r}: state cannot be encoded by the {codec.name} codec: {e}") from None
-        with _trace.Span(f"checkpoint {self.name}", "checkpoint", agent=self.agent or "") as span:
-            self.checkpoint_id = ctx.run.record(seq, self.name, data, key=key, agent=self.agent, kind="snapshot")
-            span.set_attributes({"omium.checkpoint_id": self.checkpoint_id, "omium.seq": seq, "omium.state_bytes": len(data)})
+        start = _trace.now_ns()
+        self.checkpoint_id = ctx.run.record(seq, self.name, data, key=key, agent=self.agent, kind="snapshot")
+        attrs = {"omium.checkpoint_id": self.checkpoint_id, "omium.seq": seq, "omium.state_bytes": len(data)}
+        _trace.leaf_span(f"checkpoint {self.name}", "checkpoint", start, attrs, self.agent)
 
     async def __aenter__(self) -> Checkpoint:
         return self.__enter__()
