@@ -320,17 +320,34 @@ class trace:  # noqa: N801 (the published SDK's name)
 
             return awrapper
 
+        span_type, attributes = self.span_type, self.attributes
+        capture_input, capture_output, capture_errors = self.capture_input, self.capture_output, self.capture_errors
+
         @functools.wraps(fn)
         def wrapper(*a: Any, **kw: Any) -> Any:
-            if not enabled():
+            # The per-call path, kept flat: every function call here costs the traced code.
+            if _runtime._config is None or not _state["enabled"]:
                 return fn(*a, **kw)
-            s = start(a, kw)
-            with s:
-                try:
-                    return done(s, fn(*a, **kw))
-                except BaseException as e:
-                    failed(s, e)
-                    raise
+            s = Span(name, span_type, attributes=attributes)
+            capture = _state["capture_content"]
+            if capture and capture_input:
+                s.attributes["input.value"] = content({"args": list(a), "kwargs": kw})
+            token = _current.set((s.trace_id, s.span_id, s.execution_id))
+            try:
+                result = fn(*a, **kw)
+            except BaseException as e:
+                if capture_errors:
+                    s.record_exception(e)
+                else:
+                    s.status = "error"
+                raise
+            else:
+                if capture and capture_output:
+                    s.attributes["output.value"] = content(result)
+                return result
+            finally:
+                _current.reset(token)
+                s.end()
 
         return wrapper
 
