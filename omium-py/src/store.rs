@@ -588,9 +588,7 @@ impl Store {
     fn trace_text(&self, py: Python<'_>, execution_id: &str, width: usize) -> PyResult<String> {
         let store = self.get()?;
         py.detach(|| {
-            if !store.is_read_only() {
-                store.flush_spans()?;
-            }
+            store.flush_spans()?;
             Ok(omium_core::trace::view::waterfall(
                 &store.spans(execution_id)?,
                 width.clamp(10, 400),
@@ -603,9 +601,7 @@ impl Store {
     fn trace_html(&self, py: Python<'_>, execution_id: &str) -> PyResult<String> {
         let store = self.get()?;
         py.detach(|| {
-            if !store.is_read_only() {
-                store.flush_spans()?;
-            }
+            store.flush_spans()?;
             Ok(omium_core::trace::view::html(
                 execution_id,
                 &store.spans(execution_id)?,

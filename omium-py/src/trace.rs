@@ -180,9 +180,7 @@ fn span_json(s: &Span) -> serde_json::Value {
 
 /// Spans of an execution as JSON text (a list), after flushing what is queued.
 pub fn spans_json(store: &omium_core::Store, execution_id: &str) -> omium_core::Result<String> {
-    if !store.is_read_only() {
-        store.flush_spans()?;
-    }
+    store.flush_spans()?;
     let spans = store.spans(execution_id)?;
     Ok(serde_json::Value::Array(spans.iter().map(span_json).collect()).to_string())
 }

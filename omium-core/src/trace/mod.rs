@@ -318,6 +318,14 @@ pub(crate) fn span_key(s: &Span) -> [u8; 32] {
     k
 }
 
+/// The `spans` key an index entry points at: its execution key and its `start ‖ span id` tail.
+fn span_key_of(exec: &[u8], start_and_id: &[u8]) -> [u8; 32] {
+    let mut k = [0u8; 32];
+    k[..16].copy_from_slice(exec);
+    k[16..].copy_from_slice(start_and_id);
+    k
+}
+
 pub(crate) fn time_index_key(start_ns: u64, span_id: &[u8; 8]) -> [u8; 17] {
     let mut k = [0u8; 17];
     k[0] = b't';
@@ -362,15 +370,14 @@ impl Store {
 
     /// Two executions compared position by position (see [`view::diff`]).
     pub fn diff_executions(&self, a: &str, b: &str) -> Result<Vec<view::StepDiff>> {
-        if !self.is_read_only() {
-            self.flush_spans()?;
-        }
+        self.flush_spans()?;
         let (ha, hb) = (self.history(a)?, self.history(b)?);
         let (sa, sb) = (self.spans(a)?, self.spans(b)?);
         Ok(view::diff(&ha, &sa, &hb, &sb))
     }
 
-    /// Waits until every span recorded so far is stored (and handed to the exporter).
+    /// Waits until every span recorded so far is stored (and handed to the exporter); a
+    /// read-only store records none, so there it returns at once.
     pub fn flush_spans(&self) -> Result<()> {
         self.inner.spans.flush()
     }
@@ -425,9 +432,7 @@ impl Store {
             if ts >= to_ns {
                 break;
             }
-            let mut sk = [0u8; 32];
-            sk[..16].copy_from_slice(&exec);
-            sk[16..].copy_from_slice(&k[prefix_len..]);
+            let sk = span_key_of(&exec, &k[prefix_len..]);
             if let Some(v) = self.get(Cf::Spans, &sk)? {
                 out.push(codec::decode("span", &|| crate::hex(&sk), &v)?);
             }
@@ -453,9 +458,7 @@ impl Store {
                 if ts >= cutoff {
                     break;
                 }
-                let mut sk = [0u8; 32];
-                sk[..16].copy_from_slice(&exec);
-                sk[16..].copy_from_slice(&k[1..]);
+                let sk = span_key_of(&exec, &k[1..]);
                 if let Some(v) = self.get(Cf::Spans, &sk)? {
                     let s: Span = codec::decode("span", &|| crate::hex(&sk), &v)?;
                     batch.delete_cf(
