@@ -157,7 +157,9 @@ class Span:
     async def __aexit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
         self.__exit__(exc_type, exc, tb)
 
-    def end(self) -> None:
+    def end(self, end_ns: int | None = None) -> None:
+        """Ends the span now, or at ``end_ns`` (Unix nanoseconds) when the end was observed
+        earlier, and records it."""
         if self.ended:
             return
         self.ended = True
@@ -176,7 +178,7 @@ class Span:
             self.execution_id,
             self.agent,
             self.start_ns,
-            _time_ns(),
+            end_ns if end_ns is not None else _time_ns(),
             self.status,
             self.status_message,
             self.kind,

@@ -206,6 +206,113 @@ def instrument_langgraph() -> None:
         _installed["langgraph"] = True
 
 
+def _ns(ts: Any) -> int | None:
+    """A CrewAI event timestamp (an aware datetime) in Unix nanoseconds."""
+    if ts is None:
+        return None
+    return int(ts.timestamp()) * 1_000_000_000 + ts.microsecond * 1_000
+
+
+class _Slot:
+    """One CrewAI scope (a flow, method, crew, task, agent, LLM call or tool use) on its way to
+    becoming a span: it can be touched first by its own start, its end, or a child's event."""
+
+    __slots__ = ("span", "started", "end")
+
+    def __init__(self, span: _trace.Span) -> None:
+        self.span = span
+        self.started = False
+        self.end: tuple[int | None, str | None, dict[str, Any]] | None = None
+
+
+class _CrewSpans:
+    """Builds spans from CrewAI's events whatever order its thread pool runs the handlers in.
+
+    The bus hands each event to a pool of threads, so a method's "finished" can be handled before
+    its "started", and a child before its parent. Scopes are therefore keyed by CrewAI's own
+    event ids (a start event's id; an end event names it as ``started_event_id``), a span is
+    recorded once both its start and its end have been seen, and its parent and trace are fixed by
+    the scope stack CrewAI copied into the handler's context, not by arrival order.
+    """
+
+    MAX_SLOTS = 10_000
+
+    def __init__(self) -> None:
+        from collections import OrderedDict
+
+        self.lock = threading.Lock()
+        self.slots: OrderedDict[str, _Slot] = OrderedDict()
+        try:  # the ancestors of the event being handled, outermost first
+            from crewai.events import event_context
+
+            self.stack_var: Any = event_context._event_id_stack
+        except (ImportError, AttributeError):  # an older or newer CrewAI: parent ids only
+            self.stack_var = None
+
+    def _slot(self, event_id: str, parent_id: str | None) -> _Slot:
+        slot = self.slots.get(event_id)
+        if slot is None:
+            parent = self.slots.get(parent_id) if parent_id else None
+            span = _start("crewai", "chain", parent.span if parent else None)
+            slot = self.slots[event_id] = _Slot(span)
+            while len(self.slots) > self.MAX_SLOTS:
+                self.slots.popitem(last=False)
+        return slot
+
+    def _ancestors(self, e: Any) -> list[str]:
+        """Event ids of the scopes enclosing ``e``, outermost first."""
+        if self.stack_var is not None:
+            ids = [event_id for event_id, _ in self.stack_var.get()]
+            if ids and ids[-1] == e.event_id:
+                ids.pop()
+            if ids:
+                return ids
+        return [e.parent_event_id] if e.parent_event_id else []
+
+    def _chain(self, e: Any) -> _Slot | None:
+        """Makes sure every ancestor of ``e`` has a slot (parents first) and returns the nearest."""
+        parent_id = None
+        for event_id in self._ancestors(e):
+            self._slot(event_id, parent_id)
+            parent_id = event_id
+        return self.slots.get(parent_id) if parent_id else None
+
+    def begin(self, e: Any, name: str, span_type: str, *, kind: str = "internal", attributes: dict[str, Any] | None = None) -> None:
+        with self.lock:
+            self._chain(e)
+            slot = self._slot(e.event_id, e.parent_event_id)
+            s = slot.span
+            s.name, s.span_type, s.kind = name, span_type, kind
+            s.start_ns = _ns(getattr(e, "timestamp", None)) or s.start_ns
+            if attributes:
+                s.attributes.update(attributes)
+            slot.started = True
+            done = slot.end
+        if done is not None:
+            self._record(slot)
+
+    def finish(self, e: Any, error: str | None = None, **attrs: Any) -> None:
+        started_id = getattr(e, "started_event_id", None)
+        if not started_id:  # CrewAI found no open scope for it: nothing to close
+            return
+        with self.lock:
+            self._chain(e)
+            slot = self._slot(started_id, e.parent_event_id)
+            slot.end = (_ns(getattr(e, "timestamp", None)), error, {k: v for k, v in attrs.items() if v is not None})
+            ready = slot.started
+        if ready:
+            self._record(slot)
+
+    @staticmethod
+    def _record(slot: _Slot) -> None:
+        assert slot.end is not None
+        end_ns, error, attrs = slot.end
+        slot.span.attributes.update(attrs)
+        if error:
+            slot.span.status, slot.span.status_message = "error", error
+        slot.span.end(end_ns)
+
+
 def instrument_crewai() -> None:
     """Traces CrewAI flows and their methods, crews, tasks, agents, LLM calls and tool uses
     as Omium spans (idempotent)."""
@@ -220,125 +327,82 @@ def instrument_crewai() -> None:
         from crewai.events.types import task_events as te
         from crewai.events.types import tool_usage_events as tu
 
-        open_spans: dict[tuple[str, str], _trace.Span] = {}
-        stack_lock = threading.Lock()
-        flows: dict[str, _trace.Span] = {}
+        spans = _CrewSpans()
+        begin, finish = spans.begin, spans.finish
 
-        def begin(key: tuple[str, str], name: str, span_type: str, parent_key: tuple[str, str] | None = None, **kw: Any) -> None:
-            with stack_lock:
-                parent = open_spans.get(parent_key) if parent_key else None
-                if parent is None and key[0] != "flow":
-                    parent = next(reversed(flows.values()), None)
-            s = _start(name, span_type, parent, **kw)
-            with stack_lock:
-                open_spans[key] = s
-                if key[0] == "flow":
-                    flows[key[1]] = s
+        def on(*event_types: Any) -> Any:
+            def register(handler: Any) -> Any:
+                for event_type in event_types:
+                    crewai_event_bus.on(event_type)(handler)
+                return handler
 
-        def end(key: tuple[str, str], error: str | None = None, **attrs: Any) -> None:
-            with stack_lock:
-                s = open_spans.pop(key, None)
-                if key[0] == "flow":
-                    flows.pop(key[1], None)
-            if s is not None:
-                s.attributes.update({k: v for k, v in attrs.items() if v is not None})
-            _finish(s, error)
+            return register
 
-        def on(event_type: Any) -> Any:
-            return crewai_event_bus.on(event_type)
+        def failed(source: Any, e: Any) -> None:
+            finish(e, error=str(getattr(e, "error", None) or "failed"))
+
+        on(
+            fe.MethodExecutionFailedEvent,
+            ce.CrewKickoffFailedEvent,
+            te.TaskFailedEvent,
+            ae.AgentExecutionErrorEvent,
+            le.LLMCallFailedEvent,
+            tu.ToolUsageErrorEvent,
+            fe.FlowFailedEvent,
+        )(failed)
+
+        @on(
+            fe.FlowFinishedEvent,
+            fe.MethodExecutionFinishedEvent,
+            ce.CrewKickoffCompletedEvent,
+            te.TaskCompletedEvent,
+            ae.AgentExecutionCompletedEvent,
+            tu.ToolUsageFinishedEvent,
+        )
+        def _finished(source: Any, e: Any) -> None:
+            finish(e)
 
         @on(fe.FlowStartedEvent)
         def _flow_start(source: Any, e: Any) -> None:
-            begin(("flow", e.flow_name), f"flow {e.flow_name}", "chain", attributes={"crewai.flow": e.flow_name})
-
-        @on(fe.FlowFinishedEvent)
-        def _flow_end(source: Any, e: Any) -> None:
-            end(("flow", e.flow_name))
+            begin(e, f"flow {e.flow_name}", "chain", attributes={"crewai.flow": e.flow_name})
 
         @on(fe.MethodExecutionStartedEvent)
         def _method_start(source: Any, e: Any) -> None:
-            begin(
-                ("method", f"{e.flow_name}.{e.method_name}"),
-                e.method_name,
-                "chain",
-                ("flow", e.flow_name),
-                attributes={"crewai.flow": e.flow_name, "crewai.method": e.method_name},
-            )
-
-        @on(fe.MethodExecutionFinishedEvent)
-        def _method_end(source: Any, e: Any) -> None:
-            end(("method", f"{e.flow_name}.{e.method_name}"))
-
-        @on(fe.MethodExecutionFailedEvent)
-        def _method_failed(source: Any, e: Any) -> None:
-            end(("method", f"{e.flow_name}.{e.method_name}"), error=str(getattr(e, "error", "failed")))
+            begin(e, e.method_name, "chain", attributes={"crewai.flow": e.flow_name, "crewai.method": e.method_name})
 
         @on(ce.CrewKickoffStartedEvent)
         def _crew_start(source: Any, e: Any) -> None:
             name = getattr(e, "crew_name", None) or "crew"
-            begin(("crew", str(id(source))), f"crew {name}", "chain", attributes={"crewai.crew": name})
-
-        @on(ce.CrewKickoffCompletedEvent)
-        def _crew_end(source: Any, e: Any) -> None:
-            end(("crew", str(id(source))))
+            begin(e, f"crew {name}", "chain", attributes={"crewai.crew": name})
 
         @on(te.TaskStartedEvent)
         def _task_start(source: Any, e: Any) -> None:
             task = getattr(e, "task", None)
             name = getattr(task, "name", None) or getattr(task, "description", "task")
-            begin(("task", str(id(task))), f"task {str(name)[:60]}", "chain")
-
-        @on(te.TaskCompletedEvent)
-        def _task_end(source: Any, e: Any) -> None:
-            end(("task", str(id(getattr(e, "task", None)))))
+            begin(e, f"task {str(name)[:60]}", "chain")
 
         @on(ae.AgentExecutionStartedEvent)
         def _agent_start(source: Any, e: Any) -> None:
-            agent = getattr(e, "agent", None)
-            role = getattr(agent, "role", "agent")
-            begin(
-                ("agent", str(id(agent))),
-                str(role),
-                "agent",
-                ("task", str(id(getattr(e, "task", None)))),
-                attributes={"crewai.agent.role": str(role)},
-            )
-
-        @on(ae.AgentExecutionCompletedEvent)
-        def _agent_end(source: Any, e: Any) -> None:
-            end(("agent", str(id(getattr(e, "agent", None)))))
+            role = str(getattr(getattr(e, "agent", None), "role", "agent"))
+            begin(e, role, "agent", attributes={"crewai.agent.role": role})
 
         @on(le.LLMCallStartedEvent)
         def _llm_start(source: Any, e: Any) -> None:
             model = e.model or "model"
             attrs = {"gen_ai.operation.name": "chat", "gen_ai.request.model": model, "llm.model_name": model}
-            begin(("llm", e.call_id), f"chat {model}", "llm", None, kind="client", attributes=attrs)
+            begin(e, f"chat {model}", "llm", kind="client", attributes=attrs)
 
         @on(le.LLMCallCompletedEvent)
         def _llm_end(source: Any, e: Any) -> None:
             usage = getattr(e, "usage", None) or {}
             tin = usage.get("prompt_tokens", usage.get("input_tokens")) if isinstance(usage, dict) else None
             tout = usage.get("completion_tokens", usage.get("output_tokens")) if isinstance(usage, dict) else None
-            end(("llm", e.call_id), **{"gen_ai.usage.input_tokens": tin, "gen_ai.usage.output_tokens": tout})
-
-        @on(le.LLMCallFailedEvent)
-        def _llm_failed(source: Any, e: Any) -> None:
-            end(("llm", e.call_id), error=str(getattr(e, "error", "failed")))
+            finish(e, **{"gen_ai.usage.input_tokens": tin, "gen_ai.usage.output_tokens": tout})
 
         @on(tu.ToolUsageStartedEvent)
         def _tool_start(source: Any, e: Any) -> None:
             tool = getattr(e, "tool_name", "tool")
             attrs = {"gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": tool, "tool.name": tool}
-            begin(("tool", f"{tool}:{getattr(e, 'run_attempts', '')}:{id(source)}"), f"execute_tool {tool}", "tool", None, attributes=attrs)
-
-        @on(tu.ToolUsageFinishedEvent)
-        def _tool_end(source: Any, e: Any) -> None:
-            tool = getattr(e, "tool_name", "tool")
-            end(("tool", f"{tool}:{getattr(e, 'run_attempts', '')}:{id(source)}"))
-
-        @on(tu.ToolUsageErrorEvent)
-        def _tool_failed(source: Any, e: Any) -> None:
-            tool = getattr(e, "tool_name", "tool")
-            end(("tool", f"{tool}:{getattr(e, 'run_attempts', '')}:{id(source)}"), error=str(getattr(e, "error", "failed")))
+            begin(e, f"execute_tool {tool}", "tool", attributes=attrs)
 
         _installed["crewai"] = True
