@@ -14,7 +14,7 @@ CARGO ?= cargo
 OMIUM_CRASH_KILLS ?= 20
 export OMIUM_CRASH_KILLS
 
-.PHONY: all deps demo demo-rust test test-rust test-python python lint crash bench bench-python test-otlp
+.PHONY: all deps demo demo-rust test test-rust test-python test-node node python lint crash bench bench-python test-otlp
 
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -32,7 +32,7 @@ demo: python
 demo-rust: deps
 	$(CARGO) run -q -p omium-examples --bin demo
 
-test: deps lint test-rust test-python
+test: deps lint test-rust test-python test-node
 
 # A virtualenv with the test tools, and the omium package built in place (same cargo profile
 # and target directory as the Rust tests, so nothing is compiled twice).
@@ -45,6 +45,14 @@ test-python: python
 	$(PY) -m ruff check omium-py examples/python
 	$(PY) -m ruff format --check omium-py examples/python
 	cd omium-py && ../$(PY) -m pytest -q tests; rc=$$?; [ $$rc -eq 5 ] && { echo "pytest collected no tests" >&2; exit 1; }; exit $$rc
+
+# The npm package: the napi-rs native layer (same target directory and dev profile as the
+# Rust tests), the TypeScript layer, then node --test and LangGraph.js's conformance suite.
+node: deps
+	cd omium-node && npm ci --no-audit --no-fund --loglevel=error && npm run build
+
+test-node: node
+	cd omium-node && npm test && npm run test:langgraph
 
 test-rust:
 	$(CARGO) test --workspace

@@ -1,0 +1,69 @@
+//! `omium-node`: the native layer of the `omium` npm package (napi-rs). Thin, like the Python
+//! one: it converts types and errors, runs every store call that can block (RocksDB reads,
+//! fsyncs) on a worker thread so the JS main thread never waits on disk, and leaves every
+//! decision to `omium-core`. The public API is the TypeScript layer in `omium-node/ts`.
+//!
+//! Records cross as plain objects with camelCase keys (`serde_json::Value`); nanosecond times
+//! cross as decimal strings (they do not fit a JS number). Errors are JS `Error`s whose
+//! message starts with `[code] `, the stable code of `omium_core::Error::code`; the TS layer
+//! turns them into `OmiumError` subclasses.
+
+pub mod convert;
+pub mod recovery;
+pub mod run;
+pub mod store;
+pub mod threads;
+pub mod trace;
+
+use napi::bindgen_prelude::*;
+use napi_derive::napi;
+
+pub use convert::{blocking, err};
+
+/// The version of the native layer (the crate's).
+#[napi]
+pub fn native_version() -> String {
+    env!("CARGO_PKG_VERSION").into()
+}
+
+/// The store format version this build writes.
+#[napi]
+pub fn format_version() -> u32 {
+    omium_core::FORMAT_VERSION
+}
+
+/// Validates a durability name ("sync", "buffered", "none") and returns its canonical form.
+#[napi]
+pub fn check_durability(durability: String) -> Result<String> {
+    omium_core::Durability::parse(&durability)
+        .map(|d| d.as_str().to_string())
+        .map_err(err)
+}
+
+/// A CEL condition compiled once, evaluated over JSON values.
+#[napi]
+pub struct Condition {
+    inner: omium_core::expr::Condition,
+}
+
+#[napi]
+impl Condition {
+    #[napi(constructor)]
+    pub fn new(expression: String) -> Result<Self> {
+        Ok(Condition {
+            inner: omium_core::expr::Condition::compile(&expression).map_err(err)?,
+        })
+    }
+
+    #[napi(getter)]
+    pub fn source(&self) -> String {
+        self.inner.source().to_string()
+    }
+
+    /// Evaluates with the variables of `context` (an object of JSON values).
+    #[napi]
+    pub fn evaluate(&self, context: serde_json::Map<String, serde_json::Value>) -> Result<bool> {
+        let vars: Vec<(String, serde_json::Value)> = context.into_iter().collect();
+        self.inner.evaluate(&vars).map_err(err)
+    }
+}

@@ -1,0 +1,158 @@
+//! `Recovery`: the handle a failed step drives. The TS layer asks `nextDirective()`, carries it
+//! out (sleeps, calls the step again, calls hooks) and reports; decisions, backoff, history and
+//! webhooks stay in the core.
+
+use std::sync::{Arc, Mutex};
+
+use napi::bindgen_prelude::*;
+use napi_derive::napi;
+use omium_core::policy::{self, RetryAction};
+use omium_core::recovery::Directive as CoreDirective;
+use serde_json::{json, Value};
+
+use crate::convert::{coded, record};
+
+/// The retry a step's own `retries` option asks for (used when no policy rule applies).
+pub fn step_retry(retries: u32) -> Option<RetryAction> {
+    (retries > 0).then(|| RetryAction {
+        max_attempts: retries + 1,
+        initial_delay: policy::Dur::millis(50),
+        max_delay: policy::Dur::millis(2000),
+        jitter: policy::Jitter::None,
+        ..RetryAction::default()
+    })
+}
+
+#[napi(object)]
+pub struct Directive {
+    /// retry, rollback, pause, notify, escalate, fallback, suggest_fix, inspect or fail.
+    pub name: String,
+    /// retry {attempt, delayMs}, rollback {to}, pause {reason}, notify / escalate {channels},
+    /// fallback {function}, suggest_fix {fix, autoApply}.
+    pub params: Value,
+}
+
+#[napi]
+pub struct Recovery {
+    inner: Arc<Mutex<omium_core::Recovery>>,
+}
+
+impl Recovery {
+    pub fn new(r: omium_core::Recovery) -> Recovery {
+        Recovery {
+            inner: Arc::new(Mutex::new(r)),
+        }
+    }
+
+    async fn with<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut omium_core::Recovery) -> omium_core::Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let inner = self.inner.clone();
+        let g = spawn_blocking(move || {
+            let mut g = inner
+                .lock()
+                .map_err(|_| coded("internal", "recovery lock poisoned by a panic"))?;
+            f(&mut g).map_err(crate::convert::err)
+        })
+        .await
+        .map_err(|e| coded("internal", format!("a worker thread failed: {e}")))?;
+        g
+    }
+
+    fn now<T>(&self, f: impl FnOnce(&mut omium_core::Recovery) -> T) -> Result<T> {
+        let mut g = self
+            .inner
+            .lock()
+            .map_err(|_| coded("internal", "recovery lock poisoned by a panic"))?;
+        Ok(f(&mut g))
+    }
+}
+
+#[napi]
+impl Recovery {
+    #[napi]
+    pub async fn next_directive(&self) -> Result<Directive> {
+        let d = self.with(|r| r.next_directive()).await?;
+        let params = match &d {
+            CoreDirective::Retry { attempt, delay } => {
+                json!({"attempt": attempt, "delayMs": delay.as_secs_f64() * 1000.0})
+            }
+            CoreDirective::Rollback { to } => json!({"to": to}),
+            CoreDirective::Pause { reason } => json!({"reason": reason}),
+            CoreDirective::Notify { channels } | CoreDirective::Escalate { channels } => {
+                json!({"channels": channels})
+            }
+            CoreDirective::Fallback { function } => json!({"function": function}),
+            CoreDirective::SuggestFix { fix, auto_apply } => {
+                json!({"fix": fix, "autoApply": auto_apply})
+            }
+            CoreDirective::Inspect | CoreDirective::Fail => json!({}),
+        };
+        Ok(Directive {
+            name: d.name().into(),
+            params,
+        })
+    }
+
+    /// Reports how the last directive went.
+    #[napi]
+    pub async fn done(&self, ok: bool, note: Option<String>) -> Result<()> {
+        self.with(move |r| r.done(ok, note.as_deref())).await
+    }
+
+    #[napi]
+    pub async fn set_analysis(
+        &self,
+        root_cause: Option<String>,
+        suggested_fix: Option<String>,
+    ) -> Result<()> {
+        self.with(move |r| r.set_analysis(root_cause, suggested_fix))
+            .await
+    }
+
+    /// Ends the handling with this outcome: recovered, failed, escalated, paused, rolled_back.
+    #[napi]
+    pub async fn finish(&self, outcome: String) -> Result<()> {
+        let outcome = match outcome.as_str() {
+            "recovered" | "failed" | "escalated" | "paused" | "rolled_back" => outcome,
+            other => {
+                return Err(coded(
+                    "invalid_argument",
+                    format!("outcome must be recovered, failed, escalated, paused or rolled_back, not {other:?}"),
+                ))
+            }
+        };
+        self.with(move |r| match outcome.as_str() {
+            "recovered" => r.recovered(),
+            "failed" => r.failed(),
+            "escalated" => r.escalated(),
+            "paused" => r.paused(),
+            _ => r.rolled_back(),
+        })
+        .await
+    }
+
+    /// Sends the channels' webhooks; returns `[channel, error or null]` pairs.
+    #[napi]
+    pub async fn send_webhooks(
+        &self,
+        channels: Vec<String>,
+        event: String,
+    ) -> Result<Vec<(String, Option<String>)>> {
+        let sent = self.with(move |r| Ok(r.notify(&channels, &event))).await?;
+        Ok(sent.into_iter().map(|(c, r)| (c, r.err())).collect())
+    }
+
+    /// The notification body for `event`.
+    #[napi]
+    pub fn payload(&self, event: String) -> Result<Value> {
+        self.now(|r| r.payload(&event))
+    }
+
+    /// The failure record.
+    #[napi]
+    pub fn failure(&self) -> Result<Value> {
+        self.now(|r| record(r.record()))
+    }
+}

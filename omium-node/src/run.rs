@@ -1,0 +1,196 @@
+//! `Run`: one run of an execution (holds its lease). `reserve` is synchronous (a counter), so
+//! a step takes its position when it is called, before any await; store writes are async.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+
+use napi::bindgen_prelude::*;
+use napi_derive::napi;
+use omium_core::{CheckResult, CheckpointKind, Checks, NewCheckpoint};
+use serde_json::Value;
+
+use crate::convert::{self, blocking, coded};
+
+#[napi]
+pub struct Run {
+    inner: Arc<RwLock<Option<Arc<omium_core::Run>>>>,
+    execution_id: String,
+}
+
+#[napi(object)]
+pub struct RecordOptions {
+    pub key: Option<String>,
+    pub agent: Option<String>,
+    /// "step" (default) or "snapshot".
+    pub kind: Option<String>,
+    /// `[expression, passed]` pairs.
+    pub preconditions: Option<Vec<(String, bool)>>,
+    pub postconditions: Option<Vec<(String, bool)>>,
+    pub metadata: Option<BTreeMap<String, String>>,
+}
+
+#[napi(object)]
+pub struct Recorded {
+    pub checkpoint: Value,
+    pub state: Buffer,
+}
+
+fn checks(list: Option<Vec<(String, bool)>>) -> Vec<CheckResult> {
+    list.unwrap_or_default()
+        .into_iter()
+        .map(|(expression, passed)| CheckResult { expression, passed })
+        .collect()
+}
+
+impl Run {
+    pub fn new(run: omium_core::Run) -> Run {
+        let execution_id = run.execution_id().to_string();
+        Run {
+            inner: Arc::new(RwLock::new(Some(Arc::new(run)))),
+            execution_id,
+        }
+    }
+
+    fn get(&self) -> Result<Arc<omium_core::Run>> {
+        let guard = self
+            .inner
+            .read()
+            .map_err(|_| coded("internal", "omium run lock poisoned by a panic"))?;
+        guard.clone().ok_or_else(|| {
+            coded(
+                "invalid_state",
+                format!("the run of execution {:?} is closed", self.execution_id),
+            )
+        })
+    }
+}
+
+#[napi]
+impl Run {
+    #[napi(getter)]
+    pub fn execution_id(&self) -> String {
+        self.execution_id.clone()
+    }
+
+    /// Takes the next position of the live branch (at call time).
+    #[napi]
+    pub fn reserve(&self) -> Result<i64> {
+        Ok(self.get()?.reserve() as i64)
+    }
+
+    /// The recorded step at `seq` (or `key`) with its state, else null. A different step name
+    /// there is a `non_determinism` error naming both.
+    #[napi]
+    pub async fn recorded(
+        &self,
+        seq: i64,
+        name: String,
+        key: Option<String>,
+    ) -> Result<Option<Recorded>> {
+        let run = self.get()?;
+        let seq = u64::try_from(seq)
+            .map_err(|_| coded("invalid_argument", format!("seq must be >= 0, not {seq}")))?;
+        let found = blocking(move || match run.recorded(seq, &name, key.as_deref())? {
+            Some(c) => {
+                let state = run.store().read_state(&c)?;
+                Ok(Some((convert::checkpoint(&c), state)))
+            }
+            None => Ok(None),
+        })
+        .await?;
+        Ok(found.map(|(checkpoint, state)| Recorded {
+            checkpoint,
+            state: Buffer::from(state),
+        }))
+    }
+
+    /// Records a step's result at `seq`; returns the checkpoint id.
+    #[napi]
+    pub async fn record(
+        &self,
+        seq: i64,
+        name: String,
+        state: Buffer,
+        options: Option<RecordOptions>,
+    ) -> Result<String> {
+        let run = self.get()?;
+        let seq = u64::try_from(seq)
+            .map_err(|_| coded("invalid_argument", format!("seq must be >= 0, not {seq}")))?;
+        let o = options.unwrap_or(RecordOptions {
+            key: None,
+            agent: None,
+            kind: None,
+            preconditions: None,
+            postconditions: None,
+            metadata: None,
+        });
+        let kind = match o.kind.as_deref().unwrap_or("step") {
+            "step" => CheckpointKind::Step,
+            "snapshot" => CheckpointKind::Snapshot,
+            other => {
+                return Err(coded(
+                    "invalid_argument",
+                    format!("kind must be \"step\" or \"snapshot\", not {other:?}"),
+                ))
+            }
+        };
+        let state = state.to_vec();
+        blocking(move || {
+            let new = NewCheckpoint {
+                name: &name,
+                agent: o.agent.as_deref(),
+                kind,
+                key: o.key.as_deref(),
+                state: &state,
+                checks: Checks {
+                    preconditions: checks(o.preconditions),
+                    postconditions: checks(o.postconditions),
+                },
+                metadata: o.metadata.unwrap_or_default(),
+            };
+            run.record(seq, new).map(|c| c.id.to_string())
+        })
+        .await
+    }
+
+    #[napi]
+    pub async fn complete(&self, output: Option<Buffer>) -> Result<()> {
+        let run = self.get()?;
+        let output = output.map(|b| b.to_vec());
+        blocking(move || run.complete(output.as_deref())).await
+    }
+
+    #[napi]
+    pub async fn fail(&self, error: String) -> Result<()> {
+        let run = self.get()?;
+        blocking(move || run.fail(&error)).await
+    }
+
+    #[napi]
+    pub async fn pause(&self, reason: String) -> Result<()> {
+        let run = self.get()?;
+        blocking(move || run.pause(&reason)).await
+    }
+
+    #[napi]
+    pub async fn heartbeat(&self) -> Result<()> {
+        let run = self.get()?;
+        blocking(move || run.heartbeat()).await
+    }
+
+    #[napi]
+    pub fn execution(&self) -> Result<Value> {
+        Ok(convert::execution(&self.get()?.execution()))
+    }
+
+    /// Releases the run; without complete()/fail() the execution stays resumable. Idempotent.
+    #[napi]
+    pub fn close(&self) -> Result<()> {
+        let mut guard = self
+            .inner
+            .write()
+            .map_err(|_| coded("internal", "omium run lock poisoned by a panic"))?;
+        *guard = None;
+        Ok(())
+    }
+}

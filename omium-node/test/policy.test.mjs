@@ -1,0 +1,137 @@
+// Recovery policies from Node: the core decides, the TS layer carries it out.
+import assert from "node:assert/strict";
+import { createServer } from "node:http";
+import { test } from "node:test";
+
+import * as omium from "omium";
+import { tempDir } from "./helpers.mjs";
+
+async function fresh(t) {
+  await omium.init({ path: tempDir(t), project: "acme" });
+  t.after(async () => {
+    omium.clearHooks();
+    await omium.shutdown();
+  });
+}
+
+const POLICY = `
+policies:
+  - trigger: "timeout_error"
+    action: "auto_retry"
+    max_retries: 3
+    backoff: exponential
+  - trigger: "hallucination_detected"
+    action: "pause_and_notify"
+    notify: ["reviewers"]
+  - trigger: "consensus_violation"
+    action: "rollback_and_inspect"
+    notify: ["devops_team"]
+`;
+
+test("a timeout is retried by the policy until the step succeeds; the history says so", async (t) => {
+  await fresh(t);
+  const v = await omium.applyPolicy(POLICY, { author: "ops@acme", file: "policy.yaml" });
+  assert.equal(v.version, 1);
+  let n = 0;
+  const llm = omium.checkpoint("llm_call", async () => {
+    n++;
+    if (n < 3) await new Promise((r) => setTimeout(r, 200));
+    return "answer";
+  }, { timeoutMs: 50 });
+  const wf = omium.workflow("policy-retry", async () => llm());
+  assert.equal(await wf.run(undefined, { executionId: "pr1" }), "answer");
+  assert.equal(n, 3);
+  const [f] = await omium.failures("pr1");
+  assert.equal(f.kind, "timeout_error");
+  assert.equal(f.outcome, "recovered");
+  assert.ok(f.actions.filter((a) => a.action === "retry").length >= 2, JSON.stringify(f.actions));
+  const m = await omium.recoveryMetrics("policy-retry");
+  assert.equal(m.recovered, 1);
+});
+
+test("three timeouts escalate: notifiers and a real webhook receive the failure", async (t) => {
+  await fresh(t);
+  const bodies = [];
+  const server = createServer((req, res) => {
+    let body = "";
+    req.on("data", (c) => (body += c));
+    req.on("end", () => {
+      bodies.push(JSON.parse(body));
+      res.end("ok");
+    });
+  });
+  await new Promise((r) => server.listen(0, "127.0.0.1", r));
+  t.after(() => server.close());
+  const url = `http://127.0.0.1:${server.address().port}/hook`;
+  await omium.applyPolicy(
+    [
+      "channels:",
+      `  oncall: {webhook: "${url}"}`,
+      "retries: {max_attempts: 3, initial_delay: 10ms, jitter: none}",
+      "recovery:",
+      "  on_timeout: [retry, then_escalate]",
+      "",
+    ].join("\n"),
+  );
+  const seen = [];
+  omium.addNotifier((n) => seen.push(n), { channels: ["oncall"] });
+  const stuck = omium.checkpoint("stuck", () => new Promise((r) => setTimeout(r, 300)), { timeoutMs: 10 });
+  const wf = omium.workflow("escalating", async () => stuck());
+  await assert.rejects(wf.run(undefined, { executionId: "es1" }), (e) => e instanceof omium.EscalatedError && e.code === "escalated" && /oncall/.test(e.message));
+  assert.equal(seen.length, 1);
+  assert.equal(seen[0].event, "omium.failure.escalation");
+  assert.equal(bodies.length, 1);
+  assert.equal(bodies[0].failure.execution_id, "es1");
+  assert.equal(bodies[0].failure.type, "timeout_error");
+  const [f] = await omium.failures("es1");
+  assert.equal(f.outcome, "escalated");
+  assert.deepEqual(f.actions.map((a) => a.action), ["retry", "retry", "escalate"]);
+  assert.equal((await omium.getExecution("es1")).status, "failed");
+});
+
+test("a flagged result pauses the execution; a human resumes it with a corrected value", async (t) => {
+  await fresh(t);
+  await omium.applyPolicy(POLICY);
+  omium.addValidator((r) => (r.includes("moon") ? "the moon is not made of cheese" : true), { steps: ["answer"] });
+  const answer = omium.checkpoint("answer", async () => "the moon is cheese");
+  const wf = omium.workflow("reviewed", async () => `final: ${await answer()}`);
+  await assert.rejects(wf.run(undefined, { executionId: "h1" }), (e) => e instanceof omium.ExecutionPaused && e.executionId === "h1");
+  assert.equal((await omium.getExecution("h1")).status, "paused");
+  await assert.rejects(wf.run(undefined, { executionId: "h1" }), (e) => e instanceof omium.InvalidStateError || e instanceof omium.OmiumError);
+  assert.equal(await omium.resume("h1", { state: "the moon is rock", by: "reviewer" }), "final: the moon is rock");
+  assert.equal((await omium.getExecution("h1")).status, "completed");
+});
+
+test("a consensus violation rolls back and the workflow runs again from the target", async (t) => {
+  await fresh(t);
+  await omium.applyPolicy(POLICY);
+  let votes = 0;
+  const plan = omium.checkpoint("plan", async () => "plan-a");
+  const agree = omium.checkpoint("agree", async () => {
+    if (++votes === 1) throw new omium.ConsensusViolation("agents split 1:1", "consensus_violation");
+    return "agreed";
+  });
+  const wf = omium.workflow("consensus-wf", async () => [await plan(), await agree()]);
+  assert.deepEqual(await wf.run(undefined, { executionId: "cv1" }), ["plan-a", "agreed"]);
+  const [f] = await omium.failures("cv1");
+  assert.equal(f.kind, "consensus_violation");
+  assert.deepEqual(f.actions.map((a) => a.action), ["inspect", "notify", "rollback"]);
+  // The run after the rollback completed: the failure counts as recovered.
+  assert.equal(f.outcome, "recovered");
+  assert.ok((await omium.history("cv1", { allBranches: true })).some((c) => c.kind === "rollback"));
+});
+
+test("an invalid policy names line, column, the bad value and the choices", async (t) => {
+  await fresh(t);
+  await assert.rejects(
+    omium.applyPolicy("policies:\n  - trigger: timeout_eror\n    action: auto_retry\n", { file: "bad.yaml" }),
+    (e) =>
+      e instanceof omium.PolicyError &&
+      e.code === "invalid_policy" &&
+      e.details.line === 2 &&
+      e.details.file === "bad.yaml" &&
+      e.details.suggestion === "timeout_error" &&
+      /bad\.yaml:2/.test(e.message),
+  );
+  assert.deepEqual(await omium.policyVersions({ tenant: "acme" }), []);
+});

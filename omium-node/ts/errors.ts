@@ -1,0 +1,206 @@
+/**
+ * Errors of the `omium` package. Every error Omium raises is an {@link OmiumError} with a
+ * stable `code` (the same snake_case codes as the Python package, the C header and the CLI's
+ * `--json`), so code can branch on `err.code` or on the subclass.
+ */
+
+export class OmiumError extends Error {
+  /** Stable snake_case code of the error kind. */
+  readonly code: string;
+  constructor(message: string, code = "omium_error") {
+    super(message);
+    this.name = new.target.name;
+    this.code = code;
+  }
+}
+
+/** Another process (or another handle in this one) writes the store: one writer per store. */
+export class StoreLockedError extends OmiumError {}
+/** No Omium store at the path (read-only opens do not create one). */
+export class StoreNotFoundError extends OmiumError {}
+/** The store or a record was written by a newer Omium. */
+export class NewerFormatError extends OmiumError {}
+/** The directory is a RocksDB database but not an Omium store. */
+export class NotAStoreError extends OmiumError {}
+/** The store could not be opened for another reason (permissions, I/O). */
+export class OpenFailedError extends OmiumError {}
+/** RocksDB failed while reading or writing. */
+export class StorageError extends OmiumError {}
+/** The store handle was closed (`shutdown()` or `init()` of another store). */
+export class StoreClosedError extends OmiumError {}
+export class ExecutionNotFoundError extends OmiumError {}
+export class CheckpointNotFoundError extends OmiumError {}
+/** A checkpoint of another execution than the one named. */
+export class WrongExecutionError extends OmiumError {}
+/** A resumed run calls a different step at a recorded position; the message names both. */
+export class NonDeterminismError extends OmiumError {}
+/** Stored bytes do not match their hashes; the message names the checkpoint. */
+export class IntegrityError extends OmiumError {}
+/** The execution is being run by another run of this store. */
+export class ExecutionLeasedError extends OmiumError {}
+/** A stored record or state cannot be decoded. */
+export class DecodeError extends OmiumError {}
+/** The store was opened read-only and the call needs the writer. */
+export class ReadOnlyError extends OmiumError {}
+/** An argument has the wrong type or value; the message names it. */
+export class InvalidArgumentError extends OmiumError {}
+/** No checkpoint of the execution passed its checks and verified. */
+export class NoConsistentCheckpointError extends OmiumError {}
+/** The execution is in a state that does not allow the call. */
+export class InvalidStateError extends OmiumError {}
+/** A CEL condition does not parse. */
+export class ConditionSyntaxError extends OmiumError {}
+/** A precondition or postcondition does not hold: nothing was recorded. */
+export class ConditionFailed extends OmiumError {}
+/** A condition could not be evaluated. */
+export class ConditionError extends ConditionFailed {}
+/** A step ran longer than its timeout; nothing was recorded. */
+export class StepTimeoutError extends OmiumError {}
+/** A validator flagged a step's result (handled by the `hallucination_detected` rule). */
+export class HallucinationDetected extends OmiumError {}
+/** Agents did not agree (handled by the `consensus_violation` rule). */
+export class ConsensusViolation extends OmiumError {}
+/** A tool outside the policy's allowlist was called. */
+export class ToolDeniedError extends OmiumError {}
+/** An execution to recover belongs to a workflow not defined in this process. */
+export class WorkflowNotRegisteredError extends OmiumError {}
+
+/** Where a policy problem is and what was expected. */
+export interface PolicyProblem {
+  file: string | null;
+  line: number;
+  column: number;
+  path: string;
+  problem: string;
+  value: string | null;
+  expected: string[];
+  suggestion: string | null;
+}
+
+/** A policy document is invalid: `details` says where (file, line, column) and why. */
+export class PolicyError extends OmiumError {
+  readonly details: PolicyProblem | undefined;
+  constructor(message: string, code = "invalid_policy", details?: PolicyProblem) {
+    super(message, code);
+    this.details = details;
+  }
+}
+
+/** A recovery policy ended the step's handling: the subclasses say how. */
+export class RecoveryOutcome extends OmiumError {
+  /** The failure record (type, step, attempts, actions taken). */
+  readonly failure: Record<string, unknown>;
+  constructor(message: string, code: string, failure: Record<string, unknown> = {}) {
+    super(message, code);
+    this.failure = failure;
+  }
+}
+/** The policy escalated the failure (notifiers and webhooks were called). */
+export class EscalatedError extends RecoveryOutcome {}
+/** The policy paused the execution until a human calls `resume()`. */
+export class ExecutionPaused extends RecoveryOutcome {
+  readonly executionId: string;
+  readonly reason: string;
+  constructor(message: string, executionId: string, reason: string, failure: Record<string, unknown> = {}) {
+    super(message, "paused", failure);
+    this.executionId = executionId;
+    this.reason = reason;
+  }
+}
+/** The policy rolled the execution back; its workflow runs again from the target. */
+export class ExecutionRolledBack extends RecoveryOutcome {
+  readonly executionId: string;
+  readonly to: string;
+  constructor(message: string, executionId: string, to: string, failure: Record<string, unknown> = {}) {
+    super(message, "rolled_back", failure);
+    this.executionId = executionId;
+    this.to = to;
+  }
+}
+
+const BY_CODE: Record<string, new (message: string, code: string) => OmiumError> = {
+  store_locked: StoreLockedError,
+  store_not_found: StoreNotFoundError,
+  newer_format: NewerFormatError,
+  not_a_store: NotAStoreError,
+  open_failed: OpenFailedError,
+  storage: StorageError,
+  store_closed: StoreClosedError,
+  execution_not_found: ExecutionNotFoundError,
+  checkpoint_not_found: CheckpointNotFoundError,
+  wrong_execution: WrongExecutionError,
+  non_determinism: NonDeterminismError,
+  integrity: IntegrityError,
+  execution_leased: ExecutionLeasedError,
+  decode: DecodeError,
+  read_only: ReadOnlyError,
+  invalid_argument: InvalidArgumentError,
+  no_consistent_checkpoint: NoConsistentCheckpointError,
+  invalid_state: InvalidStateError,
+  condition_syntax: ConditionSyntaxError,
+  condition_error: ConditionError,
+};
+
+const DETAILS = "\n--omium-details--\n";
+
+/**
+ * The `OmiumError` for an error thrown by the native layer (`[code] message`). Errors that are
+ * not Omium's (a wrong argument type caught by napi) become `InvalidArgumentError`s; anything
+ * else is returned unchanged.
+ */
+export function fromNative(e: unknown): unknown {
+  if (!(e instanceof Error) || e instanceof OmiumError) return e;
+  const m = /^\[([a-z_]+)\] ([\s\S]*)$/.exec(e.message);
+  if (m === null) {
+    const code = (e as { code?: unknown }).code;
+    if (typeof code === "string" && (code === "InvalidArg" || code.endsWith("Expected"))) {
+      const err = new InvalidArgumentError(`wrong argument type: ${e.message}`, "invalid_argument");
+      err.cause = e;
+      return err;
+    }
+    return e;
+  }
+  const code = m[1] as string;
+  let message = m[2] as string;
+  let err: OmiumError;
+  if (code === "invalid_policy") {
+    let details: PolicyProblem | undefined;
+    const at = message.indexOf(DETAILS);
+    if (at >= 0) {
+      details = JSON.parse(message.slice(at + DETAILS.length)) as PolicyProblem;
+      message = message.slice(0, at);
+    }
+    err = new PolicyError(message, code, details);
+  } else {
+    const Cls = BY_CODE[code] ?? OmiumError;
+    err = new Cls(message, code);
+  }
+  if (e.stack) err.stack = `${err.name}: ${message}\n${e.stack.split("\n").slice(1).join("\n")}`;
+  return err;
+}
+
+/** Awaits a native call and rethrows its error (thrown or rejected) as an `OmiumError`. */
+export async function call<T>(f: () => Promise<T>): Promise<T> {
+  try {
+    return await f();
+  } catch (e) {
+    throw fromNative(e);
+  }
+}
+
+/** Runs a synchronous native call and rethrows its error as an `OmiumError`. */
+export function callSync<T>(f: () => T): T {
+  try {
+    return f();
+  } catch (e) {
+    throw fromNative(e);
+  }
+}
+
+/** Checks that an id argument is a non-empty string (before it reaches the native layer). */
+export function requireId(value: unknown, where: string): asserts value is string {
+  if (typeof value !== "string" || value === "") {
+    const got = value === null ? "null" : typeof value === "string" ? "an empty string" : typeof value;
+    throw new InvalidArgumentError(`${where}: expected a non-empty string, not ${got}`, "invalid_argument");
+  }
+}

@@ -1,0 +1,110 @@
+/**
+ * `omium`: the reliability layer for AI agents, for Node. Durable steps and workflows that
+ * resume after a crash, rollback and fork over a checkpoint tree, recovery policies, traces;
+ * on an embedded RocksDB store (the Rust core, through napi-rs).
+ *
+ * ```ts
+ * import * as omium from "omium";
+ * await omium.init({ path: ".omium" });
+ * const verifyKyc = omium.checkpoint("kyc_doc_validated", async (c: Customer) => ..., {
+ *   postconditions: ["result.verified == true"],
+ * });
+ * const onboard = omium.workflow("customer_onboarding", async (c: Customer) => makeOffer(await verifyKyc(c)));
+ * await onboard.run(customer, { executionId: "cust-42" }); // same id after a crash: resumes
+ * await omium.rollback("cust-42", { to: "kyc_doc_validated" });
+ * ```
+ */
+import native = require("./native");
+
+export {
+  OmiumError,
+  StoreLockedError,
+  StoreNotFoundError,
+  NewerFormatError,
+  NotAStoreError,
+  OpenFailedError,
+  StorageError,
+  StoreClosedError,
+  ExecutionNotFoundError,
+  CheckpointNotFoundError,
+  WrongExecutionError,
+  NonDeterminismError,
+  IntegrityError,
+  ExecutionLeasedError,
+  DecodeError,
+  ReadOnlyError,
+  InvalidArgumentError,
+  NoConsistentCheckpointError,
+  InvalidStateError,
+  ConditionSyntaxError,
+  ConditionFailed,
+  ConditionError,
+  StepTimeoutError,
+  HallucinationDetected,
+  ConsensusViolation,
+  ToolDeniedError,
+  WorkflowNotRegisteredError,
+  type PolicyProblem,
+  PolicyError,
+  RecoveryOutcome,
+  EscalatedError,
+  ExecutionPaused,
+  ExecutionRolledBack,
+} from "./errors";
+export { type Codec, json as jsonCodec } from "./codec";
+export { type InitOptions, type Durability, init, shutdown, isInitialized, getExecutionId, store } from "./runtime";
+export { type StepOptions, type Step, checkpoint } from "./steps";
+export {
+  type CheckpointInfo,
+  type ExecutionInfo,
+  type VerifyReport,
+  type RollbackOptions,
+  type ForkOptions,
+  type RunOptions,
+  Workflow,
+  workflow,
+  rollback,
+  fork,
+  history,
+  getExecution,
+  executions,
+  resumable,
+  recover,
+  resume,
+  verify,
+  registeredWorkflows,
+} from "./workflow";
+export {
+  type Failure,
+  type Notifier,
+  type ApplyPolicyOptions,
+  addNotifier,
+  registerFallback,
+  registerFix,
+  setAnalyzer,
+  addValidator,
+  clearHooks,
+  applyPolicy,
+  policyVersions,
+  failures,
+  recoveryMetrics,
+} from "./recovery";
+export {
+  type SpanRecord,
+  type TraceOptions,
+  type SpanType,
+  type SpanKind,
+  type AttributeValue,
+  Span,
+  trace,
+  spans,
+  traceText,
+  traceHtml,
+  getTraceparent,
+  enableOtlpExport,
+} from "./trace";
+
+/** The version of the native layer. */
+export const nativeVersion: string = native.nativeVersion();
+/** The store format version this build writes. */
+export const FORMAT_VERSION: number = native.formatVersion();

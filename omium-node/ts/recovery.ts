@@ -1,0 +1,325 @@
+/**
+ * Recovery of failed steps: the hooks users register (notifiers, fallbacks, fixers, the
+ * root-cause analyzer, validators) and the loop that carries out what the policy decides.
+ * Decisions, backoff, history and webhooks live in the core (`Recovery`); this module only runs
+ * JS code: it waits, calls the step again, calls the hooks.
+ */
+import { setTimeout as sleep } from "node:timers/promises";
+
+import {
+  ConditionFailed,
+  ConsensusViolation,
+  EscalatedError,
+  ExecutionPaused,
+  ExecutionRolledBack,
+  HallucinationDetected,
+  InvalidArgumentError,
+  OmiumError,
+  RecoveryOutcome,
+  StepTimeoutError,
+  ToolDeniedError,
+  call,
+} from "./errors";
+import { type ExecutionContext, store } from "./runtime";
+import { endSpan, startSpan } from "./trace";
+
+export type Failure = Record<string, unknown>;
+export type Notifier = (notification: { event: string; channels: string[]; failure: Failure; [k: string]: unknown }) => unknown;
+
+const notifiers: { fn: Notifier; channels: Set<string> | undefined }[] = [];
+const fallbacks = new Map<string, (...args: unknown[]) => unknown>();
+const fixers = new Map<string, (failure: Failure, args: unknown[]) => unknown[] | Promise<unknown[]>>();
+const validators: { fn: (result: unknown) => unknown; steps: Set<string> | undefined }[] = [];
+let analyzer: ((failure: Failure) => unknown) | undefined;
+
+function mustBeFunction(fn: unknown, where: string): void {
+  if (typeof fn !== "function") throw new InvalidArgumentError(`${where}: expected a function, not ${fn === null ? "null" : typeof fn}`, "invalid_argument");
+}
+
+function mustBeName(name: unknown, where: string): asserts name is string {
+  if (typeof name !== "string" || name === "") throw new InvalidArgumentError(`${where}: name must be a non-empty string`, "invalid_argument");
+}
+
+/** Registers a callback for notifications (notify, escalate); with `channels`, only for those. */
+export function addNotifier(fn: Notifier, options: { channels?: string[] } = {}): Notifier {
+  mustBeFunction(fn, "omium.addNotifier(fn)");
+  notifiers.push({ fn, channels: options.channels ? new Set(options.channels) : undefined });
+  return fn;
+}
+
+/** Registers the fallback called `name` (`fallback: {function: name}`): called with the failed step's arguments, its result becomes the step's. */
+export function registerFallback(name: string, fn: (...args: never[]) => unknown): void {
+  mustBeName(name, "omium.registerFallback(name, fn)");
+  mustBeFunction(fn, "omium.registerFallback(name, fn)");
+  fallbacks.set(name, fn as (...args: unknown[]) => unknown);
+}
+
+/** Registers a fixer for `suggest_fix: {fix: name, auto_apply: true}`: `fn(failure, args)` returns the arguments to retry the step with once. */
+export function registerFix(name: string, fn: (failure: Failure, args: unknown[]) => unknown[] | Promise<unknown[]>): void {
+  mustBeName(name, "omium.registerFix(name, fn)");
+  mustBeFunction(fn, "omium.registerFix(name, fn)");
+  fixers.set(name, fn);
+}
+
+/** Sets the root-cause analyzer for `inspect` actions: it returns `{ rootCause, suggestedFix }`. */
+export function setAnalyzer(fn: ((failure: Failure) => unknown) | undefined): void {
+  if (fn !== undefined) mustBeFunction(fn, "omium.setAnalyzer(fn)");
+  analyzer = fn;
+}
+
+/**
+ * Registers a validator run on every step result (or those of `steps`): returning false or a
+ * string (the reason) flags the result as a hallucination; nothing is recorded.
+ */
+export function addValidator(fn: (result: unknown) => unknown, options: { steps?: string[] } = {}): void {
+  mustBeFunction(fn, "omium.addValidator(fn)");
+  validators.push({ fn, steps: options.steps ? new Set(options.steps) : undefined });
+}
+
+/** Removes every notifier, fallback, fixer, validator and the analyzer (for tests). */
+export function clearHooks(): void {
+  notifiers.length = 0;
+  validators.length = 0;
+  fallbacks.clear();
+  fixers.clear();
+  analyzer = undefined;
+}
+
+export async function validate(step: string, result: unknown, own: ((result: unknown) => unknown)[]): Promise<void> {
+  for (const fn of [...own, ...validators.filter((v) => v.steps === undefined || v.steps.has(step)).map((v) => v.fn)]) {
+    const verdict = await fn(result);
+    if (verdict === false || typeof verdict === "string") {
+      const reason = typeof verdict === "string" ? verdict : "the result was rejected";
+      throw new HallucinationDetected(`step ${JSON.stringify(step)}: validator ${fn.name || "(anonymous)"} flagged the result: ${reason}; nothing was recorded`, "hallucination_detected");
+    }
+  }
+}
+
+/** Failures a policy may handle: the step's own errors, its timeout, failed conditions, flagged results, consensus violations, denied tools; not Omium's own errors. */
+export function recoverable(e: unknown): boolean {
+  if (e instanceof RecoveryOutcome) return false;
+  if (e instanceof OmiumError) {
+    return e instanceof StepTimeoutError || e instanceof ConditionFailed || e instanceof HallucinationDetected || e instanceof ConsensusViolation || e instanceof ToolDeniedError;
+  }
+  return true;
+}
+
+function kindOf(e: unknown): string | undefined {
+  if (e instanceof StepTimeoutError) return "timeout_error";
+  if (e instanceof ConditionFailed) return "postcondition_failed";
+  return undefined; // classified by the core (policy `classify`, then built-in rules)
+}
+
+function classesOf(e: unknown): string[] {
+  const out: string[] = [];
+  let proto = e !== null && typeof e === "object" ? Object.getPrototypeOf(e) : undefined;
+  while (proto && proto !== Object.prototype) {
+    const name = proto.constructor?.name;
+    if (name) out.push(name);
+    proto = Object.getPrototypeOf(proto);
+  }
+  const code = e instanceof Error ? (e as { code?: unknown }).code : undefined;
+  if (typeof code === "string" && code !== "") out.push(code);
+  return out;
+}
+
+function describe(e: unknown): string {
+  return e instanceof Error ? `${e.name}: ${e.message}` : String(e);
+}
+
+export interface FailedStep {
+  name: string;
+  agent: string | undefined;
+  retries: number;
+}
+
+/** Handles a failed step: returns the value that replaces its result, or throws. */
+export async function handle(
+  step: FailedStep,
+  ctx: ExecutionContext,
+  seq: number,
+  key: string | undefined,
+  args: unknown[],
+  error: unknown,
+  attempt: (args: unknown[]) => Promise<unknown>,
+): Promise<unknown> {
+  const s = store();
+  const rec = await call(() => 
+    s.startRecovery({
+      executionId: ctx.executionId,
+      workflow: ctx.workflow ?? "",
+      tenant: ctx.tenant,
+      step: step.name,
+      seq,
+      key,
+      agent: step.agent ?? "main",
+      kind: kindOf(error),
+      errorClasses: classesOf(error),
+      message: error instanceof Error ? error.message : String(error),
+      retries: step.retries,
+      rollbacksSoFar: ctx.rollbacks,
+    }),
+  );
+  const failure = (): Failure => (rec.payload("omium.failure") as { failure: Failure }).failure;
+  let exc = error;
+  for (;;) {
+    const { name, params } = (await call(() => rec.nextDirective())) as { name: string; params: Record<string, unknown> };
+    const span = startSpan(`recovery ${name}`, "recovery", {
+      attributes: Object.fromEntries(
+        [["omium.recovery.action", name], ...Object.entries(params).map(([k, v]) => [`omium.recovery.${k}`, Array.isArray(v) ? v.join(", ") : (v as string | number | boolean | undefined)])].filter(
+          ([, v]) => v !== undefined && v !== null,
+        ),
+      ),
+    });
+    try {
+      if (name === "retry" || name === "fallback" || name === "suggest_fix") {
+        let run: () => Promise<unknown>;
+        if (name === "retry") {
+          await sleep(Number(params.delayMs ?? 0));
+          run = () => attempt(args);
+        } else if (name === "fallback") {
+          const fn = fallbacks.get(String(params.function));
+          if (fn === undefined) {
+            await call(() => rec.done(false, `no fallback is registered as ${JSON.stringify(params.function)} (omium.registerFallback)`));
+            continue;
+          }
+          run = async () => fn(...args);
+        } else {
+          const fixer = params.autoApply ? fixers.get(String(params.fix ?? "")) : undefined;
+          if (fixer === undefined) {
+            const note = params.autoApply
+              ? `no fixer is registered as ${JSON.stringify(params.fix)} (omium.registerFix)`
+              : `suggested: ${String(params.fix ?? failure().suggested_fix)}`;
+            await call(() => rec.done(!params.autoApply, note));
+            continue;
+          }
+          let fixed: unknown;
+          try {
+            fixed = await fixer(failure(), [...args]);
+          } catch (e) {
+            await call(() => rec.done(false, describe(e)));
+            continue;
+          }
+          if (!Array.isArray(fixed)) {
+            await call(() => rec.done(false, `fixer ${JSON.stringify(params.fix)} must return the step's arguments as an array`));
+            continue;
+          }
+          run = () => attempt(fixed as unknown[]);
+        }
+        try {
+          const value = await run();
+          await call(() => rec.done(true, null));
+          await call(() => rec.finish("recovered"));
+          return value;
+        } catch (e) {
+          await call(() => rec.done(false, describe(e)));
+          if (!recoverable(e)) throw e;
+          exc = e;
+        }
+      } else if (name === "notify" || name === "escalate") {
+        const event = `omium.failure.${name === "escalate" ? "escalation" : "notification"}`;
+        const channels = (params.channels as string[]) ?? [];
+        const note = await notify(rec, event, channels);
+        await call(() => rec.done(note === undefined, note));
+        if (name === "escalate") {
+          await call(() => rec.finish("escalated"));
+          const err = new EscalatedError(
+            `step ${JSON.stringify(step.name)} failed and was escalated to ${channels.join(", ") || "the notifiers"}: ${describe(exc)}`,
+            "escalated",
+            failure(),
+          );
+          err.cause = exc;
+          throw err;
+        }
+      } else if (name === "inspect") {
+        let note: string | undefined;
+        if (analyzer !== undefined) {
+          try {
+            const said = (await analyzer(failure())) as { rootCause?: string; suggestedFix?: string } | undefined;
+            if (said && typeof said === "object") await call(() => rec.setAnalysis(said.rootCause, said.suggestedFix));
+          } catch (e) {
+            note = `analyzer threw ${describe(e)}`;
+          }
+        }
+        await call(() => rec.done(note === undefined, note));
+      } else if (name === "pause") {
+        await call(() => rec.finish("paused"));
+        const reason = String(params.reason ?? "paused by policy");
+        const err = new ExecutionPaused(
+          `execution ${JSON.stringify(ctx.executionId)} is paused: ${reason}; omium.resume(${JSON.stringify(ctx.executionId)}) continues it`,
+          ctx.executionId,
+          reason,
+          failure(),
+        );
+        err.cause = exc;
+        throw err;
+      } else if (name === "rollback") {
+        await call(() => rec.finish("rolled_back"));
+        const to = String(params.to ?? "last_consistent");
+        const err = new ExecutionRolledBack(
+          `step ${JSON.stringify(step.name)} failed (${describe(exc)}); the policy rolls execution ${JSON.stringify(ctx.executionId)} back to ${to}`,
+          ctx.executionId,
+          to,
+          failure(),
+        );
+        err.cause = exc;
+        throw err;
+      } else {
+        throw exc; // fail
+      }
+      endSpan(span);
+    } catch (e) {
+      endSpan(span, e);
+      throw e;
+    }
+  }
+}
+
+async function notify(rec: { payload(event: string): unknown; sendWebhooks(channels: string[], event: string): Promise<[string, string | null | undefined][]> }, event: string, channels: string[]): Promise<string | undefined> {
+  const problems: string[] = [];
+  const body = { ...(rec.payload(event) as Record<string, unknown>), channels } as Parameters<Notifier>[0];
+  for (const { fn, channels: only } of [...notifiers]) {
+    if (only !== undefined && channels.length > 0 && !channels.some((c) => only.has(c))) continue;
+    try {
+      await fn(body);
+    } catch (e) {
+      problems.push(`notifier ${fn.name || "(anonymous)"} threw ${describe(e)}`);
+    }
+  }
+  const sent = await call(() => rec.sendWebhooks(channels, event));
+  for (const [channel, err] of sent) if (err) problems.push(`webhook of ${JSON.stringify(channel)}: ${err}`);
+  return problems.length ? problems.join("; ") : undefined;
+}
+
+export interface ApplyPolicyOptions {
+  /** "global" (default), "workflow:NAME", "step:NAME" or "workflow:NAME/step:NAME". */
+  scope?: string;
+  /** Default: the `project` given to init(), else "default". */
+  tenant?: string;
+  /** File name shown in error messages. */
+  file?: string;
+  author?: string;
+}
+
+/** Validates a policy document (YAML or JSON text) and stores it as a new version. */
+export async function applyPolicy(text: string, options: ApplyPolicyOptions = {}): Promise<Record<string, unknown>> {
+  if (typeof text !== "string") throw new InvalidArgumentError("omium.applyPolicy(text): text must be the policy document as a string", "invalid_argument");
+  const { getConfig } = await import("./runtime");
+  const tenant = options.tenant ?? getConfig().project ?? "default";
+  return (await call(() => store().applyPolicy(tenant, options.scope ?? "global", text, options.file, options.author))) as Record<string, unknown>;
+}
+
+/** Policy versions of a tenant (and scope), or of every tenant. */
+export async function policyVersions(options: { tenant?: string; scope?: string } = {}): Promise<Record<string, unknown>[]> {
+  return (await call(() => store().policyVersions(options.tenant, options.scope))) as Record<string, unknown>[];
+}
+
+/** Failure records (type, step, actions taken, outcome), of one execution or all. */
+export async function failures(executionId?: string): Promise<Failure[]> {
+  return (await call(() => store().failures(executionId))) as Failure[];
+}
+
+/** MTTR, success rate, failures by type, retries per success; of one workflow or all. */
+export async function recoveryMetrics(workflow?: string): Promise<Record<string, unknown>> {
+  return (await call(() => store().recoveryMetrics(workflow))) as Record<string, unknown>;
+}

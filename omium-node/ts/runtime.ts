@@ -1,0 +1,114 @@
+/** The process-wide store handle and the per-task execution context (AsyncLocalStorage). */
+import { AsyncLocalStorage } from "node:async_hooks";
+import * as path from "node:path";
+
+import native = require("./native");
+import { type Codec, checkCodec, json } from "./codec";
+import { OmiumError, InvalidArgumentError, call, callSync } from "./errors";
+
+export type Durability = "sync" | "buffered" | "none";
+
+export interface InitOptions {
+  /** Store directory; default `$OMIUM_HOME`, else `./.omium`. */
+  path?: string;
+  /** Tenant of the executions (policies are applied per tenant); default "default". */
+  project?: string;
+  /** "sync" (default: fsync before a step returns), "buffered" or "none". */
+  durability?: Durability;
+  /** State codec; default JSON. */
+  codec?: Codec;
+  readOnly?: boolean;
+  /** Record spans of workflows, steps, checkpoints and recovery actions (default true). */
+  tracing?: boolean;
+}
+
+export interface Config {
+  store: native.Store;
+  project: string | undefined;
+  codec: Codec;
+  tracing: boolean;
+}
+
+/** The execution a task is running. */
+export interface ExecutionContext {
+  run: native.Run;
+  executionId: string;
+  codec: Codec;
+  workflow: string | undefined;
+  tenant: string;
+  /** Rollbacks a recovery policy made in this call of the workflow. */
+  rollbacks: number;
+  /** Counters of steps nested in a step, by the parent step's key. */
+  children: Map<string, number>;
+}
+
+/** What the async context carries: the execution, and the step and span running, if any. */
+export interface Scope {
+  ctx: ExecutionContext | undefined;
+  /** Key of the step whose body is running. */
+  stepKey: string | undefined;
+  /** The span that new spans are children of. */
+  span: { traceId: string; spanId: string; executionId: string } | undefined;
+}
+
+export const scope = new AsyncLocalStorage<Scope>();
+
+let config: Config | undefined;
+
+/** Opens the store this process records into; calling it again closes the previous one. */
+export async function init(options: InitOptions = {}): Promise<native.Store> {
+  if (options === null || typeof options !== "object") {
+    throw new InvalidArgumentError(`omium.init(options): expected an object, not ${options === null ? "null" : typeof options}`, "invalid_argument");
+  }
+  const dir = options.path ?? process.env.OMIUM_HOME ?? ".omium";
+  if (typeof dir !== "string" || dir === "") {
+    throw new InvalidArgumentError(`omium.init({ path }): expected a non-empty string, not ${JSON.stringify(dir)}`, "invalid_argument");
+  }
+  const durability = callSync(() => native.checkDurability(options.durability ?? "sync"));
+  const codec = options.codec === undefined ? json : checkCodec(options.codec, "omium.init({ codec })");
+  if (options.project !== undefined && typeof options.project !== "string") {
+    throw new InvalidArgumentError(`omium.init({ project }): expected a string, not ${typeof options.project}`, "invalid_argument");
+  }
+  // Re-opening the same directory closes it first (one writer per directory).
+  if (config !== undefined && path.resolve(config.store.path) === path.resolve(dir)) {
+    config.store.close();
+    config = undefined;
+  }
+  const store = await call(() => native.openStore(dir, { durability, readOnly: options.readOnly ?? false }));
+  if (config !== undefined) config.store.close();
+  config = { store, project: options.project, codec, tracing: options.tracing ?? true };
+  return store;
+}
+
+/** Closes the store opened by `init()`; recorded steps are already durable. */
+export async function shutdown(): Promise<void> {
+  const c = config;
+  if (c === undefined) return;
+  config = undefined;
+  if (!c.store.closed && !c.store.readOnly) await call(() => c.store.flushSpans());
+  c.store.close();
+}
+
+export function getConfig(): Config {
+  if (config === undefined) {
+    throw new OmiumError("omium is not initialised: call await omium.init({ path }) first (or set OMIUM_HOME)", "not_initialized");
+  }
+  return config;
+}
+
+export function store(): native.Store {
+  return getConfig().store;
+}
+
+export function isInitialized(): boolean {
+  return config !== undefined;
+}
+
+export function current(): ExecutionContext | undefined {
+  return scope.getStore()?.ctx;
+}
+
+/** The execution id of the running workflow or step, if any. */
+export function getExecutionId(): string | undefined {
+  return current()?.executionId;
+}

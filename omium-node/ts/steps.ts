@@ -1,0 +1,178 @@
+/**
+ * Durable steps: `checkpoint(name, fn, options)`.
+ *
+ * A step called inside a workflow takes the next position of the execution's journal when it
+ * is *called* (synchronously, before its first await, so `Promise.all` keeps call order). If
+ * the journal has a result at that position, it is decoded and returned and `fn` is not called;
+ * a different step name there is a `NonDeterminismError`. Otherwise `fn` runs (with retries and
+ * a timeout when asked), its postconditions and validators are checked, and only then is the
+ * result recorded. A step nested in another step is identified by its parent's position and
+ * its order inside the parent. Outside a workflow a step simply runs.
+ */
+import native = require("./native");
+import { type Codec, checkCodec, toPlain } from "./codec";
+import { ConditionError, ConditionFailed, InvalidArgumentError, StepTimeoutError, call, callSync } from "./errors";
+import * as recovery from "./recovery";
+import { type ExecutionContext, scope } from "./runtime";
+import { startSpan, endSpan, enabled as tracing, nowNs, Span } from "./trace";
+
+/** A CEL expression over `args` (and `result` for postconditions), or a function. */
+export type Condition<A extends unknown[], R = unknown> = string | ((...a: A) => boolean) | ((result: R) => boolean);
+
+export interface StepOptions<A extends unknown[], R> {
+  /** Checked before `fn` runs: CEL over `args`, or `(...args) => boolean`. */
+  preconditions?: (string | ((...args: A) => boolean | Promise<boolean>))[];
+  /** Checked on the result before it is recorded: CEL over `args` and `result`, or `(result) => boolean`. */
+  postconditions?: (string | ((result: R) => boolean | Promise<boolean>))[];
+  /** Retries on failure when no policy rule applies (exponential backoff from 50 ms). */
+  retries?: number;
+  /** Milliseconds; a step that runs longer fails with `StepTimeoutError` (nothing recorded). */
+  timeoutMs?: number;
+  /** An identity from the arguments, so concurrent steps match by key rather than by order. */
+  key?: (...args: A) => string;
+  /** The agent recorded on the checkpoint. */
+  agent?: string;
+  codec?: Codec;
+  /** Validators of the result: false or a string (the reason) flags a hallucination. */
+  validators?: ((result: R) => unknown)[];
+}
+
+interface Compiled {
+  text: string;
+  cel: native.Condition | undefined;
+  fn: ((...a: unknown[]) => unknown) | undefined;
+}
+
+function compile(spec: unknown, where: string): Compiled {
+  if (typeof spec === "string") return { text: spec, cel: callSync(() => new native.Condition(spec)), fn: undefined };
+  if (typeof spec === "function") return { text: spec.name || "(function)", cel: undefined, fn: spec as (...a: unknown[]) => unknown };
+  throw new InvalidArgumentError(`${where}: a condition must be a CEL expression string or a function, not ${spec === null ? "null" : typeof spec}`, "invalid_argument");
+}
+
+async function check(c: Compiled, step: string, kind: string, args: unknown[], hasResult: boolean, result?: unknown): Promise<void> {
+  let ok: unknown;
+  try {
+    if (c.fn !== undefined) ok = await (hasResult ? c.fn(result) : c.fn(...args));
+    else {
+      const vars: Record<string, unknown> = { args: toPlain(args) };
+      if (hasResult) vars.result = toPlain(result);
+      ok = c.cel!.evaluate(vars);
+    }
+  } catch (e) {
+    if (e instanceof ConditionFailed) throw e;
+    throw new ConditionError(`step ${JSON.stringify(step)}: ${kind} ${JSON.stringify(c.text)} could not be evaluated: ${(e as Error).message ?? e}`, "condition_error");
+  }
+  if (!ok) throw new ConditionFailed(`step ${JSON.stringify(step)}: ${kind} ${JSON.stringify(c.text)} does not hold; nothing was recorded`, "condition_failed");
+}
+
+async function withTimeout<R>(p: Promise<R>, timeoutMs: number | undefined, step: string): Promise<R> {
+  if (timeoutMs === undefined) return p;
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () => reject(new StepTimeoutError(`step ${JSON.stringify(step)} did not finish within ${timeoutMs} ms; nothing was recorded (the call is left to finish on its own)`, "step_timeout")),
+      timeoutMs,
+    );
+  });
+  try {
+    return await Promise.race([p, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** The journal position of a step called now: a top-level position, or parent/child key. */
+function position(ctx: ExecutionContext, stepKey: string | undefined, key: string | undefined): [number, string | undefined] {
+  if (stepKey === undefined) return [callSync(() => ctx.run.reserve()), key];
+  const n = ctx.children.get(stepKey) ?? 0;
+  ctx.children.set(stepKey, n + 1);
+  return [0, `${stepKey}/${key ?? n}`];
+}
+
+export type Step<A extends unknown[], R> = ((...args: A) => Promise<R>) & { readonly stepName: string };
+
+/**
+ * Makes `fn` a durable step named `name`: inside a workflow, its result is recorded once it
+ * returns and its postconditions hold, and a resumed run returns the recorded result instead of
+ * calling `fn` again.
+ */
+export function checkpoint<A extends unknown[], R>(name: string, fn: (...args: A) => R | Promise<R>, options: StepOptions<A, R> = {}): Step<A, Awaited<R>> {
+  if (typeof name !== "string" || name === "") throw new InvalidArgumentError(`omium.checkpoint(name, fn): name must be a non-empty string, not ${JSON.stringify(name)}`, "invalid_argument");
+  if (typeof fn !== "function") throw new InvalidArgumentError(`omium.checkpoint(${JSON.stringify(name)}, fn): fn must be a function, not ${fn === null ? "null" : typeof fn}`, "invalid_argument");
+  if (options === null || typeof options !== "object") throw new InvalidArgumentError(`omium.checkpoint(${JSON.stringify(name)}, fn, options): options must be an object`, "invalid_argument");
+  const where = `omium.checkpoint(${JSON.stringify(name)})`;
+  const retries = options.retries ?? 0;
+  if (!Number.isInteger(retries) || retries < 0) throw new InvalidArgumentError(`${where}: retries must be a non-negative integer, not ${JSON.stringify(retries)}`, "invalid_argument");
+  const timeoutMs = options.timeoutMs;
+  if (timeoutMs !== undefined && !(typeof timeoutMs === "number" && timeoutMs > 0 && Number.isFinite(timeoutMs))) {
+    throw new InvalidArgumentError(`${where}: timeoutMs must be a positive number of milliseconds, not ${JSON.stringify(timeoutMs)}`, "invalid_argument");
+  }
+  if (options.key !== undefined && typeof options.key !== "function") throw new InvalidArgumentError(`${where}: key must be a function of the step's arguments returning a string`, "invalid_argument");
+  const pre = (options.preconditions ?? []).map((c) => compile(c, `${where} preconditions`));
+  const post = (options.postconditions ?? []).map((c) => compile(c, `${where} postconditions`));
+  const ownCodec = options.codec === undefined ? undefined : checkCodec(options.codec, where);
+  const validators = (options.validators ?? []) as ((result: unknown) => unknown)[];
+  for (const v of validators) if (typeof v !== "function") throw new InvalidArgumentError(`${where}: validators must be functions`, "invalid_argument");
+
+  const attempt = async (args: unknown[]): Promise<unknown> => {
+    const result = await withTimeout(Promise.resolve().then(() => fn(...(args as A))), timeoutMs, name);
+    for (const c of post) await check(c, name, "postcondition", args, true, result);
+    await recovery.validate(name, result, validators);
+    return result;
+  };
+
+  const step = async function (this: unknown, ...args: A): Promise<Awaited<R>> {
+    // Everything up to the first await runs at call time: the position is taken here.
+    const s = scope.getStore();
+    const ctx = s?.ctx;
+    if (ctx === undefined) {
+      for (const c of pre) await check(c, name, "precondition", args, false);
+      return (await attempt(args)) as Awaited<R>;
+    }
+    let key: string | undefined;
+    if (options.key !== undefined) {
+      key = options.key(...args);
+      if (typeof key !== "string") throw new InvalidArgumentError(`step ${JSON.stringify(name)}: key(...) must return a string, not ${typeof key}`, "invalid_argument");
+    }
+    const [seq, stepKey] = position(ctx, s!.stepKey, key);
+    const codec = ownCodec ?? ctx.codec;
+    const hit = await call(() => ctx.run.recorded(seq, name, stepKey));
+    if (hit !== null) return codec.decode(hit.state) as Awaited<R>;
+    for (const c of pre) await check(c, name, "precondition", args, false);
+    const span = startSpan(name, "step", { agent: options.agent, attributes: { "omium.step": name, "omium.seq": seq, "omium.key": stepKey } });
+    const inner = { ctx, stepKey: stepKey ?? String(seq), span: span ? span.scope().span : s!.span };
+    try {
+      const result = await scope.run(inner, async () => {
+        try {
+          return await attempt(args);
+        } catch (e) {
+          if (!recovery.recoverable(e)) throw e;
+          return recovery.handle({ name, agent: options.agent, retries }, ctx, seq, stepKey, args, e, attempt);
+        }
+      });
+      const data = codec.encode(result);
+      const started = nowNs();
+      const id = await call(() => 
+        ctx.run.record(seq, name, data, {
+          key: stepKey,
+          agent: options.agent,
+          preconditions: pre.map((c) => [c.text, true] as [string, boolean]),
+          postconditions: post.map((c) => [c.text, true] as [string, boolean]),
+        }),
+      );
+      if (span !== undefined && tracing()) {
+        span.setAttribute("omium.checkpoint_id", id);
+        const attributes = { "omium.checkpoint_id": id, "omium.seq": seq, "omium.state_bytes": data.length };
+        scope.run(inner, () => new Span(`checkpoint ${name}`, "checkpoint", { agent: options.agent, startNs: started, attributes })).end();
+      }
+      endSpan(span);
+      return result as Awaited<R>;
+    } catch (e) {
+      endSpan(span, e);
+      throw e;
+    }
+  };
+  Object.defineProperty(step, "name", { value: fn.name || name });
+  Object.defineProperty(step, "stepName", { value: name });
+  return step as Step<A, Awaited<R>>;
+}
