@@ -53,6 +53,7 @@ node: deps
 
 test-node: node
 	cd omium-node && npm test && npm run test:langgraph
+	node examples/node/onboarding.mjs >/dev/null
 
 test-rust:
 	$(CARGO) test --workspace

@@ -23,4 +23,15 @@ if [ -n "$need_apt" ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $need_apt >/dev/null
 fi
 
+# The npm package (omium-node/) needs Node 20 or newer with npm; Debian's own nodejs may be
+# older, so an unsuitable one is reported rather than replaced behind the user's back.
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+  echo "ensure-deps: Node.js 20+ with npm is needed for omium-node/ (https://nodejs.org or your distribution's nodejs 20+)" >&2
+  exit 1
+fi
+if [ "$(node -p 'process.versions.node.split(".")[0]')" -lt 20 ]; then
+  echo "ensure-deps: Node.js $(node --version) is too old for omium-node/; install Node 20 or newer" >&2
+  exit 1
+fi
+
 rustup component list --installed 2>/dev/null | grep -q clippy || rustup component add clippy rustfmt 2>/dev/null || true
