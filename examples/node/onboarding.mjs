@@ -107,6 +107,6 @@ if (process.argv[2] === "--worker") {
   const offer = await onboard.run(CUSTOMER, { executionId: EXECUTION });
   console.log(`    re-run done: ${offer.product}; LLM spend $${spent.usd.toFixed(3)} in ${spent.calls} calls`);
   const report = await omium.verify();
-  console.log(`\nverify: ${report.ok ? "ok" : report.problems.join("; ")} (${report.checkpoints} checkpoints, ${report.auditEntries} audit entries)`);
+  console.log(`\nverify: ${report.ok ? "ok" : report.problems.map((p) => p.error).join("; ")} (${report.checkpoints} checkpoints, ${report.audit.entries} audit entries)`);
   await omium.shutdown();
 }

@@ -39,6 +39,7 @@ mod commit;
 pub mod error;
 pub mod execution;
 pub mod expr;
+pub mod json;
 pub mod policy;
 pub mod recovery;
 pub mod store;

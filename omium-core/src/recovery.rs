@@ -100,6 +100,18 @@ pub struct FailureRecord {
     pub resolved_at_ms: Option<u64>,
 }
 
+/// The retry a step's own `retries` option asks for, used when no policy rule applies: up to
+/// `retries` more attempts, exponential from 50 ms, capped at 2 s, no jitter.
+pub fn step_retry(retries: u32) -> Option<crate::policy::RetryAction> {
+    (retries > 0).then(|| crate::policy::RetryAction {
+        max_attempts: retries + 1,
+        initial_delay: crate::policy::Dur::millis(50),
+        max_delay: crate::policy::Dur::millis(2000),
+        jitter: crate::policy::Jitter::None,
+        ..crate::policy::RetryAction::default()
+    })
+}
+
 /// What a binding knows of a failure when it happens.
 #[derive(Clone, Debug, Default)]
 pub struct FailureInput {

@@ -1,88 +1,12 @@
-//! The JSON documents C receives. Field names are the Rust API's (as in the CLI's `--json`
-//! views); times are Unix milliseconds (`*_ms`), checksums lower-case hex, and state bytes are
-//! never included (read them with `omium_store_read_state`).
+//! The JSON documents C receives (`omium_core::json`, the Rust API's field names, as in the
+//! CLI's `--json` views), as caller-owned buffers.
 
-use omium_core::{CheckResult, Checkpoint, Execution, StateRef, VerifyReport};
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use crate::buffer::omium_buffer;
 
+pub(crate) use omium_core::json::{checkpoint, checkpoints, execution, executions, verify_report};
+
 pub(crate) fn buffer(v: &Value) -> omium_buffer {
     omium_buffer::from_vec(v.to_string().into_bytes())
-}
-
-fn checks(list: &[CheckResult]) -> Value {
-    list.iter()
-        .map(|r| json!({"expression": r.expression, "passed": r.passed}))
-        .collect()
-}
-
-pub(crate) fn checkpoint(c: &Checkpoint) -> Value {
-    let (storage, chunks) = match &c.state {
-        StateRef::Inline(_) => ("inline", 0),
-        StateRef::Chunked(m) => ("chunked", m.chunks.len()),
-    };
-    json!({
-        "id": c.id.to_string(),
-        "execution_id": c.execution_id,
-        "agent": c.agent,
-        "name": c.name,
-        "kind": c.kind.as_str(),
-        "parent": c.parent.map(|p| p.to_string()),
-        "seq": c.seq,
-        "global_seq": c.global_seq,
-        "key": c.key,
-        "checksum": omium_core::hex(&c.checksum),
-        "raw_size": c.raw_size,
-        "stored_size": c.stored_size,
-        "storage": storage,
-        "chunks": chunks,
-        "checks_passed": c.checks.passed(),
-        "checks": {
-            "preconditions": checks(&c.checks.preconditions),
-            "postconditions": checks(&c.checks.postconditions),
-        },
-        "metadata": c.metadata,
-        "created_at_ms": c.created_at_ms,
-    })
-}
-
-pub(crate) fn checkpoints(list: &[Checkpoint]) -> Value {
-    list.iter().map(checkpoint).collect()
-}
-
-pub(crate) fn execution(e: &Execution) -> Value {
-    json!({
-        "id": e.id,
-        "workflow": e.workflow,
-        "tenant": e.tenant,
-        "status": e.status.as_str(),
-        "head": e.head.map(|h| h.to_string()),
-        "error": e.error,
-        "attempts": e.attempts,
-        "lease_owner": e.lease.as_ref().map(|l| l.owner.as_str()),
-        "lease_expires_at_ms": e.lease.as_ref().map(|l| l.expires_at_ms),
-        "labels": e.labels,
-        "checkpoint_count": e.checkpoint_count,
-        "has_input": e.has_input,
-        "has_output": e.has_output,
-        "created_at_ms": e.created_at_ms,
-        "updated_at_ms": e.updated_at_ms,
-    })
-}
-
-pub(crate) fn executions(list: &[Execution]) -> Value {
-    list.iter().map(execution).collect()
-}
-
-/// `{"ok", "executions", "checkpoints", "problems": [{"execution", "checkpoint", "error"}],
-/// "audit": {"entries", "problems"}}`, as `omium verify --json` prints it.
-pub(crate) fn verify_report(r: &VerifyReport) -> Value {
-    json!({
-        "ok": r.ok(),
-        "executions": r.executions,
-        "checkpoints": r.checkpoints,
-        "problems": r.problems,
-        "audit": r.audit,
-    })
 }

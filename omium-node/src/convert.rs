@@ -1,7 +1,7 @@
 //! Errors and records: core values to the plain objects JS sees.
 
 use napi::bindgen_prelude::*;
-use omium_core::{Checkpoint, Execution, VerifyReport};
+use omium_core::{json, Checkpoint, Execution, VerifyReport};
 use serde_json::{json, Value};
 
 /// Marks the JSON details a policy error carries after its message.
@@ -37,80 +37,61 @@ pub async fn blocking<T: Send + 'static>(
         .map_err(err)
 }
 
+/// `snake_case` keys of a core document as JS's `camelCase`, recursively, except inside
+/// user maps (`metadata`, `labels`), whose keys are the user's.
+pub fn camel(v: Value) -> Value {
+    match v {
+        Value::Object(m) => Value::Object(
+            m.into_iter()
+                .map(|(k, v)| {
+                    let v = if k == "metadata" || k == "labels" {
+                        v
+                    } else {
+                        camel(v)
+                    };
+                    (camel_key(&k), v)
+                })
+                .collect(),
+        ),
+        Value::Array(a) => Value::Array(a.into_iter().map(camel).collect()),
+        other => other,
+    }
+}
+
+fn camel_key(k: &str) -> String {
+    let mut out = String::with_capacity(k.len());
+    let mut up = false;
+    for ch in k.chars() {
+        if ch == '_' {
+            up = true;
+        } else if up {
+            out.extend(ch.to_uppercase());
+            up = false;
+        } else {
+            out.push(ch);
+        }
+    }
+    out
+}
+
 pub fn checkpoint(c: &Checkpoint) -> Value {
-    let checks = |list: &[omium_core::CheckResult]| -> Vec<Value> {
-        list.iter()
-            .map(|r| json!([r.expression, r.passed]))
-            .collect()
-    };
-    json!({
-        "id": c.id.to_string(),
-        "executionId": c.execution_id,
-        "agent": c.agent,
-        "name": c.name,
-        "kind": c.kind.as_str(),
-        "parent": c.parent.map(|p| p.to_string()),
-        "seq": c.seq,
-        "globalSeq": c.global_seq,
-        "key": c.key,
-        "checksum": omium_core::hex(&c.checksum),
-        "rawSize": c.raw_size,
-        "storedSize": c.stored_size,
-        "checksPassed": c.checks.passed(),
-        "preconditions": checks(&c.checks.preconditions),
-        "postconditions": checks(&c.checks.postconditions),
-        "metadata": c.metadata,
-        "createdAtMs": c.created_at_ms,
-    })
+    camel(json::checkpoint(c))
 }
 
 pub fn checkpoints(list: &[Checkpoint]) -> Value {
-    Value::Array(list.iter().map(checkpoint).collect())
+    camel(json::checkpoints(list))
 }
 
 pub fn execution(e: &Execution) -> Value {
-    json!({
-        "id": e.id,
-        "workflow": e.workflow,
-        "tenant": e.tenant,
-        "status": e.status.as_str(),
-        "head": e.head.map(|h| h.to_string()),
-        "error": e.error,
-        "attempts": e.attempts,
-        "leaseOwner": e.lease.as_ref().map(|l| l.owner.clone()),
-        "leaseExpiresAtMs": e.lease.as_ref().map(|l| l.expires_at_ms),
-        "labels": e.labels,
-        "checkpointCount": e.checkpoint_count,
-        "createdAtMs": e.created_at_ms,
-        "updatedAtMs": e.updated_at_ms,
-    })
+    camel(json::execution(e))
 }
 
 pub fn executions(list: &[Execution]) -> Value {
-    Value::Array(list.iter().map(execution).collect())
+    camel(json::executions(list))
 }
 
 pub fn verify_report(r: &VerifyReport) -> Value {
-    let problems: Vec<String> = r
-        .problems
-        .iter()
-        .map(|p| {
-            format!(
-                "execution {:?} checkpoint {}: {}",
-                p.execution,
-                p.checkpoint.as_deref().unwrap_or("-"),
-                p.error
-            )
-        })
-        .chain(r.audit.problems.iter().cloned())
-        .collect();
-    json!({
-        "ok": r.ok(),
-        "executions": r.executions,
-        "checkpoints": r.checkpoints,
-        "auditEntries": r.audit.entries,
-        "problems": problems,
-    })
+    camel(json::verify_report(r))
 }
 
 /// Any serializable core record, as is (snake_case keys, as the CLI's `--json` prints them).

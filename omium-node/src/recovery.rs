@@ -6,22 +6,10 @@ use std::sync::{Arc, Mutex};
 
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
-use omium_core::policy::{self, RetryAction};
 use omium_core::recovery::Directive as CoreDirective;
 use serde_json::{json, Value};
 
 use crate::convert::{coded, record};
-
-/// The retry a step's own `retries` option asks for (used when no policy rule applies).
-pub fn step_retry(retries: u32) -> Option<RetryAction> {
-    (retries > 0).then(|| RetryAction {
-        max_attempts: retries + 1,
-        initial_delay: policy::Dur::millis(50),
-        max_delay: policy::Dur::millis(2000),
-        jitter: policy::Jitter::None,
-        ..RetryAction::default()
-    })
-}
 
 #[napi(object)]
 pub struct Directive {

@@ -94,18 +94,15 @@ pub async fn open_store(path: String, options: Option<OpenStoreOptions>) -> Resu
     let create = options.create.unwrap_or(true);
     let p = path.clone();
     let store = blocking(move || {
-        if read_only {
-            omium_core::Store::open_read_only(&p)
-        } else {
-            omium_core::Store::open_with(
-                &p,
-                OpenOptions {
-                    durability: d,
-                    create,
-                    ..OpenOptions::default()
-                },
-            )
-        }
+        omium_core::Store::open_with(
+            &p,
+            OpenOptions {
+                durability: d,
+                create: create && !read_only,
+                read_only,
+                ..OpenOptions::default()
+            },
+        )
     })
     .await?;
     Ok(Store {
@@ -457,7 +454,7 @@ impl Store {
             kind,
             error_classes: failure.error_classes,
             message: failure.message,
-            step_retry: crate::recovery::step_retry(failure.retries.unwrap_or(0)),
+            step_retry: omium_core::recovery::step_retry(failure.retries.unwrap_or(0)),
             rollbacks_so_far: failure.rollbacks_so_far.unwrap_or(0),
         };
         let r = blocking(move || {

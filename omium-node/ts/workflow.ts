@@ -32,9 +32,11 @@ export interface CheckpointInfo {
   checksum: string;
   rawSize: number;
   storedSize: number;
+  /** "inline" (small states) or "chunked" (content-addressed chunks). */
+  storage: "inline" | "chunked";
+  chunks: number;
   checksPassed: boolean;
-  preconditions: [string, boolean][];
-  postconditions: [string, boolean][];
+  checks: { preconditions: { expression: string; passed: boolean }[]; postconditions: { expression: string; passed: boolean }[] };
   metadata: Record<string, string>;
   createdAt: Date;
   /** The decoded state of this checkpoint (verified against its checksum). */
@@ -53,6 +55,8 @@ export interface ExecutionInfo {
   leaseExpiresAt: Date | null;
   labels: Record<string, string>;
   checkpointCount: number;
+  hasInput: boolean;
+  hasOutput: boolean;
   createdAt: Date;
   updatedAt: Date;
 }
@@ -61,8 +65,10 @@ export interface VerifyReport {
   ok: boolean;
   executions: number;
   checkpoints: number;
-  auditEntries: number;
-  problems: string[];
+  /** What does not verify, each naming the execution and checkpoint. */
+  problems: { execution: string; checkpoint: string | null; error: string }[];
+  /** The audit chain: its length and every break found. */
+  audit: { entries: number; problems: string[] };
 }
 
 type Raw = Record<string, unknown>;

@@ -4,7 +4,7 @@
 
 use std::sync::Mutex;
 
-use omium_core::policy::{self, Problem, RetryAction, Trigger};
+use omium_core::policy::{self, Problem, Trigger};
 use omium_core::recovery::Directive;
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
@@ -72,16 +72,6 @@ pub fn check_failure_type(name: &str) -> PyResult<&'static str> {
 
 /// The step-level retry (`retries=N`): N retries after the first attempt, exponential from
 /// 50 ms, doubling, capped at 2 s, no jitter.
-pub fn step_retry(retries: u32) -> Option<RetryAction> {
-    (retries > 0).then(|| RetryAction {
-        max_attempts: retries + 1,
-        initial_delay: policy::Dur::millis(50),
-        max_delay: policy::Dur::millis(2000),
-        jitter: policy::Jitter::None,
-        ..RetryAction::default()
-    })
-}
-
 /// The handling of one failure. Python asks `next_directive()`, carries it out and reports.
 #[pyclass(module = "omium._omium")]
 pub struct Recovery {

@@ -459,7 +459,7 @@ impl Store {
             kind,
             error_classes,
             message,
-            step_retry: recovery::step_retry(retries),
+            step_retry: omium_core::recovery::step_retry(retries),
             rollbacks_so_far,
         };
         let r = py

@@ -1,0 +1,87 @@
+//! JSON documents of executions, checkpoints and verify reports, for the bindings that hand
+//! records over as JSON (C) or as plain objects (Node). Field names are the Rust API's; times
+//! are Unix milliseconds (`*_ms`), checksums lower-case hex; state bytes are never included.
+
+use serde_json::{json, Value};
+
+use crate::{CheckResult, Checkpoint, Execution, StateRef, VerifyReport};
+
+fn checks(list: &[CheckResult]) -> Value {
+    list.iter()
+        .map(|r| json!({"expression": r.expression, "passed": r.passed}))
+        .collect()
+}
+
+/// A checkpoint's metadata (its state is read separately).
+pub fn checkpoint(c: &Checkpoint) -> Value {
+    let (storage, chunks) = match &c.state {
+        StateRef::Inline(_) => ("inline", 0),
+        StateRef::Chunked(m) => ("chunked", m.chunks.len()),
+    };
+    json!({
+        "id": c.id.to_string(),
+        "execution_id": c.execution_id,
+        "agent": c.agent,
+        "name": c.name,
+        "kind": c.kind.as_str(),
+        "parent": c.parent.map(|p| p.to_string()),
+        "seq": c.seq,
+        "global_seq": c.global_seq,
+        "key": c.key,
+        "checksum": crate::hex(&c.checksum),
+        "raw_size": c.raw_size,
+        "stored_size": c.stored_size,
+        "storage": storage,
+        "chunks": chunks,
+        "checks_passed": c.checks.passed(),
+        "checks": {
+            "preconditions": checks(&c.checks.preconditions),
+            "postconditions": checks(&c.checks.postconditions),
+        },
+        "metadata": c.metadata,
+        "created_at_ms": c.created_at_ms,
+    })
+}
+
+/// A list of [`checkpoint`] documents.
+pub fn checkpoints(list: &[Checkpoint]) -> Value {
+    list.iter().map(checkpoint).collect()
+}
+
+/// An execution: status, head, lease, labels, counts and times.
+pub fn execution(e: &Execution) -> Value {
+    json!({
+        "id": e.id,
+        "workflow": e.workflow,
+        "tenant": e.tenant,
+        "status": e.status.as_str(),
+        "head": e.head.map(|h| h.to_string()),
+        "error": e.error,
+        "attempts": e.attempts,
+        "lease_owner": e.lease.as_ref().map(|l| l.owner.as_str()),
+        "lease_expires_at_ms": e.lease.as_ref().map(|l| l.expires_at_ms),
+        "labels": e.labels,
+        "checkpoint_count": e.checkpoint_count,
+        "has_input": e.has_input,
+        "has_output": e.has_output,
+        "created_at_ms": e.created_at_ms,
+        "updated_at_ms": e.updated_at_ms,
+    })
+}
+
+/// A list of [`execution`] documents.
+pub fn executions(list: &[Execution]) -> Value {
+    list.iter().map(execution).collect()
+}
+
+/// `{"ok", "executions", "checkpoints", "problems": [{"execution", "checkpoint", "error"}],
+/// "audit": {"entries", "problems"}}`, as `omium verify --json` prints it.
+pub fn verify_report(r: &VerifyReport) -> Value {
+    json!({
+        "ok": r.ok(),
+        "executions": r.executions,
+        "checkpoints": r.checkpoints,
+        "problems": r.problems,
+        "audit": r.audit,
+    })
+}
