@@ -42,6 +42,56 @@ fn checks(list: Option<Vec<(String, bool)>>) -> Vec<CheckResult> {
         .collect()
 }
 
+fn record_args(
+    seq: i64,
+    options: Option<RecordOptions>,
+) -> Result<(u64, CheckpointKind, RecordOptions)> {
+    let seq = u64::try_from(seq)
+        .map_err(|_| coded("invalid_argument", format!("seq must be >= 0, not {seq}")))?;
+    let o = options.unwrap_or(RecordOptions {
+        key: None,
+        agent: None,
+        kind: None,
+        preconditions: None,
+        postconditions: None,
+        metadata: None,
+    });
+    let kind = match o.kind.as_deref().unwrap_or("step") {
+        "step" => CheckpointKind::Step,
+        "snapshot" => CheckpointKind::Snapshot,
+        other => {
+            return Err(coded(
+                "invalid_argument",
+                format!("kind must be \"step\" or \"snapshot\", not {other:?}"),
+            ))
+        }
+    };
+    Ok((seq, kind, o))
+}
+
+fn record(
+    run: &omium_core::Run,
+    seq: u64,
+    name: &str,
+    state: &[u8],
+    kind: CheckpointKind,
+    o: RecordOptions,
+) -> omium_core::Result<String> {
+    let new = NewCheckpoint {
+        name,
+        agent: o.agent.as_deref(),
+        kind,
+        key: o.key.as_deref(),
+        state,
+        checks: Checks {
+            preconditions: checks(o.preconditions),
+            postconditions: checks(o.postconditions),
+        },
+        metadata: o.metadata.unwrap_or_default(),
+    };
+    run.record(seq, new).map(|c| c.id.to_string())
+}
+
 impl Run {
     pub fn new(run: omium_core::Run) -> Run {
         let execution_id = run.execution_id().to_string();
@@ -78,6 +128,20 @@ impl Run {
         Ok(self.get()?.reserve() as i64)
     }
 
+    /// Whether a step is recorded at `seq` (or `key`): a lookup in the run's in-memory journal,
+    /// so a live step pays no trip to a worker thread. A different step name there is a
+    /// `non_determinism` error naming both.
+    #[napi]
+    pub fn is_recorded(&self, seq: i64, name: String, key: Option<String>) -> Result<bool> {
+        let seq = u64::try_from(seq)
+            .map_err(|_| coded("invalid_argument", format!("seq must be >= 0, not {seq}")))?;
+        let found = self
+            .get()?
+            .recorded(seq, &name, key.as_deref())
+            .map_err(crate::convert::err)?;
+        Ok(found.is_some())
+    }
+
     /// The recorded step at `seq` (or `key`) with its state, else null. A different step name
     /// there is a `non_determinism` error naming both.
     #[napi]
@@ -104,7 +168,7 @@ impl Run {
         }))
     }
 
-    /// Records a step's result at `seq`; returns the checkpoint id.
+    /// Records a step's result at `seq` on a worker thread; returns the checkpoint id.
     #[napi]
     pub async fn record(
         &self,
@@ -114,43 +178,25 @@ impl Run {
         options: Option<RecordOptions>,
     ) -> Result<String> {
         let run = self.get()?;
-        let seq = u64::try_from(seq)
-            .map_err(|_| coded("invalid_argument", format!("seq must be >= 0, not {seq}")))?;
-        let o = options.unwrap_or(RecordOptions {
-            key: None,
-            agent: None,
-            kind: None,
-            preconditions: None,
-            postconditions: None,
-            metadata: None,
-        });
-        let kind = match o.kind.as_deref().unwrap_or("step") {
-            "step" => CheckpointKind::Step,
-            "snapshot" => CheckpointKind::Snapshot,
-            other => {
-                return Err(coded(
-                    "invalid_argument",
-                    format!("kind must be \"step\" or \"snapshot\", not {other:?}"),
-                ))
-            }
-        };
+        let (seq, kind, o) = record_args(seq, options)?;
         let state = state.to_vec();
-        blocking(move || {
-            let new = NewCheckpoint {
-                name: &name,
-                agent: o.agent.as_deref(),
-                kind,
-                key: o.key.as_deref(),
-                state: &state,
-                checks: Checks {
-                    preconditions: checks(o.preconditions),
-                    postconditions: checks(o.postconditions),
-                },
-                metadata: o.metadata.unwrap_or_default(),
-            };
-            run.record(seq, new).map(|c| c.id.to_string())
-        })
-        .await
+        blocking(move || record(&run, seq, &name, &state, kind, o)).await
+    }
+
+    /// Records a step's result at `seq` on the calling thread: for `buffered` and `none`
+    /// durability, where the write does not wait for an fsync and costs less than the trip to a
+    /// worker thread.
+    #[napi]
+    pub fn record_now(
+        &self,
+        seq: i64,
+        name: String,
+        state: Buffer,
+        options: Option<RecordOptions>,
+    ) -> Result<String> {
+        let run = self.get()?;
+        let (seq, kind, o) = record_args(seq, options)?;
+        record(&run, seq, &name, &state, kind, o).map_err(crate::convert::err)
     }
 
     #[napi]

@@ -40,6 +40,8 @@ export interface ExecutionContext {
   rollbacks: number;
   /** Counters of steps nested in a step, by the parent step's key. */
   children: Map<string, number>;
+  /** The store writes with `sync` durability: records wait for an fsync, off the JS thread. */
+  waitsForFsync: boolean;
 }
 
 /** What the async context carries: the execution, and the step and span running, if any. */

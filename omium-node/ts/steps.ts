@@ -136,8 +136,11 @@ export function checkpoint<A extends unknown[], R>(name: string, fn: (...args: A
     }
     const [seq, stepKey] = position(ctx, s!.stepKey, key);
     const codec = ownCodec ?? ctx.codec;
-    const hit = await call(() => ctx.run.recorded(seq, name, stepKey));
-    if (hit !== null) return codec.decode(hit.state) as Awaited<R>;
+    // The journal lookup is in memory (synchronous); only a hit reads the state, off-thread.
+    if (callSync(() => ctx.run.isRecorded(seq, name, stepKey))) {
+      const hit = await call(() => ctx.run.recorded(seq, name, stepKey));
+      if (hit !== null) return codec.decode(hit.state) as Awaited<R>;
+    }
     for (const c of pre) await check(c, name, "precondition", args, false);
     const span = startSpan(name, "step", { agent: options.agent, attributes: { "omium.step": name, "omium.seq": seq, "omium.key": stepKey } });
     const inner = { ctx, stepKey: stepKey ?? String(seq), span: span ? span.scope().span : s!.span };
@@ -152,14 +155,16 @@ export function checkpoint<A extends unknown[], R>(name: string, fn: (...args: A
       });
       const data = codec.encode(result);
       const started = nowNs();
-      const id = await call(() => 
-        ctx.run.record(seq, name, data, {
-          key: stepKey,
-          agent: options.agent,
-          preconditions: pre.map((c) => [c.text, true] as [string, boolean]),
-          postconditions: post.map((c) => [c.text, true] as [string, boolean]),
-        }),
-      );
+      const recordOptions = {
+        key: stepKey,
+        agent: options.agent,
+        preconditions: pre.map((c) => [c.text, true] as [string, boolean]),
+        postconditions: post.map((c) => [c.text, true] as [string, boolean]),
+      };
+      // A write that waits for an fsync goes to a worker thread; a buffered one is made here.
+      const id = ctx.waitsForFsync
+        ? await call(() => ctx.run.record(seq, name, data, recordOptions))
+        : callSync(() => ctx.run.recordNow(seq, name, data, recordOptions));
       if (span !== undefined && tracing()) {
         span.setAttribute("omium.checkpoint_id", id);
         const attributes = { "omium.checkpoint_id": id, "omium.seq": seq, "omium.state_bytes": data.length };

@@ -153,7 +153,16 @@ export class Workflow<I, O> {
       }
       const cfg = getConfig();
       const run = await call(() => s.begin(executionId, { workflow: this.name, tenant: cfg.project ?? "default", input: inputBytes, labels }));
-      const ctx: ExecutionContext = { run, executionId, codec, workflow: this.name, tenant: cfg.project ?? "default", rollbacks, children: new Map() };
+      const ctx: ExecutionContext = {
+        run,
+        executionId,
+        codec,
+        workflow: this.name,
+        tenant: cfg.project ?? "default",
+        rollbacks,
+        children: new Map(),
+        waitsForFsync: s.durability === "sync",
+      };
       const span = startSpan(this.name, "workflow", { executionId, attributes: { "omium.workflow": this.name, "omium.execution_id": executionId } });
       try {
         const result = await scope.run({ ctx, stepKey: undefined, span: span?.scope().span }, () => this.fn(input));
