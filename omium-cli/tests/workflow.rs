@@ -24,13 +24,13 @@ fn validate_accepts_the_issue_document_and_names_every_problem() {
     assert_eq!(out.code, 1);
     let text = out.text();
     assert!(
-        text.contains(&format!("{bad}:11:14: flow[1].inputs[0]: input \"kyc_scor\" of step 2 is produced by no step and is not a workflow input")),
+        text.contains(&format!("{bad}:12:14: flow[1].inputs[0]: input \"kyc_scor\" of step 2 is produced by no step and is not a workflow input")),
         "{text}"
     );
     assert!(text.contains("did you mean \"kyc_score\"?"), "{text}");
     let v = ctx.json(&["workflow", "validate", &bad]).json();
     assert_eq!(v[0]["ok"], false);
-    assert_eq!(v[0]["problems"][0]["line"], 11);
+    assert_eq!(v[0]["problems"][0]["line"], 12);
     assert_eq!(v[0]["problems"][0]["column"], 14);
     assert_eq!(v[0]["problems"][0]["suggestion"], "kyc_score");
 }

@@ -94,7 +94,8 @@ fn plans_put_independent_steps_on_one_level() {
     assert_eq!(plan.levels, [vec!["a", "b", "c"], vec!["join"]]);
 }
 
-/// Every file of `tests/workflows/broken/` starts with `# expect: <message>` lines; each is a
+/// Every file of `tests/workflows/broken/` ends with `# expect: <message>` lines (at the end, so
+/// they do not move the lines the messages name); each is a
 /// problem reported for it (without the file name).
 #[test]
 fn broken_documents_are_rejected_with_their_messages() {

@@ -291,7 +291,11 @@ impl Validator<'_> {
     }
 
     fn choice(&mut self, path: &[&str], message: String, value: &str, choices: &[&str]) {
-        let suggestion = did_you_mean(value, choices);
+        // A number near another number is no hint (`^7` is not a typo of `^1`).
+        let numeric = value.chars().all(|c| c.is_ascii_digit());
+        let suggestion = (!numeric)
+            .then(|| did_you_mean(value, choices))
+            .flatten();
         let p = self.problem(path, message);
         p.value = Some(value.to_string());
         p.suggestion = suggestion;
