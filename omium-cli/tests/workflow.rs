@@ -79,7 +79,10 @@ fn templates_are_listed_cloned_and_run() {
     let dest_s = dest.display().to_string();
     ctx.run(&["workflow", "new", "kyc", &dest_s]).ok();
     let err = ctx.run(&["workflow", "new", "kyc", &dest_s]).failed();
-    assert!(err.contains("exists; choose another file or pass --force"), "{err}");
+    assert!(
+        err.contains("exists; choose another file or pass --force"),
+        "{err}"
+    );
     let err = ctx.run(&["workflow", "new", "kyx"]).failed();
     assert!(err.contains("did you mean \"kyc\"?"), "{err}");
 
@@ -134,7 +137,10 @@ fn templates_are_listed_cloned_and_run() {
         ])
         .ok()
         .text();
-    assert!(run.starts_with("execution cust-2 of workflow kyc: completed\n"), "{run}");
+    assert!(
+        run.starts_with("execution cust-2 of workflow kyc: completed\n"),
+        "{run}"
+    );
     assert!(run.contains("\"review_ticket\":\"REVIEW-60\""), "{run}");
 }
 
@@ -158,7 +164,13 @@ fn run_names_missing_inputs_unavailable_runtimes_and_failed_steps() {
     c.env("OMIUM_CONTAINER_RUNTIME", "/nonexistent/docker")
         .arg("--store")
         .arg(&ctx.store)
-        .args(["workflow", "run", &spec.display().to_string(), "--input", "x=1"]);
+        .args([
+            "workflow",
+            "run",
+            &spec.display().to_string(),
+            "--input",
+            "x=1",
+        ]);
     let err = ctx.exec(c).failed();
     assert_eq!(
         err,

@@ -125,7 +125,10 @@ fn broken_documents_are_rejected_with_their_messages() {
                 "{} expects:\n{}\nbut reports:\n{}",
                 f.display(),
                 expected.join("\n"),
-                got.iter().map(|g| format!("# expect: {g}")).collect::<Vec<_>>().join("\n")
+                got.iter()
+                    .map(|g| format!("# expect: {g}"))
+                    .collect::<Vec<_>>()
+                    .join("\n")
             ));
         }
     }
@@ -142,7 +145,10 @@ fn independent_steps_run_at_once_and_the_join_waits() {
         "p1",
         json!({"n": 1}),
         vec![
-            ("worker", agent(&calls, 300, |i| json!({"a": i["n"], "b": 2, "c": 3}))),
+            (
+                "worker",
+                agent(&calls, 300, |i| json!({"a": i["n"], "b": 2, "c": 3})),
+            ),
             ("joiner", agent(&calls, 0, |i| json!({"total": i.len()}))),
         ],
     );
@@ -179,7 +185,10 @@ fn concurrency_limit_is_respected() {
             "p2",
             json!({"n": 1}),
             vec![
-                ("worker", agent(&calls, 100, |_| json!({"a": 1, "b": 2, "c": 3}))),
+                (
+                    "worker",
+                    agent(&calls, 100, |_| json!({"a": 1, "b": 2, "c": 3})),
+                ),
                 ("joiner", agent(&calls, 0, |_| json!({"total": 0}))),
             ],
         ),
@@ -229,13 +238,35 @@ fn a_false_condition_skips_its_branch() {
     let store = Store::open(dir.path()).unwrap();
     let spec = workflow::parse(BRANCHES, None).unwrap();
     let calls: Calls = Default::default();
-    let a = agent(&calls, 0, |i| {
-        json!({"big": i["amount"].as_i64().unwrap_or(0) > 1000, "review": "r", "letter": "l", "sent": true})
-    });
-    let report = workflow::run(&store, &spec, options("b1", json!({"amount": 50}), vec![("a", a)])).unwrap();
-    let outcome: Vec<(&str, &str)> = report.steps.iter().map(|s| (s.id.as_str(), s.outcome.as_str())).collect();
-    assert_eq!(outcome, [("check", "ran"), ("review", "skipped"), ("after_review", "skipped"), ("notify", "ran")]);
-    assert_eq!(report.steps[1].reason.as_deref(), Some("its condition `big` is false"));
+    let a = agent(
+        &calls,
+        0,
+        |i| json!({"big": i["amount"].as_i64().unwrap_or(0) > 1000, "review": "r", "letter": "l", "sent": true}),
+    );
+    let report = workflow::run(
+        &store,
+        &spec,
+        options("b1", json!({"amount": 50}), vec![("a", a)]),
+    )
+    .unwrap();
+    let outcome: Vec<(&str, &str)> = report
+        .steps
+        .iter()
+        .map(|s| (s.id.as_str(), s.outcome.as_str()))
+        .collect();
+    assert_eq!(
+        outcome,
+        [
+            ("check", "ran"),
+            ("review", "skipped"),
+            ("after_review", "skipped"),
+            ("notify", "ran")
+        ]
+    );
+    assert_eq!(
+        report.steps[1].reason.as_deref(),
+        Some("its condition `big` is false")
+    );
     assert_eq!(
         report.steps[2].reason.as_deref(),
         Some("its input \"review\" comes from step review, which was skipped")
@@ -249,10 +280,18 @@ fn a_rerun_resumes_without_running_finished_steps_and_a_rollback_reruns_later_on
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
     let text = std::fs::read_to_string(workflows_dir().join("customer_onboarding.yaml")).unwrap();
-    let spec = workflow::parse(&text.replace("consensus_required: true", "retries: 0"), None).unwrap();
+    let spec = workflow::parse(
+        &text.replace("consensus_required: true", "retries: 0"),
+        None,
+    )
+    .unwrap();
     let calls: Calls = Default::default();
     let fail_credit = Arc::new(AtomicU32::new(1));
-    let kyc = agent(&calls, 0, |_| json!({"kyc_verified": true, "kyc_score": 91}));
+    let kyc = agent(
+        &calls,
+        0,
+        |_| json!({"kyc_verified": true, "kyc_score": 91}),
+    );
     let credit: Arc<dyn Agent> = {
         let calls = calls.clone();
         let fail = fail_credit.clone();
@@ -261,7 +300,9 @@ fn a_rerun_resumes_without_running_finished_steps_and_a_rollback_reruns_later_on
             if fail.load(Ordering::SeqCst) > 0 {
                 return Err(AgentError::new("ValueError", "bureau down"));
             }
-            Ok(obj(json!({"credit_score": c.inputs["kyc_score"].as_i64().unwrap() * 8})))
+            Ok(obj(
+                json!({"credit_score": c.inputs["kyc_score"].as_i64().unwrap() * 8}),
+            ))
         })
     };
     let run = |store: &Store| {
@@ -278,7 +319,10 @@ fn a_rerun_resumes_without_running_finished_steps_and_a_rollback_reruns_later_on
     let err = run(&store).unwrap_err();
     assert_eq!(err.code(), "step_failed");
     assert!(err.to_string().starts_with("step 2 (credit_agent) of execution \"cust-42\" failed and the recovery policy gave up: bureau down"), "{err}");
-    assert_eq!(store.execution("cust-42").unwrap().status.as_str(), "failed");
+    assert_eq!(
+        store.execution("cust-42").unwrap().status.as_str(),
+        "failed"
+    );
     fail_credit.store(0, Ordering::SeqCst);
     let report = run(&store).unwrap();
     assert_eq!(*calls.lock().unwrap(), ["1", "2", "2"], "step 1 ran once");
@@ -289,7 +333,11 @@ fn a_rerun_resumes_without_running_finished_steps_and_a_rollback_reruns_later_on
     assert_eq!(calls.lock().unwrap().len(), 3);
     // Roll back to the KYC step: step 2 runs again, step 1 does not.
     store
-        .rollback("cust-42", &RollbackTarget::Name("kyc_doc_validated".into()), None)
+        .rollback(
+            "cust-42",
+            &RollbackTarget::Name("kyc_doc_validated".into()),
+            None,
+        )
         .unwrap();
     run(&store).unwrap();
     assert_eq!(*calls.lock().unwrap(), ["1", "2", "2", "2"]);
@@ -334,8 +382,16 @@ flow:
         }
     });
     let started = std::time::Instant::now();
-    let err = workflow::run(&store, &spec, options("f1", json!({}), vec![("flaky", flaky)])).unwrap_err();
-    assert!(started.elapsed() < Duration::from_secs(4), "the sleeping command was killed");
+    let err = workflow::run(
+        &store,
+        &spec,
+        options("f1", json!({}), vec![("flaky", flaky)]),
+    )
+    .unwrap_err();
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "the sleeping command was killed"
+    );
     assert_eq!(tries.load(Ordering::SeqCst), 3);
     assert_eq!(err.code(), "escalated", "{err}");
     let failures = store.failures(Some("f1")).unwrap();
@@ -353,13 +409,32 @@ fn consensus_steps_need_an_agreement_function() {
     let calls: Calls = Default::default();
     let agents = || {
         vec![
-            ("kyc_agent", agent(&calls, 0, |_| json!({"kyc_verified": true, "kyc_score": 90}))),
-            ("credit_agent", agent(&calls, 0, |_| json!({"credit_score": 700}))),
+            (
+                "kyc_agent",
+                agent(
+                    &calls,
+                    0,
+                    |_| json!({"kyc_verified": true, "kyc_score": 90}),
+                ),
+            ),
+            (
+                "credit_agent",
+                agent(&calls, 0, |_| json!({"credit_score": 700})),
+            ),
         ]
     };
-    let err = workflow::run(&store, &spec, options("c1", json!({"customer_data": 1}), agents())).unwrap_err();
+    let err = workflow::run(
+        &store,
+        &spec,
+        options("c1", json!({"customer_data": 1}), agents()),
+    )
+    .unwrap_err();
     assert_eq!(err.code(), "consensus_unavailable");
-    assert!(err.to_string().contains("consensus_required steps (2), but consensus is not available"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("consensus_required steps (2), but consensus is not available"),
+        "{err}"
+    );
     assert!(calls.lock().unwrap().is_empty(), "nothing ran");
 
     struct Quorum(bool);
@@ -384,9 +459,20 @@ fn consensus_steps_need_an_agreement_function() {
     o.agreement = Some(Arc::new(Quorum(false)));
     let err = workflow::run(&store, &spec, o).unwrap_err();
     assert_eq!(err.code(), "step_failed");
-    assert!(err.to_string().contains("the outputs of step 2 (credit_agent) were not agreed: risk_team voted no"), "{err}");
-    assert_eq!(store.failures(Some("c3")).unwrap()[0].kind.as_str(), "consensus_violation");
-    assert_eq!(store.history("c3").unwrap().len(), 1, "the disagreed outputs were not recorded");
+    assert!(
+        err.to_string()
+            .contains("the outputs of step 2 (credit_agent) were not agreed: risk_team voted no"),
+        "{err}"
+    );
+    assert_eq!(
+        store.failures(Some("c3")).unwrap()[0].kind.as_str(),
+        "consensus_violation"
+    );
+    assert_eq!(
+        store.history("c3").unwrap().len(),
+        1,
+        "the disagreed outputs were not recorded"
+    );
 }
 
 #[test]
@@ -414,13 +500,25 @@ flow:
         None,
     )
     .unwrap();
-    let err = workflow::run(&store, &spec, options("s1", json!({"word": "omium"}), vec![])).unwrap_err();
-    assert!(err.to_string().contains("agent \"liar\" (command \"echo not-json\") did not print JSON on stdout"), "{err}");
+    let err = workflow::run(
+        &store,
+        &spec,
+        options("s1", json!({"word": "omium"}), vec![]),
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("agent \"liar\" (command \"echo not-json\") did not print JSON on stdout"),
+        "{err}"
+    );
     let h = store.history("s1").unwrap();
     let out: Value = serde_json::from_slice(&store.read_state(&h[0]).unwrap()).unwrap();
     assert_eq!(out, json!({"up": "OMIUM"}));
     let missing = workflow::run(&store, &spec, options("s2", json!({}), vec![])).unwrap_err();
-    assert_eq!(missing.to_string(), "invalid workflow inputs: workflow \"shell\" needs word; pass it");
+    assert_eq!(
+        missing.to_string(),
+        "invalid workflow inputs: workflow \"shell\" needs word; pass it"
+    );
 }
 
 #[test]

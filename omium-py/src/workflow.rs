@@ -9,8 +9,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use omium_core::workflow::{
-    self, Agent, AgentCall, AgentError, Agreement, AgreementRequest, Hooks, Plan, RunOptions,
-    Spec, SpecErrors,
+    self, Agent, AgentCall, AgentError, Agreement, AgreementRequest, Hooks, Plan, RunOptions, Spec,
+    SpecErrors,
 };
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};

@@ -149,10 +149,7 @@ impl Agent for ShellAgent {
         let mut child = cmd.spawn().map_err(|e| {
             AgentError::new(
                 "AgentStartError",
-                format!(
-                    "agent {:?}: cannot start {}: {e}",
-                    call.agent, self.what
-                ),
+                format!("agent {:?}: cannot start {}: {e}", call.agent, self.what),
             )
         })?;
         let input = Value::Object(call.inputs.clone()).to_string();
@@ -253,12 +250,7 @@ fn wait(child: &mut Child, timeout: Option<Duration>) -> Option<std::process::Ex
 fn tail(bytes: &[u8]) -> String {
     let s = String::from_utf8_lossy(bytes);
     let s = s.trim();
-    let start = s
-        .char_indices()
-        .rev()
-        .nth(400)
-        .map(|(i, _)| i)
-        .unwrap_or(0);
+    let start = s.char_indices().rev().nth(400).map(|(i, _)| i).unwrap_or(0);
     s[start..].to_string()
 }
 

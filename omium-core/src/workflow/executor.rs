@@ -211,7 +211,9 @@ pub fn run(store: &Store, spec: &Spec, options: RunOptions) -> Result<Report> {
         match s.drive() {
             Ok(()) => {
                 let report = s.report();
-                run.complete(Some(Value::Object(report.data.clone()).to_string().as_bytes()))?;
+                run.complete(Some(
+                    Value::Object(report.data.clone()).to_string().as_bytes(),
+                ))?;
                 return Ok(report);
             }
             Err(Stop::Failed(e)) => {
@@ -695,7 +697,8 @@ impl Scheduler<'_> {
     }
 
     fn finished(&mut self, f: Finished) -> std::result::Result<(), Stop> {
-        let current = matches!(self.steps[f.idx].state, State::Running { token, .. } if token == f.token);
+        let current =
+            matches!(self.steps[f.idx].state, State::Running { token, .. } if token == f.token);
         if !current {
             return Ok(()); // abandoned after its timeout
         }
@@ -841,7 +844,12 @@ impl Scheduler<'_> {
                     return Ok(());
                 }
                 Directive::Fallback { function } => {
-                    match self.options.hooks.as_ref().and_then(|h| h.fallback(&function)) {
+                    match self
+                        .options
+                        .hooks
+                        .as_ref()
+                        .and_then(|h| h.fallback(&function))
+                    {
                         Some(agent) => {
                             let s = &mut self.steps[idx];
                             s.instead = Some(agent);

@@ -293,9 +293,7 @@ impl Validator<'_> {
     fn choice(&mut self, path: &[&str], message: String, value: &str, choices: &[&str]) {
         // A number near another number is no hint (`^7` is not a typo of `^1`).
         let numeric = value.chars().all(|c| c.is_ascii_digit());
-        let suggestion = (!numeric)
-            .then(|| did_you_mean(value, choices))
-            .flatten();
+        let suggestion = (!numeric).then(|| did_you_mean(value, choices)).flatten();
         let p = self.problem(path, message);
         p.value = Some(value.to_string());
         p.suggestion = suggestion;
@@ -347,7 +345,10 @@ impl Validator<'_> {
             }
         }
         if doc.name.trim().is_empty() {
-            self.problem(&["name"], "the workflow name is empty; give it a name".into());
+            self.problem(
+                &["name"],
+                "the workflow name is empty; give it a name".into(),
+            );
         }
         let concurrency = match doc.concurrency {
             Some(0) => {
@@ -471,10 +472,7 @@ impl Validator<'_> {
                 let j_s = j.to_string();
                 let path = ["flow", i_s.as_str(), "outputs", j_s.as_str()];
                 if !seen_out.insert(o.clone()) {
-                    self.problem(
-                        &path,
-                        format!("step {} lists output {o:?} twice", s.step.0),
-                    );
+                    self.problem(&path, format!("step {} lists output {o:?} twice", s.step.0));
                 } else if let Some(p) = producer.get(o) {
                     let other = &steps[*p];
                     let (oid, oline) = (other.id.clone(), other.line);
@@ -503,7 +501,9 @@ impl Validator<'_> {
             let (checkpoint, aliases) = match s.checkpoints.split_first() {
                 Some((first, rest)) => (first.clone(), rest.to_vec()),
                 None => (
-                    s.name.clone().unwrap_or_else(|| format!("step {}", s.step.0)),
+                    s.name
+                        .clone()
+                        .unwrap_or_else(|| format!("step {}", s.step.0)),
                     Vec::new(),
                 ),
             };

@@ -18,7 +18,7 @@ RocksDB store (``omium.init(path=...)``; no server)::
     omium.rollback("cust-42", to="kyc_doc_validated")
 """
 
-from . import policy
+from . import policy, workflows
 from ._omium import FORMAT_VERSION, Store, __version__
 from ._recovery import (
     FailureInfo,
@@ -94,6 +94,7 @@ from .errors import (
     WorkflowNotRegisteredError,
     WrongExecutionError,
 )
+from .errors import AgentUnavailableError, ConsensusUnavailableError, StepFailedError, WorkflowError
 from .instrument import instrument_crewai, instrument_langgraph
 
 __all__ = [
