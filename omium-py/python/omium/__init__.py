@@ -63,10 +63,12 @@ from ._workflow import (
 )
 from .codecs import Codec, get_codec
 from .errors import (
+    AgentUnavailableError,
     CheckpointNotFoundError,
     ConditionError,
     ConditionFailed,
     ConditionSyntaxError,
+    ConsensusUnavailableError,
     ConsensusViolation,
     DecodeError,
     EscalatedError,
@@ -85,19 +87,21 @@ from .errors import (
     PolicyError,
     ReadOnlyError,
     RecoveryOutcome,
+    StepFailedError,
     StepTimeoutError,
     StorageError,
     StoreClosedError,
     StoreLockedError,
     StoreNotFoundError,
     ToolDeniedError,
+    WorkflowError,
     WorkflowNotRegisteredError,
     WrongExecutionError,
 )
-from .errors import AgentUnavailableError, ConsensusUnavailableError, StepFailedError, WorkflowError
 from .instrument import instrument_crewai, instrument_langgraph
 
 __all__ = [
+    "AgentUnavailableError",
     "Checkpoint",
     "CheckpointInfo",
     "CheckpointNotFoundError",
@@ -105,6 +109,7 @@ __all__ = [
     "ConditionError",
     "ConditionFailed",
     "ConditionSyntaxError",
+    "ConsensusUnavailableError",
     "ConsensusViolation",
     "DecodeError",
     "EscalatedError",
@@ -130,6 +135,7 @@ __all__ = [
     "RunResult",
     "Span",
     "StepDiff",
+    "StepFailedError",
     "StepTimeoutError",
     "StorageError",
     "Store",
@@ -139,6 +145,7 @@ __all__ = [
     "ToolDeniedError",
     "VerifyReport",
     "Workflow",
+    "WorkflowError",
     "WorkflowNotRegisteredError",
     "WrongExecutionError",
     "__version__",
@@ -192,4 +199,5 @@ __all__ = [
     "trace_text",
     "verify",
     "workflow",
+    "workflows",
 ]
