@@ -530,3 +530,85 @@ fn templates_are_valid_and_named() {
     let err = workflow::templates::get("kyx").unwrap_err();
     assert!(err.to_string().contains("did you mean \"kyc\"?"), "{err}");
 }
+
+#[test]
+fn rollback_and_pause_actions_restart_and_stop_the_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let doc = |action: &str| {
+        format!(
+            r#"
+name: actions
+agents: [{{id: kyc}}, {{id: credit}}]
+flow:
+  - step: 1
+    agent: kyc
+    inputs: [customer]
+    outputs: [score]
+    checkpoints: [kyc_done]
+  - step: 2
+    agent: credit
+    inputs: [score]
+    outputs: [credit]
+    policy:
+      policies:
+        - trigger: error
+          action: {action}
+"#
+        )
+    };
+    let calls: Calls = Default::default();
+    let failures_left = Arc::new(AtomicU32::new(1));
+    let kyc = agent(&calls, 0, |_| json!({"score": 7}));
+    let credit: Arc<dyn Agent> = {
+        let (calls, left) = (calls.clone(), failures_left.clone());
+        Arc::new(move |c: &AgentCall| {
+            calls.lock().unwrap().push(c.step.clone());
+            if left.load(Ordering::SeqCst) > 0 {
+                left.fetch_sub(1, Ordering::SeqCst);
+                return Err(AgentError::new("ValueError", "stale score"));
+            }
+            Ok(obj(json!({"credit": 70})))
+        })
+    };
+    let agents = || vec![("kyc", kyc.clone()), ("credit", credit.clone())];
+
+    // rollback: the run goes back to step 1's checkpoint and runs step 2 again.
+    let spec = workflow::parse(&doc("rollback\n          rollback_to: kyc_done"), None).unwrap();
+    let report = workflow::run(
+        &store,
+        &spec,
+        options("r1", json!({"customer": 1}), agents()),
+    )
+    .unwrap();
+    assert_eq!(report.data["credit"], 70);
+    assert_eq!(*calls.lock().unwrap(), ["1", "2", "2"]);
+    let names: Vec<String> = store
+        .history("r1")
+        .unwrap()
+        .into_iter()
+        .map(|c| c.name)
+        .collect();
+    assert_eq!(names, ["kyc_done", "rollback to kyc_done", "step 2"]);
+    assert_eq!(
+        store.failures(Some("r1")).unwrap()[0].outcome.as_str(),
+        "recovered"
+    );
+
+    // pause: the execution waits for a human; after `resume` a re-run continues.
+    calls.lock().unwrap().clear();
+    failures_left.store(1, Ordering::SeqCst);
+    let spec = workflow::parse(&doc("pause"), None).unwrap();
+    let err = workflow::run(
+        &store,
+        &spec,
+        options("p1", json!({"customer": 1}), agents()),
+    )
+    .unwrap_err();
+    assert_eq!(err.code(), "paused", "{err}");
+    assert_eq!(store.execution("p1").unwrap().status.as_str(), "paused");
+    store.resume("p1", None, Some("ops")).unwrap();
+    let report = workflow::run(&store, &spec, options("p1", json!({}), agents())).unwrap();
+    assert_eq!(report.data["credit"], 70);
+    assert_eq!(*calls.lock().unwrap(), ["1", "2", "2"]);
+}

@@ -6,6 +6,10 @@
 //! its own thread; the calling thread schedules, records and handles failures through the
 //! recovery policies.
 
+// `Stop` (why a run stopped) carries an error or a recovery: it is returned once per run,
+// never on a hot path, so it is not worth boxing everywhere.
+#![allow(clippy::result_large_err)]
+
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::mpsc;
@@ -369,7 +373,7 @@ struct StepRun {
 enum Stop {
     Failed(Error),
     Paused(String, Error),
-    Rollback(String, Recovery),
+    Rollback(String, Box<Recovery>),
     Internal(Error),
 }
 
@@ -486,11 +490,11 @@ impl Scheduler<'_> {
                 if !met {
                     continue;
                 }
-                if matches!(self.steps[idx].state, State::Waiting) {
-                    if self.settle_without_running(idx)? {
-                        progress = true;
-                        continue;
-                    }
+                if matches!(self.steps[idx].state, State::Waiting)
+                    && self.settle_without_running(idx)?
+                {
+                    progress = true;
+                    continue;
                 }
                 if running >= self.spec.concurrency {
                     return Ok(());
@@ -904,7 +908,7 @@ impl Scheduler<'_> {
                     return Ok(());
                 }
                 Directive::Rollback { to } => {
-                    self.stop = Some(Stop::Rollback(to, rec));
+                    self.stop = Some(Stop::Rollback(to, Box::new(rec)));
                     return Ok(());
                 }
                 Directive::Fail => {

@@ -3,6 +3,10 @@
 //! name the file, line and column of the node they are about, and the nearest valid name when
 //! one is a likely typo; all semantic problems of a document are reported together.
 
+// A problem is rich (file, line, column, value, suggestion) and serde needs it unboxed;
+// validating a document is not a hot path.
+#![allow(clippy::result_large_err)]
+
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 
