@@ -194,6 +194,12 @@ pub enum Error {
     },
 
     #[error(
+        "the run of execution {execution:?} was interrupted; it stays resumable: run it again \
+         with the same execution id"
+    )]
+    Interrupted { execution: String },
+
+    #[error(
         "execution {execution:?} is paused at {step}: {reason}; `omium resume {execution}` (or \
          omium.resume) and a re-run continue it"
     )]
@@ -239,6 +245,7 @@ impl Error {
             Error::StepFailed { .. } => "step_failed",
             Error::Escalated { .. } => "escalated",
             Error::Paused { .. } => "paused",
+            Error::Interrupted { .. } => "interrupted",
         }
     }
 

@@ -159,6 +159,12 @@ impl Hooks for PyHooks {
     fn fallback(&self, name: &str) -> Option<Arc<dyn Agent>> {
         self.fallbacks.get(name).cloned()
     }
+
+    /// A Ctrl-C (or another signal handler raising) in the main thread; `run` raises
+    /// KeyboardInterrupt for it. Elsewhere Python runs no signal handlers, so nothing is seen.
+    fn interrupted(&self) -> bool {
+        Python::attach(|py| py.check_signals().is_err())
+    }
 }
 
 #[pyclass(frozen, module = "omium._omium")]

@@ -147,6 +147,23 @@ def test_a_process_killed_mid_dag_resumes_without_rerunning_finished_steps(tmp_p
     assert lines[3:] == ["slow-start", "slow-end", "done 6", ""], "a and b did not run again"
 
 
+def test_ctrl_c_stops_a_run_and_leaves_it_resumable(tmp_path):
+    store, log = tmp_path / "store", tmp_path / "log"
+    log.write_text("")
+    proc = subprocess.Popen([sys.executable, str(WORKER), str(store), str(log)])
+    deadline = time.monotonic() + 60
+    while "slow-start" not in log.read_text():
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.02)
+    started = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=10) == 130
+    assert time.monotonic() - started < 5, "Ctrl-C is seen while agents run"
+    assert log.read_text().split("\n")[3] == "interrupted running"
+    subprocess.run([sys.executable, str(WORKER), str(store), str(log)], timeout=60, check=True)
+    assert log.read_text().split("\n")[4:] == ["slow-start", "slow-end", "done 6", ""], "a and b did not run again"
+
+
 def test_failures_go_through_the_recovery_policies(store):
     tries = []
 

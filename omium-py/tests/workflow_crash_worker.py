@@ -1,9 +1,10 @@
 """Runs the workflow of test_workflows.py's SIGKILL test: `a` and `b` in parallel, then
-`slow`, which hangs on the first run (the test kills the process there) and finishes on the
-next. Each agent appends a line to the log when its body runs."""
+`slow`, which hangs on the first run (the test kills or interrupts the process there) and
+finishes on the next. Each agent appends a line to the log when its body runs."""
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from pathlib import Path
@@ -57,7 +58,11 @@ def main(store: str, log: str) -> None:
         return {"z": x * y}
 
     spec = omium.workflows.parse(SPEC).bind(a=a, b=b, slow=slow)
-    result = spec.run({"n": 1}, execution_id="crash-1")
+    try:
+        result = spec.run({"n": 1}, execution_id="crash-1")
+    except KeyboardInterrupt:
+        note(f"interrupted {omium.get_execution('crash-1').status}")
+        os._exit(130)  # the slow agent's thread is abandoned, as a crash would
     note(f"done {result.data['z']}")
 
 

@@ -63,6 +63,12 @@ pub trait Hooks: Send + Sync {
     fn fallback(&self, _name: &str) -> Option<Arc<dyn Agent>> {
         None
     }
+    /// Polled by the scheduling thread about every 100 ms (Python: a pending Ctrl-C). True
+    /// stops the run like a crash: no step starts any more, nothing more is recorded, and the
+    /// execution stays resumable.
+    fn interrupted(&self) -> bool {
+        false
+    }
 }
 
 /// How to run a workflow.
@@ -433,9 +439,15 @@ impl Scheduler<'_> {
                     return Ok(());
                 }
             }
-            // Sleep until a step finishes, a deadline passes or a delayed step is due.
+            // Sleep until a step finishes, a deadline passes or a delayed step is due (and look
+            // for an interruption now and then).
             let now = Instant::now();
-            let mut wake = now + Duration::from_secs(5);
+            let poll = if self.options.hooks.is_some() {
+                Duration::from_millis(100)
+            } else {
+                Duration::from_secs(5)
+            };
+            let mut wake = now + poll;
             for s in &self.steps {
                 match s.state {
                     State::Running {
@@ -449,6 +461,11 @@ impl Scheduler<'_> {
                 Ok(f) => self.finished(f)?,
                 Err(mpsc::RecvTimeoutError::Timeout) => {}
                 Err(mpsc::RecvTimeoutError::Disconnected) => unreachable!("we hold a sender"),
+            }
+            if self.options.hooks.as_ref().is_some_and(|h| h.interrupted()) {
+                return Err(Stop::Internal(Error::Interrupted {
+                    execution: self.run.execution_id().into(),
+                }));
             }
             self.expire()?;
             // The lease outlives long steps.

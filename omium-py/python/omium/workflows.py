@@ -166,6 +166,9 @@ class Spec:
         except OmiumError as e:
             if e.code == "paused":
                 raise ExecutionPaused(str(e), execution_id=execution_id or "") from None
+            if e.code == "interrupted":
+                # Like a crash: the execution stays resumable (steps still running are abandoned).
+                raise KeyboardInterrupt(str(e)) from None
             raise
         r = json.loads(report)
         return RunReport(r["execution_id"], r["workflow"], r["data"], [StepReport(**s) for s in r["steps"]])
