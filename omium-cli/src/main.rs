@@ -10,6 +10,7 @@
 mod recovery;
 mod trace;
 mod view;
+mod workflow;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -106,6 +107,11 @@ enum Command {
     Policy {
         #[command(subcommand)]
         command: recovery::PolicyCommand,
+    },
+    /// Workflows: validate, plan, run, templates, new.
+    Workflow {
+        #[command(subcommand)]
+        command: workflow::WorkflowCommand,
     },
     /// Failures recorded by recovery, oldest first.
     Failures {
@@ -382,6 +388,9 @@ fn run(cli: &Cli) -> Result<ExitCode, Error> {
                 || open_reader(cli),
                 || open_writer(cli),
             );
+        }
+        Command::Workflow { command } => {
+            return workflow::command(out, cli.json, &cli.store, command);
         }
         Command::Failures { execution, kind } => {
             let kind = kind

@@ -159,6 +159,55 @@ pub enum Error {
 
     #[error("condition {expression:?} could not be evaluated: {detail}")]
     ConditionEval { expression: String, detail: String },
+
+    #[error("invalid workflow: {0}")]
+    Workflow(Box<crate::workflow::SpecErrors>),
+
+    #[error("agent {agent:?} cannot run: {detail}")]
+    AgentUnavailable { agent: String, detail: String },
+
+    #[error(
+        "workflow {workflow:?} has consensus_required steps ({steps}), but consensus is not \
+         available in this build (the consensus coordinator is not wired to the workflow \
+         executor); pass an agreement function (Python: .run(..., agree=fn)) or remove \
+         consensus_required"
+    )]
+    ConsensusUnavailable { workflow: String, steps: String },
+
+    #[error(
+        "{step} of execution {execution:?} failed and the recovery policy gave up: {message}; \
+         `omium failures --execution {execution}` shows what was tried; re-running the \
+         execution id resumes it at this step"
+    )]
+    StepFailed {
+        execution: String,
+        step: String,
+        message: String,
+    },
+
+    #[error("{step} of execution {execution:?} failed and was escalated to {channels}: {message}")]
+    Escalated {
+        execution: String,
+        step: String,
+        channels: String,
+        message: String,
+    },
+
+    #[error(
+        "the run of execution {execution:?} was interrupted; it stays resumable: run it again \
+         with the same execution id"
+    )]
+    Interrupted { execution: String },
+
+    #[error(
+        "execution {execution:?} is paused at {step}: {reason}; `omium resume {execution}` (or \
+         omium.resume) and a re-run continue it"
+    )]
+    Paused {
+        execution: String,
+        step: String,
+        reason: String,
+    },
 }
 
 impl Error {
@@ -190,6 +239,13 @@ impl Error {
             Error::ConditionSyntax { .. } => "condition_syntax",
             Error::Policy(_) => "invalid_policy",
             Error::ConditionEval { .. } => "condition_error",
+            Error::Workflow(_) => "invalid_workflow",
+            Error::AgentUnavailable { .. } => "agent_unavailable",
+            Error::ConsensusUnavailable { .. } => "consensus_unavailable",
+            Error::StepFailed { .. } => "step_failed",
+            Error::Escalated { .. } => "escalated",
+            Error::Paused { .. } => "paused",
+            Error::Interrupted { .. } => "interrupted",
         }
     }
 

@@ -29,7 +29,8 @@
 //! [`checkpoint`] (the tree, rollback, fork, cut, verify), [`audit`] (the hash chain),
 //! [`policy`] (recovery policies: parse, validate, compile, versions), [`recovery`] (failures,
 //! the actions taken on them, MTTR), [`trace`] (spans, OTLP export, timeline, diff),
-//! [`threads`] (framework checkpoints: LangGraph-style threads).
+//! [`threads`] (framework checkpoints: LangGraph-style threads), [`workflow`] (YAML workflow
+//! specs, the durable parallel DAG executor, templates).
 
 pub mod audit;
 pub mod blob;
@@ -45,6 +46,7 @@ pub mod recovery;
 pub mod store;
 pub mod threads;
 pub mod trace;
+pub mod workflow;
 
 pub use audit::{AuditEntry, AuditReport};
 pub use blob::{ChunkParams, GcReport, StateRef, StoreStats};

@@ -8,6 +8,7 @@ mod run;
 mod store;
 mod threads;
 mod trace;
+mod workflow;
 
 use pyo3::prelude::*;
 
@@ -72,6 +73,8 @@ fn _omium(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(trace::parse_traceparent, m)?)?;
     m.add_function(wrap_pyfunction!(trace::request_hash, m)?)?;
     m.add_class::<threads::Threads>()?;
+    m.add_class::<workflow::WorkflowSpec>()?;
+    m.add_function(wrap_pyfunction!(workflow::workflow_templates, m)?)?;
     m.add("FORMAT_VERSION", omium_core::FORMAT_VERSION)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())

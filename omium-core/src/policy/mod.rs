@@ -55,6 +55,13 @@ pub fn parse(text: &str, file: Option<&str>) -> Result<Policy, Problem> {
     document::canonicalize(doc, &root).map_err(with_file)
 }
 
+/// Validates a policy embedded in another document (a workflow step's `policy:`): `node` is
+/// where it sits, so problems name their line and column in that document.
+pub(crate) fn parse_node(node: &yaml::Node) -> Result<Policy, Problem> {
+    let doc = Document::deserialize(yaml::De::new(node))?;
+    document::canonicalize(doc, node)
+}
+
 /// The canonical policy as pretty JSON (also a valid policy document).
 pub fn to_json(p: &Policy) -> String {
     serde_json::to_string_pretty(p).expect("policies serialize")

@@ -18,7 +18,7 @@ RocksDB store (``omium.init(path=...)``; no server)::
     omium.rollback("cust-42", to="kyc_doc_validated")
 """
 
-from . import policy
+from . import policy, workflows
 from ._omium import FORMAT_VERSION, Store, __version__
 from ._recovery import (
     FailureInfo,
@@ -63,10 +63,12 @@ from ._workflow import (
 )
 from .codecs import Codec, get_codec
 from .errors import (
+    AgentUnavailableError,
     CheckpointNotFoundError,
     ConditionError,
     ConditionFailed,
     ConditionSyntaxError,
+    ConsensusUnavailableError,
     ConsensusViolation,
     DecodeError,
     EscalatedError,
@@ -85,18 +87,21 @@ from .errors import (
     PolicyError,
     ReadOnlyError,
     RecoveryOutcome,
+    StepFailedError,
     StepTimeoutError,
     StorageError,
     StoreClosedError,
     StoreLockedError,
     StoreNotFoundError,
     ToolDeniedError,
+    WorkflowError,
     WorkflowNotRegisteredError,
     WrongExecutionError,
 )
 from .instrument import instrument_crewai, instrument_langgraph
 
 __all__ = [
+    "AgentUnavailableError",
     "Checkpoint",
     "CheckpointInfo",
     "CheckpointNotFoundError",
@@ -104,6 +109,7 @@ __all__ = [
     "ConditionError",
     "ConditionFailed",
     "ConditionSyntaxError",
+    "ConsensusUnavailableError",
     "ConsensusViolation",
     "DecodeError",
     "EscalatedError",
@@ -129,6 +135,7 @@ __all__ = [
     "RunResult",
     "Span",
     "StepDiff",
+    "StepFailedError",
     "StepTimeoutError",
     "StorageError",
     "Store",
@@ -138,6 +145,7 @@ __all__ = [
     "ToolDeniedError",
     "VerifyReport",
     "Workflow",
+    "WorkflowError",
     "WorkflowNotRegisteredError",
     "WrongExecutionError",
     "__version__",
@@ -191,4 +199,5 @@ __all__ = [
     "trace_text",
     "verify",
     "workflow",
+    "workflows",
 ]

@@ -1,5 +1,6 @@
 # Type stubs of the native module omium._omium (Rust, pyo3). tests/test_stubs.py checks that
 # every name, method and parameter here matches the compiled module, so they cannot drift.
+from collections.abc import Callable
 from os import PathLike
 from typing import Any
 
@@ -212,3 +213,32 @@ class Threads:
     def delete_for_runs(self, run_ids: list[str]) -> int: ...
     def copy_thread(self, source: str, target: str) -> int: ...
     def prune(self, thread_ids: list[str], keep_latest: bool) -> int: ...
+
+class WorkflowSpec:
+    @staticmethod
+    def parse(text: str, file: str | None = None) -> WorkflowSpec: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def inputs(self) -> list[str]: ...
+    @property
+    def concurrency(self) -> int: ...
+    @property
+    def agents(self) -> list[tuple[str, str | None, str | None, bool]]: ...
+    def plan_json(self) -> str: ...
+    def plan_text(self) -> str: ...
+    def run(
+        self,
+        store: Store,
+        inputs: str,
+        agents: dict[str, Callable[[str, dict[str, Any]], str]],
+        execution_id: str | None = None,
+        tenant: str | None = None,
+        agree: Callable[[str], str] | None = None,
+        notify: Callable[[str], object] | None = None,
+        fallbacks: dict[str, Callable[[str, dict[str, Any]], str]] | None = None,
+        dir: str | None = None,
+        durability: str | None = None,
+    ) -> str: ...
+
+def workflow_templates() -> list[tuple[str, str, str]]: ...

@@ -202,6 +202,39 @@ class ExecutionRolledBack(RecoveryOutcome):
         self.to = to
 
 
+class WorkflowError(OmiumError, ValueError):
+    """A workflow document is invalid. ``problems`` lists every problem as a dict with
+    ``file``, ``line``, ``column``, ``path``, ``problem``, ``value``, ``suggestion`` and the
+    one-line ``message`` (``file:line:column: path: problem``)."""
+
+    code = "invalid_workflow"
+
+    def __init__(self, message: str = "", problems: list[dict[str, Any]] | None = None, *, code: str | None = None) -> None:
+        super().__init__(message, code=code)
+        self.problems: list[dict[str, Any]] = list(problems or [])
+
+
+class StepFailedError(OmiumError):
+    """A workflow step failed and its recovery policy gave up; re-running the execution id
+    resumes the workflow at that step."""
+
+    code = "step_failed"
+
+
+class AgentUnavailableError(OmiumError):
+    """A workflow agent cannot run: it is not bound, or its ``image:`` needs a container
+    runtime that is not installed."""
+
+    code = "agent_unavailable"
+
+
+class ConsensusUnavailableError(OmiumError):
+    """A workflow has ``consensus_required`` steps and no agreement function was given (the
+    consensus coordinator is not wired to workflows in this build)."""
+
+    code = "consensus_unavailable"
+
+
 BY_CODE: dict[str, type[OmiumError]] = {
     cls.code: cls
     for cls in [
@@ -228,6 +261,11 @@ BY_CODE: dict[str, type[OmiumError]] = {
         HallucinationDetected,
         ConsensusViolation,
         ToolDeniedError,
+        WorkflowError,
+        StepFailedError,
+        AgentUnavailableError,
+        ConsensusUnavailableError,
+        EscalatedError,
     ]
 }
 
