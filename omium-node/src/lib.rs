@@ -14,6 +14,7 @@ pub mod run;
 pub mod store;
 pub mod threads;
 pub mod trace;
+pub mod workflow;
 
 use napi::bindgen_prelude::*;
 use napi_derive::napi;

@@ -609,6 +609,23 @@ impl Store {
         .await
     }
 
+    /// Runs a workflow spec durably (steps in parallel where the DAG allows); `agents` are the
+    /// ids bound to JS functions, called through `dispatch`. Resolves to the run's report.
+    #[napi(ts_return_type = "Promise<any>")]
+    pub fn run_workflow<'env>(
+        &self,
+        env: &'env Env,
+        spec: &crate::workflow::WorkflowSpec,
+        inputs: serde_json::Map<String, Value>,
+        agents: Vec<String>,
+        dispatch: crate::workflow::Dispatch,
+        options: Option<crate::workflow::WorkflowRunOptions>,
+    ) -> Result<PromiseRaw<'env, Value>> {
+        let store = self.get()?;
+        let run = crate::workflow::prepare(spec, inputs, agents, dispatch, options)?;
+        env.spawn_future(async move { blocking(move || run.execute(&store)).await })
+    }
+
     /// Framework checkpoints (threads) of this store, for the LangGraph.js checkpointer.
     #[napi]
     pub fn threads(&self, durability: Option<String>) -> Result<crate::threads::Threads> {

@@ -16,6 +16,8 @@
  */
 import native = require("./native");
 
+export * as workflows from "./workflows";
+
 export {
   OmiumError,
   StoreLockedError,
