@@ -35,6 +35,7 @@ pub mod audit;
 pub mod blob;
 pub mod checkpoint;
 mod codec;
+pub mod consensus;
 mod commit;
 pub mod error;
 pub mod execution;
