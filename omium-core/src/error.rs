@@ -159,6 +159,34 @@ pub enum Error {
 
     #[error("condition {expression:?} could not be evaluated: {detail}")]
     ConditionEval { expression: String, detail: String },
+
+    #[error("invalid message for execution {execution:?}: {detail}; it was not appended")]
+    InvalidMessage { execution: String, detail: String },
+
+    #[error(
+        "unknown message {id}; `omium consensus status <execution>` lists the messages of an \
+         execution"
+    )]
+    MessageNotFound { id: String },
+
+    #[error("{detail}")]
+    NotATarget { detail: String },
+
+    #[error(
+        "consensus violation on message {message_id} of execution {execution:?} ({reason}): \
+         {detail}{}",
+        failure_id.as_deref().map(|f| format!(" (failure {f}; `omium failures` shows it)")).unwrap_or_default()
+    )]
+    ConsensusViolation {
+        message_id: String,
+        execution: String,
+        reason: String,
+        detail: String,
+        failure_id: Option<String>,
+    },
+
+    #[error("consensus unavailable: {detail}")]
+    ConsensusUnavailable { detail: String },
 }
 
 impl Error {
@@ -190,6 +218,11 @@ impl Error {
             Error::ConditionSyntax { .. } => "condition_syntax",
             Error::Policy(_) => "invalid_policy",
             Error::ConditionEval { .. } => "condition_error",
+            Error::InvalidMessage { .. } => "invalid_message",
+            Error::MessageNotFound { .. } => "message_not_found",
+            Error::NotATarget { .. } => "not_a_target",
+            Error::ConsensusViolation { .. } => "consensus_violation",
+            Error::ConsensusUnavailable { .. } => "consensus_unavailable",
         }
     }
 

@@ -241,6 +241,9 @@ pub(crate) struct Inner {
     pub(crate) policy_cache: Mutex<HashMap<String, crate::policy::Effective>>,
     /// Spans on their way to storage and export.
     pub(crate) spans: crate::trace::SpanPipe,
+    /// The consensus group running on this store in this process, if any: one Raft node per
+    /// store (two would write the same log).
+    pub(crate) consensus: Mutex<Option<std::sync::Weak<crate::consensus::Engine>>>,
     /// Declared after `db`: fields drop in order, so RocksDB is closed (and done writing its
     /// LOG here) before the directory is removed.
     _secondary_dir: Option<ScratchDir>,
@@ -443,6 +446,7 @@ impl Store {
                 blob: BlobParams::default(),
                 policy_cache: Mutex::new(HashMap::new()),
                 spans: Default::default(),
+                consensus: Mutex::new(None),
                 _secondary_dir: scratch,
             }),
         })

@@ -22,5 +22,7 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachine, tempfile::TempDir> for Bui
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn openraft_storage_suite() {
-    Suite::test_all(Builder).await.expect("openraft storage suite");
+    Suite::test_all(Builder)
+        .await
+        .expect("openraft storage suite");
 }

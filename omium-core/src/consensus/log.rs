@@ -262,11 +262,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         // Not synced: truncated entries that come back after a crash are uncommitted and get
         // truncated again by the leader; the next append's fsync covers the delete anyway.
         self.db
-            .delete_range_cf(
-                self.cf(Cf::RaftLog),
-                index_key(from),
-                index_key(u64::MAX),
-            )
+            .delete_range_cf(self.cf(Cf::RaftLog), index_key(from), index_key(u64::MAX))
             .map_err(|e| io_err("truncating raft_log", e))?;
         // delete_range's end is exclusive: u64::MAX itself.
         self.db

@@ -14,7 +14,10 @@
 //! - [`network`]: Raft RPCs and the coordinator API over HTTP/2 (axum server, reqwest client);
 //! - [`node`]: a cluster node (Raft + HTTP server) and the cluster admin calls.
 
+pub mod coordinator;
 pub mod log;
+pub mod network;
+pub mod node;
 pub mod sm;
 
 use std::collections::BTreeMap;
@@ -22,7 +25,11 @@ use std::io;
 
 use serde::{Deserialize, Serialize};
 
+pub use coordinator::{
+    AckRequest, BroadcastRequest, Broadcasted, Coordinator, CoordinatorConfig, Engine,
+};
 pub use log::LogStore;
+pub use node::{ClusterStatus, Node, NodeConfig};
 pub use sm::StateMachine;
 
 openraft::declare_raft_types!(
@@ -66,7 +73,9 @@ impl std::fmt::Display for Command {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Command::Broadcast(m) => write!(f, "broadcast {} in {:?}", m.id, m.execution_id),
-            Command::Ack { message_id, agent, .. } => write!(f, "ack {message_id} by {agent:?}"),
+            Command::Ack {
+                message_id, agent, ..
+            } => write!(f, "ack {message_id} by {agent:?}"),
             Command::Expire { message_id, .. } => write!(f, "expire {message_id}"),
             Command::Batch(c) => write!(f, "batch of {}", c.len()),
         }
@@ -104,8 +113,9 @@ pub enum Reply {
 }
 
 /// Where a message stands.
+/// (Externally tagged in serde: records are postcard, which has no internal tags;
+/// [`status_json`] gives the `{"state": …}` form users see.)
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "state", rename_all = "snake_case")]
 pub enum MessageStatus {
     /// Committed; waiting for acknowledgements.
     Pending,

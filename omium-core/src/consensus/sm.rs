@@ -24,7 +24,7 @@ use rocksdb::{ColumnFamily, IteratorMode, WriteBatch, DB};
 use serde::{Deserialize, Serialize};
 
 use super::{corrupt, io_err, Ack, Command, Message, MessageStatus, NewMessage, Reply, TypeConfig};
-use super::{Violation, TypeConfig as C};
+use super::{TypeConfig as C, Violation};
 use crate::codec;
 use crate::store::{exec_key, Cf, ExecKey, Store};
 
@@ -115,10 +115,10 @@ impl Reader {
         let ek = exec_key(execution_id);
         let prefix = [&[b'm'][..], &ek].concat();
         let mut out = Vec::new();
-        for item in self.db.iterator_cf(
-            cf,
-            IteratorMode::From(&prefix, rocksdb::Direction::Forward),
-        ) {
+        for item in self
+            .db
+            .iterator_cf(cf, IteratorMode::From(&prefix, rocksdb::Direction::Forward))
+        {
             let (k, v) = item.map_err(|e| io_err("reading consensus", e))?;
             if !k.starts_with(&prefix) {
                 break;
@@ -317,7 +317,10 @@ struct SnapshotBody {
     entries: Vec<(Vec<u8>, Vec<u8>)>,
 }
 
-fn encode_snapshot(meta: &SnapshotMetaOf<C>, entries: Vec<(Vec<u8>, Vec<u8>)>) -> io::Result<Vec<u8>> {
+fn encode_snapshot(
+    meta: &SnapshotMetaOf<C>,
+    entries: Vec<(Vec<u8>, Vec<u8>)>,
+) -> io::Result<Vec<u8>> {
     let body = SnapshotBody {
         meta: serde_json::to_string(meta).map_err(|e| io_err("encoding snapshot", e))?,
         entries,
@@ -329,7 +332,12 @@ fn encode_snapshot(meta: &SnapshotMetaOf<C>, entries: Vec<(Vec<u8>, Vec<u8>)>) -
 }
 
 fn decode_snapshot(bytes: &[u8]) -> io::Result<(SnapshotMetaOf<C>, Vec<(Vec<u8>, Vec<u8>)>)> {
-    let bad = |d: String| io::Error::new(io::ErrorKind::InvalidData, format!("corrupt consensus snapshot: {d}"));
+    let bad = |d: String| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("corrupt consensus snapshot: {d}"),
+        )
+    };
     if bytes.len() < 33 {
         return Err(bad(format!("{} bytes is too short", bytes.len())));
     }
@@ -337,8 +345,8 @@ fn decode_snapshot(bytes: &[u8]) -> io::Result<(SnapshotMetaOf<C>, Vec<(Vec<u8>,
     if blake3::hash(body).as_bytes() != sum {
         return Err(bad("checksum mismatch".into()));
     }
-    let body: SnapshotBody =
-        codec::decode("consensus snapshot", &|| "snapshot".into(), body).map_err(|e| bad(e.to_string()))?;
+    let body: SnapshotBody = codec::decode("consensus snapshot", &|| "snapshot".into(), body)
+        .map_err(|e| bad(e.to_string()))?;
     let meta = serde_json::from_str(&body.meta).map_err(|e| bad(e.to_string()))?;
     Ok((meta, body.entries))
 }
@@ -351,14 +359,15 @@ impl StateMachine {
             db: store.inner.db.clone(),
             applied: Arc::new(tokio::sync::watch::channel(0).0),
         };
-        let applied = sm.read_meta::<LogIdOf<C>>(APPLIED).map_err(|e| {
-            crate::Error::Decode {
+        let applied = sm
+            .read_meta::<LogIdOf<C>>(APPLIED)
+            .map_err(|e| crate::Error::Decode {
                 what: "consensus applied position",
                 key: "raft_meta/sm_applied".into(),
                 detail: e.to_string(),
-            }
-        })?;
-        sm.applied.send_replace(applied.map(|l| l.index()).unwrap_or(0));
+            })?;
+        sm.applied
+            .send_replace(applied.map(|l| l.index()).unwrap_or(0));
         Ok(sm)
     }
 
@@ -409,7 +418,9 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
                 .map(|b| serde_json::from_slice(&b).map_err(|e| corrupt("raft_meta", APPLIED, e)))
                 .transpose()?;
             let last_membership: StoredMembershipOf<C> = get(MEMBERSHIP)?
-                .map(|b| serde_json::from_slice(&b).map_err(|e| corrupt("raft_meta", MEMBERSHIP, e)))
+                .map(|b| {
+                    serde_json::from_slice(&b).map_err(|e| corrupt("raft_meta", MEMBERSHIP, e))
+                })
                 .transpose()?
                 .unwrap_or_default();
             let mut entries = Vec::new();
@@ -467,7 +478,10 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 EntryPayload::Blank => Reply::None,
                 EntryPayload::Normal(cmd) => pending.apply(cmd, index)?,
                 EntryPayload::Membership(m) => {
-                    membership = Some(StoredMembershipOf::<C>::new(Some(entry.log_id()), m.clone()));
+                    membership = Some(StoredMembershipOf::<C>::new(
+                        Some(entry.log_id()),
+                        m.clone(),
+                    ));
                     Reply::None
                 }
             };
