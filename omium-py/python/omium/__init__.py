@@ -18,7 +18,7 @@ RocksDB store (``omium.init(path=...)``; no server)::
     omium.rollback("cust-42", to="kyc_doc_validated")
 """
 
-from . import policy
+from . import consensus, policy
 from ._omium import FORMAT_VERSION, Store, __version__
 from ._recovery import (
     FailureInfo,
@@ -67,6 +67,7 @@ from .errors import (
     ConditionError,
     ConditionFailed,
     ConditionSyntaxError,
+    ConsensusUnavailableError,
     ConsensusViolation,
     DecodeError,
     EscalatedError,
@@ -77,10 +78,13 @@ from .errors import (
     HallucinationDetected,
     IntegrityError,
     InvalidArgumentError,
+    InvalidMessageError,
     InvalidStateError,
+    MessageNotFoundError,
     NewerFormatError,
     NoConsistentCheckpointError,
     NonDeterminismError,
+    NotATargetError,
     OmiumError,
     PolicyError,
     ReadOnlyError,
@@ -104,6 +108,7 @@ __all__ = [
     "ConditionError",
     "ConditionFailed",
     "ConditionSyntaxError",
+    "ConsensusUnavailableError",
     "ConsensusViolation",
     "DecodeError",
     "EscalatedError",
@@ -117,7 +122,10 @@ __all__ = [
     "HallucinationDetected",
     "IntegrityError",
     "InvalidArgumentError",
+    "InvalidMessageError",
     "InvalidStateError",
+    "MessageNotFoundError",
+    "NotATargetError",
     "NewerFormatError",
     "NoConsistentCheckpointError",
     "NonDeterminismError",
@@ -170,6 +178,7 @@ __all__ = [
     "llm",
     "llm_call",
     "metrics",
+    "consensus",
     "policy",
     "recover",
     "register_fallback",

@@ -156,6 +156,30 @@ class ConsensusViolation(OmiumError):
     code = "consensus_violation"
 
 
+class InvalidMessageError(OmiumError, ValueError):
+    """A broadcast message failed its JSON Schema (or is malformed); it was not appended."""
+
+    code = "invalid_message"
+
+
+class MessageNotFoundError(OmiumError, LookupError):
+    """No consensus message has this id."""
+
+    code = "message_not_found"
+
+
+class NotATargetError(OmiumError, ValueError):
+    """An agent acknowledged a message it was not a target of."""
+
+    code = "not_a_target"
+
+
+class ConsensusUnavailableError(OmiumError, ConnectionError):
+    """The Raft group cannot serve the request now (no leader elected, nodes unreachable)."""
+
+    code = "consensus_unavailable"
+
+
 class ToolDeniedError(OmiumError, PermissionError):
     """A tool outside the policy's ``tool_whitelist`` was called through ``omium.tool``."""
 
@@ -227,6 +251,10 @@ BY_CODE: dict[str, type[OmiumError]] = {
         PolicyError,
         HallucinationDetected,
         ConsensusViolation,
+        InvalidMessageError,
+        MessageNotFoundError,
+        NotATargetError,
+        ConsensusUnavailableError,
         ToolDeniedError,
     ]
 }
