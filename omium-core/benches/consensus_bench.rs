@@ -180,8 +180,9 @@ impl Cluster {
     fn client(&self) -> Coordinator {
         // Leader first: the client's first try goes straight to it.
         let leader = self.status().leader.unwrap() as usize - 1;
-        let mut addrs = vec![self.nodes[leader].as_ref().unwrap().addr().to_string()];
-        addrs.extend(self.addrs().into_iter().filter(|a| *a != addrs[0]));
+        let first = self.nodes[leader].as_ref().unwrap().addr().to_string();
+        let mut addrs = vec![first.clone()];
+        addrs.extend(self.addrs().into_iter().filter(|a| *a != first));
         Coordinator::open(None, CoordinatorConfig::Cluster { nodes: addrs }).unwrap()
     }
 

@@ -73,6 +73,8 @@ impl Coordinator {
         Ok(self.get()?.is_embedded())
     }
 
+    // The Python signature is the issue's: one argument per field of the message.
+    #[allow(clippy::too_many_arguments)]
     #[pyo3(signature = (execution_id, sender, targets, message, schema=None, quorum=None))]
     fn broadcast(
         &self,

@@ -542,11 +542,11 @@ impl RemoteClient {
         &self,
         acks: &[AckRequest],
     ) -> Result<Vec<Result<MessageStatus>>> {
-        let rs: Vec<std::result::Result<MessageStatus, WireError>> =
+        let rs: Vec<std::result::Result<MessageStatus, Box<WireError>>> =
             self.call("/api/ack_many", &acks, Self::SHORT).await?;
         Ok(rs
             .into_iter()
-            .map(|r| r.map_err(WireError::into_error))
+            .map(|r| r.map_err(|w| w.into_error()))
             .collect())
     }
 

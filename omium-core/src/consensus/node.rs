@@ -319,8 +319,8 @@ async fn api_ack(State(app): State<Shared>, Json(a): Json<AckRequest>) -> Respon
 async fn api_ack_many(State(app): State<Shared>, Json(acks): Json<Vec<AckRequest>>) -> Response {
     reply(app.engine.acknowledge_many(&acks).await.map(|rs| {
         rs.into_iter()
-            .map(|r| r.map_err(|e| WireError::from_error(&e)))
-            .collect::<Vec<std::result::Result<MessageStatus, WireError>>>()
+            .map(|r| r.map_err(|e| Box::new(WireError::from_error(&e))))
+            .collect::<Vec<std::result::Result<MessageStatus, Box<WireError>>>>()
     }))
 }
 

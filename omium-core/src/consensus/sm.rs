@@ -309,18 +309,18 @@ fn unknown(id: &str) -> Reply {
     }
 }
 
+/// The key-value pairs of the `consensus` family, as a snapshot carries them.
+type Pairs = Vec<(Vec<u8>, Vec<u8>)>;
+
 /// The bytes of a snapshot: a version byte, postcard of [`SnapshotBody`], blake3 of the rest.
 #[derive(Serialize, Deserialize)]
 struct SnapshotBody {
     /// JSON of the snapshot's `SnapshotMeta` (its serde form is not postcard-friendly).
     meta: String,
-    entries: Vec<(Vec<u8>, Vec<u8>)>,
+    entries: Pairs,
 }
 
-fn encode_snapshot(
-    meta: &SnapshotMetaOf<C>,
-    entries: Vec<(Vec<u8>, Vec<u8>)>,
-) -> io::Result<Vec<u8>> {
+fn encode_snapshot(meta: &SnapshotMetaOf<C>, entries: Pairs) -> io::Result<Vec<u8>> {
     let body = SnapshotBody {
         meta: serde_json::to_string(meta).map_err(|e| io_err("encoding snapshot", e))?,
         entries,
@@ -331,7 +331,7 @@ fn encode_snapshot(
     Ok(out)
 }
 
-fn decode_snapshot(bytes: &[u8]) -> io::Result<(SnapshotMetaOf<C>, Vec<(Vec<u8>, Vec<u8>)>)> {
+fn decode_snapshot(bytes: &[u8]) -> io::Result<(SnapshotMetaOf<C>, Pairs)> {
     let bad = |d: String| {
         io::Error::new(
             io::ErrorKind::InvalidData,

@@ -385,7 +385,8 @@ def checkpoint(
     if consensus_required:
         from . import consensus as _consensus
 
-        targets = _consensus._check_targets("@omium.checkpoint(consensus_required=True) consensus_targets", consensus_targets, consensus_timeout)
+        where = "@omium.checkpoint(consensus_required=True) consensus_targets"
+        targets = _consensus._check_targets(where, consensus_targets, consensus_timeout)
         consensus = (targets, float(consensus_timeout), consensus_quorum)
     elif consensus_targets is not None:
         raise ValueError("@omium.checkpoint: consensus_targets is given but consensus_required is not True")

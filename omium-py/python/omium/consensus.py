@@ -121,14 +121,11 @@ def _execution_id(explicit: str | None) -> str:
     if ctx is not None:
         return ctx.execution_id
     raise OmiumError(
-        "omium.consensus: no execution: broadcast inside an @omium.workflow run, after "
-        "omium.set_execution_id(...), or pass execution_id="
+        "omium.consensus: no execution: broadcast inside an @omium.workflow run, after omium.set_execution_id(...), or pass execution_id="
     )
 
 
-def _send(
-    execution_id: str, sender: str, targets: list[str], message: Any, schema: Any = None, quorum: int | None = None
-) -> str:
+def _send(execution_id: str, sender: str, targets: list[str], message: Any, schema: Any = None, quorum: int | None = None) -> str:
     if isinstance(targets, str) or not all(isinstance(t, str) for t in targets):
         raise TypeError(f"omium.consensus.broadcast(targets): expected a list of agent ids, not {targets!r}")
     if not isinstance(sender, str):
@@ -171,9 +168,7 @@ def broadcast(*args: Any, **kwargs: Any) -> Any:
     return _direct(*args, **kwargs)
 
 
-def _direct(
-    execution_id: str | None, sender: str, targets: list[str], message: Any, schema: Any = None, quorum: int | None = None
-) -> str:
+def _direct(execution_id: str | None, sender: str, targets: list[str], message: Any, schema: Any = None, quorum: int | None = None) -> str:
     return _send(_execution_id(execution_id), sender, targets, message, schema, quorum)
 
 
@@ -206,7 +201,16 @@ def message(message_id: str) -> dict[str, Any]:
     return json.loads(_get().message(message_id))
 
 
-def agree(result: Any, targets: list[str], *, sender: str, timeout: float, quorum: int | None = None, schema: Any = None, record: bool = True) -> dict[str, Any]:
+def agree(
+    result: Any,
+    targets: list[str],
+    *,
+    sender: str,
+    timeout: float,
+    quorum: int | None = None,
+    schema: Any = None,
+    record: bool = True,
+) -> dict[str, Any]:
     """Broadcasts ``result`` in the current execution and waits for its agreement (used by the
     decorator and by ``@omium.checkpoint(consensus_required=True)``)."""
     mid = _send(_execution_id(None), sender, targets, result, schema, quorum)
@@ -214,7 +218,8 @@ def agree(result: Any, targets: list[str], *, sender: str, timeout: float, quoru
 
 
 def _check_targets(where: str, targets: Any, timeout: Any) -> list[str]:
-    if isinstance(targets, str) or not isinstance(targets, (list, tuple)) or not targets or not all(isinstance(t, str) and t for t in targets):
+    ok = isinstance(targets, (list, tuple)) and targets and all(isinstance(t, str) and t for t in targets)
+    if not ok:
         raise TypeError(f"{where}: target agents must be a non-empty list of agent ids, not {targets!r}")
     if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
         raise ValueError(f"{where}: timeout must be a positive number of seconds, not {timeout!r}")
@@ -248,4 +253,3 @@ def _decorator(
         return run
 
     return decorate
-
