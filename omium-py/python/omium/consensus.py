@@ -86,16 +86,21 @@ def _get() -> _omium.Coordinator:
         return _coordinator
 
 
-def subscribe(agent: str, handler: Callable[[dict[str, Any]], Any]) -> Callable[[dict[str, Any]], Any]:
+def subscribe(agent: str, handler: Callable[[dict[str, Any]], Any] | None = None) -> Any:
     """Lets ``handler`` answer for ``agent``: it is called with each message broadcast to the
-    agent from this process (a dict: id, execution_id, seq, sender, targets, message, ...)."""
+    agent from this process (a dict: id, execution_id, seq, sender, targets, message, ...).
+    Usable as a decorator: ``@omium.consensus.subscribe("reviewer")``."""
     if not isinstance(agent, str) or not agent:
         raise TypeError(f"omium.consensus.subscribe(agent): expected a non-empty str, not {agent!r}")
-    if not callable(handler):
-        raise TypeError(f"omium.consensus.subscribe({agent!r}, handler): handler must be callable")
-    with _lock:
-        _subscribers.setdefault(agent, []).append(handler)
-    return handler
+
+    def register(fn: Callable[[dict[str, Any]], Any]) -> Callable[[dict[str, Any]], Any]:
+        if not callable(fn):
+            raise TypeError(f"omium.consensus.subscribe({agent!r}, handler): handler must be callable")
+        with _lock:
+            _subscribers.setdefault(agent, []).append(fn)
+        return fn
+
+    return register if handler is None else register(handler)
 
 
 def unsubscribe(agent: str, handler: Callable[[dict[str, Any]], Any] | None = None) -> None:
