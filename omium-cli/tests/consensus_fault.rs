@@ -275,7 +275,7 @@ fn leader_and_follower_sigkills_lose_duplicate_or_reorder_nothing() {
         }));
     }
 
-    let settle = Duration::from_millis(1500);
+    let settle = Duration::from_millis(2000);
     let placed = |out: &Arc<Mutex<Outcomes>>| out.lock().unwrap().placed.len();
     std::thread::sleep(settle);
     for round in 0..rounds {
