@@ -14,7 +14,7 @@ CARGO ?= cargo
 OMIUM_CRASH_KILLS ?= 20
 export OMIUM_CRASH_KILLS
 
-.PHONY: all deps demo demo-rust test test-rust test-python test-node node python lint crash bench bench-python test-otlp
+.PHONY: all deps demo demo-rust test test-rust test-python test-node node python lint crash fault bench bench-python test-otlp
 
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -65,6 +65,11 @@ lint:
 # The long crash run: 60 SIGKILLs of a real writer process.
 crash: deps
 	OMIUM_CRASH_KILLS=60 $(CARGO) test -p omium-core --test crash -- --nocapture
+
+# The long consensus fault run: five rounds of SIGKILLing the leader, then a follower, of a
+# 3-node cluster of real `omium node` processes (`cargo test` runs one round).
+fault: deps
+	OMIUM_FAULT_ROUNDS=5 $(CARGO) test -p omium-cli --test consensus_fault -- --nocapture
 
 bench: deps
 	$(CARGO) bench -p omium-core

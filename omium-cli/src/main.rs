@@ -7,6 +7,7 @@
 //! parse. With `--json`, errors are printed to stdout as `{"error":{"code":..,"message":..}}`.
 //! `docs/cli.md` documents every command.
 
+mod consensus;
 mod recovery;
 mod trace;
 mod view;
@@ -157,6 +158,37 @@ enum Command {
     Diff { a: String, b: String },
     /// The recorded LLM and tool calls of an execution, which omium.replay() answers from.
     Replay { execution: String },
+    /// Run a consensus node (Raft over HTTP/2) on --store until killed.
+    Node {
+        /// This node's id in the cluster.
+        #[arg(long)]
+        id: u64,
+        /// Address to listen on (host:port).
+        #[arg(long)]
+        listen: String,
+        /// A member of an existing cluster to join through.
+        #[arg(long)]
+        join: Option<String>,
+        /// The address other nodes reach this one at (default: the listen address).
+        #[arg(long)]
+        advertise: Option<String>,
+    },
+    /// Manage a cluster's membership through one of its nodes.
+    Cluster {
+        /// A node of the cluster (host:port); repeat for fallbacks.
+        #[arg(long = "node", required = true)]
+        nodes: Vec<String>,
+        #[command(subcommand)]
+        command: consensus::ClusterCommand,
+    },
+    /// Broadcast, acknowledge, await and list agent messages agreed on the Raft log.
+    Consensus {
+        /// A cluster node (host:port), repeatable; without it, the embedded group of --store.
+        #[arg(long = "node", global = true)]
+        nodes: Vec<String>,
+        #[command(subcommand)]
+        command: consensus::ConsensusCommand,
+    },
     /// Show the audit log, oldest first.
     Audit {
         /// First entry to show (entries are numbered from 1).
@@ -244,8 +276,31 @@ fn open_writer(cli: &Cli) -> Result<Store, Error> {
 }
 
 fn run(cli: &Cli) -> Result<ExitCode, Error> {
+    if let Command::Node {
+        id,
+        listen,
+        join,
+        advertise,
+    } = &cli.command
+    {
+        consensus::node(
+            &cli.store,
+            omium_core::consensus::NodeConfig {
+                id: *id,
+                listen: listen.clone(),
+                advertise: advertise.clone(),
+                join: join.clone(),
+            },
+        )?;
+        return Ok(ExitCode::SUCCESS);
+    }
     let out = &mut std::io::stdout().lock();
     match &cli.command {
+        Command::Node { .. } => unreachable!("handled above"),
+        Command::Cluster { nodes, command } => consensus::cluster(out, cli.json, nodes, command)?,
+        Command::Consensus { nodes, command } => {
+            return consensus::consensus(out, cli.json, &cli.store, nodes, command);
+        }
         Command::Executions { status } => {
             if let Some(s) = status {
                 if !STATUSES.contains(&s.as_str()) {

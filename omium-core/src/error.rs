@@ -167,14 +167,6 @@ pub enum Error {
     AgentUnavailable { agent: String, detail: String },
 
     #[error(
-        "workflow {workflow:?} has consensus_required steps ({steps}), but consensus is not \
-         available in this build (the consensus coordinator is not wired to the workflow \
-         executor); pass an agreement function (Python: .run(..., agree=fn)) or remove \
-         consensus_required"
-    )]
-    ConsensusUnavailable { workflow: String, steps: String },
-
-    #[error(
         "{step} of execution {execution:?} failed and the recovery policy gave up: {message}; \
          `omium failures --execution {execution}` shows what was tried; re-running the \
          execution id resumes it at this step"
@@ -208,6 +200,34 @@ pub enum Error {
         step: String,
         reason: String,
     },
+
+    #[error("invalid message for execution {execution:?}: {detail}; it was not appended")]
+    InvalidMessage { execution: String, detail: String },
+
+    #[error(
+        "unknown message {id}; `omium consensus status <execution>` lists the messages of an \
+         execution"
+    )]
+    MessageNotFound { id: String },
+
+    #[error("{detail}")]
+    NotATarget { detail: String },
+
+    #[error(
+        "consensus violation on message {message_id} of execution {execution:?} ({reason}): \
+         {detail}{}",
+        failure_id.as_deref().map(|f| format!(" (failure {f}; `omium failures` shows it)")).unwrap_or_default()
+    )]
+    ConsensusViolation {
+        message_id: String,
+        execution: String,
+        reason: String,
+        detail: String,
+        failure_id: Option<String>,
+    },
+
+    #[error("consensus unavailable: {detail}")]
+    ConsensusUnavailable { detail: String },
 }
 
 impl Error {
@@ -241,11 +261,15 @@ impl Error {
             Error::ConditionEval { .. } => "condition_error",
             Error::Workflow(_) => "invalid_workflow",
             Error::AgentUnavailable { .. } => "agent_unavailable",
-            Error::ConsensusUnavailable { .. } => "consensus_unavailable",
             Error::StepFailed { .. } => "step_failed",
             Error::Escalated { .. } => "escalated",
             Error::Paused { .. } => "paused",
             Error::Interrupted { .. } => "interrupted",
+            Error::InvalidMessage { .. } => "invalid_message",
+            Error::MessageNotFound { .. } => "message_not_found",
+            Error::NotATarget { .. } => "not_a_target",
+            Error::ConsensusViolation { .. } => "consensus_violation",
+            Error::ConsensusUnavailable { .. } => "consensus_unavailable",
         }
     }
 

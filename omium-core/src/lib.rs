@@ -37,6 +37,7 @@ pub mod blob;
 pub mod checkpoint;
 mod codec;
 mod commit;
+pub mod consensus;
 pub mod error;
 pub mod execution;
 pub mod expr;

@@ -55,10 +55,18 @@ pub(crate) enum Cf {
     ThreadCheckpoints,
     ThreadValues,
     ThreadWrites,
+    /// The Raft log of the consensus module: `index(u64 BE)` → entry (`consensus/log.rs`).
+    /// Added after format 1 shipped, like the three above.
+    RaftLog,
+    /// Raft's own small records: vote, last purged and committed log ids, the state
+    /// machine's applied position and membership, the current snapshot.
+    RaftMeta,
+    /// The consensus state machine: messages, their acknowledgements and outcomes.
+    Consensus,
 }
 
 impl Cf {
-    pub(crate) const ALL: [Cf; 13] = [
+    pub(crate) const ALL: [Cf; 16] = [
         Cf::Meta,
         Cf::Executions,
         Cf::Checkpoints,
@@ -72,6 +80,9 @@ impl Cf {
         Cf::ThreadCheckpoints,
         Cf::ThreadValues,
         Cf::ThreadWrites,
+        Cf::RaftLog,
+        Cf::RaftMeta,
+        Cf::Consensus,
     ];
 
     /// Families a read-only open does not require (a store written before they existed has
@@ -86,6 +97,9 @@ impl Cf {
                 | Cf::ThreadCheckpoints
                 | Cf::ThreadValues
                 | Cf::ThreadWrites
+                | Cf::RaftLog
+                | Cf::RaftMeta
+                | Cf::Consensus
         )
     }
 
@@ -104,6 +118,9 @@ impl Cf {
             Cf::ThreadCheckpoints => "thread_checkpoints",
             Cf::ThreadValues => "thread_values",
             Cf::ThreadWrites => "thread_writes",
+            Cf::RaftLog => "raft_log",
+            Cf::RaftMeta => "raft_meta",
+            Cf::Consensus => "consensus",
         }
     }
 
@@ -224,6 +241,9 @@ pub(crate) struct Inner {
     pub(crate) policy_cache: Mutex<HashMap<String, crate::policy::Effective>>,
     /// Spans on their way to storage and export.
     pub(crate) spans: crate::trace::SpanPipe,
+    /// The consensus group running on this store in this process, if any: one Raft node per
+    /// store (two would write the same log).
+    pub(crate) consensus: Mutex<Option<std::sync::Weak<crate::consensus::Engine>>>,
     /// Declared after `db`: fields drop in order, so RocksDB is closed (and done writing its
     /// LOG here) before the directory is removed.
     _secondary_dir: Option<ScratchDir>,
@@ -426,6 +446,7 @@ impl Store {
                 blob: BlobParams::default(),
                 policy_cache: Mutex::new(HashMap::new()),
                 spans: Default::default(),
+                consensus: Mutex::new(None),
                 _secondary_dir: scratch,
             }),
         })

@@ -2,6 +2,7 @@
 //! releases the GIL around store I/O, and leaves every decision to `omium-core`. The public API
 //! is the pure-Python package `omium` on top.
 
+mod consensus;
 mod convert;
 mod recovery;
 mod run;
@@ -75,6 +76,7 @@ fn _omium(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<threads::Threads>()?;
     m.add_class::<workflow::WorkflowSpec>()?;
     m.add_function(wrap_pyfunction!(workflow::workflow_templates, m)?)?;
+    m.add_class::<consensus::Coordinator>()?;
     m.add("FORMAT_VERSION", omium_core::FORMAT_VERSION)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())

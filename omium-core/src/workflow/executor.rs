@@ -140,8 +140,14 @@ pub fn run(store: &Store, spec: &Spec, options: RunOptions) -> Result<Report> {
         .collect();
     if !consensus.is_empty() && options.agreement.is_none() {
         return Err(Error::ConsensusUnavailable {
-            workflow: spec.name.clone(),
-            steps: consensus.join(", "),
+            detail: format!(
+                "workflow {:?} has consensus_required steps ({}) and no agreement function: \
+                 pass one (Python: .run(..., agree=fn)), for example one that broadcasts the \
+                 hand-off with omium.consensus and awaits its agreement, or remove \
+                 consensus_required",
+                spec.name,
+                consensus.join(", ")
+            ),
         });
     }
     let id = options

@@ -18,7 +18,7 @@ RocksDB store (``omium.init(path=...)``; no server)::
     omium.rollback("cust-42", to="kyc_doc_validated")
 """
 
-from . import policy, workflows
+from . import consensus, policy, workflows
 from ._omium import FORMAT_VERSION, Store, __version__
 from ._recovery import (
     FailureInfo,
@@ -79,10 +79,13 @@ from .errors import (
     HallucinationDetected,
     IntegrityError,
     InvalidArgumentError,
+    InvalidMessageError,
     InvalidStateError,
+    MessageNotFoundError,
     NewerFormatError,
     NoConsistentCheckpointError,
     NonDeterminismError,
+    NotATargetError,
     OmiumError,
     PolicyError,
     ReadOnlyError,
@@ -123,7 +126,10 @@ __all__ = [
     "HallucinationDetected",
     "IntegrityError",
     "InvalidArgumentError",
+    "InvalidMessageError",
     "InvalidStateError",
+    "MessageNotFoundError",
+    "NotATargetError",
     "NewerFormatError",
     "NoConsistentCheckpointError",
     "NonDeterminismError",
@@ -178,6 +184,7 @@ __all__ = [
     "llm",
     "llm_call",
     "metrics",
+    "consensus",
     "policy",
     "recover",
     "register_fallback",

@@ -51,6 +51,15 @@ current_step_name: contextvars.ContextVar[str | None] = contextvars.ContextVar("
 chosen_execution_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("omium_execution_id", default=None)
 
 
+# Called before the store closes (omium.consensus stops its embedded Raft group there).
+_before_close: list[Any] = []
+
+
+def _closing() -> None:
+    for hook in _before_close:
+        hook()
+
+
 def init(
     path: str | os.PathLike[str] | None = None,
     project: str | None = None,
@@ -85,10 +94,12 @@ def init(
         # directory must close it first (one writer per directory); another one opens first,
         # so a failure to open it leaves the current store in place.
         if _config is not None and os.path.abspath(os.fspath(_config.store.path)) == os.path.abspath(path):
+            _closing()
             _config.store.close()
             _config = None
         store = _omium.Store(path, durability=durability, read_only=read_only)
         if _config is not None:
+            _closing()
             _config.store.close()
         _config = Config(store=store, project=project, codec=chosen)
     from . import _trace
@@ -108,6 +119,7 @@ def shutdown() -> None:
                 # Spans are stored in the background: store them (and give the exporter a
                 # moment to send them) before the store closes.
                 _config.store.flush_export(5.0)
+            _closing()
             _config.store.close()
             _config = None
 

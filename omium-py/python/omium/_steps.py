@@ -85,6 +85,7 @@ class _Step:
         codec: str | Codec | None,
         agent: str | None,
         validators: Sequence[Callable[[Any], Any]] = (),
+        consensus: tuple[list[str], float, int | None] | None = None,
     ) -> None:
         if not isinstance(retries, int) or retries < 0:
             raise ValueError(f"@omium.checkpoint({name!r}): retries must be a non-negative int, not {retries!r}")
@@ -105,6 +106,8 @@ class _Step:
             if not callable(v):
                 raise TypeError(f"@omium.checkpoint({name!r}): validators must be callables, not {type(v).__name__}")
         self.validators = list(validators)
+        # (targets, timeout, quorum) when the step's result must be agreed before it is recorded.
+        self.consensus = consensus
 
     def begin(self, args: tuple, kwargs: dict) -> tuple[_runtime.ExecutionContext, int, str | None, Codec] | None:
         ctx = _runtime.current.get()
@@ -143,11 +146,27 @@ class _Step:
 
     def attempt_sync(self, ctx: _runtime.ExecutionContext | None, args: tuple, kwargs: dict) -> Any:
         result = _call_sync_with_timeout(self.fn, self.timeout_in(ctx), self.name, args, kwargs)
-        return self.check_result(args, kwargs, result)
+        self.check_result(args, kwargs, result)
+        self.agree(ctx, result)
+        return result
 
     async def attempt_async(self, ctx: _runtime.ExecutionContext | None, args: tuple, kwargs: dict) -> Any:
         result = await _await_with_timeout(self, self.timeout_in(ctx), args, kwargs)
-        return self.check_result(args, kwargs, result)
+        self.check_result(args, kwargs, result)
+        if self.consensus is not None and ctx is not None:
+            await asyncio.to_thread(self.agree, ctx, result)
+        return result
+
+    def agree(self, ctx: _runtime.ExecutionContext | None, result: Any) -> None:
+        """``consensus_required``: the result is broadcast to the step's consensus targets and
+        recorded only once agreed; a violation is a failure of the step (its recovery policy's
+        ``consensus_violation`` rule decides), so the core does not record it a second time."""
+        if self.consensus is None or ctx is None:
+            return
+        from . import consensus as _consensus
+
+        targets, timeout, quorum = self.consensus
+        _consensus.agree(result, targets, sender=self.agent or self.name, timeout=timeout, quorum=quorum, record=False)
 
     def finish(
         self, ctx: _runtime.ExecutionContext, seq: int, key: str | None, codec: Codec, args: tuple, kwargs: dict, result: Any
@@ -333,6 +352,10 @@ def checkpoint(
     agent: str | None = None,
     validators: Sequence[Callable[[Any], Any]] = (),
     policy: Any = None,
+    consensus_required: bool = False,
+    consensus_targets: Sequence[str] | None = None,
+    consensus_timeout: float = 5.0,
+    consensus_quorum: int | None = None,
 ) -> Any:
     """Makes a function a durable step (sync or async).
 
@@ -351,13 +374,28 @@ def checkpoint(
     False or a reason to flag a hallucination. ``key`` derives the step's identity from its
     arguments, for steps whose call order is not fixed. Outside an execution the function runs
     normally (conditions and validators are still checked).
+    ``consensus_required=True`` makes the step's result a consensus hand-off: it is broadcast to
+    ``consensus_targets`` (sender: ``agent``, else the step name) and the step is recorded only
+    once a quorum (``consensus_quorum``, default a majority) agreed within
+    ``consensus_timeout`` seconds; otherwise the step fails with
+    :class:`~omium.ConsensusViolation` and its recovery policy decides (see
+    ``omium.consensus``).
     """
+    consensus = None
+    if consensus_required:
+        from . import consensus as _consensus
+
+        where = "@omium.checkpoint(consensus_required=True) consensus_targets"
+        targets = _consensus._check_targets(where, consensus_targets, consensus_timeout)
+        consensus = (targets, float(consensus_timeout), consensus_quorum)
+    elif consensus_targets is not None:
+        raise ValueError("@omium.checkpoint: consensus_targets is given but consensus_required is not True")
 
     def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
         if not callable(fn):
             raise TypeError(f"@omium.checkpoint must decorate a function, not {type(fn).__name__}")
         step_name = name if isinstance(name, str) else fn.__qualname__
-        step = _Step(fn, step_name, preconditions, postconditions, retries, timeout, key, codec, agent, validators)
+        step = _Step(fn, step_name, preconditions, postconditions, retries, timeout, key, codec, agent, validators, consensus)
         if policy is not None:
             from . import policy as _policy
 

@@ -156,6 +156,30 @@ class ConsensusViolation(OmiumError):
     code = "consensus_violation"
 
 
+class InvalidMessageError(OmiumError, ValueError):
+    """A broadcast message failed its JSON Schema (or is malformed); it was not appended."""
+
+    code = "invalid_message"
+
+
+class MessageNotFoundError(OmiumError, LookupError):
+    """No consensus message has this id."""
+
+    code = "message_not_found"
+
+
+class NotATargetError(OmiumError, ValueError):
+    """An agent acknowledged a message it was not a target of."""
+
+    code = "not_a_target"
+
+
+class ConsensusUnavailableError(OmiumError, ConnectionError):
+    """The Raft group cannot serve the request now (no leader elected, nodes unreachable)."""
+
+    code = "consensus_unavailable"
+
+
 class ToolDeniedError(OmiumError, PermissionError):
     """A tool outside the policy's ``tool_whitelist`` was called through ``omium.tool``."""
 
@@ -228,13 +252,6 @@ class AgentUnavailableError(OmiumError):
     code = "agent_unavailable"
 
 
-class ConsensusUnavailableError(OmiumError):
-    """A workflow has ``consensus_required`` steps and no agreement function was given (the
-    consensus coordinator is not wired to workflows in this build)."""
-
-    code = "consensus_unavailable"
-
-
 BY_CODE: dict[str, type[OmiumError]] = {
     cls.code: cls
     for cls in [
@@ -260,11 +277,14 @@ BY_CODE: dict[str, type[OmiumError]] = {
         PolicyError,
         HallucinationDetected,
         ConsensusViolation,
+        InvalidMessageError,
+        MessageNotFoundError,
+        NotATargetError,
+        ConsensusUnavailableError,
         ToolDeniedError,
         WorkflowError,
         StepFailedError,
         AgentUnavailableError,
-        ConsensusUnavailableError,
         EscalatedError,
     ]
 }

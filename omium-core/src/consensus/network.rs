@@ -1,0 +1,599 @@
+//! Networking: Raft RPCs between nodes and the coordinator API for clients, both over HTTP/2
+//! with prior knowledge (h2c; the server is axum/hyper in [`super::node`], the client reqwest).
+//!
+//! Raft RPC bodies are postcard (`POST /raft/append`, `/raft/vote`, `/raft/snapshot`); every
+//! call carries the deadline openraft gives it (`RPCOption::hard_ttl`), and openraft retries
+//! replication with backoff. Client API bodies are JSON (`POST /api/…`); [`RemoteClient`]
+//! follows the leader (a follower answers `421` naming it), and retries across nodes with
+//! backoff until its deadline, which is safe because every request is idempotent (a broadcast
+//! carries its id; an agent's first acknowledgement is the one that counts).
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use openraft::error::{NetworkError, RPCError, ReplicationClosed, StreamingError, Unreachable};
+use openraft::network::{RPCOption, RaftNetworkFactory, RaftNetworkV2};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse,
+};
+use openraft::type_config::alias::{SnapshotOf, VoteOf};
+use openraft::BasicNode;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use super::coordinator::{AckRequest, BroadcastRequest, Broadcasted};
+use super::{Message, MessageStatus, TypeConfig as C};
+use crate::error::{Error, Result};
+
+/// The network of the embedded one-voter group: there is nobody to talk to. openraft never
+/// calls it while the group has one voter; if it did, the call fails plainly.
+pub struct NoNetwork;
+
+impl RaftNetworkFactory<C> for NoNetwork {
+    type Network = NoNetwork;
+
+    async fn new_client(&mut self, _target: u64, _node: &BasicNode) -> NoNetwork {
+        NoNetwork
+    }
+}
+
+fn embedded_only<E: From<Unreachable<C>>>() -> E {
+    E::from(Unreachable::from_string(
+        "embedded consensus has no network; run `omium node` processes for a cluster",
+    ))
+}
+
+impl RaftNetworkV2<C> for NoNetwork {
+    type SnapshotData = Vec<u8>;
+
+    async fn append_entries(
+        &mut self,
+        _rpc: AppendEntriesRequest<C>,
+        _option: RPCOption,
+    ) -> std::result::Result<AppendEntriesResponse<C>, RPCError<C>> {
+        Err(embedded_only())
+    }
+
+    async fn vote(
+        &mut self,
+        _rpc: VoteRequest<C>,
+        _option: RPCOption,
+    ) -> std::result::Result<VoteResponse<C>, RPCError<C>> {
+        Err(embedded_only())
+    }
+
+    async fn full_snapshot(
+        &mut self,
+        _vote: VoteOf<C>,
+        _snapshot: SnapshotOf<C, Vec<u8>>,
+        _cancel: impl Future<Output = ReplicationClosed> + openraft::OptionalSend + 'static,
+        _option: RPCOption,
+    ) -> std::result::Result<SnapshotResponse<C>, StreamingError<C>> {
+        Err(embedded_only())
+    }
+}
+
+/// `host:port` or `http://host:port` → `http://host:port`, checked.
+pub fn normalize_addr(addr: &str) -> Result<String> {
+    let bare = addr
+        .strip_prefix("http://")
+        .unwrap_or(addr)
+        .trim_end_matches('/');
+    let bad = |why: &str| Error::InvalidArgument {
+        what: "node address",
+        detail: format!("{addr:?} {why}; expected host:port, e.g. 127.0.0.1:7001"),
+    };
+    if addr.starts_with("https://") {
+        return Err(bad("uses https (nodes speak h2c, plain HTTP/2)"));
+    }
+    let (host, port) = bare.rsplit_once(':').ok_or_else(|| bad("has no port"))?;
+    if host.is_empty() || host.contains('/') {
+        return Err(bad("has no valid host"));
+    }
+    port.parse::<u16>()
+        .map_err(|_| bad("has no valid port (1-65535)"))?;
+    Ok(format!("http://{bare}"))
+}
+
+fn http_client() -> Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .connect_timeout(Duration::from_millis(500))
+        .tcp_nodelay(true)
+        .pool_idle_timeout(Duration::from_secs(30))
+        .build()
+        .map_err(|e| Error::ConsensusUnavailable {
+            detail: format!("cannot build the HTTP/2 client: {e}"),
+        })
+}
+
+/// Connects a node to its peers.
+#[derive(Clone)]
+pub struct HttpNetworkFactory {
+    client: reqwest::Client,
+}
+
+impl HttpNetworkFactory {
+    pub fn new() -> Result<Self> {
+        Ok(HttpNetworkFactory {
+            client: http_client()?,
+        })
+    }
+}
+
+/// The connection to one peer.
+pub struct HttpNetwork {
+    client: reqwest::Client,
+    target: u64,
+    base: String,
+}
+
+impl RaftNetworkFactory<C> for HttpNetworkFactory {
+    type Network = HttpNetwork;
+
+    async fn new_client(&mut self, target: u64, node: &BasicNode) -> HttpNetwork {
+        HttpNetwork {
+            client: self.client.clone(),
+            target,
+            base: normalize_addr(&node.addr).unwrap_or_else(|_| node.addr.clone()),
+        }
+    }
+}
+
+/// The postcard body of a snapshot transfer.
+#[derive(Serialize, Deserialize)]
+pub(crate) struct SnapshotTransfer {
+    pub vote: String,
+    pub meta: String,
+    pub data: Vec<u8>,
+}
+
+impl HttpNetwork {
+    async fn post(
+        &self,
+        path: &str,
+        body: Vec<u8>,
+        ttl: Duration,
+    ) -> std::result::Result<Vec<u8>, RpcFailure> {
+        let url = format!("{}{path}", self.base);
+        let resp = self
+            .client
+            .post(&url)
+            .timeout(ttl)
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| {
+                if e.is_timeout() {
+                    RpcFailure::Timeout
+                } else {
+                    RpcFailure::Unreachable(format!("node {} at {url}: {e}", self.target))
+                }
+            })?;
+        let status = resp.status();
+        let bytes = resp.bytes().await.map_err(|e| {
+            RpcFailure::Network(format!(
+                "node {} at {url}: reading the reply: {e}",
+                self.target
+            ))
+        })?;
+        if !status.is_success() {
+            return Err(RpcFailure::Network(format!(
+                "node {} at {url} answered {status}: {}",
+                self.target,
+                String::from_utf8_lossy(&bytes)
+            )));
+        }
+        Ok(bytes.to_vec())
+    }
+}
+
+enum RpcFailure {
+    Timeout,
+    Unreachable(String),
+    Network(String),
+}
+
+impl RpcFailure {
+    fn rpc(
+        self,
+        target: u64,
+        ttl: Duration,
+        action: openraft::network::RPCTypes,
+        leader: u64,
+    ) -> RPCError<C> {
+        match self {
+            RpcFailure::Timeout => RPCError::Timeout(openraft::error::Timeout {
+                action,
+                id: leader,
+                target,
+                timeout: ttl,
+            }),
+            RpcFailure::Unreachable(s) => RPCError::Unreachable(Unreachable::from_string(s)),
+            RpcFailure::Network(s) => RPCError::Network(NetworkError::from_string(s)),
+        }
+    }
+}
+
+fn encode<T: Serialize>(v: &T) -> Vec<u8> {
+    postcard::to_allocvec(v).expect("postcard encodes Raft messages")
+}
+
+fn decode<T: DeserializeOwned>(what: &str, b: &[u8]) -> std::result::Result<T, NetworkError<C>> {
+    postcard::from_bytes(b)
+        .map_err(|e| NetworkError::from_string(format!("cannot decode {what}: {e}")))
+}
+
+impl RaftNetworkV2<C> for HttpNetwork {
+    type SnapshotData = Vec<u8>;
+
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<C>,
+        option: RPCOption,
+    ) -> std::result::Result<AppendEntriesResponse<C>, RPCError<C>> {
+        let leader = rpc.vote.leader_id().node_id;
+        let ttl = option.hard_ttl();
+        let b = self
+            .post("/raft/append", encode(&rpc), ttl)
+            .await
+            .map_err(|f| {
+                f.rpc(
+                    self.target,
+                    ttl,
+                    openraft::network::RPCTypes::AppendEntries,
+                    leader,
+                )
+            })?;
+        Ok(decode("an append-entries reply", &b)?)
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<C>,
+        option: RPCOption,
+    ) -> std::result::Result<VoteResponse<C>, RPCError<C>> {
+        let leader = rpc.vote.leader_id().node_id;
+        let ttl = option.hard_ttl();
+        let b = self
+            .post("/raft/vote", encode(&rpc), ttl)
+            .await
+            .map_err(|f| f.rpc(self.target, ttl, openraft::network::RPCTypes::Vote, leader))?;
+        Ok(decode("a vote reply", &b)?)
+    }
+
+    async fn full_snapshot(
+        &mut self,
+        vote: VoteOf<C>,
+        snapshot: SnapshotOf<C, Vec<u8>>,
+        _cancel: impl Future<Output = ReplicationClosed> + openraft::OptionalSend + 'static,
+        option: RPCOption,
+    ) -> std::result::Result<SnapshotResponse<C>, StreamingError<C>> {
+        let leader = vote.leader_id().node_id;
+        let body = SnapshotTransfer {
+            vote: serde_json::to_string(&vote).expect("votes encode as JSON"),
+            meta: serde_json::to_string(&snapshot.meta).expect("snapshot metadata encodes as JSON"),
+            data: snapshot.snapshot,
+        };
+        // A snapshot is bigger than a heartbeat: give it at least ten seconds.
+        let ttl = option.hard_ttl().max(Duration::from_secs(10));
+        let b = self
+            .post("/raft/snapshot", encode(&body), ttl)
+            .await
+            .map_err(|f| {
+                match f.rpc(
+                    self.target,
+                    ttl,
+                    openraft::network::RPCTypes::InstallSnapshot,
+                    leader,
+                ) {
+                    RPCError::Timeout(t) => StreamingError::Timeout(t),
+                    RPCError::Unreachable(u) => StreamingError::Unreachable(u),
+                    RPCError::Network(n) => StreamingError::Network(n),
+                    RPCError::RemoteError(r) => {
+                        StreamingError::Network(NetworkError::from_string(r.to_string()))
+                    }
+                }
+            })?;
+        Ok(decode("a snapshot reply", &b)?)
+    }
+}
+
+/// An error as the HTTP API sends it.
+#[derive(Serialize, Deserialize)]
+pub(crate) struct WireError {
+    pub code: String,
+    pub message: String,
+    #[serde(default)]
+    pub execution: Option<String>,
+    #[serde(default)]
+    pub message_id: Option<String>,
+    #[serde(default)]
+    pub reason: Option<String>,
+    #[serde(default)]
+    pub detail: Option<String>,
+    #[serde(default)]
+    pub failure_id: Option<String>,
+    /// For `not_leader`: the leader's address, when known.
+    #[serde(default)]
+    pub leader: Option<String>,
+}
+
+impl WireError {
+    pub(crate) fn from_error(e: &Error) -> WireError {
+        let mut w = WireError {
+            code: e.code().into(),
+            message: e.to_string(),
+            execution: None,
+            message_id: None,
+            reason: None,
+            detail: None,
+            failure_id: None,
+            leader: None,
+        };
+        match e {
+            Error::InvalidMessage { execution, detail } => {
+                w.execution = Some(execution.clone());
+                w.detail = Some(detail.clone());
+            }
+            Error::MessageNotFound { id } => w.message_id = Some(id.clone()),
+            Error::NotATarget { detail } => w.detail = Some(detail.clone()),
+            Error::ConsensusViolation {
+                message_id,
+                execution,
+                reason,
+                detail,
+                failure_id,
+            } => {
+                w.message_id = Some(message_id.clone());
+                w.execution = Some(execution.clone());
+                w.reason = Some(reason.clone());
+                w.detail = Some(detail.clone());
+                w.failure_id = failure_id.clone();
+            }
+            _ => {}
+        }
+        w
+    }
+
+    fn into_error(self) -> Error {
+        let or = |o: Option<String>| o.unwrap_or_default();
+        match self.code.as_str() {
+            "invalid_message" => Error::InvalidMessage {
+                execution: or(self.execution),
+                detail: self.detail.unwrap_or(self.message),
+            },
+            "message_not_found" => Error::MessageNotFound {
+                id: or(self.message_id),
+            },
+            "not_a_target" => Error::NotATarget {
+                detail: self.detail.unwrap_or(self.message),
+            },
+            "consensus_violation" => Error::ConsensusViolation {
+                message_id: or(self.message_id),
+                execution: or(self.execution),
+                reason: or(self.reason),
+                detail: self.detail.unwrap_or(self.message),
+                failure_id: self.failure_id,
+            },
+            "invalid_argument" => Error::InvalidArgument {
+                what: "request",
+                detail: self.message,
+            },
+            _ => Error::ConsensusUnavailable {
+                detail: self.message,
+            },
+        }
+    }
+}
+
+/// `POST /api/await` body and reply.
+#[derive(Serialize, Deserialize)]
+pub(crate) struct AwaitRequest {
+    pub message_id: String,
+    pub timeout_ms: u64,
+    /// Record a violation in the node's store (the client has no store of its own).
+    pub record: bool,
+}
+
+#[derive(Serialize, Deserialize)]
+pub(crate) struct AwaitReply {
+    pub message: Message,
+    pub failure_id: Option<String>,
+}
+
+/// A client of a cluster's coordinator API.
+pub struct RemoteClient {
+    client: reqwest::Client,
+    nodes: Vec<String>,
+    /// The node that answered last (most likely the leader).
+    preferred: parking_lot::Mutex<String>,
+    /// How long a call keeps retrying through elections and restarts.
+    patience: Duration,
+}
+
+impl RemoteClient {
+    pub fn new(nodes: &[String]) -> Result<RemoteClient> {
+        if nodes.is_empty() {
+            return Err(Error::InvalidArgument {
+                what: "cluster nodes",
+                detail: "no node address given; expected at least one host:port".into(),
+            });
+        }
+        let nodes = nodes
+            .iter()
+            .map(|n| normalize_addr(n))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(RemoteClient {
+            client: http_client()?,
+            preferred: parking_lot::Mutex::new(nodes[0].clone()),
+            nodes,
+            patience: Duration::from_secs(15),
+        })
+    }
+
+    /// POSTs a JSON request, following the leader and retrying until `patience` runs out.
+    pub(crate) async fn call<Q: Serialize, R: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &Q,
+        request_timeout: Duration,
+    ) -> Result<R> {
+        let body = serde_json::to_vec(body).map_err(|e| Error::InvalidArgument {
+            what: "request",
+            detail: e.to_string(),
+        })?;
+        let deadline = Instant::now() + self.patience + request_timeout;
+        let mut target = self.preferred.lock().clone();
+        let mut backoff = Duration::from_millis(20);
+        let mut last_error;
+        let mut next = 0usize;
+        loop {
+            let url = format!("{target}{path}");
+            let sent = self
+                .client
+                .post(&url)
+                .timeout(request_timeout)
+                .header("content-type", "application/json")
+                .body(body.clone())
+                .send()
+                .await;
+            let mut follow: Option<String> = None;
+            match sent {
+                Ok(resp) => {
+                    let status = resp.status();
+                    let bytes = resp.bytes().await.unwrap_or_default();
+                    if status.is_success() {
+                        *self.preferred.lock() = target.clone();
+                        return serde_json::from_slice(&bytes).map_err(|e| {
+                            Error::ConsensusUnavailable {
+                                detail: format!("{url} sent a reply that does not decode: {e}"),
+                            }
+                        });
+                    }
+                    let wire: Option<WireError> = serde_json::from_slice(&bytes).ok();
+                    match wire {
+                        Some(w) if w.code == "not_leader" => {
+                            last_error = format!("{url}: {}", w.message);
+                            follow = w.leader;
+                        }
+                        Some(w) if w.code == "consensus_unavailable" => {
+                            last_error = format!("{url}: {}", w.message)
+                        }
+                        Some(w) => return Err(w.into_error()),
+                        None => {
+                            last_error = format!(
+                                "{url} answered {status}: {}",
+                                String::from_utf8_lossy(&bytes)
+                            )
+                        }
+                    }
+                }
+                Err(e) => last_error = format!("{url}: {e}"),
+            }
+            if Instant::now() >= deadline {
+                return Err(Error::ConsensusUnavailable {
+                    detail: format!(
+                        "no node of {} completed the request within {:?}; last error: {last_error}",
+                        self.nodes.join(", "),
+                        self.patience + request_timeout
+                    ),
+                });
+            }
+            target = match follow.and_then(|l| normalize_addr(&l).ok()) {
+                Some(l) => l,
+                None => {
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_millis(400));
+                    next = (next + 1) % self.nodes.len();
+                    self.nodes[next].clone()
+                }
+            };
+        }
+    }
+
+    const SHORT: Duration = Duration::from_secs(5);
+
+    pub async fn broadcast(&self, req: &BroadcastRequest) -> Result<Broadcasted> {
+        // Fix the id before the first attempt, so that every retry is the same message.
+        let mut req = req.clone();
+        req.id
+            .get_or_insert_with(|| crate::store::new_id().to_string());
+        self.call("/api/broadcast", &req, Self::SHORT).await
+    }
+
+    pub async fn broadcast_many(&self, reqs: &[BroadcastRequest]) -> Result<Vec<Broadcasted>> {
+        let reqs: Vec<BroadcastRequest> = reqs
+            .iter()
+            .cloned()
+            .map(|mut r| {
+                r.id.get_or_insert_with(|| crate::store::new_id().to_string());
+                r
+            })
+            .collect();
+        self.call("/api/broadcast_many", &reqs, Self::SHORT).await
+    }
+
+    pub async fn acknowledge(&self, a: &AckRequest) -> Result<MessageStatus> {
+        self.call("/api/ack", a, Self::SHORT).await
+    }
+
+    pub async fn acknowledge_many(
+        &self,
+        acks: &[AckRequest],
+    ) -> Result<Vec<Result<MessageStatus>>> {
+        let rs: Vec<std::result::Result<MessageStatus, Box<WireError>>> =
+            self.call("/api/ack_many", &acks, Self::SHORT).await?;
+        Ok(rs
+            .into_iter()
+            .map(|r| r.map_err(|w| w.into_error()))
+            .collect())
+    }
+
+    /// Waits on the leader for the outcome; the message whatever its status.
+    pub async fn await_outcome(&self, message_id: &str, timeout: Duration) -> Result<Message> {
+        Ok(self.await_reply(message_id, timeout, false).await?.message)
+    }
+
+    pub(crate) async fn await_reply(
+        &self,
+        message_id: &str,
+        timeout: Duration,
+        record: bool,
+    ) -> Result<AwaitReply> {
+        let req = AwaitRequest {
+            message_id: message_id.into(),
+            timeout_ms: timeout.as_millis() as u64,
+            record,
+        };
+        self.call("/api/await", &req, timeout + Self::SHORT).await
+    }
+
+    pub async fn status(&self, execution_id: &str) -> Result<Vec<Message>> {
+        self.call(
+            "/api/status",
+            &serde_json::json!({"execution_id": execution_id}),
+            Self::SHORT,
+        )
+        .await
+    }
+
+    pub async fn message(&self, id: &str) -> Result<Message> {
+        self.call(
+            "/api/message",
+            &serde_json::json!({"message_id": id}),
+            Self::SHORT,
+        )
+        .await
+    }
+
+    /// Any admin call (`/cluster/…`) with a JSON reply.
+    pub async fn admin(
+        &self,
+        path: &str,
+        body: &serde_json::Value,
+        timeout: Duration,
+    ) -> Result<serde_json::Value> {
+        self.call(path, body, timeout).await
+    }
+}

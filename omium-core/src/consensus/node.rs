@@ -1,0 +1,463 @@
+//! A cluster node: a Raft member with its store, serving Raft RPCs, the coordinator API and
+//! the membership admin calls over HTTP/2 (h2c; axum on hyper accepts HTTP/1.1 too).
+//!
+//! | route | body | does |
+//! |---|---|---|
+//! | `POST /raft/append`, `/raft/vote`, `/raft/snapshot` | postcard | Raft RPCs between nodes |
+//! | `POST /api/broadcast`, `/api/broadcast_many`, `/api/ack`, `/api/ack_many`, `/api/await`, `/api/status`, `/api/message` | JSON | the coordinator |
+//! | `POST /cluster/init`, `/cluster/add`, `/cluster/remove`, `/cluster/status` | JSON | membership |
+//!
+//! A follower answers coordinator and admin calls that need the leader with `421` and the
+//! leader's address (`code: "not_leader"`); [`super::network::RemoteClient`] follows it.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
+use openraft::async_runtime::watch::WatchReceiver;
+use openraft::error::{ClientWriteError, RaftError};
+use openraft::{BasicNode, ChangeMembers};
+use serde::{Deserialize, Serialize};
+
+use super::coordinator::{record_violation, AckRequest, BroadcastRequest, Engine, ProposeError};
+use super::network::{
+    normalize_addr, AwaitReply, AwaitRequest, HttpNetworkFactory, RemoteClient, SnapshotTransfer,
+    WireError,
+};
+use super::{MessageStatus, TypeConfig as C};
+use crate::error::{Error, Result};
+use crate::store::Store;
+
+/// How to start a node.
+#[derive(Clone, Debug)]
+pub struct NodeConfig {
+    /// This node's id in the cluster (any `u64` not used by another node).
+    pub id: u64,
+    /// Where to listen, `host:port` (port 0 picks a free port).
+    pub listen: String,
+    /// The address other nodes reach this one at; default: the bound listen address.
+    pub advertise: Option<String>,
+    /// A member of an existing cluster to join through (it adds this node as a voter).
+    pub join: Option<String>,
+}
+
+/// A running node. Dropping it stops the server and the Raft node.
+pub struct Node {
+    engine: Arc<Engine>,
+    addr: SocketAddr,
+    advertise: String,
+    server: tokio::task::JoinHandle<()>,
+}
+
+struct App {
+    engine: Arc<Engine>,
+    advertise: String,
+}
+
+type Shared = Arc<App>;
+
+impl Node {
+    /// Starts a node on `store` (opened for writing; one node per store). Must run inside a
+    /// tokio runtime.
+    pub async fn start(store: &Store, config: NodeConfig) -> Result<Node> {
+        let listen: SocketAddr = config.listen.parse().map_err(|e| Error::InvalidArgument {
+            what: "listen address",
+            detail: format!(
+                "{:?} is not host:port ({e}); expected e.g. 127.0.0.1:7001",
+                config.listen
+            ),
+        })?;
+        let listener =
+            tokio::net::TcpListener::bind(listen)
+                .await
+                .map_err(|e| Error::InvalidArgument {
+                    what: "listen address",
+                    detail: format!("cannot listen on {listen}: {e}"),
+                })?;
+        let addr = listener.local_addr().map_err(|e| Error::InvalidArgument {
+            what: "listen address",
+            detail: e.to_string(),
+        })?;
+        let advertise = match &config.advertise {
+            Some(a) => normalize_addr(a)?,
+            None => format!("http://{addr}"),
+        };
+        let engine = Engine::start(store, config.id, HttpNetworkFactory::new()?).await?;
+        let app = Arc::new(App {
+            engine: engine.clone(),
+            advertise: advertise.clone(),
+        });
+        let router = Router::new()
+            .route("/raft/append", post(raft_append))
+            .route("/raft/vote", post(raft_vote))
+            .route("/raft/snapshot", post(raft_snapshot))
+            .route("/api/broadcast", post(api_broadcast))
+            .route("/api/broadcast_many", post(api_broadcast_many))
+            .route("/api/ack", post(api_ack))
+            .route("/api/ack_many", post(api_ack_many))
+            .route("/api/await", post(api_await))
+            .route("/api/status", post(api_status))
+            .route("/api/message", post(api_message))
+            .route("/cluster/init", post(cluster_init))
+            .route("/cluster/add", post(cluster_add))
+            .route("/cluster/remove", post(cluster_remove))
+            .route("/cluster/status", post(cluster_status))
+            .with_state(app);
+        let server = tokio::spawn(async move {
+            let _ = axum::serve(listener, router).await;
+        });
+        let node = Node {
+            engine,
+            addr,
+            advertise,
+            server,
+        };
+        if let Some(join) = &config.join {
+            node.join(join).await?;
+        }
+        Ok(node)
+    }
+
+    /// The bound address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn advertise(&self) -> &str {
+        &self.advertise
+    }
+
+    pub fn engine(&self) -> &Arc<Engine> {
+        &self.engine
+    }
+
+    /// Asks the cluster at `via` to add this node as a voter (unless it already is one).
+    async fn join(&self, via: &str) -> Result<()> {
+        let client = RemoteClient::new(&[via.to_string()])?;
+        let status: ClusterStatus = serde_json::from_value(
+            client
+                .admin(
+                    "/cluster/status",
+                    &serde_json::json!({}),
+                    Duration::from_secs(5),
+                )
+                .await?,
+        )
+        .map_err(|e| Error::ConsensusUnavailable {
+            detail: format!("{via} sent a cluster status that does not decode: {e}"),
+        })?;
+        if status.voters.contains(&self.engine.node_id()) {
+            return Ok(());
+        }
+        client
+            .admin(
+                "/cluster/add",
+                &serde_json::json!({"id": self.engine.node_id(), "addr": self.advertise}),
+                Duration::from_secs(30),
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Stops serving and shuts the Raft node down.
+    pub async fn shutdown(self) {
+        self.server.abort();
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.engine.raft.shutdown()).await;
+    }
+}
+
+/// What `omium cluster status` shows.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ClusterStatus {
+    pub id: u64,
+    pub state: String,
+    pub leader: Option<u64>,
+    pub term: u64,
+    pub last_log_index: Option<u64>,
+    pub committed: Option<u64>,
+    pub last_applied: Option<u64>,
+    pub snapshot: Option<u64>,
+    pub voters: BTreeSet<u64>,
+    pub nodes: BTreeMap<u64, String>,
+}
+
+impl ClusterStatus {
+    pub fn of(engine: &Engine) -> ClusterStatus {
+        let m = engine.raft.metrics().borrow_watched().clone();
+        let membership = m.membership_config.membership();
+        ClusterStatus {
+            id: m.id,
+            state: format!("{:?}", m.state).to_lowercase(),
+            leader: m.current_leader,
+            term: m.current_term,
+            last_log_index: m.last_log_index,
+            committed: m.local_committed.as_ref().map(|l| l.index()),
+            last_applied: m.last_applied.as_ref().map(|l| l.index()),
+            snapshot: m.snapshot.as_ref().map(|l| l.index()),
+            voters: membership.voter_ids().collect(),
+            nodes: membership
+                .nodes()
+                .map(|(id, n)| (*id, n.addr.clone()))
+                .collect(),
+        }
+    }
+}
+
+fn error_response(e: &Error) -> Response {
+    let status = match e.code() {
+        "invalid_message" | "invalid_argument" | "not_a_target" => StatusCode::BAD_REQUEST,
+        "message_not_found" => StatusCode::NOT_FOUND,
+        "consensus_violation" => StatusCode::CONFLICT,
+        _ => StatusCode::SERVICE_UNAVAILABLE,
+    };
+    (status, Json(WireError::from_error(e))).into_response()
+}
+
+fn propose_response(e: ProposeError) -> Response {
+    match e {
+        ProposeError::Failed(e) => error_response(&e),
+        ProposeError::NotLeader { leader } => {
+            let message = match &leader {
+                Some((id, addr)) => format!("not the leader; node {id} at {addr} is"),
+                None => "not the leader, and no leader is known yet".into(),
+            };
+            let w = WireError {
+                code: "not_leader".into(),
+                message,
+                execution: None,
+                message_id: None,
+                reason: None,
+                detail: None,
+                failure_id: None,
+                leader: leader.map(|(_, a)| a),
+            };
+            (StatusCode::MISDIRECTED_REQUEST, Json(w)).into_response()
+        }
+    }
+}
+
+fn reply<T: Serialize>(r: std::result::Result<T, ProposeError>) -> Response {
+    match r {
+        Ok(v) => Json(v).into_response(),
+        Err(e) => propose_response(e),
+    }
+}
+
+fn raft_reply<T: Serialize, E: std::fmt::Display>(r: std::result::Result<T, E>) -> Response {
+    match r {
+        Ok(v) => postcard::to_allocvec(&v)
+            .expect("postcard encodes Raft messages")
+            .into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+    }
+}
+
+fn bad_rpc(what: &str, e: impl std::fmt::Display) -> Response {
+    (
+        StatusCode::BAD_REQUEST,
+        format!("cannot decode {what}: {e}"),
+    )
+        .into_response()
+}
+
+async fn raft_append(State(app): State<Shared>, body: Bytes) -> Response {
+    match postcard::from_bytes(&body) {
+        Ok(req) => raft_reply(app.engine.raft.append_entries(req).await),
+        Err(e) => bad_rpc("an append-entries request", e),
+    }
+}
+
+async fn raft_vote(State(app): State<Shared>, body: Bytes) -> Response {
+    match postcard::from_bytes(&body) {
+        Ok(req) => raft_reply(app.engine.raft.vote(req).await),
+        Err(e) => bad_rpc("a vote request", e),
+    }
+}
+
+async fn raft_snapshot(State(app): State<Shared>, body: Bytes) -> Response {
+    let t: SnapshotTransfer = match postcard::from_bytes(&body) {
+        Ok(t) => t,
+        Err(e) => return bad_rpc("a snapshot", e),
+    };
+    let vote = match serde_json::from_str(&t.vote) {
+        Ok(v) => v,
+        Err(e) => return bad_rpc("a snapshot's vote", e),
+    };
+    let meta = match serde_json::from_str(&t.meta) {
+        Ok(m) => m,
+        Err(e) => return bad_rpc("a snapshot's metadata", e),
+    };
+    let snapshot = openraft::type_config::alias::SnapshotOf::<C, Vec<u8>> {
+        meta,
+        snapshot: t.data,
+    };
+    raft_reply(app.engine.raft.install_full_snapshot(vote, snapshot).await)
+}
+
+async fn api_broadcast(State(app): State<Shared>, Json(req): Json<BroadcastRequest>) -> Response {
+    reply(app.engine.broadcast(&req).await)
+}
+
+async fn api_broadcast_many(
+    State(app): State<Shared>,
+    Json(reqs): Json<Vec<BroadcastRequest>>,
+) -> Response {
+    reply(app.engine.broadcast_many(&reqs).await)
+}
+
+async fn api_ack(State(app): State<Shared>, Json(a): Json<AckRequest>) -> Response {
+    reply(app.engine.acknowledge(&a).await)
+}
+
+async fn api_ack_many(State(app): State<Shared>, Json(acks): Json<Vec<AckRequest>>) -> Response {
+    reply(app.engine.acknowledge_many(&acks).await.map(|rs| {
+        rs.into_iter()
+            .map(|r| r.map_err(|e| Box::new(WireError::from_error(&e))))
+            .collect::<Vec<std::result::Result<MessageStatus, Box<WireError>>>>()
+    }))
+}
+
+async fn api_await(State(app): State<Shared>, Json(req): Json<AwaitRequest>) -> Response {
+    let r = app
+        .engine
+        .await_outcome(&req.message_id, Duration::from_millis(req.timeout_ms))
+        .await;
+    reply(r.and_then(|m| {
+        let failure_id = match (&m.status, req.record) {
+            (MessageStatus::Violated { detail, .. }, true) => {
+                Some(record_violation(app.engine.store(), &m, &detail.clone())?)
+            }
+            _ => None,
+        };
+        Ok(AwaitReply {
+            message: m,
+            failure_id,
+        })
+    }))
+}
+
+#[derive(Deserialize)]
+struct StatusRequest {
+    execution_id: String,
+}
+
+async fn api_status(State(app): State<Shared>, Json(req): Json<StatusRequest>) -> Response {
+    reply(app.engine.status(&req.execution_id).await)
+}
+
+#[derive(Deserialize)]
+struct MessageRequest {
+    message_id: String,
+}
+
+async fn api_message(State(app): State<Shared>, Json(req): Json<MessageRequest>) -> Response {
+    reply(app.engine.message(&req.message_id).await)
+}
+
+fn membership_error(e: RaftError<C, ClientWriteError<C>>) -> Response {
+    match e {
+        RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => {
+            propose_response(ProposeError::NotLeader {
+                leader: f.leader_id.zip(f.leader_node.map(|n| n.addr)),
+            })
+        }
+        other => error_response(&Error::ConsensusUnavailable {
+            detail: other.to_string(),
+        }),
+    }
+}
+
+/// Makes this node the first voter of a new cluster.
+async fn cluster_init(State(app): State<Shared>) -> Response {
+    let e = &app.engine;
+    let members = BTreeMap::from([(
+        e.node_id(),
+        BasicNode {
+            addr: app.advertise.clone(),
+        },
+    )]);
+    match e.raft.initialize(members).await {
+        Ok(()) => {
+            let _ = e
+                .raft
+                .wait(Some(Duration::from_secs(5)))
+                .current_leader(e.node_id(), "the first voter leads")
+                .await;
+            Json(ClusterStatus::of(e)).into_response()
+        }
+        Err(err) => error_response(&Error::InvalidState {
+            execution: String::new(),
+            status: "cluster".into(),
+            detail: format!("cannot initialize node {}: {err}", e.node_id()),
+        }),
+    }
+}
+
+#[derive(Deserialize)]
+struct AddRequest {
+    id: u64,
+    addr: String,
+}
+
+/// Adds a node: as a learner until it has caught up, then as a voter.
+async fn cluster_add(State(app): State<Shared>, Json(req): Json<AddRequest>) -> Response {
+    let addr = match normalize_addr(&req.addr) {
+        Ok(a) => a,
+        Err(e) => return error_response(&e),
+    };
+    let raft = &app.engine.raft;
+    if let Err(e) = raft.add_learner(req.id, BasicNode { addr }, true).await {
+        return membership_error(e);
+    }
+    match raft
+        .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([req.id])), false)
+        .await
+    {
+        Ok(_) => Json(ClusterStatus::of(&app.engine)).into_response(),
+        Err(e) => membership_error(e),
+    }
+}
+
+#[derive(Deserialize)]
+struct RemoveRequest {
+    id: u64,
+}
+
+async fn cluster_remove(State(app): State<Shared>, Json(req): Json<RemoveRequest>) -> Response {
+    let status = ClusterStatus::of(&app.engine);
+    if !status.nodes.contains_key(&req.id) {
+        return error_response(&Error::InvalidArgument {
+            what: "node id",
+            detail: format!(
+                "node {} is not a member (members: {})",
+                req.id,
+                status
+                    .nodes
+                    .keys()
+                    .map(u64::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        });
+    }
+    match app
+        .engine
+        .raft
+        .change_membership(ChangeMembers::RemoveVoters(BTreeSet::from([req.id])), false)
+        .await
+    {
+        Ok(_) => Json(ClusterStatus::of(&app.engine)).into_response(),
+        Err(e) => membership_error(e),
+    }
+}
+
+async fn cluster_status(State(app): State<Shared>) -> Response {
+    Json(ClusterStatus::of(&app.engine)).into_response()
+}
