@@ -25,7 +25,7 @@ use crate::checkpoint::CheckpointKind;
 use crate::error::{Error, Result};
 use crate::execution::{BeginOptions, NewCheckpoint, Run, Status};
 use crate::expr::Condition;
-use crate::policy::{self, Compiled, Effective, RetryAction, Scope, Trigger};
+use crate::policy::{self, Compiled, Effective, Scope, Trigger};
 use crate::recovery::{Directive, FailureInput, Recovery};
 use crate::store::{now_ms, Durability, Store};
 use crate::trace::{self, Span, SpanKind, StatusCode};
@@ -117,17 +117,8 @@ pub struct StepReport {
     pub reason: Option<String>,
 }
 
-/// `retries: N` on a step: N retries after the first attempt, exponential from 50 ms, doubling,
-/// capped at 2 s (the same as `@omium.checkpoint(retries=N)`).
-pub fn step_retry(retries: u32) -> Option<RetryAction> {
-    (retries > 0).then(|| RetryAction {
-        max_attempts: retries + 1,
-        initial_delay: policy::Dur::millis(50),
-        max_delay: policy::Dur::millis(2000),
-        jitter: policy::Jitter::None,
-        ..RetryAction::default()
-    })
-}
+/// `retries: N` on a step: the same retry as `@omium.checkpoint(retries=N)`.
+pub use crate::recovery::step_retry;
 
 /// Runs (or resumes) a workflow as execution `options.execution_id`.
 pub fn run(store: &Store, spec: &Spec, options: RunOptions) -> Result<Report> {
