@@ -151,7 +151,7 @@ fn run_names_missing_inputs_unavailable_runtimes_and_failed_steps() {
         .run(&["workflow", "run", &doc("customer_onboarding.yaml")])
         .failed();
     assert!(
-        err.starts_with("workflow \"customer_onboarding\" has consensus_required steps (2), but consensus is not available in this build"),
+        err.contains("workflow \"customer_onboarding\" has consensus_required steps (2) and no agreement function"),
         "{err}"
     );
     let spec = ctx.dir.path().join("img.yaml");

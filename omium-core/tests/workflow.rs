@@ -432,7 +432,7 @@ fn consensus_steps_need_an_agreement_function() {
     assert_eq!(err.code(), "consensus_unavailable");
     assert!(
         err.to_string()
-            .contains("consensus_required steps (2), but consensus is not available"),
+            .contains("consensus_required steps (2) and no agreement function"),
         "{err}"
     );
     assert!(calls.lock().unwrap().is_empty(), "nothing ran");

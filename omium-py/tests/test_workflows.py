@@ -41,7 +41,7 @@ def test_the_issue_document_runs_end_to_end_with_python_agents(store):
     spec = workflows.load(DOCS / "customer_onboarding.yaml").bind(kyc_agent=kyc, credit_agent=credit)
     assert spec.inputs == ["customer_data"]
     # consensus_required: no agreement happens unless someone provides it.
-    with pytest.raises(ConsensusUnavailableError, match=r"consensus is not available in this build"):
+    with pytest.raises(ConsensusUnavailableError, match=r"consensus_required steps \(2\) and no agreement function"):
         spec.run({"customer_data": {"document": "P123"}}, execution_id="cust-0")
     assert omium.executions() == []
 

@@ -132,10 +132,10 @@ pub fn run(store: &Store, spec: &Spec, options: RunOptions) -> Result<Report> {
     if !consensus.is_empty() && options.agreement.is_none() {
         return Err(Error::ConsensusUnavailable {
             detail: format!(
-                "workflow {:?} has consensus_required steps ({}) and no agreement function: \
-                 pass one (Python: .run(..., agree=fn)), for example one that broadcasts the \
-                 hand-off with omium.consensus and awaits its agreement, or remove \
-                 consensus_required",
+                "workflow {:?} has consensus_required steps ({}) and no agreement function; \
+                 the executor does not call the consensus coordinator by itself yet: pass one \
+                 (Python: .run(..., agree=fn)), for example one that broadcasts the hand-off \
+                 with omium.consensus and awaits its agreement, or remove consensus_required",
                 spec.name,
                 consensus.join(", ")
             ),
