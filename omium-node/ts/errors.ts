@@ -204,3 +204,15 @@ export function requireId(value: unknown, where: string): asserts value is strin
     throw new InvalidArgumentError(`${where}: expected a non-empty string, not ${got}`, "invalid_argument");
   }
 }
+
+/** The class names of an error, most derived first (for the recovery policy's `classify`). */
+export function classNames(e: unknown): string[] {
+  const out: string[] = [];
+  let proto = e !== null && typeof e === "object" ? Object.getPrototypeOf(e) : undefined;
+  while (proto && proto !== Object.prototype) {
+    const name = proto.constructor?.name;
+    if (name) out.push(name);
+    proto = Object.getPrototypeOf(proto);
+  }
+  return out;
+}

@@ -19,8 +19,9 @@ import {
   StepTimeoutError,
   ToolDeniedError,
   call,
+  classNames,
 } from "./errors";
-import { type ExecutionContext, store } from "./runtime";
+import { type ExecutionContext, getConfig, store } from "./runtime";
 import { endSpan, startSpan } from "./trace";
 
 export type Failure = Record<string, unknown>;
@@ -111,13 +112,7 @@ function kindOf(e: unknown): string | undefined {
 }
 
 function classesOf(e: unknown): string[] {
-  const out: string[] = [];
-  let proto = e !== null && typeof e === "object" ? Object.getPrototypeOf(e) : undefined;
-  while (proto && proto !== Object.prototype) {
-    const name = proto.constructor?.name;
-    if (name) out.push(name);
-    proto = Object.getPrototypeOf(proto);
-  }
+  const out = classNames(e);
   const code = e instanceof Error ? (e as { code?: unknown }).code : undefined;
   if (typeof code === "string" && code !== "") out.push(code);
   return out;
@@ -304,7 +299,6 @@ export interface ApplyPolicyOptions {
 /** Validates a policy document (YAML or JSON text) and stores it as a new version. */
 export async function applyPolicy(text: string, options: ApplyPolicyOptions = {}): Promise<Record<string, unknown>> {
   if (typeof text !== "string") throw new InvalidArgumentError("omium.applyPolicy(text): text must be the policy document as a string", "invalid_argument");
-  const { getConfig } = await import("./runtime");
   const tenant = options.tenant ?? getConfig().project ?? "default";
   return (await call(() => store().applyPolicy(tenant, options.scope ?? "global", text, options.file, options.author))) as Record<string, unknown>;
 }

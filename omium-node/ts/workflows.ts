@@ -6,7 +6,7 @@
  * functions `(inputs, call) => outputs`; the others run their `command:` or `image:`.
  */
 import native = require("./native");
-import { InvalidArgumentError, call, callSync } from "./errors";
+import { InvalidArgumentError, call, callSync, classNames } from "./errors";
 import { store } from "./runtime";
 
 /** What an agent function receives besides its inputs. */
@@ -42,12 +42,7 @@ export interface WorkflowReport {
 }
 
 function errorClasses(e: unknown): string[] {
-  const out: string[] = [];
-  let proto = e !== null && typeof e === "object" ? Object.getPrototypeOf(e) : undefined;
-  while (proto && proto !== Object.prototype) {
-    if (proto.constructor?.name) out.push(proto.constructor.name);
-    proto = Object.getPrototypeOf(proto);
-  }
+  const out = classNames(e);
   return out.length ? out : ["Error"];
 }
 

@@ -1,8 +1,19 @@
 from __future__ import annotations
 
-import omium
-import pytest
-from omium import _recovery, _workflow
+import os
+
+# No telemetry or tracing calls out of the test machine (CrewAI's and its OpenTelemetry SDK's).
+for _var, _value in {
+    "CREWAI_DISABLE_TELEMETRY": "true",
+    "CREWAI_DISABLE_TRACKING": "true",
+    "OTEL_SDK_DISABLED": "true",
+    "CREWAI_TRACING_ENABLED": "false",
+}.items():
+    os.environ.setdefault(_var, _value)
+
+import omium  # noqa: E402
+import pytest  # noqa: E402
+from omium import _recovery, _workflow  # noqa: E402
 
 
 @pytest.fixture

@@ -6,27 +6,15 @@ with a real @human_feedback flow paused and resumed."""
 from __future__ import annotations
 
 import datetime as dt
-import os
 import uuid
 from decimal import Decimal
 
 import pytest
-
-# No telemetry or tracing calls out of the test machine.
-for _var, _value in {
-    "CREWAI_DISABLE_TELEMETRY": "true",
-    "CREWAI_DISABLE_TRACKING": "true",
-    "OTEL_SDK_DISABLED": "true",
-    "CREWAI_TRACING_ENABLED": "false",
-}.items():
-    os.environ.setdefault(_var, _value)
-
-
-from crewai.flow.flow import Flow, listen, start  # noqa: E402
-from crewai.flow.persistence import persist  # noqa: E402
-from omium import crewai as omium_crewai  # noqa: E402
-from omium.crewai import OmiumFlowPersistence  # noqa: E402
-from pydantic import BaseModel, Field  # noqa: E402
+from crewai.flow.flow import Flow, listen, start
+from crewai.flow.persistence import persist
+from omium import crewai as omium_crewai
+from omium.crewai import OmiumFlowPersistence
+from pydantic import BaseModel, Field
 
 
 @pytest.fixture(autouse=True)

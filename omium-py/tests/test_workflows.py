@@ -17,14 +17,6 @@ import pytest
 from omium import workflows
 from omium.errors import AgentUnavailableError, ConsensusUnavailableError, StepFailedError, WorkflowError
 
-for _var, _value in {
-    "CREWAI_DISABLE_TELEMETRY": "true",
-    "CREWAI_DISABLE_TRACKING": "true",
-    "OTEL_SDK_DISABLED": "true",
-    "CREWAI_TRACING_ENABLED": "false",
-}.items():
-    os.environ.setdefault(_var, _value)
-
 DOCS = Path(__file__).resolve().parents[2] / "tests" / "workflows"
 WORKER = Path(__file__).with_name("workflow_crash_worker.py")
 
