@@ -4,8 +4,10 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::Subcommand;
+use omium_core::consensus::{Coordinator, CoordinatorConfig};
 use omium_core::workflow::{self, templates, Plan, RunOptions, Spec};
 use omium_core::{Error, OpenOptions, Store};
 use serde_json::{Map, Value};
@@ -35,6 +37,13 @@ pub enum WorkflowCommand {
         inputs_file: Option<PathBuf>,
         #[arg(long, default_value = "default")]
         tenant: String,
+        /// Agree `consensus_required` hand-offs on this cluster (host:port; repeatable)
+        /// instead of the store's embedded consensus group.
+        #[arg(long = "consensus-node", value_name = "HOST:PORT")]
+        consensus_nodes: Vec<String>,
+        /// How long a hand-off waits for its targets' agreement.
+        #[arg(long, value_name = "SECONDS", default_value_t = 30.0)]
+        consensus_timeout: f64,
     },
     /// List the workflow templates shipped with Omium.
     Templates,
@@ -134,8 +143,17 @@ pub fn command(
             inputs,
             inputs_file,
             tenant,
+            consensus_nodes,
+            consensus_timeout,
         } => {
             let spec = load(file)?;
+            let timeout = std::time::Duration::try_from_secs_f64(*consensus_timeout)
+                .ok()
+                .filter(|t| !t.is_zero())
+                .ok_or_else(|| Error::InvalidArgument {
+                    what: "--consensus-timeout",
+                    detail: format!("{consensus_timeout}; expected a positive number of seconds"),
+                })?;
             let mut given = match inputs_file {
                 Some(f) => match serde_json::from_str(&read(f)?) {
                     Ok(Value::Object(m)) => m,
@@ -162,6 +180,22 @@ pub fn command(
             let dir = std::path::absolute(file)
                 .ok()
                 .and_then(|p| p.parent().map(Path::to_path_buf));
+            let agreement = if spec.steps.iter().any(|s| s.consensus_required) {
+                let coordinator = if consensus_nodes.is_empty() {
+                    Coordinator::embedded(&store)?
+                } else {
+                    Coordinator::open(
+                        Some(&store),
+                        CoordinatorConfig::Cluster {
+                            nodes: consensus_nodes.clone(),
+                        },
+                    )?
+                };
+                let a = workflow::ConsensusAgreement::new(coordinator).timeout(timeout);
+                Some(Arc::new(a) as Arc<dyn workflow::Agreement>)
+            } else {
+                None
+            };
             let report = workflow::run(
                 &store,
                 &spec,
@@ -170,6 +204,7 @@ pub fn command(
                     tenant: Some(tenant.clone()),
                     inputs: given,
                     dir,
+                    agreement,
                     ..RunOptions::default()
                 },
             )?;

@@ -147,13 +147,36 @@ fn templates_are_listed_cloned_and_run() {
 #[test]
 fn run_names_missing_inputs_unavailable_runtimes_and_failed_steps() {
     let ctx = Ctx::new();
-    let err = ctx
-        .run(&["workflow", "run", &doc("customer_onboarding.yaml")])
-        .failed();
+    // A consensus_required hand-off is agreed on the store's embedded consensus group.
+    let spec = ctx.dir.path().join("agreed.yaml");
+    std::fs::write(
+        &spec,
+        "name: agreed\nagents:\n  - {id: scorer, command: \"cat >/dev/null; echo '{\\\"score\\\": 7}'\"}\n  - {id: checker, command: \"cat >/dev/null; echo '{\\\"ok\\\": true}'\"}\n\
+         flow:\n  - {step: 1, agent: scorer, outputs: [score], consensus_required: true}\n  - {step: 2, agent: checker, inputs: [score], outputs: [ok]}\n",
+    )
+    .unwrap();
+    let spec_s = spec.display().to_string();
+    let run = ctx
+        .run(&["workflow", "run", &spec_s, "--id", "agreed-1"])
+        .ok()
+        .text();
     assert!(
-        err.contains("workflow \"customer_onboarding\" has consensus_required steps (2) and no agreement function"),
-        "{err}"
+        run.starts_with("execution agreed-1 of workflow agreed: completed\n"),
+        "{run}"
     );
+    let messages = ctx.json(&["consensus", "status", "agreed-1"]).ok().json();
+    assert_eq!(messages[0]["sender"], "scorer");
+    assert_eq!(messages[0]["targets"], serde_json::json!(["checker"]));
+    assert_eq!(messages[0]["status"]["state"], "agreed", "{messages}");
+    assert_eq!(
+        messages[0]["message"]["outputs"],
+        serde_json::json!({"score": 7})
+    );
+    let (code, message) = ctx
+        .json(&["workflow", "run", &spec_s, "--consensus-timeout", "0"])
+        .json_error();
+    assert_eq!(code, "invalid_argument");
+    assert!(message.contains("--consensus-timeout"), "{message}");
     let spec = ctx.dir.path().join("img.yaml");
     std::fs::write(
         &spec,

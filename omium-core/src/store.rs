@@ -244,6 +244,9 @@ pub(crate) struct Inner {
     /// The consensus group running on this store in this process, if any: one Raft node per
     /// store (two would write the same log).
     pub(crate) consensus: Mutex<Option<std::sync::Weak<crate::consensus::Engine>>>,
+    /// The embedded coordinator over that group, shared by everything in this process that
+    /// asks for it (a binding's `omium.consensus`, the workflow executor).
+    pub(crate) coordinator: Mutex<std::sync::Weak<crate::consensus::coordinator::Shared>>,
     /// Declared after `db`: fields drop in order, so RocksDB is closed (and done writing its
     /// LOG here) before the directory is removed.
     _secondary_dir: Option<ScratchDir>,
@@ -447,6 +450,7 @@ impl Store {
                 policy_cache: Mutex::new(HashMap::new()),
                 spans: Default::default(),
                 consensus: Mutex::new(None),
+                coordinator: Mutex::new(std::sync::Weak::new()),
                 _secondary_dir: scratch,
             }),
         })

@@ -230,15 +230,40 @@ fn split_votes_and_timeouts_are_consensus_violations_handed_to_recovery() {
 }
 
 #[test]
-fn a_second_coordinator_on_one_store_is_refused() {
+fn one_store_runs_one_group_shared_by_its_coordinators() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
-    let _c = Coordinator::embedded(&store).unwrap();
-    let e = Coordinator::embedded(&store).err().unwrap();
+    let a = Coordinator::embedded(&store).unwrap();
+    let b = Coordinator::embedded(&store).unwrap();
+    let placed = a
+        .broadcast(&omium_core::consensus::BroadcastRequest {
+            execution_id: "shared".into(),
+            sender: "planner".into(),
+            targets: vec!["coder".into()],
+            message: serde_json::json!({"plan": 1}),
+            ..Default::default()
+        })
+        .unwrap();
+    b.acknowledge(&placed.id, "coder", None).unwrap();
+    assert_eq!(a.message(&placed.id).unwrap().status.name(), "agreed");
+    // A second Raft node on the same store would write the same log: refused.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let e = rt
+        .block_on(omium_core::consensus::Engine::start(
+            &store,
+            1,
+            omium_core::consensus::network::NoNetwork,
+        ))
+        .err()
+        .unwrap();
     assert!(
         e.to_string().contains("already runs a consensus group"),
         "{e}"
     );
+    // The group stops with its last coordinator and starts again on demand.
+    drop((a, b));
+    let c = Coordinator::embedded(&store).unwrap();
+    assert_eq!(c.status("shared").unwrap().len(), 1);
 }
 
 #[test]

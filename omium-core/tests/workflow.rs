@@ -402,7 +402,7 @@ flow:
 }
 
 #[test]
-fn consensus_steps_need_an_agreement_function() {
+fn consensus_steps_agree_through_the_coordinator_by_default() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
     let spec = workflow::load(&workflows_dir().join("customer_onboarding.yaml")).unwrap();
@@ -423,19 +423,99 @@ fn consensus_steps_need_an_agreement_function() {
             ),
         ]
     };
-    let err = workflow::run(
+    // No agreement given: the hand-off goes through the store's embedded consensus group.
+    workflow::run(
         &store,
         &spec,
         options("c1", json!({"customer_data": 1}), agents()),
     )
-    .unwrap_err();
-    assert_eq!(err.code(), "consensus_unavailable");
+    .unwrap();
+    let head = store.history("c1").unwrap().pop().unwrap();
+    let agreement: serde_json::Value = serde_json::from_str(&head.metadata["agreement"]).unwrap();
+    // Step 2's outputs have no consumer: its own agent confirms them on the log.
+    assert_eq!(agreement["targets"], json!(["credit_agent"]), "{agreement}");
+    assert_eq!(
+        agreement["acks"],
+        json!([{"agent": "credit_agent", "vote": null}])
+    );
+    let coordinator = omium_core::consensus::Coordinator::embedded(&store).unwrap();
+    let messages = coordinator.status("c1").unwrap();
+    assert_eq!(messages.len(), 1);
+    assert_eq!(messages[0].id, agreement["message_id"].as_str().unwrap());
+    assert_eq!(messages[0].status.name(), "agreed");
+    assert_eq!(messages[0].sender, "credit_agent");
+    let sent: serde_json::Value = serde_json::from_str(&messages[0].payload).unwrap();
+    assert_eq!(
+        sent,
+        json!({"workflow": "customer_onboarding", "step": "2", "outputs": {"credit_score": 700}})
+    );
+
+    // Targets that answer: a split vote and a silent quorum are consensus violations.
+    struct Answers(workflow::Answer);
+    impl workflow::Respond for Answers {
+        fn answer(&self, _: &str, m: &serde_json::Value) -> Result<workflow::Answer, String> {
+            assert_eq!(m["message"]["step"], "2");
+            Ok(self.0.clone())
+        }
+    }
+    let agreement = |a: workflow::Answer| {
+        Arc::new(
+            workflow::ConsensusAgreement::new(coordinator.clone())
+                .timeout(std::time::Duration::from_millis(300))
+                .respond(Arc::new(Answers(a))),
+        )
+    };
+    let mut o = options("c-vote", json!({"customer_data": 1}), agents());
+    o.agreement = Some(agreement(workflow::Answer::Vote(json!("approve"))));
+    workflow::run(&store, &spec, o).unwrap();
+    let head = store.history("c-vote").unwrap().pop().unwrap();
+    let agreed: serde_json::Value = serde_json::from_str(&head.metadata["agreement"]).unwrap();
+    assert_eq!(
+        agreed["acks"],
+        json!([{"agent": "credit_agent", "vote": "approve"}])
+    );
+
+    let mut o = options("c-silent", json!({"customer_data": 1}), agents());
+    o.agreement = Some(agreement(workflow::Answer::Silent));
+    let err = workflow::run(&store, &spec, o).unwrap_err();
+    assert_eq!(err.code(), "step_failed", "{err}");
     assert!(
         err.to_string()
-            .contains("consensus_required steps (2) and no agreement function"),
+            .contains("the outputs of step 2 (credit_agent) were not agreed: message ")
+            && err.to_string().contains("(timeout)"),
+        "{err}"
+    );
+    assert_eq!(
+        store.failures(Some("c-silent")).unwrap()[0].kind.as_str(),
+        "consensus_violation"
+    );
+    assert_eq!(store.history("c-silent").unwrap().len(), 1);
+    assert_eq!(
+        coordinator.status("c-silent").unwrap()[0].status.name(),
+        "violated"
+    );
+
+    // A read-only store cannot run the consensus group: named before any step runs.
+    drop(coordinator);
+    drop(store);
+    let ro = Store::open_read_only(dir.path()).unwrap();
+    calls.lock().unwrap().clear();
+    let err = workflow::run(
+        &ro,
+        &spec,
+        options("c-ro", json!({"customer_data": 1}), agents()),
+    )
+    .unwrap_err();
+    assert_eq!(err.code(), "consensus_unavailable", "{err}");
+    assert!(
+        err.to_string().contains(
+            "has consensus_required steps (2) and the store's consensus group cannot start"
+        ),
         "{err}"
     );
     assert!(calls.lock().unwrap().is_empty(), "nothing ran");
+    drop(ro);
+    let store = Store::open(dir.path()).unwrap();
 
     struct Quorum(bool);
     impl Agreement for Quorum {

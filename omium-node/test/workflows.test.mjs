@@ -81,3 +81,21 @@ test("bad specs and bindings get clear errors", async (t) => {
   await assert.rejects(bad.run({ text: "a" }, { executionId: "wf-bad" }), /must return an object of outputs/);
   assert.ok(omium.workflows.templates().some((tpl) => tpl.name === "kyc"));
 });
+
+test("the issue's document runs with JS agents; its consensus hand-off is agreed on the store's Raft group", async (t) => {
+  await omium.init({ path: tempDir(t) });
+  t.after(() => omium.shutdown());
+  const doc = new URL("../../tests/workflows/customer_onboarding.yaml", import.meta.url).pathname;
+  const wf = omium.workflows.load(doc).bind({
+    kyc_agent: ({ customer_data }) => ({ kyc_verified: customer_data.document === "P123", kyc_score: 91 }),
+    credit_agent: ({ kyc_verified, kyc_score }) => ({ credit_score: kyc_verified ? 300 + kyc_score * 5 : 300 }),
+  });
+  const report = await wf.run({ customer_data: { document: "P123" } }, { executionId: "cust-7" });
+  assert.equal(report.data.credit_score, 755);
+  const history = await omium.history("cust-7");
+  assert.deepEqual(history.map((c) => c.name), ["kyc_doc_validated", "step 2"]);
+  const agreement = JSON.parse(history[1].metadata.agreement);
+  assert.deepEqual(agreement.targets, ["credit_agent"]);
+  assert.deepEqual(agreement.acks, [{ agent: "credit_agent", vote: null }]);
+  assert.match(agreement.message_id, /^[0-9A-Z]{26}$/);
+});

@@ -23,7 +23,7 @@ fn parse(what: &str, text: &str) -> PyResult<serde_json::Value> {
 }
 
 impl Coordinator {
-    fn get(&self) -> PyResult<Core> {
+    pub(crate) fn get(&self) -> PyResult<Core> {
         let guard = self
             .inner
             .read()

@@ -9,13 +9,14 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use omium_core::workflow::{
-    self, Agent, AgentCall, AgentError, Agreement, AgreementRequest, Hooks, Plan, RunOptions, Spec,
-    SpecErrors,
+    self, Agent, AgentCall, AgentError, Agreement, AgreementRequest, Answer, ConsensusAgreement,
+    Hooks, Plan, Respond, RunOptions, Spec, SpecErrors,
 };
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
 use serde_json::{Map, Value};
 
+use crate::consensus::Coordinator;
 use crate::convert::err;
 use crate::store::Store;
 
@@ -138,6 +139,32 @@ impl Agreement for PyAgreement {
     }
 }
 
+/// `omium.consensus._answer(agent, message_json)`: `None`/`True` acknowledges, `False` stays
+/// silent, a str is the JSON text of a vote.
+struct PyRespond(Py<PyAny>);
+
+impl Respond for PyRespond {
+    fn answer(&self, agent: &str, message: &Value) -> Result<Answer, String> {
+        Python::attach(|py| {
+            let got = self
+                .0
+                .bind(py)
+                .call1((agent, message.to_string()))
+                .map_err(|e| e.to_string())?;
+            if got.is_none() {
+                return Ok(Answer::Ack);
+            }
+            if let Ok(b) = got.extract::<bool>() {
+                return Ok(if b { Answer::Ack } else { Answer::Silent });
+            }
+            let text: String = got.extract().map_err(|e: PyErr| e.to_string())?;
+            serde_json::from_str(&text)
+                .map(Answer::Vote)
+                .map_err(|e| format!("the vote is not JSON: {e}"))
+        })
+    }
+}
+
 struct PyHooks {
     notify: Option<Py<PyAny>>,
     fallbacks: HashMap<String, Arc<dyn Agent>>,
@@ -226,9 +253,23 @@ impl WorkflowSpec {
         Plan::of(&self.inner).render()
     }
 
+    /// The ids of the `consensus_required` steps.
+    #[getter]
+    fn consensus_steps(&self) -> Vec<String> {
+        self.inner
+            .steps
+            .iter()
+            .filter(|s| s.consensus_required)
+            .map(|s| s.id.clone())
+            .collect()
+    }
+
     /// Runs the workflow; returns the report as JSON. `agents` maps agent ids to adapters,
-    /// `fallbacks` names to adapters; `agree` and `notify` are adapters too.
-    #[pyo3(signature = (store, inputs, agents, execution_id=None, tenant=None, agree=None, notify=None, fallbacks=None, dir=None, durability=None))]
+    /// `fallbacks` names to adapters; `agree` and `notify` are adapters too. Without `agree`,
+    /// `consensus_required` hand-offs go through `coordinator` (the store's embedded group when
+    /// absent), its targets answered by `respond` (else they acknowledge), waiting at most
+    /// `consensus_timeout` seconds.
+    #[pyo3(signature = (store, inputs, agents, execution_id=None, tenant=None, agree=None, notify=None, fallbacks=None, dir=None, durability=None, coordinator=None, respond=None, consensus_timeout=None))]
     #[allow(clippy::too_many_arguments)]
     fn run(
         &self,
@@ -243,8 +284,29 @@ impl WorkflowSpec {
         fallbacks: Option<HashMap<String, Py<PyAny>>>,
         dir: Option<PathBuf>,
         durability: Option<&str>,
+        coordinator: Option<&Coordinator>,
+        respond: Option<Py<PyAny>>,
+        consensus_timeout: Option<f64>,
     ) -> PyResult<String> {
         let store = store.get()?;
+        let agreement = match (agree, coordinator) {
+            (Some(a), _) => Some(Arc::new(PyAgreement(a)) as Arc<dyn Agreement>),
+            (None, Some(c)) => {
+                let mut a = ConsensusAgreement::new(c.get()?);
+                if let Some(t) = consensus_timeout {
+                    a = a.timeout(std::time::Duration::try_from_secs_f64(t).map_err(|_| {
+                        pyo3::exceptions::PyValueError::new_err(format!(
+                            "consensus_timeout: expected seconds >= 0, not {t}"
+                        ))
+                    })?);
+                }
+                if let Some(r) = respond {
+                    a = a.respond(Arc::new(PyRespond(r)));
+                }
+                Some(Arc::new(a) as Arc<dyn Agreement>)
+            }
+            (None, None) => None,
+        };
         let inputs = match serde_json::from_str(inputs) {
             Ok(Value::Object(m)) => m,
             _ => {
@@ -265,7 +327,7 @@ impl WorkflowSpec {
                 .into_iter()
                 .map(|(k, v)| (k, Arc::new(PyAgent(v)) as Arc<dyn Agent>))
                 .collect(),
-            agreement: agree.map(|a| Arc::new(PyAgreement(a)) as Arc<dyn Agreement>),
+            agreement,
             hooks: Some(Arc::new(PyHooks {
                 notify,
                 fallbacks: fallbacks

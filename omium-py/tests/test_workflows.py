@@ -5,6 +5,7 @@ recovery, consensus hand-offs, LangGraph and CrewAI agents, container agents wit
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -15,7 +16,7 @@ from pathlib import Path
 import omium
 import pytest
 from omium import workflows
-from omium.errors import AgentUnavailableError, ConsensusUnavailableError, StepFailedError, WorkflowError
+from omium.errors import AgentUnavailableError, StepFailedError, WorkflowError
 
 DOCS = Path(__file__).resolve().parents[2] / "tests" / "workflows"
 WORKER = Path(__file__).with_name("workflow_crash_worker.py")
@@ -32,10 +33,15 @@ def credit(kyc_verified, kyc_score):
 def test_the_issue_document_runs_end_to_end_with_python_agents(store):
     spec = workflows.load(DOCS / "customer_onboarding.yaml").bind(kyc_agent=kyc, credit_agent=credit)
     assert spec.inputs == ["customer_data"]
-    # consensus_required: no agreement happens unless someone provides it.
-    with pytest.raises(ConsensusUnavailableError, match=r"consensus_required steps \(2\) and no agreement function"):
-        spec.run({"customer_data": {"document": "P123"}}, execution_id="cust-0")
-    assert omium.executions() == []
+    # consensus_required: by default the hand-off is agreed on the store's consensus group.
+    first = spec.run({"customer_data": {"document": "P123"}}, execution_id="cust-0")
+    assert first.data["credit_score"] == 755
+    agreement = json.loads(omium.history("cust-0")[-1].metadata["agreement"])
+    [message] = omium.consensus.status("cust-0")
+    assert message["id"] == agreement["message_id"]
+    assert message["status"]["state"] == "agreed"
+    assert (message["sender"], message["targets"]) == ("credit_agent", ["credit_agent"])
+    assert message["message"] == {"workflow": "customer_onboarding", "step": "2", "outputs": {"credit_score": 755}}
 
     seen = []
 
@@ -77,6 +83,37 @@ def test_a_rejected_handoff_is_a_consensus_violation(store):
         spec.run({"customer_data": {"document": "P123"}}, execution_id="c-no", agree=lambda h: False)
     assert [f.type for f in omium.failures("c-no")] == ["consensus_violation"]
     assert [c.name for c in omium.history("c-no")] == ["kyc_doc_validated"]
+
+
+def test_subscribed_agents_answer_the_default_handoff(store):
+    spec = workflows.load(DOCS / "customer_onboarding.yaml").bind(kyc_agent=kyc, credit_agent=credit)
+    seen = []
+
+    @omium.consensus.subscribe("credit_agent")
+    def vote(message):
+        seen.append(message["message"]["outputs"])
+        return {"approve": True}
+
+    try:
+        spec.run({"customer_data": {"document": "P123"}}, execution_id="c-vote")
+        assert seen == [{"credit_score": 755}]
+        agreement = json.loads(omium.history("c-vote")[-1].metadata["agreement"])
+        assert agreement["acks"] == [{"agent": "credit_agent", "vote": {"approve": True}}]
+    finally:
+        omium.consensus.unsubscribe("credit_agent")
+
+    # A silent target: no quorum within the timeout is a consensus violation, not recorded outputs.
+    omium.consensus.subscribe("credit_agent", lambda message: False)
+    try:
+        with pytest.raises(StepFailedError, match=r"step 2 \(credit_agent\) were not agreed: message \S+ \(timeout\)"):
+            spec.run({"customer_data": {"document": "P123"}}, execution_id="c-silent", consensus_timeout=0.3)
+    finally:
+        omium.consensus.unsubscribe("credit_agent")
+    assert [f.type for f in omium.failures("c-silent")] == ["consensus_violation"]
+    assert [c.name for c in omium.history("c-silent")] == ["kyc_doc_validated"]
+    assert omium.consensus.status("c-silent")[0]["status"]["state"] == "violated"
+    with pytest.raises(ValueError, match="consensus_timeout must be a positive number"):
+        spec.run({}, execution_id="c-bad", consensus_timeout=0)
 
 
 def test_independent_branches_run_concurrently(store):

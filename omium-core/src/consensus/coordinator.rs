@@ -568,10 +568,11 @@ enum Backend {
 /// The blocking coordinator API (bindings, CLI). Cheap to clone.
 #[derive(Clone)]
 pub struct Coordinator {
-    inner: Arc<CoordinatorInner>,
+    inner: Arc<Shared>,
 }
 
-struct CoordinatorInner {
+/// A coordinator's backend and runtime (shared by its clones).
+pub struct Shared {
     backend: Backend,
     /// The store violations are recorded in (the embedded group's; a cluster client's own).
     store: Option<Store>,
@@ -579,7 +580,7 @@ struct CoordinatorInner {
     rt: tokio::runtime::Runtime,
 }
 
-impl Drop for CoordinatorInner {
+impl Drop for Shared {
     fn drop(&mut self) {
         if let Backend::Local(e) = &self.backend {
             let raft = e.raft.clone();
@@ -592,8 +593,23 @@ impl Drop for CoordinatorInner {
 
 impl Coordinator {
     /// Opens the coordinator. `store` is where an embedded group lives, and where violations
-    /// are recorded (optional for a cluster client).
+    /// are recorded (optional for a cluster client). The embedded coordinator of a store is
+    /// one per process: opening it again while it runs returns the running one.
     pub fn open(store: Option<&Store>, config: CoordinatorConfig) -> Result<Coordinator> {
+        if let (Some(store), CoordinatorConfig::Embedded) = (store, &config) {
+            // Held while starting, so two threads asking at once start one group.
+            let mut shared = store.inner.coordinator.lock();
+            if let Some(inner) = shared.upgrade() {
+                return Ok(Coordinator { inner });
+            }
+            let c = Coordinator::start(Some(store), &config)?;
+            *shared = Arc::downgrade(&c.inner);
+            return Ok(c);
+        }
+        Coordinator::start(store, &config)
+    }
+
+    fn start(store: Option<&Store>, config: &CoordinatorConfig) -> Result<Coordinator> {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("omium-consensus")
@@ -602,7 +618,7 @@ impl Coordinator {
             .map_err(|e| Error::ConsensusUnavailable {
                 detail: format!("cannot start the consensus runtime: {e}"),
             })?;
-        let backend = match &config {
+        let backend = match config {
             CoordinatorConfig::Embedded => {
                 let store = store.ok_or_else(|| Error::InvalidArgument {
                     what: "consensus configuration",
@@ -614,7 +630,7 @@ impl Coordinator {
             CoordinatorConfig::Cluster { nodes } => Backend::Remote(RemoteClient::new(nodes)?),
         };
         Ok(Coordinator {
-            inner: Arc::new(CoordinatorInner {
+            inner: Arc::new(Shared {
                 backend,
                 store: store.cloned(),
                 rt,

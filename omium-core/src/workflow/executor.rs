@@ -32,8 +32,8 @@ use crate::trace::{self, Span, SpanKind, StatusCode};
 use crate::RollbackTarget;
 
 /// What a `consensus_required` step's outputs must pass before they flow on: agreement of the
-/// agents that consume them. The consensus coordinator implements it; until then a caller may
-/// supply its own. `Ok` carries what is recorded about the agreement (the checkpoint's
+/// agents that consume them. [`super::ConsensusAgreement`] (the default) goes through the
+/// consensus coordinator; a caller may supply its own. `Ok` carries what is recorded about the agreement (the checkpoint's
 /// `agreement` metadata); `Err` is a `consensus_violation` handled by the recovery policy.
 pub trait Agreement: Send + Sync {
     fn agree(&self, request: &AgreementRequest) -> std::result::Result<String, AgentError>;
@@ -82,7 +82,8 @@ pub struct RunOptions {
     pub inputs: Map<String, Value>,
     /// Agent id → how it runs; agents not bound here run their `command:` or `image:`.
     pub agents: HashMap<String, Arc<dyn Agent>>,
-    /// Agreement for `consensus_required` steps.
+    /// Agreement for `consensus_required` steps; the store's embedded consensus group
+    /// ([`super::ConsensusAgreement`]) when absent.
     pub agreement: Option<Arc<dyn Agreement>>,
     pub hooks: Option<Arc<dyn Hooks>>,
     pub durability: Option<Durability>,
@@ -121,7 +122,7 @@ pub struct StepReport {
 pub use crate::recovery::step_retry;
 
 /// Runs (or resumes) a workflow as execution `options.execution_id`.
-pub fn run(store: &Store, spec: &Spec, options: RunOptions) -> Result<Report> {
+pub fn run(store: &Store, spec: &Spec, mut options: RunOptions) -> Result<Report> {
     let agents = resolve_agents(spec, &options)?;
     let consensus: Vec<&str> = spec
         .steps
@@ -130,16 +131,19 @@ pub fn run(store: &Store, spec: &Spec, options: RunOptions) -> Result<Report> {
         .map(|s| s.id.as_str())
         .collect();
     if !consensus.is_empty() && options.agreement.is_none() {
-        return Err(Error::ConsensusUnavailable {
-            detail: format!(
-                "workflow {:?} has consensus_required steps ({}) and no agreement function; \
-                 the executor does not call the consensus coordinator by itself yet: pass one \
-                 (Python: .run(..., agree=fn)), for example one that broadcasts the hand-off \
-                 with omium.consensus and awaits its agreement, or remove consensus_required",
-                spec.name,
-                consensus.join(", ")
-            ),
-        });
+        // The default: the store's embedded consensus group (shared with the bindings'
+        // `omium.consensus` when they run it), started only for a workflow that needs it.
+        let coordinator = crate::consensus::Coordinator::embedded(store).map_err(|e| {
+            Error::ConsensusUnavailable {
+                detail: format!(
+                    "workflow {:?} has consensus_required steps ({}) and the store's consensus \
+                     group cannot start: {e}",
+                    spec.name,
+                    consensus.join(", ")
+                ),
+            }
+        })?;
+        options.agreement = Some(Arc::new(super::ConsensusAgreement::new(coordinator)));
     }
     let id = options
         .execution_id

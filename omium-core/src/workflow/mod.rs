@@ -7,6 +7,8 @@
 //! - [`plan`]: levels and the order of execution ([`Plan`]);
 //! - [`executor`]: the durable parallel executor ([`run`]), recovery through the policies, the
 //!   [`Agreement`] hook of `consensus_required` steps;
+//! - [`agreement`]: the default agreement, through the consensus coordinator
+//!   ([`ConsensusAgreement`]);
 //! - [`agents`]: the [`Agent`] trait, shell `command:` agents and container `image:` agents;
 //! - [`templates`]: the workflows shipped with Omium (KYC, credit scoring, offer generation).
 //!
@@ -36,11 +38,13 @@
 //! ```
 
 pub mod agents;
+pub mod agreement;
 pub mod executor;
 pub mod plan;
 pub mod spec;
 
 pub use agents::{container_runtime, Agent, AgentCall, AgentError, ShellAgent};
+pub use agreement::{Answer, ConsensusAgreement, Respond};
 pub use executor::{
     run, step_retry, Agreement, AgreementRequest, Hooks, Report, RunOptions, StepReport,
 };

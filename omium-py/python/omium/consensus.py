@@ -160,6 +160,22 @@ def _deliver(placed: dict[str, Any], sender: str, targets: list[str], message: A
         _get().acknowledge(placed["id"], agent, vote)
 
 
+def _answer(agent: str, msg: dict[str, Any]) -> bool | str:
+    """How ``agent`` answers a workflow hand-off: its handlers are called in order and the
+    first that does not return ``False`` answers (``None``/``True``: acknowledge, another value:
+    vote it); all ``False`` is silence. An agent with no handler acknowledges."""
+    with _lock:
+        handlers = list(_subscribers.get(agent, []))
+    if not handlers:
+        return True
+    for handler in handlers:
+        answer = handler(msg)
+        if answer is False:
+            continue
+        return True if answer is None or answer is True else _json(f"the vote of {agent!r}", answer)
+    return False
+
+
 def broadcast(*args: Any, **kwargs: Any) -> Any:
     """``broadcast(execution_id, sender, targets, message, schema=None, quorum=None)`` appends a
     message and returns its id (``execution_id=None`` means the current execution).

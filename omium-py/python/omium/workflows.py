@@ -11,6 +11,11 @@ arguments; sync or async), a compiled LangGraph graph (``invoke(inputs)``), a Cr
 (``kickoff(inputs=...)``) or ``Flow`` (a class or an instance; ``kickoff(inputs=...)``). Agents
 left unbound run their ``command:`` (JSON on stdin and stdout) or their ``image:`` through
 docker or podman. Values cross as JSON. ``docs/workflows.md`` describes the document.
+
+A ``consensus_required`` step's outputs are broadcast through :mod:`omium.consensus` (the
+store's embedded Raft group, or the cluster given to :func:`omium.consensus.connect`) to the
+agents that consume them, and flow on once a majority of them agreed; handlers registered with
+:func:`omium.consensus.subscribe` answer for their agents (an agent without one acknowledges).
 """
 
 from __future__ import annotations
@@ -137,11 +142,18 @@ class Spec:
         tenant: str | None = None,
         agree: Callable[[dict[str, Any]], Any] | None = None,
         durability: str | None = None,
+        consensus_timeout: float = 30.0,
     ) -> RunReport:
-        """Runs the workflow (or resumes it: the same ``execution_id`` again). ``agree`` is
-        called with the hand-off of each ``consensus_required`` step (``step``, ``agent``,
-        ``outputs``, ``consumers``) before its outputs flow on: return True or a str (recorded
-        as the agreement), or False / raise :class:`omium.ConsensusViolation` to reject."""
+        """Runs the workflow (or resumes it: the same ``execution_id`` again).
+
+        The outputs of each ``consensus_required`` step are agreed before they flow on: by
+        default through :mod:`omium.consensus`, broadcast to the consuming agents (the step's
+        own agent when none consumes them) and awaited at most ``consensus_timeout`` seconds.
+        ``agree`` replaces that: it is called with the hand-off (``step``, ``agent``,
+        ``outputs``, ``consumers``); return True or a str (recorded as the agreement), or False
+        / raise :class:`omium.ConsensusViolation` to reject."""
+        if isinstance(consensus_timeout, bool) or not isinstance(consensus_timeout, (int, float)) or consensus_timeout <= 0:
+            raise ValueError(f"workflow {self.name!r}: consensus_timeout must be a positive number of seconds, not {consensus_timeout!r}")
         store = _runtime.store()
         _recovery.ensure_policies(store, tenant or "default")
         try:
@@ -150,6 +162,11 @@ class Spec:
             raise TypeError(f"workflow {self.name!r}: inputs must be JSON values ({e})") from None
         adapters = {name: _adapter(name, obj) for name, obj in self._bindings.items()}
         fallbacks = {name: _adapter(name, fn) for name, fn in _recovery._fallbacks.items()}
+        coordinator = None
+        if agree is None and self._native.consensus_steps:
+            from . import consensus
+
+            coordinator = consensus._get()
         try:
             report = self._native.run(
                 store,
@@ -162,6 +179,9 @@ class Spec:
                 fallbacks=fallbacks,
                 dir=self._dir,
                 durability=durability,
+                coordinator=coordinator,
+                respond=_answer if coordinator is not None else None,
+                consensus_timeout=float(consensus_timeout),
             )
         except OmiumError as e:
             if e.code == "paused":
@@ -184,6 +204,12 @@ def _notifier(payload: str) -> None:
         if only is not None and channels and not (only & set(channels)):
             continue
         fn(body)
+
+
+def _answer(agent: str, message: str) -> bool | str:
+    from . import consensus
+
+    return consensus._answer(agent, json.loads(message))
 
 
 def _agreement(fn: Callable[[dict[str, Any]], Any]) -> Callable[[str], str]:
