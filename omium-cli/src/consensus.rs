@@ -87,7 +87,7 @@ fn nodes_client(nodes: &[String]) -> Result<RemoteClient, Error> {
     RemoteClient::new(nodes)
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime, Error> {
+pub fn runtime() -> Result<tokio::runtime::Runtime, Error> {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

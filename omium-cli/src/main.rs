@@ -9,6 +9,7 @@
 
 mod consensus;
 mod recovery;
+mod serve;
 mod trace;
 mod view;
 mod workflow;
@@ -173,6 +174,20 @@ enum Command {
         #[arg(long)]
         advertise: Option<String>,
     },
+    /// Serve --store to the worker processes of this machine (omium.init(url=...)) over a unix
+    /// socket (default: <store>/omium.sock) and/or HTTP; runs until SIGTERM or Ctrl-C.
+    Serve {
+        /// Unix socket path.
+        #[arg(long)]
+        socket: Option<PathBuf>,
+        /// HTTP address (host:port); anything but loopback needs --api-key.
+        #[arg(long)]
+        http: Option<String>,
+        /// An accepted API key (repeatable; also OMIUM_API_KEYS, comma-separated). Required on
+        /// HTTP when given: `Authorization: Bearer <key>`.
+        #[arg(long = "api-key")]
+        api_keys: Vec<String>,
+    },
     /// Manage a cluster's membership through one of its nodes.
     Cluster {
         /// A node of the cluster (host:port); repeat for fallbacks.
@@ -294,9 +309,18 @@ fn run(cli: &Cli) -> Result<ExitCode, Error> {
         )?;
         return Ok(ExitCode::SUCCESS);
     }
+    if let Command::Serve {
+        socket,
+        http,
+        api_keys,
+    } = &cli.command
+    {
+        serve::serve(&cli.store, socket.clone(), http.clone(), api_keys.clone())?;
+        return Ok(ExitCode::SUCCESS);
+    }
     let out = &mut std::io::stdout().lock();
     match &cli.command {
-        Command::Node { .. } => unreachable!("handled above"),
+        Command::Node { .. } | Command::Serve { .. } => unreachable!("handled above"),
         Command::Cluster { nodes, command } => consensus::cluster(out, cli.json, nodes, command)?,
         Command::Consensus { nodes, command } => {
             return consensus::consensus(out, cli.json, &cli.store, nodes, command);

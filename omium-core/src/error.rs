@@ -228,6 +228,60 @@ pub enum Error {
 
     #[error("consensus unavailable: {detail}")]
     ConsensusUnavailable { detail: String },
+
+    /// The `omium serve` daemon could not be reached (or answered something unexpected).
+    #[error("omium serve at {url} is unavailable: {detail}")]
+    ServerUnavailable { url: String, detail: String },
+
+    /// An error the `omium serve` daemon answered, with its code and message.
+    #[error("{message}")]
+    Remote { code: &'static str, message: String },
+}
+
+/// The codes an error can have (`Error::code`), so an error that crossed a wire keeps its code.
+const CODES: &[&str] = &[
+    "store_locked",
+    "store_not_found",
+    "newer_format",
+    "not_a_store",
+    "open_failed",
+    "storage",
+    "execution_not_found",
+    "checkpoint_not_found",
+    "wrong_execution",
+    "non_determinism",
+    "integrity",
+    "execution_leased",
+    "decode",
+    "read_only",
+    "invalid_argument",
+    "no_consistent_checkpoint",
+    "invalid_state",
+    "condition_syntax",
+    "invalid_policy",
+    "condition_error",
+    "invalid_workflow",
+    "agent_unavailable",
+    "step_failed",
+    "escalated",
+    "paused",
+    "interrupted",
+    "invalid_message",
+    "message_not_found",
+    "not_a_target",
+    "consensus_violation",
+    "consensus_unavailable",
+    "server_unavailable",
+    "unauthorized",
+];
+
+/// `code` as one of [`CODES`] (`server_error` when unknown).
+pub fn known_code(code: &str) -> &'static str {
+    CODES
+        .iter()
+        .find(|c| **c == code)
+        .copied()
+        .unwrap_or("server_error")
 }
 
 impl Error {
@@ -270,6 +324,8 @@ impl Error {
             Error::NotATarget { .. } => "not_a_target",
             Error::ConsensusViolation { .. } => "consensus_violation",
             Error::ConsensusUnavailable { .. } => "consensus_unavailable",
+            Error::ServerUnavailable { .. } => "server_unavailable",
+            Error::Remote { code, .. } => code,
         }
     }
 

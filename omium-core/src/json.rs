@@ -85,3 +85,45 @@ pub fn verify_report(r: &VerifyReport) -> Value {
         "audit": r.audit,
     })
 }
+
+/// A span, as `omium.spans()` and `omium serve` show it (ids in hex).
+pub fn span(s: &crate::trace::Span) -> Value {
+    use crate::trace::StatusCode;
+    let attrs = |a: &[(String, crate::trace::Value)]| {
+        a.iter()
+            .map(|(k, v)| (k.clone(), v.to_json()))
+            .collect::<serde_json::Map<_, _>>()
+    };
+    json!({
+        "trace_id": crate::hex(&s.trace_id),
+        "span_id": crate::hex(&s.span_id),
+        "parent": s.parent.map(|p| crate::hex(&p)),
+        "name": s.name, "kind": s.kind.as_str(), "span_type": s.span_type,
+        "execution_id": s.execution_id, "agent": s.agent,
+        "start_ns": s.start_ns, "end_ns": s.end_ns,
+        "status": match s.status { StatusCode::Ok => "ok", StatusCode::Error => "error", StatusCode::Unset => "unset" },
+        "status_message": s.status_message,
+        "attributes": attrs(&s.attributes),
+        "events": s.events.iter().map(|e| json!({
+            "name": e.name, "time_ns": e.time_ns, "attributes": attrs(&e.attributes),
+        })).collect::<Vec<_>>(),
+    })
+}
+
+/// The spans of an execution after flushing what is queued.
+pub fn spans(store: &crate::Store, execution_id: &str) -> crate::Result<Value> {
+    store.flush_spans()?;
+    Ok(Value::Array(
+        store.spans(execution_id)?.iter().map(span).collect(),
+    ))
+}
+
+/// The policy defaults in force for a step, with the layers they come from.
+pub fn policy_defaults(e: &crate::policy::Effective) -> Value {
+    let layers: Vec<String> = e
+        .layers
+        .iter()
+        .map(|(s, v, _)| format!("{s} v{v}"))
+        .collect();
+    json!({"defaults": e.defaults(), "layers": layers})
+}

@@ -44,6 +44,7 @@ pub mod expr;
 pub mod json;
 pub mod policy;
 pub mod recovery;
+pub mod serve;
 pub mod store;
 pub mod threads;
 pub mod trace;

@@ -3,18 +3,26 @@
 use std::collections::BTreeMap;
 use std::sync::RwLock;
 
+use omium_core::serve::{b64, RemoteRun};
 use omium_core::{CheckResult, CheckpointKind, Checks, NewCheckpoint};
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
+use serde_json::json;
 
 use crate::convert::{self, err};
+
+/// A run in this process, or one held by an `omium serve` daemon for it.
+enum Backend {
+    Local(omium_core::Run),
+    Remote(RemoteRun),
+}
 
 #[pyclass(frozen, module = "omium._omium")]
 pub struct Run {
     // Read-locked by every call (so steps of one execution on several threads run at once),
     // write-locked only by close().
-    inner: RwLock<Option<omium_core::Run>>,
+    inner: RwLock<Option<Backend>>,
     execution_id: String,
 }
 
@@ -22,12 +30,20 @@ impl Run {
     pub fn new(run: omium_core::Run) -> Run {
         let execution_id = run.execution_id().to_string();
         Run {
-            inner: RwLock::new(Some(run)),
+            inner: RwLock::new(Some(Backend::Local(run))),
             execution_id,
         }
     }
 
-    fn with<R>(&self, f: impl FnOnce(&omium_core::Run) -> PyResult<R>) -> PyResult<R> {
+    pub fn remote(run: RemoteRun) -> Run {
+        let execution_id = run.execution_id().to_string();
+        Run {
+            inner: RwLock::new(Some(Backend::Remote(run))),
+            execution_id,
+        }
+    }
+
+    fn with<R>(&self, f: impl FnOnce(&Backend) -> PyResult<R>) -> PyResult<R> {
         let guard = self
             .inner
             .read()
@@ -56,8 +72,11 @@ impl Run {
     }
 
     /// Takes the next position of the live branch (at call time).
-    fn reserve(&self) -> PyResult<u64> {
-        self.with(|r| Ok(r.reserve()))
+    fn reserve(&self, py: Python<'_>) -> PyResult<u64> {
+        self.with(|r| match r {
+            Backend::Local(r) => Ok(r.reserve()),
+            Backend::Remote(r) => py.detach(|| r.reserve()).map_err(err),
+        })
     }
 
     /// `(checkpoint, state bytes)` of the recorded step at `seq` (or `key`), else None.
@@ -72,12 +91,15 @@ impl Run {
         self.with(|r| {
             let found = py
                 .detach(|| -> omium_core::Result<_> {
-                    match r.recorded(seq, name, key)? {
-                        Some(c) => {
-                            let state = r.store().read_state(&c)?;
-                            Ok(Some((c, state)))
-                        }
-                        None => Ok(None),
+                    match r {
+                        Backend::Remote(r) => r.recorded(seq, name, key),
+                        Backend::Local(r) => match r.recorded(seq, name, key)? {
+                            Some(c) => {
+                                let state = r.store().read_state(&c)?;
+                                Ok(Some((c, state)))
+                            }
+                            None => Ok(None),
+                        },
                     }
                 })
                 .map_err(err)?;
@@ -115,7 +137,19 @@ impl Run {
                 )))
             }
         };
+        let metadata = metadata.unwrap_or_default();
         self.with(|r| {
+            let r = match r {
+                Backend::Local(r) => r,
+                Backend::Remote(r) => {
+                    let args = json!({
+                        "name": name, "state": b64(state), "key": key, "agent": agent,
+                        "kind": kind.as_str(), "preconditions": preconditions,
+                        "postconditions": postconditions, "metadata": metadata,
+                    });
+                    return py.detach(|| r.record(seq, args)).map_err(err);
+                }
+            };
             let new = NewCheckpoint {
                 name,
                 agent,
@@ -126,7 +160,7 @@ impl Run {
                     preconditions: checks(preconditions),
                     postconditions: checks(postconditions),
                 },
-                metadata: metadata.unwrap_or_default(),
+                metadata,
             };
             // Only the id goes back: building the full dict would cost more than the step's
             // own bookkeeping, and callers that want it ask `Store.checkpoint(id)`.
@@ -137,32 +171,53 @@ impl Run {
 
     #[pyo3(signature = (output=None))]
     fn complete(&self, py: Python<'_>, output: Option<&[u8]>) -> PyResult<()> {
-        self.with(|r| py.detach(|| r.complete(output)).map_err(err))
+        self.with(|r| match r {
+            Backend::Local(r) => py.detach(|| r.complete(output)).map_err(err),
+            Backend::Remote(r) => py.detach(|| r.complete(output)).map_err(err),
+        })
     }
 
     fn fail(&self, py: Python<'_>, error: &str) -> PyResult<()> {
-        self.with(|r| py.detach(|| r.fail(error)).map_err(err))
+        self.with(|r| match r {
+            Backend::Local(r) => py.detach(|| r.fail(error)).map_err(err),
+            Backend::Remote(r) => py.detach(|| r.fail(error)).map_err(err),
+        })
     }
 
     fn pause(&self, py: Python<'_>, reason: &str) -> PyResult<()> {
-        self.with(|r| py.detach(|| r.pause(reason)).map_err(err))
+        self.with(|r| match r {
+            Backend::Local(r) => py.detach(|| r.pause(reason)).map_err(err),
+            Backend::Remote(r) => py.detach(|| r.pause(reason)).map_err(err),
+        })
     }
 
     fn heartbeat(&self, py: Python<'_>) -> PyResult<()> {
-        self.with(|r| py.detach(|| r.heartbeat()).map_err(err))
+        self.with(|r| match r {
+            Backend::Local(r) => py.detach(|| r.heartbeat()).map_err(err),
+            Backend::Remote(r) => py.detach(|| r.heartbeat()).map_err(err),
+        })
     }
 
     fn execution<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        self.with(|r| convert::execution(py, &r.execution()))
+        self.with(|r| {
+            let e = match r {
+                Backend::Local(r) => r.execution(),
+                Backend::Remote(r) => py.detach(|| r.execution()).map_err(err)?,
+            };
+            convert::execution(py, &e)
+        })
     }
 
     /// Releases the run; without complete()/fail() the execution stays resumable.
-    fn close(&self) -> PyResult<()> {
+    fn close(&self, py: Python<'_>) -> PyResult<()> {
         let mut guard = self
             .inner
             .write()
             .map_err(|_| PyRuntimeError::new_err("omium run lock poisoned by a panic"))?;
-        *guard = None;
+        if let Some(Backend::Remote(r)) = guard.take() {
+            // A daemon that is gone has dropped the run already.
+            let _ = py.detach(|| r.close());
+        }
         Ok(())
     }
 

@@ -15,19 +15,33 @@ use crate::recovery;
 use crate::run::Run;
 use omium_core::policy::{Scope, Trigger};
 use omium_core::recovery::FailureInput;
+use omium_core::serve::{b64, Client};
+use serde::de::DeserializeOwned;
+use serde_json::json;
 
 fn to_json_text<T: serde::Serialize>(v: &T) -> String {
     serde_json::to_string(v).expect("records serialize")
 }
 
+/// Where a store handle's calls go: a store opened in this process, or an `omium serve`
+/// daemon (`omium.init(url=...)`).
+#[derive(Clone)]
+pub enum Backend {
+    Local(omium_core::Store),
+    Remote(Client),
+}
+
 #[pyclass(frozen, module = "omium._omium")]
 pub struct Store {
-    inner: RwLock<Option<omium_core::Store>>,
+    inner: RwLock<Option<Backend>>,
+    /// The directory, or the daemon's URL.
     path: PathBuf,
+    /// The daemon's durability (remote handles).
+    remote_durability: &'static str,
 }
 
 impl Store {
-    pub fn get(&self) -> PyResult<omium_core::Store> {
+    pub fn backend(&self) -> PyResult<Backend> {
         let guard = self
             .inner
             .read()
@@ -42,6 +56,44 @@ impl Store {
             )
         })
     }
+
+    /// The store of this process; a handle on `omium serve` does not have one.
+    pub fn get(&self) -> PyResult<omium_core::Store> {
+        match self.backend()? {
+            Backend::Local(s) => Ok(s),
+            Backend::Remote(c) => Err(convert::coded(
+                "invalid_state",
+                format!(
+                    "this needs the store opened in this process; it is not available through \
+                     omium serve ({}) yet: use omium.init(path=...) for it, or run it in the \
+                     daemon's machine with `omium --store <dir> ...` while the daemon is stopped",
+                    c.url()
+                ),
+            )),
+        }
+    }
+}
+
+/// A call to the daemon with the GIL released, its answer decoded.
+fn remote<T: DeserializeOwned + Send>(
+    py: Python<'_>,
+    c: &Client,
+    method: &str,
+    args: serde_json::Value,
+) -> PyResult<T> {
+    py.detach(|| c.call_as(method, args)).map_err(err)
+}
+
+/// A call whose answer the local path gives as JSON text.
+fn remote_text(
+    py: Python<'_>,
+    c: &Client,
+    method: &str,
+    args: serde_json::Value,
+) -> PyResult<String> {
+    py.detach(|| c.call(method, args))
+        .map(|v| v.to_string())
+        .map_err(err)
 }
 
 fn durability(d: Option<&str>) -> PyResult<Option<Durability>> {
@@ -78,9 +130,37 @@ impl Store {
             })
             .map_err(err)?;
         Ok(Store {
-            inner: RwLock::new(Some(store)),
+            inner: RwLock::new(Some(Backend::Local(store))),
             path,
+            remote_durability: "sync",
         })
+    }
+
+    /// A handle on an `omium serve` daemon: `unix:///path/omium.sock` or `http://host:port`.
+    #[staticmethod]
+    #[pyo3(signature = (url, api_key=None))]
+    fn connect(py: Python<'_>, url: &str, api_key: Option<&str>) -> PyResult<Self> {
+        let client = py.detach(|| Client::connect(url, api_key)).map_err(err)?;
+        let health = py.detach(|| client.health()).map_err(err)?;
+        let remote_durability = match health["durability"].as_str() {
+            Some("buffered") => "buffered",
+            Some("none") => "none",
+            _ => "sync",
+        };
+        Ok(Store {
+            inner: RwLock::new(Some(Backend::Remote(client))),
+            path: PathBuf::from(url),
+            remote_durability,
+        })
+    }
+
+    /// The daemon's URL for a handle on `omium serve`, else None.
+    #[getter]
+    fn url(&self) -> Option<String> {
+        match self.backend() {
+            Ok(Backend::Remote(c)) => Some(c.url().to_string()),
+            _ => None,
+        }
     }
 
     /// Closes the handle; RocksDB is closed once no run of it is alive.
@@ -105,12 +185,18 @@ impl Store {
 
     #[getter]
     fn read_only(&self) -> PyResult<bool> {
-        Ok(self.get()?.is_read_only())
+        match self.backend()? {
+            Backend::Local(s) => Ok(s.is_read_only()),
+            Backend::Remote(_) => Ok(false),
+        }
     }
 
     #[getter]
     fn durability(&self) -> PyResult<&'static str> {
-        Ok(self.get()?.durability().as_str())
+        match self.backend()? {
+            Backend::Local(s) => Ok(s.durability().as_str()),
+            Backend::Remote(_) => Ok(self.remote_durability),
+        }
     }
 
     #[pyo3(signature = (execution_id, workflow="", tenant="default", input=None, labels=None, agent="main", lease_ttl=30.0, durability=None))]
@@ -132,7 +218,18 @@ impl Store {
                 "lease_ttl must be a positive number of seconds, not {lease_ttl}"
             )));
         }
-        let store = self.get()?;
+        let store = match self.backend()? {
+            Backend::Local(s) => s,
+            Backend::Remote(c) => {
+                let args = json!({
+                    "workflow": workflow, "tenant": tenant, "input": input.map(b64),
+                    "labels": labels, "agent": agent, "lease_ttl": lease_ttl,
+                    "durability": durability,
+                });
+                let (run, _) = py.detach(|| c.begin(execution_id, args)).map_err(err)?;
+                return Ok(Run::remote(run));
+            }
+        };
         let options = BeginOptions {
             workflow: workflow.into(),
             tenant: tenant.into(),
@@ -150,20 +247,28 @@ impl Store {
     }
 
     fn execution<'py>(&self, py: Python<'py>, execution_id: &str) -> PyResult<Bound<'py, PyDict>> {
-        let store = self.get()?;
-        let e = py.detach(|| store.execution(execution_id)).map_err(err)?;
+        let e = match self.backend()? {
+            Backend::Local(store) => py.detach(|| store.execution(execution_id)).map_err(err)?,
+            Backend::Remote(c) => {
+                remote(py, &c, "execution", json!({"execution_id": execution_id}))?
+            }
+        };
         convert::execution(py, &e)
     }
 
     fn executions<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
-        let store = self.get()?;
-        let list = py.detach(|| store.executions()).map_err(err)?;
+        let list = match self.backend()? {
+            Backend::Local(store) => py.detach(|| store.executions()).map_err(err)?,
+            Backend::Remote(c) => remote(py, &c, "executions", json!({}))?,
+        };
         convert::executions(py, &list)
     }
 
     fn resumable<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
-        let store = self.get()?;
-        let list = py.detach(|| store.resumable()).map_err(err)?;
+        let list = match self.backend()? {
+            Backend::Local(store) => py.detach(|| store.resumable()).map_err(err)?,
+            Backend::Remote(c) => remote(py, &c, "resumable", json!({}))?,
+        };
         convert::executions(py, &list)
     }
 
@@ -172,10 +277,14 @@ impl Store {
         py: Python<'py>,
         execution_id: &str,
     ) -> PyResult<Option<Bound<'py, PyBytes>>> {
-        let store = self.get()?;
-        let b = py
-            .detach(|| store.execution_input(execution_id))
-            .map_err(err)?;
+        let b = match self.backend()? {
+            Backend::Local(store) => py
+                .detach(|| store.execution_input(execution_id))
+                .map_err(err)?,
+            Backend::Remote(c) => py
+                .detach(|| c.bytes("execution_input", json!({"execution_id": execution_id})))
+                .map_err(err)?,
+        };
         Ok(b.map(|b| PyBytes::new(py, &b)))
     }
 
@@ -184,16 +293,22 @@ impl Store {
         py: Python<'py>,
         execution_id: &str,
     ) -> PyResult<Option<Bound<'py, PyBytes>>> {
-        let store = self.get()?;
-        let b = py
-            .detach(|| store.execution_output(execution_id))
-            .map_err(err)?;
+        let b = match self.backend()? {
+            Backend::Local(store) => py
+                .detach(|| store.execution_output(execution_id))
+                .map_err(err)?,
+            Backend::Remote(c) => py
+                .detach(|| c.bytes("execution_output", json!({"execution_id": execution_id})))
+                .map_err(err)?,
+        };
         Ok(b.map(|b| PyBytes::new(py, &b)))
     }
 
     fn history<'py>(&self, py: Python<'py>, execution_id: &str) -> PyResult<Bound<'py, PyList>> {
-        let store = self.get()?;
-        let list = py.detach(|| store.history(execution_id)).map_err(err)?;
+        let list = match self.backend()? {
+            Backend::Local(store) => py.detach(|| store.history(execution_id)).map_err(err)?,
+            Backend::Remote(c) => remote(py, &c, "history", json!({"execution_id": execution_id}))?,
+        };
         convert::checkpoints(py, &list)
     }
 
@@ -202,15 +317,23 @@ impl Store {
         py: Python<'py>,
         execution_id: &str,
     ) -> PyResult<Bound<'py, PyList>> {
-        let store = self.get()?;
-        let list = py.detach(|| store.checkpoints(execution_id)).map_err(err)?;
+        let list = match self.backend()? {
+            Backend::Local(store) => py.detach(|| store.checkpoints(execution_id)).map_err(err)?,
+            Backend::Remote(c) => {
+                remote(py, &c, "checkpoints", json!({"execution_id": execution_id}))?
+            }
+        };
         convert::checkpoints(py, &list)
     }
 
     /// The branch ending at a checkpoint (an abandoned one too), first checkpoint first.
     fn branch<'py>(&self, py: Python<'py>, checkpoint_id: &str) -> PyResult<Bound<'py, PyList>> {
-        let store = self.get()?;
-        let list = py.detach(|| store.branch(checkpoint_id)).map_err(err)?;
+        let list = match self.backend()? {
+            Backend::Local(store) => py.detach(|| store.branch(checkpoint_id)).map_err(err)?,
+            Backend::Remote(c) => {
+                remote(py, &c, "branch", json!({"checkpoint_id": checkpoint_id}))?
+            }
+        };
         convert::checkpoints(py, &list)
     }
 
@@ -219,8 +342,15 @@ impl Store {
         py: Python<'py>,
         checkpoint_id: &str,
     ) -> PyResult<Bound<'py, PyDict>> {
-        let store = self.get()?;
-        let c = py.detach(|| store.checkpoint(checkpoint_id)).map_err(err)?;
+        let c = match self.backend()? {
+            Backend::Local(store) => py.detach(|| store.checkpoint(checkpoint_id)).map_err(err)?,
+            Backend::Remote(c) => remote(
+                py,
+                &c,
+                "checkpoint",
+                json!({"checkpoint_id": checkpoint_id}),
+            )?,
+        };
         convert::checkpoint(py, &c)
     }
 
@@ -230,14 +360,19 @@ impl Store {
         py: Python<'py>,
         checkpoint_id: &str,
     ) -> PyResult<Bound<'py, PyBytes>> {
-        let store = self.get()?;
-        let b = py
-            .detach(|| {
-                store
-                    .checkpoint(checkpoint_id)
-                    .and_then(|c| store.read_state(&c))
-            })
-            .map_err(err)?;
+        let b = match self.backend()? {
+            Backend::Local(store) => py
+                .detach(|| {
+                    store
+                        .checkpoint(checkpoint_id)
+                        .and_then(|c| store.read_state(&c))
+                })
+                .map_err(err)?,
+            Backend::Remote(c) => py
+                .detach(|| c.bytes("read_state", json!({"checkpoint_id": checkpoint_id})))
+                .map_err(err)?
+                .unwrap_or_default(),
+        };
         Ok(PyBytes::new(py, &b))
     }
 
@@ -252,7 +387,14 @@ impl Store {
         global_seq: Option<u64>,
         reason: Option<&str>,
     ) -> PyResult<Bound<'py, PyDict>> {
-        let store = self.get()?;
+        let store = match self.backend()? {
+            Backend::Local(s) => s,
+            Backend::Remote(c) => {
+                let args = json!({"execution_id": execution_id, "to": to, "global_seq": global_seq, "reason": reason});
+                let marker: omium_core::Checkpoint = remote(py, &c, "rollback", args)?;
+                return convert::checkpoint(py, &marker);
+            }
+        };
         let target = match (to, global_seq) {
             (Some(t), _) => RollbackTarget::parse(t),
             (None, Some(g)) => RollbackTarget::GlobalSeq(g),
@@ -273,7 +415,14 @@ impl Store {
         new_execution_id: Option<String>,
         state: Option<&[u8]>,
     ) -> PyResult<Bound<'py, PyDict>> {
-        let store = self.get()?;
+        let store = match self.backend()? {
+            Backend::Local(s) => s,
+            Backend::Remote(c) => {
+                let args = json!({"execution_id": execution_id, "at": at, "new_execution_id": new_execution_id, "state": state.map(b64)});
+                let e: omium_core::Execution = remote(py, &c, "fork", args)?;
+                return convert::execution(py, &e);
+            }
+        };
         let options = ForkOptions {
             new_execution_id,
             state: state.map(<[u8]>::to_vec),
@@ -347,7 +496,18 @@ impl Store {
     }
 
     fn delete_execution(&self, py: Python<'_>, execution_id: &str) -> PyResult<u64> {
-        let store = self.get()?;
+        let store = match self.backend()? {
+            Backend::Local(s) => s,
+            Backend::Remote(c) => {
+                let v: serde_json::Value = remote(
+                    py,
+                    &c,
+                    "delete_execution",
+                    json!({"execution_id": execution_id}),
+                )?;
+                return Ok(v["deleted"].as_u64().unwrap_or(0));
+            }
+        };
         py.detach(|| store.delete_execution(execution_id))
             .map_err(err)
     }
@@ -363,7 +523,13 @@ impl Store {
         file: Option<&str>,
         author: Option<&str>,
     ) -> PyResult<String> {
-        let store = self.get()?;
+        let store = match self.backend()? {
+            Backend::Local(s) => s,
+            Backend::Remote(c) => {
+                let args = json!({"tenant": tenant, "scope": scope, "text": text, "file": file, "author": author});
+                return remote_text(py, &c, "apply_policy", args);
+            }
+        };
         let scope = Scope::parse(scope).map_err(err)?;
         let v = py
             .detach(|| store.apply_policy(tenant, &scope, text, file, author))
@@ -379,7 +545,17 @@ impl Store {
         tenant: Option<&str>,
         scope: Option<&str>,
     ) -> PyResult<String> {
-        let store = self.get()?;
+        let store = match self.backend()? {
+            Backend::Local(s) => s,
+            Backend::Remote(c) => {
+                return remote_text(
+                    py,
+                    &c,
+                    "policy_versions",
+                    json!({"tenant": tenant, "scope": scope}),
+                )
+            }
+        };
         let scope = scope.map(Scope::parse).transpose().map_err(err)?;
         let v = py
             .detach(|| match tenant {
@@ -398,7 +574,13 @@ impl Store {
         scope: &str,
         version: Option<u32>,
     ) -> PyResult<String> {
-        let store = self.get()?;
+        let store = match self.backend()? {
+            Backend::Local(s) => s,
+            Backend::Remote(c) => {
+                let args = json!({"tenant": tenant, "scope": scope, "version": version});
+                return remote_text(py, &c, "policy_version", args);
+            }
+        };
         let scope = Scope::parse(scope).map_err(err)?;
         let v = py
             .detach(|| store.policy_version(tenant, &scope, version))
@@ -415,16 +597,17 @@ impl Store {
         workflow: Option<&str>,
         step: Option<&str>,
     ) -> PyResult<String> {
-        let store = self.get()?;
+        let store = match self.backend()? {
+            Backend::Local(s) => s,
+            Backend::Remote(c) => {
+                let args = json!({"tenant": tenant, "workflow": workflow, "step": step});
+                return remote_text(py, &c, "policy_defaults", args);
+            }
+        };
         let e = py
             .detach(|| store.effective_policy(tenant, workflow, step))
             .map_err(err)?;
-        let layers: Vec<String> = e
-            .layers
-            .iter()
-            .map(|(s, v, _)| format!("{s} v{v}"))
-            .collect();
-        Ok(serde_json::json!({"defaults": e.defaults(), "layers": layers}).to_string())
+        Ok(omium_core::json::policy_defaults(&e).to_string())
     }
 
     /// Records a failure and decides how to handle it.
@@ -480,7 +663,12 @@ impl Store {
     /// Failure records (JSON text of a list), of one execution or all.
     #[pyo3(signature = (execution_id=None))]
     fn failures(&self, py: Python<'_>, execution_id: Option<&str>) -> PyResult<String> {
-        let store = self.get()?;
+        let store = match self.backend()? {
+            Backend::Local(s) => s,
+            Backend::Remote(c) => {
+                return remote_text(py, &c, "failures", json!({"execution_id": execution_id}))
+            }
+        };
         let v = py.detach(|| store.failures(execution_id)).map_err(err)?;
         Ok(to_json_text(&v))
     }
@@ -488,7 +676,12 @@ impl Store {
     /// Recovery metrics (JSON text), of one workflow or all.
     #[pyo3(signature = (workflow=None))]
     fn recovery_metrics(&self, py: Python<'_>, workflow: Option<&str>) -> PyResult<String> {
-        let store = self.get()?;
+        let store = match self.backend()? {
+            Backend::Local(s) => s,
+            Backend::Remote(c) => {
+                return remote_text(py, &c, "recovery_metrics", json!({"workflow": workflow}))
+            }
+        };
         let m = py
             .detach(|| store.recovery_metrics(workflow))
             .map_err(err)?;
@@ -505,7 +698,14 @@ impl Store {
         state: Option<&[u8]>,
         by: Option<&str>,
     ) -> PyResult<Option<String>> {
-        let store = self.get()?;
+        let store = match self.backend()? {
+            Backend::Local(s) => s,
+            Backend::Remote(c) => {
+                let args = json!({"execution_id": execution_id, "state": state.map(b64), "by": by});
+                let v: serde_json::Value = remote(py, &c, "resume", args)?;
+                return Ok((!v.is_null()).then(|| v.to_string()));
+            }
+        };
         let f = py
             .detach(|| store.resume(execution_id, state, by))
             .map_err(err)?;
@@ -514,7 +714,17 @@ impl Store {
 
     /// Records the crash of the process that ran an execution (before recovering it).
     fn record_crash(&self, py: Python<'_>, execution_id: &str) -> PyResult<String> {
-        let store = self.get()?;
+        let store = match self.backend()? {
+            Backend::Local(s) => s,
+            Backend::Remote(c) => {
+                return remote_text(
+                    py,
+                    &c,
+                    "record_crash",
+                    json!({"execution_id": execution_id}),
+                )
+            }
+        };
         let f = py
             .detach(|| store.record_crash(execution_id))
             .map_err(err)?;
@@ -523,20 +733,38 @@ impl Store {
 
     /// Spans of an execution (JSON text of a list).
     fn spans(&self, py: Python<'_>, execution_id: &str) -> PyResult<String> {
-        let store = self.get()?;
+        let store = match self.backend()? {
+            Backend::Local(s) => s,
+            Backend::Remote(c) => {
+                py.detach(|| c.flush_spans()).map_err(err)?;
+                return remote_text(py, &c, "spans", json!({"execution_id": execution_id}));
+            }
+        };
         py.detach(|| crate::trace::spans_json(&store, execution_id))
             .map_err(err)
     }
 
     /// Waits until every recorded span is stored.
     fn flush_spans(&self, py: Python<'_>) -> PyResult<()> {
-        let store = self.get()?;
-        py.detach(|| store.flush_spans()).map_err(err)
+        match self.backend()? {
+            Backend::Local(store) => py.detach(|| store.flush_spans()).map_err(err),
+            Backend::Remote(c) => py
+                .detach(|| {
+                    c.flush_spans()
+                        .and_then(|_| c.call("flush_spans", json!({})))
+                })
+                .map(drop)
+                .map_err(err),
+        }
     }
 
     /// Waits at most `timeout` seconds for the OTLP exporter to send what it has.
     fn flush_export(&self, py: Python<'_>, timeout: f64) -> PyResult<bool> {
-        let store = self.get()?;
+        let store = match self.backend()? {
+            Backend::Local(s) => s,
+            // The daemon exports; this process only hands its spans over.
+            Backend::Remote(c) => return py.detach(|| c.flush_spans()).map(|_| true).map_err(err),
+        };
         py.detach(|| store.flush_export(Duration::from_secs_f64(timeout.max(0.0))))
             .map_err(err)
     }

@@ -120,7 +120,10 @@ pub fn record_span(
         attributes: self::attributes(attributes)?,
         events: evs,
     };
-    store.get()?.record_span(span);
+    match store.backend()? {
+        crate::store::Backend::Local(s) => s.record_span(span),
+        crate::store::Backend::Remote(c) => c.record_span(span),
+    }
     Ok(())
 }
 
@@ -160,27 +163,7 @@ pub fn request_hash(request_json: &str) -> PyResult<String> {
     Ok(trace::view::request_hash(&v))
 }
 
-fn span_json(s: &Span) -> serde_json::Value {
-    serde_json::json!({
-        "trace_id": omium_core::hex(&s.trace_id),
-        "span_id": omium_core::hex(&s.span_id),
-        "parent": s.parent.map(|p| omium_core::hex(&p)),
-        "name": s.name, "kind": s.kind.as_str(), "span_type": s.span_type,
-        "execution_id": s.execution_id, "agent": s.agent,
-        "start_ns": s.start_ns, "end_ns": s.end_ns,
-        "status": match s.status { StatusCode::Ok => "ok", StatusCode::Error => "error", StatusCode::Unset => "unset" },
-        "status_message": s.status_message,
-        "attributes": s.attributes.iter().map(|(k, v)| (k.clone(), v.to_json())).collect::<serde_json::Map<_, _>>(),
-        "events": s.events.iter().map(|e| serde_json::json!({
-            "name": e.name, "time_ns": e.time_ns,
-            "attributes": e.attributes.iter().map(|(k, v)| (k.clone(), v.to_json())).collect::<serde_json::Map<_, _>>(),
-        })).collect::<Vec<_>>(),
-    })
-}
-
 /// Spans of an execution as JSON text (a list), after flushing what is queued.
 pub fn spans_json(store: &omium_core::Store, execution_id: &str) -> omium_core::Result<String> {
-    store.flush_spans()?;
-    let spans = store.spans(execution_id)?;
-    Ok(serde_json::Value::Array(spans.iter().map(span_json).collect()).to_string())
+    Ok(omium_core::json::spans(store, execution_id)?.to_string())
 }

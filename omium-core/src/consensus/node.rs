@@ -109,6 +109,8 @@ impl Node {
             .route("/cluster/add", post(cluster_add))
             .route("/cluster/remove", post(cluster_remove))
             .route("/cluster/status", post(cluster_status))
+            .route("/healthz", axum::routing::get(healthz))
+            .route("/readyz", axum::routing::get(readyz))
             .with_state(app);
         let server = tokio::spawn(async move {
             let _ = axum::serve(listener, router).await;
@@ -456,6 +458,23 @@ async fn cluster_remove(State(app): State<Shared>, Json(req): Json<RemoveRequest
         Ok(_) => Json(ClusterStatus::of(&app.engine)).into_response(),
         Err(e) => membership_error(e),
     }
+}
+
+/// Liveness: the process serves HTTP.
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+/// Readiness: this node is a member that knows a leader (it can take requests).
+async fn readyz(State(app): State<Shared>) -> Response {
+    let s = ClusterStatus::of(&app.engine);
+    let ready = s.leader.is_some() && s.voters.contains(&s.id);
+    let code = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (code, Json(s)).into_response()
 }
 
 async fn cluster_status(State(app): State<Shared>) -> Response {

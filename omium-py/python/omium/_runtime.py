@@ -69,6 +69,8 @@ def init(
     read_only: bool = False,
     tracing: bool = True,
     capture_content: bool | None = None,
+    url: str | None = None,
+    api_key: str | None = None,
 ) -> _omium.Store:
     """Opens the store this process records into.
 
@@ -80,7 +82,17 @@ def init(
     ``capture_content`` also records inputs, outputs and messages (through the redaction hook).
     When ``OTEL_EXPORTER_OTLP_ENDPOINT`` or ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`` is set,
     spans are also exported over OTLP/HTTP.
+
+    ``url`` uses an ``omium serve`` daemon instead of opening a directory
+    (``"unix:///path/omium.sock"`` or ``"http://127.0.0.1:7700"``; default ``$OMIUM_URL``): several
+    worker processes share its store, with the same semantics as an embedded one (an execution
+    runs in one worker at a time). ``api_key`` (default ``$OMIUM_API_KEY``) is sent as a bearer
+    token; the daemon requires one on any address but loopback.
     """
+    if url is None and path is None:
+        url = os.environ.get("OMIUM_URL") or None
+    if url is not None:
+        return _init_remote(url, api_key or os.environ.get("OMIUM_API_KEY"), project, codec, durability, read_only, tracing, capture_content)
     global _config
     if path is None:
         path = os.environ.get("OMIUM_HOME") or ".omium"
@@ -107,6 +119,27 @@ def init(
     _trace.configure(enabled=tracing, capture_content=capture_content)
     if not read_only and (os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")):
         _trace.enable_otlp_export()
+    return store
+
+
+def _init_remote(
+    url: str, api_key: str | None, project: str | None, codec: str | Codec, durability: str | None, read_only: bool, tracing: bool, capture_content: bool | None
+) -> _omium.Store:
+    global _config
+    if not isinstance(url, str) or not url:
+        raise TypeError(f"omium.init(url=...) must be a non-empty str, not {url!r}")
+    if durability is not None or read_only:
+        raise ValueError("omium.init(url=...): durability and read_only are the daemon's (omium serve); do not pass them with url")
+    chosen = get_codec(codec)
+    store = _omium.Store.connect(url, api_key)
+    with _lock:
+        if _config is not None:
+            _closing()
+            _config.store.close()
+        _config = Config(store=store, project=project, codec=chosen)
+    from . import _trace
+
+    _trace.configure(enabled=tracing, capture_content=capture_content)
     return store
 
 

@@ -1,0 +1,73 @@
+//! `omium serve`: the daemon that owns a store and serves its API to the worker processes of
+//! this machine (over a unix socket and HTTP on loopback).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use omium_core::serve::{Daemon, ServeConfig};
+use omium_core::{Error, Store};
+
+/// Runs until SIGTERM or SIGINT; prints one JSON line once it listens.
+pub fn serve(
+    store_path: &Path,
+    socket: Option<PathBuf>,
+    http: Option<String>,
+    mut api_keys: Vec<String>,
+) -> Result<(), Error> {
+    if let Ok(keys) = std::env::var("OMIUM_API_KEYS") {
+        api_keys.extend(
+            keys.split(',')
+                .map(str::trim)
+                .filter(|k| !k.is_empty())
+                .map(String::from),
+        );
+    }
+    if api_keys.iter().any(|k| k.len() < 16) {
+        return Err(Error::InvalidArgument {
+            what: "--api-key",
+            detail: "an API key shorter than 16 characters is too easy to guess; use e.g. \
+                     `openssl rand -hex 24`"
+                .into(),
+        });
+    }
+    let socket = match (socket, &http) {
+        (None, None) => Some(store_path.join("omium.sock")),
+        (s, _) => s,
+    };
+    let store = Store::open(store_path)?;
+    let rt = crate::consensus::runtime()?;
+    rt.block_on(async {
+        let daemon = Daemon::start(
+            &store,
+            ServeConfig {
+                socket,
+                http,
+                api_keys,
+            },
+        )
+        .await?;
+        let line = serde_json::json!({
+            "serving": store.path(),
+            "socket": daemon.socket(),
+            "http": daemon.http_addr().map(|a| a.to_string()),
+        });
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{line}");
+        let _ = out.flush();
+        drop(out);
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .map_err(|e| Error::InvalidState {
+                execution: String::new(),
+                status: "serving".into(),
+                detail: format!("cannot watch for SIGTERM: {e}"),
+            })?;
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+        // Open runs are dropped (their executions stay resumable); the socket file is removed.
+        drop(daemon);
+        store.flush()?;
+        Ok::<(), Error>(())
+    })
+}

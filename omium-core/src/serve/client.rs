@@ -1,0 +1,373 @@
+//! The blocking client of `omium serve`: HTTP/1.1 with keep-alive over a unix socket or TCP,
+//! a small pool of connections so that threads of one worker call at once.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use serde::de::DeserializeOwned;
+use serde_json::{json, Value};
+
+use super::unb64;
+use crate::error::{Error, Result};
+use crate::execution::hostname;
+use crate::{Checkpoint, Execution};
+
+#[derive(Clone, Debug)]
+enum Target {
+    Unix(PathBuf),
+    Tcp(String),
+}
+
+struct Conn {
+    reader: BufReader<Box<dyn Read + Send>>,
+    writer: Box<dyn Write + Send>,
+}
+
+struct Inner {
+    target: Target,
+    url: String,
+    api_key: Option<String>,
+    idle: Mutex<Vec<Conn>>,
+    /// Spans waiting to be sent (in batches, by the calling thread when many are queued, else
+    /// by a background thread every 200 ms).
+    spans: Mutex<Vec<crate::trace::Span>>,
+}
+
+/// A connection to an `omium serve` daemon. Cheap to clone.
+#[derive(Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+fn unavailable(url: &str, detail: impl std::fmt::Display) -> Error {
+    Error::ServerUnavailable {
+        url: url.to_string(),
+        detail: detail.to_string(),
+    }
+}
+
+impl Client {
+    /// `unix:///path/to/omium.sock` (or a bare path), or `http://127.0.0.1:7700`. Checks that
+    /// a daemon answers.
+    pub fn connect(url: &str, api_key: Option<&str>) -> Result<Client> {
+        let target = if let Some(p) = url.strip_prefix("unix://") {
+            Target::Unix(PathBuf::from(p))
+        } else if let Some(a) = url.strip_prefix("http://") {
+            Target::Tcp(a.trim_end_matches('/').to_string())
+        } else if url.starts_with('/') {
+            Target::Unix(PathBuf::from(url))
+        } else {
+            return Err(Error::InvalidArgument {
+                what: "url",
+                detail: format!(
+                    "{url:?}: expected unix:///path/to/omium.sock or http://host:port (https: \
+                     put a TLS proxy in front and connect to it over loopback)"
+                ),
+            });
+        };
+        let client = Client {
+            inner: Arc::new(Inner {
+                target,
+                url: url.to_string(),
+                api_key: api_key.map(str::to_string),
+                idle: Mutex::new(Vec::new()),
+                spans: Mutex::new(Vec::new()),
+            }),
+        };
+        client.health()?;
+        let weak = Arc::downgrade(&client.inner);
+        let _ = std::thread::Builder::new()
+            .name("omium-serve-spans".into())
+            .spawn(move || loop {
+                std::thread::sleep(std::time::Duration::from_millis(200));
+                let Some(inner) = weak.upgrade() else { return };
+                let _ = Client { inner }.flush_spans();
+            });
+        Ok(client)
+    }
+
+    /// Queues a span for the daemon's store.
+    pub fn record_span(&self, span: crate::trace::Span) {
+        let full = {
+            let mut q = self.inner.spans.lock();
+            q.push(span);
+            q.len() >= 256
+        };
+        if full {
+            let _ = self.flush_spans();
+        }
+    }
+
+    /// Sends the queued spans and waits until the daemon stored them.
+    pub fn flush_spans(&self) -> Result<()> {
+        let batch = std::mem::take(&mut *self.inner.spans.lock());
+        if !batch.is_empty() {
+            self.call("record_spans", json!({ "spans": batch }))?;
+        }
+        Ok(())
+    }
+
+    pub fn url(&self) -> &str {
+        &self.inner.url
+    }
+
+    fn open(&self) -> Result<Conn> {
+        let url = &self.inner.url;
+        let (r, w): (Box<dyn Read + Send>, Box<dyn Write + Send>) = match &self.inner.target {
+            Target::Unix(p) => {
+                let s = UnixStream::connect(p).map_err(|e| unavailable(url, e))?;
+                let w = s.try_clone().map_err(|e| unavailable(url, e))?;
+                (Box::new(s), Box::new(w))
+            }
+            Target::Tcp(a) => {
+                let s = TcpStream::connect(a).map_err(|e| unavailable(url, e))?;
+                let _ = s.set_nodelay(true);
+                let w = s.try_clone().map_err(|e| unavailable(url, e))?;
+                (Box::new(s), Box::new(w))
+            }
+        };
+        Ok(Conn {
+            reader: BufReader::new(r),
+            writer: w,
+        })
+    }
+
+    fn roundtrip(
+        &self,
+        conn: &mut Conn,
+        verb: &str,
+        path: &str,
+        body: &[u8],
+    ) -> std::io::Result<(u16, Vec<u8>)> {
+        let mut head = format!(
+            "{verb} {path} HTTP/1.1\r\nHost: omium\r\nContent-Type: application/json\r\nContent-Length: {}\r\n",
+            body.len()
+        );
+        if let Some(k) = &self.inner.api_key {
+            head.push_str(&format!("Authorization: Bearer {k}\r\n"));
+        }
+        head.push_str("\r\n");
+        conn.writer.write_all(head.as_bytes())?;
+        conn.writer.write_all(body)?;
+        conn.writer.flush()?;
+        let bad = |m: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, m.to_string());
+        let mut line = String::new();
+        if conn.reader.read_line(&mut line)? == 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "the daemon closed the connection",
+            ));
+        }
+        let status: u16 = line
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| bad("not an HTTP response"))?;
+        let mut length = None;
+        loop {
+            line.clear();
+            conn.reader.read_line(&mut line)?;
+            let l = line.trim_end();
+            if l.is_empty() {
+                break;
+            }
+            if let Some((k, v)) = l.split_once(':') {
+                if k.eq_ignore_ascii_case("content-length") {
+                    length = v.trim().parse::<usize>().ok();
+                }
+            }
+        }
+        let length = length.ok_or_else(|| bad("a response without Content-Length"))?;
+        let mut out = vec![0; length];
+        conn.reader.read_exact(&mut out)?;
+        Ok((status, out))
+    }
+
+    fn request(&self, verb: &str, path: &str, body: &[u8]) -> Result<Vec<u8>> {
+        let url = &self.inner.url;
+        // A pooled connection may have been closed by the daemon since: one fresh retry. Every
+        // method is safe to send twice only if the first attempt never reached the daemon, which
+        // is the case when writing or reading the first byte fails on a stale connection.
+        let pooled = self.inner.idle.lock().pop();
+        let (mut conn, fresh) = match pooled {
+            Some(c) => (c, false),
+            None => (self.open()?, true),
+        };
+        let (status, bytes) = match self.roundtrip(&mut conn, verb, path, body) {
+            Ok(r) => r,
+            Err(e) if !fresh && is_stale(&e) => {
+                conn = self.open()?;
+                self.roundtrip(&mut conn, verb, path, body)
+                    .map_err(|e| unavailable(url, e))?
+            }
+            Err(e) => return Err(unavailable(url, e)),
+        };
+        self.inner.idle.lock().push(conn);
+        if status == 200 {
+            return Ok(bytes);
+        }
+        let v: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        let code = v["code"].as_str().unwrap_or("server_error");
+        let message = v["message"]
+            .as_str()
+            .map(str::to_string)
+            .unwrap_or_else(|| format!("HTTP {status}: {}", String::from_utf8_lossy(&bytes)));
+        Err(Error::Remote {
+            code: crate::error::known_code(code),
+            message,
+        })
+    }
+
+    /// Calls a method; the answer as JSON.
+    pub fn call(&self, method: &str, args: Value) -> Result<Value> {
+        let body = serde_json::to_vec(&args).expect("JSON values serialize");
+        let bytes = self.request("POST", &format!("/v1/{method}"), &body)?;
+        serde_json::from_slice(&bytes).map_err(|e| {
+            unavailable(
+                &self.inner.url,
+                format!("{method}: the answer is not JSON: {e}"),
+            )
+        })
+    }
+
+    /// Calls a method and decodes its answer.
+    pub fn call_as<T: DeserializeOwned>(&self, method: &str, args: Value) -> Result<T> {
+        let v = self.call(method, args)?;
+        serde_json::from_value(v).map_err(|e| {
+            unavailable(
+                &self.inner.url,
+                format!("{method}: unexpected answer ({e}); is the daemon the same omium version?"),
+            )
+        })
+    }
+
+    /// The daemon's health document.
+    pub fn health(&self) -> Result<Value> {
+        let bytes = self.request("GET", "/v1/health", b"")?;
+        serde_json::from_slice(&bytes).map_err(|e| unavailable(&self.inner.url, e))
+    }
+
+    /// Begins (or resumes) a run of an execution on the daemon; the lease is the daemon's.
+    pub fn begin(&self, execution_id: &str, mut args: Value) -> Result<(RemoteRun, Execution)> {
+        args["execution_id"] = json!(execution_id);
+        args["pid"] = json!(std::process::id());
+        args["host"] = json!(hostname());
+        #[derive(serde::Deserialize)]
+        struct Begun {
+            run: String,
+            execution: Execution,
+        }
+        let b: Begun = self.call_as("begin", args)?;
+        Ok((
+            RemoteRun {
+                client: self.clone(),
+                id: b.run,
+                execution_id: execution_id.to_string(),
+            },
+            b.execution,
+        ))
+    }
+
+    /// Bytes a method answers as `{"data": base64 | null}`.
+    pub fn bytes(&self, method: &str, args: Value) -> Result<Option<Vec<u8>>> {
+        match self.call(method, args)?["data"].as_str() {
+            Some(t) => unb64("data", t).map(Some),
+            None => Ok(None),
+        }
+    }
+}
+
+fn is_stale(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::*;
+    matches!(
+        e.kind(),
+        UnexpectedEof | BrokenPipe | ConnectionReset | ConnectionAborted
+    )
+}
+
+/// A run of an execution held by the daemon for this process. Dropping it without
+/// [`RemoteRun::close`] leaves the session to the daemon's reaper (the execution stays
+/// resumable once this process is gone).
+pub struct RemoteRun {
+    client: Client,
+    id: String,
+    execution_id: String,
+}
+
+impl RemoteRun {
+    pub fn execution_id(&self) -> &str {
+        &self.execution_id
+    }
+
+    fn call(&self, method: &str, mut args: Value) -> Result<Value> {
+        args["run"] = json!(self.id);
+        self.client.call(method, args)
+    }
+
+    pub fn reserve(&self) -> Result<u64> {
+        Ok(self.call("run.reserve", json!({}))?["seq"]
+            .as_u64()
+            .unwrap_or(0))
+    }
+
+    /// The recorded step at `seq` (or `key`) and its state bytes.
+    pub fn recorded(
+        &self,
+        seq: u64,
+        name: &str,
+        key: Option<&str>,
+    ) -> Result<Option<(Checkpoint, Vec<u8>)>> {
+        let v = self.call(
+            "run.recorded",
+            json!({"seq": seq, "name": name, "key": key}),
+        )?;
+        if v["checkpoint"].is_null() {
+            return Ok(None);
+        }
+        let c: Checkpoint = serde_json::from_value(v["checkpoint"].clone())
+            .map_err(|e| unavailable(self.client.url(), e))?;
+        let state = unb64("state", v["state"].as_str().unwrap_or_default())?;
+        Ok(Some((c, state)))
+    }
+
+    /// Records a step; `args` holds `name`, `state` (base64) and the optional fields of
+    /// `run.record`. Returns the checkpoint id.
+    pub fn record(&self, seq: u64, mut args: Value) -> Result<String> {
+        args["seq"] = json!(seq);
+        Ok(self.call("run.record", args)?["id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string())
+    }
+
+    pub fn complete(&self, output: Option<&[u8]>) -> Result<()> {
+        self.call("run.complete", json!({"output": output.map(super::b64)}))
+            .map(drop)
+    }
+
+    pub fn fail(&self, error: &str) -> Result<()> {
+        self.call("run.fail", json!({"error": error})).map(drop)
+    }
+
+    pub fn pause(&self, reason: &str) -> Result<()> {
+        self.call("run.pause", json!({"reason": reason})).map(drop)
+    }
+
+    pub fn heartbeat(&self) -> Result<()> {
+        self.call("run.heartbeat", json!({})).map(drop)
+    }
+
+    pub fn execution(&self) -> Result<Execution> {
+        let v = self.call("run.execution", json!({}))?;
+        serde_json::from_value(v).map_err(|e| unavailable(self.client.url(), e))
+    }
+
+    /// Releases the run; without complete/fail the execution stays resumable.
+    pub fn close(&self) -> Result<()> {
+        self.call("run.close", json!({})).map(drop)
+    }
+}

@@ -1,0 +1,430 @@
+//! The daemon: a store, its run sessions, and the HTTP API on a unix socket and on TCP.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{Path, Request, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use parking_lot::Mutex;
+use serde_json::{json, Value};
+
+use super::{b64, checks_of, kind, Args, Metadata};
+use crate::error::{Error, Result};
+use crate::execution::{hostname, pid_alive};
+use crate::store::now_ms;
+use crate::{BeginOptions, Durability, NewCheckpoint, Run, Store};
+
+/// Where and how the daemon listens.
+#[derive(Clone, Debug, Default)]
+pub struct ServeConfig {
+    /// A unix socket path (created; an existing stale socket file is replaced).
+    pub socket: Option<PathBuf>,
+    /// A TCP address (`127.0.0.1:7700`). Any address that is not loopback needs API keys.
+    pub http: Option<String>,
+    /// Keys accepted as `Authorization: Bearer <key>` on TCP (the unix socket is guarded by
+    /// its file permissions).
+    pub api_keys: Vec<String>,
+}
+
+/// One run of an execution held for a worker.
+struct Session {
+    run: Run,
+    pid: u32,
+    host: String,
+    ttl_ms: u64,
+    last_seen_ms: AtomicU64,
+}
+
+impl Session {
+    /// The worker is gone: its process died (same host), or it was silent past its lease.
+    fn abandoned(&self, now: u64) -> bool {
+        if self.host == hostname() && self.pid != 0 {
+            return !pid_alive(self.pid);
+        }
+        now.saturating_sub(self.last_seen_ms.load(Ordering::Relaxed)) > self.ttl_ms
+    }
+}
+
+struct App {
+    store: Store,
+    sessions: Mutex<HashMap<String, Arc<Session>>>,
+}
+
+impl App {
+    fn session(&self, id: &str) -> Result<Arc<Session>> {
+        let s = self
+            .sessions
+            .lock()
+            .get(id)
+            .cloned()
+            .ok_or_else(|| Error::InvalidState {
+                execution: String::new(),
+                status: "closed".into(),
+                detail: format!(
+                    "run {id} is not open on this daemon (closed, or dropped because its worker \
+                 went away); begin the execution again to resume it"
+                ),
+            })?;
+        s.last_seen_ms.store(now_ms(), Ordering::Relaxed);
+        Ok(s)
+    }
+
+    /// Drops the sessions of workers that are gone; their executions become resumable.
+    fn reap(&self, execution_id: Option<&str>) -> usize {
+        let now = now_ms();
+        let mut sessions = self.sessions.lock();
+        let before = sessions.len();
+        sessions.retain(|_, s| {
+            !(execution_id.is_none_or(|e| s.run.execution_id() == e) && s.abandoned(now))
+        });
+        before - sessions.len()
+    }
+
+    fn begin(&self, a: &Args<'_>) -> Result<Value> {
+        let execution_id = a.str("execution_id")?;
+        let lease_ttl: f64 = a.opt("lease_ttl", "seconds > 0")?.unwrap_or(30.0);
+        if !(lease_ttl.is_finite() && lease_ttl > 0.0) {
+            return Err(Error::InvalidArgument {
+                what: "lease_ttl",
+                detail: format!("{lease_ttl}; expected a positive number of seconds"),
+            });
+        }
+        let options = BeginOptions {
+            workflow: a.opt_str("workflow")?.unwrap_or_default(),
+            tenant: a.opt_str("tenant")?.unwrap_or_else(|| "default".into()),
+            input: a.opt_bytes("input")?,
+            labels: a
+                .opt::<Metadata>("labels", "an object of strings")?
+                .unwrap_or_default(),
+            agent: a.opt_str("agent")?.unwrap_or_else(|| "main".into()),
+            lease_ttl: Duration::from_secs_f64(lease_ttl),
+            durability: a
+                .opt_str("durability")?
+                .map(|d| Durability::parse(&d))
+                .transpose()?,
+            resume_paused: false,
+        };
+        let run = match self.store.begin(&execution_id, options.clone()) {
+            // The holder may be a worker that just died: drop its session and try once more.
+            Err(Error::ExecutionLeased { .. }) if self.reap(Some(&execution_id)) > 0 => {
+                self.store.begin(&execution_id, options)?
+            }
+            other => other?,
+        };
+        let execution = run.execution();
+        let id = ulid::Ulid::new().to_string();
+        let session = Session {
+            run,
+            pid: a.opt("pid", "a process id")?.unwrap_or(0),
+            host: a.opt_str("host")?.unwrap_or_default(),
+            ttl_ms: (lease_ttl * 1000.0) as u64,
+            last_seen_ms: AtomicU64::new(now_ms()),
+        };
+        self.sessions.lock().insert(id.clone(), Arc::new(session));
+        Ok(json!({"run": id, "execution": execution}))
+    }
+
+    fn run_call(&self, method: &str, a: &Args<'_>) -> Result<Value> {
+        let id = a.str("run")?;
+        if method == "run.close" {
+            self.sessions.lock().remove(&id);
+            return Ok(json!({}));
+        }
+        let s = self.session(&id)?;
+        let r = &s.run;
+        let done = |res: Result<()>| res.map(|_| json!({}));
+        match method {
+            "run.reserve" => Ok(json!({"seq": r.reserve()})),
+            "run.recorded" => {
+                let seq: u64 = a.req("seq", "an unsigned integer")?;
+                let key = a.opt_str("key")?;
+                match r.recorded(seq, &a.str("name")?, key.as_deref())? {
+                    Some(c) => {
+                        let state = self.store.read_state(&c)?;
+                        Ok(json!({"checkpoint": c, "state": b64(&state)}))
+                    }
+                    None => Ok(json!({"checkpoint": null})),
+                }
+            }
+            "run.record" => {
+                let seq: u64 = a.req("seq", "an unsigned integer")?;
+                let name = a.str("name")?;
+                let state = a.opt_bytes("state")?.unwrap_or_default();
+                let (key, agent) = (a.opt_str("key")?, a.opt_str("agent")?);
+                let kind = kind(&a.opt_str("kind")?.unwrap_or_else(|| "step".into()))?;
+                let list = "a list of [expression, passed] pairs";
+                let pre = a.opt("preconditions", list)?.unwrap_or_default();
+                let post = a.opt("postconditions", list)?.unwrap_or_default();
+                let c = r.record(
+                    seq,
+                    NewCheckpoint {
+                        name: &name,
+                        agent: agent.as_deref(),
+                        kind,
+                        key: key.as_deref(),
+                        state: &state,
+                        checks: checks_of(pre, post),
+                        metadata: a
+                            .opt::<Metadata>("metadata", "an object of strings")?
+                            .unwrap_or_default(),
+                    },
+                )?;
+                Ok(json!({"id": c.id.to_string()}))
+            }
+            "run.complete" => done(r.complete(a.opt_bytes("output")?.as_deref())),
+            "run.fail" => done(r.fail(&a.str("error")?)),
+            "run.pause" => done(r.pause(&a.str("reason")?)),
+            "run.heartbeat" => done(r.heartbeat()),
+            "run.execution" => Ok(json!(r.execution())),
+            other => Err(Error::InvalidArgument {
+                what: "method",
+                detail: format!("{other:?} is not a method of a run"),
+            }),
+        }
+    }
+
+    fn dispatch(&self, method: &str, body: Value) -> Result<Value> {
+        let args = Args::new(method, body)?;
+        match method {
+            "begin" => self.begin(&args),
+            m if m.starts_with("run.") => self.run_call(m, &args),
+            m => super::call(&self.store, m, args),
+        }
+    }
+}
+
+/// An error as the API answers it.
+fn error_response(e: &Error) -> Response {
+    let status = match e.code() {
+        "execution_not_found" | "checkpoint_not_found" | "message_not_found" => {
+            StatusCode::NOT_FOUND
+        }
+        "execution_leased" | "invalid_state" | "non_determinism" | "paused" => StatusCode::CONFLICT,
+        "invalid_argument" | "invalid_policy" | "condition_syntax" | "wrong_execution"
+        | "read_only" => StatusCode::BAD_REQUEST,
+        "integrity" | "storage" | "decode" => StatusCode::INTERNAL_SERVER_ERROR,
+        _ => StatusCode::UNPROCESSABLE_ENTITY,
+    };
+    (
+        status,
+        Json(json!({"code": e.code(), "message": e.to_string()})),
+    )
+        .into_response()
+}
+
+async fn call(
+    State(app): State<Arc<App>>,
+    Path(method): Path<String>,
+    body: axum::body::Bytes,
+) -> Response {
+    let body: Value = if body.is_empty() {
+        Value::Null
+    } else {
+        match serde_json::from_slice(&body) {
+            Ok(v) => v,
+            Err(e) => {
+                return error_response(&Error::InvalidArgument {
+                    what: "request body",
+                    detail: format!("{method}: not JSON: {e}"),
+                })
+            }
+        }
+    };
+    // Store calls block (RocksDB, fsync): off the async threads.
+    let res = tokio::task::spawn_blocking(move || app.dispatch(&method, body)).await;
+    match res {
+        Ok(Ok(v)) => Json(v).into_response(),
+        Ok(Err(e)) => error_response(&e),
+        Err(e) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            Json(json!({"code": "internal", "message": format!("the call panicked: {e}")})),
+        )
+            .into_response(),
+    }
+}
+
+async fn health(State(app): State<Arc<App>>) -> Json<Value> {
+    Json(json!({
+        "status": "ok",
+        "store": app.store.path().display().to_string(),
+        "durability": app.store.durability().as_str(),
+        "version": env!("CARGO_PKG_VERSION"),
+        "runs": app.sessions.lock().len(),
+    }))
+}
+
+async fn openapi() -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "application/yaml")], super::OPENAPI)
+}
+
+/// Rejects TCP requests without a valid key (health and the document excepted).
+async fn authorize(
+    State(keys): State<Arc<Vec<String>>>,
+    headers: HeaderMap,
+    req: Request,
+    next: Next,
+) -> Response {
+    let path = req.uri().path();
+    if keys.is_empty() || path == "/v1/health" || path == "/openapi.yaml" {
+        return next.run(req).await;
+    }
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    match given {
+        Some(k) if keys.iter().any(|key| constant_time_eq(key.as_bytes(), k.as_bytes())) => {
+            next.run(req).await
+        }
+        _ => (
+            StatusCode::UNAUTHORIZED,
+            Json(json!({
+                "code": "unauthorized",
+                "message": "this omium serve needs an API key: send `Authorization: Bearer <key>` (omium.init(url=..., api_key=...))",
+            })),
+        )
+            .into_response(),
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn router(app: Arc<App>) -> Router {
+    Router::new()
+        .route("/v1/health", get(health))
+        .route("/openapi.yaml", get(openapi))
+        .route("/v1/{method}", post(call))
+        .with_state(app)
+}
+
+/// A running daemon. Dropping it stops serving (sessions are dropped: their executions become
+/// resumable).
+pub struct Daemon {
+    app: Arc<App>,
+    http: Option<SocketAddr>,
+    socket: Option<PathBuf>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Daemon {
+    /// Starts serving `store`. Must run inside a tokio runtime.
+    pub async fn start(store: &Store, config: ServeConfig) -> Result<Daemon> {
+        store.require_writer("omium serve")?;
+        if config.socket.is_none() && config.http.is_none() {
+            return Err(Error::InvalidArgument {
+                what: "serve address",
+                detail: "give a unix socket path, an HTTP address, or both".into(),
+            });
+        }
+        let bad = |what: &'static str, detail: String| Error::InvalidArgument { what, detail };
+        let app = Arc::new(App {
+            store: store.clone(),
+            sessions: Mutex::new(HashMap::new()),
+        });
+        let mut tasks = Vec::new();
+        let mut http = None;
+        if let Some(addr) = &config.http {
+            let parsed: SocketAddr = addr.parse().map_err(|e| {
+                bad(
+                    "--http",
+                    format!("{addr:?} is not host:port ({e}); expected e.g. 127.0.0.1:7700"),
+                )
+            })?;
+            if !parsed.ip().is_loopback() && config.api_keys.is_empty() {
+                return Err(bad(
+                    "--http",
+                    format!(
+                        "{parsed} is reachable from other machines: give at least one API key \
+                         (--api-key or OMIUM_API_KEYS), or listen on 127.0.0.1"
+                    ),
+                ));
+            }
+            let listener = tokio::net::TcpListener::bind(parsed)
+                .await
+                .map_err(|e| bad("--http", format!("cannot listen on {parsed}: {e}")))?;
+            http = Some(
+                listener
+                    .local_addr()
+                    .map_err(|e| bad("--http", e.to_string()))?,
+            );
+            let keys = Arc::new(config.api_keys.clone());
+            let r = router(app.clone()).layer(middleware::from_fn_with_state(keys, authorize));
+            tasks.push(tokio::spawn(async move {
+                let _ = axum::serve(listener, r).await;
+            }));
+        }
+        if let Some(path) = &config.socket {
+            if path.exists() {
+                // A socket nobody answers on is a leftover of a daemon that died.
+                if std::os::unix::net::UnixStream::connect(path).is_ok() {
+                    return Err(bad(
+                        "--socket",
+                        format!("{} is in use by a running daemon", path.display()),
+                    ));
+                }
+                let _ = std::fs::remove_file(path);
+            }
+            let listener = tokio::net::UnixListener::bind(path).map_err(|e| {
+                bad(
+                    "--socket",
+                    format!("cannot listen on {}: {e}", path.display()),
+                )
+            })?;
+            let r = router(app.clone());
+            tasks.push(tokio::spawn(async move {
+                let _ = axum::serve(listener, r).await;
+            }));
+        }
+        let reaper = app.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(250));
+            loop {
+                tick.tick().await;
+                let app = reaper.clone();
+                let _ = tokio::task::spawn_blocking(move || app.reap(None)).await;
+            }
+        }));
+        Ok(Daemon {
+            app,
+            http,
+            socket: config.socket,
+            tasks,
+        })
+    }
+
+    /// The bound TCP address, if any.
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.http
+    }
+
+    pub fn socket(&self) -> Option<&std::path::Path> {
+        self.socket.as_deref()
+    }
+
+    /// Open run sessions.
+    pub fn runs(&self) -> usize {
+        self.app.sessions.lock().len()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+        self.app.sessions.lock().clear();
+        if let Some(p) = &self.socket {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
