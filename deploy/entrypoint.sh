@@ -59,6 +59,9 @@ local_addr=127.0.0.1:${listen##*:}
 case $port in
     '' | *[!0-9]*) die "OMIUM_PORT must be a port number, not '$port' (in Kubernetes, set enableServiceLinks: false)" ;;
 esac
+case $replicas in
+    '' | *[!0-9]* | 0) die "OMIUM_REPLICAS must be a whole number >= 1, not '$replicas'" ;;
+esac
 
 # The StatefulSet ordinal: the digits after the last '-' of the pod name.
 base=${pod%-*}
@@ -142,21 +145,28 @@ node_alive() {
     [ -n "$node_pid" ] && kill -0 "$node_pid" 2>/dev/null && [ "$stopping" = no ]
 }
 
-# Bootstrap (pod 0, first start): every other pod must answer, none may already be in a cluster.
+# Bootstrap (pod 0, first start): every other pod must have answered that it belongs to no
+# cluster, and none may belong to one. A pod that answered once stays counted: it can only enter
+# a cluster through pod 0 (a member reports its voters from the moment it starts), so the pods
+# need not all be up at the same moment (the joiners restart while pod 0 waits).
 bootstrap_cluster() {
+    confirmed=' '
     while node_alive; do
-        mine=$(voters_of "$local_addr")
-        case $mine in
-            *,"$id",*) return 0 ;;  # already initialised (e.g. restarted before the marker)
+        case $(voters_of "$local_addr") in
+            *,"$id",*) return 0 ;; # already initialised (e.g. restarted before the marker)
         esac
-        answered=0
+        missing=0
         i=1
         while [ "$i" -lt "$replicas" ]; do
             peer=$(peer_addr "$base-$i")
-            theirs=$(voters_of "$peer")
+            case $confirmed in
+                *" $i "*) theirs=confirmed ;;
+                *) theirs=$(voters_of "$peer") ;;
+            esac
             case $theirs in
-                '') ;;
-                ,,) answered=$((answered + 1)) ;;
+                confirmed) ;;
+                '') missing=$((missing + 1)) ;;
+                ,,) confirmed="$confirmed$i " ;;
                 *,"$id",*)
                     log "$peer belongs to a cluster that lists node $id; not bootstrapping, the leader will catch this node up"
                     return 0
@@ -164,15 +174,16 @@ bootstrap_cluster() {
                 *)
                     log "$peer belongs to a cluster; adding node $id to it"
                     "$OMIUM_BIN" cluster --node "$peer" add --id "$id" --addr "$advertise" >&2 && return 0
+                    missing=$((missing + 1))
                     ;;
             esac
             i=$((i + 1))
         done
-        if [ "$answered" -eq $((replicas - 1)) ]; then
+        if [ "$missing" -eq 0 ]; then
             log "no pod belongs to a cluster; initialising one with node $id as its first voter"
             "$OMIUM_BIN" cluster --node "$local_addr" init >&2 && return 0
         else
-            log "waiting for the other $((replicas - 1)) pod(s) to answer before bootstrapping ($answered did)"
+            log "waiting for $missing of the other $((replicas - 1)) pod(s) to answer before bootstrapping"
         fi
         sleep 2
     done
@@ -199,6 +210,9 @@ fi
 log "starting: $OMIUM_BIN $*"
 "$OMIUM_BIN" "$@" &
 node_pid=$!
+if [ "$stopping" = yes ]; then
+    kill -TERM "$node_pid" 2>/dev/null || true  # stopped while it was starting
+fi
 
 if [ ! -f "$marker" ]; then
     if [ "$bootstrap" = yes ]; then

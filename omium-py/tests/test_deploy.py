@@ -114,6 +114,26 @@ def test_a_misspelled_field_is_rejected_naming_it(offline):
     assert "paht" in err.value.message
 
 
+@pytest.mark.parametrize(
+    ("good", "broken", "named"),
+    [
+        ("  replicas: 3\n", '  replicas: "three"\n', "spec.replicas: 'three' is not of type 'integer'"),
+        ("readOnlyRootFilesystem: true", "readOnlyRootFileSystem: true", "'readOnlyRootFileSystem' was unexpected"),
+        ("          containerPort: 7001\n", "          containerPort: seven\n", "containerPort: 'seven' is not of type 'integer'"),
+    ],
+)
+def test_a_broken_copy_of_the_manifest_file_is_rejected(offline, tmp_path, capsys, good, broken, named):
+    text = (K8S / "statefulset.yaml").read_text()
+    assert text.count(good) == 1
+    copy_path = tmp_path / "statefulset.yaml"
+    copy_path.write_text(text.replace(good, broken))
+    assert kubernetes_validate.validate_file(str(copy_path), VERSIONS[0], True, False, False) == 1
+    out = capsys.readouterr().out
+    assert "ERROR" in out and named in out, out
+    # The real file passes the same call.
+    assert kubernetes_validate.validate_file(str(K8S / "statefulset.yaml"), VERSIONS[0], True, False, False) == 0
+
+
 def test_a_removed_api_version_is_rejected(offline):
     pdb = copy.deepcopy(one("PodDisruptionBudget"))
     pdb["apiVersion"] = "policy/v1beta1"  # removed in Kubernetes 1.25
@@ -188,12 +208,26 @@ def test_dockerfile_builds_the_cli_and_runs_the_entrypoint_as_non_root():
     assert {"target/", ".venv/", "node_modules/", ".git/"} <= set(ignored)
 
 
+def test_compose_runs_three_nodes_named_like_the_statefulset_pods():
+    compose = yaml.safe_load((DEPLOY / "docker-compose.yaml").read_text())
+    services = compose["services"]
+    assert sorted(services) == ["omium-0", "omium-1", "omium-2"]
+    for name, svc in services.items():
+        assert svc["hostname"] == name
+        assert svc["volumes"] == [f"{name}:/data"]
+        assert svc["environment"]["OMIUM_PEER_SERVICE"] == ""
+        assert svc["build"] == {"context": "..", "dockerfile": "deploy/Dockerfile"}
+        assert svc["read_only"] is True
+    assert (DEPLOY / ".." / services["omium-0"]["build"]["dockerfile"]).resolve() == DEPLOY / "Dockerfile"
+
+
 # --- entrypoint.sh ----------------------------------------------------------------------------
 
 # Records each call's arguments in $FAKE_DIR/calls, one line per call. `node` sleeps like a
 # server (until killed); `cluster ... status` answers like `omium --json cluster status`: the
 # local node (127.0.0.1) lists the voters in $FAKE_DIR/voters, other pods list $FAKE_PEERS
-# (a JSON array; "down": the pod does not answer).
+# (a JSON array; "down": the pod does not answer), except that the pod whose name contains
+# $FAKE_DOWN does not answer the first $FAKE_DOWN_CALLS times.
 FAKE_OMIUM = """#!/bin/sh
 echo "$*" >>"$FAKE_DIR/calls"
 case " $* " in
@@ -206,6 +240,10 @@ case " $* " in
         case " $* " in
             *" --node 127.0.0.1:"*) echo "{\\"id\\":0,\\"voters\\":[$(cat "$FAKE_DIR/voters" 2>/dev/null)],\\"nodes\\":{}}" ;;
             *) [ "${FAKE_PEERS:-[]}" = down ] && exit 1
+               case " $* " in *"${FAKE_DOWN:-none}"*)
+                   echo x >>"$FAKE_DIR/down"
+                   [ "$(wc -l <"$FAKE_DIR/down")" -le "${FAKE_DOWN_CALLS:-0}" ] && exit 1 ;;
+               esac
                echo "{\\"id\\":0,\\"voters\\":${FAKE_PEERS:-[]},\\"nodes\\":{}}" ;;
         esac ;;
     *" init "*) echo 1 >"$FAKE_DIR/voters"; echo '{}' ;;
@@ -309,7 +347,15 @@ def test_pod_0_does_not_bootstrap_while_another_pod_does_not_answer(entry):
     calls, err = entry.run_until(asked_peers_twice, HOSTNAME="omium-0", FAKE_PEERS="down")
     assert not any(" init" in c for c in calls)
     assert not entry.marker.exists()
-    assert "waiting for the other 2 pod(s)" in err
+    assert "waiting for 2 of the other 2 pod(s) to answer" in err
+
+
+def test_pod_0_counts_a_pod_that_answered_once(entry):
+    calls, err = entry.run_until(lambda e: e.marker.exists(), HOSTNAME="omium-0", FAKE_DOWN="omium-2.", FAKE_DOWN_CALLS="2")
+    assert calls.count("--json cluster --node omium-1.omium-peers:7001 status") == 1
+    assert calls.count("--json cluster --node omium-2.omium-peers:7001 status") == 3
+    assert calls.count("cluster --node 127.0.0.1:7001 init") == 1
+    assert "waiting for 1 of the other 2 pod(s) to answer" in err
 
 
 def test_pod_0_with_a_new_volume_joins_the_existing_cluster(entry):
@@ -359,6 +405,7 @@ def test_environment_overrides(entry):
         ({"HOSTNAME": "host", "OMIUM_NODE_ID": "4"}, "set OMIUM_JOIN"),
         ({"HOSTNAME": "omium-1", "OMIUM_NODE_ID": "0"}, "OMIUM_NODE_ID must be a whole number >= 1"),
         ({"HOSTNAME": "omium-1", "OMIUM_PORT": "tcp://10.0.0.1:7001"}, "enableServiceLinks: false"),
+        ({"HOSTNAME": "omium-0", "OMIUM_REPLICAS": "three"}, "OMIUM_REPLICAS must be a whole number >= 1"),
     ],
 )
 def test_entrypoint_refuses_what_it_cannot_derive(entry, env, message):
