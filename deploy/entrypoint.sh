@@ -19,7 +19,7 @@
 #
 # Environment (all optional):
 #   OMIUM_STORE         store directory                      (default /data/store)
-#   OMIUM_PORT          consensus port                        (default 7001)
+#   OMIUM_PORT          the port peers reach (advertised, joined) (default 7001)
 #   OMIUM_LISTEN        listen address                        (default 0.0.0.0:$OMIUM_PORT)
 #   OMIUM_POD_NAME      pod name with its ordinal             (default $HOSTNAME, else `uname -n`)
 #   OMIUM_PEER_SERVICE  DNS domain of the pods under the headless Service (default omium-peers);
@@ -54,7 +54,11 @@ listen=${OMIUM_LISTEN:-0.0.0.0:$port}
 pod=${OMIUM_POD_NAME:-${HOSTNAME:-$(uname -n)}}
 service=${OMIUM_PEER_SERVICE-omium-peers}
 replicas=${OMIUM_REPLICAS:-3}
-local_addr=127.0.0.1:${listen##*:}
+# Where this script reaches its own node: the listen address, or loopback for a wildcard one.
+case ${listen%:*} in
+    '' | 0.0.0.0 | '[::]') local_addr=127.0.0.1:${listen##*:} ;;
+    *) local_addr=$listen ;;
+esac
 
 case $port in
     '' | *[!0-9]*) die "OMIUM_PORT must be a port number, not '$port' (in Kubernetes, set enableServiceLinks: false)" ;;

@@ -225,7 +225,7 @@ def test_compose_runs_three_nodes_named_like_the_statefulset_pods():
 
 # Records each call's arguments in $FAKE_DIR/calls, one line per call. `node` sleeps like a
 # server (until killed); `cluster ... status` answers like `omium --json cluster status`: the
-# local node (127.0.0.1) lists the voters in $FAKE_DIR/voters, other pods list $FAKE_PEERS
+# local node (127.0.0.x) lists the voters in $FAKE_DIR/voters, other pods list $FAKE_PEERS
 # (a JSON array; "down": the pod does not answer), except that the pod whose name contains
 # $FAKE_DOWN does not answer the first $FAKE_DOWN_CALLS times.
 FAKE_OMIUM = """#!/bin/sh
@@ -238,7 +238,7 @@ case " $* " in
         exec sleep 60 ;;
     *" status "*)
         case " $* " in
-            *" --node 127.0.0.1:"*) echo "{\\"id\\":0,\\"voters\\":[$(cat "$FAKE_DIR/voters" 2>/dev/null)],\\"nodes\\":{}}" ;;
+            *" --node 127.0.0."*) echo "{\\"id\\":0,\\"voters\\":[$(cat "$FAKE_DIR/voters" 2>/dev/null)],\\"nodes\\":{}}" ;;
             *) [ "${FAKE_PEERS:-[]}" = down ] && exit 1
                case " $* " in *"${FAKE_DOWN:-none}"*)
                    echo x >>"$FAKE_DIR/down"
@@ -338,6 +338,12 @@ def test_pod_0_bootstraps_once_every_other_pod_answers(entry):
     assert calls.count("cluster --node 127.0.0.1:7001 init") == 1
     assert entry.marker.read_text() == "1\n"
     assert "initialising one with node 1" in err
+
+
+def test_pod_0_reaches_its_node_at_a_specific_listen_address(entry):
+    calls, _ = entry.run_until(lambda e: e.marker.exists(), HOSTNAME="omium-0", OMIUM_LISTEN="127.0.0.5:9000")
+    assert node_call(calls).endswith("--listen 127.0.0.5:9000 --advertise omium-0.omium-peers:7001")
+    assert calls.count("cluster --node 127.0.0.5:9000 init") == 1
 
 
 def test_pod_0_does_not_bootstrap_while_another_pod_does_not_answer(entry):
