@@ -14,7 +14,7 @@ CARGO ?= cargo
 OMIUM_CRASH_KILLS ?= 20
 export OMIUM_CRASH_KILLS
 
-.PHONY: all deps demo demo-rust test test-rust test-python test-node node python lint crash fault bench bench-python test-otlp
+.PHONY: all deps demo demo-rust test test-rust test-python test-node node python cli lint crash fault bench bench-python test-otlp
 
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -41,10 +41,14 @@ python: deps
 	@$(PY) -m pip install -q --disable-pip-version-check -r omium-py/requirements-dev.txt -r omium-py/requirements-integrations.txt
 	cd omium-py && VIRTUAL_ENV=$(abspath $(VENV)) PATH="$(abspath $(VENV))/bin:$$PATH" maturin develop -q
 
-test-python: python
-	$(PY) -m ruff check omium-py examples/python
-	$(PY) -m ruff format --check omium-py examples/python
-	cd omium-py && ../$(PY) -m pytest -q tests; rc=$$?; [ $$rc -eq 5 ] && { echo "pytest collected no tests" >&2; exit 1; }; exit $$rc
+# The `omium` binary the serve tests start as a daemon (the same build the CLI tests use).
+cli: deps
+	$(CARGO) build -q -p omium-cli
+
+test-python: python cli
+	$(PY) -m ruff check omium-py examples/python scripts
+	$(PY) -m ruff format --check omium-py examples/python scripts
+	cd omium-py && OMIUM_BIN=$(CARGO_TARGET_DIR)/debug/omium ../$(PY) -m pytest -q tests; rc=$$?; [ $$rc -eq 5 ] && { echo "pytest collected no tests" >&2; exit 1; }; exit $$rc
 
 # The npm package: the napi-rs native layer (same target directory and dev profile as the
 # Rust tests), the TypeScript layer, then node --test and LangGraph.js's conformance suite.

@@ -96,7 +96,7 @@ impl AuditEntry {
 }
 
 /// The outcome of checking the whole chain.
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, serde::Deserialize)]
 pub struct AuditReport {
     pub entries: u64,
     /// Every break found, each naming the entry; empty when the chain is intact.

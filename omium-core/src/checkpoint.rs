@@ -148,7 +148,7 @@ pub struct ForkOptions {
 }
 
 /// One problem found by [`Store::verify`].
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, serde::Deserialize)]
 pub struct Problem {
     pub execution: String,
     pub checkpoint: Option<String>,
@@ -156,7 +156,7 @@ pub struct Problem {
 }
 
 /// The outcome of [`Store::verify`].
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, serde::Deserialize)]
 pub struct VerifyReport {
     pub executions: u64,
     pub checkpoints: u64,

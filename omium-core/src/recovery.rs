@@ -311,6 +311,26 @@ impl Directive {
             Directive::Fail => "fail",
         }
     }
+
+    /// The directive's parameters as the bindings get them (`delay` in seconds).
+    pub fn params(&self) -> serde_json::Value {
+        use serde_json::json;
+        match self {
+            Directive::Retry { attempt, delay } => {
+                json!({"attempt": attempt, "delay": delay.as_secs_f64()})
+            }
+            Directive::Rollback { to } => json!({ "to": to }),
+            Directive::Pause { reason } => json!({ "reason": reason }),
+            Directive::Notify { channels } | Directive::Escalate { channels } => {
+                json!({ "channels": channels })
+            }
+            Directive::Fallback { function } => json!({ "function": function }),
+            Directive::SuggestFix { fix, auto_apply } => {
+                json!({"fix": fix, "auto_apply": auto_apply})
+            }
+            Directive::Inspect | Directive::Fail => json!({}),
+        }
+    }
 }
 
 /// The handling of one failure, driven by a binding.

@@ -5,10 +5,11 @@
 use std::sync::Mutex;
 
 use omium_core::policy::{self, Problem, Trigger};
-use omium_core::recovery::Directive;
+use omium_core::serve::RemoteRecovery;
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
+use serde_json::json;
 
 use crate::convert::err;
 
@@ -73,66 +74,89 @@ pub fn check_failure_type(name: &str) -> PyResult<&'static str> {
 /// The step-level retry (`retries=N`): N retries after the first attempt, exponential from
 /// 50 ms, doubling, capped at 2 s, no jitter.
 /// The handling of one failure. Python asks `next_directive()`, carries it out and reports.
+/// A recovery driven in this process, or one held by an `omium serve` daemon.
+pub enum Backend {
+    Local(omium_core::Recovery),
+    Remote(RemoteRecovery),
+}
+
 #[pyclass(module = "omium._omium")]
 pub struct Recovery {
-    inner: Mutex<omium_core::Recovery>,
+    inner: Mutex<Backend>,
 }
 
 impl Recovery {
-    pub fn new(r: omium_core::Recovery) -> Self {
+    pub fn new(r: Backend) -> Self {
         Recovery {
             inner: Mutex::new(r),
         }
     }
 
-    fn with<T>(
+    /// Runs `local` on a local recovery, or calls `method` with `args` on the daemon.
+    fn with<T: Send>(
         &self,
         py: Python<'_>,
-        f: impl FnOnce(&mut omium_core::Recovery) -> omium_core::Result<T> + Send,
-    ) -> PyResult<T>
-    where
-        T: Send,
-    {
+        local: impl FnOnce(&mut omium_core::Recovery) -> omium_core::Result<T> + Send,
+        method: &str,
+        args: serde_json::Value,
+        remote: impl FnOnce(serde_json::Value) -> T + Send,
+    ) -> PyResult<T> {
         py.detach(|| {
             let mut g = self
                 .inner
                 .lock()
                 .map_err(|_| PyRuntimeError::new_err("recovery lock poisoned by a panic"))?;
-            f(&mut g).map_err(core_err)
+            match &mut *g {
+                Backend::Local(r) => local(r).map_err(core_err),
+                Backend::Remote(r) => r.call(method, args).map(remote).map_err(core_err),
+            }
         })
     }
+
+    fn step(
+        &self,
+        py: Python<'_>,
+        local: impl FnOnce(&mut omium_core::Recovery) -> omium_core::Result<()> + Send,
+        method: &str,
+    ) -> PyResult<()> {
+        self.with(py, local, method, json!({}), drop)
+    }
+}
+
+fn text(v: serde_json::Value) -> String {
+    v.to_string()
 }
 
 #[pymethods]
 impl Recovery {
     /// `(name, params)`: retry {attempt, delay}, rollback {to}, pause {reason}, notify /
     /// escalate {channels}, fallback {function}, suggest_fix {fix, auto_apply}, inspect, fail.
-    fn next_directive<'py>(&self, py: Python<'py>) -> PyResult<(&'static str, Bound<'py, PyDict>)> {
-        let d = self.with(py, |r| r.next_directive())?;
-        let params = PyDict::new(py);
-        match &d {
-            Directive::Retry { attempt, delay } => {
-                params.set_item("attempt", attempt)?;
-                params.set_item("delay", delay.as_secs_f64())?;
-            }
-            Directive::Rollback { to } => params.set_item("to", to)?,
-            Directive::Pause { reason } => params.set_item("reason", reason)?,
-            Directive::Notify { channels } | Directive::Escalate { channels } => {
-                params.set_item("channels", channels.clone())?
-            }
-            Directive::Fallback { function } => params.set_item("function", function)?,
-            Directive::SuggestFix { fix, auto_apply } => {
-                params.set_item("fix", fix.as_deref())?;
-                params.set_item("auto_apply", auto_apply)?;
-            }
-            Directive::Inspect | Directive::Fail => {}
-        }
-        Ok((d.name(), params))
+    fn next_directive<'py>(&self, py: Python<'py>) -> PyResult<(String, Bound<'py, PyAny>)> {
+        let (name, params) = self.with(
+            py,
+            |r| {
+                let d = r.next_directive()?;
+                Ok((d.name().to_string(), d.params()))
+            },
+            "next_directive",
+            json!({}),
+            |v| {
+                (
+                    v["name"].as_str().unwrap_or("fail").to_string(),
+                    v["params"].clone(),
+                )
+            },
+        )?;
+        let params = py
+            .import("json")?
+            .call_method1("loads", (params.to_string(),))?;
+        Ok((name, params))
     }
 
     #[pyo3(signature = (ok, note=None))]
     fn done(&self, py: Python<'_>, ok: bool, note: Option<String>) -> PyResult<()> {
-        self.with(py, |r| r.done(ok, note.as_deref()))
+        let args = json!({"ok": ok, "note": note});
+        self.with(py, |r| r.done(ok, note.as_deref()), "done", args, drop)
     }
 
     #[pyo3(signature = (root_cause=None, suggested_fix=None))]
@@ -142,27 +166,34 @@ impl Recovery {
         root_cause: Option<String>,
         suggested_fix: Option<String>,
     ) -> PyResult<()> {
-        self.with(py, |r| r.set_analysis(root_cause, suggested_fix))
+        let args = json!({"root_cause": root_cause, "suggested_fix": suggested_fix});
+        self.with(
+            py,
+            |r| r.set_analysis(root_cause, suggested_fix),
+            "set_analysis",
+            args,
+            drop,
+        )
     }
 
     fn recovered(&self, py: Python<'_>) -> PyResult<()> {
-        self.with(py, |r| r.recovered())
+        self.step(py, |r| r.recovered(), "recovered")
     }
 
     fn failed(&self, py: Python<'_>) -> PyResult<()> {
-        self.with(py, |r| r.failed())
+        self.step(py, |r| r.failed(), "failed")
     }
 
     fn escalated(&self, py: Python<'_>) -> PyResult<()> {
-        self.with(py, |r| r.escalated())
+        self.step(py, |r| r.escalated(), "escalated")
     }
 
     fn paused(&self, py: Python<'_>) -> PyResult<()> {
-        self.with(py, |r| r.paused())
+        self.step(py, |r| r.paused(), "paused")
     }
 
     fn rolled_back(&self, py: Python<'_>) -> PyResult<()> {
-        self.with(py, |r| r.rolled_back())
+        self.step(py, |r| r.rolled_back(), "rolled_back")
     }
 
     /// Sends the channels' webhooks; returns `[(channel, error or None)]`.
@@ -172,19 +203,39 @@ impl Recovery {
         channels: Vec<String>,
         event: &str,
     ) -> PyResult<Vec<(String, Option<String>)>> {
-        let sent = self.with(py, |r| Ok(r.notify(&channels, event)))?;
-        Ok(sent.into_iter().map(|(c, r)| (c, r.err())).collect())
+        let args = json!({"channels": channels, "event": event});
+        self.with(
+            py,
+            |r| {
+                let sent = r.notify(&channels, event);
+                Ok(sent.into_iter().map(|(c, r)| (c, r.err())).collect())
+            },
+            "send_webhooks",
+            args,
+            |v| serde_json::from_value(v).unwrap_or_default(),
+        )
     }
 
     /// The notification body, as JSON text.
     fn payload(&self, py: Python<'_>, event: &str) -> PyResult<String> {
-        self.with(py, |r| Ok(r.payload(event).to_string()))
+        let args = json!({ "event": event });
+        self.with(
+            py,
+            |r| Ok(r.payload(event).to_string()),
+            "payload",
+            args,
+            text,
+        )
     }
 
     /// The failure record, as JSON text.
     fn record(&self, py: Python<'_>) -> PyResult<String> {
-        self.with(py, |r| {
-            Ok(serde_json::to_string(r.record()).expect("records serialize"))
-        })
+        self.with(
+            py,
+            |r| Ok(serde_json::to_string(r.record()).expect("records serialize")),
+            "record",
+            json!({}),
+            text,
+        )
     }
 }

@@ -460,8 +460,10 @@ impl Store {
         py: Python<'py>,
         execution_id: Option<&str>,
     ) -> PyResult<Bound<'py, PyDict>> {
-        let store = self.get()?;
-        let r = py.detach(|| store.verify(execution_id)).map_err(err)?;
+        let r = match self.backend()? {
+            Backend::Local(store) => py.detach(|| store.verify(execution_id)).map_err(err)?,
+            Backend::Remote(c) => remote(py, &c, "verify", json!({"execution_id": execution_id}))?,
+        };
         convert::verify_report(py, &r)
     }
 
@@ -629,7 +631,21 @@ impl Store {
         retries: u32,
         rollbacks_so_far: u32,
     ) -> PyResult<recovery::Recovery> {
-        let store = self.get()?;
+        let store = match self.backend()? {
+            Backend::Local(s) => s,
+            Backend::Remote(c) => {
+                let args = json!({
+                    "execution_id": execution_id, "workflow": workflow, "tenant": tenant,
+                    "step": step, "seq": seq, "key": key, "agent": agent, "kind": kind,
+                    "error_classes": error_classes, "message": message, "retries": retries,
+                    "rollbacks_so_far": rollbacks_so_far,
+                });
+                let r = py
+                    .detach(|| c.start_recovery(args))
+                    .map_err(recovery::core_err)?;
+                return Ok(recovery::Recovery::new(recovery::Backend::Remote(r)));
+            }
+        };
         let kind = kind.map(Trigger::parse).transpose().map_err(err)?;
         let input = FailureInput {
             execution_id,
@@ -657,7 +673,7 @@ impl Store {
                 store.start_recovery(input, e)
             })
             .map_err(recovery::core_err)?;
-        Ok(recovery::Recovery::new(r))
+        Ok(recovery::Recovery::new(recovery::Backend::Local(r)))
     }
 
     /// Failure records (JSON text of a list), of one execution or all.

@@ -371,3 +371,38 @@ impl RemoteRun {
         self.call("run.close", json!({})).map(drop)
     }
 }
+
+/// The handling of a failure, held by the daemon; this process runs its recovery loop.
+pub struct RemoteRecovery {
+    client: Client,
+    id: String,
+    /// The failure record as recorded when the failure was reported.
+    pub record: Value,
+}
+
+impl Client {
+    /// Records a failure on the daemon and opens its handling (`args`: the fields of
+    /// `start_recovery`).
+    pub fn start_recovery(&self, args: Value) -> Result<RemoteRecovery> {
+        let v = self.call("start_recovery", args)?;
+        Ok(RemoteRecovery {
+            client: self.clone(),
+            id: v["recovery"].as_str().unwrap_or_default().to_string(),
+            record: v["record"].clone(),
+        })
+    }
+}
+
+impl RemoteRecovery {
+    /// Calls `recovery.<method>` on this handling.
+    pub fn call(&self, method: &str, mut args: Value) -> Result<Value> {
+        args["recovery"] = json!(self.id);
+        self.client.call(&format!("recovery.{method}"), args)
+    }
+}
+
+impl Drop for RemoteRecovery {
+    fn drop(&mut self) {
+        let _ = self.call("close", json!({}));
+    }
+}

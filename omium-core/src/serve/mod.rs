@@ -23,7 +23,7 @@ use base64::Engine as _;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-pub use client::{Client, RemoteRun};
+pub use client::{Client, RemoteRecovery, RemoteRun};
 pub use server::{Daemon, ServeConfig};
 
 use crate::error::{Error, Result};

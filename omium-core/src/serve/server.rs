@@ -53,9 +53,20 @@ impl Session {
     }
 }
 
+/// The handling of one failure, driven by a worker (its recovery loop runs there).
+struct Handling {
+    recovery: Mutex<crate::Recovery>,
+    last_seen_ms: AtomicU64,
+}
+
+/// A recovery nobody asked about for this long is dropped (its worker is gone; the failure is
+/// recorded already).
+const RECOVERY_IDLE_MS: u64 = 10 * 60 * 1000;
+
 struct App {
     store: Store,
     sessions: Mutex<HashMap<String, Arc<Session>>>,
+    recoveries: Mutex<HashMap<String, Arc<Handling>>>,
 }
 
 impl App {
@@ -85,7 +96,105 @@ impl App {
         sessions.retain(|_, s| {
             !(execution_id.is_none_or(|e| s.run.execution_id() == e) && s.abandoned(now))
         });
+        self.recoveries.lock().retain(|_, h| {
+            now.saturating_sub(h.last_seen_ms.load(Ordering::Relaxed)) < RECOVERY_IDLE_MS
+        });
         before - sessions.len()
+    }
+
+    fn start_recovery(&self, a: &Args<'_>) -> Result<Value> {
+        let kind = a
+            .opt_str("kind")?
+            .map(|k| crate::policy::Trigger::parse(&k))
+            .transpose()?;
+        let input = crate::FailureInput {
+            execution_id: a.str("execution_id")?,
+            workflow: a.opt_str("workflow")?.unwrap_or_default(),
+            tenant: a.opt_str("tenant")?.unwrap_or_else(|| "default".into()),
+            step: a.opt_str("step")?,
+            seq: a.opt("seq", "an unsigned integer")?,
+            key: a.opt_str("key")?,
+            agent: a.opt_str("agent")?.unwrap_or_default(),
+            kind,
+            error_classes: a
+                .opt("error_classes", "a list of strings")?
+                .unwrap_or_default(),
+            message: a.opt_str("message")?.unwrap_or_default(),
+            step_retry: crate::recovery::step_retry(
+                a.opt("retries", "an unsigned integer")?.unwrap_or(0),
+            ),
+            rollbacks_so_far: a
+                .opt("rollbacks_so_far", "an unsigned integer")?
+                .unwrap_or(0),
+        };
+        let workflow = Some(input.workflow.as_str()).filter(|w| !w.is_empty());
+        let effective =
+            self.store
+                .effective_policy(&input.tenant, workflow, input.step.as_deref())?;
+        let recovery = self.store.start_recovery(input, effective)?;
+        let record = serde_json::to_value(recovery.record()).expect("records serialize");
+        let id = ulid::Ulid::new().to_string();
+        self.recoveries.lock().insert(
+            id.clone(),
+            Arc::new(Handling {
+                recovery: Mutex::new(recovery),
+                last_seen_ms: AtomicU64::new(now_ms()),
+            }),
+        );
+        Ok(json!({"recovery": id, "record": record}))
+    }
+
+    fn recovery_call(&self, method: &str, a: &Args<'_>) -> Result<Value> {
+        let id = a.str("recovery")?;
+        if method == "recovery.close" {
+            self.recoveries.lock().remove(&id);
+            return Ok(json!({}));
+        }
+        let h = self
+            .recoveries
+            .lock()
+            .get(&id)
+            .cloned()
+            .ok_or_else(|| Error::InvalidState {
+                execution: String::new(),
+                status: "closed".into(),
+                detail: format!("recovery {id} is not open on this daemon"),
+            })?;
+        h.last_seen_ms.store(now_ms(), Ordering::Relaxed);
+        let mut r = h.recovery.lock();
+        let done = |res: Result<()>| res.map(|_| json!({}));
+        match method {
+            "recovery.next_directive" => {
+                let d = r.next_directive()?;
+                Ok(json!({"name": d.name(), "params": d.params()}))
+            }
+            "recovery.done" => {
+                let note = a.opt_str("note")?;
+                done(r.done(a.req("ok", "a boolean")?, note.as_deref()))
+            }
+            "recovery.set_analysis" => {
+                done(r.set_analysis(a.opt_str("root_cause")?, a.opt_str("suggested_fix")?))
+            }
+            "recovery.recovered" => done(r.recovered()),
+            "recovery.failed" => done(r.failed()),
+            "recovery.escalated" => done(r.escalated()),
+            "recovery.paused" => done(r.paused()),
+            "recovery.rolled_back" => done(r.rolled_back()),
+            "recovery.send_webhooks" => {
+                let channels: Vec<String> = a.req("channels", "a list of channel names")?;
+                let sent = r.notify(&channels, &a.str("event")?);
+                Ok(json!(sent
+                    .into_iter()
+                    .map(|(c, res)| json!([c, res.err()]))
+                    .collect::<Vec<_>>()))
+            }
+            "recovery.payload" => Ok(r.payload(&a.str("event")?)),
+            "recovery.record" => Ok(serde_json::to_value(r.record()).expect("records serialize")),
+            other => Err(Error::InvalidArgument {
+                what: "method",
+                detail: format!("{other:?} is not a method of a recovery"),
+            }),
+        }
     }
 
     fn begin(&self, a: &Args<'_>) -> Result<Value> {
@@ -195,7 +304,9 @@ impl App {
         let args = Args::new(method, body)?;
         match method {
             "begin" => self.begin(&args),
+            "start_recovery" => self.start_recovery(&args),
             m if m.starts_with("run.") => self.run_call(m, &args),
+            m if m.starts_with("recovery.") => self.recovery_call(m, &args),
             m => super::call(&self.store, m, args),
         }
     }
@@ -330,6 +441,7 @@ impl Daemon {
         let app = Arc::new(App {
             store: store.clone(),
             sessions: Mutex::new(HashMap::new()),
+            recoveries: Mutex::new(HashMap::new()),
         });
         let mut tasks = Vec::new();
         let mut http = None;

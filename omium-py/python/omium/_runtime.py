@@ -92,7 +92,9 @@ def init(
     if url is None and path is None:
         url = os.environ.get("OMIUM_URL") or None
     if url is not None:
-        return _init_remote(url, api_key or os.environ.get("OMIUM_API_KEY"), project, codec, durability, read_only, tracing, capture_content)
+        return _init_remote(
+            url, api_key or os.environ.get("OMIUM_API_KEY"), project, codec, durability, read_only, tracing, capture_content
+        )
     global _config
     if path is None:
         path = os.environ.get("OMIUM_HOME") or ".omium"
@@ -123,7 +125,14 @@ def init(
 
 
 def _init_remote(
-    url: str, api_key: str | None, project: str | None, codec: str | Codec, durability: str | None, read_only: bool, tracing: bool, capture_content: bool | None
+    url: str,
+    api_key: str | None,
+    project: str | None,
+    codec: str | Codec,
+    durability: str | None,
+    read_only: bool,
+    tracing: bool,
+    capture_content: bool | None,
 ) -> _omium.Store:
     global _config
     if not isinstance(url, str) or not url:

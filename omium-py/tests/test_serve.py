@@ -1,0 +1,346 @@
+"""`omium serve`: a real daemon process, real worker processes sharing its store through
+omium.init(url=...), a worker SIGKILLed and resumed by another, API keys, bad input, and every
+answer checked against docs/openapi.yaml."""
+
+from __future__ import annotations
+
+import base64
+import http.client
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import omium
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+WORKER = Path(__file__).with_name("serve_worker.py")
+KEY = "k3y-0123456789abcdef-test"
+
+
+def omium_bin() -> str:
+    """The `omium` binary (`make test-python` builds it and sets OMIUM_BIN)."""
+    candidates = [os.environ.get("OMIUM_BIN", "")]
+    target = os.environ.get("CARGO_TARGET_DIR") or os.path.expanduser("~/.cache/omium-target")
+    candidates += [os.path.join(target, "debug", "omium"), str(ROOT / "target" / "debug" / "omium")]
+    for c in candidates:
+        if c and os.access(c, os.X_OK):
+            return c
+    pytest.fail("the omium binary is not built: run `make cli` (or set OMIUM_BIN)")
+
+
+class Daemon:
+    def __init__(self, store: Path, *args: str) -> None:
+        self.proc = subprocess.Popen(
+            [omium_bin(), "--store", str(store), "serve", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        line = self.proc.stdout.readline()
+        if not line:
+            self.proc.wait(10)
+            raise RuntimeError(f"omium serve exited {self.proc.returncode}: {self.proc.stderr.read()}")
+        self.info = json.loads(line)
+        self.socket = self.info["socket"]
+        host, port = self.info["http"].rsplit(":", 1) if self.info["http"] else (None, None)
+        self.host, self.port = host, int(port) if port else None
+
+    @property
+    def unix_url(self) -> str:
+        return f"unix://{self.socket}"
+
+    @property
+    def http_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def post(self, method: str, body: object = None, key: str | None = None, raw: bytes | None = None) -> tuple[int, object]:
+        c = http.client.HTTPConnection(self.host, self.port, timeout=30)
+        headers = {"Content-Type": "application/json"}
+        if key:
+            headers["Authorization"] = f"Bearer {key}"
+        data = raw if raw is not None else json.dumps(body if body is not None else {}).encode()
+        c.request("POST", f"/v1/{method}", body=data, headers=headers)
+        r = c.getresponse()
+        return r.status, json.loads(r.read() or b"null")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            assert self.proc.wait(20) == 0, self.proc.stderr.read()
+        if self.socket:
+            assert not os.path.exists(self.socket), "the socket file is removed on SIGTERM"
+
+
+@pytest.fixture
+def sockdir():
+    # A unix socket path must be short (108 bytes): not under pytest's tmp_path.
+    d = tempfile.mkdtemp(prefix="omium-serve-")
+    yield Path(d)
+    shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture
+def daemon(tmp_path, sockdir):
+    d = Daemon(tmp_path / "store", "--socket", str(sockdir / "omium.sock"), "--http", "127.0.0.1:0")
+    yield d
+    omium.shutdown()
+    d.stop()
+
+
+def worker(mode: str, url: str, log: Path, *ids: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, str(WORKER), mode, url, str(log), *ids], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+
+
+def finished(p: subprocess.Popen) -> dict:
+    out, err = p.communicate(timeout=120)
+    assert p.returncode == 0, err
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def log_lines(log: Path) -> list[tuple[str, int, int]]:
+    if not log.exists():
+        return []
+    return [(e, int(s), int(pid)) for e, s, pid in (line.split() for line in log.read_text().splitlines())]
+
+
+def test_four_workers_share_one_store_and_leases_keep_executions_apart(daemon, tmp_path):
+    log = tmp_path / "steps.log"
+    ids = [f"job-{i}" for i in range(8)]
+    # Each worker walks all eight ids from a different place: they collide on purpose.
+    procs = [worker("claim", daemon.unix_url if i % 2 else daemon.http_url, log, *(ids[2 * i :] + ids[: 2 * i])) for i in range(4)]
+    reports = [finished(p) for p in procs]
+    lines = log_lines(log)
+    ran = [(e, s) for e, s, _ in lines]
+    assert sorted(ran) == sorted((e, s) for e in ids for s in range(5)), "every step ran exactly once"
+    assert len({pid for _, _, pid in lines}) >= 2, f"the work was shared: {reports}"
+    assert any(r["skipped"] for r in reports), "workers met executions another worker held"
+    omium.init(url=daemon.unix_url)
+    by_id = {e.id: e for e in omium.executions()}
+    assert all(by_id[i].status == "completed" and by_id[i].checkpoint_count == 5 for i in ids)
+    assert omium.verify().ok
+
+
+def test_a_killed_worker_resumes_in_another_without_rerunning_finished_steps(daemon, tmp_path):
+    log = tmp_path / "steps.log"
+    slow = worker("slow", daemon.unix_url, log, "long-1")
+    deadline = time.monotonic() + 60
+    while len(log_lines(log)) < 3:
+        assert slow.poll() is None, slow.stderr.read()
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+
+    # While the first worker runs it, nobody else can.
+    omium.init(url=daemon.http_url)
+
+    @omium.workflow("pipeline")
+    def pipeline(execution: str, steps: int, pause: float) -> int:
+        raise AssertionError("must not run")
+
+    with pytest.raises(omium.ExecutionLeasedError, match="long-1"):
+        pipeline.run("long-1", 10, 0.2, execution_id="long-1")
+    assert "long-1" not in [e.id for e in omium.resumable()]
+
+    slow.send_signal(signal.SIGKILL)
+    slow.wait(10)
+    finished_steps = len(omium.history("long-1"))
+    assert finished_steps >= 2
+    # The daemon sees the worker's process is gone and drops its run: the execution is resumable.
+    deadline = time.monotonic() + 10
+    while "long-1" not in [e.id for e in omium.resumable()]:
+        assert time.monotonic() < deadline, "the dead worker's lease was not released"
+        time.sleep(0.05)
+    omium.shutdown()
+
+    report = finished(worker("recover", daemon.unix_url, log))
+    assert report["done"] == ["long-1"]
+    lines = log_lines(log)
+    steps = [s for e, s, _ in lines if e == "long-1"]
+    for s in range(finished_steps):
+        assert steps.count(s) == 1, f"finished step {s} ran again: {steps}"
+    assert sorted(set(steps)) == list(range(10))
+    assert len(steps) <= 11, "at most the step in flight at the kill ran twice"
+    omium.init(url=daemon.unix_url)
+    info = omium.get_execution("long-1")
+    assert info.status == "completed" and info.checkpoint_count == 10
+    assert [f.type for f in omium.failures("long-1")] == ["process_crashed"]
+
+
+def test_api_keys_are_required_off_loopback_and_checked(tmp_path, sockdir):
+    with pytest.raises(RuntimeError, match="reachable from other machines: give at least one API key"):
+        Daemon(tmp_path / "a", "--http", "0.0.0.0:0")
+    with pytest.raises(RuntimeError, match="shorter than 16 characters"):
+        Daemon(tmp_path / "b", "--http", "127.0.0.1:0", "--api-key", "short")
+    d = Daemon(tmp_path / "c", "--http", "127.0.0.1:0", "--socket", str(sockdir / "k.sock"), "--api-key", KEY)
+    try:
+        status, body = d.post("executions")
+        assert status == 401 and body["code"] == "unauthorized"
+        status, body = d.post("executions", key="wrong-key-0123456789")
+        assert status == 401
+        assert d.post("executions", key=KEY) == (200, [])
+        c = http.client.HTTPConnection(d.host, d.port, timeout=10)
+        c.request("GET", "/v1/health")
+        assert json.loads(c.getresponse().read())["status"] == "ok"
+
+        omium.init(url=d.http_url)  # the health check needs no key; the first call does
+        with pytest.raises(omium.OmiumError, match="needs an API key") as e:
+            omium.executions()
+        assert e.value.code == "unauthorized"
+
+        @omium.checkpoint
+        def double(x: int) -> int:
+            return 2 * x
+
+        @omium.workflow("keyed")
+        def keyed(x: int) -> int:
+            return double(x)
+
+        omium.init(url=d.http_url, api_key=KEY)
+        assert keyed.run(21, execution_id="k-1") == 42
+        omium.init(url=f"unix://{d.socket}")  # the socket is guarded by its file mode, not keys
+        assert [c.name.rsplit(".", 1)[-1] for c in omium.history("k-1")] == ["double"]
+        omium.shutdown()
+    finally:
+        omium.shutdown()
+        d.stop()
+    with pytest.raises(omium.OmiumError, match="is unavailable") as e:
+        omium.init(url=d.http_url)
+    assert e.value.code == "server_unavailable"
+    with pytest.raises(omium.InvalidArgumentError, match="expected unix:///path/to/omium.sock or http://host:port"):
+        omium.init(url="ftp://x")
+
+
+def spec(url: str):
+    from openapi_core import OpenAPI
+
+    doc = yaml.safe_load((ROOT / "docs" / "openapi.yaml").read_text())
+    doc["servers"] = [{"url": url}]  # the daemon's port is chosen at start
+    return OpenAPI.from_dict(doc)
+
+
+def test_the_openapi_document_is_valid_and_current(tmp_path):
+    from openapi_spec_validator import validate
+
+    doc = yaml.safe_load((ROOT / "docs" / "openapi.yaml").read_text())
+    validate(doc)
+    out = tmp_path / "openapi.yaml"
+    subprocess.run([sys.executable, str(ROOT / "scripts" / "gen-openapi.py"), str(out)], check=True, capture_output=True)
+    assert out.read_text() == (ROOT / "docs" / "openapi.yaml").read_text(), "run scripts/gen-openapi.py"
+
+
+def test_every_answer_matches_the_openapi_document(daemon):
+    from openapi_core.testing import MockRequest, MockResponse
+
+    api = spec(daemon.http_url)
+    checked = set()
+
+    def call(method: str, body: object = None, expect: int = 200) -> object:
+        data = json.dumps(body if body is not None else {})
+        if expect != 400:  # a bad request is what the document forbids; the daemon names it
+            api.validate_request(MockRequest(daemon.http_url, "post", f"/v1/{method}", data=data, content_type="application/json"))
+        status, answer = daemon.post(method, body)
+        assert status == expect, (method, answer)
+        api.validate_response(
+            MockRequest(daemon.http_url, "post", f"/v1/{method}", data=data, content_type="application/json"),
+            MockResponse(json.dumps(answer).encode(), status_code=status, content_type="application/json"),
+        )
+        checked.add(method)
+        return answer
+
+    b64 = lambda b: base64.b64encode(b).decode()  # noqa: E731
+    begun = call("begin", {"execution_id": "api-1", "workflow": "w", "input": b64(b"in"), "labels": {"team": "risk"}, "pid": os.getpid()})
+    run = begun["run"]
+    assert begun["execution"]["status"] == "running"
+    seq = call("run.reserve", {"run": run})["seq"]
+    assert call("run.recorded", {"run": run, "seq": seq, "name": "s"}) == {"checkpoint": None}
+    cid = call("run.record", {"run": run, "seq": seq, "name": "s", "state": b64(b"x" * 10_000), "preconditions": [["x > 0", True]]})["id"]
+    again = call("run.recorded", {"run": run, "seq": seq, "name": "s"})
+    assert base64.b64decode(again["state"]) == b"x" * 10_000 and again["checkpoint"]["id"] == cid
+    call("run.heartbeat", {"run": run})
+    assert call("run.execution", {"run": run})["checkpoint_count"] == 1
+    call("run.complete", {"run": run, "output": b64(b"out")})
+    call("run.close", {"run": run})
+    assert call("execution", {"execution_id": "api-1"})["status"] == "completed"
+    assert [e["id"] for e in call("executions")] == ["api-1"]
+    assert call("resumable") == []
+    assert base64.b64decode(call("execution_input", {"execution_id": "api-1"})["data"]) == b"in"
+    assert base64.b64decode(call("execution_output", {"execution_id": "api-1"})["data"]) == b"out"
+    assert [c["id"] for c in call("history", {"execution_id": "api-1"})] == [cid]
+    assert len(call("checkpoints", {"execution_id": "api-1"})) == 1
+    assert call("checkpoint", {"checkpoint_id": cid})["name"] == "s"
+    assert len(call("branch", {"checkpoint_id": cid})) == 1
+    assert base64.b64decode(call("read_state", {"checkpoint_id": cid})["data"]) == b"x" * 10_000
+    assert call("fork", {"execution_id": "api-1", "at": cid, "new_execution_id": "api-2"})["id"] == "api-2"
+    assert call("rollback", {"execution_id": "api-1", "to": "s", "reason": "test"})["kind"] == "rollback"
+    assert call("verify")["problems"] == []
+    policy = "rules:\n  - trigger: timeout_error\n    actions:\n      - retry: {max_attempts: 2}\n"
+    call("apply_policy", {"tenant": "default", "scope": "global", "text": policy})
+    assert len(call("policy_versions", {"tenant": "default"})) == 1
+    call("policy_version", {"tenant": "default", "scope": "global"})
+    assert call("policy_defaults", {"tenant": "default"})["layers"] == ["global v1"]
+    rec = call("start_recovery", {"execution_id": "api-1", "agent": "a", "kind": "timeout_error", "message": "slow"})
+    assert call("recovery.next_directive", {"recovery": rec["recovery"]})["name"] == "retry"
+    call("recovery.done", {"recovery": rec["recovery"], "ok": True})
+    call("recovery.recovered", {"recovery": rec["recovery"]})
+    assert call("recovery.record", {"recovery": rec["recovery"]})["outcome"] == "recovered"
+    call("recovery.close", {"recovery": rec["recovery"]})
+    assert [f["kind"] for f in call("failures", {"execution_id": "api-1"})] == ["timeout_error"]
+    call("recovery_metrics")
+    call("record_spans", {"spans": []})
+    call("flush_spans")
+    assert call("spans", {"execution_id": "api-1"}) == []
+    call("stats")
+    assert call("delete_execution", {"execution_id": "api-2"})["deleted"] >= 1
+
+    # Bad input: named, answered as {code, message}, and nothing changes.
+    nf = call("execution", {"execution_id": "nope"}, expect=404)
+    assert nf["code"] == "execution_not_found"
+    bad = call("history", {"execution_id": 5}, expect=400)
+    assert bad["message"] == 'invalid argument: history: argument "execution_id" must be a string, not 5'
+    missing = call("rollback", {}, expect=400)
+    assert 'argument "execution_id" (a string) is missing' in missing["message"]
+    status, body = daemon.post("no_such_method")
+    assert status == 400 and '"no_such_method" is not a method of this server' in body["message"]
+    status, body = daemon.post("history", raw=b"{not json")
+    assert status == 400 and "history: not JSON" in body["message"]
+    status, body = daemon.post("run.reserve", {"run": "01J00000000000000000000000"})
+    assert status == 409 and "is not open on this daemon" in body["message"]
+    assert call("execution", {"execution_id": "api-1"})["checkpoint_count"] == 2
+
+    documented = {
+        p.removeprefix("/v1/") for p in yaml.safe_load((ROOT / "docs" / "openapi.yaml").read_text())["paths"] if p.startswith("/v1/")
+    }
+    missing_from_test = (
+        documented
+        - checked
+        - {
+            "health",
+            "run.fail",
+            "run.pause",
+            "recovery.set_analysis",
+            "recovery.failed",
+            "recovery.escalated",
+            "recovery.paused",
+            "recovery.rolled_back",
+            "recovery.send_webhooks",
+            "recovery.payload",
+            "resume",
+            "record_crash",
+        }
+    )
+    assert not missing_from_test, f"documented methods this test does not call: {missing_from_test}"
+    c = http.client.HTTPConnection(daemon.host, daemon.port, timeout=10)
+    c.request("GET", "/openapi.yaml")
+    assert c.getresponse().read().decode() == (ROOT / "docs" / "openapi.yaml").read_text()
+
+
+def test_the_embedded_only_calls_say_so(daemon):
+    omium.init(url=daemon.unix_url)
+    with pytest.raises(omium.OmiumError, match="not available through omium serve"):
+        omium.trace_text("x")

@@ -1,0 +1,494 @@
+"""Writes docs/openapi.yaml, the OpenAPI document of `omium serve` (one entry per method of
+omium-core/src/serve). Run it after changing a method: `.venv/bin/python scripts/gen-openapi.py`;
+omium-py/tests/test_serve.py checks the committed document is this script's output and that the
+daemon's real answers match it."""
+
+import sys
+from pathlib import Path
+
+import yaml
+
+
+def S(**k):
+    return {"type": "string", **k}
+
+
+N = {"type": "string", "nullable": True}
+INT = {"type": "integer", "minimum": 0}
+B64 = {"type": "string", "format": "byte", "description": "base64"}
+B64N = {"type": "string", "format": "byte", "nullable": True, "description": "base64"}
+
+
+def R(name):
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def A(item):
+    return {"type": "array", "items": item}
+
+
+STR_MAP = {"type": "object", "additionalProperties": {"type": "string"}}
+OBJ = {"type": "object"}
+EMPTY = {"type": "object", "maxProperties": 0}
+CHECKS = A({"type": "array", "minItems": 2, "maxItems": 2, "items": {}})
+
+m = []  # (method, tag, summary, props, required, response)
+
+
+def add(method, tag, summary, props=None, required=(), resp=None):
+    m.append((method, tag, summary, props or {}, list(required), resp or EMPTY))
+
+
+add(
+    "begin",
+    "runs",
+    "Begin (or resume) a run of an execution and take its lease; the run is a session of this daemon.",
+    {
+        "execution_id": S(minLength=1),
+        "workflow": S(),
+        "tenant": S(),
+        "input": B64N,
+        "labels": STR_MAP,
+        "agent": S(),
+        "lease_ttl": {"type": "number", "exclusiveMinimum": 0},
+        "durability": {"type": "string", "enum": ["sync", "buffered", "none"], "nullable": True},
+        "pid": {"type": "integer", "description": "the worker's process id: its session is dropped when this process is gone"},
+        "host": S(description="the worker's host name"),
+    },
+    ["execution_id"],
+    {"type": "object", "required": ["run", "execution"], "properties": {"run": S(), "execution": R("Execution")}},
+)
+RUN = {"run": S(description="the id `begin` answered")}
+add(
+    "run.reserve",
+    "runs",
+    "Take the next position of the live branch.",
+    RUN,
+    ["run"],
+    {"type": "object", "required": ["seq"], "properties": {"seq": INT}},
+)
+add(
+    "run.recorded",
+    "runs",
+    "The recorded step at `seq` (or `key`) and its state, or `checkpoint: null`.",
+    {**RUN, "seq": INT, "name": S(), "key": N},
+    ["run", "seq", "name"],
+    {
+        "type": "object",
+        "required": ["checkpoint"],
+        "properties": {"checkpoint": {"allOf": [R("Checkpoint")], "nullable": True}, "state": B64},
+    },
+)
+add(
+    "run.record",
+    "runs",
+    "Record a step's result (or a snapshot) at `seq`.",
+    {
+        **RUN,
+        "seq": INT,
+        "name": S(),
+        "state": B64,
+        "key": N,
+        "agent": N,
+        "kind": {"type": "string", "enum": ["step", "snapshot"]},
+        "preconditions": CHECKS,
+        "postconditions": CHECKS,
+        "metadata": STR_MAP,
+    },
+    ["run", "seq", "name"],
+    {"type": "object", "required": ["id"], "properties": {"id": S()}},
+)
+add("run.complete", "runs", "Complete the execution, with its output.", {**RUN, "output": B64N}, ["run"])
+add("run.fail", "runs", "Fail the execution.", {**RUN, "error": S()}, ["run", "error"])
+add("run.pause", "runs", "Pause the execution until a human resumes it.", {**RUN, "reason": S()}, ["run", "reason"])
+add("run.heartbeat", "runs", "Renew the lease.", RUN, ["run"])
+add("run.execution", "runs", "The execution as this run sees it.", RUN, ["run"], R("Execution"))
+add("run.close", "runs", "Release the run; without complete or fail the execution stays resumable.", RUN, ["run"])
+
+EID = {"execution_id": S(minLength=1)}
+CID = {"checkpoint_id": S(minLength=1)}
+add("execution", "executions", "One execution.", EID, ["execution_id"], R("Execution"))
+add("executions", "executions", "Every execution, newest first.", {}, [], A(R("Execution")))
+add(
+    "resumable",
+    "executions",
+    "Executions left running by a worker that is gone, or rolled back since they last ran.",
+    {},
+    [],
+    A(R("Execution")),
+)
+add("execution_input", "executions", "The execution's input bytes.", EID, ["execution_id"], R("Bytes"))
+add("execution_output", "executions", "The execution's output bytes.", EID, ["execution_id"], R("Bytes"))
+add("history", "checkpoints", "The live branch, first checkpoint first.", EID, ["execution_id"], A(R("Checkpoint")))
+add("checkpoints", "checkpoints", "Every checkpoint of the execution (all branches).", EID, ["execution_id"], A(R("Checkpoint")))
+add("branch", "checkpoints", "The branch ending at a checkpoint.", CID, ["checkpoint_id"], A(R("Checkpoint")))
+add("checkpoint", "checkpoints", "One checkpoint.", CID, ["checkpoint_id"], R("Checkpoint"))
+add("read_state", "checkpoints", "A checkpoint's verified state bytes.", CID, ["checkpoint_id"], R("Bytes"))
+add(
+    "rollback",
+    "checkpoints",
+    "Roll back to a checkpoint (id or name), a consistent cut (`global_seq`), or the last consistent checkpoint; "
+    "answers the rollback marker.",
+    {**EID, "to": N, "global_seq": {"type": "integer", "minimum": 0, "nullable": True}, "reason": N},
+    ["execution_id"],
+    R("Checkpoint"),
+)
+add(
+    "fork",
+    "checkpoints",
+    "Fork a new execution from a checkpoint, optionally with edited state.",
+    {**EID, "at": S(), "new_execution_id": N, "state": B64N},
+    ["execution_id", "at"],
+    R("Execution"),
+)
+add(
+    "verify",
+    "checkpoints",
+    "Verify checksums, chunks and the audit chain.",
+    {"execution_id": N},
+    [],
+    {
+        "type": "object",
+        "required": ["executions", "checkpoints", "problems", "audit"],
+        "properties": {
+            "executions": INT,
+            "checkpoints": INT,
+            "problems": A(OBJ),
+            "audit": {"type": "object", "required": ["entries", "problems"], "properties": {"entries": INT, "problems": A(S())}},
+        },
+    },
+)
+add(
+    "delete_execution",
+    "executions",
+    "Delete an execution and its checkpoints.",
+    EID,
+    ["execution_id"],
+    {"type": "object", "required": ["deleted"], "properties": {"deleted": INT}},
+)
+add("stats", "executions", "Space used by the store.", {}, [], OBJ)
+add("failures", "recovery", "Failure records, of one execution or all.", {"execution_id": N}, [], A(R("Failure")))
+add("recovery_metrics", "recovery", "Success rate, MTTR and failures by type, of one workflow or all.", {"workflow": N}, [], OBJ)
+add(
+    "resume",
+    "recovery",
+    "Resume a paused execution; answers the failure that paused it, or null.",
+    {**EID, "state": B64N, "by": N},
+    ["execution_id"],
+    {"allOf": [R("Failure")], "nullable": True},
+)
+add("record_crash", "recovery", "Record the crash of the worker that ran an execution.", EID, ["execution_id"], R("Failure"))
+add(
+    "start_recovery",
+    "recovery",
+    "Record a failure and open its handling (the worker drives it with `recovery.*`).",
+    {
+        **EID,
+        "workflow": S(),
+        "tenant": S(),
+        "step": N,
+        "seq": {"type": "integer", "nullable": True},
+        "key": N,
+        "agent": S(),
+        "kind": N,
+        "error_classes": A(S()),
+        "message": S(),
+        "retries": INT,
+        "rollbacks_so_far": INT,
+    },
+    ["execution_id"],
+    {"type": "object", "required": ["recovery", "record"], "properties": {"recovery": S(), "record": R("Failure")}},
+)
+REC = {"recovery": S(description="the id `start_recovery` answered")}
+add(
+    "recovery.next_directive",
+    "recovery",
+    "The next action of the policy.",
+    REC,
+    ["recovery"],
+    {
+        "type": "object",
+        "required": ["name", "params"],
+        "properties": {
+            "name": {
+                "type": "string",
+                "enum": ["retry", "rollback", "pause", "notify", "escalate", "fallback", "suggest_fix", "inspect", "fail"],
+            },
+            "params": OBJ,
+        },
+    },
+)
+add("recovery.done", "recovery", "Record how the last action went.", {**REC, "ok": {"type": "boolean"}, "note": N}, ["recovery", "ok"])
+add(
+    "recovery.set_analysis",
+    "recovery",
+    "Record a root cause and a suggested fix.",
+    {**REC, "root_cause": N, "suggested_fix": N},
+    ["recovery"],
+)
+for o in ["recovered", "failed", "escalated", "paused", "rolled_back"]:
+    add(f"recovery.{o}", "recovery", f"Close the failure as {o.replace('_', ' ')}.", REC, ["recovery"])
+add(
+    "recovery.send_webhooks",
+    "recovery",
+    "Send the channels' webhooks; answers [channel, error or null] pairs.",
+    {**REC, "channels": A(S()), "event": S()},
+    ["recovery", "channels", "event"],
+    A(A({})),
+)
+add("recovery.payload", "recovery", "The notification body.", {**REC, "event": S()}, ["recovery", "event"], OBJ)
+add("recovery.record", "recovery", "The failure record.", REC, ["recovery"], R("Failure"))
+add("recovery.close", "recovery", "Forget the handling (it is dropped after 10 idle minutes anyway).", REC, ["recovery"])
+TS = {"tenant": S(), "scope": S(description="global, workflow:NAME or step:WORKFLOW/STEP")}
+add(
+    "apply_policy",
+    "policies",
+    "Validate and store a policy version.",
+    {**TS, "text": S(), "file": N, "author": N},
+    ["tenant", "scope", "text"],
+    OBJ,
+)
+add("policy_versions", "policies", "Policy versions of one scope, of a tenant, or of every tenant.", {"tenant": N, "scope": N}, [], A(OBJ))
+add(
+    "policy_version",
+    "policies",
+    "One policy version (the latest when `version` is absent).",
+    {**TS, "version": {"type": "integer", "nullable": True}},
+    ["tenant", "scope"],
+    OBJ,
+)
+add(
+    "policy_defaults",
+    "policies",
+    "The defaults in force for a step, most specific scope first.",
+    {"tenant": S(), "workflow": N, "step": N},
+    ["tenant"],
+    {"type": "object", "required": ["defaults", "layers"], "properties": {"defaults": OBJ, "layers": A(S())}},
+)
+add("spans", "traces", "The spans of an execution.", EID, ["execution_id"], A(R("Span")))
+add(
+    "record_spans",
+    "traces",
+    "Store spans (workers send them in batches).",
+    {"spans": A(OBJ)},
+    ["spans"],
+    {"type": "object", "required": ["recorded"], "properties": {"recorded": INT}},
+)
+add("flush_spans", "traces", "Wait until every span received is stored.", {}, [])
+
+doc = {
+    "openapi": "3.1.0",
+    "info": {
+        "title": "omium serve",
+        "version": "1",
+        "description": "The API of an `omium serve` daemon: one store served to the worker processes of a machine "
+        "(over a unix socket, or HTTP). Every method is `POST /v1/<method>` with a JSON object of arguments; "
+        "errors answer 4xx/5xx with `{code, message}` (the codes of the embedded API). Bytes are base64. "
+        "On TCP, a daemon started with API keys requires `Authorization: Bearer <key>` (not on /v1/health "
+        "and this document). Records are the core's (`Execution`, `Checkpoint`, `Failure`), field for field.",
+    },
+    "servers": [{"url": "http://127.0.0.1:7700"}],
+    "components": {
+        "securitySchemes": {"apiKey": {"type": "http", "scheme": "bearer", "description": "a key given to `omium serve --api-key`"}},
+        "schemas": {
+            "Error": {"type": "object", "required": ["code", "message"], "properties": {"code": S(), "message": S()}},
+            "Bytes": {"type": "object", "required": ["data"], "properties": {"data": B64N}},
+            "Lease": {
+                "type": "object",
+                "required": ["owner", "token", "host", "pid", "expires_at_ms"],
+                "properties": {"owner": S(), "token": S(), "host": S(), "pid": INT, "expires_at_ms": INT},
+            },
+            "Execution": {
+                "type": "object",
+                "required": [
+                    "id",
+                    "workflow",
+                    "tenant",
+                    "status",
+                    "head",
+                    "attempts",
+                    "lease",
+                    "labels",
+                    "created_at_ms",
+                    "updated_at_ms",
+                    "checkpoint_count",
+                    "has_input",
+                    "has_output",
+                ],
+                "properties": {
+                    "id": S(),
+                    "workflow": S(),
+                    "tenant": S(),
+                    "status": {"type": "string", "enum": ["pending", "running", "paused", "completed", "failed", "cancelled"]},
+                    "head": N,
+                    "error": N,
+                    "attempts": INT,
+                    "lease": {"allOf": [R("Lease")], "nullable": True},
+                    "labels": STR_MAP,
+                    "created_at_ms": INT,
+                    "updated_at_ms": INT,
+                    "next_global_seq": INT,
+                    "checkpoint_count": INT,
+                    "has_input": {"type": "boolean"},
+                    "has_output": {"type": "boolean"},
+                },
+            },
+            "Checkpoint": {
+                "type": "object",
+                "required": [
+                    "id",
+                    "execution_id",
+                    "agent",
+                    "name",
+                    "kind",
+                    "parent",
+                    "seq",
+                    "global_seq",
+                    "checksum",
+                    "raw_size",
+                    "stored_size",
+                    "state",
+                    "created_at_ms",
+                ],
+                "properties": {
+                    "id": S(),
+                    "execution_id": S(),
+                    "agent": S(),
+                    "name": S(),
+                    "kind": {"type": "string", "enum": ["step", "snapshot", "fork", "rollback"]},
+                    "parent": N,
+                    "seq": INT,
+                    "global_seq": INT,
+                    "key": N,
+                    "checksum": {"type": "array", "items": INT, "minItems": 32, "maxItems": 32, "description": "blake3 of the state"},
+                    "raw_size": INT,
+                    "stored_size": INT,
+                    "state": {"type": "object", "description": "where the state is: {Inline: [bytes]} or {Chunked: manifest}"},
+                    "checks": OBJ,
+                    "metadata": STR_MAP,
+                    "created_at_ms": INT,
+                },
+            },
+            "Failure": {
+                "type": "object",
+                "required": ["id", "execution_id", "kind", "outcome", "message"],
+                "properties": {"id": S(), "execution_id": S(), "kind": S(), "outcome": S(), "message": S(), "actions": A(OBJ)},
+            },
+            "Span": {
+                "type": "object",
+                "required": ["trace_id", "span_id", "name", "start_ns", "end_ns", "status"],
+                "properties": {
+                    "trace_id": S(),
+                    "span_id": S(),
+                    "parent": N,
+                    "name": S(),
+                    "kind": S(),
+                    "span_type": S(),
+                    "execution_id": S(),
+                    "agent": S(),
+                    "start_ns": INT,
+                    "end_ns": INT,
+                    "status": {"type": "string", "enum": ["ok", "error", "unset"]},
+                    "status_message": S(),
+                    "attributes": OBJ,
+                    "events": A(OBJ),
+                },
+            },
+        },
+        "responses": {"Error": {"description": "the call failed", "content": {"application/json": {"schema": R("Error")}}}},
+    },
+    "security": [{}, {"apiKey": []}],
+    "paths": {
+        "/v1/health": {
+            "get": {
+                "tags": ["daemon"],
+                "operationId": "health",
+                "summary": "The daemon is up.",
+                "security": [{}],
+                "responses": {
+                    "200": {
+                        "description": "ok",
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "type": "object",
+                                    "required": ["status", "store", "durability", "version", "runs"],
+                                    "properties": {
+                                        "status": {"type": "string", "enum": ["ok"]},
+                                        "store": S(),
+                                        "durability": S(),
+                                        "version": S(),
+                                        "runs": INT,
+                                    },
+                                }
+                            }
+                        },
+                    }
+                },
+            }
+        },
+        "/openapi.yaml": {
+            "get": {
+                "tags": ["daemon"],
+                "operationId": "openapi",
+                "summary": "This document.",
+                "security": [{}],
+                "responses": {"200": {"description": "this document", "content": {"application/yaml": {"schema": S()}}}},
+            }
+        },
+    },
+}
+for method, tag, summary, props, required, resp in m:
+    body = {"type": "object", "properties": props}
+    if required:
+        body["required"] = required
+    doc["paths"][f"/v1/{method}"] = {
+        "post": {
+            "tags": [tag],
+            "operationId": method.replace(".", "_"),
+            "summary": summary,
+            "requestBody": {"required": bool(required), "content": {"application/json": {"schema": body}}},
+            "responses": {
+                "200": {"description": "done", "content": {"application/json": {"schema": resp}}},
+                "400": {"$ref": "#/components/responses/Error"},
+                "401": {"$ref": "#/components/responses/Error"},
+                "404": {"$ref": "#/components/responses/Error"},
+                "409": {"$ref": "#/components/responses/Error"},
+                "422": {"$ref": "#/components/responses/Error"},
+                "500": {"$ref": "#/components/responses/Error"},
+            },
+        }
+    }
+
+
+def nullable_31(node):
+    """`nullable: true` (written above for brevity) as OpenAPI 3.1 says it: a `null` type."""
+    if isinstance(node, list):
+        return [nullable_31(n) for n in node]
+    if not isinstance(node, dict):
+        return node
+    node = {k: nullable_31(v) for k, v in node.items()}
+    if node.pop("nullable", False):
+        if "allOf" in node:
+            node["oneOf"] = node.pop("allOf") + [{"type": "null"}]
+        else:
+            node["type"] = [node["type"], "null"]
+            if "enum" in node:
+                node["enum"] = node["enum"] + [None]
+    return node
+
+
+doc = nullable_31(doc)
+
+
+class D(yaml.SafeDumper):
+    def ignore_aliases(self, data):
+        return True
+
+
+text = "# The HTTP API of `omium serve` (served at GET /openapi.yaml; tests validate real answers against it).\n" + yaml.dump(
+    doc, Dumper=D, sort_keys=False, width=110, allow_unicode=True
+)
+out = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).resolve().parents[1] / "docs" / "openapi.yaml"
+out.write_text(text)
+print(f"{out}: {len(m)} methods")
