@@ -187,6 +187,10 @@ enum Command {
         /// HTTP when given: `Authorization: Bearer <key>`.
         #[arg(long = "api-key")]
         api_keys: Vec<String>,
+        /// sync (fsync before a step returns), buffered (survives a crash of the daemon, not of
+        /// the machine) or none.
+        #[arg(long, default_value = "sync")]
+        durability: String,
     },
     /// Manage a cluster's membership through one of its nodes.
     Cluster {
@@ -313,9 +317,17 @@ fn run(cli: &Cli) -> Result<ExitCode, Error> {
         socket,
         http,
         api_keys,
+        durability,
     } = &cli.command
     {
-        serve::serve(&cli.store, socket.clone(), http.clone(), api_keys.clone())?;
+        let durability = omium_core::Durability::parse(durability)?;
+        serve::serve(
+            &cli.store,
+            socket.clone(),
+            http.clone(),
+            api_keys.clone(),
+            durability,
+        )?;
         return Ok(ExitCode::SUCCESS);
     }
     let out = &mut std::io::stdout().lock();

@@ -5,7 +5,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use omium_core::serve::{Daemon, ServeConfig};
-use omium_core::{Error, Store};
+use omium_core::{Durability, Error, OpenOptions, Store};
 
 /// Runs until SIGTERM or SIGINT; prints one JSON line once it listens.
 pub fn serve(
@@ -13,6 +13,7 @@ pub fn serve(
     socket: Option<PathBuf>,
     http: Option<String>,
     mut api_keys: Vec<String>,
+    durability: Durability,
 ) -> Result<(), Error> {
     if let Ok(keys) = std::env::var("OMIUM_API_KEYS") {
         api_keys.extend(
@@ -34,7 +35,13 @@ pub fn serve(
         (None, None) => Some(store_path.join("omium.sock")),
         (s, _) => s,
     };
-    let store = Store::open(store_path)?;
+    let store = Store::open_with(
+        store_path,
+        OpenOptions {
+            durability,
+            ..OpenOptions::default()
+        },
+    )?;
     let rt = crate::consensus::runtime()?;
     rt.block_on(async {
         let daemon = Daemon::start(
