@@ -76,7 +76,7 @@ pub fn check_failure_type(name: &str) -> PyResult<&'static str> {
 /// The handling of one failure. Python asks `next_directive()`, carries it out and reports.
 /// A recovery driven in this process, or one held by an `omium serve` daemon.
 pub enum Backend {
-    Local(omium_core::Recovery),
+    Local(Box<omium_core::Recovery>),
     Remote(RemoteRecovery),
 }
 
