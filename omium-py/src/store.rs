@@ -673,7 +673,9 @@ impl Store {
                 store.start_recovery(input, e)
             })
             .map_err(recovery::core_err)?;
-        Ok(recovery::Recovery::new(recovery::Backend::Local(Box::new(r))))
+        Ok(recovery::Recovery::new(recovery::Backend::Local(Box::new(
+            r,
+        ))))
     }
 
     /// Failure records (JSON text of a list), of one execution or all.
