@@ -5,11 +5,10 @@
 use std::sync::Mutex;
 
 use omium_core::policy::{self, Problem, Trigger};
-use omium_core::serve::RemoteRecovery;
+use omium_core::serve::RecoveryHandle;
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
-use serde_json::json;
 
 use crate::convert::err;
 
@@ -74,57 +73,31 @@ pub fn check_failure_type(name: &str) -> PyResult<&'static str> {
 /// The step-level retry (`retries=N`): N retries after the first attempt, exponential from
 /// 50 ms, doubling, capped at 2 s, no jitter.
 /// The handling of one failure. Python asks `next_directive()`, carries it out and reports.
-/// A recovery driven in this process, or one held by an `omium serve` daemon.
-pub enum Backend {
-    Local(Box<omium_core::Recovery>),
-    Remote(RemoteRecovery),
-}
-
 #[pyclass(module = "omium._omium")]
 pub struct Recovery {
-    inner: Mutex<Backend>,
+    inner: Mutex<RecoveryHandle>,
 }
 
 impl Recovery {
-    pub fn new(r: Backend) -> Self {
+    pub fn new(r: RecoveryHandle) -> Self {
         Recovery {
             inner: Mutex::new(r),
         }
     }
 
-    /// Runs `local` on a local recovery, or calls `method` with `args` on the daemon.
     fn with<T: Send>(
         &self,
         py: Python<'_>,
-        local: impl FnOnce(&mut omium_core::Recovery) -> omium_core::Result<T> + Send,
-        method: &str,
-        args: serde_json::Value,
-        remote: impl FnOnce(serde_json::Value) -> T + Send,
+        f: impl FnOnce(&mut RecoveryHandle) -> omium_core::Result<T> + Send,
     ) -> PyResult<T> {
         py.detach(|| {
             let mut g = self
                 .inner
                 .lock()
                 .map_err(|_| PyRuntimeError::new_err("recovery lock poisoned by a panic"))?;
-            match &mut *g {
-                Backend::Local(r) => local(r).map_err(core_err),
-                Backend::Remote(r) => r.call(method, args).map(remote).map_err(core_err),
-            }
+            f(&mut g).map_err(core_err)
         })
     }
-
-    fn step(
-        &self,
-        py: Python<'_>,
-        local: impl FnOnce(&mut omium_core::Recovery) -> omium_core::Result<()> + Send,
-        method: &str,
-    ) -> PyResult<()> {
-        self.with(py, local, method, json!({}), drop)
-    }
-}
-
-fn text(v: serde_json::Value) -> String {
-    v.to_string()
 }
 
 #[pymethods]
@@ -132,21 +105,7 @@ impl Recovery {
     /// `(name, params)`: retry {attempt, delay}, rollback {to}, pause {reason}, notify /
     /// escalate {channels}, fallback {function}, suggest_fix {fix, auto_apply}, inspect, fail.
     fn next_directive<'py>(&self, py: Python<'py>) -> PyResult<(String, Bound<'py, PyAny>)> {
-        let (name, params) = self.with(
-            py,
-            |r| {
-                let d = r.next_directive()?;
-                Ok((d.name().to_string(), d.params()))
-            },
-            "next_directive",
-            json!({}),
-            |v| {
-                (
-                    v["name"].as_str().unwrap_or("fail").to_string(),
-                    v["params"].clone(),
-                )
-            },
-        )?;
+        let (name, params) = self.with(py, |r| r.next_directive())?;
         let params = py
             .import("json")?
             .call_method1("loads", (params.to_string(),))?;
@@ -155,8 +114,7 @@ impl Recovery {
 
     #[pyo3(signature = (ok, note=None))]
     fn done(&self, py: Python<'_>, ok: bool, note: Option<String>) -> PyResult<()> {
-        let args = json!({"ok": ok, "note": note});
-        self.with(py, |r| r.done(ok, note.as_deref()), "done", args, drop)
+        self.with(py, |r| r.done(ok, note.as_deref()))
     }
 
     #[pyo3(signature = (root_cause=None, suggested_fix=None))]
@@ -166,34 +124,27 @@ impl Recovery {
         root_cause: Option<String>,
         suggested_fix: Option<String>,
     ) -> PyResult<()> {
-        let args = json!({"root_cause": root_cause, "suggested_fix": suggested_fix});
-        self.with(
-            py,
-            |r| r.set_analysis(root_cause, suggested_fix),
-            "set_analysis",
-            args,
-            drop,
-        )
+        self.with(py, |r| r.set_analysis(root_cause, suggested_fix))
     }
 
     fn recovered(&self, py: Python<'_>) -> PyResult<()> {
-        self.step(py, |r| r.recovered(), "recovered")
+        self.with(py, |r| r.finish("recovered"))
     }
 
     fn failed(&self, py: Python<'_>) -> PyResult<()> {
-        self.step(py, |r| r.failed(), "failed")
+        self.with(py, |r| r.finish("failed"))
     }
 
     fn escalated(&self, py: Python<'_>) -> PyResult<()> {
-        self.step(py, |r| r.escalated(), "escalated")
+        self.with(py, |r| r.finish("escalated"))
     }
 
     fn paused(&self, py: Python<'_>) -> PyResult<()> {
-        self.step(py, |r| r.paused(), "paused")
+        self.with(py, |r| r.finish("paused"))
     }
 
     fn rolled_back(&self, py: Python<'_>) -> PyResult<()> {
-        self.step(py, |r| r.rolled_back(), "rolled_back")
+        self.with(py, |r| r.finish("rolled_back"))
     }
 
     /// Sends the channels' webhooks; returns `[(channel, error or None)]`.
@@ -203,39 +154,16 @@ impl Recovery {
         channels: Vec<String>,
         event: &str,
     ) -> PyResult<Vec<(String, Option<String>)>> {
-        let args = json!({"channels": channels, "event": event});
-        self.with(
-            py,
-            |r| {
-                let sent = r.notify(&channels, event);
-                Ok(sent.into_iter().map(|(c, r)| (c, r.err())).collect())
-            },
-            "send_webhooks",
-            args,
-            |v| serde_json::from_value(v).unwrap_or_default(),
-        )
+        self.with(py, |r| r.notify(&channels, event))
     }
 
     /// The notification body, as JSON text.
     fn payload(&self, py: Python<'_>, event: &str) -> PyResult<String> {
-        let args = json!({ "event": event });
-        self.with(
-            py,
-            |r| Ok(r.payload(event).to_string()),
-            "payload",
-            args,
-            text,
-        )
+        self.with(py, |r| r.payload(event).map(|v| v.to_string()))
     }
 
     /// The failure record, as JSON text.
     fn record(&self, py: Python<'_>) -> PyResult<String> {
-        self.with(
-            py,
-            |r| Ok(serde_json::to_string(r.record()).expect("records serialize")),
-            "record",
-            json!({}),
-            text,
-        )
+        self.with(py, |r| r.record().map(|v| v.to_string()))
     }
 }

@@ -3,53 +3,43 @@
 use std::collections::BTreeMap;
 use std::sync::RwLock;
 
-use omium_core::serve::{b64, RemoteRun};
+use omium_core::serve::RunHandle;
 use omium_core::{CheckResult, CheckpointKind, Checks, NewCheckpoint};
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
-use serde_json::json;
 
 use crate::convert::{self, err};
-
-/// A run in this process, or one held by an `omium serve` daemon for it.
-enum Backend {
-    Local(omium_core::Run),
-    Remote(RemoteRun),
-}
 
 #[pyclass(frozen, module = "omium._omium")]
 pub struct Run {
     // Read-locked by every call (so steps of one execution on several threads run at once),
     // write-locked only by close().
-    inner: RwLock<Option<Backend>>,
+    inner: RwLock<Option<RunHandle>>,
     execution_id: String,
 }
 
 impl Run {
-    pub fn new(run: omium_core::Run) -> Run {
+    pub fn new(run: RunHandle) -> Run {
         let execution_id = run.execution_id().to_string();
         Run {
-            inner: RwLock::new(Some(Backend::Local(run))),
+            inner: RwLock::new(Some(run)),
             execution_id,
         }
     }
 
-    pub fn remote(run: RemoteRun) -> Run {
-        let execution_id = run.execution_id().to_string();
-        Run {
-            inner: RwLock::new(Some(Backend::Remote(run))),
-            execution_id,
-        }
-    }
-
-    fn with<R>(&self, f: impl FnOnce(&Backend) -> PyResult<R>) -> PyResult<R> {
+    /// Runs `f` on the run with the GIL released.
+    fn with<R: Send>(
+        &self,
+        py: Python<'_>,
+        f: impl FnOnce(&RunHandle) -> omium_core::Result<R> + Send,
+    ) -> PyResult<R> {
         let guard = self
             .inner
             .read()
             .map_err(|_| PyRuntimeError::new_err("omium run lock poisoned by a panic"))?;
         match guard.as_ref() {
-            Some(r) => f(r),
+            Some(r) => py.detach(|| f(r)).map_err(err),
             None => Err(PyRuntimeError::new_err(format!(
                 "the run of execution {:?} is closed",
                 self.execution_id
@@ -73,10 +63,7 @@ impl Run {
 
     /// Takes the next position of the live branch (at call time).
     fn reserve(&self, py: Python<'_>) -> PyResult<u64> {
-        self.with(|r| match r {
-            Backend::Local(r) => Ok(r.reserve()),
-            Backend::Remote(r) => py.detach(|| r.reserve()).map_err(err),
-        })
+        self.with(py, |r| r.reserve())
     }
 
     /// `(checkpoint, state bytes)` of the recorded step at `seq` (or `key`), else None.
@@ -88,29 +75,13 @@ impl Run {
         name: &str,
         key: Option<&str>,
     ) -> PyResult<Option<(Bound<'py, PyDict>, Bound<'py, PyBytes>)>> {
-        self.with(|r| {
-            let found = py
-                .detach(|| -> omium_core::Result<_> {
-                    match r {
-                        Backend::Remote(r) => r.recorded(seq, name, key),
-                        Backend::Local(r) => match r.recorded(seq, name, key)? {
-                            Some(c) => {
-                                let state = r.store().read_state(&c)?;
-                                Ok(Some((c, state)))
-                            }
-                            None => Ok(None),
-                        },
-                    }
-                })
-                .map_err(err)?;
-            match found {
-                Some((c, state)) => Ok(Some((
-                    convert::checkpoint(py, &c)?,
-                    PyBytes::new(py, &state),
-                ))),
-                None => Ok(None),
-            }
-        })
+        match self.with(py, |r| r.recorded(seq, name, key))? {
+            Some((c, state)) => Ok(Some((
+                convert::checkpoint(py, &c)?,
+                PyBytes::new(py, &state),
+            ))),
+            None => Ok(None),
+        }
     }
 
     #[pyo3(signature = (seq, name, state, key=None, agent=None, kind="step", preconditions=Vec::new(), postconditions=Vec::new(), metadata=None))]
@@ -137,86 +108,53 @@ impl Run {
                 )))
             }
         };
-        let metadata = metadata.unwrap_or_default();
-        self.with(|r| {
-            let r = match r {
-                Backend::Local(r) => r,
-                Backend::Remote(r) => {
-                    let args = json!({
-                        "name": name, "state": b64(state), "key": key, "agent": agent,
-                        "kind": kind.as_str(), "preconditions": preconditions,
-                        "postconditions": postconditions, "metadata": metadata,
-                    });
-                    return py.detach(|| r.record(seq, args)).map_err(err);
-                }
-            };
-            let new = NewCheckpoint {
-                name,
-                agent,
-                kind,
-                key,
-                state,
-                checks: Checks {
-                    preconditions: checks(preconditions),
-                    postconditions: checks(postconditions),
-                },
-                metadata,
-            };
-            // Only the id goes back: building the full dict would cost more than the step's
-            // own bookkeeping, and callers that want it ask `Store.checkpoint(id)`.
-            let c = py.detach(|| r.record(seq, new)).map_err(err)?;
-            Ok(c.id.to_string())
-        })
+        let new = NewCheckpoint {
+            name,
+            agent,
+            kind,
+            key,
+            state,
+            checks: Checks {
+                preconditions: checks(preconditions),
+                postconditions: checks(postconditions),
+            },
+            metadata: metadata.unwrap_or_default(),
+        };
+        // Only the id goes back: building the full dict would cost more than the step's own
+        // bookkeeping, and callers that want it ask `Store.checkpoint(id)`.
+        self.with(py, |r| r.record(seq, new))
     }
 
     #[pyo3(signature = (output=None))]
     fn complete(&self, py: Python<'_>, output: Option<&[u8]>) -> PyResult<()> {
-        self.with(|r| match r {
-            Backend::Local(r) => py.detach(|| r.complete(output)).map_err(err),
-            Backend::Remote(r) => py.detach(|| r.complete(output)).map_err(err),
-        })
+        self.with(py, |r| r.complete(output))
     }
 
     fn fail(&self, py: Python<'_>, error: &str) -> PyResult<()> {
-        self.with(|r| match r {
-            Backend::Local(r) => py.detach(|| r.fail(error)).map_err(err),
-            Backend::Remote(r) => py.detach(|| r.fail(error)).map_err(err),
-        })
+        self.with(py, |r| r.fail(error))
     }
 
     fn pause(&self, py: Python<'_>, reason: &str) -> PyResult<()> {
-        self.with(|r| match r {
-            Backend::Local(r) => py.detach(|| r.pause(reason)).map_err(err),
-            Backend::Remote(r) => py.detach(|| r.pause(reason)).map_err(err),
-        })
+        self.with(py, |r| r.pause(reason))
     }
 
     fn heartbeat(&self, py: Python<'_>) -> PyResult<()> {
-        self.with(|r| match r {
-            Backend::Local(r) => py.detach(|| r.heartbeat()).map_err(err),
-            Backend::Remote(r) => py.detach(|| r.heartbeat()).map_err(err),
-        })
+        self.with(py, |r| r.heartbeat())
     }
 
     fn execution<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        self.with(|r| {
-            let e = match r {
-                Backend::Local(r) => r.execution(),
-                Backend::Remote(r) => py.detach(|| r.execution()).map_err(err)?,
-            };
-            convert::execution(py, &e)
-        })
+        convert::execution(py, &self.with(py, |r| r.execution())?)
     }
 
     /// Releases the run; without complete()/fail() the execution stays resumable.
     fn close(&self, py: Python<'_>) -> PyResult<()> {
-        let mut guard = self
+        let taken = self
             .inner
             .write()
-            .map_err(|_| PyRuntimeError::new_err("omium run lock poisoned by a panic"))?;
-        if let Some(Backend::Remote(r)) = guard.take() {
-            // A daemon that is gone has dropped the run already.
-            let _ = py.detach(|| r.close());
+            .map_err(|_| PyRuntimeError::new_err("omium run lock poisoned by a panic"))?
+            .take();
+        if let Some(r) = taken {
+            py.detach(|| r.close());
         }
         Ok(())
     }

@@ -1,10 +1,16 @@
-//! `omium._omium.Store`: a handle on a store, closable (`Store is closed` afterwards).
+//! `omium._omium.Store`: a handle on a store, closable (`Store is closed` afterwards). The
+//! store is opened in this process, or served by an `omium serve` daemon
+//! (`Store.connect(url)`); either way the calls go through the core's `StoreHandle`, so both
+//! give the same results.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::RwLock;
 use std::time::Duration;
 
+use omium_core::policy::Trigger;
+use omium_core::recovery::FailureInput;
+use omium_core::serve::{Client, StoreHandle};
 use omium_core::{BeginOptions, Durability, ForkOptions, OpenOptions, RollbackTarget};
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
@@ -13,27 +19,14 @@ use pyo3::types::{PyBytes, PyDict, PyList};
 use crate::convert::{self, err};
 use crate::recovery;
 use crate::run::Run;
-use omium_core::policy::{Scope, Trigger};
-use omium_core::recovery::FailureInput;
-use omium_core::serve::{b64, Client};
-use serde::de::DeserializeOwned;
-use serde_json::json;
 
 fn to_json_text<T: serde::Serialize>(v: &T) -> String {
     serde_json::to_string(v).expect("records serialize")
 }
 
-/// Where a store handle's calls go: a store opened in this process, or an `omium serve`
-/// daemon (`omium.init(url=...)`).
-#[derive(Clone)]
-pub enum Backend {
-    Local(omium_core::Store),
-    Remote(Client),
-}
-
 #[pyclass(frozen, module = "omium._omium")]
 pub struct Store {
-    inner: RwLock<Option<Backend>>,
+    inner: RwLock<Option<StoreHandle>>,
     /// The directory, or the daemon's URL.
     path: PathBuf,
     /// The daemon's durability (remote handles).
@@ -41,7 +34,7 @@ pub struct Store {
 }
 
 impl Store {
-    pub fn backend(&self) -> PyResult<Backend> {
+    pub fn handle(&self) -> PyResult<StoreHandle> {
         let guard = self
             .inner
             .read()
@@ -57,43 +50,33 @@ impl Store {
         })
     }
 
-    /// The store of this process; a handle on `omium serve` does not have one.
+    /// The store of this process, for the calls a daemon does not serve.
     pub fn get(&self) -> PyResult<omium_core::Store> {
-        match self.backend()? {
-            Backend::Local(s) => Ok(s),
-            Backend::Remote(c) => Err(convert::coded(
-                "invalid_state",
-                format!(
-                    "this needs the store opened in this process; it is not available through \
-                     omium serve ({}) yet: use omium.init(path=...) for it, or run it in the \
-                     daemon's machine with `omium --store <dir> ...` while the daemon is stopped",
-                    c.url()
-                ),
-            )),
-        }
+        self.local("this call")
     }
-}
 
-/// A call to the daemon with the GIL released, its answer decoded.
-fn remote<T: DeserializeOwned + Send>(
-    py: Python<'_>,
-    c: &Client,
-    method: &str,
-    args: serde_json::Value,
-) -> PyResult<T> {
-    py.detach(|| c.call_as(method, args)).map_err(err)
-}
+    fn local(&self, what: &str) -> PyResult<omium_core::Store> {
+        self.handle()?.local(what).cloned().map_err(err)
+    }
 
-/// A call whose answer the local path gives as JSON text.
-fn remote_text(
-    py: Python<'_>,
-    c: &Client,
-    method: &str,
-    args: serde_json::Value,
-) -> PyResult<String> {
-    py.detach(|| c.call(method, args))
-        .map(|v| v.to_string())
-        .map_err(err)
+    /// Runs `f` on the handle with the GIL released.
+    fn call<T: Send>(
+        &self,
+        py: Python<'_>,
+        f: impl FnOnce(&StoreHandle) -> omium_core::Result<T> + Send,
+    ) -> PyResult<T> {
+        let h = self.handle()?;
+        py.detach(|| f(&h)).map_err(err)
+    }
+
+    /// [`Store::call`] for answers the Python layer decodes from JSON text.
+    fn text(
+        &self,
+        py: Python<'_>,
+        f: impl FnOnce(&StoreHandle) -> omium_core::Result<serde_json::Value> + Send,
+    ) -> PyResult<String> {
+        self.call(py, f).map(|v| v.to_string())
+    }
 }
 
 fn durability(d: Option<&str>) -> PyResult<Option<Durability>> {
@@ -130,7 +113,7 @@ impl Store {
             })
             .map_err(err)?;
         Ok(Store {
-            inner: RwLock::new(Some(Backend::Local(store))),
+            inner: RwLock::new(Some(StoreHandle::Local(store))),
             path,
             remote_durability: "sync",
         })
@@ -148,7 +131,7 @@ impl Store {
             _ => "sync",
         };
         Ok(Store {
-            inner: RwLock::new(Some(Backend::Remote(client))),
+            inner: RwLock::new(Some(StoreHandle::Remote(client))),
             path: PathBuf::from(url),
             remote_durability,
         })
@@ -157,8 +140,8 @@ impl Store {
     /// The daemon's URL for a handle on `omium serve`, else None.
     #[getter]
     fn url(&self) -> Option<String> {
-        match self.backend() {
-            Ok(Backend::Remote(c)) => Some(c.url().to_string()),
+        match self.handle() {
+            Ok(StoreHandle::Remote(c)) => Some(c.url().to_string()),
             _ => None,
         }
     }
@@ -185,18 +168,18 @@ impl Store {
 
     #[getter]
     fn read_only(&self) -> PyResult<bool> {
-        match self.backend()? {
-            Backend::Local(s) => Ok(s.is_read_only()),
-            Backend::Remote(_) => Ok(false),
-        }
+        Ok(match self.handle()? {
+            StoreHandle::Local(s) => s.is_read_only(),
+            StoreHandle::Remote(_) => false,
+        })
     }
 
     #[getter]
     fn durability(&self) -> PyResult<&'static str> {
-        match self.backend()? {
-            Backend::Local(s) => Ok(s.durability().as_str()),
-            Backend::Remote(_) => Ok(self.remote_durability),
-        }
+        Ok(match self.handle()? {
+            StoreHandle::Local(s) => s.durability().as_str(),
+            StoreHandle::Remote(_) => self.remote_durability,
+        })
     }
 
     #[pyo3(signature = (execution_id, workflow="", tenant="default", input=None, labels=None, agent="main", lease_ttl=30.0, durability=None))]
@@ -218,18 +201,6 @@ impl Store {
                 "lease_ttl must be a positive number of seconds, not {lease_ttl}"
             )));
         }
-        let store = match self.backend()? {
-            Backend::Local(s) => s,
-            Backend::Remote(c) => {
-                let args = json!({
-                    "workflow": workflow, "tenant": tenant, "input": input.map(b64),
-                    "labels": labels, "agent": agent, "lease_ttl": lease_ttl,
-                    "durability": durability,
-                });
-                let (run, _) = py.detach(|| c.begin(execution_id, args)).map_err(err)?;
-                return Ok(Run::remote(run));
-            }
-        };
         let options = BeginOptions {
             workflow: workflow.into(),
             tenant: tenant.into(),
@@ -240,36 +211,20 @@ impl Store {
             durability: self::durability(durability)?,
             ..BeginOptions::default()
         };
-        let run = py
-            .detach(|| store.begin(execution_id, options))
-            .map_err(err)?;
+        let run = self.call(py, |h| h.begin(execution_id, options))?;
         Ok(Run::new(run))
     }
 
     fn execution<'py>(&self, py: Python<'py>, execution_id: &str) -> PyResult<Bound<'py, PyDict>> {
-        let e = match self.backend()? {
-            Backend::Local(store) => py.detach(|| store.execution(execution_id)).map_err(err)?,
-            Backend::Remote(c) => {
-                remote(py, &c, "execution", json!({"execution_id": execution_id}))?
-            }
-        };
-        convert::execution(py, &e)
+        convert::execution(py, &self.call(py, |h| h.execution(execution_id))?)
     }
 
     fn executions<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
-        let list = match self.backend()? {
-            Backend::Local(store) => py.detach(|| store.executions()).map_err(err)?,
-            Backend::Remote(c) => remote(py, &c, "executions", json!({}))?,
-        };
-        convert::executions(py, &list)
+        convert::executions(py, &self.call(py, |h| h.executions())?)
     }
 
     fn resumable<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
-        let list = match self.backend()? {
-            Backend::Local(store) => py.detach(|| store.resumable()).map_err(err)?,
-            Backend::Remote(c) => remote(py, &c, "resumable", json!({}))?,
-        };
-        convert::executions(py, &list)
+        convert::executions(py, &self.call(py, |h| h.resumable())?)
     }
 
     fn execution_input<'py>(
@@ -277,14 +232,7 @@ impl Store {
         py: Python<'py>,
         execution_id: &str,
     ) -> PyResult<Option<Bound<'py, PyBytes>>> {
-        let b = match self.backend()? {
-            Backend::Local(store) => py
-                .detach(|| store.execution_input(execution_id))
-                .map_err(err)?,
-            Backend::Remote(c) => py
-                .detach(|| c.bytes("execution_input", json!({"execution_id": execution_id})))
-                .map_err(err)?,
-        };
+        let b = self.call(py, |h| h.execution_input(execution_id))?;
         Ok(b.map(|b| PyBytes::new(py, &b)))
     }
 
@@ -293,23 +241,12 @@ impl Store {
         py: Python<'py>,
         execution_id: &str,
     ) -> PyResult<Option<Bound<'py, PyBytes>>> {
-        let b = match self.backend()? {
-            Backend::Local(store) => py
-                .detach(|| store.execution_output(execution_id))
-                .map_err(err)?,
-            Backend::Remote(c) => py
-                .detach(|| c.bytes("execution_output", json!({"execution_id": execution_id})))
-                .map_err(err)?,
-        };
+        let b = self.call(py, |h| h.execution_output(execution_id))?;
         Ok(b.map(|b| PyBytes::new(py, &b)))
     }
 
     fn history<'py>(&self, py: Python<'py>, execution_id: &str) -> PyResult<Bound<'py, PyList>> {
-        let list = match self.backend()? {
-            Backend::Local(store) => py.detach(|| store.history(execution_id)).map_err(err)?,
-            Backend::Remote(c) => remote(py, &c, "history", json!({"execution_id": execution_id}))?,
-        };
-        convert::checkpoints(py, &list)
+        convert::checkpoints(py, &self.call(py, |h| h.history(execution_id))?)
     }
 
     fn checkpoints<'py>(
@@ -317,24 +254,12 @@ impl Store {
         py: Python<'py>,
         execution_id: &str,
     ) -> PyResult<Bound<'py, PyList>> {
-        let list = match self.backend()? {
-            Backend::Local(store) => py.detach(|| store.checkpoints(execution_id)).map_err(err)?,
-            Backend::Remote(c) => {
-                remote(py, &c, "checkpoints", json!({"execution_id": execution_id}))?
-            }
-        };
-        convert::checkpoints(py, &list)
+        convert::checkpoints(py, &self.call(py, |h| h.checkpoints(execution_id))?)
     }
 
     /// The branch ending at a checkpoint (an abandoned one too), first checkpoint first.
     fn branch<'py>(&self, py: Python<'py>, checkpoint_id: &str) -> PyResult<Bound<'py, PyList>> {
-        let list = match self.backend()? {
-            Backend::Local(store) => py.detach(|| store.branch(checkpoint_id)).map_err(err)?,
-            Backend::Remote(c) => {
-                remote(py, &c, "branch", json!({"checkpoint_id": checkpoint_id}))?
-            }
-        };
-        convert::checkpoints(py, &list)
+        convert::checkpoints(py, &self.call(py, |h| h.branch(checkpoint_id))?)
     }
 
     fn checkpoint<'py>(
@@ -342,16 +267,7 @@ impl Store {
         py: Python<'py>,
         checkpoint_id: &str,
     ) -> PyResult<Bound<'py, PyDict>> {
-        let c = match self.backend()? {
-            Backend::Local(store) => py.detach(|| store.checkpoint(checkpoint_id)).map_err(err)?,
-            Backend::Remote(c) => remote(
-                py,
-                &c,
-                "checkpoint",
-                json!({"checkpoint_id": checkpoint_id}),
-            )?,
-        };
-        convert::checkpoint(py, &c)
+        convert::checkpoint(py, &self.call(py, |h| h.checkpoint(checkpoint_id))?)
     }
 
     /// The verified state bytes of a checkpoint.
@@ -360,19 +276,7 @@ impl Store {
         py: Python<'py>,
         checkpoint_id: &str,
     ) -> PyResult<Bound<'py, PyBytes>> {
-        let b = match self.backend()? {
-            Backend::Local(store) => py
-                .detach(|| {
-                    store
-                        .checkpoint(checkpoint_id)
-                        .and_then(|c| store.read_state(&c))
-                })
-                .map_err(err)?,
-            Backend::Remote(c) => py
-                .detach(|| c.bytes("read_state", json!({"checkpoint_id": checkpoint_id})))
-                .map_err(err)?
-                .unwrap_or_default(),
-        };
+        let b = self.call(py, |h| h.read_state(checkpoint_id))?;
         Ok(PyBytes::new(py, &b))
     }
 
@@ -387,22 +291,12 @@ impl Store {
         global_seq: Option<u64>,
         reason: Option<&str>,
     ) -> PyResult<Bound<'py, PyDict>> {
-        let store = match self.backend()? {
-            Backend::Local(s) => s,
-            Backend::Remote(c) => {
-                let args = json!({"execution_id": execution_id, "to": to, "global_seq": global_seq, "reason": reason});
-                let marker: omium_core::Checkpoint = remote(py, &c, "rollback", args)?;
-                return convert::checkpoint(py, &marker);
-            }
-        };
         let target = match (to, global_seq) {
             (Some(t), _) => RollbackTarget::parse(t),
             (None, Some(g)) => RollbackTarget::GlobalSeq(g),
             (None, None) => RollbackTarget::LastConsistent,
         };
-        let marker = py
-            .detach(|| store.rollback(execution_id, &target, reason))
-            .map_err(err)?;
+        let marker = self.call(py, |h| h.rollback(execution_id, &target, reason))?;
         convert::checkpoint(py, &marker)
     }
 
@@ -415,22 +309,11 @@ impl Store {
         new_execution_id: Option<String>,
         state: Option<&[u8]>,
     ) -> PyResult<Bound<'py, PyDict>> {
-        let store = match self.backend()? {
-            Backend::Local(s) => s,
-            Backend::Remote(c) => {
-                let args = json!({"execution_id": execution_id, "at": at, "new_execution_id": new_execution_id, "state": state.map(b64)});
-                let e: omium_core::Execution = remote(py, &c, "fork", args)?;
-                return convert::execution(py, &e);
-            }
-        };
         let options = ForkOptions {
             new_execution_id,
             state: state.map(<[u8]>::to_vec),
         };
-        let e = py
-            .detach(|| store.fork(execution_id, &RollbackTarget::parse(at), options))
-            .map_err(err)?;
-        convert::execution(py, &e)
+        convert::execution(py, &self.call(py, |h| h.fork(execution_id, at, options))?)
     }
 
     #[pyo3(signature = (execution_id, global_seq=None))]
@@ -460,11 +343,7 @@ impl Store {
         py: Python<'py>,
         execution_id: Option<&str>,
     ) -> PyResult<Bound<'py, PyDict>> {
-        let r = match self.backend()? {
-            Backend::Local(store) => py.detach(|| store.verify(execution_id)).map_err(err)?,
-            Backend::Remote(c) => remote(py, &c, "verify", json!({"execution_id": execution_id}))?,
-        };
-        convert::verify_report(py, &r)
+        convert::verify_report(py, &self.call(py, |h| h.verify(execution_id))?)
     }
 
     fn gc<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
@@ -498,20 +377,7 @@ impl Store {
     }
 
     fn delete_execution(&self, py: Python<'_>, execution_id: &str) -> PyResult<u64> {
-        let store = match self.backend()? {
-            Backend::Local(s) => s,
-            Backend::Remote(c) => {
-                let v: serde_json::Value = remote(
-                    py,
-                    &c,
-                    "delete_execution",
-                    json!({"execution_id": execution_id}),
-                )?;
-                return Ok(v["deleted"].as_u64().unwrap_or(0));
-            }
-        };
-        py.detach(|| store.delete_execution(execution_id))
-            .map_err(err)
+        self.call(py, |h| h.delete_execution(execution_id))
     }
 
     /// Validates and stores a policy version; returns it as JSON text.
@@ -525,18 +391,10 @@ impl Store {
         file: Option<&str>,
         author: Option<&str>,
     ) -> PyResult<String> {
-        let store = match self.backend()? {
-            Backend::Local(s) => s,
-            Backend::Remote(c) => {
-                let args = json!({"tenant": tenant, "scope": scope, "text": text, "file": file, "author": author});
-                return remote_text(py, &c, "apply_policy", args);
-            }
-        };
-        let scope = Scope::parse(scope).map_err(err)?;
-        let v = py
-            .detach(|| store.apply_policy(tenant, &scope, text, file, author))
-            .map_err(recovery::core_err)?;
-        Ok(to_json_text(&v))
+        let h = self.handle()?;
+        py.detach(|| h.apply_policy(tenant, scope, text, file, author))
+            .map(|v| v.to_string())
+            .map_err(recovery::core_err)
     }
 
     /// Policy versions (JSON text of a list): of one scope, of a tenant, or of every tenant.
@@ -547,25 +405,7 @@ impl Store {
         tenant: Option<&str>,
         scope: Option<&str>,
     ) -> PyResult<String> {
-        let store = match self.backend()? {
-            Backend::Local(s) => s,
-            Backend::Remote(c) => {
-                return remote_text(
-                    py,
-                    &c,
-                    "policy_versions",
-                    json!({"tenant": tenant, "scope": scope}),
-                )
-            }
-        };
-        let scope = scope.map(Scope::parse).transpose().map_err(err)?;
-        let v = py
-            .detach(|| match tenant {
-                Some(t) => store.policy_versions(t, scope.as_ref()),
-                None => store.all_policy_versions(),
-            })
-            .map_err(err)?;
-        Ok(to_json_text(&v))
+        self.text(py, |h| h.policy_versions(tenant, scope))
     }
 
     #[pyo3(signature = (tenant, scope, version=None))]
@@ -576,18 +416,7 @@ impl Store {
         scope: &str,
         version: Option<u32>,
     ) -> PyResult<String> {
-        let store = match self.backend()? {
-            Backend::Local(s) => s,
-            Backend::Remote(c) => {
-                let args = json!({"tenant": tenant, "scope": scope, "version": version});
-                return remote_text(py, &c, "policy_version", args);
-            }
-        };
-        let scope = Scope::parse(scope).map_err(err)?;
-        let v = py
-            .detach(|| store.policy_version(tenant, &scope, version))
-            .map_err(err)?;
-        Ok(to_json_text(&v))
+        self.text(py, |h| h.policy_version(tenant, scope, version))
     }
 
     /// The defaults in force for a step (JSON text), the most specific scope winning.
@@ -599,17 +428,7 @@ impl Store {
         workflow: Option<&str>,
         step: Option<&str>,
     ) -> PyResult<String> {
-        let store = match self.backend()? {
-            Backend::Local(s) => s,
-            Backend::Remote(c) => {
-                let args = json!({"tenant": tenant, "workflow": workflow, "step": step});
-                return remote_text(py, &c, "policy_defaults", args);
-            }
-        };
-        let e = py
-            .detach(|| store.effective_policy(tenant, workflow, step))
-            .map_err(err)?;
-        Ok(omium_core::json::policy_defaults(&e).to_string())
+        self.text(py, |h| h.policy_defaults(tenant, workflow, step))
     }
 
     /// Records a failure and decides how to handle it.
@@ -631,21 +450,6 @@ impl Store {
         retries: u32,
         rollbacks_so_far: u32,
     ) -> PyResult<recovery::Recovery> {
-        let store = match self.backend()? {
-            Backend::Local(s) => s,
-            Backend::Remote(c) => {
-                let args = json!({
-                    "execution_id": execution_id, "workflow": workflow, "tenant": tenant,
-                    "step": step, "seq": seq, "key": key, "agent": agent, "kind": kind,
-                    "error_classes": error_classes, "message": message, "retries": retries,
-                    "rollbacks_so_far": rollbacks_so_far,
-                });
-                let r = py
-                    .detach(|| c.start_recovery(args))
-                    .map_err(recovery::core_err)?;
-                return Ok(recovery::Recovery::new(recovery::Backend::Remote(r)));
-            }
-        };
         let kind = kind.map(Trigger::parse).transpose().map_err(err)?;
         let input = FailureInput {
             execution_id,
@@ -661,49 +465,23 @@ impl Store {
             step_retry: omium_core::recovery::step_retry(retries),
             rollbacks_so_far,
         };
+        let h = self.handle()?;
         let r = py
-            .detach(|| {
-                let e = store.effective_policy(
-                    &input.tenant,
-                    Some(&input.workflow)
-                        .filter(|w| !w.is_empty())
-                        .map(|s| s.as_str()),
-                    input.step.as_deref(),
-                )?;
-                store.start_recovery(input, e)
-            })
+            .detach(|| h.start_recovery(input, retries))
             .map_err(recovery::core_err)?;
-        Ok(recovery::Recovery::new(recovery::Backend::Local(Box::new(
-            r,
-        ))))
+        Ok(recovery::Recovery::new(r))
     }
 
     /// Failure records (JSON text of a list), of one execution or all.
     #[pyo3(signature = (execution_id=None))]
     fn failures(&self, py: Python<'_>, execution_id: Option<&str>) -> PyResult<String> {
-        let store = match self.backend()? {
-            Backend::Local(s) => s,
-            Backend::Remote(c) => {
-                return remote_text(py, &c, "failures", json!({"execution_id": execution_id}))
-            }
-        };
-        let v = py.detach(|| store.failures(execution_id)).map_err(err)?;
-        Ok(to_json_text(&v))
+        self.text(py, |h| h.failures(execution_id))
     }
 
     /// Recovery metrics (JSON text), of one workflow or all.
     #[pyo3(signature = (workflow=None))]
     fn recovery_metrics(&self, py: Python<'_>, workflow: Option<&str>) -> PyResult<String> {
-        let store = match self.backend()? {
-            Backend::Local(s) => s,
-            Backend::Remote(c) => {
-                return remote_text(py, &c, "recovery_metrics", json!({"workflow": workflow}))
-            }
-        };
-        let m = py
-            .detach(|| store.recovery_metrics(workflow))
-            .map_err(err)?;
-        Ok(to_json_text(&m))
+        self.text(py, |h| h.recovery_metrics(workflow))
     }
 
     /// Resumes a paused execution, optionally recording `state` for the step that paused it.
@@ -716,75 +494,32 @@ impl Store {
         state: Option<&[u8]>,
         by: Option<&str>,
     ) -> PyResult<Option<String>> {
-        let store = match self.backend()? {
-            Backend::Local(s) => s,
-            Backend::Remote(c) => {
-                let args = json!({"execution_id": execution_id, "state": state.map(b64), "by": by});
-                let v: serde_json::Value = remote(py, &c, "resume", args)?;
-                return Ok((!v.is_null()).then(|| v.to_string()));
-            }
-        };
-        let f = py
-            .detach(|| store.resume(execution_id, state, by))
-            .map_err(err)?;
-        Ok(f.map(|f| to_json_text(&f)))
+        let f = self.call(py, |h| h.resume(execution_id, state, by))?;
+        Ok(f.map(|f| f.to_string()))
     }
 
     /// Records the crash of the process that ran an execution (before recovering it).
     fn record_crash(&self, py: Python<'_>, execution_id: &str) -> PyResult<String> {
-        let store = match self.backend()? {
-            Backend::Local(s) => s,
-            Backend::Remote(c) => {
-                return remote_text(
-                    py,
-                    &c,
-                    "record_crash",
-                    json!({"execution_id": execution_id}),
-                )
-            }
-        };
-        let f = py
-            .detach(|| store.record_crash(execution_id))
-            .map_err(err)?;
-        Ok(to_json_text(&f))
+        self.text(py, |h| h.record_crash(execution_id))
     }
 
     /// Spans of an execution (JSON text of a list).
     fn spans(&self, py: Python<'_>, execution_id: &str) -> PyResult<String> {
-        let store = match self.backend()? {
-            Backend::Local(s) => s,
-            Backend::Remote(c) => {
-                py.detach(|| c.flush_spans()).map_err(err)?;
-                return remote_text(py, &c, "spans", json!({"execution_id": execution_id}));
-            }
-        };
-        py.detach(|| crate::trace::spans_json(&store, execution_id))
-            .map_err(err)
+        self.text(py, |h| h.spans(execution_id))
     }
 
     /// Waits until every recorded span is stored.
     fn flush_spans(&self, py: Python<'_>) -> PyResult<()> {
-        match self.backend()? {
-            Backend::Local(store) => py.detach(|| store.flush_spans()).map_err(err),
-            Backend::Remote(c) => py
-                .detach(|| {
-                    c.flush_spans()
-                        .and_then(|_| c.call("flush_spans", json!({})))
-                })
-                .map(drop)
-                .map_err(err),
-        }
+        self.call(py, |h| h.flush_spans())
     }
 
-    /// Waits at most `timeout` seconds for the OTLP exporter to send what it has.
+    /// Waits at most `timeout` seconds for the OTLP exporter to send what it has (a daemon
+    /// exports itself: this process only hands its spans over).
     fn flush_export(&self, py: Python<'_>, timeout: f64) -> PyResult<bool> {
-        let store = match self.backend()? {
-            Backend::Local(s) => s,
-            // The daemon exports; this process only hands its spans over.
-            Backend::Remote(c) => return py.detach(|| c.flush_spans()).map(|_| true).map_err(err),
-        };
-        py.detach(|| store.flush_export(Duration::from_secs_f64(timeout.max(0.0))))
-            .map_err(err)
+        self.call(py, |h| match h {
+            StoreHandle::Local(s) => s.flush_export(Duration::from_secs_f64(timeout.max(0.0))),
+            StoreHandle::Remote(_) => h.flush_spans().map(|_| true),
+        })
     }
 
     /// Span pipeline counters (JSON text).

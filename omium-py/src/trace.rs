@@ -120,10 +120,7 @@ pub fn record_span(
         attributes: self::attributes(attributes)?,
         events: evs,
     };
-    match store.backend()? {
-        crate::store::Backend::Local(s) => s.record_span(span),
-        crate::store::Backend::Remote(c) => c.record_span(span),
-    }
+    store.handle()?.record_span(span);
     Ok(())
 }
 
@@ -161,9 +158,4 @@ pub fn request_hash(request_json: &str) -> PyResult<String> {
     let v: serde_json::Value = serde_json::from_str(request_json)
         .map_err(|e| PyTypeError::new_err(format!("request is not JSON: {e}")))?;
     Ok(trace::view::request_hash(&v))
-}
-
-/// Spans of an execution as JSON text (a list), after flushing what is queued.
-pub fn spans_json(store: &omium_core::Store, execution_id: &str) -> omium_core::Result<String> {
-    Ok(omium_core::json::spans(store, execution_id)?.to_string())
 }

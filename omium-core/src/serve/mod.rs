@@ -12,9 +12,12 @@
 //!
 //! - [`server`]: the daemon ([`Daemon`], [`ServeConfig`]): a unix socket and HTTP on
 //!   loopback (API keys required for any other address);
-//! - [`client`]: the blocking client the bindings use ([`Client`], [`RemoteRun`]).
+//! - [`client`]: the blocking client ([`Client`], [`RemoteRun`], [`RemoteRecovery`]);
+//! - [`handle`]: what the bindings hold — one API over an embedded store or a daemon
+//!   ([`StoreHandle`], [`RunHandle`], [`RecoveryHandle`]).
 
 pub mod client;
+pub mod handle;
 pub mod server;
 
 use std::collections::BTreeMap;
@@ -24,6 +27,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 pub use client::{Client, RemoteRecovery, RemoteRun};
+pub use handle::{RecoveryHandle, RunHandle, StoreHandle};
 pub use server::{Daemon, ServeConfig};
 
 use crate::error::{Error, Result};
