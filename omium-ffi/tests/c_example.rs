@@ -38,9 +38,17 @@ fn lib_dir() -> PathBuf {
 }
 
 /// A scratch directory kept for the whole test binary (the built programs live there).
+/// One scratch folder per run of this test binary, in cargo's target tmp dir (a static
+/// `TempDir` is never dropped, so it would leak a folder into /tmp on every run); emptied when
+/// the next run starts.
 fn scratch() -> &'static Path {
-    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
-    DIR.get_or_init(|| tempfile::tempdir().unwrap()).path()
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("omium-ffi-c-example");
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    })
 }
 
 /// Runs `make -C examples/c <target>` with gcc; returns the program it built.
