@@ -6,7 +6,6 @@ use std::sync::{Arc, Mutex};
 
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
-use omium_core::recovery::Directive as CoreDirective;
 use serde_json::{json, Value};
 
 use crate::convert::{coded, record};
@@ -62,21 +61,12 @@ impl Recovery {
     #[napi]
     pub async fn next_directive(&self) -> Result<Directive> {
         let d = self.with(|r| r.next_directive()).await?;
-        let params = match &d {
-            CoreDirective::Retry { attempt, delay } => {
-                json!({"attempt": attempt, "delayMs": delay.as_secs_f64() * 1000.0})
-            }
-            CoreDirective::Rollback { to } => json!({"to": to}),
-            CoreDirective::Pause { reason } => json!({"reason": reason}),
-            CoreDirective::Notify { channels } | CoreDirective::Escalate { channels } => {
-                json!({"channels": channels})
-            }
-            CoreDirective::Fallback { function } => json!({"function": function}),
-            CoreDirective::SuggestFix { fix, auto_apply } => {
-                json!({"fix": fix, "autoApply": auto_apply})
-            }
-            CoreDirective::Inspect | CoreDirective::Fail => json!({}),
-        };
+        // The core's parameters, in JS's names and units (milliseconds).
+        let mut params = crate::convert::camel(d.params());
+        if let Some(delay) = params.get("delay").and_then(Value::as_f64) {
+            params["delayMs"] = json!(delay * 1000.0);
+            params.as_object_mut().map(|m| m.remove("delay"));
+        }
         Ok(Directive {
             name: d.name().into(),
             params,

@@ -10,7 +10,7 @@ use napi_derive::napi;
 use omium_core::policy::Scope;
 use omium_core::recovery::FailureInput;
 use omium_core::{BeginOptions, Durability, ForkOptions, OpenOptions, RollbackTarget};
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use crate::convert::{self, blocking, coded, err, record};
 use crate::run::Run;
@@ -419,13 +419,8 @@ impl Store {
     ) -> Result<Value> {
         let s = self.get()?;
         blocking(move || {
-            let e = s.effective_policy(&tenant, workflow.as_deref(), step.as_deref())?;
-            let layers: Vec<String> = e
-                .layers
-                .iter()
-                .map(|(s, v, _)| format!("{s} v{v}"))
-                .collect();
-            Ok(json!({"defaults": e.defaults(), "layers": layers}))
+            s.effective_policy(&tenant, workflow.as_deref(), step.as_deref())
+                .map(|e| omium_core::json::policy_defaults(&e))
         })
         .await
     }
