@@ -340,7 +340,7 @@ fn encode_chunk(data: &[u8], level: i32) -> Vec<u8> {
     }
 }
 
-fn decode_chunk(stored: &[u8], len: usize) -> std::result::Result<Vec<u8>, String> {
+pub(crate) fn decode_chunk(stored: &[u8], len: usize) -> std::result::Result<Vec<u8>, String> {
     match stored.split_first() {
         Some((&CHUNK_RAW, rest)) => Ok(rest.to_vec()),
         Some((&CHUNK_ZSTD, rest)) => DECOMPRESSOR.with(|cell| {

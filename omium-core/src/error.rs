@@ -233,6 +233,10 @@ pub enum Error {
     #[error("omium serve at {url} is unavailable: {detail}")]
     ServerUnavailable { url: String, detail: String },
 
+    /// A push or pull met an execution that advanced on another store; nothing was merged.
+    #[error("sync conflict on execution {execution:?}: {detail}")]
+    SyncConflict { execution: String, detail: String },
+
     /// An error the `omium serve` daemon answered, with its code and message.
     #[error("{message}")]
     Remote { code: &'static str, message: String },
@@ -273,6 +277,8 @@ const CODES: &[&str] = &[
     "consensus_unavailable",
     "server_unavailable",
     "unauthorized",
+    "sync_conflict",
+    "sync_incomplete",
 ];
 
 /// `code` as one of [`CODES`] (`server_error` when unknown).
@@ -325,6 +331,7 @@ impl Error {
             Error::ConsensusViolation { .. } => "consensus_violation",
             Error::ConsensusUnavailable { .. } => "consensus_unavailable",
             Error::ServerUnavailable { .. } => "server_unavailable",
+            Error::SyncConflict { .. } => "sync_conflict",
             Error::Remote { code, .. } => code,
         }
     }

@@ -90,8 +90,8 @@ pub struct Execution {
     pub has_output: bool,
 }
 
-const INPUT_SUFFIX: u8 = 1;
-const OUTPUT_SUFFIX: u8 = 2;
+pub(crate) const INPUT_SUFFIX: u8 = 1;
+pub(crate) const OUTPUT_SUFFIX: u8 = 2;
 
 /// Options for [`Store::begin`].
 #[derive(Clone, Debug)]
@@ -211,6 +211,9 @@ impl Store {
             Ok(r)
         })();
         self.release_cell(key, &cell);
+        if outcome.is_ok() {
+            self.mark_changed(execution_id);
+        }
         outcome
     }
 
@@ -505,7 +508,7 @@ fn json_str(s: &str) -> String {
     serde_json::to_string(s).expect("a str always serialises")
 }
 
-fn io_key(execution_id: &str, suffix: u8) -> Vec<u8> {
+pub(crate) fn io_key(execution_id: &str, suffix: u8) -> Vec<u8> {
     let mut k = exec_key(execution_id).to_vec();
     k.push(suffix);
     k
@@ -655,7 +658,7 @@ impl Run {
             });
         }
         let store = &self.store;
-        let _shared = store.inner.gc_lock.read();
+        let gc_shared = store.inner.gc_lock.read();
         let mut batch = WriteBatch::default();
         let (state, stored_size) = store.put_state(&mut batch, new.state)?;
         let now = now_ms();
@@ -714,6 +717,8 @@ impl Run {
             self.lease_renewed_at.store(now, Ordering::Relaxed);
         }
         self.journal.lock().insert(c.clone());
+        drop(gc_shared);
+        store.remote_barrier(&self.id)?;
         Ok(c)
     }
 
@@ -798,7 +803,7 @@ impl Run {
                 Ok(())
             })?;
         self.finished.store(true, Ordering::Relaxed);
-        Ok(())
+        self.store.remote_barrier(&self.id)
     }
 
     /// Marks the execution completed with its output; releases the lease.

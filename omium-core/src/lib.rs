@@ -46,6 +46,7 @@ pub mod policy;
 pub mod recovery;
 pub mod serve;
 pub mod store;
+pub mod sync;
 pub mod threads;
 pub mod trace;
 pub mod workflow;
@@ -61,6 +62,15 @@ pub use execution::{BeginOptions, Execution, Lease, NewCheckpoint, RetentionRepo
 pub use recovery::{Directive, FailureInput, FailureRecord, Outcome, Recovery, RecoveryMetrics};
 pub use store::{exec_key, Durability, OpenOptions, Store, FORMAT_VERSION};
 pub use threads::{ListQuery, PutCheckpoint, ThreadCheckpoint, ThreadTuple, Threads};
+
+/// reqwest is built with rustls and no default crypto provider (aws-lc-rs would add a C
+/// build): every HTTP client is made after this installs ring, which ureq already uses.
+pub(crate) fn install_tls_provider() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+}
 
 /// Lower-case hex of bytes (ids of chunks and hashes in messages).
 pub fn hex(bytes: &[u8]) -> String {

@@ -247,6 +247,8 @@ pub(crate) struct Inner {
     /// The embedded coordinator over that group, shared by everything in this process that
     /// asks for it (a binding's `omium.consensus`, the workflow executor).
     pub(crate) coordinator: Mutex<std::sync::Weak<crate::consensus::coordinator::Shared>>,
+    /// Pushes this store's executions to a cluster, once attached (`crate::sync`).
+    pub(crate) sync: std::sync::OnceLock<crate::sync::Syncer>,
     /// Declared after `db`: fields drop in order, so RocksDB is closed (and done writing its
     /// LOG here) before the directory is removed.
     _secondary_dir: Option<ScratchDir>,
@@ -256,6 +258,9 @@ impl Drop for Inner {
     fn drop(&mut self) {
         // Store what is queued and stop the writer before RocksDB closes.
         self.spans.close();
+        if let Some(s) = self.sync.get() {
+            s.close();
+        }
     }
 }
 
@@ -451,6 +456,7 @@ impl Store {
                 spans: Default::default(),
                 consensus: Mutex::new(None),
                 coordinator: Mutex::new(std::sync::Weak::new()),
+                sync: std::sync::OnceLock::new(),
                 _secondary_dir: scratch,
             }),
         })

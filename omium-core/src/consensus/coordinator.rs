@@ -351,7 +351,7 @@ impl Engine {
             .ok_or_else(|| Error::MessageNotFound { id: id.into() }.into())
     }
 
-    async fn linearize(&self) -> ProposeResult<()> {
+    pub(crate) async fn linearize(&self) -> ProposeResult<()> {
         match self
             .raft
             .ensure_linearizable(openraft::raft::ReadPolicy::ReadIndex)
@@ -459,7 +459,7 @@ fn rejected(code: &str, detail: String, message_id: &str) -> Error {
     }
 }
 
-fn unexpected(r: Reply) -> Error {
+pub(crate) fn unexpected(r: Reply) -> Error {
     Error::ConsensusUnavailable {
         detail: format!("unexpected reply from the state machine: {r:?}"),
     }

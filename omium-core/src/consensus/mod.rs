@@ -67,6 +67,16 @@ pub enum Command {
     },
     /// Several commands proposed as one log entry (batched broadcasts).
     Batch(Vec<Command>),
+    /// Executions, checkpoints and chunks pushed by a store ([`crate::sync`]).
+    Sync(crate::sync::SyncBatch),
+    /// A store takes a synced execution over (a pull) until `lease_until_ms`.
+    Claim {
+        execution_id: String,
+        store_id: String,
+        host: String,
+        lease_until_ms: u64,
+        at_ms: u64,
+    },
 }
 
 impl std::fmt::Display for Command {
@@ -78,6 +88,17 @@ impl std::fmt::Display for Command {
             } => write!(f, "ack {message_id} by {agent:?}"),
             Command::Expire { message_id, .. } => write!(f, "expire {message_id}"),
             Command::Batch(c) => write!(f, "batch of {}", c.len()),
+            Command::Sync(b) => write!(
+                f,
+                "sync of {} execution(s), {} chunk(s)",
+                b.bundles.len(),
+                b.chunks.len()
+            ),
+            Command::Claim {
+                execution_id,
+                store_id,
+                ..
+            } => write!(f, "claim of {execution_id:?} by store {store_id}"),
         }
     }
 }
@@ -110,6 +131,9 @@ pub enum Reply {
     Rejected { code: String, detail: String },
     /// One reply per command of a [`Command::Batch`].
     Batch(Vec<Reply>),
+    /// One outcome per execution of a [`Command::Sync`], or the outcome of a
+    /// [`Command::Claim`].
+    Sync(Vec<crate::sync::SyncOutcome>),
 }
 
 /// Where a message stands.

@@ -96,6 +96,7 @@ pub fn normalize_addr(addr: &str) -> Result<String> {
 }
 
 fn http_client() -> Result<reqwest::Client> {
+    crate::install_tls_provider();
     reqwest::Client::builder()
         .http2_prior_knowledge()
         .connect_timeout(Duration::from_millis(500))
@@ -337,6 +338,7 @@ impl WireError {
                 w.detail = Some(detail.clone());
             }
             Error::MessageNotFound { id } => w.message_id = Some(id.clone()),
+            Error::SyncConflict { execution, .. } => w.execution = Some(execution.clone()),
             Error::NotATarget { detail } => w.detail = Some(detail.clone()),
             Error::ConsensusViolation {
                 message_id,
@@ -380,6 +382,18 @@ impl WireError {
                 what: "request",
                 detail: self.message,
             },
+            "sync_conflict" => Error::SyncConflict {
+                execution: or(self.execution),
+                detail: self.message,
+            },
+            code if crate::error::known_code(code) != "server_error"
+                && code != "consensus_unavailable" =>
+            {
+                Error::Remote {
+                    code: crate::error::known_code(code),
+                    message: self.message,
+                }
+            }
             _ => Error::ConsensusUnavailable {
                 detail: self.message,
             },
@@ -443,6 +457,39 @@ impl RemoteClient {
             what: "request",
             detail: e.to_string(),
         })?;
+        let (url, bytes) = self
+            .call_raw(path, body, "application/json", request_timeout)
+            .await?;
+        serde_json::from_slice(&bytes).map_err(|e| Error::ConsensusUnavailable {
+            detail: format!("{url} sent a reply that does not decode: {e}"),
+        })
+    }
+
+    /// POSTs a postcard request (the `/sync/*` calls), as [`RemoteClient::call`] does.
+    pub(crate) async fn call_postcard<Q: Serialize, R: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &Q,
+        request_timeout: Duration,
+    ) -> Result<R> {
+        let body = postcard::to_allocvec(body).expect("postcard encodes requests");
+        let (url, bytes) = self
+            .call_raw(path, body, "application/octet-stream", request_timeout)
+            .await?;
+        postcard::from_bytes(&bytes).map_err(|e| Error::ConsensusUnavailable {
+            detail: format!("{url} sent a reply that does not decode: {e}"),
+        })
+    }
+
+    /// POSTs `body`, following the leader and retrying until `patience` runs out; the URL
+    /// that answered and its reply.
+    async fn call_raw(
+        &self,
+        path: &str,
+        body: Vec<u8>,
+        content_type: &'static str,
+        request_timeout: Duration,
+    ) -> Result<(String, axum::body::Bytes)> {
         let deadline = Instant::now() + self.patience + request_timeout;
         let mut target = self.preferred.lock().clone();
         let mut backoff = Duration::from_millis(20);
@@ -454,7 +501,7 @@ impl RemoteClient {
                 .client
                 .post(&url)
                 .timeout(request_timeout)
-                .header("content-type", "application/json")
+                .header("content-type", content_type)
                 .body(body.clone())
                 .send()
                 .await;
@@ -465,11 +512,7 @@ impl RemoteClient {
                     let bytes = resp.bytes().await.unwrap_or_default();
                     if status.is_success() {
                         *self.preferred.lock() = target.clone();
-                        return serde_json::from_slice(&bytes).map_err(|e| {
-                            Error::ConsensusUnavailable {
-                                detail: format!("{url} sent a reply that does not decode: {e}"),
-                            }
-                        });
+                        return Ok((url, bytes));
                     }
                     let wire: Option<WireError> = serde_json::from_slice(&bytes).ok();
                     match wire {

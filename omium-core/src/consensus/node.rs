@@ -6,6 +6,7 @@
 //! | `POST /raft/append`, `/raft/vote`, `/raft/snapshot` | postcard | Raft RPCs between nodes |
 //! | `POST /api/broadcast`, `/api/broadcast_many`, `/api/ack`, `/api/ack_many`, `/api/await`, `/api/status`, `/api/message` | JSON | the coordinator |
 //! | `POST /cluster/init`, `/cluster/add`, `/cluster/remove`, `/cluster/status` | JSON | membership |
+//! | `POST /sync/missing`, `/sync/push`, `/sync/pull`, `/sync/chunks`, `/sync/executions` | postcard | remote sync (`crate::sync::cluster`) |
 //!
 //! A follower answers coordinator and admin calls that need the leader with `421` and the
 //! leader's address (`code: "not_leader"`); [`super::network::RemoteClient`] follows it.
@@ -34,6 +35,7 @@ use super::network::{
 use super::{MessageStatus, TypeConfig as C};
 use crate::error::{Error, Result};
 use crate::store::Store;
+use crate::sync;
 
 /// How to start a node.
 #[derive(Clone, Debug)]
@@ -109,8 +111,16 @@ impl Node {
             .route("/cluster/add", post(cluster_add))
             .route("/cluster/remove", post(cluster_remove))
             .route("/cluster/status", post(cluster_status))
+            .route("/sync/missing", post(sync_missing))
+            .route("/sync/push", post(sync_push))
+            .route("/sync/pull", post(sync_pull))
+            .route("/sync/chunks", post(sync_chunks))
+            .route("/sync/executions", post(sync_executions))
             .route("/healthz", axum::routing::get(healthz))
             .route("/readyz", axum::routing::get(readyz))
+            // Raft appends and sync pushes carry chunks (a push is at most
+            // `sync::MAX_BATCH_BYTES` of them, plus its records).
+            .layer(axum::extract::DefaultBodyLimit::max(64 << 20))
             .with_state(app);
         let server = tokio::spawn(async move {
             let _ = axum::serve(listener, router).await;
@@ -215,8 +225,8 @@ impl ClusterStatus {
 fn error_response(e: &Error) -> Response {
     let status = match e.code() {
         "invalid_message" | "invalid_argument" | "not_a_target" => StatusCode::BAD_REQUEST,
-        "message_not_found" => StatusCode::NOT_FOUND,
-        "consensus_violation" => StatusCode::CONFLICT,
+        "message_not_found" | "execution_not_found" => StatusCode::NOT_FOUND,
+        "consensus_violation" | "execution_leased" | "sync_conflict" => StatusCode::CONFLICT,
         _ => StatusCode::SERVICE_UNAVAILABLE,
     };
     (status, Json(WireError::from_error(e))).into_response()
@@ -259,6 +269,57 @@ fn raft_reply<T: Serialize, E: std::fmt::Display>(r: std::result::Result<T, E>) 
             .into_response(),
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
     }
+}
+
+/// A postcard reply of a `/sync/*` call.
+fn sync_reply<T: Serialize>(r: std::result::Result<T, ProposeError>) -> Response {
+    match r {
+        Ok(v) => postcard::to_allocvec(&v)
+            .expect("postcard encodes sync replies")
+            .into_response(),
+        Err(e) => propose_response(e),
+    }
+}
+
+fn sync_body<T: serde::de::DeserializeOwned>(what: &str, body: &[u8]) -> std::result::Result<T, Response> {
+    postcard::from_bytes(body).map_err(|e| {
+        error_response(&Error::InvalidArgument {
+            what: "sync request",
+            detail: format!("cannot decode {what}: {e}"),
+        })
+    })
+}
+
+async fn sync_missing(State(app): State<Shared>, body: Bytes) -> Response {
+    match sync_body("a list of chunk addresses", &body) {
+        Ok(h) => sync_reply(sync::cluster::missing(&app.engine, h).await),
+        Err(r) => r,
+    }
+}
+
+async fn sync_push(State(app): State<Shared>, body: Bytes) -> Response {
+    match sync_body("a sync batch", &body) {
+        Ok(b) => sync_reply(sync::cluster::push(&app.engine, b).await),
+        Err(r) => r,
+    }
+}
+
+async fn sync_pull(State(app): State<Shared>, body: Bytes) -> Response {
+    match sync_body("a pull request", &body) {
+        Ok(r) => sync_reply(sync::cluster::pull(&app.engine, r).await),
+        Err(r) => r,
+    }
+}
+
+async fn sync_chunks(State(app): State<Shared>, body: Bytes) -> Response {
+    match sync_body("a list of chunk addresses", &body) {
+        Ok(h) => sync_reply(sync::cluster::chunks(&app.engine, h).await),
+        Err(r) => r,
+    }
+}
+
+async fn sync_executions(State(app): State<Shared>) -> Response {
+    sync_reply(sync::cluster::executions(&app.engine).await)
 }
 
 fn bad_rpc(what: &str, e: impl std::fmt::Display) -> Response {

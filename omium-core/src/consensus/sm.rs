@@ -5,6 +5,7 @@
 //! | `m ‖ exec_key(16) ‖ seq(u64 BE)` | record `Message` (with its acknowledgements and status) |
 //! | `i ‖ message id` | `exec_key(16) ‖ seq(u64 BE)` |
 //! | `s ‖ exec_key(16)` | the execution's last `seq` (`u64` BE) |
+//! | `X …`, `C …`, `B …` | executions, checkpoints and chunks pushed by stores (`crate::sync`) |
 //!
 //! Its applied position, membership and current snapshot are in `raft_meta` (`sm_applied`,
 //! `sm_membership`, `snapshot`). One `apply` call is one atomic WriteBatch: the messages, the
@@ -144,6 +145,23 @@ struct Pending<'a> {
     messages: HashMap<Vec<u8>, Message>,
     counters: HashMap<ExecKey, u64>,
     index: HashMap<String, Vec<u8>>,
+    /// Synced records written by this `apply` call (`crate::sync`).
+    puts: HashMap<Vec<u8>, Vec<u8>>,
+}
+
+impl crate::sync::Kv for Pending<'_> {
+    fn get(&self, key: &[u8]) -> io::Result<Option<Vec<u8>>> {
+        if let Some(v) = self.puts.get(key) {
+            return Ok(Some(v.clone()));
+        }
+        self.db
+            .get_cf(cf(self.db, Cf::Consensus), key)
+            .map_err(|e| io_err("reading consensus", e))
+    }
+
+    fn put(&mut self, key: Vec<u8>, value: Vec<u8>) {
+        self.puts.insert(key, value);
+    }
 }
 
 impl Pending<'_> {
@@ -265,6 +283,22 @@ impl Pending<'_> {
                     .map(|c| self.apply(c, index))
                     .collect::<io::Result<_>>()?,
             ),
+            Command::Sync(batch) => Reply::Sync(crate::sync::apply_batch(self, batch, index)?),
+            Command::Claim {
+                execution_id,
+                store_id,
+                host,
+                lease_until_ms,
+                at_ms,
+            } => Reply::Sync(vec![crate::sync::apply_claim(
+                self,
+                execution_id,
+                store_id,
+                host,
+                *lease_until_ms,
+                *at_ms,
+                index,
+            )?]),
         })
     }
 
@@ -468,6 +502,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             messages: HashMap::new(),
             counters: HashMap::new(),
             index: HashMap::new(),
+            puts: HashMap::new(),
         };
         let mut last_applied = None;
         let mut membership = None;
@@ -503,6 +538,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         }
         for (ek, n) in &pending.counters {
             batch.put_cf(data, counter_key(ek), n.to_be_bytes());
+        }
+        for (k, v) in &pending.puts {
+            batch.put_cf(data, k, v);
         }
         let meta = cf(&db, Cf::RaftMeta);
         batch.put_cf(meta, APPLIED, Self::json(&last)?);

@@ -81,6 +81,7 @@ impl Exporter {
             what: "OTLP export",
             detail,
         };
+        crate::install_tls_provider();
         let mut b = opentelemetry_otlp::SpanExporter::builder()
             .with_http()
             .with_protocol(Protocol::HttpBinary);

@@ -1,0 +1,157 @@
+//! The node side of sync: what `omium node` answers on `/sync/*` (postcard bodies).
+//!
+//! | route | body → reply | does |
+//! |---|---|---|
+//! | `POST /sync/missing` | `Vec<[u8; 32]>` → `Vec<[u8; 32]>` | which of these chunks the cluster lacks |
+//! | `POST /sync/push` | [`SyncBatch`] → `Vec<SyncOutcome>` | verifies the chunks, appends the batch to the log |
+//! | `POST /sync/pull` | [`PullRequest`] → [`Pulled`] | claims the execution (through the log), returns it |
+//! | `POST /sync/chunks` | `Vec<[u8; 32]>` → `Vec<FetchedChunk>` | chunk bytes for a pull |
+//! | `POST /sync/executions` | `()` → `Vec<SyncedSummary>` | every synced execution, for `recover()` |
+//!
+//! Reads are linearizable (a read index on the leader), so they see every acknowledged push.
+
+use ulid::Ulid;
+
+use super::{
+    checkpoint_key, chunk_key, list_synced, read_synced, verify_chunks, FetchedChunk, Kv,
+    PullRequest, Pulled, SyncBatch, SyncOutcome, SyncedSummary,
+};
+use crate::codec;
+use crate::consensus::coordinator::{unexpected, Engine, ProposeResult};
+use crate::consensus::{Command, Reply};
+use crate::error::Error;
+use crate::store::{exec_key, now_ms, Cf, Store};
+
+/// Reads of the committed state through the node's store.
+struct Committed<'a>(&'a Store);
+
+impl Kv for Committed<'_> {
+    fn get(&self, key: &[u8]) -> std::io::Result<Option<Vec<u8>>> {
+        self.0
+            .get(Cf::Consensus, key)
+            .map_err(|e| std::io::Error::other(e.to_string()))
+    }
+
+    fn put(&mut self, _: Vec<u8>, _: Vec<u8>) {
+        unreachable!("reads only")
+    }
+}
+
+fn read_error(e: impl std::fmt::Display) -> Error {
+    Error::ConsensusUnavailable {
+        detail: format!("reading synced data: {e}"),
+    }
+}
+
+pub(crate) async fn missing(engine: &Engine, hashes: Vec<[u8; 32]>) -> ProposeResult<Vec<[u8; 32]>> {
+    engine.linearize().await?;
+    let kv = Committed(engine.store());
+    let mut out = Vec::new();
+    for h in hashes {
+        if kv.get(&chunk_key(&h)).map_err(read_error)?.is_none() {
+            out.push(h);
+        }
+    }
+    Ok(out)
+}
+
+pub(crate) async fn push(engine: &Engine, mut batch: SyncBatch) -> ProposeResult<Vec<SyncOutcome>> {
+    verify_chunks(&batch.chunks)?;
+    batch.at_ms = now_ms();
+    let n = batch.bundles.len();
+    match engine.propose(Command::Sync(batch)).await? {
+        Reply::Sync(outcomes) if outcomes.len() == n => Ok(outcomes),
+        other => Err(unexpected(other).into()),
+    }
+}
+
+pub(crate) async fn pull(engine: &Engine, req: PullRequest) -> ProposeResult<Pulled> {
+    if req.claim_ms > 0 {
+        let at_ms = now_ms();
+        let cmd = Command::Claim {
+            execution_id: req.execution_id.clone(),
+            store_id: req.store_id.clone(),
+            host: req.host.clone(),
+            lease_until_ms: at_ms + req.claim_ms,
+            at_ms,
+        };
+        match engine.propose(cmd).await? {
+            Reply::Sync(mut o) if o.len() == 1 => {
+                if let SyncOutcome::Rejected { code, detail } = o.remove(0) {
+                    return Err(outcome_error(&req.execution_id, &code, detail).into());
+                }
+            }
+            other => return Err(unexpected(other).into()),
+        }
+    } else {
+        engine.linearize().await?;
+    }
+    let store = engine.store();
+    let ek = exec_key(&req.execution_id);
+    let synced = read_synced(&Committed(store), &ek)
+        .map_err(read_error)?
+        .filter(|s| s.execution.id == req.execution_id)
+        .ok_or_else(|| Error::ExecutionNotFound {
+            id: req.execution_id.clone(),
+        })?;
+    let prefix = checkpoint_key(&ek, Ulid::nil());
+    let mut checkpoints = Vec::new();
+    for item in store.scan_prefix(Cf::Consensus, &prefix[..17]) {
+        let (k, v) = item?;
+        checkpoints.push(codec::decode("synced checkpoint", &|| crate::hex(&k), &v)?);
+    }
+    Ok(Pulled {
+        synced,
+        checkpoints,
+    })
+}
+
+pub(crate) async fn chunks(
+    engine: &Engine,
+    hashes: Vec<[u8; 32]>,
+) -> ProposeResult<Vec<FetchedChunk>> {
+    engine.linearize().await?;
+    let kv = Committed(engine.store());
+    let mut out = Vec::with_capacity(hashes.len());
+    for hash in hashes {
+        let stored = kv
+            .get(&chunk_key(&hash))
+            .map_err(read_error)?
+            .ok_or_else(|| Error::InvalidArgument {
+                what: "chunk",
+                detail: format!("the cluster has no chunk {}", crate::hex(&hash)),
+            })?;
+        out.push(FetchedChunk {
+            hash,
+            stored: (!stored.is_empty()).then_some(stored),
+        });
+    }
+    Ok(out)
+}
+
+pub(crate) async fn executions(engine: &Engine) -> ProposeResult<Vec<SyncedSummary>> {
+    engine.linearize().await?;
+    let store = engine.store();
+    let iter = store.scan_prefix(Cf::Consensus, b"X").map(|r| {
+        r.map(|(k, v)| (k.to_vec(), v.to_vec()))
+            .map_err(|e| std::io::Error::other(e.to_string()))
+    });
+    Ok(list_synced(iter).map_err(read_error)?)
+}
+
+/// The error a refused push or claim is reported as.
+pub fn outcome_error(execution: &str, code: &str, detail: String) -> Error {
+    match code {
+        "sync_conflict" => Error::SyncConflict {
+            execution: execution.into(),
+            detail,
+        },
+        "execution_not_found" => Error::ExecutionNotFound {
+            id: execution.into(),
+        },
+        other => Error::Remote {
+            code: crate::error::known_code(other),
+            message: detail,
+        },
+    }
+}

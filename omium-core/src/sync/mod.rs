@@ -1,0 +1,643 @@
+//! Remote sync: a local store pushes its executions to an Omium cluster, and another store
+//! pulls them from there to resume them.
+//!
+//! What travels is what the local store already holds: execution records, checkpoint records
+//! (the journal), the input and output, and the chunks of the states. Chunks are content
+//! addressed, so a push first asks the cluster which of the new checkpoints' chunks it lacks and
+//! sends only those (a set difference, as git does). A push is one [`SyncBatch`]: one Raft log
+//! entry, applied by every node into its `consensus` column family (so Raft snapshots carry the
+//! synced data too):
+//!
+//! | key | value |
+//! |---|---|
+//! | `X ‖ exec_key(16)` | [`Synced`]: the execution, its input and output, and [`SyncMeta`] |
+//! | `C ‖ exec_key(16) ‖ checkpoint id(16)` | the `Checkpoint` record |
+//! | `B ‖ blake3(32)` | the stored chunk (codec byte ‖ bytes); empty when it is in object storage |
+//!
+//! Conflicts are decided when the log entry is applied, so every node decides the same way:
+//! - **by lease**: the store that pushed last owns the execution until the lease it pushed
+//!   expires (the lease of the local run, or the claim a pull made). Another store's push or
+//!   pull before then is refused with `execution_leased`;
+//! - **by branch**: a push from a store that is not the last owner must start from the head
+//!   the cluster holds (its `base`, the head it last pushed or pulled). If the execution moved on
+//!   elsewhere since, the push is refused with `sync_conflict`, naming both heads. Nothing is
+//!   merged: the refused store keeps its checkpoints, and a human decides (pull to take the
+//!   cluster's branch after moving the local one aside, or fork).
+//!
+//! [`remote::Syncer`] runs the pushes (in the background, or before a step returns) and pulls.
+
+pub mod cluster;
+pub mod objects;
+pub mod remote;
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+
+use rocksdb::WriteBatch;
+use serde::{Deserialize, Serialize};
+use ulid::Ulid;
+
+use crate::audit::AuditDraft;
+use crate::checkpoint::Checkpoint;
+use crate::codec;
+use crate::error::{Error, Result};
+use crate::execution::{io_key, Execution, INPUT_SUFFIX, OUTPUT_SUFFIX};
+use crate::store::{exec_key, Cf, ExecKey, Store};
+
+pub use remote::{RemoteDurability, SyncConfig, SyncReport, Syncer};
+
+/// Longest a push's chunk bytes get before the rest goes in another log entry.
+pub const MAX_BATCH_BYTES: usize = 4 << 20;
+
+/// A chunk as stored (codec byte ‖ bytes), with its address and raw length so that a node can
+/// verify it before it enters the log.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Chunk {
+    pub hash: [u8; 32],
+    pub len: u32,
+    #[serde(with = "crate::codec::bytes")]
+    pub stored: Vec<u8>,
+}
+
+/// What a store pushes of one execution.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Bundle {
+    /// The pushing store's id (`Store::store_id`).
+    pub store_id: String,
+    pub host: String,
+    /// The cluster's head of this execution as this store last knew it (after its last push
+    /// or pull); `None` when it never synced this execution.
+    pub base: Option<Ulid>,
+    pub execution: Execution,
+    pub input: Option<Vec<u8>>,
+    pub output: Option<Vec<u8>>,
+    /// Checkpoints the cluster does not have from this store yet.
+    pub checkpoints: Vec<Checkpoint>,
+    /// Until when this store holds the execution (its run's lease; 0 when nobody runs it).
+    pub lease_until_ms: u64,
+}
+
+/// One push: chunks first, then the executions that use them. One Raft log entry.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct SyncBatch {
+    pub chunks: Vec<Chunk>,
+    /// Chunks uploaded to object storage (their addresses only).
+    pub external: Vec<[u8; 32]>,
+    pub bundles: Vec<Bundle>,
+    pub at_ms: u64,
+}
+
+/// Who holds a synced execution in the cluster, and where it stands.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncMeta {
+    /// The store that pushed or pulled it last.
+    pub owner: String,
+    pub owner_host: String,
+    pub head: Option<Ulid>,
+    /// The owner holds it until then; after that any store may pull it.
+    pub lease_until_ms: u64,
+    pub checkpoints: u64,
+    pub updated_at_ms: u64,
+    /// The log entry that changed it last.
+    pub log_index: u64,
+}
+
+/// A synced execution as a node stores it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Synced {
+    pub meta: SyncMeta,
+    pub execution: Execution,
+    pub input: Option<Vec<u8>>,
+    pub output: Option<Vec<u8>>,
+}
+
+/// What applying a push did to one execution.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SyncOutcome {
+    Accepted { head: Option<Ulid>, checkpoints: u64 },
+    Rejected { code: String, detail: String },
+}
+
+/// A pull's answer: the execution and every checkpoint the cluster holds of it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Pulled {
+    pub synced: Synced,
+    pub checkpoints: Vec<Checkpoint>,
+}
+
+/// `POST /sync/pull` body.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct PullRequest {
+    pub execution_id: String,
+    pub store_id: String,
+    pub host: String,
+    /// Take the execution over for this long (0: read it without taking it over).
+    pub claim_ms: u64,
+}
+
+/// A chunk a node sends back: its stored bytes, or `None` when it is in object storage.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct FetchedChunk {
+    pub hash: [u8; 32],
+    #[serde(with = "opt_bytes")]
+    pub stored: Option<Vec<u8>>,
+}
+
+mod opt_bytes {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    #[derive(Serialize, Deserialize)]
+    struct B(#[serde(with = "crate::codec::bytes")] Vec<u8>);
+
+    pub fn serialize<S: Serializer>(v: &Option<Vec<u8>>, s: S) -> Result<S::Ok, S::Error> {
+        v.as_ref().map(|b| B(b.clone())).serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<u8>>, D::Error> {
+        Ok(Option::<B>::deserialize(d)?.map(|b| b.0))
+    }
+}
+
+pub(crate) fn synced_key(ek: &ExecKey) -> Vec<u8> {
+    [&[b'X'][..], ek].concat()
+}
+
+pub(crate) fn checkpoint_key(ek: &ExecKey, id: Ulid) -> Vec<u8> {
+    [&[b'C'][..], ek, &id.to_bytes()].concat()
+}
+
+pub(crate) fn chunk_key(hash: &[u8; 32]) -> Vec<u8> {
+    [&[b'B'][..], hash].concat()
+}
+
+/// Reads and writes of the state machine while it applies one log entry.
+pub(crate) trait Kv {
+    fn get(&self, key: &[u8]) -> std::io::Result<Option<Vec<u8>>>;
+    fn put(&mut self, key: Vec<u8>, value: Vec<u8>);
+}
+
+fn io_decode(what: &'static str, key: &[u8], e: Error) -> std::io::Error {
+    std::io::Error::new(
+        std::io::ErrorKind::InvalidData,
+        format!("{what} at {}: {e}", crate::hex(key)),
+    )
+}
+
+pub(crate) fn read_synced(kv: &dyn Kv, ek: &ExecKey) -> std::io::Result<Option<Synced>> {
+    let key = synced_key(ek);
+    kv.get(&key)?
+        .map(|b| {
+            codec::decode("synced execution", &|| crate::hex(&key), &b)
+                .map_err(|e| io_decode("synced execution", &key, e))
+        })
+        .transpose()
+}
+
+fn rejected(code: &str, detail: String) -> SyncOutcome {
+    SyncOutcome::Rejected {
+        code: code.into(),
+        detail,
+    }
+}
+
+fn head_str(h: Option<Ulid>) -> String {
+    h.map(|h| h.to_string()).unwrap_or_else(|| "none".into())
+}
+
+/// Why `store` may not take `s` over at `at_ms`, if it may not.
+fn leased_by_other(s: &Synced, store: &str, at_ms: u64) -> Option<SyncOutcome> {
+    (s.meta.owner != store && s.meta.lease_until_ms > at_ms).then(|| {
+        rejected(
+            "execution_leased",
+            format!(
+                "execution {:?} is held by store {} on {} for {} ms more; it can be taken over \
+                 once that run ends or its lease expires",
+                s.execution.id,
+                s.meta.owner,
+                s.meta.owner_host,
+                s.meta.lease_until_ms - at_ms
+            ),
+        )
+    })
+}
+
+/// Applies a push (node side, inside the state machine).
+pub(crate) fn apply_batch(kv: &mut dyn Kv, b: &SyncBatch, index: u64) -> std::io::Result<Vec<SyncOutcome>> {
+    for c in &b.chunks {
+        kv.put(chunk_key(&c.hash), c.stored.clone());
+    }
+    for h in &b.external {
+        if kv.get(&chunk_key(h))?.is_none() {
+            kv.put(chunk_key(h), Vec::new());
+        }
+    }
+    let mut out = Vec::with_capacity(b.bundles.len());
+    for bundle in &b.bundles {
+        out.push(apply_bundle(kv, bundle, b.at_ms, index)?);
+    }
+    Ok(out)
+}
+
+fn apply_bundle(
+    kv: &mut dyn Kv,
+    b: &Bundle,
+    at_ms: u64,
+    index: u64,
+) -> std::io::Result<SyncOutcome> {
+    let id = &b.execution.id;
+    let ek = exec_key(id);
+    let existing = read_synced(kv, &ek)?;
+    if let Some(s) = &existing {
+        if &s.execution.id != id {
+            return Ok(rejected(
+                "invalid_argument",
+                format!("execution {id:?} collides with synced execution {:?}", s.execution.id),
+            ));
+        }
+        if let Some(r) = leased_by_other(s, &b.store_id, at_ms) {
+            return Ok(r);
+        }
+        if s.meta.owner != b.store_id && s.meta.head != b.base {
+            return Ok(rejected(
+                "sync_conflict",
+                format!(
+                    "execution {id:?} advanced elsewhere: the cluster's head is {} (pushed by \
+                     store {} on {}), but store {} on {} continued from {}; nothing was merged. \
+                     Keep one branch: pull the execution into a store without it, or fork this \
+                     store's branch under a new execution id",
+                    head_str(s.meta.head),
+                    s.meta.owner,
+                    s.meta.owner_host,
+                    b.store_id,
+                    b.host,
+                    head_str(b.base),
+                ),
+            ));
+        }
+    }
+    for c in &b.checkpoints {
+        if c.execution_id != *id {
+            return Ok(rejected(
+                "invalid_argument",
+                format!("checkpoint {} belongs to {:?}, not {id:?}", c.id, c.execution_id),
+            ));
+        }
+        for h in c.state.chunk_hashes() {
+            if kv.get(&chunk_key(h))?.is_none() {
+                return Ok(rejected(
+                    "sync_incomplete",
+                    format!(
+                        "checkpoint {} of {id:?} uses chunk {} that the cluster does not have; \
+                         push the chunk with it",
+                        c.id,
+                        crate::hex(h)
+                    ),
+                ));
+            }
+        }
+    }
+    for c in &b.checkpoints {
+        kv.put(checkpoint_key(&ek, c.id), codec::encode(c));
+    }
+    let (input, output) = match existing {
+        Some(s) => (b.input.clone().or(s.input), b.output.clone().or(s.output)),
+        None => (b.input.clone(), b.output.clone()),
+    };
+    let meta = SyncMeta {
+        owner: b.store_id.clone(),
+        owner_host: b.host.clone(),
+        head: b.execution.head,
+        lease_until_ms: b.lease_until_ms,
+        checkpoints: b.execution.checkpoint_count,
+        updated_at_ms: at_ms,
+        log_index: index,
+    };
+    let synced = Synced {
+        meta,
+        execution: b.execution.clone(),
+        input,
+        output,
+    };
+    kv.put(synced_key(&ek), codec::encode(&synced));
+    Ok(SyncOutcome::Accepted {
+        head: b.execution.head,
+        checkpoints: b.execution.checkpoint_count,
+    })
+}
+
+/// Applies a pull's claim: `store` holds the execution until `lease_until_ms`.
+pub(crate) fn apply_claim(
+    kv: &mut dyn Kv,
+    execution_id: &str,
+    store: &str,
+    host: &str,
+    lease_until_ms: u64,
+    at_ms: u64,
+    index: u64,
+) -> std::io::Result<SyncOutcome> {
+    let ek = exec_key(execution_id);
+    let Some(mut s) = read_synced(kv, &ek)?.filter(|s| s.execution.id == execution_id) else {
+        return Ok(rejected(
+            "execution_not_found",
+            format!("execution {execution_id:?} was never pushed to this cluster"),
+        ));
+    };
+    if let Some(r) = leased_by_other(&s, store, at_ms) {
+        return Ok(r);
+    }
+    s.meta.owner = store.into();
+    s.meta.owner_host = host.into();
+    s.meta.lease_until_ms = lease_until_ms;
+    s.meta.updated_at_ms = at_ms;
+    s.meta.log_index = index;
+    kv.put(synced_key(&ek), codec::encode(&s));
+    Ok(SyncOutcome::Accepted {
+        head: s.meta.head,
+        checkpoints: s.meta.checkpoints,
+    })
+}
+
+/// Verifies pushed chunks before they are proposed: each must decode to its length and hash.
+pub fn verify_chunks(chunks: &[Chunk]) -> Result<()> {
+    for c in chunks {
+        let data = crate::blob::decode_chunk(&c.stored, c.len as usize).map_err(|d| {
+            Error::InvalidArgument {
+                what: "pushed chunk",
+                detail: format!("chunk {} cannot be decoded: {d}", crate::hex(&c.hash)),
+            }
+        })?;
+        if blake3::hash(&data).as_bytes() != &c.hash {
+            return Err(Error::InvalidArgument {
+                what: "pushed chunk",
+                detail: format!(
+                    "chunk {} does not match its address (corrupt in transit or at the sender)",
+                    crate::hex(&c.hash)
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// What this store has pushed of one execution (`meta` family, `sync/‖exec_key`).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub(crate) struct SyncState {
+    /// The cluster's head after this store's last push or pull.
+    pub base: Option<Ulid>,
+    /// Checkpoints the cluster has (pushed from here or pulled).
+    pub pushed: BTreeSet<Ulid>,
+    /// blake3 of the execution record last pushed.
+    pub record: [u8; 32],
+    pub input_sent: bool,
+    pub output_sent: bool,
+}
+
+fn state_key(ek: &ExecKey) -> Vec<u8> {
+    [&b"sync/"[..], ek].concat()
+}
+
+const STORE_ID: &[u8] = b"store_id";
+
+/// A push of one execution being assembled.
+pub(crate) struct Outgoing {
+    pub bundle: Bundle,
+    pub state: SyncState,
+}
+
+impl Store {
+    /// This store's stable id (a ULID made on first use), naming it in the cluster.
+    pub fn store_id(&self) -> Result<String> {
+        if let Some(b) = self.get(Cf::Meta, STORE_ID)? {
+            return Ok(String::from_utf8_lossy(&b).into_owned());
+        }
+        self.require_writer("naming the store for sync")?;
+        let id = Ulid::new().to_string();
+        self.inner
+            .db
+            .put_cf(self.cf(Cf::Meta), STORE_ID, id.as_bytes())
+            .map_err(|e| Error::storage("writing meta", e))?;
+        Ok(id)
+    }
+
+    pub(crate) fn sync_state(&self, ek: &ExecKey) -> Result<SyncState> {
+        let key = state_key(ek);
+        Ok(match self.get(Cf::Meta, &key)? {
+            Some(b) => codec::decode("sync state", &|| crate::hex(&key), &b)?,
+            None => SyncState::default(),
+        })
+    }
+
+    pub(crate) fn put_sync_state(&self, ek: &ExecKey, s: &SyncState) -> Result<()> {
+        let mut wo = rocksdb::WriteOptions::default();
+        wo.set_sync(self.inner.durability == crate::Durability::Sync);
+        self.inner
+            .db
+            .put_cf_opt(self.cf(Cf::Meta), state_key(ek), codec::encode(s), &wo)
+            .map_err(|e| Error::storage("writing sync state", e))
+    }
+
+    /// What of `execution_id` the cluster lacks, or `None` when it has everything.
+    pub(crate) fn outgoing(&self, execution_id: &str, store_id: &str) -> Result<Option<Outgoing>> {
+        let ek = exec_key(execution_id);
+        let Some(bytes) = self.get(Cf::Executions, &ek)? else {
+            return Ok(None); // deleted since it was marked
+        };
+        let execution: Execution =
+            codec::decode("execution", &|| format!("{execution_id:?}"), &bytes)?;
+        let state = self.sync_state(&ek)?;
+        let record = *blake3::hash(&bytes).as_bytes();
+        let mut checkpoints = Vec::new();
+        for item in self.scan_prefix(Cf::Checkpoints, &ek) {
+            let (k, v) = item?;
+            let id = Ulid::from_bytes(k[16..32].try_into().expect("checkpoint keys are 32 bytes"));
+            if !state.pushed.contains(&id) {
+                checkpoints.push(codec::decode("checkpoint", &|| crate::hex(&k), &v)?);
+            }
+        }
+        if checkpoints.is_empty() && record == state.record {
+            return Ok(None);
+        }
+        let input = match execution.has_input && !state.input_sent {
+            true => self.get(Cf::Executions, &io_key(execution_id, INPUT_SUFFIX))?,
+            false => None,
+        };
+        let output = match execution.has_output && !state.output_sent {
+            true => self.get(Cf::Executions, &io_key(execution_id, OUTPUT_SUFFIX))?,
+            false => None,
+        };
+        let lease_until_ms = execution
+            .lease
+            .as_ref()
+            .map(|l| l.expires_at_ms)
+            .unwrap_or(0);
+        let mut next = state.clone();
+        next.base = execution.head;
+        next.pushed.extend(checkpoints.iter().map(|c: &Checkpoint| c.id));
+        next.record = record;
+        next.input_sent |= input.is_some();
+        next.output_sent |= output.is_some();
+        Ok(Some(Outgoing {
+            bundle: Bundle {
+                store_id: store_id.into(),
+                host: crate::execution::hostname(),
+                base: state.base,
+                execution,
+                input,
+                output,
+                checkpoints,
+                lease_until_ms,
+            },
+            state: next,
+        }))
+    }
+
+    /// Which of these chunks the store holds, as stored.
+    pub(crate) fn stored_chunks(&self, hashes: &[[u8; 32]]) -> Result<Vec<Option<Vec<u8>>>> {
+        hashes
+            .iter()
+            .map(|h| self.get(Cf::Chunks, h))
+            .collect()
+    }
+
+    /// Puts pulled chunks (already verified) into the store.
+    pub(crate) fn put_chunks(&self, chunks: &[([u8; 32], Vec<u8>)]) -> Result<()> {
+        let mut batch = WriteBatch::default();
+        for (h, stored) in chunks {
+            batch.put_cf(self.cf(Cf::Chunks), h, stored);
+        }
+        self.inner
+            .db
+            .write(batch)
+            .map_err(|e| Error::storage("writing pulled chunks", e))
+    }
+
+    /// Makes a pulled execution this store's: its checkpoints, input and output, and the
+    /// execution record with no lease, so that re-running it resumes it here. Refused when this
+    /// store has checkpoints of it that the cluster does not (they would be lost), or runs it.
+    pub(crate) fn import_pulled(&self, p: &Pulled) -> Result<()> {
+        let exec = &p.synced.execution;
+        let id = exec.id.clone();
+        let ek = exec_key(&id);
+        let theirs: HashSet<Ulid> = p.checkpoints.iter().map(|c| c.id).collect();
+        let mut state = self.sync_state(&ek)?;
+        let mut mine = BTreeSet::new();
+        for item in self.scan_prefix(Cf::Checkpoints, &ek) {
+            let (k, _) = item?;
+            mine.insert(Ulid::from_bytes(k[16..32].try_into().expect("32-byte keys")));
+        }
+        let unsynced: Vec<String> = mine
+            .iter()
+            .filter(|c| !theirs.contains(c))
+            .map(|c| c.to_string())
+            .collect();
+        if !unsynced.is_empty() {
+            return Err(Error::SyncConflict {
+                execution: id.clone(),
+                detail: format!(
+                    "this store has {} checkpoint(s) of it the cluster does not ({}); pulling \
+                     would abandon them. Push them, or delete or fork the local execution first",
+                    unsynced.len(),
+                    unsynced.iter().take(3).cloned().collect::<Vec<_>>().join(", ")
+                ),
+            });
+        }
+        let missing: Vec<[u8; 32]> = {
+            let mut seen = HashSet::new();
+            p.checkpoints
+                .iter()
+                .flat_map(|c| c.state.chunk_hashes())
+                .filter(|h| seen.insert(**h))
+                .filter(|h| {
+                    !self
+                        .get(Cf::Chunks, &h[..])
+                        .map(|v| v.is_some())
+                        .unwrap_or(false)
+                })
+                .copied()
+                .collect()
+        };
+        if let Some(h) = missing.first() {
+            return Err(Error::Integrity {
+                checkpoint: String::new(),
+                execution: id.clone(),
+                detail: format!("chunk {} was not fetched before the import", crate::hex(h)),
+            });
+        }
+        let mut batch = WriteBatch::default();
+        for c in p.checkpoints.iter().filter(|c| !mine.contains(&c.id)) {
+            self.put_checkpoint(&mut batch, &ek, c);
+        }
+        if let Some(i) = &p.synced.input {
+            batch.put_cf(self.cf(Cf::Executions), io_key(&id, INPUT_SUFFIX), i);
+        }
+        if let Some(o) = &p.synced.output {
+            batch.put_cf(self.cf(Cf::Executions), io_key(&id, OUTPUT_SUFFIX), o);
+        }
+        let mut record = exec.clone();
+        record.lease = None;
+        let from = format!("{} on {}", p.synced.meta.owner, p.synced.meta.owner_host);
+        self.apply(&id, batch, None, |st, _, audit| {
+            if st.running {
+                return Err(Error::InvalidState {
+                    execution: id.clone(),
+                    status: "running".into(),
+                    detail: "this process runs it; finish that run before pulling".into(),
+                });
+            }
+            st.exec = Some(record.clone());
+            audit.push(AuditDraft::new(
+                "execution.pull",
+                format!("execution/{id}"),
+                serde_json::json!({"from": from, "head": head_str(record.head),
+                    "checkpoints": record.checkpoint_count})
+                .to_string(),
+            ));
+            Ok(())
+        })?;
+        state.base = exec.head;
+        state.pushed = theirs.into_iter().collect();
+        state.record = *blake3::hash(&codec::encode(&record)).as_bytes();
+        state.input_sent = p.synced.input.is_some() || state.input_sent;
+        state.output_sent = p.synced.output.is_some() || state.output_sent;
+        self.put_sync_state(&ek, &state)
+    }
+}
+
+/// Summary of a synced execution (`/sync/executions`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SyncedSummary {
+    pub execution: Execution,
+    pub meta: SyncMeta,
+}
+
+/// Every synced execution in a node's state machine.
+pub(crate) fn list_synced(
+    iter: impl Iterator<Item = std::io::Result<(Vec<u8>, Vec<u8>)>>,
+) -> std::io::Result<Vec<SyncedSummary>> {
+    let mut out = Vec::new();
+    for item in iter {
+        let (k, v) = item?;
+        let s: Synced = codec::decode("synced execution", &|| crate::hex(&k), &v)
+            .map_err(|e| io_decode("synced execution", &k, e))?;
+        out.push(SyncedSummary {
+            execution: s.execution,
+            meta: s.meta,
+        });
+    }
+    Ok(out)
+}
+
+/// Keys of the chunks a set of checkpoints uses, each once, in order.
+pub(crate) fn chunk_refs(checkpoints: &[Checkpoint]) -> Vec<([u8; 32], u32)> {
+    let mut seen = BTreeMap::new();
+    let mut out = Vec::new();
+    for c in checkpoints {
+        if let crate::StateRef::Chunked(m) = &c.state {
+            for r in &m.chunks {
+                if seen.insert(r.hash, ()).is_none() {
+                    out.push((r.hash, r.len));
+                }
+            }
+        }
+    }
+    out
+}

@@ -1,0 +1,576 @@
+//! The store side of sync: a [`Syncer`] attached to a store pushes the executions the store
+//! changes to a cluster, and pulls executions from it.
+//!
+//! Every change of an execution marks it dirty (one set insert in [`Store::apply`]). A thread
+//! pushes the dirty executions in rounds: what each lacks in the cluster ([`Store::outgoing`]),
+//! one set-difference query for the chunks, then one push (one Raft log entry) for the whole
+//! round. With [`RemoteDurability::Background`] steps never wait for it; with
+//! [`RemoteDurability::Sync`] a step returns once the round holding it is committed in the
+//! cluster, and concurrent steps share rounds (group commit over Raft).
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use parking_lot::{Condvar, Mutex};
+use serde::Serialize;
+
+use super::objects::{ObjectConfig, Objects};
+use super::{
+    chunk_refs, cluster::outcome_error, Chunk, FetchedChunk, Outgoing, PullRequest, Pulled,
+    SyncBatch, SyncOutcome, SyncedSummary, MAX_BATCH_BYTES,
+};
+use crate::consensus::network::RemoteClient;
+use crate::error::{Error, Result};
+use crate::execution::Status;
+use crate::store::{exec_key, now_ms, Inner, Store};
+
+/// When a step's changes reach the cluster.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum RemoteDurability {
+    /// Pushed by a background thread within `interval`; a step never waits for the network.
+    #[default]
+    Background,
+    /// A step returns once its checkpoint is committed in the cluster.
+    Sync,
+}
+
+impl RemoteDurability {
+    pub fn parse(s: &str) -> Result<RemoteDurability> {
+        match s {
+            "background" => Ok(RemoteDurability::Background),
+            "sync" => Ok(RemoteDurability::Sync),
+            other => Err(Error::InvalidArgument {
+                what: "remote durability",
+                detail: format!("{other:?} is not one of \"background\", \"sync\""),
+            }),
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RemoteDurability::Background => "background",
+            RemoteDurability::Sync => "sync",
+        }
+    }
+}
+
+/// How a store syncs.
+#[derive(Clone, Debug)]
+pub struct SyncConfig {
+    /// Cluster node addresses (`host:port`); any one that is up will do.
+    pub nodes: Vec<String>,
+    pub durability: RemoteDurability,
+    /// How long a background round waits for more changes before it pushes.
+    pub interval: Duration,
+    /// How long a pull holds the execution for this store before another may take it.
+    pub claim: Duration,
+    /// Chunks go to object storage instead of the Raft log.
+    pub objects: Option<ObjectConfig>,
+}
+
+impl Default for SyncConfig {
+    fn default() -> Self {
+        SyncConfig {
+            nodes: Vec::new(),
+            durability: RemoteDurability::Background,
+            interval: Duration::from_millis(50),
+            claim: Duration::from_secs(30),
+            objects: None,
+        }
+    }
+}
+
+/// Counters of what a syncer sent and received since it started.
+#[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
+pub struct SyncReport {
+    pub rounds: u64,
+    pub executions_pushed: u64,
+    pub checkpoints_pushed: u64,
+    /// Raw bytes of the pushed checkpoints' states.
+    pub state_bytes: u64,
+    /// Chunks the pushed checkpoints use that the cluster already had (not sent).
+    pub chunks_skipped: u64,
+    pub chunks_sent: u64,
+    /// Stored (compressed) bytes of the chunks sent.
+    pub chunk_bytes_sent: u64,
+    /// Every request body sent, records included.
+    pub bytes_sent: u64,
+    pub executions_pulled: u64,
+    pub chunks_fetched: u64,
+    /// Executions whose push the cluster refused, with the error (`sync_conflict`,
+    /// `execution_leased`), until a later push of them goes through.
+    pub conflicts: BTreeMap<String, String>,
+    /// The last round's error, when it failed as a whole (cluster unreachable).
+    pub last_error: Option<String>,
+}
+
+#[derive(Default)]
+struct Queue {
+    dirty: BTreeSet<String>,
+    /// Generation of the last mark; a round takes everything marked up to a generation.
+    marked: u64,
+    /// Every mark up to this generation went through a finished round.
+    done: u64,
+    /// Recent failures: (first generation, last generation, execution or all, error).
+    failures: VecDeque<(u64, u64, Option<String>, Error)>,
+    closed: bool,
+}
+
+struct Shared {
+    store: Weak<Inner>,
+    store_id: String,
+    host: String,
+    config: SyncConfig,
+    client: RemoteClient,
+    objects: Option<Objects>,
+    rt: tokio::runtime::Runtime,
+    queue: Mutex<Queue>,
+    changed: Condvar,
+    report: Mutex<SyncReport>,
+    bytes_sent: AtomicU64,
+}
+
+/// Pushes a store's executions to a cluster and pulls them from it. Attach one with
+/// [`Store::attach_sync`]; the store keeps it until it closes.
+#[derive(Clone)]
+pub struct Syncer {
+    shared: Arc<Shared>,
+}
+
+const REQUEST: Duration = Duration::from_secs(30);
+/// Chunks asked for in one `/sync/chunks` call.
+const FETCH_GROUP: usize = 256;
+
+fn error_clone(e: &Error) -> Error {
+    Error::Remote {
+        code: e.code(),
+        message: e.to_string(),
+    }
+}
+
+impl Syncer {
+    fn start(store: &Store, config: SyncConfig) -> Result<Syncer> {
+        store.require_writer("syncing to a cluster")?;
+        let client = RemoteClient::new(&config.nodes)?;
+        let objects = config.objects.as_ref().map(Objects::new).transpose()?;
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("omium-sync-io")
+            .enable_all()
+            .build()
+            .map_err(|e| Error::InvalidArgument {
+                what: "sync",
+                detail: format!("cannot start its runtime: {e}"),
+            })?;
+        let shared = Arc::new(Shared {
+            store: Arc::downgrade(&store.inner),
+            store_id: store.store_id()?,
+            host: crate::execution::hostname(),
+            config,
+            client,
+            objects,
+            rt,
+            queue: Mutex::new(Queue::default()),
+            changed: Condvar::new(),
+            report: Mutex::new(SyncReport::default()),
+            bytes_sent: AtomicU64::new(0),
+        });
+        let s = shared.clone();
+        std::thread::Builder::new()
+            .name("omium-sync".into())
+            .spawn(move || Syncer { shared: s }.run())
+            .map_err(|e| Error::InvalidArgument {
+                what: "sync",
+                detail: format!("cannot start its thread: {e}"),
+            })?;
+        Ok(Syncer { shared })
+    }
+
+    pub fn config(&self) -> &SyncConfig {
+        &self.shared.config
+    }
+
+    pub fn store_id(&self) -> &str {
+        &self.shared.store_id
+    }
+
+    /// Marks an execution changed; the next round pushes it.
+    pub(crate) fn mark(&self, execution_id: &str) {
+        let mut q = self.shared.queue.lock();
+        if !q.dirty.contains(execution_id) {
+            q.dirty.insert(execution_id.to_string());
+        }
+        q.marked += 1;
+        self.shared.changed.notify_all();
+    }
+
+    pub(crate) fn close(&self) {
+        self.shared.queue.lock().closed = true;
+        self.shared.changed.notify_all();
+    }
+
+    /// Waits until every change made so far is pushed (or `timeout` passes). The error of the
+    /// round that held them, if it failed; for `execution`, only a refusal of that execution
+    /// or a failure of the whole round counts.
+    pub fn flush(&self, execution: Option<&str>, timeout: Duration) -> Result<()> {
+        let deadline = std::time::Instant::now() + timeout;
+        let mut q = self.shared.queue.lock();
+        let target = q.marked;
+        while q.done < target {
+            if self.shared.changed.wait_until(&mut q, deadline).timed_out() {
+                return Err(Error::ServerUnavailable {
+                    url: self.shared.config.nodes.join(","),
+                    detail: format!(
+                        "changes were not pushed within {timeout:?} ({} execution(s) waiting)",
+                        q.dirty.len()
+                    ),
+                });
+            }
+        }
+        let failed = q.failures.iter().rev().find(|(lo, hi, exec, _)| {
+            *lo <= target
+                && target <= *hi
+                && match (exec, execution) {
+                    (None, _) => true,
+                    (Some(e), Some(x)) => e == x,
+                    (Some(_), None) => true,
+                }
+        });
+        match failed {
+            Some((_, _, _, e)) => Err(error_clone(e)),
+            None => Ok(()),
+        }
+    }
+
+    /// With `remote_durability="sync"`: waits for the round holding this execution's changes.
+    pub(crate) fn barrier(&self, execution_id: &str) -> Result<()> {
+        if self.shared.config.durability != RemoteDurability::Sync {
+            return Ok(());
+        }
+        self.flush(Some(execution_id), REQUEST * 2)
+    }
+
+    /// What was sent and received so far.
+    pub fn report(&self) -> SyncReport {
+        let mut r = self.shared.report.lock().clone();
+        r.bytes_sent = self.shared.bytes_sent.load(Ordering::Relaxed);
+        r
+    }
+
+    fn store(&self) -> Result<Store> {
+        self.shared
+            .store
+            .upgrade()
+            .map(|inner| Store { inner })
+            .ok_or_else(|| Error::InvalidState {
+                execution: String::new(),
+                status: "closed".into(),
+                detail: "the store was closed".into(),
+            })
+    }
+
+    fn run(self) {
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            let (ids, hi) = {
+                let mut q = self.shared.queue.lock();
+                while q.dirty.is_empty() && !q.closed {
+                    self.shared.changed.wait(&mut q);
+                }
+                if q.dirty.is_empty() {
+                    return;
+                }
+                if self.shared.config.durability == RemoteDurability::Background && !q.closed {
+                    // Let a burst of steps gather into one round.
+                    let until = std::time::Instant::now() + self.shared.config.interval;
+                    self.shared.changed.wait_until(&mut q, until);
+                }
+                (std::mem::take(&mut q.dirty), q.marked)
+            };
+            let Ok(store) = self.store() else { return };
+            let outcome = self.push_round(&store, &ids);
+            drop(store);
+            let mut q = self.shared.queue.lock();
+            let lo = q.done + 1;
+            match outcome {
+                Ok(refused) => {
+                    backoff = Duration::from_millis(100);
+                    for (id, e) in refused {
+                        q.failures.push_back((lo, hi, Some(id), e));
+                    }
+                    self.shared.report.lock().last_error = None;
+                }
+                Err(e) => {
+                    self.shared.report.lock().last_error = Some(e.to_string());
+                    q.dirty.extend(ids);
+                    q.failures.push_back((lo, hi, None, e));
+                }
+            }
+            while q.failures.len() > 256 {
+                q.failures.pop_front();
+            }
+            let failed_whole = q.failures.back().is_some_and(|f| f.1 == hi && f.2.is_none());
+            q.done = hi;
+            self.shared.changed.notify_all();
+            if failed_whole && !q.closed {
+                drop(q);
+                std::thread::sleep(backoff);
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+
+    fn post<Q: Serialize, R: serde::de::DeserializeOwned>(&self, path: &str, body: &Q) -> Result<R> {
+        let size = postcard::experimental::serialized_size(body).unwrap_or(0) as u64;
+        self.shared.bytes_sent.fetch_add(size, Ordering::Relaxed);
+        self.shared
+            .rt
+            .block_on(self.shared.client.call_postcard(path, body, REQUEST))
+    }
+
+    /// Pushes these executions; the ones the cluster refused, with why.
+    fn push_round(&self, store: &Store, ids: &BTreeSet<String>) -> Result<Vec<(String, Error)>> {
+        let mut outs: Vec<Outgoing> = Vec::new();
+        for id in ids {
+            if let Some(o) = store.outgoing(id, &self.shared.store_id)? {
+                outs.push(o);
+            }
+        }
+        if outs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let all: Vec<_> = outs
+            .iter()
+            .flat_map(|o| o.bundle.checkpoints.iter().cloned())
+            .collect();
+        let refs = chunk_refs(&all);
+        let missing: BTreeSet<[u8; 32]> = if refs.is_empty() {
+            BTreeSet::new()
+        } else {
+            let hashes: Vec<[u8; 32]> = refs.iter().map(|r| r.0).collect();
+            self.post::<_, Vec<[u8; 32]>>("/sync/missing", &hashes)?
+                .into_iter()
+                .collect()
+        };
+        let send: Vec<([u8; 32], u32)> = refs
+            .iter()
+            .filter(|r| missing.contains(&r.0))
+            .copied()
+            .collect();
+        let stored = store.stored_chunks(&send.iter().map(|r| r.0).collect::<Vec<_>>())?;
+        let mut chunks = Vec::with_capacity(send.len());
+        for ((hash, len), s) in send.iter().zip(stored) {
+            let stored = s.ok_or_else(|| Error::Integrity {
+                checkpoint: String::new(),
+                execution: String::new(),
+                detail: format!("chunk {} is missing from the store", crate::hex(hash)),
+            })?;
+            chunks.push(Chunk {
+                hash: *hash,
+                len: *len,
+                stored,
+            });
+        }
+        let chunk_bytes: u64 = chunks.iter().map(|c| c.stored.len() as u64).sum();
+        let n_chunks = chunks.len() as u64;
+        let mut batch = SyncBatch::default();
+        match &self.shared.objects {
+            Some(objects) => {
+                self.shared.rt.block_on(async {
+                    for c in &chunks {
+                        objects.put(&c.hash, c.stored.clone()).await?;
+                    }
+                    Ok::<_, Error>(())
+                })?;
+                self.shared
+                    .bytes_sent
+                    .fetch_add(chunk_bytes, Ordering::Relaxed);
+                batch.external = chunks.iter().map(|c| c.hash).collect();
+            }
+            None => {
+                // Chunks beyond one entry's worth go ahead in entries of their own.
+                let mut size = 0;
+                let mut group = Vec::new();
+                for c in chunks {
+                    size += c.stored.len();
+                    group.push(c);
+                    if size >= MAX_BATCH_BYTES {
+                        let b = SyncBatch {
+                            chunks: std::mem::take(&mut group),
+                            ..SyncBatch::default()
+                        };
+                        self.post::<_, Vec<SyncOutcome>>("/sync/push", &b)?;
+                        size = 0;
+                    }
+                }
+                batch.chunks = group;
+            }
+        }
+        batch.bundles = outs.iter().map(|o| o.bundle.clone()).collect();
+        let outcomes: Vec<SyncOutcome> = self.post("/sync/push", &batch)?;
+        let mut refused = Vec::new();
+        let mut report = self.shared.report.lock();
+        report.rounds += 1;
+        report.chunks_sent += n_chunks;
+        report.chunk_bytes_sent += chunk_bytes;
+        report.chunks_skipped += (refs.len() - send.len()) as u64;
+        for (o, outcome) in outs.iter().zip(outcomes) {
+            let id = &o.bundle.execution.id;
+            match outcome {
+                SyncOutcome::Accepted { .. } => {
+                    store.put_sync_state(&exec_key(id), &o.state)?;
+                    report.conflicts.remove(id);
+                    report.executions_pushed += 1;
+                    report.checkpoints_pushed += o.bundle.checkpoints.len() as u64;
+                    report.state_bytes += o.bundle.checkpoints.iter().map(|c| c.raw_size).sum::<u64>();
+                }
+                SyncOutcome::Rejected { code, detail } => {
+                    let e = outcome_error(id, &code, detail);
+                    report.conflicts.insert(id.clone(), e.to_string());
+                    refused.push((id.clone(), e));
+                }
+            }
+        }
+        Ok(refused)
+    }
+
+    /// Fetches an execution from the cluster into this store and takes it over (for `claim`
+    /// of the config), so that running it here resumes it. Refused while another store's
+    /// lease on it lasts (`execution_leased`) or when this store has checkpoints of it the
+    /// cluster does not (`sync_conflict`).
+    pub fn pull(&self, execution_id: &str) -> Result<crate::Execution> {
+        let store = self.store()?;
+        store.require_writer("pulling an execution")?;
+        let req = PullRequest {
+            execution_id: execution_id.into(),
+            store_id: self.shared.store_id.clone(),
+            host: self.shared.host.clone(),
+            claim_ms: self.shared.config.claim.as_millis() as u64,
+        };
+        let pulled: Pulled = self.post("/sync/pull", &req)?;
+        let refs = chunk_refs(&pulled.checkpoints);
+        let lens: BTreeMap<[u8; 32], u32> = refs.iter().copied().collect();
+        let have = store.stored_chunks(&refs.iter().map(|r| r.0).collect::<Vec<_>>())?;
+        let need: Vec<[u8; 32]> = refs
+            .iter()
+            .zip(have)
+            .filter(|(_, h)| h.is_none())
+            .map(|(r, _)| r.0)
+            .collect();
+        let mut fetched = 0u64;
+        for group in need.chunks(FETCH_GROUP) {
+            let got: Vec<FetchedChunk> = self.post("/sync/chunks", &group.to_vec())?;
+            let mut put = Vec::with_capacity(got.len());
+            for f in got {
+                let stored = match f.stored {
+                    Some(s) => s,
+                    None => {
+                        let objects = self.shared.objects.as_ref().ok_or_else(|| {
+                            Error::InvalidArgument {
+                                what: "object storage",
+                                detail: format!(
+                                    "chunk {} of {execution_id:?} is in object storage, and this \
+                                     store has none configured (objects=s3://...)",
+                                    crate::hex(&f.hash)
+                                ),
+                            }
+                        })?;
+                        self.shared.rt.block_on(objects.get(&f.hash))?
+                    }
+                };
+                let chunk = Chunk {
+                    hash: f.hash,
+                    len: lens.get(&f.hash).copied().unwrap_or(0),
+                    stored,
+                };
+                super::verify_chunks(std::slice::from_ref(&chunk)).map_err(|e| {
+                    Error::Integrity {
+                        checkpoint: String::new(),
+                        execution: execution_id.into(),
+                        detail: format!("a pulled chunk is corrupt: {e}"),
+                    }
+                })?;
+                put.push((chunk.hash, chunk.stored));
+            }
+            fetched += put.len() as u64;
+            store.put_chunks(&put)?;
+        }
+        store.import_pulled(&pulled)?;
+        let mut r = self.shared.report.lock();
+        r.executions_pulled += 1;
+        r.chunks_fetched += fetched;
+        drop(r);
+        store.execution(execution_id)
+    }
+
+    /// Every execution the cluster holds.
+    pub fn remote_executions(&self) -> Result<Vec<SyncedSummary>> {
+        self.post("/sync/executions", &())
+    }
+
+    /// Executions in the cluster that another store left unfinished and no longer holds:
+    /// what `recover()` pulls before it resumes.
+    pub fn abandoned(&self) -> Result<Vec<SyncedSummary>> {
+        let now = now_ms();
+        Ok(self
+            .remote_executions()?
+            .into_iter()
+            .filter(|s| {
+                matches!(s.execution.status, Status::Running | Status::Pending)
+                    && s.meta.owner != self.shared.store_id
+                    && s.meta.lease_until_ms <= now
+            })
+            .collect())
+    }
+}
+
+impl Store {
+    /// Starts syncing this store to a cluster. One syncer per store handle; a second call is
+    /// refused.
+    pub fn attach_sync(&self, config: SyncConfig) -> Result<Syncer> {
+        let already = |s: &Syncer| Error::InvalidState {
+            execution: String::new(),
+            status: "syncing".into(),
+            detail: format!(
+                "this store already syncs to {}",
+                s.shared.config.nodes.join(", ")
+            ),
+        };
+        if let Some(s) = self.inner.sync.get() {
+            return Err(already(s));
+        }
+        let s = Syncer::start(self, config)?;
+        if let Err(s) = self.inner.sync.set(s) {
+            s.close();
+            return Err(already(self.inner.sync.get().expect("set by another thread")));
+        }
+        let s = self.inner.sync.get().expect("set above");
+        // Everything changed before the syncer existed is pushed by its first round.
+        for e in self.executions()? {
+            s.mark(&e.id);
+        }
+        Ok(s.clone())
+    }
+
+    /// The syncer of this store, if one is attached.
+    pub fn syncer(&self) -> Option<Syncer> {
+        self.inner.sync.get().cloned()
+    }
+
+    pub(crate) fn mark_changed(&self, execution_id: &str) {
+        if let Some(s) = self.inner.sync.get() {
+            s.mark(execution_id);
+        }
+    }
+
+    /// With `remote_durability="sync"`, waits until this execution's changes are in the
+    /// cluster.
+    pub(crate) fn remote_barrier(&self, execution_id: &str) -> Result<()> {
+        match self.inner.sync.get() {
+            Some(s) => s.barrier(execution_id),
+            None => Ok(()),
+        }
+    }
+}

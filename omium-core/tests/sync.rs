@@ -1,0 +1,273 @@
+//! Remote sync against a real 3-node cluster on 127.0.0.1 (nodes in this process, each with
+//! its own store, talking HTTP/2): push, pull, conflicts by lease and by branch, the chunk set
+//! difference, and a node stopped while a store pushes.
+
+use std::time::Duration;
+
+use omium_core::consensus::network::RemoteClient;
+use omium_core::consensus::{ClusterStatus, Node, NodeConfig};
+use omium_core::sync::{RemoteDurability, SyncConfig};
+use omium_core::{BeginOptions, Error, Store};
+
+struct Cluster {
+    rt: tokio::runtime::Runtime,
+    nodes: Vec<Option<Node>>,
+    addrs: Vec<String>,
+    _stores: Vec<Store>,
+    _dirs: Vec<tempfile::TempDir>,
+}
+
+fn cluster() -> Cluster {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let stores: Vec<Store> = dirs.iter().map(|d| Store::open(d.path()).unwrap()).collect();
+    let start = |i: usize, join: Option<String>| {
+        rt.block_on(Node::start(
+            &stores[i],
+            NodeConfig {
+                id: i as u64 + 1,
+                listen: "127.0.0.1:0".into(),
+                advertise: None,
+                join,
+            },
+        ))
+        .unwrap()
+    };
+    let n1 = start(0, None);
+    rt.block_on(
+        RemoteClient::new(&[n1.addr().to_string()])
+            .unwrap()
+            .admin("/cluster/init", &serde_json::json!({}), Duration::from_secs(5)),
+    )
+    .unwrap();
+    let n2 = start(1, Some(n1.addr().to_string()));
+    let n3 = start(2, Some(n1.addr().to_string()));
+    let nodes = vec![Some(n1), Some(n2), Some(n3)];
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let s = ClusterStatus::of(nodes[0].as_ref().unwrap().engine());
+        if s.voters.len() == 3 && s.leader.is_some() {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{s:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let addrs = nodes
+        .iter()
+        .map(|n| n.as_ref().unwrap().addr().to_string())
+        .collect();
+    Cluster {
+        rt,
+        nodes,
+        addrs,
+        _stores: stores,
+        _dirs: dirs,
+    }
+}
+
+fn config(c: &Cluster, durability: RemoteDurability) -> SyncConfig {
+    SyncConfig {
+        nodes: c.addrs.clone(),
+        durability,
+        claim: Duration::from_secs(5),
+        ..SyncConfig::default()
+    }
+}
+
+fn begin(store: &Store, id: &str, lease: Duration) -> omium_core::Run {
+    store
+        .begin(
+            id,
+            BeginOptions {
+                workflow: "sync-test".into(),
+                input: Some(b"the input".to_vec()),
+                lease_ttl: lease,
+                ..BeginOptions::default()
+            },
+        )
+        .unwrap()
+}
+
+/// A state large enough to be chunked (the inline limit is 4 KiB), different per `seed`.
+fn big(seed: u8) -> Vec<u8> {
+    (0..200_000u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8 ^ seed).collect()
+}
+
+#[test]
+fn a_run_pushed_from_one_store_is_pulled_and_finished_on_another_and_conflicts_are_refused() {
+    let c = cluster();
+    let a_dir = tempfile::tempdir().unwrap();
+    let b_dir = tempfile::tempdir().unwrap();
+    let a = Store::open(a_dir.path()).unwrap();
+    let b = Store::open(b_dir.path()).unwrap();
+    let sa = a.attach_sync(config(&c, RemoteDurability::Sync)).unwrap();
+    let sb = b.attach_sync(config(&c, RemoteDurability::Background)).unwrap();
+    assert_ne!(sa.store_id(), sb.store_id());
+
+    // Store A runs two steps; with remote durability "sync" each is in the cluster when the
+    // step returns. Then A "dies": its run is dropped without finishing.
+    let run = begin(&a, "e1", Duration::from_millis(800));
+    run.step("fetch", || Ok::<_, Error>(big(1))).unwrap();
+    run.step("score", || Ok::<_, Error>(b"712".to_vec())).unwrap();
+    let after_two = sa.report();
+    assert_eq!(after_two.checkpoints_pushed, 2, "{after_two:?}");
+    assert!(after_two.chunks_sent > 5, "{after_two:?}");
+    drop(run);
+
+    // While A's lease lasts, B may not take it over.
+    let e = sb.pull("e1").unwrap_err();
+    assert_eq!(e.code(), "execution_leased", "{e}");
+    assert!(e.to_string().contains(sa.store_id()), "{e}");
+    std::thread::sleep(Duration::from_millis(900));
+
+    // Then B pulls it, and a run on B replays A's steps and continues.
+    let pulled = sb.pull("e1").unwrap();
+    assert_eq!(pulled.checkpoint_count, 2);
+    assert_eq!(b.execution_input("e1").unwrap().unwrap(), b"the input");
+    assert!(b.verify(Some("e1")).unwrap().ok());
+    assert!(b.resumable().unwrap().iter().any(|e| e.id == "e1"));
+    let run = begin(&b, "e1", Duration::from_secs(30));
+    let mut ran = Vec::new();
+    let fetched = run
+        .step("fetch", || {
+            ran.push("fetch");
+            Ok::<_, Error>(Vec::new())
+        })
+        .unwrap();
+    assert_eq!(fetched, big(1));
+    run.step("score", || {
+        ran.push("score");
+        Ok::<_, Error>(Vec::new())
+    })
+    .unwrap();
+    run.step("offer", || {
+        ran.push("offer");
+        Ok::<_, Error>(b"yes".to_vec())
+    })
+    .unwrap();
+    run.complete(Some(b"done")).unwrap();
+    drop(run);
+    assert_eq!(ran, vec!["offer"], "finished steps must not run twice");
+    sb.flush(None, Duration::from_secs(10)).unwrap();
+
+    // A comes back and continues its own branch: refused by branch, nothing merged.
+    let run = begin(&a, "e1", Duration::from_secs(30));
+    run.step("fetch", || Ok::<_, Error>(Vec::new())).unwrap();
+    run.step("score", || Ok::<_, Error>(Vec::new())).unwrap();
+    let e = run
+        .step("late", || Ok::<_, Error>(b"from A".to_vec()))
+        .unwrap_err();
+    assert_eq!(e.code(), "sync_conflict", "{e}");
+    assert!(e.to_string().contains(sb.store_id()), "{e}");
+    assert!(sa.report().conflicts.contains_key("e1"));
+    drop(run);
+    let remote = sb
+        .remote_executions()
+        .unwrap()
+        .into_iter()
+        .find(|s| s.execution.id == "e1")
+        .unwrap();
+    assert_eq!(remote.execution.checkpoint_count, 3);
+    assert_eq!(remote.meta.owner, sb.store_id());
+    assert_eq!(remote.execution.status, omium_core::Status::Completed);
+
+    // A third store sees B's result, output included.
+    let d_dir = tempfile::tempdir().unwrap();
+    let d = Store::open(d_dir.path()).unwrap();
+    let sd = d.attach_sync(config(&c, RemoteDurability::Background)).unwrap();
+    sd.pull("e1").unwrap();
+    assert_eq!(d.execution_output("e1").unwrap().unwrap(), b"done");
+    assert_eq!(
+        d.history("e1").unwrap().iter().map(|c| c.name.clone()).collect::<Vec<_>>(),
+        vec!["fetch", "score", "offer"]
+    );
+    // Pulling into a store that has unpushed checkpoints of the execution is refused.
+    let e = sa.pull("e1").unwrap_err();
+    assert_eq!(e.code(), "sync_conflict", "{e}");
+
+    // The same state in another execution sends no chunk again (content addresses).
+    let before = sa.report();
+    let run = begin(&a, "e2", Duration::from_secs(30));
+    run.step("fetch", || Ok::<_, Error>(big(1))).unwrap();
+    run.complete(None).unwrap();
+    let after = sa.report();
+    assert_eq!(after.chunks_sent, before.chunks_sent, "{after:?}");
+    assert!(after.chunks_skipped >= after_two.chunks_sent, "{after:?}");
+    drop(c);
+}
+
+#[test]
+fn nothing_is_lost_when_a_node_stops_while_a_store_pushes() {
+    let mut c = cluster();
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let s = store
+        .attach_sync(config(&c, RemoteDurability::Background))
+        .unwrap();
+    let run = begin(&store, "long", Duration::from_secs(30));
+    let leader = ClusterStatus::of(c.nodes[0].as_ref().unwrap().engine())
+        .leader
+        .unwrap() as usize
+        - 1;
+    for i in 0..60u32 {
+        run.step(&format!("step-{i}"), || Ok::<_, Error>(big(i as u8)))
+            .unwrap();
+        if i == 20 {
+            // Stop the leader mid-stream: the others elect a new one and the pushes go on.
+            let n = c.nodes[leader].take().unwrap();
+            c.rt.block_on(n.shutdown());
+        }
+    }
+    run.complete(Some(b"ok")).unwrap();
+    drop(run);
+    s.flush(None, Duration::from_secs(30)).unwrap();
+
+    let other = tempfile::tempdir().unwrap();
+    let o = Store::open(other.path()).unwrap();
+    let so = o.attach_sync(config(&c, RemoteDurability::Background)).unwrap();
+    so.pull("long").unwrap();
+    let history = o.history("long").unwrap();
+    assert_eq!(history.len(), 60);
+    for (i, cp) in history.iter().enumerate() {
+        assert_eq!(o.read_state(cp).unwrap(), big(i as u8), "step {i}");
+    }
+    assert_eq!(o.execution_output("long").unwrap().unwrap(), b"ok");
+    let r = s.report();
+    assert_eq!(r.checkpoints_pushed, 60, "{r:?}");
+}
+
+#[test]
+fn bad_sync_configs_and_corrupt_pushes_are_refused_with_what_was_wrong() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let e = store
+        .attach_sync(SyncConfig {
+            nodes: vec!["not an address".into()],
+            ..SyncConfig::default()
+        })
+        .err()
+        .unwrap();
+    assert!(e.to_string().contains("not an address"), "{e}");
+    let e = omium_core::sync::RemoteDurability::parse("eventually").unwrap_err();
+    assert!(e.to_string().contains("\"sync\""), "{e}");
+    let e = omium_core::sync::objects::Objects::new(&omium_core::sync::objects::ObjectConfig {
+        url: "bucket-without-scheme".into(),
+        ..Default::default()
+    })
+    .err()
+    .unwrap();
+    assert!(e.to_string().contains("s3://bucket"), "{e}");
+
+    // A chunk whose bytes do not match its address never reaches the log.
+    let chunk = omium_core::sync::Chunk {
+        hash: [7; 32],
+        len: 3,
+        stored: vec![0, b'a', b'b', b'c'],
+    };
+    let e = omium_core::sync::verify_chunks(&[chunk]).unwrap_err();
+    assert!(e.to_string().contains("does not match its address"), "{e}");
+}
