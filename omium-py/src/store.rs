@@ -59,6 +59,16 @@ impl Store {
         self.handle()?.local(what).cloned().map_err(err)
     }
 
+    fn syncer(&self) -> PyResult<omium_core::sync::Syncer> {
+        self.local("remote sync")?.syncer().ok_or_else(|| {
+            err(omium_core::Error::InvalidState {
+                execution: String::new(),
+                status: "not syncing".into(),
+                detail: "this store syncs to no cluster: call omium.init(..., remote=\"host:port,...\") first".into(),
+            })
+        })
+    }
+
     /// Runs `f` on the handle with the GIL released.
     fn call<T: Send>(
         &self,
@@ -344,6 +354,67 @@ impl Store {
         execution_id: Option<&str>,
     ) -> PyResult<Bound<'py, PyDict>> {
         convert::verify_report(py, &self.call(py, |h| h.verify(execution_id))?)
+    }
+
+    /// Starts pushing this store's executions to a cluster (`omium.init(remote=...)`).
+    #[pyo3(signature = (nodes, durability="background", interval=0.05, claim=30.0, objects=None, objects_endpoint=None))]
+    fn attach_sync(
+        &self,
+        py: Python<'_>,
+        nodes: Vec<String>,
+        durability: &str,
+        interval: f64,
+        claim: f64,
+        objects: Option<String>,
+        objects_endpoint: Option<String>,
+    ) -> PyResult<()> {
+        for (name, v) in [("interval", interval), ("claim", claim)] {
+            if !(v.is_finite() && v > 0.0) {
+                return Err(pyo3::exceptions::PyValueError::new_err(format!(
+                    "attach_sync({name}=...) must be a positive number of seconds, not {v}"
+                )));
+            }
+        }
+        let store = self.local("remote sync")?;
+        let config = omium_core::sync::SyncConfig {
+            nodes,
+            durability: omium_core::sync::RemoteDurability::parse(durability).map_err(err)?,
+            interval: Duration::from_secs_f64(interval),
+            claim: Duration::from_secs_f64(claim),
+            objects: objects.map(|url| omium_core::sync::objects::ObjectConfig {
+                url,
+                endpoint: objects_endpoint,
+                ..Default::default()
+            }),
+        };
+        py.detach(|| store.attach_sync(config)).map(|_| ()).map_err(err)
+    }
+
+    /// Fetches an execution from the cluster and takes it over; the execution as a dict.
+    fn pull<'py>(&self, py: Python<'py>, execution_id: &str) -> PyResult<Bound<'py, PyDict>> {
+        let s = self.syncer()?;
+        let e = py.detach(|| s.pull(execution_id)).map_err(err)?;
+        convert::execution(py, &e)
+    }
+
+    /// Waits until every change so far is in the cluster.
+    #[pyo3(signature = (timeout=30.0))]
+    fn sync_flush(&self, py: Python<'_>, timeout: f64) -> PyResult<()> {
+        let s = self.syncer()?;
+        let t = Duration::from_secs_f64(timeout.max(0.0));
+        py.detach(|| s.flush(None, t)).map_err(err)
+    }
+
+    /// What was pushed and pulled so far, as JSON text.
+    fn sync_report(&self) -> PyResult<String> {
+        Ok(serde_json::to_string(&self.syncer()?.report()).expect("reports serialize"))
+    }
+
+    /// Ids of executions another store left unfinished in the cluster and no longer holds.
+    fn sync_abandoned(&self, py: Python<'_>) -> PyResult<Vec<String>> {
+        let s = self.syncer()?;
+        let list = py.detach(|| s.abandoned()).map_err(err)?;
+        Ok(list.into_iter().map(|e| e.execution.id).collect())
     }
 
     fn gc<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {

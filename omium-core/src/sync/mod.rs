@@ -324,7 +324,8 @@ fn apply_bundle(
     })
 }
 
-/// Applies a pull's claim: `store` holds the execution until `lease_until_ms`.
+/// Applies a pull's claim: `store` holds the execution until `lease_until_ms` (a completed or
+/// cancelled execution is only read: nobody needs to hold it).
 pub(crate) fn apply_claim(
     kv: &mut dyn Kv,
     execution_id: &str,
@@ -341,6 +342,16 @@ pub(crate) fn apply_claim(
             format!("execution {execution_id:?} was never pushed to this cluster"),
         ));
     };
+    if matches!(
+        s.execution.status,
+        crate::Status::Completed | crate::Status::Cancelled
+    ) {
+        // Nothing left to run: reading it takes nothing over.
+        return Ok(SyncOutcome::Accepted {
+            head: s.meta.head,
+            checkpoints: s.meta.checkpoints,
+        });
+    }
     if let Some(r) = leased_by_other(&s, store, at_ms) {
         return Ok(r);
     }

@@ -90,7 +90,8 @@ pub struct SyncReport {
     pub checkpoints_pushed: u64,
     /// Raw bytes of the pushed checkpoints' states.
     pub state_bytes: u64,
-    /// Chunks the pushed checkpoints use that the cluster already had (not sent).
+    /// Chunk references of the pushed checkpoints not sent, because the cluster had the chunk
+    /// or the same push carried it once for several checkpoints (the dedup on the wire).
     pub chunks_skipped: u64,
     pub chunks_sent: u64,
     /// Stored (compressed) bytes of the chunks sent.
@@ -415,7 +416,8 @@ impl Syncer {
         report.rounds += 1;
         report.chunks_sent += n_chunks;
         report.chunk_bytes_sent += chunk_bytes;
-        report.chunks_skipped += (refs.len() - send.len()) as u64;
+        let uses: usize = all.iter().map(|c| c.state.chunk_hashes().count()).sum();
+        report.chunks_skipped += (uses - send.len()) as u64;
         for (o, outcome) in outs.iter().zip(outcomes) {
             let id = &o.bundle.execution.id;
             match outcome {

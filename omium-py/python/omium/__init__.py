@@ -35,6 +35,7 @@ from ._recovery import (
 from ._replay import ReplayDivergence, RunResult, StepDiff, diff, llm, llm_call, replay, set_pricing, tool_call
 from ._runtime import init, is_initialized, shutdown
 from ._steps import Checkpoint, checkpoint
+from ._sync import pull, push, sync_status
 from ._trace import Span, enable_otlp_export, extract, get_traceparent, inject, spans, trace, trace_html, trace_text
 from ._trace import configure as configure_tracing
 from ._trace import flush as flush_traces
@@ -96,6 +97,7 @@ from .errors import (
     StoreClosedError,
     StoreLockedError,
     StoreNotFoundError,
+    SyncConflictError,
     ToolDeniedError,
     WorkflowError,
     WorkflowNotRegisteredError,
@@ -147,6 +149,7 @@ __all__ = [
     "Store",
     "StoreClosedError",
     "StoreLockedError",
+    "SyncConflictError",
     "StoreNotFoundError",
     "ToolDeniedError",
     "VerifyReport",
@@ -186,6 +189,8 @@ __all__ = [
     "metrics",
     "consensus",
     "policy",
+    "pull",
+    "push",
     "recover",
     "register_fallback",
     "register_fix",
@@ -194,6 +199,7 @@ __all__ = [
     "resumable",
     "resume",
     "rollback",
+    "sync_status",
     "set_analyzer",
     "set_execution_id",
     "set_pricing",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextvars
 import os
 import threading
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,6 +19,22 @@ class Config:
     store: _omium.Store
     project: str | None
     codec: Codec
+    # The store syncs to a cluster (init(remote=...)).
+    remote: bool = False
+    # How long a run holds its execution without a step before another process may take it.
+    lease_ttl: float = 30.0
+
+
+def _nodes(remote: str | list[str]) -> list[str]:
+    if isinstance(remote, str):
+        nodes = [n.strip() for n in remote.split(",") if n.strip()]
+    elif isinstance(remote, (list, tuple)) and all(isinstance(n, str) for n in remote):
+        nodes = list(remote)
+    else:
+        raise TypeError(f"omium.init(remote=...) must be 'host:port,host:port' or a list of such strings, not {remote!r}")
+    if not nodes:
+        raise ValueError("omium.init(remote=...) names no node; expected 'host:port,host:port'")
+    return nodes
 
 
 _lock = threading.Lock()
@@ -71,6 +88,11 @@ def init(
     capture_content: bool | None = None,
     url: str | None = None,
     api_key: str | None = None,
+    remote: str | list[str] | None = None,
+    remote_durability: str = "background",
+    objects: str | None = None,
+    objects_endpoint: str | None = None,
+    lease_ttl: float = 30.0,
 ) -> _omium.Store:
     """Opens the store this process records into.
 
@@ -88,10 +110,31 @@ def init(
     worker processes share its store, with the same semantics as an embedded one (an execution
     runs in one worker at a time). ``api_key`` (default ``$OMIUM_API_KEY``) is sent as a bearer
     token; the daemon requires one on any address but loopback.
+
+    ``remote`` syncs the local store to an Omium cluster (``"host:port,host:port"`` or a list;
+    default ``$OMIUM_REMOTE``): every change of an execution is pushed with the chunks the
+    cluster lacks, in the background (``remote_durability="background"``, the default) or before
+    each step returns (``"sync"``). Another machine then takes an execution over with
+    :func:`omium.pull` or :func:`omium.recover`. ``objects`` (``"s3://bucket/prefix"``, default
+    ``$OMIUM_OBJECTS``) puts the chunks in S3-compatible object storage instead of the Raft log;
+    ``objects_endpoint`` (default ``$AWS_ENDPOINT``) names a non-AWS endpoint, and credentials come
+    from the usual ``AWS_*`` variables.
+
+    ``lease_ttl`` (seconds, default 30) is how long a run holds its execution past its last
+    step: when its process dies, another process (or, with ``remote``, another machine) may take
+    the execution over once it expires.
     """
+    if isinstance(lease_ttl, bool) or not isinstance(lease_ttl, (int, float)) or not lease_ttl > 0:
+        raise ValueError(f"omium.init(lease_ttl=...) must be a positive number of seconds, not {lease_ttl!r}")
     if url is None and path is None:
         url = os.environ.get("OMIUM_URL") or None
+    if remote is None:
+        remote = os.environ.get("OMIUM_REMOTE") or None
+    if objects is None:
+        objects = os.environ.get("OMIUM_OBJECTS") or None
     if url is not None:
+        if remote is not None:
+            raise ValueError("omium.init(): remote= syncs a store this process opens; with url= the daemon (omium serve) owns the store")
         return _init_remote(
             url, api_key or os.environ.get("OMIUM_API_KEY"), project, codec, durability, read_only, tracing, capture_content
         )
@@ -112,10 +155,21 @@ def init(
             _config.store.close()
             _config = None
         store = _omium.Store(path, durability=durability, read_only=read_only)
+        if remote is not None:
+            try:
+                store.attach_sync(
+                    _nodes(remote),
+                    durability=remote_durability,
+                    objects=objects,
+                    objects_endpoint=objects_endpoint or os.environ.get("AWS_ENDPOINT") or None,
+                )
+            except BaseException:
+                store.close()
+                raise
         if _config is not None:
             _closing()
             _config.store.close()
-        _config = Config(store=store, project=project, codec=chosen)
+        _config = Config(store=store, project=project, codec=chosen, remote=remote is not None, lease_ttl=float(lease_ttl))
     from . import _trace
 
     _trace.configure(enabled=tracing, capture_content=capture_content)
@@ -161,6 +215,12 @@ def shutdown() -> None:
                 # Spans are stored in the background: store them (and give the exporter a
                 # moment to send them) before the store closes.
                 _config.store.flush_export(5.0)
+            if _config.remote:
+                # Background pushes still queued go out before the store closes.
+                try:
+                    _config.store.sync_flush(10.0)
+                except OmiumError as e:
+                    warnings.warn(f"omium.shutdown(): changes not pushed to the cluster: {e}", RuntimeWarning, stacklevel=2)
             _closing()
             _config.store.close()
             _config = None
@@ -191,6 +251,7 @@ def begin(
         tenant=cfg.project or "default",
         input=input_bytes,
         labels=labels or {},
+        lease_ttl=cfg.lease_ttl,
     )
     return ExecutionContext(run=run, execution_id=execution_id, codec=codec, workflow=workflow, tenant=cfg.project or "default")
 

@@ -393,6 +393,11 @@ def _resume_args(info: ExecutionInfo, codec: Codec) -> tuple[list, dict]:
 
 
 def _recoverable(skip_unregistered: bool) -> list[tuple[ExecutionInfo, Workflow]]:
+    from . import _sync
+
+    if _sync.syncing():
+        # Executions another machine left unfinished in the cluster become resumable here.
+        _sync.pull_abandoned()
     todo = resumable()
     missing = [e for e in todo if e.workflow not in _registry]
     if missing and not skip_unregistered:
@@ -416,7 +421,8 @@ def _note_crashes(todo: list[tuple[ExecutionInfo, Workflow]]) -> None:
 
 def recover(*, skip_unregistered: bool = False) -> dict[str, Any]:
     """Resumes every resumable execution by calling its registered workflow with its stored
-    input. Returns ``{execution_id: result}``. Async workflows are run with ``asyncio.run``
+    input. With ``omium.init(remote=...)``, executions other stores left unfinished in the
+    cluster (their lease expired) are pulled first and resumed here too. Returns ``{execution_id: result}``. Async workflows are run with ``asyncio.run``
     (inside a running loop use ``await omium.arecover()``)."""
     results: dict[str, Any] = {}
     todo = _recoverable(skip_unregistered)

@@ -84,6 +84,12 @@ class ExecutionLeasedError(OmiumError):
     code = "execution_leased"
 
 
+class SyncConflictError(OmiumError):
+    """An execution advanced on another store: the push or pull was refused, nothing was merged."""
+
+    code = "sync_conflict"
+
+
 class StoreClosedError(OmiumError):
     code = "store_closed"
 
@@ -267,6 +273,7 @@ BY_CODE: dict[str, type[OmiumError]] = {
         CheckpointNotFoundError,
         WrongExecutionError,
         ExecutionLeasedError,
+        SyncConflictError,
         StoreClosedError,
         ReadOnlyError,
         InvalidArgumentError,

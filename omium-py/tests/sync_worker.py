@@ -1,0 +1,58 @@
+"""A worker process of test_sync.py: a local store syncing to a cluster (omium.init(remote=...)).
+
+`run STORE NODES MODE LOG ID STEPS PAUSE`: runs the `pipeline` workflow (STEPS steps, a transcript
+growing by about 6 KB a step, PAUSE seconds each) as execution ID and prints its result. `recover STORE
+NODES MODE LOG`: resumes what omium.recover() finds (pulling abandoned executions from the
+cluster). Each step appends "<execution> <step> <pid>" to LOG when its body starts."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+
+import omium
+
+
+def note(log: str, execution: str, step: int) -> None:
+    fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, f"{execution} {step} {os.getpid()}\n".encode())
+    finally:
+        os.close(fd)
+
+
+def state(execution: str, step: int) -> list[str]:
+    """A transcript that grows by 100 lines (about 6 KB) a step: from the first step on it is
+    chunked, not inlined, and each step's state shares its first chunks with the last one's."""
+    return [f"{execution} line {i}: {i * 7919 % 10007:05d} " + "x" * 40 for i in range((step + 1) * 100)]
+
+
+@omium.checkpoint
+def work(log: str, execution: str, step: int, pause: float) -> list[str]:
+    note(log, execution, step)
+    time.sleep(pause)
+    return state(execution, step)
+
+
+@omium.workflow("pipeline")
+def pipeline(log: str, execution: str, steps: int, pause: float) -> int:
+    return sum(len(work(log, execution, i, pause)) for i in range(steps))
+
+
+def main() -> None:
+    mode, store, nodes, durability, log = sys.argv[1:6]
+    omium.init(path=store, remote=nodes, remote_durability=durability, lease_ttl=2.0)
+    if mode == "run":
+        eid, steps, pause = sys.argv[6], int(sys.argv[7]), float(sys.argv[8])
+        result = {eid: pipeline.run(log, eid, steps, pause, execution_id=eid)}
+    else:
+        result = omium.recover()
+    omium.push()
+    print(json.dumps({"pid": os.getpid(), "result": result, "sync": omium.sync_status()}), flush=True)
+    omium.shutdown()
+
+
+if __name__ == "__main__":
+    main()
