@@ -112,7 +112,7 @@ def log_lines(log: Path) -> list[tuple[str, int, int]]:
 
 def test_a_run_killed_on_one_machine_is_pulled_and_finished_on_another(cluster, tmp_path):
     log = tmp_path / "steps.log"
-    store_a, store_b = tmp_path / "a", tmp_path / "b"
+    store_a = tmp_path / "a"
     # Store A runs 6 steps, 0.3 s each, pushing each before it returns; killed after 3.
     a = worker("run", str(store_a), cluster.nodes, "sync", str(log), "job-1", "6", "0.3")
     deadline = time.monotonic() + 60
@@ -261,7 +261,8 @@ def s3(tmp_path):
 def test_chunks_go_to_object_storage_when_configured(cluster, s3, tmp_path):
     endpoint, client = s3
     log = tmp_path / "steps.log"
-    omium.init(path=tmp_path / "a", remote=cluster.nodes, remote_durability="sync", objects="s3://omium-chunks/team-a", objects_endpoint=endpoint)
+    bucket = "s3://omium-chunks/team-a"
+    omium.init(path=tmp_path / "a", remote=cluster.nodes, remote_durability="sync", objects=bucket, objects_endpoint=endpoint)
     assert sync_worker.pipeline.run(str(log), "obj-1", 5, 0.0, execution_id="obj-1") == 100 * (1 + 2 + 3 + 4 + 5)
     status = omium.sync_status()
     keys = [o["Key"] for o in client.list_objects_v2(Bucket="omium-chunks").get("Contents", [])]
@@ -270,7 +271,7 @@ def test_chunks_go_to_object_storage_when_configured(cluster, s3, tmp_path):
     omium.shutdown()
 
     # Another store with the same object storage pulls the execution, chunks from S3.
-    omium.init(path=tmp_path / "b", remote=cluster.nodes, objects="s3://omium-chunks/team-a", objects_endpoint=endpoint)
+    omium.init(path=tmp_path / "b", remote=cluster.nodes, objects=bucket, objects_endpoint=endpoint)
     assert omium.pull("obj-1").status == "completed"
     assert omium.verify("obj-1").ok
     assert omium.sync_status()["chunks_fetched"] == len(keys)

@@ -422,8 +422,9 @@ def _note_crashes(todo: list[tuple[ExecutionInfo, Workflow]]) -> None:
 def recover(*, skip_unregistered: bool = False) -> dict[str, Any]:
     """Resumes every resumable execution by calling its registered workflow with its stored
     input. With ``omium.init(remote=...)``, executions other stores left unfinished in the
-    cluster (their lease expired) are pulled first and resumed here too. Returns ``{execution_id: result}``. Async workflows are run with ``asyncio.run``
-    (inside a running loop use ``await omium.arecover()``)."""
+    cluster (their lease expired) are pulled first and resumed here too. Returns
+    ``{execution_id: result}``. Async workflows are run with ``asyncio.run`` (inside a running
+    loop use ``await omium.arecover()``)."""
     results: dict[str, Any] = {}
     todo = _recoverable(skip_unregistered)
     _note_crashes(todo)
