@@ -437,12 +437,13 @@ impl Store {
         })
     }
 
+    /// Not fsynced: a state lost in a crash only makes the next push resend checkpoints the
+    /// cluster has (applied again, unchanged), and the cluster accepts them from the store that
+    /// pushed last whatever base it names.
     pub(crate) fn put_sync_state(&self, ek: &ExecKey, s: &SyncState) -> Result<()> {
-        let mut wo = rocksdb::WriteOptions::default();
-        wo.set_sync(self.inner.durability == crate::Durability::Sync);
         self.inner
             .db
-            .put_cf_opt(self.cf(Cf::Meta), state_key(ek), codec::encode(s), &wo)
+            .put_cf(self.cf(Cf::Meta), state_key(ek), codec::encode(s))
             .map_err(|e| Error::storage("writing sync state", e))
     }
 

@@ -331,8 +331,26 @@ impl Syncer {
             .block_on(self.shared.client.call_postcard(path, body, REQUEST))
     }
 
-    /// Pushes these executions; the ones the cluster refused, with why.
+    /// Pushes these executions; the ones the cluster refused, with why. An execution refused
+    /// as `sync_incomplete` (the node that answered which chunks it lacks was behind) is pushed
+    /// again at once with all its chunks.
     fn push_round(&self, store: &Store, ids: &BTreeSet<String>) -> Result<Vec<(String, Error)>> {
+        let refused = self.push_once(store, ids, false)?;
+        let (again, mut refused): (Vec<_>, Vec<_>) =
+            refused.into_iter().partition(|(_, e)| e.code() == "sync_incomplete");
+        if !again.is_empty() {
+            let ids = again.into_iter().map(|(id, _)| id).collect();
+            refused.extend(self.push_once(store, &ids, true)?);
+        }
+        Ok(refused)
+    }
+
+    fn push_once(
+        &self,
+        store: &Store,
+        ids: &BTreeSet<String>,
+        all_chunks: bool,
+    ) -> Result<Vec<(String, Error)>> {
         let mut outs: Vec<Outgoing> = Vec::new();
         for id in ids {
             if let Some(o) = store.outgoing(id, &self.shared.store_id)? {
@@ -349,6 +367,8 @@ impl Syncer {
         let refs = chunk_refs(&all);
         let missing: BTreeSet<[u8; 32]> = if refs.is_empty() {
             BTreeSet::new()
+        } else if all_chunks {
+            refs.iter().map(|r| r.0).collect()
         } else {
             let hashes: Vec<[u8; 32]> = refs.iter().map(|r| r.0).collect();
             self.post::<_, Vec<[u8; 32]>>("/sync/missing", &hashes)?
