@@ -10,6 +10,7 @@
 mod consensus;
 mod recovery;
 mod serve;
+mod sync;
 mod trace;
 mod view;
 mod workflow;
@@ -208,6 +209,14 @@ enum Command {
         #[command(subcommand)]
         command: consensus::ConsensusCommand,
     },
+    /// Sync this store with a cluster: push its executions, pull one, or list the cluster's.
+    Sync {
+        /// A cluster node (host:port); repeat for fallbacks.
+        #[arg(long = "node", global = true)]
+        nodes: Vec<String>,
+        #[command(subcommand)]
+        command: sync::SyncCommand,
+    },
     /// Show the audit log, oldest first.
     Audit {
         /// First entry to show (entries are numbered from 1).
@@ -334,6 +343,18 @@ fn run(cli: &Cli) -> Result<ExitCode, Error> {
     match &cli.command {
         Command::Node { .. } | Command::Serve { .. } => unreachable!("handled above"),
         Command::Cluster { nodes, command } => consensus::cluster(out, cli.json, nodes, command)?,
+        Command::Sync { nodes, command } => {
+            let open = |create: bool| {
+                Store::open_with(
+                    &cli.store,
+                    omium_core::OpenOptions {
+                        create,
+                        ..Default::default()
+                    },
+                )
+            };
+            sync::run(out, cli.json, open, nodes, command)?
+        }
         Command::Consensus { nodes, command } => {
             return consensus::consensus(out, cli.json, &cli.store, nodes, command);
         }

@@ -548,6 +548,19 @@ impl Syncer {
     }
 }
 
+/// Every execution a cluster holds, without a store (`omium sync status`).
+pub fn cluster_executions(nodes: &[String]) -> Result<Vec<SyncedSummary>> {
+    let client = RemoteClient::new(nodes)?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::InvalidArgument {
+            what: "sync",
+            detail: format!("cannot start its runtime: {e}"),
+        })?;
+    rt.block_on(client.call_postcard("/sync/executions", &(), REQUEST))
+}
+
 impl Store {
     /// Starts syncing this store to a cluster. One syncer per store handle; a second call is
     /// refused.
