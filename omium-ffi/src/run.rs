@@ -35,7 +35,9 @@ pub(crate) struct HeldRun(Option<RunHandle>);
 impl std::ops::Deref for HeldRun {
     type Target = RunHandle;
     fn deref(&self) -> &RunHandle {
-        self.0.as_ref().expect("a run is held until the handle is freed")
+        self.0
+            .as_ref()
+            .expect("a run is held until the handle is freed")
     }
 }
 

@@ -1132,9 +1132,7 @@ fn every_store_and_run_call_works_on_a_daemons_store() {
     assert_eq!(step(run, "answer", b"three"), (b"three".to_vec(), false));
     ok(unsafe { omium_run_complete(run, b"out".as_ptr(), 3) });
     fails(
-        unsafe {
-            omium_run_record(run, 4, c"late".as_ptr(), b"x".as_ptr(), 1, null_mut(), 0)
-        },
+        unsafe { omium_run_record(run, 4, c"late".as_ptr(), b"x".as_ptr(), 1, null_mut(), 0) },
         OMIUM_ERR_INVALID_STATE,
         "omium_run_record: ",
         &["finished"],

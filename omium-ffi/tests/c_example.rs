@@ -149,7 +149,10 @@ fn the_c_program_records_into_an_omium_serve_daemon() {
     BufReader::new(daemon.stdout.take().unwrap())
         .read_line(&mut line)
         .unwrap();
-    assert!(line.contains("\"socket\""), "omium serve did not start: {line:?}");
+    assert!(
+        line.contains("\"socket\""),
+        "omium serve did not start: {line:?}"
+    );
     let url = format!("unix://{}", socket.display());
     let run = |id: &str| {
         let mut cmd = Command::new(program());

@@ -266,9 +266,7 @@ impl Store {
             begin.resume_paused = o.resume_paused.unwrap_or(false);
         }
         if begin.resume_paused {
-            store
-                .local("begin({ resumePaused: true })")
-                .map_err(err)?;
+            store.local("begin({ resumePaused: true })").map_err(err)?;
         }
         let run = blocking(move || store.begin(&execution_id, begin)).await?;
         Ok(Run::new(run))
@@ -686,7 +684,9 @@ impl Store {
     /// Framework checkpoints (threads) of this store, for the LangGraph.js checkpointer.
     #[napi]
     pub fn threads(&self, durability: Option<String>) -> Result<crate::threads::Threads> {
-        let mut t = self.local("threads (the LangGraph.js checkpointer)")?.threads();
+        let mut t = self
+            .local("threads (the LangGraph.js checkpointer)")?
+            .threads();
         if let Some(d) = self::durability(durability.as_deref())? {
             t = t.with_durability(d);
         }
