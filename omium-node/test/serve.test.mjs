@@ -293,6 +293,7 @@ test("no daemon at the url, a daemon that went away, a bad url: clear coded erro
   await assert.rejects(omium.init({ url: "" }), (e) => e.code === "invalid_argument");
   await assert.rejects(omium.init({ url: "unix:///x.sock", path: dir }), (e) => e.code === "invalid_argument" && e.message.includes("not both"));
   await assert.rejects(omium.init({ url: "unix:///x.sock", durability: "none" }), (e) => e.code === "invalid_argument" && e.message.includes("daemon"));
+  await assert.rejects(omium.init({ url: "unix:///x.sock", readOnly: true }), (e) => e.code === "invalid_argument" && e.message.includes("daemon"));
 
   const daemon = await startDaemon(t, join(dir, "store"), "--socket", join(dir, "omium.sock"));
   await omium.init({ url: daemon.unixUrl });

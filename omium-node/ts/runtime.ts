@@ -109,7 +109,7 @@ async function initServed(url: unknown, options: InitOptions): Promise<native.St
   if (options.path !== undefined) {
     throw new InvalidArgumentError(`omium.init({ url, path }): give either a store directory (path) or a daemon (url), not both`, "invalid_argument");
   }
-  if (options.durability !== undefined || options.readOnly !== undefined) {
+  if (options.durability !== undefined || options.readOnly) {
     throw new InvalidArgumentError(`omium.init({ url }): durability and readOnly are the daemon's (omium serve --durability); do not pass them with url`, "invalid_argument");
   }
   const apiKey = options.apiKey ?? (process.env.OMIUM_API_KEY || undefined);
