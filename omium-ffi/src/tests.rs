@@ -1050,7 +1050,7 @@ fn execution_status(store: *mut omium_store, id: &str) -> omium_status {
 #[test]
 fn connect_checks_its_arguments_and_says_when_no_daemon_answers() {
     let dir = tempfile::tempdir().unwrap();
-    let mut s = 1usize as *mut omium_store;
+    let mut s = std::ptr::dangling_mut::<omium_store>();
     fails(
         unsafe { omium_store_connect(null(), null(), &mut s) },
         OMIUM_ERR_INVALID_ARGUMENT,
