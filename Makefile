@@ -41,7 +41,8 @@ python: deps
 	@$(PY) -m pip install -q --disable-pip-version-check -r omium-py/requirements-dev.txt -r omium-py/requirements-integrations.txt
 	cd omium-py && VIRTUAL_ENV=$(abspath $(VENV)) PATH="$(abspath $(VENV))/bin:$$PATH" maturin develop -q
 
-# The `omium` binary the serve tests start as a daemon (the same build the CLI tests use).
+# The `omium` binary the Python and Node serve tests start as a daemon (the same build the CLI
+# tests use).
 cli: deps
 	$(CARGO) build -q -p omium-cli
 
@@ -55,8 +56,8 @@ test-python: python cli
 node: deps
 	cd omium-node && npm ci --no-audit --no-fund --loglevel=error && npm run build
 
-test-node: node
-	cd omium-node && npm test && npm run test:langgraph
+test-node: node cli
+	cd omium-node && OMIUM_BIN=$(CARGO_TARGET_DIR)/debug/omium npm test && npm run test:langgraph
 	node examples/node/onboarding.mjs >/dev/null
 
 test-rust:

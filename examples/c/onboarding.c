@@ -2,6 +2,7 @@
  * A customer onboarding in C, each step a durable checkpoint.
  *
  *   onboarding STORE_DIR [EXECUTION_ID]
+ *   onboarding unix:///path/to/omium.sock [EXECUTION_ID]    (or http://127.0.0.1:7700)
  *
  * Every step is checked with omium_run_recorded first: when a previous run (one that was
  * killed, say) recorded it, its result is taken from the store and the step is not run
@@ -10,8 +11,12 @@
  * and start it again with the same execution id: it replays what is done and finishes the
  * rest.
  *
+ * Given a URL instead of a directory, it records into the store an `omium serve` daemon owns
+ * (omium_store_connect), so several processes share one store; everything else is the same.
+ *
  * Environment: ONBOARDING_STEP_MS (default 300) is the time a step takes;
- * ONBOARDING_DURABILITY is "sync" (default), "buffered" or "none".
+ * ONBOARDING_DURABILITY is "sync" (default), "buffered" or "none" (a daemon has its own);
+ * OMIUM_API_KEY is the daemon's API key, when it needs one.
  *
  * Build: make -C examples/c (see the Makefile and docs/c.md).
  */
@@ -52,7 +57,7 @@ static void sleep_ms(long ms) {
 
 int main(int argc, char **argv) {
     if (argc < 2 || argc > 3) {
-        fprintf(stderr, "usage: %s STORE_DIR [EXECUTION_ID]\n", argv[0]);
+        fprintf(stderr, "usage: %s STORE_DIR|DAEMON_URL [EXECUTION_ID]\n", argv[0]);
         return 2;
     }
     const char *dir = argv[1];
@@ -64,7 +69,13 @@ int main(int argc, char **argv) {
     setvbuf(stdout, NULL, _IOLBF, 0);
 
     omium_store *store = NULL;
-    check(omium_store_open(dir, durability, &store), "opening the store");
+    if (strncmp(dir, "unix://", 7) == 0 || strncmp(dir, "http://", 7) == 0) {
+        const char *key = getenv("OMIUM_API_KEY");
+        check(omium_store_connect(dir, key && *key ? key : NULL, &store),
+              "connecting to omium serve");
+    } else {
+        check(omium_store_open(dir, durability, &store), "opening the store");
+    }
     omium_run *run = NULL;
     check(omium_store_begin(store, execution_id, "customer_onboarding", &run),
           "beginning the execution");

@@ -830,7 +830,10 @@ impl Run {
 
 impl Drop for Run {
     fn drop(&mut self) {
-        self.cell.state.lock().running = false;
+        // A finished run released the execution already; a later run may hold it by now.
+        if !self.finished.load(Ordering::Relaxed) {
+            self.cell.state.lock().running = false;
+        }
         self.store.release_cell(self.key, &self.cell);
     }
 }

@@ -144,6 +144,25 @@ fn a_second_run_of_a_running_execution_is_refused() {
     );
 }
 
+/// A finished run that is dropped after the next run of its execution began must leave that
+/// run's hold alone (`omium serve` drops a session's run after its worker's next begin can
+/// already have started).
+#[test]
+fn dropping_a_finished_run_keeps_the_next_runs_lease() {
+    let (_d, s) = store();
+    let first = s.begin("handoff", BeginOptions::default()).unwrap();
+    first.complete(None).unwrap();
+    let second = s.begin("handoff", BeginOptions::default()).unwrap();
+    drop(first);
+    assert_eq!(second.execution().status, Status::Running);
+    let err = s.begin("handoff", BeginOptions::default()).err().unwrap();
+    assert_eq!(err.code(), "execution_leased", "{err}");
+    // A run dropped without finishing still releases its execution.
+    drop(second);
+    let third = s.begin("handoff", BeginOptions::default()).unwrap();
+    assert_eq!(third.execution().attempts, 3);
+}
+
 #[test]
 fn a_reopened_store_treats_old_leases_as_dead() {
     let dir = tempfile::tempdir().unwrap();

@@ -1,6 +1,8 @@
 /*
  * omium.h - the C interface of Omium, durable checkpoints for AI agents on a local RocksDB
- * store. Guide: docs/c.md. Link libomium.a (with -lstdc++ -lpthread -ldl -lm) or libomium.so.
+ * store (omium_store_open), or on the store an `omium serve` daemon shares between processes
+ * (omium_store_connect). Guide: docs/c.md. Link libomium.a (with -lstdc++ -lpthread -ldl -lm)
+ * or libomium.so.
  *
  * Status codes. Every function that can fail returns an omium_status: OMIUM_OK (0) or a
  * negative OMIUM_ERR_* value (one per error kind, named as omium_status_name() spells it).
@@ -57,8 +59,9 @@
 // another thread is inside a call on it fails with `OMIUM_ERR_BUSY` and frees nothing.
 typedef struct omium_run omium_run;
 
-// An open store (opaque). Made by `omium_store_open` or `omium_store_open_read_only`,
-// released by `omium_store_close`.
+// An open store (opaque). Made by `omium_store_open` or `omium_store_open_read_only` (a store
+// in this process) or `omium_store_connect` (the store an `omium serve` daemon owns),
+// released by `omium_store_close`. Every function taking an `omium_store` works on either.
 //
 // Thread-safety: any number of threads may call functions on one store handle at the same
 // time (writes of concurrent threads share fsyncs). Closing it while another thread is inside
@@ -159,6 +162,15 @@ typedef struct omium_buffer {
 // durable; the handle it was made on refuses further calls and should be closed or freed.
 #define OMIUM_ERR_PANIC -21
 
+// No `omium serve` daemon answers at the URL of a store from `omium_store_connect` (it is not
+// running, or went away mid-call); the message names the URL. Start the daemon, or check the
+// URL, and call again.
+#define OMIUM_ERR_SERVER_UNAVAILABLE -22
+
+// The `omium serve` daemon refused the call: it needs an API key, and the one given to
+// `omium_store_connect` (if any) is not one of its keys.
+#define OMIUM_ERR_UNAUTHORIZED -23
+
 // An error kind this build of the C interface does not know (a newer core); see the message.
 #define OMIUM_ERR_UNKNOWN -99
 
@@ -216,6 +228,31 @@ omium_status omium_store_open(const char *path,
                               const char *durability,
                               struct omium_store **out_store);
 
+// Connects to the `omium serve` daemon at `url` — `"unix:///path/to/omium.sock"` (or a bare
+// absolute socket path) or `"http://127.0.0.1:7700"` — and makes a store handle on the store it
+// owns. Several processes share that store this way (a store directory has one writer: the
+// daemon); an execution still runs in one run at a time, whichever process holds it. Every
+// function taking an `omium_store` works on the handle, with the same results as on a store
+// opened in this process.
+//
+// `api_key` (NULL: none) is sent as a bearer token; a daemon listening on an address other than
+// loopback requires one of its keys (`omium serve --api-key`).
+//
+// Errors: `OMIUM_ERR_INVALID_ARGUMENT` for a URL of another scheme or an empty `api_key`;
+// `OMIUM_ERR_SERVER_UNAVAILABLE` when no daemon answers at `url` (the message names it).
+// A wrong or missing key is found by the first call that needs one
+// (`OMIUM_ERR_UNAUTHORIZED`). On success `*out_store` is the new handle; on error it is NULL.
+//
+// Ownership: the caller owns the handle and releases it with `omium_store_close` (which
+// closes the connections, not the daemon's store). Thread-safety: any thread.
+//
+// # Safety
+// `url` and `api_key` are NULL or NUL-terminated strings; `out_store` is NULL or valid for
+// writing a pointer.
+omium_status omium_store_connect(const char *url,
+                                 const char *api_key,
+                                 struct omium_store **out_store);
+
 // Opens an existing store read-only (a RocksDB secondary): works while another process
 // writes the store; `omium_store_refresh` catches up with that writer. Calls that write
 // return `OMIUM_ERR_READ_ONLY`. A missing store is `OMIUM_ERR_STORE_NOT_FOUND`; nothing is
@@ -232,16 +269,21 @@ omium_status omium_store_open_read_only(const char *path, struct omium_store **o
 //
 // Runs begun on this store stay usable and keep the database open until they are freed; the
 // store is fully closed (and can be opened again) when the handle and all its runs are gone.
+// For a handle from `omium_store_connect` this closes the connections (runs keep theirs);
+// the daemon and its store go on.
 // If another thread is inside a call on this handle, nothing is closed and the result is
 // `OMIUM_ERR_BUSY`: close it after that call returns. After `OMIUM_OK` the pointer is
 // dangling: using or closing it again is undefined behaviour (Omium detects many such
 // mistakes as `OMIUM_ERR_INVALID_ARGUMENT`, but cannot detect all).
 //
 // # Safety
-// `store` is NULL or a handle from `omium_store_open*` that was not closed.
+// `store` is NULL or a handle from `omium_store_open*` or `omium_store_connect` that was not
+// closed.
 omium_status omium_store_close(struct omium_store *store);
 
-// Catches a read-only store up with the writer's latest changes; does nothing for a writer.
+// Catches a read-only store up with the writer's latest changes; does nothing for a writer or
+// a store from `omium_store_connect` (the daemon is the writer: its answers are always
+// current).
 //
 // Thread-safety: any thread, concurrently with other calls on the store.
 //
@@ -255,7 +297,9 @@ omium_status omium_store_refresh(struct omium_store *store);
 // continues after them. `workflow` (NULL: "") names the workflow on first begin.
 //
 // One run per execution at a time in a store handle: beginning an execution that a run not
-// yet freed holds is `OMIUM_ERR_EXECUTION_LEASED`. A read-only store gives
+// yet freed holds is `OMIUM_ERR_EXECUTION_LEASED`; on a store from `omium_store_connect`, a
+// run of any process connected to the daemon counts (a run of a process that died is dropped
+// by the daemon, so its execution can be begun again). A read-only store gives
 // `OMIUM_ERR_READ_ONLY`.
 //
 // Ownership: `*out_run` (NULL on error) is owned by the caller; release it with
@@ -471,7 +515,9 @@ omium_status omium_run_fail(struct omium_run *run, const char *error);
 
 // Frees a run handle. NULL is a no-op (`OMIUM_OK`). A run freed without
 // `omium_run_complete` or `omium_run_fail` leaves its execution resumable, exactly as if the
-// process had died there: beginning it again replays the recorded steps.
+// process had died there: beginning it again replays the recorded steps. A run of a store from
+// `omium_store_connect` is released on the daemon here (if the daemon is gone, there is nothing
+// to release and the result is still `OMIUM_OK`).
 //
 // If another thread is inside a call on this run, nothing is freed and the result is
 // `OMIUM_ERR_BUSY`. After `OMIUM_OK` the pointer is dangling: using or freeing it again is

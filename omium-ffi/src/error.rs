@@ -62,11 +62,18 @@ pub const OMIUM_ERR_BUSY: omium_status = -20;
 /// Omium panicked (a bug: please report it with the message). The call did nothing
 /// durable; the handle it was made on refuses further calls and should be closed or freed.
 pub const OMIUM_ERR_PANIC: omium_status = -21;
+/// No `omium serve` daemon answers at the URL of a store from `omium_store_connect` (it is not
+/// running, or went away mid-call); the message names the URL. Start the daemon, or check the
+/// URL, and call again.
+pub const OMIUM_ERR_SERVER_UNAVAILABLE: omium_status = -22;
+/// The `omium serve` daemon refused the call: it needs an API key, and the one given to
+/// `omium_store_connect` (if any) is not one of its keys.
+pub const OMIUM_ERR_UNAUTHORIZED: omium_status = -23;
 /// An error kind this build of the C interface does not know (a newer core); see the message.
 pub const OMIUM_ERR_UNKNOWN: omium_status = -99;
 
 /// Every status and its name. The names of core errors are `Error::code()` values.
-pub(crate) const STATUS_NAMES: [(omium_status, &CStr); 23] = [
+pub(crate) const STATUS_NAMES: [(omium_status, &CStr); 25] = [
     (OMIUM_OK, c"ok"),
     (OMIUM_ERR_INVALID_ARGUMENT, c"invalid_argument"),
     (OMIUM_ERR_STORE_LOCKED, c"store_locked"),
@@ -92,6 +99,8 @@ pub(crate) const STATUS_NAMES: [(omium_status, &CStr); 23] = [
     (OMIUM_ERR_CONDITION_ERROR, c"condition_error"),
     (OMIUM_ERR_BUSY, c"busy"),
     (OMIUM_ERR_PANIC, c"panic"),
+    (OMIUM_ERR_SERVER_UNAVAILABLE, c"server_unavailable"),
+    (OMIUM_ERR_UNAUTHORIZED, c"unauthorized"),
     (OMIUM_ERR_UNKNOWN, c"unknown"),
 ];
 

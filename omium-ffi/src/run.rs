@@ -1,9 +1,11 @@
 //! `omium_run`: a run of an execution — durable steps (reserve, recorded, record) and the end
-//! of the run (complete, fail, free).
+//! of the run (complete, fail, free). It holds the core's `RunHandle`: a run in this process, or
+//! one an `omium serve` daemon holds for it.
 
 use std::ffi::c_char;
 
-use omium_core::{NewCheckpoint, Run};
+use omium_core::serve::RunHandle;
+use omium_core::NewCheckpoint;
 
 use crate::buffer::omium_buffer;
 use crate::error::{omium_status, Failure};
@@ -24,17 +26,38 @@ use crate::store::OMIUM_CHECKPOINT_ID_SIZE;
 /// Thread-safety: any number of threads may call functions on one run at the same time
 /// (concurrent steps keep the order in which they reserved their positions). Freeing it while
 /// another thread is inside a call on it fails with `OMIUM_ERR_BUSY` and frees nothing.
-pub struct omium_run(Handle<Run>);
+pub struct omium_run(Handle<HeldRun>);
+
+/// A run as a handle holds it: freeing the handle releases a daemon's run on the daemon at once
+/// (not when its lease expires), as dropping a run of this process releases it.
+pub(crate) struct HeldRun(Option<RunHandle>);
+
+impl std::ops::Deref for HeldRun {
+    type Target = RunHandle;
+    fn deref(&self) -> &RunHandle {
+        self.0
+            .as_ref()
+            .expect("a run is held until the handle is freed")
+    }
+}
+
+impl Drop for HeldRun {
+    fn drop(&mut self) {
+        if let Some(r) = self.0.take() {
+            r.close();
+        }
+    }
+}
 
 impl Opaque for omium_run {
-    type Value = Run;
+    type Value = HeldRun;
     const KIND: &'static str = "run";
     const TAG: u64 = u64::from_le_bytes(*b"omRUN\x00\x00\x01");
     const MADE_BY: &'static str = "omium_store_begin";
-    fn wrap(handle: Handle<Run>) -> Self {
+    fn wrap(handle: Handle<HeldRun>) -> Self {
         omium_run(handle)
     }
-    fn handle(&self) -> &Handle<Run> {
+    fn handle(&self) -> &Handle<HeldRun> {
         &self.0
     }
 }
@@ -45,10 +68,16 @@ impl Opaque for omium_run {
 /// `ptr` is NULL or a run handle that was not freed.
 unsafe fn with_run<R>(
     ptr: *const omium_run,
-    f: impl FnOnce(&Run) -> Result<R, Failure>,
+    f: impl FnOnce(&RunHandle) -> Result<R, Failure>,
 ) -> Result<R, Failure> {
     // SAFETY: forwarded promise.
-    unsafe { guard::with(ptr, "run", f) }
+    unsafe { guard::with(ptr, "run", |held: &HeldRun| f(held)) }
+}
+
+impl HeldRun {
+    pub(crate) fn new(run: RunHandle) -> Self {
+        HeldRun(Some(run))
+    }
 }
 
 fn seq_arg(seq: u64) -> Result<u64, Failure> {
@@ -74,7 +103,7 @@ pub unsafe extern "C" fn omium_run_reserve(run: *mut omium_run, out_seq: *mut u6
     guard("omium_run_reserve", || {
         // SAFETY (argument reads): the caller's promises.
         let out = unsafe { out_arg(out_seq, "out_seq", 0) }?;
-        *out = unsafe { with_run(run, |r| Ok(r.reserve())) }?;
+        *out = unsafe { with_run(run, |r| Ok(r.reserve()?)) }?;
         Ok(())
     })
 }
@@ -110,10 +139,17 @@ pub unsafe extern "C" fn omium_run_recorded(
         let name = unsafe { non_empty_str_arg(name, "name") }?;
         let seq = seq_arg(seq)?;
         let state = unsafe {
-            with_run(run, |r| match r.recorded(seq, name, None)? {
-                None => Ok(None),
-                Some(c) if state_out.is_some() => Ok(Some(Some(r.store().read_state(&c)?))),
-                Some(_) => Ok(Some(None)),
+            with_run(run, |r| match r {
+                // The journal lookup is in memory; the state is read only when asked for.
+                RunHandle::Local(l) => match l.recorded(seq, name, None)? {
+                    None => Ok(None),
+                    Some(c) if state_out.is_some() => Ok(Some(Some(l.store().read_state(&c)?))),
+                    Some(_) => Ok(Some(None)),
+                },
+                // A daemon answers with the state in the same call.
+                remote => Ok(remote
+                    .recorded(seq, name, None)?
+                    .map(|(_, state)| Some(state))),
             })
         }?;
         if let Some(state) = state {
@@ -178,7 +214,7 @@ pub unsafe extern "C" fn omium_run_record(
                 )?)
             })
         }?;
-        write_text(out, &c.id.to_string());
+        write_text(out, &c);
         Ok(())
     })
 }
@@ -228,7 +264,9 @@ pub unsafe extern "C" fn omium_run_fail(run: *mut omium_run, error: *const c_cha
 
 /// Frees a run handle. NULL is a no-op (`OMIUM_OK`). A run freed without
 /// `omium_run_complete` or `omium_run_fail` leaves its execution resumable, exactly as if the
-/// process had died there: beginning it again replays the recorded steps.
+/// process had died there: beginning it again replays the recorded steps. A run of a store from
+/// `omium_store_connect` is released on the daemon here (if the daemon is gone, there is nothing
+/// to release and the result is still `OMIUM_OK`).
 ///
 /// If another thread is inside a call on this run, nothing is freed and the result is
 /// `OMIUM_ERR_BUSY`. After `OMIUM_OK` the pointer is dangling: using or freeing it again is

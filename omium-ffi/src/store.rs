@@ -1,8 +1,11 @@
-//! `omium_store`: opening and closing a store, and what a store handle can do — begin a run,
-//! read checkpoints and their state, history, rollback, verify.
+//! `omium_store`: opening and closing a store, connecting to an `omium serve` daemon, and what
+//! a store handle can do — begin a run, read checkpoints and their state, history, rollback,
+//! verify. A handle holds the core's `StoreHandle`: the same calls, with the same results, on a
+//! store opened in this process or on a daemon's.
 
 use std::ffi::c_char;
 
+use omium_core::serve::{Client, StoreHandle};
 use omium_core::{BeginOptions, Durability, OpenOptions, RollbackTarget, Store};
 
 use crate::buffer::omium_buffer;
@@ -18,23 +21,24 @@ use crate::run::omium_run;
 /// the NUL included.
 pub const OMIUM_CHECKPOINT_ID_SIZE: usize = 27;
 
-/// An open store (opaque). Made by `omium_store_open` or `omium_store_open_read_only`,
-/// released by `omium_store_close`.
+/// An open store (opaque). Made by `omium_store_open` or `omium_store_open_read_only` (a store
+/// in this process) or `omium_store_connect` (the store an `omium serve` daemon owns),
+/// released by `omium_store_close`. Every function taking an `omium_store` works on either.
 ///
 /// Thread-safety: any number of threads may call functions on one store handle at the same
 /// time (writes of concurrent threads share fsyncs). Closing it while another thread is inside
 /// a call on it fails with `OMIUM_ERR_BUSY` and closes nothing.
-pub struct omium_store(Handle<Store>);
+pub struct omium_store(Handle<StoreHandle>);
 
 impl Opaque for omium_store {
-    type Value = Store;
+    type Value = StoreHandle;
     const KIND: &'static str = "store";
     const TAG: u64 = u64::from_le_bytes(*b"omSTORE\x01");
     const MADE_BY: &'static str = "omium_store_open";
-    fn wrap(handle: Handle<Store>) -> Self {
+    fn wrap(handle: Handle<StoreHandle>) -> Self {
         omium_store(handle)
     }
-    fn handle(&self) -> &Handle<Store> {
+    fn handle(&self) -> &Handle<StoreHandle> {
         &self.0
     }
 }
@@ -45,7 +49,7 @@ impl Opaque for omium_store {
 /// `ptr` is NULL or a store handle that was not closed.
 unsafe fn with_store<R>(
     ptr: *const omium_store,
-    f: impl FnOnce(&Store) -> Result<R, Failure>,
+    f: impl FnOnce(&StoreHandle) -> Result<R, Failure>,
 ) -> Result<R, Failure> {
     // SAFETY: forwarded promise.
     unsafe { guard::with(ptr, "store", f) }
@@ -95,7 +99,53 @@ pub unsafe extern "C" fn omium_store_open(
                 ..OpenOptions::default()
             },
         )?;
-        *out = <omium_store as Opaque>::into_raw(store);
+        *out = <omium_store as Opaque>::into_raw(StoreHandle::Local(store));
+        Ok(())
+    })
+}
+
+/// Connects to the `omium serve` daemon at `url` — `"unix:///path/to/omium.sock"` (or a bare
+/// absolute socket path) or `"http://127.0.0.1:7700"` — and makes a store handle on the store it
+/// owns. Several processes share that store this way (a store directory has one writer: the
+/// daemon); an execution still runs in one run at a time, whichever process holds it. Every
+/// function taking an `omium_store` works on the handle, with the same results as on a store
+/// opened in this process.
+///
+/// `api_key` (NULL: none) is sent as a bearer token; a daemon listening on an address other than
+/// loopback requires one of its keys (`omium serve --api-key`).
+///
+/// Errors: `OMIUM_ERR_INVALID_ARGUMENT` for a URL of another scheme or an empty `api_key`;
+/// `OMIUM_ERR_SERVER_UNAVAILABLE` when no daemon answers at `url` (the message names it).
+/// A wrong or missing key is found by the first call that needs one
+/// (`OMIUM_ERR_UNAUTHORIZED`). On success `*out_store` is the new handle; on error it is NULL.
+///
+/// Ownership: the caller owns the handle and releases it with `omium_store_close` (which
+/// closes the connections, not the daemon's store). Thread-safety: any thread.
+///
+/// # Safety
+/// `url` and `api_key` are NULL or NUL-terminated strings; `out_store` is NULL or valid for
+/// writing a pointer.
+#[no_mangle]
+pub unsafe extern "C" fn omium_store_connect(
+    url: *const c_char,
+    api_key: *const c_char,
+    out_store: *mut *mut omium_store,
+) -> omium_status {
+    guard("omium_store_connect", || {
+        // SAFETY (all argument reads below): the caller's promises above.
+        let out = unsafe { out_arg(out_store, "out_store", std::ptr::null_mut()) }?;
+        let url = unsafe { non_empty_str_arg(url, "url") }?;
+        let api_key = match unsafe { opt_str_arg(api_key, "api_key") }? {
+            Some("") => {
+                return Err(Failure::argument(
+                    "api_key",
+                    "is an empty string; pass the daemon's key, or NULL for none",
+                ))
+            }
+            k => k,
+        };
+        let client = Client::connect(url, api_key)?;
+        *out = <omium_store as Opaque>::into_raw(StoreHandle::Remote(client));
         Ok(())
     })
 }
@@ -119,7 +169,7 @@ pub unsafe extern "C" fn omium_store_open_read_only(
         // SAFETY: the caller's promises.
         let out = unsafe { out_arg(out_store, "out_store", std::ptr::null_mut()) }?;
         let path = unsafe { non_empty_str_arg(path, "path") }?;
-        *out = <omium_store as Opaque>::into_raw(Store::open_read_only(path)?);
+        *out = <omium_store as Opaque>::into_raw(StoreHandle::Local(Store::open_read_only(path)?));
         Ok(())
     })
 }
@@ -128,13 +178,16 @@ pub unsafe extern "C" fn omium_store_open_read_only(
 ///
 /// Runs begun on this store stay usable and keep the database open until they are freed; the
 /// store is fully closed (and can be opened again) when the handle and all its runs are gone.
+/// For a handle from `omium_store_connect` this closes the connections (runs keep theirs);
+/// the daemon and its store go on.
 /// If another thread is inside a call on this handle, nothing is closed and the result is
 /// `OMIUM_ERR_BUSY`: close it after that call returns. After `OMIUM_OK` the pointer is
 /// dangling: using or closing it again is undefined behaviour (Omium detects many such
 /// mistakes as `OMIUM_ERR_INVALID_ARGUMENT`, but cannot detect all).
 ///
 /// # Safety
-/// `store` is NULL or a handle from `omium_store_open*` that was not closed.
+/// `store` is NULL or a handle from `omium_store_open*` or `omium_store_connect` that was not
+/// closed.
 #[no_mangle]
 pub unsafe extern "C" fn omium_store_close(store: *mut omium_store) -> omium_status {
     guard("omium_store_close", || {
@@ -143,7 +196,9 @@ pub unsafe extern "C" fn omium_store_close(store: *mut omium_store) -> omium_sta
     })
 }
 
-/// Catches a read-only store up with the writer's latest changes; does nothing for a writer.
+/// Catches a read-only store up with the writer's latest changes; does nothing for a writer or
+/// a store from `omium_store_connect` (the daemon is the writer: its answers are always
+/// current).
 ///
 /// Thread-safety: any thread, concurrently with other calls on the store.
 ///
@@ -153,7 +208,10 @@ pub unsafe extern "C" fn omium_store_close(store: *mut omium_store) -> omium_sta
 pub unsafe extern "C" fn omium_store_refresh(store: *mut omium_store) -> omium_status {
     guard("omium_store_refresh", || unsafe {
         // SAFETY: the caller's promise.
-        with_store(store, |s| Ok(s.refresh()?))
+        with_store(store, |s| match s {
+            StoreHandle::Local(s) => Ok(s.refresh()?),
+            StoreHandle::Remote(_) => Ok(()),
+        })
     })
 }
 
@@ -163,7 +221,9 @@ pub unsafe extern "C" fn omium_store_refresh(store: *mut omium_store) -> omium_s
 /// continues after them. `workflow` (NULL: "") names the workflow on first begin.
 ///
 /// One run per execution at a time in a store handle: beginning an execution that a run not
-/// yet freed holds is `OMIUM_ERR_EXECUTION_LEASED`. A read-only store gives
+/// yet freed holds is `OMIUM_ERR_EXECUTION_LEASED`; on a store from `omium_store_connect`, a
+/// run of any process connected to the daemon counts (a run of a process that died is dropped
+/// by the daemon, so its execution can be begun again). A read-only store gives
 /// `OMIUM_ERR_READ_ONLY`.
 ///
 /// Ownership: `*out_run` (NULL on error) is owned by the caller; release it with
@@ -195,7 +255,7 @@ pub unsafe extern "C" fn omium_store_begin(
                 )?)
             })
         }?;
-        *out = <omium_run as Opaque>::into_raw(run);
+        *out = <omium_run as Opaque>::into_raw(crate::run::HeldRun::new(run));
         Ok(())
     })
 }
@@ -305,7 +365,7 @@ pub unsafe extern "C" fn omium_store_read_state(
         // SAFETY (argument reads): the caller's promises.
         let out = unsafe { out_arg(out_state, "out_state", omium_buffer::EMPTY) }?;
         let id = unsafe { non_empty_str_arg(checkpoint_id, "checkpoint_id") }?;
-        let bytes = unsafe { with_store(store, |s| Ok(s.read_state(&s.checkpoint(id)?)?)) }?;
+        let bytes = unsafe { with_store(store, |s| Ok(s.read_state(id)?)) }?;
         *out = omium_buffer::from_vec(bytes);
         Ok(())
     })

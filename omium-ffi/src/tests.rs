@@ -178,6 +178,8 @@ fn statuses_mirror_the_core_error_codes() {
         "invalid_state",
         "condition_syntax",
         "condition_error",
+        "server_unavailable",
+        "unauthorized",
     ] {
         let s = crate::error::status_of_code(code);
         assert!(s < 0 && s != OMIUM_ERR_UNKNOWN, "{code}");
@@ -945,4 +947,295 @@ fn buffers_free_once_and_keep_the_last_error() {
     unsafe { omium_buffer_free(&mut other) };
     assert!(last_error().starts_with("omium_store_history: unknown execution"));
     ok(unsafe { omium_store_close(store) });
+}
+
+// ---- a store served by a real `omium serve` daemon process ----
+
+/// The `omium` binary: `OMIUM_BIN`, else the one cargo built next to this test
+/// (`cargo test --workspace` and `make cli` build it).
+fn omium_bin() -> std::path::PathBuf {
+    if let Some(p) = std::env::var_os("OMIUM_BIN") {
+        return p.into();
+    }
+    // This test is target/<profile>/deps/omium-<hash>; the binary is target/<profile>/omium.
+    let exe = std::env::current_exe().unwrap();
+    let bin = exe.parent().unwrap().parent().unwrap().join("omium");
+    assert!(
+        bin.exists(),
+        "the omium binary is not built at {}: run `cargo build -p omium-cli` (or `make cli`), \
+         or set OMIUM_BIN",
+        bin.display()
+    );
+    bin
+}
+
+/// `omium --store <dir>/store serve ARGS...`, stopped (SIGKILL) when dropped.
+struct Daemon {
+    child: std::process::Child,
+    /// The JSON line it printed once listening.
+    info: Value,
+}
+
+impl Daemon {
+    fn start(dir: &Path, args: &[&str]) -> Daemon {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new(omium_bin())
+            .arg("--store")
+            .arg(dir.join("store"))
+            .arg("serve")
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert!(
+            !line.is_empty(),
+            "omium serve exited before listening: {:?}",
+            child.wait()
+        );
+        Daemon {
+            child,
+            info: serde_json::from_str(&line).unwrap(),
+        }
+    }
+
+    fn unix_url(&self) -> String {
+        format!("unix://{}", self.info["socket"].as_str().unwrap())
+    }
+
+    fn http_url(&self) -> String {
+        format!("http://{}", self.info["http"].as_str().unwrap())
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn connect(url: &str, api_key: Option<&str>) -> *mut omium_store {
+    let mut s = null_mut();
+    let url = cs(url);
+    let key = api_key.map(cs);
+    ok(unsafe {
+        omium_store_connect(
+            url.as_ptr(),
+            key.as_ref().map_or(null(), |k| k.as_ptr()),
+            &mut s,
+        )
+    });
+    assert!(!s.is_null());
+    s
+}
+
+/// The status of `omium_store_execution` (its buffer freed).
+fn execution_status(store: *mut omium_store, id: &str) -> omium_status {
+    let id = cs(id);
+    let mut b = omium_buffer::EMPTY;
+    let status = unsafe { omium_store_execution(store, id.as_ptr(), &mut b) };
+    unsafe { omium_buffer_free(&mut b) };
+    status
+}
+
+#[test]
+fn connect_checks_its_arguments_and_says_when_no_daemon_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = std::ptr::dangling_mut::<omium_store>();
+    fails(
+        unsafe { omium_store_connect(null(), null(), &mut s) },
+        OMIUM_ERR_INVALID_ARGUMENT,
+        "omium_store_connect: argument `url` is NULL",
+        &[],
+    );
+    assert!(s.is_null(), "out_store is NULL after an error");
+    fails(
+        unsafe { omium_store_connect(c"ftp://example.com".as_ptr(), null(), &mut s) },
+        OMIUM_ERR_INVALID_ARGUMENT,
+        "omium_store_connect: ",
+        &["ftp://example.com", "unix://", "http://"],
+    );
+    fails(
+        unsafe { omium_store_connect(c"unix:///x.sock".as_ptr(), c"".as_ptr(), &mut s) },
+        OMIUM_ERR_INVALID_ARGUMENT,
+        "omium_store_connect: argument `api_key` is an empty string",
+        &[],
+    );
+    fails(
+        unsafe { omium_store_connect(c"unix:///x.sock".as_ptr(), null(), null_mut()) },
+        OMIUM_ERR_INVALID_ARGUMENT,
+        "omium_store_connect: argument `out_store` is NULL",
+        &[],
+    );
+    let missing = format!("unix://{}", dir.path().join("nobody.sock").display());
+    let url = cs(&missing);
+    fails(
+        unsafe { omium_store_connect(url.as_ptr(), null(), &mut s) },
+        OMIUM_ERR_SERVER_UNAVAILABLE,
+        "omium_store_connect: ",
+        &["nobody.sock"],
+    );
+    assert!(s.is_null());
+    assert_eq!(name_of(OMIUM_ERR_SERVER_UNAVAILABLE), "server_unavailable");
+    assert_eq!(name_of(OMIUM_ERR_UNAUTHORIZED), "unauthorized");
+}
+
+#[test]
+fn every_store_and_run_call_works_on_a_daemons_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("omium.sock");
+    let mut daemon = Daemon::start(dir.path(), &["--socket", sock.to_str().unwrap()]);
+    let url = daemon.unix_url();
+    let store = connect(&url, None);
+
+    // A first run records two steps and stops without finishing (as if its process died).
+    let run = begin(store, "served-1");
+    assert_eq!(step(run, "fetch", b"one"), (b"one".to_vec(), false));
+    let parse_id = record(run, "parse", b"two");
+    assert_eq!(parse_id.len(), OMIUM_CHECKPOINT_ID_SIZE - 1);
+    // The daemon holds the execution for this run: another handle cannot begin it.
+    let other = connect(&url, None);
+    let mut r2 = null_mut();
+    fails(
+        unsafe { omium_store_begin(other, c"served-1".as_ptr(), null(), &mut r2) },
+        OMIUM_ERR_EXECUTION_LEASED,
+        "omium_store_begin: execution \"served-1\" is being run by ",
+        &[],
+    );
+    assert!(r2.is_null());
+    ok(unsafe { omium_run_free(run) });
+
+    // The next run, from the other handle: the recorded steps replay, the rest runs.
+    let run = begin(other, "served-1");
+    assert_eq!(step(run, "fetch", b"changed"), (b"one".to_vec(), true));
+    let mut seq = 0;
+    ok(unsafe { omium_run_reserve(run, &mut seq) });
+    assert_eq!(seq, 2);
+    let mut found = false;
+    ok(unsafe { omium_run_recorded(run, seq, c"parse".as_ptr(), &mut found, null_mut()) });
+    assert!(found, "found without asking for the state");
+    fails(
+        unsafe { omium_run_recorded(run, seq, c"other".as_ptr(), &mut found, null_mut()) },
+        OMIUM_ERR_NON_DETERMINISM,
+        "omium_run_recorded: ",
+        &["parse", "other"],
+    );
+    assert_eq!(step(run, "answer", b"three"), (b"three".to_vec(), false));
+    ok(unsafe { omium_run_complete(run, b"out".as_ptr(), 3) });
+    fails(
+        unsafe { omium_run_record(run, 4, c"late".as_ptr(), b"x".as_ptr(), 1, null_mut(), 0) },
+        OMIUM_ERR_INVALID_STATE,
+        "omium_run_record: ",
+        &["finished"],
+    );
+    ok(unsafe { omium_run_free(run) });
+
+    // What the runs recorded, read back through the daemon from the first handle.
+    let e = execution(store, "served-1");
+    assert_eq!(e["status"], "completed");
+    assert_eq!(e["workflow"], "onboarding");
+    assert_eq!(e["attempts"], 2);
+    let h = history(store, "served-1");
+    assert_eq!(names(&h), ["fetch", "parse", "answer"]);
+    let mut b = omium_buffer::EMPTY;
+    let id = cs(&parse_id);
+    ok(unsafe { omium_store_checkpoint(store, id.as_ptr(), &mut b) });
+    let c = take_json(&mut b);
+    assert_eq!(c["name"], "parse");
+    assert_eq!(c["execution_id"], "served-1");
+    ok(unsafe { omium_store_read_state(store, id.as_ptr(), &mut b) });
+    assert_eq!(take_bytes(&mut b), b"two");
+    fails(
+        unsafe { omium_store_checkpoint(store, c"01ARZ3NDEKTSV4RRFFQ69G5FAV".as_ptr(), &mut b) },
+        OMIUM_ERR_CHECKPOINT_NOT_FOUND,
+        "omium_store_checkpoint: ",
+        &["01ARZ3NDEKTSV4RRFFQ69G5FAV"],
+    );
+    assert_eq!(
+        execution_status(store, "nobody"),
+        OMIUM_ERR_EXECUTION_NOT_FOUND
+    );
+    ok(unsafe { omium_store_resumable(store, &mut b) });
+    assert_eq!(take_json(&mut b), serde_json::json!([]));
+
+    // Rollback, verify and refresh.
+    let mut marker = [0 as c_char; OMIUM_CHECKPOINT_ID_SIZE];
+    ok(unsafe {
+        omium_store_rollback(
+            store,
+            c"served-1".as_ptr(),
+            c"fetch".as_ptr(),
+            c"test".as_ptr(),
+            marker.as_mut_ptr(),
+            marker.len(),
+        )
+    });
+    let marker = unsafe { CStr::from_ptr(marker.as_ptr()) }.to_str().unwrap();
+    let h = history(store, "served-1");
+    assert_eq!(names(&h), ["fetch", "rollback to fetch"]);
+    assert_eq!(h[1]["id"], marker);
+    assert_eq!(execution(store, "served-1")["status"], "pending");
+    let mut verified = false;
+    ok(unsafe { omium_store_verify(store, null(), &mut verified, &mut b) });
+    assert!(verified);
+    assert_eq!(take_json(&mut b)["ok"], true);
+    ok(unsafe { omium_store_refresh(store) });
+
+    // A daemon that went away: every call says so, naming the URL; handles still free.
+    let held = begin(store, "served-2");
+    daemon.kill();
+    let status = execution_status(store, "served-1");
+    let msg = last_error();
+    assert_eq!(status, OMIUM_ERR_SERVER_UNAVAILABLE, "{msg}");
+    assert!(msg.starts_with("omium_store_execution: "), "{msg}");
+    assert!(msg.contains(&url), "{msg} names {url}");
+    let mut seq = 0;
+    fails(
+        unsafe { omium_run_reserve(held, &mut seq) },
+        OMIUM_ERR_SERVER_UNAVAILABLE,
+        "omium_run_reserve: ",
+        &[url.as_str()],
+    );
+    ok(unsafe { omium_run_free(held) });
+    ok(unsafe { omium_store_close(other) });
+    ok(unsafe { omium_store_close(store) });
+}
+
+#[test]
+fn a_daemon_with_api_keys_refuses_handles_without_one() {
+    const KEY: &str = "k3y-0123456789abcdef-ffi-test";
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(dir.path(), &["--http", "127.0.0.1:0", "--api-key", KEY]);
+    let url = daemon.http_url();
+    // Connecting checks that a daemon answers (its health needs no key); calls need one.
+    let anonymous = connect(&url, None);
+    let status = execution_status(anonymous, "x");
+    assert_eq!(status, OMIUM_ERR_UNAUTHORIZED, "{}", last_error());
+    assert!(last_error().contains("API key"), "{}", last_error());
+    let wrong = connect(&url, Some("not-the-key-0123456789"));
+    assert_eq!(execution_status(wrong, "x"), OMIUM_ERR_UNAUTHORIZED);
+    let keyed = connect(&url, Some(KEY));
+    assert_eq!(
+        execution_status(keyed, "x"),
+        OMIUM_ERR_EXECUTION_NOT_FOUND,
+        "{}",
+        last_error()
+    );
+    let run = begin(keyed, "keyed-1");
+    assert_eq!(step(run, "only", b"1"), (b"1".to_vec(), false));
+    ok(unsafe { omium_run_complete(run, null(), 0) });
+    ok(unsafe { omium_run_free(run) });
+    assert_eq!(execution(keyed, "keyed-1")["status"], "completed");
+    for s in [anonymous, wrong, keyed] {
+        ok(unsafe { omium_store_close(s) });
+    }
 }

@@ -1,7 +1,8 @@
 //! The C example as a C user meets it: `examples/c/onboarding.c` compiled with gcc by its
 //! Makefile against the libomium.a (and libomium.so) that cargo built for these tests; run,
 //! killed with SIGKILL after two steps, run again (the two recorded steps are replayed, not
-//! re-run, and the run completes); and run under valgrind with no leaks and no errors.
+//! re-run, and the run completes); run against a real `omium serve` daemon; and run under
+//! valgrind with no leaks and no errors.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -112,6 +113,81 @@ fn text(out: &Output) -> (String, String) {
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
+}
+
+/// The `omium` binary: `OMIUM_BIN`, else the one cargo built beside this test's profile.
+fn omium_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("OMIUM_BIN") {
+        return p.into();
+    }
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let bin = exe.parent().unwrap().parent().unwrap().join("omium");
+    assert!(
+        bin.exists(),
+        "the omium binary is not built at {}: run `cargo build -p omium-cli` (or `make cli`), \
+         or set OMIUM_BIN",
+        bin.display()
+    );
+    bin
+}
+
+#[test]
+fn the_c_program_records_into_an_omium_serve_daemon() {
+    let dir = scratch().join("served");
+    std::fs::create_dir_all(&dir).unwrap();
+    let socket = dir.join("omium.sock");
+    let mut daemon = Command::new(omium_bin())
+        .arg("--store")
+        .arg(dir.join("store"))
+        .args(["serve", "--socket"])
+        .arg(&socket)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(daemon.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert!(
+        line.contains("\"socket\""),
+        "omium serve did not start: {line:?}"
+    );
+    let url = format!("unix://{}", socket.display());
+    let run = |id: &str| {
+        let mut cmd = Command::new(program());
+        cmd.arg(&url)
+            .arg(id)
+            .env("ONBOARDING_STEP_MS", "10")
+            .env_remove("OMIUM_API_KEY");
+        cmd.output().unwrap()
+    };
+
+    let out = run("served-42");
+    let (first, err) = text(&out);
+    assert!(out.status.success(), "{first}\n{err}");
+    assert!(steps(&first).iter().all(|s| s.1 == "ran"), "{first}");
+    assert!(first.contains("verify: ok"), "{first}");
+    // A second process, same execution: everything is replayed from the daemon's store.
+    let out = run("served-42");
+    let (second, err) = text(&out);
+    assert!(out.status.success(), "{second}\n{err}");
+    let replayed = steps(&second);
+    assert_eq!(replayed.len(), STEPS.len(), "{second}");
+    assert!(replayed.iter().all(|s| s.1 == "replayed"), "{second}");
+
+    // The daemon gone, the program says so and names the URL.
+    let _ = daemon.kill();
+    let _ = daemon.wait();
+    let out = run("served-43");
+    let (_, err) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.starts_with(
+            "onboarding: connecting to omium serve failed: [server_unavailable] omium_store_connect: "
+        ) && err.contains(&url),
+        "{err}"
+    );
 }
 
 #[test]

@@ -1,14 +1,16 @@
 //! `Recovery`: the handle a failed step drives. The TS layer asks `nextDirective()`, carries it
 //! out (sleeps, calls the step again, calls hooks) and reports; decisions, backoff, history and
-//! webhooks stay in the core.
+//! webhooks stay in the core: in this process, or in the `omium serve` daemon that recorded
+//! the failure (the core's `RecoveryHandle`).
 
 use std::sync::{Arc, Mutex};
 
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
+use omium_core::serve::RecoveryHandle;
 use serde_json::{json, Value};
 
-use crate::convert::{coded, record};
+use crate::convert::coded;
 
 #[napi(object)]
 pub struct Directive {
@@ -21,11 +23,11 @@ pub struct Directive {
 
 #[napi]
 pub struct Recovery {
-    inner: Arc<Mutex<omium_core::Recovery>>,
+    inner: Arc<Mutex<RecoveryHandle>>,
 }
 
 impl Recovery {
-    pub fn new(r: omium_core::Recovery) -> Recovery {
+    pub fn new(r: RecoveryHandle) -> Recovery {
         Recovery {
             inner: Arc::new(Mutex::new(r)),
         }
@@ -33,7 +35,7 @@ impl Recovery {
 
     async fn with<T: Send + 'static>(
         &self,
-        f: impl FnOnce(&mut omium_core::Recovery) -> omium_core::Result<T> + Send + 'static,
+        f: impl FnOnce(&mut RecoveryHandle) -> omium_core::Result<T> + Send + 'static,
     ) -> Result<T> {
         let inner = self.inner.clone();
         let g = spawn_blocking(move || {
@@ -47,12 +49,13 @@ impl Recovery {
         g
     }
 
-    fn now<T>(&self, f: impl FnOnce(&mut omium_core::Recovery) -> T) -> Result<T> {
+    /// On the calling thread (a daemon's recovery answers from memory).
+    fn now<T>(&self, f: impl FnOnce(&mut RecoveryHandle) -> omium_core::Result<T>) -> Result<T> {
         let mut g = self
             .inner
             .lock()
             .map_err(|_| coded("internal", "recovery lock poisoned by a panic"))?;
-        Ok(f(&mut g))
+        f(&mut g).map_err(crate::convert::err)
     }
 }
 
@@ -60,17 +63,14 @@ impl Recovery {
 impl Recovery {
     #[napi]
     pub async fn next_directive(&self) -> Result<Directive> {
-        let d = self.with(|r| r.next_directive()).await?;
+        let (name, params) = self.with(|r| r.next_directive()).await?;
         // The core's parameters, in JS's names and units (milliseconds).
-        let mut params = crate::convert::camel(d.params());
+        let mut params = crate::convert::camel(params);
         if let Some(delay) = params.get("delay").and_then(Value::as_f64) {
             params["delayMs"] = json!(delay * 1000.0);
             params.as_object_mut().map(|m| m.remove("delay"));
         }
-        Ok(Directive {
-            name: d.name().into(),
-            params,
-        })
+        Ok(Directive { name, params })
     }
 
     /// Reports how the last directive went.
@@ -101,14 +101,7 @@ impl Recovery {
                 ))
             }
         };
-        self.with(move |r| match outcome.as_str() {
-            "recovered" => r.recovered(),
-            "failed" => r.failed(),
-            "escalated" => r.escalated(),
-            "paused" => r.paused(),
-            _ => r.rolled_back(),
-        })
-        .await
+        self.with(move |r| r.finish(&outcome)).await
     }
 
     /// Sends the channels' webhooks; returns `[channel, error or null]` pairs.
@@ -118,8 +111,7 @@ impl Recovery {
         channels: Vec<String>,
         event: String,
     ) -> Result<Vec<(String, Option<String>)>> {
-        let sent = self.with(move |r| Ok(r.notify(&channels, &event))).await?;
-        Ok(sent.into_iter().map(|(c, r)| (c, r.err())).collect())
+        self.with(move |r| r.notify(&channels, &event)).await
     }
 
     /// The notification body for `event`.
@@ -131,6 +123,6 @@ impl Recovery {
     /// The failure record.
     #[napi]
     pub fn failure(&self) -> Result<Value> {
-        self.now(|r| record(r.record()))
+        self.now(|r| r.record())
     }
 }

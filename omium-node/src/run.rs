@@ -1,11 +1,14 @@
-//! `Run`: one run of an execution (holds its lease). `reserve` is synchronous (a counter), so
-//! a step takes its position when it is called, before any await; store writes are async.
+//! `Run`: one run of an execution (holds its lease), in this process or held by an `omium serve`
+//! daemon for it (the core's `RunHandle`). `reserve` is synchronous, so a step takes its
+//! position when it is called, before any await: a counter for an embedded store, a call to the
+//! daemon for a served one. Store writes are async.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
+use omium_core::serve::RunHandle;
 use omium_core::{CheckResult, CheckpointKind, Checks, NewCheckpoint};
 use serde_json::Value;
 
@@ -13,8 +16,28 @@ use crate::convert::{self, blocking, coded};
 
 #[napi]
 pub struct Run {
-    inner: Arc<RwLock<Option<Arc<omium_core::Run>>>>,
+    inner: Arc<RwLock<Option<Arc<Held>>>>,
     execution_id: String,
+}
+
+/// A run handle that releases a served run on the daemon when the last call holding it is done
+/// (after `close()`, or when JS collects the `Run`): the daemon's session ends at once instead of
+/// when its lease expires. An embedded run releases its lease when dropped.
+pub struct Held(Option<RunHandle>);
+
+impl std::ops::Deref for Held {
+    type Target = RunHandle;
+    fn deref(&self) -> &RunHandle {
+        self.0.as_ref().expect("a run handle is held until dropped")
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        if let Some(r) = self.0.take() {
+            r.close();
+        }
+    }
 }
 
 #[napi(object)]
@@ -70,7 +93,7 @@ fn record_args(
 }
 
 fn record(
-    run: &omium_core::Run,
+    run: &RunHandle,
     seq: u64,
     name: &str,
     state: &[u8],
@@ -89,19 +112,19 @@ fn record(
         },
         metadata: o.metadata.unwrap_or_default(),
     };
-    run.record(seq, new).map(|c| c.id.to_string())
+    run.record(seq, new)
 }
 
 impl Run {
-    pub fn new(run: omium_core::Run) -> Run {
+    pub fn new(run: RunHandle) -> Run {
         let execution_id = run.execution_id().to_string();
         Run {
-            inner: Arc::new(RwLock::new(Some(Arc::new(run)))),
+            inner: Arc::new(RwLock::new(Some(Arc::new(Held(Some(run)))))),
             execution_id,
         }
     }
 
-    fn get(&self) -> Result<Arc<omium_core::Run>> {
+    fn get(&self) -> Result<Arc<Held>> {
         let guard = self
             .inner
             .read()
@@ -125,21 +148,24 @@ impl Run {
     /// Takes the next position of the live branch (at call time).
     #[napi]
     pub fn reserve(&self) -> Result<i64> {
-        Ok(self.get()?.reserve() as i64)
+        let seq = self.get()?.reserve().map_err(crate::convert::err)?;
+        Ok(seq as i64)
     }
 
-    /// Whether a step is recorded at `seq` (or `key`): a lookup in the run's in-memory journal,
-    /// so a live step pays no trip to a worker thread. A different step name there is a
-    /// `non_determinism` error naming both.
+    /// Whether a step is recorded at `seq` (or `key`): for an embedded store, a lookup in the
+    /// run's in-memory journal, so a live step pays no trip to a worker thread; for a daemon, a
+    /// call to it. A different step name there is a `non_determinism` error naming both.
     #[napi]
     pub fn is_recorded(&self, seq: i64, name: String, key: Option<String>) -> Result<bool> {
         let seq = u64::try_from(seq)
             .map_err(|_| coded("invalid_argument", format!("seq must be >= 0, not {seq}")))?;
-        let found = self
-            .get()?
-            .recorded(seq, &name, key.as_deref())
-            .map_err(crate::convert::err)?;
-        Ok(found.is_some())
+        let found = match &**self.get()? {
+            RunHandle::Local(r) => r.recorded(seq, &name, key.as_deref()).map(|c| c.is_some()),
+            remote => remote
+                .recorded(seq, &name, key.as_deref())
+                .map(|c| c.is_some()),
+        };
+        found.map_err(crate::convert::err)
     }
 
     /// The recorded step at `seq` (or `key`) with its state, else null. A different step name
@@ -154,12 +180,10 @@ impl Run {
         let run = self.get()?;
         let seq = u64::try_from(seq)
             .map_err(|_| coded("invalid_argument", format!("seq must be >= 0, not {seq}")))?;
-        let found = blocking(move || match run.recorded(seq, &name, key.as_deref())? {
-            Some(c) => {
-                let state = run.store().read_state(&c)?;
-                Ok(Some((convert::checkpoint(&c), state)))
-            }
-            None => Ok(None),
+        let found = blocking(move || {
+            Ok(run
+                .recorded(seq, &name, key.as_deref())?
+                .map(|(c, state)| (convert::checkpoint(&c), state)))
         })
         .await?;
         Ok(found.map(|(checkpoint, state)| Recorded {
@@ -226,17 +250,20 @@ impl Run {
 
     #[napi]
     pub fn execution(&self) -> Result<Value> {
-        Ok(convert::execution(&self.get()?.execution()))
+        let e = self.get()?.execution().map_err(crate::convert::err)?;
+        Ok(convert::execution(&e))
     }
 
     /// Releases the run; without complete()/fail() the execution stays resumable. Idempotent.
     #[napi]
     pub fn close(&self) -> Result<()> {
-        let mut guard = self
+        let taken = self
             .inner
             .write()
-            .map_err(|_| coded("internal", "omium run lock poisoned by a panic"))?;
-        *guard = None;
+            .map_err(|_| coded("internal", "omium run lock poisoned by a panic"))?
+            .take();
+        // Released here, or by the last call still running on it (`Held`).
+        drop(taken);
         Ok(())
     }
 }

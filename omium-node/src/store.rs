@@ -1,5 +1,8 @@
-//! `Store`: an open Omium store. Every call that touches RocksDB is async and runs on a worker
-//! thread; closing is synchronous (RocksDB closes once no run of the handle is alive).
+//! `Store`: an open Omium store, or a handle on an `omium serve` daemon (`connectStore(url)`).
+//! Either way the calls go through the core's `StoreHandle`, so both give the same results; the
+//! few calls only an embedded store has answer a remote handle with an `invalid_state` error
+//! that names the call. Every call that touches RocksDB or the daemon is async and runs on a
+//! worker thread; closing is synchronous (RocksDB closes once no run of the handle is alive).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
@@ -9,6 +12,7 @@ use napi::bindgen_prelude::*;
 use napi_derive::napi;
 use omium_core::policy::Scope;
 use omium_core::recovery::FailureInput;
+use omium_core::serve::{Client, StoreHandle};
 use omium_core::{BeginOptions, Durability, ForkOptions, OpenOptions, RollbackTarget};
 use serde_json::Value;
 
@@ -22,6 +26,12 @@ pub struct OpenStoreOptions {
     pub read_only: Option<bool>,
     /// Create the store when missing (default true).
     pub create: Option<bool>,
+}
+
+#[napi(object)]
+pub struct ConnectOptions {
+    /// The daemon's API key (required by a daemon listening on TCP with keys).
+    pub api_key: Option<String>,
 }
 
 #[napi(object)]
@@ -106,19 +116,55 @@ pub async fn open_store(path: String, options: Option<OpenStoreOptions>) -> Resu
     })
     .await?;
     Ok(Store {
-        inner: Arc::new(RwLock::new(Some(store))),
+        inner: Arc::new(RwLock::new(Some(StoreHandle::Local(store)))),
         path,
+        remote_durability: "sync",
+    })
+}
+
+/// A handle on an `omium serve` daemon: `unix:///path/omium.sock` (or a bare absolute path) or
+/// `http://host:port`. Fails with `server_unavailable` when no daemon answers there, and with
+/// `unauthorized` when the daemon needs another API key.
+#[napi]
+pub async fn connect_store(url: String, options: Option<ConnectOptions>) -> Result<Store> {
+    let api_key = options.and_then(|o| o.api_key);
+    if api_key.as_deref() == Some("") {
+        return Err(coded(
+            "invalid_argument",
+            format!("connect({url:?}): apiKey is an empty string; give the daemon's key or leave it out"),
+        ));
+    }
+    let u = url.clone();
+    let (client, health) = blocking(move || {
+        let client = Client::connect(&u, api_key.as_deref())?;
+        let health = client.health()?;
+        Ok((client, health))
+    })
+    .await?;
+    let remote_durability = match health["durability"].as_str() {
+        Some("buffered") => "buffered",
+        Some("none") => "none",
+        _ => "sync",
+    };
+    Ok(Store {
+        inner: Arc::new(RwLock::new(Some(StoreHandle::Remote(client)))),
+        path: url,
+        remote_durability,
     })
 }
 
 #[napi]
 pub struct Store {
-    inner: Arc<RwLock<Option<omium_core::Store>>>,
+    inner: Arc<RwLock<Option<StoreHandle>>>,
+    /// The directory, or the daemon's URL.
     path: String,
+    /// The daemon's durability (remote handles).
+    remote_durability: &'static str,
 }
 
 impl Store {
-    pub fn get(&self) -> Result<omium_core::Store> {
+    /// The handle (embedded store or daemon client), unless closed.
+    pub fn handle(&self) -> Result<StoreHandle> {
         let guard = self
             .inner
             .read()
@@ -133,28 +179,50 @@ impl Store {
             )
         })
     }
+
+    /// The store of this process, for the calls a daemon does not serve; `what` names the call
+    /// in the error a handle on a daemon answers.
+    pub fn local(&self, what: &str) -> Result<omium_core::Store> {
+        self.handle()?.local(what).cloned().map_err(err)
+    }
 }
 
 #[napi]
 impl Store {
+    /// The store's directory, or the daemon's URL.
     #[napi(getter)]
     pub fn path(&self) -> String {
         self.path.clone()
     }
 
+    /// The daemon's URL for a handle on `omium serve`, else null.
+    #[napi(getter)]
+    pub fn url(&self) -> Option<String> {
+        match self.handle() {
+            Ok(StoreHandle::Remote(c)) => Some(c.url().to_string()),
+            _ => None,
+        }
+    }
+
     #[napi(getter)]
     pub fn closed(&self) -> bool {
-        self.get().is_err()
+        self.handle().is_err()
     }
 
     #[napi(getter)]
     pub fn read_only(&self) -> Result<bool> {
-        Ok(self.get()?.is_read_only())
+        Ok(match self.handle()? {
+            StoreHandle::Local(s) => s.is_read_only(),
+            StoreHandle::Remote(_) => false,
+        })
     }
 
     #[napi(getter)]
     pub fn durability(&self) -> Result<String> {
-        Ok(self.get()?.durability().as_str().into())
+        Ok(match self.handle()? {
+            StoreHandle::Local(s) => s.durability().as_str().into(),
+            StoreHandle::Remote(_) => self.remote_durability.into(),
+        })
     }
 
     /// Closes the handle; RocksDB closes once no run of it is alive. Idempotent.
@@ -175,7 +243,7 @@ impl Store {
         execution_id: String,
         options: Option<BeginRunOptions>,
     ) -> Result<Run> {
-        let store = self.get()?;
+        let store = self.handle()?;
         let mut begin = BeginOptions::default();
         if let Some(o) = options {
             if let Some(ttl) = o.lease_ttl_ms {
@@ -197,39 +265,42 @@ impl Store {
             begin.durability = durability(o.durability.as_deref())?;
             begin.resume_paused = o.resume_paused.unwrap_or(false);
         }
+        if begin.resume_paused {
+            store.local("begin({ resumePaused: true })").map_err(err)?;
+        }
         let run = blocking(move || store.begin(&execution_id, begin)).await?;
         Ok(Run::new(run))
     }
 
     #[napi]
     pub async fn execution(&self, execution_id: String) -> Result<Value> {
-        let s = self.get()?;
+        let s = self.handle()?;
         blocking(move || s.execution(&execution_id).map(|e| convert::execution(&e))).await
     }
 
     #[napi]
     pub async fn executions(&self) -> Result<Value> {
-        let s = self.get()?;
+        let s = self.handle()?;
         blocking(move || s.executions().map(|e| convert::executions(&e))).await
     }
 
     /// Executions whose process died mid-run, and executions rolled back since they ran.
     #[napi]
     pub async fn resumable(&self) -> Result<Value> {
-        let s = self.get()?;
+        let s = self.handle()?;
         blocking(move || s.resumable().map(|e| convert::executions(&e))).await
     }
 
     #[napi]
     pub async fn execution_input(&self, execution_id: String) -> Result<Option<Buffer>> {
-        let s = self.get()?;
+        let s = self.handle()?;
         let v = blocking(move || s.execution_input(&execution_id)).await?;
         Ok(v.map(Buffer::from))
     }
 
     #[napi]
     pub async fn execution_output(&self, execution_id: String) -> Result<Option<Buffer>> {
-        let s = self.get()?;
+        let s = self.handle()?;
         let v = blocking(move || s.execution_output(&execution_id)).await?;
         Ok(v.map(Buffer::from))
     }
@@ -237,14 +308,14 @@ impl Store {
     /// The live branch of an execution, first checkpoint first.
     #[napi]
     pub async fn history(&self, execution_id: String) -> Result<Value> {
-        let s = self.get()?;
+        let s = self.handle()?;
         blocking(move || s.history(&execution_id).map(|c| convert::checkpoints(&c))).await
     }
 
     /// Every checkpoint of an execution, on every branch.
     #[napi]
     pub async fn checkpoints(&self, execution_id: String) -> Result<Value> {
-        let s = self.get()?;
+        let s = self.handle()?;
         blocking(move || {
             s.checkpoints(&execution_id)
                 .map(|c| convert::checkpoints(&c))
@@ -255,13 +326,13 @@ impl Store {
     /// The branch that ends at a checkpoint.
     #[napi]
     pub async fn branch(&self, checkpoint_id: String) -> Result<Value> {
-        let s = self.get()?;
+        let s = self.handle()?;
         blocking(move || s.branch(&checkpoint_id).map(|c| convert::checkpoints(&c))).await
     }
 
     #[napi]
     pub async fn checkpoint(&self, checkpoint_id: String) -> Result<Value> {
-        let s = self.get()?;
+        let s = self.handle()?;
         blocking(move || {
             s.checkpoint(&checkpoint_id)
                 .map(|c| convert::checkpoint(&c))
@@ -272,12 +343,8 @@ impl Store {
     /// The state of a checkpoint, verified against its checksum.
     #[napi]
     pub async fn read_state(&self, checkpoint_id: String) -> Result<Buffer> {
-        let s = self.get()?;
-        let v = blocking(move || {
-            let c = s.checkpoint(&checkpoint_id)?;
-            s.read_state(&c)
-        })
-        .await?;
+        let s = self.handle()?;
+        let v = blocking(move || s.read_state(&checkpoint_id)).await?;
         Ok(Buffer::from(v))
     }
 
@@ -288,7 +355,7 @@ impl Store {
         execution_id: String,
         options: Option<RollbackOptions>,
     ) -> Result<Value> {
-        let s = self.get()?;
+        let s = self.handle()?;
         let (to, global_seq, reason) = match options {
             Some(o) => (o.to, non_negative(o.global_seq, "globalSeq")?, o.reason),
             None => (None, None, None),
@@ -319,7 +386,7 @@ impl Store {
         at: String,
         options: Option<ForkOptionsJs>,
     ) -> Result<Value> {
-        let s = self.get()?;
+        let s = self.handle()?;
         let fork = match options {
             Some(o) => ForkOptions {
                 new_execution_id: o.new_execution_id,
@@ -328,7 +395,7 @@ impl Store {
             None => ForkOptions::default(),
         };
         blocking(move || {
-            s.fork(&execution_id, &RollbackTarget::parse(&at), fork)
+            s.fork(&execution_id, &at, fork)
                 .map(|e| convert::execution(&e))
         })
         .await
@@ -337,7 +404,7 @@ impl Store {
     /// Recomputes every checksum of one execution (or all) and the audit chain.
     #[napi]
     pub async fn verify(&self, execution_id: Option<String>) -> Result<Value> {
-        let s = self.get()?;
+        let s = self.handle()?;
         blocking(move || {
             s.verify(execution_id.as_deref())
                 .map(|r| convert::verify_report(&r))
@@ -348,20 +415,20 @@ impl Store {
     /// Removes chunks no checkpoint references.
     #[napi]
     pub async fn gc(&self) -> Result<Value> {
-        let s = self.get()?;
+        let s = self.local("gc")?;
         blocking(move || s.gc().map(|r| record(&r))).await
     }
 
     #[napi]
     pub async fn stats(&self) -> Result<Value> {
-        let s = self.get()?;
-        blocking(move || s.stats().map(|r| record(&r))).await
+        let s = self.handle()?;
+        blocking(move || s.stats()).await
     }
 
     /// Deletes an execution with its checkpoints; returns how many were deleted.
     #[napi]
     pub async fn delete_execution(&self, execution_id: String) -> Result<f64> {
-        let s = self.get()?;
+        let s = self.handle()?;
         blocking(move || s.delete_execution(&execution_id).map(|n| n as f64)).await
     }
 
@@ -377,13 +444,11 @@ impl Store {
         file: Option<String>,
         author: Option<String>,
     ) -> Result<Value> {
-        let s = self.get()?;
-        let scope = Scope::parse(&scope).map_err(err)?;
-        blocking(move || {
-            s.apply_policy(&tenant, &scope, &text, file.as_deref(), author.as_deref())
-                .map(|v| record(&v))
-        })
-        .await
+        let s = self.handle()?;
+        // Checked here too, so a bad scope fails the same way before any trip to a daemon.
+        Scope::parse(&scope).map_err(err)?;
+        blocking(move || s.apply_policy(&tenant, &scope, &text, file.as_deref(), author.as_deref()))
+            .await
     }
 
     /// Policy versions: of one scope, of a tenant, or (no tenant) of every tenant.
@@ -393,20 +458,13 @@ impl Store {
         tenant: Option<String>,
         scope: Option<String>,
     ) -> Result<Value> {
-        let s = self.get()?;
-        let scope = scope
+        let s = self.handle()?;
+        scope
             .as_deref()
             .map(Scope::parse)
             .transpose()
             .map_err(err)?;
-        blocking(move || {
-            match tenant {
-                Some(t) => s.policy_versions(&t, scope.as_ref()),
-                None => s.all_policy_versions(),
-            }
-            .map(|v| record(&v))
-        })
-        .await
+        blocking(move || s.policy_versions(tenant.as_deref(), scope.as_deref())).await
     }
 
     /// The defaults in force for a step, the most specific scope winning.
@@ -417,12 +475,8 @@ impl Store {
         workflow: Option<String>,
         step: Option<String>,
     ) -> Result<Value> {
-        let s = self.get()?;
-        blocking(move || {
-            s.effective_policy(&tenant, workflow.as_deref(), step.as_deref())
-                .map(|e| omium_core::json::policy_defaults(&e))
-        })
-        .await
+        let s = self.handle()?;
+        blocking(move || s.policy_defaults(&tenant, workflow.as_deref(), step.as_deref())).await
     }
 
     /// Records a failure and returns the handle that decides how to handle it.
@@ -431,13 +485,14 @@ impl Store {
         &self,
         failure: FailureInputJs,
     ) -> Result<crate::recovery::Recovery> {
-        let s = self.get()?;
+        let s = self.handle()?;
         let kind = failure
             .kind
             .as_deref()
             .map(omium_core::policy::Trigger::parse)
             .transpose()
             .map_err(err)?;
+        let retries = failure.retries.unwrap_or(0);
         let input = FailureInput {
             execution_id: failure.execution_id,
             workflow: failure.workflow,
@@ -449,30 +504,25 @@ impl Store {
             kind,
             error_classes: failure.error_classes,
             message: failure.message,
-            step_retry: omium_core::recovery::step_retry(failure.retries.unwrap_or(0)),
+            step_retry: omium_core::recovery::step_retry(retries),
             rollbacks_so_far: failure.rollbacks_so_far.unwrap_or(0),
         };
-        let r = blocking(move || {
-            let workflow = Some(input.workflow.as_str()).filter(|w| !w.is_empty());
-            let e = s.effective_policy(&input.tenant, workflow, input.step.as_deref())?;
-            s.start_recovery(input, e)
-        })
-        .await?;
+        let r = blocking(move || s.start_recovery(input, retries)).await?;
         Ok(crate::recovery::Recovery::new(r))
     }
 
     /// Failure records, of one execution or all.
     #[napi]
     pub async fn failures(&self, execution_id: Option<String>) -> Result<Value> {
-        let s = self.get()?;
-        blocking(move || s.failures(execution_id.as_deref()).map(|v| record(&v))).await
+        let s = self.handle()?;
+        blocking(move || s.failures(execution_id.as_deref())).await
     }
 
     /// Recovery metrics (MTTR, success rate, ...), of one workflow or all.
     #[napi]
     pub async fn recovery_metrics(&self, workflow: Option<String>) -> Result<Value> {
-        let s = self.get()?;
-        blocking(move || s.recovery_metrics(workflow.as_deref()).map(|v| record(&v))).await
+        let s = self.handle()?;
+        blocking(move || s.recovery_metrics(workflow.as_deref())).await
     }
 
     /// Resumes a paused execution, optionally recording `state` for the step that paused it;
@@ -484,11 +534,11 @@ impl Store {
         state: Option<Buffer>,
         by: Option<String>,
     ) -> Result<Value> {
-        let s = self.get()?;
+        let s = self.handle()?;
         let state = state.map(|b| b.to_vec());
         blocking(move || {
             s.resume(&execution_id, state.as_deref(), by.as_deref())
-                .map(|f| f.map(|f| record(&f)).unwrap_or(Value::Null))
+                .map(|f| f.unwrap_or(Value::Null))
         })
         .await
     }
@@ -496,8 +546,8 @@ impl Store {
     /// Records the crash of the process that ran an execution (before recovering it).
     #[napi]
     pub async fn record_crash(&self, execution_id: String) -> Result<Value> {
-        let s = self.get()?;
-        blocking(move || s.record_crash(&execution_id).map(|f| record(&f))).await
+        let s = self.handle()?;
+        blocking(move || s.record_crash(&execution_id)).await
     }
 
     // ---- traces ----
@@ -506,22 +556,25 @@ impl Store {
     #[napi]
     pub fn record_span(&self, span: crate::trace::SpanInput) -> Result<()> {
         let span = crate::trace::span(span)?;
-        self.get()?.record_span(span);
+        self.handle()?.record_span(span);
         Ok(())
     }
 
     /// Spans of an execution, after storing what is queued.
     #[napi]
     pub async fn spans(&self, execution_id: String) -> Result<Value> {
-        let s = self.get()?;
-        blocking(move || {
-            s.flush_spans()?;
-            Ok(Value::Array(
-                s.spans(&execution_id)?
-                    .iter()
-                    .map(crate::trace::span_json)
-                    .collect(),
-            ))
+        let s = self.handle()?;
+        blocking(move || match &s {
+            StoreHandle::Local(s) => {
+                s.flush_spans()?;
+                Ok(Value::Array(
+                    s.spans(&execution_id)?
+                        .iter()
+                        .map(crate::trace::span_json)
+                        .collect(),
+                ))
+            }
+            StoreHandle::Remote(_) => s.spans(&execution_id).map(crate::trace::served_spans),
         })
         .await
     }
@@ -529,16 +582,21 @@ impl Store {
     /// Waits until every queued span is stored.
     #[napi]
     pub async fn flush_spans(&self) -> Result<()> {
-        let s = self.get()?;
+        let s = self.handle()?;
         blocking(move || s.flush_spans()).await
     }
 
     /// Waits at most `timeoutMs` for the OTLP exporter to send what it has.
     #[napi]
+    /// A handle on a daemon only hands its spans over (the daemon exports them itself).
     pub async fn flush_export(&self, timeout_ms: f64) -> Result<bool> {
-        let s = self.get()?;
-        blocking(move || s.flush_export(Duration::from_secs_f64(timeout_ms.max(0.0) / 1000.0)))
-            .await
+        let s = self.handle()?;
+        let timeout = Duration::from_secs_f64(timeout_ms.max(0.0) / 1000.0);
+        blocking(move || match &s {
+            StoreHandle::Local(s) => s.flush_export(timeout),
+            StoreHandle::Remote(_) => s.flush_spans().map(|_| true),
+        })
+        .await
     }
 
     /// Starts exporting spans over OTLP/HTTP protobuf (`OTEL_EXPORTER_OTLP_*` apply).
@@ -553,13 +611,15 @@ impl Store {
             service_name,
             ..omium_core::trace::ExportConfig::default()
         };
-        self.get()?.enable_otlp_export(config).map_err(err)
+        self.local("enableOtlpExport")?
+            .enable_otlp_export(config)
+            .map_err(err)
     }
 
     /// The terminal waterfall of an execution's trace.
     #[napi]
     pub async fn trace_text(&self, execution_id: String, width: Option<u32>) -> Result<String> {
-        let s = self.get()?;
+        let s = self.local("traceText")?;
         let width = width.unwrap_or(60).clamp(10, 400) as usize;
         blocking(move || {
             s.flush_spans()?;
@@ -574,7 +634,7 @@ impl Store {
     /// One self-contained HTML page of an execution's trace.
     #[napi]
     pub async fn trace_html(&self, execution_id: String) -> Result<String> {
-        let s = self.get()?;
+        let s = self.local("traceHtml")?;
         blocking(move || {
             s.flush_spans()?;
             Ok(omium_core::trace::view::html(
@@ -588,7 +648,7 @@ impl Store {
     /// Step-by-step comparison of two executions.
     #[napi]
     pub async fn diff_executions(&self, a: String, b: String) -> Result<Value> {
-        let s = self.get()?;
+        let s = self.local("diffExecutions")?;
         blocking(move || {
             let rows = s.diff_executions(&a, &b)?;
             Ok(Value::Array(
@@ -616,7 +676,7 @@ impl Store {
         dispatch: crate::workflow::Dispatch,
         options: Option<crate::workflow::WorkflowRunOptions>,
     ) -> Result<PromiseRaw<'env, Value>> {
-        let store = self.get()?;
+        let store = self.local("runWorkflow (a workflow spec)")?;
         let run = crate::workflow::prepare(spec, inputs, agents, dispatch, options)?;
         env.spawn_future(async move { blocking(move || run.execute(&store)).await })
     }
@@ -624,7 +684,9 @@ impl Store {
     /// Framework checkpoints (threads) of this store, for the LangGraph.js checkpointer.
     #[napi]
     pub fn threads(&self, durability: Option<String>) -> Result<crate::threads::Threads> {
-        let mut t = self.get()?.threads();
+        let mut t = self
+            .local("threads (the LangGraph.js checkpointer)")?
+            .threads();
         if let Some(d) = self::durability(durability.as_deref())? {
             t = t.with_durability(d);
         }

@@ -153,6 +153,43 @@ pub fn span_json(s: &Span) -> Value {
     })
 }
 
+/// Spans as a daemon serves them (`omium_core::json::span`: snake_case keys, nanoseconds as
+/// numbers) in the shape of [`span_json`] (camelCase keys, nanoseconds as decimal strings).
+pub fn served_spans(v: Value) -> Value {
+    fn ns_text(v: &mut Value, key: &str) {
+        if let Some(n) = v.get(key).and_then(Value::as_u64) {
+            v[key] = Value::String(n.to_string());
+        }
+    }
+    // Attribute maps are the user's: their keys stay as they are.
+    fn camel_span(mut s: Value) -> Value {
+        let attrs = s.get_mut("attributes").map(Value::take);
+        let events: Vec<Value> = match s.get_mut("events").map(Value::take) {
+            Some(Value::Array(list)) => list
+                .into_iter()
+                .map(|mut e| {
+                    let a = e.get_mut("attributes").map(Value::take);
+                    let mut e = crate::convert::camel(e);
+                    ns_text(&mut e, "timeNs");
+                    e["attributes"] = a.unwrap_or_else(|| json!({}));
+                    e
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
+        let mut s = crate::convert::camel(s);
+        ns_text(&mut s, "startNs");
+        ns_text(&mut s, "endNs");
+        s["attributes"] = attrs.unwrap_or_else(|| json!({}));
+        s["events"] = Value::Array(events);
+        s
+    }
+    match v {
+        Value::Array(list) => Value::Array(list.into_iter().map(camel_span).collect()),
+        other => other,
+    }
+}
+
 /// The trace id (hex) of an execution: the same on every run of it.
 #[napi]
 pub fn trace_id_of(execution_id: String) -> String {

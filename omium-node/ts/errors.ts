@@ -97,6 +97,10 @@ export class RecoveryOutcome extends OmiumError {
 }
 /** The policy escalated the failure (notifiers and webhooks were called). */
 export class EscalatedError extends RecoveryOutcome {}
+/** No `omium serve` daemon answers at the URL given to `omium.init({ url })` (or it went away). */
+export class ServerUnavailableError extends OmiumError {}
+/** The `omium serve` daemon needs an API key this process did not give (`apiKey`, `$OMIUM_API_KEY`). */
+export class UnauthorizedError extends OmiumError {}
 /** The policy paused the execution until a human calls `resume()`. */
 export class ExecutionPaused extends RecoveryOutcome {
   readonly executionId: string;
@@ -139,6 +143,8 @@ const BY_CODE: Record<string, new (message: string, code: string) => OmiumError>
   invalid_state: InvalidStateError,
   condition_syntax: ConditionSyntaxError,
   condition_error: ConditionError,
+  server_unavailable: ServerUnavailableError,
+  unauthorized: UnauthorizedError,
 };
 
 const DETAILS = "\n--omium-details--\n";

@@ -5,7 +5,7 @@
  *
  * ```ts
  * import * as omium from "omium";
- * await omium.init({ path: ".omium" });
+ * await omium.init({ path: ".omium" }); // or { url: "unix:///run/omium.sock" }: an `omium serve` daemon
  * const verifyKyc = omium.checkpoint("kyc_doc_validated", async (c: Customer) => ..., {
  *   postconditions: ["result.verified == true"],
  * });
@@ -46,6 +46,8 @@ export {
   ConsensusViolation,
   ToolDeniedError,
   WorkflowNotRegisteredError,
+  ServerUnavailableError,
+  UnauthorizedError,
   type PolicyProblem,
   PolicyError,
   RecoveryOutcome,

@@ -11,6 +11,15 @@ export type Durability = "sync" | "buffered" | "none";
 export interface InitOptions {
   /** Store directory; default `$OMIUM_HOME`, else `./.omium`. */
   path?: string;
+  /**
+   * An `omium serve` daemon to use instead of opening a directory: `unix:///path/omium.sock`
+   * or `http://127.0.0.1:7700`; default `$OMIUM_URL` (when no `path` is given). Several worker
+   * processes share its store, with the same semantics as an embedded one (an execution runs
+   * in one worker at a time).
+   */
+  url?: string;
+  /** The daemon's API key (default `$OMIUM_API_KEY`), sent as a bearer token. */
+  apiKey?: string;
   /** Tenant of the executions (policies are applied per tenant); default "default". */
   project?: string;
   /** "sync" (default: fsync before a step returns), "buffered" or "none". */
@@ -40,8 +49,13 @@ export interface ExecutionContext {
   rollbacks: number;
   /** Counters of steps nested in a step, by the parent step's key. */
   children: Map<string, number>;
-  /** The store writes with `sync` durability: records wait for an fsync, off the JS thread. */
+  /**
+   * The store writes with `sync` durability, or is a daemon's: records wait (for an fsync or
+   * the daemon), off the JS thread.
+   */
   waitsForFsync: boolean;
+  /** The store is an `omium serve` daemon's: a journal lookup is a call, made off the JS thread. */
+  served: boolean;
 }
 
 /** What the async context carries: the execution, and the step and span running, if any. */
@@ -57,11 +71,17 @@ export const scope = new AsyncLocalStorage<Scope>();
 
 let config: Config | undefined;
 
-/** Opens the store this process records into; calling it again closes the previous one. */
+/**
+ * Opens the store this process records into, or connects to an `omium serve` daemon (`url`,
+ * `$OMIUM_URL`); calling it again closes the previous one.
+ */
 export async function init(options: InitOptions = {}): Promise<native.Store> {
   if (options === null || typeof options !== "object") {
     throw new InvalidArgumentError(`omium.init(options): expected an object, not ${options === null ? "null" : typeof options}`, "invalid_argument");
   }
+  let url = options.url;
+  if (url === undefined && options.path === undefined) url = process.env.OMIUM_URL || undefined;
+  if (url !== undefined) return initServed(url, options);
   const dir = options.path ?? process.env.OMIUM_HOME ?? ".omium";
   if (typeof dir !== "string" || dir === "") {
     throw new InvalidArgumentError(`omium.init({ path }): expected a non-empty string, not ${JSON.stringify(dir)}`, "invalid_argument");
@@ -82,18 +102,51 @@ export async function init(options: InitOptions = {}): Promise<native.Store> {
   return store;
 }
 
+async function initServed(url: unknown, options: InitOptions): Promise<native.Store> {
+  if (typeof url !== "string" || url === "") {
+    throw new InvalidArgumentError(`omium.init({ url }): expected a non-empty string such as "unix:///run/omium.sock" or "http://127.0.0.1:7700", not ${JSON.stringify(url)}`, "invalid_argument");
+  }
+  if (options.path !== undefined) {
+    throw new InvalidArgumentError(`omium.init({ url, path }): give either a store directory (path) or a daemon (url), not both`, "invalid_argument");
+  }
+  if (options.durability !== undefined || options.readOnly) {
+    throw new InvalidArgumentError(`omium.init({ url }): durability and readOnly are the daemon's (omium serve --durability); do not pass them with url`, "invalid_argument");
+  }
+  const apiKey = options.apiKey ?? (process.env.OMIUM_API_KEY || undefined);
+  if (apiKey !== undefined && (typeof apiKey !== "string" || apiKey === "")) {
+    throw new InvalidArgumentError(`omium.init({ apiKey }): expected a non-empty string, not ${JSON.stringify(apiKey)}`, "invalid_argument");
+  }
+  const codec = options.codec === undefined ? json : checkCodec(options.codec, "omium.init({ codec })");
+  if (options.project !== undefined && typeof options.project !== "string") {
+    throw new InvalidArgumentError(`omium.init({ project }): expected a string, not ${typeof options.project}`, "invalid_argument");
+  }
+  // Connects first: a daemon that does not answer leaves the current store in place.
+  const store = await call(() => native.connectStore(url, { apiKey }));
+  if (config !== undefined) {
+    const previous = config.store;
+    config = undefined;
+    if (!previous.closed && !previous.readOnly) await call(() => previous.flushSpans()).catch(() => undefined);
+    previous.close();
+  }
+  config = { store, project: options.project, codec, tracing: options.tracing ?? true };
+  return store;
+}
+
 /** Closes the store opened by `init()`; recorded steps are already durable. */
 export async function shutdown(): Promise<void> {
   const c = config;
   if (c === undefined) return;
   config = undefined;
-  if (!c.store.closed && !c.store.readOnly) await call(() => c.store.flushSpans());
-  c.store.close();
+  try {
+    if (!c.store.closed && !c.store.readOnly) await call(() => c.store.flushSpans());
+  } finally {
+    c.store.close();
+  }
 }
 
 export function getConfig(): Config {
   if (config === undefined) {
-    throw new OmiumError("omium is not initialised: call await omium.init({ path }) first (or set OMIUM_HOME)", "not_initialized");
+    throw new OmiumError("omium is not initialised: call await omium.init({ path }) or omium.init({ url }) first (or set OMIUM_HOME or OMIUM_URL)", "not_initialized");
   }
   return config;
 }

@@ -136,8 +136,9 @@ export function checkpoint<A extends unknown[], R>(name: string, fn: (...args: A
     }
     const [seq, stepKey] = position(ctx, s!.stepKey, key);
     const codec = ownCodec ?? ctx.codec;
-    // The journal lookup is in memory (synchronous); only a hit reads the state, off-thread.
-    if (callSync(() => ctx.run.isRecorded(seq, name, stepKey))) {
+    // The journal lookup is in memory (synchronous); only a hit reads the state, off-thread. A
+    // daemon's journal is asked off-thread, with the state in the same call.
+    if (ctx.served || callSync(() => ctx.run.isRecorded(seq, name, stepKey))) {
       const hit = await call(() => ctx.run.recorded(seq, name, stepKey));
       if (hit !== null) return codec.decode(hit.state) as Awaited<R>;
     }

@@ -161,7 +161,8 @@ export class Workflow<I, O> {
         tenant: cfg.project ?? "default",
         rollbacks,
         children: new Map(),
-        waitsForFsync: s.durability === "sync",
+        waitsForFsync: s.durability === "sync" || s.url !== null,
+        served: s.url !== null,
       };
       const span = startSpan(this.name, "workflow", { executionId, attributes: { "omium.workflow": this.name, "omium.execution_id": executionId } });
       try {

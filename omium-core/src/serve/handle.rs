@@ -188,6 +188,14 @@ impl StoreHandle {
         }
     }
 
+    /// The store's sizes (`StoreStats` as JSON).
+    pub fn stats(&self) -> Result<Value> {
+        match self {
+            StoreHandle::Local(s) => s.stats().map(|v| value(&v)),
+            StoreHandle::Remote(c) => c.call("stats", json!({})),
+        }
+    }
+
     pub fn delete_execution(&self, execution_id: &str) -> Result<u64> {
         match self {
             StoreHandle::Local(s) => s.delete_execution(execution_id),
