@@ -81,7 +81,8 @@ pub fn run(
         SyncCommand::Status => {
             let list = omium_core::sync::remote::cluster_executions(nodes)?;
             if json {
-                return Ok(view::json(out, &list));
+                view::json(out, &list);
+                return Ok(());
             }
             let now = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
@@ -105,7 +106,14 @@ pub fn run(
                 .collect();
             view::table(
                 out,
-                &["EXECUTION", "STATUS", "CHECKPOINTS", "OWNER", "LEASE", "SYNCED"],
+                &[
+                    "EXECUTION",
+                    "STATUS",
+                    "CHECKPOINTS",
+                    "OWNER",
+                    "LEASE",
+                    "SYNCED",
+                ],
                 rows,
             );
         }

@@ -32,7 +32,15 @@ fn push_status_and_pull_through_the_cli() {
     let addr = format!("127.0.0.1:{port}");
     let node_store = dir.path().join("node");
     let mut node = Command::new(common::BIN)
-        .args(["--store", node_store.to_str().unwrap(), "node", "--id", "1", "--listen", &addr])
+        .args([
+            "--store",
+            node_store.to_str().unwrap(),
+            "node",
+            "--id",
+            "1",
+            "--listen",
+            &addr,
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -76,15 +84,23 @@ fn push_status_and_pull_through_the_cli() {
     assert_eq!(again["executions_pushed"], 0, "{again}");
 
     let table = omium(&["sync", "--node", &addr, "status"]).ok().text();
-    assert!(table.contains("done-1") && table.contains("completed"), "{table}");
-    assert!(table.contains("half-1") && table.contains("running"), "{table}");
+    assert!(
+        table.contains("done-1") && table.contains("completed"),
+        "{table}"
+    );
+    assert!(
+        table.contains("half-1") && table.contains("running"),
+        "{table}"
+    );
 
     // Another store (created by the pull) takes the unfinished one over.
     let b = dir.path().join("b");
     let b = b.to_str().unwrap();
-    let pulled = omium(&["--store", b, "--json", "sync", "--node", &addr, "pull", "half-1"])
-        .ok()
-        .json();
+    let pulled = omium(&[
+        "--store", b, "--json", "sync", "--node", &addr, "pull", "half-1",
+    ])
+    .ok()
+    .json();
     assert_eq!(pulled[0]["id"], "half-1");
     let resumable = omium(&["--store", b, "--json", "resumable"]).ok().json();
     assert_eq!(resumable[0]["id"], "half-1");

@@ -24,7 +24,10 @@ fn cluster() -> Cluster {
         .build()
         .unwrap();
     let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
-    let stores: Vec<Store> = dirs.iter().map(|d| Store::open(d.path()).unwrap()).collect();
+    let stores: Vec<Store> = dirs
+        .iter()
+        .map(|d| Store::open(d.path()).unwrap())
+        .collect();
     let start = |i: usize, join: Option<String>| {
         rt.block_on(Node::start(
             &stores[i],
@@ -38,11 +41,11 @@ fn cluster() -> Cluster {
         .unwrap()
     };
     let n1 = start(0, None);
-    rt.block_on(
-        RemoteClient::new(&[n1.addr().to_string()])
-            .unwrap()
-            .admin("/cluster/init", &serde_json::json!({}), Duration::from_secs(5)),
-    )
+    rt.block_on(RemoteClient::new(&[n1.addr().to_string()]).unwrap().admin(
+        "/cluster/init",
+        &serde_json::json!({}),
+        Duration::from_secs(5),
+    ))
     .unwrap();
     let n2 = start(1, Some(n1.addr().to_string()));
     let n3 = start(2, Some(n1.addr().to_string()));
@@ -94,7 +97,9 @@ fn begin(store: &Store, id: &str, lease: Duration) -> omium_core::Run {
 
 /// A state large enough to be chunked (the inline limit is 4 KiB), different per `seed`.
 fn big(seed: u8) -> Vec<u8> {
-    (0..200_000u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8 ^ seed).collect()
+    (0..200_000u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8 ^ seed)
+        .collect()
 }
 
 #[test]
@@ -105,14 +110,17 @@ fn a_run_pushed_from_one_store_is_pulled_and_finished_on_another_and_conflicts_a
     let a = Store::open(a_dir.path()).unwrap();
     let b = Store::open(b_dir.path()).unwrap();
     let sa = a.attach_sync(config(&c, RemoteDurability::Sync)).unwrap();
-    let sb = b.attach_sync(config(&c, RemoteDurability::Background)).unwrap();
+    let sb = b
+        .attach_sync(config(&c, RemoteDurability::Background))
+        .unwrap();
     assert_ne!(sa.store_id(), sb.store_id());
 
     // Store A runs two steps; with remote durability "sync" each is in the cluster when the
     // step returns. Then A "dies": its run is dropped without finishing.
     let run = begin(&a, "e1", Duration::from_millis(800));
     run.step("fetch", || Ok::<_, Error>(big(1))).unwrap();
-    run.step("score", || Ok::<_, Error>(b"712".to_vec())).unwrap();
+    run.step("score", || Ok::<_, Error>(b"712".to_vec()))
+        .unwrap();
     let after_two = sa.report();
     assert_eq!(after_two.checkpoints_pushed, 2, "{after_two:?}");
     assert!(after_two.chunks_sent > 5, "{after_two:?}");
@@ -178,11 +186,17 @@ fn a_run_pushed_from_one_store_is_pulled_and_finished_on_another_and_conflicts_a
     // A third store sees B's result, output included.
     let d_dir = tempfile::tempdir().unwrap();
     let d = Store::open(d_dir.path()).unwrap();
-    let sd = d.attach_sync(config(&c, RemoteDurability::Background)).unwrap();
+    let sd = d
+        .attach_sync(config(&c, RemoteDurability::Background))
+        .unwrap();
     sd.pull("e1").unwrap();
     assert_eq!(d.execution_output("e1").unwrap().unwrap(), b"done");
     assert_eq!(
-        d.history("e1").unwrap().iter().map(|c| c.name.clone()).collect::<Vec<_>>(),
+        d.history("e1")
+            .unwrap()
+            .iter()
+            .map(|c| c.name.clone())
+            .collect::<Vec<_>>(),
         vec!["fetch", "score", "offer"]
     );
     // Pulling into a store that has unpushed checkpoints of the execution is refused.
@@ -228,7 +242,9 @@ fn nothing_is_lost_when_a_node_stops_while_a_store_pushes() {
 
     let other = tempfile::tempdir().unwrap();
     let o = Store::open(other.path()).unwrap();
-    let so = o.attach_sync(config(&c, RemoteDurability::Background)).unwrap();
+    let so = o
+        .attach_sync(config(&c, RemoteDurability::Background))
+        .unwrap();
     so.pull("long").unwrap();
     let history = o.history("long").unwrap();
     assert_eq!(history.len(), 60);

@@ -358,6 +358,7 @@ impl Store {
 
     /// Starts pushing this store's executions to a cluster (`omium.init(remote=...)`).
     #[pyo3(signature = (nodes, durability="background", interval=0.05, claim=30.0, objects=None, objects_endpoint=None))]
+    #[allow(clippy::too_many_arguments)]
     fn attach_sync(
         &self,
         py: Python<'_>,
@@ -387,7 +388,9 @@ impl Store {
                 ..Default::default()
             }),
         };
-        py.detach(|| store.attach_sync(config)).map(|_| ()).map_err(err)
+        py.detach(|| store.attach_sync(config))
+            .map(|_| ())
+            .map_err(err)
     }
 
     /// Fetches an execution from the cluster and takes it over; the execution as a dict.

@@ -281,41 +281,48 @@ fn sync_reply<T: Serialize>(r: std::result::Result<T, ProposeError>) -> Response
     }
 }
 
-fn sync_body<T: serde::de::DeserializeOwned>(what: &str, body: &[u8]) -> std::result::Result<T, Response> {
-    postcard::from_bytes(body).map_err(|e| {
-        error_response(&Error::InvalidArgument {
+/// Decodes a `/sync/*` body, runs `f` on it, and encodes its reply.
+async fn sync_call<Q, R, F>(what: &str, body: &[u8], f: impl FnOnce(Q) -> F) -> Response
+where
+    Q: serde::de::DeserializeOwned,
+    R: Serialize,
+    F: std::future::Future<Output = std::result::Result<R, ProposeError>>,
+{
+    match postcard::from_bytes(body) {
+        Ok(q) => sync_reply(f(q).await),
+        Err(e) => error_response(&Error::InvalidArgument {
             what: "sync request",
             detail: format!("cannot decode {what}: {e}"),
-        })
-    })
+        }),
+    }
 }
 
 async fn sync_missing(State(app): State<Shared>, body: Bytes) -> Response {
-    match sync_body("a list of chunk addresses", &body) {
-        Ok(h) => sync_reply(sync::cluster::missing(&app.engine, h).await),
-        Err(r) => r,
-    }
+    sync_call("a list of chunk addresses", &body, |h| {
+        sync::cluster::missing(&app.engine, h)
+    })
+    .await
 }
 
 async fn sync_push(State(app): State<Shared>, body: Bytes) -> Response {
-    match sync_body("a sync batch", &body) {
-        Ok(b) => sync_reply(sync::cluster::push(&app.engine, b).await),
-        Err(r) => r,
-    }
+    sync_call("a sync batch", &body, |b| {
+        sync::cluster::push(&app.engine, b)
+    })
+    .await
 }
 
 async fn sync_pull(State(app): State<Shared>, body: Bytes) -> Response {
-    match sync_body("a pull request", &body) {
-        Ok(r) => sync_reply(sync::cluster::pull(&app.engine, r).await),
-        Err(r) => r,
-    }
+    sync_call("a pull request", &body, |r| {
+        sync::cluster::pull(&app.engine, r)
+    })
+    .await
 }
 
 async fn sync_chunks(State(app): State<Shared>, body: Bytes) -> Response {
-    match sync_body("a list of chunk addresses", &body) {
-        Ok(h) => sync_reply(sync::cluster::chunks(&app.engine, h).await),
-        Err(r) => r,
-    }
+    sync_call("a list of chunk addresses", &body, |h| {
+        sync::cluster::chunks(&app.engine, h)
+    })
+    .await
 }
 
 async fn sync_executions(State(app): State<Shared>) -> Response {

@@ -46,7 +46,10 @@ fn read_error(e: impl std::fmt::Display) -> Error {
 /// Not a linearizable read (that would cost a heartbeat round per push): a node that lags
 /// may call a chunk present that the log does not hold yet, and then the push is refused with
 /// `sync_incomplete` when it is applied, and the store sends those chunks again.
-pub(crate) async fn missing(engine: &Engine, hashes: Vec<[u8; 32]>) -> ProposeResult<Vec<[u8; 32]>> {
+pub(crate) async fn missing(
+    engine: &Engine,
+    hashes: Vec<[u8; 32]>,
+) -> ProposeResult<Vec<[u8; 32]>> {
     let kv = Committed(engine.store());
     let mut out = Vec::new();
     for h in hashes {

@@ -113,8 +113,14 @@ pub struct Synced {
 /// What applying a push did to one execution.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum SyncOutcome {
-    Accepted { head: Option<Ulid>, checkpoints: u64 },
-    Rejected { code: String, detail: String },
+    Accepted {
+        head: Option<Ulid>,
+        checkpoints: u64,
+    },
+    Rejected {
+        code: String,
+        detail: String,
+    },
 }
 
 /// A pull's answer: the execution and every checkpoint the cluster holds of it.
@@ -221,7 +227,11 @@ fn leased_by_other(s: &Synced, store: &str, at_ms: u64) -> Option<SyncOutcome> {
 }
 
 /// Applies a push (node side, inside the state machine).
-pub(crate) fn apply_batch(kv: &mut dyn Kv, b: &SyncBatch, index: u64) -> std::io::Result<Vec<SyncOutcome>> {
+pub(crate) fn apply_batch(
+    kv: &mut dyn Kv,
+    b: &SyncBatch,
+    index: u64,
+) -> std::io::Result<Vec<SyncOutcome>> {
     for c in &b.chunks {
         kv.put(chunk_key(&c.hash), c.stored.clone());
     }
@@ -250,7 +260,10 @@ fn apply_bundle(
         if &s.execution.id != id {
             return Ok(rejected(
                 "invalid_argument",
-                format!("execution {id:?} collides with synced execution {:?}", s.execution.id),
+                format!(
+                    "execution {id:?} collides with synced execution {:?}",
+                    s.execution.id
+                ),
             ));
         }
         if let Some(r) = leased_by_other(s, &b.store_id, at_ms) {
@@ -278,7 +291,10 @@ fn apply_bundle(
         if c.execution_id != *id {
             return Ok(rejected(
                 "invalid_argument",
-                format!("checkpoint {} belongs to {:?}, not {id:?}", c.id, c.execution_id),
+                format!(
+                    "checkpoint {} belongs to {:?}, not {id:?}",
+                    c.id, c.execution_id
+                ),
             ));
         }
         for h in c.state.chunk_hashes() {
@@ -483,7 +499,8 @@ impl Store {
             .unwrap_or(0);
         let mut next = state.clone();
         next.base = execution.head;
-        next.pushed.extend(checkpoints.iter().map(|c: &Checkpoint| c.id));
+        next.pushed
+            .extend(checkpoints.iter().map(|c: &Checkpoint| c.id));
         next.record = record;
         next.input_sent |= input.is_some();
         next.output_sent |= output.is_some();
@@ -504,10 +521,7 @@ impl Store {
 
     /// Which of these chunks the store holds, as stored.
     pub(crate) fn stored_chunks(&self, hashes: &[[u8; 32]]) -> Result<Vec<Option<Vec<u8>>>> {
-        hashes
-            .iter()
-            .map(|h| self.get(Cf::Chunks, h))
-            .collect()
+        hashes.iter().map(|h| self.get(Cf::Chunks, h)).collect()
     }
 
     /// Puts pulled chunks (already verified) into the store.
@@ -534,7 +548,9 @@ impl Store {
         let mut mine = BTreeSet::new();
         for item in self.scan_prefix(Cf::Checkpoints, &ek) {
             let (k, _) = item?;
-            mine.insert(Ulid::from_bytes(k[16..32].try_into().expect("32-byte keys")));
+            mine.insert(Ulid::from_bytes(
+                k[16..32].try_into().expect("32-byte keys"),
+            ));
         }
         let unsynced: Vec<String> = mine
             .iter()
@@ -548,7 +564,12 @@ impl Store {
                     "this store has {} checkpoint(s) of it the cluster does not ({}); pulling \
                      would abandon them. Push them, or delete or fork the local execution first",
                     unsynced.len(),
-                    unsynced.iter().take(3).cloned().collect::<Vec<_>>().join(", ")
+                    unsynced
+                        .iter()
+                        .take(3)
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ),
             });
         }

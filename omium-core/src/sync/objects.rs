@@ -96,20 +96,28 @@ impl Objects {
             .put(&self.path(hash), PutPayload::from(stored))
             .await
             .map(|_| ())
-            .map_err(|e| unavailable(&self.url, format!("uploading chunk {}: {e}", crate::hex(hash))))
+            .map_err(|e| {
+                unavailable(
+                    &self.url,
+                    format!("uploading chunk {}: {e}", crate::hex(hash)),
+                )
+            })
     }
 
     /// Downloads a stored chunk.
     pub async fn get(&self, hash: &[u8; 32]) -> Result<Vec<u8>> {
-        let r = self
-            .store
-            .get(&self.path(hash))
-            .await
-            .map_err(|e| unavailable(&self.url, format!("fetching chunk {}: {e}", crate::hex(hash))))?;
-        let bytes = r
-            .bytes()
-            .await
-            .map_err(|e| unavailable(&self.url, format!("reading chunk {}: {e}", crate::hex(hash))))?;
+        let r = self.store.get(&self.path(hash)).await.map_err(|e| {
+            unavailable(
+                &self.url,
+                format!("fetching chunk {}: {e}", crate::hex(hash)),
+            )
+        })?;
+        let bytes = r.bytes().await.map_err(|e| {
+            unavailable(
+                &self.url,
+                format!("reading chunk {}: {e}", crate::hex(hash)),
+            )
+        })?;
         Ok(bytes.to_vec())
     }
 }

@@ -312,7 +312,10 @@ impl Syncer {
             while q.failures.len() > 256 {
                 q.failures.pop_front();
             }
-            let failed_whole = q.failures.back().is_some_and(|f| f.1 == hi && f.2.is_none());
+            let failed_whole = q
+                .failures
+                .back()
+                .is_some_and(|f| f.1 == hi && f.2.is_none());
             q.done = hi;
             self.shared.changed.notify_all();
             if failed_whole && !q.closed {
@@ -323,7 +326,11 @@ impl Syncer {
         }
     }
 
-    fn post<Q: Serialize, R: serde::de::DeserializeOwned>(&self, path: &str, body: &Q) -> Result<R> {
+    fn post<Q: Serialize, R: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &Q,
+    ) -> Result<R> {
         let size = postcard::experimental::serialized_size(body).unwrap_or(0) as u64;
         self.shared.bytes_sent.fetch_add(size, Ordering::Relaxed);
         self.shared
@@ -336,8 +343,9 @@ impl Syncer {
     /// again at once with all its chunks.
     fn push_round(&self, store: &Store, ids: &BTreeSet<String>) -> Result<Vec<(String, Error)>> {
         let refused = self.push_once(store, ids, false)?;
-        let (again, mut refused): (Vec<_>, Vec<_>) =
-            refused.into_iter().partition(|(_, e)| e.code() == "sync_incomplete");
+        let (again, mut refused): (Vec<_>, Vec<_>) = refused
+            .into_iter()
+            .partition(|(_, e)| e.code() == "sync_incomplete");
         if !again.is_empty() {
             let ids = again.into_iter().map(|(id, _)| id).collect();
             refused.extend(self.push_once(store, &ids, true)?);
@@ -446,7 +454,8 @@ impl Syncer {
                     report.conflicts.remove(id);
                     report.executions_pushed += 1;
                     report.checkpoints_pushed += o.bundle.checkpoints.len() as u64;
-                    report.state_bytes += o.bundle.checkpoints.iter().map(|c| c.raw_size).sum::<u64>();
+                    report.state_bytes +=
+                        o.bundle.checkpoints.iter().map(|c| c.raw_size).sum::<u64>();
                 }
                 SyncOutcome::Rejected { code, detail } => {
                     let e = outcome_error(id, &code, detail);
@@ -486,22 +495,23 @@ impl Syncer {
             let got: Vec<FetchedChunk> = self.post("/sync/chunks", &group.to_vec())?;
             let mut put = Vec::with_capacity(got.len());
             for f in got {
-                let stored = match f.stored {
-                    Some(s) => s,
-                    None => {
-                        let objects = self.shared.objects.as_ref().ok_or_else(|| {
-                            Error::InvalidArgument {
-                                what: "object storage",
-                                detail: format!(
+                let stored =
+                    match f.stored {
+                        Some(s) => s,
+                        None => {
+                            let objects = self.shared.objects.as_ref().ok_or_else(|| {
+                                Error::InvalidArgument {
+                                    what: "object storage",
+                                    detail: format!(
                                     "chunk {} of {execution_id:?} is in object storage, and this \
                                      store has none configured (objects=s3://...)",
                                     crate::hex(&f.hash)
                                 ),
-                            }
-                        })?;
-                        self.shared.rt.block_on(objects.get(&f.hash))?
-                    }
-                };
+                                }
+                            })?;
+                            self.shared.rt.block_on(objects.get(&f.hash))?
+                        }
+                    };
                 let chunk = Chunk {
                     hash: f.hash,
                     len: lens.get(&f.hash).copied().unwrap_or(0),
@@ -579,7 +589,9 @@ impl Store {
         let s = Syncer::start(self, config)?;
         if let Err(s) = self.inner.sync.set(s) {
             s.close();
-            return Err(already(self.inner.sync.get().expect("set by another thread")));
+            return Err(already(
+                self.inner.sync.get().expect("set by another thread"),
+            ));
         }
         let s = self.inner.sync.get().expect("set above");
         // Everything changed before the syncer existed is pushed by its first round.
