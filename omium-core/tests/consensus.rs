@@ -4,12 +4,13 @@
 use std::time::Duration;
 
 use omium_core::consensus::{
-    BroadcastRequest, ClusterStatus, Coordinator, CoordinatorConfig, MessageStatus, Node,
-    NodeConfig,
+    BroadcastRequest, ClusterStatus, Coordinator, CoordinatorConfig, MessageStatus,
 };
 use omium_core::policy::Trigger;
 use omium_core::Store;
 use serde_json::json;
+
+mod common;
 
 fn req(exec: &str, targets: &[&str], message: serde_json::Value) -> BroadcastRequest {
     BroadcastRequest {
@@ -291,63 +292,21 @@ fn bad_node_addresses_get_clear_errors() {
 /// Three nodes in this process, each with its own store, talking HTTP/2 on 127.0.0.1.
 #[test]
 fn a_three_node_cluster_agrees_and_survives_losing_its_leader() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let dirs: Vec<_> = (0..4).map(|_| tempfile::tempdir().unwrap()).collect();
-    let stores: Vec<Store> = dirs
-        .iter()
-        .map(|d| Store::open(d.path()).unwrap())
-        .collect();
-    let start = |i: usize, join: Option<String>| {
-        rt.block_on(Node::start(
-            &stores[i],
-            NodeConfig {
-                id: i as u64 + 1,
-                listen: "127.0.0.1:0".into(),
-                advertise: None,
-                join,
-            },
-        ))
-        .unwrap()
-    };
-    let n1 = start(0, None);
+    let cluster = common::Nodes::new(4);
+    let rt = &cluster.rt;
+    let mut nodes = cluster.three();
     let admin = Coordinator::open(
         None,
         CoordinatorConfig::Cluster {
-            nodes: vec![n1.addr().to_string()],
+            nodes: vec![nodes[0].as_ref().unwrap().addr().to_string()],
         },
     )
     .unwrap();
-    let init: ClusterStatus = serde_json::from_value(
-        rt.block_on(async {
-            omium_core::consensus::network::RemoteClient::new(&[n1.addr().to_string()])
-                .unwrap()
-                .admin("/cluster/init", &json!({}), Duration::from_secs(5))
-                .await
-        })
-        .unwrap(),
-    )
-    .unwrap();
-    assert_eq!(init.voters.len(), 1);
-    let n2 = start(1, Some(n1.addr().to_string()));
-    let n3 = start(2, Some(n1.addr().to_string()));
-    let mut nodes = vec![Some(n1), Some(n2), Some(n3)];
     let addrs: Vec<String> = nodes
         .iter()
         .map(|n| n.as_ref().unwrap().addr().to_string())
         .collect();
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    let status = loop {
-        let s = ClusterStatus::of(nodes[0].as_ref().unwrap().engine());
-        if s.voters.len() == 3 && s.leader.is_some() {
-            break s;
-        }
-        assert!(std::time::Instant::now() < deadline, "{s:?}");
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let status = ClusterStatus::of(nodes[0].as_ref().unwrap().engine());
 
     // A client that knows only a follower still gets through (it follows the leader).
     let c = Coordinator::open(
@@ -398,7 +357,7 @@ fn a_three_node_cluster_agrees_and_survives_losing_its_leader() {
     let survivor = nodes.iter().flatten().next().unwrap();
     let new_leader = ClusterStatus::of(survivor.engine()).leader.unwrap() as usize - 1;
     let l = nodes[new_leader].as_ref().unwrap();
-    let n4 = start(3, Some(l.addr().to_string()));
+    let n4 = cluster.start(3, Some(l.addr().to_string()));
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while n4.engine().reader().messages("cluster-1").unwrap().len() < 11 {
         assert!(

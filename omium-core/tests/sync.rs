@@ -4,71 +4,29 @@
 
 use std::time::Duration;
 
-use omium_core::consensus::network::RemoteClient;
-use omium_core::consensus::{ClusterStatus, Node, NodeConfig};
+use omium_core::consensus::{ClusterStatus, Node};
 use omium_core::sync::{RemoteDurability, SyncConfig};
 use omium_core::{BeginOptions, Error, Store};
 
+mod common;
+
 struct Cluster {
-    rt: tokio::runtime::Runtime,
     nodes: Vec<Option<Node>>,
     addrs: Vec<String>,
-    _stores: Vec<Store>,
-    _dirs: Vec<tempfile::TempDir>,
+    inner: common::Nodes,
 }
 
 fn cluster() -> Cluster {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
-    let stores: Vec<Store> = dirs
-        .iter()
-        .map(|d| Store::open(d.path()).unwrap())
-        .collect();
-    let start = |i: usize, join: Option<String>| {
-        rt.block_on(Node::start(
-            &stores[i],
-            NodeConfig {
-                id: i as u64 + 1,
-                listen: "127.0.0.1:0".into(),
-                advertise: None,
-                join,
-            },
-        ))
-        .unwrap()
-    };
-    let n1 = start(0, None);
-    rt.block_on(RemoteClient::new(&[n1.addr().to_string()]).unwrap().admin(
-        "/cluster/init",
-        &serde_json::json!({}),
-        Duration::from_secs(5),
-    ))
-    .unwrap();
-    let n2 = start(1, Some(n1.addr().to_string()));
-    let n3 = start(2, Some(n1.addr().to_string()));
-    let nodes = vec![Some(n1), Some(n2), Some(n3)];
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let s = ClusterStatus::of(nodes[0].as_ref().unwrap().engine());
-        if s.voters.len() == 3 && s.leader.is_some() {
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "{s:?}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let inner = common::Nodes::new(3);
+    let nodes = inner.three();
     let addrs = nodes
         .iter()
         .map(|n| n.as_ref().unwrap().addr().to_string())
         .collect();
     Cluster {
-        rt,
         nodes,
         addrs,
-        _stores: stores,
-        _dirs: dirs,
+        inner,
     }
 }
 
@@ -233,7 +191,7 @@ fn nothing_is_lost_when_a_node_stops_while_a_store_pushes() {
         if i == 20 {
             // Stop the leader mid-stream: the others elect a new one and the pushes go on.
             let n = c.nodes[leader].take().unwrap();
-            c.rt.block_on(n.shutdown());
+            c.inner.rt.block_on(n.shutdown());
         }
     }
     run.complete(Some(b"ok")).unwrap();

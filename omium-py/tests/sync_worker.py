@@ -1,6 +1,6 @@
 """A worker process of test_sync.py: a local store syncing to a cluster (omium.init(remote=...)).
 
-`run STORE NODES MODE LOG ID STEPS PAUSE`: runs the `pipeline` workflow (STEPS steps, a transcript
+`run STORE NODES MODE LOG ID STEPS PAUSE`: runs the `sync_pipeline` workflow (STEPS steps, a transcript
 growing by about 6 KB a step, PAUSE seconds each) as execution ID and prints its result. `recover STORE
 NODES MODE LOG`: resumes what omium.recover() finds (pulling abandoned executions from the
 cluster). Each step appends "<execution> <step> <pid>" to LOG when its body starts."""
@@ -36,7 +36,7 @@ def work(log: str, execution: str, step: int, pause: float) -> list[str]:
     return state(execution, step)
 
 
-@omium.workflow("pipeline")
+@omium.workflow("sync_pipeline")
 def pipeline(log: str, execution: str, steps: int, pause: float) -> int:
     return sum(len(work(log, execution, i, pause)) for i in range(steps))
 

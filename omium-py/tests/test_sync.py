@@ -17,7 +17,7 @@ from pathlib import Path
 
 import omium
 import pytest
-from test_serve import omium_bin
+from test_serve import finished, log_lines, omium_bin
 
 WORKER = Path(__file__).with_name("sync_worker.py")
 sys.path.insert(0, str(WORKER.parent))
@@ -96,18 +96,6 @@ def _close():
 
 def worker(*args: str) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, str(WORKER), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
-def finished(p: subprocess.Popen) -> dict:
-    out, err = p.communicate(timeout=120)
-    assert p.returncode == 0, err
-    return json.loads(out.strip().splitlines()[-1])
-
-
-def log_lines(log: Path) -> list[tuple[str, int, int]]:
-    if not log.exists():
-        return []
-    return [(e, int(s), int(pid)) for e, s, pid in (line.split() for line in log.read_text().splitlines())]
 
 
 def test_a_run_killed_on_one_machine_is_pulled_and_finished_on_another(cluster, tmp_path):

@@ -134,7 +134,9 @@ struct Shared {
 }
 
 /// Pushes a store's executions to a cluster and pulls them from it. Attach one with
-/// [`Store::attach_sync`]; the store keeps it until it closes.
+/// [`Store::attach_sync`]; the store keeps it until it closes. Call [`Syncer::flush`] before
+/// closing the store: what is still queued when it closes is pushed by the next syncer attached
+/// to it (the store remembers what the cluster has), not by this one.
 #[derive(Clone)]
 pub struct Syncer {
     shared: Arc<Shared>,
@@ -151,20 +153,25 @@ fn error_clone(e: &Error) -> Error {
     }
 }
 
+/// The runtime a syncer's HTTP calls run on (one I/O thread; callers block on it).
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("omium-sync-io")
+        .enable_all()
+        .build()
+        .map_err(|e| Error::InvalidArgument {
+            what: "sync",
+            detail: format!("cannot start its runtime: {e}"),
+        })
+}
+
 impl Syncer {
     fn start(store: &Store, config: SyncConfig) -> Result<Syncer> {
         store.require_writer("syncing to a cluster")?;
         let client = RemoteClient::new(&config.nodes)?;
         let objects = config.objects.as_ref().map(Objects::new).transpose()?;
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .thread_name("omium-sync-io")
-            .enable_all()
-            .build()
-            .map_err(|e| Error::InvalidArgument {
-                what: "sync",
-                detail: format!("cannot start its runtime: {e}"),
-            })?;
+        let rt = runtime()?;
         let shared = Arc::new(Shared {
             store: Arc::downgrade(&store.inner),
             store_id: store.store_id()?,
@@ -561,14 +568,7 @@ impl Syncer {
 /// Every execution a cluster holds, without a store (`omium sync status`).
 pub fn cluster_executions(nodes: &[String]) -> Result<Vec<SyncedSummary>> {
     let client = RemoteClient::new(nodes)?;
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| Error::InvalidArgument {
-            what: "sync",
-            detail: format!("cannot start its runtime: {e}"),
-        })?;
-    rt.block_on(client.call_postcard("/sync/executions", &(), REQUEST))
+    runtime()?.block_on(client.call_postcard("/sync/executions", &(), REQUEST))
 }
 
 impl Store {
