@@ -149,6 +149,9 @@ fn a_run_pushed_from_one_store_is_pulled_and_finished_on_another_and_conflicts_a
         .unwrap();
     sd.pull("e1").unwrap();
     assert_eq!(d.execution_output("e1").unwrap().unwrap(), b"done");
+    // The pull itself is not pushed back as a branch of D's own.
+    sd.flush(None, Duration::from_secs(10)).unwrap();
+    assert!(sd.report().conflicts.is_empty(), "{:?}", sd.report());
     assert_eq!(
         d.history("e1")
             .unwrap()

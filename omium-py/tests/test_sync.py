@@ -151,6 +151,8 @@ def test_a_run_killed_on_one_machine_is_pulled_and_finished_on_another(cluster, 
     assert info.status == "completed"
     assert [c.name for c in omium.history("job-1")] == ["work"] * 6
     assert omium.verify("job-1").ok
+    omium.push()
+    assert omium.sync_status()["conflicts"] == {}
 
 
 def test_nothing_is_lost_when_a_node_is_killed_while_a_store_pushes(cluster, tmp_path):

@@ -607,6 +607,15 @@ impl Store {
         }
         let mut record = exec.clone();
         record.lease = None;
+        state.base = exec.head;
+        state.pushed = theirs.into_iter().collect();
+        state.record = *blake3::hash(&codec::encode(&record)).as_bytes();
+        state.input_sent = p.synced.input.is_some() || state.input_sent;
+        state.output_sent = p.synced.output.is_some() || state.output_sent;
+        // In the same batch as the execution: the syncer, woken by this change, must find the
+        // cluster's head as this store's base, or it would push the pulled execution back as
+        // a branch of its own.
+        batch.put_cf(self.cf(Cf::Meta), state_key(&ek), codec::encode(&state));
         let from = format!("{} on {}", p.synced.meta.owner, p.synced.meta.owner_host);
         self.apply(&id, batch, None, |st, _, audit| {
             if st.running {
@@ -625,13 +634,7 @@ impl Store {
                 .to_string(),
             ));
             Ok(())
-        })?;
-        state.base = exec.head;
-        state.pushed = theirs.into_iter().collect();
-        state.record = *blake3::hash(&codec::encode(&record)).as_bytes();
-        state.input_sent = p.synced.input.is_some() || state.input_sent;
-        state.output_sent = p.synced.output.is_some() || state.output_sent;
-        self.put_sync_state(&ek, &state)
+        })
     }
 }
 
