@@ -293,7 +293,7 @@ impl Syncer {
                 if self.shared.config.durability == RemoteDurability::Background && !q.closed {
                     // Let a burst of steps gather into one round.
                     let until = std::time::Instant::now() + self.shared.config.interval;
-                    self.shared.changed.wait_until(&mut q, until);
+                    while !q.closed && !self.shared.changed.wait_until(&mut q, until).timed_out() {}
                 }
                 (std::mem::take(&mut q.dirty), q.marked)
             };
