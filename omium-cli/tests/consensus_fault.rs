@@ -65,6 +65,16 @@ struct Cluster {
     children: Vec<Option<Child>>,
 }
 
+/// Polls `done` every 50 ms until it holds; fails naming `what` after a minute (the nodes are
+/// processes: on a loaded machine an election or a catch-up can take seconds).
+fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -140,7 +150,7 @@ impl Cluster {
 
     /// The leader, as a majority of the running nodes sees it.
     fn leader(&self, rt: &tokio::runtime::Runtime) -> usize {
-        let deadline = Instant::now() + Duration::from_secs(15);
+        let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             let mut votes: BTreeMap<u64, usize> = BTreeMap::new();
             for i in 0..3 {
@@ -156,6 +166,21 @@ impl Cluster {
             assert!(Instant::now() < deadline, "no leader agreed on: {votes:?}");
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// Waits until node `i` knows a leader and has applied everything the leader had applied
+    /// when this was called.
+    fn await_caught_up(&self, i: usize, rt: &tokio::runtime::Runtime) {
+        let leader = self.leader(rt);
+        let mut target = None;
+        wait_for(&format!("node {} (leader) to answer", leader + 1), || {
+            target = self.status(leader, rt).and_then(|s| s.last_applied);
+            target.is_some()
+        });
+        wait_for(&format!("node {} to catch up", i + 1), || {
+            self.status(i, rt)
+                .is_some_and(|s| s.leader.is_some() && s.last_applied >= target)
+        });
     }
 }
 
@@ -275,33 +300,40 @@ fn leader_and_follower_sigkills_lose_duplicate_or_reorder_nothing() {
         }));
     }
 
-    let settle = Duration::from_millis(2000);
+    // Each phase lasts until the workload made progress in it (and a restarted node caught
+    // up), not for a fixed time.
     let placed = |out: &Arc<Mutex<Outcomes>>| out.lock().unwrap().placed.len();
-    std::thread::sleep(settle);
-    for round in 0..rounds {
+    let progress = |what: &str| {
         let before = placed(&out);
+        wait_for(&format!("progress {what} ({before} placed before)"), || {
+            placed(&out) > before
+        });
+    };
+    wait_for("the first broadcasts", || placed(&out) > 0);
+    for round in 0..rounds {
         let leader = cluster.leader(&rt);
         eprintln!(
-            "round {round}: SIGKILL leader node {} ({before} placed so far)",
-            leader + 1
+            "round {round}: SIGKILL leader node {} ({} placed so far)",
+            leader + 1,
+            placed(&out)
         );
         cluster.kill(leader);
-        std::thread::sleep(settle);
-        let during = placed(&out);
-        assert!(
-            during > before,
-            "no progress with the leader gone ({before} → {during})"
-        );
+        progress("with the leader gone");
         cluster.spawn(leader, None);
-        std::thread::sleep(settle);
+        cluster.await_caught_up(leader, &rt);
+        progress("with the old leader back");
         let new_leader = cluster.leader(&rt);
         let follower = (0..3).find(|i| *i != new_leader).unwrap();
         eprintln!("round {round}: SIGKILL follower node {}", follower + 1);
         cluster.kill(follower);
-        std::thread::sleep(settle);
+        progress("with a follower gone");
         cluster.spawn(follower, None);
-        std::thread::sleep(settle);
+        cluster.await_caught_up(follower, &rt);
+        progress("with the follower back");
     }
+    wait_for("20 agreed messages", || {
+        out.lock().unwrap().agreed.len() >= 20
+    });
     stop.store(true, Ordering::Relaxed);
     for t in threads {
         t.join().unwrap();
@@ -364,14 +396,8 @@ fn leader_and_follower_sigkills_lose_duplicate_or_reorder_nothing() {
     }
 
     // Every node holds the same messages once it has caught up.
-    let leader = cluster.leader(&rt);
-    let target = cluster.status(leader, &rt).unwrap().last_applied;
     for i in 0..3 {
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while cluster.status(i, &rt).and_then(|s| s.last_applied) < target {
-            assert!(Instant::now() < deadline, "node {} did not catch up", i + 1);
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        cluster.await_caught_up(i, &rt);
     }
     let logs: Vec<Vec<String>> = (0..3).map(|i| local_log(&mut cluster, i)).collect();
     for (i, l) in logs.iter().enumerate() {

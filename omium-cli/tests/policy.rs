@@ -56,6 +56,33 @@ fn validate_accepts_the_original_documents_and_names_problems() {
 }
 
 #[test]
+fn hostile_policy_and_workflow_documents_get_clear_errors_not_a_crash() {
+    let ctx = Ctx::new();
+    let broken = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../omium-py/tests/policies/broken"
+    );
+    let laughs = format!("{broken}/billion_laughs.yaml");
+    let nested = format!("{broken}/nested.yaml");
+    for (args, want) in [
+        (["policy", "validate", &laughs], "more than 100000 nodes"),
+        (
+            ["policy", "validate", &nested],
+            "nest deeper than 64 levels",
+        ),
+        (["workflow", "validate", &laughs], "more than 100000 nodes"),
+        (
+            ["workflow", "validate", &nested],
+            "nest deeper than 64 levels",
+        ),
+    ] {
+        let o = ctx.run(&args);
+        assert_eq!(o.code, 1, "{args:?}: {}", o.text());
+        assert!(o.text().contains(want), "{args:?}: {}", o.text());
+    }
+}
+
+#[test]
 fn apply_list_show_diff_and_schema() {
     let ctx = Ctx::new();
     Store::open(&ctx.store).unwrap();

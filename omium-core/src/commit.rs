@@ -123,17 +123,31 @@ impl Committer {
                 }
                 let (seq0, hash0) = (seq, hash);
                 let at = now_ms();
+                let unlogged = p.durability == Durability::None;
+                // Audit entries always go through the WAL: a `none` write is lost in a crash,
+                // and if its entries went with it while a later logged write survived, the
+                // chain would have a hole and never verify again. So a `none` write's entries
+                // are a logged write of their own, after its data (a crash between the two
+                // loses both, or only the data, which `none` allows; the chain stays whole).
+                let mut entries = WriteBatch::default();
                 for draft in p.audit.drain(..) {
                     seq += 1;
                     let entry = AuditEntry::seal(seq, at, &store.inner.actor, draft, hash);
                     hash = entry.hash;
-                    p.batch
-                        .put_cf(audit_cf, AuditEntry::key(seq), codec::encode(&entry));
+                    let target = if unlogged { &mut entries } else { &mut p.batch };
+                    target.put_cf(audit_cf, AuditEntry::key(seq), codec::encode(&entry));
                 }
                 let mut wo = WriteOptions::default();
                 wo.set_sync(sync_at == Some(i));
-                wo.disable_wal(p.durability == Durability::None);
-                match db.write_opt(p.batch, &wo) {
+                wo.disable_wal(unlogged);
+                let written = db.write_opt(p.batch, &wo).and_then(|()| {
+                    if entries.is_empty() {
+                        Ok(())
+                    } else {
+                        db.write_opt(entries, &WriteOptions::default())
+                    }
+                });
+                match written {
                     Ok(()) => results.push((p.ticket, Ok(()))),
                     Err(e) => {
                         seq = seq0;

@@ -242,97 +242,141 @@ pub enum Error {
     Remote { code: &'static str, message: String },
 }
 
-/// The codes an error can have (`Error::code`), so an error that crossed a wire keeps its code.
-const CODES: &[&str] = &[
-    "store_locked",
-    "store_not_found",
-    "newer_format",
-    "not_a_store",
-    "open_failed",
-    "storage",
-    "execution_not_found",
-    "checkpoint_not_found",
-    "wrong_execution",
-    "non_determinism",
-    "integrity",
-    "execution_leased",
-    "decode",
-    "read_only",
-    "invalid_argument",
-    "no_consistent_checkpoint",
-    "invalid_state",
-    "condition_syntax",
-    "invalid_policy",
-    "condition_error",
-    "invalid_workflow",
-    "agent_unavailable",
-    "step_failed",
-    "escalated",
-    "paused",
-    "interrupted",
-    "invalid_message",
-    "message_not_found",
-    "not_a_target",
-    "consensus_violation",
-    "consensus_unavailable",
-    "server_unavailable",
-    "unauthorized",
-    "sync_conflict",
-    "sync_incomplete",
-];
+/// Declares [`ErrorCode`] and its table from one list, so the codes the bindings map to their
+/// exception classes cannot drift from the codes errors have.
+macro_rules! error_codes {
+    ($($variant:ident = $code:literal: $doc:literal,)*) => {
+        /// The stable snake_case kind of an [`Error`] ([`Error::code`]): bindings map each to an
+        /// exception class of its own, the CLI prints it with `--json`, and an error that
+        /// crossed a wire keeps it.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        pub enum ErrorCode {
+            $(#[doc = $doc] $variant,)*
+        }
 
-/// `code` as one of [`CODES`] (`server_error` when unknown).
+        impl ErrorCode {
+            /// Every code, in a stable order.
+            pub const ALL: &'static [ErrorCode] = &[$(ErrorCode::$variant,)*];
+
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(ErrorCode::$variant => $code,)*
+                }
+            }
+
+            /// What errors of this kind mean (one sentence).
+            pub fn description(self) -> &'static str {
+                match self {
+                    $(ErrorCode::$variant => $doc,)*
+                }
+            }
+
+            /// The code named `code`, if it is one.
+            pub fn parse(code: &str) -> Option<ErrorCode> {
+                match code {
+                    $($code => Some(ErrorCode::$variant),)*
+                    _ => None,
+                }
+            }
+        }
+    };
+}
+
+error_codes! {
+    StoreLocked = "store_locked": "Another process holds the store for writing.",
+    StoreNotFound = "store_not_found": "There is no store at the path.",
+    NewerFormat = "newer_format": "The store or a record in it was written by a newer Omium.",
+    NotAStore = "not_a_store": "The path holds something that is not an Omium store.",
+    OpenFailed = "open_failed": "The store could not be opened (permissions, disk, RocksDB).",
+    Storage = "storage": "A read or write of the store failed.",
+    ExecutionNotFound = "execution_not_found": "No execution has that id.",
+    CheckpointNotFound = "checkpoint_not_found": "No checkpoint has that id or name.",
+    WrongExecution = "wrong_execution": "A checkpoint belongs to another execution.",
+    NonDeterminism = "non_determinism": "The code called another step where the journal recorded one.",
+    Integrity = "integrity": "Stored bytes do not match their hash.",
+    ExecutionLeased = "execution_leased": "Another live process runs the execution.",
+    Decode = "decode": "A stored record or state cannot be decoded.",
+    ReadOnly = "read_only": "The store is open read-only.",
+    InvalidArgument = "invalid_argument": "An argument is invalid.",
+    NoConsistentCheckpoint = "no_consistent_checkpoint": "No checkpoint passed its checks and verifies.",
+    InvalidState = "invalid_state": "The execution's status does not allow the operation.",
+    ConditionSyntax = "condition_syntax": "A condition expression does not parse.",
+    InvalidPolicy = "invalid_policy": "A policy document is invalid.",
+    ConditionError = "condition_error": "A condition could not be evaluated.",
+    InvalidWorkflow = "invalid_workflow": "A workflow spec is invalid.",
+    AgentUnavailable = "agent_unavailable": "A workflow agent cannot run.",
+    StepFailed = "step_failed": "A workflow step failed and its policy gave up.",
+    Escalated = "escalated": "The recovery policy escalated a failure to a human.",
+    Paused = "paused": "The execution is paused and waits for a human to resume it.",
+    Interrupted = "interrupted": "The run was interrupted.",
+    InvalidMessage = "invalid_message": "A consensus message is invalid.",
+    MessageNotFound = "message_not_found": "No consensus message has that id.",
+    NotATarget = "not_a_target": "The agent is not a target of the consensus message.",
+    ConsensusViolation = "consensus_violation": "A consensus round timed out or split.",
+    ConsensusUnavailable = "consensus_unavailable": "No consensus cluster answers.",
+    ServerUnavailable = "server_unavailable": "The omium serve daemon or cluster does not answer.",
+    Unauthorized = "unauthorized": "The daemon refused the credentials.",
+    SyncConflict = "sync_conflict": "The cluster has another branch or holder of the execution.",
+    SyncIncomplete = "sync_incomplete": "The cluster lacks chunks a push referenced; they are sent again.",
+    ServerError = "server_error": "A remote error of a kind this build does not know.",
+}
+
+/// `code` as one of the [`ErrorCode`]s (`server_error` when unknown).
 pub fn known_code(code: &str) -> &'static str {
-    CODES
-        .iter()
-        .find(|c| **c == code)
-        .copied()
-        .unwrap_or("server_error")
+    ErrorCode::parse(code)
+        .unwrap_or(ErrorCode::ServerError)
+        .as_str()
 }
 
 impl Error {
     /// A stable snake_case name of the error kind, for bindings and `--json` output.
     pub fn code(&self) -> &'static str {
+        self.kind().as_str()
+    }
+
+    /// The kind of the error.
+    pub fn kind(&self) -> ErrorCode {
+        use ErrorCode as C;
         match self {
-            Error::Open(OpenError::Locked { .. }) => "store_locked",
+            Error::Open(OpenError::Locked { .. }) => C::StoreLocked,
             Error::Open(OpenError::NotFound { .. } | OpenError::Incomplete { .. }) => {
-                "store_not_found"
+                C::StoreNotFound
             }
-            Error::Open(OpenError::NewerFormat { .. }) => "newer_format",
-            Error::Open(OpenError::NotAStore { .. }) => "not_a_store",
-            Error::Open(_) => "open_failed",
-            Error::Storage { .. } => "storage",
-            Error::ExecutionNotFound { .. } => "execution_not_found",
+            Error::Open(OpenError::NewerFormat { .. }) => C::NewerFormat,
+            Error::Open(OpenError::NotAStore { .. }) => C::NotAStore,
+            Error::Open(_) => C::OpenFailed,
+            Error::Storage { .. } => C::Storage,
+            Error::ExecutionNotFound { .. } => C::ExecutionNotFound,
             Error::CheckpointNotFound { .. } | Error::CheckpointNameNotFound { .. } => {
-                "checkpoint_not_found"
+                C::CheckpointNotFound
             }
-            Error::WrongExecution { .. } => "wrong_execution",
-            Error::NonDeterminism { .. } => "non_determinism",
-            Error::Integrity { .. } => "integrity",
-            Error::ExecutionLeased { .. } => "execution_leased",
-            Error::Decode { .. } => "decode",
-            Error::NewerRecord { .. } => "newer_format",
-            Error::ReadOnly { .. } => "read_only",
-            Error::InvalidArgument { .. } => "invalid_argument",
-            Error::NoConsistentCheckpoint { .. } => "no_consistent_checkpoint",
-            Error::InvalidState { .. } => "invalid_state",
-            Error::ConditionSyntax { .. } => "condition_syntax",
-            Error::Policy(_) => "invalid_policy",
-            Error::ConditionEval { .. } => "condition_error",
-            Error::Workflow(_) => "invalid_workflow",
-            Error::AgentUnavailable { .. } => "agent_unavailable",
-            Error::StepFailed { .. } => "step_failed",
-            Error::Escalated { .. } => "escalated",
-            Error::Paused { .. } => "paused",
-            Error::Interrupted { .. } => "interrupted",
-            Error::InvalidMessage { .. } => "invalid_message",
-            Error::MessageNotFound { .. } => "message_not_found",
-            Error::NotATarget { .. } => "not_a_target",
-            Error::ConsensusViolation { .. } => "consensus_violation",
-            Error::ConsensusUnavailable { .. } => "consensus_unavailable",
-            Error::ServerUnavailable { .. } => "server_unavailable",
-            Error::SyncConflict { .. } => "sync_conflict",
-            Error::Remote { code, .. } => code,
+            Error::WrongExecution { .. } => C::WrongExecution,
+            Error::NonDeterminism { .. } => C::NonDeterminism,
+            Error::Integrity { .. } => C::Integrity,
+            Error::ExecutionLeased { .. } => C::ExecutionLeased,
+            Error::Decode { .. } => C::Decode,
+            Error::NewerRecord { .. } => C::NewerFormat,
+            Error::ReadOnly { .. } => C::ReadOnly,
+            Error::InvalidArgument { .. } => C::InvalidArgument,
+            Error::NoConsistentCheckpoint { .. } => C::NoConsistentCheckpoint,
+            Error::InvalidState { .. } => C::InvalidState,
+            Error::ConditionSyntax { .. } => C::ConditionSyntax,
+            Error::Policy(_) => C::InvalidPolicy,
+            Error::ConditionEval { .. } => C::ConditionError,
+            Error::Workflow(_) => C::InvalidWorkflow,
+            Error::AgentUnavailable { .. } => C::AgentUnavailable,
+            Error::StepFailed { .. } => C::StepFailed,
+            Error::Escalated { .. } => C::Escalated,
+            Error::Paused { .. } => C::Paused,
+            Error::Interrupted { .. } => C::Interrupted,
+            Error::InvalidMessage { .. } => C::InvalidMessage,
+            Error::MessageNotFound { .. } => C::MessageNotFound,
+            Error::NotATarget { .. } => C::NotATarget,
+            Error::ConsensusViolation { .. } => C::ConsensusViolation,
+            Error::ConsensusUnavailable { .. } => C::ConsensusUnavailable,
+            Error::ServerUnavailable { .. } => C::ServerUnavailable,
+            Error::SyncConflict { .. } => C::SyncConflict,
+            Error::Remote { code, .. } => ErrorCode::parse(code).unwrap_or(C::ServerError),
         }
     }
 

@@ -523,7 +523,17 @@ pub(crate) fn hostname() -> String {
 
 pub(crate) fn pid_alive(pid: u32) -> bool {
     if cfg!(target_os = "linux") {
-        std::path::Path::new(&format!("/proc/{pid}")).exists()
+        // A killed process stays in /proc as a zombie until its parent reaps it: it runs
+        // nothing more, so it counts as dead (state `Z` or `X`, the field after the
+        // parenthesised command name, which may itself contain spaces and parentheses).
+        match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+            Ok(stat) => !matches!(
+                stat.rsplit_once(')')
+                    .map(|(_, rest)| rest.trim_start().as_bytes().first()),
+                Some(Some(b'Z' | b'X'))
+            ),
+            Err(_) => false,
+        }
     } else {
         true // unknown: rely on lease expiry
     }

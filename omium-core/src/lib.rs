@@ -57,7 +57,7 @@ pub use checkpoint::{
     CheckResult, Checkpoint, CheckpointKind, Checks, Cut, ForkOptions, Problem, RollbackTarget,
     VerifyReport,
 };
-pub use error::{Error, OpenError, Result};
+pub use error::{Error, ErrorCode, OpenError, Result};
 pub use execution::{BeginOptions, Execution, Lease, NewCheckpoint, RetentionReport, Run, Status};
 pub use recovery::{Directive, FailureInput, FailureRecord, Outcome, Recovery, RecoveryMetrics};
 pub use store::{exec_key, Durability, OpenOptions, Store, FORMAT_VERSION};

@@ -324,7 +324,7 @@ fn a_three_node_cluster_agrees_and_survives_losing_its_leader() {
         assert_eq!(b.seq, i + 1);
         c.acknowledge(&b.id, "a", None).unwrap();
         c.acknowledge(&b.id, "b", None).unwrap();
-        c.await_agreement(&b.id, Duration::from_secs(5)).unwrap();
+        c.await_agreement(&b.id, Duration::from_secs(30)).unwrap();
         ids.push(b.id);
     }
     // Kill the leader: the others elect a new one and nothing agreed is lost.
@@ -358,15 +358,18 @@ fn a_three_node_cluster_agrees_and_survives_losing_its_leader() {
     let new_leader = ClusterStatus::of(survivor.engine()).leader.unwrap() as usize - 1;
     let l = nodes[new_leader].as_ref().unwrap();
     let n4 = cluster.start(3, Some(l.addr().to_string()));
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while n4.engine().reader().messages("cluster-1").unwrap().len() < 11 {
+    // Node 4 learns what was agreed, and that it is a voter, by replication: wait for both.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while n4.engine().reader().messages("cluster-1").unwrap().len() < 11
+        || !ClusterStatus::of(n4.engine()).voters.contains(&4)
+    {
         assert!(
             std::time::Instant::now() < deadline,
-            "node 4 did not catch up"
+            "node 4 did not catch up: {:?}",
+            ClusterStatus::of(n4.engine())
         );
         std::thread::sleep(Duration::from_millis(20));
     }
-    assert!(ClusterStatus::of(n4.engine()).voters.contains(&4));
     drop(admin);
     rt.block_on(n4.shutdown());
     for n in nodes.into_iter().flatten() {

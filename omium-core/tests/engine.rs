@@ -687,3 +687,94 @@ fn run_after_finish_is_refused_and_empty_ids_are_rejected() {
         "invalid execution id: it is empty; pass a non-empty string"
     );
 }
+
+/// The worker process of `a_worker_killed_under_serve_is_recoverable_at_once`: begins an
+/// execution on the daemon with a long lease, records three steps, says READY and waits to be
+/// killed.
+#[test]
+#[ignore = "the worker process of a_worker_killed_under_serve_is_recoverable_at_once"]
+fn serve_worker_child() {
+    use omium_core::serve::{b64, Client};
+    let url = std::env::var("OMIUM_SERVE_URL").expect("OMIUM_SERVE_URL");
+    let id = std::env::var("OMIUM_SERVE_EXECUTION").expect("OMIUM_SERVE_EXECUTION");
+    let client = Client::connect(&url, None).unwrap();
+    // Five minutes: only the death of this process can make the execution resumable in time.
+    let (run, _) = client
+        .begin(&id, serde_json::json!({"lease_ttl": 300.0}))
+        .unwrap();
+    for i in 0..3 {
+        let seq = run.reserve().unwrap();
+        run.record(
+            seq,
+            serde_json::json!({"name": format!("s{i}"), "state": b64(format!("state {i}").as_bytes())}),
+        )
+        .unwrap();
+    }
+    println!("READY");
+    loop {
+        std::thread::sleep(std::time::Duration::from_secs(3600));
+    }
+}
+
+/// A supervisor calls `recover()` right after it saw a worker exit: the daemon must know at
+/// once that the worker is gone (not at its reaper's next tick), 50 times in a row.
+#[test]
+fn a_worker_killed_under_serve_is_recoverable_at_once() {
+    use omium_core::serve::{Client, Daemon, ServeConfig};
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path().join("store")).unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let sock = dir.path().join("omium.sock");
+    let _daemon = rt
+        .block_on(Daemon::start(
+            &store,
+            ServeConfig {
+                socket: Some(sock.clone()),
+                ..Default::default()
+            },
+        ))
+        .unwrap();
+    let url = format!("unix://{}", sock.display());
+    let client = Client::connect(&url, None).unwrap();
+    for round in 0..50 {
+        let id = format!("killed-{round}");
+        let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--ignored",
+                "--exact",
+                "serve_worker_child",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env("OMIUM_SERVE_URL", &url)
+            .env("OMIUM_SERVE_EXECUTION", &id)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let out = std::io::BufReader::new(child.stdout.take().unwrap());
+        let ready = out.lines().map_while(|l| l.ok()).any(|l| l == "READY");
+        assert!(ready, "round {round}: the worker ended before READY");
+        child.kill().unwrap();
+        child.wait().unwrap();
+
+        let resumable: Vec<omium_core::Execution> =
+            client.call_as("resumable", serde_json::json!({})).unwrap();
+        assert!(
+            resumable.iter().any(|e| e.id == id),
+            "round {round}: {id} is not resumable right after its worker was killed"
+        );
+        let (run, execution) = client.begin(&id, serde_json::json!({})).unwrap();
+        assert_eq!(execution.status, Status::Running);
+        for i in 0..3 {
+            let seq = run.reserve().unwrap();
+            let (_, state) = run
+                .recorded(seq, &format!("s{i}"), None)
+                .unwrap()
+                .unwrap_or_else(|| panic!("round {round}: step s{i} was not replayed"));
+            assert_eq!(state, format!("state {i}").as_bytes());
+        }
+        run.complete(None).unwrap();
+        run.close().unwrap();
+    }
+}

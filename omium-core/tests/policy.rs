@@ -512,3 +512,52 @@ fn pause_resume_with_edited_state_then_completion_recovers() {
         "invalid_state"
     );
 }
+
+/// Hostile documents: nested aliases that expand to billions of nodes, nesting deep enough to
+/// overflow a recursive builder, an oversized file. Each is a clear problem with line and
+/// column, found without expanding anything, for policies and workflow specs alike.
+#[test]
+fn hostile_documents_are_refused_by_the_limits_before_they_expand() {
+    // Billion laughs: 9 levels of 9 aliases each (about 387 million nodes).
+    let mut laughs = String::from(
+        "a0: &a0 [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]\n",
+    );
+    for i in 1..10 {
+        let p = i - 1;
+        laughs.push_str(&format!(
+            "a{i}: &a{i} [*a{p},*a{p},*a{p},*a{p},*a{p},*a{p},*a{p},*a{p},*a{p}]\n"
+        ));
+    }
+    assert!(laughs.len() < 600);
+    // About 20 KB of `- - - …`, and a JSON flow nested as deep.
+    let dashes = format!("{}x\n", "- ".repeat(10_000));
+    let brackets = format!("{}{}", "[".repeat(20_000), "]".repeat(20_000));
+    // Aliases that deepen a little each time: few nodes, deep nesting.
+    let mut deepening = String::from("d0: &d0 [x]\n");
+    for i in 1..100 {
+        deepening.push_str(&format!("d{i}: &d{i} [*d{}]\n", i - 1));
+    }
+    let huge = format!("description: \"{}\"\n", "x".repeat(2 << 20));
+    let cases: [(&str, &str); 5] = [
+        (
+            &laughs,
+            "more than 100000 nodes once its aliases are expanded",
+        ),
+        (&dashes, "nest deeper than 64 levels"),
+        (&brackets, "nest deeper than 64 levels"),
+        (&deepening, "nest deeper than 64 levels"),
+        (&huge, "the limit is 1048576 (1 MiB)"),
+    ];
+    for (text, want) in cases {
+        let e = policy::parse(text, Some("evil.yaml")).expect_err(want);
+        let msg = e.to_string();
+        assert!(msg.starts_with("evil.yaml:"), "{msg}");
+        assert!(msg.contains(want), "{msg}\n  wanted {want}");
+        let e = omium_core::workflow::parse(text, Some("evil.yaml")).expect_err(want);
+        let msg = e.to_string();
+        assert!(msg.contains(want), "{msg}\n  wanted {want}");
+    }
+    // Within the limits, aliases still work.
+    let ok = "channels:\n  ops: &hook {webhook: \"http://127.0.0.1:9/x\"}\n  oncall: *hook\n";
+    policy::parse(ok, None).unwrap();
+}

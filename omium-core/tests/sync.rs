@@ -2,7 +2,7 @@
 //! its own store, talking HTTP/2): push, pull, conflicts by lease and by branch, the chunk set
 //! difference, and a node stopped while a store pushes.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use omium_core::consensus::{ClusterStatus, Node};
 use omium_core::sync::{RemoteDurability, SyncConfig};
@@ -74,8 +74,9 @@ fn a_run_pushed_from_one_store_is_pulled_and_finished_on_another_and_conflicts_a
     assert_ne!(sa.store_id(), sb.store_id());
 
     // Store A runs two steps; with remote durability "sync" each is in the cluster when the
-    // step returns. Then A "dies": its run is dropped without finishing.
-    let run = begin(&a, "e1", Duration::from_millis(800));
+    // step returns. Then A "dies": its run is dropped without finishing. Its lease is long
+    // enough that B's first pull surely comes before it ends, even on a loaded machine.
+    let run = begin(&a, "e1", Duration::from_secs(5));
     run.step("fetch", || Ok::<_, Error>(big(1))).unwrap();
     run.step("score", || Ok::<_, Error>(b"712".to_vec()))
         .unwrap();
@@ -88,10 +89,19 @@ fn a_run_pushed_from_one_store_is_pulled_and_finished_on_another_and_conflicts_a
     let e = sb.pull("e1").unwrap_err();
     assert_eq!(e.code(), "execution_leased", "{e}");
     assert!(e.to_string().contains(sa.store_id()), "{e}");
-    std::thread::sleep(Duration::from_millis(900));
 
-    // Then B pulls it, and a run on B replays A's steps and continues.
-    let pulled = sb.pull("e1").unwrap();
+    // Then B pulls it (once A's lease has run out), and a run on B replays A's steps and
+    // continues.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let pulled = loop {
+        match sb.pull("e1") {
+            Ok(pulled) => break pulled,
+            Err(e) if e.code() == "execution_leased" && Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Err(e) => panic!("B could not take e1 over: {e}"),
+        }
+    };
     assert_eq!(pulled.checkpoint_count, 2);
     assert_eq!(b.execution_input("e1").unwrap().unwrap(), b"the input");
     assert!(b.verify(Some("e1")).unwrap().ok());
@@ -247,4 +257,55 @@ fn bad_sync_configs_and_corrupt_pushes_are_refused_with_what_was_wrong() {
     };
     let e = omium_core::sync::verify_chunks(&[chunk]).unwrap_err();
     assert!(e.to_string().contains("does not match its address"), "{e}");
+}
+
+/// Pulled chunks are referenced by nothing until their checkpoints are imported: a `gc` running
+/// meanwhile must not sweep them (it did: the pull path wrote chunks and checkpoints without
+/// gc's shared lock, so pulls failed or left checkpoints whose chunks were gone).
+#[test]
+fn gc_running_while_executions_are_pulled_loses_no_chunk() {
+    let c = cluster();
+    let a_dir = tempfile::tempdir().unwrap();
+    let a = Store::open(a_dir.path()).unwrap();
+    let sa = a
+        .attach_sync(config(&c, RemoteDurability::Background))
+        .unwrap();
+    const N: u8 = 24;
+    for i in 0..N {
+        let run = begin(&a, &format!("g{i}"), Duration::from_secs(30));
+        run.step("big", || Ok::<_, Error>(big(i))).unwrap();
+        run.complete(Some(b"ok")).unwrap();
+    }
+    sa.flush(None, Duration::from_secs(60)).unwrap();
+
+    let b_dir = tempfile::tempdir().unwrap();
+    let b = Store::open(b_dir.path()).unwrap();
+    let sb = b
+        .attach_sync(config(&c, RemoteDurability::Background))
+        .unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let collector = {
+        let (b, stop) = (b.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut runs = 0u64;
+            loop {
+                b.gc().unwrap();
+                runs += 1;
+                if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    return runs;
+                }
+            }
+        })
+    };
+    for i in 0..N {
+        sb.pull(&format!("g{i}")).unwrap();
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    assert!(collector.join().unwrap() > 0);
+    b.gc().unwrap();
+    assert!(b.verify(None).unwrap().ok());
+    for i in 0..N {
+        let h = b.history(&format!("g{i}")).unwrap();
+        assert_eq!(b.read_state(&h[0]).unwrap(), big(i), "g{i}");
+    }
 }

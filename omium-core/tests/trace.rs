@@ -302,7 +302,10 @@ fn otlp_export_sends_protobuf_that_decodes_to_the_spans() {
 
 #[test]
 fn a_failing_receiver_is_retried_then_counted_never_blocking_the_caller() {
-    let (url, bodies) = common::http_receiver(503, "/v1/traces");
+    // The receiver answers nothing until the spans are recorded: recording that waited for
+    // export would wait for the request's timeout (a minute), not a scheduler's whim.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/v1/traces", listener.local_addr().unwrap());
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
     store
@@ -310,6 +313,7 @@ fn a_failing_receiver_is_retried_then_counted_never_blocking_the_caller() {
             endpoint: Some(url),
             attempts: 2,
             queue_capacity: 3,
+            timeout: Some(Duration::from_secs(60)),
             ..Default::default()
         })
         .unwrap();
@@ -318,9 +322,11 @@ fn a_failing_receiver_is_retried_then_counted_never_blocking_the_caller() {
         store.record_span(span("e", &format!("s{i}"), "step", None, "", 1 + i, 1));
     }
     assert!(
-        start.elapsed() < Duration::from_millis(50),
+        start.elapsed() < Duration::from_secs(30),
         "recording does not wait for export"
     );
+    // Now it answers every request with 503.
+    let bodies = common::http_serve(listener, 503);
     store.flush_export(Duration::from_secs(20)).unwrap();
     let st = store.span_stats().export.unwrap();
     assert_eq!(st.exported, 0);

@@ -33,6 +33,15 @@ pub fn format_version() -> u32 {
     omium_core::FORMAT_VERSION
 }
 
+/// Every code a core error can have: `errors.ts` maps each to a class of its own.
+#[napi]
+pub fn error_codes() -> Vec<String> {
+    omium_core::ErrorCode::ALL
+        .iter()
+        .map(|c| c.as_str().to_string())
+        .collect()
+}
+
 /// Validates a durability name ("sync", "buffered", "none") and returns its canonical form.
 #[napi]
 pub fn check_durability(durability: String) -> Result<String> {

@@ -14,10 +14,17 @@ const worker = fileURLToPath(new URL("./fixtures/crash-worker.mjs", import.meta.
 const lines = (log) => (existsSync(log) ? readFileSync(log, "utf8").split("\n").filter(Boolean) : []);
 
 async function killAfter(dir, log, n) {
-  const child = spawn(process.execPath, [worker, dir, log, "run"], { stdio: ["ignore", "ignore", "inherit"] });
+  // The n-th step waits in its body until it is killed: the kill lands inside it however late
+  // this process sees its log line.
+  const child = spawn(process.execPath, [worker, dir, log, "run", String(n)], { stdio: ["ignore", "ignore", "inherit"] });
   const exited = new Promise((r) => child.on("exit", (code, signal) => r(signal ?? code)));
+  const deadline = Date.now() + 60_000;
   while (lines(log).length < n) {
     if (child.exitCode !== null) throw new Error(`worker exited early (${child.exitCode})`);
+    if (Date.now() > deadline) {
+      child.kill("SIGKILL");
+      throw new Error(`step ${n} did not start within 60 s; the log: ${lines(log).join(", ")}`);
+    }
     await new Promise((r) => setTimeout(r, 5));
   }
   child.kill("SIGKILL");

@@ -1,6 +1,7 @@
 // The package loads the same way from ESM and CommonJS (one module instance either way).
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
+import { createRequire } from "node:module";
 import { test } from "node:test";
 import { fileURLToPath } from "node:url";
 
@@ -28,4 +29,21 @@ test("wrong argument types from JavaScript are InvalidArgumentErrors, not crashe
   await assert.rejects(omium.init({ path: 42 }), (e) => e instanceof omium.InvalidArgumentError && /path/.test(e.message));
   await assert.rejects(omium.init("not-an-object"), omium.InvalidArgumentError);
   await assert.rejects(omium.getExecution("x"), (e) => e instanceof omium.OmiumError && e.code === "not_initialized");
+});
+
+test("every core error code has an exported class of its own", async () => {
+  // The codes come from the core's error enum: a code added there without a class here fails.
+  const omium = await import("omium");
+  assert.equal(new Set(omium.ERROR_CODES).size, omium.ERROR_CODES.length);
+  assert.ok(omium.ERROR_CODES.length >= 35);
+  for (const code of omium.ERROR_CODES) {
+    const Cls = omium.ERROR_CLASSES[code];
+    assert.ok(Cls && Cls !== omium.OmiumError, `no error class for ${code}`);
+    assert.equal(omium[Cls.name], Cls, `${Cls.name} is not exported`);
+    const err = new Error(`[${code}] boom`);
+    const mapped = createRequire(import.meta.url)("../dist/errors.js").fromNative(err);
+    assert.ok(mapped instanceof Cls, `${code} maps to ${mapped.constructor.name}`);
+    assert.equal(mapped.code, code);
+    assert.equal(mapped.message, "boom");
+  }
 });

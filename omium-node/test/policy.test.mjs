@@ -2,6 +2,9 @@
 import assert from "node:assert/strict";
 import { createServer } from "node:http";
 import { test } from "node:test";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 
 import * as omium from "omium";
 import { tempDir } from "./helpers.mjs";
@@ -119,6 +122,18 @@ test("a consensus violation rolls back and the workflow runs again from the targ
   // The run after the rollback completed: the failure counts as recovered.
   assert.equal(f.outcome, "recovered");
   assert.ok((await omium.history("cv1", { allBranches: true })).some((c) => c.kind === "rollback"));
+});
+
+test("hostile policy documents (billion laughs, deep nesting) are refused with a clear error", async (t) => {
+  await fresh(t);
+  const broken = fileURLToPath(new URL("../../omium-py/tests/policies/broken/", import.meta.url));
+  for (const [file, want] of [
+    ["billion_laughs.yaml", /billion_laughs\.yaml:6:\d+: .*more than 100000 nodes once its aliases are expanded/],
+    ["nested.yaml", /nest deeper than 64 levels/],
+  ]) {
+    await assert.rejects(omium.applyPolicy(readFileSync(join(broken, file), "utf8"), { file }), (e) => e instanceof omium.PolicyError && want.test(e.message));
+  }
+  assert.deepEqual(await omium.policyVersions({ tenant: "acme" }), []);
 });
 
 test("an invalid policy names line, column, the bad value and the choices", async (t) => {

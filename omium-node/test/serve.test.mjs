@@ -142,8 +142,10 @@ test("a worker SIGKILLed mid-run is resumed by another: recorded steps do not ru
   const log = join(dir, "steps.log");
   const child = spawn(process.execPath, [worker, "slow", daemon.unixUrl, log, "slow-1"], { stdio: ["ignore", "ignore", "inherit"] });
   const exited = new Promise((r) => child.on("exit", (code, signal) => r(signal ?? code)));
+  const deadline = Date.now() + 60_000;
   while (logLines(log).length < 4) {
     if (child.exitCode !== null) throw new Error(`the slow worker exited early (${child.exitCode})`);
+    assert.ok(Date.now() < deadline, "the slow worker did not start 4 steps in 60 s");
     await new Promise((r) => setTimeout(r, 5));
   }
   child.kill("SIGKILL");
@@ -188,6 +190,41 @@ test("a worker SIGKILLed mid-run is resumed by another: recorded steps do not ru
   });
   assert.equal(await pipeline.run({ steps: 10 }, { executionId: "slow-1" }), 285);
   assert.equal(logLines(log).length, before);
+  await omium.shutdown();
+  await daemon.stop();
+});
+
+test("a worker SIGKILLed is recovered at once, 50 times: the daemon does not wait for a reaper tick", async (t) => {
+  const dir = tempDir(t);
+  const daemon = await startDaemon(t, join(dir, "store"), "--socket", join(dir, "omium.sock"));
+  const log = join(dir, "steps.log");
+  await omium.init({ url: daemon.unixUrl });
+  t.after(shutdownQuietly);
+  const ran = [];
+  const holdStep = omium.checkpoint("hold_step", async (execution, step) => {
+    ran.push([execution, step]);
+    return step;
+  });
+  omium.workflow("holder", async ({ execution }) => {
+    const out = [];
+    for (let i = 0; i < 5; i++) out.push(await holdStep(execution, i));
+    return out;
+  });
+  for (let round = 0; round < 50; round++) {
+    const id = `held-${round}`;
+    const child = spawn(process.execPath, [worker, "hold", daemon.unixUrl, log, id], { stdio: ["ignore", "pipe", "inherit"] });
+    const exited = new Promise((r) => child.on("exit", (code, signal) => r(signal ?? code)));
+    const lines = createInterface({ input: child.stdout });
+    const first = await Promise.race([new Promise((r) => lines.once("line", r)), exited.then((how) => `exited ${how}`)]);
+    assert.equal(first, "READY", `round ${round}`);
+    child.kill("SIGKILL");
+    assert.equal(await exited, "SIGKILL");
+    assert.deepEqual(await omium.recover(), { [id]: [0, 1, 2, 3, 4] }, `round ${round}`);
+    // Steps 0-2 were recorded by the killed worker: only 3 (interrupted) and 4 run here.
+    assert.deepEqual(ran, [[id, 3], [id, 4]], `round ${round}`);
+    ran.length = 0;
+  }
+  assert.equal((await omium.verify()).ok, true);
   await omium.shutdown();
   await daemon.stop();
 });

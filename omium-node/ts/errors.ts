@@ -101,11 +101,33 @@ export class EscalatedError extends RecoveryOutcome {}
 export class ServerUnavailableError extends OmiumError {}
 /** The `omium serve` daemon needs an API key this process did not give (`apiKey`, `$OMIUM_API_KEY`). */
 export class UnauthorizedError extends OmiumError {}
+/** A workflow spec is invalid (the message names file, line and column). */
+export class WorkflowError extends OmiumError {}
+/** A workflow agent cannot run: it is not bound, or its image needs a missing container runtime. */
+export class AgentUnavailableError extends OmiumError {}
+/** A workflow step failed and its policy gave up. */
+export class StepFailedError extends OmiumError {}
+/** The run was interrupted before the step finished; nothing was recorded. */
+export class RunInterruptedError extends OmiumError {}
+/** A consensus message is invalid (schema, targets, quorum). */
+export class InvalidMessageError extends OmiumError {}
+/** No consensus message has that id. */
+export class MessageNotFoundError extends OmiumError {}
+/** An agent acknowledged a message it was not a target of. */
+export class NotATargetError extends OmiumError {}
+/** The Raft group cannot serve the request now (no leader, nodes unreachable). */
+export class ConsensusUnavailableError extends OmiumError {}
+/** The cluster has another branch or a live holder of the execution. */
+export class SyncConflictError extends OmiumError {}
+/** The cluster lacked chunks a push referenced; the store sends them again. */
+export class SyncIncompleteError extends OmiumError {}
+/** A daemon or node answered an error of a kind this version does not know. */
+export class ServerError extends OmiumError {}
 /** The policy paused the execution until a human calls `resume()`. */
 export class ExecutionPaused extends RecoveryOutcome {
   readonly executionId: string;
   readonly reason: string;
-  constructor(message: string, executionId: string, reason: string, failure: Record<string, unknown> = {}) {
+  constructor(message: string, executionId = "", reason = "", failure: Record<string, unknown> = {}) {
     super(message, "paused", failure);
     this.executionId = executionId;
     this.reason = reason;
@@ -122,7 +144,11 @@ export class ExecutionRolledBack extends RecoveryOutcome {
   }
 }
 
-const BY_CODE: Record<string, new (message: string, code: string) => OmiumError> = {
+/**
+ * The class of every code a core error can have (`native.errorCodes()`; a test fails when a
+ * code has no class of its own).
+ */
+export const BY_CODE: Record<string, new (message: string, code: string) => OmiumError> = {
   store_locked: StoreLockedError,
   store_not_found: StoreNotFoundError,
   newer_format: NewerFormatError,
@@ -143,8 +169,23 @@ const BY_CODE: Record<string, new (message: string, code: string) => OmiumError>
   invalid_state: InvalidStateError,
   condition_syntax: ConditionSyntaxError,
   condition_error: ConditionError,
+  invalid_policy: PolicyError,
+  invalid_workflow: WorkflowError,
+  agent_unavailable: AgentUnavailableError,
+  step_failed: StepFailedError,
+  escalated: EscalatedError,
+  paused: ExecutionPaused,
+  interrupted: RunInterruptedError,
+  invalid_message: InvalidMessageError,
+  message_not_found: MessageNotFoundError,
+  not_a_target: NotATargetError,
+  consensus_violation: ConsensusViolation,
+  consensus_unavailable: ConsensusUnavailableError,
   server_unavailable: ServerUnavailableError,
   unauthorized: UnauthorizedError,
+  sync_conflict: SyncConflictError,
+  sync_incomplete: SyncIncompleteError,
+  server_error: ServerError,
 };
 
 const DETAILS = "\n--omium-details--\n";
@@ -179,7 +220,8 @@ export function fromNative(e: unknown): unknown {
     err = new PolicyError(message, code, details);
   } else {
     const Cls = BY_CODE[code] ?? OmiumError;
-    err = new Cls(message, code);
+    // ExecutionPaused takes the execution and reason second: the core's `paused` error has none.
+    err = Cls === ExecutionPaused ? new ExecutionPaused(message) : new Cls(message, code);
   }
   if (e.stack) err.stack = `${err.name}: ${message}\n${e.stack.split("\n").slice(1).join("\n")}`;
   return err;

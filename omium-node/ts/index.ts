@@ -48,6 +48,18 @@ export {
   WorkflowNotRegisteredError,
   ServerUnavailableError,
   UnauthorizedError,
+  WorkflowError,
+  AgentUnavailableError,
+  StepFailedError,
+  RunInterruptedError,
+  InvalidMessageError,
+  MessageNotFoundError,
+  NotATargetError,
+  ConsensusUnavailableError,
+  SyncConflictError,
+  SyncIncompleteError,
+  ServerError,
+  BY_CODE as ERROR_CLASSES,
   type PolicyProblem,
   PolicyError,
   RecoveryOutcome,
@@ -112,3 +124,5 @@ export {
 export const nativeVersion: string = native.nativeVersion();
 /** The store format version this build writes. */
 export const FORMAT_VERSION: number = native.formatVersion();
+/** Every code a core error can have; `ERROR_CLASSES[code]` is its class. */
+export const ERROR_CODES: readonly string[] = native.errorCodes();

@@ -78,6 +78,12 @@ fn _omium(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(workflow::workflow_templates, m)?)?;
     m.add_class::<consensus::Coordinator>()?;
     m.add("FORMAT_VERSION", omium_core::FORMAT_VERSION)?;
+    // Every code a core error can have: omium.errors maps each to a class of its own.
+    let codes: Vec<&str> = omium_core::ErrorCode::ALL
+        .iter()
+        .map(|c| c.as_str())
+        .collect();
+    m.add("ERROR_CODES", codes)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

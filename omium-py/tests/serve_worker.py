@@ -2,8 +2,9 @@
 
 `claim URL LOG ID...`: runs the 5-step `pipeline` workflow for each id it can get; an id another
 worker is running answers ExecutionLeasedError and is skipped. `slow URL LOG ID`: runs one
-10-step execution, 0.2 s a step (the test kills it mid-way). `recover URL LOG`: resumes every
-resumable execution. Each step appends "<execution> <step> <pid>" to LOG when its body runs."""
+10-step execution, 0.5 s a step (the test kills it mid-way). `recover URL LOG`: resumes every
+resumable execution. `hold URL LOG ID`: runs the 5-step `holder` workflow, prints READY when
+it reaches step 3 and waits there to be killed. Each step appends "<execution> <step> <pid>" to LOG when its body runs."""
 
 from __future__ import annotations
 
@@ -37,8 +38,22 @@ def main() -> None:
     def pipeline(execution: str, steps: int, pause: float) -> int:
         return sum(work(execution, i, pause) for i in range(steps))
 
+    @omium.checkpoint("hold_step")
+    def hold_step(execution: str, step: int) -> int:
+        note(execution, step)
+        if step == 3:
+            print("READY", flush=True)
+            time.sleep(3600)
+        return step
+
+    @omium.workflow("holder")
+    def holder(execution: str) -> list[int]:
+        return [hold_step(execution, i) for i in range(5)]
+
     done, skipped = [], []
-    if mode == "claim":
+    if mode == "hold":
+        holder.run(ids[0], execution_id=ids[0])
+    elif mode == "claim":
         for eid in ids:
             try:
                 pipeline.run(eid, 5, 0.01, execution_id=eid)
@@ -46,7 +61,7 @@ def main() -> None:
             except omium.ExecutionLeasedError:
                 skipped.append(eid)
     elif mode == "slow":
-        pipeline.run(ids[0], 10, 0.2, execution_id=ids[0])
+        pipeline.run(ids[0], 10, 0.5, execution_id=ids[0])
         done.append(ids[0])
     elif mode == "recover":
         done = sorted(omium.recover())

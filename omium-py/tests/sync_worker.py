@@ -1,9 +1,10 @@
 """A worker process of test_sync.py: a local store syncing to a cluster (omium.init(remote=...)).
 
-`run STORE NODES MODE LOG ID STEPS PAUSE`: runs the `sync_pipeline` workflow (STEPS steps, a transcript
-growing by about 6 KB a step, PAUSE seconds each) as execution ID and prints its result. `recover STORE
-NODES MODE LOG`: resumes what omium.recover() finds (pulling abandoned executions from the
-cluster). Each step appends "<execution> <step> <pid>" to LOG when its body starts."""
+`run STORE NODES MODE LOG ID STEPS PAUSE [HOLD]`: runs the `sync_pipeline` workflow (STEPS steps, a
+transcript growing by about 6 KB a step, PAUSE seconds each) as execution ID and prints its result;
+with HOLD, step HOLD (0-based) waits in its body to be killed. `recover STORE NODES MODE LOG`: resumes
+what omium.recover() finds (pulling abandoned executions from the cluster). Each step appends
+"<execution> <step> <pid>" to LOG when its body starts."""
 
 from __future__ import annotations
 
@@ -13,6 +14,12 @@ import sys
 import time
 
 import omium
+
+# The lease of a worker's runs. Long enough that the test's pull right after it SIGKILLs a worker
+# surely comes before the lease ends, even on a loaded machine; the test then waits it out.
+LEASE_TTL = 10.0
+# The step that waits to be killed (`run ... HOLD`); None: none does.
+HOLD_AT: int | None = None
 
 
 def note(log: str, execution: str, step: int) -> None:
@@ -32,6 +39,8 @@ def state(execution: str, step: int) -> list[str]:
 @omium.checkpoint
 def work(log: str, execution: str, step: int, pause: float) -> list[str]:
     note(log, execution, step)
+    if step == HOLD_AT:
+        time.sleep(3600)  # killed here
     time.sleep(pause)
     return state(execution, step)
 
@@ -42,10 +51,12 @@ def pipeline(log: str, execution: str, steps: int, pause: float) -> int:
 
 
 def main() -> None:
+    global HOLD_AT
     mode, store, nodes, durability, log = sys.argv[1:6]
-    omium.init(path=store, remote=nodes, remote_durability=durability, lease_ttl=2.0)
+    omium.init(path=store, remote=nodes, remote_durability=durability, lease_ttl=LEASE_TTL)
     if mode == "run":
         eid, steps, pause = sys.argv[6], int(sys.argv[7]), float(sys.argv[8])
+        HOLD_AT = int(sys.argv[9]) if len(sys.argv) > 9 else None
         result = {eid: pipeline.run(log, eid, steps, pause, execution_id=eid)}
     else:
         result = omium.recover()

@@ -97,3 +97,16 @@ def test_every_engine_code_maps_to_a_class():
         e = from_code(code, "m")
         assert type(e) is cls and e.code == code and str(e) == "m"
     assert type(from_code("something_new", "m")) is omium.OmiumError
+
+
+def test_every_core_error_code_has_a_class_of_its_own():
+    # The codes come from the core's error enum: a code added there without a class here fails.
+    from omium import errors
+
+    assert len(_omium.ERROR_CODES) == len(set(_omium.ERROR_CODES)) >= 35
+    for code in _omium.ERROR_CODES:
+        cls = errors.BY_CODE.get(code)
+        assert cls is not None and cls is not omium.OmiumError, f"no exception class for {code!r}"
+        err = errors.from_code(code, "boom")
+        assert isinstance(err, cls) and err.code == code and str(err) == "boom"
+        assert getattr(omium, cls.__name__) is cls, f"{cls.__name__} is not exported by omium"

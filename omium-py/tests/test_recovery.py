@@ -270,19 +270,23 @@ def test_tool_allowlist_is_enforced_and_recorded(store):
 
 def test_policy_timeout_applies_to_steps_without_their_own(store):
     omium.policy.apply("timeouts: {agent_execution: 100ms}", scope="step:sleepy")
+    release = threading.Event()
 
     @omium.checkpoint("sleepy")
     def sleepy():
-        time.sleep(1)
+        release.wait(60)  # hangs until the test is done: only the timeout can cut it short
 
     @omium.workflow("timing")
     def timing():
         return sleepy()
 
     start = time.monotonic()
-    with pytest.raises(omium.StepTimeoutError, match="within 0.1 s"):
-        timing.run(execution_id="tm-1")
-    assert time.monotonic() - start < 0.9
+    try:
+        with pytest.raises(omium.StepTimeoutError, match="within 0.1 s"):
+            timing.run(execution_id="tm-1")
+        assert time.monotonic() - start < 30, "the step was cut at its timeout, not waited for"
+    finally:
+        release.set()
 
 
 def test_async_steps_recover_too(store):

@@ -122,14 +122,14 @@ def test_independent_branches_run_concurrently(store):
         return {"a": n, "b": n, "c": n}
 
     spec = workflows.load(DOCS / "parallel.yaml").bind(worker=worker, joiner=lambda a, b, c: {"total": a + b + c})
-    started = time.monotonic()
     result = spec.run({"n": 2}, execution_id="par")
     assert result.data["total"] == 6
     spans = {s.id: (s.started_at_ms, s.ended_at_ms) for s in result.steps}
+    # The three branches ran at once: each pair of their spans overlaps (no bound on the run's
+    # wall-clock time, which a loaded machine can exceed).
     for x, y in [("a", "b"), ("a", "c"), ("b", "c")]:
         assert spans[x][0] < spans[y][1] and spans[y][0] < spans[x][1], f"{x} and {y} overlap: {spans}"
     assert spans["join"][0] >= max(spans[k][1] for k in "abc")
-    assert time.monotonic() - started < 0.85, "three 0.3 s branches ran at once"
     # The recorded checkpoints carry the same spans.
     recorded = {
         c.metadata["workflow_step"]: (int(c.metadata["started_at_ms"]), int(c.metadata["ended_at_ms"])) for c in omium.history("par")
@@ -186,8 +186,9 @@ def test_ctrl_c_stops_a_run_and_leaves_it_resumable(tmp_path):
         time.sleep(0.02)
     started = time.monotonic()
     proc.send_signal(signal.SIGINT)
-    assert proc.wait(timeout=10) == 130
-    assert time.monotonic() - started < 5, "Ctrl-C is seen while agents run"
+    # The slow agent sleeps 60 s: exiting well before that means Ctrl-C was seen while it ran.
+    assert proc.wait(timeout=30) == 130
+    assert time.monotonic() - started < 30, "Ctrl-C is seen while agents run"
     assert log.read_text().split("\n")[3] == "interrupted running"
     subprocess.run([sys.executable, str(WORKER), str(store), str(log)], timeout=60, check=True)
     assert log.read_text().split("\n")[4:] == ["slow-start", "slow-end", "done 6", ""], "a and b did not run again"

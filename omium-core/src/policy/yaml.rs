@@ -55,8 +55,26 @@ impl Node {
     }
 }
 
-/// Parses one YAML document (an empty input is an empty mapping).
+/// The largest document accepted (policies and workflow specs are a few KiB).
+pub const MAX_DOCUMENT_BYTES: usize = 1 << 20;
+/// How deep lists and mappings may nest (also through aliases).
+pub const MAX_DEPTH: usize = 64;
+/// How many nodes a document may have, counting each alias as the nodes it stands for, so a
+/// few hundred bytes of nested aliases ("billion laughs") cannot expand to gigabytes.
+pub const MAX_NODES: usize = 100_000;
+
+/// Parses one YAML document (an empty input is an empty mapping). The limits above are checked
+/// before anything is allocated for what breaks them; each is a problem with line and column.
 pub(crate) fn parse(text: &str) -> Result<Node, Problem> {
+    if text.len() > MAX_DOCUMENT_BYTES {
+        return Err(Problem::at(
+            Location { line: 1, column: 1 },
+            format!(
+                "the document is {} bytes; the limit is {MAX_DOCUMENT_BYTES} (1 MiB): split it",
+                text.len()
+            ),
+        ));
+    }
     let mut events = Vec::new();
     for ev in Parser::new_from_str(text) {
         match ev {
@@ -82,6 +100,8 @@ pub(crate) fn parse(text: &str) -> Result<Node, Problem> {
         events: events.into_iter(),
         anchors: Vec::new(),
         docs: 0,
+        depth: 0,
+        nodes: 0,
     };
     let mut root = None;
     while let Some((e, at)) = b.events.next() {
@@ -108,13 +128,68 @@ pub(crate) fn parse(text: &str) -> Result<Node, Problem> {
     }))
 }
 
+/// An anchored node, with the number of nodes it stands for and how deep it nests.
+struct Anchor {
+    id: usize,
+    node: Node,
+    nodes: usize,
+    height: usize,
+}
+
 struct Builder<'a> {
     events: std::vec::IntoIter<(Event<'a>, Location)>,
-    anchors: Vec<(usize, Node)>,
+    anchors: Vec<Anchor>,
     docs: usize,
+    /// Lists and mappings open around the node being built.
+    depth: usize,
+    /// Nodes built so far, aliases counted by what they expand to.
+    nodes: usize,
+}
+
+fn height(node: &Node) -> usize {
+    match &node.kind {
+        Kind::Null | Kind::Scalar(..) => 0,
+        Kind::Seq(items) => 1 + items.iter().map(height).max().unwrap_or(0),
+        Kind::Map(entries) => {
+            1 + entries
+                .iter()
+                .map(|(k, v)| height(k).max(height(v)))
+                .max()
+                .unwrap_or(0)
+        }
+    }
 }
 
 impl Builder<'_> {
+    /// Counts `n` more nodes, refused past [`MAX_NODES`].
+    fn count(&mut self, n: usize, at: Location, what: &str) -> Result<(), Problem> {
+        self.nodes = self.nodes.saturating_add(n);
+        if self.nodes > MAX_NODES {
+            return Err(Problem::at(
+                at,
+                format!(
+                    "the document has more than {MAX_NODES} nodes{what}; the limit keeps a \
+                     small document from expanding without bound: write it out, or split it"
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Opens a list or mapping, refused past [`MAX_DEPTH`] levels.
+    fn enter(&mut self, at: Location, extra: usize) -> Result<(), Problem> {
+        if self.depth + extra > MAX_DEPTH {
+            return Err(Problem::at(
+                at,
+                format!(
+                    "lists and mappings nest deeper than {MAX_DEPTH} levels here; flatten the \
+                     document"
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     fn node(&mut self) -> Result<Node, Problem> {
         let Some((e, at)) = self.events.next() else {
             return Err(Problem::at(
@@ -122,6 +197,21 @@ impl Builder<'_> {
                 "the document ends early".into(),
             ));
         };
+        if let Event::Alias(id) = e {
+            let Some(a) = self.anchors.iter().rev().find(|a| a.id == id) else {
+                return Err(Problem::at(at, "alias to an unknown anchor".into()));
+            };
+            let (n, h, node) = (a.nodes, a.height, a.node.clone());
+            self.enter(at, h)?;
+            self.count(n, at, " once its aliases are expanded")?;
+            return Ok(node);
+        }
+        self.count(1, at, "")?;
+        let start = self.nodes;
+        if matches!(e, Event::SequenceStart(..) | Event::MappingStart(..)) {
+            self.enter(at, 1)?;
+            self.depth += 1;
+        }
         let (node, anchor) = match e {
             Event::Scalar(text, style, anchor, _tag) => {
                 let quoted = !matches!(style, ScalarStyle::Plain);
@@ -142,6 +232,7 @@ impl Builder<'_> {
                     items.push(self.node()?);
                 }
                 self.events.next();
+                self.depth -= 1;
                 (
                     Node {
                         kind: Kind::Seq(items),
@@ -158,6 +249,7 @@ impl Builder<'_> {
                     entries.push((k, v));
                 }
                 self.events.next();
+                self.depth -= 1;
                 (
                     Node {
                         kind: Kind::Map(entries),
@@ -166,17 +258,15 @@ impl Builder<'_> {
                     anchor,
                 )
             }
-            Event::Alias(id) => {
-                let found = self.anchors.iter().rev().find(|(a, _)| *a == id);
-                let node = found
-                    .map(|(_, n)| n.clone())
-                    .ok_or_else(|| Problem::at(at, "alias to an unknown anchor".into()))?;
-                return Ok(node);
-            }
             _ => return Err(Problem::at(at, "unexpected YAML structure".into())),
         };
         if anchor > 0 {
-            self.anchors.push((anchor, node.clone()));
+            self.anchors.push(Anchor {
+                id: anchor,
+                nodes: self.nodes - start + 1,
+                height: height(&node),
+                node: node.clone(),
+            });
         }
         Ok(node)
     }

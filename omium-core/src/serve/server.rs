@@ -88,7 +88,9 @@ impl App {
         Ok(s)
     }
 
-    /// Drops the sessions of workers that are gone; their executions become resumable.
+    /// Drops the sessions of workers that are gone (all, or those of one execution); their
+    /// executions become resumable. Called before every answer that depends on it, and by a
+    /// background tick that only cleans up.
     fn reap(&self, execution_id: Option<&str>) -> usize {
         let now = now_ms();
         let mut sessions = self.sessions.lock();
@@ -221,13 +223,10 @@ impl App {
                 .transpose()?,
             resume_paused: false,
         };
-        let run = match self.store.begin(&execution_id, options.clone()) {
-            // The holder may be a worker that just died: drop its session and try once more.
-            Err(Error::ExecutionLeased { .. }) if self.reap(Some(&execution_id)) > 0 => {
-                self.store.begin(&execution_id, options)?
-            }
-            other => other?,
-        };
+        // The holder may be a worker that just died: its session goes before the lease is
+        // checked.
+        self.reap(Some(&execution_id));
+        let run = self.store.begin(&execution_id, options)?;
         let execution = run.execution();
         let id = ulid::Ulid::new().to_string();
         let session = Session {
@@ -307,7 +306,13 @@ impl App {
             "start_recovery" => self.start_recovery(&args),
             m if m.starts_with("run.") => self.run_call(m, &args),
             m if m.starts_with("recovery.") => self.recovery_call(m, &args),
-            m => super::call(&self.store, m, args),
+            m => {
+                // Whether a holder is alive is decided now, not at the reaper's last tick: a
+                // supervisor calls `recover()` right after it saw a worker exit, and the
+                // answer (resumable, status, rollback of a held execution) must already know.
+                self.reap(args.opt_str("execution_id")?.as_deref());
+                super::call(&self.store, m, args)
+            }
         }
     }
 }

@@ -539,7 +539,13 @@ impl Store {
     /// Makes a pulled execution this store's: its checkpoints, input and output, and the
     /// execution record with no lease, so that re-running it resumes it here. Refused when this
     /// store has checkpoints of it that the cluster does not (they would be lost), or runs it.
-    pub(crate) fn import_pulled(&self, p: &Pulled) -> Result<()> {
+    ///
+    /// Returns the chunks its checkpoints use that this store lacks (a concurrent `gc` swept
+    /// them: nothing referenced them between their fetch and now); then nothing was imported
+    /// and the caller fetches them again. The check and the write happen under gc's shared
+    /// lock, as every local checkpoint write does, so no chunk can go between them.
+    pub(crate) fn import_pulled(&self, p: &Pulled) -> Result<Vec<[u8; 32]>> {
+        let _shared = self.inner.gc_lock.read();
         let exec = &p.synced.execution;
         let id = exec.id.clone();
         let ek = exec_key(&id);
@@ -588,12 +594,8 @@ impl Store {
                 .copied()
                 .collect()
         };
-        if let Some(h) = missing.first() {
-            return Err(Error::Integrity {
-                checkpoint: String::new(),
-                execution: id.clone(),
-                detail: format!("chunk {} was not fetched before the import", crate::hex(h)),
-            });
+        if !missing.is_empty() {
+            return Ok(missing);
         }
         let mut batch = WriteBatch::default();
         for c in p.checkpoints.iter().filter(|c| !mine.contains(&c.id)) {
@@ -634,7 +636,8 @@ impl Store {
                 .to_string(),
             ));
             Ok(())
-        })
+        })?;
+        Ok(Vec::new())
     }
 }
 

@@ -145,6 +145,8 @@ pub struct Syncer {
 const REQUEST: Duration = Duration::from_secs(30);
 /// Chunks asked for in one `/sync/chunks` call.
 const FETCH_GROUP: usize = 256;
+/// How often a pull fetches chunks that a concurrent gc swept before it gives up.
+const PULL_ROUNDS: usize = 3;
 
 fn error_clone(e: &Error) -> Error {
     Error::Remote {
@@ -491,12 +493,48 @@ impl Syncer {
         let refs = chunk_refs(&pulled.checkpoints);
         let lens: BTreeMap<[u8; 32], u32> = refs.iter().copied().collect();
         let have = store.stored_chunks(&refs.iter().map(|r| r.0).collect::<Vec<_>>())?;
-        let need: Vec<[u8; 32]> = refs
+        let mut need: Vec<[u8; 32]> = refs
             .iter()
             .zip(have)
             .filter(|(_, h)| h.is_none())
             .map(|(r, _)| r.0)
             .collect();
+        let mut fetched = 0u64;
+        // A concurrent gc may sweep chunks nothing references yet (fetched, or here already):
+        // the import finds them missing under gc's lock and they are fetched again.
+        for round in 0.. {
+            fetched += self.fetch_chunks(&store, execution_id, &need, &lens)?;
+            need = store.import_pulled(&pulled)?;
+            if need.is_empty() {
+                break;
+            }
+            if round == PULL_ROUNDS {
+                return Err(Error::Integrity {
+                    checkpoint: String::new(),
+                    execution: execution_id.into(),
+                    detail: format!(
+                        "{} chunk(s) went missing after {PULL_ROUNDS} fetches (is something \
+                         collecting garbage in a loop?); pull again",
+                        need.len()
+                    ),
+                });
+            }
+        }
+        let mut r = self.shared.report.lock();
+        r.executions_pulled += 1;
+        r.chunks_fetched += fetched;
+        drop(r);
+        store.execution(execution_id)
+    }
+
+    /// Fetches chunks from the cluster (or its object storage), verifies and stores them.
+    fn fetch_chunks(
+        &self,
+        store: &Store,
+        execution_id: &str,
+        need: &[[u8; 32]],
+        lens: &BTreeMap<[u8; 32], u32>,
+    ) -> Result<u64> {
         let mut fetched = 0u64;
         for group in need.chunks(FETCH_GROUP) {
             let got: Vec<FetchedChunk> = self.post("/sync/chunks", &group.to_vec())?;
@@ -536,12 +574,7 @@ impl Syncer {
             fetched += put.len() as u64;
             store.put_chunks(&put)?;
         }
-        store.import_pulled(&pulled)?;
-        let mut r = self.shared.report.lock();
-        r.executions_pulled += 1;
-        r.chunks_fetched += fetched;
-        drop(r);
-        store.execution(execution_id)
+        Ok(fetched)
     }
 
     /// Every execution the cluster holds.

@@ -11,6 +11,12 @@ use std::sync::mpsc;
 pub fn http_receiver(status: u16, path: &str) -> (String, mpsc::Receiver<Vec<u8>>) {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}{path}", l.local_addr().unwrap());
+    (url, http_serve(l, status))
+}
+
+/// Serves `l` as [`http_receiver`] does, from now on: until this is called, a client's request
+/// waits in the listen backlog without an answer.
+pub fn http_serve(l: TcpListener, status: u16) -> mpsc::Receiver<Vec<u8>> {
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
         for s in l.incoming() {
@@ -35,7 +41,7 @@ pub fn http_receiver(status: u16, path: &str) -> (String, mpsc::Receiver<Vec<u8>
             let _ = tx.send(body);
         }
     });
-    (url, rx)
+    rx
 }
 
 /// Cluster nodes in this process, each on its own store in a temporary directory, talking
@@ -93,7 +99,7 @@ impl Nodes {
                     .admin(
                         "/cluster/init",
                         &serde_json::json!({}),
-                        std::time::Duration::from_secs(5),
+                        std::time::Duration::from_secs(30),
                     ),
             )
             .unwrap();
@@ -101,7 +107,8 @@ impl Nodes {
         let n2 = self.start(1, Some(n1.addr().to_string()));
         let n3 = self.start(2, Some(n1.addr().to_string()));
         let nodes = vec![Some(n1), Some(n2), Some(n3)];
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        // Generous: on a loaded machine an election can take seconds.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
         loop {
             let s = omium_core::consensus::ClusterStatus::of(nodes[0].as_ref().unwrap().engine());
             if s.voters.len() == 3 && s.leader.is_some() {

@@ -5,6 +5,7 @@ from os import PathLike
 from typing import Any
 
 FORMAT_VERSION: int
+ERROR_CODES: list[str]
 __version__: str
 
 def check_durability(durability: str) -> str: ...

@@ -6,11 +6,12 @@ import contextvars
 import os
 import threading
 import warnings
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from . import _omium
-from .codecs import Codec, get_codec
+from .codecs import Codec, get_codec, register_type
 from .errors import OmiumError
 
 
@@ -93,6 +94,7 @@ def init(
     objects: str | None = None,
     objects_endpoint: str | None = None,
     lease_ttl: float = 30.0,
+    codec_types: Iterable[type] | None = None,
 ) -> _omium.Store:
     """Opens the store this process records into.
 
@@ -123,7 +125,18 @@ def init(
     ``lease_ttl`` (seconds, default 30) is how long a run holds its execution past its last
     step: when its process dies, another process (or, with ``remote``, another machine) may take
     the execution over once it expires.
+
+    ``codec_types`` lists enum, dataclass and pydantic model classes the ``msgpack`` and ``json``
+    codecs may rebuild from stored values (as :func:`omium.register_type` does; the registry is
+    process-wide). Types this process encodes need no registration; a stored value of a type that
+    is not registered decodes as plain data, with an ``omium.UnregisteredTypeWarning``.
     """
+    if codec_types is not None:
+        if isinstance(codec_types, (type, str)):
+            raise TypeError(f"omium.init(codec_types=...) must be a list of classes, e.g. codec_types=[Tier], not {codec_types!r}")
+        classes = list(codec_types)
+        if classes:
+            register_type(*classes)
     if isinstance(lease_ttl, bool) or not isinstance(lease_ttl, (int, float)) or not lease_ttl > 0:
         raise ValueError(f"omium.init(lease_ttl=...) must be a positive number of seconds, not {lease_ttl!r}")
     if url is None and path is None:

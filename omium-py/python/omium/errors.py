@@ -28,6 +28,18 @@ class StoreNotFoundError(OmiumError, FileNotFoundError):
     code = "store_not_found"
 
 
+class NotAStoreError(OmiumError):
+    """The path holds something that is not an Omium store."""
+
+    code = "not_a_store"
+
+
+class OpenFailedError(OmiumError, OSError):
+    """The store could not be opened (permissions, disk, RocksDB); the message says why."""
+
+    code = "open_failed"
+
+
 class NewerFormatError(OmiumError):
     """The store (or a record in it) was written by a newer Omium."""
 
@@ -258,11 +270,43 @@ class AgentUnavailableError(OmiumError):
     code = "agent_unavailable"
 
 
+class RunInterruptedError(OmiumError):
+    """The run was interrupted (Ctrl-C, shutdown) before the step finished; nothing was recorded."""
+
+    code = "interrupted"
+
+
+class ServerUnavailableError(OmiumError, ConnectionError):
+    """No ``omium serve`` daemon (or cluster node) answers at the URL given to ``omium.init``."""
+
+    code = "server_unavailable"
+
+
+class UnauthorizedError(OmiumError, PermissionError):
+    """The daemon refused this process's API key (``api_key=``, ``$OMIUM_API_KEY``)."""
+
+    code = "unauthorized"
+
+
+class SyncIncompleteError(OmiumError):
+    """The cluster lacked chunks a push referenced; the store sends them again."""
+
+    code = "sync_incomplete"
+
+
+class ServerError(OmiumError):
+    """A daemon or node answered an error of a kind this version does not know."""
+
+    code = "server_error"
+
+
 BY_CODE: dict[str, type[OmiumError]] = {
     cls.code: cls
     for cls in [
         StoreLockedError,
         StoreNotFoundError,
+        NotAStoreError,
+        OpenFailedError,
         NewerFormatError,
         IntegrityError,
         NonDeterminismError,
@@ -293,11 +337,19 @@ BY_CODE: dict[str, type[OmiumError]] = {
         StepFailedError,
         AgentUnavailableError,
         EscalatedError,
+        ExecutionPaused,
+        RunInterruptedError,
+        ServerUnavailableError,
+        UnauthorizedError,
+        SyncIncompleteError,
+        ServerError,
     ]
 }
 
 
 def from_code(code: str, message: str) -> OmiumError:
-    """The exception for an engine error code (used by the native module)."""
-    cls = BY_CODE.get(code, OmiumError)
-    return cls(message, code=code)
+    """The exception for an engine error code (used by the native module). Every code of the
+    core has a class of its own (tests/test_errors.py checks it against ``_omium.ERROR_CODES``)."""
+    err = BY_CODE.get(code, OmiumError)(message)
+    err.code = code
+    return err
