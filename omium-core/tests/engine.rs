@@ -753,7 +753,10 @@ fn a_worker_killed_under_serve_is_recoverable_at_once() {
             .spawn()
             .unwrap();
         let out = std::io::BufReader::new(child.stdout.take().unwrap());
-        let ready = out.lines().map_while(|l| l.ok()).any(|l| l == "READY");
+        let ready = out
+            .lines()
+            .map_while(|l| l.ok())
+            .any(|l| l.ends_with("READY"));
         assert!(ready, "round {round}: the worker ended before READY");
         child.kill().unwrap();
         child.wait().unwrap();

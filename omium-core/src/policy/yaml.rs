@@ -91,8 +91,13 @@ pub(crate) fn parse(text: &str) -> Result<Node, Problem> {
                         line: e.marker().line(),
                         column: e.marker().col() + 1,
                     },
-                    format!("not valid YAML or JSON: {}", e.info()),
-                ))
+                    // The parser's own nesting limit is above ours: the same problem.
+                    if e.info().contains("recursion limit") {
+                        too_deep()
+                    } else {
+                        format!("not valid YAML or JSON: {}", e.info())
+                    },
+                ));
             }
         }
     }
@@ -146,6 +151,10 @@ struct Builder<'a> {
     nodes: usize,
 }
 
+fn too_deep() -> String {
+    format!("lists and mappings nest deeper than {MAX_DEPTH} levels here; flatten the document")
+}
+
 fn height(node: &Node) -> usize {
     match &node.kind {
         Kind::Null | Kind::Scalar(..) => 0,
@@ -179,13 +188,7 @@ impl Builder<'_> {
     /// Opens a list or mapping, refused past [`MAX_DEPTH`] levels.
     fn enter(&mut self, at: Location, extra: usize) -> Result<(), Problem> {
         if self.depth + extra > MAX_DEPTH {
-            return Err(Problem::at(
-                at,
-                format!(
-                    "lists and mappings nest deeper than {MAX_DEPTH} levels here; flatten the \
-                     document"
-                ),
-            ));
+            return Err(Problem::at(at, too_deep()));
         }
         Ok(())
     }
