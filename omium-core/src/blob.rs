@@ -215,7 +215,7 @@ impl Store {
         let bytes = match state {
             StateRef::Inline(b) => b.clone(),
             StateRef::Chunked(m) => {
-                let mut out = Vec::with_capacity(raw_size as usize);
+                let mut out = Vec::with_capacity(raw_size.min(MAX_PREALLOC) as usize);
                 for (i, c) in m.chunks.iter().enumerate() {
                     let hex = crate::hex(&c.hash);
                     let stored = self
@@ -340,8 +340,26 @@ fn encode_chunk(data: &[u8], level: i32) -> Vec<u8> {
     }
 }
 
+/// The largest chunk any store may hold (a chunker's `max_size` is far below it). A chunk's
+/// length comes from a manifest, which may come from a peer: it is checked against this before
+/// anything is allocated for it, and decompression stops at the recorded length.
+pub const MAX_CHUNK_BYTES: usize = 16 << 20;
+
+/// A state's bytes are collected into a buffer of its recorded size, up to this much ahead of
+/// time (the recorded size may come from a peer; beyond it the buffer grows as chunks arrive).
+const MAX_PREALLOC: u64 = 64 << 20;
+
 pub(crate) fn decode_chunk(stored: &[u8], len: usize) -> std::result::Result<Vec<u8>, String> {
+    if len > MAX_CHUNK_BYTES {
+        return Err(format!(
+            "its recorded length {len} is over the limit of {MAX_CHUNK_BYTES} bytes"
+        ));
+    }
     match stored.split_first() {
+        Some((&CHUNK_RAW, rest)) if rest.len() != len => Err(format!(
+            "it holds {} bytes; its recorded length is {len}",
+            rest.len()
+        )),
         Some((&CHUNK_RAW, rest)) => Ok(rest.to_vec()),
         Some((&CHUNK_ZSTD, rest)) => DECOMPRESSOR.with(|cell| {
             let mut cell = cell.borrow_mut();
@@ -389,6 +407,23 @@ mod tests {
         assert!(decode_chunk(&[7, 1, 2], 2)
             .unwrap_err()
             .contains("unknown chunk codec 7"));
+    }
+
+    #[test]
+    fn hostile_chunk_lengths_and_zstd_bombs_are_refused_before_allocating() {
+        // A recorded length of a terabyte: refused, nothing allocated.
+        let e = decode_chunk(&[CHUNK_RAW, 1, 2, 3], 1 << 40).unwrap_err();
+        assert!(e.contains("over the limit"), "{e}");
+        // 64 MiB of zeros compress to a few KiB; a chunk claiming 100 bytes stops there.
+        let bomb = zstd::bulk::compress(&vec![0u8; 64 << 20], 3).unwrap();
+        let mut stored = vec![CHUNK_ZSTD];
+        stored.extend_from_slice(&bomb);
+        assert!(stored.len() < 64 << 10);
+        assert!(decode_chunk(&stored, 100).is_err());
+        // A raw chunk whose bytes are not its recorded length.
+        assert!(decode_chunk(&[CHUNK_RAW, 1, 2, 3], 2)
+            .unwrap_err()
+            .contains("recorded length is 2"));
     }
 
     #[test]
