@@ -14,7 +14,7 @@ CARGO ?= cargo
 OMIUM_CRASH_KILLS ?= 20
 export OMIUM_CRASH_KILLS
 
-.PHONY: all deps demo demo-rust test test-rust test-python test-node node python cli lint crash fault bench bench-python test-otlp
+.PHONY: all deps demo demo-rust test test-rust test-python test-node node python cli lint crash fault fuzz bench bench-python test-otlp
 
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -75,6 +75,16 @@ crash: deps
 # 3-node cluster of real `omium node` processes (`cargo test` runs one round).
 fault: deps
 	OMIUM_FAULT_ROUNDS=5 $(CARGO) test -p omium-cli --test consensus_fault -- --nocapture
+
+# The long fuzz and property run (`make test` runs each briefly): the Rust decoders and the
+# store model with proptest, the Python codecs with hypothesis, the Node codec with fast-check.
+# docs/testing.md has the numbers of the last run.
+FUZZ_CASES ?= 100000
+fuzz: python node
+	PROPTEST_CASES=$(FUZZ_CASES) $(CARGO) test -p omium-core --lib fuzz_tests -- --nocapture --test-threads=1
+	PROPTEST_CASES=$$(( $(FUZZ_CASES) / 100 )) $(CARGO) test -p omium-core --test model -- --nocapture
+	cd omium-py && OMIUM_FUZZ_EXAMPLES=$(FUZZ_CASES) ../$(PY) -m pytest -q tests/test_codecs.py -k "stored_bytes or round_trip"
+	cd omium-node && OMIUM_FUZZ_EXAMPLES=$(FUZZ_CASES) node --test test/codec.property.test.mjs
 
 bench: deps
 	$(CARGO) bench -p omium-core

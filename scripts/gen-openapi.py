@@ -30,6 +30,11 @@ def A(item):
 STR_MAP = {"type": "object", "additionalProperties": {"type": "string"}}
 OBJ = {"type": "object"}
 EMPTY = {"type": "object", "maxProperties": 0}
+AUDIT_HEAD = {
+    "type": "object",
+    "required": ["seq", "hash"],
+    "properties": {"seq": {"type": "integer", "minimum": 1}, "hash": S(pattern="^[0-9a-f]{64}$")},
+}
 CHECKS = A({"type": "array", "minItems": 2, "maxItems": 2, "items": {}})
 
 m = []  # (method, tag, summary, props, required, response)
@@ -42,7 +47,9 @@ def add(method, tag, summary, props=None, required=(), resp=None):
 add(
     "begin",
     "runs",
-    "Begin (or resume) a run of an execution and take its lease; the run is a session of this daemon.",
+    "Begin (or resume) a run of an execution and take its lease; the run is a session of this daemon. "
+    "On the unix socket the session ends when the connecting process is gone (the kernel names it); "
+    "over TCP when no call or heartbeat came within the lease.",
     {
         "execution_id": S(minLength=1),
         "workflow": S(),
@@ -52,8 +59,6 @@ add(
         "agent": S(),
         "lease_ttl": {"type": "number", "exclusiveMinimum": 0},
         "durability": {"type": "string", "enum": ["sync", "buffered", "none"], "nullable": True},
-        "pid": {"type": "integer", "description": "the worker's process id: its session is dropped when this process is gone"},
-        "host": S(description="the worker's host name"),
     },
     ["execution_id"],
     {"type": "object", "required": ["run", "execution"], "properties": {"run": S(), "execution": R("Execution")}},
@@ -144,8 +149,8 @@ add(
 add(
     "verify",
     "checkpoints",
-    "Verify checksums, chunks and the audit chain.",
-    {"execution_id": N},
+    "Verify checksums, chunks and the audit chain (and that it still holds `expect_head`, SEQ:HASH).",
+    {"execution_id": N, "expect_head": N},
     [],
     {
         "type": "object",
@@ -154,9 +159,21 @@ add(
             "executions": INT,
             "checkpoints": INT,
             "problems": A(OBJ),
-            "audit": {"type": "object", "required": ["entries", "problems"], "properties": {"entries": INT, "problems": A(S())}},
+            "audit": {
+                "type": "object",
+                "required": ["entries", "problems", "head"],
+                "properties": {"entries": INT, "problems": A(S()), "head": {**AUDIT_HEAD, "nullable": True}},
+            },
         },
     },
+)
+add(
+    "audit_head",
+    "checkpoints",
+    "The audit chain's last entry (null when nothing was audited yet).",
+    {},
+    [],
+    {**AUDIT_HEAD, "nullable": True},
 )
 add(
     "delete_execution",

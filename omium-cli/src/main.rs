@@ -72,6 +72,10 @@ enum Command {
     Verify {
         /// Only this execution's checkpoints (the audit chain is always checked whole).
         execution: Option<String>,
+        /// A head printed earlier by `omium audit head` and kept elsewhere: fail if the audit
+        /// chain no longer holds it (its tail was cut off, or it was rewritten).
+        #[arg(long, value_name = "SEQ:HASH")]
+        expect_head: Option<omium_core::AuditHead>,
     },
     /// Roll an execution back to a checkpoint (id, name, or `last-consistent`).
     Rollback {
@@ -217,8 +221,11 @@ enum Command {
         #[command(subcommand)]
         command: sync::SyncCommand,
     },
-    /// Show the audit log, oldest first.
+    /// Show the audit log, oldest first; `omium audit head` prints its last entry's SEQ:HASH.
+    #[command(args_conflicts_with_subcommands = true)]
     Audit {
+        #[command(subcommand)]
+        command: Option<AuditCommand>,
         /// First entry to show (entries are numbered from 1).
         #[arg(long, default_value_t = 1)]
         from: u64,
@@ -226,6 +233,14 @@ enum Command {
         #[arg(long, default_value_t = 100)]
         limit: usize,
     },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Print the audit chain's head as SEQ:HASH. Keep it somewhere this store's owner cannot
+    /// rewrite; `omium verify --expect-head SEQ:HASH` proves later that nothing up to it was cut
+    /// off or rewritten.
+    Head,
 }
 
 /// The statuses `executions --status` accepts.
@@ -407,9 +422,12 @@ fn run(cli: &Cli) -> Result<ExitCode, Error> {
                 view::checkpoint(out, cli.json, &c);
             }
         }
-        Command::Verify { execution } => {
+        Command::Verify {
+            execution,
+            expect_head,
+        } => {
             let store = open_reader(cli)?;
-            let report = store.verify(execution.as_deref())?;
+            let report = store.verify_expecting(execution.as_deref(), expect_head.as_ref())?;
             view::verify(out, cli.json, &report);
             if !report.ok() {
                 return Ok(ExitCode::FAILURE);
@@ -563,7 +581,19 @@ fn run(cli: &Cli) -> Result<ExitCode, Error> {
             let store = open_reader(cli)?;
             trace::replay(out, cli.json, &store, execution)?;
         }
-        Command::Audit { from, limit } => {
+        Command::Audit {
+            command: Some(AuditCommand::Head),
+            ..
+        } => {
+            let store = open_reader(cli)?;
+            let head = store.audit_head()?;
+            view::audit_head(out, cli.json, head.as_ref());
+        }
+        Command::Audit {
+            command: None,
+            from,
+            limit,
+        } => {
             let store = open_reader(cli)?;
             let mut entries = store.audit_entries(*from, limit.saturating_add(1))?;
             let more = entries.len() > *limit;

@@ -3,7 +3,9 @@
 
 use std::io::Write;
 
-use omium_core::{AuditEntry, Checkpoint, Execution, StateRef, StoreStats, VerifyReport};
+use omium_core::{
+    AuditEntry, AuditHead, Checkpoint, Execution, StateRef, StoreStats, VerifyReport,
+};
 use serde::Serialize;
 
 pub fn json(out: &mut impl Write, v: &impl Serialize) {
@@ -386,6 +388,19 @@ pub fn stats(out: &mut impl Write, as_json: bool, s: &StoreStats) {
         s.inline_bytes, s.chunk_bytes, s.chunks
     );
     let _ = writeln!(out, "on disk         {} bytes", s.disk_bytes);
+}
+
+/// `SEQ:HASH`, or JSON `{"seq", "hash"}` (`null` for an empty log).
+pub fn audit_head(out: &mut impl Write, as_json: bool, head: Option<&AuditHead>) {
+    if as_json {
+        return json(out, &head);
+    }
+    match head {
+        Some(h) => {
+            let _ = writeln!(out, "{h}");
+        }
+        None => eprintln!("(the audit log is empty)"),
+    }
 }
 
 pub fn audit(out: &mut impl Write, as_json: bool, entries: &[AuditEntry]) {

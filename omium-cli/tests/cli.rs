@@ -489,14 +489,77 @@ fn verify_reports_ok_in_both_forms() {
     assert_eq!(v["executions"], 4);
     assert_eq!(v["checkpoints"], 5);
     assert_eq!(v["problems"], serde_json::json!([]));
-    assert_eq!(keys(&v["audit"]), set(&["entries", "problems"]));
+    assert_eq!(keys(&v["audit"]), set(&["entries", "problems", "head"]));
     assert!(v["audit"]["entries"].as_u64().unwrap() >= 12, "{v}");
+    assert_eq!(v["audit"]["head"]["seq"], v["audit"]["entries"]);
 
     let v = f.ctx.json(&["verify", "cust-42"]).ok().json();
     assert_eq!(v["executions"], 1);
     assert_eq!(v["checkpoints"], 3);
     let out = f.ctx.run(&["verify", "cust-42"]).ok().text();
     assert!(out.starts_with("ok: 1 executions, 3 checkpoints"), "{out}");
+}
+
+/// `omium audit head` prints what `omium verify --expect-head` checks later: more history
+/// after it is fine, a log cut off before it or rewritten under it fails.
+#[test]
+fn a_recorded_audit_head_detects_a_cut_off_tail() {
+    let f = fixture();
+    let head = f.ctx.run(&["audit", "head"]).ok().text();
+    let head = head.trim_end();
+    let (seq, hash) = head.split_once(':').unwrap();
+    let seq: u64 = seq.parse().unwrap();
+    assert_eq!(hash.len(), 64, "{head}");
+    let v = f.ctx.json(&["audit", "head"]).ok().json();
+    assert_eq!(v, serde_json::json!({"seq": seq, "hash": hash}));
+    let v = f.ctx.json(&["verify"]).ok().json();
+    assert_eq!(
+        v["audit"]["head"],
+        serde_json::json!({"seq": seq, "hash": hash})
+    );
+
+    // Later history keeps the head.
+    {
+        let s = Store::open(&f.ctx.store).unwrap();
+        s.delete_execution("cust-9").unwrap();
+    }
+    let out = f.ctx.run(&["verify", "--expect-head", head]).ok().text();
+    assert!(out.trim_end().ends_with("; 0 problems"), "{out}");
+
+    // Cut the log's tail off, from the head's entry on.
+    {
+        let opts = rocksdb::Options::default();
+        let cfs = rocksdb::DB::list_cf(&opts, &f.ctx.store).unwrap();
+        let db = rocksdb::DB::open_cf(&opts, &f.ctx.store, cfs).unwrap();
+        let cf = db.cf_handle("audit").unwrap();
+        for s in seq..seq + 100 {
+            db.delete_cf(cf, s.to_be_bytes()).unwrap();
+        }
+    }
+    f.ctx.run(&["verify"]).ok();
+    let out = f.ctx.run(&["verify", "--expect-head", head]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(
+        out.text().contains(&format!(
+            "CORRUPT  audit head {head}: entry #{seq} is missing; the log ends at entry #{}: \
+             the entries from #{seq} on were cut off\n",
+            seq - 1
+        )),
+        "{}",
+        out.text()
+    );
+    let v = f.ctx.json(&["verify", "--expect-head", head]).json();
+    assert_eq!(v["ok"], false);
+    assert_eq!(v["audit"]["problems"].as_array().unwrap().len(), 1, "{v}");
+
+    let out = f.ctx.run(&["verify", "--expect-head", "12:beef"]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("invalid audit head: \"12:beef\" does not end in 64 hex digits"),
+        "{}",
+        out.stderr
+    );
 }
 
 #[test]

@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::codec;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::store::{Cf, Store};
 
 /// One entry of the audit log.
@@ -95,12 +95,67 @@ impl AuditEntry {
     }
 }
 
+/// The chain's last entry: its position and hash. Recorded somewhere the store's owner cannot
+/// rewrite (a ticket, a log system, another cluster), it lets a later
+/// [`Store::verify_expecting`] prove that nothing up to that entry was cut off or rewritten:
+/// the chain links every entry to the one before, so an intact chain that still holds this
+/// hash at this position holds every entry before it unchanged.
+///
+/// Written and parsed as `SEQ:HASH` (`42:` and 64 hex digits), as `omium audit head` prints it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditHead {
+    pub seq: u64,
+    #[serde(with = "hex32")]
+    pub hash: [u8; 32],
+}
+
+impl std::fmt::Display for AuditHead {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.seq, crate::hex(&self.hash))
+    }
+}
+
+impl std::str::FromStr for AuditHead {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<AuditHead> {
+        let bad = |why: &str| Error::InvalidArgument {
+            what: "audit head",
+            detail: format!(
+                "{s:?} {why} (expected SEQ:HASH, an entry number from 1 and 64 hex digits, \
+                 as `omium audit head` prints it)"
+            ),
+        };
+        let (seq, hash) = s.trim().split_once(':').ok_or_else(|| bad("has no ':'"))?;
+        let seq: u64 = seq
+            .parse()
+            .ok()
+            .filter(|&n| n >= 1)
+            .ok_or_else(|| bad("does not start with an entry number"))?;
+        let hash = crate::unhex32(hash).ok_or_else(|| bad("does not end in 64 hex digits"))?;
+        Ok(AuditHead { seq, hash })
+    }
+}
+
+impl From<&AuditEntry> for AuditHead {
+    fn from(e: &AuditEntry) -> AuditHead {
+        AuditHead {
+            seq: e.seq,
+            hash: e.hash,
+        }
+    }
+}
+
 /// The outcome of checking the whole chain.
 #[derive(Clone, Debug, Default, Serialize, serde::Deserialize)]
 pub struct AuditReport {
     pub entries: u64,
     /// Every break found, each naming the entry; empty when the chain is intact.
     pub problems: Vec<String>,
+    /// The last entry checked (none when the log is empty): record it elsewhere to detect later
+    /// that the log's tail was cut off.
+    #[serde(default)]
+    pub head: Option<AuditHead>,
 }
 
 impl Store {
@@ -121,8 +176,24 @@ impl Store {
         Ok(out)
     }
 
+    /// The chain's last entry, or `None` when nothing was audited yet.
+    pub fn audit_head(&self) -> Result<Option<AuditHead>> {
+        let Some((k, v)) = self.last(Cf::Audit)? else {
+            return Ok(None);
+        };
+        let e: AuditEntry = codec::decode("audit entry", &|| format!("#{}", key_seq(&k)), &v)?;
+        Ok(Some(AuditHead::from(&e)))
+    }
+
     /// Recomputes every hash of the audit chain and checks the links and the numbering.
     pub fn verify_audit(&self) -> Result<AuditReport> {
+        self.verify_audit_expecting(None)
+    }
+
+    /// [`Store::verify_audit`], and (with `expect`) that the chain still holds the head recorded
+    /// earlier: an entry missing at its position means the tail was cut off, another hash there
+    /// means the log was rewritten.
+    pub fn verify_audit_expecting(&self, expect: Option<&AuditHead>) -> Result<AuditReport> {
         let mut report = AuditReport::default();
         let mut prev = [0u8; 32];
         let mut expected_seq = 1u64;
@@ -151,6 +222,31 @@ impl Store {
             }
             prev = e.hash;
             expected_seq = seq + 1;
+            report.head = Some(AuditHead::from(&e));
+        }
+        if let Some(x) = expect {
+            let last = report.head.map_or(0, |h| h.seq);
+            match self.get(Cf::Audit, &AuditEntry::key(x.seq))? {
+                None => report.problems.push(format!(
+                    "audit head {x}: entry #{} is missing; the log ends at entry #{last}: \
+                     the entries from #{} on were cut off",
+                    x.seq,
+                    last + 1,
+                )),
+                Some(v) => {
+                    let e: AuditEntry =
+                        codec::decode("audit entry", &|| format!("#{}", x.seq), &v)?;
+                    if e.hash != x.hash {
+                        report.problems.push(format!(
+                            "audit head {x}: entry #{} has hash {}; the log was rewritten at or \
+                             before entry #{}",
+                            x.seq,
+                            crate::hex(&e.hash),
+                            x.seq
+                        ));
+                    }
+                }
+            }
         }
         Ok(report)
     }

@@ -505,6 +505,16 @@ impl Store {
     /// Recomputes every checksum (of one execution, or of all) and checks the audit chain.
     /// Reports every problem found, each naming the execution and checkpoint.
     pub fn verify(&self, execution_id: Option<&str>) -> Result<VerifyReport> {
+        self.verify_expecting(execution_id, None)
+    }
+
+    /// [`Store::verify`], and that the audit chain still holds `expect_head`, a head recorded
+    /// earlier (see [`crate::AuditHead`]).
+    pub fn verify_expecting(
+        &self,
+        execution_id: Option<&str>,
+        expect_head: Option<&crate::AuditHead>,
+    ) -> Result<VerifyReport> {
         let execs = match execution_id {
             Some(id) => vec![self.execution(id)?],
             None => self.executions()?,
@@ -557,7 +567,7 @@ impl Store {
             // Framework checkpoints (LangGraph threads, CrewAI flows) hold chunks too.
             crate::threads::verify_into(self, &mut report)?;
         }
-        report.audit = self.verify_audit()?;
+        report.audit = self.verify_audit_expecting(expect_head)?;
         Ok(report)
     }
 }

@@ -8,6 +8,67 @@ thread_local! {
     static STDLIB: cel::Context<'static, 'static> = cel::Context::default();
 }
 
+/// Longest condition accepted, in bytes.
+pub const MAX_SOURCE_BYTES: usize = 4096;
+/// Deepest nesting of brackets accepted.
+pub const MAX_NESTING: usize = 32;
+/// Most operators (member access, unary and binary) in one condition. The parser and the
+/// evaluator recurse once per nesting level and per operator of a chain; these bounds keep a
+/// condition that came from outside (a policy or workflow document, a daemon request) from
+/// exhausting the stack, which would abort the process rather than fail the call.
+pub const MAX_OPERATORS: usize = 256;
+
+/// Whether `source` is within [`MAX_SOURCE_BYTES`], [`MAX_NESTING`] and [`MAX_OPERATORS`]
+/// (outside string literals); the problem when it is not.
+fn check_bounds(source: &str) -> std::result::Result<(), String> {
+    if source.len() > MAX_SOURCE_BYTES {
+        return Err(format!(
+            "it is {} bytes long; a condition may be at most {MAX_SOURCE_BYTES}",
+            source.len()
+        ));
+    }
+    let (mut depth, mut deepest, mut operators) = (0usize, 0usize, 0usize);
+    let mut quote: Option<char> = None;
+    let mut chars = source.chars().peekable();
+    while let Some(c) = chars.next() {
+        if let Some(q) = quote {
+            match c {
+                '\\' => {
+                    chars.next();
+                }
+                c if c == q => quote = None,
+                _ => {}
+            }
+            continue;
+        }
+        match c {
+            '\'' | '"' => quote = Some(c),
+            '(' | '[' | '{' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            ')' | ']' | '}' => depth = depth.saturating_sub(1),
+            '.' | '!' | '+' | '-' | '*' | '/' | '%' | '<' | '>' | '?' => operators += 1,
+            '&' | '|' | '=' if chars.peek() == Some(&c) => {
+                chars.next();
+                operators += 1;
+            }
+            _ => {}
+        }
+    }
+    if deepest > MAX_NESTING {
+        return Err(format!(
+            "it nests brackets {deepest} deep; a condition may nest at most {MAX_NESTING}"
+        ));
+    }
+    if operators > MAX_OPERATORS {
+        return Err(format!(
+            "it has {operators} operators; a condition may have at most {MAX_OPERATORS}"
+        ));
+    }
+    Ok(())
+}
+
 /// A compiled boolean CEL expression.
 pub struct Condition {
     source: String,
@@ -34,6 +95,10 @@ impl Condition {
     /// assert_eq!(Condition::compile("result ==").unwrap_err().code(), "condition_syntax");
     /// ```
     pub fn compile(source: &str) -> Result<Condition> {
+        check_bounds(source).map_err(|detail| Error::ConditionSyntax {
+            expression: source.chars().take(200).collect(),
+            detail,
+        })?;
         let program = std::panic::catch_unwind(|| cel::Program::compile(source))
             .map_err(|_| Error::ConditionSyntax {
                 expression: source.into(),
@@ -108,6 +173,53 @@ impl Condition {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    /// Long operator chains recurse in the parser and the evaluator: 2,000 `+` overflowed a
+    /// 2 MiB stack (an abort, not an error). They are refused before parsing, naming the bound.
+    #[test]
+    fn deep_or_long_conditions_are_refused_before_they_reach_the_parser() {
+        let cases = [
+            (
+                "(".repeat(5000) + "true" + &")".repeat(5000),
+                "it is 10004 bytes long; a condition may be at most 4096",
+            ),
+            (
+                "[".repeat(40) + &"]".repeat(40) + " == []",
+                "it nests brackets 40 deep; a condition may nest at most 32",
+            ),
+            (
+                "!".repeat(300) + "true",
+                "it has 300 operators; a condition may have at most 256",
+            ),
+            (
+                "1".to_string() + &" + 1".repeat(300) + " > 0",
+                "it has 301 operators; a condition may have at most 256",
+            ),
+            (
+                "a".to_string() + &".b".repeat(300) + " == 1",
+                "it has 301 operators; a condition may have at most 256",
+            ),
+        ];
+        for (source, expected) in cases {
+            let e = Condition::compile(&source).unwrap_err();
+            assert_eq!(e.code(), "condition_syntax");
+            assert!(e.to_string().ends_with(expected), "{e}");
+        }
+        // At the bounds, conditions still compile and run.
+        let deep = "(".repeat(MAX_NESTING) + "true" + &")".repeat(MAX_NESTING);
+        assert!(Condition::compile(&deep)
+            .unwrap()
+            .evaluate::<&str>(&[])
+            .unwrap());
+        let long = "1".to_string() + &" + 1".repeat(MAX_OPERATORS - 1) + " == 256";
+        assert!(Condition::compile(&long)
+            .unwrap()
+            .evaluate::<&str>(&[])
+            .unwrap());
+        // Operators inside string literals are text, not operators.
+        let text = format!("result == '{}'", "+".repeat(1000));
+        Condition::compile(&text).unwrap();
+    }
 
     #[test]
     fn evaluates_over_args_kwargs_and_result() {

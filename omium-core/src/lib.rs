@@ -51,7 +51,10 @@ pub mod threads;
 pub mod trace;
 pub mod workflow;
 
-pub use audit::{AuditEntry, AuditReport};
+#[cfg(test)]
+mod fuzz_tests;
+
+pub use audit::{AuditEntry, AuditHead, AuditReport};
 pub use blob::{ChunkParams, GcReport, StateRef, StoreStats};
 pub use checkpoint::{
     CheckResult, Checkpoint, CheckpointKind, Checks, Cut, ForkOptions, Problem, RollbackTarget,

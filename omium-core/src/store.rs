@@ -560,6 +560,19 @@ impl Store {
             .map(move |r| r.map_err(|e| Error::storage(format!("scanning {}", cf.name()), e)))
     }
 
+    /// The last key and value of `cf`, in key order.
+    pub(crate) fn last(&self, cf: Cf) -> Result<Option<KeyValue>> {
+        let Some(h) = self.inner.db.cf_handle(cf.name()) else {
+            return Ok(None);
+        };
+        self.inner
+            .db
+            .iterator_cf(h, IteratorMode::End)
+            .next()
+            .transpose()
+            .map_err(|e| Error::storage(format!("reading the last entry of {}", cf.name()), e))
+    }
+
     /// Iterates `cf` from `start` (inclusive) to its end, in key order.
     pub(crate) fn scan_from(
         &self,

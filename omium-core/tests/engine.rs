@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use omium_core::{
-    BeginOptions, CheckResult, CheckpointKind, Checks, Durability, Error, ForkOptions,
+    AuditHead, BeginOptions, CheckResult, CheckpointKind, Checks, Durability, Error, ForkOptions,
     NewCheckpoint, OpenOptions, RollbackTarget, Status, Store,
 };
 
@@ -606,6 +606,85 @@ fn audit_tampering_is_detected() {
         report.audit.problems,
         ["audit entry #2: hash mismatch (the entry was modified)"]
     );
+}
+
+/// An intact chain says nothing about entries cut off its end; a head recorded elsewhere does.
+#[test]
+fn a_cut_off_audit_tail_is_detected_against_a_recorded_head() {
+    let dir = tempfile::tempdir().unwrap();
+    let work = |s: &Store, id: &str| {
+        let run = s.begin(id, BeginOptions::default()).unwrap();
+        run.step("x", || ok(b"1")).unwrap();
+        run.complete(None).unwrap();
+    };
+    let head = {
+        let s = Store::open(dir.path()).unwrap();
+        assert_eq!(s.audit_head().unwrap(), None);
+        work(&s, "a");
+        let head = s.audit_head().unwrap().unwrap();
+        assert_eq!(head.seq, s.audit_entries(1, 1000).unwrap().len() as u64);
+        assert_eq!(s.verify(None).unwrap().audit.head, Some(head));
+        assert_eq!(head.to_string().parse::<AuditHead>().unwrap(), head);
+        // Entries after the head are history that came later, not a problem.
+        work(&s, "b");
+        let r = s.verify_expecting(None, Some(&head)).unwrap();
+        assert!(r.ok(), "{r:#?}");
+        head
+    };
+    // Cut the log off just before the recorded head, behind Omium's back: what remains is a
+    // chain that verifies on its own.
+    {
+        let db = raw_db(dir.path());
+        let cf = db.cf_handle("audit").unwrap();
+        let last = db
+            .iterator_cf(cf, rocksdb::IteratorMode::End)
+            .next()
+            .unwrap()
+            .unwrap();
+        let last = u64::from_be_bytes(last.0.as_ref().try_into().unwrap());
+        for seq in head.seq - 1..=last {
+            db.delete_cf(cf, seq.to_be_bytes()).unwrap();
+        }
+    }
+    let cut = head.seq - 2;
+    {
+        let s = Store::open_read_only(dir.path()).unwrap();
+        assert!(s.verify(None).unwrap().ok(), "alone, a cut chain verifies");
+        let r = s.verify_expecting(None, Some(&head)).unwrap();
+        assert!(!r.ok());
+        assert_eq!(
+            r.audit.problems,
+            [format!(
+                "audit head {head}: entry #{} is missing; the log ends at entry #{cut}: the \
+                 entries from #{} on were cut off",
+                head.seq,
+                cut + 1,
+            )]
+        );
+    }
+    // New entries chained onto the cut log fill the head's position with another hash.
+    let s = Store::open(dir.path()).unwrap();
+    work(&s, "c");
+    let r = s.verify_expecting(Some("c"), Some(&head)).unwrap();
+    assert_eq!(r.audit.problems.len(), 1, "{r:#?}");
+    let p = &r.audit.problems[0];
+    assert!(
+        p.starts_with(&format!("audit head {head}: entry #{} has hash ", head.seq))
+            && p.ends_with(&format!(
+                "; the log was rewritten at or before entry #{}",
+                head.seq
+            )),
+        "{p}"
+    );
+    for bad in ["", "7", "0:00", "x:ab", &format!("3:{}", "g".repeat(64))] {
+        let err = bad.parse::<AuditHead>().unwrap_err();
+        assert_eq!(err.code(), "invalid_argument");
+        assert!(
+            err.to_string().starts_with("invalid audit head: ")
+                && err.to_string().contains("expected SEQ:HASH"),
+            "{err}"
+        );
+    }
 }
 
 #[test]

@@ -309,3 +309,124 @@ fn gc_running_while_executions_are_pulled_loses_no_chunk() {
         assert_eq!(b.read_state(&h[0]).unwrap(), big(i), "g{i}");
     }
 }
+
+/// Hostile pushes are refused with a named error before anything is allocated or stored from
+/// them, and the cluster keeps serving: a zstd bomb, a chunk and a checkpoint that claim sizes
+/// far beyond what they hold.
+#[test]
+fn hostile_pushes_are_refused_and_the_cluster_keeps_serving() {
+    use std::io::Read;
+
+    use omium_core::blob::{ChunkRef, Manifest};
+    use omium_core::sync::{Bundle, Chunk, SyncBatch};
+    use omium_core::{ChunkParams, StateRef};
+
+    let c = cluster();
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let run = begin(&store, "h1", Duration::from_secs(5));
+    run.step("s", || Ok::<_, Error>(b"small".to_vec())).unwrap();
+    drop(run);
+    let execution = store.execution("h1").unwrap();
+    let checkpoint = store.checkpoints("h1").unwrap().remove(0);
+
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let push = |batch: &SyncBatch| -> (u16, String) {
+        let body = postcard::to_allocvec(batch).unwrap();
+        let mut r = agent
+            .post(format!("http://{}/sync/push", c.addrs[0]))
+            .header("content-type", "application/octet-stream")
+            .send(&body[..])
+            .unwrap();
+        (r.status().as_u16(), r.body_mut().read_to_string().unwrap())
+    };
+    let refused = |batch: SyncBatch, expected: &str| {
+        let (status, body) = push(&batch);
+        assert_eq!(status, 400, "{body}");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(v["code"], "invalid_argument", "{body}");
+        let message = v["message"].as_str().unwrap();
+        assert!(
+            message.contains(expected),
+            "{message:?} should contain {expected:?}"
+        );
+    };
+
+    // A zstd bomb: 1 GiB of zeros in a few dozen KB, declared as a 4 KiB chunk, then as 4 GiB.
+    let mut bomb = vec![1u8]; // the codec byte: zstd
+    bomb.extend(zstd::stream::encode_all(std::io::repeat(0).take(1 << 30), 3).unwrap());
+    assert!(bomb.len() < 1 << 20, "{}", bomb.len());
+    for (len, expected) in [
+        (4096, "cannot be decoded"),
+        (
+            u32::MAX,
+            "its recorded length 4294967295 is over the limit of 16777216 bytes",
+        ),
+    ] {
+        let batch = SyncBatch {
+            chunks: vec![Chunk {
+                hash: [7; 32],
+                len,
+                stored: bomb.clone(),
+            }],
+            ..SyncBatch::default()
+        };
+        refused(batch, expected);
+    }
+
+    // Checkpoint records that claim more than they hold.
+    let bundle = |c: omium_core::Checkpoint| SyncBatch {
+        bundles: vec![Bundle {
+            store_id: "hostile".into(),
+            host: "elsewhere".into(),
+            base: None,
+            execution: execution.clone(),
+            input: None,
+            output: None,
+            checkpoints: vec![c],
+            lease_until_ms: 0,
+        }],
+        ..SyncBatch::default()
+    };
+    let mut huge = checkpoint.clone();
+    huge.raw_size = u64::MAX;
+    refused(
+        bundle(huge),
+        "its inline state holds 5 bytes, its recorded size is 18446744073709551615",
+    );
+    let mut chunked = checkpoint.clone();
+    chunked.state = StateRef::Chunked(Manifest {
+        params: ChunkParams::default(),
+        chunks: vec![ChunkRef {
+            hash: [9; 32],
+            len: u32::MAX,
+        }],
+    });
+    chunked.raw_size = u64::from(u32::MAX);
+    refused(
+        bundle(chunked),
+        "chunk 0 is 4294967295 bytes, over the limit",
+    );
+    let mut foreign = checkpoint.clone();
+    foreign.execution_id = "someone-else".into();
+    refused(bundle(foreign), "it belongs to \"someone-else\"");
+
+    // The cluster took none of it and still serves: a real push and a listing.
+    let sync = store
+        .attach_sync(config(&c, RemoteDurability::Sync))
+        .unwrap();
+    let run = begin(&store, "h2", Duration::from_secs(5));
+    run.step("s", || Ok::<_, Error>(big(3))).unwrap();
+    run.complete(None).unwrap();
+    sync.flush(None, Duration::from_secs(60)).unwrap();
+    let ids: Vec<String> = sync
+        .remote_executions()
+        .unwrap()
+        .into_iter()
+        .map(|s| s.execution.id)
+        .collect();
+    assert!(ids.contains(&"h2".to_string()), "{ids:?}");
+}

@@ -436,6 +436,33 @@ omium_status omium_store_verify(struct omium_store *store,
                                 bool *out_ok,
                                 struct omium_buffer *out_report_json);
 
+// `omium_store_verify`, and that the audit chain still holds `expect_head`: a head
+// (`"SEQ:HASH"`) that `omium_store_audit_head` returned earlier and that was kept where this
+// store's owner cannot rewrite it. A tail cut off after that entry, or a chain rewritten at or
+// before it, makes `*out_ok` false with a problem that says which. A malformed `expect_head` is
+// `OMIUM_ERR_INVALID_ARGUMENT`.
+//
+// Ownership and thread-safety as `omium_store_verify`.
+//
+// # Safety
+// As `omium_store_verify`; `expect_head` is a NUL-terminated string.
+omium_status omium_store_verify_head(struct omium_store *store,
+                                     const char *execution_id,
+                                     const char *expect_head,
+                                     bool *out_ok,
+                                     struct omium_buffer *out_report_json);
+
+// The audit chain's head, its last entry, as `"SEQ:HASH"` text (an empty buffer when nothing
+// was audited yet). Keep it outside the store (a ticket, a log system) and pass it to
+// `omium_store_verify_head` later to prove that nothing up to it was cut off or rewritten.
+//
+// Ownership: the caller frees `*out_head` with `omium_buffer_free`. Thread-safety: any thread.
+//
+// # Safety
+// `store` is NULL or an open store handle; `out_head` is NULL or valid for writing an
+// `omium_buffer`.
+omium_status omium_store_audit_head(struct omium_store *store, struct omium_buffer *out_head);
+
 // Takes the next position (`seq`, from 1) of the run's live branch for a step, into
 // `*out_seq`. Call it when the step is called, before `omium_run_recorded`; a resumed run
 // starts again at 1, so the same code reaches the same positions.

@@ -6,7 +6,7 @@
 use std::ffi::c_char;
 
 use omium_core::serve::{Client, StoreHandle};
-use omium_core::{BeginOptions, Durability, OpenOptions, RollbackTarget, Store};
+use omium_core::{AuditHead, BeginOptions, Durability, OpenOptions, RollbackTarget, Store};
 
 use crate::buffer::omium_buffer;
 use crate::error::{omium_status, Failure};
@@ -472,11 +472,67 @@ pub unsafe extern "C" fn omium_store_verify(
         let ok = unsafe { out_arg(out_ok, "out_ok", false) }?;
         let report_out = unsafe { opt_out_arg(out_report_json, omium_buffer::EMPTY) };
         let id = unsafe { opt_str_arg(execution_id, "execution_id") }?;
-        let report = unsafe { with_store(store, |s| Ok(s.verify(id)?)) }?;
+        let report = unsafe { with_store(store, |s| Ok(s.verify(id, None)?)) }?;
         *ok = report.ok();
         if let Some(out) = report_out {
             *out = json::buffer(&json::verify_report(&report));
         }
+        Ok(())
+    })
+}
+
+/// `omium_store_verify`, and that the audit chain still holds `expect_head`: a head
+/// (`"SEQ:HASH"`) that `omium_store_audit_head` returned earlier and that was kept where this
+/// store's owner cannot rewrite it. A tail cut off after that entry, or a chain rewritten at or
+/// before it, makes `*out_ok` false with a problem that says which. A malformed `expect_head` is
+/// `OMIUM_ERR_INVALID_ARGUMENT`.
+///
+/// Ownership and thread-safety as `omium_store_verify`.
+///
+/// # Safety
+/// As `omium_store_verify`; `expect_head` is a NUL-terminated string.
+#[no_mangle]
+pub unsafe extern "C" fn omium_store_verify_head(
+    store: *mut omium_store,
+    execution_id: *const c_char,
+    expect_head: *const c_char,
+    out_ok: *mut bool,
+    out_report_json: *mut omium_buffer,
+) -> omium_status {
+    guard("omium_store_verify_head", || {
+        // SAFETY (argument reads): the caller's promises.
+        let ok = unsafe { out_arg(out_ok, "out_ok", false) }?;
+        let report_out = unsafe { opt_out_arg(out_report_json, omium_buffer::EMPTY) };
+        let id = unsafe { opt_str_arg(execution_id, "execution_id") }?;
+        let head: AuditHead = unsafe { non_empty_str_arg(expect_head, "expect_head") }?.parse()?;
+        let report = unsafe { with_store(store, |s| Ok(s.verify(id, Some(&head))?)) }?;
+        *ok = report.ok();
+        if let Some(out) = report_out {
+            *out = json::buffer(&json::verify_report(&report));
+        }
+        Ok(())
+    })
+}
+
+/// The audit chain's head, its last entry, as `"SEQ:HASH"` text (an empty buffer when nothing
+/// was audited yet). Keep it outside the store (a ticket, a log system) and pass it to
+/// `omium_store_verify_head` later to prove that nothing up to it was cut off or rewritten.
+///
+/// Ownership: the caller frees `*out_head` with `omium_buffer_free`. Thread-safety: any thread.
+///
+/// # Safety
+/// `store` is NULL or an open store handle; `out_head` is NULL or valid for writing an
+/// `omium_buffer`.
+#[no_mangle]
+pub unsafe extern "C" fn omium_store_audit_head(
+    store: *mut omium_store,
+    out_head: *mut omium_buffer,
+) -> omium_status {
+    guard("omium_store_audit_head", || {
+        // SAFETY (argument reads): the caller's promises.
+        let out = unsafe { out_arg(out_head, "out_head", omium_buffer::EMPTY) }?;
+        let head = unsafe { with_store(store, |s| Ok(s.audit_head()?)) }?;
+        *out = omium_buffer::from_vec(head.map(|h| h.to_string()).unwrap_or_default().into_bytes());
         Ok(())
     })
 }

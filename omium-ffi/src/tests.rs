@@ -766,6 +766,58 @@ fn corrupt_a_chunk(store: &Path) {
     db.put_cf(cf, &k, &v).unwrap();
 }
 
+/// The audit head, as C reads it: text to keep elsewhere, checked again after the log's tail
+/// was cut off behind the library's back.
+#[test]
+fn a_recorded_audit_head_detects_a_cut_off_tail() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let mut b = omium_buffer::EMPTY;
+    ok(unsafe { omium_store_audit_head(store, &mut b) });
+    assert_eq!(take_bytes(&mut b), b"", "nothing audited yet");
+    let run = begin(store, "cust-42");
+    record(run, "kyc", b"verified");
+    ok(unsafe { omium_run_free(run) });
+    ok(unsafe { omium_store_audit_head(store, &mut b) });
+    let head = String::from_utf8(take_bytes(&mut b)).unwrap();
+    let (seq, hash) = head.split_once(':').unwrap();
+    let seq: u64 = seq.parse().unwrap();
+    assert_eq!(hash.len(), 64);
+    let chead = cs(&head);
+    let mut verified = false;
+    ok(unsafe { omium_store_verify_head(store, null(), chead.as_ptr(), &mut verified, &mut b) });
+    assert!(verified);
+    assert_eq!(take_json(&mut b)["audit"]["head"]["seq"], seq);
+    fails(
+        unsafe {
+            omium_store_verify_head(store, null(), c"12".as_ptr(), &mut verified, null_mut())
+        },
+        OMIUM_ERR_INVALID_ARGUMENT,
+        "omium_store_verify_head: invalid audit head: \"12\" has no ':'",
+        &[],
+    );
+    ok(unsafe { omium_store_close(store) });
+    {
+        let opts = rocksdb::Options::default();
+        let cfs = rocksdb::DB::list_cf(&opts, dir.path()).unwrap();
+        let db = rocksdb::DB::open_cf(&opts, dir.path(), cfs).unwrap();
+        let cf = db.cf_handle("audit").unwrap();
+        db.delete_cf(cf, seq.to_be_bytes()).unwrap();
+    }
+    let store = open(dir.path());
+    ok(unsafe { omium_store_verify(store, null(), &mut verified, null_mut()) });
+    assert!(verified, "alone, the cut log verifies");
+    ok(unsafe { omium_store_verify_head(store, null(), chead.as_ptr(), &mut verified, &mut b) });
+    assert!(!verified);
+    let report = take_json(&mut b);
+    let problem = report["audit"]["problems"][0].as_str().unwrap();
+    assert!(
+        problem.starts_with(&format!("audit head {head}: entry #{seq} is missing")),
+        "{problem}"
+    );
+    ok(unsafe { omium_store_close(store) });
+}
+
 #[test]
 fn a_corrupt_chunk_is_an_integrity_error_naming_the_checkpoint() {
     let dir = tempfile::tempdir().unwrap();

@@ -401,15 +401,30 @@ impl Store {
         .await
     }
 
-    /// Recomputes every checksum of one execution (or all) and the audit chain.
+    /// Recomputes every checksum of one execution (or all) and the audit chain; with
+    /// `expect_head` ("SEQ:HASH", from `audit_head`), also that the chain still holds that head.
     #[napi]
-    pub async fn verify(&self, execution_id: Option<String>) -> Result<Value> {
+    pub async fn verify(
+        &self,
+        execution_id: Option<String>,
+        expect_head: Option<String>,
+    ) -> Result<Value> {
         let s = self.handle()?;
         blocking(move || {
-            s.verify(execution_id.as_deref())
+            let head = expect_head
+                .map(|h| h.parse::<omium_core::AuditHead>())
+                .transpose()?;
+            s.verify(execution_id.as_deref(), head.as_ref())
                 .map(|r| convert::verify_report(&r))
         })
         .await
+    }
+
+    /// The audit chain's last entry as "SEQ:HASH", or null when nothing was audited yet.
+    #[napi]
+    pub async fn audit_head(&self) -> Result<Option<String>> {
+        let s = self.handle()?;
+        blocking(move || s.audit_head().map(|h| h.map(|h| h.to_string()))).await
     }
 
     /// Removes chunks no checkpoint references.

@@ -1,5 +1,7 @@
 // Durable steps and workflows: record, resume without re-running, rollback, fork, history.
 import assert from "node:assert/strict";
+import { cpSync, rmSync } from "node:fs";
+import { join } from "node:path";
 import { test } from "node:test";
 
 import * as omium from "omium";
@@ -170,4 +172,40 @@ test("a second writer on the same store is refused with store_locked", async (t)
   t.after(() => omium.shutdown());
   const { OmiumSaver } = await import("omium/langgraph");
   await assert.rejects(OmiumSaver.open(dir), (e) => e instanceof omium.StoreLockedError && e.code === "store_locked");
+});
+
+test("a store restored from an older copy fails against a recorded audit head", async (t) => {
+  const root = tempDir(t);
+  const path = join(root, "store");
+  const backup = join(root, "backup");
+  const s = omium.checkpoint("s", async (x) => x);
+  const wf = omium.workflow("audited", async (x) => s(x));
+  await omium.init({ path });
+  assert.equal(await omium.auditHead(), null);
+  await wf.run(1, { executionId: "a" });
+  await omium.shutdown();
+  cpSync(path, backup, { recursive: true });
+  await omium.init({ path });
+  await wf.run(2, { executionId: "b" });
+  const head = await omium.auditHead();
+  const [seq, digest] = head.split(":");
+  assert.equal(digest.length, 64);
+  const report = await omium.verify(undefined, { expectHead: head });
+  assert.equal(report.ok, true);
+  assert.deepEqual(report.audit.head, { seq: Number(seq), hash: digest });
+  await omium.shutdown();
+
+  rmSync(path, { recursive: true });
+  cpSync(backup, path, { recursive: true });
+  await omium.init({ path });
+  t.after(() => omium.shutdown());
+  assert.equal((await omium.verify()).ok, true, "alone, the older copy is a consistent store");
+  const cut = await omium.verify(undefined, { expectHead: head });
+  assert.equal(cut.ok, false);
+  assert.ok(cut.audit.problems.some((p) => p.startsWith(`audit head ${head}: entry #${seq} is missing`)), cut.audit.problems);
+  await assert.rejects(omium.verify(undefined, { expectHead: "nonsense" }), (e) => {
+    assert.ok(e instanceof omium.InvalidArgumentError, e);
+    assert.match(e.message, /invalid audit head: "nonsense" has no ':'/);
+    return true;
+  });
 });

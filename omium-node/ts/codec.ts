@@ -3,7 +3,7 @@
  * JSON (readable by every binding and by `omium show`); pass your own `{ name, encode, decode }`
  * for other types.
  */
-import { InvalidArgumentError } from "./errors";
+import { DecodeError, InvalidArgumentError } from "./errors";
 
 export interface Codec {
   readonly name: string;
@@ -28,8 +28,16 @@ export const json: Codec = {
     }
     return Buffer.from(text, "utf8");
   },
+  // JSON.parse builds plain data only: no reviver, no class lookup, and a "__proto__" key is
+  // an own property of the object it is in, not its prototype. Bytes that are not JSON are a
+  // DecodeError naming the problem.
   decode(data: Buffer): unknown {
-    return data.length === 0 ? undefined : JSON.parse(data.toString("utf8"));
+    if (data.length === 0) return undefined;
+    try {
+      return JSON.parse(data.toString("utf8"));
+    } catch (e) {
+      throw new DecodeError(`the json codec cannot decode stored state: ${(e as Error).message}`, "decode");
+    }
   },
 };
 

@@ -88,6 +88,7 @@ export {
   recover,
   resume,
   verify,
+  auditHead,
   registeredWorkflows,
 } from "./workflow";
 export {

@@ -67,8 +67,9 @@ export interface VerifyReport {
   checkpoints: number;
   /** What does not verify, each naming the execution and checkpoint. */
   problems: { execution: string; checkpoint: string | null; error: string }[];
-  /** The audit chain: its length and every break found. */
-  audit: { entries: number; problems: string[] };
+  /** The audit chain: its length, every break found, and its last entry (`head`, null when
+   * empty) to keep elsewhere and pass as `verify(id, { expectHead })` later. */
+  audit: { entries: number; problems: string[]; head: { seq: number; hash: string } | null };
 }
 
 type Raw = Record<string, unknown>;
@@ -327,9 +328,18 @@ export async function resume(executionId: string, options: { state?: unknown; by
   return wf.run((await storedInput(info, wf.codec)) as never, { executionId });
 }
 
-/** Recomputes every checksum (and the audit chain) of one execution or all. */
-export async function verify(executionId?: string): Promise<VerifyReport> {
-  return (await call(() => store().verify(executionId))) as VerifyReport;
+/**
+ * Recomputes every checksum (and the audit chain) of one execution or all. `expectHead` is a
+ * head that {@link auditHead} returned earlier and that was kept where this store's owner cannot
+ * rewrite it: the report is not ok when the chain no longer holds it (cut off or rewritten).
+ */
+export async function verify(executionId?: string, options: { expectHead?: string } = {}): Promise<VerifyReport> {
+  return (await call(() => store().verify(executionId, options.expectHead))) as VerifyReport;
+}
+
+/** The audit chain's last entry as "SEQ:HASH", or null when nothing was audited yet. */
+export async function auditHead(): Promise<string | null> {
+  return (await call(() => store().auditHead())) ?? null;
 }
 
 export function registeredWorkflows(): Map<string, Workflow<never, unknown>> {

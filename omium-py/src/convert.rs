@@ -156,6 +156,7 @@ pub fn verify_report<'py>(py: Python<'py>, r: &VerifyReport) -> PyResult<Bound<'
     d.set_item("executions", r.executions)?;
     d.set_item("checkpoints", r.checkpoints)?;
     d.set_item("audit_entries", r.audit.entries)?;
+    d.set_item("audit_head", r.audit.head.map(|h| h.to_string()))?;
     let problems: Vec<String> = r
         .problems
         .iter()

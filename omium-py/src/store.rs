@@ -347,13 +347,26 @@ impl Store {
         Ok(d)
     }
 
-    #[pyo3(signature = (execution_id=None))]
+    #[pyo3(signature = (execution_id=None, expect_head=None))]
     fn verify<'py>(
         &self,
         py: Python<'py>,
         execution_id: Option<&str>,
+        expect_head: Option<&str>,
     ) -> PyResult<Bound<'py, PyDict>> {
-        convert::verify_report(py, &self.call(py, |h| h.verify(execution_id))?)
+        let head = expect_head
+            .map(|h| h.parse::<omium_core::AuditHead>())
+            .transpose()
+            .map_err(err)?;
+        convert::verify_report(
+            py,
+            &self.call(py, |h| h.verify(execution_id, head.as_ref()))?,
+        )
+    }
+
+    /// The audit chain's last entry as "SEQ:HASH", or None when nothing was audited yet.
+    fn audit_head(&self, py: Python<'_>) -> PyResult<Option<String>> {
+        Ok(self.call(py, |h| h.audit_head())?.map(|h| h.to_string()))
     }
 
     /// Starts pushing this store's executions to a cluster (`omium.init(remote=...)`).

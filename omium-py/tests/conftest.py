@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import signal
 
 # No telemetry or tracing calls out of the test machine (CrewAI's and its OpenTelemetry SDK's).
 for _var, _value in {
@@ -26,3 +27,10 @@ def store(tmp_path):
     _recovery.clear_hooks()
     _workflow._registry.clear()
     _workflow._registry.update(before)
+
+
+def ctrl_c_as_in_a_terminal() -> None:
+    """`preexec_fn` for a child that gets Ctrl-C: SIGINT back to its default. A test run
+    started in the background by a non-interactive shell (CI runners, `make test &`) inherits
+    SIGINT ignored, and a Python started that way never raises KeyboardInterrupt."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

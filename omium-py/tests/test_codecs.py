@@ -8,10 +8,12 @@ import decimal
 import enum
 import importlib
 import json
+import os
 import shlex
 import subprocess
 import sys
 import uuid
+import warnings
 from collections import OrderedDict
 
 import msgpack
@@ -459,3 +461,66 @@ def test_json_like_values_round_trip_through_both_codecs(value):
     for name in ("msgpack", "json"):
         c = get_codec(name)
         assert _typed(c.decode(c.encode(value))) == _typed(value)
+
+
+# `make fuzz` runs the property tests below long (OMIUM_FUZZ_EXAMPLES); `make test` briefly.
+_FUZZ_EXAMPLES = int(os.environ.get("OMIUM_FUZZ_EXAMPLES", "300"))
+_CANARY: list = []
+
+
+def _canary(*args, **kwargs):
+    _CANARY.append((args, kwargs))
+
+
+# Names a decoder that imports by name would resolve and call.
+_HOSTILE_NAMES = [
+    "os:system",
+    "subprocess:Popen",
+    "builtins:eval",
+    "builtins:exec",
+    "importlib:import_module",
+    "pickle:loads",
+    f"{__name__}:_canary",
+    "tests.test_codecs:_canary",
+]
+_PAYLOAD = st.recursive(
+    _LEAVES | st.sampled_from(_HOSTILE_NAMES),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=12,
+)
+_TAG = st.sampled_from([*_TAGS, "datetime", "timedelta", "uuid", "decimal", "frozenset", "date"]) | st.text(max_size=6)
+
+
+def _hostile_json(tag, name, payload):
+    return json.dumps({"__omium__": tag, "v": [name, payload]}, default=str).encode()
+
+
+def _hostile_msgpack(tag, name, payload):
+    inner = msgpack.packb([tag, [name, payload]], use_bin_type=True)
+    return msgpack.packb([msgpack.ExtType(1, inner), payload], use_bin_type=True)
+
+
+_STORED = (
+    st.binary(max_size=400)
+    | st.builds(_hostile_json, _TAG, st.sampled_from(_HOSTILE_NAMES), _PAYLOAD)
+    | st.builds(_hostile_msgpack, _TAG, st.sampled_from(_HOSTILE_NAMES), _PAYLOAD)
+    | st.integers(1, 3000).map(lambda n: b"[" * n + b"]" * n)
+    | st.integers(1, 3000).map(lambda n: b"\x91" * n + b"\xc0")
+)
+
+
+@settings(deadline=None, max_examples=_FUZZ_EXAMPLES)
+@given(_STORED)
+def test_stored_bytes_decode_to_data_or_a_value_error_and_run_nothing(data):
+    """Whatever a store holds, decoding it returns data or raises ValueError naming the problem;
+    it imports nothing and calls nothing named by the bytes."""
+    modules = set(sys.modules)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UnregisteredTypeWarning)
+        for name in ("msgpack", "json"):
+            try:
+                get_codec(name).decode(data)
+            except ValueError as e:
+                assert str(e), "the error says what is wrong"
+    assert _CANARY == []
+    assert set(sys.modules) == modules, set(sys.modules) - modules

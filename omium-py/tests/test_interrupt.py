@@ -8,6 +8,7 @@ import sys
 import textwrap
 
 import omium
+from conftest import ctrl_c_as_in_a_terminal
 
 SCRIPT = textwrap.dedent("""
     import sys, time, omium
@@ -34,7 +35,13 @@ SCRIPT = textwrap.dedent("""
 
 def test_ctrl_c_during_a_step_keeps_the_store_consistent(tmp_path):
     store = tmp_path / "store"
-    proc = subprocess.Popen([sys.executable, "-c", SCRIPT, str(store), "hang"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", SCRIPT, str(store), "hang"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=ctrl_c_as_in_a_terminal,
+    )
     assert proc.stdout.readline().strip() == "in slow step"
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=30)

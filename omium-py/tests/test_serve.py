@@ -125,6 +125,12 @@ def test_four_workers_share_one_store_and_leases_keep_executions_apart(daemon, t
     by_id = {e.id: e for e in omium.executions()}
     assert all(by_id[i].status == "completed" and by_id[i].checkpoint_count == 5 for i in ids)
     assert omium.verify().ok
+    # The audit head travels through the daemon like every other call.
+    head = omium.audit_head()
+    assert omium.verify(expect_head=head).audit_head == head
+    seq, digest = head.split(":")
+    cut = omium.verify(expect_head=f"{int(seq) + 1}:{digest}")
+    assert not cut.ok and f"entry #{int(seq) + 1} is missing" in cut.problems[-1]
 
 
 def test_a_killed_worker_resumes_in_another_without_rerunning_finished_steps(daemon, tmp_path):
@@ -196,6 +202,38 @@ def test_a_killed_worker_is_recovered_at_once_50_times(daemon, tmp_path):
         assert ran == [(eid, 3), (eid, 4)], f"round {round_}: {ran}"
         ran.clear()
     assert omium.verify().ok
+
+
+_LIAR = """
+import http.client, json, socket, sys
+
+class Unix(http.client.HTTPConnection):
+    def connect(self):
+        self.sock = socket.socket(socket.AF_UNIX)
+        self.sock.connect(sys.argv[1])
+
+c = Unix("localhost")
+body = {"execution_id": "liar-1", "pid": int(sys.argv[2]), "host": "elsewhere"}
+c.request("POST", "/v1/begin", json.dumps(body), {"Content-Type": "application/json"})
+r = c.getresponse()
+print(r.status, json.loads(r.read())["run"], flush=True)
+sys.stdin.read()
+"""
+
+
+def test_liveness_rests_on_the_connecting_process_not_on_a_pid_it_claims(daemon):
+    """A worker that claims another, live process's pid is still dropped when it dies: on the
+    unix socket the daemon asks the kernel which process is connected (SO_PEERCRED)."""
+    liar = subprocess.Popen(
+        [sys.executable, "-c", _LIAR, daemon.socket, str(os.getpid())], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    status, _run = liar.stdout.readline().split()
+    assert status == "200"
+    omium.init(url=daemon.unix_url)
+    assert omium.resumable() == [], "held by a live worker"
+    liar.kill()
+    liar.wait(10)
+    assert [e.id for e in omium.resumable()] == ["liar-1"], "its process is gone, whatever pid it claimed"
 
 
 def test_hostile_policy_documents_are_refused_and_the_daemon_keeps_answering(daemon):
@@ -293,7 +331,7 @@ def test_every_answer_matches_the_openapi_document(daemon):
         return answer
 
     b64 = lambda b: base64.b64encode(b).decode()  # noqa: E731
-    begun = call("begin", {"execution_id": "api-1", "workflow": "w", "input": b64(b"in"), "labels": {"team": "risk"}, "pid": os.getpid()})
+    begun = call("begin", {"execution_id": "api-1", "workflow": "w", "input": b64(b"in"), "labels": {"team": "risk"}})
     run = begun["run"]
     assert begun["execution"]["status"] == "running"
     seq = call("run.reserve", {"run": run})["seq"]
@@ -318,6 +356,9 @@ def test_every_answer_matches_the_openapi_document(daemon):
     assert call("fork", {"execution_id": "api-1", "at": cid, "new_execution_id": "api-2"})["id"] == "api-2"
     assert call("rollback", {"execution_id": "api-1", "to": "s", "reason": "test"})["kind"] == "rollback"
     assert call("verify")["problems"] == []
+    head = call("audit_head")
+    assert call("verify")["audit"]["head"] == head
+    assert call("verify", {"expect_head": f"{head['seq']}:{head['hash']}"})["audit"]["problems"] == []
     policy = "rules:\n  - trigger: timeout_error\n    actions:\n      - retry: {max_attempts: 2}\n"
     call("apply_policy", {"tenant": "default", "scope": "global", "text": policy})
     assert len(call("policy_versions", {"tenant": "default"})) == 1

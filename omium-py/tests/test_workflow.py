@@ -238,3 +238,44 @@ def test_asyncio_gather_of_workflows_keeps_contexts_apart(store):
         return await asyncio.gather(*(par.run(i, execution_id=f"g{i}") for i in range(4)))
 
     assert asyncio.run(main()) == [[i] * 5 for i in range(4)]
+
+
+def test_a_store_restored_from_an_older_copy_fails_against_a_recorded_audit_head(tmp_path):
+    """Restoring an older copy of a store cuts the audit log's tail off; the copy is consistent
+    on its own, so only a head recorded elsewhere shows it."""
+    import shutil
+
+    path, backup = tmp_path / "store", tmp_path / "backup"
+
+    @omium.checkpoint("s")
+    def s(x):
+        return x
+
+    omium.init(path=path)
+    assert omium.audit_head() is None
+    with omium.execution("a"):
+        s(1)
+    omium.shutdown()
+    shutil.copytree(path, backup)
+    omium.init(path=path)
+    with omium.execution("b"):
+        s(2)
+    head = omium.audit_head()
+    seq, digest = head.split(":")
+    assert int(seq) > 0 and len(digest) == 64
+    report = omium.verify(expect_head=head)
+    assert report.ok and report.audit_head == head
+    omium.shutdown()
+
+    shutil.rmtree(path)
+    shutil.copytree(backup, path)
+    omium.init(path=path)
+    try:
+        assert omium.verify().ok, "alone, the older copy is a consistent store"
+        report = omium.verify(expect_head=head)
+        assert not report.ok
+        assert [p for p in report.problems if p.startswith(f"audit head {head}: entry #{seq} is missing")], report
+        with pytest.raises(omium.InvalidArgumentError, match=r'invalid audit head: "nonsense" has no'):
+            omium.verify(expect_head="nonsense")
+    finally:
+        omium.shutdown()

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import omium
+from conftest import ctrl_c_as_in_a_terminal
 import pytest
 from omium import workflows
 from omium.errors import AgentUnavailableError, StepFailedError, WorkflowError
@@ -161,7 +162,7 @@ def test_a_false_condition_skips_a_branch(store):
 def test_a_process_killed_mid_dag_resumes_without_rerunning_finished_steps(tmp_path):
     store, log = tmp_path / "store", tmp_path / "log"
     log.write_text("")
-    proc = subprocess.Popen([sys.executable, str(WORKER), str(store), str(log)])
+    proc = subprocess.Popen([sys.executable, str(WORKER), str(store), str(log)], preexec_fn=ctrl_c_as_in_a_terminal)
     deadline = time.monotonic() + 60
     while "slow-start" not in log.read_text():
         assert proc.poll() is None, "the worker exited before the slow step"
@@ -179,7 +180,7 @@ def test_a_process_killed_mid_dag_resumes_without_rerunning_finished_steps(tmp_p
 def test_ctrl_c_stops_a_run_and_leaves_it_resumable(tmp_path):
     store, log = tmp_path / "store", tmp_path / "log"
     log.write_text("")
-    proc = subprocess.Popen([sys.executable, str(WORKER), str(store), str(log)])
+    proc = subprocess.Popen([sys.executable, str(WORKER), str(store), str(log)], preexec_fn=ctrl_c_as_in_a_terminal)
     deadline = time.monotonic() + 60
     while "slow-start" not in log.read_text():
         assert proc.poll() is None and time.monotonic() < deadline

@@ -13,7 +13,6 @@ use serde_json::{json, Value};
 
 use super::unb64;
 use crate::error::{Error, Result};
-use crate::execution::hostname;
 use crate::{Checkpoint, Execution};
 
 #[derive(Clone, Debug)]
@@ -254,8 +253,6 @@ impl Client {
     /// Begins (or resumes) a run of an execution on the daemon; the lease is the daemon's.
     pub fn begin(&self, execution_id: &str, mut args: Value) -> Result<(RemoteRun, Execution)> {
         args["execution_id"] = json!(execution_id);
-        args["pid"] = json!(std::process::id());
-        args["host"] = json!(hostname());
         #[derive(serde::Deserialize)]
         struct Begun {
             run: String,

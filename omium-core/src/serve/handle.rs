@@ -11,8 +11,8 @@ use crate::policy::Scope;
 use crate::recovery::Directive;
 use crate::trace::Span;
 use crate::{
-    BeginOptions, Checkpoint, Execution, FailureInput, ForkOptions, NewCheckpoint, Recovery,
-    RollbackTarget, Run, Store, VerifyReport,
+    AuditHead, BeginOptions, Checkpoint, Execution, FailureInput, ForkOptions, NewCheckpoint,
+    Recovery, RollbackTarget, Run, Store, VerifyReport,
 };
 
 fn value<T: serde::Serialize>(v: &T) -> Value {
@@ -181,10 +181,27 @@ impl StoreHandle {
         }
     }
 
-    pub fn verify(&self, execution_id: Option<&str>) -> Result<VerifyReport> {
+    /// `expect_head`: a head recorded earlier that the audit chain must still hold.
+    pub fn verify(
+        &self,
+        execution_id: Option<&str>,
+        expect_head: Option<&AuditHead>,
+    ) -> Result<VerifyReport> {
         match self {
-            StoreHandle::Local(s) => s.verify(execution_id),
-            StoreHandle::Remote(c) => Self::get(c, "verify", json!({"execution_id": execution_id})),
+            StoreHandle::Local(s) => s.verify_expecting(execution_id, expect_head),
+            StoreHandle::Remote(c) => Self::get(
+                c,
+                "verify",
+                json!({"execution_id": execution_id, "expect_head": expect_head.map(|h| h.to_string())}),
+            ),
+        }
+    }
+
+    /// The audit chain's last entry (none when nothing was audited yet).
+    pub fn audit_head(&self) -> Result<Option<AuditHead>> {
+        match self {
+            StoreHandle::Local(s) => s.audit_head(),
+            StoreHandle::Remote(c) => Self::get(c, "audit_head", json!({})),
         }
     }
 

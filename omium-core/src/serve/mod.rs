@@ -187,8 +187,13 @@ pub(crate) fn call(store: &Store, method: &str, args: Args<'_>) -> Result<Value>
             to_value(&store.fork(&a.str("execution_id")?, &at, options)?)
         }
         "verify" => {
-            crate::json::verify_report(&store.verify(a.opt_str("execution_id")?.as_deref())?)
+            let expect: Option<crate::AuditHead> =
+                a.opt_str("expect_head")?.map(|h| h.parse()).transpose()?;
+            crate::json::verify_report(
+                &store.verify_expecting(a.opt_str("execution_id")?.as_deref(), expect.as_ref())?,
+            )
         }
+        "audit_head" => to_value(&store.audit_head()?),
         "delete_execution" => json!({"deleted": store.delete_execution(&a.str("execution_id")?)?}),
         "stats" => to_value(&store.stats()?),
         "failures" => to_value(&store.failures(a.opt_str("execution_id")?.as_deref())?),

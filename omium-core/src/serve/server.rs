@@ -7,11 +7,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::extract::connect_info::{ConnectInfo, Connected};
 use axum::extract::{Path, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use axum::serve::IncomingStream;
 use axum::{Json, Router};
 use parking_lot::Mutex;
 use serde_json::{json, Value};
@@ -199,7 +201,10 @@ impl App {
         }
     }
 
-    fn begin(&self, a: &Args<'_>) -> Result<Value> {
+    /// Begins a run for a worker. Its liveness rests on what the kernel says about the
+    /// connection (the unix socket's peer process), never on a pid the client claims; over TCP,
+    /// on its lease: calls and heartbeats within the lease keep it.
+    fn begin(&self, a: &Args<'_>, peer: Peer) -> Result<Value> {
         let execution_id = a.str("execution_id")?;
         let lease_ttl: f64 = a.opt("lease_ttl", "seconds > 0")?.unwrap_or(30.0);
         if !(lease_ttl.is_finite() && lease_ttl > 0.0) {
@@ -231,8 +236,12 @@ impl App {
         let id = ulid::Ulid::new().to_string();
         let session = Session {
             run,
-            pid: a.opt("pid", "a process id")?.unwrap_or(0),
-            host: a.opt_str("host")?.unwrap_or_default(),
+            pid: peer.pid.unwrap_or(0),
+            host: if peer.pid.is_some() {
+                hostname()
+            } else {
+                String::new()
+            },
             ttl_ms: (lease_ttl * 1000.0) as u64,
             last_seen_ms: AtomicU64::new(now_ms()),
         };
@@ -299,10 +308,10 @@ impl App {
         }
     }
 
-    fn dispatch(&self, method: &str, body: Value) -> Result<Value> {
+    fn dispatch(&self, method: &str, body: Value, peer: Peer) -> Result<Value> {
         let args = Args::new(method, body)?;
         match method {
-            "begin" => self.begin(&args),
+            "begin" => self.begin(&args, peer),
             "start_recovery" => self.start_recovery(&args),
             m if m.starts_with("run.") => self.run_call(m, &args),
             m if m.starts_with("recovery.") => self.recovery_call(m, &args),
@@ -310,7 +319,10 @@ impl App {
                 // Whether a holder is alive is decided now, not at the reaper's last tick: a
                 // supervisor calls `recover()` right after it saw a worker exit, and the
                 // answer (resumable, status, rollback of a held execution) must already know.
-                self.reap(args.opt_str("execution_id")?.as_deref());
+                let id = args.opt_str("execution_id")?;
+                if id.is_some() || matches!(m, "resumable" | "executions") {
+                    self.reap(id.as_deref());
+                }
                 super::call(&self.store, m, args)
             }
         }
@@ -336,8 +348,35 @@ fn error_response(e: &Error) -> Response {
         .into_response()
 }
 
+/// Who is at the other end of a connection. On the unix socket the kernel says which process
+/// (`SO_PEERCRED`); on TCP nobody can.
+#[derive(Clone, Copy, Debug, Default)]
+struct Peer {
+    pid: Option<u32>,
+}
+
+impl Connected<IncomingStream<'_, tokio::net::UnixListener>> for Peer {
+    fn connect_info(stream: IncomingStream<'_, tokio::net::UnixListener>) -> Peer {
+        let pid = stream
+            .io()
+            .peer_cred()
+            .ok()
+            .and_then(|c| c.pid())
+            .and_then(|p| u32::try_from(p).ok())
+            .filter(|&p| p != 0);
+        Peer { pid }
+    }
+}
+
+impl Connected<IncomingStream<'_, tokio::net::TcpListener>> for Peer {
+    fn connect_info(_: IncomingStream<'_, tokio::net::TcpListener>) -> Peer {
+        Peer::default()
+    }
+}
+
 async fn call(
     State(app): State<Arc<App>>,
+    ConnectInfo(peer): ConnectInfo<Peer>,
     Path(method): Path<String>,
     body: axum::body::Bytes,
 ) -> Response {
@@ -355,7 +394,7 @@ async fn call(
         }
     };
     // Store calls block (RocksDB, fsync): off the async threads.
-    let res = tokio::task::spawn_blocking(move || app.dispatch(&method, body)).await;
+    let res = tokio::task::spawn_blocking(move || app.dispatch(&method, body, peer)).await;
     match res {
         Ok(Ok(v)) => Json(v).into_response(),
         Ok(Err(e)) => error_response(&e),
@@ -475,7 +514,9 @@ impl Daemon {
                     .map_err(|e| bad("--http", e.to_string()))?,
             );
             let keys = Arc::new(config.api_keys.clone());
-            let r = router(app.clone()).layer(middleware::from_fn_with_state(keys, authorize));
+            let r = router(app.clone())
+                .layer(middleware::from_fn_with_state(keys, authorize))
+                .into_make_service_with_connect_info::<Peer>();
             tasks.push(tokio::spawn(async move {
                 let _ = axum::serve(listener, r).await;
             }));
@@ -497,7 +538,7 @@ impl Daemon {
                     format!("cannot listen on {}: {e}", path.display()),
                 )
             })?;
-            let r = router(app.clone());
+            let r = router(app.clone()).into_make_service_with_connect_info::<Peer>();
             tasks.push(tokio::spawn(async move {
                 let _ = axum::serve(listener, r).await;
             }));

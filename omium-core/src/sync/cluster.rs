@@ -13,14 +13,24 @@
 use ulid::Ulid;
 
 use super::{
-    checkpoint_key, chunk_key, list_synced, read_synced, verify_chunks, FetchedChunk, Kv,
-    PullRequest, Pulled, SyncBatch, SyncOutcome, SyncedSummary,
+    check_records, checkpoint_key, chunk_key, list_synced, read_synced, verify_chunks,
+    FetchedChunk, Kv, PullRequest, Pulled, SyncBatch, SyncOutcome, SyncedSummary,
 };
 use crate::codec;
 use crate::consensus::coordinator::{unexpected, Engine, ProposeResult};
 use crate::consensus::{Command, Reply};
 use crate::error::Error;
 use crate::store::{exec_key, now_ms, Cf, Store};
+
+/// Longest a pull may take an execution over for (a day): a client's `claim_ms` is capped to it.
+pub const MAX_CLAIM_MS: u64 = 24 * 3600 * 1000;
+
+/// Most chunks one `/sync/chunks` reply holds.
+pub const MAX_FETCH_CHUNKS: usize = 4096;
+
+/// A `/sync/chunks` reply stops adding chunks once it holds this many bytes (so it is at most
+/// this plus one chunk).
+pub const MAX_FETCH_REPLY_BYTES: usize = 32 << 20;
 
 /// Reads of the committed state through the node's store.
 struct Committed<'a>(&'a Store);
@@ -60,8 +70,22 @@ pub(crate) async fn missing(
     Ok(out)
 }
 
-pub(crate) async fn push(engine: &Engine, mut batch: SyncBatch) -> ProposeResult<Vec<SyncOutcome>> {
-    verify_chunks(&batch.chunks)?;
+pub(crate) async fn push(engine: &Engine, batch: SyncBatch) -> ProposeResult<Vec<SyncOutcome>> {
+    // Decompressing and hashing up to `MAX_BATCH_BYTES` of chunks is CPU work: it runs off the
+    // async threads, so that a large or hostile push cannot stall the node's other requests
+    // (Raft heartbeats among them).
+    let checked = tokio::task::spawn_blocking(move || -> crate::Result<SyncBatch> {
+        verify_chunks(&batch.chunks)?;
+        for b in &batch.bundles {
+            check_records(&b.execution, &b.checkpoints, false, "pushed checkpoint")?;
+        }
+        Ok(batch)
+    })
+    .await;
+    let mut batch = checked.map_err(|e| Error::Remote {
+        code: "server_error",
+        message: format!("checking a sync batch failed: {e}"),
+    })??;
     batch.at_ms = now_ms();
     let n = batch.bundles.len();
     match engine.propose(Command::Sync(batch)).await? {
@@ -77,7 +101,7 @@ pub(crate) async fn pull(engine: &Engine, req: PullRequest) -> ProposeResult<Pul
             execution_id: req.execution_id.clone(),
             store_id: req.store_id.clone(),
             host: req.host.clone(),
-            lease_until_ms: at_ms + req.claim_ms,
+            lease_until_ms: at_ms.saturating_add(req.claim_ms.min(MAX_CLAIM_MS)),
             at_ms,
         };
         match engine.propose(cmd).await? {
@@ -117,8 +141,14 @@ pub(crate) async fn chunks(
 ) -> ProposeResult<Vec<FetchedChunk>> {
     engine.linearize().await?;
     let kv = Committed(engine.store());
-    let mut out = Vec::with_capacity(hashes.len());
-    for hash in hashes {
+    let mut out = Vec::new();
+    let mut bytes = 0usize;
+    // A prefix of what was asked, in order, up to a reply size (the client asks again for the
+    // rest): however many addresses a request names, the reply stays bounded.
+    for hash in hashes.into_iter().take(MAX_FETCH_CHUNKS) {
+        if bytes >= MAX_FETCH_REPLY_BYTES {
+            break;
+        }
         let stored = kv
             .get(&chunk_key(&hash))
             .map_err(read_error)?
@@ -126,6 +156,7 @@ pub(crate) async fn chunks(
                 what: "chunk",
                 detail: format!("the cluster has no chunk {}", crate::hex(&hash)),
             })?;
+        bytes += stored.len();
         out.push(FetchedChunk {
             hash,
             stored: (!stored.is_empty()).then_some(stored),

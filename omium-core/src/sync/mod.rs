@@ -383,6 +383,93 @@ pub(crate) fn apply_claim(
     })
 }
 
+/// Checks checkpoint records that came from a peer (a pushing store, or the cluster a pull
+/// asked) before anything is stored or allocated from them: each belongs to `execution`, ids are
+/// unique, an inline state is its recorded size and checksum, a chunked state's chunks are each
+/// within [`crate::blob::MAX_CHUNK_BYTES`] and add up to its recorded size. With `whole` (a
+/// pull: every checkpoint of the execution), every parent and the execution's head are among
+/// them. `what` names the records in the error (`"pushed checkpoint"`, `"pulled checkpoint"`).
+pub fn check_records(
+    execution: &Execution,
+    checkpoints: &[Checkpoint],
+    whole: bool,
+    what: &'static str,
+) -> Result<()> {
+    let id = &execution.id;
+    let bad = |c: &Checkpoint, detail: String| Error::InvalidArgument {
+        what,
+        detail: format!("checkpoint {} of execution {id:?}: {detail}", c.id),
+    };
+    let mut ids = HashSet::with_capacity(checkpoints.len());
+    for c in checkpoints {
+        if c.execution_id != *id {
+            return Err(bad(c, format!("it belongs to {:?}", c.execution_id)));
+        }
+        if !ids.insert(c.id) {
+            return Err(bad(c, "it comes twice".into()));
+        }
+        match &c.state {
+            crate::StateRef::Inline(b) => {
+                if b.len() as u64 != c.raw_size {
+                    return Err(bad(
+                        c,
+                        format!(
+                            "its inline state holds {} bytes, its recorded size is {}",
+                            b.len(),
+                            c.raw_size
+                        ),
+                    ));
+                }
+                if blake3::hash(b).as_bytes() != &c.checksum {
+                    return Err(bad(
+                        c,
+                        "its inline state does not match its checksum".into(),
+                    ));
+                }
+            }
+            crate::StateRef::Chunked(m) => {
+                let mut total = 0u64;
+                for (i, r) in m.chunks.iter().enumerate() {
+                    if r.len as usize > crate::blob::MAX_CHUNK_BYTES {
+                        return Err(bad(
+                            c,
+                            format!(
+                                "chunk {i} is {} bytes, over the limit of {} bytes",
+                                r.len,
+                                crate::blob::MAX_CHUNK_BYTES
+                            ),
+                        ));
+                    }
+                    total += u64::from(r.len);
+                }
+                if total != c.raw_size {
+                    return Err(bad(
+                        c,
+                        format!(
+                            "its chunks hold {total} bytes, its recorded size is {}",
+                            c.raw_size
+                        ),
+                    ));
+                }
+            }
+        }
+    }
+    if whole {
+        for c in checkpoints {
+            if let Some(p) = c.parent.filter(|p| !ids.contains(p)) {
+                return Err(bad(c, format!("its parent {p} is not among them")));
+            }
+        }
+        if let Some(h) = execution.head.filter(|h| !ids.contains(h)) {
+            return Err(Error::InvalidArgument {
+                what,
+                detail: format!("execution {id:?}: its head {h} is not among its checkpoints"),
+            });
+        }
+    }
+    Ok(())
+}
+
 /// Verifies pushed chunks before they are proposed: each must decode to its length and hash.
 pub fn verify_chunks(chunks: &[Chunk]) -> Result<()> {
     for c in chunks {
@@ -545,8 +632,9 @@ impl Store {
     /// and the caller fetches them again. The check and the write happen under gc's shared
     /// lock, as every local checkpoint write does, so no chunk can go between them.
     pub(crate) fn import_pulled(&self, p: &Pulled) -> Result<Vec<[u8; 32]>> {
-        let _shared = self.inner.gc_lock.read();
         let exec = &p.synced.execution;
+        check_records(exec, &p.checkpoints, true, "pulled checkpoint")?;
+        let _shared = self.inner.gc_lock.read();
         let id = exec.id.clone();
         let ek = exec_key(&id);
         let theirs: HashSet<Ulid> = p.checkpoints.iter().map(|c| c.id).collect();
@@ -679,4 +767,123 @@ pub(crate) fn chunk_refs(checkpoints: &[Checkpoint]) -> Vec<([u8; 32], u32)> {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::blob::{ChunkRef, Manifest};
+    use crate::{ChunkParams, StateRef, Status};
+
+    fn execution(head: Option<Ulid>) -> Execution {
+        Execution {
+            id: "e".into(),
+            workflow: "w".into(),
+            tenant: "default".into(),
+            status: Status::Pending,
+            head,
+            error: None,
+            attempts: 1,
+            lease: None,
+            labels: BTreeMap::new(),
+            created_at_ms: 0,
+            updated_at_ms: 0,
+            next_global_seq: 3,
+            checkpoint_count: 2,
+            has_input: false,
+            has_output: false,
+        }
+    }
+
+    fn checkpoint(parent: Option<Ulid>, state: &[u8]) -> Checkpoint {
+        Checkpoint {
+            id: Ulid::new(),
+            execution_id: "e".into(),
+            agent: "a".into(),
+            name: "s".into(),
+            kind: Default::default(),
+            parent,
+            seq: 0,
+            global_seq: 1,
+            key: None,
+            state: StateRef::Inline(state.to_vec()),
+            checksum: *blake3::hash(state).as_bytes(),
+            raw_size: state.len() as u64,
+            stored_size: state.len() as u64,
+            checks: Default::default(),
+            metadata: BTreeMap::new(),
+            created_at_ms: 0,
+        }
+    }
+
+    fn refused(e: &Execution, cs: &[Checkpoint], whole: bool) -> String {
+        check_records(e, cs, whole, "pulled checkpoint")
+            .unwrap_err()
+            .to_string()
+    }
+
+    #[test]
+    fn records_from_a_peer_are_checked_before_use() {
+        let a = checkpoint(None, b"one");
+        let b = checkpoint(Some(a.id), b"two");
+        let e = execution(Some(b.id));
+        check_records(&e, &[a.clone(), b.clone()], true, "pulled checkpoint").unwrap();
+
+        // A push carries only what is new: parents may be in the cluster already.
+        check_records(&e, std::slice::from_ref(&b), false, "pushed checkpoint").unwrap();
+        assert!(
+            refused(&e, std::slice::from_ref(&b), true).ends_with(&format!(
+                "checkpoint {} of execution \"e\": its parent {} is not among them",
+                b.id, a.id
+            ))
+        );
+        assert!(
+            refused(&e, std::slice::from_ref(&a), true).ends_with(&format!(
+                "execution \"e\": its head {} is not among its checkpoints",
+                b.id
+            ))
+        );
+        assert!(refused(&e, &[a.clone(), a.clone()], false).ends_with("it comes twice"));
+
+        let mut lying = a.clone();
+        lying.checksum[0] ^= 1;
+        assert!(
+            refused(&e, &[lying], false).ends_with("its inline state does not match its checksum")
+        );
+        let mut lying = a.clone();
+        lying.raw_size = 1 << 40;
+        assert!(refused(&e, &[lying], false)
+            .ends_with("its inline state holds 3 bytes, its recorded size is 1099511627776"));
+        let mut chunked = a.clone();
+        let refs = |lens: &[u32]| {
+            StateRef::Chunked(Manifest {
+                params: ChunkParams::default(),
+                chunks: lens
+                    .iter()
+                    .map(|&len| ChunkRef { hash: [1; 32], len })
+                    .collect(),
+            })
+        };
+        chunked.state = refs(&[4096, 4096]);
+        chunked.raw_size = 8192;
+        check_records(&e, std::slice::from_ref(&chunked), false, "x").unwrap();
+        chunked.raw_size = 8193;
+        assert!(refused(&e, std::slice::from_ref(&chunked), false)
+            .ends_with("its chunks hold 8192 bytes, its recorded size is 8193"));
+        chunked.state = refs(&[u32::MAX, u32::MAX]);
+        chunked.raw_size = 2 * u64::from(u32::MAX);
+        assert!(refused(&e, &[chunked], false)
+            .ends_with("chunk 0 is 4294967295 bytes, over the limit of 16777216 bytes"));
+        let mut foreign = a;
+        foreign.execution_id = "f".into();
+        let msg = refused(&e, &[foreign], false);
+        assert!(
+            msg.starts_with("invalid pulled checkpoint: checkpoint "),
+            "{msg}"
+        );
+        assert!(
+            msg.ends_with("of execution \"e\": it belongs to \"f\""),
+            "{msg}"
+        );
+    }
 }

@@ -536,8 +536,27 @@ impl Syncer {
         lens: &BTreeMap<[u8; 32], u32>,
     ) -> Result<u64> {
         let mut fetched = 0u64;
-        for group in need.chunks(FETCH_GROUP) {
-            let got: Vec<FetchedChunk> = self.post("/sync/chunks", &group.to_vec())?;
+        let mut rest = need;
+        while !rest.is_empty() {
+            let ask = &rest[..rest.len().min(FETCH_GROUP)];
+            // A node answers a prefix of what was asked, in order: it stops at its reply limit.
+            let got: Vec<FetchedChunk> = self.post("/sync/chunks", &ask.to_vec())?;
+            if got.is_empty()
+                || got.len() > ask.len()
+                || got.iter().zip(ask).any(|(f, h)| f.hash != *h)
+            {
+                return Err(Error::Integrity {
+                    checkpoint: String::new(),
+                    execution: execution_id.into(),
+                    detail: format!(
+                        "asked the cluster for {} chunk(s), it answered {} that are not a prefix \
+                         of them",
+                        ask.len(),
+                        got.len()
+                    ),
+                });
+            }
+            rest = &rest[got.len()..];
             let mut put = Vec::with_capacity(got.len());
             for f in got {
                 let stored =

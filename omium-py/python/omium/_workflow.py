@@ -98,6 +98,9 @@ class VerifyReport:
     checkpoints: int
     audit_entries: int
     problems: list[str] = field(default_factory=list)
+    #: The audit chain's last entry as ``"SEQ:HASH"`` (None for an empty log): keep it
+    #: elsewhere and pass it as ``verify(expect_head=...)`` later.
+    audit_head: str | None = None
 
 
 def _new_execution_id(workflow: str) -> str:
@@ -448,9 +451,18 @@ async def arecover(*, skip_unregistered: bool = False) -> dict[str, Any]:
     return results
 
 
-def verify(execution_id: str | None = None) -> VerifyReport:
-    """Recomputes every checksum (and the audit chain); ``report.ok`` and ``report.problems``."""
-    return VerifyReport(**_runtime.store().verify(execution_id))
+def verify(execution_id: str | None = None, *, expect_head: str | None = None) -> VerifyReport:
+    """Recomputes every checksum (and the audit chain); ``report.ok`` and ``report.problems``.
+
+    ``expect_head`` is a head that :func:`audit_head` returned earlier and that was kept where
+    this store's owner cannot rewrite it: the report is not ok when the chain no longer holds
+    it (its tail was cut off, or it was rewritten)."""
+    return VerifyReport(**_runtime.store().verify(execution_id, expect_head))
+
+
+def audit_head() -> str | None:
+    """The audit chain's last entry as ``"SEQ:HASH"``, or None when nothing was audited yet."""
+    return _runtime.store().audit_head()
 
 
 def registered_workflows() -> dict[str, Workflow]:

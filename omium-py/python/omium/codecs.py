@@ -231,6 +231,18 @@ def _untag(tag: str, payload: Any) -> Any:
     raise ValueError(f"unknown tagged value {tag!r} in stored state (written by a newer omium?)")
 
 
+def _decoding(codec: str, decode: Callable[[], Any]) -> Any:
+    """Runs ``decode``: stored bytes decode to a value or raise ValueError naming the problem,
+    whatever they hold (a type error deep in a malformed tagged value, nesting deeper than the
+    interpreter's recursion limit, an unhashable map key)."""
+    try:
+        return decode()
+    except ValueError:
+        raise
+    except (TypeError, IndexError, KeyError, ArithmeticError, RecursionError) as e:
+        raise ValueError(f"stored state cannot be decoded by the {codec} codec: {type(e).__name__}: {e}") from e
+
+
 class Codec(abc.ABC):
     """Encodes Python values to bytes and back. Subclass it (both methods) to plug in your own."""
 
@@ -277,7 +289,7 @@ class MsgpackCodec(Codec):
         return self._pack(value)
 
     def decode(self, data: bytes) -> Any:
-        return msgpack.unpackb(data, ext_hook=self._ext_hook, raw=False, strict_map_key=False)
+        return _decoding("msgpack", lambda: msgpack.unpackb(data, ext_hook=self._ext_hook, raw=False, strict_map_key=False))
 
 
 class JsonCodec(Codec):
@@ -326,7 +338,7 @@ class JsonCodec(Codec):
         return json.dumps(self._prepare(value), separators=(",", ":"), allow_nan=True).encode()
 
     def decode(self, data: bytes) -> Any:
-        return json.loads(data, object_hook=self._hook)
+        return _decoding("json", lambda: json.loads(data, object_hook=self._hook))
 
 
 class PickleCodec(Codec):
