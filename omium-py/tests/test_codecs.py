@@ -523,4 +523,23 @@ def test_stored_bytes_decode_to_data_or_a_value_error_and_run_nothing(data):
             except ValueError as e:
                 assert str(e), "the error says what is wrong"
     assert _CANARY == []
-    assert set(sys.modules) == modules, set(sys.modules) - modules
+    # json.loads picks UTF-8, -16 or -32 from the first bytes and may load that text codec; no
+    # other module may appear.
+    imported = {m for m in set(sys.modules) - modules if not m.startswith("encodings.")}
+    assert imported == set(), imported
+
+
+@pytest.mark.parametrize(
+    ("codec", "data", "message"),
+    [
+        # Found by the property test above: msgpack's StackError has no message at all.
+        ("msgpack", b"\x91" * 1025 + b"\xc0", "cannot be decoded by the msgpack codec: StackError"),
+        # Found by it too: uuid.UUID(a list) raises AttributeError from inside the uuid module.
+        ("json", b'{"__omium__":"uuid","v":["",null]}', "cannot be decoded by the json codec: AttributeError"),
+        ("json", b'{"__omium__":"timedelta","v":[1]}', "cannot be decoded by the json codec: IndexError"),
+        ("json", b"[" * 100_000 + b"]" * 100_000, "cannot be decoded by the json codec: RecursionError"),
+    ],
+)
+def test_malformed_stored_state_is_a_value_error_that_says_so(codec, data, message):
+    with pytest.raises(ValueError, match=message):
+        get_codec(codec).decode(data)

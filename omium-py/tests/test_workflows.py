@@ -14,8 +14,8 @@ import time
 from pathlib import Path
 
 import omium
-from conftest import ctrl_c_as_in_a_terminal
 import pytest
+from conftest import ctrl_c_as_in_a_terminal
 from omium import workflows
 from omium.errors import AgentUnavailableError, StepFailedError, WorkflowError
 

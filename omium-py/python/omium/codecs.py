@@ -237,9 +237,12 @@ def _decoding(codec: str, decode: Callable[[], Any]) -> Any:
     interpreter's recursion limit, an unhashable map key)."""
     try:
         return decode()
-    except ValueError:
-        raise
-    except (TypeError, IndexError, KeyError, ArithmeticError, RecursionError) as e:
+    except ValueError as e:
+        if str(e):
+            raise
+        # msgpack's StackError (nested too deeply) says nothing of itself.
+        raise ValueError(f"stored state cannot be decoded by the {codec} codec: {type(e).__name__} (nested too deeply?)") from e
+    except (TypeError, AttributeError, IndexError, KeyError, ArithmeticError, RecursionError) as e:
         raise ValueError(f"stored state cannot be decoded by the {codec} codec: {type(e).__name__}: {e}") from e
 
 
