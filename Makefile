@@ -83,7 +83,7 @@ FUZZ_CASES ?= 100000
 fuzz: python node
 	PROPTEST_CASES=$(FUZZ_CASES) $(CARGO) test -p omium-core --lib fuzz_tests -- --nocapture --test-threads=1
 	PROPTEST_CASES=$$(( $(FUZZ_CASES) / 100 )) $(CARGO) test -p omium-core --test model -- --nocapture
-	cd omium-py && OMIUM_FUZZ_EXAMPLES=$(FUZZ_CASES) ../$(PY) -m pytest -q tests/test_codecs.py -k "stored_bytes or round_trip"
+	cd omium-py && OMIUM_FUZZ_EXAMPLES=$(FUZZ_CASES) ../$(PY) -m pytest -q tests/test_codecs.py -k "stored_bytes or json_like_values_round_trip"
 	cd omium-node && OMIUM_FUZZ_EXAMPLES=$(FUZZ_CASES) node --test test/codec.property.test.mjs
 
 bench: deps

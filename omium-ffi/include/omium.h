@@ -422,7 +422,8 @@ omium_status omium_store_rollback(struct omium_store *store,
 // `*out_ok` is true when nothing is wrong. A corrupt store is not an error of the call: the
 // status is `OMIUM_OK` and `*out_ok` false. If `out_report_json` is not NULL it receives
 // `{"ok", "executions", "checkpoints", "problems": [{"execution", "checkpoint", "error"}],
-// "audit": {"entries", "problems": [...]}}`; each problem names its checkpoint.
+// "audit": {"entries", "problems": [...], "head": {"seq", "hash"} or null}}`; each problem
+// names its checkpoint.
 //
 // Ownership: the caller frees `*out_report_json` with `omium_buffer_free`. Thread-safety: any
 // thread, concurrently with other calls on the store.

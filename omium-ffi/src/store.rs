@@ -451,7 +451,8 @@ pub unsafe extern "C" fn omium_store_rollback(
 /// `*out_ok` is true when nothing is wrong. A corrupt store is not an error of the call: the
 /// status is `OMIUM_OK` and `*out_ok` false. If `out_report_json` is not NULL it receives
 /// `{"ok", "executions", "checkpoints", "problems": [{"execution", "checkpoint", "error"}],
-/// "audit": {"entries", "problems": [...]}}`; each problem names its checkpoint.
+/// "audit": {"entries", "problems": [...], "head": {"seq", "hash"} or null}}`; each problem
+/// names its checkpoint.
 ///
 /// Ownership: the caller frees `*out_report_json` with `omium_buffer_free`. Thread-safety: any
 /// thread, concurrently with other calls on the store.
@@ -467,18 +468,17 @@ pub unsafe extern "C" fn omium_store_verify(
     out_ok: *mut bool,
     out_report_json: *mut omium_buffer,
 ) -> omium_status {
-    guard("omium_store_verify", || {
-        // SAFETY (argument reads): the caller's promises.
-        let ok = unsafe { out_arg(out_ok, "out_ok", false) }?;
-        let report_out = unsafe { opt_out_arg(out_report_json, omium_buffer::EMPTY) };
-        let id = unsafe { opt_str_arg(execution_id, "execution_id") }?;
-        let report = unsafe { with_store(store, |s| Ok(s.verify(id, None)?)) }?;
-        *ok = report.ok();
-        if let Some(out) = report_out {
-            *out = json::buffer(&json::verify_report(&report));
-        }
-        Ok(())
-    })
+    // SAFETY: the caller's promises, forwarded.
+    unsafe {
+        verify(
+            "omium_store_verify",
+            store,
+            execution_id,
+            None,
+            out_ok,
+            out_report_json,
+        )
+    }
 }
 
 /// `omium_store_verify`, and that the audit chain still holds `expect_head`: a head
@@ -499,13 +499,41 @@ pub unsafe extern "C" fn omium_store_verify_head(
     out_ok: *mut bool,
     out_report_json: *mut omium_buffer,
 ) -> omium_status {
-    guard("omium_store_verify_head", || {
+    // SAFETY: the caller's promises, forwarded.
+    unsafe {
+        verify(
+            "omium_store_verify_head",
+            store,
+            execution_id,
+            Some(expect_head),
+            out_ok,
+            out_report_json,
+        )
+    }
+}
+
+/// The body of `omium_store_verify` and (with `expect_head`) `omium_store_verify_head`.
+///
+/// # Safety
+/// As `omium_store_verify_head`.
+unsafe fn verify(
+    name: &'static str,
+    store: *mut omium_store,
+    execution_id: *const c_char,
+    expect_head: Option<*const c_char>,
+    out_ok: *mut bool,
+    out_report_json: *mut omium_buffer,
+) -> omium_status {
+    guard(name, || {
         // SAFETY (argument reads): the caller's promises.
         let ok = unsafe { out_arg(out_ok, "out_ok", false) }?;
         let report_out = unsafe { opt_out_arg(out_report_json, omium_buffer::EMPTY) };
         let id = unsafe { opt_str_arg(execution_id, "execution_id") }?;
-        let head: AuditHead = unsafe { non_empty_str_arg(expect_head, "expect_head") }?.parse()?;
-        let report = unsafe { with_store(store, |s| Ok(s.verify(id, Some(&head))?)) }?;
+        let head: Option<AuditHead> = match expect_head {
+            Some(h) => Some(unsafe { non_empty_str_arg(h, "expect_head") }?.parse()?),
+            None => None,
+        };
+        let report = unsafe { with_store(store, |s| Ok(s.verify(id, head.as_ref())?)) }?;
         *ok = report.ok();
         if let Some(out) = report_out {
             *out = json::buffer(&json::verify_report(&report));
