@@ -84,10 +84,6 @@ pub fn run(
                 view::json(out, &list);
                 return Ok(());
             }
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_millis() as u64)
-                .unwrap_or(0);
             let rows = list
                 .iter()
                 .map(|s| {
@@ -96,9 +92,9 @@ pub fn run(
                         s.execution.status.to_string(),
                         s.execution.checkpoint_count.to_string(),
                         format!("{} ({})", s.meta.owner, s.meta.owner_host),
-                        match s.meta.lease_until_ms.checked_sub(now) {
-                            Some(left) if left > 0 => format!("{:.1} s", left as f64 / 1000.0),
-                            _ => "-".into(),
+                        match s.lease_left_ms {
+                            0 => "-".into(),
+                            left => format!("{:.1} s (epoch {})", left as f64 / 1000.0, s.epoch),
                         },
                         view::time(s.meta.updated_at_ms),
                     ]

@@ -234,16 +234,21 @@ impl Store {
                     last + 1,
                 )),
                 Some(v) => {
-                    let e: AuditEntry =
-                        codec::decode("audit entry", &|| format!("#{}", x.seq), &v)?;
-                    if e.hash != x.hash {
-                        report.problems.push(format!(
+                    match codec::decode::<AuditEntry>("audit entry", &|| format!("#{}", x.seq), &v)
+                    {
+                        Err(err) => report.problems.push(format!(
+                        "audit head {x}: entry #{} cannot be read ({err}); the log was damaged \
+                         at or before it",
+                        x.seq
+                    )),
+                        Ok(e) if e.hash != x.hash => report.problems.push(format!(
                             "audit head {x}: entry #{} has hash {}; the log was rewritten at or \
-                             before entry #{}",
+                         before entry #{}",
                             x.seq,
                             crate::hex(&e.hash),
                             x.seq
-                        ));
+                        )),
+                        Ok(_) => {}
                     }
                 }
             }

@@ -111,6 +111,12 @@ pub enum Error {
         remaining_ms: u64,
     },
 
+    #[error(
+        "execution {execution:?} was taken over by another store: {detail}; this run stops \
+         before its next step"
+    )]
+    LeaseLost { execution: String, detail: String },
+
     #[error("cannot decode {what} {key}: {detail}")]
     Decode {
         what: &'static str,
@@ -318,6 +324,7 @@ error_codes! {
     Unauthorized = "unauthorized": "The daemon refused the credentials.",
     SyncConflict = "sync_conflict": "The cluster has another branch or holder of the execution.",
     SyncIncomplete = "sync_incomplete": "The cluster lacks chunks a push referenced; they are sent again.",
+    LeaseLost = "lease_lost": "Another store took the execution over; this store's run stops before its next step.",
     ServerError = "server_error": "A remote error of a kind this build does not know.",
 }
 
@@ -376,6 +383,7 @@ impl Error {
             Error::ConsensusUnavailable { .. } => C::ConsensusUnavailable,
             Error::ServerUnavailable { .. } => C::ServerUnavailable,
             Error::SyncConflict { .. } => C::SyncConflict,
+            Error::LeaseLost { .. } => C::LeaseLost,
             Error::Remote { code, .. } => ErrorCode::parse(code).unwrap_or(C::ServerError),
         }
     }

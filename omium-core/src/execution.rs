@@ -639,22 +639,40 @@ impl Run {
 
     /// The recorded checkpoint of the step at `seq` (or with `key`), if the journal has one.
     /// A different step name there is a [`Error::NonDeterminism`].
+    ///
+    /// `None` means that the caller runs the step's body next. When the store syncs to a
+    /// cluster, this first makes sure that the store still holds the execution there (see
+    /// [`crate::sync::Syncer::fence`]): a run whose execution another store took over gets
+    /// [`Error::LeaseLost`] here, before the body runs.
     pub fn recorded(&self, seq: u64, name: &str, key: Option<&str>) -> Result<Option<Checkpoint>> {
-        let j = self.journal.lock();
-        let found = match key {
-            Some(k) => j.by_key.get(k),
-            None => j.by_seq.get(&seq),
-        };
-        match found {
-            Some(c) if c.name != name => Err(Error::NonDeterminism {
-                execution: self.id.clone(),
-                seq: if key.is_some() { c.seq } else { seq },
-                recorded: c.name.clone(),
-                requested: name.into(),
-            }),
-            Some(c) => Ok(Some(c.clone())),
-            None => Ok(None),
+        {
+            let j = self.journal.lock();
+            let found = match key {
+                Some(k) => j.by_key.get(k),
+                None => j.by_seq.get(&seq),
+            };
+            match found {
+                Some(c) if c.name != name => {
+                    return Err(Error::NonDeterminism {
+                        execution: self.id.clone(),
+                        seq: if key.is_some() { c.seq } else { seq },
+                        recorded: c.name.clone(),
+                        requested: name.into(),
+                    })
+                }
+                Some(c) => return Ok(Some(c.clone())),
+                None => {}
+            }
         }
+        if let Some(s) = self.store.inner.sync.get() {
+            s.fence(self)?;
+        }
+        Ok(None)
+    }
+
+    /// How long the run's lease lasts when renewed.
+    pub(crate) fn lease_ttl_ms(&self) -> u64 {
+        self.lease_ttl_ms
     }
 
     /// Records a checkpoint at position `seq` on the live branch, atomically with its chunks,

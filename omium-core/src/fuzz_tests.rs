@@ -210,7 +210,8 @@ fn mutated_records_decode_or_are_refused() {
             input: Some(b"in".to_vec()),
             output: None,
             checkpoints: cs.clone(),
-            lease_until_ms: 5,
+            lease_ms: 5,
+            epoch: 2,
         }],
         at_ms: 9,
     };

@@ -685,6 +685,23 @@ fn a_cut_off_audit_tail_is_detected_against_a_recorded_head() {
             "{err}"
         );
     }
+    // An unreadable entry where the head was is a problem of the report, not an error.
+    drop(s);
+    {
+        let db = raw_db(dir.path());
+        let cf = db.cf_handle("audit").unwrap();
+        db.put_cf(cf, head.seq.to_be_bytes(), b"\x01garbage")
+            .unwrap();
+    }
+    let s = Store::open_read_only(dir.path()).unwrap();
+    let r = s.verify_expecting(None, Some(&head)).unwrap();
+    assert!(
+        r.audit.problems.iter().any(|p| p.starts_with(&format!(
+            "audit head {head}: entry #{} cannot be read (",
+            head.seq
+        )) && p.ends_with("the log was damaged at or before it")),
+        "{r:#?}"
+    );
 }
 
 #[test]

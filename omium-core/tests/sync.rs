@@ -130,14 +130,20 @@ fn a_run_pushed_from_one_store_is_pulled_and_finished_on_another_and_conflicts_a
     assert_eq!(ran, vec!["offer"], "finished steps must not run twice");
     sb.flush(None, Duration::from_secs(10)).unwrap();
 
-    // A comes back and continues its own branch: refused by branch, nothing merged.
+    // A comes back and continues: B took the execution over since A held it, so A's next
+    // step body does not run (fenced by the epoch), and nothing is merged.
     let run = begin(&a, "e1", Duration::from_secs(30));
     run.step("fetch", || Ok::<_, Error>(Vec::new())).unwrap();
     run.step("score", || Ok::<_, Error>(Vec::new())).unwrap();
+    let mut late_ran = false;
     let e = run
-        .step("late", || Ok::<_, Error>(b"from A".to_vec()))
+        .step("late", || {
+            late_ran = true;
+            Ok::<_, Error>(b"from A".to_vec())
+        })
         .unwrap_err();
-    assert_eq!(e.code(), "sync_conflict", "{e}");
+    assert_eq!(e.code(), "lease_lost", "{e}");
+    assert!(!late_ran, "the body ran after the execution was taken over");
     assert!(e.to_string().contains(sb.store_id()), "{e}");
     assert!(sa.report().conflicts.contains_key("e1"));
     drop(run);
@@ -170,9 +176,33 @@ fn a_run_pushed_from_one_store_is_pulled_and_finished_on_another_and_conflicts_a
             .collect::<Vec<_>>(),
         vec!["fetch", "score", "offer"]
     );
-    // Pulling into a store that has unpushed checkpoints of the execution is refused.
-    let e = sa.pull("e1").unwrap_err();
+    // A store that continued the execution on a branch of its own, without syncing, is
+    // refused by branch when it pushes; pulling into it is refused too (its unpushed
+    // checkpoints would be lost).
+    let f_dir = tempfile::tempdir().unwrap();
+    let f = Store::open(f_dir.path()).unwrap();
+    let run = begin(&f, "e1", Duration::from_secs(30));
+    run.step("other", || Ok::<_, Error>(b"from F".to_vec()))
+        .unwrap();
+    drop(run);
+    let sf = f
+        .attach_sync(config(&c, RemoteDurability::Background))
+        .unwrap();
+    let e = sf.flush(Some("e1"), Duration::from_secs(30)).unwrap_err();
     assert_eq!(e.code(), "sync_conflict", "{e}");
+    assert!(e.to_string().contains(sb.store_id()), "{e}");
+    let e = sf.pull("e1").unwrap_err();
+    assert_eq!(e.code(), "sync_conflict", "{e}");
+    // And a run there stops before its next body: the cluster holds another branch.
+    let run = begin(&f, "e1", Duration::from_secs(30));
+    run.step("other", || Ok::<_, Error>(Vec::new())).unwrap();
+    let e = run
+        .step("more", || -> Result<Vec<u8>, Error> {
+            panic!("a body ran on a refused branch")
+        })
+        .unwrap_err();
+    assert_eq!(e.code(), "sync_conflict", "{e}");
+    drop(run);
 
     // The same state in another execution sends no chunk again (content addresses).
     let before = sa.report();
@@ -183,6 +213,100 @@ fn a_run_pushed_from_one_store_is_pulled_and_finished_on_another_and_conflicts_a
     assert_eq!(after.chunks_sent, before.chunks_sent, "{after:?}");
     assert!(after.chunks_skipped >= after_two.chunks_sent, "{after:?}");
     drop(c);
+}
+
+/// The worker that held an execution stalls (a long pause, a partition) past its lease; another
+/// store takes the execution over and goes on. When the first worker wakes up, its next step
+/// body must not run: every step body runs once in all.
+#[test]
+fn a_worker_whose_execution_was_taken_over_stops_before_its_next_step_body() {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    let c = cluster();
+    let a_dir = tempfile::tempdir().unwrap();
+    let b_dir = tempfile::tempdir().unwrap();
+    let a = Store::open(a_dir.path()).unwrap();
+    let b = Store::open(b_dir.path()).unwrap();
+    let sa = a
+        .attach_sync(config(&c, RemoteDurability::Background))
+        .unwrap();
+    let sb = b
+        .attach_sync(config(&c, RemoteDurability::Background))
+        .unwrap();
+    let bodies: std::collections::BTreeMap<&str, AtomicU32> = ["plan", "check", "charge", "ship"]
+        .into_iter()
+        .map(|n| (n, AtomicU32::new(0)))
+        .collect();
+    let step = |run: &omium_core::Run, name: &str| {
+        run.step(name, || {
+            bodies[name].fetch_add(1, Ordering::SeqCst);
+            Ok::<_, Error>(name.as_bytes().to_vec())
+        })
+    };
+    let abandoned = |s: &omium_core::sync::Syncer| {
+        s.abandoned()
+            .unwrap()
+            .iter()
+            .any(|e| e.execution.id == "job")
+    };
+    let wait_for = |what: &str, cond: &dyn Fn() -> bool| {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !cond() {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+
+    let run_a = begin(&a, "job", Duration::from_millis(1500));
+    step(&run_a, "plan").unwrap();
+    sa.flush(None, Duration::from_secs(30)).unwrap();
+
+    // A idles past its lease; nobody takes the job over: A's next body renews its hold (with
+    // the epoch it was given) and runs.
+    wait_for("A's lease to run out in the cluster", &|| abandoned(&sb));
+    step(&run_a, "check").unwrap();
+    assert_eq!(bodies["check"].load(Ordering::SeqCst), 1);
+    sa.flush(None, Duration::from_secs(30)).unwrap();
+    let held = sb.remote_executions().unwrap();
+    let job = held.iter().find(|e| e.execution.id == "job").unwrap();
+    assert_eq!(job.meta.owner, sa.store_id());
+    assert_eq!(job.epoch, 1);
+
+    // A stalls again; this time B takes the job over and goes on.
+    wait_for("A's lease to run out again", &|| abandoned(&sb));
+    sb.pull("job").unwrap();
+    let run_b = begin(&b, "job", Duration::from_secs(30));
+    step(&run_b, "plan").unwrap();
+    step(&run_b, "check").unwrap();
+    step(&run_b, "charge").unwrap();
+    sb.flush(None, Duration::from_secs(30)).unwrap();
+
+    // A wakes up: its next bodies do not run.
+    for name in ["charge", "ship"] {
+        let e = step(&run_a, name).unwrap_err();
+        assert_eq!(e.code(), "lease_lost", "{e}");
+        assert!(e.to_string().contains(sb.store_id()), "{e}");
+        assert!(e.to_string().contains("epoch 2"), "{e}");
+    }
+    drop(run_a);
+    step(&run_b, "ship").unwrap();
+    run_b.complete(None).unwrap();
+    sb.flush(None, Duration::from_secs(30)).unwrap();
+    for (name, n) in &bodies {
+        assert_eq!(
+            n.load(Ordering::SeqCst),
+            1,
+            "the body of {name:?} ran {n:?} times"
+        );
+    }
+    let job = sb
+        .remote_executions()
+        .unwrap()
+        .into_iter()
+        .find(|e| e.execution.id == "job")
+        .unwrap();
+    assert_eq!(job.meta.owner, sb.store_id());
+    assert_eq!(job.execution.checkpoint_count, 4);
+    assert_eq!(job.epoch, 2);
 }
 
 #[test]
@@ -387,7 +511,8 @@ fn hostile_pushes_are_refused_and_the_cluster_keeps_serving() {
             input: None,
             output: None,
             checkpoints: vec![c],
-            lease_until_ms: 0,
+            lease_ms: 0,
+            epoch: 0,
         }],
         ..SyncBatch::default()
     };

@@ -121,6 +121,11 @@ export class ConsensusUnavailableError extends OmiumError {}
 export class SyncConflictError extends OmiumError {}
 /** The cluster lacked chunks a push referenced; the store sends them again. */
 export class SyncIncompleteError extends OmiumError {}
+/**
+ * Another store took this execution over in the cluster (it pulled it after this store's lease
+ * ran out): this run stopped before its next step body. Pull the execution to run it here again.
+ */
+export class LeaseLostError extends OmiumError {}
 /** A daemon or node answered an error of a kind this version does not know. */
 export class ServerError extends OmiumError {}
 /** The policy paused the execution until a human calls `resume()`. */
@@ -185,6 +190,7 @@ export const BY_CODE: Record<string, new (message: string, code: string) => Omiu
   unauthorized: UnauthorizedError,
   sync_conflict: SyncConflictError,
   sync_incomplete: SyncIncompleteError,
+  lease_lost: LeaseLostError,
   server_error: ServerError,
 };
 

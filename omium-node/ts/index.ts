@@ -58,6 +58,7 @@ export {
   ConsensusUnavailableError,
   SyncConflictError,
   SyncIncompleteError,
+  LeaseLostError,
   ServerError,
   BY_CODE as ERROR_CLASSES,
   type PolicyProblem,

@@ -157,6 +157,49 @@ def test_a_run_killed_on_one_machine_is_pulled_and_finished_on_another(cluster, 
     assert omium.sync_status()["conflicts"] == {}
 
 
+def stopped(pid: int) -> bool:
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().rsplit(")", 1)[1].split()[0] == "T"
+
+
+def test_a_worker_that_stalled_while_another_took_its_run_over_stops_before_its_next_step(cluster, tmp_path):
+    log = tmp_path / "steps.log"
+    # A runs 4 steps, each in the cluster when it returns, with a lease of 2 s, and stops itself
+    # after 2 (SIGSTOP, a stand-in for a long pause or a partition).
+    a = subprocess.Popen(
+        [sys.executable, str(WORKER), "run", str(tmp_path / "a"), cluster.nodes, "sync", str(log), "job-s", "4", "0", "-1", "2"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "SYNC_WORKER_LEASE": "2"},
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not stopped(a.pid):
+            assert a.poll() is None, a.stderr.read()
+            assert time.monotonic() < deadline, "worker A never stopped itself"
+            time.sleep(0.01)
+        # B recovers the run once A's lease ran out in the cluster, and finishes it.
+        omium.init(path=tmp_path / "b", remote=cluster.nodes, lease_ttl=30.0)
+        results: dict = {}
+        while "job-s" not in results:
+            assert time.monotonic() < deadline, "A's lease was never released"
+            results = omium.recover()
+            time.sleep(0.1)
+        omium.push()
+        # A wakes up: its next step raises before its body runs.
+        a.send_signal(signal.SIGCONT)
+        out, err = a.communicate(timeout=60)
+    finally:
+        if a.poll() is None:
+            a.kill()
+    assert a.returncode != 0, out
+    assert "LeaseLostError" in err and "was taken over by another store" in err, err
+    runs = Counter((s, pid) for _, s, pid in log_lines(log))
+    assert runs == {(0, a.pid): 1, (1, a.pid): 1, (2, os.getpid()): 1, (3, os.getpid()): 1}, runs
+    assert [c.name for c in omium.history("job-s")] == ["work"] * 4
+
+
 def test_nothing_is_lost_when_a_node_is_killed_while_a_store_pushes(cluster, tmp_path):
     log = tmp_path / "steps.log"
     w = worker("run", str(tmp_path / "a"), cluster.nodes, "background", str(log), "bulk", "40", "0.02")

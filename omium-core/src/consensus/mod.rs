@@ -67,8 +67,9 @@ pub enum Command {
     },
     /// Several commands proposed as one log entry (batched broadcasts).
     Batch(Vec<Command>),
-    /// Executions, checkpoints and chunks pushed by a store ([`crate::sync`]).
-    Sync(crate::sync::SyncBatch),
+    /// A push as logs written before fencing epochs hold it (decoded and applied as a
+    /// [`Command::Push`] that presents no epoch; never proposed now).
+    Sync(crate::sync::legacy::SyncBatchV1),
     /// A store takes a synced execution over (a pull) until `lease_until_ms`.
     Claim {
         execution_id: String,
@@ -77,6 +78,8 @@ pub enum Command {
         lease_until_ms: u64,
         at_ms: u64,
     },
+    /// Executions, checkpoints and chunks pushed by a store ([`crate::sync`]).
+    Push(crate::sync::SyncBatch),
 }
 
 impl std::fmt::Display for Command {
@@ -88,7 +91,8 @@ impl std::fmt::Display for Command {
             } => write!(f, "ack {message_id} by {agent:?}"),
             Command::Expire { message_id, .. } => write!(f, "expire {message_id}"),
             Command::Batch(c) => write!(f, "batch of {}", c.len()),
-            Command::Sync(b) => write!(
+            Command::Sync(b) => write!(f, "sync of {} execution(s), older format", b.bundles.len()),
+            Command::Push(b) => write!(
                 f,
                 "sync of {} execution(s), {} chunk(s)",
                 b.bundles.len(),
@@ -131,7 +135,7 @@ pub enum Reply {
     Rejected { code: String, detail: String },
     /// One reply per command of a [`Command::Batch`].
     Batch(Vec<Reply>),
-    /// One outcome per execution of a [`Command::Sync`], or the outcome of a
+    /// One outcome per execution of a [`Command::Push`], or the outcome of a
     /// [`Command::Claim`].
     Sync(Vec<crate::sync::SyncOutcome>),
 }

@@ -226,7 +226,9 @@ fn error_response(e: &Error) -> Response {
     let status = match e.code() {
         "invalid_message" | "invalid_argument" | "not_a_target" => StatusCode::BAD_REQUEST,
         "message_not_found" | "execution_not_found" => StatusCode::NOT_FOUND,
-        "consensus_violation" | "execution_leased" | "sync_conflict" => StatusCode::CONFLICT,
+        "consensus_violation" | "execution_leased" | "sync_conflict" | "lease_lost" => {
+            StatusCode::CONFLICT
+        }
         _ => StatusCode::SERVICE_UNAVAILABLE,
     };
     (status, Json(WireError::from_error(e))).into_response()

@@ -283,7 +283,10 @@ impl Pending<'_> {
                     .map(|c| self.apply(c, index))
                     .collect::<io::Result<_>>()?,
             ),
-            Command::Sync(batch) => Reply::Sync(crate::sync::apply_batch(self, batch, index)?),
+            Command::Sync(old) => {
+                Reply::Sync(crate::sync::apply_batch(self, &old.upgrade(), index)?)
+            }
+            Command::Push(batch) => Reply::Sync(crate::sync::apply_batch(self, batch, index)?),
             Command::Claim {
                 execution_id,
                 store_id,

@@ -13,7 +13,7 @@
 use ulid::Ulid;
 
 use super::{
-    check_records, checkpoint_key, chunk_key, list_synced, read_synced, verify_chunks,
+    check_records, checkpoint_key, chunk_key, list_synced, read_epoch, read_synced, verify_chunks,
     FetchedChunk, Kv, PullRequest, Pulled, SyncBatch, SyncOutcome, SyncedSummary,
 };
 use crate::codec;
@@ -88,13 +88,14 @@ pub(crate) async fn push(engine: &Engine, batch: SyncBatch) -> ProposeResult<Vec
     })??;
     batch.at_ms = now_ms();
     let n = batch.bundles.len();
-    match engine.propose(Command::Sync(batch)).await? {
+    match engine.propose(Command::Push(batch)).await? {
         Reply::Sync(outcomes) if outcomes.len() == n => Ok(outcomes),
         other => Err(unexpected(other).into()),
     }
 }
 
 pub(crate) async fn pull(engine: &Engine, req: PullRequest) -> ProposeResult<Pulled> {
+    let mut held = None;
     if req.claim_ms > 0 {
         let at_ms = now_ms();
         let cmd = Command::Claim {
@@ -105,11 +106,14 @@ pub(crate) async fn pull(engine: &Engine, req: PullRequest) -> ProposeResult<Pul
             at_ms,
         };
         match engine.propose(cmd).await? {
-            Reply::Sync(mut o) if o.len() == 1 => {
-                if let SyncOutcome::Rejected { code, detail } = o.remove(0) {
+            Reply::Sync(mut o) if o.len() == 1 => match o.remove(0) {
+                SyncOutcome::Rejected { code, detail } => {
                     return Err(outcome_error(&req.execution_id, &code, detail).into());
                 }
-            }
+                SyncOutcome::Accepted {
+                    epoch, lease_ms, ..
+                } => held = Some((epoch, lease_ms)),
+            },
             other => return Err(unexpected(other).into()),
         }
     } else {
@@ -117,6 +121,10 @@ pub(crate) async fn pull(engine: &Engine, req: PullRequest) -> ProposeResult<Pul
     }
     let store = engine.store();
     let ek = exec_key(&req.execution_id);
+    let (epoch, lease_ms) = match held {
+        Some(h) => h,
+        None => (read_epoch(&Committed(store), &ek).map_err(read_error)?, 0),
+    };
     let synced = read_synced(&Committed(store), &ek)
         .map_err(read_error)?
         .filter(|s| s.execution.id == req.execution_id)
@@ -132,6 +140,8 @@ pub(crate) async fn pull(engine: &Engine, req: PullRequest) -> ProposeResult<Pul
     Ok(Pulled {
         synced,
         checkpoints,
+        epoch,
+        lease_ms,
     })
 }
 
@@ -172,13 +182,24 @@ pub(crate) async fn executions(engine: &Engine) -> ProposeResult<Vec<SyncedSumma
         r.map(|(k, v)| (k.to_vec(), v.to_vec()))
             .map_err(|e| std::io::Error::other(e.to_string()))
     });
-    Ok(list_synced(iter).map_err(read_error)?)
+    let mut list = list_synced(iter).map_err(read_error)?;
+    // Lease time left on this node's clock: a store compares it with nothing of its own.
+    let now = now_ms();
+    for s in &mut list {
+        s.epoch = read_epoch(&Committed(store), &exec_key(&s.execution.id)).map_err(read_error)?;
+        s.lease_left_ms = s.meta.lease_until_ms.saturating_sub(now);
+    }
+    Ok(list)
 }
 
 /// The error a refused push or claim is reported as.
 pub fn outcome_error(execution: &str, code: &str, detail: String) -> Error {
     match code {
         "sync_conflict" => Error::SyncConflict {
+            execution: execution.into(),
+            detail,
+        },
+        "lease_lost" => Error::LeaseLost {
             execution: execution.into(),
             detail,
         },

@@ -14,10 +14,21 @@
 //! | `C ‖ exec_key(16) ‖ checkpoint id(16)` | the `Checkpoint` record |
 //! | `B ‖ blake3(32)` | the stored chunk (codec byte ‖ bytes); empty when it is in object storage |
 //!
+//! | `F ‖ exec_key(16)` | the execution's fencing epoch (u64, big-endian; absent: 0) |
+//!
 //! Conflicts are decided when the log entry is applied, so every node decides the same way:
-//! - **by lease**: the store that pushed last owns the execution until the lease it pushed
-//!   expires (the lease of the local run, or the claim a pull made). Another store's push or
-//!   pull before then is refused with `execution_leased`;
+//! - **by lease**: the store that pushed last owns the execution until its lease expires. A
+//!   push or pull asks for a duration (what is left of the local run's lease, or the claim of a
+//!   pull) and the cluster sets the deadline on its own clock: `at_ms` of the log entry, taken
+//!   by the leader that proposed it, plus the duration (at most [`cluster::MAX_CLAIM_MS`]).
+//!   Stores' clocks are never compared with each other's or the cluster's. Another store's
+//!   push or pull before the deadline is refused with `execution_leased`;
+//! - **by epoch** (fencing): every change of owner adds one to the execution's epoch, and the
+//!   owner presents the epoch it was given on every push. A push that presents an older epoch
+//!   comes from a store that was taken over, and is refused with `lease_lost` even when the new
+//!   owner's lease has expired since: that store must pull before it runs the execution again.
+//!   A running store checks its hold before each step body ([`remote::Syncer::fence`]), so it
+//!   stops before the body, not after;
 //! - **by branch**: a push from a store that is not the last owner must start from the head
 //!   the cluster holds (its `base`, the head it last pushed or pulled). If the execution moved on
 //!   elsewhere since, the push is refused with `sync_conflict`, naming both heads. Nothing is
@@ -72,8 +83,12 @@ pub struct Bundle {
     pub output: Option<Vec<u8>>,
     /// Checkpoints the cluster does not have from this store yet.
     pub checkpoints: Vec<Checkpoint>,
-    /// Until when this store holds the execution (its run's lease; 0 when nobody runs it).
-    pub lease_until_ms: u64,
+    /// How long this store asks to hold the execution, from when the cluster applies the push
+    /// (what is left of its run's lease; 0 when nobody runs it).
+    pub lease_ms: u64,
+    /// The fencing epoch this store was given by its last accepted push or pull of the
+    /// execution in this process (0: none).
+    pub epoch: u64,
 }
 
 /// One push: chunks first, then the executions that use them. One Raft log entry.
@@ -84,6 +99,60 @@ pub struct SyncBatch {
     pub external: Vec<[u8; 32]>,
     pub bundles: Vec<Bundle>,
     pub at_ms: u64,
+}
+
+/// Pushes as Raft logs written before fencing epochs hold them (`Command::Sync`): a node that
+/// replays such a log decodes them and applies them as pushes that present no epoch, with the
+/// lease they named measured from the entry's time.
+pub mod legacy {
+    use super::{Bundle, Checkpoint, Chunk, Execution, SyncBatch, Ulid};
+    use serde::{Deserialize, Serialize};
+
+    #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct BundleV1 {
+        pub store_id: String,
+        pub host: String,
+        pub base: Option<Ulid>,
+        pub execution: Execution,
+        pub input: Option<Vec<u8>>,
+        pub output: Option<Vec<u8>>,
+        pub checkpoints: Vec<Checkpoint>,
+        /// A deadline on the pushing store's clock.
+        pub lease_until_ms: u64,
+    }
+
+    #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+    pub struct SyncBatchV1 {
+        pub chunks: Vec<Chunk>,
+        pub external: Vec<[u8; 32]>,
+        pub bundles: Vec<BundleV1>,
+        pub at_ms: u64,
+    }
+
+    impl SyncBatchV1 {
+        pub fn upgrade(&self) -> SyncBatch {
+            SyncBatch {
+                chunks: self.chunks.clone(),
+                external: self.external.clone(),
+                bundles: self
+                    .bundles
+                    .iter()
+                    .map(|b| Bundle {
+                        store_id: b.store_id.clone(),
+                        host: b.host.clone(),
+                        base: b.base,
+                        execution: b.execution.clone(),
+                        input: b.input.clone(),
+                        output: b.output.clone(),
+                        checkpoints: b.checkpoints.clone(),
+                        lease_ms: b.lease_until_ms.saturating_sub(self.at_ms),
+                        epoch: 0,
+                    })
+                    .collect(),
+                at_ms: self.at_ms,
+            }
+        }
+    }
 }
 
 /// Who holds a synced execution in the cluster, and where it stands.
@@ -116,6 +185,10 @@ pub enum SyncOutcome {
     Accepted {
         head: Option<Ulid>,
         checkpoints: u64,
+        /// The execution's fencing epoch after the push or claim.
+        epoch: u64,
+        /// How long the store holds it from when the entry was applied (0: it does not).
+        lease_ms: u64,
     },
     Rejected {
         code: String,
@@ -128,6 +201,10 @@ pub enum SyncOutcome {
 pub struct Pulled {
     pub synced: Synced,
     pub checkpoints: Vec<Checkpoint>,
+    /// The fencing epoch the pulling store presents on its pushes of the execution.
+    pub epoch: u64,
+    /// How long the pulling store holds it from when its claim was applied (0: a read).
+    pub lease_ms: u64,
 }
 
 /// `POST /sync/pull` body.
@@ -173,6 +250,59 @@ pub(crate) fn checkpoint_key(ek: &ExecKey, id: Ulid) -> Vec<u8> {
 
 pub(crate) fn chunk_key(hash: &[u8; 32]) -> Vec<u8> {
     [&[b'B'][..], hash].concat()
+}
+
+fn epoch_key(ek: &ExecKey) -> Vec<u8> {
+    [&[b'F'][..], ek].concat()
+}
+
+/// The fencing epoch of an execution (0 before its first owner, and for executions synced
+/// before epochs existed).
+pub(crate) fn read_epoch(kv: &dyn Kv, ek: &ExecKey) -> std::io::Result<u64> {
+    let key = epoch_key(ek);
+    match kv.get(&key)? {
+        None => Ok(0),
+        Some(b) => b
+            .as_slice()
+            .try_into()
+            .map(u64::from_be_bytes)
+            .map_err(|_| {
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!(
+                        "fencing epoch at {}: {} bytes, expected 8",
+                        crate::hex(&key),
+                        b.len()
+                    ),
+                )
+            }),
+    }
+}
+
+/// Records `owner` as the holder: the epoch goes up by one when the owner changes.
+fn take_epoch(
+    kv: &mut dyn Kv,
+    ek: &ExecKey,
+    previous_owner: Option<&str>,
+    owner: &str,
+) -> std::io::Result<u64> {
+    let epoch = read_epoch(kv, ek)?;
+    let next = match previous_owner {
+        Some(p) if p == owner => epoch.max(1),
+        _ => epoch + 1,
+    };
+    if next != epoch {
+        kv.put(epoch_key(ek), next.to_be_bytes().to_vec());
+    }
+    Ok(next)
+}
+
+/// The deadline of a lease of `lease_ms` asked for in an entry applied at `at_ms`.
+fn deadline(at_ms: u64, lease_ms: u64) -> u64 {
+    match lease_ms {
+        0 => 0,
+        ms => at_ms.saturating_add(ms.min(cluster::MAX_CLAIM_MS)),
+    }
 }
 
 /// Reads and writes of the state machine while it applies one log entry.
@@ -266,6 +396,18 @@ fn apply_bundle(
                 ),
             ));
         }
+        let epoch = read_epoch(kv, &ek)?;
+        if b.epoch != 0 && b.epoch != epoch {
+            return Ok(rejected(
+                "lease_lost",
+                format!(
+                    "store {} on {} held execution {id:?} as epoch {}, and store {} on {} took \
+                     it over since (epoch {epoch}); the push was refused. Pull it to run it \
+                     here again",
+                    b.store_id, b.host, b.epoch, s.meta.owner, s.meta.owner_host
+                ),
+            ));
+        }
         if let Some(r) = leased_by_other(s, &b.store_id, at_ms) {
             return Ok(r);
         }
@@ -314,15 +456,18 @@ fn apply_bundle(
     for c in &b.checkpoints {
         kv.put(checkpoint_key(&ek, c.id), codec::encode(c));
     }
+    let previous_owner = existing.as_ref().map(|s| s.meta.owner.as_str());
+    let epoch = take_epoch(kv, &ek, previous_owner, &b.store_id)?;
     let (input, output) = match existing {
         Some(s) => (b.input.clone().or(s.input), b.output.clone().or(s.output)),
         None => (b.input.clone(), b.output.clone()),
     };
+    let lease_until_ms = deadline(at_ms, b.lease_ms);
     let meta = SyncMeta {
         owner: b.store_id.clone(),
         owner_host: b.host.clone(),
         head: b.execution.head,
-        lease_until_ms: b.lease_until_ms,
+        lease_until_ms,
         checkpoints: b.execution.checkpoint_count,
         updated_at_ms: at_ms,
         log_index: index,
@@ -337,6 +482,8 @@ fn apply_bundle(
     Ok(SyncOutcome::Accepted {
         head: b.execution.head,
         checkpoints: b.execution.checkpoint_count,
+        epoch,
+        lease_ms: lease_until_ms.saturating_sub(at_ms),
     })
 }
 
@@ -366,11 +513,14 @@ pub(crate) fn apply_claim(
         return Ok(SyncOutcome::Accepted {
             head: s.meta.head,
             checkpoints: s.meta.checkpoints,
+            epoch: read_epoch(kv, &ek)?,
+            lease_ms: 0,
         });
     }
     if let Some(r) = leased_by_other(&s, store, at_ms) {
         return Ok(r);
     }
+    let epoch = take_epoch(kv, &ek, Some(&s.meta.owner), store)?;
     s.meta.owner = store.into();
     s.meta.owner_host = host.into();
     s.meta.lease_until_ms = lease_until_ms;
@@ -380,6 +530,8 @@ pub(crate) fn apply_claim(
     Ok(SyncOutcome::Accepted {
         head: s.meta.head,
         checkpoints: s.meta.checkpoints,
+        epoch,
+        lease_ms: lease_until_ms.saturating_sub(at_ms),
     })
 }
 
@@ -550,8 +702,20 @@ impl Store {
             .map_err(|e| Error::storage("writing sync state", e))
     }
 
-    /// What of `execution_id` the cluster lacks, or `None` when it has everything.
-    pub(crate) fn outgoing(&self, execution_id: &str, store_id: &str) -> Result<Option<Outgoing>> {
+    /// Whether this store ever pushed or pulled `execution_id` (the cluster may hold it).
+    pub(crate) fn synced_before(&self, execution_id: &str) -> Result<bool> {
+        let s = self.sync_state(&exec_key(execution_id))?;
+        Ok(s.base.is_some() || !s.pushed.is_empty() || s.record != [0; 32])
+    }
+
+    /// What of `execution_id` the cluster lacks, or `None` when it has everything (with
+    /// `renew`, the execution record even then: the push renews the lease).
+    pub(crate) fn outgoing(
+        &self,
+        execution_id: &str,
+        store_id: &str,
+        renew: bool,
+    ) -> Result<Option<Outgoing>> {
         let ek = exec_key(execution_id);
         let Some(bytes) = self.get(Cf::Executions, &ek)? else {
             return Ok(None); // deleted since it was marked
@@ -568,7 +732,7 @@ impl Store {
                 checkpoints.push(codec::decode("checkpoint", &|| crate::hex(&k), &v)?);
             }
         }
-        if checkpoints.is_empty() && record == state.record {
+        if checkpoints.is_empty() && record == state.record && !renew {
             return Ok(None);
         }
         let input = match execution.has_input && !state.input_sent {
@@ -579,10 +743,12 @@ impl Store {
             true => self.get(Cf::Executions, &io_key(execution_id, OUTPUT_SUFFIX))?,
             false => None,
         };
-        let lease_until_ms = execution
+        // A duration, not a deadline: the cluster sets the deadline on its own clock.
+        let now = crate::store::now_ms();
+        let lease_ms = execution
             .lease
             .as_ref()
-            .map(|l| l.expires_at_ms)
+            .map(|l| l.expires_at_ms.saturating_sub(now))
             .unwrap_or(0);
         let mut next = state.clone();
         next.base = execution.head;
@@ -600,7 +766,8 @@ impl Store {
                 input,
                 output,
                 checkpoints,
-                lease_until_ms,
+                lease_ms,
+                epoch: 0,
             },
             state: next,
         }))
@@ -734,9 +901,14 @@ impl Store {
 pub struct SyncedSummary {
     pub execution: Execution,
     pub meta: SyncMeta,
+    /// The execution's fencing epoch.
+    pub epoch: u64,
+    /// How long its owner still holds it, on the answering node's clock (0: nobody does).
+    pub lease_left_ms: u64,
 }
 
-/// Every synced execution in a node's state machine.
+/// Every synced execution in a node's state machine (the caller fills in `epoch` and
+/// `lease_left_ms`).
 pub(crate) fn list_synced(
     iter: impl Iterator<Item = std::io::Result<(Vec<u8>, Vec<u8>)>>,
 ) -> std::io::Result<Vec<SyncedSummary>> {
@@ -748,6 +920,8 @@ pub(crate) fn list_synced(
         out.push(SyncedSummary {
             execution: s.execution,
             meta: s.meta,
+            epoch: 0,
+            lease_left_ms: 0,
         });
     }
     Ok(out)
@@ -814,6 +988,174 @@ mod tests {
             metadata: BTreeMap::new(),
             created_at_ms: 0,
         }
+    }
+
+    #[derive(Default)]
+    struct Mem(BTreeMap<Vec<u8>, Vec<u8>>);
+
+    impl Kv for Mem {
+        fn get(&self, key: &[u8]) -> std::io::Result<Option<Vec<u8>>> {
+            Ok(self.0.get(key).cloned())
+        }
+
+        fn put(&mut self, key: Vec<u8>, value: Vec<u8>) {
+            self.0.insert(key, value);
+        }
+    }
+
+    fn push(store: &str, epoch: u64, lease_ms: u64, e: &Execution, cs: &[Checkpoint]) -> Bundle {
+        Bundle {
+            store_id: store.into(),
+            host: format!("host-{store}"),
+            base: e.head,
+            execution: e.clone(),
+            input: None,
+            output: None,
+            checkpoints: cs.to_vec(),
+            lease_ms,
+            epoch,
+        }
+    }
+
+    fn accepted(epoch: u64, lease_ms: u64, e: &Execution) -> SyncOutcome {
+        SyncOutcome::Accepted {
+            head: e.head,
+            checkpoints: e.checkpoint_count,
+            epoch,
+            lease_ms,
+        }
+    }
+
+    fn refusal(o: SyncOutcome) -> (String, String) {
+        match o {
+            SyncOutcome::Rejected { code, detail } => (code, detail),
+            other => panic!("accepted: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_cluster_sets_lease_deadlines_on_its_own_clock_and_fences_stale_owners() {
+        let mut kv = Mem::default();
+        let a = checkpoint(None, b"one");
+        let mut e = execution(Some(a.id));
+        e.checkpoint_count = 1;
+        let ek = exec_key("e");
+        let deadline_of = |kv: &Mem| read_synced(kv, &ek).unwrap().unwrap().meta.lease_until_ms;
+
+        // The first push makes A the owner (epoch 1) until the entry's time plus what it asked.
+        let first = push("A", 0, 1000, &e, std::slice::from_ref(&a));
+        assert_eq!(
+            apply_bundle(&mut kv, &first, 50_000, 1).unwrap(),
+            accepted(1, 1000, &e)
+        );
+        assert_eq!(deadline_of(&kv), 51_000);
+        // A lease asked for longer than a day gets a day; a deadline past the end of time
+        // saturates instead of wrapping around.
+        let greedy = push("A", 1, u64::MAX, &e, &[]);
+        let day = cluster::MAX_CLAIM_MS;
+        assert_eq!(
+            apply_bundle(&mut kv, &greedy, 60_000, 2).unwrap(),
+            accepted(1, day, &e)
+        );
+        assert_eq!(deadline_of(&kv), 60_000 + day);
+        assert_eq!(
+            apply_bundle(&mut kv, &greedy, u64::MAX - 5, 3).unwrap(),
+            accepted(1, 5, &e)
+        );
+        assert_eq!(deadline_of(&kv), u64::MAX);
+        assert_eq!(
+            apply_bundle(&mut kv, &first, 70_000, 4).unwrap(),
+            accepted(1, 1000, &e)
+        );
+
+        // While A's lease lasts nobody else takes it; once it ran out, B does (epoch 2).
+        let claim = |kv: &mut Mem, store: &str, at: u64, index: u64| {
+            apply_claim(kv, "e", store, "hb", at + 5000, at, index).unwrap()
+        };
+        assert_eq!(
+            refusal(claim(&mut kv, "B", 70_500, 5)).0,
+            "execution_leased"
+        );
+        assert_eq!(claim(&mut kv, "B", 71_000, 6), accepted(2, 5000, &e));
+        // B's lease runs out and B changed nothing, but A held epoch 1: its push is refused
+        // (it must pull before it runs the execution again), however late it comes.
+        let stale = push("A", 1, 1000, &e, &[]);
+        for at in [72_000, 1 << 40] {
+            let (code, detail) = refusal(apply_bundle(&mut kv, &stale, at, 7).unwrap());
+            assert_eq!(code, "lease_lost");
+            assert!(
+                detail.contains("as epoch 1") && detail.contains("(epoch 2)"),
+                "{detail}"
+            );
+            assert!(detail.contains("store B on hb"), "{detail}");
+        }
+        // B's own pushes go on with its epoch; a re-claim by B keeps it.
+        let b = push("B", 2, 3000, &e, &[]);
+        assert_eq!(
+            apply_bundle(&mut kv, &b, 80_000, 8).unwrap(),
+            accepted(2, 3000, &e)
+        );
+        assert_eq!(claim(&mut kv, "B", 81_000, 9), accepted(2, 5000, &e));
+        // A store that presents no epoch (a new process) is judged by lease and branch: after
+        // B's lease it takes the execution back, which fences B (epoch 3).
+        let fresh = push("A", 0, 1000, &e, &[]);
+        assert_eq!(
+            refusal(apply_bundle(&mut kv, &fresh, 85_000, 10).unwrap()).0,
+            "execution_leased"
+        );
+        assert_eq!(
+            apply_bundle(&mut kv, &fresh, 90_000, 11).unwrap(),
+            accepted(3, 1000, &e)
+        );
+        assert_eq!(
+            refusal(apply_bundle(&mut kv, &b, 99_000, 12).unwrap()).0,
+            "lease_lost"
+        );
+        // Reading a finished execution takes nothing over.
+        let mut done = e.clone();
+        done.status = crate::Status::Completed;
+        let finished = push("A", 3, 0, &done, &[]);
+        assert_eq!(
+            apply_bundle(&mut kv, &finished, 99_500, 13).unwrap(),
+            accepted(3, 0, &done)
+        );
+        assert_eq!(claim(&mut kv, "C", 99_600, 14), accepted(3, 0, &done));
+        assert_eq!(read_epoch(&kv, &ek).unwrap(), 3);
+    }
+
+    #[test]
+    fn pushes_in_raft_logs_written_before_epochs_still_decode_and_apply() {
+        use crate::consensus::Command;
+        let a = checkpoint(None, b"one");
+        let mut e = execution(Some(a.id));
+        e.checkpoint_count = 1;
+        // The shape the previous build wrote for `Command::Sync`: a deadline on the pushing
+        // store's clock, no epoch.
+        let old = Command::Sync(legacy::SyncBatchV1 {
+            bundles: vec![legacy::BundleV1 {
+                store_id: "A".into(),
+                host: "ha".into(),
+                base: None,
+                execution: e.clone(),
+                input: None,
+                output: None,
+                checkpoints: vec![a],
+                lease_until_ms: 10_500,
+            }],
+            at_ms: 10_000,
+            ..Default::default()
+        });
+        let decoded: Command =
+            codec::decode("raft log entry", &|| "1".into(), &codec::encode(&old)).unwrap();
+        assert_eq!(decoded, old);
+        let Command::Sync(batch) = decoded else {
+            unreachable!()
+        };
+        let mut kv = Mem::default();
+        assert_eq!(
+            apply_batch(&mut kv, &batch.upgrade(), 1).unwrap(),
+            vec![accepted(1, 500, &e)]
+        );
     }
 
     fn refused(e: &Execution, cs: &[Checkpoint], whole: bool) -> String {

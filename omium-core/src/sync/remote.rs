@@ -8,10 +8,10 @@
 //! [`RemoteDurability::Sync`] a step returns once the round holding it is committed in the
 //! cluster, and concurrent steps share rounds (group commit over Raft).
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
 use serde::Serialize;
@@ -24,7 +24,7 @@ use super::{
 use crate::consensus::network::RemoteClient;
 use crate::error::{Error, Result};
 use crate::execution::Status;
-use crate::store::{exec_key, now_ms, Inner, Store};
+use crate::store::{exec_key, Inner, Store};
 
 /// When a step's changes reach the cluster.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -110,6 +110,8 @@ pub struct SyncReport {
 #[derive(Default)]
 struct Queue {
     dirty: BTreeSet<String>,
+    /// Executions whose next push goes out even when nothing changed (a fence renews them).
+    renew: BTreeSet<String>,
     /// Generation of the last mark; a round takes everything marked up to a generation.
     marked: u64,
     /// Every mark up to this generation went through a finished round.
@@ -118,6 +120,23 @@ struct Queue {
     failures: VecDeque<(u64, u64, Option<String>, Error)>,
     closed: bool,
 }
+
+/// What this process knows of its hold on one execution in the cluster.
+#[derive(Clone, Debug, Default)]
+struct Hold {
+    /// The fencing epoch of this store's last accepted push or pull (0: none yet).
+    epoch: u64,
+    /// Until when the cluster holds it for this store, on this process's monotonic clock:
+    /// when the request went out plus the lease the cluster granted. The cluster's deadline
+    /// counts from when it applied the request, which is later, so this is never past it.
+    until: Option<Instant>,
+    /// Why the cluster refused this store's last push of it (code, detail), when another
+    /// store holds it.
+    lost: Option<(String, String)>,
+}
+
+/// Refusals that mean another store holds the execution.
+const TAKEN_OVER: [&str; 3] = ["lease_lost", "execution_leased", "sync_conflict"];
 
 struct Shared {
     store: Weak<Inner>,
@@ -131,6 +150,7 @@ struct Shared {
     changed: Condvar,
     report: Mutex<SyncReport>,
     bytes_sent: AtomicU64,
+    holds: Mutex<HashMap<String, Hold>>,
 }
 
 /// Pushes a store's executions to a cluster and pulls them from it. Attach one with
@@ -186,6 +206,7 @@ impl Syncer {
             changed: Condvar::new(),
             report: Mutex::new(SyncReport::default()),
             bytes_sent: AtomicU64::new(0),
+            holds: Mutex::new(HashMap::new()),
         });
         let s = shared.clone();
         std::thread::Builder::new()
@@ -284,7 +305,7 @@ impl Syncer {
     fn run(self) {
         let mut backoff = Duration::from_millis(100);
         loop {
-            let (ids, hi) = {
+            let (ids, renew, hi) = {
                 let mut q = self.shared.queue.lock();
                 while q.dirty.is_empty() && !q.closed {
                     self.shared.changed.wait(&mut q);
@@ -297,10 +318,11 @@ impl Syncer {
                     let until = std::time::Instant::now() + self.shared.config.interval;
                     while !q.closed && !self.shared.changed.wait_until(&mut q, until).timed_out() {}
                 }
-                (std::mem::take(&mut q.dirty), q.marked)
+                let renew = std::mem::take(&mut q.renew);
+                (std::mem::take(&mut q.dirty), renew, q.marked)
             };
             let Ok(store) = self.store() else { return };
-            let outcome = self.push_round(&store, &ids);
+            let outcome = self.push_round(&store, &ids, &renew);
             drop(store);
             let mut q = self.shared.queue.lock();
             let lo = q.done + 1;
@@ -350,14 +372,19 @@ impl Syncer {
     /// Pushes these executions; the ones the cluster refused, with why. An execution refused
     /// as `sync_incomplete` (the node that answered which chunks it lacks was behind) is pushed
     /// again at once with all its chunks.
-    fn push_round(&self, store: &Store, ids: &BTreeSet<String>) -> Result<Vec<(String, Error)>> {
-        let refused = self.push_once(store, ids, false)?;
+    fn push_round(
+        &self,
+        store: &Store,
+        ids: &BTreeSet<String>,
+        renew: &BTreeSet<String>,
+    ) -> Result<Vec<(String, Error)>> {
+        let refused = self.push_once(store, ids, renew, false)?;
         let (again, mut refused): (Vec<_>, Vec<_>) = refused
             .into_iter()
             .partition(|(_, e)| e.code() == "sync_incomplete");
         if !again.is_empty() {
             let ids = again.into_iter().map(|(id, _)| id).collect();
-            refused.extend(self.push_once(store, &ids, true)?);
+            refused.extend(self.push_once(store, &ids, renew, true)?);
         }
         Ok(refused)
     }
@@ -366,16 +393,23 @@ impl Syncer {
         &self,
         store: &Store,
         ids: &BTreeSet<String>,
+        renew: &BTreeSet<String>,
         all_chunks: bool,
     ) -> Result<Vec<(String, Error)>> {
         let mut outs: Vec<Outgoing> = Vec::new();
         for id in ids {
-            if let Some(o) = store.outgoing(id, &self.shared.store_id)? {
+            if let Some(o) = store.outgoing(id, &self.shared.store_id, renew.contains(id))? {
                 outs.push(o);
             }
         }
         if outs.is_empty() {
             return Ok(Vec::new());
+        }
+        {
+            let holds = self.shared.holds.lock();
+            for o in &mut outs {
+                o.bundle.epoch = holds.get(&o.bundle.execution.id).map_or(0, |h| h.epoch);
+            }
         }
         let all: Vec<_> = outs
             .iter()
@@ -447,6 +481,7 @@ impl Syncer {
             }
         }
         batch.bundles = outs.iter().map(|o| o.bundle.clone()).collect();
+        let sent = Instant::now();
         let outcomes: Vec<SyncOutcome> = self.post("/sync/push", &batch)?;
         let mut refused = Vec::new();
         let mut report = self.shared.report.lock();
@@ -458,7 +493,20 @@ impl Syncer {
         for (o, outcome) in outs.iter().zip(outcomes) {
             let id = &o.bundle.execution.id;
             match outcome {
-                SyncOutcome::Accepted { .. } => {
+                SyncOutcome::Accepted {
+                    epoch, lease_ms, ..
+                } => {
+                    if lease_ms == 0
+                        && matches!(
+                            o.bundle.execution.status,
+                            Status::Completed | Status::Failed | Status::Cancelled
+                        )
+                    {
+                        // Finished: nothing to fence, and the map stays as small as what runs.
+                        self.shared.holds.lock().remove(id);
+                    } else {
+                        self.hold(id, epoch, sent, lease_ms);
+                    }
                     store.put_sync_state(&exec_key(id), &o.state)?;
                     report.conflicts.remove(id);
                     report.executions_pushed += 1;
@@ -467,6 +515,10 @@ impl Syncer {
                         o.bundle.checkpoints.iter().map(|c| c.raw_size).sum::<u64>();
                 }
                 SyncOutcome::Rejected { code, detail } => {
+                    if TAKEN_OVER.contains(&code.as_str()) {
+                        self.shared.holds.lock().entry(id.clone()).or_default().lost =
+                            Some((code.clone(), detail.clone()));
+                    }
                     let e = outcome_error(id, &code, detail);
                     report.conflicts.insert(id.clone(), e.to_string());
                     refused.push((id.clone(), e));
@@ -489,6 +541,7 @@ impl Syncer {
             host: self.shared.host.clone(),
             claim_ms: self.shared.config.claim.as_millis() as u64,
         };
+        let sent = Instant::now();
         let pulled: Pulled = self.post("/sync/pull", &req)?;
         let refs = chunk_refs(&pulled.checkpoints);
         let lens: BTreeMap<[u8; 32], u32> = refs.iter().copied().collect();
@@ -520,6 +573,7 @@ impl Syncer {
                 });
             }
         }
+        self.hold(execution_id, pulled.epoch, sent, pulled.lease_ms);
         let mut r = self.shared.report.lock();
         r.executions_pulled += 1;
         r.chunks_fetched += fetched;
@@ -596,6 +650,71 @@ impl Syncer {
         Ok(fetched)
     }
 
+    /// Notes what the cluster granted: the hold of `execution_id` as `epoch`, for `lease_ms`
+    /// from `sent`.
+    fn hold(&self, execution_id: &str, epoch: u64, sent: Instant, lease_ms: u64) {
+        self.shared.holds.lock().insert(
+            execution_id.to_string(),
+            Hold {
+                epoch,
+                until: Some(sent + Duration::from_millis(lease_ms)),
+                lost: None,
+            },
+        );
+    }
+
+    /// Whether this store holds `execution_id` in the cluster for at least `margin` more:
+    /// `Ok(true)`, `Ok(false)` when it does not know (never pushed it in this process, or the
+    /// hold runs out within `margin`), the cluster's refusal when another store holds it.
+    fn holds(&self, execution_id: &str, margin: Duration) -> Result<bool> {
+        let holds = self.shared.holds.lock();
+        let Some(h) = holds.get(execution_id) else {
+            return Ok(false);
+        };
+        if let Some((code, detail)) = &h.lost {
+            return Err(outcome_error(execution_id, code, detail.clone()));
+        }
+        Ok(h.until.is_some_and(|u| u > Instant::now() + margin))
+    }
+
+    /// Runs before each step body of `run` (from [`crate::Run::recorded`]): returns once this
+    /// store holds the execution in the cluster for at least a quarter of the run's lease more,
+    /// so that no other store can have taken it over when the body starts. Usually that is
+    /// known from the last push; when the hold runs short (an idle run) or is not known yet (a
+    /// run resumed in a new process), the run's lease is renewed and pushed at once, and the
+    /// body waits for the cluster's answer. An execution this store never synced is not held
+    /// by anyone else and runs without waiting.
+    ///
+    /// When the cluster refused this store's push or renewal, the refusal: `lease_lost` when
+    /// another store took the execution over since this one held it, `execution_leased` when
+    /// another store holds it, `sync_conflict` when it went on elsewhere. [`Error::LeaseLost`]
+    /// too when the hold ran out and could not be renewed.
+    pub fn fence(&self, run: &crate::Run) -> Result<()> {
+        let id = run.execution_id();
+        if self.holds(id, Duration::from_millis(run.lease_ttl_ms() / 4))? {
+            return Ok(());
+        }
+        let known = self.shared.holds.lock().contains_key(id);
+        if !known && !self.store()?.synced_before(id)? {
+            return Ok(());
+        }
+        // The heartbeat extends the local lease, and the push carries what is left of it.
+        run.heartbeat()?;
+        self.shared.queue.lock().renew.insert(id.to_string());
+        self.mark(id);
+        let flushed = self.flush(Some(id), REQUEST * 2);
+        if self.holds(id, Duration::ZERO)? {
+            return Ok(());
+        }
+        Err(Error::LeaseLost {
+            execution: id.into(),
+            detail: match flushed {
+                Err(e) => format!("this store could not confirm that it still holds it: {e}"),
+                Ok(()) => "the cluster granted this store no lease on it".into(),
+            },
+        })
+    }
+
     /// Every execution the cluster holds.
     pub fn remote_executions(&self) -> Result<Vec<SyncedSummary>> {
         self.post("/sync/executions", &())
@@ -604,14 +723,13 @@ impl Syncer {
     /// Executions in the cluster that another store left unfinished and no longer holds:
     /// what `recover()` pulls before it resumes.
     pub fn abandoned(&self) -> Result<Vec<SyncedSummary>> {
-        let now = now_ms();
         Ok(self
             .remote_executions()?
             .into_iter()
             .filter(|s| {
                 matches!(s.execution.status, Status::Running | Status::Pending)
                     && s.meta.owner != self.shared.store_id
-                    && s.meta.lease_until_ms <= now
+                    && s.lease_left_ms == 0
             })
             .collect())
     }

@@ -83,6 +83,7 @@ from .errors import (
     InvalidArgumentError,
     InvalidMessageError,
     InvalidStateError,
+    LeaseLostError,
     MessageNotFoundError,
     NewerFormatError,
     NoConsistentCheckpointError,
@@ -230,5 +231,6 @@ __all__ = [
     "ServerUnavailableError",
     "UnauthorizedError",
     "SyncIncompleteError",
+    "LeaseLostError",
     "ServerError",
 ]

@@ -294,6 +294,14 @@ class SyncIncompleteError(OmiumError):
     code = "sync_incomplete"
 
 
+class LeaseLostError(OmiumError):
+    """Another store took this execution over in the cluster (it pulled it after this store's
+    lease ran out): this run stopped before its next step body. Pull the execution to run it
+    here again."""
+
+    code = "lease_lost"
+
+
 class ServerError(OmiumError):
     """A daemon or node answered an error of a kind this version does not know."""
 
@@ -342,6 +350,7 @@ BY_CODE: dict[str, type[OmiumError]] = {
         ServerUnavailableError,
         UnauthorizedError,
         SyncIncompleteError,
+        LeaseLostError,
         ServerError,
     ]
 }
