@@ -302,7 +302,10 @@ doc = {
         "(over a unix socket, or HTTP). Every method is `POST /v1/<method>` with a JSON object of arguments; "
         "errors answer 4xx/5xx with `{code, message}` (the codes of the embedded API). Bytes are base64. "
         "On TCP, a daemon started with API keys requires `Authorization: Bearer <key>` (not on /v1/health "
-        "and this document). Records are the core's (`Execution`, `Checkpoint`, `Failure`), field for field.",
+        "and this document). Every listener refuses a request with an `Origin` header (403) and a POST whose "
+        "Content-Type is not application/json (415); on TCP, a `Host` that is not an address, localhost on "
+        "loopback, or a name given with --allow-host is refused (403). "
+        "Records are the core's (`Execution`, `Checkpoint`, `Failure`), field for field.",
     },
     "servers": [{"url": "http://127.0.0.1:7700"}],
     "components": {
@@ -420,7 +423,7 @@ doc = {
             "get": {
                 "tags": ["daemon"],
                 "operationId": "health",
-                "summary": "The daemon is up.",
+                "summary": "The daemon is up (liveness only: it needs no key and tells nothing else).",
                 "security": [{}],
                 "responses": {
                     "200": {
@@ -429,18 +432,35 @@ doc = {
                             "application/json": {
                                 "schema": {
                                     "type": "object",
-                                    "required": ["status", "store", "durability", "version", "runs"],
-                                    "properties": {
-                                        "status": {"type": "string", "enum": ["ok"]},
-                                        "store": S(),
-                                        "durability": S(),
-                                        "version": S(),
-                                        "runs": INT,
-                                    },
+                                    "required": ["status"],
+                                    "additionalProperties": False,
+                                    "properties": {"status": {"type": "string", "enum": ["ok"]}},
                                 }
                             }
                         },
                     }
+                },
+            }
+        },
+        "/v1/status": {
+            "get": {
+                "tags": ["daemon"],
+                "operationId": "status",
+                "summary": "What the daemon serves: its store, durability, version and open runs.",
+                "responses": {
+                    "200": {
+                        "description": "ok",
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "type": "object",
+                                    "required": ["store", "durability", "version", "runs"],
+                                    "properties": {"store": S(), "durability": S(), "version": S(), "runs": INT},
+                                }
+                            }
+                        },
+                    },
+                    "401": {"$ref": "#/components/responses/Error"},
                 },
             }
         },

@@ -192,6 +192,14 @@ enum Command {
         /// HTTP when given: `Authorization: Bearer <key>`.
         #[arg(long = "api-key")]
         api_keys: Vec<String>,
+        /// A host name HTTP requests may name in `Host` (repeatable; `name` or `name:port`).
+        /// Addresses and, on loopback, localhost are always accepted; other names are refused.
+        #[arg(long = "allow-host")]
+        allowed_hosts: Vec<String>,
+        /// A group whose members may use the unix socket too (0660); without it the socket is
+        /// the daemon user's only (0600).
+        #[arg(long = "socket-group")]
+        socket_group: Option<String>,
         /// sync (fsync before a step returns), buffered (survives a crash of the daemon, not of
         /// the machine) or none.
         #[arg(long, default_value = "sync")]
@@ -341,17 +349,20 @@ fn run(cli: &Cli) -> Result<ExitCode, Error> {
         socket,
         http,
         api_keys,
+        allowed_hosts,
+        socket_group,
         durability,
     } = &cli.command
     {
         let durability = omium_core::Durability::parse(durability)?;
-        serve::serve(
-            &cli.store,
-            socket.clone(),
-            http.clone(),
-            api_keys.clone(),
-            durability,
-        )?;
+        let config = omium_core::serve::ServeConfig {
+            socket: socket.clone(),
+            http: http.clone(),
+            api_keys: api_keys.clone(),
+            allowed_hosts: allowed_hosts.clone(),
+            socket_group: socket_group.clone(),
+        };
+        serve::serve(&cli.store, config, durability)?;
         return Ok(ExitCode::SUCCESS);
     }
     let out = &mut std::io::stdout().lock();

@@ -2,7 +2,7 @@
 //! this machine (over a unix socket and HTTP on loopback).
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use omium_core::serve::{Daemon, ServeConfig};
 use omium_core::{Durability, Error, OpenOptions, Store};
@@ -10,20 +10,18 @@ use omium_core::{Durability, Error, OpenOptions, Store};
 /// Runs until SIGTERM or SIGINT; prints one JSON line once it listens.
 pub fn serve(
     store_path: &Path,
-    socket: Option<PathBuf>,
-    http: Option<String>,
-    mut api_keys: Vec<String>,
+    mut config: ServeConfig,
     durability: Durability,
 ) -> Result<(), Error> {
     if let Ok(keys) = std::env::var("OMIUM_API_KEYS") {
-        api_keys.extend(
+        config.api_keys.extend(
             keys.split(',')
                 .map(str::trim)
                 .filter(|k| !k.is_empty())
                 .map(String::from),
         );
     }
-    if api_keys.iter().any(|k| k.len() < 16) {
+    if config.api_keys.iter().any(|k| k.len() < 16) {
         return Err(Error::InvalidArgument {
             what: "--api-key",
             detail: "an API key shorter than 16 characters is too easy to guess; use e.g. \
@@ -31,10 +29,9 @@ pub fn serve(
                 .into(),
         });
     }
-    let socket = match (socket, &http) {
-        (None, None) => Some(store_path.join("omium.sock")),
-        (s, _) => s,
-    };
+    if config.socket.is_none() && config.http.is_none() {
+        config.socket = Some(store_path.join("omium.sock"));
+    }
     let store = Store::open_with(
         store_path,
         OpenOptions {
@@ -44,15 +41,7 @@ pub fn serve(
     )?;
     let rt = crate::consensus::runtime()?;
     rt.block_on(async {
-        let daemon = Daemon::start(
-            &store,
-            ServeConfig {
-                socket,
-                http,
-                api_keys,
-            },
-        )
-        .await?;
+        let daemon = Daemon::start(&store, config).await?;
         let line = serde_json::json!({
             "serving": store.path(),
             "socket": daemon.socket(),

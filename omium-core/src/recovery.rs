@@ -1008,13 +1008,144 @@ pub fn slack_body(payload: &serde_json::Value) -> serde_json::Value {
     serde_json::json!({ "text": text })
 }
 
-/// POSTs `body` (JSON) to `url`: 5 s timeout, one retry on a network error or a 5xx.
+/// Hosts (names or addresses, comma-separated) that webhooks may reach although they are, or
+/// resolve to, loopback, private, link-local or other non-public addresses. Set by the operator
+/// of the process (`OMIUM_WEBHOOK_ALLOW=127.0.0.1,hooks.internal`), never by a policy document.
+pub const WEBHOOK_ALLOW_ENV: &str = "OMIUM_WEBHOOK_ALLOW";
+
+/// Hosts allowed as with [`WEBHOOK_ALLOW_ENV`], given by a program that embeds Omium.
+static ALLOWED_WEBHOOK_HOSTS: parking_lot::Mutex<Vec<String>> = parking_lot::Mutex::new(Vec::new());
+
+/// Lets webhooks of this process reach these hosts (names or addresses) although they are not
+/// public, as [`WEBHOOK_ALLOW_ENV`] does.
+pub fn allow_webhook_hosts<S: AsRef<str>>(hosts: &[S]) {
+    ALLOWED_WEBHOOK_HOSTS
+        .lock()
+        .extend(hosts.iter().map(|h| h.as_ref().trim().to_string()));
+}
+
+/// The key webhook bodies are signed with, when set: header
+/// `Omium-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>">`.
+pub const WEBHOOK_SECRET_ENV: &str = "OMIUM_WEBHOOK_SECRET";
+
+/// Whether a webhook may reach `ip` without the operator naming it: public unicast only.
+fn public(ip: std::net::IpAddr) -> bool {
+    use std::net::IpAddr;
+    match ip {
+        IpAddr::V4(a) => {
+            let [o0, o1, ..] = a.octets();
+            !(a.is_loopback()
+                || a.is_private()
+                || a.is_link_local() // 169.254/16, cloud metadata among them
+                || a.is_unspecified()
+                || a.is_broadcast()
+                || a.is_multicast()
+                || a.is_documentation()
+                || o0 == 0
+                || (o0 == 100 && (o1 & 0xc0) == 64) // shared address space, 100.64/10
+                || (o0 == 198 && (o1 & 0xfe) == 18)) // benchmarking, 198.18/15
+        }
+        IpAddr::V6(a) => {
+            let s0 = a.segments()[0];
+            if let Some(v4) = a.to_ipv4_mapped() {
+                return public(IpAddr::V4(v4));
+            }
+            !(a.is_loopback()
+                || a.is_unspecified()
+                || a.is_multicast()
+                || (s0 & 0xfe00) == 0xfc00 // unique local (fd00:ec2::254 is a metadata address)
+                || (s0 & 0xffc0) == 0xfe80) // link-local
+        }
+    }
+}
+
+/// Checks where a webhook would go before anything is sent: an http(s) URL whose host is, and
+/// resolves only to, public addresses, unless `allow` names the host or the address.
+pub fn webhook_target(url: &str, allow: &[String]) -> std::result::Result<(), String> {
+    use std::net::{IpAddr, ToSocketAddrs};
+    let uri: ureq::http::Uri = url
+        .parse()
+        .map_err(|_| format!("refused: {url:?} is not a URL"))?;
+    let https = match uri.scheme_str() {
+        Some("https") => true,
+        Some("http") => false,
+        _ => {
+            return Err(format!(
+                "refused: {url:?} is not an http:// or https:// URL"
+            ))
+        }
+    };
+    let host = uri
+        .host()
+        .ok_or_else(|| format!("refused: {url:?} names no host"))?
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_ascii_lowercase();
+    if allow.iter().any(|a| a.trim().eq_ignore_ascii_case(&host)) {
+        return Ok(());
+    }
+    let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
+    let (ips, literal): (Vec<IpAddr>, bool) = match host.parse::<IpAddr>() {
+        Ok(ip) => (vec![ip], true),
+        Err(_) => (
+            (host.as_str(), port)
+                .to_socket_addrs()
+                .map_err(|_| format!("failed: cannot resolve {host}"))?
+                .map(|a| a.ip())
+                .collect(),
+            false,
+        ),
+    };
+    let allowed = |ip: &IpAddr| {
+        allow
+            .iter()
+            .any(|a| a.trim().parse::<IpAddr>().ok() == Some(*ip))
+    };
+    match ips.iter().find(|ip| !public(**ip) && !allowed(ip)) {
+        None => Ok(()),
+        Some(ip) => {
+            Err(format!(
+            "refused: {host} {} a loopback, private, link-local or other non-public address{}; \
+             the operator can allow it with {WEBHOOK_ALLOW_ENV}={host}",
+            if literal { "is" } else { "resolves to" },
+            if literal { String::new() } else { format!(" ({ip})") },
+        ))
+        }
+    }
+}
+
+/// HMAC-SHA256 of `message` under `key`, hex.
+pub fn webhook_signature(key: &[u8], message: &[u8]) -> String {
+    use hmac::Mac;
+    let mut mac =
+        hmac::Hmac::<sha2::Sha256>::new_from_slice(key).expect("HMAC takes keys of any length");
+    mac.update(message);
+    crate::hex(&mac.finalize().into_bytes())
+}
+
+/// POSTs `body` (JSON) to `url`: only to the addresses [`webhook_target`] allows, without
+/// following redirects, signed when [`WEBHOOK_SECRET_ENV`] is set; 5 s timeout, one retry on a
+/// network error or a 5xx. What went wrong is said as `refused: …` (the URL or a redirect) or
+/// `failed: …` (a status, or "no answer"): never the text of a network error, which would tell
+/// the caller what answers behind the address.
 pub fn post_webhook(url: &str, body: &str) -> std::result::Result<(), String> {
+    let mut allow: Vec<String> = std::env::var(WEBHOOK_ALLOW_ENV)
+        .unwrap_or_default()
+        .split(',')
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect();
+    allow.extend(ALLOWED_WEBHOOK_HOSTS.lock().iter().cloned());
+    webhook_target(url, &allow)?;
+    let secret = std::env::var(WEBHOOK_SECRET_ENV)
+        .ok()
+        .filter(|s| !s.is_empty());
     let loopback = ["http://127.0.0.1", "http://localhost", "http://[::1]"]
         .iter()
         .any(|p| url.starts_with(p));
     let mut cfg = ureq::Agent::config_builder()
         .timeout_global(Some(Duration::from_secs(5)))
+        .max_redirects(0)
         .http_status_as_error(false);
     if loopback {
         cfg = cfg.proxy(None);
@@ -1025,15 +1156,25 @@ pub fn post_webhook(url: &str, body: &str) -> std::result::Result<(), String> {
         if attempt > 0 {
             std::thread::sleep(Duration::from_millis(200));
         }
-        match agent
-            .post(url)
-            .header("content-type", "application/json")
-            .send(body)
-        {
+        let mut req = agent.post(url).header("content-type", "application/json");
+        if let Some(key) = &secret {
+            let t = now_ms() / 1000;
+            let sig = webhook_signature(key.as_bytes(), format!("{t}.{body}").as_bytes());
+            req = req.header("omium-signature", format!("t={t},v1={sig}"));
+        }
+        match req.send(body) {
             Ok(resp) if resp.status().is_success() => return Ok(()),
-            Ok(resp) if resp.status().is_server_error() => last = format!("HTTP {}", resp.status()),
-            Ok(resp) => return Err(format!("HTTP {}", resp.status())),
-            Err(e) => last = e.to_string(),
+            Ok(resp) if resp.status().is_redirection() => {
+                return Err(format!(
+                    "refused: the receiver redirected (HTTP {}); webhooks follow no redirects",
+                    resp.status().as_u16()
+                ))
+            }
+            Ok(resp) if resp.status().is_server_error() => {
+                last = format!("failed: HTTP {}", resp.status().as_u16())
+            }
+            Ok(resp) => return Err(format!("failed: HTTP {}", resp.status().as_u16())),
+            Err(_) => last = "failed: no answer".into(),
         }
     }
     Err(last)
@@ -1043,6 +1184,58 @@ pub fn post_webhook(url: &str, body: &str) -> std::result::Result<(), String> {
 mod tests {
     use super::*;
     use crate::policy::{NotifyAction, PauseAction, SuggestFixAction};
+
+    #[test]
+    fn webhooks_reach_only_public_addresses_unless_the_operator_allows_them() {
+        let refused = |url: &str| webhook_target(url, &[]).unwrap_err();
+        for (url, host) in [
+            ("http://127.0.0.1:9/x", "127.0.0.1"),
+            (
+                "http://169.254.169.254/latest/meta-data/",
+                "169.254.169.254",
+            ),
+            ("http://[::1]:8080/", "::1"),
+            ("http://10.1.2.3/hook", "10.1.2.3"),
+            ("http://192.168.0.10/", "192.168.0.10"),
+            ("http://[fd00:ec2::254]/", "fd00:ec2::254"),
+            ("http://[::ffff:127.0.0.1]/", "::ffff:127.0.0.1"),
+            ("http://100.64.0.1/", "100.64.0.1"),
+            ("http://0.0.0.0:80/", "0.0.0.0"),
+        ] {
+            assert_eq!(
+                refused(url),
+                format!(
+                    "refused: {host} is a loopback, private, link-local or other non-public \
+                     address; the operator can allow it with OMIUM_WEBHOOK_ALLOW={host}"
+                ),
+                "{url}"
+            );
+        }
+        let e = refused("http://localhost:8080/x");
+        assert!(
+            e.starts_with("refused: localhost resolves to a loopback") && e.contains("(127.0.0.1)")
+                || e.contains("(::1)"),
+            "{e}"
+        );
+        assert!(refused("ftp://example.com/x").contains("is not an http:// or https:// URL"));
+        assert!(refused("not a url at all").starts_with("refused: "));
+        // Public addresses need nothing; the operator may name private hosts or addresses.
+        webhook_target("https://93.184.216.34/hook", &[]).unwrap();
+        webhook_target("http://[2606:2800:220:1::1]/", &[]).unwrap();
+        let allow = ["127.0.0.1".to_string(), "LOCALHOST".to_string()];
+        webhook_target("http://127.0.0.1:9/x", &allow).unwrap();
+        webhook_target("http://localhost:9/x", &allow).unwrap();
+        assert!(webhook_target("http://169.254.169.254/", &allow).is_err());
+    }
+
+    #[test]
+    fn webhook_signatures_are_hmac_sha256() {
+        // RFC 4231, test case 2.
+        assert_eq!(
+            webhook_signature(b"Jefe", b"what do ya want for nothing?"),
+            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
+    }
 
     #[test]
     fn side_effects_listed_after_a_pause_run_before_it() {

@@ -337,6 +337,8 @@ fn a_recovery_retries_then_escalates_with_webhooks_and_history() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
     let (url, bodies) = common::http_receiver(200, "/hook");
+    // The receiver is on loopback, which webhooks reach only when the operator allows it.
+    omium_core::recovery::allow_webhook_hosts(&["127.0.0.1"]);
     let doc = format!(
         "channels:\n  ops: {{webhook: \"{url}\"}}\n  slack: {{webhook: \"{url}\", format: slack}}\nrules:\n  - trigger: timeout_error\n    actions:\n      - retry: {{max_attempts: 3, initial_delay: 10ms, jitter: none}}\n      - escalate\n"
     );
@@ -560,4 +562,31 @@ fn hostile_documents_are_refused_by_the_limits_before_they_expand() {
     // Within the limits, aliases still work.
     let ok = "channels:\n  ops: &hook {webhook: \"http://127.0.0.1:9/x\"}\n  oncall: *hook\n";
     policy::parse(ok, None).unwrap();
+}
+
+/// A receiver cannot bounce a webhook elsewhere, and what the caller learns of a failure is a
+/// status or "no answer", not the network error (which would tell what answers where).
+#[test]
+fn webhooks_follow_no_redirects_and_say_nothing_of_network_errors() {
+    use omium_core::recovery::{allow_webhook_hosts, post_webhook};
+    allow_webhook_hosts(&["127.0.0.1"]);
+    let (url, bodies) = common::http_receiver(302, "/moved");
+    assert_eq!(
+        post_webhook(&url, "{}").unwrap_err(),
+        "refused: the receiver redirected (HTTP 302); webhooks follow no redirects"
+    );
+    assert_eq!(bodies.recv_timeout(Duration::from_secs(10)).unwrap(), b"{}");
+    let (url, _) = common::http_receiver(404, "/gone");
+    assert_eq!(post_webhook(&url, "{}").unwrap_err(), "failed: HTTP 404");
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    assert_eq!(
+        post_webhook(&format!("http://{closed}/x"), "{}").unwrap_err(),
+        "failed: no answer"
+    );
+    // Without the operator's word, loopback is refused before anything is sent.
+    let e = post_webhook("http://[::1]:9/x", "{}").unwrap_err();
+    assert!(e.starts_with("refused: ::1 is a loopback"), "{e}");
 }

@@ -118,7 +118,6 @@ pub async fn open_store(path: String, options: Option<OpenStoreOptions>) -> Resu
     Ok(Store {
         inner: Arc::new(RwLock::new(Some(StoreHandle::Local(store)))),
         path,
-        remote_durability: "sync",
     })
 }
 
@@ -135,21 +134,10 @@ pub async fn connect_store(url: String, options: Option<ConnectOptions>) -> Resu
         ));
     }
     let u = url.clone();
-    let (client, health) = blocking(move || {
-        let client = Client::connect(&u, api_key.as_deref())?;
-        let health = client.health()?;
-        Ok((client, health))
-    })
-    .await?;
-    let remote_durability = match health["durability"].as_str() {
-        Some("buffered") => "buffered",
-        Some("none") => "none",
-        _ => "sync",
-    };
+    let client = blocking(move || Client::connect(&u, api_key.as_deref())).await?;
     Ok(Store {
         inner: Arc::new(RwLock::new(Some(StoreHandle::Remote(client)))),
         path: url,
-        remote_durability,
     })
 }
 
@@ -158,8 +146,6 @@ pub struct Store {
     inner: Arc<RwLock<Option<StoreHandle>>>,
     /// The directory, or the daemon's URL.
     path: String,
-    /// The daemon's durability (remote handles).
-    remote_durability: &'static str,
 }
 
 impl Store {
@@ -221,7 +207,7 @@ impl Store {
     pub fn durability(&self) -> Result<String> {
         Ok(match self.handle()? {
             StoreHandle::Local(s) => s.durability().as_str().into(),
-            StoreHandle::Remote(_) => self.remote_durability.into(),
+            StoreHandle::Remote(c) => c.durability().map_err(err)?.as_str().into(),
         })
     }
 

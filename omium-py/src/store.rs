@@ -29,8 +29,6 @@ pub struct Store {
     inner: RwLock<Option<StoreHandle>>,
     /// The directory, or the daemon's URL.
     path: PathBuf,
-    /// The daemon's durability (remote handles).
-    remote_durability: &'static str,
 }
 
 impl Store {
@@ -125,7 +123,6 @@ impl Store {
         Ok(Store {
             inner: RwLock::new(Some(StoreHandle::Local(store))),
             path,
-            remote_durability: "sync",
         })
     }
 
@@ -134,16 +131,9 @@ impl Store {
     #[pyo3(signature = (url, api_key=None))]
     fn connect(py: Python<'_>, url: &str, api_key: Option<&str>) -> PyResult<Self> {
         let client = py.detach(|| Client::connect(url, api_key)).map_err(err)?;
-        let health = py.detach(|| client.health()).map_err(err)?;
-        let remote_durability = match health["durability"].as_str() {
-            Some("buffered") => "buffered",
-            Some("none") => "none",
-            _ => "sync",
-        };
         Ok(Store {
             inner: RwLock::new(Some(StoreHandle::Remote(client))),
             path: PathBuf::from(url),
-            remote_durability,
         })
     }
 
@@ -184,11 +174,12 @@ impl Store {
         })
     }
 
+    /// The store's durability (of a daemon's store: asked from the daemon, with the key).
     #[getter]
-    fn durability(&self) -> PyResult<&'static str> {
+    fn durability(&self, py: Python<'_>) -> PyResult<&'static str> {
         Ok(match self.handle()? {
             StoreHandle::Local(s) => s.durability().as_str(),
-            StoreHandle::Remote(_) => self.remote_durability,
+            StoreHandle::Remote(c) => py.detach(|| c.durability()).map_err(err)?.as_str(),
         })
     }
 

@@ -5,6 +5,8 @@ fixers, the analyzer, the tool allowlist, crash detection, history and metrics."
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import json
 import os
 import subprocess
@@ -20,15 +22,29 @@ import pytest
 FAST_RETRY = "{max_attempts: 3, initial_delay: 10ms, jitter: none}"
 
 
+SECRET = "whsec-test-0123456789"
+
+
 @pytest.fixture
-def webhook():
-    """A real HTTP server on 127.0.0.1 that keeps every JSON body POSTed to it."""
+def webhook(monkeypatch):
+    """A real HTTP server on 127.0.0.1 that keeps every JSON body POSTed to it. Webhooks reach
+    loopback only when the operator allows it (as for an internal receiver), and are signed."""
+    monkeypatch.setenv("OMIUM_WEBHOOK_ALLOW", "127.0.0.1")
+    monkeypatch.setenv("OMIUM_WEBHOOK_SECRET", SECRET)
     received: list[dict] = []
 
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self):  # noqa: N802 (http.server's name)
             body = self.rfile.read(int(self.headers["content-length"]))
-            received.append({"path": self.path, "content_type": self.headers["content-type"], "body": json.loads(body)})
+            received.append(
+                {
+                    "path": self.path,
+                    "content_type": self.headers["content-type"],
+                    "body": json.loads(body),
+                    "raw": body,
+                    "signature": self.headers.get("omium-signature"),
+                }
+            )
             self.send_response(200)
             self.end_headers()
 
@@ -103,10 +119,47 @@ def test_three_timeouts_escalate_and_webhooks_reach_a_real_server(store, webhook
     assert by_path["/ops"]["body"]["failure"]["step"] == "slow_tool"
     assert by_path["/ops"]["content_type"] == "application/json"
     assert "timeout_error in step `slow_tool`" in by_path["/slack"]["body"]["text"]
+    # The documented recipe verifies the signature: HMAC-SHA256 of "<t>.<body>" with the secret.
+    fields = dict(kv.split("=", 1) for kv in by_path["/ops"]["signature"].split(","))
+    expected = hmac.new(SECRET.encode(), fields["t"].encode() + b"." + by_path["/ops"]["raw"], hashlib.sha256).hexdigest()
+    assert hmac.compare_digest(fields["v1"], expected)
+    assert abs(time.time() - int(fields["t"])) < 300
     assert notified and notified[0]["failure"]["execution_id"] == "esc-1"
     (f,) = omium.failures("esc-1")
     assert [a["action"] for a in f.actions] == ["retry", "retry", "escalate"]
     assert omium.metrics()["by_type"] == {"timeout_error": 1}
+
+
+def test_webhooks_to_loopback_or_metadata_addresses_are_refused_unless_the_operator_allows_them(store, webhook, monkeypatch):
+    url, received = webhook
+    monkeypatch.delenv("OMIUM_WEBHOOK_ALLOW")
+    omium.policy.apply(
+        textwrap.dedent(f"""
+        channels:
+          local: {{webhook: "{url}/local"}}
+          metadata: {{webhook: "http://169.254.169.254/latest/meta-data/"}}
+        retries: {{max_attempts: 1, initial_delay: 10ms, jitter: none}}
+        recovery:
+          on_timeout: [retry, then_escalate]
+        """),
+        scope="workflow:refused",
+    )
+
+    @omium.checkpoint("slow", timeout=0.05)
+    def slow():
+        time.sleep(0.5)
+
+    @omium.workflow("refused")
+    def wf():
+        return slow()
+
+    with pytest.raises(omium.EscalatedError):
+        wf.run(execution_id="ssrf-1")
+    assert received == [], "nothing reached the loopback receiver"
+    (f,) = omium.failures("ssrf-1")
+    said = json.dumps(f.actions)
+    assert "refused: 127.0.0.1 is a loopback, private, link-local or other non-public address" in said, said
+    assert "OMIUM_WEBHOOK_ALLOW=169.254.169.254" in said, said
 
 
 def test_hallucination_pauses_then_a_human_resumes_with_edited_state(store, webhook):

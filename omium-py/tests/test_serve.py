@@ -293,6 +293,77 @@ def test_api_keys_are_required_off_loopback_and_checked(tmp_path, sockdir):
         omium.init(url="ftp://x")
 
 
+def raw(d: Daemon, verb: str, path: str, headers: dict[str, str], body: bytes = b"{}") -> tuple[int, dict]:
+    c = http.client.HTTPConnection(d.host, d.port, timeout=30)
+    c.putrequest(verb, path, skip_host="Host" in headers, skip_accept_encoding=True)
+    for k, v in headers.items():
+        c.putheader(k, v)
+    c.putheader("Content-Length", str(len(body)))
+    c.endheaders(body)
+    r = c.getresponse()
+    return r.status, json.loads(r.read() or b"null")
+
+
+def test_web_pages_cannot_reach_the_daemon_and_health_tells_nothing(tmp_path, sockdir):
+    # What a web page the user opens could send to a daemon on loopback without keys: a cross-site
+    # POST (with Origin), a form POST as text/plain, a request to a rebound name. Each is refused,
+    # and the daemon keeps answering programs.
+    d = Daemon(tmp_path / "store", "--socket", str(sockdir / "omium.sock"), "--http", "127.0.0.1:0", "--allow-host", "omium.internal")
+    try:
+        json_ = {"Content-Type": "application/json"}
+        status, body = raw(d, "POST", "/v1/executions", {**json_, "Origin": "http://evil.example"})
+        assert status == 403 and body["code"] == "unauthorized", body
+        assert "requests from web pages are refused (Origin: http://evil.example)" in body["message"], body
+        status, body = raw(d, "POST", "/v1/executions", {"Content-Type": "text/plain"})
+        assert status == 415 and body["code"] == "invalid_argument", body
+        assert body["message"] == "invalid Content-Type of /v1/executions: text/plain; expected application/json", body
+        status, body = raw(d, "POST", "/v1/executions", {})
+        assert status == 415 and "Content-Type of /v1/executions: none" in body["message"], body
+        for host in ["evil.example", f"evil.example:{d.port}", f"localhost.evil.example:{d.port}", f"localhost:{d.port + 1}"]:
+            status, body = raw(d, "POST", "/v1/executions", {**json_, "Host": host})
+            assert status == 403 and body["code"] == "unauthorized", (host, body)
+            assert f"Host {host!r}".replace("'", '"') in body["message"] and "DNS rebinding" in body["message"], body
+        for host in [f"127.0.0.1:{d.port}", f"localhost:{d.port}", f"LOCALHOST:{d.port}", "omium.internal", f"omium.internal:{d.port}"]:
+            assert raw(d, "POST", "/v1/executions", {**json_, "Host": host}) == (200, []), host
+        assert raw(d, "POST", "/v1/executions", {"Content-Type": "application/json; charset=utf-8"}) == (200, [])
+
+        # Health is liveness only; what the daemon serves is a call of its own.
+        assert raw(d, "GET", "/v1/health", {}) == (200, {"status": "ok"})
+        status, body = raw(d, "GET", "/v1/status", {})
+        assert status == 200 and body["store"] == str(tmp_path / "store") and body["durability"] == "sync", body
+        assert set(body) == {"store", "durability", "version", "runs"}, body
+
+        # The unix socket is the daemon user's only; a refused request changed nothing.
+        assert os.stat(d.socket).st_mode & 0o777 == 0o600
+        omium.init(url=d.unix_url)
+        assert omium.executions() == []
+        omium.shutdown()
+        omium.init(url=d.http_url)
+        assert omium._runtime.store().durability == "sync"
+    finally:
+        omium.shutdown()
+        d.stop()
+
+
+def test_the_socket_can_be_shared_with_a_group_and_a_key_guards_the_status(tmp_path, sockdir):
+    gid = os.getgid()
+    d = Daemon(
+        tmp_path / "store", "--socket", str(sockdir / "g.sock"), "--socket-group", str(gid), "--http", "127.0.0.1:0", "--api-key", KEY
+    )
+    try:
+        st = os.stat(d.socket)
+        assert st.st_mode & 0o777 == 0o660 and st.st_gid == gid
+        status, body = raw(d, "GET", "/v1/status", {})
+        assert status == 401 and body["code"] == "unauthorized", body
+        status, body = raw(d, "GET", "/v1/status", {"Authorization": f"Bearer {KEY}"})
+        assert status == 200 and body["runs"] == 0, body
+        assert raw(d, "GET", "/v1/health", {}) == (200, {"status": "ok"})
+    finally:
+        d.stop()
+    with pytest.raises(RuntimeError, match='"no-such-group-omium": no such group in /etc/group'):
+        Daemon(tmp_path / "store2", "--socket", str(sockdir / "n.sock"), "--socket-group", "no-such-group-omium")
+
+
 def spec(url: str):
     from openapi_core import OpenAPI
 
@@ -401,6 +472,7 @@ def test_every_answer_matches_the_openapi_document(daemon):
         - checked
         - {
             "health",
+            "status",
             "run.fail",
             "run.pause",
             "recovery.set_analysis",

@@ -142,8 +142,13 @@ impl Client {
         path: &str,
         body: &[u8],
     ) -> std::io::Result<(u16, Vec<u8>)> {
+        // The daemon answers only to its own address in `Host` (DNS rebinding).
+        let host = match &self.inner.target {
+            Target::Tcp(a) => a.as_str(),
+            Target::Unix(_) => "localhost",
+        };
         let mut head = format!(
-            "{verb} {path} HTTP/1.1\r\nHost: omium\r\nContent-Type: application/json\r\nContent-Length: {}\r\n",
+            "{verb} {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n",
             body.len()
         );
         if let Some(k) = &self.inner.api_key {
@@ -244,7 +249,26 @@ impl Client {
         })
     }
 
-    /// The daemon's health document.
+    /// What the daemon serves: `store`, `durability`, `version`, `runs` (needs the key on
+    /// TCP).
+    pub fn status(&self) -> Result<Value> {
+        let bytes = self.request("GET", "/v1/status", b"")?;
+        serde_json::from_slice(&bytes).map_err(|e| unavailable(self.url(), e))
+    }
+
+    /// The durability of the daemon's store.
+    pub fn durability(&self) -> Result<crate::Durability> {
+        let status = self.status()?;
+        let d = status["durability"].as_str().unwrap_or("");
+        crate::Durability::parse(d).map_err(|_| {
+            unavailable(
+                self.url(),
+                format!("the daemon reports durability {d:?}, not one this build knows"),
+            )
+        })
+    }
+
+    /// The daemon's health document (`{"status": "ok"}`: liveness only).
     pub fn health(&self) -> Result<Value> {
         let bytes = self.request("GET", "/v1/health", b"")?;
         serde_json::from_slice(&bytes).map_err(|e| unavailable(&self.inner.url, e))

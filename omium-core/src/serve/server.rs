@@ -34,6 +34,12 @@ pub struct ServeConfig {
     /// Keys accepted as `Authorization: Bearer <key>` on TCP (the unix socket is guarded by
     /// its file permissions).
     pub api_keys: Vec<String>,
+    /// Host names (`name` or `name:port`) that TCP requests may name in `Host`, besides IP
+    /// addresses and, on loopback, `localhost`. Anything else is refused (DNS rebinding).
+    pub allowed_hosts: Vec<String>,
+    /// A group (name or number) that may use the unix socket too: the socket is then 0660 and
+    /// owned by that group, else 0600.
+    pub socket_group: Option<String>,
 }
 
 /// One run of an execution held for a worker.
@@ -408,14 +414,184 @@ async fn call(
     }
 }
 
-async fn health(State(app): State<Arc<App>>) -> Json<Value> {
+/// Liveness, and nothing else: it needs no key.
+async fn health() -> Json<Value> {
+    Json(json!({"status": "ok"}))
+}
+
+/// What the daemon serves (behind the key on TCP).
+async fn status(State(app): State<Arc<App>>) -> Json<Value> {
     Json(json!({
-        "status": "ok",
         "store": app.store.path().display().to_string(),
         "durability": app.store.durability().as_str(),
         "version": env!("CARGO_PKG_VERSION"),
         "runs": app.sessions.lock().len(),
     }))
+}
+
+/// The `Host` names a TCP listener answers to.
+struct Hosts {
+    port: u16,
+    loopback: bool,
+    /// Bound to every address: the machine's own name is fine too.
+    any: bool,
+    allowed: Vec<String>,
+}
+
+impl Hosts {
+    fn allows(&self, host: &str) -> bool {
+        let (name, port) = split_host(host);
+        if port.is_some_and(|p| p != self.port) {
+            return false;
+        }
+        // An address is safe: a web page can only make a browser send one when the page itself
+        // was loaded from that address. A name can be re-pointed at this machine (DNS rebinding).
+        if name.parse::<std::net::IpAddr>().is_ok() {
+            return true;
+        }
+        let name = name.to_ascii_lowercase();
+        (self.loopback && name == "localhost")
+            || (self.any && name == hostname().to_ascii_lowercase())
+            || self.allowed.iter().any(|a| {
+                let (n, p) = split_host(a);
+                n.eq_ignore_ascii_case(&name) && p.is_none_or(|p| p == self.port)
+            })
+    }
+}
+
+/// `name:port`, `[v6]:port`, `name` or `v6` into the name and the port.
+fn split_host(host: &str) -> (&str, Option<u16>) {
+    if let Some(rest) = host.strip_prefix('[') {
+        if let Some((addr, tail)) = rest.split_once(']') {
+            return (addr, tail.strip_prefix(':').and_then(|p| p.parse().ok()));
+        }
+    }
+    match host.rsplit_once(':') {
+        Some((n, p)) if !n.contains(':') => (n, p.parse().ok()),
+        _ => (host, None),
+    }
+}
+
+fn refused(status: StatusCode, code: &str, message: String) -> Response {
+    (status, Json(json!({"code": code, "message": message}))).into_response()
+}
+
+/// What a web page could send, refused on every listener: a request that carries an `Origin`
+/// (browsers add it to cross-site requests; programs do not), a POST that is not JSON (an HTML
+/// form can POST `text/plain` without asking), and on TCP a `Host` this daemon does not answer
+/// to.
+async fn guard(hosts: Option<Arc<Hosts>>, req: Request, next: Next) -> Response {
+    let headers = req.headers();
+    if let Some(origin) = headers.get(header::ORIGIN) {
+        return refused(
+            StatusCode::FORBIDDEN,
+            "unauthorized",
+            format!(
+                "requests from web pages are refused (Origin: {}): omium serve is an API for \
+                 programs; use `omium ui` for a browser",
+                String::from_utf8_lossy(origin.as_bytes())
+            ),
+        );
+    }
+    if let Some(hosts) = hosts {
+        let host = headers
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .or_else(|| req.uri().authority().map(|a| a.as_str()))
+            .unwrap_or("");
+        if !hosts.allows(host) {
+            return refused(
+                StatusCode::FORBIDDEN,
+                "unauthorized",
+                format!(
+                    "Host {host:?} is not a name this daemon answers to (its address, \
+                     {}or a name given with --allow-host); a name that merely resolves here \
+                     could be a web page's (DNS rebinding)",
+                    if hosts.loopback { "localhost, " } else { "" }
+                ),
+            );
+        }
+    }
+    if req.method() == axum::http::Method::POST {
+        let json = headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
+        if !json {
+            let given = headers
+                .get(header::CONTENT_TYPE)
+                .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+                .unwrap_or_else(|| "none".into());
+            return refused(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "invalid_argument",
+                format!(
+                    "invalid Content-Type of {}: {given}; expected application/json",
+                    req.uri().path()
+                ),
+            );
+        }
+    }
+    next.run(req).await
+}
+
+/// Binds the unix socket with its final permissions: at a temporary name, restricted, then
+/// renamed into place, so that there is no moment when others may connect.
+fn bind_socket(path: &std::path::Path, group: Option<&str>) -> Result<tokio::net::UnixListener> {
+    use std::os::unix::fs::PermissionsExt;
+    let bad = |detail: String| Error::InvalidArgument {
+        what: "--socket",
+        detail,
+    };
+    let gid = group.map(group_id).transpose()?;
+    let name = path
+        .file_name()
+        .ok_or_else(|| bad(format!("{}: not a file path", path.display())))?;
+    let tmp = path.with_file_name(format!(
+        ".{}.{}.tmp",
+        name.to_string_lossy(),
+        crate::store::new_id()
+    ));
+    let listener = tokio::net::UnixListener::bind(&tmp)
+        .map_err(|e| bad(format!("cannot listen on {}: {e}", path.display())))?;
+    let placed = (|| {
+        if let Some(gid) = gid {
+            std::os::unix::fs::chown(&tmp, None, Some(gid))?;
+        }
+        let mode = if gid.is_some() { 0o660 } else { 0o600 };
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode))?;
+        std::fs::rename(&tmp, path)
+    })();
+    if let Err(e) = placed {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(bad(format!(
+            "cannot set up {}{}: {e}",
+            path.display(),
+            group.map(|g| format!(" for group {g}")).unwrap_or_default()
+        )));
+    }
+    Ok(listener)
+}
+
+/// A group's id, from its number or its name in /etc/group.
+fn group_id(group: &str) -> Result<u32> {
+    if let Ok(gid) = group.parse() {
+        return Ok(gid);
+    }
+    let groups = std::fs::read_to_string("/etc/group").unwrap_or_default();
+    groups
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.split(':');
+            Some((f.next()?, f.nth(1)?))
+        })
+        .find(|(name, _)| *name == group)
+        .and_then(|(_, gid)| gid.parse().ok())
+        .ok_or_else(|| Error::InvalidArgument {
+            what: "--socket-group",
+            detail: format!("{group:?}: no such group in /etc/group; give a group name or id"),
+        })
 }
 
 async fn openapi() -> impl IntoResponse {
@@ -459,6 +635,7 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 fn router(app: Arc<App>) -> Router {
     Router::new()
         .route("/v1/health", get(health))
+        .route("/v1/status", get(status))
         .route("/openapi.yaml", get(openapi))
         .route("/v1/{method}", post(call))
         .with_state(app)
@@ -516,8 +693,18 @@ impl Daemon {
                     .map_err(|e| bad("--http", e.to_string()))?,
             );
             let keys = Arc::new(config.api_keys.clone());
+            let bound = http.expect("set above");
+            let hosts = Arc::new(Hosts {
+                port: bound.port(),
+                loopback: bound.ip().is_loopback(),
+                any: bound.ip().is_unspecified(),
+                allowed: config.allowed_hosts.clone(),
+            });
             let r = router(app.clone())
                 .layer(middleware::from_fn_with_state(keys, authorize))
+                .layer(middleware::from_fn(move |req, next| {
+                    guard(Some(hosts.clone()), req, next)
+                }))
                 .into_make_service_with_connect_info::<Peer>();
             tasks.push(tokio::spawn(async move {
                 let _ = axum::serve(listener, r).await;
@@ -534,13 +721,10 @@ impl Daemon {
                 }
                 let _ = std::fs::remove_file(path);
             }
-            let listener = tokio::net::UnixListener::bind(path).map_err(|e| {
-                bad(
-                    "--socket",
-                    format!("cannot listen on {}: {e}", path.display()),
-                )
-            })?;
-            let r = router(app.clone()).into_make_service_with_connect_info::<Peer>();
+            let listener = bind_socket(path, config.socket_group.as_deref())?;
+            let r = router(app.clone())
+                .layer(middleware::from_fn(|req, next| guard(None, req, next)))
+                .into_make_service_with_connect_info::<Peer>();
             tasks.push(tokio::spawn(async move {
                 let _ = axum::serve(listener, r).await;
             }));
