@@ -545,14 +545,15 @@ fn bind_socket(path: &std::path::Path, group: Option<&str>) -> Result<tokio::net
         detail,
     };
     let gid = group.map(group_id).transpose()?;
-    let name = path
-        .file_name()
-        .ok_or_else(|| bad(format!("{}: not a file path", path.display())))?;
-    let tmp = path.with_file_name(format!(
-        ".{}.{}.tmp",
-        name.to_string_lossy(),
-        crate::store::new_id()
-    ));
+    if path.file_name().is_none() {
+        return Err(bad(format!("{}: not a file path", path.display())));
+    }
+    // Short, so that a socket path near the kernel's limit (108 bytes) still fits; unique in
+    // this process, and a leftover of a dead process with the same pid is replaced.
+    static SOCKETS: AtomicU64 = AtomicU64::new(0);
+    let n = SOCKETS.fetch_add(1, Ordering::Relaxed);
+    let tmp = path.with_file_name(format!(".omium-{}-{n}", std::process::id()));
+    let _ = std::fs::remove_file(&tmp);
     let listener = tokio::net::UnixListener::bind(&tmp)
         .map_err(|e| bad(format!("cannot listen on {}: {e}", path.display())))?;
     let placed = (|| {
