@@ -56,7 +56,7 @@ test-python: python cli
 node: deps
 	cd omium-node && npm ci --no-audit --no-fund --loglevel=error && npm run build
 
-test-node: node cli
+test-node: node cli python
 	cd omium-node && OMIUM_BIN=$(CARGO_TARGET_DIR)/debug/omium npm test && npm run test:langgraph
 	node examples/node/onboarding.mjs >/dev/null
 
@@ -69,12 +69,12 @@ lint:
 
 # The long crash run: 60 SIGKILLs of a real writer process.
 crash: deps
-	OMIUM_CRASH_KILLS=60 $(CARGO) test -p omium-core --test crash -- --nocapture
+	OMIUM_CRASH_KILLS=60 $(CARGO) test -p omium-core --test it crash:: -- --nocapture
 
 # The long consensus fault run: five rounds of SIGKILLing the leader, then a follower, of a
 # 3-node cluster of real `omium node` processes (`cargo test` runs one round).
 fault: deps
-	OMIUM_FAULT_ROUNDS=5 $(CARGO) test -p omium-cli --test consensus_fault -- --nocapture
+	OMIUM_FAULT_ROUNDS=5 $(CARGO) test -p omium-cli --test it consensus_fault:: -- --nocapture
 
 # The long fuzz and property run (`make test` runs each briefly): the Rust decoders and the
 # store model with proptest, the Python codecs with hypothesis, the Node codec with fast-check.
@@ -82,7 +82,7 @@ fault: deps
 FUZZ_CASES ?= 100000
 fuzz: python node
 	PROPTEST_CASES=$(FUZZ_CASES) $(CARGO) test -p omium-core --lib fuzz_tests -- --nocapture --test-threads=1
-	PROPTEST_CASES=$$(( $(FUZZ_CASES) / 100 )) $(CARGO) test -p omium-core --test model -- --nocapture
+	PROPTEST_CASES=$$(( $(FUZZ_CASES) / 100 )) $(CARGO) test -p omium-core --test it model:: -- --nocapture
 	cd omium-py && OMIUM_FUZZ_EXAMPLES=$(FUZZ_CASES) ../$(PY) -m pytest -q tests/test_codecs.py -k "stored_bytes or json_like_values_round_trip"
 	cd omium-node && OMIUM_FUZZ_EXAMPLES=$(FUZZ_CASES) node --test test/codec.property.test.mjs
 

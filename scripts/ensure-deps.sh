@@ -9,7 +9,7 @@ if ! dpkg -s libclang-dev >/dev/null 2>&1 && ! ls /usr/lib/llvm-*/lib/libclang.s
   need_apt="$need_apt libclang-dev"
 fi
 command -v g++ >/dev/null 2>&1 || need_apt="$need_apt build-essential"
-# The C example runs once under valgrind (omium-ffi/tests/c_example.rs).
+# The C example runs once under valgrind (omium-ffi/tests/it/c_example.rs).
 command -v valgrind >/dev/null 2>&1 || need_apt="$need_apt valgrind"
 python3 -c "import venv, ensurepip" >/dev/null 2>&1 || need_apt="$need_apt python3-venv"
 # The trace timeline test renders `omium trace --html` in a real headless browser.

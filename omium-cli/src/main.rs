@@ -60,13 +60,17 @@ enum Command {
         #[arg(long)]
         all: bool,
     },
-    /// Show one checkpoint's metadata, or (--state) its state bytes.
+    /// Show one checkpoint's metadata, its state decoded (--value) or its state bytes (--state).
     Checkpoint {
         /// Checkpoint id (a ULID, as `history` prints it).
         id: String,
         /// Write the checkpoint's state bytes (verified) to stdout instead.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "value")]
         state: bool,
+        /// Print the checkpoint's state (verified) as JSON, decoded by the codec it was
+        /// recorded with (msgpack or json, from any binding).
+        #[arg(long)]
+        value: bool,
     },
     /// Recompute every checksum and the audit chain; exit 1 and name what is corrupt.
     Verify {
@@ -96,7 +100,8 @@ enum Command {
         /// Id of the new execution (generated when absent).
         #[arg(long = "id")]
         new_id: Option<String>,
-        /// File whose bytes replace the state of the checkpoint forked at.
+        /// File with the new state of the checkpoint forked at, as JSON (encoded in the
+        /// execution's codec; stored as it is when the execution recorded none).
         #[arg(long)]
         state_file: Option<PathBuf>,
     },
@@ -143,7 +148,8 @@ enum Command {
     /// Resume an execution a recovery policy paused.
     Resume {
         execution: String,
-        /// File whose bytes are recorded as the result of the step that paused it.
+        /// File with the result of the step that paused it, as JSON (encoded in the
+        /// execution's codec; stored as it is when the execution recorded none).
         #[arg(long)]
         state_file: Option<PathBuf>,
         /// Who resumes it (recorded).
@@ -408,7 +414,13 @@ fn run(cli: &Cli) -> Result<ExitCode, Error> {
             let store = open_reader(cli)?;
             let e = store.execution(execution)?;
             let history = store.history(execution)?;
-            view::execution(out, cli.json, &e, &history);
+            // The head's state decoded, when its codec is recorded; what cannot be decoded is
+            // said, not fatal.
+            let head = history
+                .last()
+                .filter(|c| omium_core::value::checkpoint_codec(c).is_some())
+                .map(|c| store.state_value(c).map_err(|e| e.to_string()));
+            view::execution(out, cli.json, &e, &history, head);
         }
         Command::History { execution, all } => {
             let store = open_reader(cli)?;
@@ -423,12 +435,14 @@ fn run(cli: &Cli) -> Result<ExitCode, Error> {
             };
             view::checkpoints(out, cli.json, &list);
         }
-        Command::Checkpoint { id, state } => {
+        Command::Checkpoint { id, state, value } => {
             let store = open_reader(cli)?;
             let c = store.checkpoint(id)?;
             if *state {
                 let bytes = store.read_state(&c)?;
                 let _ = out.write_all(&bytes);
+            } else if *value {
+                view::json(out, &store.state_value(&c)?);
             } else {
                 view::checkpoint(out, cli.json, &c);
             }
@@ -467,8 +481,9 @@ fn run(cli: &Cli) -> Result<ExitCode, Error> {
             new_id,
             state_file,
         } => {
-            let state = read_file(state_file.as_deref(), "--state-file")?;
+            let text = read_file(state_file.as_deref(), "--state-file")?;
             let store = open_writer(cli)?;
+            let state = edited_state(&store, execution, text, "omium fork --state-file")?;
             let e = store.fork(
                 execution,
                 &target(at),
@@ -558,8 +573,9 @@ fn run(cli: &Cli) -> Result<ExitCode, Error> {
             state_file,
             by,
         } => {
-            let state = read_file(state_file.as_deref(), "--state-file")?;
+            let text = read_file(state_file.as_deref(), "--state-file")?;
             let store = open_writer(cli)?;
+            let state = edited_state(&store, execution, text, "omium resume --state-file")?;
             recovery::resume(
                 out,
                 cli.json,
@@ -628,6 +644,18 @@ fn read_file(path: Option<&std::path::Path>, what: &'static str) -> Result<Optio
         })
     })
     .transpose()
+}
+
+/// A state a person wrote as JSON, in the codec `execution` recorded (as it is when none).
+fn edited_state(
+    store: &Store,
+    execution: &str,
+    text: Option<Vec<u8>>,
+    what: &str,
+) -> Result<Option<Vec<u8>>, Error> {
+    let Some(text) = text else { return Ok(None) };
+    let e = store.execution(execution)?;
+    omium_core::value::encode_state(omium_core::value::execution_codec(&e), &text, what).map(Some)
 }
 
 /// What `--to` and `--at` name: `last-consistent`, a checkpoint id, or a step name.

@@ -46,26 +46,7 @@ pub fn table(out: &mut impl Write, header: &[&str], rows: Vec<Vec<String>>) {
 
 /// `2026-11-27T04:44:18.123Z` from Unix milliseconds.
 pub fn time(ms: u64) -> String {
-    let secs = ms / 1000;
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    // Howard Hinnant's civil_from_days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60,
-        ms % 1000
-    )
+    omium_core::rfc3339_ms(i64::try_from(ms).unwrap_or(i64::MAX))
 }
 
 #[derive(Serialize)]
@@ -187,18 +168,39 @@ pub fn executions(out: &mut impl Write, as_json: bool, list: &[Execution]) {
     );
 }
 
-pub fn execution(out: &mut impl Write, as_json: bool, e: &Execution, history: &[Checkpoint]) {
+/// Characters of the head's state `omium show` prints in its table form.
+const STATE_PREVIEW: usize = 200;
+
+/// `omium show`: the execution, its head's state decoded (or why it cannot be), its history.
+pub fn execution(
+    out: &mut impl Write,
+    as_json: bool,
+    e: &Execution,
+    history: &[Checkpoint],
+    head_state: Option<Result<serde_json::Value, String>>,
+) {
     if as_json {
         #[derive(Serialize)]
         struct Show<'a> {
             #[serde(flatten)]
             execution: ExecutionView<'a>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            head_state: Option<serde_json::Value>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            head_state_error: Option<String>,
             history: Vec<CheckpointView<'a>>,
         }
+        let (head_state, head_state_error) = match head_state {
+            Some(Ok(v)) => (Some(v), None),
+            Some(Err(e)) => (None, Some(e)),
+            None => (None, None),
+        };
         return json(
             out,
             &Show {
                 execution: e.into(),
+                head_state,
+                head_state_error,
                 history: history.iter().map(CheckpointView::from).collect(),
             },
         );
@@ -215,6 +217,18 @@ pub fn execution(out: &mut impl Write, as_json: bool, e: &Execution, history: &[
         field("error", &err);
     }
     field("head", &v.head.as_deref().unwrap_or("-"));
+    match head_state {
+        Some(Ok(state)) => {
+            let text = state.to_string();
+            let shown = match text.char_indices().nth(STATE_PREVIEW) {
+                Some((i, _)) => format!("{}… (omium checkpoint HEAD --value)", &text[..i]),
+                None => text,
+            };
+            field("state", &shown);
+        }
+        Some(Err(e)) => field("state", &format!("({e})")),
+        None => {}
+    }
     field("attempts", &v.attempts);
     if let (Some(o), Some(x)) = (v.lease_owner, &v.lease_expires_at) {
         field("lease", &format!("{o} until {x}"));

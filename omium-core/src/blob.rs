@@ -245,6 +245,19 @@ impl Store {
         Ok(bytes)
     }
 
+    /// Keeps `hashes` from GC until the guard is dropped, whether or not anything references
+    /// them yet: a pull fetches chunks before the checkpoints that use them are imported.
+    pub(crate) fn pin_chunks(&self, hashes: &[[u8; 32]]) -> ChunkPins<'_> {
+        let mut pins = self.inner.pins.0.lock();
+        for h in hashes {
+            *pins.entry(*h).or_insert(0) += 1;
+        }
+        ChunkPins {
+            pins: &self.inner.pins,
+            hashes: hashes.to_vec(),
+        }
+    }
+
     /// Mark and sweep: deletes every chunk that no checkpoint references.
     pub fn gc(&self) -> Result<GcReport> {
         self.require_writer("gc")?;
@@ -258,6 +271,8 @@ impl Store {
         }
         // Channel values and pending writes of framework checkpoints hold chunks too.
         crate::threads::mark_live(self, &mut live)?;
+        // And chunks pulls have fetched for checkpoints they have not imported yet.
+        live.extend(self.inner.pins.0.lock().keys().copied());
         let mut report = GcReport {
             chunks_live: live.len() as u64,
             ..GcReport::default()
@@ -306,6 +321,30 @@ impl Store {
         }
         s.disk_bytes = dir_size(self.path());
         Ok(s)
+    }
+}
+
+/// Chunks pinned by work in flight, with a count per pinning guard.
+#[derive(Default)]
+pub(crate) struct Pins(parking_lot::Mutex<std::collections::HashMap<[u8; 32], u32>>);
+
+/// Unpins its chunks when dropped.
+pub(crate) struct ChunkPins<'a> {
+    pins: &'a Pins,
+    hashes: Vec<[u8; 32]>,
+}
+
+impl Drop for ChunkPins<'_> {
+    fn drop(&mut self) {
+        let mut pins = self.pins.0.lock();
+        for h in &self.hashes {
+            if let std::collections::hash_map::Entry::Occupied(mut e) = pins.entry(*h) {
+                *e.get_mut() -= 1;
+                if *e.get() == 0 {
+                    e.remove();
+                }
+            }
+        }
     }
 }
 

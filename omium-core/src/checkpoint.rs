@@ -430,6 +430,11 @@ impl Store {
                         n.checksum = *checksum;
                         n.raw_size = *raw;
                         n.metadata.insert("edited".into(), "true".into());
+                        // An edited state is in the execution's codec (the bindings encode it so).
+                        match crate::value::execution_codec(&src) {
+                            Some(codec) => n.metadata.insert(crate::value::CODEC_KEY.into(), codec.into()),
+                            None => n.metadata.remove(crate::value::CODEC_KEY),
+                        };
                     }
                     copy_of_at = Some(n.clone());
                 }

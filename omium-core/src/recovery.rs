@@ -571,10 +571,14 @@ impl Store {
                 });
             };
             let seq = f.seq.unwrap_or(0);
-            let metadata = BTreeMap::from([
+            let mut metadata = BTreeMap::from([
                 ("resumed_by".to_string(), by.clone()),
                 ("failure".to_string(), f.id.clone()),
             ]);
+            // The corrected state is in the execution's codec (the bindings encode it so).
+            if let Some(codec) = crate::value::execution_codec(&exec) {
+                metadata.insert(crate::value::CODEC_KEY.into(), codec.into());
+            }
             run.record(
                 seq,
                 crate::NewCheckpoint {

@@ -233,6 +233,8 @@ pub(crate) struct Inner {
     /// Writers hold it shared from "does this chunk exist?" until their batch is written; GC
     /// holds it exclusively, so it never deletes a chunk a batch in flight relies on.
     pub(crate) gc_lock: RwLock<()>,
+    /// Chunks that work in flight will reference and GC must keep ([`crate::blob::ChunkPins`]).
+    pub(crate) pins: crate::blob::Pins,
     /// In-memory state of executions being mutated, so that every mutation of one execution
     /// is applied and enqueued in order.
     pub(crate) cells: Mutex<HashMap<ExecKey, Arc<ExecCell>>>,
@@ -450,6 +452,7 @@ impl Store {
                 token: ulid::Ulid::new().to_string(),
                 committer,
                 gc_lock: RwLock::new(()),
+                pins: Default::default(),
                 cells: Mutex::new(HashMap::new()),
                 blob: BlobParams::default(),
                 policy_cache: Mutex::new(HashMap::new()),

@@ -545,6 +545,9 @@ impl Syncer {
         let pulled: Pulled = self.post("/sync/pull", &req)?;
         let refs = chunk_refs(&pulled.checkpoints);
         let lens: BTreeMap<[u8; 32], u32> = refs.iter().copied().collect();
+        // Nothing references these chunks until the import: keep a concurrent gc off them
+        // (the ones fetched and the ones already here) from before the check until after it.
+        let _pins = store.pin_chunks(&refs.iter().map(|r| r.0).collect::<Vec<_>>());
         let have = store.stored_chunks(&refs.iter().map(|r| r.0).collect::<Vec<_>>())?;
         let mut need: Vec<[u8; 32]> = refs
             .iter()
@@ -553,8 +556,8 @@ impl Syncer {
             .map(|(r, _)| r.0)
             .collect();
         let mut fetched = 0u64;
-        // A concurrent gc may sweep chunks nothing references yet (fetched, or here already):
-        // the import finds them missing under gc's lock and they are fetched again.
+        // The pins keep gc off the chunks; the import still checks, under gc's lock, that every
+        // chunk is there, and fetches again what is not.
         for round in 0.. {
             fetched += self.fetch_chunks(&store, execution_id, &need, &lens)?;
             need = store.import_pulled(&pulled)?;

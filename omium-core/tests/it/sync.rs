@@ -8,7 +8,7 @@ use omium_core::consensus::{ClusterStatus, Node};
 use omium_core::sync::{RemoteDurability, SyncConfig};
 use omium_core::{BeginOptions, Error, Store};
 
-mod common;
+use crate::common;
 
 struct Cluster {
     nodes: Vec<Option<Node>>,

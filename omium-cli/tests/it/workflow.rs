@@ -1,6 +1,6 @@
 //! `omium workflow validate|plan|run|templates|new`, run as a user runs them.
 
-mod common;
+use crate::common;
 
 use common::Ctx;
 

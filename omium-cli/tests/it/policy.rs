@@ -1,6 +1,6 @@
 //! `omium policy`, `failures`, `recoveries`, `metrics` and `resume`, run as a user runs them.
 
-mod common;
+use crate::common;
 
 use common::Ctx;
 use omium_core::policy::Scope;

@@ -8,7 +8,7 @@
 //! more rounds. Network partitions are not tested: they need network namespaces (root and
 //! `CAP_SYS_ADMIN`), which this machine's sandbox does not give (docs/consensus.md).
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, HashSet};
 use std::net::TcpListener;

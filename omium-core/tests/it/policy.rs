@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-mod common;
+use crate::common;
 
 use omium_core::policy::{self, Action, BackoffKind, Compiled, Failure, Scope, Trigger};
 use omium_core::recovery::{Directive, FailureInput, Outcome};

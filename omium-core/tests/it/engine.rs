@@ -839,7 +839,7 @@ fn a_worker_killed_under_serve_is_recoverable_at_once() {
             .args([
                 "--ignored",
                 "--exact",
-                "serve_worker_child",
+                "engine::serve_worker_child",
                 "--nocapture",
                 "--test-threads=1",
             ])

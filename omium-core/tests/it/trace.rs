@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-mod common;
+use crate::common;
 
 use omium_core::trace::{self, view, ExportConfig, Span, SpanKind, StatusCode, Value};
 use omium_core::{BeginOptions, Store};

@@ -5,6 +5,7 @@
 //! Every run gets its own `TMPDIR` and checks that the command left nothing there (read
 //! commands open the store as a RocksDB secondary in a temporary directory).
 
+use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
@@ -13,7 +14,7 @@ use std::time::Duration;
 use omium_core::{BeginOptions, Error, NewCheckpoint, Store};
 use serde_json::Value;
 
-mod common;
+use crate::common;
 
 use common::{keys, set, Ctx};
 
@@ -1001,7 +1002,7 @@ impl Writer {
     fn start(store: &Path) -> Writer {
         let mut child = Command::new(std::env::current_exe().unwrap())
             .args([
-                "writer_child",
+                "cli::writer_child",
                 "--exact",
                 "--ignored",
                 "--nocapture",
@@ -1525,4 +1526,109 @@ fn a_store_of_a_newer_format_is_refused_and_left_alone() {
         );
     }
     assert_eq!(format_version(None), 99u32.to_le_bytes());
+}
+
+/// A state whose codec is recorded (as the bindings record it): `checkpoint --value` and `show`
+/// decode it, `fork --state-file` and `resume --state-file` take JSON and store it in the
+/// execution's codec, and states that cannot be shown say why.
+#[test]
+fn states_with_a_recorded_codec_are_shown_decoded_and_edited_as_json() {
+    let ctx = Ctx::new();
+    let store = Store::open(&ctx.store).unwrap();
+    let codec = |c: &str| BTreeMap::from([("omium.codec".to_string(), c.to_string())]);
+    let run = store
+        .begin(
+            "mp",
+            BeginOptions {
+                workflow: "w".into(),
+                labels: codec("msgpack"),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    // msgpack of {"score": 712, "raw": b"\x00\x01"}, and the same step in pickle.
+    let packed = b"\x82\xa5score\xcd\x02\xc8\xa3raw\xc4\x02\x00\x01";
+    let record = |name: &str, state: &[u8], c: &str| {
+        run.record(
+            run.reserve(),
+            NewCheckpoint {
+                name,
+                state,
+                metadata: codec(c),
+                ..Default::default()
+            },
+        )
+        .unwrap()
+        .id
+        .to_string()
+    };
+    let pickled = record("pickled", b"\x80\x04K\x01.", "pickle");
+    let scored = record("score", packed, "msgpack");
+    run.pause("a human looks").unwrap();
+    drop(run);
+    drop(store);
+
+    let v = ctx.run(&["checkpoint", &scored, "--value"]).ok().json();
+    assert_eq!(
+        v,
+        serde_json::json!({"score": 712, "raw": {"__omium__": "bytes", "v": "AAE="}})
+    );
+    let out = ctx.run(&["show", "mp"]).ok().text();
+    assert!(
+        out.lines().any(|l| l.starts_with("state       {")
+            && l.contains(r#""score":712"#)
+            && l.contains(r#""raw":{"__omium__":"bytes","v":"AAE="}"#)),
+        "{out}"
+    );
+    assert_eq!(
+        ctx.json(&["show", "mp"]).ok().json()["head_state"]["score"],
+        712
+    );
+    let err = ctx.run(&["checkpoint", &pickled, "--value"]).failed();
+    assert!(err.contains("pickle states are Python objects"), "{err}");
+
+    // A fork with a state written as JSON: stored as msgpack, shown as the JSON again.
+    let edited = ctx.dir.path().join("edited.json");
+    std::fs::write(&edited, br#"{"score": 640}"#).unwrap();
+    ctx.run(&[
+        "fork",
+        "mp",
+        "--at",
+        &scored,
+        "--id",
+        "mp-b",
+        "--state-file",
+        edited.to_str().unwrap(),
+    ])
+    .ok();
+    let h = ctx.json(&["history", "mp-b"]).ok().json();
+    let copy = h[1]["id"].as_str().unwrap().to_string();
+    assert_eq!(h[1]["metadata"]["omium.codec"], "msgpack");
+    assert_eq!(
+        ctx.run(&["checkpoint", &copy, "--state"]).ok().stdout,
+        b"\x81\xa5score\xcd\x02\x80"
+    );
+    assert_eq!(
+        ctx.run(&["checkpoint", &copy, "--value"]).ok().json(),
+        serde_json::json!({"score": 640})
+    );
+    // Not JSON: refused, naming the file's role, and nothing is made.
+    std::fs::write(&edited, b"score=640").unwrap();
+    let err = ctx
+        .run(&[
+            "fork",
+            "mp",
+            "--at",
+            &scored,
+            "--id",
+            "mp-c",
+            "--state-file",
+            edited.to_str().unwrap(),
+        ])
+        .failed();
+    assert!(
+        err.contains("omium fork --state-file: the execution's states are msgpack, so the new state must be JSON"),
+        "{err}"
+    );
+    assert!(ctx.run(&["show", "mp-c"]).failed().contains("unknown execution"));
 }

@@ -1,7 +1,7 @@
 //! `omium consensus …` on the embedded group of a store, and the errors of `omium cluster` /
 //! `omium node` for bad input.
 
-mod common;
+use crate::common;
 
 use common::Ctx;
 

@@ -110,7 +110,7 @@ fn crash_kills_leave_a_consistent_store() {
 fn run_child_and_kill(dir: &Path, after: Duration) -> (Vec<(String, String, String)>, Duration) {
     let mut child = Command::new(std::env::current_exe().unwrap())
         .args([
-            "crash_child",
+            "crash::crash_child",
             "--exact",
             "--ignored",
             "--nocapture",
@@ -222,7 +222,7 @@ fn a_crash_during_none_steps_leaves_an_audit_chain_that_verifies() {
     for round in 0..5 {
         let mut child = Command::new(std::env::current_exe().unwrap())
             .args([
-                "none_child",
+                "crash::none_child",
                 "--exact",
                 "--ignored",
                 "--nocapture",

@@ -10,7 +10,7 @@ use omium_core::policy::Trigger;
 use omium_core::Store;
 use serde_json::json;
 
-mod common;
+use crate::common;
 
 fn req(exec: &str, targets: &[&str], message: serde_json::Value) -> BroadcastRequest {
     BroadcastRequest {

@@ -1,7 +1,7 @@
 //! `omium sync --node N push|pull|status` against a real one-node cluster (`omium node`
 //! process): a store's executions pushed, listed, and pulled into another store.
 
-mod common;
+use crate::common;
 
 use std::io::BufRead;
 use std::process::{Command, Stdio};

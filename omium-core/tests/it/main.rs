@@ -1,0 +1,14 @@
+//! omium-core's integration tests, one test binary (each binary links RocksDB: one link instead
+//! of ten). Every file is a module; `cargo test -p omium-core --test it crash::` runs one.
+
+mod common;
+mod consensus;
+mod consensus_storage;
+mod crash;
+mod engine;
+mod model;
+mod policy;
+mod sync;
+mod threads;
+mod trace;
+mod workflow;
