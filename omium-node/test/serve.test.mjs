@@ -3,15 +3,14 @@
 // and the calls only an embedded store has.
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { accessSync, constants, existsSync, readFileSync } from "node:fs";
-import { homedir } from "node:os";
+import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { test } from "node:test";
 import { fileURLToPath } from "node:url";
 
 import * as omium from "omium";
-import { tempDir } from "./helpers.mjs";
+import { omiumBin, tempDir } from "./helpers.mjs";
 
 const worker = fileURLToPath(new URL("./fixtures/serve-worker.mjs", import.meta.url));
 const KEY = "k3y-0123456789abcdef-node-test";
@@ -22,23 +21,6 @@ policies:
     max_retries: 3
     backoff: exponential
 `;
-
-/** The `omium` binary (`make test-node` builds it with `cargo build -p omium-cli` and sets OMIUM_BIN). */
-function omiumBin() {
-  const target = process.env.CARGO_TARGET_DIR || join(homedir(), ".cache", "omium-target");
-  const root = fileURLToPath(new URL("../..", import.meta.url));
-  const candidates = [process.env.OMIUM_BIN, join(target, "debug", "omium"), join(root, "target", "debug", "omium")];
-  for (const c of candidates) {
-    if (!c) continue;
-    try {
-      accessSync(c, constants.X_OK);
-      return c;
-    } catch {
-      // next candidate
-    }
-  }
-  throw new Error(`the omium binary is not built (looked at ${candidates.filter(Boolean).join(", ")}): run \`cargo build -p omium-cli\` (or \`make cli\`), or set OMIUM_BIN`);
-}
 
 /** Starts `omium --store DIR serve ARGS...` and waits for the JSON line it prints once it listens. */
 async function startDaemon(t, store, ...args) {

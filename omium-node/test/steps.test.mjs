@@ -162,7 +162,7 @@ test("bad input gets clear errors and loses nothing", async (t) => {
   await assert.rejects(omium.init({ path: "/tmp/x", durability: "fast" }), (e) => e instanceof omium.InvalidArgumentError && /fast/.test(e.message));
   const bigint = omium.checkpoint("bigint", async () => 1n);
   const wf2 = omium.workflow("codec-wf", async () => bigint());
-  await assert.rejects(wf2.run(undefined, { executionId: "b1" }), (e) => e instanceof omium.InvalidArgumentError && /json codec/.test(e.message));
+  await assert.rejects(wf2.run(undefined, { executionId: "b1" }), (e) => e instanceof omium.InvalidArgumentError && /the msgpack codec cannot encode this value/.test(e.message));
   assert.equal((await omium.verify()).ok, true);
 });
 

@@ -1,8 +1,12 @@
 /**
  * State codecs: how step results, workflow inputs and outputs become bytes. The default is
- * JSON (readable by every binding and by `omium show`); pass your own `{ name, encode, decode }`
- * for other types.
+ * msgpack, the same wire format as the Python package's default, so a state one language
+ * records the other decodes (and `omium checkpoint ID --value` shows). The codec's name is
+ * recorded with every checkpoint (`omium.codec` in its metadata) and with every execution's
+ * input and output (the `omium.codec` label); reads use the recorded codec. Pass your own
+ * `{ name, encode, decode }` for other types, or `jsonCodec`.
  */
+import { decode as mpDecode, encode as mpEncode, ExtensionCodec } from "@msgpack/msgpack";
 import { DecodeError, InvalidArgumentError } from "./errors";
 
 export interface Codec {
@@ -11,8 +15,11 @@ export interface Codec {
   decode(data: Buffer): unknown;
 }
 
-// `undefined` is stored as zero bytes (JSON has no undefined): a step returning nothing
-// replays as returning nothing.
+/** Where the codec's name is recorded: checkpoint metadata and execution labels. */
+export const CODEC_KEY = "omium.codec";
+
+// `undefined` is stored as zero bytes (neither format has undefined): a step returning
+// nothing replays as returning nothing.
 export const json: Codec = {
   name: "json",
   encode(value: unknown): Buffer {
@@ -40,6 +47,123 @@ export const json: Codec = {
     }
   },
 };
+
+// Extension type 1 is the Python package's tagged value: msgpack of `[tag, payload]` for the
+// types msgpack lacks. Node writes it for a Set; it reads every tag Python writes, as the
+// nearest plain JavaScript value (the value's JSON form where JavaScript has no such type).
+// Dates travel as msgpack's own timestamp extension (-1), which Python reads as an aware
+// datetime in UTC.
+const EXT_TAGGED = 1;
+const extensions = new ExtensionCodec();
+extensions.register({
+  type: EXT_TAGGED,
+  encode: (value: unknown): Uint8Array | null => (value instanceof Set ? mpEncode(["set", [...value]], { extensionCodec: extensions, ignoreUndefined: true }) : null),
+  decode: (data: Uint8Array): unknown => untag(mpDecode(data, { extensionCodec: extensions })),
+});
+
+// Extension types omium does not write are refused, not handed back as opaque ExtData.
+for (let type = -128; type <= 127; type++) {
+  if (type === EXT_TAGGED || type === -1) continue;
+  extensions.register({
+    type,
+    encode: () => null,
+    decode: () => {
+      throw new DecodeError(`malformed stored state: msgpack extension type ${type} is not one omium writes`, "decode");
+    },
+  });
+}
+
+// The msgpack decoder refuses a "__proto__" map key; such a value is refused when it is
+// recorded, not when it is replayed. The key's bytes (fixstr of 9 bytes) are looked for first.
+const PROTO_KEY = Buffer.from([0xa9, ...Buffer.from("__proto__")]);
+
+function malformed(what: string): never {
+  throw new DecodeError(`malformed ${what} in stored state`, "decode");
+}
+
+function untag(tagged: unknown): unknown {
+  if (!Array.isArray(tagged) || tagged.length !== 2 || typeof tagged[0] !== "string") malformed("tagged value (expected [tag, payload])");
+  const [tag, payload] = tagged as [string, unknown];
+  const list = (): unknown[] => (Array.isArray(payload) ? payload : malformed(`${tag} value`));
+  const text = (): string => (typeof payload === "string" ? payload : malformed(`${tag} value`));
+  switch (tag) {
+    case "datetime": {
+      // Python's isoformat: a naive datetime (no offset) is read as UTC.
+      const s = text();
+      const d = new Date(/(Z|[+-]\d\d:\d\d)$/.test(s) ? s : `${s}Z`);
+      return Number.isNaN(d.getTime()) ? malformed("datetime value") : d;
+    }
+    case "date":
+    case "time":
+    case "uuid":
+    case "decimal":
+      return text();
+    case "timedelta": {
+      const [days, seconds, micros] = list();
+      if (![days, seconds, micros].every((n) => typeof n === "number")) malformed("timedelta value");
+      return (days as number) * 86400 + (seconds as number) + (micros as number) / 1e6;
+    }
+    case "enum":
+      return list()[1];
+    case "set":
+    case "frozenset":
+      return new Set(list());
+    case "tuple":
+      return list();
+    case "dataclass":
+    case "pydantic":
+      return list()[1];
+    case "bytes":
+      return Buffer.from(text(), "base64");
+    default:
+      throw new DecodeError(`unknown tagged value ${JSON.stringify(tag)} in stored state (written by a newer omium?)`, "decode");
+  }
+}
+
+export const msgpack: Codec = {
+  name: "msgpack",
+  encode(value: unknown): Buffer {
+    if (value === undefined) return Buffer.alloc(0);
+    try {
+      const out = mpEncode(value, { extensionCodec: extensions, ignoreUndefined: true });
+      const data = Buffer.from(out.buffer, out.byteOffset, out.byteLength);
+      if (data.indexOf(PROTO_KEY) >= 0) mpDecode(data, { extensionCodec: extensions });
+      return data;
+    } catch (e) {
+      throw new InvalidArgumentError(`the msgpack codec cannot encode this value: ${(e as Error).message} (an object key "__proto__" needs jsonCodec)`, "invalid_argument");
+    }
+  },
+  // Builds plain data only (objects, arrays, strings, numbers, Uint8Arrays, Dates, Sets): no
+  // class is looked up by a name in the data.
+  decode(data: Buffer): unknown {
+    if (data.length === 0) return undefined;
+    try {
+      return mpDecode(data, { extensionCodec: extensions });
+    } catch (e) {
+      if (e instanceof DecodeError) throw e;
+      throw new DecodeError(`the msgpack codec cannot decode stored state: ${(e as Error).message}`, "decode");
+    }
+  },
+};
+
+const builtIn: Record<string, Codec> = { msgpack, json };
+
+/**
+ * The codec that decodes what was recorded with `name` (checkpoint metadata or execution
+ * label): `configured` when the names match, else the built-in codec of that name. Nothing
+ * recorded means the state predates recorded codecs: Node wrote JSON then, unless the caller
+ * had chosen a codec of its own.
+ */
+export function recordedCodec(name: string | undefined, configured: Codec, what: string): Codec {
+  if (name === undefined) return configured === msgpack ? json : configured;
+  if (name === configured.name) return configured;
+  const c = builtIn[name];
+  if (c !== undefined) return c;
+  throw new DecodeError(
+    `${what} was recorded with the ${JSON.stringify(name)} codec, which this process does not have (it has "msgpack", "json" and ${JSON.stringify(configured.name)}); pass a codec named ${JSON.stringify(name)}`,
+    "decode",
+  );
+}
 
 export function checkCodec(codec: unknown, where: string): Codec {
   const c = codec as Codec;

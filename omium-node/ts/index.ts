@@ -68,7 +68,7 @@ export {
   ExecutionPaused,
   ExecutionRolledBack,
 } from "./errors";
-export { type Codec, json as jsonCodec } from "./codec";
+export { type Codec, CODEC_KEY, json as jsonCodec, msgpack as msgpackCodec } from "./codec";
 export { type InitOptions, type Durability, init, shutdown, isInitialized, getExecutionId, store } from "./runtime";
 export { type StepOptions, type Step, checkpoint } from "./steps";
 export {

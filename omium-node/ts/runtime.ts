@@ -3,7 +3,7 @@ import { AsyncLocalStorage } from "node:async_hooks";
 import * as path from "node:path";
 
 import native = require("./native");
-import { type Codec, checkCodec, json } from "./codec";
+import { type Codec, checkCodec, msgpack } from "./codec";
 import { OmiumError, InvalidArgumentError, call, callSync } from "./errors";
 
 export type Durability = "sync" | "buffered" | "none";
@@ -24,7 +24,7 @@ export interface InitOptions {
   project?: string;
   /** "sync" (default: fsync before a step returns), "buffered" or "none". */
   durability?: Durability;
-  /** State codec; default JSON. */
+  /** State codec; default msgpack (the Python package's default: states decode in both). */
   codec?: Codec;
   readOnly?: boolean;
   /** Record spans of workflows, steps, checkpoints and recovery actions (default true). */
@@ -87,7 +87,7 @@ export async function init(options: InitOptions = {}): Promise<native.Store> {
     throw new InvalidArgumentError(`omium.init({ path }): expected a non-empty string, not ${JSON.stringify(dir)}`, "invalid_argument");
   }
   const durability = callSync(() => native.checkDurability(options.durability ?? "sync"));
-  const codec = options.codec === undefined ? json : checkCodec(options.codec, "omium.init({ codec })");
+  const codec = options.codec === undefined ? msgpack : checkCodec(options.codec, "omium.init({ codec })");
   if (options.project !== undefined && typeof options.project !== "string") {
     throw new InvalidArgumentError(`omium.init({ project }): expected a string, not ${typeof options.project}`, "invalid_argument");
   }
@@ -116,7 +116,7 @@ async function initServed(url: unknown, options: InitOptions): Promise<native.St
   if (apiKey !== undefined && (typeof apiKey !== "string" || apiKey === "")) {
     throw new InvalidArgumentError(`omium.init({ apiKey }): expected a non-empty string, not ${JSON.stringify(apiKey)}`, "invalid_argument");
   }
-  const codec = options.codec === undefined ? json : checkCodec(options.codec, "omium.init({ codec })");
+  const codec = options.codec === undefined ? msgpack : checkCodec(options.codec, "omium.init({ codec })");
   if (options.project !== undefined && typeof options.project !== "string") {
     throw new InvalidArgumentError(`omium.init({ project }): expected a string, not ${typeof options.project}`, "invalid_argument");
   }

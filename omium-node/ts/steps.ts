@@ -10,7 +10,7 @@
  * its order inside the parent. Outside a workflow a step simply runs.
  */
 import native = require("./native");
-import { type Codec, checkCodec, toPlain } from "./codec";
+import { type Codec, CODEC_KEY, checkCodec, recordedCodec, toPlain } from "./codec";
 import { ConditionError, ConditionFailed, InvalidArgumentError, StepTimeoutError, call, callSync } from "./errors";
 import * as recovery from "./recovery";
 import { type ExecutionContext, scope } from "./runtime";
@@ -140,7 +140,10 @@ export function checkpoint<A extends unknown[], R>(name: string, fn: (...args: A
     // daemon's journal is asked off-thread, with the state in the same call.
     if (ctx.served || callSync(() => ctx.run.isRecorded(seq, name, stepKey))) {
       const hit = await call(() => ctx.run.recorded(seq, name, stepKey));
-      if (hit !== null) return codec.decode(hit.state) as Awaited<R>;
+      if (hit !== null) {
+        const recorded = (hit.checkpoint as { metadata?: Record<string, string> }).metadata?.[CODEC_KEY];
+        return recordedCodec(recorded, codec, `step ${JSON.stringify(name)}`).decode(hit.state) as Awaited<R>;
+      }
     }
     for (const c of pre) await check(c, name, "precondition", args, false);
     const span = startSpan(name, "step", { agent: options.agent, attributes: { "omium.step": name, "omium.seq": seq, "omium.key": stepKey } });
@@ -161,6 +164,7 @@ export function checkpoint<A extends unknown[], R>(name: string, fn: (...args: A
         agent: options.agent,
         preconditions: pre.map((c) => [c.text, true] as [string, boolean]),
         postconditions: post.map((c) => [c.text, true] as [string, boolean]),
+        metadata: { [CODEC_KEY]: codec.name },
       };
       // A write that waits for an fsync goes to a worker thread; a buffered one is made here.
       const id = ctx.waitsForFsync

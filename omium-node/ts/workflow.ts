@@ -4,7 +4,7 @@
  */
 import { randomBytes } from "node:crypto";
 
-import { type Codec, checkCodec } from "./codec";
+import { type Codec, CODEC_KEY, checkCodec, recordedCodec } from "./codec";
 import {
   ExecutionNotFoundError,
   ExecutionPaused,
@@ -79,7 +79,10 @@ function checkpointInfo(r: Raw): CheckpointInfo {
   const info = { ...rest, createdAt: new Date(createdAtMs as number) } as unknown as CheckpointInfo;
   Object.defineProperty(info, "load", {
     enumerable: false,
-    value: async (codec?: Codec) => (codec ?? getConfig().codec).decode(await call(() => store().readState(info.id))),
+    value: async (codec?: Codec) => {
+      const c = codec ?? recordedCodec(info.metadata[CODEC_KEY], getConfig().codec, `checkpoint ${info.id}`);
+      return c.decode(await call(() => store().readState(info.id)));
+    },
   });
   return info;
 }
@@ -132,20 +135,23 @@ export class Workflow<I, O> {
       throw new InvalidArgumentError(`${this.name}.run(input, { executionId }): expected a non-empty string, not ${JSON.stringify(executionId)}`, "invalid_argument");
     }
     const s = store();
-    const codec = this.codec;
+    const stepCodec = this.codec;
     let existing: Raw | undefined;
     try {
       existing = (await call(() => s.execution(executionId))) as Raw;
     } catch (e) {
       if (!(e instanceof ExecutionNotFoundError)) throw e;
     }
+    // Input and output in the codec the execution recorded (an execution begun before codecs
+    // were recorded keeps the one it had).
+    const codec = existing === undefined ? stepCodec : ioCodec(existing as unknown as ExecutionInfo, stepCodec);
     if (existing?.status === "completed") {
       const out = await call(() => s.executionOutput(executionId));
       return (out === null ? undefined : codec.decode(out)) as Awaited<O>;
     }
     let rollbacks = 0;
     for (;;) {
-      const labels: Record<string, string> = {};
+      const labels: Record<string, string> = { [CODEC_KEY]: codec.name };
       let inputBytes: Buffer | undefined;
       try {
         inputBytes = codec.encode({ input });
@@ -157,7 +163,7 @@ export class Workflow<I, O> {
       const ctx: ExecutionContext = {
         run,
         executionId,
-        codec,
+        codec: stepCodec,
         workflow: this.name,
         tenant: cfg.project ?? "default",
         rollbacks,
@@ -239,7 +245,7 @@ export async function rollback(executionId: string, options: RollbackOptions = {
 export interface ForkOptions {
   /** The checkpoint (id or name) to fork at. */
   at: string;
-  /** Replaces that checkpoint's state (encoded with the store's codec). */
+  /** Replaces that checkpoint's state (encoded with the execution's codec). */
   state?: unknown;
   newExecutionId?: string;
 }
@@ -250,7 +256,7 @@ export async function fork(executionId: string, options: ForkOptions): Promise<E
   if (options === null || typeof options !== "object" || typeof options.at !== "string") {
     throw new InvalidArgumentError("omium.fork(executionId, { at }): at (a checkpoint id or name) is required", "invalid_argument");
   }
-  const state = "state" in options ? getConfig().codec.encode(options.state) : undefined;
+  const state = "state" in options ? await encodeEdit(executionId, options.state) : undefined;
   return executionInfo((await call(() => store().fork(executionId, options.at, { newExecutionId: options.newExecutionId, state }))) as Raw);
 }
 
@@ -276,7 +282,18 @@ export async function resumable(): Promise<ExecutionInfo[]> {
   return ((await call(() => store().resumable())) as Raw[]).map(executionInfo);
 }
 
-async function storedInput(info: ExecutionInfo, codec: Codec): Promise<unknown> {
+/** The codec of an execution's input, output and edited states: the one it recorded. */
+function ioCodec(info: ExecutionInfo, configured: Codec): Codec {
+  return recordedCodec(info.labels?.[CODEC_KEY], configured, `execution ${JSON.stringify(info.id)}`);
+}
+
+/** A state that replaces a recorded one (fork, resume), in the execution's codec. */
+async function encodeEdit(executionId: string, state: unknown): Promise<Buffer> {
+  return ioCodec(await getExecution(executionId), getConfig().codec).encode(state);
+}
+
+async function storedInput(info: ExecutionInfo, configured: Codec): Promise<unknown> {
+  const codec = ioCodec(info, configured);
   if (UNENCODABLE_INPUT in info.labels) {
     throw new OmiumError(
       `execution ${JSON.stringify(info.id)} cannot be recovered automatically: its input was not storable (${info.labels[UNENCODABLE_INPUT]}); run it again with ${info.workflow}.run(input, { executionId: ${JSON.stringify(info.id)} })`,
@@ -320,7 +337,7 @@ export async function recover(options: { skipUnregistered?: boolean } = {}): Pro
  */
 export async function resume(executionId: string, options: { state?: unknown; by?: string; run?: boolean } = {}): Promise<unknown> {
   requireId(executionId, "omium.resume(executionId)");
-  const data = "state" in options ? getConfig().codec.encode(options.state) : undefined;
+  const data = "state" in options ? await encodeEdit(executionId, options.state) : undefined;
   await call(() => store().resume(executionId, data, options.by));
   const info = await getExecution(executionId);
   const wf = registry.get(info.workflow);

@@ -543,3 +543,48 @@ def test_stored_bytes_decode_to_data_or_a_value_error_and_run_nothing(data):
 def test_malformed_stored_state_is_a_value_error_that_says_so(codec, data, message):
     with pytest.raises(ValueError, match=message):
         get_codec(codec).decode(data)
+
+
+def test_a_state_is_read_with_the_codec_it_was_recorded_with(tmp_path):
+    calls = []
+
+    @omium.checkpoint("fetch")
+    def fetch():
+        calls.append(1)
+        return {"a": 1}
+
+    omium.init(path=str(tmp_path / "s"), codec="json")
+    try:
+        with omium.execution("c"):
+            fetch()
+        (info,) = omium.history("c")
+        assert info.metadata["omium.codec"] == "json"
+        assert omium.get_execution("c").labels["omium.codec"] == "json"
+    finally:
+        omium.shutdown()
+    # Another default codec now: the recorded step still replays, and loads, as JSON.
+    omium.init(path=str(tmp_path / "s"))
+    try:
+        with omium.execution("c"):
+            assert fetch() == {"a": 1}
+        assert calls == [1]
+        assert info.load() == {"a": 1}
+    finally:
+        omium.shutdown()
+
+
+def test_recorded_codec_names_what_it_cannot_decode():
+    msgpack_codec = get_codec("msgpack")
+    assert omium_codecs.recorded_codec(None, msgpack_codec, "x") is msgpack_codec
+    assert omium_codecs.recorded_codec("json", msgpack_codec, "x").name == "json"
+    with pytest.raises(ValueError, match=r"step 'a' was recorded with the 'yaml' codec, which this process does not have"):
+        omium_codecs.recorded_codec("yaml", msgpack_codec, "step 'a'")
+
+
+def test_msgpack_reads_what_node_writes():
+    c = get_codec("msgpack")
+    # A step that returned `undefined` is stored as no bytes.
+    assert c.decode(b"") is None
+    # A Date is msgpack's timestamp extension: an aware datetime in UTC.
+    stamp = msgpack.packb(msgpack.Timestamp(1_764_756_000, 250_000_000))
+    assert c.decode(stamp) == dt.datetime(2025, 12, 3, 10, 0, 0, 250000, tzinfo=dt.timezone.utc)

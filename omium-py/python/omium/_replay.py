@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import _omium, _runtime, _trace
-from .codecs import to_plain
+from .codecs import CODEC_KEY, recorded_codec, to_plain
 from .errors import OmiumError, WorkflowNotRegisteredError
 
 # Request parameters that never change the answer and are left out of the canonical request.
@@ -147,7 +147,7 @@ def _start(
         seq, key = _steps._position(ctx, None)
         found = ctx.run.recorded(seq, step_name, key)
         if found is not None:
-            return True, ctx.codec.decode(found[1])["response"]
+            return True, recorded_codec(found[0]["metadata"].get(CODEC_KEY), ctx.codec, step_name).decode(found[1])["response"]
         args, kwargs = mutated(ctx, seq, args, kwargs)
         request = _canonical(kind, name, provider, model, args, kwargs)
         h = _omium.request_hash(json.dumps(request, sort_keys=True, default=repr))
@@ -173,7 +173,12 @@ def _finish(p: _Pending, response: Any) -> Any:
         _describe_response(p.span, p.kind, p.model, response)
         if p.ctx is not None:
             data = p.ctx.codec.encode({"request": p.request, "response": response})
-            meta = {"omium.call": p.kind, "omium.request_hash": p.hash, "omium.side_effect": "true" if p.side_effect else "false"}
+            meta = {
+                CODEC_KEY: p.ctx.codec.name,
+                "omium.call": p.kind,
+                "omium.request_hash": p.hash,
+                "omium.side_effect": "true" if p.side_effect else "false",
+            }
             cid = p.ctx.run.record(p.seq, p.step_name, data, key=p.key, metadata=meta)
             p.span.set_attribute("omium.checkpoint_id", cid)
     except BaseException as e:
@@ -358,7 +363,7 @@ def _recordings(execution_id: str) -> list[dict[str, Any]]:
         kind = c["metadata"].get("omium.call")
         if kind not in ("llm", "tool") or c["kind"] != "step":
             continue
-        data = codec.decode(store.read_state(c["id"]))
+        data = recorded_codec(c["metadata"].get(CODEC_KEY), codec, c["name"]).decode(store.read_state(c["id"]))
         out.append(
             {"name": c["name"], "hash": c["metadata"]["omium.request_hash"], "request": data["request"], "response": data["response"]}
         )

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import _omium
-from .codecs import Codec, get_codec, register_type
+from .codecs import CODEC_KEY, Codec, get_codec, register_type
 from .errors import OmiumError
 
 
@@ -263,7 +263,8 @@ def begin(
         workflow=workflow or "",
         tenant=cfg.project or "default",
         input=input_bytes,
-        labels=labels or {},
+        # The codec of the input and output (and of edited states), for every binding's readers.
+        labels={CODEC_KEY: codec.name, **(labels or {})},
         lease_ttl=cfg.lease_ttl,
     )
     return ExecutionContext(run=run, execution_id=execution_id, codec=codec, workflow=workflow, tenant=cfg.project or "default")

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import _omium, _recovery, _replay, _runtime, _trace
-from .codecs import Codec, get_codec, to_plain
+from .codecs import CODEC_KEY, Codec, get_codec, recorded_codec, to_plain
 from .errors import ConditionError, ConditionFailed, OmiumError, StepTimeoutError
 
 
@@ -125,7 +125,7 @@ class _Step:
         found = ctx.run.recorded(seq, self.name, key)
         if found is None:
             return False, None
-        return True, codec.decode(found[1])
+        return True, recorded_codec(found[0]["metadata"].get(CODEC_KEY), codec, f"step {self.name!r}").decode(found[1])
 
     def check_pre(self, args: tuple, kwargs: dict) -> None:
         for c in self.pre:
@@ -188,6 +188,7 @@ class _Step:
                 agent=self.agent,
                 preconditions=[(c.text, True) for c in self.pre],
                 postconditions=[(c.text, True) for c in self.post],
+                metadata={CODEC_KEY: codec.name},
             )
             return result
         start = _trace.now_ns()
@@ -199,6 +200,7 @@ class _Step:
             agent=self.agent,
             preconditions=[(c.text, True) for c in self.pre],
             postconditions=[(c.text, True) for c in self.post],
+            metadata={CODEC_KEY: codec.name},
         )
         _trace.leaf_span(
             f"checkpoint {self.name}",
@@ -446,7 +448,7 @@ class Checkpoint:
         if found is not None:
             self.restored = True
             self.checkpoint_id = found[0]["id"]
-            self.state = codec.decode(found[1])
+            self.state = recorded_codec(found[0]["metadata"].get(CODEC_KEY), codec, f"checkpoint {self.name!r}").decode(found[1])
         return self
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
@@ -458,7 +460,9 @@ class Checkpoint:
         except (TypeError, ValueError, OverflowError) as e:
             raise TypeError(f"checkpoint {self.name!r}: state cannot be encoded by the {codec.name} codec: {e}") from None
         start = _trace.now_ns()
-        self.checkpoint_id = ctx.run.record(seq, self.name, data, key=key, agent=self.agent, kind="snapshot")
+        self.checkpoint_id = ctx.run.record(
+            seq, self.name, data, key=key, agent=self.agent, kind="snapshot", metadata={CODEC_KEY: codec.name}
+        )
         attrs = {"omium.checkpoint_id": self.checkpoint_id, "omium.seq": seq, "omium.state_bytes": len(data)}
         _trace.leaf_span(f"checkpoint {self.name}", "checkpoint", start, attrs, self.agent)
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import _runtime, _trace
-from .codecs import Codec, get_codec
+from .codecs import CODEC_KEY, Codec, get_codec, recorded_codec
 from .errors import (
     ExecutionNotFoundError,
     ExecutionPaused,
@@ -61,8 +61,13 @@ class CheckpointInfo:
         return CheckpointInfo(**d)
 
     def load(self, codec: str | Codec | None = None) -> Any:
-        """The state of this checkpoint, verified and decoded (default: the init() codec)."""
-        c = get_codec(codec) if codec is not None else _runtime.config().codec
+        """The state of this checkpoint, verified and decoded (default: the codec it was recorded
+        with, else the init() codec)."""
+        c = (
+            get_codec(codec)
+            if codec is not None
+            else recorded_codec(self.metadata.get(CODEC_KEY), _runtime.config().codec, f"checkpoint {self.id}")
+        )
         return c.decode(_runtime.store().read_state(self.id))
 
 
@@ -135,7 +140,7 @@ class Workflow:
             e = None
         if e is not None and e["status"] == "completed":
             out = store.execution_output(execution_id)
-            return execution_id, (self.codec.decode(out) if out is not None else None), True
+            return execution_id, (_io_codec(e["labels"], e["id"], self.codec).decode(out) if out is not None else None), True
         return execution_id, None, False
 
     def _begin(self, execution_id: str, args: tuple, kwargs: dict) -> _runtime.ExecutionContext:
@@ -352,7 +357,7 @@ def fork(
         return _replay.fork_at_step(execution_id, at_step, mutate, new_execution_id)
     if at is None:
         raise TypeError("omium.fork: at (a checkpoint id or name) or at_step is required")
-    data = None if state is _MISSING else _runtime.config().codec.encode(state)
+    data = _encode_edit(execution_id, state)
     return ExecutionInfo.of(_runtime.store().fork(execution_id, at, new_execution_id=new_execution_id, state=data))
 
 
@@ -391,8 +396,20 @@ def _resume_args(info: ExecutionInfo, codec: Codec) -> tuple[list, dict]:
     raw = _runtime.store().execution_input(info.id)
     if raw is None:
         return [], {}
-    data = codec.decode(raw)
+    data = _io_codec(info.labels, info.id, codec).decode(raw)
     return list(data.get("args", [])), dict(data.get("kwargs", {}))
+
+
+def _io_codec(labels: dict[str, str], execution_id: str, configured: Codec) -> Codec:
+    """The codec of an execution's input, output and edited states: the one it recorded."""
+    return recorded_codec(labels.get(CODEC_KEY), configured, f"execution {execution_id!r}")
+
+
+def _encode_edit(execution_id: str, state: Any) -> bytes | None:
+    """A state that replaces a recorded one (fork, resume), in the execution's codec."""
+    if state is _MISSING:
+        return None
+    return _io_codec(get_execution(execution_id).labels, execution_id, _runtime.config().codec).encode(state)
 
 
 def _recoverable(skip_unregistered: bool) -> list[tuple[ExecutionInfo, Workflow]]:
@@ -476,7 +493,7 @@ def resume(execution_id: str, state: Any = _MISSING, *, by: str | None = None, r
     continues now and its result is returned; otherwise it is left resumable
     (``omium.recover()``) and None is returned."""
     store = _runtime.store()
-    data = None if state is _MISSING else _runtime.config().codec.encode(state)
+    data = _encode_edit(execution_id, state)
     store.resume(execution_id, data, by)
     info = get_execution(execution_id)
     wf = _registry.get(info.workflow)
@@ -491,7 +508,7 @@ def resume(execution_id: str, state: Any = _MISSING, *, by: str | None = None, r
 async def aresume(execution_id: str, state: Any = _MISSING, *, by: str | None = None, run: bool = True) -> Any:
     """Awaitable :func:`resume`."""
     store = _runtime.store()
-    data = None if state is _MISSING else _runtime.config().codec.encode(state)
+    data = await asyncio.to_thread(_encode_edit, execution_id, state)
     await asyncio.to_thread(store.resume, execution_id, data, by)
     info = await asyncio.to_thread(get_execution, execution_id)
     wf = _registry.get(info.workflow)

@@ -31,7 +31,7 @@ from typing import Any, TypeVar, overload
 
 import msgpack
 
-__all__ = ["Codec", "get_codec", "CODECS", "to_plain", "register_type", "UnregisteredTypeWarning"]
+__all__ = ["Codec", "get_codec", "CODECS", "CODEC_KEY", "recorded_codec", "to_plain", "register_type", "UnregisteredTypeWarning"]
 
 # msgpack extension type carrying a tagged value: ext data = msgpack([tag, payload]).
 _EXT_TAGGED = 1
@@ -283,7 +283,7 @@ class MsgpackCodec(Codec):
     def _ext_hook(code: int, data: bytes) -> Any:
         if code != _EXT_TAGGED:
             return msgpack.ExtType(code, data)
-        tagged = msgpack.unpackb(data, ext_hook=MsgpackCodec._ext_hook, raw=False, strict_map_key=False)
+        tagged = msgpack.unpackb(data, ext_hook=MsgpackCodec._ext_hook, raw=False, strict_map_key=False, timestamp=3)
         if not (isinstance(tagged, list) and len(tagged) == 2 and isinstance(tagged[0], str)):
             raise ValueError("malformed tagged value in stored state: expected [tag, payload]")
         return _untag(tagged[0], tagged[1])
@@ -292,7 +292,10 @@ class MsgpackCodec(Codec):
         return self._pack(value)
 
     def decode(self, data: bytes) -> Any:
-        return _decoding("msgpack", lambda: msgpack.unpackb(data, ext_hook=self._ext_hook, raw=False, strict_map_key=False))
+        # Node stores a step that returned `undefined` as no bytes at all.
+        if not data:
+            return None
+        return _decoding("msgpack", lambda: msgpack.unpackb(data, ext_hook=self._ext_hook, raw=False, strict_map_key=False, timestamp=3))
 
 
 class JsonCodec(Codec):
@@ -370,6 +373,25 @@ def get_codec(codec: str | Codec) -> Codec:
         return CODECS[codec]()
     except KeyError:
         raise ValueError(f"unknown codec {codec!r}; expected one of {', '.join(map(repr, CODECS))}") from None
+
+
+#: The checkpoint metadata key that names the codec a state was encoded with. Every binding
+#: writes it, so a state recorded from Python decodes in Node and in ``omium checkpoint --value``.
+CODEC_KEY = "omium.codec"
+
+
+def recorded_codec(name: str | None, configured: Codec, what: str) -> Codec:
+    """The codec that decodes what was recorded with codec ``name`` (a checkpoint's metadata or
+    an execution's label ``CODEC_KEY``): ``configured`` when the names match or nothing was
+    recorded (written before codecs were recorded), else the built-in codec of that name."""
+    if name is None or name == configured.name:
+        return configured
+    if name in CODECS:
+        return CODECS[name]()
+    raise ValueError(
+        f"{what} was recorded with the {name!r} codec, which this process does not have "
+        f"(it has {', '.join(map(repr, CODECS))} and {configured.name!r}); pass a codec named {name!r}"
+    )
 
 
 def to_plain(obj: Any) -> Any:
