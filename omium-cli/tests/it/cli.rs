@@ -1630,5 +1630,8 @@ fn states_with_a_recorded_codec_are_shown_decoded_and_edited_as_json() {
         err.contains("omium fork --state-file: the execution's states are msgpack, so the new state must be JSON"),
         "{err}"
     );
-    assert!(ctx.run(&["show", "mp-c"]).failed().contains("unknown execution"));
+    assert!(ctx
+        .run(&["show", "mp-c"])
+        .failed()
+        .contains("unknown execution"));
 }
