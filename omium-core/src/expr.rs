@@ -153,7 +153,7 @@ impl Condition {
             let mut ctx = root.new_inner_scope();
             for (name, value) in vars {
                 let name = name.as_ref();
-                ctx.add_variable(name.to_string(), value.clone())
+                ctx.add_variable(name.to_string(), to_cel(value))
                     .map_err(|e| eval_err(format!("variable {name}: {e}")))?;
             }
             self.program
@@ -166,6 +166,30 @@ impl Condition {
                 "it returned {other:?}, expected a boolean"
             ))),
         }
+    }
+}
+
+/// A JSON value as CEL sees it. Integers are CEL `int` (an `uint` only beyond `i64`), so that
+/// `args[0] + 1` works on the 7 a binding passed (serde's route made every non-negative number a
+/// `uint`, and CEL does not add `uint` and `int`).
+fn to_cel(v: &serde_json::Value) -> cel::Value {
+    use serde_json::Value as J;
+    match v {
+        J::Null => cel::Value::Null,
+        J::Bool(b) => cel::Value::Bool(*b),
+        J::Number(n) => match (n.as_i64(), n.as_u64()) {
+            (Some(i), _) => cel::Value::Int(i),
+            (None, Some(u)) => cel::Value::UInt(u),
+            _ => cel::Value::Float(n.as_f64().unwrap_or(f64::NAN)),
+        },
+        J::String(s) => cel::Value::String(s.clone().into()),
+        J::Array(items) => cel::Value::List(items.iter().map(to_cel).collect::<Vec<_>>().into()),
+        J::Object(m) => cel::Value::Map(
+            m.iter()
+                .map(|(k, v)| (k.clone(), to_cel(v)))
+                .collect::<std::collections::HashMap<String, cel::Value>>()
+                .into(),
+        ),
     }
 }
 
@@ -219,6 +243,17 @@ mod tests {
         // Operators inside string literals are text, not operators.
         let text = format!("result == '{}'", "+".repeat(1000));
         Condition::compile(&text).unwrap();
+    }
+
+    #[test]
+    fn integers_are_cel_ints() {
+        let c = Condition::compile("args[0] + 1 == result && args[1] - 10 < 0 && args[2] > 1.5")
+            .unwrap();
+        assert!(c
+            .evaluate(&[("args", json!([7, 3, 2.5])), ("result", json!(8))])
+            .unwrap());
+        let big = Condition::compile("args[0] > 0u").unwrap();
+        assert!(big.evaluate(&[("args", json!([u64::MAX]))]).unwrap());
     }
 
     #[test]

@@ -42,3 +42,14 @@ export function pythonBin() {
     "no Python with the omium package: run `make python`, or set OMIUM_PYTHON",
   );
 }
+
+/** Values of a conformance scenario with {"$repeat": [text, n]} expanded (tests/conformance). */
+export function expand(v) {
+  if (Array.isArray(v)) return v.map(expand);
+  if (v !== null && typeof v === "object") {
+    const keys = Object.keys(v);
+    if (keys.length === 1 && keys[0] === "$repeat") return v.$repeat[0].repeat(v.$repeat[1]);
+    return Object.fromEntries(keys.map((k) => [k, expand(v[k])]));
+  }
+  return v;
+}

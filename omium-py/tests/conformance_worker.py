@@ -1,0 +1,118 @@
+"""One run or operation of a conformance scenario (tests/conformance), in a process of its own:
+``conformance_worker.py SCENARIO INDEX STORE``. Prints a JSON line per step body it enters
+(``{"ran": name}``) and one with the outcome (``{"result": ...}``); SIGKILLs itself where the
+scenario says."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+from typing import Any
+
+import omium
+
+_errors: dict[str, type[Exception]] = {}
+
+
+def error_class(name: str) -> type[Exception]:
+    """A user exception class with this name (recovery policies classify failures by it)."""
+    if name not in _errors:
+        _errors[name] = type(name, (Exception,), {})
+    return _errors[name]
+
+
+def expand(v: Any) -> Any:
+    """Values of the scenario with ``{"$repeat": [text, n]}`` expanded."""
+    if isinstance(v, dict):
+        if list(v) == ["$repeat"]:
+            text, n = v["$repeat"]
+            return text * n
+        return {k: expand(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [expand(x) for x in v]
+    return v
+
+
+def emit(obj: dict[str, Any]) -> None:
+    print(json.dumps(obj), flush=True)
+
+
+def error_of(e: BaseException) -> str:
+    return getattr(e, "code", None) or type(e).__name__
+
+
+def make_step(name: str, spec: dict[str, Any], item: dict[str, Any], calls: dict[str, int]) -> Any:
+    def body(x: Any) -> Any:
+        emit({"ran": name})
+        if item.get("kill_before") == name:
+            os.kill(os.getpid(), signal.SIGKILL)
+        calls[name] = n = calls.get(name, 0) + 1
+        if spec.get("fail_always") or n <= spec.get("fail_first", 0):
+            raise error_class(spec.get("error", "StepError"))(f"{name} failed (attempt {n})")
+        if "returns" in spec:
+            return expand(spec["returns"])
+        if "add" in spec:
+            return x + spec["add"]
+        return x
+
+    return omium.checkpoint(name, retries=spec.get("retries", 0), preconditions=spec.get("pre", []), postconditions=spec.get("post", []))(
+        body
+    )
+
+
+def run(scenario: dict[str, Any], item: dict[str, Any]) -> dict[str, Any]:
+    calls: dict[str, int] = {}
+    specs = {**scenario["steps"], **item.get("steps", {})}
+    steps = {name: make_step(name, spec, item, calls) for name, spec in specs.items()}
+    flow = item.get("flow", scenario["flow"])
+
+    @omium.workflow("conformance")
+    def conformance(x: Any) -> Any:
+        for name in flow:
+            x = steps[name](x)
+        return x
+
+    try:
+        out = conformance.run(item.get("input", scenario.get("input")), execution_id=item.get("execution", "e1"))
+    except Exception as e:
+        return {"outcome": "error", "error": error_of(e)}
+    return {"outcome": "completed", "output": out}
+
+
+def operate(item: dict[str, Any]) -> dict[str, Any]:
+    execution = item.get("execution", "e1")
+    op = item["op"]
+    try:
+        if op == "rollback":
+            omium.rollback(execution, to=item.get("to"))
+        elif op == "fork":
+            kw = {"state": item["state"]} if "state" in item else {}
+            execution = item["new_id"]
+            omium.fork(item.get("execution", "e1"), item["at"], new_execution_id=execution, **kw)
+        elif op == "resume":
+            kw = {"state": item["state"]} if "state" in item else {}
+            omium.resume(execution, run=False, **kw)
+        else:
+            raise ValueError(f"unknown op {op!r}")
+    except Exception as e:
+        return {"outcome": "error", "error": error_of(e)}
+    return {"outcome": "done", "status": omium.get_execution(execution).status}
+
+
+def main() -> None:
+    path, index, store = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+    with open(path) as f:
+        scenario = json.load(f)
+    item = scenario["runs"][index]
+    omium.init(path=store)
+    if index == 0 and scenario.get("policy"):
+        omium.policy.apply(scenario["policy"])
+    result = operate(item) if "op" in item else run(scenario, item)
+    emit({"result": result})
+    omium.shutdown()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,82 @@
+"""The cross-binding conformance scenarios (tests/conformance/README.md) run through the Python
+package: every run and operation in a process of its own, runs SIGKILLed where the scenario
+says, then the store checked in this process. Node runs the same files
+(omium-node/test/scenarios.test.mjs)."""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import subprocess
+import sys
+from typing import Any
+
+import omium
+import pytest
+from conformance_worker import expand
+
+ROOT = pathlib.Path(__file__).resolve().parents[2] / "tests" / "conformance"
+SCENARIOS = sorted((ROOT / "scenarios").glob("*.json"))
+WORKER = pathlib.Path(__file__).with_name("conformance_worker.py")
+FEATURES = {"kill", "retries", "conditions", "rollback", "fork", "resume", "policy"}
+
+
+def test_the_suite_is_there():
+    assert len(SCENARIOS) >= 20, f"only {len(SCENARIOS)} scenarios in {ROOT / 'scenarios'}"
+
+
+def step(path: pathlib.Path, index: int, store: pathlib.Path) -> tuple[list[str], dict[str, Any] | None, int]:
+    """Runs one item of the scenario in a worker process: (bodies entered, result, exit code)."""
+    p = subprocess.run([sys.executable, str(WORKER), str(path), str(index), str(store)], capture_output=True, text=True, timeout=120)
+    ran, result = [], None
+    for line in p.stdout.splitlines():
+        msg = json.loads(line)
+        if "ran" in msg:
+            ran.append(msg["ran"])
+        else:
+            result = msg["result"]
+    if result is None and p.returncode != -9:
+        raise AssertionError(f"worker of item {index} exited {p.returncode} without a result:\n{p.stderr}")
+    return ran, result, p.returncode
+
+
+@pytest.mark.parametrize("path", SCENARIOS, ids=lambda p: p.stem)
+def test_scenario(path: pathlib.Path, tmp_path: pathlib.Path) -> None:
+    scenario = json.loads(path.read_text())
+    missing = set(scenario.get("requires", [])) - FEATURES
+    assert not missing, f"the Python runner lacks {missing}"
+    store = tmp_path / "store"
+    for i, item in enumerate(scenario["runs"]):
+        ran, result, code = step(path, i, store)
+        where = f"{path.name} item {i} ({item})"
+        if "op" in item:
+            assert result is not None and result["outcome"] == item.get("outcome", "done"), f"{where}: {result}"
+            if "status" in item:
+                assert result["status"] == item["status"], f"{where}: {result}"
+            continue
+        if item["outcome"] == "killed":
+            assert code == -9 and result is None, f"{where}: expected a SIGKILL, got exit {code} and {result}"
+        else:
+            assert result is not None and result["outcome"] == item["outcome"], f"{where}: {result}"
+            if "output" in item:
+                assert result["output"] == expand(item["output"]), f"{where}: {result}"
+            if "error" in item:
+                assert result["error"] == item["error"], f"{where}: {result}"
+        if "ran" in item:
+            assert ran == item["ran"], f"{where}: ran {ran}"
+    check_final(scenario.get("final", {}), store)
+
+
+def check_final(final: dict[str, Any], store: pathlib.Path) -> None:
+    omium.init(path=str(store))
+    try:
+        for execution, status in final.get("status", {}).items():
+            assert omium.get_execution(execution).status == status, execution
+        for execution, expected in final.get("history", {}).items():
+            got = [[c.name, c.kind, c.load() if c.kind in ("step", "snapshot") else None] for c in omium.history(execution)]
+            want = [[n, k, got[i][2] if s == "*" and i < len(got) else expand(s)] for i, (n, k, s) in enumerate(expected)]
+            assert got == want, f"history of {execution}"
+        report = omium.verify()
+        assert report.ok, report
+    finally:
+        omium.shutdown()
