@@ -2,6 +2,7 @@
 //! of ten). Every file is a module; `cargo test -p omium-core --test it crash::` runs one.
 
 mod common;
+mod conformance;
 mod consensus;
 mod consensus_storage;
 mod crash;

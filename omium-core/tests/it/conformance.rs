@@ -1,0 +1,319 @@
+//! The cross-binding conformance scenarios (`tests/conformance/README.md`) on the engine itself:
+//! every scenario whose features the Rust API has (durable steps, SIGKILLs, rollbacks, forks)
+//! runs through `Store`/`Run`, each run in a process of its own (this test binary again, as
+//! `conformance::worker`), with the same expectations pytest and `node --test` check. Retries,
+//! conditions, policies and resumes are the bindings' (their scenarios are skipped here).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use omium_core::value::{encode_state, CODEC_KEY};
+use omium_core::{BeginOptions, ForkOptions, NewCheckpoint, RollbackTarget, Status, Store};
+use serde_json::{json, Value};
+
+const FEATURES: &[&str] = &["kill", "rollback", "fork"];
+
+fn scenario_files() -> Vec<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/conformance/scenarios");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    files.sort();
+    files
+}
+
+fn load(path: &Path) -> Value {
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}
+
+/// `{"$repeat": [text, n]}` expanded.
+fn expand(v: &Value) -> Value {
+    match v {
+        Value::Object(m) if m.len() == 1 && m.contains_key("$repeat") => {
+            let r = &m["$repeat"];
+            Value::String(
+                r[0].as_str()
+                    .unwrap()
+                    .repeat(r[1].as_u64().unwrap() as usize),
+            )
+        }
+        Value::Object(m) => Value::Object(m.iter().map(|(k, v)| (k.clone(), expand(v))).collect()),
+        Value::Array(a) => Value::Array(a.iter().map(expand).collect()),
+        other => other.clone(),
+    }
+}
+
+#[test]
+fn scenarios_behave_the_same_on_the_engine() {
+    let mut ran = 0;
+    for path in scenario_files() {
+        let scenario = load(&path);
+        let requires: Vec<&str> = scenario["requires"]
+            .as_array()
+            .map(|a| a.iter().map(|v| v.as_str().unwrap()).collect())
+            .unwrap_or_default();
+        if !requires.iter().all(|f| FEATURES.contains(f)) {
+            continue;
+        }
+        run_scenario(&path, &scenario);
+        ran += 1;
+    }
+    assert!(
+        ran >= 20,
+        "only {ran} scenarios need no more than {FEATURES:?}"
+    );
+}
+
+fn run_scenario(path: &Path, scenario: &Value) {
+    let name = path.file_name().unwrap().to_string_lossy().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    for (i, item) in scenario["runs"].as_array().unwrap().iter().enumerate() {
+        let out = Command::new(std::env::current_exe().unwrap())
+            .args([
+                "conformance::worker",
+                "--exact",
+                "--ignored",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env("OMIUM_SCENARIO", path)
+            .env("OMIUM_SCENARIO_INDEX", i.to_string())
+            .env("OMIUM_SCENARIO_STORE", &store)
+            .stderr(Stdio::inherit())
+            .output()
+            .unwrap();
+        // libtest may print its own text before ours on a line: read from the first `{"`.
+        let mut bodies = Vec::new();
+        let mut result = None;
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            let Some(at) = line.find("{\"") else { continue };
+            let msg: Value = serde_json::from_str(&line[at..]).unwrap();
+            if let Some(r) = msg.get("ran") {
+                bodies.push(r.clone());
+            } else if let Some(r) = msg.get("result") {
+                result = Some(r.clone());
+            }
+        }
+        let killed = std::os::unix::process::ExitStatusExt::signal(&out.status) == Some(9);
+        let at = format!("{name} item {i} ({item})");
+        if item.get("op").is_some() {
+            let r = result.unwrap_or_else(|| panic!("{at}: no result"));
+            assert_eq!(
+                r["outcome"],
+                item.get("outcome").cloned().unwrap_or(json!("done")),
+                "{at}: {r}"
+            );
+            if let Some(s) = item.get("status") {
+                assert_eq!(&r["status"], s, "{at}: {r}");
+            }
+            continue;
+        }
+        if item["outcome"] == "killed" {
+            assert!(
+                killed && result.is_none(),
+                "{at}: expected a SIGKILL, got {:?} and {result:?}",
+                out.status
+            );
+        } else {
+            let r = result.unwrap_or_else(|| panic!("{at}: no result ({:?})", out.status));
+            assert_eq!(r["outcome"], item["outcome"], "{at}: {r}");
+            if let Some(o) = item.get("output") {
+                assert_eq!(r["output"], expand(o), "{at}");
+            }
+            if let Some(e) = item.get("error") {
+                assert_eq!(&r["error"], e, "{at}");
+            }
+        }
+        if let Some(expected) = item.get("ran") {
+            assert_eq!(&Value::Array(bodies), expected, "{at}");
+        }
+    }
+    let s = Store::open(&store).unwrap();
+    let final_ = &scenario["final"];
+    for (id, status) in final_["status"].as_object().into_iter().flatten() {
+        assert_eq!(
+            s.execution(id).unwrap().status.to_string(),
+            status.as_str().unwrap(),
+            "{name}: {id}"
+        );
+    }
+    for (id, expected) in final_["history"].as_object().into_iter().flatten() {
+        let got: Vec<Value> = s
+            .history(id)
+            .unwrap()
+            .iter()
+            .map(|c| {
+                let state = match c.kind.as_str() {
+                    "step" | "snapshot" => s.state_value(c).unwrap(),
+                    _ => Value::Null,
+                };
+                json!([c.name, c.kind.as_str(), state])
+            })
+            .collect();
+        let want: Vec<Value> = expected
+            .as_array()
+            .unwrap()
+            .iter()
+            .enumerate()
+            .map(|(i, e)| match (&e[2], got.get(i)) {
+                (Value::String(star), Some(g)) if star == "*" => json!([e[0], e[1], g[2]]),
+                (state, _) => json!([e[0], e[1], expand(state)]),
+            })
+            .collect();
+        assert_eq!(got, want, "{name}: history of {id}");
+    }
+    assert!(s.verify(None).unwrap().ok(), "{name}: verify");
+}
+
+fn emit(v: Value) {
+    println!("{v}");
+}
+
+fn json_bytes(v: &Value) -> Vec<u8> {
+    serde_json::to_vec(v).unwrap()
+}
+
+/// One run or operation of a scenario, in the process `scenarios_behave_the_same_on_the_engine`
+/// starts. Steps are recorded as the bindings record them, with the `json` codec named.
+#[test]
+#[ignore = "the worker process of the conformance scenarios"]
+fn worker() {
+    let Ok(path) = std::env::var("OMIUM_SCENARIO") else {
+        return;
+    };
+    let scenario = load(Path::new(&path));
+    let index: usize = std::env::var("OMIUM_SCENARIO_INDEX")
+        .unwrap()
+        .parse()
+        .unwrap();
+    let store = Store::open(std::env::var("OMIUM_SCENARIO_STORE").unwrap()).unwrap();
+    let item = &scenario["runs"][index];
+    let execution = item["execution"].as_str().unwrap_or("e1").to_string();
+    let result = if let Some(op) = item["op"].as_str() {
+        operate(&store, op, item, &execution)
+    } else {
+        run(&store, &scenario, item, &execution)
+    };
+    emit(json!({ "result": result }));
+}
+
+fn operate(store: &Store, op: &str, item: &Value, execution: &str) -> Value {
+    let state = item.get("state").map(json_bytes);
+    let done = match op {
+        "rollback" => {
+            let to = item["to"]
+                .as_str()
+                .map(RollbackTarget::parse)
+                .unwrap_or(RollbackTarget::LastConsistent);
+            store
+                .rollback(execution, &to, None)
+                .map(|_| execution.to_string())
+        }
+        "fork" => {
+            let new_id = item["new_id"].as_str().unwrap().to_string();
+            let state = state.map(|s| encode_state(Some("json"), &s, "fork").unwrap());
+            store
+                .fork(
+                    execution,
+                    &RollbackTarget::parse(item["at"].as_str().unwrap()),
+                    ForkOptions {
+                        new_execution_id: Some(new_id.clone()),
+                        state,
+                    },
+                )
+                .map(|_| new_id)
+        }
+        other => panic!("the Rust runner has no op {other:?}"),
+    };
+    match done {
+        Ok(id) => {
+            json!({"outcome": "done", "status": store.execution(&id).unwrap().status.to_string()})
+        }
+        Err(e) => json!({"outcome": "error", "error": e.code()}),
+    }
+}
+
+fn run(store: &Store, scenario: &Value, item: &Value, execution: &str) -> Value {
+    if let Ok(e) = store.execution(execution) {
+        if e.status == Status::Completed {
+            let out = store.execution_output(execution).unwrap().unwrap();
+            return json!({"outcome": "completed", "output": serde_json::from_slice::<Value>(&out).unwrap()});
+        }
+    }
+    let mut specs = scenario["steps"].as_object().unwrap().clone();
+    if let Some(over) = item["steps"].as_object() {
+        specs.extend(over.clone());
+    }
+    let flow = item
+        .get("flow")
+        .unwrap_or(&scenario["flow"])
+        .as_array()
+        .unwrap();
+    let mut x = item.get("input").unwrap_or(&scenario["input"]).clone();
+    let codec = BTreeMap::from([(CODEC_KEY.to_string(), "json".to_string())]);
+    let run = match store.begin(
+        execution,
+        BeginOptions {
+            workflow: "conformance".into(),
+            input: Some(json_bytes(&x)),
+            labels: codec.clone(),
+            ..Default::default()
+        },
+    ) {
+        Ok(r) => r,
+        Err(e) => return json!({"outcome": "error", "error": e.code()}),
+    };
+    let mut calls: BTreeMap<String, u64> = BTreeMap::new();
+    for name in flow {
+        let name = name.as_str().unwrap();
+        let seq = run.reserve();
+        match run.recorded(seq, name, None) {
+            Err(e) => return json!({"outcome": "error", "error": e.code()}),
+            Ok(Some(c)) => {
+                x = serde_json::from_slice(&store.read_state(&c).unwrap()).unwrap();
+                continue;
+            }
+            Ok(None) => {}
+        }
+        emit(json!({ "ran": name }));
+        if item["kill_before"] == name {
+            Command::new("kill")
+                .args(["-KILL", &std::process::id().to_string()])
+                .status()
+                .unwrap();
+            std::thread::sleep(std::time::Duration::from_secs(60));
+        }
+        let spec = &specs[name];
+        let n = calls.entry(name.to_string()).or_default();
+        *n += 1;
+        if spec["fail_always"] == true || *n <= spec["fail_first"].as_u64().unwrap_or(0) {
+            let class = spec["error"].as_str().unwrap_or("StepError");
+            run.fail(&format!("{class}: {name} failed (attempt {n})"))
+                .unwrap();
+            return json!({"outcome": "error", "error": class});
+        }
+        x = if let Some(r) = spec.get("returns") {
+            expand(r)
+        } else if let Some(add) = spec.get("add") {
+            json!(x.as_i64().unwrap() + add.as_i64().unwrap())
+        } else {
+            x
+        };
+        run.record(
+            seq,
+            NewCheckpoint {
+                name,
+                state: &json_bytes(&x),
+                metadata: codec.clone(),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    }
+    run.complete(Some(&json_bytes(&x))).unwrap();
+    json!({"outcome": "completed", "output": x})
+}
