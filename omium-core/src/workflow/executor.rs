@@ -203,6 +203,7 @@ pub fn run(store: &Store, spec: &Spec, mut options: RunOptions) -> Result<Report
                 input: Some(input_bytes.clone()),
                 agent: "workflow".into(),
                 durability: options.durability,
+                labels: BTreeMap::from([(crate::value::CODEC_KEY.to_string(), "json".to_string())]),
                 ..BeginOptions::default()
             },
         )?;
@@ -729,6 +730,8 @@ impl Scheduler<'_> {
         match f.result {
             Ok((outputs, agreement)) => {
                 let mut metadata = BTreeMap::from([
+                    // The states are JSON: every binding and `omium checkpoint --value` read them.
+                    (crate::value::CODEC_KEY.to_string(), "json".to_string()),
                     ("workflow".to_string(), self.spec.name.clone()),
                     ("workflow_step".to_string(), step.id.clone()),
                     ("started_at_ms".to_string(), f.started_at_ms.to_string()),
