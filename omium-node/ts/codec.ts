@@ -61,17 +61,14 @@ extensions.register({
   decode: (data: Uint8Array): unknown => untag(mpDecode(data, { extensionCodec: extensions })),
 });
 
-// Extension types omium does not write are refused, not handed back as opaque ExtData.
-for (let type = -128; type <= 127; type++) {
-  if (type === EXT_TAGGED || type === -1) continue;
-  extensions.register({
-    type,
-    encode: () => null,
-    decode: () => {
-      throw new DecodeError(`malformed stored state: msgpack extension type ${type} is not one omium writes`, "decode");
-    },
-  });
-}
+// Extension types omium does not write are refused, not handed back as opaque ExtData. (A
+// decoder registered per type would also add an encoder per type, and the encoder tries every
+// registered one on every object it writes.)
+const decodeExtension = extensions.decode.bind(extensions);
+extensions.decode = (data, type, context) => {
+  if (type !== EXT_TAGGED && type !== -1) throw new DecodeError(`malformed stored state: msgpack extension type ${type} is not one omium writes`, "decode");
+  return decodeExtension(data, type, context);
+};
 
 // The msgpack decoder refuses a "__proto__" map key; such a value is refused when it is
 // recorded, not when it is replayed. The key's bytes (fixstr of 9 bytes) are looked for first.
