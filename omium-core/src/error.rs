@@ -207,6 +207,17 @@ pub enum Error {
         reason: String,
     },
 
+    #[error(
+        "{step} of execution {execution:?} failed ({message}); the recovery policy rolls it \
+         back to {to}, and it runs again from there"
+    )]
+    RolledBack {
+        execution: String,
+        step: String,
+        to: String,
+        message: String,
+    },
+
     #[error("invalid message for execution {execution:?}: {detail}; it was not appended")]
     InvalidMessage { execution: String, detail: String },
 
@@ -314,6 +325,7 @@ error_codes! {
     StepFailed = "step_failed": "A workflow step failed and its policy gave up.",
     Escalated = "escalated": "The recovery policy escalated a failure to a human.",
     Paused = "paused": "The execution is paused and waits for a human to resume it.",
+    RolledBack = "rolled_back": "The recovery policy rolled the execution back; it runs again from the target.",
     Interrupted = "interrupted": "The run was interrupted.",
     InvalidMessage = "invalid_message": "A consensus message is invalid.",
     MessageNotFound = "message_not_found": "No consensus message has that id.",
@@ -375,6 +387,7 @@ impl Error {
             Error::StepFailed { .. } => C::StepFailed,
             Error::Escalated { .. } => C::Escalated,
             Error::Paused { .. } => C::Paused,
+            Error::RolledBack { .. } => C::RolledBack,
             Error::Interrupted { .. } => C::Interrupted,
             Error::InvalidMessage { .. } => C::InvalidMessage,
             Error::MessageNotFound { .. } => C::MessageNotFound,

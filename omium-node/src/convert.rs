@@ -58,7 +58,7 @@ pub fn camel(v: Value) -> Value {
     }
 }
 
-fn camel_key(k: &str) -> String {
+pub fn camel_key(k: &str) -> String {
     let mut out = String::with_capacity(k.len());
     let mut up = false;
     for ch in k.chars() {

@@ -1,128 +1,108 @@
-//! `Recovery`: the handle a failed step drives. The TS layer asks `nextDirective()`, carries it
-//! out (sleeps, calls the step again, calls hooks) and reports; decisions, backoff, history and
-//! webhooks stay in the core: in this process, or in the `omium serve` daemon that recorded
-//! the failure (the core's `RecoveryHandle`).
+//! `Recovery`: the handling of one failed step. The TS layer reports what it did (`advance`)
+//! and gets the next command of the core's recovery driver (`omium_core::recovery::driver`):
+//! the core decides, records, sends webhooks and builds the error that ends the step; TS only
+//! calls the user's functions, waits and throws.
 
 use std::sync::{Arc, Mutex};
 
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
-use omium_core::serve::RecoveryHandle;
-use serde_json::{json, Value};
+use omium_core::recovery::driver::{Analysis, Driver, Event};
+use serde_json::Value;
 
 use crate::convert::coded;
 
+/// What the step did since the last command.
 #[napi(object)]
-pub struct Directive {
-    /// retry, rollback, pause, notify, escalate, fallback, suggest_fix, inspect or fail.
+pub struct RecoveryEvent {
+    /// start, called, fixed, analyzed, notified or missing.
+    pub event: String,
+    /// Default true.
+    pub ok: Option<bool>,
+    /// How a call failed; what failed notifiers said.
+    pub note: Option<String>,
+    /// Whether a policy may handle the failure (default true).
+    pub recoverable: Option<bool>,
+    pub root_cause: Option<String>,
+    pub suggested_fix: Option<String>,
+}
+
+/// What to do next.
+#[napi(object)]
+pub struct Command {
+    /// retry, call, fallback, fix, analyze, notify, return, reraise or raise.
     pub name: String,
-    /// retry {attempt, delayMs}, rollback {to}, pause {reason}, notify / escalate {channels},
-    /// fallback {function}, suggest_fix {fix, autoApply}.
+    /// retry {attempt, delayMs}, fallback {function}, fix {fix, failure}, analyze {failure},
+    /// notify {event, failure, channels}, raise {code, message, executionId, step, failure,
+    /// reason | to | channels}. Failure records keep the core's snake_case keys.
     pub params: Value,
 }
 
 #[napi]
 pub struct Recovery {
-    inner: Arc<Mutex<RecoveryHandle>>,
+    inner: Arc<Mutex<Driver>>,
 }
 
 impl Recovery {
-    pub fn new(r: RecoveryHandle) -> Recovery {
+    pub fn new(d: Driver) -> Recovery {
         Recovery {
-            inner: Arc::new(Mutex::new(r)),
+            inner: Arc::new(Mutex::new(d)),
         }
     }
 
     async fn with<T: Send + 'static>(
         &self,
-        f: impl FnOnce(&mut RecoveryHandle) -> omium_core::Result<T> + Send + 'static,
+        f: impl FnOnce(&mut Driver) -> omium_core::Result<T> + Send + 'static,
     ) -> Result<T> {
         let inner = self.inner.clone();
-        let g = spawn_blocking(move || {
+        spawn_blocking(move || {
             let mut g = inner
                 .lock()
                 .map_err(|_| coded("internal", "recovery lock poisoned by a panic"))?;
             f(&mut g).map_err(crate::convert::err)
         })
         .await
-        .map_err(|e| coded("internal", format!("a worker thread failed: {e}")))?;
-        g
-    }
-
-    /// On the calling thread (a daemon's recovery answers from memory).
-    fn now<T>(&self, f: impl FnOnce(&mut RecoveryHandle) -> omium_core::Result<T>) -> Result<T> {
-        let mut g = self
-            .inner
-            .lock()
-            .map_err(|_| coded("internal", "recovery lock poisoned by a panic"))?;
-        f(&mut g).map_err(crate::convert::err)
+        .map_err(|e| coded("internal", format!("a worker thread failed: {e}")))?
     }
 }
 
 #[napi]
 impl Recovery {
+    /// Reports an event and returns the next command.
     #[napi]
-    pub async fn next_directive(&self) -> Result<Directive> {
-        let (name, params) = self.with(|r| r.next_directive()).await?;
-        // The core's parameters, in JS's names and units (milliseconds).
-        let mut params = crate::convert::camel(params);
-        if let Some(delay) = params.get("delay").and_then(Value::as_f64) {
-            params["delayMs"] = json!(delay * 1000.0);
-            params.as_object_mut().map(|m| m.remove("delay"));
-        }
-        Ok(Directive { name, params })
-    }
-
-    /// Reports how the last directive went.
-    #[napi]
-    pub async fn done(&self, ok: bool, note: Option<String>) -> Result<()> {
-        self.with(move |r| r.done(ok, note.as_deref())).await
-    }
-
-    #[napi]
-    pub async fn set_analysis(
-        &self,
-        root_cause: Option<String>,
-        suggested_fix: Option<String>,
-    ) -> Result<()> {
-        self.with(move |r| r.set_analysis(root_cause, suggested_fix))
-            .await
-    }
-
-    /// Ends the handling with this outcome: recovered, failed, escalated, paused, rolled_back.
-    #[napi]
-    pub async fn finish(&self, outcome: String) -> Result<()> {
-        let outcome = match outcome.as_str() {
-            "recovered" | "failed" | "escalated" | "paused" | "rolled_back" => outcome,
-            other => {
-                return Err(coded(
-                    "invalid_argument",
-                    format!("outcome must be recovered, failed, escalated, paused or rolled_back, not {other:?}"),
-                ))
-            }
+    pub async fn advance(&self, event: RecoveryEvent) -> Result<Command> {
+        let analysis = Analysis {
+            root_cause: event.root_cause,
+            suggested_fix: event.suggested_fix,
         };
-        self.with(move |r| r.finish(&outcome)).await
+        let event = Event::from_parts(
+            &event.event,
+            event.ok.unwrap_or(true),
+            event.note,
+            event.recoverable.unwrap_or(true),
+            analysis,
+        )
+        .map_err(crate::convert::err)?;
+        let command = self.with(move |d| d.advance(event)).await?;
+        // Top-level parameters in JS's names and units (milliseconds); records as recorded.
+        let mut params = command.params();
+        if let Value::Object(m) = &mut params {
+            m.remove("delay");
+            let camel = std::mem::take(m)
+                .into_iter()
+                .map(|(k, v)| (crate::convert::camel_key(&k), v))
+                .collect();
+            *m = camel;
+        }
+        Ok(Command {
+            name: command.name().into(),
+            params,
+        })
     }
 
-    /// Sends the channels' webhooks; returns `[channel, error or null]` pairs.
+    /// Settles the failure as failed without acting on it (a denied tool outside a step).
     #[napi]
-    pub async fn send_webhooks(
-        &self,
-        channels: Vec<String>,
-        event: String,
-    ) -> Result<Vec<(String, Option<String>)>> {
-        self.with(move |r| r.notify(&channels, &event)).await
-    }
-
-    /// The notification body for `event`.
-    #[napi]
-    pub fn payload(&self, event: String) -> Result<Value> {
-        self.now(|r| r.payload(&event))
-    }
-
-    /// The failure record.
-    #[napi]
-    pub fn failure(&self) -> Result<Value> {
-        self.now(|r| r.record())
+    pub async fn failed(&self) -> Result<()> {
+        self.with(|d| d.give_up()).await
     }
 }

@@ -364,6 +364,24 @@ impl Store {
         .await
     }
 
+    /// Carries out a rollback a recovery policy decided (`to` and `failure` as the `raise`
+    /// command gave them): the marker, or null when the execution runs again from its start
+    /// (nothing consistent was recorded yet).
+    #[napi]
+    pub async fn rollback_as_decided(
+        &self,
+        execution_id: String,
+        to: String,
+        failure: Value,
+    ) -> Result<Option<Value>> {
+        let s = self.handle()?;
+        blocking(move || {
+            s.rollback_as_decided(&execution_id, &to, &failure)
+                .map(|c| c.as_ref().map(convert::checkpoint))
+        })
+        .await
+    }
+
     /// Forks at a checkpoint (id or name) into a new execution; returns it.
     #[napi]
     pub async fn fork(
@@ -508,7 +526,7 @@ impl Store {
             step_retry: omium_core::recovery::step_retry(retries),
             rollbacks_so_far: failure.rollbacks_so_far.unwrap_or(0),
         };
-        let r = blocking(move || s.start_recovery(input, retries)).await?;
+        let r = blocking(move || s.drive_recovery(input, retries)).await?;
         Ok(crate::recovery::Recovery::new(r))
     }
 

@@ -142,7 +142,7 @@ export class ExecutionPaused extends RecoveryOutcome {
 export class ExecutionRolledBack extends RecoveryOutcome {
   readonly executionId: string;
   readonly to: string;
-  constructor(message: string, executionId: string, to: string, failure: Record<string, unknown> = {}) {
+  constructor(message: string, executionId = "", to = "last_consistent", failure: Record<string, unknown> = {}) {
     super(message, "rolled_back", failure);
     this.executionId = executionId;
     this.to = to;
@@ -180,6 +180,7 @@ export const BY_CODE: Record<string, new (message: string, code: string) => Omiu
   step_failed: StepFailedError,
   escalated: EscalatedError,
   paused: ExecutionPaused,
+  rolled_back: ExecutionRolledBack,
   interrupted: RunInterruptedError,
   invalid_message: InvalidMessageError,
   message_not_found: MessageNotFoundError,
@@ -226,8 +227,8 @@ export function fromNative(e: unknown): unknown {
     err = new PolicyError(message, code, details);
   } else {
     const Cls = BY_CODE[code] ?? OmiumError;
-    // ExecutionPaused takes the execution and reason second: the core's `paused` error has none.
-    err = Cls === ExecutionPaused ? new ExecutionPaused(message) : new Cls(message, code);
+    // These take the execution and reason or target second: the core's errors have none.
+    err = Cls === ExecutionPaused || Cls === ExecutionRolledBack ? new (Cls as typeof ExecutionPaused)(message) : new Cls(message, code);
   }
   if (e.stack) err.stack = `${err.name}: ${message}\n${e.stack.split("\n").slice(1).join("\n")}`;
   return err;

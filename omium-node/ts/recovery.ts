@@ -6,6 +6,8 @@
  */
 import { setTimeout as sleep } from "node:timers/promises";
 
+import native = require("./native");
+
 import {
   ConditionFailed,
   ConsensusViolation,
@@ -128,7 +130,10 @@ export interface FailedStep {
   retries: number;
 }
 
-/** Handles a failed step: returns the value that replaces its result, or throws. */
+/**
+ * Handles a failed step: returns the value that replaces its result, or throws. The core's
+ * recovery driver decides and records everything; this runs what it commands.
+ */
 export async function handle(
   step: FailedStep,
   ctx: ExecutionContext,
@@ -139,7 +144,7 @@ export async function handle(
   attempt: (args: unknown[]) => Promise<unknown>,
 ): Promise<unknown> {
   const s = store();
-  const rec = await call(() => 
+  const rec = await call(() =>
     s.startRecovery({
       executionId: ctx.executionId,
       workflow: ctx.workflow ?? "",
@@ -155,112 +160,63 @@ export async function handle(
       rollbacksSoFar: ctx.rollbacks,
     }),
   );
-  const failure = (): Failure => (rec.payload("omium.failure") as { failure: Failure }).failure;
   let exc = error;
+  let fixed = args;
+  let value: unknown;
+  let event: native.RecoveryEvent = { event: "start" };
   for (;;) {
-    const { name, params } = (await call(() => rec.nextDirective())) as { name: string; params: Record<string, unknown> };
-    const span = startSpan(`recovery ${name}`, "recovery", {
-      attributes: Object.fromEntries(
-        [["omium.recovery.action", name], ...Object.entries(params).map(([k, v]) => [`omium.recovery.${k}`, Array.isArray(v) ? v.join(", ") : (v as string | number | boolean | undefined)])].filter(
-          ([, v]) => v !== undefined && v !== null,
-        ),
-      ),
-    });
+    const { name, params } = (await call(() => rec.advance(event))) as { name: string; params: Record<string, unknown> };
+    if (name === "return") return value;
+    if (name === "reraise") throw exc;
+    const span = recoverySpan(name, params);
     try {
-      if (name === "retry" || name === "fallback" || name === "suggest_fix") {
-        let run: () => Promise<unknown>;
-        if (name === "retry") {
-          await sleep(Number(params.delayMs ?? 0));
-          run = () => attempt(args);
-        } else if (name === "fallback") {
-          const fn = fallbacks.get(String(params.function));
-          if (fn === undefined) {
-            await call(() => rec.done(false, `no fallback is registered as ${JSON.stringify(params.function)} (omium.registerFallback)`));
-            continue;
-          }
-          run = async () => fn(...args);
-        } else {
-          const fixer = params.autoApply ? fixers.get(String(params.fix ?? "")) : undefined;
-          if (fixer === undefined) {
-            const note = params.autoApply
-              ? `no fixer is registered as ${JSON.stringify(params.fix)} (omium.registerFix)`
-              : `suggested: ${String(params.fix ?? failure().suggested_fix)}`;
-            await call(() => rec.done(!params.autoApply, note));
-            continue;
-          }
-          let fixed: unknown;
+      let run: (() => Promise<unknown>) | undefined;
+      if (name === "retry") {
+        await sleep(Number(params.delayMs ?? 0));
+        run = () => attempt(args);
+      } else if (name === "call") {
+        run = () => attempt(fixed);
+      } else if (name === "fallback") {
+        const fn = fallbacks.get(String(params.function));
+        if (fn !== undefined) run = async () => fn(...args);
+        else event = { event: "missing" };
+      } else if (name === "fix") {
+        const fixer = fixers.get(String(params.fix));
+        if (fixer === undefined) event = { event: "missing" };
+        else {
           try {
-            fixed = await fixer(failure(), [...args]);
+            const got = await fixer(params.failure as Failure, [...args]);
+            if (Array.isArray(got)) {
+              fixed = got;
+              event = { event: "fixed" };
+            } else event = { event: "fixed", ok: false, note: `fixer ${JSON.stringify(params.fix)} must return the step's arguments as an array` };
           } catch (e) {
-            await call(() => rec.done(false, describe(e)));
-            continue;
+            event = { event: "fixed", ok: false, note: describe(e) };
           }
-          if (!Array.isArray(fixed)) {
-            await call(() => rec.done(false, `fixer ${JSON.stringify(params.fix)} must return the step's arguments as an array`));
-            continue;
-          }
-          run = () => attempt(fixed as unknown[]);
         }
+      } else if (name === "analyze") {
+        if (analyzer === undefined) event = { event: "missing" };
+        else {
+          try {
+            const said = (await analyzer(params.failure as Failure)) as { rootCause?: string; suggestedFix?: string } | undefined;
+            event = { event: "analyzed", rootCause: said?.rootCause, suggestedFix: said?.suggestedFix };
+          } catch (e) {
+            event = { event: "analyzed", ok: false, note: describe(e) };
+          }
+        }
+      } else if (name === "notify") {
+        event = { event: "notified", note: await notify(params as Parameters<Notifier>[0]) };
+      } else {
+        throw outcome(params, exc); // raise: escalated, paused, rolled back
+      }
+      if (run !== undefined) {
         try {
-          const value = await run();
-          await call(() => rec.done(true, null));
-          await call(() => rec.finish("recovered"));
-          return value;
+          value = await run();
+          event = { event: "called" };
         } catch (e) {
-          await call(() => rec.done(false, describe(e)));
-          if (!recoverable(e)) throw e;
+          event = { event: "called", ok: false, note: describe(e), recoverable: recoverable(e) };
           exc = e;
         }
-      } else if (name === "notify" || name === "escalate") {
-        const event = `omium.failure.${name === "escalate" ? "escalation" : "notification"}`;
-        const channels = (params.channels as string[]) ?? [];
-        const note = await notify(rec, event, channels);
-        await call(() => rec.done(note === undefined, note));
-        if (name === "escalate") {
-          await call(() => rec.finish("escalated"));
-          const err = new EscalatedError(
-            `step ${JSON.stringify(step.name)} failed and was escalated to ${channels.join(", ") || "the notifiers"}: ${describe(exc)}`,
-            "escalated",
-            failure(),
-          );
-          err.cause = exc;
-          throw err;
-        }
-      } else if (name === "inspect") {
-        let note: string | undefined;
-        if (analyzer !== undefined) {
-          try {
-            const said = (await analyzer(failure())) as { rootCause?: string; suggestedFix?: string } | undefined;
-            if (said && typeof said === "object") await call(() => rec.setAnalysis(said.rootCause, said.suggestedFix));
-          } catch (e) {
-            note = `analyzer threw ${describe(e)}`;
-          }
-        }
-        await call(() => rec.done(note === undefined, note));
-      } else if (name === "pause") {
-        await call(() => rec.finish("paused"));
-        const reason = String(params.reason ?? "paused by policy");
-        const err = new ExecutionPaused(
-          `execution ${JSON.stringify(ctx.executionId)} is paused: ${reason}; omium.resume(${JSON.stringify(ctx.executionId)}) continues it`,
-          ctx.executionId,
-          reason,
-          failure(),
-        );
-        err.cause = exc;
-        throw err;
-      } else if (name === "rollback") {
-        await call(() => rec.finish("rolled_back"));
-        const to = String(params.to ?? "last_consistent");
-        const err = new ExecutionRolledBack(
-          `step ${JSON.stringify(step.name)} failed (${describe(exc)}); the policy rolls execution ${JSON.stringify(ctx.executionId)} back to ${to}`,
-          ctx.executionId,
-          to,
-          failure(),
-        );
-        err.cause = exc;
-        throw err;
-      } else {
-        throw exc; // fail
       }
       endSpan(span);
     } catch (e) {
@@ -270,9 +226,33 @@ export async function handle(
   }
 }
 
-async function notify(rec: { payload(event: string): unknown; sendWebhooks(channels: string[], event: string): Promise<[string, string | null | undefined][]> }, event: string, channels: string[]): Promise<string | undefined> {
+/** A span for what the recovery does (`recovery retry`, `recovery paused`, ...). */
+function recoverySpan(name: string, params: Record<string, unknown>): ReturnType<typeof startSpan> {
+  const action = name === "raise" ? String(params.code) : name;
+  const attributes: Record<string, string | number | boolean> = { "omium.recovery.action": action };
+  for (const [k, v] of Object.entries(params)) {
+    if (Array.isArray(v)) attributes[`omium.recovery.${k}`] = v.join(", ");
+    else if (typeof v === "string" || typeof v === "number" || typeof v === "boolean") attributes[`omium.recovery.${k}`] = v;
+  }
+  return startSpan(`recovery ${action}`, "recovery", { attributes });
+}
+
+/** The error a recovery ends a step with, from the core's error (code and message). */
+function outcome(p: Record<string, unknown>, cause: unknown): OmiumError {
+  const failure = (p.failure ?? {}) as Failure;
+  const message = String(p.message);
+  let err: OmiumError;
+  if (p.code === "paused") err = new ExecutionPaused(message, String(p.executionId), String(p.reason), failure);
+  else if (p.code === "rolled_back") err = new ExecutionRolledBack(message, String(p.executionId), String(p.to), failure);
+  else err = new EscalatedError(message, "escalated", failure);
+  err.cause = cause;
+  return err;
+}
+
+/** Calls the notifiers (the core sends the webhooks); returns undefined, or what went wrong. */
+async function notify(body: Parameters<Notifier>[0]): Promise<string | undefined> {
   const problems: string[] = [];
-  const body = { ...(rec.payload(event) as Record<string, unknown>), channels } as Parameters<Notifier>[0];
+  const channels = body.channels ?? [];
   for (const { fn, channels: only } of [...notifiers]) {
     if (only !== undefined && channels.length > 0 && !channels.some((c) => only.has(c))) continue;
     try {
@@ -281,8 +261,6 @@ async function notify(rec: { payload(event: string): unknown; sendWebhooks(chann
       problems.push(`notifier ${fn.name || "(anonymous)"} threw ${describe(e)}`);
     }
   }
-  const sent = await call(() => rec.sendWebhooks(channels, event));
-  for (const [channel, err] of sent) if (err) problems.push(`webhook of ${JSON.stringify(channel)}: ${err}`);
   return problems.length ? problems.join("; ") : undefined;
 }
 

@@ -10,7 +10,6 @@ import {
   ExecutionPaused,
   ExecutionRolledBack,
   InvalidArgumentError,
-  NoConsistentCheckpointError,
   OmiumError,
   WorkflowNotRegisteredError,
   call,
@@ -208,14 +207,15 @@ export function workflow<I = void, O = unknown>(name: string, fn: (input: I) => 
   return wf;
 }
 
+/** Carries out a rollback a recovery policy decided; the core runs the execution again from its start when nothing consistent was recorded yet. */
 async function rollbackForPolicy(e: ExecutionRolledBack): Promise<void> {
-  const failure = e.failure as { type?: string; step?: string; rule?: string };
-  const reason = `recovery policy: ${failure.type ?? "failure"} in step ${JSON.stringify(failure.step)} (${failure.rule ?? "rule"})`;
+  const span = startSpan("rollback", "rollback", { executionId: e.executionId, attributes: { "omium.rollback.to": e.to } });
   try {
-    await rollback(e.executionId, { to: e.to === "last_consistent" ? undefined : e.to, reason });
+    await call(() => store().rollbackAsDecided(e.executionId, e.to, e.failure));
+    endSpan(span);
   } catch (err) {
-    // Nothing consistent was recorded yet: running again from the start is the rollback.
-    if (!(err instanceof NoConsistentCheckpointError) || (await history(e.executionId)).length > 0) throw err;
+    endSpan(span, err);
+    throw err;
   }
 }
 

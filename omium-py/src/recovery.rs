@@ -5,7 +5,7 @@
 use std::sync::Mutex;
 
 use omium_core::policy::{self, Problem, Trigger};
-use omium_core::serve::RecoveryHandle;
+use omium_core::recovery::driver::{Analysis, Driver, Event};
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
@@ -70,25 +70,24 @@ pub fn check_failure_type(name: &str) -> PyResult<&'static str> {
     Trigger::parse(name).map(Trigger::as_str).map_err(err)
 }
 
-/// The step-level retry (`retries=N`): N retries after the first attempt, exponential from
-/// 50 ms, doubling, capped at 2 s, no jitter.
-/// The handling of one failure. Python asks `next_directive()`, carries it out and reports.
+/// The handling of one failed step: Python reports what it did (`advance`) and gets the next
+/// command of the core's recovery driver (`omium_core::recovery::driver`).
 #[pyclass(module = "omium._omium")]
 pub struct Recovery {
-    inner: Mutex<RecoveryHandle>,
+    inner: Mutex<Driver>,
 }
 
 impl Recovery {
-    pub fn new(r: RecoveryHandle) -> Self {
+    pub fn new(d: Driver) -> Self {
         Recovery {
-            inner: Mutex::new(r),
+            inner: Mutex::new(d),
         }
     }
 
     fn with<T: Send>(
         &self,
         py: Python<'_>,
-        f: impl FnOnce(&mut RecoveryHandle) -> omium_core::Result<T> + Send,
+        f: impl FnOnce(&mut Driver) -> omium_core::Result<T> + Send,
     ) -> PyResult<T> {
         py.detach(|| {
             let mut g = self
@@ -102,68 +101,41 @@ impl Recovery {
 
 #[pymethods]
 impl Recovery {
-    /// `(name, params)`: retry {attempt, delay}, rollback {to}, pause {reason}, notify /
-    /// escalate {channels}, fallback {function}, suggest_fix {fix, auto_apply}, inspect, fail.
-    fn next_directive<'py>(&self, py: Python<'py>) -> PyResult<(String, Bound<'py, PyAny>)> {
-        let (name, params) = self.with(py, |r| r.next_directive())?;
-        let params = py
-            .import("json")?
-            .call_method1("loads", (params.to_string(),))?;
-        Ok((name, params))
-    }
-
-    #[pyo3(signature = (ok, note=None))]
-    fn done(&self, py: Python<'_>, ok: bool, note: Option<String>) -> PyResult<()> {
-        self.with(py, |r| r.done(ok, note.as_deref()))
-    }
-
-    #[pyo3(signature = (root_cause=None, suggested_fix=None))]
-    fn set_analysis(
+    /// Reports an event (`start`, `called`, `fixed`, `analyzed`, `notified`, `missing`) and
+    /// returns the next command as `(name, params)`: retry {attempt, delay}, call, fallback
+    /// {function}, fix {fix, failure}, analyze {failure}, notify {event, failure, channels},
+    /// return, reraise, raise {code, message, execution_id, step, failure, reason|to|channels}.
+    #[pyo3(signature = (event, ok=true, note=None, recoverable=true, root_cause=None, suggested_fix=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn advance<'py>(
         &self,
-        py: Python<'_>,
+        py: Python<'py>,
+        event: &str,
+        ok: bool,
+        note: Option<String>,
+        recoverable: bool,
         root_cause: Option<String>,
         suggested_fix: Option<String>,
-    ) -> PyResult<()> {
-        self.with(py, |r| r.set_analysis(root_cause, suggested_fix))
+    ) -> PyResult<(&'static str, Bound<'py, PyAny>)> {
+        let analysis = Analysis {
+            root_cause,
+            suggested_fix,
+        };
+        let event = Event::from_parts(event, ok, note, recoverable, analysis).map_err(err)?;
+        let command = self.with(py, |d| d.advance(event))?;
+        let params = py
+            .import("json")?
+            .call_method1("loads", (command.params().to_string(),))?;
+        Ok((command.name(), params))
     }
 
-    fn recovered(&self, py: Python<'_>) -> PyResult<()> {
-        self.with(py, |r| r.finish("recovered"))
-    }
-
+    /// Settles the failure as failed without acting on it (a denied tool outside a step).
     fn failed(&self, py: Python<'_>) -> PyResult<()> {
-        self.with(py, |r| r.finish("failed"))
+        self.with(py, |d| d.give_up())
     }
 
-    fn escalated(&self, py: Python<'_>) -> PyResult<()> {
-        self.with(py, |r| r.finish("escalated"))
-    }
-
-    fn paused(&self, py: Python<'_>) -> PyResult<()> {
-        self.with(py, |r| r.finish("paused"))
-    }
-
-    fn rolled_back(&self, py: Python<'_>) -> PyResult<()> {
-        self.with(py, |r| r.finish("rolled_back"))
-    }
-
-    /// Sends the channels' webhooks; returns `[(channel, error or None)]`.
-    fn send_webhooks(
-        &self,
-        py: Python<'_>,
-        channels: Vec<String>,
-        event: &str,
-    ) -> PyResult<Vec<(String, Option<String>)>> {
-        self.with(py, |r| r.notify(&channels, event))
-    }
-
-    /// The notification body, as JSON text.
-    fn payload(&self, py: Python<'_>, event: &str) -> PyResult<String> {
-        self.with(py, |r| r.payload(event).map(|v| v.to_string()))
-    }
-
-    /// The failure record, as JSON text.
-    fn record(&self, py: Python<'_>) -> PyResult<String> {
-        self.with(py, |r| r.record().map(|v| v.to_string()))
+    /// The failure record as notifications carry it, as JSON text.
+    fn failure(&self, py: Python<'_>) -> PyResult<String> {
+        self.with(py, |d| d.failure().map(|v| v.to_string()))
     }
 }

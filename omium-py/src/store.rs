@@ -301,6 +301,25 @@ impl Store {
         convert::checkpoint(py, &marker)
     }
 
+    /// Carries out a rollback a recovery policy decided (`to` and `failure` as the `raise`
+    /// command gave them, `failure` as JSON text): the marker, or None when the execution runs
+    /// again from its start (nothing consistent was recorded yet).
+    fn rollback_as_decided<'py>(
+        &self,
+        py: Python<'py>,
+        execution_id: &str,
+        to: &str,
+        failure: &str,
+    ) -> PyResult<Option<Bound<'py, PyDict>>> {
+        let failure: serde_json::Value = serde_json::from_str(failure).map_err(|e| {
+            pyo3::exceptions::PyValueError::new_err(format!("failure: not JSON: {e}"))
+        })?;
+        match self.call(py, |h| h.rollback_as_decided(execution_id, to, &failure))? {
+            Some(marker) => convert::checkpoint(py, &marker).map(Some),
+            None => Ok(None),
+        }
+    }
+
     #[pyo3(signature = (execution_id, at, new_execution_id=None, state=None))]
     fn fork<'py>(
         &self,
@@ -545,7 +564,7 @@ impl Store {
         };
         let h = self.handle()?;
         let r = py
-            .detach(|| h.start_recovery(input, retries))
+            .detach(|| h.drive_recovery(input, retries))
             .map_err(recovery::core_err)?;
         Ok(recovery::Recovery::new(r))
     }

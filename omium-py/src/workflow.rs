@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use omium_core::recovery::driver::Analysis;
 use omium_core::workflow::{
     self, Agent, AgentCall, AgentError, Agreement, AgreementRequest, Answer, ConsensusAgreement,
     Hooks, Plan, Respond, RunOptions, Spec, SpecErrors,
@@ -168,6 +169,35 @@ impl Respond for PyRespond {
 struct PyHooks {
     notify: Option<Py<PyAny>>,
     fallbacks: HashMap<String, Arc<dyn Agent>>,
+    /// `fix(name, failure_json, inputs_json)`: None (no such fixer) or the new inputs as JSON.
+    fix: Option<Py<PyAny>>,
+    /// `analyze(failure_json)`: None (no analyzer) or `{root_cause, suggested_fix}` as JSON.
+    analyze: Option<Py<PyAny>>,
+}
+
+impl PyHooks {
+    /// Calls a hook that answers None (nothing registered) or JSON text.
+    fn json_hook(f: Option<&Py<PyAny>>, args: Vec<String>) -> Option<Result<Value, String>> {
+        let f = f?;
+        Python::attach(|py| {
+            let args = match pyo3::types::PyTuple::new(py, args) {
+                Ok(a) => a,
+                Err(e) => return Some(Err(e.to_string())),
+            };
+            let got = match f.bind(py).call1(args) {
+                Ok(got) => got,
+                Err(e) => return Some(Err(e.to_string())),
+            };
+            if got.is_none() {
+                return None;
+            }
+            Some(
+                got.extract::<String>()
+                    .map_err(|e| e.to_string())
+                    .and_then(|t| serde_json::from_str(&t).map_err(|e| e.to_string())),
+            )
+        })
+    }
 }
 
 impl Hooks for PyHooks {
@@ -185,6 +215,33 @@ impl Hooks for PyHooks {
 
     fn fallback(&self, name: &str) -> Option<Arc<dyn Agent>> {
         self.fallbacks.get(name).cloned()
+    }
+
+    fn fix(
+        &self,
+        name: &str,
+        failure: &Value,
+        inputs: &Map<String, Value>,
+    ) -> Option<Result<Map<String, Value>, String>> {
+        let inputs = Value::Object(inputs.clone()).to_string();
+        let got = Self::json_hook(
+            self.fix.as_ref(),
+            vec![name.to_string(), failure.to_string(), inputs],
+        )?;
+        Some(got.and_then(|v| match v {
+            Value::Object(m) => Ok(m),
+            other => Err(format!(
+                "the fixer must return the step's inputs as a dict, not {other}"
+            )),
+        }))
+    }
+
+    fn analyze(&self, failure: &Value) -> Option<Result<Analysis, String>> {
+        let got = Self::json_hook(self.analyze.as_ref(), vec![failure.to_string()])?;
+        Some(got.map(|v| Analysis {
+            root_cause: v["root_cause"].as_str().map(str::to_string),
+            suggested_fix: v["suggested_fix"].as_str().map(str::to_string),
+        }))
     }
 
     /// A Ctrl-C (or another signal handler raising) in the main thread; `run` raises
@@ -269,7 +326,7 @@ impl WorkflowSpec {
     /// `consensus_required` hand-offs go through `coordinator` (the store's embedded group when
     /// absent), its targets answered by `respond` (else they acknowledge), waiting at most
     /// `consensus_timeout` seconds.
-    #[pyo3(signature = (store, inputs, agents, execution_id=None, tenant=None, agree=None, notify=None, fallbacks=None, dir=None, durability=None, coordinator=None, respond=None, consensus_timeout=None))]
+    #[pyo3(signature = (store, inputs, agents, execution_id=None, tenant=None, agree=None, notify=None, fallbacks=None, dir=None, durability=None, coordinator=None, respond=None, consensus_timeout=None, fix=None, analyze=None))]
     #[allow(clippy::too_many_arguments)]
     fn run(
         &self,
@@ -287,6 +344,8 @@ impl WorkflowSpec {
         coordinator: Option<&Coordinator>,
         respond: Option<Py<PyAny>>,
         consensus_timeout: Option<f64>,
+        fix: Option<Py<PyAny>>,
+        analyze: Option<Py<PyAny>>,
     ) -> PyResult<String> {
         let store = store.get()?;
         let agreement = match (agree, coordinator) {
@@ -335,6 +394,8 @@ impl WorkflowSpec {
                     .into_iter()
                     .map(|(k, v)| (k, Arc::new(PyAgent(v)) as Arc<dyn Agent>))
                     .collect(),
+                fix,
+                analyze,
             })),
             durability,
             dir,

@@ -251,6 +251,46 @@ flow:
     assert plain.bind(broken=lambda x: {"y": x}).run({}, execution_id="rec2").data == {"x": 1, "y": 1}
 
 
+def test_workflow_steps_get_fixes_and_analysis_from_the_registered_hooks(store):
+    """The executor drives the core's recovery driver: `suggest_fix` with `auto_apply` calls
+    the fixer registered in Python with the step's inputs, `inspect` the analyzer."""
+    seen = []
+
+    def credit(score):
+        seen.append(score)
+        if score < 10:
+            raise ValueError("score too low")
+        return {"credit": score * 10}
+
+    @omium.register_fix("raise_score")
+    def raise_score(failure, args, kwargs):
+        assert failure["step"] == "step 1" and args == []
+        return [], {**kwargs, "score": 12}
+
+    omium.set_analyzer(lambda failure: {"root_cause": f"{failure['message']} (threshold 10)"})
+    spec = workflows.parse(
+        """
+name: fixing
+agents: [{id: credit}]
+flow:
+  - step: 1
+    agent: credit
+    inputs: [score]
+    outputs: [credit]
+    policy:
+      rules:
+        - trigger: any
+          actions: [inspect, {suggest_fix: {fix: raise_score, auto_apply: true}}, fail]
+"""
+    )
+    assert spec.bind(credit=credit).run({"score": 7}, execution_id="fix1").data["credit"] == 120
+    assert seen == [7, 12]
+    (f,) = omium.failures("fix1")
+    assert f.outcome == "recovered"
+    assert f.root_cause == "ValueError: score too low (threshold 10)"
+    assert [(a["action"], a["outcome"]) for a in f.actions] == [("inspect", "ok"), ("suggest_fix", "ok")]
+
+
 def test_langgraph_and_crewai_agents(store):
     from crewai.flow.flow import Flow, listen, start
     from langgraph.graph import END, START, StateGraph

@@ -8,7 +8,8 @@ use serde_json::{json, Value};
 use super::{b64, Client, RemoteRecovery, RemoteRun};
 use crate::error::{Error, Result};
 use crate::policy::Scope;
-use crate::recovery::Directive;
+use crate::recovery::driver::{Driver, Handling};
+use crate::recovery::{Directive, Outcome};
 use crate::trace::Span;
 use crate::{
     AuditHead, BeginOptions, Checkpoint, Execution, FailureInput, ForkOptions, NewCheckpoint,
@@ -351,6 +352,35 @@ impl StoreHandle {
         }
     }
 
+    /// Records a failure and returns the driver of its handling (see
+    /// [`crate::recovery::driver`]).
+    pub fn drive_recovery(&self, input: FailureInput, retries: u32) -> Result<Driver> {
+        let execution_id = input.execution_id.clone();
+        let message = input.message.clone();
+        let step = match &input.step {
+            Some(s) => format!("step {s:?}"),
+            None => "a tool call".to_string(),
+        };
+        let h = self.start_recovery(input, retries)?;
+        Ok(Driver::new(Box::new(h), execution_id, step, message))
+    }
+
+    /// Carries out a rollback a recovery policy decided ([`crate::recovery::roll_back_as_decided`]):
+    /// the rollback marker, or None when the execution runs again from its start.
+    pub fn rollback_as_decided(
+        &self,
+        execution_id: &str,
+        to: &str,
+        failure: &Value,
+    ) -> Result<Option<Checkpoint>> {
+        crate::recovery::roll_back_as_decided(
+            to,
+            failure,
+            |t, reason| self.rollback(execution_id, t, Some(reason)),
+            || Ok(!self.history(execution_id)?.is_empty()),
+        )
+    }
+
     pub fn record_span(&self, span: Span) {
         match self {
             StoreHandle::Local(s) => s.record_span(span),
@@ -491,35 +521,38 @@ pub enum RecoveryHandle {
 }
 
 impl RecoveryHandle {
-    /// The next action: its name and parameters (`Directive::params`).
-    pub fn next_directive(&mut self) -> Result<(String, Value)> {
-        match self {
-            RecoveryHandle::Local(r) => {
-                let d: Directive = r.next_directive()?;
-                Ok((d.name().to_string(), d.params()))
-            }
-            RecoveryHandle::Remote(r) => {
-                let v = r.call("next_directive", json!({}))?;
-                Ok((
-                    v["name"].as_str().unwrap_or("fail").to_string(),
-                    v["params"].clone(),
-                ))
-            }
-        }
-    }
-
     fn remote(r: &RemoteRecovery, method: &str, args: Value) -> Result<()> {
         r.call(method, args).map(drop)
     }
 
-    pub fn done(&mut self, ok: bool, note: Option<&str>) -> Result<()> {
+    /// The failure record as JSON.
+    pub fn record(&mut self) -> Result<Value> {
+        match self {
+            RecoveryHandle::Local(r) => Ok(value(r.record())),
+            RecoveryHandle::Remote(r) => r.call("record", json!({})),
+        }
+    }
+}
+
+impl Handling for RecoveryHandle {
+    fn next_directive(&mut self) -> Result<Directive> {
+        match self {
+            RecoveryHandle::Local(r) => r.next_directive(),
+            RecoveryHandle::Remote(r) => {
+                let v = r.call("next_directive", json!({}))?;
+                Directive::parse(v["name"].as_str().unwrap_or("fail"), &v["params"])
+            }
+        }
+    }
+
+    fn done(&mut self, ok: bool, note: Option<&str>) -> Result<()> {
         match self {
             RecoveryHandle::Local(r) => r.done(ok, note),
             RecoveryHandle::Remote(r) => Self::remote(r, "done", json!({"ok": ok, "note": note})),
         }
     }
 
-    pub fn set_analysis(
+    fn set_analysis(
         &mut self,
         root_cause: Option<String>,
         suggested_fix: Option<String>,
@@ -534,39 +567,27 @@ impl RecoveryHandle {
         }
     }
 
-    /// Closes the failure with an outcome: `recovered`, `failed`, `escalated`, `paused` or
-    /// `rolled_back`.
-    pub fn finish(&mut self, outcome: &str) -> Result<()> {
+    fn finish(&mut self, outcome: Outcome) -> Result<()> {
         match self {
-            RecoveryHandle::Local(r) => match outcome {
-                "recovered" => r.recovered(),
-                "failed" => r.failed(),
-                "escalated" => r.escalated(),
-                "paused" => r.paused(),
-                "rolled_back" => r.rolled_back(),
-                other => Err(Error::InvalidArgument {
-                    what: "recovery outcome",
-                    detail: format!(
-                        "{other:?}; expected recovered, failed, escalated, paused or rolled_back"
-                    ),
-                }),
-            },
-            RecoveryHandle::Remote(r) => Self::remote(r, outcome, json!({})),
+            RecoveryHandle::Local(r) => Handling::finish(r.as_mut(), outcome),
+            RecoveryHandle::Remote(r) => Self::remote(r, outcome.as_str(), json!({})),
         }
     }
 
-    /// Sends the channels' webhooks: `(channel, error)` per channel.
-    pub fn notify(
+    fn payload(&mut self, event: &str) -> Result<Value> {
+        match self {
+            RecoveryHandle::Local(r) => Ok(r.payload(event)),
+            RecoveryHandle::Remote(r) => r.call("payload", json!({ "event": event })),
+        }
+    }
+
+    fn webhooks(
         &mut self,
         channels: &[String],
         event: &str,
     ) -> Result<Vec<(String, Option<String>)>> {
         match self {
-            RecoveryHandle::Local(r) => Ok(r
-                .notify(channels, event)
-                .into_iter()
-                .map(|(c, res)| (c, res.err()))
-                .collect()),
+            RecoveryHandle::Local(r) => Handling::webhooks(r.as_mut(), channels, event),
             RecoveryHandle::Remote(r) => {
                 let v = r.call(
                     "send_webhooks",
@@ -574,21 +595,6 @@ impl RecoveryHandle {
                 )?;
                 Ok(serde_json::from_value(v).unwrap_or_default())
             }
-        }
-    }
-
-    pub fn payload(&mut self, event: &str) -> Result<Value> {
-        match self {
-            RecoveryHandle::Local(r) => Ok(r.payload(event)),
-            RecoveryHandle::Remote(r) => r.call("payload", json!({ "event": event })),
-        }
-    }
-
-    /// The failure record as JSON.
-    pub fn record(&mut self) -> Result<Value> {
-        match self {
-            RecoveryHandle::Local(r) => Ok(value(r.record())),
-            RecoveryHandle::Remote(r) => r.call("record", json!({})),
         }
     }
 }

@@ -26,10 +26,10 @@ use crate::error::{Error, Result};
 use crate::execution::{BeginOptions, NewCheckpoint, Run, Status};
 use crate::expr::Condition;
 use crate::policy::{self, Compiled, Effective, Scope, Trigger};
-use crate::recovery::{Directive, FailureInput, Recovery};
+use crate::recovery::driver::{Analysis, Command, Driver, Event, Failed};
+use crate::recovery::{roll_back_as_decided, FailureInput};
 use crate::store::{now_ms, Durability, Store};
 use crate::trace::{self, Span, SpanKind, StatusCode};
-use crate::RollbackTarget;
 
 /// What a `consensus_required` step's outputs must pass before they flow on: agreement of the
 /// agents that consume them. [`super::ConsensusAgreement`] (the default) goes through the
@@ -61,6 +61,21 @@ pub trait Hooks: Send + Sync {
     }
     /// The agent a `fallback: {function: name}` action calls instead of the step's.
     fn fallback(&self, _name: &str) -> Option<Arc<dyn Agent>> {
+        None
+    }
+    /// A `suggest_fix` action with `auto_apply`: the fixer `name` gets the failure and the
+    /// step's inputs and returns the inputs to run the step with once more (`Err`: why it
+    /// could not). None when there is no fixer of that name.
+    fn fix(
+        &self,
+        _name: &str,
+        _failure: &Value,
+        _inputs: &Map<String, Value>,
+    ) -> Option<std::result::Result<Map<String, Value>, String>> {
+        None
+    }
+    /// An `inspect` action: what the analyzer says about the failure. None when there is none.
+    fn analyze(&self, _failure: &Value) -> Option<std::result::Result<Analysis, String>> {
         None
     }
     /// Polled by the scheduling thread about every 100 ms (Python: a pending Ctrl-C). True
@@ -236,21 +251,15 @@ pub fn run(store: &Store, spec: &Spec, mut options: RunOptions) -> Result<Report
                 run.pause(&reason)?;
                 return Err(e);
             }
-            Err(Stop::Rollback(to, mut rec)) => {
+            Err(Stop::Rollback(to, failure)) => {
                 drop(s);
                 drop(run);
-                let target = if to == "last_consistent" || to == "last-consistent" {
-                    RollbackTarget::LastConsistent
-                } else {
-                    RollbackTarget::parse(&to)
-                };
-                let reason = format!(
-                    "recovery of {} failure in step {}",
-                    rec.record().kind,
-                    rec.record().step.clone().unwrap_or_default()
-                );
-                store.rollback(&id, &target, Some(&reason))?;
-                rec.rolled_back()?;
+                roll_back_as_decided(
+                    &to,
+                    &failure,
+                    |t, reason| store.rollback(&id, t, Some(reason)),
+                    || Ok(!store.history(&id)?.is_empty()),
+                )?;
                 rollbacks += 1;
             }
             // The store failed under us: leave the execution resumable.
@@ -368,9 +377,11 @@ struct StepRun {
     state: State,
     outcome: &'static str,
     attempts: u32,
-    recovery: Option<Recovery>,
+    recovery: Option<Driver>,
     /// A fallback agent for the next attempt.
     instead: Option<Arc<dyn Agent>>,
+    /// The inputs a fixer gave for the next attempt.
+    fixed_inputs: Option<Map<String, Value>>,
     effective: Option<Effective>,
     started_at_ms: Option<u64>,
     ended_at_ms: Option<u64>,
@@ -381,7 +392,8 @@ struct StepRun {
 enum Stop {
     Failed(Error),
     Paused(String, Error),
-    Rollback(String, Box<Recovery>),
+    /// A policy's rollback: the target and the recorded failure.
+    Rollback(String, Value),
     Internal(Error),
 }
 
@@ -643,13 +655,14 @@ impl Scheduler<'_> {
             .instead
             .take()
             .unwrap_or_else(|| self.agents[&step.agent].clone());
+        let fixed = s.fixed_inputs.take();
         let call = AgentCall {
             execution_id: self.run.execution_id().to_string(),
             workflow: self.spec.name.clone(),
             step: step.id.clone(),
             agent: step.agent.clone(),
             attempt: s.attempts,
-            inputs: self.inputs_of(step),
+            inputs: fixed.unwrap_or_else(|| self.inputs_of(step)),
             outputs: step.outputs.clone(),
             timeout,
         };
@@ -778,9 +791,8 @@ impl Scheduler<'_> {
                 s.outcome = "ran";
                 s.started_at_ms = Some(f.started_at_ms);
                 s.ended_at_ms = Some(f.ended_at_ms);
-                if let Some(mut rec) = s.recovery.take() {
-                    rec.done(true, None)?;
-                    rec.recovered()?;
+                if let Some(mut driver) = s.recovery.take() {
+                    driver.advance(Event::Called(Ok(())))?;
                 }
                 Ok(())
             }
@@ -825,7 +837,8 @@ impl Scheduler<'_> {
         Ok(())
     }
 
-    /// A step failed: the recovery policy decides what happens next.
+    /// A step failed: the recovery policy decides what happens next (the core's recovery
+    /// driver; this carries out its commands with the hooks and the scheduler's own timers).
     fn failed(&mut self, idx: usize, e: AgentError) -> std::result::Result<(), Stop> {
         self.steps[idx].state = State::Waiting;
         if self.stop.is_some() {
@@ -833,14 +846,15 @@ impl Scheduler<'_> {
         }
         let step = &self.spec.steps[idx];
         let label = step.label();
-        let mut rec = match self.steps[idx].recovery.take() {
-            Some(mut rec) => {
-                rec.done(false, Some(&e.message))?;
-                rec
-            }
+        let failed = Event::Called(Err(Failed {
+            message: e.message.clone(),
+            recoverable: true,
+        }));
+        let (mut driver, event) = match self.steps[idx].recovery.take() {
+            Some(driver) => (driver, failed),
             None => {
                 let effective = self.effective(idx)?;
-                self.store.start_recovery(
+                let rec = self.store.start_recovery(
                     FailureInput {
                         execution_id: self.run.execution_id().into(),
                         workflow: self.spec.name.clone(),
@@ -856,110 +870,80 @@ impl Scheduler<'_> {
                         rollbacks_so_far: self.rollbacks,
                     },
                     effective,
-                )?
+                )?;
+                let driver =
+                    Driver::new(Box::new(rec), self.run.execution_id(), &label, &e.message);
+                (driver, Event::Start)
             }
         };
-        let execution = self.run.execution_id().to_string();
+        let hooks = self.options.hooks.as_deref();
+        let mut command = driver.advance(event)?;
         loop {
-            match rec.next_directive()? {
-                Directive::Retry { delay, .. } => {
-                    let s = &mut self.steps[idx];
-                    s.state = State::Delayed(Instant::now() + delay);
-                    s.recovery = Some(rec);
+            let event = match command {
+                Command::Retry { delay, .. } => {
+                    self.again(idx, driver, Instant::now() + delay);
                     return Ok(());
                 }
-                Directive::Fallback { function } => {
-                    match self
-                        .options
-                        .hooks
-                        .as_ref()
-                        .and_then(|h| h.fallback(&function))
-                    {
-                        Some(agent) => {
-                            let s = &mut self.steps[idx];
-                            s.instead = Some(agent);
-                            s.state = State::Delayed(Instant::now());
-                            s.recovery = Some(rec);
-                            return Ok(());
+                Command::CallFixed => {
+                    self.again(idx, driver, Instant::now());
+                    return Ok(());
+                }
+                Command::Fallback { function } => match hooks.and_then(|h| h.fallback(&function)) {
+                    Some(agent) => {
+                        self.steps[idx].instead = Some(agent);
+                        self.again(idx, driver, Instant::now());
+                        return Ok(());
+                    }
+                    None => Event::Missing,
+                },
+                Command::Fix { fix, failure } => {
+                    let inputs = self.inputs_of(&self.spec.steps[idx]);
+                    match hooks.and_then(|h| h.fix(&fix, &failure, &inputs)) {
+                        None => Event::Missing,
+                        Some(Ok(fixed)) => {
+                            self.steps[idx].fixed_inputs = Some(fixed);
+                            Event::Fixed(Ok(()))
                         }
-                        None => rec.done(
-                            false,
-                            Some(&format!("no fallback is registered as {function:?}")),
-                        )?,
+                        Some(Err(why)) => Event::Fixed(Err(why)),
                     }
                 }
-                Directive::Notify { channels } => {
-                    let note = self.notify(&rec, &channels, "omium.failure.notification");
-                    rec.done(note.is_none(), note.as_deref())?;
-                }
-                Directive::Escalate { channels } => {
-                    let note = self.notify(&rec, &channels, "omium.failure.escalation");
-                    rec.done(note.is_none(), note.as_deref())?;
-                    rec.escalated()?;
-                    self.stop = Some(Stop::Failed(Error::Escalated {
-                        execution,
-                        step: label,
-                        channels: channels.join(", "),
-                        message: e.message,
-                    }));
-                    return Ok(());
-                }
-                Directive::SuggestFix { fix, auto_apply } => {
-                    let note = if auto_apply {
-                        format!(
-                            "fixers are not applied by the workflow executor; suggested: {}",
-                            fix.unwrap_or_default()
-                        )
-                    } else {
-                        format!("suggested: {}", fix.unwrap_or_default())
-                    };
-                    rec.done(!auto_apply, Some(&note))?;
-                }
-                Directive::Inspect => rec.done(true, None)?,
-                Directive::Pause { reason } => {
-                    rec.paused()?;
-                    self.stop = Some(Stop::Paused(
-                        reason.clone(),
-                        Error::Paused {
-                            execution,
-                            step: label,
-                            reason,
-                        },
-                    ));
-                    return Ok(());
-                }
-                Directive::Rollback { to } => {
-                    self.stop = Some(Stop::Rollback(to, Box::new(rec)));
-                    return Ok(());
-                }
-                Directive::Fail => {
+                Command::Analyze { failure } => match hooks.and_then(|h| h.analyze(&failure)) {
+                    None => Event::Missing,
+                    Some(said) => Event::Analyzed(said),
+                },
+                Command::Notify { payload } => Event::Notified(
+                    hooks
+                        .and_then(|h| h.notify(&payload).err())
+                        .map(|e| vec![format!("notifier: {e}")])
+                        .unwrap_or_default(),
+                ),
+                Command::Return => return Ok(()),
+                Command::Reraise => {
                     self.stop = Some(Stop::Failed(Error::StepFailed {
-                        execution,
+                        execution: self.run.execution_id().to_string(),
                         step: label,
                         message: e.message,
                     }));
                     return Ok(());
                 }
-            }
+                Command::Raise { error, failure } => {
+                    self.stop = Some(match error {
+                        Error::Paused { ref reason, .. } => Stop::Paused(reason.clone(), error),
+                        Error::RolledBack { to, .. } => Stop::Rollback(to, failure),
+                        other => Stop::Failed(other),
+                    });
+                    return Ok(());
+                }
+            };
+            command = driver.advance(event)?;
         }
     }
 
-    /// Webhooks and the binding's notifier; None, or what went wrong.
-    fn notify(&self, rec: &Recovery, channels: &[String], event: &str) -> Option<String> {
-        let mut problems = Vec::new();
-        if let Some(h) = &self.options.hooks {
-            let mut payload = rec.payload(event);
-            payload["channels"] = channels.into();
-            if let Err(e) = h.notify(&payload) {
-                problems.push(format!("notifier: {e}"));
-            }
-        }
-        for (c, r) in rec.notify(channels, event) {
-            if let Err(e) = r {
-                problems.push(format!("webhook of {c:?}: {e}"));
-            }
-        }
-        (!problems.is_empty()).then(|| problems.join("; "))
+    /// The step runs again at `at` (a retry after its backoff, a fallback, a fix).
+    fn again(&mut self, idx: usize, driver: Driver, at: Instant) {
+        let s = &mut self.steps[idx];
+        s.state = State::Delayed(at);
+        s.recovery = Some(driver);
     }
 
     fn span(&self, step: &Step, f: &Finished) {

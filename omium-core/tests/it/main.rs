@@ -6,6 +6,7 @@ mod conformance;
 mod consensus;
 mod consensus_storage;
 mod crash;
+mod driver;
 mod engine;
 mod model;
 mod policy;

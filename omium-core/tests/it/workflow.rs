@@ -692,3 +692,110 @@ flow:
     assert_eq!(report.data["credit"], 70);
     assert_eq!(*calls.lock().unwrap(), ["1", "2", "2"]);
 }
+
+/// Hooks with a fixer and an analyzer, as a binding gives them.
+struct Fixing;
+
+impl workflow::Hooks for Fixing {
+    fn fix(
+        &self,
+        name: &str,
+        failure: &Value,
+        inputs: &Map<String, Value>,
+    ) -> Option<Result<Map<String, Value>, String>> {
+        (name == "raise_score").then(|| {
+            assert_eq!(failure["step"], "step 2");
+            let mut fixed = inputs.clone();
+            fixed.insert("score".into(), json!(12));
+            Ok(fixed)
+        })
+    }
+
+    fn analyze(
+        &self,
+        _failure: &Value,
+    ) -> Option<Result<omium_core::recovery::driver::Analysis, String>> {
+        Some(Ok(omium_core::recovery::driver::Analysis {
+            root_cause: Some("the score is below the credit threshold".into()),
+            suggested_fix: None,
+        }))
+    }
+}
+
+#[test]
+fn the_executor_applies_a_fix_with_its_fixer_and_records_the_analysis() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let doc = r#"
+name: fixes
+agents: [{id: kyc}, {id: credit}]
+flow:
+  - step: 1
+    agent: kyc
+    inputs: [customer]
+    outputs: [score]
+  - step: 2
+    agent: credit
+    inputs: [score]
+    outputs: [credit]
+    policy:
+      rules:
+        - trigger: any
+          actions: [inspect, {suggest_fix: {fix: raise_score, auto_apply: true}}, fail]
+"#;
+    let calls: Calls = Default::default();
+    let kyc = agent(&calls, 0, |_| json!({"score": 7}));
+    let credit: Arc<dyn Agent> = {
+        let calls = calls.clone();
+        Arc::new(move |c: &AgentCall| {
+            calls
+                .lock()
+                .unwrap()
+                .push(format!("{}:{}", c.step, c.inputs["score"]));
+            if c.inputs["score"].as_i64() < Some(10) {
+                return Err(AgentError::new("ValueError", "score too low"));
+            }
+            Ok(obj(json!({"credit": 70})))
+        })
+    };
+    let spec = workflow::parse(doc, None).unwrap();
+    let mut o = options(
+        "f1",
+        json!({"customer": 1}),
+        vec![("kyc", kyc.clone()), ("credit", credit.clone())],
+    );
+    o.hooks = Some(Arc::new(Fixing));
+    let report = workflow::run(&store, &spec, o).unwrap();
+    assert_eq!(report.data["credit"], 70);
+    assert_eq!(*calls.lock().unwrap(), ["1", "2:7", "2:12"]);
+    let f = &store.failures(Some("f1")).unwrap()[0];
+    assert_eq!(f.outcome.as_str(), "recovered");
+    assert_eq!(
+        f.root_cause.as_deref(),
+        Some("the score is below the credit threshold")
+    );
+    let acts: Vec<(&str, &str)> = f
+        .actions
+        .iter()
+        .map(|a| (a.action.as_str(), a.outcome.as_str()))
+        .collect();
+    assert_eq!(acts, [("inspect", "ok"), ("suggest_fix", "ok")]);
+
+    // Without a fixer of that name the action is noted as failed and the policy goes on (fail).
+    calls.lock().unwrap().clear();
+    let o = options(
+        "f2",
+        json!({"customer": 1}),
+        vec![("kyc", kyc), ("credit", credit)],
+    );
+    let err = workflow::run(&store, &spec, o).unwrap_err();
+    assert_eq!(err.code(), "step_failed", "{err}");
+    let f = &store.failures(Some("f2")).unwrap()[0];
+    assert!(
+        f.actions[1]
+            .detail
+            .contains("no fixer is registered as \\\"raise_score\\\""),
+        "{:?}",
+        f.actions
+    );
+}

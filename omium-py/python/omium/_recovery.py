@@ -24,14 +24,12 @@ from . import _runtime, _trace
 from .errors import (
     ConditionFailed,
     ConsensusViolation,
-    EscalatedError,
-    ExecutionPaused,
-    ExecutionRolledBack,
     HallucinationDetected,
     OmiumError,
     RecoveryOutcome,
     StepTimeoutError,
     ToolDeniedError,
+    from_code,
 )
 
 _lock = threading.Lock()
@@ -216,7 +214,8 @@ def plan(
     exc: BaseException,
     attempt: Callable[..., Any],
 ) -> Generator[Op, Any, Any]:
-    """Handles a failed step: returns the value that replaces its result, or raises."""
+    """Handles a failed step: returns the value that replaces its result, or raises. The
+    core's recovery driver decides and records everything; this runs what it commands."""
     store = _runtime.store()
     ensure_policies(store, ctx.tenant)
     rec = yield from _io(
@@ -235,98 +234,66 @@ def plan(
             rollbacks_so_far=ctx.rollbacks,
         )
     )
-
-    def failure() -> dict[str, Any]:
-        return json.loads(rec.payload("omium.failure"))["failure"]
-
+    fixed: tuple[tuple, dict] = (args, kwargs)
+    value: Any = None
+    event: dict[str, Any] = {"event": "start"}
     span: _trace.Span | None = None
     try:
         while True:
             if span is not None:
                 span.end()
-            name, p = yield from _io(rec.next_directive)
-            span = _trace.Span(f"recovery {name}", "recovery") if _trace.enabled() else None
-            if span is not None:
-                span.set_attributes(
-                    {
-                        "omium.recovery.action": name,
-                        **{f"omium.recovery.{k}": (", ".join(v) if isinstance(v, list) else v) for k, v in p.items() if v is not None},
-                    }
-                )
-            if name in ("retry", "suggest_fix", "fallback"):
-                if name == "retry":
-                    yield ("sleep", p["delay"])
-                    call = (attempt, args, kwargs)
-                elif name == "fallback":
-                    fn = _fallbacks.get(p["function"])
-                    if fn is None:
-                        yield from _io(
-                            lambda p=p: rec.done(False, f"no fallback is registered as {p['function']!r} (omium.register_fallback)")
-                        )
-                        continue
-                    call = (fn, args, kwargs)
+            name, p = yield from _io(lambda event=event: rec.advance(**event))
+            span = _span(name, p)
+            if name == "retry":
+                yield ("sleep", p["delay"])
+                ok, value = yield from _call(attempt, *args, **kwargs)
+            elif name == "call":
+                ok, value = yield from _call(attempt, *fixed[0], **fixed[1])
+            elif name == "fallback":
+                fn = _fallbacks.get(p["function"])
+                if fn is None:
+                    event = {"event": "missing"}
+                    continue
+                ok, value = yield from _call(fn, *args, **kwargs)
+            elif name == "fix":
+                fixer = _fixers.get(p["fix"])
+                if fixer is None:
+                    event = {"event": "missing"}
+                    continue
+                ok, got = yield from _call(fixer, p["failure"], list(args), dict(kwargs))
+                if ok and isinstance(got, (tuple, list)) and len(got) == 2:
+                    fixed = (tuple(got[0]), dict(got[1]))
+                    event = {"event": "fixed"}
                 else:
-                    fixer = _fixers.get(p["fix"] or "") if p["auto_apply"] else None
-                    if fixer is None:
-                        if p["auto_apply"]:
-                            note = f"no fixer is registered as {p['fix']!r} (omium.register_fix)"
-                        else:
-                            note = f"suggested: {p['fix'] or failure()['suggested_fix']}"
-                        yield from _io(lambda note=note, ok=not p["auto_apply"]: rec.done(ok, note))
-                        continue
-                    ok, fixed = yield from _call(fixer, failure(), list(args), dict(kwargs))
-                    if not ok or not (isinstance(fixed, (tuple, list)) and len(fixed) == 2):
-                        note = _describe(fixed) if not ok else f"fixer {p['fix']!r} must return (args, kwargs), not {fixed!r}"
-                        yield from _io(lambda note=note: rec.done(False, note))
-                        continue
-                    call = (attempt, tuple(fixed[0]), dict(fixed[1]))
-                ok, value = yield from _call(call[0], *call[1], **call[2])
-                if ok:
-                    yield from _io(lambda: rec.done(True, None))
-                    yield from _io(rec.recovered)
-                    return value
-                yield from _io(lambda value=value: rec.done(False, _describe(value)))
-                if not recoverable(value):
-                    raise value
-                exc = value
-            elif name in ("notify", "escalate"):
-                event = f"omium.failure.{'escalation' if name == 'escalate' else 'notification'}"
-                note = yield from _notify(rec, event, p["channels"])
-                yield from _io(lambda note=note: rec.done(note is None, note))
-                if name == "escalate":
-                    yield from _io(rec.escalated)
-                    raise EscalatedError(
-                        f"step {step.name!r} failed and was escalated to {', '.join(p['channels']) or 'the notifiers'}: {_describe(exc)}",
-                        failure=failure(),
-                    ) from exc
-            elif name == "inspect":
-                note = None
-                if _analyzer is not None:
-                    ok, said = yield from _call(_analyzer, failure())
-                    if not ok:
-                        note = f"analyzer raised {_describe(said)}"
-                    elif isinstance(said, dict):
-                        yield from _io(lambda said=said: rec.set_analysis(said.get("root_cause"), said.get("suggested_fix")))
-                yield from _io(lambda note=note: rec.done(note is None, note))
-            elif name == "pause":
-                yield from _io(rec.paused)
-                raise ExecutionPaused(
-                    f"execution {ctx.execution_id!r} is paused: {p['reason']}; omium.resume({ctx.execution_id!r}) continues it",
-                    execution_id=ctx.execution_id,
-                    reason=p["reason"],
-                    failure=failure(),
-                ) from exc
-            elif name == "rollback":
-                yield from _io(rec.rolled_back)
-                raise ExecutionRolledBack(
-                    f"step {step.name!r} failed ({_describe(exc)}); the policy rolls execution {ctx.execution_id!r} back to {p['to']}",
-                    execution_id=ctx.execution_id,
-                    to=p["to"],
-                    failure=failure(),
-                ) from exc
-            else:  # fail
+                    note = _describe(got) if not ok else f"fixer {p['fix']!r} must return (args, kwargs), not {got!r}"
+                    event = {"event": "fixed", "ok": False, "note": note}
+                continue
+            elif name == "analyze":
+                if _analyzer is None:
+                    event = {"event": "missing"}
+                    continue
+                ok, said = yield from _call(_analyzer, p["failure"])
+                if not ok:
+                    event = {"event": "analyzed", "ok": False, "note": _describe(said)}
+                else:
+                    said = said if isinstance(said, dict) else {}
+                    event = {"event": "analyzed", "root_cause": said.get("root_cause"), "suggested_fix": said.get("suggested_fix")}
+                continue
+            elif name == "notify":
+                problems = yield from _notify(p)
+                event = {"event": "notified", "note": problems}
+                continue
+            elif name == "return":
+                return value
+            elif name == "reraise":
                 raise exc
-
+            else:  # raise: escalated, paused, rolled back
+                raise _outcome(p) from exc
+            if ok:
+                event = {"event": "called"}
+            else:
+                event = {"event": "called", "ok": False, "note": _describe(value), "recoverable": recoverable(value)}
+                exc = value
     except BaseException as e:
         if span is not None:
             span.record_exception(e)
@@ -336,19 +303,37 @@ def plan(
             span.end()
 
 
-def _notify(rec: Any, event: str, channels: list[str]) -> Generator[Op, Any, str | None]:
-    """Calls the notifiers and sends the webhooks; returns None, or what went wrong."""
+def _span(name: str, p: dict[str, Any]) -> _trace.Span | None:
+    """A span for what the recovery does (``recovery retry``, ``recovery paused``, ...)."""
+    if name in ("return", "reraise") or not _trace.enabled():
+        return None
+    action = p["code"] if name == "raise" else name
+    span = _trace.Span(f"recovery {action}", "recovery")
+    attrs = {k: (", ".join(v) if isinstance(v, list) else v) for k, v in p.items() if isinstance(v, (str, int, float, bool, list))}
+    span.set_attributes({"omium.recovery.action": action, **{f"omium.recovery.{k}": v for k, v in attrs.items()}})
+    return span
+
+
+def _outcome(p: dict[str, Any]) -> OmiumError:
+    """The exception a recovery ends a step with, from the core's error (code and message)."""
+    err = from_code(p["code"], p["message"])
+    err.failure = p["failure"]  # type: ignore[attr-defined]
+    for k in ("execution_id", "reason", "to", "channels"):
+        if k in p:
+            setattr(err, k, p[k])
+    return err
+
+
+def _notify(body: dict[str, Any]) -> Generator[Op, Any, str | None]:
+    """Calls the notifiers (the core sends the webhooks); returns None, or what went wrong."""
     problems = []
-    body = json.loads(rec.payload(event))
-    body["channels"] = channels
+    channels = body["channels"]
     for fn, only in list(_notifiers):
         if only is not None and channels and not (only & set(channels)):
             continue
         ok, said = yield from _call(fn, body)
         if not ok:
             problems.append(f"notifier {getattr(fn, '__qualname__', fn)!r} raised {_describe(said)}")
-    sent = yield from _io(lambda: rec.send_webhooks(channels, event))
-    problems += [f"webhook of {c!r}: {e}" for c, e in sent if e is not None]
     return "; ".join(problems) or None
 
 

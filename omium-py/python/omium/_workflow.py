@@ -8,6 +8,7 @@ import contextlib
 import datetime as _dt
 import functools
 import inspect
+import json
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -19,7 +20,6 @@ from .errors import (
     ExecutionNotFoundError,
     ExecutionPaused,
     ExecutionRolledBack,
-    NoConsistentCheckpointError,
     OmiumError,
     WorkflowNotRegisteredError,
 )
@@ -249,19 +249,10 @@ def _end_span(span: _trace.Span | None, e: BaseException | None) -> None:
 
 
 def _rollback_for_policy(e: ExecutionRolledBack) -> None:
-    """Carries out a rollback a recovery policy decided (the run is already released)."""
-    to = None if e.to == "last_consistent" else e.to
-    f = e.failure
-    reason = f"recovery policy: {f.get('type', 'failure')} in step {f.get('step')!r} ({f.get('rule')})"
-    try:
-        with _trace.Span(
-            "rollback", "rollback", execution_id=e.execution_id, attributes={"omium.rollback.to": e.to, "omium.rollback.reason": reason}
-        ):
-            _runtime.store().rollback(e.execution_id, to=to, reason=reason)
-    except NoConsistentCheckpointError:
-        # Nothing consistent was recorded yet: running again from the start is the rollback.
-        if _runtime.store().history(e.execution_id):
-            raise
+    """Carries out a rollback a recovery policy decided (the run is already released); the
+    core runs the execution again from its start when nothing consistent was recorded yet."""
+    with _trace.Span("rollback", "rollback", execution_id=e.execution_id, attributes={"omium.rollback.to": e.to}):
+        _runtime.store().rollback_as_decided(e.execution_id, e.to, json.dumps(e.failure))
 
 
 def workflow(name: str | Callable[..., Any] | None = None, *, codec: str | Codec | None = None) -> Any:

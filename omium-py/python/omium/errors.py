@@ -346,6 +346,7 @@ BY_CODE: dict[str, type[OmiumError]] = {
         AgentUnavailableError,
         EscalatedError,
         ExecutionPaused,
+        ExecutionRolledBack,
         RunInterruptedError,
         ServerUnavailableError,
         UnauthorizedError,

@@ -182,6 +182,8 @@ class Spec:
                 coordinator=coordinator,
                 respond=_answer if coordinator is not None else None,
                 consensus_timeout=float(consensus_timeout),
+                fix=_fix,
+                analyze=_analyze,
             )
         except OmiumError as e:
             if e.code == "paused":
@@ -204,6 +206,27 @@ def _notifier(payload: str) -> None:
         if only is not None and channels and not (only & set(channels)):
             continue
         fn(body)
+
+
+def _fix(name: str, failure: str, inputs: str) -> str | None:
+    """A ``suggest_fix`` with ``auto_apply`` for a workflow step: the fixer registered as
+    ``name`` gets the failure, no positional arguments and the step's inputs as keyword
+    arguments, and returns ``(args, kwargs)``; ``kwargs`` are the inputs of the next attempt."""
+    fixer = _recovery._fixers.get(name)
+    if fixer is None:
+        return None
+    got = fixer(json.loads(failure), [], json.loads(inputs))
+    if not (isinstance(got, (tuple, list)) and len(got) == 2 and isinstance(got[1], dict)):
+        raise TypeError(f"fixer {name!r} must return (args, kwargs), not {got!r}")
+    return json.dumps(got[1])
+
+
+def _analyze(failure: str) -> str | None:
+    """An ``inspect`` action of a workflow step: the analyzer's answer, as JSON."""
+    if _recovery._analyzer is None:
+        return None
+    said = _recovery._analyzer(json.loads(failure))
+    return json.dumps(said if isinstance(said, dict) else {})
 
 
 def _answer(agent: str, message: str) -> bool | str:

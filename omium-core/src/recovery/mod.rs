@@ -21,6 +21,9 @@ use crate::execution::Status;
 use crate::policy::{self, Action, Effective, RetryAction, Rule, Trigger, WebhookFormat};
 use crate::store::{exec_key, now_ms, Cf, Store};
 
+pub mod driver;
+pub use driver::{Command, Driver, Event, Handling};
+
 /// Where a failure stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -310,6 +313,49 @@ impl Directive {
             Directive::Inspect => "inspect",
             Directive::Fail => "fail",
         }
+    }
+
+    /// The directive of a name and its [`Directive::params`] (as a daemon sends them).
+    pub fn parse(name: &str, p: &serde_json::Value) -> Result<Directive> {
+        let text = |k: &str| p[k].as_str().map(str::to_string);
+        let channels =
+            || -> Vec<String> { serde_json::from_value(p["channels"].clone()).unwrap_or_default() };
+        Ok(match name {
+            "retry" => Directive::Retry {
+                attempt: p["attempt"].as_u64().unwrap_or(2) as u32,
+                delay: Duration::from_secs_f64(p["delay"].as_f64().unwrap_or(0.0).max(0.0)),
+            },
+            "rollback" => Directive::Rollback {
+                to: text("to").unwrap_or_else(|| "last_consistent".into()),
+            },
+            "pause" => Directive::Pause {
+                reason: text("reason").unwrap_or_default(),
+            },
+            "notify" => Directive::Notify {
+                channels: channels(),
+            },
+            "escalate" => Directive::Escalate {
+                channels: channels(),
+            },
+            "fallback" => Directive::Fallback {
+                function: text("function").unwrap_or_default(),
+            },
+            "suggest_fix" => Directive::SuggestFix {
+                fix: text("fix"),
+                auto_apply: p["auto_apply"].as_bool().unwrap_or(false),
+            },
+            "inspect" => Directive::Inspect,
+            "fail" => Directive::Fail,
+            other => {
+                return Err(Error::InvalidArgument {
+                    what: "recovery directive",
+                    detail: format!(
+                        "{other:?}; expected retry, rollback, pause, notify, escalate, \
+                         fallback, suggest_fix, inspect or fail"
+                    ),
+                })
+            }
+        })
     }
 
     /// The directive's parameters as the bindings get them (`delay` in seconds).
@@ -991,6 +1037,45 @@ impl Recovery {
                 Some((c.clone(), post_webhook(url, &body)))
             })
             .collect()
+    }
+}
+
+/// The target of a rollback a policy decided (`last_consistent`, a checkpoint id or name).
+pub fn policy_rollback_target(to: &str) -> crate::RollbackTarget {
+    if to == "last_consistent" || to == "last-consistent" {
+        crate::RollbackTarget::LastConsistent
+    } else {
+        crate::RollbackTarget::parse(to)
+    }
+}
+
+/// Why a policy rolled an execution back, as the rollback marker records it (`failure` as
+/// [`Command::Raise`] carries it).
+pub fn policy_rollback_reason(failure: &serde_json::Value) -> String {
+    format!(
+        "recovery policy: {} in step {:?} ({})",
+        failure["type"].as_str().unwrap_or("failure"),
+        failure["step"].as_str().unwrap_or(""),
+        failure["rule"].as_str().unwrap_or("rule"),
+    )
+}
+
+/// Carries out a rollback a recovery policy decided, given the store's `rollback` and whether
+/// the execution has any checkpoint. When nothing consistent was recorded yet (the first step
+/// failed), running again from the start is the rollback: `Ok(None)`.
+pub fn roll_back_as_decided<C>(
+    to: &str,
+    failure: &serde_json::Value,
+    rollback: impl FnOnce(&crate::RollbackTarget, &str) -> Result<C>,
+    has_history: impl FnOnce() -> Result<bool>,
+) -> Result<Option<C>> {
+    match rollback(
+        &policy_rollback_target(to),
+        &policy_rollback_reason(failure),
+    ) {
+        Ok(c) => Ok(Some(c)),
+        Err(Error::NoConsistentCheckpoint { .. }) if !has_history()? => Ok(None),
+        Err(e) => Err(e),
     }
 }
 
