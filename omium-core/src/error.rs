@@ -218,6 +218,16 @@ pub enum Error {
         message: String,
     },
 
+    #[error(
+        "tool {tool:?} is not allowed in {place}: the policy's tool_whitelist allows {allowed}; \
+         nothing was called"
+    )]
+    ToolDenied {
+        tool: String,
+        place: String,
+        allowed: String,
+    },
+
     #[error("invalid message for execution {execution:?}: {detail}; it was not appended")]
     InvalidMessage { execution: String, detail: String },
 
@@ -326,6 +336,7 @@ error_codes! {
     Escalated = "escalated": "The recovery policy escalated a failure to a human.",
     Paused = "paused": "The execution is paused and waits for a human to resume it.",
     RolledBack = "rolled_back": "The recovery policy rolled the execution back; it runs again from the target.",
+    ToolDenied = "tool_denied": "The policy's tool allowlist does not allow the tool; it was not called.",
     Interrupted = "interrupted": "The run was interrupted.",
     InvalidMessage = "invalid_message": "A consensus message is invalid.",
     MessageNotFound = "message_not_found": "No consensus message has that id.",
@@ -388,6 +399,7 @@ impl Error {
             Error::Escalated { .. } => C::Escalated,
             Error::Paused { .. } => C::Paused,
             Error::RolledBack { .. } => C::RolledBack,
+            Error::ToolDenied { .. } => C::ToolDenied,
             Error::Interrupted { .. } => C::Interrupted,
             Error::InvalidMessage { .. } => C::InvalidMessage,
             Error::MessageNotFound { .. } => C::MessageNotFound,

@@ -125,5 +125,9 @@ pub fn policy_defaults(e: &crate::policy::Effective) -> Value {
         .iter()
         .map(|(s, v, _)| format!("{s} v{v}"))
         .collect();
-    json!({"defaults": e.defaults(), "layers": layers})
+    let defaults = e.defaults();
+    let mut d = json!(defaults);
+    // The step timeout in milliseconds too, so no binding parses durations.
+    d["step_timeout_ms"] = json!(defaults.step_timeout.map(|t| t.0.as_millis() as u64));
+    json!({"defaults": d, "layers": layers})
 }

@@ -530,6 +530,32 @@ impl Store {
         Ok(crate::recovery::Recovery::new(r))
     }
 
+    /// Checks a tool call against the policy's `tool_whitelist` (`tool_denied` when it is not
+    /// allowed; outside a step the denial is recorded as a failure).
+    #[napi]
+    pub async fn check_tool(
+        &self,
+        execution_id: String,
+        tenant: String,
+        workflow: Option<String>,
+        step: Option<String>,
+        agent: String,
+        tool: String,
+    ) -> Result<()> {
+        let s = self.handle()?;
+        blocking(move || {
+            s.check_tool(
+                &execution_id,
+                &tenant,
+                workflow.as_deref(),
+                step.as_deref(),
+                &agent,
+                &tool,
+            )
+        })
+        .await
+    }
+
     /// Failure records, of one execution or all.
     #[napi]
     pub async fn failures(&self, execution_id: Option<String>) -> Result<Value> {

@@ -153,3 +153,32 @@ test("an invalid policy names line, column, the bad value and the choices", asyn
   );
   assert.deepEqual(await omium.policyVersions({ tenant: "acme" }), []);
 });
+
+test("the policy's step timeout applies to steps without their own, and its tool allowlist to omium.tool calls", async (t) => {
+  await fresh(t);
+  await omium.applyPolicy("defaults:\n  step_timeout: 50ms\n  tool_allowlist: [search]\n");
+  const search = omium.tool("search", async (q) => `results for ${q}`);
+  const shell = omium.tool("shell", async () => "rm -rf");
+  let slowCalls = 0;
+  const slow = omium.checkpoint("slow", () => {
+    slowCalls++;
+    return new Promise(() => {}); // never settles: only the policy's timeout ends it
+  });
+  const act = omium.checkpoint("act", async () => [await search("omium"), await shell()]);
+  const wf = omium.workflow("tools", async (which) => (which === "slow" ? slow() : act()));
+  await assert.rejects(wf.run("slow", { executionId: "t-slow" }), (e) => e instanceof omium.StepTimeoutError && /within 50 ms/.test(e.message));
+  assert.equal(slowCalls, 1);
+  await assert.rejects(
+    wf.run("act", { executionId: "t-act" }),
+    (e) => e instanceof omium.ToolDeniedError && e.code === "tool_denied" && e.message.startsWith('tool "shell" is not allowed in step "act": the policy\'s tool_whitelist allows search'),
+  );
+  const [f] = await omium.failures("t-act");
+  assert.equal(f.kind, "tool_denied");
+  // Outside a step the denial is recorded by the core as a settled failure of the execution.
+  const outside = omium.workflow("outside", async () => shell());
+  await assert.rejects(outside.run(undefined, { executionId: "t-out" }), omium.ToolDeniedError);
+  const [g] = await omium.failures("t-out");
+  assert.deepEqual([g.kind, g.outcome, g.step], ["tool_denied", "failed", null]);
+  // Outside an execution nothing is checked.
+  assert.equal(await shell(), "rm -rf");
+});

@@ -15,7 +15,7 @@ import { expand, tempDir } from "./helpers.mjs";
 const root = fileURLToPath(new URL("../../tests/conformance/scenarios/", import.meta.url));
 const worker = fileURLToPath(new URL("./fixtures/scenario-worker.mjs", import.meta.url));
 const scenarios = readdirSync(root).filter((f) => f.endsWith(".json")).sort();
-const FEATURES = new Set(["kill", "retries", "conditions", "rollback", "fork", "resume", "policy"]);
+const FEATURES = new Set(["kill", "retries", "conditions", "rollback", "fork", "resume", "policy", "recovery"]);
 
 test("the suite is there", () => {
   assert.ok(scenarios.length >= 20, `only ${scenarios.length} scenarios in ${root}`);
@@ -66,6 +66,10 @@ for (const file of scenarios) {
         for (const c of await omium.history(execution)) got.push([c.name, c.kind, c.kind === "step" || c.kind === "snapshot" ? await c.load() : null]);
         const want = expected.map(([n, k, s], i) => [n, k, s === "*" && i < got.length ? got[i][2] : expand(s)]);
         assert.deepEqual(got, want, `history of ${execution}`);
+      }
+      for (const [execution, expected] of Object.entries(final.failures ?? {})) {
+        const got = (await omium.failures(execution)).map((f) => [f.kind, f.outcome, f.actions.map((a) => [a.action, a.outcome])]);
+        assert.deepEqual(got, expected, `failures of ${execution}`);
       }
       const report = await omium.verify();
       assert.ok(report.ok, JSON.stringify(report));

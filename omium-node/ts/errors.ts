@@ -181,6 +181,7 @@ export const BY_CODE: Record<string, new (message: string, code: string) => Omiu
   escalated: EscalatedError,
   paused: ExecutionPaused,
   rolled_back: ExecutionRolledBack,
+  tool_denied: ToolDeniedError,
   interrupted: RunInterruptedError,
   invalid_message: InvalidMessageError,
   message_not_found: MessageNotFoundError,

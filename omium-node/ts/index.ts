@@ -100,6 +100,8 @@ export {
   registerFallback,
   registerFix,
   setAnalyzer,
+  tool,
+  callTool,
   addValidator,
   clearHooks,
   applyPolicy,

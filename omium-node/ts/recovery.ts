@@ -23,7 +23,7 @@ import {
   call,
   classNames,
 } from "./errors";
-import { type ExecutionContext, getConfig, store } from "./runtime";
+import { type ExecutionContext, getConfig, scope, store } from "./runtime";
 import { endSpan, startSpan } from "./trace";
 
 export type Failure = Record<string, unknown>;
@@ -81,6 +81,7 @@ export function addValidator(fn: (result: unknown) => unknown, options: { steps?
 
 /** Removes every notifier, fallback, fixer, validator and the analyzer (for tests). */
 export function clearHooks(): void {
+  defaultsCache = new WeakMap();
   notifiers.length = 0;
   validators.length = 0;
   fallbacks.clear();
@@ -264,6 +265,57 @@ async function notify(body: Parameters<Notifier>[0]): Promise<string | undefined
   return problems.length ? problems.join("; ") : undefined;
 }
 
+// The policy defaults in force per store and (tenant, workflow, step), until a policy is applied here.
+let defaultsCache = new WeakMap<object, Map<string, Record<string, unknown>>>();
+
+async function stepDefaults(ctx: ExecutionContext, step: string | undefined): Promise<Record<string, unknown>> {
+  const s = store();
+  let cache = defaultsCache.get(s);
+  if (cache === undefined) defaultsCache.set(s, (cache = new Map()));
+  const key = JSON.stringify([ctx.tenant, ctx.workflow ?? null, step ?? null]);
+  let found = cache.get(key);
+  if (found === undefined) {
+    found = ((await call(() => s.policyDefaults(ctx.tenant, ctx.workflow, step))) as { defaults: Record<string, unknown> }).defaults;
+    cache.set(key, found);
+  }
+  return found;
+}
+
+/** The step timeout the policy gives a step, in milliseconds. */
+export async function policyTimeoutMs(ctx: ExecutionContext, step: string): Promise<number | undefined> {
+  const ms = (await stepDefaults(ctx, step)).step_timeout_ms;
+  return typeof ms === "number" ? ms : undefined;
+}
+
+/** The core checks a tool call against the policy's `tool_whitelist` and records a denial. */
+async function checkTool(name: string): Promise<void> {
+  const s = scope.getStore();
+  const ctx = s?.ctx;
+  if (ctx === undefined) return;
+  await call(() => store().checkTool(ctx.executionId, ctx.tenant, ctx.workflow, s?.stepName, "main", name));
+}
+
+/**
+ * Makes `fn` a tool called through Omium: inside an execution, a call of a tool the policy's
+ * `tool_whitelist` does not allow throws `ToolDeniedError` (recorded as a `tool_denied` failure)
+ * instead of calling it. (Tool calls are not recorded for replay in Node yet.)
+ */
+export function tool<A extends unknown[], R>(name: string, fn: (...args: A) => R | Promise<R>): (...args: A) => Promise<Awaited<R>> {
+  mustBeName(name, "omium.tool(name, fn)");
+  mustBeFunction(fn, "omium.tool(name, fn)");
+  const wrapped = async (...args: A): Promise<Awaited<R>> => {
+    await checkTool(name);
+    return (await fn(...args)) as Awaited<R>;
+  };
+  Object.defineProperty(wrapped, "name", { value: fn.name || name });
+  return wrapped;
+}
+
+/** Calls `fn(...args)` as the tool `name`, enforcing the allowlist (see `tool`). */
+export async function callTool<A extends unknown[], R>(name: string, fn: (...args: A) => R | Promise<R>, ...args: A): Promise<Awaited<R>> {
+  return tool(name, fn)(...args);
+}
+
 export interface ApplyPolicyOptions {
   /** "global" (default), "workflow:NAME", "step:NAME" or "workflow:NAME/step:NAME". */
   scope?: string;
@@ -278,6 +330,7 @@ export interface ApplyPolicyOptions {
 export async function applyPolicy(text: string, options: ApplyPolicyOptions = {}): Promise<Record<string, unknown>> {
   if (typeof text !== "string") throw new InvalidArgumentError("omium.applyPolicy(text): text must be the policy document as a string", "invalid_argument");
   const tenant = options.tenant ?? getConfig().project ?? "default";
+  defaultsCache = new WeakMap();
   return (await call(() => store().applyPolicy(tenant, options.scope ?? "global", text, options.file, options.author))) as Record<string, unknown>;
 }
 

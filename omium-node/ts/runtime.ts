@@ -63,6 +63,8 @@ export interface Scope {
   ctx: ExecutionContext | undefined;
   /** Key of the step whose body is running. */
   stepKey: string | undefined;
+  /** Name of the step whose body is running. */
+  stepName?: string;
   /** The span that new spans are children of. */
   span: { traceId: string; spanId: string; executionId: string } | undefined;
 }

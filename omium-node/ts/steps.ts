@@ -115,7 +115,10 @@ export function checkpoint<A extends unknown[], R>(name: string, fn: (...args: A
   for (const v of validators) if (typeof v !== "function") throw new InvalidArgumentError(`${where}: validators must be functions`, "invalid_argument");
 
   const attempt = async (args: unknown[]): Promise<unknown> => {
-    const result = await withTimeout(Promise.resolve().then(() => fn(...(args as A))), timeoutMs, name);
+    // The step's own timeout, else the one its policy gives.
+    const ctx = scope.getStore()?.ctx;
+    const limit = timeoutMs ?? (ctx === undefined ? undefined : await recovery.policyTimeoutMs(ctx, name));
+    const result = await withTimeout(Promise.resolve().then(() => fn(...(args as A))), limit, name);
     for (const c of post) await check(c, name, "postcondition", args, true, result);
     await recovery.validate(name, result, validators);
     return result;
@@ -147,7 +150,7 @@ export function checkpoint<A extends unknown[], R>(name: string, fn: (...args: A
     }
     for (const c of pre) await check(c, name, "precondition", args, false);
     const span = startSpan(name, "step", { agent: options.agent, attributes: { "omium.step": name, "omium.seq": seq, "omium.key": stepKey } });
-    const inner = { ctx, stepKey: stepKey ?? String(seq), span: span ? span.scope().span : s!.span };
+    const inner = { ctx, stepKey: stepKey ?? String(seq), stepName: name, span: span ? span.scope().span : s!.span };
     try {
       const result = await scope.run(inner, async () => {
         try {

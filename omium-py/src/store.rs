@@ -569,6 +569,25 @@ impl Store {
         Ok(recovery::Recovery::new(r))
     }
 
+    /// Checks a tool call against the policy's `tool_whitelist` (`ToolDeniedError` when it is
+    /// not allowed; outside a step the denial is recorded as a failure).
+    #[pyo3(signature = (execution_id, tenant, workflow, step, agent, tool))]
+    #[allow(clippy::too_many_arguments)]
+    fn check_tool(
+        &self,
+        py: Python<'_>,
+        execution_id: &str,
+        tenant: &str,
+        workflow: Option<&str>,
+        step: Option<&str>,
+        agent: &str,
+        tool: &str,
+    ) -> PyResult<()> {
+        self.call(py, |h| {
+            h.check_tool(execution_id, tenant, workflow, step, agent, tool)
+        })
+    }
+
     /// Failure records (JSON text of a list), of one execution or all.
     #[pyo3(signature = (execution_id=None))]
     fn failures(&self, py: Python<'_>, execution_id: Option<&str>) -> PyResult<String> {

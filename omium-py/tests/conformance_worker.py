@@ -49,7 +49,7 @@ def make_step(name: str, spec: dict[str, Any], item: dict[str, Any], calls: dict
         if item.get("kill_before") == name:
             os.kill(os.getpid(), signal.SIGKILL)
         calls[name] = n = calls.get(name, 0) + 1
-        if spec.get("fail_always") or n <= spec.get("fail_first", 0):
+        if spec.get("fail_always") or n <= spec.get("fail_first", 0) or ("fail_below" in spec and x < spec["fail_below"]):
             raise error_class(spec.get("error", "StepError"))(f"{name} failed (attempt {n})")
         if "returns" in spec:
             return expand(spec["returns"])
@@ -60,6 +60,14 @@ def make_step(name: str, spec: dict[str, Any], item: dict[str, Any], calls: dict
     return omium.checkpoint(name, retries=spec.get("retries", 0), preconditions=spec.get("pre", []), postconditions=spec.get("post", []))(
         body
     )
+
+
+def register_hooks(hooks: dict[str, Any]) -> None:
+    """A fallback returns its value; a fixer gives the step its value as the only argument."""
+    for name, v in hooks.get("fallbacks", {}).items():
+        omium.register_fallback(name, lambda *a, v=v, **k: expand(v))
+    for name, v in hooks.get("fixers", {}).items():
+        omium.register_fix(name, lambda failure, args, kwargs, v=v: ([expand(v)], {}))
 
 
 def run(scenario: dict[str, Any], item: dict[str, Any]) -> dict[str, Any]:
@@ -109,6 +117,7 @@ def main() -> None:
     omium.init(path=store)
     if index == 0 and scenario.get("policy"):
         omium.policy.apply(scenario["policy"])
+    register_hooks(scenario.get("hooks", {}))
     result = operate(item) if "op" in item else run(scenario, item)
     emit({"result": result})
     omium.shutdown()

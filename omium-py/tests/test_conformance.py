@@ -18,7 +18,7 @@ from conformance_worker import expand
 ROOT = pathlib.Path(__file__).resolve().parents[2] / "tests" / "conformance"
 SCENARIOS = sorted((ROOT / "scenarios").glob("*.json"))
 WORKER = pathlib.Path(__file__).with_name("conformance_worker.py")
-FEATURES = {"kill", "retries", "conditions", "rollback", "fork", "resume", "policy"}
+FEATURES = {"kill", "retries", "conditions", "rollback", "fork", "resume", "policy", "recovery"}
 
 
 def test_the_suite_is_there():
@@ -76,6 +76,9 @@ def check_final(final: dict[str, Any], store: pathlib.Path) -> None:
             got = [[c.name, c.kind, c.load() if c.kind in ("step", "snapshot") else None] for c in omium.history(execution)]
             want = [[n, k, got[i][2] if s == "*" and i < len(got) else expand(s)] for i, (n, k, s) in enumerate(expected)]
             assert got == want, f"history of {execution}"
+        for execution, expected in final.get("failures", {}).items():
+            got = [[f.type, f.outcome, [[a["action"], a["outcome"]] for a in f.actions]] for f in omium.failures(execution)]
+            assert got == expected, f"failures of {execution}"
         report = omium.verify()
         assert report.ok, report
     finally:

@@ -313,7 +313,7 @@ def test_tool_allowlist_is_enforced_and_recorded(store):
     def agent():
         return act()
 
-    with pytest.raises(omium.ToolDeniedError, match="tool 'shell' is not allowed in step 'act'.*allows email, database, api_call"):
+    with pytest.raises(omium.ToolDeniedError, match='tool "shell" is not allowed in step "act".*allows email, database, api_call'):
         agent.run(execution_id="t-1")
     assert sent == ["a@example.com"], "a denied tool is not transient: the default retry does not apply"
     (f,) = omium.failures("t-1")

@@ -365,6 +365,55 @@ impl StoreHandle {
         Ok(Driver::new(Box::new(h), execution_id, step, message))
     }
 
+    /// Checks a call of `tool` against the `tool_whitelist` in force for the step (or the
+    /// execution, outside a step): `tool_denied` when it is not allowed. A denial outside a step
+    /// is recorded as a settled failure here; inside one, the step's recovery records it.
+    #[allow(clippy::too_many_arguments)]
+    pub fn check_tool(
+        &self,
+        execution_id: &str,
+        tenant: &str,
+        workflow: Option<&str>,
+        step: Option<&str>,
+        agent: &str,
+        tool: &str,
+    ) -> Result<()> {
+        let d = self.policy_defaults(tenant, workflow, step)?;
+        let Some(allowed) = d["defaults"]["tool_allowlist"].as_array() else {
+            return Ok(());
+        };
+        let names: Vec<&str> = allowed.iter().filter_map(Value::as_str).collect();
+        if names.contains(&tool) {
+            return Ok(());
+        }
+        let err = Error::ToolDenied {
+            tool: tool.into(),
+            place: match step {
+                Some(s) => format!("step {s:?}"),
+                None => format!("execution {execution_id:?}"),
+            },
+            allowed: if names.is_empty() {
+                "no tools".into()
+            } else {
+                names.join(", ")
+            },
+        };
+        if step.is_none() {
+            let input = FailureInput {
+                execution_id: execution_id.into(),
+                workflow: workflow.unwrap_or_default().into(),
+                tenant: tenant.into(),
+                agent: agent.into(),
+                kind: Some(crate::policy::Trigger::ToolDenied),
+                error_classes: vec!["ToolDeniedError".into()],
+                message: err.to_string(),
+                ..FailureInput::default()
+            };
+            self.drive_recovery(input, 0)?.give_up()?;
+        }
+        Err(err)
+    }
+
     /// Carries out a rollback a recovery policy decided ([`crate::recovery::roll_back_as_decided`]):
     /// the rollback marker, or None when the execution runs again from its start.
     pub fn rollback_as_decided(

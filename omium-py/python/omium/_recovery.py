@@ -149,14 +149,10 @@ def forget_defaults() -> None:
     _defaults_cache.clear()
 
 
-def timeout_seconds(text: str | None) -> float | None:
-    """Seconds of a canonical duration (``250ms``, ``30s``, ``5m``, ``1h``)."""
-    if not text:
-        return None
-    for unit, mult in (("ms", 0.001), ("h", 3600.0), ("m", 60.0), ("s", 1.0)):
-        if text.endswith(unit):
-            return float(text[: -len(unit)]) * mult
-    return float(text)
+def timeout_seconds(ctx: _runtime.ExecutionContext, step: str | None) -> float | None:
+    """The step timeout the policy gives a step, in seconds."""
+    ms = step_defaults(ctx, step).get("step_timeout_ms")
+    return None if ms is None else ms / 1000
 
 
 def recoverable(e: BaseException) -> bool:
@@ -393,24 +389,13 @@ async def run_async(gen: Generator[Op, Any, Any]) -> Any:
 
 
 def _check_tool(name: str) -> None:
+    """The core checks the call against the policy's allowlist and records a denial."""
     ctx = _runtime.current.get()
     if ctx is None:
         return
-    step = _runtime.current_step_name.get()
-    allowed = step_defaults(ctx, step).get("tool_allowlist")
-    if allowed is None or name in allowed:
-        return
-    where = f"step {step!r}" if step else f"execution {ctx.execution_id!r}"
-    allows = ", ".join(allowed) or "no tools"
-    err = ToolDeniedError(f"tool {name!r} is not allowed in {where}: the policy's tool_whitelist allows {allows}; nothing was called")
-    if step is None:
-        # Inside a step the step's recovery records it; outside one, record it here.
-        store = _runtime.store()
-        rec = store.start_recovery(
-            ctx.execution_id, ctx.workflow or "", ctx.tenant, None, None, None, "main", "tool_denied", _classes(err), str(err)
-        )
-        rec.failed()
-    raise err
+    store = _runtime.store()
+    ensure_policies(store, ctx.tenant)
+    store.check_tool(ctx.execution_id, ctx.tenant, ctx.workflow, _runtime.current_step_name.get(), "main", name)
 
 
 def tool(name: str | Callable[..., Any] | None = None, *, side_effect: bool = False) -> Any:

@@ -142,7 +142,7 @@ class _Step:
         """The step's own timeout, else the one its policy gives."""
         if self.timeout is not None or ctx is None:
             return self.timeout
-        return _recovery.timeout_seconds(_recovery.step_defaults(ctx, self.name).get("step_timeout"))
+        return _recovery.timeout_seconds(ctx, self.name)
 
     def attempt_sync(self, ctx: _runtime.ExecutionContext | None, args: tuple, kwargs: dict) -> Any:
         result = _call_sync_with_timeout(self.fn, self.timeout_in(ctx), self.name, args, kwargs)
