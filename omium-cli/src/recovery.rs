@@ -70,7 +70,7 @@ fn read(path: &Path) -> Result<String, Error> {
 }
 
 fn parse_scope(s: &str) -> Result<Scope, Error> {
-    Scope::parse(s)
+    Ok(Scope::parse(s)?)
 }
 
 /// Runs `omium policy ...`; `reader`/`writer` open the store when the command needs it.

@@ -65,7 +65,7 @@ fn read(path: &Path) -> Result<String, Error> {
 }
 
 fn load(path: &Path) -> Result<Spec, Error> {
-    workflow::load(path)
+    Ok(workflow::load(path)?)
 }
 
 pub fn command(

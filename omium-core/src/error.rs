@@ -421,5 +421,21 @@ impl Error {
     }
 }
 
+impl From<omium_spec::Error> for Error {
+    /// The document layer's errors are the engine's variants of the same name.
+    fn from(e: omium_spec::Error) -> Error {
+        use omium_spec::Error as S;
+        match e {
+            S::InvalidArgument { what, detail } => Error::InvalidArgument { what, detail },
+            S::Policy(p) => Error::Policy(p),
+            S::ConditionSyntax { expression, detail } => {
+                Error::ConditionSyntax { expression, detail }
+            }
+            S::ConditionEval { expression, detail } => Error::ConditionEval { expression, detail },
+            S::Workflow(w) => Error::Workflow(w),
+        }
+    }
+}
+
 /// Result alias used throughout the crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

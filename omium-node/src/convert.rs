@@ -8,7 +8,8 @@ use serde_json::{json, Value};
 pub const DETAILS: &str = "\n--omium-details--\n";
 
 /// A JS error for a core error: `[code] message` (policy problems add their details as JSON).
-pub fn err(e: omium_core::Error) -> Error {
+pub fn err(e: impl Into<omium_core::Error>) -> Error {
+    let e: omium_core::Error = e.into();
     let mut message = format!("[{}] {e}", e.code());
     if let omium_core::Error::Policy(p) = &e {
         let details = json!({

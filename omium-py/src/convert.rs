@@ -7,7 +7,8 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
 
 /// The Python exception for a core error: `omium.errors.from_code(code, message)`.
-pub fn err(e: omium_core::Error) -> PyErr {
+pub fn err(e: impl Into<omium_core::Error>) -> PyErr {
+    let e: omium_core::Error = e.into();
     coded(e.code(), e.to_string())
 }
 

@@ -686,7 +686,7 @@ impl Store {
         let store = self.get()?;
         py.detach(|| {
             store.flush_spans()?;
-            Ok(omium_core::trace::view::waterfall(
+            Ok::<_, omium_core::Error>(omium_core::trace::view::waterfall(
                 &store.spans(execution_id)?,
                 width.clamp(10, 400),
             ))
@@ -699,7 +699,7 @@ impl Store {
         let store = self.get()?;
         py.detach(|| {
             store.flush_spans()?;
-            Ok(omium_core::trace::view::html(
+            Ok::<_, omium_core::Error>(omium_core::trace::view::html(
                 execution_id,
                 &store.spans(execution_id)?,
             ))

@@ -574,7 +574,7 @@ impl Scheduler<'_> {
             }
         }
         if let Some(w) = &step.when {
-            let cond = Condition::compile(w).map_err(Stop::Failed)?;
+            let cond = Condition::compile(w).map_err(|e| Stop::Failed(e.into()))?;
             let mut vars: Vec<(String, Value)> = self
                 .data
                 .iter()
