@@ -329,6 +329,23 @@ omium_status omium_store_execution(struct omium_store *store,
                                    const char *execution_id,
                                    struct omium_buffer *out_json);
 
+// The output the execution was completed with (`omium_run_complete`): `*out_found` is true
+// and `*out_output` receives the bytes when it has one; `*out_found` is false and
+// `*out_output` is `{NULL, 0}` when it has none (not completed, or completed without output).
+// Unknown id: `OMIUM_ERR_EXECUTION_NOT_FOUND`.
+//
+// Ownership: the caller frees `*out_output` with `omium_buffer_free`. Thread-safety: any
+// thread, concurrently with other calls on the store.
+//
+// # Safety
+// `store` is NULL or an open store handle; `execution_id` is NULL or a NUL-terminated
+// string; `out_found` is NULL or valid for writing a bool; `out_output` is NULL or valid for
+// writing an `omium_buffer`.
+omium_status omium_store_execution_output(struct omium_store *store,
+                                          const char *execution_id,
+                                          bool *out_found,
+                                          struct omium_buffer *out_output);
+
 // Writes, as a JSON array of executions (fields as in `omium_store_execution`), the
 // executions a re-run would resume: left running by a process that died, or rolled back since
 // they last ran. Begin each with its id to resume it.
@@ -391,7 +408,9 @@ omium_status omium_store_history(struct omium_store *store,
                                  struct omium_buffer *out_json);
 
 // Rolls execution `execution_id` back to `target`: a checkpoint id (a ULID) or a step name
-// (the latest checkpoint with that name, on the live branch if it has one). The head moves
+// (the latest checkpoint with that name, on the live branch if it has one); NULL: the last
+// consistent checkpoint (the latest that passed its checks and verifies;
+// `OMIUM_ERR_NO_CONSISTENT_CHECKPOINT` when there is none). The head moves
 // back through a new rollback marker, the execution becomes "pending", and the steps after
 // the target run again when it is next begun; the abandoned branch stays readable by id.
 // `reason` (NULL: none) is kept in the marker's metadata.
@@ -519,6 +538,25 @@ omium_status omium_run_record(struct omium_run *run,
                               size_t state_len,
                               char *out_checkpoint_id,
                               size_t out_checkpoint_id_size);
+
+// `omium_run_record` with metadata: `metadata_json` (NULL: none) is a JSON object of string
+// values kept with the checkpoint — for example `{"omium.codec": "json"}`, which names the
+// encoding of the state so that `omium show`, `omium checkpoint --value` and every binding
+// decode it (`json` or `msgpack`). Anything else than an object of strings is
+// `OMIUM_ERR_INVALID_ARGUMENT` naming the key, before anything is recorded.
+//
+// Errors, ownership and thread-safety as `omium_run_record`.
+//
+// # Safety
+// As `omium_run_record`; `metadata_json` is NULL or a NUL-terminated string.
+omium_status omium_run_record_with_metadata(struct omium_run *run,
+                                            uint64_t seq,
+                                            const char *name,
+                                            const uint8_t *state,
+                                            size_t state_len,
+                                            const char *metadata_json,
+                                            char *out_checkpoint_id,
+                                            size_t out_checkpoint_id_size);
 
 // Marks the execution completed, with the `output_len` bytes at `output` as its output
 // (`output` NULL and `output_len` 0: no output), and releases it. The run handle must still

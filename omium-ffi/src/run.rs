@@ -10,8 +10,8 @@ use omium_core::NewCheckpoint;
 use crate::buffer::omium_buffer;
 use crate::error::{omium_status, Failure};
 use crate::guard::{
-    self, bytes_arg, guard, non_empty_str_arg, opt_out_arg, out_arg, str_arg, text_out_arg,
-    write_text, Handle, Opaque,
+    self, bytes_arg, guard, non_empty_str_arg, opt_out_arg, opt_str_arg, out_arg, str_arg,
+    text_out_arg, write_text, Handle, Opaque,
 };
 use crate::store::OMIUM_CHECKPOINT_ID_SIZE;
 
@@ -188,35 +188,122 @@ pub unsafe extern "C" fn omium_run_record(
     out_checkpoint_id: *mut c_char,
     out_checkpoint_id_size: usize,
 ) -> omium_status {
-    guard("omium_run_record", || {
-        // SAFETY (argument reads): the caller's promises.
-        let out = unsafe {
-            text_out_arg(
-                out_checkpoint_id,
-                out_checkpoint_id_size,
-                "out_checkpoint_id",
-                OMIUM_CHECKPOINT_ID_SIZE,
-                "OMIUM_CHECKPOINT_ID_SIZE",
-            )
-        }?;
-        let name = unsafe { non_empty_str_arg(name, "name") }?;
-        let state = unsafe { bytes_arg(state, state_len, "state") }?;
-        let seq = seq_arg(seq)?;
-        let c = unsafe {
-            with_run(run, |r| {
-                Ok(r.record(
-                    seq,
-                    NewCheckpoint {
-                        name,
-                        state,
-                        ..NewCheckpoint::default()
-                    },
-                )?)
-            })
-        }?;
-        write_text(out, &c);
-        Ok(())
+    guard("omium_run_record", || unsafe {
+        // SAFETY: the caller's promises, passed on.
+        record(
+            run,
+            seq,
+            name,
+            state,
+            state_len,
+            std::ptr::null(),
+            out_checkpoint_id,
+            out_checkpoint_id_size,
+        )
     })
+}
+
+/// `omium_run_record` with metadata: `metadata_json` (NULL: none) is a JSON object of string
+/// values kept with the checkpoint — for example `{"omium.codec": "json"}`, which names the
+/// encoding of the state so that `omium show`, `omium checkpoint --value` and every binding
+/// decode it (`json` or `msgpack`). Anything else than an object of strings is
+/// `OMIUM_ERR_INVALID_ARGUMENT` naming the key, before anything is recorded.
+///
+/// Errors, ownership and thread-safety as `omium_run_record`.
+///
+/// # Safety
+/// As `omium_run_record`; `metadata_json` is NULL or a NUL-terminated string.
+#[no_mangle]
+pub unsafe extern "C" fn omium_run_record_with_metadata(
+    run: *mut omium_run,
+    seq: u64,
+    name: *const c_char,
+    state: *const u8,
+    state_len: usize,
+    metadata_json: *const c_char,
+    out_checkpoint_id: *mut c_char,
+    out_checkpoint_id_size: usize,
+) -> omium_status {
+    guard("omium_run_record_with_metadata", || unsafe {
+        // SAFETY: the caller's promises, passed on.
+        record(
+            run,
+            seq,
+            name,
+            state,
+            state_len,
+            metadata_json,
+            out_checkpoint_id,
+            out_checkpoint_id_size,
+        )
+    })
+}
+
+/// The body of `omium_run_record` and `omium_run_record_with_metadata`.
+///
+/// # Safety
+/// As `omium_run_record_with_metadata`.
+#[allow(clippy::too_many_arguments)]
+unsafe fn record(
+    run: *mut omium_run,
+    seq: u64,
+    name: *const c_char,
+    state: *const u8,
+    state_len: usize,
+    metadata_json: *const c_char,
+    out_checkpoint_id: *mut c_char,
+    out_checkpoint_id_size: usize,
+) -> Result<(), Failure> {
+    // SAFETY (argument reads): the caller's promises.
+    let out = unsafe {
+        text_out_arg(
+            out_checkpoint_id,
+            out_checkpoint_id_size,
+            "out_checkpoint_id",
+            OMIUM_CHECKPOINT_ID_SIZE,
+            "OMIUM_CHECKPOINT_ID_SIZE",
+        )
+    }?;
+    let name = unsafe { non_empty_str_arg(name, "name") }?;
+    let state = unsafe { bytes_arg(state, state_len, "state") }?;
+    let metadata = match unsafe { opt_str_arg(metadata_json, "metadata_json") }? {
+        None => Default::default(),
+        Some(text) => metadata_arg(text)?,
+    };
+    let seq = seq_arg(seq)?;
+    let c = unsafe {
+        with_run(run, |r| {
+            Ok(r.record(
+                seq,
+                NewCheckpoint {
+                    name,
+                    state,
+                    metadata,
+                    ..NewCheckpoint::default()
+                },
+            )?)
+        })
+    }?;
+    write_text(out, &c);
+    Ok(())
+}
+
+/// A checkpoint's metadata from JSON text: an object of strings.
+fn metadata_arg(text: &str) -> Result<std::collections::BTreeMap<String, String>, Failure> {
+    let bad = |detail: String| Failure::argument("metadata_json", &detail);
+    let v: serde_json::Value =
+        serde_json::from_str(text).map_err(|e| bad(format!("is not JSON: {e}")))?;
+    let serde_json::Value::Object(m) = v else {
+        return Err(bad(format!("must be a JSON object of strings, not {v}")));
+    };
+    m.into_iter()
+        .map(|(k, v)| match v {
+            serde_json::Value::String(s) => Ok((k, s)),
+            other => Err(bad(format!(
+                "has {other} for {k:?}; values must be strings"
+            ))),
+        })
+        .collect()
 }
 
 /// Marks the execution completed, with the `output_len` bytes at `output` as its output

@@ -288,6 +288,39 @@ pub unsafe extern "C" fn omium_store_execution(
     })
 }
 
+/// The output the execution was completed with (`omium_run_complete`): `*out_found` is true
+/// and `*out_output` receives the bytes when it has one; `*out_found` is false and
+/// `*out_output` is `{NULL, 0}` when it has none (not completed, or completed without output).
+/// Unknown id: `OMIUM_ERR_EXECUTION_NOT_FOUND`.
+///
+/// Ownership: the caller frees `*out_output` with `omium_buffer_free`. Thread-safety: any
+/// thread, concurrently with other calls on the store.
+///
+/// # Safety
+/// `store` is NULL or an open store handle; `execution_id` is NULL or a NUL-terminated
+/// string; `out_found` is NULL or valid for writing a bool; `out_output` is NULL or valid for
+/// writing an `omium_buffer`.
+#[no_mangle]
+pub unsafe extern "C" fn omium_store_execution_output(
+    store: *mut omium_store,
+    execution_id: *const c_char,
+    out_found: *mut bool,
+    out_output: *mut omium_buffer,
+) -> omium_status {
+    guard("omium_store_execution_output", || {
+        // SAFETY (argument reads): the caller's promises.
+        let found = unsafe { out_arg(out_found, "out_found", false) }?;
+        let out = unsafe { out_arg(out_output, "out_output", omium_buffer::EMPTY) }?;
+        let id = unsafe { non_empty_str_arg(execution_id, "execution_id") }?;
+        let output = unsafe { with_store(store, |s| Ok(s.execution_output(id)?)) }?;
+        if let Some(bytes) = output {
+            *found = true;
+            *out = omium_buffer::from_vec(bytes);
+        }
+        Ok(())
+    })
+}
+
 /// Writes, as a JSON array of executions (fields as in `omium_store_execution`), the
 /// executions a re-run would resume: left running by a process that died, or rolled back since
 /// they last ran. Begin each with its id to resume it.
@@ -398,7 +431,9 @@ pub unsafe extern "C" fn omium_store_history(
 }
 
 /// Rolls execution `execution_id` back to `target`: a checkpoint id (a ULID) or a step name
-/// (the latest checkpoint with that name, on the live branch if it has one). The head moves
+/// (the latest checkpoint with that name, on the live branch if it has one); NULL: the last
+/// consistent checkpoint (the latest that passed its checks and verifies;
+/// `OMIUM_ERR_NO_CONSISTENT_CHECKPOINT` when there is none). The head moves
 /// back through a new rollback marker, the execution becomes "pending", and the steps after
 /// the target run again when it is next begun; the abandoned branch stays readable by id.
 /// `reason` (NULL: none) is kept in the marker's metadata.
@@ -437,7 +472,16 @@ pub unsafe extern "C" fn omium_store_rollback(
             )
         }?;
         let id = unsafe { non_empty_str_arg(execution_id, "execution_id") }?;
-        let target = RollbackTarget::parse(unsafe { non_empty_str_arg(target, "target") }?);
+        let target = match unsafe { opt_str_arg(target, "target") }? {
+            None => RollbackTarget::LastConsistent,
+            Some("") => {
+                return Err(Failure::argument(
+                    "target",
+                    "is empty; pass a checkpoint id or name, or NULL for the last consistent checkpoint",
+                ))
+            }
+            Some(t) => RollbackTarget::parse(t),
+        };
         let reason = unsafe { opt_str_arg(reason, "reason") }?;
         let marker = unsafe { with_store(store, |s| Ok(s.rollback(id, &target, reason)?)) }?;
         write_text(out, &marker.id.to_string());

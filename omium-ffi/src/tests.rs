@@ -427,12 +427,6 @@ fn null_pointers_are_invalid_arguments_naming_the_argument() {
         "omium_store_read_state: argument `out_state` is NULL",
         &[],
     );
-    fails(
-        unsafe { omium_store_rollback(store, c"e".as_ptr(), null(), null(), null_mut(), 0) },
-        bad,
-        "omium_store_rollback: argument `target` is NULL",
-        &[],
-    );
     let run = begin(store, "e");
     fails(
         unsafe { omium_run_recorded(run, 1, null(), &mut found, null_mut()) },
@@ -1290,4 +1284,79 @@ fn a_daemon_with_api_keys_refuses_handles_without_one() {
     for s in [anonymous, wrong, keyed] {
         ok(unsafe { omium_store_close(s) });
     }
+}
+
+#[test]
+fn metadata_names_the_codec_outputs_are_read_and_a_null_target_is_the_last_consistent_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let run = begin(store, "m1");
+    let mut seq = 0;
+    ok(unsafe { omium_run_reserve(run, &mut seq) });
+    let name = cs("kyc");
+    let state = br#"{"score": 7}"#;
+    let record = |meta: &str| unsafe {
+        let meta = cs(meta);
+        omium_run_record_with_metadata(
+            run,
+            seq,
+            name.as_ptr(),
+            state.as_ptr(),
+            state.len(),
+            meta.as_ptr(),
+            null_mut(),
+            0,
+        )
+    };
+    // Bad metadata is refused before anything is recorded, naming what is wrong.
+    fails(
+        record("[1]"),
+        OMIUM_ERR_INVALID_ARGUMENT,
+        "omium_run_record_with_metadata: argument `metadata_json` must be a JSON object of strings",
+        &[],
+    );
+    fails(
+        record(r#"{"omium.codec": 1}"#),
+        OMIUM_ERR_INVALID_ARGUMENT,
+        "omium_run_record_with_metadata: argument `metadata_json` has 1 for \"omium.codec\"",
+        &[],
+    );
+    fails(
+        record("{"),
+        OMIUM_ERR_INVALID_ARGUMENT,
+        "omium_run_record_with_metadata: argument `metadata_json` is not JSON",
+        &[],
+    );
+    ok(record(r#"{"omium.codec": "json"}"#));
+    let h = history(store, "m1");
+    assert_eq!(h[0]["metadata"]["omium.codec"], "json", "{h:?}");
+
+    // No output until the execution completes with one.
+    let id = cs("m1");
+    let (mut found, mut out) = (true, omium_buffer::EMPTY);
+    ok(unsafe { omium_store_execution_output(store, id.as_ptr(), &mut found, &mut out) });
+    assert!(!found && out.data.is_null());
+    ok(unsafe { omium_run_complete(run, b"42".as_ptr(), 2) });
+    ok(unsafe { omium_run_free(run) });
+    ok(unsafe { omium_store_execution_output(store, id.as_ptr(), &mut found, &mut out) });
+    assert!(found);
+    assert_eq!(take_bytes(&mut out), b"42");
+    let unknown = cs("nope");
+    fails(
+        unsafe { omium_store_execution_output(store, unknown.as_ptr(), &mut found, &mut out) },
+        OMIUM_ERR_EXECUTION_NOT_FOUND,
+        "",
+        &["nope"],
+    );
+
+    // A NULL target rolls back to the last consistent checkpoint; an empty one is refused.
+    ok(unsafe { omium_store_rollback(store, id.as_ptr(), null(), null(), null_mut(), 0) });
+    assert_eq!(names(&history(store, "m1")), ["kyc", "rollback to kyc"]);
+    fails(
+        unsafe { omium_store_rollback(store, id.as_ptr(), c"".as_ptr(), null(), null_mut(), 0) },
+        OMIUM_ERR_INVALID_ARGUMENT,
+        "omium_store_rollback: argument `target` is empty",
+        &[],
+    );
+    ok(unsafe { omium_store_close(store) });
 }

@@ -2,4 +2,5 @@
 //! declares, and the C example as a C user meets it.
 
 mod c_example;
+mod conformance;
 mod header;

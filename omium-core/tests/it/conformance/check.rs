@@ -1,0 +1,176 @@
+//! The checks of the conformance scenarios, shared by the engine's runner (omium-core) and the
+//! C API's (omium-ffi): every run or operation of a scenario in a process of its own (the test
+//! binary again, running its worker test), then its outcome, the step bodies it ran, and the
+//! final status, history, failures and `verify` of the store.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use omium_core::Store;
+use serde_json::{json, Value};
+
+/// The scenario files, in order.
+pub fn scenario_files() -> Vec<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/conformance/scenarios");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    files.sort();
+    files
+}
+
+pub fn load(path: &Path) -> Value {
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}
+
+/// `{"$repeat": [text, n]}` expanded.
+pub fn expand(v: &Value) -> Value {
+    match v {
+        Value::Object(m) if m.len() == 1 && m.contains_key("$repeat") => {
+            let r = &m["$repeat"];
+            Value::String(
+                r[0].as_str()
+                    .unwrap()
+                    .repeat(r[1].as_u64().unwrap() as usize),
+            )
+        }
+        Value::Object(m) => Value::Object(m.iter().map(|(k, v)| (k.clone(), expand(v))).collect()),
+        Value::Array(a) => Value::Array(a.iter().map(expand).collect()),
+        other => other.clone(),
+    }
+}
+
+/// The features a scenario requires.
+pub fn requires(scenario: &Value) -> Vec<&str> {
+    scenario["requires"]
+        .as_array()
+        .map(|a| a.iter().map(|v| v.as_str().unwrap()).collect())
+        .unwrap_or_default()
+}
+
+/// Runs every item of the scenario in a new process running the test `worker` of this binary,
+/// and checks what the scenario expects.
+pub fn run_scenario(path: &Path, scenario: &Value, worker: &str) {
+    let name = path.file_name().unwrap().to_string_lossy().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    for (i, item) in scenario["runs"].as_array().unwrap().iter().enumerate() {
+        let out = Command::new(std::env::current_exe().unwrap())
+            .args([
+                worker,
+                "--exact",
+                "--ignored",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env("OMIUM_SCENARIO", path)
+            .env("OMIUM_SCENARIO_INDEX", i.to_string())
+            .env("OMIUM_SCENARIO_STORE", &store)
+            .stderr(Stdio::inherit())
+            .output()
+            .unwrap();
+        // libtest may print its own text before ours on a line: read from the first `{"`.
+        let mut bodies = Vec::new();
+        let mut result = None;
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            let Some(at) = line.find("{\"") else { continue };
+            let msg: Value = serde_json::from_str(&line[at..]).unwrap();
+            if let Some(r) = msg.get("ran") {
+                bodies.push(r.clone());
+            } else if let Some(r) = msg.get("result") {
+                result = Some(r.clone());
+            }
+        }
+        let killed = std::os::unix::process::ExitStatusExt::signal(&out.status) == Some(9);
+        let at = format!("{name} item {i} ({item})");
+        if item.get("op").is_some() {
+            let r = result.unwrap_or_else(|| panic!("{at}: no result"));
+            assert_eq!(
+                r["outcome"],
+                item.get("outcome").cloned().unwrap_or(json!("done")),
+                "{at}: {r}"
+            );
+            if let Some(s) = item.get("status") {
+                assert_eq!(&r["status"], s, "{at}: {r}");
+            }
+            continue;
+        }
+        if item["outcome"] == "killed" {
+            assert!(
+                killed && result.is_none(),
+                "{at}: expected a SIGKILL, got {:?} and {result:?}",
+                out.status
+            );
+        } else {
+            let r = result.unwrap_or_else(|| panic!("{at}: no result ({:?})", out.status));
+            assert_eq!(r["outcome"], item["outcome"], "{at}: {r}");
+            if let Some(o) = item.get("output") {
+                assert_eq!(r["output"], expand(o), "{at}");
+            }
+            if let Some(e) = item.get("error") {
+                assert_eq!(&r["error"], e, "{at}");
+            }
+        }
+        if let Some(expected) = item.get("ran") {
+            assert_eq!(&Value::Array(bodies), expected, "{at}");
+        }
+    }
+    let s = Store::open(&store).unwrap();
+    let final_ = &scenario["final"];
+    for (id, status) in final_["status"].as_object().into_iter().flatten() {
+        assert_eq!(
+            s.execution(id).unwrap().status.to_string(),
+            status.as_str().unwrap(),
+            "{name}: {id}"
+        );
+    }
+    for (id, expected) in final_["history"].as_object().into_iter().flatten() {
+        let got: Vec<Value> = s
+            .history(id)
+            .unwrap()
+            .iter()
+            .map(|c| {
+                let state = match c.kind.as_str() {
+                    "step" | "snapshot" => s.state_value(c).unwrap(),
+                    _ => Value::Null,
+                };
+                json!([c.name, c.kind.as_str(), state])
+            })
+            .collect();
+        let want: Vec<Value> = expected
+            .as_array()
+            .unwrap()
+            .iter()
+            .enumerate()
+            .map(|(i, e)| match (&e[2], got.get(i)) {
+                (Value::String(star), Some(g)) if star == "*" => json!([e[0], e[1], g[2]]),
+                (state, _) => json!([e[0], e[1], expand(state)]),
+            })
+            .collect();
+        assert_eq!(got, want, "{name}: history of {id}");
+    }
+    for (id, expected) in final_["failures"].as_object().into_iter().flatten() {
+        let got: Vec<Value> = s
+            .failures(Some(id))
+            .unwrap()
+            .iter()
+            .map(|f| {
+                let actions: Vec<Value> = f
+                    .actions
+                    .iter()
+                    .map(|a| json!([a.action, a.outcome]))
+                    .collect();
+                json!([f.kind.as_str(), f.outcome.as_str(), actions])
+            })
+            .collect();
+        assert_eq!(&Value::Array(got), expected, "{name}: failures of {id}");
+    }
+    assert!(s.verify(None).unwrap().ok(), "{name}: verify");
+}
+
+/// One JSON line on stdout, as the runner reads them.
+pub fn emit(v: Value) {
+    println!("{v}");
+}
