@@ -91,6 +91,9 @@ export {
   verify,
   auditHead,
   registeredWorkflows,
+  pull,
+  push,
+  syncStatus,
 } from "./workflow";
 export {
   type Failure,

@@ -29,6 +29,15 @@ export interface InitOptions {
   readOnly?: boolean;
   /** Record spans of workflows, steps, checkpoints and recovery actions (default true). */
   tracing?: boolean;
+  /**
+   * Sync the store to an Omium cluster: `"host:port,host:port"` or a list (default
+   * `$OMIUM_REMOTE`). Every execution is pushed with the chunks the cluster lacks; another
+   * machine takes an execution over with `omium.pull()`, or `omium.recover()` pulls those left
+   * unfinished.
+   */
+  remote?: string | string[];
+  /** "background" (default: pushed within about 50 ms) or "sync" (in the cluster before a step returns). */
+  remoteDurability?: "background" | "sync";
 }
 
 export interface Config {
@@ -36,6 +45,8 @@ export interface Config {
   project: string | undefined;
   codec: Codec;
   tracing: boolean;
+  /** The store syncs to a cluster. */
+  remote: boolean;
 }
 
 /** The execution a task is running. */
@@ -98,10 +109,30 @@ export async function init(options: InitOptions = {}): Promise<native.Store> {
     config.store.close();
     config = undefined;
   }
+  const nodes = remoteNodes(options.remote ?? (process.env.OMIUM_REMOTE || undefined));
   const store = await call(() => native.openStore(dir, { durability, readOnly: options.readOnly ?? false }));
+  if (nodes !== undefined) {
+    try {
+      await call(() => store.attachSync(nodes, options.remoteDurability ?? "background"));
+    } catch (e) {
+      store.close();
+      throw e;
+    }
+  }
   if (config !== undefined) config.store.close();
-  config = { store, project: options.project, codec, tracing: options.tracing ?? true };
+  config = { store, project: options.project, codec, tracing: options.tracing ?? true, remote: nodes !== undefined };
   return store;
+}
+
+/** The cluster's node addresses from `remote`, checked. */
+function remoteNodes(remote: unknown): string[] | undefined {
+  if (remote === undefined) return undefined;
+  const list = typeof remote === "string" ? remote.split(",").map((n) => n.trim()).filter((n) => n !== "") : remote;
+  if (!Array.isArray(list) || !list.every((n) => typeof n === "string")) {
+    throw new InvalidArgumentError(`omium.init({ remote }): expected "host:port,host:port" or a list of such strings, not ${JSON.stringify(remote)}`, "invalid_argument");
+  }
+  if (list.length === 0) throw new InvalidArgumentError('omium.init({ remote }): names no node; expected "host:port,host:port"', "invalid_argument");
+  return list;
 }
 
 async function initServed(url: unknown, options: InitOptions): Promise<native.Store> {
@@ -113,6 +144,9 @@ async function initServed(url: unknown, options: InitOptions): Promise<native.St
   }
   if (options.durability !== undefined || options.readOnly) {
     throw new InvalidArgumentError(`omium.init({ url }): durability and readOnly are the daemon's (omium serve --durability); do not pass them with url`, "invalid_argument");
+  }
+  if (options.remote !== undefined) {
+    throw new InvalidArgumentError(`omium.init({ url, remote }): a daemon's store syncs as the daemon is configured; remote is for an embedded store (path)`, "invalid_argument");
   }
   const apiKey = options.apiKey ?? (process.env.OMIUM_API_KEY || undefined);
   if (apiKey !== undefined && (typeof apiKey !== "string" || apiKey === "")) {
@@ -130,7 +164,7 @@ async function initServed(url: unknown, options: InitOptions): Promise<native.St
     if (!previous.closed && !previous.readOnly) await call(() => previous.flushSpans()).catch(() => undefined);
     previous.close();
   }
-  config = { store, project: options.project, codec, tracing: options.tracing ?? true };
+  config = { store, project: options.project, codec, tracing: options.tracing ?? true, remote: false };
   return store;
 }
 

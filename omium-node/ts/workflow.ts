@@ -13,6 +13,7 @@ import {
   OmiumError,
   WorkflowNotRegisteredError,
   call,
+  callSync,
   requireId,
 } from "./errors";
 import { type ExecutionContext, getConfig, scope, store } from "./runtime";
@@ -309,6 +310,8 @@ async function storedInput(info: ExecutionInfo, configured: Codec): Promise<unkn
  * Returns `{ executionId: result }`.
  */
 export async function recover(options: { skipUnregistered?: boolean } = {}): Promise<Record<string, unknown>> {
+  // A store that syncs first takes over what other machines left unfinished in the cluster.
+  if (getConfig().remote) await pullAbandoned();
   const todo = await resumable();
   const missing = todo.filter((e) => !registry.has(e.workflow));
   if (missing.length > 0 && !options.skipUnregistered) {
@@ -328,6 +331,34 @@ export async function recover(options: { skipUnregistered?: boolean } = {}): Pro
     results[info.id] = await wf.run(input as never, { executionId: info.id });
   }
   return results;
+}
+
+/**
+ * Fetches `executionId` from the cluster into this store and takes it over (`init({ remote })`),
+ * so that running its workflow here (or `recover()`) resumes it: finished steps replay, the
+ * rest run here. `ExecutionLeasedError` while another store's run holds it, `SyncConflictError`
+ * when this store has steps of it the cluster does not.
+ */
+export async function pull(executionId: string): Promise<ExecutionInfo> {
+  requireId(executionId, "omium.pull(executionId)");
+  return executionInfo((await call(() => store().pull(executionId))) as Raw);
+}
+
+/** Waits (at most `timeoutMs`, default 30 s) until every change made so far is in the cluster. */
+export async function push(options: { timeoutMs?: number } = {}): Promise<void> {
+  await call(() => store().syncFlush(options.timeoutMs ?? 30_000));
+}
+
+/** What the syncer sent and received: rounds, checkpoints and chunks pushed, executions pulled, conflicts. */
+export function syncStatus(): Record<string, unknown> {
+  return callSync(() => store().syncReport()) as Record<string, unknown>;
+}
+
+/** Pulls what other stores left unfinished in the cluster (the core skips what another took over first, and conflicts, with a warning); the ids pulled. */
+export async function pullAbandoned(): Promise<string[]> {
+  const r = (await call(() => store().pullAbandoned())) as { pulled: string[]; skipped: [string, string][] };
+  for (const [id, why] of r.skipped) process.emitWarning(`omium.recover(): not pulling ${JSON.stringify(id)}: ${why}`, "OmiumSyncWarning");
+  return r.pulled;
 }
 
 /**

@@ -58,13 +58,7 @@ impl Store {
     }
 
     fn syncer(&self) -> PyResult<omium_core::sync::Syncer> {
-        self.local("remote sync")?.syncer().ok_or_else(|| {
-            err(omium_core::Error::InvalidState {
-                execution: String::new(),
-                status: "not syncing".into(),
-                detail: "this store syncs to no cluster: call omium.init(..., remote=\"host:port,...\") first".into(),
-            })
-        })
+        self.local("remote sync")?.require_syncer().map_err(err)
     }
 
     /// Runs `f` on the handle with the GIL released.
@@ -436,11 +430,13 @@ impl Store {
         Ok(serde_json::to_string(&self.syncer()?.report()).expect("reports serialize"))
     }
 
-    /// Ids of executions another store left unfinished in the cluster and no longer holds.
-    fn sync_abandoned(&self, py: Python<'_>) -> PyResult<Vec<String>> {
+    /// Pulls the executions another store left unfinished in the cluster and no longer holds:
+    /// `(pulled ids, [(skipped id, why)])`.
+    #[allow(clippy::type_complexity)]
+    fn pull_abandoned(&self, py: Python<'_>) -> PyResult<(Vec<String>, Vec<(String, String)>)> {
         let s = self.syncer()?;
-        let list = py.detach(|| s.abandoned()).map_err(err)?;
-        Ok(list.into_iter().map(|e| e.execution.id).collect())
+        let r = py.detach(|| s.pull_abandoned()).map_err(err)?;
+        Ok((r.pulled, r.skipped))
     }
 
     fn gc<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {

@@ -54,7 +54,7 @@ use crate::error::{Error, Result};
 use crate::execution::{io_key, Execution, INPUT_SUFFIX, OUTPUT_SUFFIX};
 use crate::store::{exec_key, Cf, ExecKey, Store};
 
-pub use remote::{RemoteDurability, SyncConfig, SyncReport, Syncer};
+pub use remote::{AbandonedPull, RemoteDurability, SyncConfig, SyncReport, Syncer};
 
 /// Longest a push's chunk bytes get before the rest goes in another log entry.
 pub const MAX_BATCH_BYTES: usize = 4 << 20;

@@ -738,6 +738,37 @@ impl Syncer {
     }
 }
 
+impl Syncer {
+    /// Pulls every execution another store left unfinished in the cluster and no longer holds
+    /// ([`Syncer::abandoned`]): what `recover()` does before it resumes. An execution another
+    /// store took over first (`execution_leased`) or that this store has steps of the cluster
+    /// lacks (`sync_conflict`) is skipped, with why; any other error stops it.
+    pub fn pull_abandoned(&self) -> Result<AbandonedPull> {
+        let mut out = AbandonedPull::default();
+        for s in self.abandoned()? {
+            let id = s.execution.id;
+            match self.pull(&id) {
+                Ok(_) => out.pulled.push(id),
+                // Whether raised here or answered by a node.
+                Err(e) if matches!(e.code(), "execution_leased" | "sync_conflict") => {
+                    out.skipped.push((id, e.to_string()))
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// What [`Syncer::pull_abandoned`] did.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct AbandonedPull {
+    /// The executions pulled and taken over.
+    pub pulled: Vec<String>,
+    /// Executions left alone, with why (taken over by another store first, or in conflict).
+    pub skipped: Vec<(String, String)>,
+}
+
 /// Every execution a cluster holds, without a store (`omium sync status`).
 pub fn cluster_executions(nodes: &[String]) -> Result<Vec<SyncedSummary>> {
     let client = RemoteClient::new(nodes)?;
@@ -777,6 +808,17 @@ impl Store {
     /// The syncer of this store, if one is attached.
     pub fn syncer(&self) -> Option<Syncer> {
         self.inner.sync.get().cloned()
+    }
+
+    /// The syncer, or `invalid_state` saying how to start one.
+    pub fn require_syncer(&self) -> Result<Syncer> {
+        self.syncer().ok_or_else(|| Error::InvalidState {
+            execution: String::new(),
+            status: "not syncing".into(),
+            detail: "this store syncs to no cluster: open it with a remote (Python \
+                     omium.init(..., remote=\"host:port,...\"), Node omium.init({ remote }))"
+                .into(),
+        })
     }
 
     pub(crate) fn mark_changed(&self, execution_id: &str) {

@@ -8,7 +8,7 @@ import warnings
 from typing import Any
 
 from . import _runtime
-from .errors import ExecutionLeasedError, OmiumError, SyncConflictError
+from .errors import OmiumError
 
 
 def pull(execution_id: str) -> Any:
@@ -38,18 +38,11 @@ def sync_status() -> dict[str, Any]:
 
 def pull_abandoned() -> list[str]:
     """Pulls every execution another store left unfinished in the cluster and no longer
-    holds; the ids pulled. :func:`omium.recover` calls it when the store syncs."""
-    store = _runtime.store()
-    pulled = []
-    for execution_id in store.sync_abandoned():
-        try:
-            store.pull(execution_id)
-        except ExecutionLeasedError:
-            continue  # another store took it over first
-        except SyncConflictError as e:
-            warnings.warn(f"omium.recover(): not pulling {execution_id!r}: {e}", RuntimeWarning, stacklevel=3)
-            continue
-        pulled.append(execution_id)
+    holds (the core skips those another store took over first, and warns of conflicts); the
+    ids pulled. :func:`omium.recover` calls it when the store syncs."""
+    pulled, skipped = _runtime.store().pull_abandoned()
+    for execution_id, why in skipped:
+        warnings.warn(f"omium.recover(): not pulling {execution_id!r}: {why}", RuntimeWarning, stacklevel=3)
     return pulled
 
 
