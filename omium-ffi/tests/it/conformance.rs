@@ -10,33 +10,20 @@ mod check;
 
 use std::collections::BTreeMap;
 use std::ffi::{c_char, CStr, CString};
-use std::path::Path;
 use std::process::Command;
 use std::ptr;
 
 use omium::*;
 use serde_json::{json, Value};
 
-use check::{emit, expand, load, requires, run_scenario, scenario_files};
+use check::{emit, expand, run_all, worker_env};
 
 const FEATURES: &[&str] = &["kill", "rollback"];
 
 #[test]
 fn scenarios_behave_the_same_through_the_c_api() {
-    let mut ran = 0;
-    for path in scenario_files() {
-        let scenario = load(&path);
-        // Forks, retries, conditions, policies and resumes are not in the C API.
-        if !requires(&scenario).iter().all(|f| FEATURES.contains(f)) {
-            continue;
-        }
-        run_scenario(&path, &scenario, "conformance::worker");
-        ran += 1;
-    }
-    assert!(
-        ran >= 20,
-        "only {ran} scenarios need no more than {FEATURES:?}"
-    );
+    // Forks, retries, conditions, policies and resumes are not in the C API.
+    run_all(FEATURES, "conformance::worker", 20);
 }
 
 fn c(s: &str) -> CString {
@@ -84,15 +71,10 @@ fn empty() -> omium_buffer {
 #[test]
 #[ignore = "the worker process of the conformance scenarios"]
 fn worker() {
-    let Ok(path) = std::env::var("OMIUM_SCENARIO") else {
+    let Some((scenario, index, store_path)) = worker_env() else {
         return;
     };
-    let scenario = load(Path::new(&path));
-    let index: usize = std::env::var("OMIUM_SCENARIO_INDEX")
-        .unwrap()
-        .parse()
-        .unwrap();
-    let store_path = c(&std::env::var("OMIUM_SCENARIO_STORE").unwrap());
+    let store_path = c(&store_path);
     let mut store: *mut omium_store = ptr::null_mut();
     // SAFETY: valid C strings and an out pointer.
     ok(unsafe { omium_store_open(store_path.as_ptr(), ptr::null(), &mut store) }).unwrap();

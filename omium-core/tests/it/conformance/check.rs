@@ -50,6 +50,33 @@ pub fn requires(scenario: &Value) -> Vec<&str> {
         .unwrap_or_default()
 }
 
+/// Runs every scenario whose requirements are within `features` (each item through the test
+/// `worker` of this binary); at least `min` of them must qualify.
+pub fn run_all(features: &[&str], worker: &str, min: usize) {
+    let mut ran = 0;
+    for path in scenario_files() {
+        let scenario = load(&path);
+        if !requires(&scenario).iter().all(|f| features.contains(f)) {
+            continue;
+        }
+        run_scenario(&path, &scenario, worker);
+        ran += 1;
+    }
+    assert!(
+        ran >= min,
+        "only {ran} scenarios need no more than {features:?}"
+    );
+}
+
+/// In a worker process: the scenario, the index of the item to run and the store's path, as
+/// [`run_scenario`] passed them; None when the worker test runs on its own.
+pub fn worker_env() -> Option<(Value, usize, String)> {
+    let path = std::env::var("OMIUM_SCENARIO").ok()?;
+    let index = std::env::var("OMIUM_SCENARIO_INDEX").ok()?.parse().ok()?;
+    let store = std::env::var("OMIUM_SCENARIO_STORE").ok()?;
+    Some((load(Path::new(&path)), index, store))
+}
+
 /// Runs every item of the scenario in a new process running the test `worker` of this binary,
 /// and checks what the scenario expects.
 pub fn run_scenario(path: &Path, scenario: &Value, worker: &str) {

@@ -8,7 +8,6 @@
 pub mod check;
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::process::Command;
 
 use omium_core::expr::Condition;
@@ -21,7 +20,7 @@ use omium_core::{
 };
 use serde_json::{json, Value};
 
-use check::{emit, expand, load, requires, run_scenario, scenario_files};
+use check::{emit, expand, run_all, worker_env};
 
 const FEATURES: &[&str] = &[
     "kill",
@@ -36,19 +35,7 @@ const FEATURES: &[&str] = &[
 
 #[test]
 fn scenarios_behave_the_same_on_the_engine() {
-    let mut ran = 0;
-    for path in scenario_files() {
-        let scenario = load(&path);
-        if !requires(&scenario).iter().all(|f| FEATURES.contains(f)) {
-            continue;
-        }
-        run_scenario(&path, &scenario, "conformance::worker");
-        ran += 1;
-    }
-    assert!(
-        ran >= 50,
-        "only {ran} scenarios need no more than {FEATURES:?}"
-    );
+    run_all(FEATURES, "conformance::worker", 50);
 }
 
 fn json_bytes(v: &Value) -> Vec<u8> {
@@ -60,15 +47,10 @@ fn json_bytes(v: &Value) -> Vec<u8> {
 #[test]
 #[ignore = "the worker process of the conformance scenarios"]
 fn worker() {
-    let Ok(path) = std::env::var("OMIUM_SCENARIO") else {
+    let Some((scenario, index, store)) = worker_env() else {
         return;
     };
-    let scenario = load(Path::new(&path));
-    let index: usize = std::env::var("OMIUM_SCENARIO_INDEX")
-        .unwrap()
-        .parse()
-        .unwrap();
-    let store = Store::open(std::env::var("OMIUM_SCENARIO_STORE").unwrap()).unwrap();
+    let store = Store::open(store).unwrap();
     if let (0, Some(policy)) = (index, scenario["policy"].as_str()) {
         store
             .apply_policy("default", &Scope::Global, policy, None, None)
