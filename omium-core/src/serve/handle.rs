@@ -378,12 +378,22 @@ impl StoreHandle {
         agent: &str,
         tool: &str,
     ) -> Result<()> {
-        let d = self.policy_defaults(tenant, workflow, step)?;
-        let Some(allowed) = d["defaults"]["tool_allowlist"].as_array() else {
+        // Every tool call asks: an embedded store reads its cached policy, no JSON in between.
+        let allowed: Option<Vec<String>> = match self {
+            StoreHandle::Local(s) => {
+                s.effective_policy(tenant, workflow, step)?
+                    .defaults()
+                    .tool_allowlist
+            }
+            StoreHandle::Remote(_) => serde_json::from_value(
+                self.policy_defaults(tenant, workflow, step)?["defaults"]["tool_allowlist"].take(),
+            )
+            .unwrap_or_default(),
+        };
+        let Some(names) = allowed else {
             return Ok(());
         };
-        let names: Vec<&str> = allowed.iter().filter_map(Value::as_str).collect();
-        if names.contains(&tool) {
+        if names.iter().any(|n| n == tool) {
             return Ok(());
         }
         let err = Error::ToolDenied {

@@ -10,13 +10,12 @@ mod check;
 
 use std::collections::BTreeMap;
 use std::ffi::{c_char, CStr, CString};
-use std::process::Command;
 use std::ptr;
 
 use omium::*;
 use serde_json::{json, Value};
 
-use check::{emit, expand, run_all, worker_env};
+use check::{emit, plan_of, run_all, step_body, worker_env};
 
 const FEATURES: &[&str] = &["kill", "rollback"];
 
@@ -136,16 +135,7 @@ fn run(store: *mut omium_store, scenario: &Value, item: &Value, execution: &str)
             return json!({"outcome": "completed", "output": output});
         }
     }
-    let mut specs = scenario["steps"].as_object().unwrap().clone();
-    if let Some(over) = item["steps"].as_object() {
-        specs.extend(over.clone());
-    }
-    let flow = item
-        .get("flow")
-        .unwrap_or(&scenario["flow"])
-        .as_array()
-        .unwrap();
-    let mut x = item.get("input").unwrap_or(&scenario["input"]).clone();
+    let (specs, flow, mut x) = plan_of(scenario, item);
     let workflow = c("conformance");
     let mut run: *mut omium_run = ptr::null_mut();
     // SAFETY: valid C strings and out pointer.
@@ -158,7 +148,7 @@ fn run(store: *mut omium_store, scenario: &Value, item: &Value, execution: &str)
     let metadata = c(r#"{"omium.codec": "json"}"#);
     let mut calls: BTreeMap<String, u64> = BTreeMap::new();
     let result = (|| {
-        for name in flow {
+        for name in &flow {
             let name = name.as_str().unwrap();
             let cname = c(name);
             let (mut seq, mut found, mut state) = (0u64, false, empty());
@@ -177,30 +167,16 @@ fn run(store: *mut omium_store, scenario: &Value, item: &Value, execution: &str)
                 x = serde_json::from_slice(&take(state)).unwrap();
                 continue;
             }
-            emit(json!({ "ran": name }));
-            if item["kill_before"] == name {
-                Command::new("kill")
-                    .args(["-KILL", &std::process::id().to_string()])
-                    .status()
-                    .unwrap();
-                std::thread::sleep(std::time::Duration::from_secs(60));
-            }
-            let spec = &specs[name];
             let n = calls.entry(name.to_string()).or_default();
             *n += 1;
-            if spec["fail_always"] == true || *n <= spec["fail_first"].as_u64().unwrap_or(0) {
-                let class = spec["error"].as_str().unwrap_or("StepError").to_string();
-                let message = c(&format!("{class}: {name} failed (attempt {n})"));
-                // SAFETY: the run handle and a valid C string.
-                ok(unsafe { omium_run_fail(run, message.as_ptr()) })?;
-                return Err(class);
-            }
-            x = if let Some(r) = spec.get("returns") {
-                expand(r)
-            } else if let Some(add) = spec.get("add") {
-                json!(x.as_i64().unwrap() + add.as_i64().unwrap())
-            } else {
-                x.clone()
+            x = match step_body(name, &specs[name], item, &x, *n) {
+                Ok(v) => v,
+                Err(class) => {
+                    let message = c(&format!("{class}: {name} failed (attempt {n})"));
+                    // SAFETY: the run handle and a valid C string.
+                    ok(unsafe { omium_run_fail(run, message.as_ptr()) })?;
+                    return Err(class);
+                }
             };
             let bytes = serde_json::to_vec(&x).unwrap();
             // SAFETY: the run handle, valid C strings and `bytes.len()` readable bytes.

@@ -197,6 +197,58 @@ pub fn run_scenario(path: &Path, scenario: &Value, worker: &str) {
     assert!(s.verify(None).unwrap().ok(), "{name}: verify");
 }
 
+/// What a run item calls: the step specs (the scenario's, with the item's changes), the flow,
+/// and the workflow's input.
+pub fn plan_of(
+    scenario: &Value,
+    item: &Value,
+) -> (serde_json::Map<String, Value>, Vec<Value>, Value) {
+    let mut specs = scenario["steps"].as_object().unwrap().clone();
+    if let Some(over) = item["steps"].as_object() {
+        specs.extend(over.clone());
+    }
+    let flow = item
+        .get("flow")
+        .unwrap_or(&scenario["flow"])
+        .as_array()
+        .unwrap()
+        .clone();
+    let input = item.get("input").unwrap_or(&scenario["input"]).clone();
+    (specs, flow, input)
+}
+
+/// A step body as the README describes it, on its `n`th call in this run: announces itself,
+/// SIGKILLs the process where the item says, then fails (`Err`: the error class) or returns.
+pub fn step_body(
+    name: &str,
+    spec: &Value,
+    item: &Value,
+    x: &Value,
+    n: u64,
+) -> Result<Value, String> {
+    emit(json!({ "ran": name }));
+    if item["kill_before"] == name {
+        Command::new("kill")
+            .args(["-KILL", &std::process::id().to_string()])
+            .status()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_secs(60));
+    }
+    let below = spec["fail_below"]
+        .as_i64()
+        .is_some_and(|b| x.as_i64() < Some(b));
+    if spec["fail_always"] == true || n <= spec["fail_first"].as_u64().unwrap_or(0) || below {
+        return Err(spec["error"].as_str().unwrap_or("StepError").to_string());
+    }
+    Ok(if let Some(r) = spec.get("returns") {
+        expand(r)
+    } else if let Some(add) = spec.get("add") {
+        json!(x.as_i64().unwrap() + add.as_i64().unwrap())
+    } else {
+        x.clone()
+    })
+}
+
 /// One JSON line on stdout, as the runner reads them.
 pub fn emit(v: Value) {
     println!("{v}");

@@ -8,7 +8,6 @@
 pub mod check;
 
 use std::collections::BTreeMap;
-use std::process::Command;
 
 use omium_core::expr::Condition;
 use omium_core::policy::{Scope, Trigger};
@@ -20,7 +19,7 @@ use omium_core::{
 };
 use serde_json::{json, Value};
 
-use check::{emit, expand, run_all, worker_env};
+use check::{emit, expand, plan_of, run_all, step_body, worker_env};
 
 const FEATURES: &[&str] = &[
     "kill",
@@ -123,7 +122,7 @@ fn run(store: &Store, scenario: &Value, item: &Value, execution: &str) -> Value 
             return json!({"outcome": "completed", "output": serde_json::from_slice::<Value>(&out).unwrap()});
         }
     }
-    let input = item.get("input").unwrap_or(&scenario["input"]).clone();
+    let (_, _, input) = plan_of(scenario, item);
     let codec = BTreeMap::from([(CODEC_KEY.to_string(), "json".to_string())]);
     let mut calls: BTreeMap<String, u64> = BTreeMap::new();
     let mut rollbacks = 0;
@@ -191,34 +190,13 @@ fn attempt(
     x: &Value,
     calls: &mut BTreeMap<String, u64>,
 ) -> Result<Value, Failure> {
-    emit(json!({ "ran": name }));
-    if item["kill_before"] == name {
-        Command::new("kill")
-            .args(["-KILL", &std::process::id().to_string()])
-            .status()
-            .unwrap();
-        std::thread::sleep(std::time::Duration::from_secs(60));
-    }
     let n = calls.entry(name.to_string()).or_default();
     *n += 1;
-    let below = spec["fail_below"]
-        .as_i64()
-        .is_some_and(|b| x.as_i64() < Some(b));
-    if spec["fail_always"] == true || *n <= spec["fail_first"].as_u64().unwrap_or(0) || below {
-        let class = spec["error"].as_str().unwrap_or("StepError");
-        return Err(Failure {
-            code: class.into(),
-            message: format!("{class}: {name} failed (attempt {n})"),
-            kind: None,
-        });
-    }
-    let result = if let Some(r) = spec.get("returns") {
-        expand(r)
-    } else if let Some(add) = spec.get("add") {
-        json!(x.as_i64().unwrap() + add.as_i64().unwrap())
-    } else {
-        x.clone()
-    };
+    let result = step_body(name, spec, item, x, *n).map_err(|class| Failure {
+        message: format!("{class}: {name} failed (attempt {n})"),
+        code: class,
+        kind: None,
+    })?;
     if !holds(spec, "post", x, Some(&result)) {
         return Err(Failure {
             code: "condition_failed".into(),
@@ -253,21 +231,13 @@ fn steps(
     calls: &mut BTreeMap<String, u64>,
     rollbacks: u32,
 ) -> Result<Value, End> {
-    let mut specs = scenario["steps"].as_object().unwrap().clone();
-    if let Some(over) = item["steps"].as_object() {
-        specs.extend(over.clone());
-    }
-    let flow = item
-        .get("flow")
-        .unwrap_or(&scenario["flow"])
-        .as_array()
-        .unwrap();
+    let (specs, flow, _) = plan_of(scenario, item);
     let codec = BTreeMap::from([(CODEC_KEY.to_string(), "json".to_string())]);
     let error = |e: omium_core::Error| End::Error {
         code: e.code().into(),
         message: e.to_string(),
     };
-    for name in flow {
+    for name in &flow {
         let name = name.as_str().unwrap();
         let seq = run.reserve();
         if let Some(c) = run.recorded(seq, name, None).map_err(error)? {
