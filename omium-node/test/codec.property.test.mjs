@@ -32,7 +32,8 @@ const storedMsgpack = fc.oneof(
   hostileKey.map((k) => Buffer.concat([Buffer.from([0x81]), str8(k), Buffer.from([0x81]), str8("polluted"), Buffer.from([0xc3])])),
   fc.integer({ min: 1, max: 5000 }).map((n) => Buffer.concat([Buffer.alloc(n, 0x91), Buffer.from([0xc0])])),
   fc.tuple(fc.constantFrom(1, 0xff), fc.uint8Array({ maxLength: 200 })).map(([type, b]) => Buffer.concat([Buffer.from([0xc7, b.length, type]), Buffer.from(b)])),
-  fc.jsonValue({ maxDepth: 3 }).map((v) => Buffer.concat([Buffer.from([0xc7, 0, 1]), omium.msgpackCodec.encode(["set", v])]).subarray(0, 400)),
+  // (msgpack refuses to encode a "__proto__" key, so generated values leave it out.)
+  fc.jsonValue({ maxDepth: 3 }).filter((v) => !JSON.stringify(v ?? null).includes('"__proto__"')).map((v) => Buffer.concat([Buffer.from([0xc7, 0, 1]), omium.msgpackCodec.encode(["set", v])]).subarray(0, 400)),
 );
 // What the codecs build: plain objects and arrays, and (msgpack) bytes, dates and sets.
 const plainPrototypes = new Set([Object.prototype, Array.prototype, Uint8Array.prototype, Date.prototype, Set.prototype]);
