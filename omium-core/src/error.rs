@@ -264,6 +264,17 @@ pub enum Error {
     #[error("sync conflict on execution {execution:?}: {detail}")]
     SyncConflict { execution: String, detail: String },
 
+    /// A replayed run made a request that differs from the recording, or one more or one
+    /// fewer than it recorded (`recorded` and `actual` are the two canonical requests).
+    #[error("replay of {execution:?} diverged at call {index}: {detail}")]
+    ReplayDivergence {
+        execution: String,
+        index: usize,
+        detail: String,
+        recorded: Option<Box<serde_json::Value>>,
+        actual: Option<Box<serde_json::Value>>,
+    },
+
     /// An error the `omium serve` daemon answered, with its code and message.
     #[error("{message}")]
     Remote { code: &'static str, message: String },
@@ -348,6 +359,7 @@ error_codes! {
     SyncConflict = "sync_conflict": "The cluster has another branch or holder of the execution.",
     SyncIncomplete = "sync_incomplete": "The cluster lacks chunks a push referenced; they are sent again.",
     LeaseLost = "lease_lost": "Another store took the execution over; this store's run stops before its next step.",
+    ReplayDivergence = "replay_divergence": "A replayed run's request differs from the recording.",
     ServerError = "server_error": "A remote error of a kind this build does not know.",
 }
 
@@ -409,7 +421,27 @@ impl Error {
             Error::ServerUnavailable { .. } => C::ServerUnavailable,
             Error::SyncConflict { .. } => C::SyncConflict,
             Error::LeaseLost { .. } => C::LeaseLost,
+            Error::ReplayDivergence { .. } => C::ReplayDivergence,
             Error::Remote { code, .. } => ErrorCode::parse(code).unwrap_or(C::ServerError),
+        }
+    }
+
+    /// What an error carries beyond its message, for a binding's exception attributes: a
+    /// policy problem's place and expectation, a replay divergence's index and requests.
+    pub fn details(&self) -> Option<serde_json::Value> {
+        match self {
+            Error::Policy(p) => Some(serde_json::json!({
+                "file": p.file, "line": p.at.line, "column": p.at.column, "path": p.path,
+                "problem": p.message, "value": p.value, "expected": p.expected,
+                "suggestion": p.suggestion,
+            })),
+            Error::ReplayDivergence {
+                index,
+                recorded,
+                actual,
+                ..
+            } => Some(serde_json::json!({"index": index, "recorded": recorded, "actual": actual})),
+            _ => None,
         }
     }
 

@@ -2,21 +2,16 @@
 
 use napi::bindgen_prelude::*;
 use omium_core::{json, Checkpoint, Execution, VerifyReport};
-use serde_json::{json, Value};
+use serde_json::Value;
 
 /// Marks the JSON details a policy error carries after its message.
 pub const DETAILS: &str = "\n--omium-details--\n";
 
-/// A JS error for a core error: `[code] message` (policy problems add their details as JSON).
+/// A JS error for a core error: `[code] message`, then the error's details as JSON, if any.
 pub fn err(e: impl Into<omium_core::Error>) -> Error {
     let e: omium_core::Error = e.into();
     let mut message = format!("[{}] {e}", e.code());
-    if let omium_core::Error::Policy(p) = &e {
-        let details = json!({
-            "file": p.file, "line": p.at.line, "column": p.at.column, "path": p.path,
-            "problem": p.message, "value": p.value, "expected": p.expected,
-            "suggestion": p.suggestion,
-        });
+    if let Some(details) = e.details() {
         message.push_str(DETAILS);
         message.push_str(&details.to_string());
     }

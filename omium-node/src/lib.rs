@@ -8,6 +8,7 @@
 //! message starts with `[code] `, the stable code of `omium_core::Error::code`; the TS layer
 //! turns them into `OmiumError` subclasses.
 
+pub mod calls;
 pub mod convert;
 pub mod recovery;
 pub mod run;

@@ -744,7 +744,7 @@ impl Store {
                     .map(|r| {
                         let mut j = record(r);
                         j["differs"] = r.differs().into();
-                        j
+                        convert::camel(j)
                     })
                     .collect(),
             ))

@@ -128,6 +128,21 @@ export class SyncIncompleteError extends OmiumError {}
 export class LeaseLostError extends OmiumError {}
 /** A daemon or node answered an error of a kind this version does not know. */
 export class ServerError extends OmiumError {}
+/**
+ * A replayed run made a request that does not match the recording (or one more or one fewer
+ * than it recorded): `index` is the call, `recorded` and `actual` the two canonical requests.
+ */
+export class ReplayDivergence extends OmiumError {
+  readonly index: number;
+  readonly recorded: unknown;
+  readonly actual: unknown;
+  constructor(message: string, code = "replay_divergence", details: { index?: number; recorded?: unknown; actual?: unknown } = {}) {
+    super(message, code);
+    this.index = details.index ?? 0;
+    this.recorded = details.recorded ?? null;
+    this.actual = details.actual ?? null;
+  }
+}
 /** The policy paused the execution until a human calls `resume()`. */
 export class ExecutionPaused extends RecoveryOutcome {
   readonly executionId: string;
@@ -193,6 +208,7 @@ export const BY_CODE: Record<string, new (message: string, code: string) => Omiu
   sync_conflict: SyncConflictError,
   sync_incomplete: SyncIncompleteError,
   lease_lost: LeaseLostError,
+  replay_divergence: ReplayDivergence,
   server_error: ServerError,
 };
 
@@ -217,16 +233,17 @@ export function fromNative(e: unknown): unknown {
   }
   const code = m[1] as string;
   let message = m[2] as string;
+  // Details the core gives with some errors (a policy problem, a replay divergence), as JSON.
+  let details: Record<string, unknown> | undefined;
+  const at = message.indexOf(DETAILS);
+  if (at >= 0) {
+    details = JSON.parse(message.slice(at + DETAILS.length)) as Record<string, unknown>;
+    message = message.slice(0, at);
+  }
   let err: OmiumError;
-  if (code === "invalid_policy") {
-    let details: PolicyProblem | undefined;
-    const at = message.indexOf(DETAILS);
-    if (at >= 0) {
-      details = JSON.parse(message.slice(at + DETAILS.length)) as PolicyProblem;
-      message = message.slice(0, at);
-    }
-    err = new PolicyError(message, code, details);
-  } else {
+  if (code === "invalid_policy") err = new PolicyError(message, code, details as PolicyProblem | undefined);
+  else if (code === "replay_divergence") err = new ReplayDivergence(message, code, details);
+  else {
     const Cls = BY_CODE[code] ?? OmiumError;
     // These take the execution and reason or target second: the core's errors have none.
     err = Cls === ExecutionPaused || Cls === ExecutionRolledBack ? new (Cls as typeof ExecutionPaused)(message) : new Cls(message, code);

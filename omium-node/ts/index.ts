@@ -60,6 +60,7 @@ export {
   SyncIncompleteError,
   LeaseLostError,
   ServerError,
+  ReplayDivergence,
   BY_CODE as ERROR_CLASSES,
   type PolicyProblem,
   PolicyError,
@@ -103,8 +104,6 @@ export {
   registerFallback,
   registerFix,
   setAnalyzer,
-  tool,
-  callTool,
   addValidator,
   clearHooks,
   applyPolicy,
@@ -112,6 +111,20 @@ export {
   failures,
   recoveryMetrics,
 } from "./recovery";
+export {
+  type LlmOptions,
+  type RunResult,
+  type ForkAtOptions,
+  type StepDiff,
+  llmCall,
+  llm,
+  tool,
+  callTool,
+  replay,
+  forkAt,
+  diff,
+  setPricing,
+} from "./calls";
 export {
   type SpanRecord,
   type TraceOptions,

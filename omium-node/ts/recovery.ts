@@ -35,11 +35,11 @@ const fixers = new Map<string, (failure: Failure, args: unknown[]) => unknown[] 
 const validators: { fn: (result: unknown) => unknown; steps: Set<string> | undefined }[] = [];
 let analyzer: ((failure: Failure) => unknown) | undefined;
 
-function mustBeFunction(fn: unknown, where: string): void {
+export function mustBeFunction(fn: unknown, where: string): void {
   if (typeof fn !== "function") throw new InvalidArgumentError(`${where}: expected a function, not ${fn === null ? "null" : typeof fn}`, "invalid_argument");
 }
 
-function mustBeName(name: unknown, where: string): asserts name is string {
+export function mustBeName(name: unknown, where: string): asserts name is string {
   if (typeof name !== "string" || name === "") throw new InvalidArgumentError(`${where}: name must be a non-empty string`, "invalid_argument");
 }
 
@@ -288,32 +288,11 @@ export async function policyTimeoutMs(ctx: ExecutionContext, step: string): Prom
 }
 
 /** The core checks a tool call against the policy's `tool_whitelist` and records a denial. */
-async function checkTool(name: string): Promise<void> {
+export async function checkTool(name: string): Promise<void> {
   const s = scope.getStore();
   const ctx = s?.ctx;
   if (ctx === undefined) return;
   await call(() => store().checkTool(ctx.executionId, ctx.tenant, ctx.workflow, s?.stepName, "main", name));
-}
-
-/**
- * Makes `fn` a tool called through Omium: inside an execution, a call of a tool the policy's
- * `tool_whitelist` does not allow throws `ToolDeniedError` (recorded as a `tool_denied` failure)
- * instead of calling it. (Tool calls are not recorded for replay in Node yet.)
- */
-export function tool<A extends unknown[], R>(name: string, fn: (...args: A) => R | Promise<R>): (...args: A) => Promise<Awaited<R>> {
-  mustBeName(name, "omium.tool(name, fn)");
-  mustBeFunction(fn, "omium.tool(name, fn)");
-  const wrapped = async (...args: A): Promise<Awaited<R>> => {
-    await checkTool(name);
-    return (await fn(...args)) as Awaited<R>;
-  };
-  Object.defineProperty(wrapped, "name", { value: fn.name || name });
-  return wrapped;
-}
-
-/** Calls `fn(...args)` as the tool `name`, enforcing the allowlist (see `tool`). */
-export async function callTool<A extends unknown[], R>(name: string, fn: (...args: A) => R | Promise<R>, ...args: A): Promise<Awaited<R>> {
-  return tool(name, fn)(...args);
 }
 
 export interface ApplyPolicyOptions {

@@ -67,6 +67,10 @@ export interface ExecutionContext {
   waitsForFsync: boolean;
   /** The store is an `omium serve` daemon's: a journal lookup is a call, made off the JS thread. */
   served: boolean;
+  /** A replay's recording, answering the run's LLM and tool calls. */
+  replay?: native.Replay;
+  /** A fork's change of the arguments of the step or call at a top-level position. */
+  mutation?: { seq: number; apply: (args: unknown[]) => unknown[] };
 }
 
 /** What the async context carries: the execution, and the step and span running, if any. */

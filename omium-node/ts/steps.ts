@@ -82,7 +82,7 @@ async function withTimeout<R>(p: Promise<R>, timeoutMs: number | undefined, step
 }
 
 /** The journal position of a step called now: a top-level position, or parent/child key. */
-function position(ctx: ExecutionContext, stepKey: string | undefined, key: string | undefined): [number, string | undefined] {
+export function position(ctx: ExecutionContext, stepKey: string | undefined, key: string | undefined): [number, string | undefined] {
   if (stepKey === undefined) return [callSync(() => ctx.run.reserve()), key];
   const n = ctx.children.get(stepKey) ?? 0;
   ctx.children.set(stepKey, n + 1);
@@ -148,6 +148,8 @@ export function checkpoint<A extends unknown[], R>(name: string, fn: (...args: A
         return recordedCodec(recorded, codec, `step ${JSON.stringify(name)}`).decode(hit.state) as Awaited<R>;
       }
     }
+    // A fork that changes this position's input (forkAt({ atStep, mutate })).
+    if (ctx.mutation !== undefined && s!.stepKey === undefined && ctx.mutation.seq === seq) args = ctx.mutation.apply(args) as A;
     for (const c of pre) await check(c, name, "precondition", args, false);
     const span = startSpan(name, "step", { agent: options.agent, attributes: { "omium.step": name, "omium.seq": seq, "omium.key": stepKey } });
     const inner = { ctx, stepKey: stepKey ?? String(seq), stepName: name, span: span ? span.scope().span : s!.span };

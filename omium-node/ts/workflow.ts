@@ -134,6 +134,11 @@ export class Workflow<I, O> {
     else if (typeof executionId !== "string" || executionId === "") {
       throw new InvalidArgumentError(`${this.name}.run(input, { executionId }): expected a non-empty string, not ${JSON.stringify(executionId)}`, "invalid_argument");
     }
+    return this.runWith(input, executionId, {});
+  }
+
+  /** @internal `run`, with what a replay or a fork adds to the execution's context. */
+  async runWith(input: I, executionId: string, extras: Pick<ExecutionContext, "replay" | "mutation">): Promise<Awaited<O>> {
     const s = store();
     const stepCodec = this.codec;
     let existing: Raw | undefined;
@@ -170,6 +175,7 @@ export class Workflow<I, O> {
         children: new Map(),
         waitsForFsync: s.durability === "sync" || s.url !== null,
         served: s.url !== null,
+        ...extras,
       };
       const span = startSpan(this.name, "workflow", { executionId, attributes: { "omium.workflow": this.name, "omium.execution_id": executionId } });
       try {
@@ -293,7 +299,7 @@ async function encodeEdit(executionId: string, state: unknown): Promise<Buffer> 
   return ioCodec(await getExecution(executionId), getConfig().codec).encode(state);
 }
 
-async function storedInput(info: ExecutionInfo, configured: Codec): Promise<unknown> {
+export async function storedInput(info: ExecutionInfo, configured: Codec): Promise<unknown> {
   const codec = ioCodec(info, configured);
   if (UNENCODABLE_INPUT in info.labels) {
     throw new OmiumError(

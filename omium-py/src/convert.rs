@@ -6,20 +6,25 @@ use pyo3::exceptions::{PyRuntimeError, PyTypeError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
 
-/// The Python exception for a core error: `omium.errors.from_code(code, message)`.
+/// The Python exception for a core error: `omium.errors.from_code(code, message, details)`
+/// (the error's details as JSON text, if it has any).
 pub fn err(e: impl Into<omium_core::Error>) -> PyErr {
     let e: omium_core::Error = e.into();
-    coded(e.code(), e.to_string())
+    with_details(e.code(), e.to_string(), e.details().map(|d| d.to_string()))
 }
 
 /// The `omium.errors` exception for an error code (falls back to RuntimeError if the Python
 /// package is not importable, e.g. when the native module is used on its own).
 pub fn coded(code: &str, message: String) -> PyErr {
+    with_details(code, message, None)
+}
+
+fn with_details(code: &str, message: String, details: Option<String>) -> PyErr {
     Python::attach(|py| {
         let made = py
             .import("omium.errors")
             .and_then(|m| m.getattr("from_code"))
-            .and_then(|f| f.call1((code, &message)));
+            .and_then(|f| f.call1((code, &message, details)));
         match made {
             Ok(exc) => PyErr::from_value(exc),
             Err(_) => PyRuntimeError::new_err(format!("[{code}] {message}")),

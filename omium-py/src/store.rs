@@ -330,6 +330,24 @@ impl Store {
         convert::execution(py, &self.call(py, |h| h.fork(execution_id, at, options))?)
     }
 
+    /// A replay of an execution's recorded calls (their states read now).
+    fn open_replay(&self, py: Python<'_>, execution_id: &str) -> PyResult<crate::trace::Replay> {
+        self.call(py, |h| h.open_replay(execution_id))
+            .map(crate::trace::Replay::new)
+    }
+
+    /// Forks before a top-level position (1 is the first step) into `new_execution_id`.
+    fn fork_at_step<'py>(
+        &self,
+        py: Python<'py>,
+        execution_id: &str,
+        at_step: u64,
+        new_execution_id: &str,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let e = self.call(py, |h| h.fork_at_step(execution_id, at_step, new_execution_id))?;
+        convert::execution(py, &e)
+    }
+
     #[pyo3(signature = (execution_id, global_seq=None))]
     fn consistent_cut<'py>(
         &self,

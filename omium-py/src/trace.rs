@@ -152,10 +152,59 @@ pub fn parse_traceparent(header: &str) -> PyResult<([u8; 16], [u8; 8])> {
     trace::parse_traceparent(header).map_err(err)
 }
 
-/// The canonical hash of an LLM or tool request given as JSON text.
+/// The canonical request of an LLM or tool call and its hash: `(request JSON text, hash)`.
+/// `args` (a list) and `params` (an object) come as JSON text.
 #[pyfunction]
-pub fn request_hash(request_json: &str) -> PyResult<String> {
-    let v: serde_json::Value = serde_json::from_str(request_json)
-        .map_err(|e| PyTypeError::new_err(format!("request is not JSON: {e}")))?;
-    Ok(trace::view::request_hash(&v))
+pub fn canonical_request(
+    kind: &str,
+    name: &str,
+    provider: &str,
+    model: &str,
+    args_json: &str,
+    params_json: &str,
+) -> PyResult<(String, String)> {
+    let args: Vec<serde_json::Value> = serde_json::from_str(args_json)
+        .map_err(|e| PyTypeError::new_err(format!("call args are not a JSON list: {e}")))?;
+    let params: serde_json::Map<String, serde_json::Value> = serde_json::from_str(params_json)
+        .map_err(|e| PyTypeError::new_err(format!("call params are not a JSON object: {e}")))?;
+    let (request, hash) = trace::calls::canonical_request(kind, name, provider, model, args, params)
+        .map_err(err)?;
+    Ok((request.to_string(), hash))
+}
+
+/// The recorded calls of an execution, answering a replayed run's calls in order.
+#[pyclass(module = "omium._omium")]
+pub struct Replay {
+    inner: std::sync::Mutex<trace::calls::Replay>,
+}
+
+#[pymethods]
+impl Replay {
+    /// `(step name, codec name or None, state bytes)` of the recorded call that answers a
+    /// request (JSON text) with this hash; `ReplayDivergence` when it differs or the recording
+    /// has no further call.
+    fn answer(&self, request_json: &str, hash: &str) -> PyResult<(String, Option<String>, Vec<u8>)> {
+        let request: serde_json::Value = serde_json::from_str(request_json)
+            .map_err(|e| PyTypeError::new_err(format!("request is not JSON: {e}")))?;
+        let mut r = self.inner.lock().expect("replay lock");
+        let rec = r.answer(&request, hash).map_err(err)?;
+        Ok((
+            rec.name.clone(),
+            omium_core::value::checkpoint_codec(&rec.checkpoint).map(str::to_string),
+            rec.state.clone(),
+        ))
+    }
+
+    /// `ReplayDivergence` when the run ended before making every recorded call.
+    fn finish(&self) -> PyResult<()> {
+        self.inner.lock().expect("replay lock").finish().map_err(err)
+    }
+}
+
+impl Replay {
+    pub fn new(inner: trace::calls::Replay) -> Replay {
+        Replay {
+            inner: std::sync::Mutex::new(inner),
+        }
+    }
 }

@@ -182,6 +182,52 @@ impl StoreHandle {
         }
     }
 
+    /// Forks `execution_id` before its top-level position `at_step` (1 is the first step) into
+    /// `new_execution_id`, so that running its workflow there re-runs from that position on:
+    /// a fork at the step before it, or a new execution with the same workflow, input and
+    /// labels when `at_step` is 1. The original is kept.
+    pub fn fork_at_step(
+        &self,
+        execution_id: &str,
+        at_step: u64,
+        new_execution_id: &str,
+    ) -> Result<Execution> {
+        let source = self.execution(execution_id)?;
+        let history = self.history(execution_id)?;
+        match crate::trace::calls::fork_point(execution_id, &history, at_step)? {
+            Some(before) => self.fork(
+                execution_id,
+                &before.id.to_string(),
+                ForkOptions {
+                    new_execution_id: Some(new_execution_id.to_string()),
+                    ..ForkOptions::default()
+                },
+            ),
+            None => {
+                let mut labels = source.labels.clone();
+                labels.insert("omium.forked_from".into(), execution_id.to_string());
+                let options = BeginOptions {
+                    workflow: source.workflow.clone(),
+                    tenant: source.tenant.clone(),
+                    input: self.execution_input(execution_id)?,
+                    labels,
+                    ..BeginOptions::default()
+                };
+                self.begin(new_execution_id, options)?.close();
+                self.execution(new_execution_id)
+            }
+        }
+    }
+
+    /// A replay of `execution_id`'s recorded LLM and tool calls (their states read now).
+    pub fn open_replay(&self, execution_id: &str) -> Result<crate::trace::calls::Replay> {
+        let history = self.history(execution_id)?;
+        let calls = crate::trace::calls::recordings(history, |c| {
+            self.read_state(&c.id.to_string())
+        })?;
+        Ok(crate::trace::calls::Replay::new(execution_id, calls))
+    }
+
     /// `expect_head`: a head recorded earlier that the audit chain must still hold.
     pub fn verify(
         &self,

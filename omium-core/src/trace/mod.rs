@@ -19,6 +19,7 @@
 
 mod otlp;
 mod pipe;
+pub mod calls;
 pub mod view;
 
 use std::fmt;

@@ -32,7 +32,7 @@ from ._recovery import (
     set_analyzer,
     tool,
 )
-from ._replay import ReplayDivergence, RunResult, StepDiff, diff, llm, llm_call, replay, set_pricing, tool_call
+from ._replay import RunResult, StepDiff, diff, llm, llm_call, replay, set_pricing, tool_call
 from ._runtime import init, is_initialized, shutdown
 from ._steps import Checkpoint, checkpoint
 from ._sync import pull, push, sync_status
@@ -95,6 +95,7 @@ from .errors import (
     PolicyError,
     ReadOnlyError,
     RecoveryOutcome,
+    ReplayDivergence,
     RunInterruptedError,
     ServerError,
     ServerUnavailableError,

@@ -25,30 +25,7 @@ from typing import Any
 
 from . import _omium, _runtime, _trace
 from .codecs import CODEC_KEY, recorded_codec, to_plain
-from .errors import OmiumError, WorkflowNotRegisteredError
-
-# Request parameters that never change the answer and are left out of the canonical request.
-_VOLATILE = frozenset({"headers", "extra_headers", "request_id", "idempotency_key", "timeout", "timestamp", "user", "metadata", "stream"})
-
-
-class ReplayDivergence(OmiumError):
-    """A replayed run made a request that does not match the recording (or one more request
-    than was recorded). ``recorded`` and ``actual`` are the two canonical requests."""
-
-    code = "replay_divergence"
-
-    def __init__(self, message: str = "", *, index: int = 0, recorded: Any = None, actual: Any = None) -> None:
-        super().__init__(message)
-        self.index = index
-        self.recorded = recorded
-        self.actual = actual
-
-
-@dataclass
-class _Source:
-    execution_id: str
-    calls: list[dict[str, Any]]
-    next: int = 0
+from .errors import WorkflowNotRegisteredError
 
 
 @dataclass(frozen=True)
@@ -60,7 +37,7 @@ class RunResult:
     source_execution_id: str
 
 
-_replaying: contextvars.ContextVar[_Source | None] = contextvars.ContextVar("omium_replaying", default=None)
+_replaying: contextvars.ContextVar[Any] = contextvars.ContextVar("omium_replaying", default=None)
 # (execution id, position) -> mutate, for fork(at_step=..., mutate=...).
 _mutations: contextvars.ContextVar[tuple[str, int, Callable[..., Any]] | None] = contextvars.ContextVar("omium_mutation", default=None)
 _pricing: dict[str, tuple[float, float]] = {}
@@ -83,20 +60,12 @@ def mutated(ctx: _runtime.ExecutionContext, seq: int, args: tuple, kwargs: dict)
     return tuple(out[0]), dict(out[1])
 
 
-def _canonical(kind: str, name: str, provider: str, model: str, args: tuple, kwargs: dict) -> dict[str, Any]:
-    params = {k: v for k, v in kwargs.items() if k not in _VOLATILE and k not in ("messages", "tools")}
-    return to_plain(
-        {
-            "kind": kind,
-            "name": name,
-            "provider": provider,
-            "model": model,
-            "args": list(args),
-            "messages": kwargs.get("messages"),
-            "tools": kwargs.get("tools"),
-            "params": params,
-        }
+def _canonical(kind: str, name: str, provider: str, model: str, args: tuple, kwargs: dict) -> tuple[dict[str, Any], str]:
+    """The core's canonical request of a call (volatile parameters left out) and its hash."""
+    text, h = _omium.canonical_request(
+        kind, name, provider, model, json.dumps(to_plain(list(args)), default=repr), json.dumps(to_plain(kwargs), default=repr)
     )
+    return json.loads(text), h
 
 
 def _usage(response: Any) -> tuple[int | None, int | None]:
@@ -140,7 +109,7 @@ def _start(
     from . import _steps
 
     ctx = _runtime.current.get()
-    span_name = f"{operation} {model}".strip() if kind == "llm" else f"execute_tool {name}"
+    span_name = f"{operation} {model}".strip() if kind == "llm" else f"execute_tool {name}"  # the core's calls::span_name
     step_name = f"{kind}:{span_name}"
     seq, key, request, h = -1, None, None, ""
     if ctx is not None:
@@ -149,8 +118,7 @@ def _start(
         if found is not None:
             return True, recorded_codec(found[0]["metadata"].get(CODEC_KEY), ctx.codec, step_name).decode(found[1])["response"]
         args, kwargs = mutated(ctx, seq, args, kwargs)
-        request = _canonical(kind, name, provider, model, args, kwargs)
-        h = _omium.request_hash(json.dumps(request, sort_keys=True, default=repr))
+        request, h = _canonical(kind, name, provider, model, args, kwargs)
     span = _trace.Span(span_name, kind, kind="client" if kind == "llm" else "internal").__enter__()
     _describe_request(span, kind, name, provider, model, operation, kwargs)
     pending = _Pending(ctx, seq, key, step_name, request, h, span, kind, model, side_effect, args, kwargs)
@@ -159,7 +127,8 @@ def _start(
         source = _replaying.get()
         if source is not None:
             try:
-                response = _from_recording(source, request, h)
+                step, codec, state = source.answer(json.dumps(request), h)
+                response = recorded_codec(codec, ctx.codec, step).decode(state)["response"]
             except BaseException as e:
                 span.__exit__(type(e), e, None)
                 raise
@@ -238,29 +207,6 @@ async def _acall(
         _fail(v, e)
         raise
     return _finish(v, response)
-
-
-def _from_recording(source: _Source, request: dict[str, Any], h: str) -> Any:
-    i = source.next
-    source.next += 1
-    if i >= len(source.calls):
-        raise ReplayDivergence(
-            f"replay of {source.execution_id!r} diverged at call {i}: the run made a request the recording does not have "
-            f"(it recorded {len(source.calls)} calls); request: {json.dumps(request, default=repr)}",
-            index=i,
-            recorded=None,
-            actual=request,
-        )
-    rec = source.calls[i]
-    if rec["hash"] != h:
-        raise ReplayDivergence(
-            f"replay of {source.execution_id!r} diverged at call {i} ({rec['name']}): the request differs from the recording\n"
-            f"  recorded: {json.dumps(rec['request'], default=repr)}\n  actual:   {json.dumps(request, default=repr)}",
-            index=i,
-            recorded=rec["request"],
-            actual=request,
-        )
-    return rec["response"]
 
 
 def _describe_request(span: _trace.Span, kind: str, name: str, provider: str, model: str, operation: str, kwargs: dict) -> None:
@@ -355,21 +301,6 @@ def tool_call(name: str, fn: Callable[..., Any], /, *args: Any, side_effect: boo
     return _call("tool", name, fn, args, kwargs, side_effect=side_effect)
 
 
-def _recordings(execution_id: str) -> list[dict[str, Any]]:
-    store = _runtime.store()
-    codec = _runtime.config().codec
-    out = []
-    for c in sorted(store.history(execution_id), key=lambda c: c["global_seq"]):
-        kind = c["metadata"].get("omium.call")
-        if kind not in ("llm", "tool") or c["kind"] != "step":
-            continue
-        data = recorded_codec(c["metadata"].get(CODEC_KEY), codec, c["name"]).decode(store.read_state(c["id"]))
-        out.append(
-            {"name": c["name"], "hash": c["metadata"]["omium.request_hash"], "request": data["request"], "response": data["response"]}
-        )
-    return out
-
-
 def _workflow_of(execution_id: str) -> tuple[Any, list, dict]:
     from . import _workflow
 
@@ -388,21 +319,14 @@ def replay(execution_id: str, *, new_execution_id: str | None = None) -> RunResu
     tool call answered from the recording: nothing is called live and side-effect tools never
     run. Raises :class:`ReplayDivergence` at the first request that differs."""
     wf, args, kwargs = _workflow_of(execution_id)
-    source = _Source(execution_id, _recordings(execution_id))
+    source = _runtime.store().open_replay(execution_id)
     new_id = new_execution_id or f"{execution_id}-replay-{uuid.uuid4().hex[:8]}"
     token = _replaying.set(source)
     try:
         out = _run(wf, args, kwargs, new_id)
     finally:
         _replaying.reset(token)
-    if source.next < len(source.calls):
-        nxt = source.calls[source.next]
-        raise ReplayDivergence(
-            f"replay of {execution_id!r} diverged at call {source.next}: the run ended without making the recorded request {nxt['name']}",
-            index=source.next,
-            recorded=nxt["request"],
-            actual=None,
-        )
+    source.finish()
     return RunResult(new_id, out, execution_id)
 
 
@@ -410,24 +334,11 @@ def fork_at_step(execution_id: str, at_step: int, mutate: Callable[..., Any] | N
     """Forks before position ``at_step`` (positions are the ``seq`` of ``omium.history``; 1 is
     the first step), changes that call's input with ``mutate(args, kwargs) -> (args,
     kwargs)`` and runs the workflow live from there; the original is kept."""
-    if not isinstance(at_step, int) or at_step < 1:
+    if not isinstance(at_step, int) or isinstance(at_step, bool) or at_step < 1:
         raise ValueError(f"omium.fork(at_step=...): expected a position (1 is the first step), not {at_step!r}")
     wf, args, kwargs = _workflow_of(execution_id)
-    store = _runtime.store()
     new_id = new_execution_id or f"{execution_id}-fork-{uuid.uuid4().hex[:8]}"
-    # Top-level positions only: a step's nested calls belong to it.
-    steps = sorted(
-        (c for c in store.history(execution_id) if c["kind"] in ("step", "snapshot") and c["key"] is None), key=lambda c: c["seq"]
-    )
-    last = steps[-1]["seq"] if steps else 0
-    if at_step > last + 1:
-        raise ValueError(f"omium.fork: execution {execution_id!r} has positions 1 to {last}, not {at_step}")
-    before = [c for c in steps if c["seq"] < at_step]
-    if before:
-        store.fork(execution_id, before[-1]["id"], new_execution_id=new_id)
-    else:
-        run = store.begin(new_id, workflow=wf.name, input=store.execution_input(execution_id), labels={"omium.forked_from": execution_id})
-        run.close()
+    _runtime.store().fork_at_step(execution_id, at_step, new_id)
     token = _mutations.set((new_id, at_step, mutate)) if mutate is not None else None
     try:
         out = _run(wf, args, kwargs, new_id)

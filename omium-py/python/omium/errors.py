@@ -4,6 +4,7 @@ with a stable ``code`` (the same snake_case names as the Rust ``Error::code`` an
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 
@@ -308,6 +309,20 @@ class ServerError(OmiumError):
     code = "server_error"
 
 
+class ReplayDivergence(OmiumError):
+    """A replayed run made a request that does not match the recording (or one more or one
+    fewer than it recorded). ``index`` is the call; ``recorded`` and ``actual`` are the two
+    canonical requests (None where there is none)."""
+
+    code = "replay_divergence"
+
+    def __init__(self, message: str = "", *, index: int = 0, recorded: Any = None, actual: Any = None) -> None:
+        super().__init__(message)
+        self.index = index
+        self.recorded = recorded
+        self.actual = actual
+
+
 BY_CODE: dict[str, type[OmiumError]] = {
     cls.code: cls
     for cls in [
@@ -352,14 +367,21 @@ BY_CODE: dict[str, type[OmiumError]] = {
         UnauthorizedError,
         SyncIncompleteError,
         LeaseLostError,
+        ReplayDivergence,
         ServerError,
     ]
 }
 
 
-def from_code(code: str, message: str) -> OmiumError:
-    """The exception for an engine error code (used by the native module). Every code of the
-    core has a class of its own (tests/test_errors.py checks it against ``_omium.ERROR_CODES``)."""
-    err = BY_CODE.get(code, OmiumError)(message)
+def from_code(code: str, message: str, details: str | None = None) -> OmiumError:
+    """The exception for an engine error code (used by the native module), with the details
+    (JSON text) some errors carry. Every code of the core has a class of its own
+    (tests/test_errors.py checks it against ``_omium.ERROR_CODES``)."""
+    cls = BY_CODE.get(code, OmiumError)
+    if cls is ReplayDivergence and details:
+        d = json.loads(details)
+        err: OmiumError = ReplayDivergence(message, index=d.get("index", 0), recorded=d.get("recorded"), actual=d.get("actual"))
+    else:
+        err = cls(message)
     err.code = code
     return err
