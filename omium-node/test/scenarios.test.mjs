@@ -15,7 +15,7 @@ import { expand, tempDir } from "./helpers.mjs";
 const root = fileURLToPath(new URL("../../tests/conformance/scenarios/", import.meta.url));
 const worker = fileURLToPath(new URL("./fixtures/scenario-worker.mjs", import.meta.url));
 const scenarios = readdirSync(root).filter((f) => f.endsWith(".json")).sort();
-const FEATURES = new Set(["kill", "retries", "conditions", "rollback", "fork", "resume", "policy", "recovery"]);
+const FEATURES = new Set(["kill", "retries", "conditions", "rollback", "fork", "resume", "policy", "recovery", "calls"]);
 
 test("the suite is there", () => {
   assert.ok(scenarios.length >= 20, `only ${scenarios.length} scenarios in ${root}`);
@@ -47,14 +47,11 @@ for (const file of scenarios) {
       if ("op" in item) {
         assert.equal(result?.outcome, item.outcome ?? "done", `${where}: ${JSON.stringify(result)}`);
         if ("status" in item) assert.equal(result.status, item.status, `${where}: ${JSON.stringify(result)}`);
-        return;
-      }
-      if (item.outcome === "killed") assert.ok(signal === "SIGKILL" && result === null, `${where}: expected a SIGKILL, got ${signal} and ${JSON.stringify(result)}`);
-      else {
-        assert.equal(result?.outcome, item.outcome, `${where}: ${JSON.stringify(result)}`);
-        if ("output" in item) assert.deepEqual(result.output, expand(item.output), where);
-        if ("error" in item) assert.equal(result.error, item.error, where);
-      }
+      } else if (item.outcome === "killed") assert.ok(signal === "SIGKILL" && result === null, `${where}: expected a SIGKILL, got ${signal} and ${JSON.stringify(result)}`);
+      else assert.equal(result?.outcome, item.outcome, `${where}: ${JSON.stringify(result)}`);
+      // Runs, replays and forks at a position say what they returned.
+      if (result !== null && "output" in item) assert.deepEqual(result.output, expand(item.output), where);
+      if (result !== null && "error" in item) assert.equal(result.error, item.error, where);
       if ("ran" in item) assert.deepEqual(ran, item.ran, where);
     });
     await omium.init({ path: store });
@@ -70,6 +67,9 @@ for (const file of scenarios) {
       for (const [execution, expected] of Object.entries(final.failures ?? {})) {
         const got = (await omium.failures(execution)).map((f) => [f.kind, f.outcome, f.actions.map((a) => [a.action, a.outcome])]);
         assert.deepEqual(got, expected, `failures of ${execution}`);
+      }
+      for (const [a, b, expected] of final.diff ?? []) {
+        assert.deepEqual((await omium.diff(a, b)).map((d) => [d.position, d.differs]), expected, `diff of ${a} and ${b}`);
       }
       const report = await omium.verify();
       assert.ok(report.ok, JSON.stringify(report));

@@ -344,7 +344,9 @@ impl Store {
         at_step: u64,
         new_execution_id: &str,
     ) -> PyResult<Bound<'py, PyDict>> {
-        let e = self.call(py, |h| h.fork_at_step(execution_id, at_step, new_execution_id))?;
+        let e = self.call(py, |h| {
+            h.fork_at_step(execution_id, at_step, new_execution_id)
+        })?;
         convert::execution(py, &e)
     }
 

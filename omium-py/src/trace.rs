@@ -167,8 +167,8 @@ pub fn canonical_request(
         .map_err(|e| PyTypeError::new_err(format!("call args are not a JSON list: {e}")))?;
     let params: serde_json::Map<String, serde_json::Value> = serde_json::from_str(params_json)
         .map_err(|e| PyTypeError::new_err(format!("call params are not a JSON object: {e}")))?;
-    let (request, hash) = trace::calls::canonical_request(kind, name, provider, model, args, params)
-        .map_err(err)?;
+    let (request, hash) =
+        trace::calls::canonical_request(kind, name, provider, model, args, params).map_err(err)?;
     Ok((request.to_string(), hash))
 }
 
@@ -183,7 +183,11 @@ impl Replay {
     /// `(step name, codec name or None, state bytes)` of the recorded call that answers a
     /// request (JSON text) with this hash; `ReplayDivergence` when it differs or the recording
     /// has no further call.
-    fn answer(&self, request_json: &str, hash: &str) -> PyResult<(String, Option<String>, Vec<u8>)> {
+    fn answer(
+        &self,
+        request_json: &str,
+        hash: &str,
+    ) -> PyResult<(String, Option<String>, Vec<u8>)> {
         let request: serde_json::Value = serde_json::from_str(request_json)
             .map_err(|e| PyTypeError::new_err(format!("request is not JSON: {e}")))?;
         let mut r = self.inner.lock().expect("replay lock");
@@ -197,7 +201,11 @@ impl Replay {
 
     /// `ReplayDivergence` when the run ended before making every recorded call.
     fn finish(&self) -> PyResult<()> {
-        self.inner.lock().expect("replay lock").finish().map_err(err)
+        self.inner
+            .lock()
+            .expect("replay lock")
+            .finish()
+            .map_err(err)
     }
 }
 

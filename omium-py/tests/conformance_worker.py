@@ -51,11 +51,16 @@ def make_step(name: str, spec: dict[str, Any], item: dict[str, Any], calls: dict
         calls[name] = n = calls.get(name, 0) + 1
         if spec.get("fail_always") or n <= spec.get("fail_first", 0) or ("fail_below" in spec and x < spec["fail_below"]):
             raise error_class(spec.get("error", "StepError"))(f"{name} failed (attempt {n})")
-        if "returns" in spec:
-            return expand(spec["returns"])
-        if "add" in spec:
-            return x + spec["add"]
-        return x
+        v = expand(spec["returns"]) if "returns" in spec else x + spec["add"] if "add" in spec else x
+        if "tool" not in spec:
+            return v
+
+        # A recorded tool call with the step's input; the tool returns what the step would.
+        def tool(_arg: Any) -> Any:
+            emit({"ran": f"tool:{spec['tool']}"})
+            return v
+
+        return omium.tool(spec["tool"], side_effect=spec.get("side_effect", False))(tool)(x)
 
     return omium.checkpoint(name, retries=spec.get("retries", 0), preconditions=spec.get("pre", []), postconditions=spec.get("post", []))(
         body
@@ -70,7 +75,8 @@ def register_hooks(hooks: dict[str, Any]) -> None:
         omium.register_fix(name, lambda failure, args, kwargs, v=v: ([expand(v)], {}))
 
 
-def run(scenario: dict[str, Any], item: dict[str, Any]) -> dict[str, Any]:
+def define(scenario: dict[str, Any], item: dict[str, Any]) -> Any:
+    """The scenario's workflow as the item calls it (its flow and steps)."""
     calls: dict[str, int] = {}
     specs = {**scenario["steps"], **item.get("steps", {})}
     steps = {name: make_step(name, spec, item, calls) for name, spec in specs.items()}
@@ -82,16 +88,34 @@ def run(scenario: dict[str, Any], item: dict[str, Any]) -> dict[str, Any]:
             x = steps[name](x)
         return x
 
+    return conformance
+
+
+def outcome(f: Any) -> dict[str, Any]:
+    """A run's outcome: what the workflow returned, or the error's code or class."""
     try:
-        out = conformance.run(item.get("input", scenario.get("input")), execution_id=item.get("execution", "e1"))
+        out = f()
     except Exception as e:
         return {"outcome": "error", "error": error_of(e)}
     return {"outcome": "completed", "output": out}
 
 
-def operate(item: dict[str, Any]) -> dict[str, Any]:
+def run(scenario: dict[str, Any], item: dict[str, Any]) -> dict[str, Any]:
+    wf = define(scenario, item)
+    return outcome(lambda: wf.run(item.get("input", scenario.get("input")), execution_id=item.get("execution", "e1")))
+
+
+def operate(scenario: dict[str, Any], item: dict[str, Any]) -> dict[str, Any]:
     execution = item.get("execution", "e1")
     op = item["op"]
+    # A replay and a fork at a position run the workflow (as the item calls it) again.
+    if op == "replay":
+        define(scenario, item)
+        return outcome(lambda: omium.replay(execution, new_execution_id=item["new_id"]).output)
+    if op == "fork_at":
+        define(scenario, item)
+        mutate = (lambda args, kwargs: ((item["input"],), kwargs)) if "input" in item else None
+        return outcome(lambda: omium.fork(execution, at_step=item["at_step"], mutate=mutate, new_execution_id=item["new_id"]).output)
     try:
         if op == "rollback":
             omium.rollback(execution, to=item.get("to"))
@@ -118,7 +142,7 @@ def main() -> None:
     if index == 0 and scenario.get("policy"):
         omium.policy.apply(scenario["policy"])
     register_hooks(scenario.get("hooks", {}))
-    result = operate(item) if "op" in item else run(scenario, item)
+    result = operate(scenario, item) if "op" in item else run(scenario, item)
     emit({"result": result})
     omium.shutdown()
 

@@ -18,7 +18,7 @@ from conformance_worker import expand
 ROOT = pathlib.Path(__file__).resolve().parents[2] / "tests" / "conformance"
 SCENARIOS = sorted((ROOT / "scenarios").glob("*.json"))
 WORKER = pathlib.Path(__file__).with_name("conformance_worker.py")
-FEATURES = {"kill", "retries", "conditions", "rollback", "fork", "resume", "policy", "recovery"}
+FEATURES = {"kill", "retries", "conditions", "rollback", "fork", "resume", "policy", "recovery", "calls"}
 
 
 def test_the_suite_is_there():
@@ -53,15 +53,15 @@ def test_scenario(path: pathlib.Path, tmp_path: pathlib.Path) -> None:
             assert result is not None and result["outcome"] == item.get("outcome", "done"), f"{where}: {result}"
             if "status" in item:
                 assert result["status"] == item["status"], f"{where}: {result}"
-            continue
-        if item["outcome"] == "killed":
+        elif item["outcome"] == "killed":
             assert code == -9 and result is None, f"{where}: expected a SIGKILL, got exit {code} and {result}"
         else:
             assert result is not None and result["outcome"] == item["outcome"], f"{where}: {result}"
-            if "output" in item:
-                assert result["output"] == expand(item["output"]), f"{where}: {result}"
-            if "error" in item:
-                assert result["error"] == item["error"], f"{where}: {result}"
+        # Runs, replays and forks at a position say what they returned.
+        if result is not None and "output" in item:
+            assert result["output"] == expand(item["output"]), f"{where}: {result}"
+        if result is not None and "error" in item:
+            assert result["error"] == item["error"], f"{where}: {result}"
         if "ran" in item:
             assert ran == item["ran"], f"{where}: ran {ran}"
     check_final(scenario.get("final", {}), store)
@@ -79,6 +79,8 @@ def check_final(final: dict[str, Any], store: pathlib.Path) -> None:
         for execution, expected in final.get("failures", {}).items():
             got = [[f.type, f.outcome, [[a["action"], a["outcome"]] for a in f.actions]] for f in omium.failures(execution)]
             assert got == expected, f"failures of {execution}"
+        for a, b, expected in final.get("diff", []):
+            assert [[d.position, d.differs] for d in omium.diff(a, b)] == expected, f"diff of {a} and {b}"
         report = omium.verify()
         assert report.ok, report
     finally:

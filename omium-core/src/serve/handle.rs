@@ -222,9 +222,8 @@ impl StoreHandle {
     /// A replay of `execution_id`'s recorded LLM and tool calls (their states read now).
     pub fn open_replay(&self, execution_id: &str) -> Result<crate::trace::calls::Replay> {
         let history = self.history(execution_id)?;
-        let calls = crate::trace::calls::recordings(history, |c| {
-            self.read_state(&c.id.to_string())
-        })?;
+        let calls =
+            crate::trace::calls::recordings(history, |c| self.read_state(&c.id.to_string()))?;
         Ok(crate::trace::calls::Replay::new(execution_id, calls))
     }
 

@@ -96,7 +96,10 @@ pub fn recordings(
         .into_iter()
         .filter(|c| {
             c.kind.is_step()
-                && matches!(c.metadata.get(CALL_KEY).map(String::as_str), Some("llm" | "tool"))
+                && matches!(
+                    c.metadata.get(CALL_KEY).map(String::as_str),
+                    Some("llm" | "tool")
+                )
         })
         .collect();
     calls.sort_by_key(|c| c.global_seq);
@@ -226,8 +229,5 @@ pub fn fork_point(
             ),
         });
     }
-    Ok(steps
-        .into_iter()
-        .rfind(|c| c.seq < at_step)
-        .cloned())
+    Ok(steps.into_iter().rfind(|c| c.seq < at_step).cloned())
 }

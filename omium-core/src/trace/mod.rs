@@ -17,9 +17,9 @@
 //! assert_eq!(store.spans("cust-42").unwrap()[0].name, "chat gpt-4o");
 //! ```
 
+pub mod calls;
 mod otlp;
 mod pipe;
-pub mod calls;
 pub mod view;
 
 use std::fmt;

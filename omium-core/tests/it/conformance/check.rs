@@ -113,7 +113,7 @@ pub fn run_scenario(path: &Path, scenario: &Value, worker: &str) {
         let killed = std::os::unix::process::ExitStatusExt::signal(&out.status) == Some(9);
         let at = format!("{name} item {i} ({item})");
         if item.get("op").is_some() {
-            let r = result.unwrap_or_else(|| panic!("{at}: no result"));
+            let r = result.clone().unwrap_or_else(|| panic!("{at}: no result"));
             assert_eq!(
                 r["outcome"],
                 item.get("outcome").cloned().unwrap_or(json!("done")),
@@ -122,17 +122,20 @@ pub fn run_scenario(path: &Path, scenario: &Value, worker: &str) {
             if let Some(s) = item.get("status") {
                 assert_eq!(&r["status"], s, "{at}: {r}");
             }
-            continue;
-        }
-        if item["outcome"] == "killed" {
+        } else if item["outcome"] == "killed" {
             assert!(
                 killed && result.is_none(),
                 "{at}: expected a SIGKILL, got {:?} and {result:?}",
                 out.status
             );
         } else {
-            let r = result.unwrap_or_else(|| panic!("{at}: no result ({:?})", out.status));
+            let r = result
+                .clone()
+                .unwrap_or_else(|| panic!("{at}: no result ({:?})", out.status));
             assert_eq!(r["outcome"], item["outcome"], "{at}: {r}");
+        }
+        // Runs, replays and forks at a position say what they returned.
+        if let Some(r) = &result {
             if let Some(o) = item.get("output") {
                 assert_eq!(r["output"], expand(o), "{at}");
             }
@@ -193,6 +196,16 @@ pub fn run_scenario(path: &Path, scenario: &Value, worker: &str) {
             })
             .collect();
         assert_eq!(&Value::Array(got), expected, "{name}: failures of {id}");
+    }
+    for d in final_["diff"].as_array().into_iter().flatten() {
+        let (a, b) = (d[0].as_str().unwrap(), d[1].as_str().unwrap());
+        let got: Vec<Value> = s
+            .diff_executions(a, b)
+            .unwrap()
+            .iter()
+            .map(|r| json!([r.position, r.differs()]))
+            .collect();
+        assert_eq!(&Value::Array(got), &d[2], "{name}: diff of {a} and {b}");
     }
     assert!(s.verify(None).unwrap().ok(), "{name}: verify");
 }

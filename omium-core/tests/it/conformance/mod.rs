@@ -13,6 +13,8 @@ use omium_core::expr::Condition;
 use omium_core::policy::{Scope, Trigger};
 use omium_core::recovery::driver::{Command as Do, Driver, Event, Failed};
 use omium_core::recovery::{roll_back_as_decided, step_retry};
+use omium_core::serve::StoreHandle;
+use omium_core::trace::calls::{self, Replay};
 use omium_core::value::{encode_state, CODEC_KEY};
 use omium_core::{
     BeginOptions, FailureInput, ForkOptions, NewCheckpoint, RollbackTarget, Run, Status, Store,
@@ -30,6 +32,7 @@ const FEATURES: &[&str] = &[
     "resume",
     "policy",
     "recovery",
+    "calls",
 ];
 
 #[test]
@@ -58,15 +61,76 @@ fn worker() {
     let item = &scenario["runs"][index];
     let execution = item["execution"].as_str().unwrap_or("e1").to_string();
     let result = if let Some(op) = item["op"].as_str() {
-        operate(&store, op, item, &execution)
+        operate(&store, &scenario, op, item, &execution)
     } else {
-        run(&store, &scenario, item, &execution)
+        let input = plan_of(&scenario, item).2;
+        run(
+            &store,
+            &scenario,
+            item,
+            &execution,
+            &mut Host::new(&store),
+            input,
+        )
     };
     emit(json!({ "result": result }));
 }
 
-fn operate(store: &Store, op: &str, item: &Value, execution: &str) -> Value {
+/// What a run of the workflow carries besides the store and the run: the step bodies' call
+/// counts, the counters of calls nested in steps, a replay's recording, a fork's changed input.
+struct Host {
+    handle: StoreHandle,
+    calls: BTreeMap<String, u64>,
+    children: BTreeMap<u64, u64>,
+    replay: Option<Replay>,
+    mutation: Option<(u64, Value)>,
+}
+
+impl Host {
+    fn new(store: &Store) -> Host {
+        Host {
+            handle: StoreHandle::Local(store.clone()),
+            calls: BTreeMap::new(),
+            children: BTreeMap::new(),
+            replay: None,
+            mutation: None,
+        }
+    }
+}
+
+fn operate(store: &Store, scenario: &Value, op: &str, item: &Value, execution: &str) -> Value {
     let state = item.get("state").map(json_bytes);
+    // A replay and a fork at a position run the workflow again on the source's input.
+    let stored_input = || -> Value {
+        serde_json::from_slice(&store.execution_input(execution).unwrap().unwrap()).unwrap()
+    };
+    let new_id = item["new_id"].as_str().unwrap_or("").to_string();
+    match op {
+        "replay" => {
+            let mut host = Host::new(store);
+            host.replay = match host.handle.open_replay(execution) {
+                Ok(r) => Some(r),
+                Err(e) => return json!({"outcome": "error", "error": e.code()}),
+            };
+            let r = run(store, scenario, item, &new_id, &mut host, stored_input());
+            return match host.replay.unwrap().finish() {
+                Err(e) if r["outcome"] == "completed" => {
+                    json!({"outcome": "error", "error": e.code()})
+                }
+                _ => r,
+            };
+        }
+        "fork_at" => {
+            let mut host = Host::new(store);
+            let at = item["at_step"].as_u64().unwrap();
+            if let Err(e) = host.handle.fork_at_step(execution, at, &new_id) {
+                return json!({"outcome": "error", "error": e.code()});
+            }
+            host.mutation = item.get("input").map(|v| (at, v.clone()));
+            return run(store, scenario, item, &new_id, &mut host, stored_input());
+        }
+        _ => {}
+    }
     let done = match op {
         "rollback" => {
             let to = item["to"]
@@ -115,16 +179,21 @@ enum End {
     Error { code: String, message: String },
 }
 
-fn run(store: &Store, scenario: &Value, item: &Value, execution: &str) -> Value {
+fn run(
+    store: &Store,
+    scenario: &Value,
+    item: &Value,
+    execution: &str,
+    host: &mut Host,
+    input: Value,
+) -> Value {
     if let Ok(e) = store.execution(execution) {
         if e.status == Status::Completed {
             let out = store.execution_output(execution).unwrap().unwrap();
             return json!({"outcome": "completed", "output": serde_json::from_slice::<Value>(&out).unwrap()});
         }
     }
-    let (_, _, input) = plan_of(scenario, item);
     let codec = BTreeMap::from([(CODEC_KEY.to_string(), "json".to_string())]);
-    let mut calls: BTreeMap<String, u64> = BTreeMap::new();
     let mut rollbacks = 0;
     loop {
         let run = match store.begin(
@@ -139,15 +208,8 @@ fn run(store: &Store, scenario: &Value, item: &Value, execution: &str) -> Value 
             Ok(r) => r,
             Err(e) => return json!({"outcome": "error", "error": e.code()}),
         };
-        match steps(
-            store,
-            &run,
-            scenario,
-            item,
-            input.clone(),
-            &mut calls,
-            rollbacks,
-        ) {
+        host.children.clear();
+        match steps(store, &run, scenario, item, input.clone(), host, rollbacks) {
             Ok(x) => {
                 run.complete(Some(&json_bytes(&x))).unwrap();
                 return json!({"outcome": "completed", "output": x});
@@ -175,36 +237,137 @@ fn run(store: &Store, scenario: &Value, item: &Value, execution: &str) -> Value 
     }
 }
 
-/// A failed attempt: the error code a run reports, and what the recovery gets.
+/// A failed attempt: the error code a run reports, and what the recovery gets (`fatal`: an
+/// error of Omium's that no policy handles, such as a replay divergence).
 struct Failure {
     code: String,
     message: String,
     kind: Option<Trigger>,
+    fatal: bool,
 }
 
-/// Calls a step body (and checks its postconditions), as a binding's step wrapper does.
+impl Failure {
+    fn of(e: omium_core::Error, kind: Option<Trigger>) -> Failure {
+        Failure {
+            code: e.code().into(),
+            message: e.to_string(),
+            fatal: kind.is_none(),
+            kind,
+        }
+    }
+}
+
+/// Calls a step body (and checks its postconditions), as a binding's step wrapper does; a
+/// body with a `tool` calls it as a recorded tool call nested in the step at `seq`.
+#[allow(clippy::too_many_arguments)]
 fn attempt(
     name: &str,
     spec: &Value,
     item: &Value,
     x: &Value,
-    calls: &mut BTreeMap<String, u64>,
+    host: &mut Host,
+    run: &Run,
+    seq: u64,
 ) -> Result<Value, Failure> {
-    let n = calls.entry(name.to_string()).or_default();
+    let n = host.calls.entry(name.to_string()).or_default();
     *n += 1;
-    let result = step_body(name, spec, item, x, *n).map_err(|class| Failure {
+    let mut result = step_body(name, spec, item, x, *n).map_err(|class| Failure {
         message: format!("{class}: {name} failed (attempt {n})"),
         code: class,
         kind: None,
+        fatal: false,
     })?;
+    if let Some(tool) = spec["tool"].as_str() {
+        result = tool_call(host, run, name, seq, tool, spec, x, result)?;
+    }
     if !holds(spec, "post", x, Some(&result)) {
         return Err(Failure {
             code: "condition_failed".into(),
             message: format!("step {name:?}: a postcondition does not hold"),
             kind: Some(Trigger::PostconditionFailed),
+            fatal: false,
         });
     }
     Ok(result)
+}
+
+/// The tool `tool` called with the step's input, as the bindings' recorded tool calls are: the
+/// allowlist checked, then the journal's answer, else the replay's, else the live call (which
+/// announces itself and returns `result`), recorded under the step's position.
+#[allow(clippy::too_many_arguments)]
+fn tool_call(
+    host: &mut Host,
+    run: &Run,
+    step: &str,
+    seq: u64,
+    tool: &str,
+    spec: &Value,
+    x: &Value,
+    result: Value,
+) -> Result<Value, Failure> {
+    let exec = run.execution_id().to_string();
+    host.handle
+        .check_tool(
+            &exec,
+            "default",
+            Some("conformance"),
+            Some(step),
+            "main",
+            tool,
+        )
+        .map_err(|e| Failure::of(e, Some(Trigger::ToolDenied)))?;
+    let n = host.children.entry(seq).or_default();
+    let key = format!("{seq}/{n}");
+    *n += 1;
+    let name = format!(
+        "tool:{}",
+        calls::span_name("tool", tool, "", "execute_tool")
+    );
+    let decoded = |state: &[u8]| serde_json::from_slice::<Value>(state).unwrap()["response"].take();
+    if let Some(c) = run
+        .recorded(0, &name, Some(&key))
+        .map_err(|e| Failure::of(e, None))?
+    {
+        return Ok(decoded(&host.handle.read_state(&c.id.to_string()).unwrap()));
+    }
+    let (request, hash) =
+        calls::canonical_request("tool", tool, "", "", vec![x.clone()], Default::default())
+            .unwrap();
+    let response = match &mut host.replay {
+        Some(r) => decoded(
+            &r.answer(&request, &hash)
+                .map_err(|e| Failure::of(e, None))?
+                .state,
+        ),
+        None => {
+            emit(json!({ "ran": format!("tool:{tool}") }));
+            result
+        }
+    };
+    let side_effect = if spec["side_effect"] == true {
+        "true"
+    } else {
+        "false"
+    };
+    let metadata = BTreeMap::from([
+        (CODEC_KEY.to_string(), "json".to_string()),
+        (calls::CALL_KEY.to_string(), "tool".to_string()),
+        (calls::HASH_KEY.to_string(), hash),
+        (calls::SIDE_EFFECT_KEY.to_string(), side_effect.to_string()),
+    ]);
+    let state = json_bytes(&json!({"request": request, "response": response}));
+    run.record(
+        0,
+        NewCheckpoint {
+            name: &name,
+            key: Some(&key),
+            state: &state,
+            metadata,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    Ok(response)
 }
 
 /// Whether the step's `pre` or `post` conditions hold (CEL over `args` and `result`).
@@ -228,7 +391,7 @@ fn steps(
     scenario: &Value,
     item: &Value,
     mut x: Value,
-    calls: &mut BTreeMap<String, u64>,
+    host: &mut Host,
     rollbacks: u32,
 ) -> Result<Value, End> {
     let (specs, flow, _) = plan_of(scenario, item);
@@ -245,16 +408,26 @@ fn steps(
             continue;
         }
         let spec = &specs[name];
+        // A fork at this position with a changed input (`fork_at` with `input`).
+        if let Some((_, v)) = host.mutation.as_ref().filter(|(at, _)| *at == seq) {
+            x = v.clone();
+        }
         if !holds(spec, "pre", &x, None) {
             return Err(End::Error {
                 code: "condition_failed".into(),
                 message: format!("step {name:?}: a precondition does not hold"),
             });
         }
-        x = match attempt(name, spec, item, &x, calls) {
+        x = match attempt(name, spec, item, &x, host, run, seq) {
             Ok(v) => v,
+            Err(f) if f.fatal => {
+                return Err(End::Error {
+                    code: f.code,
+                    message: f.message,
+                })
+            }
             Err(f) => recover(
-                store, run, scenario, item, name, spec, &x, f, calls, rollbacks, seq,
+                store, run, scenario, item, name, spec, &x, f, host, rollbacks, seq,
             )?,
         };
         run.record(
@@ -283,7 +456,7 @@ fn recover(
     spec: &Value,
     x: &Value,
     first: Failure,
-    calls: &mut BTreeMap<String, u64>,
+    host: &mut Host,
     rollbacks: u32,
     seq: u64,
 ) -> Result<Value, End> {
@@ -315,8 +488,9 @@ fn recover(
     let (mut last, mut fixed, mut value) = (first, x.clone(), Value::Null);
     let mut event = Event::Start;
     loop {
-        let mut call = |arg: &Value, last: &mut Failure| match attempt(name, spec, item, arg, calls)
-        {
+        let mut call = |arg: &Value, last: &mut Failure| match attempt(
+            name, spec, item, arg, host, run, seq,
+        ) {
             Ok(v) => {
                 value = v;
                 Event::Called(Ok(()))
@@ -324,7 +498,7 @@ fn recover(
             Err(f) => {
                 let failed = Failed {
                     message: f.message.clone(),
-                    recoverable: true,
+                    recoverable: !f.fatal,
                 };
                 *last = f;
                 Event::Called(Err(failed))
