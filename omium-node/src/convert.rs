@@ -36,20 +36,25 @@ pub async fn blocking<T: Send + 'static>(
 /// `snake_case` keys of a core document as JS's `camelCase`, recursively, except inside
 /// user maps (`metadata`, `labels`), whose keys are the user's.
 pub fn camel(v: Value) -> Value {
+    camel_keeping(v, &["metadata", "labels"])
+}
+
+/// [`camel`], leaving the values under the keys `user` (the user's data) as they are.
+pub fn camel_keeping(v: Value, user: &[&str]) -> Value {
     match v {
         Value::Object(m) => Value::Object(
             m.into_iter()
                 .map(|(k, v)| {
-                    let v = if k == "metadata" || k == "labels" {
+                    let v = if user.contains(&k.as_str()) {
                         v
                     } else {
-                        camel(v)
+                        camel_keeping(v, user)
                     };
                     (camel_key(&k), v)
                 })
                 .collect(),
         ),
-        Value::Array(a) => Value::Array(a.into_iter().map(camel).collect()),
+        Value::Array(a) => Value::Array(a.into_iter().map(|v| camel_keeping(v, user)).collect()),
         other => other,
     }
 }

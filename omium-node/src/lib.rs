@@ -9,6 +9,7 @@
 //! turns them into `OmiumError` subclasses.
 
 pub mod calls;
+pub mod consensus;
 pub mod convert;
 pub mod recovery;
 pub mod run;

@@ -17,6 +17,7 @@
 import native = require("./native");
 
 export * as workflows from "./workflows";
+export * as consensus from "./consensus";
 
 export {
   OmiumError,

@@ -86,6 +86,13 @@ export interface Scope {
 
 export const scope = new AsyncLocalStorage<Scope>();
 
+/** What runs before the store closes (the consensus coordinator stops first). */
+export const beforeClose: (() => Promise<void>)[] = [];
+
+async function closing(): Promise<void> {
+  for (const hook of beforeClose) await hook();
+}
+
 let config: Config | undefined;
 
 /**
@@ -110,6 +117,7 @@ export async function init(options: InitOptions = {}): Promise<native.Store> {
   }
   // Re-opening the same directory closes it first (one writer per directory).
   if (config !== undefined && path.resolve(config.store.path) === path.resolve(dir)) {
+    await closing();
     config.store.close();
     config = undefined;
   }
@@ -123,7 +131,10 @@ export async function init(options: InitOptions = {}): Promise<native.Store> {
       throw e;
     }
   }
-  if (config !== undefined) config.store.close();
+  if (config !== undefined) {
+    await closing();
+    config.store.close();
+  }
   config = { store, project: options.project, codec, tracing: options.tracing ?? true, remote: nodes !== undefined };
   return store;
 }
@@ -163,6 +174,7 @@ async function initServed(url: unknown, options: InitOptions): Promise<native.St
   // Connects first: a daemon that does not answer leaves the current store in place.
   const store = await call(() => native.connectStore(url, { apiKey }));
   if (config !== undefined) {
+    await closing();
     const previous = config.store;
     config = undefined;
     if (!previous.closed && !previous.readOnly) await call(() => previous.flushSpans()).catch(() => undefined);
@@ -176,6 +188,7 @@ async function initServed(url: unknown, options: InitOptions): Promise<native.St
 export async function shutdown(): Promise<void> {
   const c = config;
   if (c === undefined) return;
+  await closing();
   config = undefined;
   try {
     if (!c.store.closed && !c.store.readOnly) await call(() => c.store.flushSpans());

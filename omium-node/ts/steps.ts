@@ -12,6 +12,7 @@
 import native = require("./native");
 import { type Codec, CODEC_KEY, checkCodec, recordedCodec, toPlain } from "./codec";
 import { ConditionError, ConditionFailed, InvalidArgumentError, StepTimeoutError, call, callSync } from "./errors";
+import { agree } from "./consensus";
 import * as recovery from "./recovery";
 import { type ExecutionContext, scope } from "./runtime";
 import { startSpan, endSpan, enabled as tracing, nowNs, Span } from "./trace";
@@ -35,6 +36,12 @@ export interface StepOptions<A extends unknown[], R> {
   codec?: Codec;
   /** Validators of the result: false or a string (the reason) flags a hallucination. */
   validators?: ((result: R) => unknown)[];
+  /**
+   * A consensus hand-off: the result is broadcast to `targets` (sender: `agent`, else the step
+   * name) and recorded only once a quorum (default a majority) agreed within `timeoutMs`
+   * (default 5000); otherwise the step fails with `ConsensusViolation` and its policy decides.
+   */
+  consensus?: { targets: string[]; timeoutMs?: number; quorum?: number };
 }
 
 interface Compiled {
@@ -113,6 +120,14 @@ export function checkpoint<A extends unknown[], R>(name: string, fn: (...args: A
   const ownCodec = options.codec === undefined ? undefined : checkCodec(options.codec, where);
   const validators = (options.validators ?? []) as ((result: unknown) => unknown)[];
   for (const v of validators) if (typeof v !== "function") throw new InvalidArgumentError(`${where}: validators must be functions`, "invalid_argument");
+  const handOff = options.consensus;
+  if (handOff !== undefined) {
+    const { targets, timeoutMs: t } = handOff;
+    if (!Array.isArray(targets) || targets.length === 0 || !targets.every((x) => typeof x === "string" && x !== "")) {
+      throw new InvalidArgumentError(`${where}: consensus.targets must be a non-empty list of agent ids`, "invalid_argument");
+    }
+    if (t !== undefined && !(typeof t === "number" && t > 0)) throw new InvalidArgumentError(`${where}: consensus.timeoutMs must be a positive number`, "invalid_argument");
+  }
 
   const attempt = async (args: unknown[]): Promise<unknown> => {
     // The step's own timeout, else the one its policy gives.
@@ -121,6 +136,8 @@ export function checkpoint<A extends unknown[], R>(name: string, fn: (...args: A
     const result = await withTimeout(Promise.resolve().then(() => fn(...(args as A))), limit, name);
     for (const c of post) await check(c, name, "postcondition", args, true, result);
     await recovery.validate(name, result, validators);
+    // A violation is the step's failure; its recovery records it, not the coordinator.
+    if (handOff !== undefined && ctx !== undefined) await agree(result, handOff.targets, { sender: options.agent ?? name, timeoutMs: handOff.timeoutMs, quorum: handOff.quorum, record: false });
     return result;
   };
 
