@@ -50,7 +50,10 @@ pub struct BroadcastOptions {
 /// The embedded Raft group of `store`, or a client of the cluster at `nodes` (violations are
 /// then recorded in `store` when one is given).
 #[napi]
-pub async fn open_coordinator(store: Option<&Store>, nodes: Option<Vec<String>>) -> Result<Coordinator> {
+pub async fn open_coordinator(
+    store: Option<&Store>,
+    nodes: Option<Vec<String>>,
+) -> Result<Coordinator> {
     let store = store.map(|s| s.local("omium.consensus")).transpose()?;
     let config = match nodes {
         Some(nodes) => CoordinatorConfig::Cluster { nodes },
@@ -114,15 +117,29 @@ impl Coordinator {
 
     /// Records an agent's acknowledgement, or its vote; the message's status.
     #[napi]
-    pub async fn acknowledge(&self, message_id: String, agent: String, vote: Option<Value>) -> Result<Value> {
+    pub async fn acknowledge(
+        &self,
+        message_id: String,
+        agent: String,
+        vote: Option<Value>,
+    ) -> Result<Value> {
         let c = self.get()?;
-        blocking(move || c.acknowledge(&message_id, &agent, vote).map(|s| camel(status_json(&s)))).await
+        blocking(move || {
+            c.acknowledge(&message_id, &agent, vote)
+                .map(|s| camel(status_json(&s)))
+        })
+        .await
     }
 
     /// Waits (at most `timeoutMs`) until the message is agreed; `consensus_violation` (recorded
     /// as a failure when `record`) on a timeout or a split vote.
     #[napi]
-    pub async fn await_agreement(&self, message_id: String, timeout_ms: f64, record: bool) -> Result<Value> {
+    pub async fn await_agreement(
+        &self,
+        message_id: String,
+        timeout_ms: f64,
+        record: bool,
+    ) -> Result<Value> {
         if !(timeout_ms.is_finite() && timeout_ms >= 0.0) {
             return Err(coded(
                 "invalid_argument",
@@ -131,8 +148,12 @@ impl Coordinator {
         }
         let c = self.get()?;
         blocking(move || {
-            c.await_agreement_with(&message_id, Duration::from_secs_f64(timeout_ms / 1000.0), record)
-                .map(|m| camel(m.to_json()))
+            c.await_agreement_with(
+                &message_id,
+                Duration::from_secs_f64(timeout_ms / 1000.0),
+                record,
+            )
+            .map(|m| camel(m.to_json()))
         })
         .await
     }

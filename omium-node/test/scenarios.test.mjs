@@ -15,7 +15,7 @@ import { expand, tempDir } from "./helpers.mjs";
 const root = fileURLToPath(new URL("../../tests/conformance/scenarios/", import.meta.url));
 const worker = fileURLToPath(new URL("./fixtures/scenario-worker.mjs", import.meta.url));
 const scenarios = readdirSync(root).filter((f) => f.endsWith(".json")).sort();
-const FEATURES = new Set(["kill", "retries", "conditions", "rollback", "fork", "resume", "policy", "recovery", "calls"]);
+const FEATURES = new Set(["kill", "retries", "conditions", "rollback", "fork", "resume", "policy", "recovery", "calls", "consensus"]);
 
 test("the suite is there", () => {
   assert.ok(scenarios.length >= 20, `only ${scenarios.length} scenarios in ${root}`);
@@ -67,6 +67,9 @@ for (const file of scenarios) {
       for (const [execution, expected] of Object.entries(final.failures ?? {})) {
         const got = (await omium.failures(execution)).map((f) => [f.kind, f.outcome, f.actions.map((a) => [a.action, a.outcome])]);
         assert.deepEqual(got, expected, `failures of ${execution}`);
+      }
+      for (const [execution, expected] of Object.entries(final.consensus ?? {})) {
+        assert.deepEqual((await omium.consensus.status(execution)).map((m) => m.status.state), expected, `consensus of ${execution}`);
       }
       for (const [a, b, expected] of final.diff ?? []) {
         assert.deepEqual((await omium.diff(a, b)).map((d) => [d.position, d.differs]), expected, `diff of ${a} and ${b}`);

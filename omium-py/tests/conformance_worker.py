@@ -62,17 +62,28 @@ def make_step(name: str, spec: dict[str, Any], item: dict[str, Any], calls: dict
 
         return omium.tool(spec["tool"], side_effect=spec.get("side_effect", False))(tool)(x)
 
-    return omium.checkpoint(name, retries=spec.get("retries", 0), preconditions=spec.get("pre", []), postconditions=spec.get("post", []))(
-        body
-    )
+    handoff = spec.get("consensus")
+    options: dict[str, Any] = {}
+    if handoff is not None:
+        timeout = handoff.get("timeout_ms", 5000) / 1000
+        options = {"consensus_required": True, "consensus_targets": handoff["targets"], "consensus_timeout": timeout}
+    return omium.checkpoint(
+        name, retries=spec.get("retries", 0), preconditions=spec.get("pre", []), postconditions=spec.get("post", []), **options
+    )(body)
 
 
 def register_hooks(hooks: dict[str, Any]) -> None:
-    """A fallback returns its value; a fixer gives the step its value as the only argument."""
+    """A fallback returns its value; a fixer gives the step its value as the only argument;
+    consensus targets answer as listed."""
     for name, v in hooks.get("fallbacks", {}).items():
         omium.register_fallback(name, lambda *a, v=v, **k: expand(v))
     for name, v in hooks.get("fixers", {}).items():
         omium.register_fix(name, lambda failure, args, kwargs, v=v: ([expand(v)], {}))
+    # A consensus target answers with its next answer (False: silent, True: acknowledge,
+    # another value: a vote), and acknowledges once none are left.
+    for agent, answers in hooks.get("answers", {}).items():
+        left = list(answers)
+        omium.consensus.subscribe(agent, lambda msg, left=left: left.pop(0) if left else True)
 
 
 def define(scenario: dict[str, Any], item: dict[str, Any]) -> Any:

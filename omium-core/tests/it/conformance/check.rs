@@ -197,6 +197,20 @@ pub fn run_scenario(path: &Path, scenario: &Value, worker: &str) {
             .collect();
         assert_eq!(&Value::Array(got), expected, "{name}: failures of {id}");
     }
+    for (id, expected) in final_["consensus"].as_object().into_iter().flatten() {
+        let c = omium_core::consensus::Coordinator::open(
+            Some(&s),
+            omium_core::consensus::CoordinatorConfig::Embedded,
+        )
+        .unwrap();
+        let got: Vec<Value> = c
+            .status(id)
+            .unwrap()
+            .iter()
+            .map(|m| m.to_json()["status"]["state"].clone())
+            .collect();
+        assert_eq!(&Value::Array(got), expected, "{name}: consensus of {id}");
+    }
     for d in final_["diff"].as_array().into_iter().flatten() {
         let (a, b) = (d[0].as_str().unwrap(), d[1].as_str().unwrap());
         let got: Vec<Value> = s

@@ -9,6 +9,7 @@ pub mod check;
 
 use std::collections::BTreeMap;
 
+use omium_core::consensus::{BroadcastRequest, Coordinator, CoordinatorConfig};
 use omium_core::expr::Condition;
 use omium_core::policy::{Scope, Trigger};
 use omium_core::recovery::driver::{Command as Do, Driver, Event, Failed};
@@ -33,6 +34,7 @@ const FEATURES: &[&str] = &[
     "policy",
     "recovery",
     "calls",
+    "consensus",
 ];
 
 #[test]
@@ -69,7 +71,7 @@ fn worker() {
             &scenario,
             item,
             &execution,
-            &mut Host::new(&store),
+            &mut Host::with_hooks(&store, &scenario),
             input,
         )
     };
@@ -84,6 +86,9 @@ struct Host {
     children: BTreeMap<u64, u64>,
     replay: Option<Replay>,
     mutation: Option<(u64, Value)>,
+    /// The store's consensus group (opened at the first hand-off) and the agents' answers left.
+    coordinator: Option<Coordinator>,
+    answers: BTreeMap<String, Vec<Value>>,
 }
 
 impl Host {
@@ -94,7 +99,22 @@ impl Host {
             children: BTreeMap::new(),
             replay: None,
             mutation: None,
+            coordinator: None,
+            answers: BTreeMap::new(),
         }
+    }
+
+    fn with_hooks(store: &Store, scenario: &Value) -> Host {
+        let mut host = Host::new(store);
+        for (agent, list) in scenario["hooks"]["answers"]
+            .as_object()
+            .into_iter()
+            .flatten()
+        {
+            host.answers
+                .insert(agent.clone(), list.as_array().unwrap().clone());
+        }
+        host
     }
 }
 
@@ -107,7 +127,7 @@ fn operate(store: &Store, scenario: &Value, op: &str, item: &Value, execution: &
     let new_id = item["new_id"].as_str().unwrap_or("").to_string();
     match op {
         "replay" => {
-            let mut host = Host::new(store);
+            let mut host = Host::with_hooks(store, scenario);
             host.replay = match host.handle.open_replay(execution) {
                 Ok(r) => Some(r),
                 Err(e) => return json!({"outcome": "error", "error": e.code()}),
@@ -121,7 +141,7 @@ fn operate(store: &Store, scenario: &Value, op: &str, item: &Value, execution: &
             };
         }
         "fork_at" => {
-            let mut host = Host::new(store);
+            let mut host = Host::with_hooks(store, scenario);
             let at = item["at_step"].as_u64().unwrap();
             if let Err(e) = host.handle.fork_at_step(execution, at, &new_id) {
                 return json!({"outcome": "error", "error": e.code()});
@@ -288,7 +308,65 @@ fn attempt(
             fatal: false,
         });
     }
+    if let Some(handoff) = spec.get("consensus") {
+        hand_off(host, run, name, handoff, &result)?;
+    }
     Ok(result)
+}
+
+/// A step's consensus hand-off, as the bindings make it: the result broadcast to the targets
+/// (sender: the step), each target answering as the scenario's `answers` say (`false`: silent,
+/// `true`: acknowledge, another value: a vote; acknowledge when none are left), then the wait;
+/// a violation is the step's failure (its recovery records it).
+fn hand_off(
+    host: &mut Host,
+    run: &Run,
+    step: &str,
+    handoff: &Value,
+    result: &Value,
+) -> Result<(), Failure> {
+    let store = host.handle.local("consensus").unwrap().clone();
+    let coordinator = host.coordinator.get_or_insert_with(|| {
+        Coordinator::open(Some(&store), CoordinatorConfig::Embedded).unwrap()
+    });
+    let targets: Vec<String> = handoff["targets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap().to_string())
+        .collect();
+    let placed = coordinator
+        .broadcast(&BroadcastRequest {
+            execution_id: run.execution_id().to_string(),
+            sender: step.to_string(),
+            targets: targets.clone(),
+            message: result.clone(),
+            schema: None,
+            quorum: None,
+            id: None,
+        })
+        .map_err(|e| Failure::of(e, None))?;
+    for agent in &targets {
+        let answers = host.answers.entry(agent.clone()).or_default();
+        let answer = if answers.is_empty() {
+            json!(true)
+        } else {
+            answers.remove(0)
+        };
+        let vote = match answer {
+            Value::Bool(false) => continue,
+            Value::Bool(true) | Value::Null => None,
+            other => Some(other),
+        };
+        coordinator
+            .acknowledge(&placed.id, agent, vote)
+            .map_err(|e| Failure::of(e, None))?;
+    }
+    let timeout = std::time::Duration::from_millis(handoff["timeout_ms"].as_u64().unwrap_or(5000));
+    coordinator
+        .await_agreement_with(&placed.id, timeout, false)
+        .map(|_| ())
+        .map_err(|e| Failure::of(e, Some(Trigger::ConsensusViolation)))
 }
 
 /// The tool `tool` called with the step's input, as the bindings' recorded tool calls are: the
