@@ -15,7 +15,7 @@ import { expand, tempDir } from "./helpers.mjs";
 const root = fileURLToPath(new URL("../../tests/conformance/scenarios/", import.meta.url));
 const worker = fileURLToPath(new URL("./fixtures/scenario-worker.mjs", import.meta.url));
 const scenarios = readdirSync(root).filter((f) => f.endsWith(".json")).sort();
-const FEATURES = new Set(["kill", "retries", "conditions", "rollback", "fork", "resume", "policy", "recovery", "calls", "consensus"]);
+const FEATURES = new Set(["kill", "retries", "conditions", "rollback", "fork", "resume", "policy", "recovery", "calls", "consensus", "timeouts"]);
 
 test("the suite is there", () => {
   assert.ok(scenarios.length >= 20, `only ${scenarios.length} scenarios in ${root}`);

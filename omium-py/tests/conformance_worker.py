@@ -9,6 +9,7 @@ import json
 import os
 import signal
 import sys
+import time
 from typing import Any
 
 import omium
@@ -51,6 +52,9 @@ def make_step(name: str, spec: dict[str, Any], item: dict[str, Any], calls: dict
         calls[name] = n = calls.get(name, 0) + 1
         if spec.get("fail_always") or n <= spec.get("fail_first", 0) or ("fail_below" in spec and x < spec["fail_below"]):
             raise error_class(spec.get("error", "StepError"))(f"{name} failed (attempt {n})")
+        sleep_ms = spec.get("sleep_ms", spec.get("sleep_first_ms") if n == 1 else None)
+        if sleep_ms is not None:
+            time.sleep(sleep_ms / 1000)
         v = expand(spec["returns"]) if "returns" in spec else x + spec["add"] if "add" in spec else x
         if "tool" not in spec:
             return v
@@ -67,6 +71,8 @@ def make_step(name: str, spec: dict[str, Any], item: dict[str, Any], calls: dict
     if handoff is not None:
         timeout = handoff.get("timeout_ms", 5000) / 1000
         options = {"consensus_required": True, "consensus_targets": handoff["targets"], "consensus_timeout": timeout}
+    if "timeout_ms" in spec:
+        options["timeout"] = spec["timeout_ms"] / 1000
     return omium.checkpoint(
         name, retries=spec.get("retries", 0), preconditions=spec.get("pre", []), postconditions=spec.get("post", []), **options
     )(body)

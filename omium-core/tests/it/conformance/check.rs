@@ -267,6 +267,10 @@ pub fn step_body(
     if spec["fail_always"] == true || n <= spec["fail_first"].as_u64().unwrap_or(0) || below {
         return Err(spec["error"].as_str().unwrap_or("StepError").to_string());
     }
+    let first = spec["sleep_first_ms"].as_u64().filter(|_| n == 1);
+    if let Some(ms) = spec["sleep_ms"].as_u64().or(first) {
+        std::thread::sleep(std::time::Duration::from_millis(ms));
+    }
     Ok(if let Some(r) = spec.get("returns") {
         expand(r)
     } else if let Some(add) = spec.get("add") {
