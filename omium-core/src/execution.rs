@@ -437,6 +437,7 @@ impl Store {
             key,
             cell,
             journal: Mutex::new(journal),
+            nested: Nested::default(),
             agent: options.agent,
             lease_ttl_ms: options.lease_ttl.as_millis() as u64,
             lease_renewed_at: AtomicU64::new(now),
@@ -540,6 +541,27 @@ pub(crate) fn pid_alive(pid: u32) -> bool {
 }
 
 /// The recorded steps of the live branch, by position and by explicit key.
+/// The journal positions of steps called inside a step's body: `PARENT/N`, N counting the
+/// parent's children in call order, or `PARENT/KEY` for a child with a key of its own (which is
+/// counted too). Every binding positions nested steps (and recorded calls) with it, so the same
+/// code gets the same positions in every language.
+#[derive(Debug, Default)]
+pub struct Nested(Mutex<HashMap<String, u64>>);
+
+impl Nested {
+    /// The position of the next child of the step at position `parent`.
+    pub fn child(&self, parent: &str, key: Option<&str>) -> String {
+        let mut counts = self.0.lock();
+        let n = counts.entry(parent.to_string()).or_insert(0);
+        let this = *n;
+        *n += 1;
+        match key {
+            Some(k) => format!("{parent}/{k}"),
+            None => format!("{parent}/{this}"),
+        }
+    }
+}
+
 struct Journal {
     by_seq: HashMap<u64, Checkpoint>,
     by_key: HashMap<String, Checkpoint>,
@@ -602,6 +624,7 @@ pub struct Run {
     key: ExecKey,
     cell: Arc<ExecCell>,
     journal: Mutex<Journal>,
+    nested: Nested,
     agent: String,
     lease_ttl_ms: u64,
     lease_renewed_at: AtomicU64,
@@ -635,6 +658,17 @@ impl Run {
         let s = j.next_seq;
         j.next_seq += 1;
         s
+    }
+
+    /// The journal position of a step called now: `(seq, key)`. A top-level step (`parent`
+    /// None) takes the next seq and keeps its own `key`; a step called inside the body of the
+    /// step at position `parent` (its key, else its seq) is `(0, Some("PARENT/N"))` (see
+    /// [`Nested`]).
+    pub fn position(&self, parent: Option<&str>, key: Option<&str>) -> (u64, Option<String>) {
+        match parent {
+            None => (self.reserve(), key.map(str::to_string)),
+            Some(p) => (0, Some(self.nested.child(p, key))),
+        }
     }
 
     /// The recorded checkpoint of the step at `seq` (or with `key`), if the journal has one.

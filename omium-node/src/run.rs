@@ -152,6 +152,17 @@ impl Run {
         Ok(seq as i64)
     }
 
+    /// `[seq, key]`: the journal position of a step called now, top-level (`parent` undefined)
+    /// or nested in the step at position `parent` (the core's positions, as in every binding).
+    #[napi(ts_return_type = "[number, string | undefined]")]
+    pub fn position(&self, parent: Option<String>, key: Option<String>) -> Result<Vec<Value>> {
+        let (seq, key) = self
+            .get()?
+            .position(parent.as_deref(), key.as_deref())
+            .map_err(crate::convert::err)?;
+        Ok(vec![Value::from(seq), key.map_or(Value::Null, Value::from)])
+    }
+
     /// Whether a step is recorded at `seq` (or `key`): for an embedded store, a lookup in the
     /// run's in-memory journal, so a live step pays no trip to a worker thread; for a daemon, a
     /// call to it. A different step name there is a `non_determinism` error naming both.

@@ -58,8 +58,6 @@ export interface ExecutionContext {
   tenant: string;
   /** Rollbacks a recovery policy made in this call of the workflow. */
   rollbacks: number;
-  /** Counters of steps nested in a step, by the parent step's key. */
-  children: Map<string, number>;
   /**
    * The store writes with `sync` durability, or is a daemon's: records wait (for an fsync or
    * the daemon), off the JS thread.

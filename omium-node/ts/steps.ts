@@ -88,12 +88,10 @@ async function withTimeout<R>(p: Promise<R>, timeoutMs: number | undefined, step
   }
 }
 
-/** The journal position of a step called now: a top-level position, or parent/child key. */
+/** The journal position of a step called now: a top-level position, or parent/child key (the core's). */
 export function position(ctx: ExecutionContext, stepKey: string | undefined, key: string | undefined): [number, string | undefined] {
-  if (stepKey === undefined) return [callSync(() => ctx.run.reserve()), key];
-  const n = ctx.children.get(stepKey) ?? 0;
-  ctx.children.set(stepKey, n + 1);
-  return [0, `${stepKey}/${key ?? n}`];
+  const [seq, k] = callSync(() => ctx.run.position(stepKey, key));
+  return [seq, k ?? undefined];
 }
 
 export type Step<A extends unknown[], R> = ((...args: A) => Promise<R>) & { readonly stepName: string };

@@ -172,7 +172,6 @@ export class Workflow<I, O> {
         workflow: this.name,
         tenant: cfg.project ?? "default",
         rollbacks,
-        children: new Map(),
         waitsForFsync: s.durability === "sync" || s.url !== null,
         served: s.url !== null,
         ...extras,

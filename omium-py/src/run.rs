@@ -66,6 +66,18 @@ impl Run {
         self.with(py, |r| r.reserve())
     }
 
+    /// `(seq, key)`: the journal position of a step called now, top-level (`parent` None) or
+    /// nested in the step at position `parent` (the core's positions, the same in every binding).
+    #[pyo3(signature = (parent=None, key=None))]
+    fn position(
+        &self,
+        py: Python<'_>,
+        parent: Option<&str>,
+        key: Option<&str>,
+    ) -> PyResult<(u64, Option<String>)> {
+        self.with(py, |r| r.position(parent, key))
+    }
+
     /// `(checkpoint, state bytes)` of the recorded step at `seq` (or `key`), else None.
     #[pyo3(signature = (seq, name, key=None))]
     fn recorded<'py>(

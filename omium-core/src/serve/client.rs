@@ -288,6 +288,7 @@ impl Client {
                 client: self.clone(),
                 id: b.run,
                 execution_id: execution_id.to_string(),
+                nested: crate::execution::Nested::default(),
             },
             b.execution,
         ))
@@ -317,6 +318,7 @@ pub struct RemoteRun {
     client: Client,
     id: String,
     execution_id: String,
+    nested: crate::execution::Nested,
 }
 
 impl RemoteRun {
@@ -327,6 +329,18 @@ impl RemoteRun {
     fn call(&self, method: &str, mut args: Value) -> Result<Value> {
         args["run"] = json!(self.id);
         self.client.call(method, args)
+    }
+
+    /// [`crate::Run::position`]: top-level positions come from the daemon's run.
+    pub fn position(
+        &self,
+        parent: Option<&str>,
+        key: Option<&str>,
+    ) -> Result<(u64, Option<String>)> {
+        match parent {
+            None => Ok((self.reserve()?, key.map(str::to_string))),
+            Some(p) => Ok((0, Some(self.nested.child(p, key)))),
+        }
     }
 
     pub fn reserve(&self) -> Result<u64> {

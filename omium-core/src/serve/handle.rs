@@ -536,6 +536,18 @@ impl RunHandle {
         }
     }
 
+    /// The journal position of a step called now (see [`Run::position`]).
+    pub fn position(
+        &self,
+        parent: Option<&str>,
+        key: Option<&str>,
+    ) -> Result<(u64, Option<String>)> {
+        match self {
+            RunHandle::Local(r) => Ok(r.position(parent, key)),
+            RunHandle::Remote(r) => r.position(parent, key),
+        }
+    }
+
     /// The recorded step at `seq` (or `key`) and its verified state.
     pub fn recorded(
         &self,

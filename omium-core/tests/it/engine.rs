@@ -877,3 +877,23 @@ fn a_worker_killed_under_serve_is_recoverable_at_once() {
         run.close().unwrap();
     }
 }
+
+#[test]
+fn positions_of_nested_and_keyed_steps_are_the_cores() {
+    let (_d, s) = store();
+    let run = s.begin("nested", BeginOptions::default()).unwrap();
+    assert_eq!(run.position(None, None), (1, None));
+    assert_eq!(run.position(None, Some("k")), (2, Some("k".into())));
+    // Children of a step count in call order; a keyed child keeps its key and is counted too.
+    assert_eq!(run.position(Some("1"), None), (0, Some("1/0".into())));
+    assert_eq!(run.position(Some("1"), Some("x")), (0, Some("1/x".into())));
+    assert_eq!(run.position(Some("1"), None), (0, Some("1/2".into())));
+    assert_eq!(run.position(Some("1/0"), None), (0, Some("1/0/0".into())));
+    assert_eq!(run.position(Some("k"), None), (0, Some("k/0".into())));
+    assert_eq!(run.position(None, None), (3, None));
+    drop(run);
+    // A new run of the execution counts from the top again, as its code re-runs from the top.
+    let again = s.begin("nested", BeginOptions::default()).unwrap();
+    assert_eq!(again.position(None, None), (1, None));
+    assert_eq!(again.position(Some("1"), None), (0, Some("1/0".into())));
+}

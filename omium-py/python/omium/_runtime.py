@@ -7,7 +7,7 @@ import os
 import threading
 import warnings
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from . import _omium
@@ -57,7 +57,6 @@ class ExecutionContext:
     # Steps nested in another step are identified by their parent's position and a counter,
     # so replaying the parent (without running its body) does not shift later positions.
     owns_run: bool = True
-    children: dict[str, int] = field(default_factory=dict)
 
 
 current: contextvars.ContextVar[ExecutionContext | None] = contextvars.ContextVar("omium_execution", default=None)

@@ -59,15 +59,9 @@ def _eval(cond: _Condition, step: str, kind: str, args: tuple, kwargs: dict, res
 
 
 def _position(ctx: _runtime.ExecutionContext, key: str | None) -> tuple[int, str | None]:
-    """The journal position of a step called now: a top-level position, or parent/child key."""
-    parent = _runtime.current_step.get()
-    if parent is None:
-        return ctx.run.reserve(), key
-    n = ctx.children.get(parent, 0)
-    ctx.children[parent] = n + 1
-    # Keyed steps nested in a step keep their own key under the parent's.
-    child = f"{parent}/{key if key is not None else n}"
-    return 0, child
+    """The journal position of a step called now: a top-level position, or parent/child key
+    (the core's positions: keyed steps nested in a step keep their own key under the parent's)."""
+    return ctx.run.position(_runtime.current_step.get(), key)
 
 
 class _Step:

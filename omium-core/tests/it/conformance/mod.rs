@@ -80,11 +80,10 @@ fn worker() {
 }
 
 /// What a run of the workflow carries besides the store and the run: the step bodies' call
-/// counts, the counters of calls nested in steps, a replay's recording, a fork's changed input.
+/// counts, a replay's recording, a fork's changed input, the consensus group and answers.
 struct Host {
     handle: StoreHandle,
     calls: BTreeMap<String, u64>,
-    children: BTreeMap<u64, u64>,
     replay: Option<Replay>,
     mutation: Option<(u64, Value)>,
     /// The store's consensus group (opened at the first hand-off) and the agents' answers left.
@@ -97,7 +96,6 @@ impl Host {
         Host {
             handle: StoreHandle::Local(store.clone()),
             calls: BTreeMap::new(),
-            children: BTreeMap::new(),
             replay: None,
             mutation: None,
             coordinator: None,
@@ -229,7 +227,6 @@ fn run(
             Ok(r) => r,
             Err(e) => return json!({"outcome": "error", "error": e.code()}),
         };
-        host.children.clear();
         match steps(store, &run, scenario, item, input.clone(), host, rollbacks) {
             Ok(x) => {
                 run.complete(Some(&json_bytes(&x))).unwrap();
@@ -435,9 +432,8 @@ fn tool_call(
             tool,
         )
         .map_err(|e| Failure::of(e, Some(Trigger::ToolDenied)))?;
-    let n = host.children.entry(seq).or_default();
-    let key = format!("{seq}/{n}");
-    *n += 1;
+    let (_, key) = run.position(Some(&seq.to_string()), None);
+    let key = key.expect("a nested position has a key");
     let name = format!(
         "tool:{}",
         calls::span_name("tool", tool, "", "execute_tool")
