@@ -430,11 +430,12 @@ impl Store {
                         n.checksum = *checksum;
                         n.raw_size = *raw;
                         n.metadata.insert("edited".into(), "true".into());
-                        // An edited state is in the execution's codec (the bindings encode it so).
-                        match crate::value::execution_codec(&src) {
-                            Some(codec) => n.metadata.insert(crate::value::CODEC_KEY.into(), codec.into()),
-                            None => n.metadata.remove(crate::value::CODEC_KEY),
-                        };
+                        // An edited state is in the execution's codec (the bindings encode it so);
+                        // without one recorded (a C program names codecs per checkpoint only),
+                        // in the codec of the state it replaces.
+                        if let Some(codec) = crate::value::execution_codec(&src) {
+                            n.metadata.insert(crate::value::CODEC_KEY.into(), codec.into());
+                        }
                     }
                     copy_of_at = Some(n.clone());
                 }

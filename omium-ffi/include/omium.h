@@ -46,6 +46,15 @@
 // the NUL included.
 #define OMIUM_CHECKPOINT_ID_SIZE 27
 
+// The recorded LLM and tool calls of an execution (opaque), made by `omium_store_open_replay`,
+// released by `omium_replay_free`. Replaying a run: for each call the run makes, in order, ask
+// `omium_replay_answer` for the recorded answer instead of calling; at the end,
+// `omium_replay_finish` says whether the run made every recorded call.
+//
+// Thread-safety: calls on one replay are serialized (a replay answers in order). Freeing it
+// while another thread is inside a call on it fails with `OMIUM_ERR_BUSY` and frees nothing.
+typedef struct omium_replay omium_replay;
+
 // A run of an execution (opaque), made by `omium_store_begin`, released by `omium_run_free`.
 // It holds the execution: while it exists, no other run of the same store handle can begin
 // the execution, and it cannot be rolled back.
@@ -170,6 +179,18 @@ typedef struct omium_buffer {
 // The `omium serve` daemon refused the call: it needs an API key, and the one given to
 // `omium_store_connect` (if any) is not one of its keys.
 #define OMIUM_ERR_UNAUTHORIZED -23
+
+// The policy's tool allowlist does not allow the tool (`omium_store_check_tool`): do not
+// call it.
+#define OMIUM_ERR_TOOL_DENIED -24
+
+// A replayed run made a request that differs from the recording, or one more or one fewer
+// than it recorded (`omium_replay_answer`, `omium_replay_finish`); the message shows both.
+#define OMIUM_ERR_REPLAY_DIVERGENCE -25
+
+// A recovery policy document is invalid (`omium_store_apply_policy`); the message names the
+// line, column and what was expected. Nothing was stored.
+#define OMIUM_ERR_INVALID_POLICY -26
 
 // An error kind this build of the C interface does not know (a newer core); see the message.
 #define OMIUM_ERR_UNKNOWN -99
@@ -493,6 +514,25 @@ omium_status omium_store_audit_head(struct omium_store *store, struct omium_buff
 // `run` is NULL or a run handle not freed; `out_seq` is NULL or valid for writing.
 omium_status omium_run_reserve(struct omium_run *run, uint64_t *out_seq);
 
+// The position of a step called now, as every binding positions steps: with `parent` NULL,
+// the next top-level position (`*out_seq`, as `omium_run_reserve`) and the step's own `key`
+// (NULL: none); with `parent` the position of the step whose body is running (its key, else
+// its seq in decimal), `*out_seq` is 0 and the key is `PARENT/N` — N counting that parent's
+// children in call order — or `PARENT/KEY` when `key` is given. If `out_key` is not NULL it
+// receives the key (NUL-terminated text; `{NULL, 0}` when there is none). Pass both to
+// `omium_run_recorded_at` and `omium_run_record_at`.
+//
+// Ownership: the caller frees `*out_key` with `omium_buffer_free`. Thread-safety: any thread.
+//
+// # Safety
+// `run` is NULL or a run handle not freed; the strings are NULL or NUL-terminated; `out_seq`
+// is NULL or valid for writing; `out_key` is NULL or valid for writing an `omium_buffer`.
+omium_status omium_run_position(struct omium_run *run,
+                                const char *parent,
+                                const char *key,
+                                uint64_t *out_seq,
+                                struct omium_buffer *out_key);
+
 // Looks up the step `name` at position `seq` in the journal of recorded steps. If a previous
 // run recorded it, `*out_found` is true and, when `out_state` is not NULL, `*out_state`
 // receives its state bytes (verified: corrupt bytes are `OMIUM_ERR_INTEGRITY` naming the
@@ -514,6 +554,19 @@ omium_status omium_run_recorded(struct omium_run *run,
                                 const char *name,
                                 bool *out_found,
                                 struct omium_buffer *out_state);
+
+// `omium_run_recorded` at a position with a key (from `omium_run_position`): a step nested in
+// another step (`seq` 0 and a key such as "3/0"), or a step with a key of its own. `key` NULL
+// is `omium_run_recorded`.
+//
+// # Safety
+// As `omium_run_recorded`; `key` is NULL or a NUL-terminated string.
+omium_status omium_run_recorded_at(struct omium_run *run,
+                                   uint64_t seq,
+                                   const char *key,
+                                   const char *name,
+                                   bool *out_found,
+                                   struct omium_buffer *out_state);
 
 // Records the result of step `name` at position `seq` (from `omium_run_reserve`): its state
 // is the `state_len` bytes at `state` (`state` may be NULL only when `state_len` is 0). The
@@ -558,6 +611,22 @@ omium_status omium_run_record_with_metadata(struct omium_run *run,
                                             char *out_checkpoint_id,
                                             size_t out_checkpoint_id_size);
 
+// `omium_run_record_with_metadata` at a position with a key (from `omium_run_position`): a
+// step nested in another (`seq` 0, key "3/0"), or a step with a key of its own. `key` NULL is
+// `omium_run_record_with_metadata`.
+//
+// # Safety
+// As `omium_run_record_with_metadata`; `key` is NULL or a NUL-terminated string.
+omium_status omium_run_record_at(struct omium_run *run,
+                                 uint64_t seq,
+                                 const char *key,
+                                 const char *name,
+                                 const uint8_t *state,
+                                 size_t state_len,
+                                 const char *metadata_json,
+                                 char *out_checkpoint_id,
+                                 size_t out_checkpoint_id_size);
+
 // Marks the execution completed, with the `output_len` bytes at `output` as its output
 // (`output` NULL and `output_len` 0: no output), and releases it. The run handle must still
 // be freed with `omium_run_free`; it records nothing more.
@@ -592,6 +661,177 @@ omium_status omium_run_fail(struct omium_run *run, const char *error);
 // # Safety
 // `run` is NULL or a handle from `omium_store_begin` that was not freed.
 omium_status omium_run_free(struct omium_run *run);
+
+// Forks execution `execution_id` at checkpoint `at` (an id, or a step name: its latest
+// checkpoint) into a new execution, `new_execution_id` (NULL: a generated id). With `state`
+// (`state_len` bytes; NULL: keep it) the checkpoint forked at gets that state instead, so the
+// new execution resumes from it. The original is kept. Beginning the new execution re-runs
+// the steps after the fork point.
+//
+// If `out_execution_json` is not NULL it receives the new execution as JSON (fields as in
+// `omium_store_execution`). Errors: `OMIUM_ERR_EXECUTION_NOT_FOUND`,
+// `OMIUM_ERR_CHECKPOINT_NOT_FOUND`, `OMIUM_ERR_WRONG_EXECUTION`, `OMIUM_ERR_INVALID_ARGUMENT`
+// (a new id that exists), `OMIUM_ERR_READ_ONLY`.
+//
+// Ownership: the caller frees `*out_execution_json` with `omium_buffer_free`.
+// Thread-safety: any thread, concurrently with other calls on the store.
+//
+// # Safety
+// `store` is NULL or an open store handle; the strings are NULL or NUL-terminated; `state` is
+// NULL or points to `state_len` readable bytes; `out_execution_json` is NULL or valid for
+// writing an `omium_buffer`.
+omium_status omium_store_fork(struct omium_store *store,
+                              const char *execution_id,
+                              const char *at,
+                              const char *new_execution_id,
+                              const uint8_t *state,
+                              size_t state_len,
+                              struct omium_buffer *out_execution_json);
+
+// Forks execution `execution_id` before its top-level position `at_step` (the `seq` of its
+// history; 1 is the first step, one past the last forks after everything) into
+// `new_execution_id`: positions before `at_step` are kept, and beginning the new execution
+// runs from `at_step` on (a new execution with the same workflow, input and labels when
+// `at_step` is 1). The caller gives the step at `at_step` its changed input when it runs it.
+//
+// If `out_execution_json` is not NULL it receives the new execution as JSON. Errors:
+// `OMIUM_ERR_INVALID_ARGUMENT` (a position out of range names the range),
+// `OMIUM_ERR_EXECUTION_NOT_FOUND`, `OMIUM_ERR_READ_ONLY`.
+//
+// Ownership: the caller frees `*out_execution_json` with `omium_buffer_free`.
+// Thread-safety: any thread, concurrently with other calls on the store.
+//
+// # Safety
+// `store` is NULL or an open store handle; the strings are NULL or NUL-terminated;
+// `out_execution_json` is NULL or valid for writing an `omium_buffer`.
+omium_status omium_store_fork_at_step(struct omium_store *store,
+                                      const char *execution_id,
+                                      uint64_t at_step,
+                                      const char *new_execution_id,
+                                      struct omium_buffer *out_execution_json);
+
+// Compares executions `a` and `b` position by position along their live branches and writes
+// a JSON array into `*out_json`: per position `{"seq", "position", "name_a", "name_b",
+// "output_differs", "input_differs", "duration_ns_a", "duration_ns_b", "tokens_a", "tokens_b",
+// "cost_a", "cost_b", "differs"}` (a position is a step's key when it has one, such as `2/0`
+// for a call nested in the step at 2, else its seq). Embedded stores only
+// (`OMIUM_ERR_INVALID_STATE` for a store from `omium_store_connect`).
+//
+// Ownership: the caller frees `*out_json` with `omium_buffer_free`. Thread-safety: any
+// thread, concurrently with other calls on the store.
+//
+// # Safety
+// `store` is NULL or an open store handle; the strings are NULL or NUL-terminated; `out_json`
+// is NULL or valid for writing an `omium_buffer`.
+omium_status omium_store_diff(struct omium_store *store,
+                              const char *a,
+                              const char *b,
+                              struct omium_buffer *out_json);
+
+// Stores `policy` (YAML or JSON text) as the next version of the recovery policy of `tenant`
+// (NULL: "default") at `scope` (NULL: "global"; or "workflow:NAME", "step:NAME",
+// "workflow:NAME/step:NAME"); it applies from the next failure on. An invalid policy is
+// `OMIUM_ERR_INVALID_POLICY` with the line, column and what was expected in the message, and
+// nothing is stored.
+//
+// If `out_version_json` is not NULL it receives the stored version as JSON.
+// Ownership: the caller frees `*out_version_json` with `omium_buffer_free`. Thread-safety: any
+// thread, concurrently with other calls on the store.
+//
+// # Safety
+// `store` is NULL or an open store handle; the strings are NULL or NUL-terminated;
+// `out_version_json` is NULL or valid for writing an `omium_buffer`.
+omium_status omium_store_apply_policy(struct omium_store *store,
+                                      const char *tenant,
+                                      const char *scope,
+                                      const char *policy,
+                                      struct omium_buffer *out_version_json);
+
+// Checks a call of tool `tool` by a step `step` (NULL: outside a step) of execution
+// `execution_id` (workflow `workflow`, NULL: none; tenant `tenant`, NULL: "default") against
+// the policy's tool allowlist: `OMIUM_OK` when it may be called, `OMIUM_ERR_TOOL_DENIED` (the
+// message names the tool, the step and what is allowed) when not — then do not call it. A
+// denial outside a step is recorded as a failure here; inside one, record it with the step's
+// failure.
+//
+// Thread-safety: any thread, concurrently with other calls on the store.
+//
+// # Safety
+// `store` is NULL or an open store handle; the strings are NULL or NUL-terminated.
+omium_status omium_store_check_tool(struct omium_store *store,
+                                    const char *execution_id,
+                                    const char *tenant,
+                                    const char *workflow,
+                                    const char *step,
+                                    const char *tool);
+
+// The canonical request of an LLM or tool call, as every binding records it: `kind` is "llm"
+// or "tool"; `args_json` the positional arguments (a JSON array; NULL: none), `params_json`
+// the keyword parameters (a JSON object; NULL: none: `messages`, `tools` and the rest; headers,
+// ids, timeouts and other volatile parameters are left out). `*out_request_json` receives
+// `{"request": ..., "hash": "<64 hex digits>"}`; record the call as a step named
+// `llm:<span name>` / `tool:execute_tool <name>` whose metadata holds `omium.call`,
+// `omium.request_hash` and `omium.side_effect`, so that replays and diffs find it.
+//
+// Ownership: the caller frees `*out_request_json` with `omium_buffer_free`. Any thread.
+//
+// # Safety
+// The strings are NULL or NUL-terminated; `out_request_json` is NULL or valid for writing an
+// `omium_buffer`.
+omium_status omium_canonical_request(const char *kind,
+                                     const char *name,
+                                     const char *provider,
+                                     const char *model,
+                                     const char *args_json,
+                                     const char *params_json,
+                                     struct omium_buffer *out_request_json);
+
+// Reads the recorded calls of execution `execution_id` (their states are read now) into a new
+// replay, `*out_replay` (NULL on error). An execution with no recorded calls gives a replay
+// that answers nothing. Errors: `OMIUM_ERR_EXECUTION_NOT_FOUND`, `OMIUM_ERR_INTEGRITY`,
+// `OMIUM_ERR_DECODE` (a recorded call's state in a codec the core cannot read).
+//
+// Ownership: the caller frees `*out_replay` with `omium_replay_free`. Thread-safety: any
+// thread, concurrently with other calls on the store.
+//
+// # Safety
+// `store` is NULL or an open store handle; `execution_id` is NULL or NUL-terminated;
+// `out_replay` is NULL or valid for writing a pointer.
+omium_status omium_store_open_replay(struct omium_store *store,
+                                     const char *execution_id,
+                                     struct omium_replay **out_replay);
+
+// The recorded answer to the next call of the replayed run, whose canonical request and hash
+// are `request_json` (the `"request"` of `omium_canonical_request`) and `hash`: `*out_state`
+// receives the recorded state (`{"request", "response"}` in the recording's codec) and, if
+// `out_metadata_json` is not NULL, `*out_metadata_json` the recorded checkpoint's metadata
+// (its `omium.codec` names the codec). `OMIUM_ERR_REPLAY_DIVERGENCE` when the request differs
+// from the recording or the recording has no further call (the message shows both requests).
+//
+// Ownership: the caller frees both buffers with `omium_buffer_free`. Thread-safety: any thread.
+//
+// # Safety
+// `replay` is NULL or a live replay handle; the strings are NULL or NUL-terminated; the out
+// pointers are NULL or valid for writing an `omium_buffer`.
+omium_status omium_replay_answer(struct omium_replay *replay,
+                                 const char *request_json,
+                                 const char *hash,
+                                 struct omium_buffer *out_state,
+                                 struct omium_buffer *out_metadata_json);
+
+// Checks, once the replayed run ended, that it made every recorded call:
+// `OMIUM_ERR_REPLAY_DIVERGENCE` names the first call it did not make.
+//
+// # Safety
+// `replay` is NULL or a live replay handle.
+omium_status omium_replay_finish(struct omium_replay *replay);
+
+// Frees a replay; NULL is a no-op. If another thread is inside a call on it, nothing is freed
+// and the result is `OMIUM_ERR_BUSY`.
+//
+// # Safety
+// `replay` is NULL or a handle from `omium_store_open_replay` that was not freed.
+omium_status omium_replay_free(struct omium_replay *replay);
 
 #ifdef __cplusplus
 }  // extern "C"

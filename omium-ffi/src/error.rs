@@ -69,11 +69,20 @@ pub const OMIUM_ERR_SERVER_UNAVAILABLE: omium_status = -22;
 /// The `omium serve` daemon refused the call: it needs an API key, and the one given to
 /// `omium_store_connect` (if any) is not one of its keys.
 pub const OMIUM_ERR_UNAUTHORIZED: omium_status = -23;
+/// The policy's tool allowlist does not allow the tool (`omium_store_check_tool`): do not
+/// call it.
+pub const OMIUM_ERR_TOOL_DENIED: omium_status = -24;
+/// A replayed run made a request that differs from the recording, or one more or one fewer
+/// than it recorded (`omium_replay_answer`, `omium_replay_finish`); the message shows both.
+pub const OMIUM_ERR_REPLAY_DIVERGENCE: omium_status = -25;
+/// A recovery policy document is invalid (`omium_store_apply_policy`); the message names the
+/// line, column and what was expected. Nothing was stored.
+pub const OMIUM_ERR_INVALID_POLICY: omium_status = -26;
 /// An error kind this build of the C interface does not know (a newer core); see the message.
 pub const OMIUM_ERR_UNKNOWN: omium_status = -99;
 
 /// Every status and its name. The names of core errors are `Error::code()` values.
-pub(crate) const STATUS_NAMES: [(omium_status, &CStr); 25] = [
+pub(crate) const STATUS_NAMES: [(omium_status, &CStr); 28] = [
     (OMIUM_OK, c"ok"),
     (OMIUM_ERR_INVALID_ARGUMENT, c"invalid_argument"),
     (OMIUM_ERR_STORE_LOCKED, c"store_locked"),
@@ -101,6 +110,9 @@ pub(crate) const STATUS_NAMES: [(omium_status, &CStr); 25] = [
     (OMIUM_ERR_PANIC, c"panic"),
     (OMIUM_ERR_SERVER_UNAVAILABLE, c"server_unavailable"),
     (OMIUM_ERR_UNAUTHORIZED, c"unauthorized"),
+    (OMIUM_ERR_TOOL_DENIED, c"tool_denied"),
+    (OMIUM_ERR_REPLAY_DIVERGENCE, c"replay_divergence"),
+    (OMIUM_ERR_INVALID_POLICY, c"invalid_policy"),
     (OMIUM_ERR_UNKNOWN, c"unknown"),
 ];
 

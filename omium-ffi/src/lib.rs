@@ -22,7 +22,7 @@
 #![allow(non_camel_case_types)]
 
 // The header follows the order of these modules (blank lines keep rustfmt from sorting them):
-// statuses and errors, then buffers, stores and runs.
+// statuses and errors, then buffers, stores, runs, and the operations on executions.
 mod error;
 
 mod buffer;
@@ -31,10 +31,13 @@ mod store;
 
 mod run;
 
+mod calls;
+
 mod guard;
 mod json;
 
 pub use buffer::{omium_buffer, omium_buffer_free};
+pub use calls::*;
 pub use error::*;
 pub use run::*;
 pub use store::*;

@@ -80,6 +80,15 @@ impl HeldRun {
     }
 }
 
+/// A position: a seq, or 0 with a key (a nested step's).
+fn position_arg(seq: u64, key: Option<&str>) -> Result<u64, Failure> {
+    match key {
+        Some("") => Err(Failure::argument("key", "is empty; pass NULL for no key")),
+        Some(_) => Ok(seq),
+        None => seq_arg(seq),
+    }
+}
+
 fn seq_arg(seq: u64) -> Result<u64, Failure> {
     if seq == 0 {
         return Err(Failure::argument(
@@ -108,6 +117,42 @@ pub unsafe extern "C" fn omium_run_reserve(run: *mut omium_run, out_seq: *mut u6
     })
 }
 
+/// The position of a step called now, as every binding positions steps: with `parent` NULL,
+/// the next top-level position (`*out_seq`, as `omium_run_reserve`) and the step's own `key`
+/// (NULL: none); with `parent` the position of the step whose body is running (its key, else
+/// its seq in decimal), `*out_seq` is 0 and the key is `PARENT/N` — N counting that parent's
+/// children in call order — or `PARENT/KEY` when `key` is given. If `out_key` is not NULL it
+/// receives the key (NUL-terminated text; `{NULL, 0}` when there is none). Pass both to
+/// `omium_run_recorded_at` and `omium_run_record_at`.
+///
+/// Ownership: the caller frees `*out_key` with `omium_buffer_free`. Thread-safety: any thread.
+///
+/// # Safety
+/// `run` is NULL or a run handle not freed; the strings are NULL or NUL-terminated; `out_seq`
+/// is NULL or valid for writing; `out_key` is NULL or valid for writing an `omium_buffer`.
+#[no_mangle]
+pub unsafe extern "C" fn omium_run_position(
+    run: *mut omium_run,
+    parent: *const c_char,
+    key: *const c_char,
+    out_seq: *mut u64,
+    out_key: *mut omium_buffer,
+) -> omium_status {
+    guard("omium_run_position", || {
+        // SAFETY (argument reads): the caller's promises.
+        let out = unsafe { out_arg(out_seq, "out_seq", 0) }?;
+        let key_out = unsafe { opt_out_arg(out_key, omium_buffer::EMPTY) };
+        let parent = unsafe { opt_str_arg(parent, "parent") }?;
+        let key = unsafe { opt_str_arg(key, "key") }?;
+        let (seq, key) = unsafe { with_run(run, |r| Ok(r.position(parent, key)?)) }?;
+        *out = seq;
+        if let (Some(o), Some(k)) = (key_out, key) {
+            *o = omium_buffer::from_vec(k.into_bytes());
+        }
+        Ok(())
+    })
+}
+
 /// Looks up the step `name` at position `seq` in the journal of recorded steps. If a previous
 /// run recorded it, `*out_found` is true and, when `out_state` is not NULL, `*out_state`
 /// receives its state bytes (verified: corrupt bytes are `OMIUM_ERR_INTEGRITY` naming the
@@ -132,34 +177,72 @@ pub unsafe extern "C" fn omium_run_recorded(
     out_found: *mut bool,
     out_state: *mut omium_buffer,
 ) -> omium_status {
-    guard("omium_run_recorded", || {
-        // SAFETY (argument reads): the caller's promises.
-        let found = unsafe { out_arg(out_found, "out_found", false) }?;
-        let state_out = unsafe { opt_out_arg(out_state, omium_buffer::EMPTY) };
-        let name = unsafe { non_empty_str_arg(name, "name") }?;
-        let seq = seq_arg(seq)?;
-        let state = unsafe {
-            with_run(run, |r| match r {
-                // The journal lookup is in memory; the state is read only when asked for.
-                RunHandle::Local(l) => match l.recorded(seq, name, None)? {
-                    None => Ok(None),
-                    Some(c) if state_out.is_some() => Ok(Some(Some(l.store().read_state(&c)?))),
-                    Some(_) => Ok(Some(None)),
-                },
-                // A daemon answers with the state in the same call.
-                remote => Ok(remote
-                    .recorded(seq, name, None)?
-                    .map(|(_, state)| Some(state))),
-            })
-        }?;
-        if let Some(state) = state {
-            *found = true;
-            if let (Some(out), Some(bytes)) = (state_out, state) {
-                *out = omium_buffer::from_vec(bytes);
-            }
-        }
-        Ok(())
+    guard("omium_run_recorded", || unsafe {
+        // SAFETY: the caller's promises, passed on.
+        recorded(run, seq, std::ptr::null(), name, out_found, out_state)
     })
+}
+
+/// `omium_run_recorded` at a position with a key (from `omium_run_position`): a step nested in
+/// another step (`seq` 0 and a key such as "3/0"), or a step with a key of its own. `key` NULL
+/// is `omium_run_recorded`.
+///
+/// # Safety
+/// As `omium_run_recorded`; `key` is NULL or a NUL-terminated string.
+#[no_mangle]
+pub unsafe extern "C" fn omium_run_recorded_at(
+    run: *mut omium_run,
+    seq: u64,
+    key: *const c_char,
+    name: *const c_char,
+    out_found: *mut bool,
+    out_state: *mut omium_buffer,
+) -> omium_status {
+    guard("omium_run_recorded_at", || unsafe {
+        // SAFETY: the caller's promises, passed on.
+        recorded(run, seq, key, name, out_found, out_state)
+    })
+}
+
+/// The body of `omium_run_recorded` and `omium_run_recorded_at`.
+///
+/// # Safety
+/// As `omium_run_recorded_at`.
+unsafe fn recorded(
+    run: *mut omium_run,
+    seq: u64,
+    key: *const c_char,
+    name: *const c_char,
+    out_found: *mut bool,
+    out_state: *mut omium_buffer,
+) -> Result<(), Failure> {
+    // SAFETY (argument reads): the caller's promises.
+    let found = unsafe { out_arg(out_found, "out_found", false) }?;
+    let state_out = unsafe { opt_out_arg(out_state, omium_buffer::EMPTY) };
+    let name = unsafe { non_empty_str_arg(name, "name") }?;
+    let key = unsafe { opt_str_arg(key, "key") }?;
+    let seq = position_arg(seq, key)?;
+    let state = unsafe {
+        with_run(run, |r| match r {
+            // The journal lookup is in memory; the state is read only when asked for.
+            RunHandle::Local(l) => match l.recorded(seq, name, key)? {
+                None => Ok(None),
+                Some(c) if state_out.is_some() => Ok(Some(Some(l.store().read_state(&c)?))),
+                Some(_) => Ok(Some(None)),
+            },
+            // A daemon answers with the state in the same call.
+            remote => Ok(remote
+                .recorded(seq, name, key)?
+                .map(|(_, state)| Some(state))),
+        })
+    }?;
+    if let Some(state) = state {
+        *found = true;
+        if let (Some(out), Some(bytes)) = (state_out, state) {
+            *out = omium_buffer::from_vec(bytes);
+        }
+    }
+    Ok(())
 }
 
 /// Records the result of step `name` at position `seq` (from `omium_run_reserve`): its state
@@ -193,6 +276,7 @@ pub unsafe extern "C" fn omium_run_record(
         record(
             run,
             seq,
+            std::ptr::null(),
             name,
             state,
             state_len,
@@ -229,6 +313,7 @@ pub unsafe extern "C" fn omium_run_record_with_metadata(
         record(
             run,
             seq,
+            std::ptr::null(),
             name,
             state,
             state_len,
@@ -239,14 +324,50 @@ pub unsafe extern "C" fn omium_run_record_with_metadata(
     })
 }
 
-/// The body of `omium_run_record` and `omium_run_record_with_metadata`.
+/// `omium_run_record_with_metadata` at a position with a key (from `omium_run_position`): a
+/// step nested in another (`seq` 0, key "3/0"), or a step with a key of its own. `key` NULL is
+/// `omium_run_record_with_metadata`.
 ///
 /// # Safety
-/// As `omium_run_record_with_metadata`.
+/// As `omium_run_record_with_metadata`; `key` is NULL or a NUL-terminated string.
+#[allow(clippy::too_many_arguments)]
+#[no_mangle]
+pub unsafe extern "C" fn omium_run_record_at(
+    run: *mut omium_run,
+    seq: u64,
+    key: *const c_char,
+    name: *const c_char,
+    state: *const u8,
+    state_len: usize,
+    metadata_json: *const c_char,
+    out_checkpoint_id: *mut c_char,
+    out_checkpoint_id_size: usize,
+) -> omium_status {
+    guard("omium_run_record_at", || unsafe {
+        // SAFETY: the caller's promises, passed on.
+        record(
+            run,
+            seq,
+            key,
+            name,
+            state,
+            state_len,
+            metadata_json,
+            out_checkpoint_id,
+            out_checkpoint_id_size,
+        )
+    })
+}
+
+/// The body of `omium_run_record`, `omium_run_record_with_metadata` and `omium_run_record_at`.
+///
+/// # Safety
+/// As `omium_run_record_at`.
 #[allow(clippy::too_many_arguments)]
 unsafe fn record(
     run: *mut omium_run,
     seq: u64,
+    key: *const c_char,
     name: *const c_char,
     state: *const u8,
     state_len: usize,
@@ -270,13 +391,15 @@ unsafe fn record(
         None => Default::default(),
         Some(text) => metadata_arg(text)?,
     };
-    let seq = seq_arg(seq)?;
+    let key = unsafe { opt_str_arg(key, "key") }?;
+    let seq = position_arg(seq, key)?;
     let c = unsafe {
         with_run(run, |r| {
             Ok(r.record(
                 seq,
                 NewCheckpoint {
                     name,
+                    key,
                     state,
                     metadata,
                     ..NewCheckpoint::default()

@@ -47,7 +47,7 @@ impl Opaque for omium_store {
 ///
 /// # Safety
 /// `ptr` is NULL or a store handle that was not closed.
-unsafe fn with_store<R>(
+pub(crate) unsafe fn with_store<R>(
     ptr: *const omium_store,
     f: impl FnOnce(&StoreHandle) -> Result<R, Failure>,
 ) -> Result<R, Failure> {

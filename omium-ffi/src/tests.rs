@@ -180,6 +180,9 @@ fn statuses_mirror_the_core_error_codes() {
         "condition_error",
         "server_unavailable",
         "unauthorized",
+        "tool_denied",
+        "replay_divergence",
+        "invalid_policy",
     ] {
         let s = crate::error::status_of_code(code);
         assert!(s < 0 && s != OMIUM_ERR_UNKNOWN, "{code}");
@@ -1356,6 +1359,304 @@ fn metadata_names_the_codec_outputs_are_read_and_a_null_target_is_the_last_consi
         unsafe { omium_store_rollback(store, id.as_ptr(), c"".as_ptr(), null(), null_mut(), 0) },
         OMIUM_ERR_INVALID_ARGUMENT,
         "omium_store_rollback: argument `target` is empty",
+        &[],
+    );
+    ok(unsafe { omium_store_close(store) });
+}
+
+/// Records a step at a position (with a key for a nested one), as a C host does.
+fn record_at(
+    run: *mut omium_run,
+    seq: u64,
+    key: Option<&str>,
+    name: &str,
+    state: &[u8],
+    meta: &str,
+) {
+    let (name, meta) = (cs(name), cs(meta));
+    let key = key.map(cs);
+    ok(unsafe {
+        omium_run_record_at(
+            run,
+            seq,
+            key.as_ref().map_or(null(), |k| k.as_ptr()),
+            name.as_ptr(),
+            state.as_ptr(),
+            state.len(),
+            meta.as_ptr(),
+            null_mut(),
+            0,
+        )
+    });
+}
+
+fn position(run: *mut omium_run, parent: Option<&str>) -> (u64, Option<String>) {
+    let parent = parent.map(cs);
+    let (mut seq, mut key) = (u64::MAX, omium_buffer::EMPTY);
+    ok(unsafe {
+        omium_run_position(
+            run,
+            parent.as_ref().map_or(null(), |p| p.as_ptr()),
+            null(),
+            &mut seq,
+            &mut key,
+        )
+    });
+    let key = (!key.data.is_null()).then(|| String::from_utf8(take_bytes(&mut key)).unwrap());
+    (seq, key)
+}
+
+#[test]
+fn recorded_calls_replay_fork_at_a_position_diff_and_the_tool_allowlist() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let json = r#"{"omium.codec": "json"}"#;
+    // A workflow of two steps; the second calls a tool (a call nested in the step at 2).
+    let run = begin(store, "c1");
+    assert_eq!(position(run, None), (1, None));
+    record_at(run, 1, None, "a", b"1", json);
+    assert_eq!(position(run, None), (2, None));
+    assert_eq!(position(run, Some("2")), (0, Some("2/0".to_string())));
+    let mut buf = omium_buffer::EMPTY;
+    ok(unsafe {
+        omium_canonical_request(
+            c"tool".as_ptr(),
+            c"search".as_ptr(),
+            null(),
+            null(),
+            c"[1]".as_ptr(),
+            c"{\"timeout\": 3}".as_ptr(),
+            &mut buf,
+        )
+    });
+    let req = take_json(&mut buf);
+    let (request, hash) = (
+        req["request"].clone(),
+        req["hash"].as_str().unwrap().to_string(),
+    );
+    assert_eq!(request["args"], serde_json::json!([1]));
+    assert_eq!(
+        request["params"],
+        serde_json::json!({}),
+        "volatile parameters are left out"
+    );
+    assert_eq!(hash.len(), 64);
+    let state = serde_json::json!({"request": request, "response": 5}).to_string();
+    let meta = serde_json::json!({"omium.codec": "json", "omium.call": "tool", "omium.request_hash": hash, "omium.side_effect": "false"}).to_string();
+    record_at(
+        run,
+        0,
+        Some("2/0"),
+        "tool:execute_tool search",
+        state.as_bytes(),
+        &meta,
+    );
+    // The process dies before step b is recorded; the next run finds a and the nested call.
+    ok(unsafe { omium_run_free(run) });
+    let run = begin(store, "c1");
+    assert_eq!(position(run, None), (1, None));
+    assert_eq!(position(run, None), (2, None));
+    assert_eq!(position(run, Some("2")), (0, Some("2/0".to_string())));
+    let (mut found, mut out) = (false, omium_buffer::EMPTY);
+    ok(unsafe {
+        omium_run_recorded_at(
+            run,
+            0,
+            c"2/0".as_ptr(),
+            c"tool:execute_tool search".as_ptr(),
+            &mut found,
+            &mut out,
+        )
+    });
+    assert!(found);
+    let recorded: Value = serde_json::from_slice(&take_bytes(&mut out)).unwrap();
+    assert_eq!(recorded["response"], 5);
+    fails(
+        unsafe { omium_run_recorded_at(run, 0, c"".as_ptr(), c"x".as_ptr(), &mut found, &mut out) },
+        OMIUM_ERR_INVALID_ARGUMENT,
+        "omium_run_recorded_at: argument `key` is empty",
+        &[],
+    );
+    record_at(run, 2, None, "b", b"5", json);
+    ok(unsafe { omium_run_complete(run, b"5".as_ptr(), 1) });
+    ok(unsafe { omium_run_free(run) });
+    assert_eq!(
+        names(&history(store, "c1")),
+        ["a", "tool:execute_tool search", "b"]
+    );
+
+    // A replay answers the recorded call, then reports what diverges.
+    let mut replay = null_mut();
+    ok(unsafe { omium_store_open_replay(store, c"c1".as_ptr(), &mut replay) });
+    let (request_text, hash_c) = (cs(&request.to_string()), cs(&hash));
+    let (mut state_out, mut meta_out) = (omium_buffer::EMPTY, omium_buffer::EMPTY);
+    ok(unsafe {
+        omium_replay_answer(
+            replay,
+            request_text.as_ptr(),
+            hash_c.as_ptr(),
+            &mut state_out,
+            &mut meta_out,
+        )
+    });
+    let answered: Value = serde_json::from_slice(&take_bytes(&mut state_out)).unwrap();
+    assert_eq!(answered["response"], 5);
+    assert_eq!(take_json(&mut meta_out)["omium.codec"], "json");
+    fails(
+        unsafe {
+            omium_replay_answer(
+                replay,
+                request_text.as_ptr(),
+                hash_c.as_ptr(),
+                &mut state_out,
+                null_mut(),
+            )
+        },
+        OMIUM_ERR_REPLAY_DIVERGENCE,
+        "omium_replay_answer: replay of \"c1\" diverged at call 1",
+        &["the recording does not have"],
+    );
+    ok(unsafe { omium_replay_free(replay) });
+    ok(unsafe { omium_store_open_replay(store, c"c1".as_ptr(), &mut replay) });
+    fails(
+        unsafe { omium_replay_finish(replay) },
+        OMIUM_ERR_REPLAY_DIVERGENCE,
+        "",
+        &["ended without making the recorded request tool:execute_tool search"],
+    );
+    ok(unsafe { omium_replay_free(replay) });
+
+    // Forks: at a position, and at a checkpoint with a new state.
+    let mut e = omium_buffer::EMPTY;
+    ok(unsafe { omium_store_fork_at_step(store, c"c1".as_ptr(), 2, c"c2".as_ptr(), &mut e) });
+    assert_eq!(take_json(&mut e)["id"], "c2");
+    assert_eq!(names(&history(store, "c2")), ["a", "fork of c1 at a"]);
+    fails(
+        unsafe { omium_store_fork_at_step(store, c"c1".as_ptr(), 9, c"c9".as_ptr(), null_mut()) },
+        OMIUM_ERR_INVALID_ARGUMENT,
+        "",
+        &["positions 1 to 2, not 9"],
+    );
+    ok(unsafe {
+        omium_store_fork(
+            store,
+            c"c1".as_ptr(),
+            c"a".as_ptr(),
+            c"c3".as_ptr(),
+            b"9".as_ptr(),
+            1,
+            null_mut(),
+        )
+    });
+    let h = history(store, "c3");
+    let mut st = omium_buffer::EMPTY;
+    let id = cs(h[0]["id"].as_str().unwrap());
+    ok(unsafe { omium_store_read_state(store, id.as_ptr(), &mut st) });
+    assert_eq!(take_bytes(&mut st), b"9");
+
+    // The diff of an execution with its fork at a position.
+    let mut d = omium_buffer::EMPTY;
+    ok(unsafe { omium_store_diff(store, c"c1".as_ptr(), c"c2".as_ptr(), &mut d) });
+    let rows = take_json(&mut d);
+    let got: Vec<(String, bool)> = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["position"].as_str().unwrap().to_string(),
+                r["differs"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("1".to_string(), false),
+            ("2/0".to_string(), true),
+            ("2".to_string(), true)
+        ]
+    );
+
+    // The tool allowlist of a policy.
+    ok(unsafe {
+        omium_store_apply_policy(
+            store,
+            null(),
+            null(),
+            c"defaults:\n  tool_allowlist: [search]\n".as_ptr(),
+            null_mut(),
+        )
+    });
+    ok(unsafe {
+        omium_store_check_tool(
+            store,
+            c"c1".as_ptr(),
+            null(),
+            null(),
+            c"b".as_ptr(),
+            c"search".as_ptr(),
+        )
+    });
+    fails(
+        unsafe {
+            omium_store_check_tool(
+                store,
+                c"c1".as_ptr(),
+                null(),
+                null(),
+                c"b".as_ptr(),
+                c"shell".as_ptr(),
+            )
+        },
+        OMIUM_ERR_TOOL_DENIED,
+        "omium_store_check_tool: tool \"shell\" is not allowed in step \"b\"",
+        &["search"],
+    );
+    fails(
+        unsafe {
+            omium_store_apply_policy(
+                store,
+                null(),
+                null(),
+                c"rules: [{trigger: nope}]".as_ptr(),
+                null_mut(),
+            )
+        },
+        OMIUM_ERR_INVALID_POLICY,
+        "",
+        &["nope"],
+    );
+    fails(
+        unsafe {
+            omium_canonical_request(
+                c"x".as_ptr(),
+                null(),
+                null(),
+                null(),
+                null(),
+                null(),
+                &mut buf,
+            )
+        },
+        OMIUM_ERR_INVALID_ARGUMENT,
+        "",
+        &["\"llm\" or \"tool\""],
+    );
+    fails(
+        unsafe {
+            omium_canonical_request(
+                c"llm".as_ptr(),
+                null(),
+                null(),
+                null(),
+                c"{}".as_ptr(),
+                null(),
+                &mut buf,
+            )
+        },
+        OMIUM_ERR_INVALID_ARGUMENT,
+        "omium_canonical_request: argument `args_json` must be a JSON array",
         &[],
     );
     ok(unsafe { omium_store_close(store) });

@@ -1,7 +1,8 @@
-//! Conversions between core values and Python objects, and the one place where core errors
-//! become Python exceptions (classes of `omium.errors`, chosen by `Error::code`).
+//! Conversions between core values and Python objects — records are the core's one view of them
+//! (`omium_core::json`, as C and Node get them) — and the one place where core errors become
+//! Python exceptions (classes of `omium.errors`, chosen by `Error::code`).
 
-use omium_core::{Checkpoint, Execution, VerifyReport};
+use omium_core::{json, Checkpoint, Execution, VerifyReport};
 use pyo3::exceptions::{PyRuntimeError, PyTypeError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
@@ -90,92 +91,61 @@ pub fn to_json(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<serde_json::Value
     )))
 }
 
+/// A JSON value as Python objects (dict, list, str, int, float, bool, None).
+pub fn from_json<'py>(py: Python<'py>, v: &serde_json::Value) -> PyResult<Bound<'py, PyAny>> {
+    use serde_json::Value;
+    Ok(match v {
+        Value::Null => py.None().into_bound(py),
+        Value::Bool(b) => PyBool::new(py, *b).to_owned().into_any(),
+        Value::Number(n) => match (n.as_i64(), n.as_u64()) {
+            (Some(i), _) => i.into_pyobject(py)?.into_any(),
+            (None, Some(u)) => u.into_pyobject(py)?.into_any(),
+            _ => n.as_f64().unwrap_or(f64::NAN).into_pyobject(py)?.into_any(),
+        },
+        Value::String(s) => PyString::new(py, s).into_any(),
+        Value::Array(a) => PyList::new(
+            py,
+            a.iter()
+                .map(|x| from_json(py, x))
+                .collect::<PyResult<Vec<_>>>()?,
+        )?
+        .into_any(),
+        Value::Object(m) => {
+            let d = PyDict::new(py);
+            for (k, x) in m {
+                d.set_item(k, from_json(py, x)?)?;
+            }
+            d.into_any()
+        }
+    })
+}
+
+/// A record view of the core (`omium_core::json`, the one C and Node get) as a Python dict.
+fn view<'py>(py: Python<'py>, v: serde_json::Value) -> PyResult<Bound<'py, PyDict>> {
+    Ok(from_json(py, &v)?.cast_into::<PyDict>()?)
+}
+
+/// A record view list as a Python list of dicts.
+fn views<'py>(py: Python<'py>, v: serde_json::Value) -> PyResult<Bound<'py, PyList>> {
+    Ok(from_json(py, &v)?.cast_into::<PyList>()?)
+}
+
 pub fn checkpoint<'py>(py: Python<'py>, c: &Checkpoint) -> PyResult<Bound<'py, PyDict>> {
-    let d = PyDict::new(py);
-    d.set_item("id", c.id.to_string())?;
-    d.set_item("execution_id", &c.execution_id)?;
-    d.set_item("agent", &c.agent)?;
-    d.set_item("name", &c.name)?;
-    d.set_item("kind", c.kind.as_str())?;
-    d.set_item("parent", c.parent.map(|p| p.to_string()))?;
-    d.set_item("seq", c.seq)?;
-    d.set_item("global_seq", c.global_seq)?;
-    d.set_item("key", c.key.as_deref())?;
-    d.set_item("checksum", omium_core::hex(&c.checksum))?;
-    d.set_item("raw_size", c.raw_size)?;
-    d.set_item("stored_size", c.stored_size)?;
-    d.set_item("checks_passed", c.checks.passed())?;
-    let checks = |list: &[omium_core::CheckResult]| -> Vec<(String, bool)> {
-        list.iter()
-            .map(|r| (r.expression.clone(), r.passed))
-            .collect()
-    };
-    d.set_item("preconditions", checks(&c.checks.preconditions))?;
-    d.set_item("postconditions", checks(&c.checks.postconditions))?;
-    d.set_item("metadata", c.metadata.clone())?;
-    d.set_item("created_at_ms", c.created_at_ms)?;
-    Ok(d)
+    view(py, json::checkpoint(c))
 }
 
 pub fn checkpoints<'py>(py: Python<'py>, list: &[Checkpoint]) -> PyResult<Bound<'py, PyList>> {
-    PyList::new(
-        py,
-        list.iter()
-            .map(|c| checkpoint(py, c))
-            .collect::<PyResult<Vec<_>>>()?,
-    )
+    views(py, json::checkpoints(list))
 }
 
 pub fn executions<'py>(py: Python<'py>, list: &[Execution]) -> PyResult<Bound<'py, PyList>> {
-    PyList::new(
-        py,
-        list.iter()
-            .map(|e| execution(py, e))
-            .collect::<PyResult<Vec<_>>>()?,
-    )
+    views(py, json::executions(list))
 }
 
 pub fn execution<'py>(py: Python<'py>, e: &Execution) -> PyResult<Bound<'py, PyDict>> {
-    let d = PyDict::new(py);
-    d.set_item("id", &e.id)?;
-    d.set_item("workflow", &e.workflow)?;
-    d.set_item("tenant", &e.tenant)?;
-    d.set_item("status", e.status.as_str())?;
-    d.set_item("head", e.head.map(|h| h.to_string()))?;
-    d.set_item("error", e.error.as_deref())?;
-    d.set_item("attempts", e.attempts)?;
-    d.set_item("lease_owner", e.lease.as_ref().map(|l| l.owner.clone()))?;
-    d.set_item(
-        "lease_expires_at_ms",
-        e.lease.as_ref().map(|l| l.expires_at_ms),
-    )?;
-    d.set_item("labels", e.labels.clone())?;
-    d.set_item("checkpoint_count", e.checkpoint_count)?;
-    d.set_item("created_at_ms", e.created_at_ms)?;
-    d.set_item("updated_at_ms", e.updated_at_ms)?;
-    Ok(d)
+    view(py, json::execution(e))
 }
 
 pub fn verify_report<'py>(py: Python<'py>, r: &VerifyReport) -> PyResult<Bound<'py, PyDict>> {
-    let d = PyDict::new(py);
-    d.set_item("ok", r.ok())?;
-    d.set_item("executions", r.executions)?;
-    d.set_item("checkpoints", r.checkpoints)?;
-    d.set_item("audit_entries", r.audit.entries)?;
-    d.set_item("audit_head", r.audit.head.map(|h| h.to_string()))?;
-    let problems: Vec<String> = r
-        .problems
-        .iter()
-        .map(|p| {
-            format!(
-                "execution {:?} checkpoint {}: {}",
-                p.execution,
-                p.checkpoint.as_deref().unwrap_or("-"),
-                p.error
-            )
-        })
-        .chain(r.audit.problems.iter().cloned())
-        .collect();
-    d.set_item("problems", problems)?;
-    Ok(d)
+    view(py, json::verify_report(r))
 }

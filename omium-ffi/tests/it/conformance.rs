@@ -1,5 +1,5 @@
 //! The cross-binding conformance scenarios (`tests/conformance/README.md`) through the C API:
-//! every scenario whose features the C API has (durable steps, SIGKILLs, rollbacks) runs with
+//! every scenario whose features the C API has (durable steps, SIGKILLs, rollbacks, forks) runs with
 //! the exported `omium_*` functions only — exactly the calls a C program makes — each run in a
 //! process of its own (this test binary again, as `conformance::worker`). The checks are the
 //! engine runner's (omium-core's `tests/it/conformance/check.rs`), so the expectations are the
@@ -17,12 +17,12 @@ use serde_json::{json, Value};
 
 use check::{emit, plan_of, run_all, step_body, worker_env};
 
-const FEATURES: &[&str] = &["kill", "rollback"];
+const FEATURES: &[&str] = &["kill", "rollback", "fork"];
 
 #[test]
 fn scenarios_behave_the_same_through_the_c_api() {
-    // Forks, retries, conditions, policies and resumes are not in the C API.
-    run_all(FEATURES, "conformance::worker", 20);
+    // Retries, conditions, recovery policies and resumes are the host's in C (not run here).
+    run_all(FEATURES, "conformance::worker", 25);
 }
 
 fn c(s: &str) -> CString {
@@ -89,22 +89,49 @@ fn worker() {
 }
 
 fn operate(store: *mut omium_store, op: &str, item: &Value, execution: &str) -> Value {
-    assert_eq!(op, "rollback", "the C API has no op {op:?}");
     let id = c(execution);
-    let to = item["to"].as_str().map(c);
-    // SAFETY: valid C strings or NULL; no marker id asked for.
-    let done = ok(unsafe {
-        omium_store_rollback(
-            store,
-            id.as_ptr(),
-            to.as_ref().map_or(ptr::null(), |t| t.as_ptr()),
-            ptr::null(),
-            ptr::null_mut(),
-            0,
-        )
-    });
+    let (done, of) = match op {
+        "rollback" => {
+            let to = item["to"].as_str().map(c);
+            // SAFETY: valid C strings or NULL; no marker id asked for.
+            let done = ok(unsafe {
+                omium_store_rollback(
+                    store,
+                    id.as_ptr(),
+                    to.as_ref().map_or(ptr::null(), |t| t.as_ptr()),
+                    ptr::null(),
+                    ptr::null_mut(),
+                    0,
+                )
+            });
+            (done, execution.to_string())
+        }
+        "fork" => {
+            let new_id = item["new_id"].as_str().unwrap().to_string();
+            let (at, new) = (c(item["at"].as_str().unwrap()), c(&new_id));
+            // The execution's states are JSON (the runner records them so).
+            let state = item.get("state").map(|v| serde_json::to_vec(v).unwrap());
+            let (ptr_, len) = state
+                .as_ref()
+                .map_or((ptr::null(), 0), |s| (s.as_ptr(), s.len()));
+            // SAFETY: valid C strings, `len` readable bytes or NULL, no output asked for.
+            let done = ok(unsafe {
+                omium_store_fork(
+                    store,
+                    id.as_ptr(),
+                    at.as_ptr(),
+                    new.as_ptr(),
+                    ptr_,
+                    len,
+                    ptr::null_mut(),
+                )
+            });
+            (done, new_id)
+        }
+        other => panic!("the C API has no op {other:?}"),
+    };
     match done {
-        Ok(()) => json!({"outcome": "done", "status": status(store, execution)}),
+        Ok(()) => json!({"outcome": "done", "status": status(store, &of)}),
         Err(code) => json!({"outcome": "error", "error": code}),
     }
 }

@@ -53,11 +53,18 @@ class CheckpointInfo:
     postconditions: list[tuple[str, bool]]
     metadata: dict[str, str]
     created_at: _dt.datetime
+    #: "inline" (small states) or "chunked" (content-addressed chunks), and how many chunks.
+    storage: str = "inline"
+    chunks: int = 0
 
     @staticmethod
     def of(d: dict[str, Any]) -> CheckpointInfo:
+        """From the core's record view (the one C and Node get)."""
         d = dict(d)
         d["created_at"] = _ms(d.pop("created_at_ms"))
+        checks = d.pop("checks")
+        for which in ("preconditions", "postconditions"):
+            d[which] = [(c["expression"], c["passed"]) for c in checks[which]]
         return CheckpointInfo(**d)
 
     def load(self, codec: str | Codec | None = None) -> Any:
@@ -86,6 +93,8 @@ class ExecutionInfo:
     checkpoint_count: int
     created_at: _dt.datetime
     updated_at: _dt.datetime
+    has_input: bool = False
+    has_output: bool = False
 
     @staticmethod
     def of(d: dict[str, Any]) -> ExecutionInfo:
@@ -106,6 +115,23 @@ class VerifyReport:
     #: The audit chain's last entry as ``"SEQ:HASH"`` (None for an empty log): keep it
     #: elsewhere and pass it as ``verify(expect_head=...)`` later.
     audit_head: str | None = None
+
+    @staticmethod
+    def of(d: dict[str, Any]) -> VerifyReport:
+        """From the core's record view: each problem names its execution and checkpoint."""
+        audit = d["audit"]
+        head = audit.get("head")
+        problems = [
+            f"execution {json.dumps(p['execution'])} checkpoint {p['checkpoint'] or '-'}: {p['error']}" for p in d["problems"]
+        ] + list(audit["problems"])
+        return VerifyReport(
+            ok=d["ok"],
+            executions=d["executions"],
+            checkpoints=d["checkpoints"],
+            audit_entries=audit["entries"],
+            problems=problems,
+            audit_head=None if head is None else f"{head['seq']}:{head['hash']}",
+        )
 
 
 def _new_execution_id(workflow: str) -> str:
@@ -465,7 +491,7 @@ def verify(execution_id: str | None = None, *, expect_head: str | None = None) -
     ``expect_head`` is a head that :func:`audit_head` returned earlier and that was kept where
     this store's owner cannot rewrite it: the report is not ok when the chain no longer holds
     it (its tail was cut off, or it was rewritten)."""
-    return VerifyReport(**_runtime.store().verify(execution_id, expect_head))
+    return VerifyReport.of(_runtime.store().verify(execution_id, expect_head))
 
 
 def audit_head() -> str | None:

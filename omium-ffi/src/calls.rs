@@ -1,0 +1,415 @@
+//! Operations on executions beyond the basics, for C as for the other bindings: fork at a
+//! checkpoint or at a position, the step-by-step diff of two executions, recovery policies and
+//! the tool allowlist, and recorded LLM and tool calls (the canonical request and its hash, and
+//! `omium_replay`, which answers a replayed run's calls from a recording).
+
+use std::ffi::c_char;
+use std::sync::Mutex;
+
+use omium_core::trace::calls::{self, Replay};
+use omium_core::ForkOptions;
+use serde_json::{json, Value};
+
+use crate::buffer::omium_buffer;
+use crate::error::{omium_status, Failure};
+use crate::guard::{
+    self, bytes_arg, guard, non_empty_str_arg, opt_out_arg, opt_str_arg, out_arg, str_arg, Handle,
+    Opaque,
+};
+use crate::json;
+use crate::store::{omium_store, with_store};
+
+/// A JSON argument (`what` names it in errors).
+///
+/// # Safety
+/// `ptr` is NULL or a NUL-terminated string.
+unsafe fn json_arg(ptr: *const c_char, name: &str) -> Result<Value, Failure> {
+    // SAFETY: forwarded promise.
+    let text = unsafe { str_arg(ptr, name) }?;
+    serde_json::from_str(text).map_err(|e| Failure::argument(name, format!("is not JSON: {e}")))
+}
+
+/// Forks execution `execution_id` at checkpoint `at` (an id, or a step name: its latest
+/// checkpoint) into a new execution, `new_execution_id` (NULL: a generated id). With `state`
+/// (`state_len` bytes; NULL: keep it) the checkpoint forked at gets that state instead, so the
+/// new execution resumes from it. The original is kept. Beginning the new execution re-runs
+/// the steps after the fork point.
+///
+/// If `out_execution_json` is not NULL it receives the new execution as JSON (fields as in
+/// `omium_store_execution`). Errors: `OMIUM_ERR_EXECUTION_NOT_FOUND`,
+/// `OMIUM_ERR_CHECKPOINT_NOT_FOUND`, `OMIUM_ERR_WRONG_EXECUTION`, `OMIUM_ERR_INVALID_ARGUMENT`
+/// (a new id that exists), `OMIUM_ERR_READ_ONLY`.
+///
+/// Ownership: the caller frees `*out_execution_json` with `omium_buffer_free`.
+/// Thread-safety: any thread, concurrently with other calls on the store.
+///
+/// # Safety
+/// `store` is NULL or an open store handle; the strings are NULL or NUL-terminated; `state` is
+/// NULL or points to `state_len` readable bytes; `out_execution_json` is NULL or valid for
+/// writing an `omium_buffer`.
+#[no_mangle]
+pub unsafe extern "C" fn omium_store_fork(
+    store: *mut omium_store,
+    execution_id: *const c_char,
+    at: *const c_char,
+    new_execution_id: *const c_char,
+    state: *const u8,
+    state_len: usize,
+    out_execution_json: *mut omium_buffer,
+) -> omium_status {
+    guard("omium_store_fork", || {
+        // SAFETY (argument reads): the caller's promises.
+        let out = unsafe { opt_out_arg(out_execution_json, omium_buffer::EMPTY) };
+        let id = unsafe { non_empty_str_arg(execution_id, "execution_id") }?;
+        let at = unsafe { non_empty_str_arg(at, "at") }?;
+        let new_id = unsafe { opt_str_arg(new_execution_id, "new_execution_id") }?;
+        let state = if state.is_null() {
+            None
+        } else {
+            Some(unsafe { bytes_arg(state, state_len, "state") }?.to_vec())
+        };
+        let options = ForkOptions {
+            new_execution_id: new_id.map(str::to_string),
+            state,
+        };
+        let e = unsafe { with_store(store, |s| Ok(s.fork(id, at, options)?)) }?;
+        if let Some(out) = out {
+            *out = json::buffer(&json::execution(&e));
+        }
+        Ok(())
+    })
+}
+
+/// Forks execution `execution_id` before its top-level position `at_step` (the `seq` of its
+/// history; 1 is the first step, one past the last forks after everything) into
+/// `new_execution_id`: positions before `at_step` are kept, and beginning the new execution
+/// runs from `at_step` on (a new execution with the same workflow, input and labels when
+/// `at_step` is 1). The caller gives the step at `at_step` its changed input when it runs it.
+///
+/// If `out_execution_json` is not NULL it receives the new execution as JSON. Errors:
+/// `OMIUM_ERR_INVALID_ARGUMENT` (a position out of range names the range),
+/// `OMIUM_ERR_EXECUTION_NOT_FOUND`, `OMIUM_ERR_READ_ONLY`.
+///
+/// Ownership: the caller frees `*out_execution_json` with `omium_buffer_free`.
+/// Thread-safety: any thread, concurrently with other calls on the store.
+///
+/// # Safety
+/// `store` is NULL or an open store handle; the strings are NULL or NUL-terminated;
+/// `out_execution_json` is NULL or valid for writing an `omium_buffer`.
+#[no_mangle]
+pub unsafe extern "C" fn omium_store_fork_at_step(
+    store: *mut omium_store,
+    execution_id: *const c_char,
+    at_step: u64,
+    new_execution_id: *const c_char,
+    out_execution_json: *mut omium_buffer,
+) -> omium_status {
+    guard("omium_store_fork_at_step", || {
+        // SAFETY (argument reads): the caller's promises.
+        let out = unsafe { opt_out_arg(out_execution_json, omium_buffer::EMPTY) };
+        let id = unsafe { non_empty_str_arg(execution_id, "execution_id") }?;
+        let new_id = unsafe { non_empty_str_arg(new_execution_id, "new_execution_id") }?;
+        let e = unsafe { with_store(store, |s| Ok(s.fork_at_step(id, at_step, new_id)?)) }?;
+        if let Some(out) = out {
+            *out = json::buffer(&json::execution(&e));
+        }
+        Ok(())
+    })
+}
+
+/// Compares executions `a` and `b` position by position along their live branches and writes
+/// a JSON array into `*out_json`: per position `{"seq", "position", "name_a", "name_b",
+/// "output_differs", "input_differs", "duration_ns_a", "duration_ns_b", "tokens_a", "tokens_b",
+/// "cost_a", "cost_b", "differs"}` (a position is a step's key when it has one, such as `2/0`
+/// for a call nested in the step at 2, else its seq). Embedded stores only
+/// (`OMIUM_ERR_INVALID_STATE` for a store from `omium_store_connect`).
+///
+/// Ownership: the caller frees `*out_json` with `omium_buffer_free`. Thread-safety: any
+/// thread, concurrently with other calls on the store.
+///
+/// # Safety
+/// `store` is NULL or an open store handle; the strings are NULL or NUL-terminated; `out_json`
+/// is NULL or valid for writing an `omium_buffer`.
+#[no_mangle]
+pub unsafe extern "C" fn omium_store_diff(
+    store: *mut omium_store,
+    a: *const c_char,
+    b: *const c_char,
+    out_json: *mut omium_buffer,
+) -> omium_status {
+    guard("omium_store_diff", || {
+        // SAFETY (argument reads): the caller's promises.
+        let out = unsafe { out_arg(out_json, "out_json", omium_buffer::EMPTY) }?;
+        let a = unsafe { non_empty_str_arg(a, "a") }?;
+        let b = unsafe { non_empty_str_arg(b, "b") }?;
+        let rows = unsafe {
+            with_store(store, |s| {
+                Ok(s.local("omium_store_diff")?.diff_executions(a, b)?)
+            })
+        }?;
+        let v: Vec<Value> = rows
+            .iter()
+            .map(|r| {
+                let mut j = serde_json::to_value(r).expect("records serialize");
+                j["differs"] = r.differs().into();
+                j
+            })
+            .collect();
+        *out = json::buffer(&Value::Array(v));
+        Ok(())
+    })
+}
+
+/// Stores `policy` (YAML or JSON text) as the next version of the recovery policy of `tenant`
+/// (NULL: "default") at `scope` (NULL: "global"; or "workflow:NAME", "step:NAME",
+/// "workflow:NAME/step:NAME"); it applies from the next failure on. An invalid policy is
+/// `OMIUM_ERR_INVALID_POLICY` with the line, column and what was expected in the message, and
+/// nothing is stored.
+///
+/// If `out_version_json` is not NULL it receives the stored version as JSON.
+/// Ownership: the caller frees `*out_version_json` with `omium_buffer_free`. Thread-safety: any
+/// thread, concurrently with other calls on the store.
+///
+/// # Safety
+/// `store` is NULL or an open store handle; the strings are NULL or NUL-terminated;
+/// `out_version_json` is NULL or valid for writing an `omium_buffer`.
+#[no_mangle]
+pub unsafe extern "C" fn omium_store_apply_policy(
+    store: *mut omium_store,
+    tenant: *const c_char,
+    scope: *const c_char,
+    policy: *const c_char,
+    out_version_json: *mut omium_buffer,
+) -> omium_status {
+    guard("omium_store_apply_policy", || {
+        // SAFETY (argument reads): the caller's promises.
+        let out = unsafe { opt_out_arg(out_version_json, omium_buffer::EMPTY) };
+        let tenant = unsafe { opt_str_arg(tenant, "tenant") }?.unwrap_or("default");
+        let scope = unsafe { opt_str_arg(scope, "scope") }?.unwrap_or("global");
+        let text = unsafe { non_empty_str_arg(policy, "policy") }?;
+        let v = unsafe {
+            with_store(store, |s| {
+                Ok(s.apply_policy(tenant, scope, text, None, None)?)
+            })
+        }?;
+        if let Some(out) = out {
+            *out = json::buffer(&v);
+        }
+        Ok(())
+    })
+}
+
+/// Checks a call of tool `tool` by a step `step` (NULL: outside a step) of execution
+/// `execution_id` (workflow `workflow`, NULL: none; tenant `tenant`, NULL: "default") against
+/// the policy's tool allowlist: `OMIUM_OK` when it may be called, `OMIUM_ERR_TOOL_DENIED` (the
+/// message names the tool, the step and what is allowed) when not — then do not call it. A
+/// denial outside a step is recorded as a failure here; inside one, record it with the step's
+/// failure.
+///
+/// Thread-safety: any thread, concurrently with other calls on the store.
+///
+/// # Safety
+/// `store` is NULL or an open store handle; the strings are NULL or NUL-terminated.
+#[no_mangle]
+pub unsafe extern "C" fn omium_store_check_tool(
+    store: *mut omium_store,
+    execution_id: *const c_char,
+    tenant: *const c_char,
+    workflow: *const c_char,
+    step: *const c_char,
+    tool: *const c_char,
+) -> omium_status {
+    guard("omium_store_check_tool", || {
+        // SAFETY (argument reads): the caller's promises.
+        let id = unsafe { non_empty_str_arg(execution_id, "execution_id") }?;
+        let tenant = unsafe { opt_str_arg(tenant, "tenant") }?.unwrap_or("default");
+        let workflow = unsafe { opt_str_arg(workflow, "workflow") }?;
+        let step = unsafe { opt_str_arg(step, "step") }?;
+        let tool = unsafe { non_empty_str_arg(tool, "tool") }?;
+        unsafe {
+            with_store(store, |s| {
+                Ok(s.check_tool(id, tenant, workflow, step, "main", tool)?)
+            })
+        }
+    })
+}
+
+/// The canonical request of an LLM or tool call, as every binding records it: `kind` is "llm"
+/// or "tool"; `args_json` the positional arguments (a JSON array; NULL: none), `params_json`
+/// the keyword parameters (a JSON object; NULL: none: `messages`, `tools` and the rest; headers,
+/// ids, timeouts and other volatile parameters are left out). `*out_request_json` receives
+/// `{"request": ..., "hash": "<64 hex digits>"}`; record the call as a step named
+/// `llm:<span name>` / `tool:execute_tool <name>` whose metadata holds `omium.call`,
+/// `omium.request_hash` and `omium.side_effect`, so that replays and diffs find it.
+///
+/// Ownership: the caller frees `*out_request_json` with `omium_buffer_free`. Any thread.
+///
+/// # Safety
+/// The strings are NULL or NUL-terminated; `out_request_json` is NULL or valid for writing an
+/// `omium_buffer`.
+#[no_mangle]
+pub unsafe extern "C" fn omium_canonical_request(
+    kind: *const c_char,
+    name: *const c_char,
+    provider: *const c_char,
+    model: *const c_char,
+    args_json: *const c_char,
+    params_json: *const c_char,
+    out_request_json: *mut omium_buffer,
+) -> omium_status {
+    guard("omium_canonical_request", || {
+        // SAFETY (argument reads): the caller's promises.
+        let out = unsafe { out_arg(out_request_json, "out_request_json", omium_buffer::EMPTY) }?;
+        let kind = unsafe { str_arg(kind, "kind") }?;
+        let name = unsafe { opt_str_arg(name, "name") }?.unwrap_or("");
+        let provider = unsafe { opt_str_arg(provider, "provider") }?.unwrap_or("");
+        let model = unsafe { opt_str_arg(model, "model") }?.unwrap_or("");
+        let args = match args_json.is_null() {
+            true => Vec::new(),
+            false => match unsafe { json_arg(args_json, "args_json") }? {
+                Value::Array(a) => a,
+                other => {
+                    return Err(Failure::argument(
+                        "args_json",
+                        format!("must be a JSON array, not {other}"),
+                    ))
+                }
+            },
+        };
+        let params = match params_json.is_null() {
+            true => serde_json::Map::new(),
+            false => match unsafe { json_arg(params_json, "params_json") }? {
+                Value::Object(m) => m,
+                other => {
+                    return Err(Failure::argument(
+                        "params_json",
+                        format!("must be a JSON object, not {other}"),
+                    ))
+                }
+            },
+        };
+        let (request, hash) = calls::canonical_request(kind, name, provider, model, args, params)?;
+        *out = json::buffer(&json!({"request": request, "hash": hash}));
+        Ok(())
+    })
+}
+
+/// The recorded LLM and tool calls of an execution (opaque), made by `omium_store_open_replay`,
+/// released by `omium_replay_free`. Replaying a run: for each call the run makes, in order, ask
+/// `omium_replay_answer` for the recorded answer instead of calling; at the end,
+/// `omium_replay_finish` says whether the run made every recorded call.
+///
+/// Thread-safety: calls on one replay are serialized (a replay answers in order). Freeing it
+/// while another thread is inside a call on it fails with `OMIUM_ERR_BUSY` and frees nothing.
+pub struct omium_replay(Handle<Mutex<Replay>>);
+
+impl Opaque for omium_replay {
+    type Value = Mutex<Replay>;
+    const KIND: &'static str = "replay";
+    const TAG: u64 = u64::from_le_bytes(*b"omREPLY\x01");
+    const MADE_BY: &'static str = "omium_store_open_replay";
+    fn wrap(handle: Handle<Mutex<Replay>>) -> Self {
+        omium_replay(handle)
+    }
+    fn handle(&self) -> &Handle<Mutex<Replay>> {
+        &self.0
+    }
+}
+
+/// Reads the recorded calls of execution `execution_id` (their states are read now) into a new
+/// replay, `*out_replay` (NULL on error). An execution with no recorded calls gives a replay
+/// that answers nothing. Errors: `OMIUM_ERR_EXECUTION_NOT_FOUND`, `OMIUM_ERR_INTEGRITY`,
+/// `OMIUM_ERR_DECODE` (a recorded call's state in a codec the core cannot read).
+///
+/// Ownership: the caller frees `*out_replay` with `omium_replay_free`. Thread-safety: any
+/// thread, concurrently with other calls on the store.
+///
+/// # Safety
+/// `store` is NULL or an open store handle; `execution_id` is NULL or NUL-terminated;
+/// `out_replay` is NULL or valid for writing a pointer.
+#[no_mangle]
+pub unsafe extern "C" fn omium_store_open_replay(
+    store: *mut omium_store,
+    execution_id: *const c_char,
+    out_replay: *mut *mut omium_replay,
+) -> omium_status {
+    guard("omium_store_open_replay", || {
+        // SAFETY (argument reads): the caller's promises.
+        let out = unsafe { out_arg(out_replay, "out_replay", std::ptr::null_mut()) }?;
+        let id = unsafe { non_empty_str_arg(execution_id, "execution_id") }?;
+        let replay = unsafe { with_store(store, |s| Ok(s.open_replay(id)?)) }?;
+        *out = <omium_replay as Opaque>::into_raw(Mutex::new(replay));
+        Ok(())
+    })
+}
+
+/// The recorded answer to the next call of the replayed run, whose canonical request and hash
+/// are `request_json` (the `"request"` of `omium_canonical_request`) and `hash`: `*out_state`
+/// receives the recorded state (`{"request", "response"}` in the recording's codec) and, if
+/// `out_metadata_json` is not NULL, `*out_metadata_json` the recorded checkpoint's metadata
+/// (its `omium.codec` names the codec). `OMIUM_ERR_REPLAY_DIVERGENCE` when the request differs
+/// from the recording or the recording has no further call (the message shows both requests).
+///
+/// Ownership: the caller frees both buffers with `omium_buffer_free`. Thread-safety: any thread.
+///
+/// # Safety
+/// `replay` is NULL or a live replay handle; the strings are NULL or NUL-terminated; the out
+/// pointers are NULL or valid for writing an `omium_buffer`.
+#[no_mangle]
+pub unsafe extern "C" fn omium_replay_answer(
+    replay: *mut omium_replay,
+    request_json: *const c_char,
+    hash: *const c_char,
+    out_state: *mut omium_buffer,
+    out_metadata_json: *mut omium_buffer,
+) -> omium_status {
+    guard("omium_replay_answer", || {
+        // SAFETY (argument reads): the caller's promises.
+        let out = unsafe { out_arg(out_state, "out_state", omium_buffer::EMPTY) }?;
+        let meta = unsafe { opt_out_arg(out_metadata_json, omium_buffer::EMPTY) };
+        let request = unsafe { json_arg(request_json, "request_json") }?;
+        let hash = unsafe { non_empty_str_arg(hash, "hash") }?;
+        let (state, metadata) = unsafe {
+            guard::with(replay, "replay", |r: &Mutex<Replay>| {
+                let mut r = r.lock().unwrap_or_else(|p| p.into_inner());
+                let rec = r.answer(&request, hash)?;
+                Ok((rec.state.clone(), json!(rec.checkpoint.metadata)))
+            })
+        }?;
+        *out = omium_buffer::from_vec(state);
+        if let Some(meta) = meta {
+            *meta = json::buffer(&metadata);
+        }
+        Ok(())
+    })
+}
+
+/// Checks, once the replayed run ended, that it made every recorded call:
+/// `OMIUM_ERR_REPLAY_DIVERGENCE` names the first call it did not make.
+///
+/// # Safety
+/// `replay` is NULL or a live replay handle.
+#[no_mangle]
+pub unsafe extern "C" fn omium_replay_finish(replay: *mut omium_replay) -> omium_status {
+    guard("omium_replay_finish", || {
+        // SAFETY: the caller's promise.
+        unsafe {
+            guard::with(replay, "replay", |r: &Mutex<Replay>| {
+                Ok(r.lock().unwrap_or_else(|p| p.into_inner()).finish()?)
+            })
+        }
+    })
+}
+
+/// Frees a replay; NULL is a no-op. If another thread is inside a call on it, nothing is freed
+/// and the result is `OMIUM_ERR_BUSY`.
+///
+/// # Safety
+/// `replay` is NULL or a handle from `omium_store_open_replay` that was not freed.
+#[no_mangle]
+pub unsafe extern "C" fn omium_replay_free(replay: *mut omium_replay) -> omium_status {
+    guard("omium_replay_free", || {
+        // SAFETY: the caller's promise; `omium_replay` is a newtype of its handle.
+        unsafe { guard::free(replay, "replay") }
+    })
+}
