@@ -1,0 +1,130 @@
+//! Stores written before codecs were recorded (`tests/fixtures/pre-codec`, by the demo at the
+//! commit before the change) open, verify, resume and record with today's code.
+
+use std::path::{Path, PathBuf};
+
+use omium_core::{BeginOptions, NewCheckpoint, Status, Store};
+
+/// A copy of a fixture store (the committed files are never opened).
+fn copy_of(name: &str) -> (tempfile::TempDir, PathBuf) {
+    let from = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/pre-codec")
+        .join(name);
+    let dir = tempfile::tempdir().unwrap();
+    let to = dir.path().join(name);
+    std::fs::create_dir(&to).unwrap();
+    for entry in std::fs::read_dir(&from).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+    }
+    (dir, to)
+}
+
+fn names(s: &Store, id: &str) -> Vec<String> {
+    s.history(id).unwrap().into_iter().map(|c| c.name).collect()
+}
+
+#[test]
+fn a_killed_run_written_before_codecs_were_recorded_resumes_and_records() {
+    let (_d, path) = copy_of("killed");
+    let s = Store::open(&path).unwrap();
+    assert!(s.verify(None).unwrap().ok());
+    let resumable: Vec<String> = s.resumable().unwrap().into_iter().map(|e| e.id).collect();
+    assert_eq!(resumable, ["cust-42"]);
+    assert_eq!(names(&s, "cust-42"), ["kyc_doc_validated", "credit_score"]);
+    // Its states are readable bytes; no codec is named, so the JSON view says so.
+    let first = &s.history("cust-42").unwrap()[0];
+    assert!(!s.read_state(first).unwrap().is_empty());
+    assert!(first.metadata.get("omium.codec").is_none());
+    let e = s.state_value(first).unwrap_err();
+    assert_eq!(e.code(), "decode");
+    assert!(e.to_string().contains("codec is not recorded"), "{e}");
+
+    // The same code resumes it: the two recorded steps replay, the rest are recorded now.
+    let run = s
+        .begin(
+            "cust-42",
+            BeginOptions {
+                workflow: "customer_onboarding".into(),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    for name in ["kyc_doc_validated", "credit_score"] {
+        let seq = run.reserve();
+        assert!(
+            run.recorded(seq, name, None).unwrap().is_some(),
+            "{name} replays"
+        );
+    }
+    for name in ["offer", "notify_customer"] {
+        let seq = run.reserve();
+        assert!(run.recorded(seq, name, None).unwrap().is_none());
+        let state = format!(r#"{{"step": "{name}"}}"#);
+        let meta = [("omium.codec".to_string(), "json".to_string())].into();
+        run.record(
+            seq,
+            NewCheckpoint {
+                name,
+                state: state.as_bytes(),
+                metadata: meta,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    }
+    run.complete(None).unwrap();
+    drop(run);
+    assert_eq!(s.execution("cust-42").unwrap().status, Status::Completed);
+    assert_eq!(
+        names(&s, "cust-42"),
+        [
+            "kyc_doc_validated",
+            "credit_score",
+            "offer",
+            "notify_customer"
+        ]
+    );
+    let last = s.history("cust-42").unwrap().pop().unwrap();
+    assert_eq!(
+        s.state_value(&last).unwrap()["step"],
+        "notify_customer",
+        "new steps name their codec"
+    );
+    assert!(s.verify(None).unwrap().ok());
+}
+
+#[test]
+fn a_completed_execution_with_a_rollback_written_before_codecs_verifies_and_forks() {
+    let (_d, path) = copy_of("completed");
+    let s = Store::open(&path).unwrap();
+    let report = s.verify(None).unwrap();
+    assert!(report.ok(), "{:?}", report.problems);
+    assert_eq!((report.checkpoints, report.audit.entries), (8, 13));
+    let e = s.execution("cust-42").unwrap();
+    assert_eq!(e.status, Status::Completed);
+    assert_eq!(
+        names(&s, "cust-42"),
+        [
+            "kyc_doc_validated",
+            "rollback to kyc_doc_validated",
+            "credit_score",
+            "offer",
+            "notify_customer"
+        ]
+    );
+    // The abandoned branch stays readable, and today's operations work on the old records.
+    assert_eq!(s.checkpoints("cust-42").unwrap().len(), 8);
+    let forked = s
+        .fork(
+            "cust-42",
+            &omium_core::RollbackTarget::parse("credit_score"),
+            omium_core::ForkOptions {
+                new_execution_id: Some("cust-42-b".into()),
+                state: None,
+            },
+        )
+        .unwrap();
+    assert_eq!(forked.status, Status::Pending);
+    assert!(s.verify(None).unwrap().ok());
+}
