@@ -35,7 +35,7 @@ fn a_killed_run_written_before_codecs_were_recorded_resumes_and_records() {
     // Its states are readable bytes; no codec is named, so the JSON view says so.
     let first = &s.history("cust-42").unwrap()[0];
     assert!(!s.read_state(first).unwrap().is_empty());
-    assert!(first.metadata.get("omium.codec").is_none());
+    assert!(!first.metadata.contains_key("omium.codec"));
     let e = s.state_value(first).unwrap_err();
     assert_eq!(e.code(), "decode");
     assert!(e.to_string().contains("codec is not recorded"), "{e}");
