@@ -73,6 +73,7 @@ fn _omium(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(trace::new_trace_id, m)?)?;
     m.add_function(wrap_pyfunction!(trace::parse_traceparent, m)?)?;
     m.add_function(wrap_pyfunction!(trace::canonical_request, m)?)?;
+    m.add_function(wrap_pyfunction!(trace::call_span_name, m)?)?;
     m.add_class::<trace::Replay>()?;
     m.add_class::<threads::Threads>()?;
     m.add_class::<workflow::WorkflowSpec>()?;

@@ -172,6 +172,12 @@ pub fn canonical_request(
     Ok((request.to_string(), hash))
 }
 
+/// The span name of a call (`chat gpt-4o`, `execute_tool search`); its step is `KIND:NAME`.
+#[pyfunction]
+pub fn call_span_name(kind: &str, name: &str, model: &str, operation: &str) -> String {
+    trace::calls::span_name(kind, name, model, operation)
+}
+
 /// The recorded calls of an execution, answering a replayed run's calls in order.
 #[pyclass(module = "omium._omium")]
 pub struct Replay {

@@ -340,3 +340,58 @@ fn a_failing_receiver_is_retried_then_counted_never_blocking_the_caller() {
         "storage does not depend on export"
     );
 }
+
+#[test]
+fn a_replay_answers_calls_recorded_without_a_codec_by_their_hash() {
+    use omium_core::serve::StoreHandle;
+    use omium_core::trace::calls;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let (request, hash) =
+        calls::canonical_request("tool", "search", "", "", vec![1.into()], Default::default())
+            .unwrap();
+    // A call recorded as Python recorded them before codecs were named: msgpack, no codec.
+    let run = store.begin("old", BeginOptions::default()).unwrap();
+    let meta = [
+        (calls::CALL_KEY.to_string(), "tool".to_string()),
+        (calls::HASH_KEY.to_string(), hash.clone()),
+    ]
+    .into();
+    let state = b"\x82\xa7request\xc0\xa8response\x05";
+    run.record(
+        run.reserve(),
+        omium_core::NewCheckpoint {
+            name: "tool:execute_tool search",
+            state,
+            metadata: meta,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    drop(run);
+    let handle = StoreHandle::Local(store.clone());
+    let mut replay = handle.open_replay("old").unwrap();
+    assert_eq!(replay.progress(), (0, 1));
+    let rec = replay.answer(&request, &hash).unwrap();
+    assert_eq!(
+        rec.state, state,
+        "the binding decodes the answer with its own codec"
+    );
+    assert_eq!(
+        rec.request,
+        serde_json::Value::Null,
+        "no codec: no request to show"
+    );
+    replay.finish().unwrap();
+    // Another request diverges, showing what there is.
+    let mut again = handle.open_replay("old").unwrap();
+    let e = again
+        .answer(&serde_json::json!({"other": 1}), "f00")
+        .unwrap_err();
+    assert_eq!(e.code(), "replay_divergence");
+    assert_eq!(e.details().unwrap()["index"], 0);
+    assert!(
+        again.finish().is_ok(),
+        "the diverging call was the recorded one"
+    );
+}

@@ -109,7 +109,7 @@ def _start(
     from . import _steps
 
     ctx = _runtime.current.get()
-    span_name = f"{operation} {model}".strip() if kind == "llm" else f"execute_tool {name}"  # the core's calls::span_name
+    span_name = _omium.call_span_name(kind, name, model, operation)
     step_name = f"{kind}:{span_name}"
     seq, key, request, h = -1, None, None, ""
     if ctx is not None:
