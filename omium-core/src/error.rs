@@ -266,7 +266,10 @@ pub enum Error {
 
     /// A replayed run made a request that differs from the recording, or one more or one
     /// fewer than it recorded (`recorded` and `actual` are the two canonical requests).
-    #[error("replay of {execution:?} diverged at call {index}: {detail}")]
+    #[error(
+        "replay of {execution:?} diverged at call {index}: {detail}\n(a replay needs the code \
+         that made the recording; to run changed code live from a step, fork at that step)"
+    )]
     ReplayDivergence {
         execution: String,
         index: usize,

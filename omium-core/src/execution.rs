@@ -540,7 +540,6 @@ pub(crate) fn pid_alive(pid: u32) -> bool {
     }
 }
 
-/// The recorded steps of the live branch, by position and by explicit key.
 /// The journal positions of steps called inside a step's body: `PARENT/N`, N counting the
 /// parent's children in call order, or `PARENT/KEY` for a child with a key of its own (which is
 /// counted too). Every binding positions nested steps (and recorded calls) with it, so the same
@@ -560,8 +559,23 @@ impl Nested {
             None => format!("{parent}/{this}"),
         }
     }
+
+    /// The position of a step called now: a top-level one (`parent` None) takes the seq
+    /// `reserve` gives and keeps its own `key`; a nested one is `(0, PARENT/N)`.
+    pub fn position<E>(
+        &self,
+        parent: Option<&str>,
+        key: Option<&str>,
+        reserve: impl FnOnce() -> std::result::Result<u64, E>,
+    ) -> std::result::Result<(u64, Option<String>), E> {
+        Ok(match parent {
+            None => (reserve()?, key.map(str::to_string)),
+            Some(p) => (0, Some(self.child(p, key))),
+        })
+    }
 }
 
+/// The recorded steps of the live branch, by position and by explicit key.
 struct Journal {
     by_seq: HashMap<u64, Checkpoint>,
     by_key: HashMap<String, Checkpoint>,
@@ -665,10 +679,9 @@ impl Run {
     /// step at position `parent` (its key, else its seq) is `(0, Some("PARENT/N"))` (see
     /// [`Nested`]).
     pub fn position(&self, parent: Option<&str>, key: Option<&str>) -> (u64, Option<String>) {
-        match parent {
-            None => (self.reserve(), key.map(str::to_string)),
-            Some(p) => (0, Some(self.nested.child(p, key))),
-        }
+        let reserve = || Ok::<_, std::convert::Infallible>(self.reserve());
+        let Ok(p) = self.nested.position(parent, key, reserve);
+        p
     }
 
     /// The recorded checkpoint of the step at `seq` (or with `key`), if the journal has one.

@@ -131,3 +131,14 @@ pub fn policy_defaults(e: &crate::policy::Effective) -> Value {
     d["step_timeout_ms"] = json!(defaults.step_timeout.map(|t| t.0.as_millis() as u64));
     json!({"defaults": d, "layers": layers})
 }
+
+/// Step diffs of two executions (`Store::diff_executions`), each with `differs`.
+pub fn step_diffs(rows: &[crate::trace::view::StepDiff]) -> Value {
+    rows.iter()
+        .map(|r| {
+            let mut j = serde_json::to_value(r).expect("records serialize");
+            j["differs"] = r.differs().into();
+            j
+        })
+        .collect()
+}

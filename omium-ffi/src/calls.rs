@@ -19,7 +19,7 @@ use crate::guard::{
 use crate::json;
 use crate::store::{omium_store, with_store};
 
-/// A JSON argument (`what` names it in errors).
+/// A JSON argument (`name` names it in errors).
 ///
 /// # Safety
 /// `ptr` is NULL or a NUL-terminated string.
@@ -147,15 +147,7 @@ pub unsafe extern "C" fn omium_store_diff(
                 Ok(s.local("omium_store_diff")?.diff_executions(a, b)?)
             })
         }?;
-        let v: Vec<Value> = rows
-            .iter()
-            .map(|r| {
-                let mut j = serde_json::to_value(r).expect("records serialize");
-                j["differs"] = r.differs().into();
-                j
-            })
-            .collect();
-        *out = json::buffer(&Value::Array(v));
+        *out = json::buffer(&omium_core::json::step_diffs(&rows));
         Ok(())
     })
 }

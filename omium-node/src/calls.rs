@@ -61,12 +61,6 @@ impl Replay {
         })
     }
 
-    /// How many calls were answered.
-    #[napi(getter)]
-    pub fn answered(&self) -> Result<u32> {
-        Ok(self.lock()?.progress().0 as u32)
-    }
-
     /// Fails with `replay_divergence` when the run ended before making every recorded call.
     #[napi]
     pub fn finish(&self) -> Result<()> {

@@ -739,15 +739,7 @@ impl Store {
         let s = self.local("diffExecutions")?;
         blocking(move || {
             let rows = s.diff_executions(&a, &b)?;
-            Ok(Value::Array(
-                rows.iter()
-                    .map(|r| {
-                        let mut j = record(r);
-                        j["differs"] = r.differs().into();
-                        convert::camel(j)
-                    })
-                    .collect(),
-            ))
+            Ok(convert::camel(omium_core::json::step_diffs(&rows)))
         })
         .await
     }

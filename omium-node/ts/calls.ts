@@ -141,9 +141,11 @@ async function recordedCall<R>(d: Describe, fn: (...a: unknown[]) => R | Promise
     if (ctx.mutation !== undefined && stepKey === undefined && ctx.mutation.seq === seq) callArgs = ctx.mutation.apply(callArgs);
   }
   const canonicalParams = params === undefined ? {} : (toPlain(callArgs[0]) as Params);
-  const { request, hash } = callSync(() =>
-    native.canonicalRequest(d.kind, d.name, d.provider, d.model, params === undefined ? (toPlain(callArgs) as unknown[]) : [], canonicalParams),
-  ) as { request: unknown; hash: string };
+  // The canonical request is recorded (and replayed) inside an execution only.
+  const { request, hash } =
+    ctx === undefined
+      ? { request: undefined, hash: "" }
+      : (callSync(() => native.canonicalRequest(d.kind, d.name, d.provider, d.model, params === undefined ? (toPlain(callArgs) as unknown[]) : [], canonicalParams)) as { request: unknown; hash: string });
   const span = tracing() ? new Span(spanName, d.kind, { kind: d.kind === "llm" ? "client" : "internal" }) : undefined;
   if (span !== undefined) describeRequest(span, d, callArgs, canonicalParams);
   try {

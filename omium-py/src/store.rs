@@ -685,15 +685,7 @@ impl Store {
     fn diff_executions(&self, py: Python<'_>, a: &str, b: &str) -> PyResult<String> {
         let store = self.get()?;
         let rows = py.detach(|| store.diff_executions(a, b)).map_err(err)?;
-        let v: Vec<serde_json::Value> = rows
-            .iter()
-            .map(|r| {
-                let mut j = serde_json::to_value(r).expect("diffs serialize");
-                j["differs"] = r.differs().into();
-                j
-            })
-            .collect();
-        Ok(serde_json::Value::Array(v).to_string())
+        Ok(omium_core::json::step_diffs(&rows).to_string())
     }
 
     /// The terminal waterfall of an execution's trace.

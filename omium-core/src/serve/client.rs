@@ -337,10 +337,7 @@ impl RemoteRun {
         parent: Option<&str>,
         key: Option<&str>,
     ) -> Result<(u64, Option<String>)> {
-        match parent {
-            None => Ok((self.reserve()?, key.map(str::to_string))),
-            Some(p) => Ok((0, Some(self.nested.child(p, key)))),
-        }
+        self.nested.position(parent, key, || self.reserve())
     }
 
     pub fn reserve(&self) -> Result<u64> {

@@ -192,7 +192,6 @@ impl StoreHandle {
         at_step: u64,
         new_execution_id: &str,
     ) -> Result<Execution> {
-        let source = self.execution(execution_id)?;
         let history = self.history(execution_id)?;
         match crate::trace::calls::fork_point(execution_id, &history, at_step)? {
             Some(before) => self.fork(
@@ -204,11 +203,12 @@ impl StoreHandle {
                 },
             ),
             None => {
-                let mut labels = source.labels.clone();
+                let source = self.execution(execution_id)?;
+                let mut labels = source.labels;
                 labels.insert("omium.forked_from".into(), execution_id.to_string());
                 let options = BeginOptions {
-                    workflow: source.workflow.clone(),
-                    tenant: source.tenant.clone(),
+                    workflow: source.workflow,
+                    tenant: source.tenant,
                     input: self.execution_input(execution_id)?,
                     labels,
                     ..BeginOptions::default()
@@ -222,8 +222,11 @@ impl StoreHandle {
     /// A replay of `execution_id`'s recorded LLM and tool calls (their states read now).
     pub fn open_replay(&self, execution_id: &str) -> Result<crate::trace::calls::Replay> {
         let history = self.history(execution_id)?;
-        let calls =
-            crate::trace::calls::recordings(history, |c| self.read_state(&c.id.to_string()))?;
+        // An embedded store reads each state from the checkpoint in hand (no second lookup).
+        let calls = crate::trace::calls::recordings(history, |c| match self {
+            StoreHandle::Local(s) => s.read_state(c),
+            StoreHandle::Remote(_) => self.read_state(&c.id.to_string()),
+        })?;
         Ok(crate::trace::calls::Replay::new(execution_id, calls))
     }
 

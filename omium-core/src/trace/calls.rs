@@ -143,12 +143,7 @@ impl Replay {
         }
     }
 
-    /// The execution replayed.
-    pub fn source(&self) -> &str {
-        &self.source
-    }
-
-    /// How many calls were recorded, and how many were answered so far.
+    /// How many calls were answered so far, and how many were recorded.
     pub fn progress(&self) -> (usize, usize) {
         (self.next, self.calls.len())
     }
@@ -206,10 +201,10 @@ impl Replay {
     }
 }
 
-/// The top-level steps of an execution's live branch a fork at a position sees: `(last
-/// position, the checkpoint to fork at)`; `None` to fork before anything was recorded.
-/// Positions are the `seq` of the history (1 is the first step); a step's nested calls belong
-/// to it.
+/// Where a fork before position `at_step` of an execution's live branch forks: the last
+/// top-level step before it, or `None` to fork before anything was recorded (`at_step` 1).
+/// Positions are the `seq` of the history (1 is the first step, one past the last is allowed);
+/// a step's nested calls belong to it.
 pub fn fork_point(
     execution_id: &str,
     history: &[Checkpoint],
