@@ -3,7 +3,8 @@
 `claim URL LOG ID...`: runs the 5-step `pipeline` workflow for each id it can get; an id another
 worker is running answers ExecutionLeasedError and is skipped. `slow URL LOG ID`: runs one
 10-step execution, 0.5 s a step (the test kills it mid-way). `recover URL LOG`: resumes every
-resumable execution. `hold URL LOG ID`: runs the 5-step `holder` workflow, prints READY when
+resumable execution; with OMIUM_TEST_BARRIER=DIR it first writes DIR/ready-PID and waits for DIR/go,
+so that the test starts every worker's work at once. `hold URL LOG ID`: runs the 5-step `holder` workflow, prints READY when
 it reaches step 3 and waits there to be killed. Each step appends "<execution> <step> <pid>" to LOG when its body runs."""
 
 from __future__ import annotations
@@ -49,6 +50,12 @@ def main() -> None:
     @omium.workflow("holder")
     def holder(execution: str) -> list[int]:
         return [hold_step(execution, i) for i in range(5)]
+
+    barrier = os.environ.get("OMIUM_TEST_BARRIER")
+    if barrier:
+        open(os.path.join(barrier, f"ready-{os.getpid()}"), "w").close()
+        while not os.path.exists(os.path.join(barrier, "go")):
+            time.sleep(0.005)
 
     done, skipped = [], []
     if mode == "hold":

@@ -92,9 +92,10 @@ def daemon(tmp_path, sockdir):
     d.stop()
 
 
-def worker(mode: str, url: str, log: Path, *ids: str) -> subprocess.Popen:
+def worker(mode: str, url: str, log: Path, *ids: str, barrier: Path | None = None) -> subprocess.Popen:
+    env = {**os.environ, "OMIUM_TEST_BARRIER": str(barrier)} if barrier else None
     return subprocess.Popen(
-        [sys.executable, str(WORKER), mode, url, str(log), *ids], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        [sys.executable, str(WORKER), mode, url, str(log), *ids], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
     )
 
 
@@ -113,14 +114,30 @@ def log_lines(log: Path) -> list[tuple[str, int, int]]:
 def test_four_workers_share_one_store_and_leases_keep_executions_apart(daemon, tmp_path):
     log = tmp_path / "steps.log"
     ids = [f"job-{i}" for i in range(8)]
+    # A fifth process holds "held" for the whole test: every worker meets a lease it must respect.
+    holder = worker("hold", daemon.unix_url, tmp_path / "held.log", "held")
+    assert holder.stdout.readline().strip() == "READY", holder.stderr.read()
+    barrier = tmp_path / "barrier"
+    barrier.mkdir()
     # Each worker walks all eight ids from a different place: they collide on purpose.
-    procs = [worker("claim", daemon.unix_url if i % 2 else daemon.http_url, log, *(ids[2 * i :] + ids[: 2 * i])) for i in range(4)]
+    procs = [
+        worker("claim", daemon.unix_url if i % 2 else daemon.http_url, log, *(ids[2 * i :] + ids[: 2 * i]), "held", barrier=barrier)
+        for i in range(4)
+    ]
+    deadline = time.monotonic() + 60
+    while len(list(barrier.glob("ready-*"))) < len(procs):
+        assert all(p.poll() is None for p in procs), [p.stderr.read() for p in procs if p.poll() is not None]
+        assert time.monotonic() < deadline, "the workers did not start"
+        time.sleep(0.01)
+    (barrier / "go").touch()
     reports = [finished(p) for p in procs]
+    holder.kill()
+    holder.wait(10)
     lines = log_lines(log)
     ran = [(e, s) for e, s, _ in lines]
     assert sorted(ran) == sorted((e, s) for e in ids for s in range(5)), "every step ran exactly once"
     assert len({pid for _, _, pid in lines}) >= 2, f"the work was shared: {reports}"
-    assert any(r["skipped"] for r in reports), "workers met executions another worker held"
+    assert all("held" in r["skipped"] for r in reports), f"every worker respected the held lease: {reports}"
     omium.init(url=daemon.unix_url)
     by_id = {e.id: e for e in omium.executions()}
     assert all(by_id[i].status == "completed" and by_id[i].checkpoint_count == 5 for i in ids)
