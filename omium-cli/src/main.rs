@@ -23,6 +23,7 @@ use std::time::Duration;
 use clap::error::ErrorKind;
 use clap::{Parser, Subcommand};
 use omium_core::{Error, ForkOptions, RollbackTarget, Store};
+use omium_core::prelude::*;
 
 #[derive(Parser)]
 #[command(

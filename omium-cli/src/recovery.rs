@@ -11,6 +11,7 @@ use omium_core::recovery::{FailureRecord, RecoveryMetrics};
 use omium_core::{Error, Store};
 
 use crate::view::{json, table, time};
+use omium_core::prelude::*;
 
 #[derive(Subcommand)]
 pub enum PolicyCommand {

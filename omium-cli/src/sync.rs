@@ -9,6 +9,7 @@ use omium_core::sync::{RemoteDurability, SyncConfig};
 use omium_core::{Error, Store};
 
 use crate::view;
+use omium_core::prelude::*;
 
 #[derive(Subcommand, Debug)]
 pub enum SyncCommand {

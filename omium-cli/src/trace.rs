@@ -7,6 +7,7 @@ use omium_core::trace::view;
 use omium_core::{Error, Store};
 
 use crate::view::{json, table};
+use omium_core::prelude::*;
 
 /// `omium trace <exec> [--html FILE]`: a waterfall in the terminal, or one HTML file.
 pub fn trace(

@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 use ulid::Ulid;
 
 use crate::blob::{decode_chunk, ChunkRef, Manifest, MAX_CHUNK_BYTES};
-use crate::codec;
+use omium_storage::codec;
 use crate::sync::{check_records, Bundle, Chunk, Pulled, SyncBatch, Synced};
 use crate::{AuditEntry, Checkpoint, ChunkParams, Execution, StateRef, Status, Store};
 

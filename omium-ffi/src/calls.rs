@@ -18,6 +18,7 @@ use crate::guard::{
 };
 use crate::json;
 use crate::store::{omium_store, with_store};
+use omium_core::prelude::*;
 
 /// A JSON argument (`name` names it in errors).
 ///

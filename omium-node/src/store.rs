@@ -18,6 +18,7 @@ use serde_json::Value;
 
 use crate::convert::{self, blocking, coded, err, record};
 use crate::run::Run;
+use omium_core::prelude::*;
 
 #[napi(object)]
 pub struct OpenStoreOptions {

@@ -19,6 +19,7 @@ use pyo3::types::{PyBytes, PyDict, PyList};
 use crate::convert::{self, err};
 use crate::recovery;
 use crate::run::Run;
+use omium_core::prelude::*;
 
 fn to_json_text<T: serde::Serialize>(v: &T) -> String {
     serde_json::to_string(v).expect("records serialize")

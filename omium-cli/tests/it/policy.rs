@@ -6,6 +6,7 @@ use common::Ctx;
 use omium_core::policy::Scope;
 use omium_core::recovery::FailureInput;
 use omium_core::{BeginOptions, Store};
+use omium_core::prelude::*;
 
 const EXAMPLES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/policies");
 

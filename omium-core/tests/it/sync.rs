@@ -9,6 +9,7 @@ use omium_core::sync::{RemoteDurability, SyncConfig};
 use omium_core::{BeginOptions, Error, Store};
 
 use crate::common;
+use omium_core::prelude::*;
 
 struct Cluster {
     nodes: Vec<Option<Node>>,

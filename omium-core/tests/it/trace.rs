@@ -9,6 +9,7 @@ use crate::common;
 use omium_core::trace::{self, view, ExportConfig, Span, SpanKind, StatusCode, Value};
 use omium_core::{BeginOptions, Store};
 use prost::Message;
+use omium_core::prelude::*;
 
 fn span(
     exec: &str,

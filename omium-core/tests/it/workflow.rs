@@ -13,6 +13,7 @@ use omium_core::workflow::{
 };
 use omium_core::{RollbackTarget, Store};
 use serde_json::{json, Map, Value};
+use omium_core::prelude::*;
 
 fn workflows_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/workflows")

@@ -8,6 +8,7 @@ use std::process::{Command, Stdio};
 
 use omium_core::Store;
 use serde_json::{json, Value};
+use omium_core::prelude::*;
 
 /// The scenario files, in order.
 pub fn scenario_files() -> Vec<PathBuf> {

@@ -23,6 +23,7 @@ use omium_core::{
 use serde_json::{json, Value};
 
 use check::{emit, expand, plan_of, run_all, step_body, worker_env};
+use omium_core::prelude::*;
 
 const FEATURES: &[&str] = &[
     "kill",

@@ -1,0 +1,273 @@
+//! `omium serve`: one daemon owns a store and serves its API to the worker processes of one
+//! machine (a RocksDB directory has one writer; the daemon is that writer).
+//!
+//! The API is a set of named methods, each `POST /v1/<method>` with a JSON object of arguments,
+//! answering a JSON value (`docs/openapi.yaml` describes every one). Errors answer with an HTTP
+//! status and `{"code", "message"}`, the codes of [`Error::code`]. Bytes (states, inputs,
+//! outputs) travel base64-encoded. A run of an execution is a session on the daemon
+//! (`begin` → `run.*` → `run.close`): the daemon's store holds the execution's lease, so two
+//! workers cannot run one execution at once; a session whose worker process died (same host:
+//! its pid is gone) or went silent past its lease is dropped, which leaves the execution
+//! resumable, as a crash of an embedded process does.
+//!
+//! - [`server`]: the daemon ([`Daemon`], [`ServeConfig`]): a unix socket and HTTP on
+//!   loopback (API keys required for any other address);
+//! - [`client`]: the blocking client ([`Client`], [`RemoteRun`], [`RemoteRecovery`]);
+//! - [`handle`]: what the bindings hold — one API over an embedded store or a daemon
+//!   ([`StoreHandle`], [`RunHandle`], [`RecoveryHandle`]).
+
+pub mod client;
+pub mod handle;
+
+
+use std::collections::BTreeMap;
+
+use base64::Engine as _;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+pub use client::{Client, RemoteRecovery, RemoteRun};
+pub use handle::{RecoveryHandle, RunHandle, StoreHandle};
+
+
+use crate::error::{Error, Result};
+use crate::policy::Scope;
+use crate::{CheckResult, CheckpointKind, Checks, ForkOptions, RollbackTarget, Store};
+use crate::prelude::*;
+
+/// The OpenAPI document of the HTTP API (also served at `GET /openapi.yaml`).
+pub const OPENAPI: &str = include_str!("../../../docs/openapi.yaml");
+
+/// Protocol version in paths (`/v1/...`).
+pub const VERSION: &str = "v1";
+
+/// Bytes as the API carries them (standard base64).
+pub fn b64(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+pub fn unb64(what: &'static str, text: &str) -> Result<Vec<u8>> {
+    base64::engine::general_purpose::STANDARD
+        .decode(text)
+        .map_err(|e| Error::InvalidArgument {
+            what,
+            detail: format!("not base64: {e}"),
+        })
+}
+
+/// The arguments of a method call, with errors that name the method and the argument.
+pub struct Args<'a> {
+    method: &'a str,
+    map: serde_json::Map<String, Value>,
+}
+
+impl<'a> Args<'a> {
+    pub fn new(method: &'a str, v: Value) -> Result<Args<'a>> {
+        match v {
+            Value::Object(map) => Ok(Args { method, map }),
+            Value::Null => Ok(Args {
+                method,
+                map: Default::default(),
+            }),
+            other => Err(Error::InvalidArgument {
+                what: "request body",
+                detail: format!("{method}: expected a JSON object of arguments, not {other}"),
+            }),
+        }
+    }
+
+    fn bad(&self, name: &str, expected: &str, got: &Value) -> Error {
+        Error::InvalidArgument {
+            what: "argument",
+            detail: format!(
+                "{}: argument {name:?} must be {expected}, not {got}",
+                self.method
+            ),
+        }
+    }
+
+    pub fn opt<T: for<'de> Deserialize<'de>>(
+        &self,
+        name: &str,
+        expected: &str,
+    ) -> Result<Option<T>> {
+        match self.map.get(name) {
+            None | Some(Value::Null) => Ok(None),
+            Some(v) => serde_json::from_value(v.clone())
+                .map(Some)
+                .map_err(|_| self.bad(name, expected, v)),
+        }
+    }
+
+    pub fn req<T: for<'de> Deserialize<'de>>(
+        &self,
+        name: &str,
+        expected: &str,
+    ) -> Result<T> {
+        self.opt(name, expected)?
+            .ok_or_else(|| Error::InvalidArgument {
+                what: "argument",
+                detail: format!("{}: argument {name:?} ({expected}) is missing", self.method),
+            })
+    }
+
+    pub fn str(&self, name: &str) -> Result<String> {
+        self.req(name, "a string")
+    }
+
+    pub fn opt_str(&self, name: &str) -> Result<Option<String>> {
+        self.opt(name, "a string")
+    }
+
+    pub fn opt_bytes(&self, name: &'static str) -> Result<Option<Vec<u8>>> {
+        self.opt_str(name)?.map(|t| unb64(name, &t)).transpose()
+    }
+}
+
+/// Checks as the bindings give them: `[[expression, passed], ...]`.
+pub fn checks(list: Vec<(String, bool)>) -> Vec<CheckResult> {
+    list.into_iter()
+        .map(|(expression, passed)| CheckResult { expression, passed })
+        .collect()
+}
+
+pub fn kind(s: &str) -> Result<CheckpointKind> {
+    match s {
+        "step" => Ok(CheckpointKind::Step),
+        "snapshot" => Ok(CheckpointKind::Snapshot),
+        other => Err(Error::InvalidArgument {
+            what: "checkpoint kind",
+            detail: format!("{other:?}; expected \"step\" or \"snapshot\""),
+        }),
+    }
+}
+
+pub fn to_value<T: serde::Serialize>(v: &T) -> Value {
+    serde_json::to_value(v).expect("records serialize")
+}
+
+/// The store-level methods (runs are the server's sessions). Every answer is the record as the
+/// core's serde gives it, so a client decodes the very structs an embedded store returns.
+pub fn call(store: &Store, method: &str, args: Args<'_>) -> Result<Value> {
+    let a = &args;
+    Ok(match method {
+        "execution" => to_value(&store.execution(&a.str("execution_id")?)?),
+        "executions" => to_value(&store.executions()?),
+        "resumable" => to_value(&store.resumable()?),
+        "execution_input" => {
+            json!({"data": store.execution_input(&a.str("execution_id")?)?.map(|b| b64(&b))})
+        }
+        "execution_output" => {
+            json!({"data": store.execution_output(&a.str("execution_id")?)?.map(|b| b64(&b))})
+        }
+        "history" => to_value(&store.history(&a.str("execution_id")?)?),
+        "checkpoints" => to_value(&store.checkpoints(&a.str("execution_id")?)?),
+        "branch" => to_value(&store.branch(&a.str("checkpoint_id")?)?),
+        "checkpoint" => to_value(&store.checkpoint(&a.str("checkpoint_id")?)?),
+        "read_state" => {
+            let c = store.checkpoint(&a.str("checkpoint_id")?)?;
+            json!({"data": b64(&store.read_state(&c)?)})
+        }
+        "rollback" => {
+            let to = a.opt_str("to")?;
+            let global_seq: Option<u64> = a.opt("global_seq", "an unsigned integer")?;
+            let target = match (to, global_seq) {
+                (Some(t), _) => RollbackTarget::parse(&t),
+                (None, Some(g)) => RollbackTarget::GlobalSeq(g),
+                (None, None) => RollbackTarget::LastConsistent,
+            };
+            let reason = a.opt_str("reason")?;
+            to_value(&store.rollback(&a.str("execution_id")?, &target, reason.as_deref())?)
+        }
+        "fork" => {
+            let options = ForkOptions {
+                new_execution_id: a.opt_str("new_execution_id")?,
+                state: a.opt_bytes("state")?,
+            };
+            let at = RollbackTarget::parse(&a.str("at")?);
+            to_value(&store.fork(&a.str("execution_id")?, &at, options)?)
+        }
+        "verify" => {
+            let expect: Option<crate::AuditHead> =
+                a.opt_str("expect_head")?.map(|h| h.parse()).transpose()?;
+            crate::json::verify_report(
+                &store.verify_expecting(a.opt_str("execution_id")?.as_deref(), expect.as_ref())?,
+            )
+        }
+        "audit_head" => to_value(&store.audit_head()?),
+        "delete_execution" => json!({"deleted": store.delete_execution(&a.str("execution_id")?)?}),
+        "stats" => to_value(&store.stats()?),
+        "failures" => to_value(&store.failures(a.opt_str("execution_id")?.as_deref())?),
+        "recovery_metrics" => to_value(&store.recovery_metrics(a.opt_str("workflow")?.as_deref())?),
+        "resume" => {
+            let state = a.opt_bytes("state")?;
+            let by = a.opt_str("by")?;
+            to_value(&store.resume(&a.str("execution_id")?, state.as_deref(), by.as_deref())?)
+        }
+        "record_crash" => to_value(&store.record_crash(&a.str("execution_id")?)?),
+        "apply_policy" => {
+            let scope = Scope::parse(&a.str("scope")?)?;
+            let (file, author) = (a.opt_str("file")?, a.opt_str("author")?);
+            to_value(&store.apply_policy(
+                &a.str("tenant")?,
+                &scope,
+                &a.str("text")?,
+                file.as_deref(),
+                author.as_deref(),
+            )?)
+        }
+        "policy_versions" => {
+            let scope = a.opt_str("scope")?.map(|s| Scope::parse(&s)).transpose()?;
+            match a.opt_str("tenant")? {
+                Some(t) => to_value(&store.policy_versions(&t, scope.as_ref())?),
+                None => to_value(&store.all_policy_versions()?),
+            }
+        }
+        "policy_version" => {
+            let scope = Scope::parse(&a.str("scope")?)?;
+            let version: Option<u32> = a.opt("version", "an unsigned integer")?;
+            to_value(&store.policy_version(&a.str("tenant")?, &scope, version)?)
+        }
+        "policy_defaults" => {
+            let (workflow, step) = (a.opt_str("workflow")?, a.opt_str("step")?);
+            crate::json::policy_defaults(&store.effective_policy(
+                &a.str("tenant")?,
+                workflow.as_deref(),
+                step.as_deref(),
+            )?)
+        }
+        "spans" => crate::json::spans(store, &a.str("execution_id")?)?,
+        "record_spans" => {
+            let spans: Vec<crate::trace::Span> = a.req("spans", "a list of spans")?;
+            let n = spans.len();
+            for s in spans {
+                store.record_span(s);
+            }
+            json!({"recorded": n})
+        }
+        "flush_spans" => {
+            store.flush_spans()?;
+            json!({})
+        }
+        other => {
+            return Err(Error::InvalidArgument {
+                what: "method",
+                detail: format!(
+                    "{other:?} is not a method of this server (omium {}); see GET /openapi.yaml",
+                    env!("CARGO_PKG_VERSION")
+                ),
+            })
+        }
+    })
+}
+
+/// Metadata as the bindings give it.
+pub type Metadata = BTreeMap<String, String>;
+
+/// `Checks` from pre- and postcondition lists.
+pub fn checks_of(pre: Vec<(String, bool)>, post: Vec<(String, bool)>) -> Checks {
+    Checks {
+        preconditions: checks(pre),
+        postconditions: checks(post),
+    }
+}

@@ -1,0 +1,219 @@
+//! The span pipeline: `record_span` hands a span to a bounded channel (a few tens of ns, never
+//! blocking: a full channel drops the span and counts it); one background thread writes spans
+//! to the store in batches and offers them to the OTLP exporter, if one is enabled.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
+use std::sync::{Arc, OnceLock};
+use std::thread::JoinHandle;
+
+use parking_lot::Mutex;
+use rocksdb::{WriteBatch, WriteOptions, DB};
+use serde::Serialize;
+
+use super::otlp::{ExportConfig, ExportStats, Exporter};
+use super::{agent_index_key, span_key, time_index_key, Span};
+use crate::codec;
+use crate::error::{Error, Result};
+use crate::store::Cf;
+
+/// Spans the channel holds before `record_span` starts dropping.
+const CAPACITY: usize = 65_536;
+/// Spans written per RocksDB batch at most.
+const BATCH: usize = 1024;
+
+enum Msg {
+    Span(Box<Span>),
+    Flush(SyncSender<()>),
+    /// Store what came before, then stop.
+    Stop,
+}
+
+#[derive(Default)]
+struct Counters {
+    recorded: AtomicU64,
+    stored: AtomicU64,
+    dropped: AtomicU64,
+    store_errors: AtomicU64,
+}
+
+/// What the pipeline did so far.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct PipeStats {
+    pub recorded: u64,
+    pub stored: u64,
+    /// Dropped because the queue to the writer was full.
+    pub dropped: u64,
+    /// Spans lost to a storage error.
+    pub store_errors: u64,
+    pub export: Option<ExportStats>,
+}
+
+/// A store's span pipeline: an extension of the store, started by its first span and stopped
+/// (after storing what is queued) when the store closes.
+pub(crate) struct SpanPipe {
+    db: Arc<DB>,
+    tx: OnceLock<SyncSender<Msg>>,
+    worker: Mutex<Option<JoinHandle<()>>>,
+    counters: Arc<Counters>,
+    exporter: Arc<OnceLock<Arc<Exporter>>>,
+}
+
+impl omium_storage::Extension for SpanPipe {
+    fn close(&self) {
+        SpanPipe::close(self);
+    }
+}
+
+impl SpanPipe {
+    pub(crate) fn new(db: Arc<DB>) -> SpanPipe {
+        SpanPipe {
+            db,
+            tx: OnceLock::new(),
+            worker: Mutex::new(None),
+            counters: Default::default(),
+            exporter: Default::default(),
+        }
+    }
+
+    pub(crate) fn send(&self, span: Span) {
+        self.counters.recorded.fetch_add(1, Ordering::Relaxed);
+        let tx = self.tx.get_or_init(|| self.start(self.db.clone()));
+        if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) =
+            tx.try_send(Msg::Span(Box::new(span)))
+        {
+            self.counters.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    fn start(&self, db: Arc<DB>) -> SyncSender<Msg> {
+        let (tx, rx) = sync_channel(CAPACITY);
+        let counters = self.counters.clone();
+        let exporter = self.exporter.clone();
+        let handle = std::thread::Builder::new()
+            .name("omium-spans".into())
+            .spawn(move || write_loop(&db, &rx, &counters, &exporter))
+            .expect("spawn the span writer");
+        *self.worker.lock() = Some(handle);
+        tx
+    }
+
+    pub(crate) fn flush(&self) -> Result<()> {
+        let Some(tx) = self.tx.get() else {
+            return Ok(());
+        };
+        let (ack, done) = sync_channel(1);
+        tx.send(Msg::Flush(ack))
+            .map_err(|_| Error::InvalidArgument {
+                what: "span pipeline",
+                detail: "its writer stopped".into(),
+            })?;
+        let _ = done.recv();
+        Ok(())
+    }
+
+    pub(crate) fn stats(&self) -> PipeStats {
+        let c = &self.counters;
+        PipeStats {
+            recorded: c.recorded.load(Ordering::Relaxed),
+            stored: c.stored.load(Ordering::Relaxed),
+            dropped: c.dropped.load(Ordering::Relaxed),
+            store_errors: c.store_errors.load(Ordering::Relaxed),
+            export: self.exporter.get().map(|e| e.stats()),
+        }
+    }
+
+    pub(crate) fn enable_export(&self, config: ExportConfig) -> Result<()> {
+        let e = Exporter::start(config)?;
+        self.exporter.set(e).map_err(|_| Error::InvalidArgument {
+            what: "OTLP export",
+            detail: "it is already enabled for this store".into(),
+        })
+    }
+
+    /// Waits until the exporter's queue is empty (or `timeout` passes); true when drained.
+    pub(crate) fn flush_export(&self, timeout: std::time::Duration) -> bool {
+        match self.exporter.get() {
+            Some(e) => e.drain(timeout),
+            None => true,
+        }
+    }
+
+    /// Stops the writer after it stored everything queued (called when the store closes).
+    pub(crate) fn close(&self) {
+        if let Some(tx) = self.tx.get() {
+            let _ = tx.send(Msg::Stop);
+        }
+        if let Some(h) = self.worker.lock().take() {
+            let _ = h.join();
+        }
+        if let Some(e) = self.exporter.get() {
+            e.shutdown();
+        }
+    }
+}
+
+fn write_loop(
+    db: &DB,
+    rx: &Receiver<Msg>,
+    counters: &Counters,
+    exporter: &OnceLock<Arc<Exporter>>,
+) {
+    let (Some(spans_cf), Some(index_cf)) = (
+        db.cf_handle(Cf::Spans.name()),
+        db.cf_handle(Cf::SpanIndex.name()),
+    ) else {
+        return;
+    };
+    let mut wo = WriteOptions::default();
+    wo.set_sync(false);
+    while let Ok(first) = rx.recv() {
+        let mut spans = Vec::new();
+        let mut acks = Vec::new();
+        let mut stop = false;
+        let mut next = Some(first);
+        while let Some(m) = next.take() {
+            match m {
+                Msg::Span(s) => spans.push(*s),
+                Msg::Flush(a) => acks.push(a),
+                Msg::Stop => {
+                    stop = true;
+                    break;
+                }
+            }
+            if spans.len() < BATCH {
+                next = rx.try_recv().ok();
+            }
+        }
+        if !spans.is_empty() {
+            let mut batch = WriteBatch::default();
+            for s in &spans {
+                let k = span_key(s);
+                batch.put_cf(spans_cf, k, codec::encode(s));
+                batch.put_cf(index_cf, time_index_key(s.start_ns, &s.span_id), &k[..16]);
+                batch.put_cf(
+                    index_cf,
+                    agent_index_key(&s.agent, s.start_ns, &s.span_id),
+                    &k[..16],
+                );
+            }
+            match db.write_opt(batch, &wo) {
+                Ok(()) => counters
+                    .stored
+                    .fetch_add(spans.len() as u64, Ordering::Relaxed),
+                Err(_) => counters
+                    .store_errors
+                    .fetch_add(spans.len() as u64, Ordering::Relaxed),
+            };
+            if let Some(e) = exporter.get() {
+                e.offer(spans);
+            }
+        }
+        for a in acks {
+            let _ = a.send(());
+        }
+        if stop {
+            return;
+        }
+    }
+}

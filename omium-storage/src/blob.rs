@@ -1,0 +1,475 @@
+//! Content-addressed state. A state larger than `inline_max` is cut by FastCDC into chunks,
+//! each addressed by the blake3 of its bytes and stored zstd-compressed once; the checkpoint
+//! keeps a manifest (chunking parameters + chunk list). A state that grows by appending
+//! shares every chunk but the last few with its parent, so it costs O(new bytes).
+//!
+//! Every read recomputes the chunk hashes and the whole-state checksum; a mismatch is an
+//! `Error::Integrity` naming the checkpoint, never silently wrong bytes.
+
+use std::cell::RefCell;
+use std::collections::HashSet;
+
+use rocksdb::WriteBatch;
+use serde::{Deserialize, Serialize};
+
+use crate::audit::AuditDraft;
+use crate::checkpoint::Checkpoint;
+use crate::codec;
+use crate::error::{Error, Result};
+use crate::store::{Cf, Store};
+
+/// The chunker, pinned: `fastcdc = "=5.0.0"`, module `v2020`. The name is stored in every
+/// manifest, so a later change of chunker is a new name, never a silent re-cut.
+pub const CHUNKER: &str = "fastcdc-v2020@5.0.0";
+
+const CHUNK_RAW: u8 = 0;
+const CHUNK_ZSTD: u8 = 1;
+
+/// Chunking parameters, stored in each manifest. Sizes are powers of two.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChunkParams {
+    pub chunker: String,
+    pub min_size: u32,
+    pub avg_size: u32,
+    pub max_size: u32,
+    /// FastCDC normalization level.
+    pub normalization: u8,
+}
+
+impl Default for ChunkParams {
+    fn default() -> Self {
+        ChunkParams {
+            chunker: CHUNKER.into(),
+            min_size: 2048,
+            avg_size: 8192,
+            max_size: 65536,
+            normalization: 1,
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct BlobParams {
+    /// States up to this many bytes are stored inside the checkpoint record.
+    pub inline_max: usize,
+    pub chunking: ChunkParams,
+    pub zstd_level: i32,
+}
+
+impl Default for BlobParams {
+    fn default() -> Self {
+        BlobParams {
+            inline_max: 4096,
+            chunking: ChunkParams::default(),
+            zstd_level: 3,
+        }
+    }
+}
+
+/// Where a checkpoint's state bytes are.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum StateRef {
+    /// Small states live in the checkpoint record itself.
+    Inline(#[serde(with = "crate::codec::bytes")] Vec<u8>),
+    /// Larger states are a list of chunks.
+    Chunked(Manifest),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub params: ChunkParams,
+    pub chunks: Vec<ChunkRef>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChunkRef {
+    /// blake3 of the uncompressed chunk: its address.
+    pub hash: [u8; 32],
+    pub len: u32,
+}
+
+impl StateRef {
+    /// Addresses of the chunks this state uses (none when inline).
+    pub fn chunk_hashes(&self) -> impl Iterator<Item = &[u8; 32]> {
+        let chunks: &[ChunkRef] = match self {
+            StateRef::Inline(_) => &[],
+            StateRef::Chunked(m) => &m.chunks,
+        };
+        chunks.iter().map(|c| &c.hash)
+    }
+}
+
+/// What a GC pass found and removed.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct GcReport {
+    pub chunks_scanned: u64,
+    pub chunks_live: u64,
+    pub chunks_removed: u64,
+    pub bytes_removed: u64,
+}
+
+/// Space used by a store.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct StoreStats {
+    pub executions: u64,
+    pub checkpoints: u64,
+    /// Sum of the checkpoints' state sizes, as the application handed them over.
+    pub raw_state_bytes: u64,
+    /// State bytes stored inline in checkpoint records.
+    pub inline_bytes: u64,
+    pub chunks: u64,
+    /// Stored (compressed) bytes of all chunks.
+    pub chunk_bytes: u64,
+    /// Size of the store directory on disk.
+    pub disk_bytes: u64,
+}
+
+impl Store {
+    /// Adds the chunks of `bytes` that the store lacks to `batch`; returns the reference and
+    /// the number of bytes this state adds to the store. The caller holds `gc_lock` shared
+    /// until the batch is written.
+    pub fn put_state(
+        &self,
+        batch: &mut WriteBatch,
+        bytes: &[u8],
+    ) -> Result<(StateRef, u64)> {
+        let p = &self.inner.blob;
+        if bytes.len() <= p.inline_max {
+            return Ok((StateRef::Inline(bytes.to_vec()), bytes.len() as u64));
+        }
+        let c = &p.chunking;
+        let cf = self.cf(Cf::Chunks);
+        let level = match c.normalization {
+            0 => fastcdc::v2020::Normalization::Level0,
+            1 => fastcdc::v2020::Normalization::Level1,
+            2 => fastcdc::v2020::Normalization::Level2,
+            _ => fastcdc::v2020::Normalization::Level3,
+        };
+        let chunker = fastcdc::v2020::FastCDC::with_level(
+            bytes,
+            c.min_size as usize,
+            c.avg_size as usize,
+            c.max_size as usize,
+            level,
+        );
+        let mut seen = HashSet::new();
+        let mut chunks = Vec::new();
+        let mut stored = 0u64;
+        for chunk in chunker {
+            let data = &bytes[chunk.offset..chunk.offset + chunk.length];
+            let hash = *blake3::hash(data).as_bytes();
+            chunks.push(ChunkRef {
+                hash,
+                len: chunk.length as u32,
+            });
+            if !seen.insert(hash) {
+                continue;
+            }
+            let exists = self.inner.db.key_may_exist_cf(cf, hash)
+                && self
+                    .inner
+                    .db
+                    .get_pinned_cf(cf, hash)
+                    .map_err(|e| Error::storage("reading chunks", e))?
+                    .is_some();
+            if exists {
+                continue;
+            }
+            let value = encode_chunk(data, p.zstd_level);
+            stored += value.len() as u64;
+            batch.put_cf(cf, hash, value);
+        }
+        Ok((
+            StateRef::Chunked(Manifest {
+                params: c.clone(),
+                chunks,
+            }),
+            stored,
+        ))
+    }
+
+    /// Reads a checkpoint's state and verifies every chunk hash and the whole-state checksum.
+    pub fn read_state(&self, checkpoint: &Checkpoint) -> Result<Vec<u8>> {
+        let integrity = |detail: String| Error::Integrity {
+            checkpoint: checkpoint.id.to_string(),
+            execution: checkpoint.execution_id.clone(),
+            detail,
+        };
+        self.read_blob(
+            &checkpoint.state,
+            &checkpoint.checksum,
+            checkpoint.raw_size,
+            &integrity,
+        )
+    }
+
+    /// Reads the bytes of a state reference and verifies every chunk hash and the checksum;
+    /// `integrity` builds the error naming the record that holds the reference.
+    pub fn read_blob(
+        &self,
+        state: &StateRef,
+        checksum: &[u8; 32],
+        raw_size: u64,
+        integrity: &dyn Fn(String) -> Error,
+    ) -> Result<Vec<u8>> {
+        let bytes = match state {
+            StateRef::Inline(b) => b.clone(),
+            StateRef::Chunked(m) => {
+                let mut out = Vec::with_capacity(raw_size.min(MAX_PREALLOC) as usize);
+                for (i, c) in m.chunks.iter().enumerate() {
+                    let hex = crate::hex(&c.hash);
+                    let stored = self
+                        .inner
+                        .db
+                        .get_pinned_cf(self.cf(Cf::Chunks), c.hash)
+                        .map_err(|e| Error::storage("reading chunks", e))?
+                        .ok_or_else(|| {
+                            integrity(format!("chunk {i} ({hex}) is missing from the store"))
+                        })?;
+                    let data = decode_chunk(&stored, c.len as usize).map_err(|d| {
+                        integrity(format!("chunk {i} ({hex}) cannot be decoded: {d}"))
+                    })?;
+                    if blake3::hash(&data).as_bytes() != &c.hash {
+                        return Err(integrity(format!(
+                            "chunk {i} ({hex}) does not match its hash (stored bytes are corrupt)"
+                        )));
+                    }
+                    out.extend_from_slice(&data);
+                }
+                out
+            }
+        };
+        if blake3::hash(&bytes).as_bytes() != checksum {
+            return Err(integrity("state does not match its blake3 checksum".into()));
+        }
+        Ok(bytes)
+    }
+
+    /// Keeps `hashes` from GC until the guard is dropped, whether or not anything references
+    /// them yet: a pull fetches chunks before the checkpoints that use them are imported.
+    pub fn pin_chunks(&self, hashes: &[[u8; 32]]) -> ChunkPins<'_> {
+        let mut pins = self.inner.pins.0.lock();
+        for h in hashes {
+            *pins.entry(*h).or_insert(0) += 1;
+        }
+        ChunkPins {
+            pins: &self.inner.pins,
+            hashes: hashes.to_vec(),
+        }
+    }
+
+    /// Mark and sweep: deletes every chunk that no checkpoint references.
+    pub fn gc(&self) -> Result<GcReport> {
+        self.require_writer("gc")?;
+        // Exclusive: no checkpoint write may be between "chunk exists, skip it" and its commit.
+        let _exclusive = self.inner.gc_lock.write();
+        let mut live: HashSet<[u8; 32]> = HashSet::new();
+        for item in self.scan_prefix(Cf::Checkpoints, &[]) {
+            let (k, v) = item?;
+            let c: Checkpoint = codec::decode("checkpoint", &|| crate::hex(&k), &v)?;
+            live.extend(c.state.chunk_hashes().copied());
+        }
+        // Channel values and pending writes of framework checkpoints hold chunks too.
+        crate::threads::mark_live(self, &mut live)?;
+        // And chunks pulls have fetched for checkpoints they have not imported yet.
+        live.extend(self.inner.pins.0.lock().keys().copied());
+        let mut report = GcReport {
+            chunks_live: live.len() as u64,
+            ..GcReport::default()
+        };
+        let mut batch = WriteBatch::default();
+        let cf = self.cf(Cf::Chunks);
+        for item in self.scan_prefix(Cf::Chunks, &[]) {
+            let (k, v) = item?;
+            report.chunks_scanned += 1;
+            if !live.contains(k.as_ref()) {
+                report.chunks_removed += 1;
+                report.bytes_removed += v.len() as u64;
+                batch.delete_cf(cf, &k);
+            }
+        }
+        let detail = format!(
+            "{{\"chunks_removed\":{},\"bytes_removed\":{}}}",
+            report.chunks_removed, report.bytes_removed
+        );
+        self.commit(batch, vec![AuditDraft::new("gc", "store", detail)], None)?;
+        Ok(report)
+    }
+
+    /// Counts executions, checkpoints, raw and stored bytes.
+    pub fn stats(&self) -> Result<StoreStats> {
+        let mut s = StoreStats::default();
+        for item in self.scan_prefix(Cf::Executions, &[]) {
+            let (k, _) = item?;
+            if k.len() == 16 {
+                s.executions += 1;
+            }
+        }
+        for item in self.scan_prefix(Cf::Checkpoints, &[]) {
+            let (k, v) = item?;
+            let c: Checkpoint = codec::decode("checkpoint", &|| crate::hex(&k), &v)?;
+            s.checkpoints += 1;
+            s.raw_state_bytes += c.raw_size;
+            if let StateRef::Inline(b) = &c.state {
+                s.inline_bytes += b.len() as u64;
+            }
+        }
+        for item in self.scan_prefix(Cf::Chunks, &[]) {
+            let (_, v) = item?;
+            s.chunks += 1;
+            s.chunk_bytes += v.len() as u64;
+        }
+        s.disk_bytes = dir_size(self.path());
+        Ok(s)
+    }
+}
+
+/// Chunks pinned by work in flight, with a count per pinning guard.
+#[derive(Default)]
+pub struct Pins(parking_lot::Mutex<std::collections::HashMap<[u8; 32], u32>>);
+
+/// Unpins its chunks when dropped.
+pub struct ChunkPins<'a> {
+    pins: &'a Pins,
+    hashes: Vec<[u8; 32]>,
+}
+
+impl Drop for ChunkPins<'_> {
+    fn drop(&mut self) {
+        let mut pins = self.pins.0.lock();
+        for h in &self.hashes {
+            if let std::collections::hash_map::Entry::Occupied(mut e) = pins.entry(*h) {
+                *e.get_mut() -= 1;
+                if *e.get() == 0 {
+                    e.remove();
+                }
+            }
+        }
+    }
+}
+
+thread_local! {
+    // zstd contexts are costly to set up (allocation and table zeroing); keep one per thread.
+    static COMPRESSOR: RefCell<Option<(i32, zstd::bulk::Compressor<'static>)>> = const { RefCell::new(None) };
+    static DECOMPRESSOR: RefCell<Option<zstd::bulk::Decompressor<'static>>> = const { RefCell::new(None) };
+}
+
+fn encode_chunk(data: &[u8], level: i32) -> Vec<u8> {
+    let compressed = COMPRESSOR.with(|cell| {
+        let mut cell = cell.borrow_mut();
+        if cell.as_ref().map(|(l, _)| *l) != Some(level) {
+            *cell = zstd::bulk::Compressor::new(level).ok().map(|c| (level, c));
+        }
+        cell.as_mut().and_then(|(_, c)| c.compress(data).ok())
+    });
+    match compressed {
+        Some(z) if z.len() < data.len() => {
+            let mut out = Vec::with_capacity(z.len() + 1);
+            out.push(CHUNK_ZSTD);
+            out.extend_from_slice(&z);
+            out
+        }
+        // Incompressible (or the encoder failed): store the bytes as they are.
+        _ => {
+            let mut out = Vec::with_capacity(data.len() + 1);
+            out.push(CHUNK_RAW);
+            out.extend_from_slice(data);
+            out
+        }
+    }
+}
+
+/// The largest chunk any store may hold (a chunker's `max_size` is far below it). A chunk's
+/// length comes from a manifest, which may come from a peer: it is checked against this before
+/// anything is allocated for it, and decompression stops at the recorded length.
+pub const MAX_CHUNK_BYTES: usize = 16 << 20;
+
+/// A state's bytes are collected into a buffer of its recorded size, up to this much ahead of
+/// time (the recorded size may come from a peer; beyond it the buffer grows as chunks arrive).
+const MAX_PREALLOC: u64 = 64 << 20;
+
+pub fn decode_chunk(stored: &[u8], len: usize) -> std::result::Result<Vec<u8>, String> {
+    if len > MAX_CHUNK_BYTES {
+        return Err(format!(
+            "its recorded length {len} is over the limit of {MAX_CHUNK_BYTES} bytes"
+        ));
+    }
+    match stored.split_first() {
+        Some((&CHUNK_RAW, rest)) if rest.len() != len => Err(format!(
+            "it holds {} bytes; its recorded length is {len}",
+            rest.len()
+        )),
+        Some((&CHUNK_RAW, rest)) => Ok(rest.to_vec()),
+        Some((&CHUNK_ZSTD, rest)) => DECOMPRESSOR.with(|cell| {
+            let mut cell = cell.borrow_mut();
+            if cell.is_none() {
+                *cell = Some(zstd::bulk::Decompressor::new().map_err(|e| e.to_string())?);
+            }
+            let d = cell.as_mut().expect("set above");
+            d.decompress(rest, len).map_err(|e| e.to_string())
+        }),
+        Some((c, _)) => Err(format!("unknown chunk codec {c}")),
+        None => Err("empty chunk".into()),
+    }
+}
+
+/// Total size of the files under `path`.
+pub fn dir_size(path: &std::path::Path) -> u64 {
+    let Ok(rd) = std::fs::read_dir(path) else {
+        return 0;
+    };
+    rd.flatten()
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => dir_size(&e.path()),
+            Ok(m) => m.len(),
+            Err(_) => 0,
+        })
+        .sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunk_codec_round_trips_and_rejects_garbage() {
+        let text = b"hello world ".repeat(1000);
+        let enc = encode_chunk(&text, 3);
+        assert_eq!(enc[0], CHUNK_ZSTD);
+        assert!(enc.len() < text.len() / 10);
+        assert_eq!(decode_chunk(&enc, text.len()).unwrap(), text);
+        let random: Vec<u8> = (0..4096u32)
+            .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+            .collect();
+        let enc = encode_chunk(&random, 3);
+        assert_eq!(decode_chunk(&enc, random.len()).unwrap(), random);
+        assert!(decode_chunk(&[7, 1, 2], 2)
+            .unwrap_err()
+            .contains("unknown chunk codec 7"));
+    }
+
+    #[test]
+    fn hostile_chunk_lengths_and_zstd_bombs_are_refused_before_allocating() {
+        // A recorded length of a terabyte: refused, nothing allocated.
+        let e = decode_chunk(&[CHUNK_RAW, 1, 2, 3], 1 << 40).unwrap_err();
+        assert!(e.contains("over the limit"), "{e}");
+        // 64 MiB of zeros compress to a few KiB; a chunk claiming 100 bytes stops there.
+        let bomb = zstd::bulk::compress(&vec![0u8; 64 << 20], 3).unwrap();
+        let mut stored = vec![CHUNK_ZSTD];
+        stored.extend_from_slice(&bomb);
+        assert!(stored.len() < 64 << 10);
+        assert!(decode_chunk(&stored, 100).is_err());
+        // A raw chunk whose bytes are not its recorded length.
+        assert!(decode_chunk(&[CHUNK_RAW, 1, 2, 3], 2)
+            .unwrap_err()
+            .contains("recorded length is 2"));
+    }
+
+    #[test]
+    fn default_sizes_are_powers_of_two() {
+        let p = ChunkParams::default();
+        for s in [p.min_size, p.avg_size, p.max_size] {
+            assert!(s.is_power_of_two());
+        }
+    }
+}

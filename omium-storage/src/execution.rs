@@ -1,0 +1,915 @@
+//! Executions and durable steps: the journal, leases, resume.
+//!
+//! A run of an execution ([`Run`]) holds its lease. Each step gets the next position (`seq`)
+//! of the live branch at call time; when the journal already has a step at that position the
+//! recorded checkpoint is returned and the step is not run again, and a different name there is
+//! a [`Error::NonDeterminism`]. Re-running an execution id therefore resumes it.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use rocksdb::WriteBatch;
+use serde::{Deserialize, Serialize};
+use ulid::Ulid;
+
+use crate::audit::AuditDraft;
+use crate::checkpoint::{Checkpoint, CheckpointKind, Checks};
+use crate::codec;
+use crate::error::{Error, Result};
+use crate::store::{exec_key, now_ms, Cf, Durability, ExecKey, Store};
+
+/// Lifecycle of an execution.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// Created or rolled back; runs again from its head when resumed.
+    Pending,
+    Running,
+    /// Waits for a human to resume it.
+    Paused,
+    Completed,
+    Failed,
+    Cancelled,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Pending => "pending",
+            Status::Running => "running",
+            Status::Paused => "paused",
+            Status::Completed => "completed",
+            Status::Failed => "failed",
+            Status::Cancelled => "cancelled",
+        }
+    }
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Who runs an execution, until when.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lease {
+    /// The actor of the store handle that took the lease.
+    pub owner: String,
+    /// Identifies that store handle (one per open).
+    pub token: String,
+    pub host: String,
+    pub pid: u32,
+    pub expires_at_ms: u64,
+}
+
+/// An execution: one run of a workflow, possibly resumed many times.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Execution {
+    /// The user's id (`cust-42`) or a generated ULID.
+    pub id: String,
+    pub workflow: String,
+    pub tenant: String,
+    pub status: Status,
+    /// Head of the live branch.
+    pub head: Option<Ulid>,
+    pub error: Option<String>,
+    /// How many times a run was begun.
+    pub attempts: u32,
+    pub lease: Option<Lease>,
+    pub labels: BTreeMap<String, String>,
+    pub created_at_ms: u64,
+    pub updated_at_ms: u64,
+    /// Next position in the execution-wide order of checkpoints, across agents and branches.
+    pub next_global_seq: u64,
+    pub checkpoint_count: u64,
+    pub has_input: bool,
+    pub has_output: bool,
+}
+
+pub const INPUT_SUFFIX: u8 = 1;
+pub const OUTPUT_SUFFIX: u8 = 2;
+
+/// Options for [`Store::begin`].
+#[derive(Clone, Debug)]
+pub struct BeginOptions {
+    pub workflow: String,
+    pub tenant: String,
+    /// Stored on first begin only; a resumed execution keeps its original input.
+    pub input: Option<Vec<u8>>,
+    pub labels: BTreeMap<String, String>,
+    /// Agent recorded on checkpoints that do not name one.
+    pub agent: String,
+    pub lease_ttl: Duration,
+    /// Overrides the store's durability for this run's writes.
+    pub durability: Option<Durability>,
+    /// Take over a paused execution, as [`Store::resume`] does; otherwise a paused execution
+    /// refuses to begin until a human resumes it.
+    pub resume_paused: bool,
+}
+
+impl Default for BeginOptions {
+    fn default() -> Self {
+        BeginOptions {
+            workflow: String::new(),
+            tenant: "default".into(),
+            input: None,
+            labels: BTreeMap::new(),
+            agent: "main".into(),
+            lease_ttl: Duration::from_secs(30),
+            durability: None,
+            resume_paused: false,
+        }
+    }
+}
+
+/// In-memory state of one execution while it is being mutated. Every mutation locks it, so
+/// changes to one execution are applied and queued for writing in order.
+pub struct ExecCell {
+    state: Mutex<CellState>,
+}
+
+pub struct CellState {
+    loaded: bool,
+    pub exec: Option<Execution>,
+    /// A [`Run`] of this store handle holds the execution.
+    pub running: bool,
+}
+
+impl Store {
+    fn cell(&self, key: ExecKey) -> Arc<ExecCell> {
+        self.inner
+            .cells
+            .lock()
+            .entry(key)
+            .or_insert_with(|| {
+                Arc::new(ExecCell {
+                    state: Mutex::new(CellState {
+                        loaded: false,
+                        exec: None,
+                        running: false,
+                    }),
+                })
+            })
+            .clone()
+    }
+
+    fn release_cell(&self, key: ExecKey, cell: &Arc<ExecCell>) {
+        let mut cells = self.inner.cells.lock();
+        // Two references: the map's and ours. Nobody else can take one while we hold the map.
+        if Arc::strong_count(cell) == 2 && !cell.state.lock().running {
+            cells.remove(&key);
+        }
+    }
+
+    /// Applies one mutation of an execution as one atomic batch: `f` edits the execution (or
+    /// creates or deletes it) and adds to `batch` and `audit`; the execution record is written
+    /// with them. When `f` fails nothing is written and the cached execution is unchanged.
+    pub fn apply<R>(
+        &self,
+        execution_id: &str,
+        mut batch: WriteBatch,
+        durability: Option<Durability>,
+        f: impl FnOnce(&mut CellState, &mut WriteBatch, &mut Vec<AuditDraft>) -> Result<R>,
+    ) -> Result<R> {
+        self.require_writer("changing executions")?;
+        let key = exec_key(execution_id);
+        let cell = self.cell(key);
+        let outcome = (|| {
+            let ticket;
+            let r;
+            {
+                let mut st = cell.state.lock();
+                if !st.loaded {
+                    st.exec = self.load_execution(execution_id)?;
+                    st.loaded = true;
+                }
+                let before = st.exec.clone();
+                let mut audit = Vec::new();
+                r = match f(&mut st, &mut batch, &mut audit) {
+                    Ok(r) => r,
+                    Err(e) => {
+                        st.exec = before;
+                        return Err(e);
+                    }
+                };
+                match &st.exec {
+                    Some(exec) => batch.put_cf(self.cf(Cf::Executions), key, codec::encode(exec)),
+                    None => batch.delete_cf(self.cf(Cf::Executions), key),
+                }
+                let d = durability.unwrap_or(self.inner.durability);
+                ticket = self.inner.committer.submit(batch, audit, d);
+            }
+            if let Err(e) = self.inner.committer.wait(self, ticket) {
+                // The cache ran ahead of the disk: reload on next use.
+                cell.state.lock().loaded = false;
+                return Err(e);
+            }
+            Ok(r)
+        })();
+        self.release_cell(key, &cell);
+        if outcome.is_ok() {
+            self.mark_changed(execution_id);
+        }
+        outcome
+    }
+
+    fn load_execution(&self, execution_id: &str) -> Result<Option<Execution>> {
+        let key = exec_key(execution_id);
+        let Some(bytes) = self.get(Cf::Executions, &key)? else {
+            return Ok(None);
+        };
+        let exec: Execution = codec::decode("execution", &|| format!("{execution_id:?}"), &bytes)?;
+        if exec.id != execution_id {
+            return Err(Error::Decode {
+                what: "execution",
+                key: format!("{execution_id:?}"),
+                detail: format!(
+                    "its key collides with execution {:?}; choose another execution id",
+                    exec.id
+                ),
+            });
+        }
+        Ok(Some(exec))
+    }
+
+    /// The execution with this id.
+    pub fn execution(&self, execution_id: &str) -> Result<Execution> {
+        self.load_execution(execution_id)?
+            .ok_or_else(|| Error::ExecutionNotFound {
+                id: execution_id.into(),
+            })
+    }
+
+    /// Every execution, newest first.
+    pub fn executions(&self) -> Result<Vec<Execution>> {
+        let mut out = Vec::new();
+        for item in self.scan_prefix(Cf::Executions, &[]) {
+            let (k, v) = item?;
+            if k.len() != 16 {
+                continue; // input and output records
+            }
+            out.push(codec::decode::<Execution>(
+                "execution",
+                &|| crate::hex(&k),
+                &v,
+            )?);
+        }
+        out.sort_by(|a, b| {
+            b.created_at_ms
+                .cmp(&a.created_at_ms)
+                .then_with(|| b.id.cmp(&a.id))
+        });
+        Ok(out)
+    }
+
+    /// The input the execution was first begun with.
+    pub fn execution_input(&self, execution_id: &str) -> Result<Option<Vec<u8>>> {
+        self.execution(execution_id)?;
+        self.get(Cf::Executions, &io_key(execution_id, INPUT_SUFFIX))
+    }
+
+    /// The output recorded by [`Run::complete`].
+    pub fn execution_output(&self, execution_id: &str) -> Result<Option<Vec<u8>>> {
+        self.execution(execution_id)?;
+        self.get(Cf::Executions, &io_key(execution_id, OUTPUT_SUFFIX))
+    }
+
+    fn lease_holder_alive(&self, exec: &Execution) -> bool {
+        let Some(l) = &exec.lease else { return false };
+        if l.token == self.inner.token {
+            return self
+                .inner
+                .cells
+                .lock()
+                .get(&exec_key(&exec.id))
+                .map(|c| c.state.lock().running)
+                .unwrap_or(false);
+        }
+        if !self.inner.read_only {
+            // We hold the store's only writer lock, so the handle that took this lease is gone.
+            return false;
+        }
+        if l.host == hostname() && !pid_alive(l.pid) {
+            return false;
+        }
+        l.expires_at_ms > now_ms()
+    }
+
+    /// Executions left running or pending by a process that is gone (or whose lease expired),
+    /// and executions rolled back since they last ran: re-running them resumes them.
+    pub fn resumable(&self) -> Result<Vec<Execution>> {
+        Ok(self
+            .executions()?
+            .into_iter()
+            .filter(|e| {
+                matches!(e.status, Status::Running | Status::Pending) && !self.lease_holder_alive(e)
+            })
+            .collect())
+    }
+
+    /// Begins (or resumes) a run of an execution and takes its lease. The first begin creates
+    /// the execution; a later one replays the recorded steps of its live branch.
+    ///
+    /// ```
+    /// use omium_storage::{Store, BeginOptions};
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let store = Store::open(dir.path()).unwrap();
+    /// let mut calls = 0;
+    /// for _attempt in 0..2 {
+    ///     let run = store.begin("cust-42", BeginOptions::default()).unwrap();
+    ///     let kyc = run.step("kyc", || { calls += 1; Ok::<_, omium_storage::Error>(b"verified".to_vec()) }).unwrap();
+    ///     assert_eq!(kyc, b"verified");
+    ///     // Dropped without complete(): as if the process died here.
+    /// }
+    /// assert_eq!(calls, 1, "the second run replayed the recorded step");
+    /// ```
+    pub fn begin(&self, execution_id: &str, options: BeginOptions) -> Result<Run> {
+        if execution_id.is_empty() {
+            return Err(Error::InvalidArgument {
+                what: "execution id",
+                detail: "it is empty; pass a non-empty string".into(),
+            });
+        }
+        let now = now_ms();
+        let lease = Lease {
+            owner: self.inner.actor.clone(),
+            token: self.inner.token.clone(),
+            host: hostname(),
+            pid: std::process::id(),
+            expires_at_ms: now + options.lease_ttl.as_millis() as u64,
+        };
+        let mut batch = WriteBatch::default();
+        if let Some(input) = &options.input {
+            if self.load_execution(execution_id)?.is_none() {
+                batch.put_cf(
+                    self.cf(Cf::Executions),
+                    io_key(execution_id, INPUT_SUFFIX),
+                    input,
+                );
+            }
+        }
+        let actor = self.inner.actor.clone();
+        let exec = self.apply(
+            execution_id,
+            batch,
+            options.durability,
+            |st, _batch, audit| {
+                if st.running {
+                    let remaining = st
+                        .exec
+                        .as_ref()
+                        .and_then(|e| e.lease.as_ref())
+                        .map(|l| l.expires_at_ms.saturating_sub(now))
+                        .unwrap_or(0);
+                    return Err(Error::ExecutionLeased {
+                        id: execution_id.into(),
+                        owner: actor.clone(),
+                        remaining_ms: remaining,
+                    });
+                }
+                let action = match &mut st.exec {
+                    None => {
+                        st.exec = Some(Execution {
+                            id: execution_id.into(),
+                            workflow: options.workflow.clone(),
+                            tenant: options.tenant.clone(),
+                            status: Status::Running,
+                            head: None,
+                            error: None,
+                            attempts: 1,
+                            lease: Some(lease.clone()),
+                            labels: options.labels.clone(),
+                            created_at_ms: now,
+                            updated_at_ms: now,
+                            next_global_seq: 1,
+                            checkpoint_count: 0,
+                            has_input: options.input.is_some(),
+                            has_output: false,
+                        });
+                        "execution.create"
+                    }
+                    Some(e) if e.status == Status::Paused && !options.resume_paused => {
+                        return Err(Error::InvalidState {
+                            execution: execution_id.into(),
+                            status: "paused".into(),
+                            detail: format!(
+                                "it waits for a human: {}; resume it with `omium resume {execution_id}` or omium.resume()",
+                                e.error.as_deref().unwrap_or("paused")
+                            ),
+                        });
+                    }
+                    Some(e) => {
+                        e.status = Status::Running;
+                        e.attempts += 1;
+                        e.lease = Some(lease.clone());
+                        e.updated_at_ms = now;
+                        e.error = None;
+                        "execution.resume"
+                    }
+                };
+                st.running = true;
+                let e = st.exec.as_ref().expect("set above");
+                audit.push(AuditDraft::new(
+                    action,
+                    format!("execution/{execution_id}"),
+                    serde_json::json!({"workflow": e.workflow, "attempt": e.attempts}).to_string(),
+                ));
+                Ok(e.clone())
+            },
+        )?;
+        let key = exec_key(execution_id);
+        let cell = self.cell(key);
+        let journal = match self.live_branch_of(&exec).map(|b| Journal::from_branch(&b)) {
+            Ok(j) => j,
+            Err(e) => {
+                cell.state.lock().running = false;
+                self.release_cell(key, &cell);
+                return Err(e);
+            }
+        };
+        Ok(Run {
+            store: self.clone(),
+            id: execution_id.into(),
+            key,
+            cell,
+            journal: Mutex::new(journal),
+            nested: Nested::default(),
+            agent: options.agent,
+            lease_ttl_ms: options.lease_ttl.as_millis() as u64,
+            lease_renewed_at: AtomicU64::new(now),
+            durability: options.durability,
+            finished: AtomicBool::new(false),
+        })
+    }
+
+    /// Deletes an execution, its checkpoints and its input and output. Chunks it alone used
+    /// are freed by the next [`Store::gc`].
+    pub fn delete_execution(&self, execution_id: &str) -> Result<u64> {
+        let checkpoints: Vec<Checkpoint> = self.checkpoints(execution_id)?;
+        let mut batch = WriteBatch::default();
+        for c in &checkpoints {
+            batch.delete_cf(
+                self.cf(Cf::Checkpoints),
+                crate::checkpoint::ckpt_key(&exec_key(execution_id), c.id),
+            );
+            batch.delete_cf(self.cf(Cf::CheckpointIndex), c.id.to_bytes());
+        }
+        batch.delete_cf(self.cf(Cf::Executions), io_key(execution_id, INPUT_SUFFIX));
+        batch.delete_cf(self.cf(Cf::Executions), io_key(execution_id, OUTPUT_SUFFIX));
+        let n = checkpoints.len() as u64;
+        self.apply(execution_id, batch, None, |st, _, audit| {
+            if st.running {
+                return Err(Error::InvalidState {
+                    execution: execution_id.into(),
+                    status: "running".into(),
+                    detail: "it is being run by this process; finish the run first".into(),
+                });
+            }
+            st.exec = None;
+            audit.push(AuditDraft::new(
+                "execution.delete",
+                format!("execution/{execution_id}"),
+                format!("{{\"checkpoints\":{n}}}"),
+            ));
+            Ok(())
+        })?;
+        Ok(n)
+    }
+
+    /// Retention: deletes executions not updated for `age` (except those running now), then
+    /// collects the chunks they alone used.
+    pub fn delete_older_than(&self, age: Duration) -> Result<RetentionReport> {
+        let cutoff = now_ms().saturating_sub(age.as_millis() as u64);
+        let mut report = RetentionReport::default();
+        for e in self.executions()? {
+            if e.updated_at_ms < cutoff && !self.lease_holder_alive(&e) {
+                report.checkpoints_deleted += self.delete_execution(&e.id)?;
+                report.executions_deleted += 1;
+            }
+        }
+        report.gc = self.gc()?;
+        Ok(report)
+    }
+}
+
+/// What [`Store::delete_older_than`] removed.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct RetentionReport {
+    pub executions_deleted: u64,
+    pub checkpoints_deleted: u64,
+    pub gc: crate::blob::GcReport,
+}
+
+/// A JSON string literal (quoted and escaped).
+fn json_str(s: &str) -> String {
+    serde_json::to_string(s).expect("a str always serialises")
+}
+
+pub fn io_key(execution_id: &str, suffix: u8) -> Vec<u8> {
+    let mut k = exec_key(execution_id).to_vec();
+    k.push(suffix);
+    k
+}
+
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .or_else(|_| std::env::var("HOSTNAME"))
+        .unwrap_or_default()
+}
+
+pub fn pid_alive(pid: u32) -> bool {
+    if cfg!(target_os = "linux") {
+        // A killed process stays in /proc as a zombie until its parent reaps it: it runs
+        // nothing more, so it counts as dead (state `Z` or `X`, the field after the
+        // parenthesised command name, which may itself contain spaces and parentheses).
+        match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+            Ok(stat) => !matches!(
+                stat.rsplit_once(')')
+                    .map(|(_, rest)| rest.trim_start().as_bytes().first()),
+                Some(Some(b'Z' | b'X'))
+            ),
+            Err(_) => false,
+        }
+    } else {
+        true // unknown: rely on lease expiry
+    }
+}
+
+/// The journal positions of steps called inside a step's body: `PARENT/N`, N counting the
+/// parent's children in call order, or `PARENT/KEY` for a child with a key of its own (which is
+/// counted too). Every binding positions nested steps (and recorded calls) with it, so the same
+/// code gets the same positions in every language.
+#[derive(Debug, Default)]
+pub struct Nested(Mutex<HashMap<String, u64>>);
+
+impl Nested {
+    /// The position of the next child of the step at position `parent`.
+    pub fn child(&self, parent: &str, key: Option<&str>) -> String {
+        let mut counts = self.0.lock();
+        let n = counts.entry(parent.to_string()).or_insert(0);
+        let this = *n;
+        *n += 1;
+        match key {
+            Some(k) => format!("{parent}/{k}"),
+            None => format!("{parent}/{this}"),
+        }
+    }
+
+    /// The position of a step called now: a top-level one (`parent` None) takes the seq
+    /// `reserve` gives and keeps its own `key`; a nested one is `(0, PARENT/N)`.
+    pub fn position<E>(
+        &self,
+        parent: Option<&str>,
+        key: Option<&str>,
+        reserve: impl FnOnce() -> std::result::Result<u64, E>,
+    ) -> std::result::Result<(u64, Option<String>), E> {
+        Ok(match parent {
+            None => (reserve()?, key.map(str::to_string)),
+            Some(p) => (0, Some(self.child(p, key))),
+        })
+    }
+}
+
+/// The recorded steps of the live branch, by position and by explicit key.
+struct Journal {
+    by_seq: HashMap<u64, Checkpoint>,
+    by_key: HashMap<String, Checkpoint>,
+    next_seq: u64,
+}
+
+impl Journal {
+    fn from_branch(branch: &[Checkpoint]) -> Journal {
+        // A resumed run starts at position 1 again: its code re-runs from the top and the
+        // recorded steps replay until the first one the journal lacks.
+        let mut j = Journal {
+            by_seq: HashMap::new(),
+            by_key: HashMap::new(),
+            next_seq: 1,
+        };
+        for c in branch {
+            j.insert(c.clone());
+        }
+        j
+    }
+
+    fn insert(&mut self, c: Checkpoint) {
+        if !c.kind.is_step() {
+            return;
+        }
+        // A keyed step is found by its key only: its position may be shared (steps nested in
+        // another step take their parent's) or scheduled differently on replay.
+        match &c.key {
+            Some(k) => {
+                self.by_key.insert(k.clone(), c);
+            }
+            None => {
+                self.by_seq.insert(c.seq, c);
+            }
+        }
+    }
+}
+
+/// What to record: see [`Run::record`].
+#[derive(Clone, Debug, Default)]
+pub struct NewCheckpoint<'a> {
+    pub name: &'a str,
+    /// Defaults to the run's agent.
+    pub agent: Option<&'a str>,
+    /// `Step` (a durable step's result) or `Snapshot` (explicit state).
+    pub kind: CheckpointKind,
+    /// An explicit identity derived from the step's arguments, so that concurrent steps are
+    /// matched by key rather than by the order they were scheduled in.
+    pub key: Option<&'a str>,
+    pub state: &'a [u8],
+    pub checks: Checks,
+    pub metadata: BTreeMap<String, String>,
+}
+
+/// A run of an execution: holds the lease, replays recorded steps, records new ones.
+/// Dropping it without [`Run::complete`] or [`Run::fail`] leaves the execution resumable.
+pub struct Run {
+    store: Store,
+    id: String,
+    key: ExecKey,
+    cell: Arc<ExecCell>,
+    journal: Mutex<Journal>,
+    nested: Nested,
+    agent: String,
+    lease_ttl_ms: u64,
+    lease_renewed_at: AtomicU64,
+    durability: Option<Durability>,
+    finished: AtomicBool,
+}
+
+impl Run {
+    pub fn execution_id(&self) -> &str {
+        &self.id
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The execution as this run last wrote it.
+    pub fn execution(&self) -> Execution {
+        self.cell
+            .state
+            .lock()
+            .exec
+            .clone()
+            .expect("a run's execution exists")
+    }
+
+    /// Takes the next position of the live branch. Call it when the step is called (not when
+    /// it finishes), so concurrent steps keep their call order.
+    pub fn reserve(&self) -> u64 {
+        let mut j = self.journal.lock();
+        let s = j.next_seq;
+        j.next_seq += 1;
+        s
+    }
+
+    /// The journal position of a step called now: `(seq, key)`. A top-level step (`parent`
+    /// None) takes the next seq and keeps its own `key`; a step called inside the body of the
+    /// step at position `parent` (its key, else its seq) is `(0, Some("PARENT/N"))` (see
+    /// [`Nested`]).
+    pub fn position(&self, parent: Option<&str>, key: Option<&str>) -> (u64, Option<String>) {
+        let reserve = || Ok::<_, std::convert::Infallible>(self.reserve());
+        let Ok(p) = self.nested.position(parent, key, reserve);
+        p
+    }
+
+    /// The recorded checkpoint of the step at `seq` (or with `key`), if the journal has one.
+    /// A different step name there is a [`Error::NonDeterminism`].
+    ///
+    /// `None` means that the caller runs the step's body next, once every extension's
+    /// [`before_step`](crate::ext::Extension::before_step) agreed: a store that syncs to a
+    /// cluster first makes sure that it still holds the execution there, and a run whose
+    /// execution another store took over gets [`Error::LeaseLost`] here, before the body runs.
+    pub fn recorded(&self, seq: u64, name: &str, key: Option<&str>) -> Result<Option<Checkpoint>> {
+        {
+            let j = self.journal.lock();
+            let found = match key {
+                Some(k) => j.by_key.get(k),
+                None => j.by_seq.get(&seq),
+            };
+            match found {
+                Some(c) if c.name != name => {
+                    return Err(Error::NonDeterminism {
+                        execution: self.id.clone(),
+                        seq: if key.is_some() { c.seq } else { seq },
+                        recorded: c.name.clone(),
+                        requested: name.into(),
+                    })
+                }
+                Some(c) => return Ok(Some(c.clone())),
+                None => {}
+            }
+        }
+        self.store
+            .inner
+            .extensions
+            .each(|e| e.before_step(self))?;
+        Ok(None)
+    }
+
+    /// How long the run's lease lasts when renewed.
+    pub fn lease_ttl_ms(&self) -> u64 {
+        self.lease_ttl_ms
+    }
+
+    /// Records a checkpoint at position `seq` on the live branch, atomically with its chunks,
+    /// its index entry, the execution's new head and an audit entry.
+    pub fn record(&self, seq: u64, new: NewCheckpoint<'_>) -> Result<Checkpoint> {
+        if self.finished.load(Ordering::Relaxed) {
+            return Err(Error::InvalidState {
+                execution: self.id.clone(),
+                status: self.execution().status.to_string(),
+                detail: "this run already finished; begin a new run to record more".into(),
+            });
+        }
+        let store = &self.store;
+        let gc_shared = store.inner.gc_lock.read();
+        let mut batch = WriteBatch::default();
+        let (state, stored_size) = store.put_state(&mut batch, new.state)?;
+        let now = now_ms();
+        let renew = now.saturating_sub(self.lease_renewed_at.load(Ordering::Relaxed))
+            > self.lease_ttl_ms / 2;
+        let mut c = Checkpoint {
+            id: crate::store::new_id(),
+            execution_id: self.id.clone(),
+            agent: new.agent.unwrap_or(&self.agent).to_string(),
+            name: new.name.to_string(),
+            kind: new.kind,
+            parent: None,
+            seq,
+            global_seq: 0,
+            key: new.key.map(str::to_string),
+            state,
+            checksum: *blake3::hash(new.state).as_bytes(),
+            raw_size: new.state.len() as u64,
+            stored_size,
+            checks: new.checks,
+            metadata: new.metadata,
+            created_at_ms: now,
+        };
+        let c = store.apply(&self.id, batch, self.durability, |st, batch, audit| {
+            let exec = st.exec.as_mut().ok_or_else(|| Error::ExecutionNotFound {
+                id: self.id.clone(),
+            })?;
+            c.parent = exec.head;
+            c.global_seq = exec.next_global_seq;
+            exec.next_global_seq += 1;
+            exec.head = Some(c.id);
+            exec.checkpoint_count += 1;
+            exec.updated_at_ms = now;
+            if renew {
+                if let Some(l) = &mut exec.lease {
+                    l.expires_at_ms = now + self.lease_ttl_ms;
+                }
+            }
+            store.put_checkpoint(batch, &self.key, &c);
+            audit.push(AuditDraft::new(
+                "checkpoint.create",
+                format!("checkpoint/{}", c.id),
+                // Written by hand: this runs once per step and a json! map costs more than the
+                // rest of the entry.
+                format!(
+                    "{{\"execution\":{},\"name\":{},\"seq\":{},\"agent\":{}}}",
+                    json_str(&self.id),
+                    json_str(&c.name),
+                    c.seq,
+                    json_str(&c.agent)
+                ),
+            ));
+            Ok(c)
+        })?;
+        if renew {
+            self.lease_renewed_at.store(now, Ordering::Relaxed);
+        }
+        self.journal.lock().insert(c.clone());
+        drop(gc_shared);
+        store.barrier(&self.id)?;
+        Ok(c)
+    }
+
+    /// Runs `f` as a durable step named `name`: returns the recorded result when the journal
+    /// has this step, otherwise runs `f` and records what it returns.
+    pub fn step<E: From<Error>>(
+        &self,
+        name: &str,
+        f: impl FnOnce() -> std::result::Result<Vec<u8>, E>,
+    ) -> std::result::Result<Vec<u8>, E> {
+        let seq = self.reserve();
+        if let Some(c) = self.recorded(seq, name, None)? {
+            return Ok(self.store.read_state(&c)?);
+        }
+        let out = f()?;
+        self.record(
+            seq,
+            NewCheckpoint {
+                name,
+                state: &out,
+                ..NewCheckpoint::default()
+            },
+        )?;
+        Ok(out)
+    }
+
+    /// Extends the lease, for steps that run longer than half the lease time.
+    pub fn heartbeat(&self) -> Result<()> {
+        let now = now_ms();
+        let ttl = self.lease_ttl_ms;
+        self.store.apply(
+            &self.id,
+            WriteBatch::default(),
+            self.durability,
+            |st, _, _| {
+                if let Some(l) = st.exec.as_mut().and_then(|e| e.lease.as_mut()) {
+                    l.expires_at_ms = now + ttl;
+                }
+                Ok(())
+            },
+        )?;
+        self.lease_renewed_at.store(now, Ordering::Relaxed);
+        Ok(())
+    }
+
+    fn finish(
+        &self,
+        status: Status,
+        output: Option<&[u8]>,
+        error: Option<&str>,
+        action: &'static str,
+    ) -> Result<()> {
+        let mut batch = WriteBatch::default();
+        if let Some(o) = output {
+            batch.put_cf(
+                self.store.cf(Cf::Executions),
+                io_key(&self.id, OUTPUT_SUFFIX),
+                o,
+            );
+        }
+        self.store.settle_failures(&mut batch, &self.id, status)?;
+        self.store
+            .apply(&self.id, batch, self.durability, |st, _, audit| {
+                let exec = st.exec.as_mut().ok_or_else(|| Error::ExecutionNotFound {
+                    id: self.id.clone(),
+                })?;
+                exec.status = status;
+                exec.lease = None;
+                exec.updated_at_ms = now_ms();
+                exec.error = error.map(str::to_string);
+                exec.has_output |= output.is_some();
+                st.running = false;
+                let detail = match error {
+                    Some(e) => serde_json::json!({ "error": e }).to_string(),
+                    None => "{}".into(),
+                };
+                audit.push(AuditDraft::new(
+                    action,
+                    format!("execution/{}", self.id),
+                    detail,
+                ));
+                Ok(())
+            })?;
+        self.finished.store(true, Ordering::Relaxed);
+        self.store.barrier(&self.id)
+    }
+
+    /// Marks the execution completed with its output; releases the lease.
+    pub fn complete(&self, output: Option<&[u8]>) -> Result<()> {
+        self.finish(Status::Completed, output, None, "execution.complete")
+    }
+
+    /// Marks the execution failed; releases the lease. Re-running it resumes it.
+    pub fn fail(&self, error: &str) -> Result<()> {
+        self.finish(Status::Failed, None, Some(error), "execution.fail")
+    }
+
+    /// Marks the execution paused (waiting for a human); releases the lease.
+    pub fn pause(&self, reason: &str) -> Result<()> {
+        self.finish(Status::Paused, None, Some(reason), "execution.pause")
+    }
+
+    /// Releases the execution without finishing it: it becomes pending (resumable at once,
+    /// by any process) instead of waiting for its lease to expire.
+    pub fn suspend(&self) -> Result<()> {
+        self.finish(Status::Pending, None, None, "execution.suspend")
+    }
+}
+
+impl Drop for Run {
+    fn drop(&mut self) {
+        // A finished run released the execution already; a later run may hold it by now.
+        if !self.finished.load(Ordering::Relaxed) {
+            self.cell.state.lock().running = false;
+        }
+        self.store.release_cell(self.key, &self.cell);
+    }
+}

@@ -1,0 +1,184 @@
+//! Failure records: what went wrong in a step or an execution and every action taken about
+//! it, kept per execution. Storage owns the records and their settlement when an execution
+//! finishes (in the same batch); the recovery engine (`omium-engine`) decides what to do.
+
+use rocksdb::WriteBatch;
+use serde::{Deserialize, Serialize};
+
+use crate::audit::AuditDraft;
+use crate::codec;
+use crate::error::{Error, Result};
+use crate::execution::Status;
+use crate::store::{exec_key, now_ms, Cf, Store};
+use omium_spec::policy::Trigger;
+
+/// Where a failure stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// Being handled.
+    Open,
+    /// Waiting for a human (`resume`).
+    Paused,
+    /// Resumed by a human; recovered once the execution completes.
+    Resumed,
+    /// Rolled back; recovered once the execution completes.
+    RolledBack,
+    /// The step or the execution went on successfully.
+    Recovered,
+    /// Handed to people, and the step failed.
+    Escalated,
+    /// Nothing recovered it.
+    Failed,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Open => "open",
+            Outcome::Paused => "paused",
+            Outcome::Resumed => "resumed",
+            Outcome::RolledBack => "rolled_back",
+            Outcome::Recovered => "recovered",
+            Outcome::Escalated => "escalated",
+            Outcome::Failed => "failed",
+        }
+    }
+
+    /// True once nothing more will happen to the failure.
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            Outcome::Recovered | Outcome::Escalated | Outcome::Failed
+        )
+    }
+}
+
+/// One action taken about a failure.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ActionRecord {
+    pub action: String,
+    /// What exactly was done (JSON).
+    pub detail: String,
+    /// `ok`, `failed` or `pending`.
+    pub outcome: String,
+    pub started_at_ms: u64,
+    pub ended_at_ms: Option<u64>,
+}
+
+/// A failure and everything done about it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FailureRecord {
+    pub id: String,
+    pub execution_id: String,
+    pub workflow: String,
+    pub tenant: String,
+    pub step: Option<String>,
+    pub seq: Option<u64>,
+    pub key: Option<String>,
+    pub agent: String,
+    pub kind: Trigger,
+    pub error_class: String,
+    pub message: String,
+    /// The rule that handled it, and the scope it came from.
+    pub rule: Option<String>,
+    pub scope: Option<String>,
+    pub root_cause: Option<String>,
+    pub suggested_fix: Option<String>,
+    pub actions: Vec<ActionRecord>,
+    pub outcome: Outcome,
+    pub created_at_ms: u64,
+    pub resolved_at_ms: Option<u64>,
+}
+
+pub fn failure_key(execution_id: &str, id: ulid::Ulid) -> [u8; 32] {
+    let mut k = [0u8; 32];
+    k[..16].copy_from_slice(&exec_key(execution_id));
+    k[16..].copy_from_slice(&id.to_bytes());
+    k
+}
+
+impl Store {
+    /// Failures recorded for one execution (oldest first), or for every execution.
+    pub fn failures(&self, execution_id: Option<&str>) -> Result<Vec<FailureRecord>> {
+        let prefix = execution_id
+            .map(|e| exec_key(e).to_vec())
+            .unwrap_or_default();
+        let mut out: Vec<FailureRecord> = self
+            .scan_prefix(Cf::Failures, &prefix)
+            .map(|r| {
+                let (k, v) = r?;
+                codec::decode("failure", &|| crate::hex(&k), &v)
+            })
+            .collect::<Result<_>>()?;
+        if let Some(e) = execution_id {
+            out.retain(|f| f.execution_id == e);
+        } else {
+            out.sort_by(|a, b| a.created_at_ms.cmp(&b.created_at_ms).then(a.id.cmp(&b.id)));
+        }
+        Ok(out)
+    }
+
+    /// Settles the failures of an execution that are still waiting on its outcome: when it
+    /// completes they are recovered, when it fails they failed. Part of the caller's batch.
+    pub fn settle_failures(
+        &self,
+        batch: &mut WriteBatch,
+        execution_id: &str,
+        status: Status,
+    ) -> Result<usize> {
+        let outcome = match status {
+            Status::Completed => Outcome::Recovered,
+            Status::Failed | Status::Cancelled => Outcome::Failed,
+            _ => return Ok(0),
+        };
+        let now = now_ms();
+        let mut n = 0;
+        for f in self.failures(Some(execution_id))? {
+            if matches!(
+                f.outcome,
+                Outcome::Open | Outcome::Resumed | Outcome::RolledBack | Outcome::Paused
+            ) {
+                let mut f = f;
+                f.outcome = outcome;
+                f.resolved_at_ms = Some(now);
+                let id: ulid::Ulid = f.id.parse().map_err(|_| Error::Decode {
+                    what: "failure",
+                    key: f.id.clone(),
+                    detail: "its id is not a ULID".into(),
+                })?;
+                batch.put_cf(
+                    self.cf(Cf::Failures),
+                    failure_key(execution_id, id),
+                    codec::encode(&f),
+                );
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    /// Writes a failure record (new or updated) with an audit entry naming `action`.
+    pub fn put_failure(&self, f: &FailureRecord, action: &'static str) -> Result<()> {
+        let id: ulid::Ulid = f.id.parse().expect("failure ids are ULIDs");
+        let mut batch = WriteBatch::default();
+        batch.put_cf(
+            self.cf(Cf::Failures),
+            failure_key(&f.execution_id, id),
+            codec::encode(f),
+        );
+        let detail = serde_json::json!({
+            "execution": f.execution_id, "step": f.step, "type": f.kind.as_str(), "outcome": f.outcome.as_str(),
+            "actions": f.actions.len(),
+        });
+        self.commit(
+            batch,
+            vec![AuditDraft::new(
+                action,
+                format!("failure/{}", f.id),
+                detail.to_string(),
+            )],
+            None,
+        )
+    }
+}
