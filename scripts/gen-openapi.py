@@ -1,5 +1,5 @@
 """Writes docs/openapi.yaml, the OpenAPI document of `omium serve` (one entry per method of
-omium-core/src/serve). Run it after changing a method: `.venv/bin/python scripts/gen-openapi.py`;
+omium-engine/src/serve). Run it after changing a method: `.venv/bin/python scripts/gen-openapi.py`;
 omium-py/tests/test_serve.py checks the committed document is this script's output and that the
 daemon's real answers match it."""
 

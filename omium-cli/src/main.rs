@@ -22,8 +22,8 @@ use std::time::Duration;
 
 use clap::error::ErrorKind;
 use clap::{Parser, Subcommand};
-use omium_core::{Error, ForkOptions, RollbackTarget, Store};
 use omium_core::prelude::*;
+use omium_core::{Error, ForkOptions, RollbackTarget, Store};
 
 #[derive(Parser)]
 #[command(

@@ -10,10 +10,10 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use omium_engine::workflow::agents::AgentError;
-use omium_engine::workflow::{Agreement, AgreementRequest};
 use crate::consensus::{AckRequest, BroadcastRequest, Coordinator};
 use crate::error::Error;
+use omium_engine::workflow::agents::AgentError;
+use omium_engine::workflow::{Agreement, AgreementRequest};
 
 /// How a target agent answers a hand-off broadcast to it.
 #[derive(Clone, Debug, PartialEq)]

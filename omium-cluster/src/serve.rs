@@ -18,13 +18,13 @@ use axum::{Json, Router};
 use parking_lot::Mutex;
 use serde_json::{json, Value};
 
-use omium_engine::serve::{b64, checks_of, kind, Args, Metadata, OPENAPI};
 use crate::error::{Error, Result};
 use crate::execution::{hostname, pid_alive};
 use crate::store::now_ms;
 use crate::{BeginOptions, Durability, NewCheckpoint, Run, Store};
 use omium_engine::prelude::*;
 use omium_engine::recovery::{FailureInput, Recovery};
+use omium_engine::serve::{b64, checks_of, kind, Args, Metadata, OPENAPI};
 
 /// Where and how the daemon listens.
 #[derive(Clone, Debug, Default)]

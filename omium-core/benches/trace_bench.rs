@@ -8,9 +8,9 @@
 use std::hint::black_box;
 use std::time::Instant;
 
+use omium_core::prelude::*;
 use omium_core::trace::{Span, SpanKind};
 use omium_core::{OpenOptions, Store};
-use omium_core::prelude::*;
 
 fn make(i: u64) -> Span {
     let mut s = Span::new("exec-bench", "chat gpt-4o", "llm");

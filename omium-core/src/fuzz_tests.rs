@@ -16,9 +16,9 @@ use serde_json::{json, Value};
 use ulid::Ulid;
 
 use crate::blob::{decode_chunk, ChunkRef, Manifest, MAX_CHUNK_BYTES};
-use omium_storage::codec;
 use crate::sync::{check_records, Bundle, Chunk, Pulled, SyncBatch, Synced};
 use crate::{AuditEntry, Checkpoint, ChunkParams, Execution, StateRef, Status, Store};
+use omium_storage::codec;
 
 /// Runs `test` over `strategy`: `short` cases, or `PROPTEST_CASES` when set (`make fuzz`).
 /// Prints how many cases ran, for `docs/testing.md`.

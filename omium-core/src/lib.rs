@@ -51,8 +51,8 @@ pub mod workflow {
     pub use omium_cluster::agreement::{Answer, ConsensusAgreement, Respond};
     pub use omium_cluster::workflow::run;
     pub use omium_engine::workflow::{
-        agents, container_runtime, executor, load, parse, plan, spec, step_retry, templates,
-        Agent, AgentCall, AgentError, Agreement, AgreementRequest, Hooks, Plan, PlanStep, Report,
+        agents, container_runtime, executor, load, parse, plan, spec, step_retry, templates, Agent,
+        AgentCall, AgentError, Agreement, AgreementRequest, Hooks, Plan, PlanStep, Report,
         RunOptions, ShellAgent, Spec, SpecErrors, Step, StepReport,
     };
 }
@@ -75,13 +75,13 @@ pub mod prelude {
 mod fuzz_tests;
 
 pub use omium_cluster::SyncStore;
+pub use omium_engine::recovery::{Directive, FailureInput, Recovery, RecoveryMetrics};
 pub use omium_engine::{PolicyStore, RecoveryStore, TraceStore};
 pub use omium_storage::{
-    exec_key, rfc3339_ms, hex, ActionRecord, AuditEntry, AuditHead, AuditReport, BeginOptions,
+    exec_key, hex, rfc3339_ms, ActionRecord, AuditEntry, AuditHead, AuditReport, BeginOptions,
     CheckResult, Checkpoint, CheckpointKind, Checks, ChunkParams, Cut, Durability, Error,
     ErrorCode, Execution, Extension, FailureRecord, ForkOptions, GcReport, Lease, ListQuery,
     NewCheckpoint, OpenError, OpenOptions, Outcome, Problem, PutCheckpoint, Result,
     RetentionReport, RollbackTarget, Run, StateRef, Status, Store, StoreStats, ThreadCheckpoint,
     ThreadTuple, Threads, VerifyReport, FORMAT_VERSION,
 };
-pub use omium_engine::recovery::{Directive, FailureInput, Recovery, RecoveryMetrics};

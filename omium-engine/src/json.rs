@@ -4,8 +4,8 @@
 
 use serde_json::{json, Value};
 
-use crate::{CheckResult, Checkpoint, Execution, StateRef, VerifyReport};
 use crate::prelude::*;
+use crate::{CheckResult, Checkpoint, Execution, StateRef, VerifyReport};
 
 fn checks(list: &[CheckResult]) -> Value {
     list.iter()

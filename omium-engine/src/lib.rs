@@ -42,4 +42,3 @@ pub fn install_tls_provider() {
         let _ = rustls::crypto::ring::default_provider().install_default();
     });
 }
-

@@ -12,7 +12,7 @@
  * Channel values are stored once per (thread, namespace, channel, version) through Omium's
  * content-addressed blob store, so a channel that did not change costs nothing and a message
  * list that grew by one message shares all but its last chunks with the previous version. The
- * storage is the Rust core's (`omium-core/src/threads.rs`), shared with Python's `OmiumSaver`.
+ * storage is the Rust core's (`omium-storage/src/threads.rs`), shared with Python's `OmiumSaver`.
  */
 import type { RunnableConfig } from "@langchain/core/runnables";
 import {

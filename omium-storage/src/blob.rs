@@ -128,11 +128,7 @@ impl Store {
     /// Adds the chunks of `bytes` that the store lacks to `batch`; returns the reference and
     /// the number of bytes this state adds to the store. The caller holds `gc_lock` shared
     /// until the batch is written.
-    pub fn put_state(
-        &self,
-        batch: &mut WriteBatch,
-        bytes: &[u8],
-    ) -> Result<(StateRef, u64)> {
+    pub fn put_state(&self, batch: &mut WriteBatch, bytes: &[u8]) -> Result<(StateRef, u64)> {
         let p = &self.inner.blob;
         if bytes.len() <= p.inline_max {
             return Ok((StateRef::Inline(bytes.to_vec()), bytes.len() as u64));

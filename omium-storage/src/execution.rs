@@ -711,10 +711,7 @@ impl Run {
                 None => {}
             }
         }
-        self.store
-            .inner
-            .extensions
-            .each(|e| e.before_step(self))?;
+        self.store.inner.extensions.each(|e| e.before_step(self))?;
         Ok(None)
     }
 

@@ -98,7 +98,10 @@ impl Store {
 
     /// Attaches `ext` unless an extension of its type is attached already; then gives `ext`
     /// back with the one in place.
-    pub fn attach_extension<T: Extension>(&self, ext: T) -> std::result::Result<Arc<T>, (T, Arc<T>)> {
+    pub fn attach_extension<T: Extension>(
+        &self,
+        ext: T,
+    ) -> std::result::Result<Arc<T>, (T, Arc<T>)> {
         let mut entries = self.inner.extensions.entries.write();
         if let Some(e) = Extensions::find::<T>(&entries) {
             return Err((ext, e));

@@ -611,11 +611,7 @@ impl Store {
     }
 
     /// Iterates `cf` from `start` (inclusive) to its end, in key order.
-    pub fn scan_from(
-        &self,
-        cf: Cf,
-        start: &[u8],
-    ) -> impl Iterator<Item = Result<KeyValue>> + '_ {
+    pub fn scan_from(&self, cf: Cf, start: &[u8]) -> impl Iterator<Item = Result<KeyValue>> + '_ {
         let handle = self.inner.db.cf_handle(cf.name());
         handle
             .map(|h| {

@@ -838,10 +838,7 @@ impl Threads {
 /// `Store::verify` over threads: reads every thread checkpoint with its channel values and
 /// pending writes (which re-hashes their chunks) and reports each failure, named by thread and
 /// checkpoint, into `report`.
-pub fn verify_into(
-    store: &Store,
-    report: &mut crate::checkpoint::VerifyReport,
-) -> Result<()> {
+pub fn verify_into(store: &Store, report: &mut crate::checkpoint::VerifyReport) -> Result<()> {
     let threads = store.threads();
     let mut records = Vec::new();
     threads.for_each(Cf::ThreadCheckpoints, &[], false, None, |k, v| {

@@ -4,9 +4,9 @@ use crate::common;
 
 use common::Ctx;
 use omium_core::policy::Scope;
+use omium_core::prelude::*;
 use omium_core::recovery::FailureInput;
 use omium_core::{BeginOptions, Store};
-use omium_core::prelude::*;
 
 const EXAMPLES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/policies");
 

@@ -669,7 +669,6 @@ pub(crate) struct Outgoing {
 
 /// The sync bookkeeping of a store: what was pushed, what to push, chunks and imports.
 pub(crate) trait SyncRecords: AsRef<Store> {
-
     fn sync_state(&self, ek: &ExecKey) -> Result<SyncState> {
         let store: &Store = self.as_ref();
         let key = state_key(ek);

@@ -17,6 +17,7 @@ use parking_lot::{Condvar, Mutex};
 use serde::Serialize;
 
 use super::objects::{ObjectConfig, Objects};
+use super::SyncRecords;
 use super::{
     chunk_refs, cluster::outcome_error, Chunk, FetchedChunk, Outgoing, PullRequest, Pulled,
     SyncBatch, SyncOutcome, SyncedSummary, MAX_BATCH_BYTES,
@@ -25,7 +26,6 @@ use crate::consensus::network::RemoteClient;
 use crate::error::{Error, Result};
 use crate::execution::Status;
 use crate::store::{exec_key, Store, WeakStore};
-use super::SyncRecords;
 
 /// When a step's changes reach the cluster.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]

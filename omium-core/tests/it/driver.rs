@@ -4,9 +4,9 @@
 use std::time::Duration;
 
 use omium_core::policy::Scope;
+use omium_core::prelude::*;
 use omium_core::recovery::driver::{Analysis, Command, Driver, Event, Failed};
 use omium_core::{BeginOptions, Error, FailureInput, Outcome, Store};
-use omium_core::prelude::*;
 
 fn driver(store: &Store, execution: &str, policy: &str) -> Driver {
     store

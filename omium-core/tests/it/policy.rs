@@ -6,9 +6,9 @@ use std::time::Duration;
 use crate::common;
 
 use omium_core::policy::{self, Action, BackoffKind, Compiled, Failure, Scope, Trigger};
+use omium_core::prelude::*;
 use omium_core::recovery::{Directive, FailureInput, Outcome};
 use omium_core::{BeginOptions, Store};
-use omium_core::prelude::*;
 
 fn example(name: &str) -> String {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/policies/");

@@ -6,10 +6,10 @@ use std::time::Duration;
 
 use crate::common;
 
+use omium_core::prelude::*;
 use omium_core::trace::{self, view, ExportConfig, Span, SpanKind, StatusCode, Value};
 use omium_core::{BeginOptions, Store};
 use prost::Message;
-use omium_core::prelude::*;
 
 fn span(
     exec: &str,

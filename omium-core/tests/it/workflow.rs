@@ -8,12 +8,12 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use omium_core::prelude::*;
 use omium_core::workflow::{
     self, Agent, AgentCall, AgentError, Agreement, AgreementRequest, Plan, RunOptions,
 };
 use omium_core::{RollbackTarget, Store};
 use serde_json::{json, Map, Value};
-use omium_core::prelude::*;
 
 fn workflows_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/workflows")

@@ -120,16 +120,16 @@ pub trait PolicyStore: AsRef<Store> {
             )],
             None,
         )?;
-        store.extension_or_insert_with(PolicyCache::default).0.lock().clear();
+        store
+            .extension_or_insert_with(PolicyCache::default)
+            .0
+            .lock()
+            .clear();
         Ok(v)
     }
 
     /// Versions of one scope of a tenant (oldest first), or of every scope when `scope` is None.
-    fn policy_versions(
-        &self,
-        tenant: &str,
-        scope: Option<&Scope>,
-    ) -> Result<Vec<PolicyVersion>> {
+    fn policy_versions(&self, tenant: &str, scope: Option<&Scope>) -> Result<Vec<PolicyVersion>> {
         let store: &Store = self.as_ref();
         let prefix = match scope {
             Some(s) => scope_prefix(tenant, &s.to_string()),
@@ -151,7 +151,8 @@ pub trait PolicyStore: AsRef<Store> {
     #[doc(hidden)]
     fn versions_under(&self, prefix: &[u8]) -> Result<Vec<PolicyVersion>> {
         let store: &Store = self.as_ref();
-        store.scan_prefix(Cf::Policies, prefix)
+        store
+            .scan_prefix(Cf::Policies, prefix)
             .map(|r| {
                 let (k, bytes) = r?;
                 codec::decode(
@@ -201,7 +202,12 @@ pub trait PolicyStore: AsRef<Store> {
             step.unwrap_or("\u{1}")
         );
         if !store.is_read_only() {
-            if let Some(e) = store.extension_or_insert_with(PolicyCache::default).0.lock().get(&cache_key) {
+            if let Some(e) = store
+                .extension_or_insert_with(PolicyCache::default)
+                .0
+                .lock()
+                .get(&cache_key)
+            {
                 return Ok(e.clone());
             }
         }
@@ -213,7 +219,11 @@ pub trait PolicyStore: AsRef<Store> {
         }
         let e = Effective { layers };
         if !store.is_read_only() {
-            store.extension_or_insert_with(PolicyCache::default).0.lock().insert(cache_key, e.clone());
+            store
+                .extension_or_insert_with(PolicyCache::default)
+                .0
+                .lock()
+                .insert(cache_key, e.clone());
         }
         Ok(e)
     }

@@ -8,6 +8,7 @@ use serde_json::{json, Value};
 use super::{b64, Client, RemoteRecovery, RemoteRun};
 use crate::error::{Error, Result};
 use crate::policy::Scope;
+use crate::prelude::*;
 use crate::recovery::driver::{Driver, Handling};
 use crate::recovery::{Directive, Outcome};
 use crate::trace::Span;
@@ -15,7 +16,6 @@ use crate::{
     AuditHead, BeginOptions, Checkpoint, Execution, FailureInput, ForkOptions, NewCheckpoint,
     Recovery, RollbackTarget, Run, Store, VerifyReport,
 };
-use crate::prelude::*;
 
 fn value<T: serde::Serialize>(v: &T) -> Value {
     serde_json::to_value(v).expect("records serialize")

@@ -19,7 +19,6 @@
 pub mod client;
 pub mod handle;
 
-
 use std::collections::BTreeMap;
 
 use base64::Engine as _;
@@ -29,11 +28,10 @@ use serde_json::{json, Value};
 pub use client::{Client, RemoteRecovery, RemoteRun};
 pub use handle::{RecoveryHandle, RunHandle, StoreHandle};
 
-
 use crate::error::{Error, Result};
 use crate::policy::Scope;
-use crate::{CheckResult, CheckpointKind, Checks, ForkOptions, RollbackTarget, Store};
 use crate::prelude::*;
+use crate::{CheckResult, CheckpointKind, Checks, ForkOptions, RollbackTarget, Store};
 
 /// The OpenAPI document of the HTTP API (also served at `GET /openapi.yaml`).
 pub const OPENAPI: &str = include_str!("../../../docs/openapi.yaml");
@@ -99,11 +97,7 @@ impl<'a> Args<'a> {
         }
     }
 
-    pub fn req<T: for<'de> Deserialize<'de>>(
-        &self,
-        name: &str,
-        expected: &str,
-    ) -> Result<T> {
+    pub fn req<T: for<'de> Deserialize<'de>>(&self, name: &str, expected: &str) -> Result<T> {
         self.opt(name, expected)?
             .ok_or_else(|| Error::InvalidArgument {
                 what: "argument",

@@ -375,7 +375,9 @@ pub trait TraceStore: AsRef<Store> {
     fn flush_export(&self, timeout: Duration) -> Result<bool> {
         let store: &Store = self.as_ref();
         store.flush_spans()?;
-        Ok(store.extension::<pipe::SpanPipe>().is_none_or(|p| p.flush_export(timeout)))
+        Ok(store
+            .extension::<pipe::SpanPipe>()
+            .is_none_or(|p| p.flush_export(timeout)))
     }
 
     /// Two executions compared position by position (see [`view::diff`]).

@@ -26,11 +26,11 @@ use crate::error::{Error, Result};
 use crate::execution::{BeginOptions, NewCheckpoint, Run, Status};
 use crate::expr::Condition;
 use crate::policy::{self, Compiled, Effective, Scope, Trigger};
+use crate::prelude::*;
 use crate::recovery::driver::{Analysis, Command, Driver, Event, Failed};
 use crate::recovery::{roll_back_as_decided, FailureInput};
 use crate::store::{now_ms, Durability, Store};
 use crate::trace::{self, Span, SpanKind, StatusCode};
-use crate::prelude::*;
 
 /// What a `consensus_required` step's outputs must pass before they flow on: agreement of the
 /// agents that consume them. [`super::ConsensusAgreement`] (the default) goes through the

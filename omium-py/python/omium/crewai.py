@@ -15,7 +15,7 @@ content-addressed blob store, so a large state that changed little costs only it
 chunks. States are encoded with Omium's msgpack codec (its JSON codec for integers beyond 64
 bits), which keeps datetime, date, UUID, Decimal, set and enum values as they were (CrewAI's
 SQLite persistence turns them into JSON strings and lists). The storage is the same core
-module as ``omium.langgraph`` (``omium-core/src/threads.rs``).
+module as ``omium.langgraph`` (``omium-storage/src/threads.rs``).
 
 Pending human feedback is part of the flow's latest checkpoint: ``save_pending_feedback``
 writes the state and the feedback context in one checkpoint, ``clear_pending_feedback``

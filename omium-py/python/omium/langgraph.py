@@ -13,7 +13,7 @@ Values are serialized by LangGraph's own serializer (``saver.serde``); Omium sto
 Channel values are stored once per (thread, namespace, channel, version) through Omium's
 content-addressed blob store: a channel that did not change in a step costs nothing, and a
 message list that grew by one message shares all its chunks but the last few with the
-previous version. The storage logic lives in the Rust core (``omium-core/src/threads.rs``);
+previous version. The storage logic lives in the Rust core (``omium-storage/src/threads.rs``);
 this module only converts LangGraph's dicts to and from it.
 
 Async methods run a store call that waits for an fsync (``sync`` durability) and every read on a

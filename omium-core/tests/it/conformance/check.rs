@@ -6,9 +6,9 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+use omium_core::prelude::*;
 use omium_core::Store;
 use serde_json::{json, Value};
-use omium_core::prelude::*;
 
 /// The scenario files, in order.
 pub fn scenario_files() -> Vec<PathBuf> {
