@@ -66,6 +66,8 @@ test-rust:
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	# The small C library: storage and engine without the cluster crate.
+	$(CARGO) clippy -p omium-ffi --no-default-features -- -D warnings
 
 # The long crash run: 60 SIGKILLs of a real writer process.
 crash: deps

@@ -39,6 +39,7 @@
 //! [`threads`] (framework checkpoints: LangGraph-style threads), [`workflow`] (YAML workflow
 //! specs, the durable parallel DAG executor, templates).
 
+#[cfg(feature = "cluster")]
 pub use omium_cluster::{agreement, consensus, sync};
 pub use omium_engine::{expr, json, policy, recovery, trace};
 pub use omium_storage::{
@@ -48,8 +49,12 @@ pub use omium_storage::{
 /// Workflows (`omium_engine::workflow`), with [`run`](workflow::run) agreeing on
 /// `consensus_required` hand-offs through the store's consensus group by default.
 pub mod workflow {
+    #[cfg(feature = "cluster")]
     pub use omium_cluster::agreement::{Answer, ConsensusAgreement, Respond};
+    #[cfg(feature = "cluster")]
     pub use omium_cluster::workflow::run;
+    #[cfg(not(feature = "cluster"))]
+    pub use omium_engine::workflow::run;
     pub use omium_engine::workflow::{
         agents, container_runtime, executor, load, parse, plan, spec, step_retry, templates, Agent,
         AgentCall, AgentError, Agreement, AgreementRequest, Hooks, Plan, PlanStep, Report,
@@ -60,20 +65,24 @@ pub mod workflow {
 /// `omium serve`: the API, its client and handle (`omium_engine::serve`) and the daemon
 /// (`omium_cluster::serve`).
 pub mod serve {
+    #[cfg(feature = "cluster")]
     pub use omium_cluster::serve as server;
+    #[cfg(feature = "cluster")]
     pub use omium_cluster::serve::{Daemon, ServeConfig};
     pub use omium_engine::serve::*;
 }
 
 /// The extension traits that add the upper layers' operations to [`Store`].
 pub mod prelude {
+    #[cfg(feature = "cluster")]
     pub use omium_cluster::prelude::*;
     pub use omium_engine::prelude::*;
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "cluster"))]
 mod fuzz_tests;
 
+#[cfg(feature = "cluster")]
 pub use omium_cluster::SyncStore;
 pub use omium_engine::recovery::{Directive, FailureInput, Recovery, RecoveryMetrics};
 pub use omium_engine::{PolicyStore, RecoveryStore, TraceStore};
