@@ -16,6 +16,7 @@
 use omium_storage::*;
 use recovery::{FailureInput, Recovery};
 
+pub mod events;
 pub mod expr;
 pub mod json;
 pub mod policy;
@@ -24,13 +25,14 @@ pub mod serve;
 pub mod trace;
 pub mod workflow;
 
+pub use events::EventStore;
 pub use policy::versions::PolicyStore;
 pub use recovery::RecoveryStore;
 pub use trace::TraceStore;
 
 /// The extension traits of this crate, to `use` with a glob.
 pub mod prelude {
-    pub use crate::{PolicyStore, RecoveryStore, TraceStore};
+    pub use crate::{EventStore, PolicyStore, RecoveryStore, TraceStore};
 }
 
 /// reqwest is built with rustls and no default crypto provider (aws-lc-rs would add a C

@@ -2,6 +2,8 @@
 //! operation, each entry hash-chained (blake3) to the one before, so that removing, reordering
 //! or editing an entry breaks the chain at a point `verify_audit` names.
 
+use std::time::{Duration, Instant};
+
 use serde::{Deserialize, Serialize};
 
 use crate::codec;
@@ -174,6 +176,35 @@ impl Store {
             )?);
         }
         Ok(out)
+    }
+
+    /// Waits until the audit log has an entry past `after` (a change of any kind was
+    /// written), or until `timeout` passes; returns the seq of the last entry then (`after` or
+    /// less when nothing came). A writer is woken by its own commits; a read-only store (a
+    /// secondary beside another process's writer) catches up with the writer every
+    /// `poll` until then, because RocksDB tells a secondary nothing.
+    pub fn wait_for_audit(&self, after: u64, timeout: Duration, poll: Duration) -> Result<u64> {
+        let deadline = Instant::now() + timeout;
+        if !self.is_read_only() {
+            return Ok(self.inner.committer.wait_past(after, deadline));
+        }
+        loop {
+            self.refresh()?;
+            let head = self.audit_head()?.map_or(0, |h| h.seq);
+            let now = Instant::now();
+            if head > after || now >= deadline {
+                return Ok(head);
+            }
+            std::thread::sleep(poll.min(deadline - now));
+        }
+    }
+
+    /// The seq of the last audit entry this handle knows (0 when the log is empty).
+    pub fn audit_seq(&self) -> Result<u64> {
+        if self.is_read_only() {
+            return Ok(self.audit_head()?.map_or(0, |h| h.seq));
+        }
+        Ok(self.inner.committer.head_seq())
     }
 
     /// The chain's last entry, or `None` when nothing was audited yet.

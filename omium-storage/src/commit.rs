@@ -99,6 +99,23 @@ impl Committer {
         }
     }
 
+    /// The seq of the last audit entry written.
+    pub(crate) fn head_seq(&self) -> u64 {
+        self.state.lock().head_seq
+    }
+
+    /// Waits until an audit entry past `after` is written or `deadline` passes; returns the
+    /// head's seq then. Woken by every group the leader writes.
+    pub(crate) fn wait_past(&self, after: u64, deadline: std::time::Instant) -> u64 {
+        let mut st = self.state.lock();
+        while st.head_seq <= after {
+            if self.cv.wait_until(&mut st, deadline).timed_out() {
+                break;
+            }
+        }
+        st.head_seq
+    }
+
     fn lead(&self, store: &Store, st: &mut MutexGuard<'_, State>) {
         st.leader = true;
         let group: Vec<Pending> = st.queue.drain(..).collect();
