@@ -26,28 +26,112 @@ pub const TYPE_PREFIX: &str = "io.omium.";
 /// The event types, with the audit action each comes from. An action missing here (a newer
 /// store's) becomes `audit.<action>`, so that nothing written is hidden from the feed.
 pub const TYPES: &[(&str, &str, &str)] = &[
-    ("execution.create", "execution.started", "An execution began its first run."),
-    ("execution.resume", "execution.resumed", "A run began on an existing execution (a resume after a crash, a pause or a rollback)."),
-    ("execution.complete", "execution.completed", "The execution completed with its output."),
-    ("execution.fail", "execution.failed", "The execution failed."),
-    ("execution.pause", "execution.paused", "The execution paused (a recovery policy's pause)."),
-    ("execution.suspend", "execution.suspended", "A run stopped without finishing the execution; it is resumable."),
-    ("execution.delete", "execution.deleted", "The execution and its checkpoints were deleted."),
-    ("execution.pull", "execution.pulled", "The execution was pulled from a cluster into this store."),
-    ("checkpoint.create", "checkpoint.created", "A step recorded its checkpoint."),
-    ("rollback", "execution.rolled_back", "The execution was rolled back to a checkpoint."),
-    ("fork", "execution.forked", "A new execution was forked from a checkpoint of another."),
-    ("failure.record", "failure.detected", "A step failed; the failure is recorded with its type."),
-    ("failure.update", "recovery.action_taken", "The recovery of a failure took an action or reached an outcome."),
-    ("failure.resume", "recovery.resumed", "A person resumed a paused failure."),
-    ("policy.apply", "policy.applied", "A recovery policy version was applied."),
+    (
+        "execution.create",
+        "execution.started",
+        "An execution began its first run.",
+    ),
+    (
+        "execution.resume",
+        "execution.resumed",
+        "A run began on an existing execution (a resume after a crash, a pause or a rollback).",
+    ),
+    (
+        "execution.complete",
+        "execution.completed",
+        "The execution completed with its output.",
+    ),
+    (
+        "execution.fail",
+        "execution.failed",
+        "The execution failed.",
+    ),
+    (
+        "execution.pause",
+        "execution.paused",
+        "The execution paused (a recovery policy's pause).",
+    ),
+    (
+        "execution.suspend",
+        "execution.suspended",
+        "A run stopped without finishing the execution; it is resumable.",
+    ),
+    (
+        "execution.delete",
+        "execution.deleted",
+        "The execution and its checkpoints were deleted.",
+    ),
+    (
+        "execution.pull",
+        "execution.pulled",
+        "The execution was pulled from a cluster into this store.",
+    ),
+    (
+        "checkpoint.create",
+        "checkpoint.created",
+        "A step recorded its checkpoint.",
+    ),
+    (
+        "rollback",
+        "execution.rolled_back",
+        "The execution was rolled back to a checkpoint.",
+    ),
+    (
+        "fork",
+        "execution.forked",
+        "A new execution was forked from a checkpoint of another.",
+    ),
+    (
+        "failure.record",
+        "failure.detected",
+        "A step failed; the failure is recorded with its type.",
+    ),
+    (
+        "failure.update",
+        "recovery.action_taken",
+        "The recovery of a failure took an action or reached an outcome.",
+    ),
+    (
+        "failure.resume",
+        "recovery.resumed",
+        "A person resumed a paused failure.",
+    ),
+    (
+        "policy.apply",
+        "policy.applied",
+        "A recovery policy version was applied.",
+    ),
     ("gc", "store.gc", "Unreferenced chunks were collected."),
-    ("thread.checkpoint", "thread.checkpoint_created", "A framework (LangGraph, CrewAI) checkpoint was stored."),
-    ("thread.writes", "thread.writes_stored", "A framework checkpoint's pending writes were stored."),
-    ("thread.delete", "thread.deleted", "A framework thread was deleted."),
-    ("thread.delete_runs", "thread.runs_deleted", "The framework checkpoints of some runs were deleted."),
-    ("thread.copy", "thread.copied", "A framework thread was copied."),
-    ("thread.prune", "thread.pruned", "Old framework checkpoints were pruned."),
+    (
+        "thread.checkpoint",
+        "thread.checkpoint_created",
+        "A framework (LangGraph, CrewAI) checkpoint was stored.",
+    ),
+    (
+        "thread.writes",
+        "thread.writes_stored",
+        "A framework checkpoint's pending writes were stored.",
+    ),
+    (
+        "thread.delete",
+        "thread.deleted",
+        "A framework thread was deleted.",
+    ),
+    (
+        "thread.delete_runs",
+        "thread.runs_deleted",
+        "The framework checkpoints of some runs were deleted.",
+    ),
+    (
+        "thread.copy",
+        "thread.copied",
+        "A framework thread was copied.",
+    ),
+    (
+        "thread.prune",
+        "thread.pruned",
+        "Old framework checkpoints were pruned.",
+    ),
 ];
 
 /// The event type of an audit action.
@@ -115,10 +199,7 @@ impl Event {
         if let Some(s) = &self.subject {
             m.insert("subject".into(), json!(s));
         }
-        m.insert(
-            "time".into(),
-            json!(crate::rfc3339_ms(self.time_ms as i64)),
-        );
+        m.insert("time".into(), json!(crate::rfc3339_ms(self.time_ms as i64)));
         m.insert("datacontenttype".into(), json!("application/json"));
         m.insert("omiumseq".into(), json!(self.seq));
         m.insert("omiumactor".into(), json!(self.actor));
@@ -256,11 +337,8 @@ pub trait EventStore: AsRef<Store> {
             if now >= deadline {
                 break;
             }
-            let head = store.wait_for_audit(
-                page.cursor,
-                deadline - now,
-                Duration::from_millis(100),
-            )?;
+            let head =
+                store.wait_for_audit(page.cursor, deadline - now, Duration::from_millis(100))?;
             if head <= page.cursor {
                 break;
             }
