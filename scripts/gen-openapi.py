@@ -292,6 +292,52 @@ add(
     {"type": "object", "required": ["recorded"], "properties": {"recorded": INT}},
 )
 add("flush_spans", "traces", "Wait until every span received is stored.", {}, [])
+add(
+    "control",
+    "operations",
+    "An operator control of an execution: pause or cancel (a run that holds it stops at its next step "
+    "boundary: result `requested`; otherwise `applied` at once), resume a paused one, retry a failed or "
+    "cancelled one (both become resumable), or delete one (its data and the chunks no other checkpoint "
+    "uses; `erased` says what). Recorded in the audit log with `by` and `reason`.",
+    {
+        "action": {"type": "string", "enum": ["pause", "cancel", "resume", "retry", "delete"]},
+        "execution_id": S(minLength=1),
+        "reason": S(),
+        "by": S(),
+    },
+    ["action", "execution_id"],
+    {
+        "type": "object",
+        "required": ["action", "execution", "result", "status"],
+        "properties": {
+            "action": S(),
+            "execution": S(),
+            "result": {"type": "string", "enum": ["applied", "requested"]},
+            "status": N,
+            "erased": OBJ,
+        },
+    },
+)
+add(
+    "events",
+    "events",
+    "The event feed: the changes written after the cursor `since`, as CloudEvents, oldest first; "
+    "with `wait_ms` (at most 30000) a long poll that answers as soon as a matching event is written. "
+    "Store `cursor` and pass it as the next `since`.",
+    {
+        "since": INT,
+        "limit": {"type": "integer", "minimum": 1, "maximum": 10000},
+        "wait_ms": {"type": "integer", "minimum": 0},
+        "types": A(S()),
+        "execution_id": S(),
+    },
+    [],
+    {
+        "type": "object",
+        "required": ["events", "cursor"],
+        "properties": {"events": A(R("CloudEvent")), "cursor": INT},
+    },
+)
 
 doc = {
     "openapi": "3.1.0",
@@ -412,6 +458,25 @@ doc = {
                     "status_message": S(),
                     "attributes": OBJ,
                     "events": A(OBJ),
+                },
+            },
+            "CloudEvent": {
+                "type": "object",
+                "description": "A change of the store in the CloudEvents 1.0 JSON format; `type` is io.omium.<event type> "
+                "(docs/operations.md lists them), `id` and `omiumseq` its position in the feed.",
+                "required": ["specversion", "id", "source", "type", "time", "datacontenttype", "omiumseq", "data"],
+                "properties": {
+                    "specversion": {"type": "string", "enum": ["1.0"]},
+                    "id": S(),
+                    "source": S(),
+                    "type": S(pattern="^io\\.omium\\."),
+                    "subject": S(),
+                    "time": S(format="date-time"),
+                    "datacontenttype": {"type": "string", "enum": ["application/json"]},
+                    "omiumseq": {"type": "integer", "minimum": 1},
+                    "omiumactor": S(),
+                    "omiumresource": S(),
+                    "data": OBJ,
                 },
             },
         },

@@ -8,6 +8,8 @@
 //! `docs/cli.md` documents every command.
 
 mod consensus;
+mod control;
+mod events;
 mod recovery;
 mod serve;
 mod sync;
@@ -22,6 +24,7 @@ use std::time::Duration;
 
 use clap::error::ErrorKind;
 use clap::{Parser, Subcommand};
+use omium_core::control::Action;
 use omium_core::prelude::*;
 use omium_core::{Error, ForkOptions, RollbackTarget, Store};
 
@@ -146,7 +149,45 @@ enum Command {
         #[arg(long)]
         workflow: Option<String>,
     },
-    /// Resume an execution a recovery policy paused.
+    /// Pause an execution: its run stops at its next step boundary (status paused) until
+    /// `omium resume`. Works while an application holds the store (it applies the request).
+    Pause {
+        execution: String,
+        /// Why (recorded in the audit log and the execution).
+        #[arg(long)]
+        reason: Option<String>,
+        /// Who asks (recorded); default: user@host.
+        #[arg(long)]
+        by: Option<String>,
+    },
+    /// Cancel an execution: its run stops at its next step boundary for good (status
+    /// cancelled) until `omium retry`.
+    Cancel {
+        execution: String,
+        #[arg(long)]
+        reason: Option<String>,
+        #[arg(long)]
+        by: Option<String>,
+    },
+    /// Make a failed or cancelled execution resumable: the application's next recover() or
+    /// run of it continues it.
+    Retry {
+        execution: String,
+        #[arg(long)]
+        reason: Option<String>,
+        #[arg(long)]
+        by: Option<String>,
+    },
+    /// Erase an execution (data-subject requests): its record, checkpoints, input and
+    /// output, and the chunks no other checkpoint uses; the audit log keeps who erased what.
+    Delete {
+        execution: String,
+        #[arg(long)]
+        reason: Option<String>,
+        #[arg(long)]
+        by: Option<String>,
+    },
+    /// Resume an execution a recovery policy (or an operator) paused.
     Resume {
         execution: String,
         /// File with the result of the step that paused it, as JSON (encoded in the
@@ -235,6 +276,29 @@ enum Command {
         nodes: Vec<String>,
         #[command(subcommand)]
         command: sync::SyncCommand,
+    },
+    /// The event feed: every change of the store as a typed event (CloudEvents with --json),
+    /// from a cursor; --follow keeps printing events as they are written.
+    Events {
+        /// Print the events after this seq (0: from the first).
+        #[arg(long, default_value_t = 0)]
+        since: u64,
+        /// Keep following the feed until stdout closes.
+        #[arg(long)]
+        follow: bool,
+        /// Only events of this type or family (execution.failed, execution.*); repeatable.
+        #[arg(long = "type", value_name = "TYPE")]
+        types: Vec<String>,
+        /// Only the events of this execution.
+        #[arg(long)]
+        execution: Option<String>,
+        /// At most this many events (without --follow).
+        #[arg(long, default_value_t = 1000)]
+        limit: usize,
+        /// Read the cursor from this file and write it back after each batch printed, so a
+        /// restarted consumer goes on where it stopped (overrides --since once it exists).
+        #[arg(long, value_name = "FILE")]
+        cursor_file: Option<PathBuf>,
     },
     /// Show the audit log, oldest first; `omium audit head` prints its last entry's SEQ:HASH.
     #[command(args_conflicts_with_subcommands = true)]
@@ -569,6 +633,64 @@ fn run(cli: &Cli) -> Result<ExitCode, Error> {
             let store = open_reader(cli)?;
             recovery::metrics(out, cli.json, &store.recovery_metrics(workflow.as_deref())?);
         }
+        Command::Pause {
+            execution,
+            reason,
+            by,
+        }
+        | Command::Cancel {
+            execution,
+            reason,
+            by,
+        }
+        | Command::Retry {
+            execution,
+            reason,
+            by,
+        }
+        | Command::Delete {
+            execution,
+            reason,
+            by,
+        } => {
+            let action = match &cli.command {
+                Command::Pause { .. } => Action::Pause,
+                Command::Cancel { .. } => Action::Cancel,
+                Command::Retry { .. } => Action::Retry,
+                _ => Action::Delete,
+            };
+            let store = open_reader(cli)?;
+            control::run(
+                out,
+                cli.json,
+                &store,
+                action,
+                execution,
+                reason.as_deref(),
+                by.as_deref(),
+            )?;
+        }
+        Command::Resume {
+            execution,
+            state_file: None,
+            by,
+        } if matches!(
+            open_writer(cli),
+            Err(Error::Open(omium_core::OpenError::Locked { .. }))
+        ) =>
+        {
+            // The store is held: its writer applies the resume (without a state).
+            let store = open_reader(cli)?;
+            control::run(
+                out,
+                cli.json,
+                &store,
+                Action::Resume,
+                execution,
+                None,
+                by.as_deref(),
+            )?;
+        }
         Command::Resume {
             execution,
             state_file,
@@ -616,6 +738,25 @@ fn run(cli: &Cli) -> Result<ExitCode, Error> {
             let store = open_reader(cli)?;
             let head = store.audit_head()?;
             view::audit_head(out, cli.json, head.as_ref());
+        }
+        Command::Events {
+            since,
+            follow,
+            types,
+            execution,
+            limit,
+            cursor_file,
+        } => {
+            let store = open_reader(cli)?;
+            let args = events::Args {
+                since: *since,
+                follow: *follow,
+                types,
+                execution: execution.as_deref(),
+                limit: *limit,
+                cursor_file: cursor_file.as_deref(),
+            };
+            events::run(&store, out, cli.json, &args)?;
         }
         Command::Audit {
             command: None,

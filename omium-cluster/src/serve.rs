@@ -343,9 +343,8 @@ fn error_response(e: &Error) -> Response {
         "execution_not_found" | "checkpoint_not_found" | "message_not_found" => {
             StatusCode::NOT_FOUND
         }
-        "execution_leased" | "invalid_state" | "non_determinism" | "paused" | "lease_lost" => {
-            StatusCode::CONFLICT
-        }
+        "execution_leased" | "invalid_state" | "non_determinism" | "paused" | "cancelled"
+        | "lease_lost" => StatusCode::CONFLICT,
         "invalid_argument" | "invalid_policy" | "condition_syntax" | "wrong_execution"
         | "read_only" => StatusCode::BAD_REQUEST,
         "integrity" | "storage" | "decode" => StatusCode::INTERNAL_SERVER_ERROR,

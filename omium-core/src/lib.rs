@@ -43,7 +43,7 @@
 pub use omium_cluster::{agreement, consensus, sync};
 pub use omium_engine::{events, expr, json, policy, recovery, trace};
 pub use omium_storage::{
-    audit, blob, checkpoint, error, execution, ext, failures, store, threads, value,
+    audit, blob, checkpoint, control, error, execution, ext, failures, store, threads, value,
 };
 
 /// Workflows (`omium_engine::workflow`), with [`run`](workflow::run) agreeing on

@@ -406,3 +406,91 @@ pub unsafe extern "C" fn omium_replay_free(replay: *mut omium_replay) -> omium_s
         unsafe { guard::free(replay, "replay") }
     })
 }
+
+/// Reads the store's event feed (`docs/operations.md`): the changes written after the cursor
+/// `since` (0: from the first), oldest first, at most `limit` (0: 1000), and writes
+/// `{"events": [CloudEvent, ...], "cursor": N}` into `*out_json`. `types_json` (NULL: every
+/// type) is a JSON array of types or families (`["execution.failed", "failure.*"]`);
+/// `execution_id` (NULL: all) keeps one execution's events. With `wait_ms` > 0 the call waits
+/// up to that long for a first matching event when there is none yet (a follower's long poll;
+/// at most 30000 through `omium_store_connect`). Store `cursor` and pass it as the next
+/// `since`: nothing is lost and nothing before it comes again. An unknown type is
+/// `OMIUM_ERR_INVALID_ARGUMENT` naming the known ones.
+///
+/// Ownership: the caller frees `*out_json` with `omium_buffer_free`. Thread-safety: any
+/// thread, concurrently with other calls on the store (a waiting call blocks only its thread).
+///
+/// # Safety
+/// `store` is NULL or an open store handle; the strings are NULL or NUL-terminated; `out_json`
+/// is NULL or valid for writing an `omium_buffer`.
+#[no_mangle]
+pub unsafe extern "C" fn omium_store_events(
+    store: *mut omium_store,
+    since: u64,
+    limit: u32,
+    types_json: *const c_char,
+    execution_id: *const c_char,
+    wait_ms: u32,
+    out_json: *mut omium_buffer,
+) -> omium_status {
+    guard("omium_store_events", || {
+        // SAFETY (argument reads): the caller's promises.
+        let out = unsafe { out_arg(out_json, "out_json", omium_buffer::EMPTY) }?;
+        let types: Vec<String> = if types_json.is_null() {
+            Vec::new()
+        } else {
+            let v = unsafe { json_arg(types_json, "types_json") }?;
+            serde_json::from_value(v).map_err(|_| {
+                Failure::argument("types_json", "is not a JSON array of strings".to_string())
+            })?
+        };
+        let execution = unsafe { opt_str_arg(execution_id, "execution_id") }?.map(str::to_string);
+        let filter = omium_core::events::EventFilter::new(types, execution)?;
+        let limit = if limit == 0 { 1000 } else { limit as usize };
+        let wait = std::time::Duration::from_millis(u64::from(wait_ms));
+        let page = unsafe { with_store(store, |s| Ok(s.events(since, limit, &filter, wait)?)) }?;
+        *out = json::buffer(&page);
+        Ok(())
+    })
+}
+
+/// An operator control of execution `execution_id`: `action` is `"pause"` or `"cancel"` (a run
+/// that holds it stops at its next step boundary with `OMIUM_ERR_PAUSED` / `OMIUM_ERR_CANCELLED`;
+/// otherwise at once), `"resume"` (a paused execution becomes resumable), `"retry"` (a failed
+/// or cancelled one does) or `"delete"` (its data and the chunks no other checkpoint uses).
+/// `reason` and `by` (NULL: `user@host`) go into the audit log. A store opened read-only asks
+/// the process that holds the store to apply it (`docs/operations.md`). If `out_json` is not
+/// NULL it receives `{"action", "execution", "result": "applied"|"requested", "status",
+/// "erased"}`. A status that does not allow the control is `OMIUM_ERR_INVALID_STATE`.
+///
+/// Ownership: the caller frees `*out_json` with `omium_buffer_free`. Thread-safety: any
+/// thread, concurrently with other calls on the store.
+///
+/// # Safety
+/// `store` is NULL or an open store handle; the strings are NULL or NUL-terminated; `out_json`
+/// is NULL or valid for writing an `omium_buffer`.
+#[no_mangle]
+pub unsafe extern "C" fn omium_store_control(
+    store: *mut omium_store,
+    action: *const c_char,
+    execution_id: *const c_char,
+    reason: *const c_char,
+    by: *const c_char,
+    out_json: *mut omium_buffer,
+) -> omium_status {
+    guard("omium_store_control", || {
+        // SAFETY (argument reads): the caller's promises.
+        let out = unsafe { opt_out_arg(out_json, omium_buffer::EMPTY) };
+        let action = unsafe { non_empty_str_arg(action, "action") }?;
+        let action = omium_core::control::Action::parse(action)?;
+        let id = unsafe { non_empty_str_arg(execution_id, "execution_id") }?;
+        let reason = unsafe { opt_str_arg(reason, "reason") }?.map(str::to_string);
+        let by = unsafe { opt_str_arg(by, "by") }?.map(str::to_string);
+        let request = omium_core::control::Request::new(action, id, reason, by);
+        let reply = unsafe { with_store(store, |s| Ok(s.control(&request)?)) }?;
+        if let Some(out) = out {
+            *out = json::buffer(&serde_json::to_value(&reply).expect("replies serialize"));
+        }
+        Ok(())
+    })
+}

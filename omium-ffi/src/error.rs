@@ -78,11 +78,18 @@ pub const OMIUM_ERR_REPLAY_DIVERGENCE: omium_status = -25;
 /// A recovery policy document is invalid (`omium_store_apply_policy`); the message names the
 /// line, column and what was expected. Nothing was stored.
 pub const OMIUM_ERR_INVALID_POLICY: omium_status = -26;
+/// The execution is paused: an operator's pause (`omium_store_control`) reached its run at a
+/// step boundary (`omium_run_recorded`), or a recovery policy paused it. Nothing ran;
+/// `omium resume` makes it resumable.
+pub const OMIUM_ERR_PAUSED: omium_status = -27;
+/// An operator cancelled the execution; its run stopped at a step boundary
+/// (`omium_run_recorded`) and the step did not run. `omium retry` makes it resumable.
+pub const OMIUM_ERR_CANCELLED: omium_status = -28;
 /// An error kind this build of the C interface does not know (a newer core); see the message.
 pub const OMIUM_ERR_UNKNOWN: omium_status = -99;
 
 /// Every status and its name. The names of core errors are `Error::code()` values.
-pub(crate) const STATUS_NAMES: [(omium_status, &CStr); 28] = [
+pub(crate) const STATUS_NAMES: [(omium_status, &CStr); 30] = [
     (OMIUM_OK, c"ok"),
     (OMIUM_ERR_INVALID_ARGUMENT, c"invalid_argument"),
     (OMIUM_ERR_STORE_LOCKED, c"store_locked"),
@@ -113,6 +120,8 @@ pub(crate) const STATUS_NAMES: [(omium_status, &CStr); 28] = [
     (OMIUM_ERR_TOOL_DENIED, c"tool_denied"),
     (OMIUM_ERR_REPLAY_DIVERGENCE, c"replay_divergence"),
     (OMIUM_ERR_INVALID_POLICY, c"invalid_policy"),
+    (OMIUM_ERR_PAUSED, c"paused"),
+    (OMIUM_ERR_CANCELLED, c"cancelled"),
     (OMIUM_ERR_UNKNOWN, c"unknown"),
 ];
 

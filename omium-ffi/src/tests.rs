@@ -6,7 +6,7 @@ use std::ffi::{c_char, CStr, CString};
 use std::path::Path;
 use std::ptr::{null, null_mut};
 
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use crate::error::Failure;
 use crate::guard::{self, guard, Opaque};
@@ -1658,6 +1658,71 @@ fn recorded_calls_replay_fork_at_a_position_diff_and_the_tool_allowlist() {
         OMIUM_ERR_INVALID_ARGUMENT,
         "omium_canonical_request: argument `args_json` must be a JSON array",
         &[],
+    );
+    ok(unsafe { omium_store_close(store) });
+}
+
+#[test]
+fn the_event_feed_reads_from_a_cursor_filters_and_waits() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let run = begin(store, "ev-1");
+    step(run, "a", b"1");
+    ok(unsafe { omium_run_complete(run, b"done".as_ptr(), 4) });
+    ok(unsafe { omium_run_free(run) });
+
+    let mut out = omium_buffer::EMPTY;
+    ok(unsafe { omium_store_events(store, 0, 0, null(), null(), 0, &mut out) });
+    let page = take_json(&mut out);
+    let types: Vec<&str> = page["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        types,
+        [
+            "io.omium.execution.started",
+            "io.omium.checkpoint.created",
+            "io.omium.execution.completed"
+        ]
+    );
+    assert_eq!(page["cursor"], 3);
+    assert_eq!(page["events"][1]["subject"], "ev-1");
+
+    ok(unsafe {
+        omium_store_events(
+            store,
+            1,
+            0,
+            c"[\"execution.*\"]".as_ptr(),
+            c"ev-1".as_ptr(),
+            0,
+            &mut out,
+        )
+    });
+    let page = take_json(&mut out);
+    assert_eq!(page["events"].as_array().unwrap().len(), 1);
+    assert_eq!(page["events"][0]["omiumseq"], 3);
+
+    // Nothing after the cursor: a short wait answers an empty page with the same cursor.
+    ok(unsafe { omium_store_events(store, 3, 0, null(), null(), 20, &mut out) });
+    let page = take_json(&mut out);
+    assert_eq!(page["events"], json!([]));
+    assert_eq!(page["cursor"], 3);
+
+    fails(
+        unsafe { omium_store_events(store, 0, 0, c"[\"nope\"]".as_ptr(), null(), 0, &mut out) },
+        OMIUM_ERR_INVALID_ARGUMENT,
+        "omium_store_events: ",
+        &["\"nope\" is no event type"],
+    );
+    fails(
+        unsafe { omium_store_events(store, 0, 0, c"{}".as_ptr(), null(), 0, &mut out) },
+        OMIUM_ERR_INVALID_ARGUMENT,
+        "",
+        &["types_json"],
     );
     ok(unsafe { omium_store_close(store) });
 }

@@ -432,6 +432,50 @@ impl Store {
         blocking(move || s.audit_head().map(|h| h.map(|h| h.to_string()))).await
     }
 
+    /// An operator control (`pause`, `cancel`, `resume`, `retry`, `delete`) of an execution.
+    #[napi]
+    pub async fn control(
+        &self,
+        action: String,
+        execution_id: String,
+        reason: Option<String>,
+        by: Option<String>,
+    ) -> Result<Value> {
+        let s = self.handle()?;
+        let action = omium_core::control::Action::parse(&action).map_err(err)?;
+        let request = omium_core::control::Request::new(action, &execution_id, reason, by);
+        blocking(move || {
+            s.control(&request)
+                .map(|r| serde_json::to_value(r).expect("replies serialize"))
+        })
+        .await
+    }
+
+    /// The event feed after `since`: `{ events: [CloudEvent], cursor }`, waiting up to
+    /// `waitMs` for a first event when none is there yet.
+    #[napi]
+    pub async fn events(
+        &self,
+        since: i64,
+        limit: u32,
+        types: Vec<String>,
+        execution_id: Option<String>,
+        wait_ms: u32,
+    ) -> Result<Value> {
+        let s = self.handle()?;
+        let filter = omium_core::events::EventFilter::new(types, execution_id).map_err(err)?;
+        let since = u64::try_from(since).unwrap_or(0);
+        blocking(move || {
+            s.events(
+                since,
+                limit as usize,
+                &filter,
+                std::time::Duration::from_millis(u64::from(wait_ms)),
+            )
+        })
+        .await
+    }
+
     // ---- remote sync ----
 
     /// Starts pushing this store's executions to a cluster (`omium.init({ remote })`).

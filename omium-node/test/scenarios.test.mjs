@@ -15,7 +15,7 @@ import { expand, tempDir } from "./helpers.mjs";
 const root = fileURLToPath(new URL("../../tests/conformance/scenarios/", import.meta.url));
 const worker = fileURLToPath(new URL("./fixtures/scenario-worker.mjs", import.meta.url));
 const scenarios = readdirSync(root).filter((f) => f.endsWith(".json")).sort();
-const FEATURES = new Set(["kill", "retries", "conditions", "rollback", "fork", "resume", "policy", "recovery", "calls", "consensus", "timeouts"]);
+const FEATURES = new Set(["kill", "retries", "conditions", "rollback", "fork", "resume", "policy", "recovery", "calls", "consensus", "timeouts", "events"]);
 
 test("the suite is there", () => {
   assert.ok(scenarios.length >= 20, `only ${scenarios.length} scenarios in ${root}`);
@@ -70,6 +70,11 @@ for (const file of scenarios) {
       }
       for (const [execution, expected] of Object.entries(final.consensus ?? {})) {
         assert.deepEqual((await omium.consensus.status(execution)).map((m) => m.status.state), expected, `consensus of ${execution}`);
+      }
+      for (const [execution, expected] of Object.entries(final.events ?? {})) {
+        const got = [];
+        for await (const e of omium.events({ executionId: execution })) got.push(e.type.replace(/^io\.omium\./, ""));
+        assert.deepEqual(got, expected, `events of ${execution}`);
       }
       for (const [a, b, expected] of final.diff ?? []) {
         assert.deepEqual((await omium.diff(a, b)).map((d) => [d.position, d.differs]), expected, `diff of ${a} and ${b}`);

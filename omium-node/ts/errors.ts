@@ -109,6 +109,8 @@ export class AgentUnavailableError extends OmiumError {}
 export class StepFailedError extends OmiumError {}
 /** The run was interrupted before the step finished; nothing was recorded. */
 export class RunInterruptedError extends OmiumError {}
+/** An operator cancelled the execution (`omium cancel`, `omium.cancel`); its run stopped at a step boundary. `omium.retry()` makes it resumable. */
+export class ExecutionCancelled extends OmiumError {}
 /** A consensus message is invalid (schema, targets, quorum). */
 export class InvalidMessageError extends OmiumError {}
 /** No consensus message has that id. */
@@ -198,6 +200,7 @@ export const BY_CODE: Record<string, new (message: string, code: string) => Omiu
   rolled_back: ExecutionRolledBack,
   tool_denied: ToolDeniedError,
   interrupted: RunInterruptedError,
+  cancelled: ExecutionCancelled,
   invalid_message: InvalidMessageError,
   message_not_found: MessageNotFoundError,
   not_a_target: NotATargetError,

@@ -53,6 +53,7 @@ export {
   AgentUnavailableError,
   StepFailedError,
   RunInterruptedError,
+  ExecutionCancelled,
   InvalidMessageError,
   MessageNotFoundError,
   NotATargetError,
@@ -97,6 +98,8 @@ export {
   push,
   syncStatus,
 } from "./workflow";
+export { type CloudEvent, type EventsOptions, events } from "./events";
+export { type ControlOptions, type ControlReply, cancel, deleteExecution, pause, retry } from "./control";
 export {
   type Failure,
   type Notifier,

@@ -631,6 +631,25 @@ impl Store {
         Ok(f.map(|f| f.to_string()))
     }
 
+    /// An operator control (`pause`, `cancel`, `resume`, `retry`, `delete`) of an execution;
+    /// the reply as JSON text.
+    #[pyo3(signature = (action, execution_id, reason=None, by=None))]
+    fn control(
+        &self,
+        py: Python<'_>,
+        action: &str,
+        execution_id: &str,
+        reason: Option<String>,
+        by: Option<String>,
+    ) -> PyResult<String> {
+        let action = omium_core::control::Action::parse(action).map_err(err)?;
+        let request = omium_core::control::Request::new(action, execution_id, reason, by);
+        self.text(py, |h| {
+            h.control(&request)
+                .map(|r| serde_json::to_value(r).expect("replies serialize"))
+        })
+    }
+
     /// Records the crash of the process that ran an execution (before recovering it).
     fn record_crash(&self, py: Python<'_>, execution_id: &str) -> PyResult<String> {
         self.text(py, |h| h.record_crash(execution_id))
@@ -639,6 +658,23 @@ impl Store {
     /// Spans of an execution (JSON text of a list).
     fn spans(&self, py: Python<'_>, execution_id: &str) -> PyResult<String> {
         self.text(py, |h| h.spans(execution_id))
+    }
+
+    /// The event feed after `since` (JSON text of `{"events": [CloudEvent], "cursor"}`),
+    /// waiting up to `wait` seconds for a first event when none is there yet.
+    #[pyo3(signature = (since, limit, types, execution_id, wait))]
+    fn events(
+        &self,
+        py: Python<'_>,
+        since: u64,
+        limit: usize,
+        types: Vec<String>,
+        execution_id: Option<String>,
+        wait: f64,
+    ) -> PyResult<String> {
+        let filter = omium_core::events::EventFilter::new(types, execution_id).map_err(err)?;
+        let wait = Duration::from_secs_f64(wait.max(0.0));
+        self.text(py, |h| h.events(since, limit, &filter, wait))
     }
 
     /// Waits until every recorded span is stored.

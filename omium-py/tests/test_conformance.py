@@ -18,7 +18,7 @@ from conformance_worker import expand
 ROOT = pathlib.Path(__file__).resolve().parents[2] / "tests" / "conformance"
 SCENARIOS = sorted((ROOT / "scenarios").glob("*.json"))
 WORKER = pathlib.Path(__file__).with_name("conformance_worker.py")
-FEATURES = {"kill", "retries", "conditions", "rollback", "fork", "resume", "policy", "recovery", "calls", "consensus", "timeouts"}
+FEATURES = {"kill", "retries", "conditions", "rollback", "fork", "resume", "policy", "recovery", "calls", "consensus", "timeouts", "events"}
 
 
 def test_the_suite_is_there():
@@ -81,6 +81,9 @@ def check_final(final: dict[str, Any], store: pathlib.Path) -> None:
             assert got == expected, f"failures of {execution}"
         for execution, expected in final.get("consensus", {}).items():
             assert [m["status"]["state"] for m in omium.consensus.status(execution)] == expected, f"consensus of {execution}"
+        for execution, expected in final.get("events", {}).items():
+            got = [e["type"].removeprefix("io.omium.") for e in omium.events(execution_id=execution)]
+            assert got == expected, f"events of {execution}"
         for a, b, expected in final.get("diff", []):
             assert [[d.position, d.differs] for d in omium.diff(a, b)] == expected, f"diff of {a} and {b}"
         report = omium.verify()

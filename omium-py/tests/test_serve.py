@@ -464,6 +464,16 @@ def test_every_answer_matches_the_openapi_document(daemon):
     call("flush_spans")
     assert call("spans", {"execution_id": "api-1"}) == []
     call("stats")
+    cancelled = call("control", {"action": "cancel", "execution_id": "api-1", "reason": "test", "by": "ops"})
+    assert (cancelled["result"], cancelled["status"]) == ("applied", "cancelled")
+    assert call("control", {"action": "retry", "execution_id": "api-1"})["status"] == "pending"
+    assert call("control", {"action": "resume", "execution_id": "api-1"}, expect=409)["code"] == "invalid_state"
+    page = call("events", {"since": 0, "types": ["execution.*"], "execution_id": "api-1", "limit": 2})
+    assert [e["type"] for e in page["events"]] == ["io.omium.execution.started", "io.omium.execution.completed"]
+    cancel_event = call("events", {"types": ["execution.cancelled"]})["events"][0]
+    assert (cancel_event["subject"], cancel_event["data"]) == ("api-1", {"by": "ops", "reason": "test"})
+    assert call("events", {"since": page["cursor"], "wait_ms": 10, "types": ["execution.started"]})["events"] == []
+    assert call("events", {"types": ["nope"]}, expect=400)["code"] == "invalid_argument"
     assert call("delete_execution", {"execution_id": "api-2"})["deleted"] >= 1
 
     # Bad input: named, answered as {code, message}, and nothing changes.
@@ -513,3 +523,17 @@ def test_the_embedded_only_calls_say_so(daemon):
     omium.init(url=daemon.unix_url)
     with pytest.raises(omium.OmiumError, match="not available through omium serve"):
         omium.trace_text("x")
+
+
+def test_events_follow_a_daemon_with_a_long_poll(daemon, tmp_path):
+    omium.init(url=daemon.unix_url)
+    log = tmp_path / "steps.log"
+    cursor = 0
+    proc = worker("claim", daemon.http_url, log, "ev-1")
+    got = []
+    for e in omium.events(since=cursor, follow=True, timeout=60, execution_id="ev-1"):
+        got.append(e["type"].removeprefix("io.omium."))
+        if got[-1] == "execution.completed":
+            break
+    finished(proc)
+    assert got == ["execution.started"] + ["checkpoint.created"] * 5 + ["execution.completed"]

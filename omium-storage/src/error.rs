@@ -208,6 +208,16 @@ pub enum Error {
     },
 
     #[error(
+        "execution {execution:?} was cancelled before {step}: {reason}; it does not run again \
+         (`omium retry {execution}` makes it resumable)"
+    )]
+    Cancelled {
+        execution: String,
+        step: String,
+        reason: String,
+    },
+
+    #[error(
         "{step} of execution {execution:?} failed ({message}); the recovery policy rolls it \
          back to {to}, and it runs again from there"
     )]
@@ -349,6 +359,7 @@ error_codes! {
     StepFailed = "step_failed": "A workflow step failed and its policy gave up.",
     Escalated = "escalated": "The recovery policy escalated a failure to a human.",
     Paused = "paused": "The execution is paused and waits for a human to resume it.",
+    Cancelled = "cancelled": "An operator cancelled the execution; it stopped at a step boundary.",
     RolledBack = "rolled_back": "The recovery policy rolled the execution back; it runs again from the target.",
     ToolDenied = "tool_denied": "The policy's tool allowlist does not allow the tool; it was not called.",
     Interrupted = "interrupted": "The run was interrupted.",
@@ -413,6 +424,7 @@ impl Error {
             Error::StepFailed { .. } => C::StepFailed,
             Error::Escalated { .. } => C::Escalated,
             Error::Paused { .. } => C::Paused,
+            Error::Cancelled { .. } => C::Cancelled,
             Error::RolledBack { .. } => C::RolledBack,
             Error::ToolDenied { .. } => C::ToolDenied,
             Error::Interrupted { .. } => C::Interrupted,

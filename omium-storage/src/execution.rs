@@ -449,6 +449,12 @@ impl Store {
     /// Deletes an execution, its checkpoints and its input and output. Chunks it alone used
     /// are freed by the next [`Store::gc`].
     pub fn delete_execution(&self, execution_id: &str) -> Result<u64> {
+        self.delete_execution_by(execution_id, "{}")
+    }
+
+    /// [`Store::delete_execution`] with the audit entry's detail given (who asked, why, what
+    /// was erased).
+    pub fn delete_execution_by(&self, execution_id: &str, detail: &str) -> Result<u64> {
         let checkpoints: Vec<Checkpoint> = self.checkpoints(execution_id)?;
         let mut batch = WriteBatch::default();
         for c in &checkpoints {
@@ -470,10 +476,13 @@ impl Store {
                 });
             }
             st.exec = None;
+            let mut d: serde_json::Value =
+                serde_json::from_str(detail).unwrap_or_else(|_| serde_json::json!({}));
+            d["checkpoints"] = serde_json::json!(n);
             audit.push(AuditDraft::new(
                 "execution.delete",
                 format!("execution/{execution_id}"),
-                format!("{{\"checkpoints\":{n}}}"),
+                d.to_string(),
             ));
             Ok(())
         })?;
@@ -711,6 +720,7 @@ impl Run {
                 None => {}
             }
         }
+        self.store.take_control(self, name)?;
         self.store.inner.extensions.each(|e| e.before_step(self))?;
         Ok(None)
     }
@@ -892,6 +902,12 @@ impl Run {
     /// Marks the execution paused (waiting for a human); releases the lease.
     pub fn pause(&self, reason: &str) -> Result<()> {
         self.finish(Status::Paused, None, Some(reason), "execution.pause")
+    }
+
+    /// Marks the execution cancelled (an operator's cancel); releases the lease. Its open
+    /// failures are settled as failed.
+    pub fn cancel(&self, reason: &str) -> Result<()> {
+        self.finish(Status::Cancelled, None, Some(reason), "execution.cancel")
     }
 
     /// Releases the execution without finishing it: it becomes pending (resumable at once,

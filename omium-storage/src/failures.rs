@@ -158,6 +158,54 @@ impl Store {
         Ok(n)
     }
 
+    /// The failure that paused `execution_id`, as resuming it makes it (the pause action done,
+    /// a `resume` action by `by`, outcome `resumed`); not written. `None` when no failure
+    /// paused it (an operator's pause).
+    pub fn resumed_failure(
+        &self,
+        execution_id: &str,
+        by: &str,
+        state_edited: bool,
+    ) -> Result<Option<FailureRecord>> {
+        let Some(mut f) = self
+            .failures(Some(execution_id))?
+            .into_iter()
+            .rev()
+            .find(|f| f.outcome == Outcome::Paused)
+        else {
+            return Ok(None);
+        };
+        let now = now_ms();
+        if let Some(a) = f.actions.iter_mut().rev().find(|a| a.action == "pause") {
+            a.outcome = "ok".into();
+            a.ended_at_ms = Some(now);
+        }
+        f.actions.push(ActionRecord {
+            action: "resume".into(),
+            detail: serde_json::json!({"by": by, "state_edited": state_edited}).to_string(),
+            outcome: "ok".into(),
+            started_at_ms: now,
+            ended_at_ms: Some(now),
+        });
+        f.outcome = Outcome::Resumed;
+        Ok(Some(f))
+    }
+
+    /// Adds a failure record to `batch` (the caller's audit entry covers it).
+    pub fn put_failure_in(&self, batch: &mut WriteBatch, f: &FailureRecord) -> Result<()> {
+        let id: ulid::Ulid = f.id.parse().map_err(|_| Error::Decode {
+            what: "failure",
+            key: f.id.clone(),
+            detail: "its id is not a ULID".into(),
+        })?;
+        batch.put_cf(
+            self.cf(Cf::Failures),
+            failure_key(&f.execution_id, id),
+            codec::encode(f),
+        );
+        Ok(())
+    }
+
     /// Writes a failure record (new or updated) with an audit entry naming `action`.
     pub fn put_failure(&self, f: &FailureRecord, action: &'static str) -> Result<()> {
         let id: ulid::Ulid = f.id.parse().expect("failure ids are ULIDs");

@@ -15,6 +15,7 @@ pub mod checkpoint;
 #[doc(hidden)]
 pub mod codec;
 mod commit;
+pub mod control;
 pub mod error;
 pub mod execution;
 pub mod ext;

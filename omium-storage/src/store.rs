@@ -242,6 +242,8 @@ pub(crate) struct Inner {
     pub(crate) blob: BlobParams,
     /// What the layers above attached to this store ([`crate::ext`]).
     pub(crate) extensions: crate::ext::Extensions,
+    /// Pauses and cancels waiting for this handle's runs ([`crate::control`]).
+    pub(crate) controls: crate::control::Pending,
     /// Declared after `db`: fields drop in order, so RocksDB is closed (and done writing its
     /// LOG here) before the directory is removed.
     _secondary_dir: Option<ScratchDir>,
@@ -449,7 +451,7 @@ impl Store {
 
         check_format(&db, &path, exists, options.read_only)?;
         let committer = Committer::open(&db)?;
-        Ok(Store {
+        let store = Store {
             inner: Arc::new(Inner {
                 db: Arc::new(db),
                 path,
@@ -463,9 +465,14 @@ impl Store {
                 cells: Mutex::new(HashMap::new()),
                 blob: BlobParams::default(),
                 extensions: Default::default(),
+                controls: Default::default(),
                 _secondary_dir: scratch,
             }),
-        })
+        };
+        if !options.read_only {
+            store.start_mailbox();
+        }
+        Ok(store)
     }
 
     /// This store's stable id (a ULID made on first use), naming it in a cluster.

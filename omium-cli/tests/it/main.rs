@@ -5,6 +5,7 @@ mod cli;
 mod common;
 mod consensus_cli;
 mod consensus_fault;
+mod events_cli;
 mod policy;
 mod sync_cli;
 mod workflow;

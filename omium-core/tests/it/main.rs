@@ -8,6 +8,7 @@ mod consensus_storage;
 mod crash;
 mod driver;
 mod engine;
+mod events;
 mod fixture;
 mod model;
 mod policy;

@@ -498,20 +498,9 @@ pub trait RecoveryStore: AsRef<Store> {
             )?;
         }
         run.suspend()?;
-        let Some(mut f) = paused else { return Ok(None) };
-        let now = now_ms();
-        if let Some(a) = f.actions.iter_mut().rev().find(|a| a.action == "pause") {
-            a.outcome = "ok".into();
-            a.ended_at_ms = Some(now);
-        }
-        f.actions.push(ActionRecord {
-            action: "resume".into(),
-            detail: serde_json::json!({"by": by, "state_edited": state.is_some()}).to_string(),
-            outcome: "ok".into(),
-            started_at_ms: now,
-            ended_at_ms: Some(now),
-        });
-        f.outcome = Outcome::Resumed;
+        let Some(f) = store.resumed_failure(execution_id, &by, state.is_some())? else {
+            return Ok(None);
+        };
         store.put_failure(&f, "failure.resume")?;
         Ok(Some(f))
     }

@@ -507,6 +507,46 @@ impl StoreHandle {
         }
     }
 
+    /// Applies an operator control (`omium_core::control`): at once, or at the next step
+    /// boundary of the run that holds the execution.
+    pub fn control(&self, request: &crate::control::Request) -> Result<crate::control::Reply> {
+        match self {
+            StoreHandle::Local(s) => s.request_control(request),
+            StoreHandle::Remote(c) => Self::get(
+                c,
+                "control",
+                json!({
+                    "action": request.action.as_str(), "execution_id": request.execution,
+                    "reason": request.reason, "by": request.by,
+                }),
+            ),
+        }
+    }
+
+    /// The events after `since` (`{"events": [CloudEvent], "cursor"}`, `events::page_json`),
+    /// waiting up to `wait` for the first one that passes `filter` when none is there yet.
+    pub fn events(
+        &self,
+        since: u64,
+        limit: usize,
+        filter: &crate::events::EventFilter,
+        wait: std::time::Duration,
+    ) -> Result<Value> {
+        match self {
+            StoreHandle::Local(s) => {
+                let page = s.follow_events(since, limit, filter, wait)?;
+                Ok(crate::events::page_json(&page, &crate::events::source(s)))
+            }
+            StoreHandle::Remote(c) => c.call(
+                "events",
+                json!({
+                    "since": since, "limit": limit, "types": filter.types,
+                    "execution_id": filter.execution, "wait_ms": wait.as_millis() as u64,
+                }),
+            ),
+        }
+    }
+
     /// Waits until every span recorded through this handle is stored.
     pub fn flush_spans(&self) -> Result<()> {
         match self {

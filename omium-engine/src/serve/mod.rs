@@ -243,6 +243,32 @@ pub fn call(store: &Store, method: &str, args: Args<'_>) -> Result<Value> {
             store.flush_spans()?;
             json!({})
         }
+        "control" => {
+            let request = crate::control::Request::new(
+                crate::control::Action::parse(&a.str("action")?)?,
+                &a.str("execution_id")?,
+                a.opt_str("reason")?,
+                Some(
+                    a.opt_str("by")?
+                        .unwrap_or_else(|| "omium serve client".into()),
+                ),
+            );
+            to_value(&store.control(&request)?)
+        }
+        "events" => {
+            let since: u64 = a.opt("since", "a seq (a whole number)")?.unwrap_or(0);
+            let limit: usize = a.opt("limit", "a whole number")?.unwrap_or(1000);
+            let wait_ms: u64 = a.opt("wait_ms", "milliseconds")?.unwrap_or(0);
+            let filter = crate::events::EventFilter::new(
+                a.opt("types", "a list of event types")?.unwrap_or_default(),
+                a.opt_str("execution_id")?,
+            )?;
+            // Bounded, so that a long poll cannot hold a worker thread for long.
+            let limit = limit.clamp(1, 10_000);
+            let wait = std::time::Duration::from_millis(wait_ms.min(30_000));
+            let page = store.follow_events(since, limit, &filter, wait)?;
+            crate::events::page_json(&page, &crate::events::source(store))
+        }
         other => {
             return Err(Error::InvalidArgument {
                 what: "method",

@@ -32,6 +32,8 @@ from ._recovery import (
     set_analyzer,
     tool,
 )
+from ._control import cancel, delete_execution, pause, retry
+from ._events import aevents, events
 from ._replay import RunResult, StepDiff, diff, llm, llm_call, replay, set_pricing, tool_call
 from ._runtime import init, is_initialized, shutdown
 from ._steps import Checkpoint, checkpoint
@@ -96,6 +98,7 @@ from .errors import (
     ReadOnlyError,
     RecoveryOutcome,
     ReplayDivergence,
+    ExecutionCancelled,
     RunInterruptedError,
     ServerError,
     ServerUnavailableError,
@@ -171,15 +174,19 @@ __all__ = [
     "__version__",
     "add_notifier",
     "add_validator",
+    "aevents",
     "arecover",
     "aresume",
     "audit_head",
     "branch",
     "call_tool",
+    "cancel",
     "checkpoint",
     "configure_tracing",
+    "delete_execution",
     "diff",
     "enable_otlp_export",
+    "events",
     "execution",
     "executions",
     "extract",
@@ -199,6 +206,7 @@ __all__ = [
     "llm",
     "llm_call",
     "metrics",
+    "pause",
     "consensus",
     "policy",
     "pull",
@@ -210,6 +218,7 @@ __all__ = [
     "registered_workflows",
     "replay",
     "resumable",
+    "retry",
     "resume",
     "rollback",
     "sync_status",
@@ -228,6 +237,7 @@ __all__ = [
     "workflows",
     "NotAStoreError",
     "OpenFailedError",
+    "ExecutionCancelled",
     "RunInterruptedError",
     "ServerUnavailableError",
     "UnauthorizedError",

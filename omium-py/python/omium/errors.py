@@ -271,6 +271,13 @@ class AgentUnavailableError(OmiumError):
     code = "agent_unavailable"
 
 
+class ExecutionCancelled(OmiumError):
+    """An operator cancelled the execution (``omium cancel``, ``omium.cancel``); its run stopped
+    at a step boundary. It does not run again until ``omium.retry(execution_id)``."""
+
+    code = "cancelled"
+
+
 class RunInterruptedError(OmiumError):
     """The run was interrupted (Ctrl-C, shutdown) before the step finished; nothing was recorded."""
 
@@ -362,6 +369,7 @@ BY_CODE: dict[str, type[OmiumError]] = {
         EscalatedError,
         ExecutionPaused,
         ExecutionRolledBack,
+        ExecutionCancelled,
         RunInterruptedError,
         ServerUnavailableError,
         UnauthorizedError,

@@ -212,6 +212,17 @@ pub fn run_scenario(path: &Path, scenario: &Value, worker: &str) {
             .collect();
         assert_eq!(&Value::Array(got), expected, "{name}: consensus of {id}");
     }
+    for (id, expected) in final_["events"].as_object().into_iter().flatten() {
+        let filter = omium_core::events::EventFilter::new(vec![], Some(id.clone())).unwrap();
+        let got: Vec<Value> = s
+            .events(0, 100_000, &filter)
+            .unwrap()
+            .events
+            .iter()
+            .map(|e| json!(e.kind))
+            .collect();
+        assert_eq!(&Value::Array(got), expected, "{name}: events of {id}");
+    }
     for d in final_["diff"].as_array().into_iter().flatten() {
         let (a, b) = (d[0].as_str().unwrap(), d[1].as_str().unwrap());
         let got: Vec<Value> = s

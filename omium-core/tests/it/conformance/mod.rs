@@ -37,6 +37,7 @@ const FEATURES: &[&str] = &[
     "calls",
     "consensus",
     "timeouts",
+    "events",
 ];
 
 #[test]

@@ -1,0 +1,51 @@
+/**
+ * Operator controls: pause, cancel, retry or delete an execution from outside the code that
+ * runs it. A pause or cancel of an execution a run holds reaches that run at its next step
+ * boundary (the run rejects with `ExecutionPaused` / `ExecutionCancelled` before the step's body
+ * runs); otherwise it applies at once. Every control is audited with `by` and `reason` and is an
+ * event of the feed. `resume()` continues a paused execution.
+ */
+import { call } from "./errors";
+import { store } from "./runtime";
+
+export interface ControlOptions {
+  /** Why (recorded in the audit log). */
+  reason?: string;
+  /** Who asks (recorded); default `user@host`. */
+  by?: string;
+}
+
+/** What became of a control. */
+export interface ControlReply {
+  action: "pause" | "cancel" | "resume" | "retry" | "delete";
+  execution: string;
+  /** `applied` at once, or `requested`: a run holds the execution and stops at its next step. */
+  result: "applied" | "requested";
+  status: string | null;
+  /** What a delete erased. */
+  erased?: { checkpoints: number; chunks: number };
+}
+
+async function control(action: string, executionId: string, o: ControlOptions): Promise<ControlReply> {
+  return (await call(() => store().control(action, executionId, o.reason, o.by))) as ControlReply;
+}
+
+/** Pauses an execution (status `paused`) until `resume()`. */
+export function pause(executionId: string, options: ControlOptions = {}): Promise<ControlReply> {
+  return control("pause", executionId, options);
+}
+
+/** Cancels an execution (status `cancelled`); it does not run again until `retry()`. */
+export function cancel(executionId: string, options: ControlOptions = {}): Promise<ControlReply> {
+  return control("cancel", executionId, options);
+}
+
+/** Makes a failed or cancelled execution resumable: `recover()` or a run with its id continues it. */
+export function retry(executionId: string, options: ControlOptions = {}): Promise<ControlReply> {
+  return control("retry", executionId, options);
+}
+
+/** Erases an execution (its record, checkpoints, input, output and unshared chunks); audited. */
+export function deleteExecution(executionId: string, options: ControlOptions = {}): Promise<ControlReply> {
+  return control("delete", executionId, options);
+}
