@@ -57,9 +57,34 @@ pub const TYPES: &[(&str, &str, &str)] = &[
         "A run stopped without finishing the execution; it is resumable.",
     ),
     (
+        "execution.cancel",
+        "execution.cancelled",
+        "An operator cancelled the execution; it stopped at a step boundary or at once.",
+    ),
+    (
+        "execution.release",
+        "execution.released",
+        "An operator resumed a paused execution: it is resumable.",
+    ),
+    (
+        "execution.retry",
+        "execution.retried",
+        "An operator retried a failed or cancelled execution: it is resumable.",
+    ),
+    (
+        "control.pause",
+        "control.pause_requested",
+        "An operator asked a running execution to pause at its next step boundary.",
+    ),
+    (
+        "control.cancel",
+        "control.cancel_requested",
+        "An operator asked a running execution to stop at its next step boundary.",
+    ),
+    (
         "execution.delete",
         "execution.deleted",
-        "The execution and its checkpoints were deleted.",
+        "The execution and its checkpoints were deleted; `data` says who asked and what was erased.",
     ),
     (
         "execution.pull",

@@ -62,3 +62,28 @@ test("a follower sees executions written while it waits, and a quiet feed times 
   const last = (await all(omium.events())).at(-1).omiumseq;
   assert.deepEqual(await all(omium.events({ since: last, follow: true, timeoutMs: 200 })), []);
 });
+
+test("operator controls reach a run of this process at its next step and are events", async (t) => {
+  await fresh(t);
+  const step = omium.checkpoint("step", async (i) => {
+    if (i === 1) assert.equal((await omium.pause("n1", { reason: "from the inside", by: "ops" })).result, "requested");
+    return i;
+  });
+  const wf = omium.workflow("self-paused", async () => {
+    let sum = 0;
+    for (let i = 0; i < 3; i++) sum += await step(i);
+    return sum;
+  });
+  await assert.rejects(wf.run(undefined, { executionId: "n1" }), (e) => e instanceof omium.ExecutionPaused && /from the inside/.test(e.message));
+  assert.equal((await omium.getExecution("n1")).status, "paused");
+  assert.equal((await omium.history("n1")).length, 2, "step 2 did not run");
+  assert.equal((await omium.cancel("n1")).status, "cancelled");
+  await assert.rejects(omium.cancel("n1"), (e) => e.code === "invalid_state");
+  assert.equal((await omium.retry("n1")).status, "pending");
+  const erased = await omium.deleteExecution("n1", { reason: "test" });
+  assert.equal(erased.erased.checkpoints, 2);
+  const types = [];
+  for await (const e of omium.events({ executionId: "n1" })) types.push(e.type.replace("io.omium.", ""));
+  assert.deepEqual(types.slice(-4), ["execution.paused", "execution.cancelled", "execution.retried", "execution.deleted"]);
+  assert.ok(types.includes("control.pause_requested"), types.join(","));
+});

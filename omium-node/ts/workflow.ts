@@ -7,6 +7,7 @@ import { randomBytes } from "node:crypto";
 import { type Codec, CODEC_KEY, checkCodec, recordedCodec } from "./codec";
 import {
   ExecutionNotFoundError,
+  ExecutionCancelled,
   ExecutionPaused,
   ExecutionRolledBack,
   InvalidArgumentError,
@@ -197,7 +198,9 @@ export class Workflow<I, O> {
           continue;
         }
         if (e instanceof ExecutionPaused) await call(() => run.pause(e.reason));
-        else await run.fail(e instanceof Error ? `${e.name}: ${e.message}` : String(e)).catch(() => undefined);
+        else if (e instanceof ExecutionCancelled) {
+          // The operator's cancel ended the execution already.
+        } else await run.fail(e instanceof Error ? `${e.name}: ${e.message}` : String(e)).catch(() => undefined);
         throw e;
       } finally {
         run.close();

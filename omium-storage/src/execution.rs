@@ -443,6 +443,7 @@ impl Store {
             lease_renewed_at: AtomicU64::new(now),
             durability: options.durability,
             finished: AtomicBool::new(false),
+            ended_as: Mutex::new(None),
         })
     }
 
@@ -653,6 +654,9 @@ pub struct Run {
     lease_renewed_at: AtomicU64,
     durability: Option<Durability>,
     finished: AtomicBool,
+    /// The status the run ended the execution with (an operator's pause or cancel ends it
+    /// before the binding learns of it: ending it the same way again is a no-op).
+    ended_as: Mutex<Option<Status>>,
 }
 
 impl Run {
@@ -854,6 +858,17 @@ impl Run {
         error: Option<&str>,
         action: &'static str,
     ) -> Result<()> {
+        if let Some(ended) = *self.ended_as.lock() {
+            return if ended == status {
+                Ok(())
+            } else {
+                Err(Error::InvalidState {
+                    execution: self.id.clone(),
+                    status: ended.as_str().into(),
+                    detail: format!("this run ended it already; it cannot end it as {status} too"),
+                })
+            };
+        }
         let mut batch = WriteBatch::default();
         if let Some(o) = output {
             batch.put_cf(
@@ -886,6 +901,7 @@ impl Run {
                 Ok(())
             })?;
         self.finished.store(true, Ordering::Relaxed);
+        *self.ended_as.lock() = Some(status);
         self.store.barrier(&self.id)
     }
 

@@ -5,6 +5,7 @@ mod common;
 mod conformance;
 mod consensus;
 mod consensus_storage;
+mod control;
 mod crash;
 mod driver;
 mod engine;

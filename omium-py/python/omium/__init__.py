@@ -19,6 +19,8 @@ RocksDB store (``omium.init(path=...)``; no server)::
 """
 
 from . import consensus, policy, workflows
+from ._control import cancel, delete_execution, pause, retry
+from ._events import aevents, events
 from ._omium import FORMAT_VERSION, Store, __version__
 from ._recovery import (
     FailureInfo,
@@ -32,8 +34,6 @@ from ._recovery import (
     set_analyzer,
     tool,
 )
-from ._control import cancel, delete_execution, pause, retry
-from ._events import aevents, events
 from ._replay import RunResult, StepDiff, diff, llm, llm_call, replay, set_pricing, tool_call
 from ._runtime import init, is_initialized, shutdown
 from ._steps import Checkpoint, checkpoint
@@ -76,6 +76,7 @@ from .errors import (
     ConsensusViolation,
     DecodeError,
     EscalatedError,
+    ExecutionCancelled,
     ExecutionLeasedError,
     ExecutionNotFoundError,
     ExecutionPaused,
@@ -98,7 +99,6 @@ from .errors import (
     ReadOnlyError,
     RecoveryOutcome,
     ReplayDivergence,
-    ExecutionCancelled,
     RunInterruptedError,
     ServerError,
     ServerUnavailableError,

@@ -48,8 +48,7 @@ def events(
         if follow:
             wait = _POLL if timeout is None else max(0.0, min(_POLL, timeout - (time.monotonic() - idle_since)))
         batch, since = _page(since, want, kinds, execution_id, wait)
-        for e in batch:
-            yield e
+        yield from batch
         if left > 0:
             left = max(0, left - len(batch))
         if not follow:

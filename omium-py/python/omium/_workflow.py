@@ -17,6 +17,7 @@ from typing import Any
 from . import _runtime, _trace
 from .codecs import CODEC_KEY, Codec, get_codec, recorded_codec
 from .errors import (
+    ExecutionCancelled,
     ExecutionNotFoundError,
     ExecutionPaused,
     ExecutionRolledBack,
@@ -191,6 +192,8 @@ class Workflow:
         # A pause leaves it waiting for omium.resume(); a rollback is handled by the caller.
         if isinstance(e, ExecutionPaused):
             ctx.run.pause(e.reason)
+        elif isinstance(e, ExecutionCancelled):
+            ctx.run.close()  # the operator's cancel ended the execution already
         elif isinstance(e, ExecutionRolledBack):
             ctx.run.close()
             _rollback_for_policy(e)

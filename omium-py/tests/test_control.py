@@ -1,0 +1,135 @@
+"""Operator controls from outside: the `omium` CLI pauses, cancels, retries, resumes and
+deletes an execution that a real worker process runs on its embedded store — the request goes
+through the store's control mailbox, and the worker stops at its next step boundary."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import omium
+import pytest
+from test_serve import omium_bin
+
+WORKER = Path(__file__).with_name("control_worker.py")
+
+
+def cli(store: Path, *args: str) -> dict:
+    p = subprocess.run([omium_bin(), "--store", str(store), "--json", *args], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr + p.stdout
+    return json.loads(p.stdout)
+
+
+def start(store: Path, tmp: Path, execution: str) -> tuple[subprocess.Popen, Path, Path]:
+    log, gate = tmp / f"{execution}.log", tmp / f"{execution}.gate"
+    gate.unlink(missing_ok=True)
+    proc = subprocess.Popen(
+        [sys.executable, str(WORKER), str(store), str(log), str(gate), execution], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    return proc, log, gate
+
+
+def wait_for_line(proc: subprocess.Popen, log: Path, line: str) -> None:
+    deadline = time.monotonic() + 60
+    while not (log.exists() and line in log.read_text().splitlines()):
+        assert proc.poll() is None, proc.stderr.read()
+        assert time.monotonic() < deadline, f"the worker never logged {line!r}"
+        time.sleep(0.01)
+
+
+def outcome(proc: subprocess.Popen) -> dict:
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def entered(log: Path) -> list[str]:
+    return log.read_text().splitlines()
+
+
+def test_a_pause_from_the_cli_stops_the_worker_at_its_next_step_and_resume_continues(tmp_path):
+    store = tmp_path / "store"
+    proc, log, gate = start(store, tmp_path, "job-1")
+    wait_for_line(proc, log, "enter 1")
+    # The worker holds the store: the CLI's request goes through the mailbox.
+    reply = cli(store, "pause", "job-1", "--reason", "bad input spotted", "--by", "ops")
+    assert (reply["result"], reply["status"]) == ("requested", "running")
+    gate.touch()
+    result = outcome(proc)
+    assert result["outcome"] == "paused" and "bad input spotted" in result["error"]
+    assert entered(log) == ["enter 0", "enter 1"], "step 2 did not start"
+    assert cli(store, "show", "job-1")["status"] == "paused"
+
+    # Nobody holds the store now: the CLI applies the resume itself.
+    assert cli(store, "resume", "job-1", "--by", "ops")["status"] == "pending"
+    proc, log, gate = start(store, tmp_path, "job-1")
+    gate.touch()
+    assert outcome(proc)["outcome"] == "completed"
+    assert entered(log) == ["enter 0", "enter 1", "enter 2", "enter 3"], "steps 0 and 1 were not run again"
+
+    events = subprocess.run(
+        [omium_bin(), "--store", str(store), "--json", "events", "--execution", "job-1"], capture_output=True, text=True, check=True
+    ).stdout.splitlines()
+    types = [json.loads(e)["type"].removeprefix("io.omium.") for e in events]
+    assert "control.pause_requested" in types and types[-1] == "execution.completed"
+    pause = next(json.loads(e) for e in events if json.loads(e)["type"] == "io.omium.control.pause_requested")
+    assert pause["data"] == {"by": "ops", "reason": "bad input spotted"}
+
+
+def test_a_cancel_from_the_cli_stops_the_worker_and_retry_lets_it_run_again(tmp_path):
+    store = tmp_path / "store"
+    proc, log, gate = start(store, tmp_path, "job-2")
+    wait_for_line(proc, log, "enter 1")
+    assert cli(store, "cancel", "job-2", "--reason", "customer left")["result"] == "requested"
+    gate.touch()
+    assert outcome(proc)["outcome"] == "cancelled"
+    assert cli(store, "show", "job-2")["status"] == "cancelled"
+    assert "job-2" not in [e["id"] for e in cli(store, "resumable")]
+
+    # A retry while a worker holds the store (another execution runs): through the mailbox.
+    other, other_log, other_gate = start(store, tmp_path, "job-3")
+    wait_for_line(other, other_log, "enter 1")
+    assert cli(store, "retry", "job-2")["status"] == "pending"
+    other_gate.touch()
+    assert outcome(other)["outcome"] == "completed"
+
+    proc, log, gate = start(store, tmp_path, "job-2")
+    gate.touch()
+    assert outcome(proc)["outcome"] == "completed"
+    assert entered(log).count("enter 0") == 1
+
+
+def test_delete_from_the_cli_erases_an_execution_and_refusals_are_errors(tmp_path):
+    store = tmp_path / "store"
+    proc, log, gate = start(store, tmp_path, "job-4")
+    gate.touch()
+    assert outcome(proc)["outcome"] == "completed"
+    p = subprocess.run([omium_bin(), "--store", str(store), "pause", "job-4"], capture_output=True, text=True)
+    assert p.returncode == 1 and "cannot pause it: it has finished" in p.stderr
+    reply = cli(store, "delete", "job-4", "--reason", "GDPR request 17")
+    assert reply["erased"]["checkpoints"] == 4
+    p = subprocess.run([omium_bin(), "--store", str(store), "show", "job-4"], capture_output=True, text=True)
+    assert p.returncode == 1 and "job-4" in p.stderr
+
+
+def test_controls_from_python_reach_a_run_of_this_process(store):
+    @omium.checkpoint
+    def step(i: int) -> int:
+        if i == 1:
+            omium.pause(omium.get_execution_id(), reason="from the inside")
+        return i
+
+    @omium.workflow("self-paused")
+    def wf() -> int:
+        return sum(step(i) for i in range(3))
+
+    with pytest.raises(omium.ExecutionPaused, match="from the inside"):
+        wf.run(execution_id="s1")
+    assert omium.get_execution("s1").status == "paused"
+    assert len(omium.history("s1")) == 2, "step 2 did not run"
+    assert omium.cancel("s1")["status"] == "cancelled"
+    assert omium.retry("s1")["status"] == "pending"
+    assert omium.delete_execution("s1", reason="test")["erased"]["checkpoints"] == 2
