@@ -192,6 +192,15 @@ typedef struct omium_buffer {
 // line, column and what was expected. Nothing was stored.
 #define OMIUM_ERR_INVALID_POLICY -26
 
+// The execution is paused: an operator's pause (`omium_store_control`) reached its run at a
+// step boundary (`omium_run_recorded`), or a recovery policy paused it. Nothing ran;
+// `omium resume` makes it resumable.
+#define OMIUM_ERR_PAUSED -27
+
+// An operator cancelled the execution; its run stopped at a step boundary
+// (`omium_run_recorded`) and the step did not run. `omium retry` makes it resumable.
+#define OMIUM_ERR_CANCELLED -28
+
 // An error kind this build of the C interface does not know (a newer core); see the message.
 #define OMIUM_ERR_UNKNOWN -99
 
@@ -832,6 +841,52 @@ omium_status omium_replay_finish(struct omium_replay *replay);
 // # Safety
 // `replay` is NULL or a handle from `omium_store_open_replay` that was not freed.
 omium_status omium_replay_free(struct omium_replay *replay);
+
+// Reads the store's event feed (`docs/operations.md`): the changes written after the cursor
+// `since` (0: from the first), oldest first, at most `limit` (0: 1000), and writes
+// `{"events": [CloudEvent, ...], "cursor": N}` into `*out_json`. `types_json` (NULL: every
+// type) is a JSON array of types or families (`["execution.failed", "failure.*"]`);
+// `execution_id` (NULL: all) keeps one execution's events. With `wait_ms` > 0 the call waits
+// up to that long for a first matching event when there is none yet (a follower's long poll;
+// at most 30000 through `omium_store_connect`). Store `cursor` and pass it as the next
+// `since`: nothing is lost and nothing before it comes again. An unknown type is
+// `OMIUM_ERR_INVALID_ARGUMENT` naming the known ones.
+//
+// Ownership: the caller frees `*out_json` with `omium_buffer_free`. Thread-safety: any
+// thread, concurrently with other calls on the store (a waiting call blocks only its thread).
+//
+// # Safety
+// `store` is NULL or an open store handle; the strings are NULL or NUL-terminated; `out_json`
+// is NULL or valid for writing an `omium_buffer`.
+omium_status omium_store_events(struct omium_store *store,
+                                uint64_t since,
+                                uint32_t limit,
+                                const char *types_json,
+                                const char *execution_id,
+                                uint32_t wait_ms,
+                                struct omium_buffer *out_json);
+
+// An operator control of execution `execution_id`: `action` is `"pause"` or `"cancel"` (a run
+// that holds it stops at its next step boundary with `OMIUM_ERR_PAUSED` / `OMIUM_ERR_CANCELLED`;
+// otherwise at once), `"resume"` (a paused execution becomes resumable), `"retry"` (a failed
+// or cancelled one does) or `"delete"` (its data and the chunks no other checkpoint uses).
+// `reason` and `by` (NULL: `user@host`) go into the audit log. A store opened read-only asks
+// the process that holds the store to apply it (`docs/operations.md`). If `out_json` is not
+// NULL it receives `{"action", "execution", "result": "applied"|"requested", "status",
+// "erased"}`. A status that does not allow the control is `OMIUM_ERR_INVALID_STATE`.
+//
+// Ownership: the caller frees `*out_json` with `omium_buffer_free`. Thread-safety: any
+// thread, concurrently with other calls on the store.
+//
+// # Safety
+// `store` is NULL or an open store handle; the strings are NULL or NUL-terminated; `out_json`
+// is NULL or valid for writing an `omium_buffer`.
+omium_status omium_store_control(struct omium_store *store,
+                                 const char *action,
+                                 const char *execution_id,
+                                 const char *reason,
+                                 const char *by,
+                                 struct omium_buffer *out_json);
 
 #ifdef __cplusplus
 }  // extern "C"
