@@ -14,6 +14,8 @@ command -v valgrind >/dev/null 2>&1 || need_apt="$need_apt valgrind"
 python3 -c "import venv, ensurepip" >/dev/null 2>&1 || need_apt="$need_apt python3-venv"
 # The trace timeline test renders `omium trace --html` in a real headless browser.
 command -v chromium >/dev/null 2>&1 || need_apt="$need_apt chromium"
+# A real Prometheus scrapes `omium serve`'s /metrics (omium-py/tests/test_prometheus.py).
+command -v prometheus >/dev/null 2>&1 || need_apt="$need_apt prometheus"
 
 if [ -n "$need_apt" ]; then
   echo "ensure-deps: installing$need_apt"

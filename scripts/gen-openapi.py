@@ -185,7 +185,78 @@ add(
 )
 add("stats", "executions", "Space used by the store.", {}, [], OBJ)
 add("failures", "recovery", "Failure records, of one execution or all.", {"execution_id": N}, [], A(R("Failure")))
-add("recovery_metrics", "recovery", "Success rate, MTTR and failures by type, of one workflow or all.", {"workflow": N}, [], OBJ)
+add(
+    "recovery_metrics",
+    "recovery",
+    "Recovery figures (recovery rate = recovered over settled failures, MTTR, failures by type), of one workflow or all.",
+    {"workflow": N},
+    [],
+    OBJ,
+)
+TIME = {"oneOf": [S(), INT], "description": "a duration before now (7d), a date (2026-11-01), a UTC time or milliseconds"}
+FIGURES = {
+    "type": "object",
+    "description": "docs/operations.md defines each figure; rates and percentiles are null when there is nothing to compute them over",
+    "properties": {
+        **{
+            k: INT
+            for k in (
+                "started completed failed cancelled paused steps replayed_steps failures recovered "
+                "retries rollbacks forks tokens_in tokens_out tokens_saved"
+            ).split()
+        },
+        **{
+            k: {"type": "number", "nullable": True}
+            for k in (
+                "success_rate execution_p50_ms execution_p95_ms execution_p99_ms step_p50_ms step_p95_ms "
+                "step_p99_ms mttr_ms cost_per_execution_usd"
+            ).split()
+        },
+        "llm_cost_usd": {"type": "number"},
+        "cost_saved_usd": {"type": "number"},
+        "failures_by_type": {"type": "object", "additionalProperties": INT},
+        "failure_rate_by_type": {"type": "object", "additionalProperties": {"type": "number"}},
+    },
+}
+add(
+    "metrics",
+    "analytics",
+    "Execution analytics over a window (default the last 24 hours), optionally grouped: executions, success rate, "
+    "latency percentiles, failures by type, MTTR, retries, rollbacks, LLM cost and cost saved.",
+    {
+        "since": TIME,
+        "until": TIME,
+        "by": {
+            "oneOf": [
+                S(),
+                A(S(enum=["workflow", "agent", "tenant", "step", "failure_type", "hour", "day", "week", "month"])),
+            ]
+        },
+        "workflow": S(),
+        "tenant": S(),
+        "agent": S(),
+        "step": S(),
+    },
+    [],
+    {
+        "type": "object",
+        "required": ["since", "until", "by", "totals", "groups"],
+        "properties": {
+            "since": S(),
+            "until": S(),
+            "since_ms": INT,
+            "until_ms": INT,
+            "by": A(S()),
+            "totals": FIGURES,
+            "groups": A(
+                {
+                    "type": "object",
+                    "properties": {"key": STR_MAP, "figures": FIGURES},
+                }
+            ),
+        },
+    },
+)
 add(
     "resume",
     "recovery",
@@ -525,6 +596,40 @@ doc = {
                             }
                         },
                     },
+                    "401": {"$ref": "#/components/responses/Error"},
+                },
+            }
+        },
+        "/v1/events/stream": {
+            "get": {
+                "tags": ["events"],
+                "operationId": "events_stream",
+                "summary": "The event feed as Server-Sent Events (text/event-stream): each event's `id` is its seq, "
+                "its `event` the type, its `data` the CloudEvent JSON; a reconnecting client's `Last-Event-ID` "
+                "resumes after that seq. A comment every 15 s keeps a quiet stream open.",
+                "parameters": [
+                    {"name": "since", "in": "query", "schema": INT, "description": "start after this seq (0: the first)"},
+                    {"name": "types", "in": "query", "schema": S(), "description": "types or families, comma-separated"},
+                    {"name": "execution_id", "in": "query", "schema": S()},
+                    {"name": "Last-Event-ID", "in": "header", "schema": S(), "description": "overrides since"},
+                ],
+                "responses": {
+                    "200": {"description": "the stream", "content": {"text/event-stream": {"schema": S()}}},
+                    "400": {"$ref": "#/components/responses/Error"},
+                    "401": {"$ref": "#/components/responses/Error"},
+                },
+            }
+        },
+        "/metrics": {
+            "get": {
+                "tags": ["analytics"],
+                "operationId": "prometheus_metrics",
+                "summary": "The store's analytics for Prometheus (text format 0.0.4), all time: executions started and "
+                "ended by status, retries, rollbacks, steps by agent, replayed steps, failures and recoveries by "
+                "type, LLM tokens and cost, cost saved, execution and step duration histograms, per tenant and "
+                "workflow (docs/operations.md).",
+                "responses": {
+                    "200": {"description": "the exposition", "content": {"text/plain": {"schema": S()}}},
                     "401": {"$ref": "#/components/responses/Error"},
                 },
             }

@@ -30,6 +30,9 @@ def llm(agent: str, prompt: str, seconds: float, usd: float) -> None:
     time.sleep(seconds)
     spent["usd"] += usd
     spent["calls"] += 1
+    # Recorded with the step's checkpoint: omium.metrics() sums it, and counts it as saved
+    # when a resumed run answers the step from its checkpoint instead of paying again.
+    omium.record_spend(cost_usd=usd, tokens_in=int(usd * 100_000), tokens_out=int(usd * 20_000))
 
 
 @omium.checkpoint("kyc_doc_validated", postconditions=["result.verified == true"], agent="kyc_agent")
@@ -121,9 +124,15 @@ def main(store: str) -> None:
 
     omium.init(path=store)
     report = omium.verify()
+    m = omium.metrics(since="1h")["totals"]
     omium.shutdown()
     verdict = "ok" if report.ok else "FAILED"
     print(f"\n  verify: {verdict} ({report.checkpoints} checkpoints on all branches, {report.audit_entries} audit entries)")
+    print(
+        f"  analytics: {m['started']} execution, {m['completed']} completed runs, {m['retries']} resumed runs, "
+        f"{m['steps']} steps recorded; LLM spend ${m['llm_cost_usd']:.3f}"
+    )
+    print(f"  cost saved: ${m['cost_saved_usd']:.3f} — {m['replayed_steps']} steps answered from their checkpoints instead of re-run")
     print(f"  inspect it yourself: omium --store {store} history {EXECUTION} --all")
 
 

@@ -15,6 +15,8 @@ pub struct Args<'a> {
     pub execution: Option<&'a str>,
     pub limit: usize,
     pub cursor_file: Option<&'a Path>,
+    /// POST each batch here (CloudEvents batch JSON, signed) instead of printing it.
+    pub webhook: Option<&'a str>,
 }
 
 /// Prints events after the cursor; with `follow`, keeps printing them as they are written
@@ -36,7 +38,12 @@ pub fn run(store: &Store, out: &mut impl Write, as_json: bool, a: &Args<'_>) -> 
         } else {
             store.events(since, want, &filter)?
         };
-        for e in &page.events {
+        if let Some(url) = a.webhook {
+            if !page.events.is_empty() {
+                deliver(url, &page.events, &source)?;
+            }
+        }
+        for e in page.events.iter().filter(|_| a.webhook.is_none()) {
             let line = if as_json {
                 e.cloud_event(&source).to_string()
             } else {
@@ -56,6 +63,41 @@ pub fn run(store: &Store, out: &mut impl Write, as_json: bool, a: &Args<'_>) -> 
         left = left.saturating_sub(page.events.len());
         if !a.follow && (page.events.len() < want || left == 0) {
             return Ok(());
+        }
+    }
+}
+
+/// POSTs one batch until the receiver takes it (a 2xx): at least once, in order. Failures are
+/// reported on stderr and retried with a backoff from 200 ms to 30 s; the cursor does not move
+/// past a batch before it was delivered.
+/// A refused target (a private address not allowed, a redirect) is an error at once.
+fn deliver(url: &str, events: &[Event], source: &str) -> Result<(), Error> {
+    let body = serde_json::Value::Array(events.iter().map(|e| e.cloud_event(source)).collect())
+        .to_string();
+    let mut wait = Duration::from_millis(200);
+    loop {
+        match omium_core::recovery::post_webhook_as(
+            url,
+            "application/cloudevents-batch+json",
+            &body,
+        ) {
+            Ok(()) => return Ok(()),
+            Err(why) if why.starts_with("refused") => {
+                return Err(Error::InvalidArgument {
+                    what: "--webhook",
+                    detail: why,
+                })
+            }
+            Err(why) => {
+                eprintln!(
+                    "omium events: events #{}..#{} not delivered to the webhook ({why}); retrying in {} ms",
+                    events[0].seq,
+                    events[events.len() - 1].seq,
+                    wait.as_millis()
+                );
+                std::thread::sleep(wait);
+                wait = (wait * 2).min(Duration::from_secs(30));
+            }
         }
     }
 }

@@ -7,6 +7,7 @@
 //! parse. With `--json`, errors are printed to stdout as `{"error":{"code":..,"message":..}}`.
 //! `docs/cli.md` documents every command.
 
+mod analytics;
 mod consensus;
 mod control;
 mod events;
@@ -143,11 +144,36 @@ enum Command {
         #[arg(long)]
         execution: Option<String>,
     },
-    /// Recovery figures: MTTR, success rate after recovery, failures by type.
+    /// Execution analytics over a window: executions, success rate, latency percentiles,
+    /// failures by type, MTTR, retries, rollbacks, LLM cost and cost saved
+    /// (docs/operations.md). `--recovery` prints the recovery figures instead.
     Metrics {
+        /// Start of the window: a duration before now (30m, 24h, 7d), a date (2026-11-01), a
+        /// UTC time (2026-11-01T12:00:00Z) or milliseconds since 1970. Default: 24h.
+        #[arg(long)]
+        since: Option<String>,
+        /// End of the window (same forms). Default: now.
+        #[arg(long)]
+        until: Option<String>,
+        /// Group by: workflow, agent, tenant, step, failure_type, hour, day, week, month
+        /// (comma-separated).
+        #[arg(long)]
+        by: Option<String>,
         /// Only this workflow's executions.
         #[arg(long)]
         workflow: Option<String>,
+        #[arg(long)]
+        tenant: Option<String>,
+        /// Only this agent's steps (execution-level figures are then empty).
+        #[arg(long)]
+        agent: Option<String>,
+        /// Only this step's figures.
+        #[arg(long)]
+        step: Option<String>,
+        /// Recovery figures (recovery rate = recovered over settled failures, MTTR
+        /// percentiles, actions) instead, of all time.
+        #[arg(long)]
+        recovery: bool,
     },
     /// Pause an execution: its run stops at its next step boundary (status paused) until
     /// `omium resume`. Works while an application holds the store (it applies the request).
@@ -299,6 +325,12 @@ enum Command {
         /// restarted consumer goes on where it stopped (overrides --since once it exists).
         #[arg(long, value_name = "FILE")]
         cursor_file: Option<PathBuf>,
+        /// Deliver the events to this URL instead of printing them: each batch is POSTed as
+        /// CloudEvents batch JSON, signed with OMIUM_WEBHOOK_SECRET (header Omium-Signature),
+        /// and retried until the receiver answers 2xx (at least once, in order). Private and
+        /// loopback addresses only when OMIUM_WEBHOOK_ALLOW names them.
+        #[arg(long, value_name = "URL")]
+        webhook: Option<String>,
     },
     /// Show the audit log, oldest first; `omium audit head` prints its last entry's SEQ:HASH.
     #[command(args_conflicts_with_subcommands = true)]
@@ -629,9 +661,48 @@ fn run(cli: &Cli) -> Result<ExitCode, Error> {
             let store = open_reader(cli)?;
             recovery::recoveries(out, cli.json, &store.failures(execution.as_deref())?);
         }
-        Command::Metrics { workflow } => {
+        Command::Metrics {
+            since,
+            until,
+            by,
+            workflow,
+            tenant,
+            agent,
+            step,
+            recovery: true,
+        } => {
+            if since.is_some()
+                || until.is_some()
+                || by.is_some()
+                || tenant.is_some()
+                || agent.is_some()
+                || step.is_some()
+            {
+                return Err(Error::InvalidArgument {
+                    what: "--recovery",
+                    detail: "recovery figures take only --workflow".into(),
+                });
+            }
             let store = open_reader(cli)?;
             recovery::metrics(out, cli.json, &store.recovery_metrics(workflow.as_deref())?);
+        }
+        Command::Metrics {
+            since,
+            until,
+            by,
+            workflow,
+            tenant,
+            agent,
+            step,
+            recovery: false,
+        } => {
+            let query = serde_json::json!({
+                "since": since, "until": until, "by": by, "workflow": workflow,
+                "tenant": tenant, "agent": agent, "step": step,
+            });
+            let query = omium_core::analytics::MetricsQuery::from_json(&query)?;
+            let store = open_reader(cli)?;
+            analytics::report(out, cli.json, &store.metrics(&query)?);
         }
         Command::Pause {
             execution,
@@ -746,9 +817,11 @@ fn run(cli: &Cli) -> Result<ExitCode, Error> {
             execution,
             limit,
             cursor_file,
+            webhook,
         } => {
             let store = open_reader(cli)?;
             let args = events::Args {
+                webhook: webhook.as_deref(),
                 since: *since,
                 follow: *follow,
                 types,

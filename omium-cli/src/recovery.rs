@@ -263,7 +263,7 @@ fn version_json(v: &PolicyVersion) -> serde_json::Value {
     })
 }
 
-fn duration(ms: u64) -> String {
+pub fn duration(ms: u64) -> String {
     if ms < 1000 {
         format!("{ms}ms")
     } else if ms < 60_000 {
@@ -388,7 +388,7 @@ pub fn metrics(out: &mut impl Write, as_json: bool, m: &RecoveryMetrics) {
     let _ = writeln!(out, "escalated             {}", m.escalated);
     let _ = writeln!(out, "failed                {}", m.failed);
     let _ = writeln!(out, "open                  {}", m.open);
-    let _ = writeln!(out, "success rate          {}", pct(m.success_rate));
+    let _ = writeln!(out, "recovery rate         {}", pct(m.recovery_rate));
     let _ = writeln!(
         out,
         "MTTR (mean)           {}",

@@ -44,12 +44,7 @@ pub mod workflow {
     /// embedded consensus group (shared with the bindings' `omium.consensus` when they run it),
     /// started only for a workflow that needs it.
     pub fn run(store: &Store, spec: &Spec, mut options: RunOptions) -> Result<Report> {
-        let consensus: Vec<&str> = spec
-            .steps
-            .iter()
-            .filter(|s| s.consensus_required)
-            .map(|s| s.id.as_str())
-            .collect();
+        let consensus = omium_engine::workflow::executor::consensus_steps(spec);
         if !consensus.is_empty() && options.agreement.is_none() {
             let coordinator = crate::consensus::Coordinator::embedded(store).map_err(|e| {
                 Error::ConsensusUnavailable {

@@ -415,6 +415,83 @@ async fn call(
     }
 }
 
+/// What `GET /v1/events/stream` takes in its query.
+#[derive(serde::Deserialize, Default)]
+struct StreamQuery {
+    since: Option<u64>,
+    /// Types or families, comma-separated (`execution.*,failure.detected`).
+    types: Option<String>,
+    execution_id: Option<String>,
+}
+
+/// The event feed as Server-Sent Events: each event's `id` is its seq (a reconnecting client
+/// sends it back as `Last-Event-ID` and goes on after it), its `event` the type, its `data` the
+/// CloudEvent. A comment every 15 s keeps a quiet stream open through proxies.
+async fn events_stream(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    axum::extract::Query(q): axum::extract::Query<StreamQuery>,
+) -> Response {
+    use axum::response::sse::{Event as Sse, KeepAlive};
+    let types: Vec<String> = q
+        .types
+        .as_deref()
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .map(str::to_string)
+        .collect();
+    let filter = match omium_engine::events::EventFilter::new(types, q.execution_id) {
+        Ok(f) => f,
+        Err(e) => return error_response(&e),
+    };
+    let last_id = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    let start = last_id.or(q.since).unwrap_or(0);
+    let source = omium_engine::events::source(&app.store);
+    let stream = futures_util::stream::unfold(
+        (app, filter, start, std::collections::VecDeque::new()),
+        move |(app, filter, mut cursor, mut queued)| {
+            let source = source.clone();
+            async move {
+                loop {
+                    if let Some(e) = queued.pop_front() {
+                        let e: omium_engine::events::Event = e;
+                        let sse = Sse::default()
+                            .id(e.seq.to_string())
+                            .event(e.kind.clone())
+                            .data(e.cloud_event(&source).to_string());
+                        return Some((
+                            Ok::<_, std::convert::Infallible>(sse),
+                            (app, filter, cursor, queued),
+                        ));
+                    }
+                    let (a, f) = (app.clone(), filter.clone());
+                    let page = tokio::task::spawn_blocking(move || {
+                        a.store
+                            .follow_events(cursor, 1000, &f, Duration::from_secs(2))
+                    })
+                    .await;
+                    match page {
+                        Ok(Ok(p)) => {
+                            cursor = p.cursor;
+                            queued.extend(p.events);
+                        }
+                        // The store closed or failed: end the stream; the client reconnects.
+                        _ => return None,
+                    }
+                }
+            }
+        },
+    );
+    axum::response::sse::Sse::new(stream)
+        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+        .into_response()
+}
+
 /// Liveness, and nothing else: it needs no key.
 async fn health() -> Json<Value> {
     Json(json!({"status": "ok"}))
@@ -596,6 +673,27 @@ fn group_id(group: &str) -> Result<u32> {
         })
 }
 
+/// The store's analytics for Prometheus (text format 0.0.4); behind the API key like the rest.
+async fn prometheus(State(app): State<Arc<App>>) -> Response {
+    let store = app.store.clone();
+    match tokio::task::spawn_blocking(move || omium_engine::prometheus::exposition(&store)).await {
+        Ok(Ok(text)) => (
+            [(
+                header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
+            text,
+        )
+            .into_response(),
+        Ok(Err(e)) => refused(StatusCode::INTERNAL_SERVER_ERROR, e.code(), e.to_string()),
+        Err(e) => refused(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            format!("the metrics task failed: {e}"),
+        ),
+    }
+}
+
 async fn openapi() -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "application/yaml")], OPENAPI)
 }
@@ -639,6 +737,8 @@ fn router(app: Arc<App>) -> Router {
         .route("/v1/health", get(health))
         .route("/v1/status", get(status))
         .route("/openapi.yaml", get(openapi))
+        .route("/metrics", get(prometheus))
+        .route("/v1/events/stream", get(events_stream))
         .route("/v1/{method}", post(call))
         .with_state(app)
 }

@@ -41,9 +41,10 @@
 
 #[cfg(feature = "cluster")]
 pub use omium_cluster::{agreement, consensus, sync};
-pub use omium_engine::{events, expr, json, policy, recovery, trace};
+pub use omium_engine::{analytics, events, expr, json, policy, recovery, trace};
 pub use omium_storage::{
-    audit, blob, checkpoint, control, error, execution, ext, failures, store, threads, value,
+    audit, blob, checkpoint, control, error, execution, ext, failures, rollup, store, threads,
+    value,
 };
 
 /// Workflows (`omium_engine::workflow`), with [`run`](workflow::run) agreeing on
@@ -85,7 +86,7 @@ mod fuzz_tests;
 #[cfg(feature = "cluster")]
 pub use omium_cluster::SyncStore;
 pub use omium_engine::recovery::{Directive, FailureInput, Recovery, RecoveryMetrics};
-pub use omium_engine::{EventStore, PolicyStore, RecoveryStore, TraceStore};
+pub use omium_engine::{AnalyticsStore, EventStore, PolicyStore, RecoveryStore, TraceStore};
 pub use omium_storage::{
     exec_key, hex, rfc3339_ms, ActionRecord, AuditEntry, AuditHead, AuditReport, BeginOptions,
     CheckResult, Checkpoint, CheckpointKind, Checks, ChunkParams, Cut, Durability, Error,

@@ -16,15 +16,18 @@
 use omium_storage::*;
 use recovery::{FailureInput, Recovery};
 
+pub mod analytics;
 pub mod events;
 pub mod expr;
 pub mod json;
 pub mod policy;
+pub mod prometheus;
 pub mod recovery;
 pub mod serve;
 pub mod trace;
 pub mod workflow;
 
+pub use analytics::AnalyticsStore;
 pub use events::EventStore;
 pub use policy::versions::PolicyStore;
 pub use recovery::RecoveryStore;
@@ -32,7 +35,7 @@ pub use trace::TraceStore;
 
 /// The extension traits of this crate, to `use` with a glob.
 pub mod prelude {
-    pub use crate::{EventStore, PolicyStore, RecoveryStore, TraceStore};
+    pub use crate::{AnalyticsStore, EventStore, PolicyStore, RecoveryStore, TraceStore};
 }
 
 /// reqwest is built with rustls and no default crypto provider (aws-lc-rs would add a C

@@ -494,3 +494,35 @@ pub unsafe extern "C" fn omium_store_control(
         Ok(())
     })
 }
+
+/// Execution analytics (`docs/operations.md`): the figures of a window, optionally grouped,
+/// written into `*out_json` as `{"since", "until", "by", "totals": {...}, "groups": [...]}`.
+/// `query_json` (NULL: the last 24 hours) is a JSON object: `{"since": "7d" | "2026-11-01" |
+/// ms, "until": ..., "by": ["workflow", "day"], "workflow": ..., "tenant": ..., "agent": ...,
+/// "step": ...}`. A query that does not parse is `OMIUM_ERR_INVALID_ARGUMENT` naming the field.
+///
+/// Ownership: the caller frees `*out_json` with `omium_buffer_free`. Thread-safety: any
+/// thread, concurrently with other calls on the store.
+///
+/// # Safety
+/// `store` is NULL or an open store handle; `query_json` is NULL or NUL-terminated; `out_json`
+/// is NULL or valid for writing an `omium_buffer`.
+#[no_mangle]
+pub unsafe extern "C" fn omium_store_metrics(
+    store: *mut omium_store,
+    query_json: *const c_char,
+    out_json: *mut omium_buffer,
+) -> omium_status {
+    guard("omium_store_metrics", || {
+        // SAFETY (argument reads): the caller's promises.
+        let out = unsafe { out_arg(out_json, "out_json", omium_buffer::EMPTY) }?;
+        let query = if query_json.is_null() {
+            serde_json::Value::Null
+        } else {
+            unsafe { json_arg(query_json, "query_json") }?
+        };
+        let report = unsafe { with_store(store, |s| Ok(s.metrics(&query)?)) }?;
+        *out = json::buffer(&report);
+        Ok(())
+    })
+}

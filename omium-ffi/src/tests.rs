@@ -1726,3 +1726,58 @@ fn the_event_feed_reads_from_a_cursor_filters_and_waits() {
     );
     ok(unsafe { omium_store_close(store) });
 }
+
+#[test]
+fn metrics_answer_the_analytics_of_a_query() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    for (id, complete) in [("m-1", true), ("m-2", false)] {
+        let run = begin(store, id);
+        step(run, "a", b"1");
+        if complete {
+            ok(unsafe { omium_run_complete(run, b"done".as_ptr(), 4) });
+        } else {
+            ok(unsafe { omium_run_fail(run, c"broke".as_ptr()) });
+        }
+        ok(unsafe { omium_run_free(run) });
+    }
+    let mut out = omium_buffer::EMPTY;
+    ok(unsafe { omium_store_metrics(store, null(), &mut out) });
+    let m = take_json(&mut out);
+    assert_eq!(
+        (
+            &m["totals"]["started"],
+            &m["totals"]["completed"],
+            &m["totals"]["failed"]
+        ),
+        (&json!(2), &json!(1), &json!(1)),
+        "{m}"
+    );
+    assert_eq!(m["totals"]["success_rate"], 0.5);
+    assert_eq!(m["totals"]["steps"], 2);
+
+    ok(unsafe {
+        omium_store_metrics(
+            store,
+            c"{\"since\": \"1h\", \"by\": \"step\"}".as_ptr(),
+            &mut out,
+        )
+    });
+    let m = take_json(&mut out);
+    assert_eq!(m["groups"][0]["key"]["step"], "a", "{m}");
+    assert_eq!(m["groups"][0]["figures"]["steps"], 2, "{m}");
+
+    fails(
+        unsafe { omium_store_metrics(store, c"{\"since\": \"soon\"}".as_ptr(), &mut out) },
+        OMIUM_ERR_INVALID_ARGUMENT,
+        "omium_store_metrics: ",
+        &["\"soon\" is not a time"],
+    );
+    fails(
+        unsafe { omium_store_metrics(store, c"[1]".as_ptr(), &mut out) },
+        OMIUM_ERR_INVALID_ARGUMENT,
+        "",
+        &["expected a JSON object"],
+    );
+    ok(unsafe { omium_store_close(store) });
+}

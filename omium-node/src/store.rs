@@ -651,7 +651,14 @@ impl Store {
         blocking(move || s.failures(execution_id.as_deref())).await
     }
 
-    /// Recovery metrics (MTTR, success rate, ...), of one workflow or all.
+    /// Execution analytics for a query object (`omium.metrics()`).
+    #[napi]
+    pub async fn metrics(&self, query: Option<Value>) -> Result<Value> {
+        let s = self.handle()?;
+        blocking(move || s.metrics(&query.unwrap_or(Value::Null))).await
+    }
+
+    /// Recovery metrics (MTTR, recovery rate, ...), of one workflow or all.
     #[napi]
     pub async fn recovery_metrics(&self, workflow: Option<String>) -> Result<Value> {
         let s = self.handle()?;

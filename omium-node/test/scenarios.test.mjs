@@ -15,7 +15,7 @@ import { expand, tempDir } from "./helpers.mjs";
 const root = fileURLToPath(new URL("../../tests/conformance/scenarios/", import.meta.url));
 const worker = fileURLToPath(new URL("./fixtures/scenario-worker.mjs", import.meta.url));
 const scenarios = readdirSync(root).filter((f) => f.endsWith(".json")).sort();
-const FEATURES = new Set(["kill", "retries", "conditions", "rollback", "fork", "resume", "policy", "recovery", "calls", "consensus", "timeouts", "events"]);
+const FEATURES = new Set(["kill", "retries", "conditions", "rollback", "fork", "resume", "policy", "recovery", "calls", "consensus", "timeouts", "events", "metrics"]);
 
 test("the suite is there", () => {
   assert.ok(scenarios.length >= 20, `only ${scenarios.length} scenarios in ${root}`);
@@ -75,6 +75,10 @@ for (const file of scenarios) {
         const got = [];
         for await (const e of omium.events({ executionId: execution })) got.push(e.type.replace(/^io\.omium\./, ""));
         assert.deepEqual(got, expected, `events of ${execution}`);
+      }
+      if (final.metrics !== undefined) {
+        const { totals } = await omium.metrics({ since: "1h" });
+        assert.deepEqual(Object.fromEntries(Object.keys(final.metrics).map((k) => [k, totals[k]])), final.metrics, JSON.stringify(totals));
       }
       for (const [a, b, expected] of final.diff ?? []) {
         assert.deepEqual((await omium.diff(a, b)).map((d) => [d.position, d.differs]), expected, `diff of ${a} and ${b}`);

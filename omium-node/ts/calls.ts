@@ -96,6 +96,24 @@ function usage(response: unknown): [number | undefined, number | undefined] {
   return [get("input_tokens", "prompt_tokens"), get("output_tokens", "completion_tokens")];
 }
 
+/** Tokens and USD cost of an LLM response, as checkpoint metadata (the analytics' `llm_cost_usd` and `cost_saved_usd` read them). */
+function spend(d: Describe, response: unknown): Record<string, string> {
+  if (d.kind !== "llm") return {};
+  const [tin, tout] = usage(response);
+  const out: Record<string, string> = {};
+  if (tin !== undefined) out["omium.tokens_in"] = String(tin);
+  if (tout !== undefined) out["omium.tokens_out"] = String(tout);
+  const cost = costOf(d, tin, tout);
+  if (cost !== undefined) out["omium.cost_usd"] = String(cost);
+  return out;
+}
+
+function costOf(d: Describe, tin: number | undefined, tout: number | undefined): number | undefined {
+  const price = pricing.get(d.model);
+  if (price === undefined || (tin === undefined && tout === undefined)) return undefined;
+  return Math.round((((tin ?? 0) * price[0] + (tout ?? 0) * price[1]) / 1000) * 1e8) / 1e8;
+}
+
 function describeResponse(span: Span, d: Describe, response: unknown): void {
   if (d.kind === "llm") {
     const [tin, tout] = usage(response);
@@ -105,10 +123,8 @@ function describeResponse(span: Span, d: Describe, response: unknown): void {
       "gen_ai.usage.output_tokens": tout,
       "llm.token_count.completion": tout,
     });
-    const price = pricing.get(d.model);
-    if (price !== undefined && (tin !== undefined || tout !== undefined)) {
-      span.setAttribute("omium.cost_usd", Math.round((((tin ?? 0) * price[0] + (tout ?? 0) * price[1]) / 1000) * 1e8) / 1e8);
-    }
+    const cost = costOf(d, tin, tout);
+    if (cost !== undefined) span.setAttribute("omium.cost_usd", cost);
     const model = (response as { model?: unknown } | null)?.model;
     if (typeof model === "string") span.setAttribute("gen_ai.response.model", model);
   }
@@ -166,6 +182,7 @@ async function recordedCall<R>(d: Describe, fn: (...a: unknown[]) => R | Promise
         "omium.call": d.kind,
         "omium.request_hash": hash,
         "omium.side_effect": d.sideEffect ? "true" : "false",
+        ...spend(d, response),
       };
       const options = { key: stepKey, metadata };
       const id = ctx.waitsForFsync ? await call(() => ctx.run.record(seq, stepName, data, options)) : callSync(() => ctx.run.recordNow(seq, stepName, data, options));

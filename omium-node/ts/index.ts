@@ -98,6 +98,7 @@ export {
   push,
   syncStatus,
 } from "./workflow";
+export { type Figures, type GroupBy, type MetricsQuery, type MetricsReport, metrics } from "./analytics";
 export { type CloudEvent, type EventsOptions, events } from "./events";
 export { type ControlOptions, type ControlReply, cancel, deleteExecution, pause, retry } from "./control";
 export {

@@ -323,7 +323,7 @@ export async function failures(executionId?: string): Promise<Failure[]> {
   return (await call(() => store().failures(executionId))) as Failure[];
 }
 
-/** MTTR, success rate, failures by type, retries per success; of one workflow or all. */
+/** MTTR, recovery rate (recovered over settled), failures by type, retries per success; of one workflow or all. */
 export async function recoveryMetrics(workflow?: string): Promise<Record<string, unknown>> {
   return (await call(() => store().recoveryMetrics(workflow))) as Record<string, unknown>;
 }

@@ -611,6 +611,17 @@ impl Store {
         self.text(py, |h| h.failures(execution_id))
     }
 
+    /// Execution analytics (JSON text) for a query given as JSON text (`omium.metrics`).
+    fn metrics(&self, py: Python<'_>, query: &str) -> PyResult<String> {
+        let q: serde_json::Value = serde_json::from_str(query).map_err(|e| {
+            crate::convert::err(omium_core::Error::InvalidArgument {
+                what: "metrics query",
+                detail: format!("it is not JSON: {e}"),
+            })
+        })?;
+        self.text(py, move |h| h.metrics(&q))
+    }
+
     /// Recovery metrics (JSON text), of one workflow or all.
     #[pyo3(signature = (workflow=None))]
     fn recovery_metrics(&self, py: Python<'_>, workflow: Option<&str>) -> PyResult<String> {

@@ -18,7 +18,7 @@ from conformance_worker import expand
 ROOT = pathlib.Path(__file__).resolve().parents[2] / "tests" / "conformance"
 SCENARIOS = sorted((ROOT / "scenarios").glob("*.json"))
 WORKER = pathlib.Path(__file__).with_name("conformance_worker.py")
-FEATURES = {"kill", "retries", "conditions", "rollback", "fork", "resume", "policy", "recovery", "calls", "consensus", "timeouts", "events"}
+FEATURES = {"kill", "retries", "conditions", "rollback", "fork", "resume", "policy", "recovery", "calls", "consensus", "timeouts", "events", "metrics"}
 
 
 def test_the_suite_is_there():
@@ -84,6 +84,9 @@ def check_final(final: dict[str, Any], store: pathlib.Path) -> None:
         for execution, expected in final.get("events", {}).items():
             got = [e["type"].removeprefix("io.omium.") for e in omium.events(execution_id=execution)]
             assert got == expected, f"events of {execution}"
+        if "metrics" in final:
+            totals = omium.metrics(since="1h")["totals"]
+            assert {k: totals[k] for k in final["metrics"]} == final["metrics"], totals
         for a, b, expected in final.get("diff", []):
             assert [[d.position, d.differs] for d in omium.diff(a, b)] == expected, f"diff of {a} and {b}"
         report = omium.verify()

@@ -26,3 +26,9 @@ def test_demo_kills_resumes_rolls_back_and_verifies(tmp_path):
     assert "check passport" not in rerun.split("== final")[0]
     assert rerun.count("LLM call") == 3
     assert "verify: ok" in text
+    # The analytics count what resuming saved: the steps the resumed run and the re-run after
+    # the rollback answered from their checkpoints, at the cost recorded when they first ran.
+    saved = re.search(r"cost saved: \$([0-9.]+) — (\d+) steps answered", text)
+    assert saved, text
+    assert int(saved.group(2)) == (4 - resumed_calls) + 1, text
+    assert float(saved.group(1)) >= 0.012 + 0.020 + 0.012 - 1e-9, text

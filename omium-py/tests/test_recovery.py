@@ -78,8 +78,8 @@ def test_timeout_then_retry_then_success(store):
     assert (f.type, f.step, f.outcome) == ("timeout_error", "call_llm", "recovered")
     assert [(a["action"], a["outcome"]) for a in f.actions] == [("retry", "ok")]
     assert f.recovery_time is not None
-    m = omium.metrics()
-    assert (m["failures"], m["recovered"], m["success_rate"], m["retries_per_success"]) == (1, 1, 1.0, 1.0)
+    m = omium.recovery_metrics()
+    assert (m["failures"], m["recovered"], m["recovery_rate"], m["retries_per_success"]) == (1, 1, 1.0, 1.0)
 
 
 def test_three_timeouts_escalate_and_webhooks_reach_a_real_server(store, webhook):
@@ -127,7 +127,7 @@ def test_three_timeouts_escalate_and_webhooks_reach_a_real_server(store, webhook
     assert notified and notified[0]["failure"]["execution_id"] == "esc-1"
     (f,) = omium.failures("esc-1")
     assert [a["action"] for a in f.actions] == ["retry", "retry", "escalate"]
-    assert omium.metrics()["by_type"] == {"timeout_error": 1}
+    assert omium.recovery_metrics()["by_type"] == {"timeout_error": 1}
 
 
 def test_webhooks_to_loopback_or_metadata_addresses_are_refused_unless_the_operator_allows_them(store, webhook, monkeypatch):
@@ -198,7 +198,7 @@ def test_hallucination_pauses_then_a_human_resumes_with_edited_state(store, webh
     assert f.outcome == "recovered"
     assert [a["action"] for a in f.actions] == ["suggest_fix", "notify", "pause", "resume"]
     assert json.loads(f.actions[-1]["detail"]) == {"by": "reviewer", "state_edited": True}
-    assert omium.metrics("answering")["mttr_ms"] >= 0
+    assert omium.recovery_metrics("answering")["mttr_ms"] >= 0
 
 
 def test_consensus_violation_rolls_back_and_reruns(store):
@@ -459,7 +459,7 @@ def test_crashed_process_is_detected_and_recovered(store, tmp_path):
     assert omium.recover() == {"cr-1": 2}
     (f,) = omium.failures("cr-1")
     assert (f.type, f.outcome) == ("process_crashed", "recovered")
-    assert omium.metrics()["by_type"] == {"process_crashed": 1}
+    assert omium.recovery_metrics()["by_type"] == {"process_crashed": 1}
 
 
 BROKEN_DIR = os.path.join(os.path.dirname(__file__), "policies", "broken")

@@ -460,6 +460,10 @@ def test_every_answer_matches_the_openapi_document(daemon):
     call("recovery.close", {"recovery": rec["recovery"]})
     assert [f["kind"] for f in call("failures", {"execution_id": "api-1"})] == ["timeout_error"]
     call("recovery_metrics")
+    m = call("metrics", {"since": "1h", "by": ["workflow"]})
+    assert m["totals"]["started"] >= 1 and m["totals"]["failures_by_type"] == {"timeout_error": 1}, m
+    assert m["by"] == ["workflow"] and m["groups"], m
+    assert "workflow, agent" in call("metrics", {"by": "colour"}, expect=400)["message"]
     call("record_spans", {"spans": []})
     call("flush_spans")
     assert call("spans", {"execution_id": "api-1"}) == []
@@ -511,6 +515,7 @@ def test_every_answer_matches_the_openapi_document(daemon):
             "recovery.payload",
             "resume",
             "record_crash",
+            "events/stream",  # test_events_stream_as_server_sent_events
         }
     )
     assert not missing_from_test, f"documented methods this test does not call: {missing_from_test}"
@@ -537,3 +542,34 @@ def test_events_follow_a_daemon_with_a_long_poll(daemon, tmp_path):
             break
     finished(proc)
     assert got == ["execution.started"] + ["checkpoint.created"] * 5 + ["execution.completed"]
+
+
+def test_events_stream_as_server_sent_events(daemon, tmp_path):
+    """GET /v1/events/stream: the feed as Server-Sent Events, read by a plain HTTP client; a
+    reconnect with Last-Event-ID goes on after that event."""
+    log = tmp_path / "steps.log"
+    finished(worker("claim", daemon.unix_url, log, "sse-1"))
+
+    def read_events(headers: dict[str, str], n: int) -> list[tuple[str, str, dict]]:
+        c = http.client.HTTPConnection(daemon.host, daemon.port, timeout=30)
+        c.request("GET", "/v1/events/stream?execution_id=sse-1", headers=headers)
+        r = c.getresponse()
+        assert r.status == 200 and r.getheader("content-type") == "text/event-stream"
+        out, fields = [], {}
+        while len(out) < n:
+            line = r.fp.readline().decode().rstrip("\n")
+            if line == "":
+                if "data" in fields:
+                    out.append((fields["id"], fields["event"], json.loads(fields["data"])))
+                fields = {}
+            elif not line.startswith(":"):
+                k, _, v = line.partition(": ")
+                fields[k] = v
+        c.close()
+        return out
+
+    got = read_events({}, 7)
+    assert [e for _, e, _ in got] == ["execution.started"] + ["checkpoint.created"] * 5 + ["execution.completed"]
+    assert all(ce["subject"] == "sse-1" and ce["id"] == i for i, _, ce in got)
+    again = read_events({"Last-Event-ID": got[4][0]}, 2)
+    assert [i for i, _, _ in again] == [got[5][0], got[6][0]]

@@ -37,6 +37,8 @@ pub struct AuditDraft {
     pub action: &'static str,
     pub resource: String,
     pub detail: String,
+    /// What the event adds to the analytics cells (`rollup.rs`), written with it.
+    pub rollup: Vec<crate::rollup::Delta>,
 }
 
 impl AuditDraft {
@@ -49,7 +51,14 @@ impl AuditDraft {
             action,
             resource: resource.into(),
             detail: detail.into(),
+            rollup: Vec::new(),
         }
+    }
+
+    /// Adds an analytics delta to the event.
+    pub fn counting(mut self, dims: crate::rollup::Dims, cell: crate::rollup::Cell) -> Self {
+        self.rollup.push(crate::rollup::Delta { dims, cell });
+        self
     }
 }
 

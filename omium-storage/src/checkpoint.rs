@@ -16,6 +16,7 @@ use crate::blob::StateRef;
 use crate::codec;
 use crate::error::{Error, Result};
 use crate::execution::{Execution, Status};
+use crate::rollup::{Cell, Dims};
 use crate::store::{exec_key, now_ms, Cf, ExecKey, Store};
 
 /// What a checkpoint records.
@@ -355,14 +356,20 @@ impl Store {
             exec.lease = None;
             exec.updated_at_ms = now;
             self.put_checkpoint(batch, &key, &marker);
-            audit.push(AuditDraft::new(
-                "rollback",
-                format!("execution/{execution_id}"),
-                serde_json::json!({
-                    "from": from.map(|f| f.to_string()), "to": t.id.to_string(), "name": t.name, "reason": reason
-                })
-                .to_string(),
-            ));
+            audit.push(
+                AuditDraft::new(
+                    "rollback",
+                    format!("execution/{execution_id}"),
+                    serde_json::json!({
+                        "from": from.map(|f| f.to_string()), "to": t.id.to_string(), "name": t.name, "reason": reason
+                    })
+                    .to_string(),
+                )
+                .counting(
+                    Dims::execution(&exec.tenant, &exec.workflow),
+                    Cell { rollbacks: 1, ..Cell::default() },
+                ),
+            );
             Ok(marker)
         })
     }
@@ -480,11 +487,17 @@ impl Store {
                 has_input: src.has_input,
                 has_output: false,
             });
-            audit.push(AuditDraft::new(
-                "fork",
-                format!("execution/{new_id}"),
-                serde_json::json!({"source": execution_id, "at": at.id.to_string(), "edited": options.state.is_some()}).to_string(),
-            ));
+            audit.push(
+                AuditDraft::new(
+                    "fork",
+                    format!("execution/{new_id}"),
+                    serde_json::json!({"source": execution_id, "at": at.id.to_string(), "edited": options.state.is_some()}).to_string(),
+                )
+                .counting(
+                    Dims::execution(&src.tenant, &src.workflow),
+                    Cell { forks: 1, ..Cell::default() },
+                ),
+            );
             Ok(st.exec.clone().expect("set above"))
         })
     }

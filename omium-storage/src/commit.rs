@@ -14,11 +14,14 @@ use rocksdb::{IteratorMode, WriteBatch, WriteOptions, DB};
 use crate::audit::{AuditDraft, AuditEntry};
 use crate::codec;
 use crate::error::{Error, Result};
+use crate::rollup::CellCache;
 use crate::store::{now_ms, Cf, Durability, Store};
 
 pub(crate) struct Committer {
     state: Mutex<State>,
     cv: Condvar,
+    /// Analytics cells; only the leader uses it.
+    cells: Mutex<CellCache>,
 }
 
 struct State {
@@ -62,6 +65,7 @@ impl Committer {
                 head_hash,
             }),
             cv: Condvar::new(),
+            cells: Mutex::new(CellCache::default()),
         })
     }
 
@@ -132,6 +136,7 @@ impl Committer {
                 None
             };
             let mut results = Vec::with_capacity(group.len());
+            let mut cells = self.cells.lock();
             let mut failed: Option<rocksdb::Error> = None;
             for (i, mut p) in group.into_iter().enumerate() {
                 if let Some(e) = &failed {
@@ -147,7 +152,11 @@ impl Committer {
                 // are a logged write of their own, after its data (a crash between the two
                 // loses both, or only the data, which `none` allows; the chain stays whole).
                 let mut entries = WriteBatch::default();
-                for draft in p.audit.drain(..) {
+                for mut draft in p.audit.drain(..) {
+                    if !draft.rollup.is_empty() {
+                        let deltas = std::mem::take(&mut draft.rollup);
+                        cells.apply(store, &mut p.batch, at, &deltas);
+                    }
                     seq += 1;
                     let entry = AuditEntry::seal(seq, at, &store.inner.actor, draft, hash);
                     hash = entry.hash;
@@ -169,6 +178,7 @@ impl Committer {
                     Err(e) => {
                         seq = seq0;
                         hash = hash0;
+                        cells.forget();
                         // Earlier members counted on this write's fsync: give it to them now.
                         let earlier_ok = db.flush_wal(true);
                         for r in results.iter_mut() {

@@ -26,6 +26,7 @@ use serde::{Deserialize, Serialize};
 use crate::audit::AuditDraft;
 use crate::error::{Error, Result};
 use crate::execution::{Run, Status};
+use crate::rollup::{Cell, Delta, Dims};
 use crate::store::{now_ms, Store, WeakStore};
 
 /// What an operator asks of an execution.
@@ -214,8 +215,15 @@ impl Store {
                         self.put_failure_in(batch, &f)?;
                     }
                 }
+                let mut counts = Vec::new();
                 if new == Status::Cancelled {
-                    self.settle_failures(batch, execution, Status::Cancelled)?;
+                    counts = self.settle_failures(batch, execution, Status::Cancelled)?;
+                }
+                if matches!(new, Status::Cancelled | Status::Paused) {
+                    counts.push(Delta {
+                        dims: Dims::execution(&e.tenant, &e.workflow),
+                        cell: Cell::ended(new),
+                    });
                 }
                 e.status = new;
                 e.lease = None;
@@ -223,11 +231,13 @@ impl Store {
                 if let Some(r) = &request.reason {
                     e.error = Some(r.clone());
                 }
-                audit.push(AuditDraft::new(
+                let mut draft = AuditDraft::new(
                     audit_action,
                     format!("execution/{execution}"),
                     detail.clone(),
-                ));
+                );
+                draft.rollup = counts;
+                audit.push(draft);
                 Ok(false)
             },
         )?;

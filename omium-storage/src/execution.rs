@@ -19,6 +19,7 @@ use crate::audit::AuditDraft;
 use crate::checkpoint::{Checkpoint, CheckpointKind, Checks};
 use crate::codec;
 use crate::error::{Error, Result};
+use crate::rollup::{spend_of, Cell, Delta, Dims};
 use crate::store::{exec_key, now_ms, Cf, Durability, ExecKey, Store};
 
 /// Lifecycle of an execution.
@@ -413,11 +414,27 @@ impl Store {
                 };
                 st.running = true;
                 let e = st.exec.as_ref().expect("set above");
-                audit.push(AuditDraft::new(
-                    action,
-                    format!("execution/{execution_id}"),
-                    serde_json::json!({"workflow": e.workflow, "attempt": e.attempts}).to_string(),
-                ));
+                // A fork's first run starts it; any later run is a retry.
+                let counts = if e.attempts == 1 {
+                    Cell {
+                        started: 1,
+                        ..Cell::default()
+                    }
+                } else {
+                    Cell {
+                        retries: 1,
+                        ..Cell::default()
+                    }
+                };
+                audit.push(
+                    AuditDraft::new(
+                        action,
+                        format!("execution/{execution_id}"),
+                        serde_json::json!({"workflow": e.workflow, "attempt": e.attempts})
+                            .to_string(),
+                    )
+                    .counting(Dims::execution(&e.tenant, &e.workflow), counts),
+                );
                 Ok(e.clone())
             },
         )?;
@@ -434,6 +451,10 @@ impl Store {
         Ok(Run {
             store: self.clone(),
             id: execution_id.into(),
+            tenant: exec.tenant.clone(),
+            workflow: exec.workflow.clone(),
+            open_steps: Mutex::new(HashMap::new()),
+            replayed: Mutex::new(Vec::new()),
             key,
             cell,
             journal: Mutex::new(journal),
@@ -640,11 +661,34 @@ pub struct NewCheckpoint<'a> {
     pub metadata: BTreeMap<String, String>,
 }
 
+/// A step's position in the journal: its key when it has one, else its seq.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+enum StepPos {
+    Seq(u64),
+    Key(String),
+}
+
+impl StepPos {
+    fn of(seq: u64, key: Option<&str>) -> StepPos {
+        match key {
+            Some(k) => StepPos::Key(k.to_string()),
+            None => StepPos::Seq(seq),
+        }
+    }
+}
+
 /// A run of an execution: holds the lease, replays recorded steps, records new ones.
 /// Dropping it without [`Run::complete`] or [`Run::fail`] leaves the execution resumable.
 pub struct Run {
     store: Store,
     id: String,
+    tenant: String,
+    workflow: String,
+    /// When each step found not recorded was looked up (its body runs next), by position:
+    /// the step's latency ends when it is recorded.
+    open_steps: Mutex<HashMap<StepPos, std::time::Instant>>,
+    /// Steps answered from their checkpoints, counted with this run's next write.
+    replayed: Mutex<Vec<Delta>>,
     key: ExecKey,
     cell: Arc<ExecCell>,
     journal: Mutex<Journal>,
@@ -720,12 +764,27 @@ impl Run {
                         requested: name.into(),
                     })
                 }
-                Some(c) => return Ok(Some(c.clone())),
+                Some(c) => {
+                    let (tin, tout, cost) = spend_of(&c.metadata);
+                    self.replayed.lock().push(Delta {
+                        dims: Dims::step(&self.tenant, &self.workflow, &c.agent, &c.name),
+                        cell: Cell {
+                            replayed: 1,
+                            saved_tokens: tin + tout,
+                            saved_micro_usd: cost,
+                            ..Cell::default()
+                        },
+                    });
+                    return Ok(Some(c.clone()));
+                }
                 None => {}
             }
         }
         self.store.take_control(self, name)?;
         self.store.inner.extensions.each(|e| e.before_step(self))?;
+        self.open_steps
+            .lock()
+            .insert(StepPos::of(seq, key), std::time::Instant::now());
         Ok(None)
     }
 
@@ -769,6 +828,21 @@ impl Run {
             metadata: new.metadata,
             created_at_ms: now,
         };
+        let (tokens_in, tokens_out, cost) = spend_of(&c.metadata);
+        let mut step_counts = Cell {
+            steps: 1,
+            tokens_in,
+            tokens_out,
+            cost_micro_usd: cost,
+            ..Cell::default()
+        };
+        if let Some(t) = self
+            .open_steps
+            .lock()
+            .remove(&StepPos::of(seq, c.key.as_deref()))
+        {
+            step_counts.step_us.record(t.elapsed().as_micros() as u64);
+        }
         let c = store.apply(&self.id, batch, self.durability, |st, batch, audit| {
             let exec = st.exec.as_mut().ok_or_else(|| Error::ExecutionNotFound {
                 id: self.id.clone(),
@@ -785,7 +859,7 @@ impl Run {
                 }
             }
             store.put_checkpoint(batch, &self.key, &c);
-            audit.push(AuditDraft::new(
+            let mut draft = AuditDraft::new(
                 "checkpoint.create",
                 format!("checkpoint/{}", c.id),
                 // Written by hand: this runs once per step and a json! map costs more than the
@@ -797,7 +871,13 @@ impl Run {
                     c.seq,
                     json_str(&c.agent)
                 ),
-            ));
+            )
+            .counting(
+                Dims::step(&self.tenant, &self.workflow, &c.agent, &c.name),
+                step_counts,
+            );
+            draft.rollup.append(&mut self.replayed.lock());
+            audit.push(draft);
             Ok(c)
         })?;
         if renew {
@@ -877,15 +957,22 @@ impl Run {
                 o,
             );
         }
-        self.store.settle_failures(&mut batch, &self.id, status)?;
+        let settled = self.store.settle_failures(&mut batch, &self.id, status)?;
         self.store
             .apply(&self.id, batch, self.durability, |st, _, audit| {
                 let exec = st.exec.as_mut().ok_or_else(|| Error::ExecutionNotFound {
                     id: self.id.clone(),
                 })?;
+                let now = now_ms();
+                let mut counts = Cell::ended(status);
+                if matches!(status, Status::Completed | Status::Failed) {
+                    counts
+                        .execution_us
+                        .record(now.saturating_sub(exec.created_at_ms) * 1000);
+                }
                 exec.status = status;
                 exec.lease = None;
-                exec.updated_at_ms = now_ms();
+                exec.updated_at_ms = now;
                 exec.error = error.map(str::to_string);
                 exec.has_output |= output.is_some();
                 st.running = false;
@@ -893,11 +980,11 @@ impl Run {
                     Some(e) => serde_json::json!({ "error": e }).to_string(),
                     None => "{}".into(),
                 };
-                audit.push(AuditDraft::new(
-                    action,
-                    format!("execution/{}", self.id),
-                    detail,
-                ));
+                let mut draft = AuditDraft::new(action, format!("execution/{}", self.id), detail)
+                    .counting(Dims::execution(&self.tenant, &self.workflow), counts);
+                draft.rollup.extend(settled);
+                draft.rollup.append(&mut self.replayed.lock());
+                audit.push(draft);
                 Ok(())
             })?;
         self.finished.store(true, Ordering::Relaxed);

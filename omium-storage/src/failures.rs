@@ -9,6 +9,7 @@ use crate::audit::AuditDraft;
 use crate::codec;
 use crate::error::{Error, Result};
 use crate::execution::Status;
+use crate::rollup::{failure_delta, Delta};
 use crate::store::{exec_key, now_ms, Cf, Store};
 use omium_spec::policy::Trigger;
 
@@ -91,6 +92,14 @@ pub struct FailureRecord {
     pub resolved_at_ms: Option<u64>,
 }
 
+fn parse_id(f: &FailureRecord) -> Result<ulid::Ulid> {
+    f.id.parse().map_err(|_| Error::Decode {
+        what: "failure",
+        key: f.id.clone(),
+        detail: "its id is not a ULID".into(),
+    })
+}
+
 pub fn failure_key(execution_id: &str, id: ulid::Ulid) -> [u8; 32] {
     let mut k = [0u8; 32];
     k[..16].copy_from_slice(&exec_key(execution_id));
@@ -121,41 +130,33 @@ impl Store {
 
     /// Settles the failures of an execution that are still waiting on its outcome: when it
     /// completes they are recovered, when it fails they failed. Part of the caller's batch.
+    /// Returns what settling adds to the analytics (recoveries), for the caller's audit entry.
     pub fn settle_failures(
         &self,
         batch: &mut WriteBatch,
         execution_id: &str,
         status: Status,
-    ) -> Result<usize> {
+    ) -> Result<Vec<Delta>> {
         let outcome = match status {
             Status::Completed => Outcome::Recovered,
             Status::Failed | Status::Cancelled => Outcome::Failed,
-            _ => return Ok(0),
+            _ => return Ok(Vec::new()),
         };
         let now = now_ms();
-        let mut n = 0;
-        for f in self.failures(Some(execution_id))? {
+        let mut deltas = Vec::new();
+        for old in self.failures(Some(execution_id))? {
             if matches!(
-                f.outcome,
+                old.outcome,
                 Outcome::Open | Outcome::Resumed | Outcome::RolledBack | Outcome::Paused
             ) {
-                let mut f = f;
+                let mut f = old.clone();
                 f.outcome = outcome;
                 f.resolved_at_ms = Some(now);
-                let id: ulid::Ulid = f.id.parse().map_err(|_| Error::Decode {
-                    what: "failure",
-                    key: f.id.clone(),
-                    detail: "its id is not a ULID".into(),
-                })?;
-                batch.put_cf(
-                    self.cf(Cf::Failures),
-                    failure_key(execution_id, id),
-                    codec::encode(&f),
-                );
-                n += 1;
+                self.put_failure_in(batch, &f)?;
+                deltas.extend(failure_delta(Some(&old), &f));
             }
         }
-        Ok(n)
+        Ok(deltas)
     }
 
     /// The failure that paused `execution_id`, as resuming it makes it (the pause action done,
@@ -193,11 +194,7 @@ impl Store {
 
     /// Adds a failure record to `batch` (the caller's audit entry covers it).
     pub fn put_failure_in(&self, batch: &mut WriteBatch, f: &FailureRecord) -> Result<()> {
-        let id: ulid::Ulid = f.id.parse().map_err(|_| Error::Decode {
-            what: "failure",
-            key: f.id.clone(),
-            detail: "its id is not a ULID".into(),
-        })?;
+        let id = parse_id(f)?;
         batch.put_cf(
             self.cf(Cf::Failures),
             failure_key(&f.execution_id, id),
@@ -208,24 +205,28 @@ impl Store {
 
     /// Writes a failure record (new or updated) with an audit entry naming `action`.
     pub fn put_failure(&self, f: &FailureRecord, action: &'static str) -> Result<()> {
-        let id: ulid::Ulid = f.id.parse().expect("failure ids are ULIDs");
+        let old = match self.get(Cf::Failures, &failure_key(&f.execution_id, parse_id(f)?))? {
+            Some(v) => Some(codec::decode::<FailureRecord>(
+                "failure",
+                &|| f.id.clone(),
+                &v,
+            )?),
+            None => None,
+        };
         let mut batch = WriteBatch::default();
-        batch.put_cf(
-            self.cf(Cf::Failures),
-            failure_key(&f.execution_id, id),
-            codec::encode(f),
-        );
+        self.put_failure_in(&mut batch, f)?;
         let detail = serde_json::json!({
             "execution": f.execution_id, "step": f.step, "type": f.kind.as_str(), "outcome": f.outcome.as_str(),
             "actions": f.actions.len(),
         });
         self.commit(
             batch,
-            vec![AuditDraft::new(
-                action,
-                format!("failure/{}", f.id),
-                detail.to_string(),
-            )],
+            vec![{
+                let mut draft =
+                    AuditDraft::new(action, format!("failure/{}", f.id), detail.to_string());
+                draft.rollup.extend(failure_delta(old.as_ref(), f));
+                draft
+            }],
             None,
         )
     }

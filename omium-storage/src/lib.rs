@@ -20,6 +20,7 @@ pub mod error;
 pub mod execution;
 pub mod ext;
 pub mod failures;
+pub mod rollup;
 pub mod store;
 pub mod threads;
 pub mod value;

@@ -315,23 +315,45 @@ fn failures_recoveries_metrics_and_resume() {
         assert_eq!(out, b"corrected offer");
         run.complete(None).unwrap();
     }
-    let m = ctx.json(&["metrics"]).ok().json();
+    let m = ctx.json(&["metrics", "--recovery"]).ok().json();
     assert_eq!(
         (
             m["failures"].as_u64(),
             m["recovered"].as_u64(),
-            m["success_rate"].as_f64()
+            m["recovery_rate"].as_f64()
         ),
         (Some(1), Some(1), Some(1.0))
     );
     assert_eq!(m["by_type"]["hallucination_detected"], 1);
     let text = ctx
-        .run(&["metrics", "--workflow", "onboarding"])
+        .run(&["metrics", "--recovery", "--workflow", "onboarding"])
         .ok()
         .text();
-    assert!(text.contains("success rate          100.0%"), "{text}");
+    assert!(text.contains("recovery rate         100.0%"), "{text}");
     assert!(
         text.contains("failures by type\n  hallucination_detected  1\n"),
         "{text}"
     );
+    // The execution analytics of the same history: one failure detected and recovered, and
+    // the run that recovered it completed.
+    let a = ctx
+        .json(&["metrics", "--since", "1h", "--by", "workflow"])
+        .ok()
+        .json();
+    let t = &a["totals"];
+    assert_eq!(
+        (
+            t["failures"].as_u64(),
+            t["recovered"].as_u64(),
+            t["completed"].as_u64()
+        ),
+        (Some(1), Some(1), Some(1)),
+        "{a}"
+    );
+    assert_eq!(t["failures_by_type"]["hallucination_detected"], 1, "{a}");
+    assert_eq!(a["groups"][0]["key"]["workflow"], "onboarding", "{a}");
+    let text = ctx.run(&["metrics", "--since", "1h"]).ok().text();
+    assert!(text.contains("1 recovered, MTTR"), "{text}");
+    let bad = ctx.run(&["metrics", "--since", "last week"]).failed();
+    assert!(bad.contains("30m, 24h, 7d"), "{bad}");
 }

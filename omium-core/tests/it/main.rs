@@ -1,6 +1,7 @@
 //! omium-core's integration tests, one test binary (each binary links RocksDB: one link instead
 //! of ten). Every file is a module; `cargo test -p omium-core --test it crash::` runs one.
 
+mod analytics;
 mod common;
 mod conformance;
 mod consensus;

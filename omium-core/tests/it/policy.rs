@@ -428,7 +428,10 @@ fn a_recovery_retries_then_escalates_with_webhooks_and_history() {
         [("retry", "failed"), ("retry", "failed"), ("escalate", "ok")]
     );
     let m = store.recovery_metrics(None).unwrap();
-    assert_eq!((m.failures, m.escalated, m.success_rate), (1, 1, Some(0.0)));
+    assert_eq!(
+        (m.failures, m.escalated, m.recovery_rate),
+        (1, 1, Some(0.0))
+    );
 }
 
 #[test]
@@ -508,7 +511,7 @@ fn pause_resume_with_edited_state_then_completion_recovers() {
     assert_eq!(f.outcome, Outcome::Recovered);
     assert!(f.resolved_at_ms.is_some());
     let m = store.recovery_metrics(Some("wf")).unwrap();
-    assert_eq!((m.recovered, m.success_rate), (1, Some(1.0)));
+    assert_eq!((m.recovered, m.recovery_rate), (1, Some(1.0)));
     assert!(m.mttr_ms.is_some());
     assert_eq!(
         store.resume("e2", None, None).unwrap_err().code(),

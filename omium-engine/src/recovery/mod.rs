@@ -544,7 +544,8 @@ pub struct RecoveryMetrics {
     /// Paused, rolled back or being handled: not settled yet.
     pub open: u64,
     /// Recovered over settled (recovered + escalated + failed); None when nothing settled.
-    pub success_rate: Option<f64>,
+    /// Not `success_rate`: in the analytics that is completed over ended executions.
+    pub recovery_rate: Option<f64>,
     /// Mean time from failure to successful continuation, over recovered failures.
     pub mttr_ms: Option<f64>,
     pub mttr_p50_ms: Option<u64>,
@@ -585,7 +586,7 @@ impl RecoveryMetrics {
         }
         let settled = m.recovered + m.escalated + m.failed;
         if settled > 0 {
-            m.success_rate = Some(m.recovered as f64 / settled as f64);
+            m.recovery_rate = Some(m.recovered as f64 / settled as f64);
         }
         if m.recovered > 0 {
             m.retries_per_success = Some(retries as f64 / m.recovered as f64);
@@ -1048,6 +1049,16 @@ pub fn webhook_signature(key: &[u8], message: &[u8]) -> String {
 /// `failed: …` (a status, or "no answer"): never the text of a network error, which would tell
 /// the caller what answers behind the address.
 pub fn post_webhook(url: &str, body: &str) -> std::result::Result<(), String> {
+    post_webhook_as(url, "application/json", body)
+}
+
+/// [`post_webhook`] with another content type (`application/cloudevents-batch+json` for the
+/// event feed's batches).
+pub fn post_webhook_as(
+    url: &str,
+    content_type: &str,
+    body: &str,
+) -> std::result::Result<(), String> {
     let mut allow: Vec<String> = std::env::var(WEBHOOK_ALLOW_ENV)
         .unwrap_or_default()
         .split(',')
@@ -1075,7 +1086,7 @@ pub fn post_webhook(url: &str, body: &str) -> std::result::Result<(), String> {
         if attempt > 0 {
             std::thread::sleep(Duration::from_millis(200));
         }
-        let mut req = agent.post(url).header("content-type", "application/json");
+        let mut req = agent.post(url).header("content-type", content_type);
         if let Some(key) = &secret {
             let t = now_ms() / 1000;
             let sig = webhook_signature(key.as_bytes(), format!("{t}.{body}").as_bytes());

@@ -282,6 +282,17 @@ impl StoreHandle {
         }
     }
 
+    /// Execution analytics (`crate::analytics`) for a query in its JSON form.
+    pub fn metrics(&self, query: &Value) -> Result<Value> {
+        use crate::analytics::{AnalyticsStore, MetricsQuery};
+        match self {
+            StoreHandle::Local(s) => s
+                .metrics(&MetricsQuery::from_json(query)?)
+                .map(|m| value(&m)),
+            StoreHandle::Remote(c) => c.call("metrics", query.clone()),
+        }
+    }
+
     pub fn recovery_metrics(&self, workflow: Option<&str>) -> Result<Value> {
         match self {
             StoreHandle::Local(s) => s.recovery_metrics(workflow).map(|m| value(&m)),
@@ -560,6 +571,9 @@ impl StoreHandle {
 }
 
 /// A run of an execution: in this process, or held by a daemon for it.
+// One per run, never in a collection: its size does not matter, and boxing the local run would
+// add an indirection to every step.
+#[allow(clippy::large_enum_variant)]
 pub enum RunHandle {
     Local(Run),
     Remote(RemoteRun),

@@ -193,6 +193,10 @@ pub fn call(store: &Store, method: &str, args: Args<'_>) -> Result<Value> {
         "stats" => to_value(&store.stats()?),
         "failures" => to_value(&store.failures(a.opt_str("execution_id")?.as_deref())?),
         "recovery_metrics" => to_value(&store.recovery_metrics(a.opt_str("workflow")?.as_deref())?),
+        "metrics" => {
+            use crate::analytics::{AnalyticsStore, MetricsQuery};
+            to_value(&store.metrics(&MetricsQuery::from_json(&Value::Object(a.map.clone()))?)?)
+        }
         "resume" => {
             let state = a.opt_bytes("state")?;
             let by = a.opt_str("by")?;

@@ -138,15 +138,19 @@ pub struct StepReport {
 /// `retries: N` on a step: the same retry as `@omium.checkpoint(retries=N)`.
 pub use crate::recovery::step_retry;
 
-/// Runs (or resumes) a workflow as execution `options.execution_id`.
-pub fn run(store: &Store, spec: &Spec, options: RunOptions) -> Result<Report> {
-    let agents = resolve_agents(spec, &options)?;
-    let consensus: Vec<&str> = spec
-        .steps
+/// The ids of the steps whose hand-offs need agreement (`consensus_required`).
+pub fn consensus_steps(spec: &Spec) -> Vec<&str> {
+    spec.steps
         .iter()
         .filter(|s| s.consensus_required)
         .map(|s| s.id.as_str())
-        .collect();
+        .collect()
+}
+
+/// Runs (or resumes) a workflow as execution `options.execution_id`.
+pub fn run(store: &Store, spec: &Spec, options: RunOptions) -> Result<Report> {
+    let agents = resolve_agents(spec, &options)?;
+    let consensus = consensus_steps(spec);
     if !consensus.is_empty() && options.agreement.is_none() {
         // `omium_core::workflow::run` (the cluster crate's) supplies the store's embedded
         // consensus group; the engine alone has no agreement of its own.

@@ -19,6 +19,7 @@ RocksDB store (``omium.init(path=...)``; no server)::
 """
 
 from . import consensus, policy, workflows
+from ._analytics import metrics, record_spend
 from ._control import cancel, delete_execution, pause, retry
 from ._events import aevents, events
 from ._omium import FORMAT_VERSION, Store, __version__
@@ -28,7 +29,7 @@ from ._recovery import (
     add_validator,
     call_tool,
     failures,
-    metrics,
+    recovery_metrics,
     register_fallback,
     register_fix,
     set_analyzer,
@@ -212,6 +213,8 @@ __all__ = [
     "pull",
     "push",
     "recover",
+    "recovery_metrics",
+    "record_spend",
     "register_fallback",
     "register_fix",
     "register_type",

@@ -488,8 +488,8 @@ def failures(execution_id: str | None = None) -> list[FailureInfo]:
     return [FailureInfo.of(d) for d in json.loads(_runtime.store().failures(execution_id))]
 
 
-def metrics(workflow: str | None = None) -> dict[str, Any]:
+def recovery_metrics(workflow: str | None = None) -> dict[str, Any]:
     """Recovery figures: ``failures``, ``recovered``, ``escalated``, ``failed``, ``open``,
-    ``success_rate``, ``mttr_ms`` (mean), ``mttr_p50_ms``, ``mttr_p95_ms``,
+    ``recovery_rate`` (recovered over settled), ``mttr_ms`` (mean), ``mttr_p50_ms``, ``mttr_p95_ms``,
     ``retries_per_success``, ``by_type``, ``by_outcome``, ``actions``."""
     return json.loads(_runtime.store().recovery_metrics(workflow))

@@ -147,6 +147,7 @@ def _finish(p: _Pending, response: Any) -> Any:
                 "omium.call": p.kind,
                 "omium.request_hash": p.hash,
                 "omium.side_effect": "true" if p.side_effect else "false",
+                **_spend(p.kind, p.model, response),
             }
             cid = p.ctx.run.record(p.seq, p.step_name, data, key=p.key, metadata=meta)
             p.span.set_attribute("omium.checkpoint_id", cid)
@@ -209,6 +210,30 @@ async def _acall(
     return _finish(v, response)
 
 
+def _cost(model: str, tin: int | None, tout: int | None) -> float | None:
+    price = _pricing.get(model)
+    if price is None or (tin is None and tout is None):
+        return None
+    return round(((tin or 0) * price[0] + (tout or 0) * price[1]) / 1000.0, 8)
+
+
+def _spend(kind: str, model: str, response: Any) -> dict[str, str]:
+    """Tokens and USD cost of an LLM response, as checkpoint metadata (the analytics'
+    ``llm_cost_usd`` and ``cost_saved_usd`` read them)."""
+    if kind != "llm":
+        return {}
+    tin, tout = _usage(response)
+    out = {}
+    if tin is not None:
+        out["omium.tokens_in"] = str(tin)
+    if tout is not None:
+        out["omium.tokens_out"] = str(tout)
+    cost = _cost(model, tin, tout)
+    if cost is not None:
+        out["omium.cost_usd"] = repr(cost)
+    return out
+
+
 def _describe_request(span: _trace.Span, kind: str, name: str, provider: str, model: str, operation: str, kwargs: dict) -> None:
     a = span.attributes
     if kind == "llm":
@@ -246,9 +271,9 @@ def _describe_response(span: _trace.Span, kind: str, model: str, response: Any) 
         if tout is not None:
             a["gen_ai.usage.output_tokens"] = tout
             a["llm.token_count.completion"] = tout
-        price = _pricing.get(model)
-        if price is not None and (tin is not None or tout is not None):
-            a["omium.cost_usd"] = round(((tin or 0) * price[0] + (tout or 0) * price[1]) / 1000.0, 8)
+        cost = _cost(model, tin, tout)
+        if cost is not None:
+            a["omium.cost_usd"] = cost
         rm = response.get("model") if isinstance(response, dict) else getattr(response, "model", None)
         if isinstance(rm, str):
             a["gen_ai.response.model"] = rm

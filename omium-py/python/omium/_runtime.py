@@ -64,6 +64,8 @@ current: contextvars.ContextVar[ExecutionContext | None] = contextvars.ContextVa
 current_step: contextvars.ContextVar[str | None] = contextvars.ContextVar("omium_step", default=None)
 # Name of the step whose body is running, when inside one.
 current_step_name: contextvars.ContextVar[str | None] = contextvars.ContextVar("omium_step_name", default=None)
+# What the step whose body is running spent (omium.record_spend), recorded with its checkpoint.
+current_spend: contextvars.ContextVar[dict[str, float] | None] = contextvars.ContextVar("omium_spend", default=None)
 # Execution id chosen by set_execution_id() for code that has no workflow.
 chosen_execution_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("omium_execution_id", default=None)
 

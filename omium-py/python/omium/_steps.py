@@ -182,7 +182,7 @@ class _Step:
                 agent=self.agent,
                 preconditions=[(c.text, True) for c in self.pre],
                 postconditions=[(c.text, True) for c in self.post],
-                metadata={CODEC_KEY: codec.name},
+                metadata={CODEC_KEY: codec.name, **_spent()},
             )
             return result
         start = _trace.now_ns()
@@ -194,7 +194,7 @@ class _Step:
             agent=self.agent,
             preconditions=[(c.text, True) for c in self.pre],
             postconditions=[(c.text, True) for c in self.post],
-            metadata={CODEC_KEY: codec.name},
+            metadata={CODEC_KEY: codec.name, **_spent()},
         )
         _trace.leaf_span(
             f"checkpoint {self.name}",
@@ -229,6 +229,20 @@ def _call_sync_with_timeout(fn: Callable[..., Any], timeout: float | None, name:
         pool.shutdown(wait=False)
 
 
+def _spent() -> dict[str, str]:
+    """The checkpoint metadata of what the running step reported with ``omium.record_spend``."""
+    spend = _runtime.current_spend.get()
+    if not spend:
+        return {}
+    out = {}
+    for k in ("tokens_in", "tokens_out"):
+        if spend.get(k):
+            out[f"omium.{k}"] = str(int(spend[k]))
+    if spend.get("cost_usd"):
+        out["omium.cost_usd"] = repr(round(spend["cost_usd"], 8))
+    return out
+
+
 def _wrap_sync(step: _Step) -> Callable[..., Any]:
     @functools.wraps(step.fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -245,6 +259,7 @@ def _wrap_sync(step: _Step) -> Callable[..., Any]:
         step.check_pre(args, kwargs)
         token = _runtime.current_step.set(step.step_key(seq, key))
         name_token = _runtime.current_step_name.set(step.name)
+        spend_token = _runtime.current_spend.set({})
         span = _trace.step_span(step.name, seq, step.agent, args, kwargs)
         try:
             try:
@@ -259,6 +274,7 @@ def _wrap_sync(step: _Step) -> Callable[..., Any]:
             _trace.end_step_span(span, e, None)
             raise
         finally:
+            _runtime.current_spend.reset(spend_token)
             _runtime.current_step_name.reset(name_token)
             _runtime.current_step.reset(token)
         _trace.end_step_span(span, None, out)
@@ -290,6 +306,7 @@ def _wrap_async(step: _Step) -> Callable[..., Any]:
             step.check_pre(a, kw)
             token = _runtime.current_step.set(step.step_key(seq, key))
             name_token = _runtime.current_step_name.set(step.name)
+            spend_token = _runtime.current_spend.set({})
             span = _trace.step_span(step.name, seq, step.agent, a, kw)
             try:
                 try:
@@ -308,6 +325,7 @@ def _wrap_async(step: _Step) -> Callable[..., Any]:
                 _trace.end_step_span(span, e, None)
                 raise
             finally:
+                _runtime.current_spend.reset(spend_token)
                 _runtime.current_step_name.reset(name_token)
                 _runtime.current_step.reset(token)
             _trace.end_step_span(span, None, out)

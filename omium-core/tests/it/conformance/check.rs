@@ -223,6 +223,15 @@ pub fn run_scenario(path: &Path, scenario: &Value, worker: &str) {
             .collect();
         assert_eq!(&Value::Array(got), expected, "{name}: events of {id}");
     }
+    if let Some(expected) = final_["metrics"].as_object() {
+        use omium_core::analytics::{AnalyticsStore, MetricsQuery};
+        let totals =
+            serde_json::to_value(s.metrics(&MetricsQuery::last(3_600_000)).unwrap().totals)
+                .unwrap();
+        for (k, v) in expected {
+            assert_eq!(&totals[k], v, "{name}: metrics {k} in {totals}");
+        }
+    }
     for d in final_["diff"].as_array().into_iter().flatten() {
         let (a, b) = (d[0].as_str().unwrap(), d[1].as_str().unwrap());
         let got: Vec<Value> = s

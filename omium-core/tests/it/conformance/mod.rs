@@ -38,6 +38,7 @@ const FEATURES: &[&str] = &[
     "consensus",
     "timeouts",
     "events",
+    "metrics",
 ];
 
 #[test]

@@ -1,0 +1,37 @@
+// Execution analytics from Node: figures after real runs, the LLM cost recorded with each call,
+// cost saved by a resumed run, groups, and errors that name the bad field.
+import assert from "node:assert/strict";
+import { test } from "node:test";
+
+import * as omium from "omium";
+import { tempDir } from "./helpers.mjs";
+
+test("metrics count runs, priced LLM calls, and the cost a resumed run saves", async (t) => {
+  await omium.init({ path: tempDir(t) });
+  t.after(() => omium.shutdown());
+  omium.setPricing("test-model", { inputPer1k: 0.01, outputPer1k: 0.03 });
+  let fail = true;
+  const ask = (params) => ({ model: params.model, usage: { input_tokens: 1000, output_tokens: 100 }, text: "hi" });
+  const wf = omium.workflow("node-report", async () => {
+    const answer = await omium.llmCall(ask, { model: "test-model", messages: ["q"] });
+    if (fail) throw new Error("the writer is down");
+    return answer.text;
+  });
+  await assert.rejects(wf.run(undefined, { executionId: "r1" }));
+  fail = false;
+  assert.equal(await wf.run(undefined, { executionId: "r1" }), "hi");
+
+  const { totals, groups } = await omium.metrics({ since: "1h", by: ["workflow"] });
+  assert.deepEqual([totals.started, totals.failed, totals.completed, totals.retries], [1, 1, 1, 1]);
+  assert.equal(totals.success_rate, 0.5);
+  assert.equal(totals.replayed_steps, 1);
+  assert.deepEqual([totals.tokens_in, totals.tokens_out, totals.tokens_saved], [1000, 100, 1100]);
+  assert.ok(Math.abs(totals.llm_cost_usd - 0.013) < 1e-9, String(totals.llm_cost_usd));
+  assert.ok(Math.abs(totals.cost_saved_usd - 0.013) < 1e-9, String(totals.cost_saved_usd));
+  assert.deepEqual(groups.map((g) => g.key.workflow), ["node-report"]);
+
+  const past = await omium.metrics({ since: new Date("2020-01-01T00:00:00Z"), until: "2020-02-01" });
+  assert.equal(past.totals.started, 0);
+  await assert.rejects(omium.metrics({ since: "last week" }), (e) => e.code === "invalid_argument" && /30m, 24h, 7d/.test(e.message));
+  await assert.rejects(omium.metrics({ by: "colour" }), (e) => e.code === "invalid_argument");
+});

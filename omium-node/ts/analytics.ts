@@ -1,0 +1,71 @@
+/**
+ * Execution analytics: `await omium.metrics({ since: "7d", by: ["workflow"] })`.
+ *
+ * The core computes the figures from rollups kept as events are written, so a query reads a
+ * few cells whatever the number of executions (docs/operations.md has the definitions).
+ */
+import { call } from "./errors";
+import { store } from "./runtime";
+
+export type GroupBy = "workflow" | "agent" | "tenant" | "step" | "failure_type" | "hour" | "day" | "week" | "month";
+
+export interface MetricsQuery {
+  /** A duration before now ("7d", "24h"), a date ("2026-11-01"), a UTC time, a Date or milliseconds since 1970. Default: 24 hours before `until`. */
+  since?: string | number | Date;
+  /** Default: now. */
+  until?: string | number | Date;
+  by?: GroupBy | GroupBy[] | string;
+  workflow?: string;
+  tenant?: string;
+  agent?: string;
+  step?: string;
+}
+
+/** The figures of a group or of the whole window; rates and percentiles are null when there is nothing to compute them over. */
+export interface Figures {
+  started: number;
+  completed: number;
+  failed: number;
+  cancelled: number;
+  paused: number;
+  success_rate: number | null;
+  execution_p50_ms: number | null;
+  execution_p95_ms: number | null;
+  execution_p99_ms: number | null;
+  steps: number;
+  step_p50_ms: number | null;
+  step_p95_ms: number | null;
+  step_p99_ms: number | null;
+  replayed_steps: number;
+  failures: number;
+  failures_by_type: Record<string, number>;
+  failure_rate_by_type: Record<string, number>;
+  recovered: number;
+  mttr_ms: number | null;
+  retries: number;
+  rollbacks: number;
+  forks: number;
+  tokens_in: number;
+  tokens_out: number;
+  llm_cost_usd: number;
+  cost_per_execution_usd: number | null;
+  cost_saved_usd: number;
+  tokens_saved: number;
+}
+
+export interface MetricsReport {
+  since: string;
+  until: string;
+  since_ms: number;
+  until_ms: number;
+  by: string[];
+  totals: Figures;
+  groups: { key: Record<string, string>; figures: Figures }[];
+}
+
+/** Execution analytics over a window (default: the last 24 hours), optionally grouped. */
+export async function metrics(query: MetricsQuery = {}): Promise<MetricsReport> {
+  const time = (t: string | number | Date | undefined) => (t instanceof Date ? t.getTime() : t);
+  const q = { ...query, since: time(query.since), until: time(query.until) };
+  return (await call(() => store().metrics(q))) as unknown as MetricsReport;
+}

@@ -1,0 +1,72 @@
+"""Execution analytics: ``omium.metrics(since="7d", by="workflow")``.
+
+The figures are computed by the core from rollups kept as events are written (see
+``docs/operations.md``), so a query reads a few cells whatever the number of executions.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+from collections.abc import Iterable
+from typing import Any
+
+from . import _runtime
+
+_Time = str | int | _dt.datetime | _dt.timedelta | None
+
+
+def _time(what: str, t: _Time) -> str | int | None:
+    if t is None or isinstance(t, (str, int)) and not isinstance(t, bool):
+        return t
+    if isinstance(t, _dt.timedelta):
+        return f"{int(t.total_seconds())}s"
+    if isinstance(t, _dt.datetime):
+        if t.tzinfo is None:
+            raise TypeError(f"{what}: a naive datetime is ambiguous; give it a timezone (datetime.timezone.utc)")
+        return int(t.timestamp() * 1000)
+    raise TypeError(f"{what}: expected a duration ('7d'), a date string, milliseconds, a datetime or a timedelta, not {t!r}")
+
+
+def metrics(
+    since: _Time = None,
+    until: _Time = None,
+    *,
+    by: str | Iterable[str] | None = None,
+    workflow: str | None = None,
+    tenant: str | None = None,
+    agent: str | None = None,
+    step: str | None = None,
+) -> dict[str, Any]:
+    """Execution analytics over a window (default: the last 24 hours).
+
+    ``since``/``until``: a duration before now (``"7d"``, ``timedelta(hours=6)``), a date
+    (``"2026-11-01"``), a UTC time, an aware ``datetime`` or milliseconds since 1970. ``by``:
+    ``workflow``, ``agent``, ``tenant``, ``step``, ``failure_type``, ``hour``, ``day``,
+    ``week``, ``month`` (a comma-separated string or a list). Returns ``{"since", "until",
+    "by", "totals", "groups"}``; each figures dict has ``started``, ``completed``,
+    ``failed``, ``success_rate``, ``execution_p50_ms`` / ``p95`` / ``p99``, ``steps``,
+    ``step_p95_ms``, ``failures_by_type``, ``failure_rate_by_type``, ``mttr_ms``,
+    ``retries``, ``rollbacks``, ``llm_cost_usd``, ``cost_per_execution_usd``,
+    ``cost_saved_usd`` and more (``docs/operations.md``)."""
+    query: dict[str, Any] = {"since": _time("since", since), "until": _time("until", until)}
+    if by is not None:
+        query["by"] = [by] if isinstance(by, str) and "," not in by else (by.split(",") if isinstance(by, str) else list(by))
+    for k, v in (("workflow", workflow), ("tenant", tenant), ("agent", agent), ("step", step)):
+        if v is not None:
+            query[k] = v
+    return json.loads(_runtime.store().metrics(json.dumps(query)))
+
+
+def record_spend(*, cost_usd: float = 0.0, tokens_in: int = 0, tokens_out: int = 0) -> None:
+    """Reports what the running step spent (an LLM call made without ``omium.llm_call``, a paid
+    API): it is recorded with the step's checkpoint, counted in ``llm_cost_usd``, and when a
+    resumed run answers the step from its checkpoint, in ``cost_saved_usd``. Calls add up.
+    Outside the body of an ``@omium.checkpoint`` step it raises ``RuntimeError``."""
+    spend = _runtime.current_spend.get()
+    if spend is None:
+        raise RuntimeError("omium.record_spend() is called inside the body of an @omium.checkpoint step, to record what that step spent")
+    for k, v in (("cost_usd", cost_usd), ("tokens_in", tokens_in), ("tokens_out", tokens_out)):
+        if not isinstance(v, (int, float)) or isinstance(v, bool) or v < 0:
+            raise ValueError(f"record_spend: {k} must be a number >= 0, not {v!r}")
+        spend[k] = spend.get(k, 0) + v
