@@ -888,6 +888,22 @@ omium_status omium_store_control(struct omium_store *store,
                                  const char *by,
                                  struct omium_buffer *out_json);
 
+// Execution analytics (`docs/operations.md`): the figures of a window, optionally grouped,
+// written into `*out_json` as `{"since", "until", "by", "totals": {...}, "groups": [...]}`.
+// `query_json` (NULL: the last 24 hours) is a JSON object: `{"since": "7d" | "2026-11-01" |
+// ms, "until": ..., "by": ["workflow", "day"], "workflow": ..., "tenant": ..., "agent": ...,
+// "step": ...}`. A query that does not parse is `OMIUM_ERR_INVALID_ARGUMENT` naming the field.
+//
+// Ownership: the caller frees `*out_json` with `omium_buffer_free`. Thread-safety: any
+// thread, concurrently with other calls on the store.
+//
+// # Safety
+// `store` is NULL or an open store handle; `query_json` is NULL or NUL-terminated; `out_json`
+// is NULL or valid for writing an `omium_buffer`.
+omium_status omium_store_metrics(struct omium_store *store,
+                                 const char *query_json,
+                                 struct omium_buffer *out_json);
+
 #ifdef __cplusplus
 }  // extern "C"
 #endif  // __cplusplus

@@ -35,3 +35,27 @@ test("metrics count runs, priced LLM calls, and the cost a resumed run saves", a
   await assert.rejects(omium.metrics({ since: "last week" }), (e) => e.code === "invalid_argument" && /30m, 24h, 7d/.test(e.message));
   await assert.rejects(omium.metrics({ by: "colour" }), (e) => e.code === "invalid_argument");
 });
+
+test("recordSpend records a step's own spend, counted as saved when the step is replayed", async (t) => {
+  await omium.init({ path: tempDir(t) });
+  t.after(() => omium.shutdown());
+  const plan = omium.checkpoint("plan", async () => {
+    omium.recordSpend({ costUsd: 0.25, tokensIn: 2000 });
+    omium.recordSpend({ tokensOut: 300 });
+    return "plan";
+  });
+  const act = omium.checkpoint("act", async (p) => p + "!");
+  const wf = omium.workflow("node-spend", async () => act(await plan()));
+  await wf.run(undefined, { executionId: "s1" });
+  await omium.rollback("s1", { to: "plan", reason: "redo the action" });
+  await wf.run(undefined, { executionId: "s1" });
+  const { totals } = await omium.metrics({ since: "1h", workflow: "node-spend" });
+  assert.deepEqual([totals.rollbacks, totals.replayed_steps, totals.tokens_saved], [1, 1, 2300]);
+  assert.equal(totals.cost_saved_usd, 0.25);
+  assert.equal(totals.llm_cost_usd, 0.25);
+  assert.throws(() => omium.recordSpend({ costUsd: 1 }), /inside the body/);
+  await assert.rejects(
+    omium.workflow("node-spend-bad", async () => omium.checkpoint("x", async () => omium.recordSpend({ costUsd: -1 }))()).run(undefined, { executionId: "s2" }),
+    (e) => e.code === "invalid_argument",
+  );
+});

@@ -73,7 +73,7 @@ export {
 } from "./errors";
 export { type Codec, CODEC_KEY, json as jsonCodec, msgpack as msgpackCodec } from "./codec";
 export { type InitOptions, type Durability, init, shutdown, isInitialized, getExecutionId, store } from "./runtime";
-export { type StepOptions, type Step, checkpoint } from "./steps";
+export { type StepOptions, type Step, checkpoint, recordSpend } from "./steps";
 export {
   type CheckpointInfo,
   type ExecutionInfo,

@@ -80,6 +80,8 @@ export interface Scope {
   stepName?: string;
   /** The span that new spans are children of. */
   span: { traceId: string; spanId: string; executionId: string } | undefined;
+  /** What the step whose body is running spent (`recordSpend`), recorded with its checkpoint. */
+  spend?: { costUsd: number; tokensIn: number; tokensOut: number };
 }
 
 export const scope = new AsyncLocalStorage<Scope>();

@@ -101,6 +101,31 @@ export type Step<A extends unknown[], R> = ((...args: A) => Promise<R>) & { read
  * returns and its postconditions hold, and a resumed run returns the recorded result instead of
  * calling `fn` again.
  */
+/** Checkpoint metadata of what a step reported with `recordSpend`. */
+function spentMetadata(spend: { costUsd: number; tokensIn: number; tokensOut: number }): Record<string, string> {
+  const out: Record<string, string> = {};
+  if (spend.tokensIn > 0) out["omium.tokens_in"] = String(Math.round(spend.tokensIn));
+  if (spend.tokensOut > 0) out["omium.tokens_out"] = String(Math.round(spend.tokensOut));
+  if (spend.costUsd > 0) out["omium.cost_usd"] = String(Math.round(spend.costUsd * 1e8) / 1e8);
+  return out;
+}
+
+/**
+ * Reports what the running step spent (an LLM call made without `llmCall`, a paid API): it is
+ * recorded with the step's checkpoint, counted in the analytics' `llm_cost_usd`, and when a
+ * resumed run answers the step from its checkpoint, in `cost_saved_usd`. Calls add up. Outside
+ * the body of a `checkpoint` step it throws.
+ */
+export function recordSpend(spent: { costUsd?: number; tokensIn?: number; tokensOut?: number }): void {
+  const spend = scope.getStore()?.spend;
+  if (spend === undefined) throw new Error("omium.recordSpend() is called inside the body of an omium.checkpoint step, to record what that step spent");
+  for (const [k, v] of Object.entries(spent)) {
+    if (!(k in spend)) throw new InvalidArgumentError(`omium.recordSpend: unknown field ${JSON.stringify(k)}; expected costUsd, tokensIn, tokensOut`, "invalid_argument");
+    if (typeof v !== "number" || !Number.isFinite(v) || v < 0) throw new InvalidArgumentError(`omium.recordSpend: ${k} must be a number >= 0, not ${String(v)}`, "invalid_argument");
+    spend[k as keyof typeof spend] += v;
+  }
+}
+
 export function checkpoint<A extends unknown[], R>(name: string, fn: (...args: A) => R | Promise<R>, options: StepOptions<A, R> = {}): Step<A, Awaited<R>> {
   if (typeof name !== "string" || name === "") throw new InvalidArgumentError(`omium.checkpoint(name, fn): name must be a non-empty string, not ${JSON.stringify(name)}`, "invalid_argument");
   if (typeof fn !== "function") throw new InvalidArgumentError(`omium.checkpoint(${JSON.stringify(name)}, fn): fn must be a function, not ${fn === null ? "null" : typeof fn}`, "invalid_argument");
@@ -167,7 +192,8 @@ export function checkpoint<A extends unknown[], R>(name: string, fn: (...args: A
     if (ctx.mutation !== undefined && s!.stepKey === undefined && ctx.mutation.seq === seq) args = ctx.mutation.apply(args) as A;
     for (const c of pre) await check(c, name, "precondition", args, false);
     const span = startSpan(name, "step", { agent: options.agent, attributes: { "omium.step": name, "omium.seq": seq, "omium.key": stepKey } });
-    const inner = { ctx, stepKey: stepKey ?? String(seq), stepName: name, span: span ? span.scope().span : s!.span };
+    const spend = { costUsd: 0, tokensIn: 0, tokensOut: 0 };
+    const inner = { ctx, stepKey: stepKey ?? String(seq), stepName: name, span: span ? span.scope().span : s!.span, spend };
     try {
       const result = await scope.run(inner, async () => {
         try {
@@ -184,7 +210,7 @@ export function checkpoint<A extends unknown[], R>(name: string, fn: (...args: A
         agent: options.agent,
         preconditions: pre.map((c) => [c.text, true] as [string, boolean]),
         postconditions: post.map((c) => [c.text, true] as [string, boolean]),
-        metadata: { [CODEC_KEY]: codec.name },
+        metadata: { [CODEC_KEY]: codec.name, ...spentMetadata(spend) },
       };
       // A write that waits for an fsync goes to a worker thread; a buffered one is made here.
       const id = ctx.waitsForFsync

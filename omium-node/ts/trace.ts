@@ -112,7 +112,7 @@ export class Span {
   /** The scope in which this span is the parent of new spans. */
   scope(): Scope {
     const s = scope.getStore();
-    return { ctx: s?.ctx, stepKey: s?.stepKey, span: { traceId: this.traceId, spanId: this.spanId, executionId: this.executionId } };
+    return { ...s, ctx: s?.ctx, stepKey: s?.stepKey, span: { traceId: this.traceId, spanId: this.spanId, executionId: this.executionId } };
   }
 }
 

@@ -55,6 +55,8 @@ def make_step(name: str, spec: dict[str, Any], item: dict[str, Any], calls: dict
         sleep_ms = spec.get("sleep_ms", spec.get("sleep_first_ms") if n == 1 else None)
         if sleep_ms is not None:
             time.sleep(sleep_ms / 1000)
+        if "spend_usd" in spec:
+            omium.record_spend(cost_usd=spec["spend_usd"])
         v = expand(spec["returns"]) if "returns" in spec else x + spec["add"] if "add" in spec else x
         if "tool" not in spec:
             return v

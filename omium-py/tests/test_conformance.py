@@ -18,7 +18,21 @@ from conformance_worker import expand
 ROOT = pathlib.Path(__file__).resolve().parents[2] / "tests" / "conformance"
 SCENARIOS = sorted((ROOT / "scenarios").glob("*.json"))
 WORKER = pathlib.Path(__file__).with_name("conformance_worker.py")
-FEATURES = {"kill", "retries", "conditions", "rollback", "fork", "resume", "policy", "recovery", "calls", "consensus", "timeouts", "events", "metrics"}
+FEATURES = {
+    "kill",
+    "retries",
+    "conditions",
+    "rollback",
+    "fork",
+    "resume",
+    "policy",
+    "recovery",
+    "calls",
+    "consensus",
+    "timeouts",
+    "events",
+    "metrics",
+}
 
 
 def test_the_suite_is_there():

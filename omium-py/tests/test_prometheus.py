@@ -124,9 +124,7 @@ def test_a_real_prometheus_scrapes_the_daemon_and_stores_the_counts(tmp_path, so
         assert started, f"prometheus stored nothing (exit {prom.poll()}): {prom.stderr.read() if prom.poll() is not None else ''}"
         assert float(started[0]["value"][1]) == expected["started"]
         assert query('up{job="omium"}')[0]["value"][1] == "1"
-        ended = {
-            r["metric"]["status"]: float(r["value"][1]) for r in query('omium_execution_endings_total{workflow="prom-batch"}')
-        }
+        ended = {r["metric"]["status"]: float(r["value"][1]) for r in query('omium_execution_endings_total{workflow="prom-batch"}')}
         assert ended["failed"] == expected["failed"] and ended["completed"] == expected["completed"], (ended, expected)
         p95 = query('histogram_quantile(0.95, omium_execution_duration_seconds_bucket{workflow="prom-batch"})')
         assert p95 and float(p95[0]["value"][1]) >= 0

@@ -454,7 +454,7 @@ impl Store {
             tenant: exec.tenant.clone(),
             workflow: exec.workflow.clone(),
             open_steps: Mutex::new(HashMap::new()),
-            replayed: Mutex::new(Vec::new()),
+            replayed: Mutex::new(Default::default()),
             key,
             cell,
             journal: Mutex::new(journal),
@@ -687,8 +687,9 @@ pub struct Run {
     /// When each step found not recorded was looked up (its body runs next), by position:
     /// the step's latency ends when it is recorded.
     open_steps: Mutex<HashMap<StepPos, std::time::Instant>>,
-    /// Steps answered from their checkpoints, counted with this run's next write.
-    replayed: Mutex<Vec<Delta>>,
+    /// Steps answered from their checkpoints, counted with this run's next write; and the
+    /// positions counted (a binding may look a step up twice: once to ask, once to read it).
+    replayed: Mutex<(Vec<Delta>, std::collections::HashSet<StepPos>)>,
     key: ExecKey,
     cell: Arc<ExecCell>,
     journal: Mutex<Journal>,
@@ -765,8 +766,12 @@ impl Run {
                     })
                 }
                 Some(c) => {
+                    let mut replayed = self.replayed.lock();
+                    if !replayed.1.insert(StepPos::of(seq, key)) {
+                        return Ok(Some(c.clone()));
+                    }
                     let (tin, tout, cost) = spend_of(&c.metadata);
-                    self.replayed.lock().push(Delta {
+                    replayed.0.push(Delta {
                         dims: Dims::step(&self.tenant, &self.workflow, &c.agent, &c.name),
                         cell: Cell {
                             replayed: 1,
@@ -876,7 +881,7 @@ impl Run {
                 Dims::step(&self.tenant, &self.workflow, &c.agent, &c.name),
                 step_counts,
             );
-            draft.rollup.append(&mut self.replayed.lock());
+            draft.rollup.append(&mut self.replayed.lock().0);
             audit.push(draft);
             Ok(c)
         })?;
@@ -983,7 +988,7 @@ impl Run {
                 let mut draft = AuditDraft::new(action, format!("execution/{}", self.id), detail)
                     .counting(Dims::execution(&self.tenant, &self.workflow), counts);
                 draft.rollup.extend(settled);
-                draft.rollup.append(&mut self.replayed.lock());
+                draft.rollup.append(&mut self.replayed.lock().0);
                 audit.push(draft);
                 Ok(())
             })?;

@@ -548,12 +548,17 @@ fn steps(
                 store, run, scenario, item, name, spec, &x, f, host, rollbacks, seq,
             )?,
         };
+        // What the body reported spending (`record_spend` in the bindings).
+        let mut metadata = codec.clone();
+        if let Some(usd) = spec["spend_usd"].as_f64() {
+            metadata.insert("omium.cost_usd".into(), usd.to_string());
+        }
         run.record(
             seq,
             NewCheckpoint {
                 name,
                 state: &json_bytes(&x),
-                metadata: codec.clone(),
+                metadata,
                 ..Default::default()
             },
         )
