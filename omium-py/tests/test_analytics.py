@@ -56,7 +56,7 @@ def test_a_resumed_run_saves_the_recorded_cost_of_the_steps_it_does_not_run_agai
 
 
 def test_cost_saved_counts_recorded_spend_of_replayed_steps(store):
-    @omium.checkpoint
+    @omium.checkpoint("plan")
     def plan() -> str:
         omium.record_spend(cost_usd=0.25, tokens_in=2000, tokens_out=300)
         return "plan"

@@ -163,6 +163,11 @@ def test_the_cli_delivers_the_feed_to_a_signed_webhook_at_least_once_and_in_orde
     proc = sink()
     try:
         wait_for(4)
+        # The sink stores its cursor after the receiver's 2xx: wait for that before the kill.
+        deadline = time.monotonic() + 30
+        while not (cursor.exists() and cursor.read_text().strip() == "4"):
+            assert time.monotonic() < deadline, "the sink did not store its cursor"
+            time.sleep(0.02)
         proc.kill()
         proc.wait(10)
         stored = int(cursor.read_text())

@@ -43,7 +43,7 @@ def _run_mix(d: Daemon) -> dict[str, int]:
     omium.init(url=d.http_url, api_key=KEY)
     try:
 
-        @omium.checkpoint(agent="worker")
+        @omium.checkpoint("work", agent="worker")
         def work(i: int) -> int:
             if i % 3 == 0:
                 raise ValueError(f"item {i} is bad")

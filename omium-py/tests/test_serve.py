@@ -8,11 +8,9 @@ import base64
 import http.client
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -74,14 +72,6 @@ class Daemon:
             assert self.proc.wait(20) == 0, self.proc.stderr.read()
         if self.socket:
             assert not os.path.exists(self.socket), "the socket file is removed on SIGTERM"
-
-
-@pytest.fixture
-def sockdir():
-    # A unix socket path must be short (108 bytes): not under pytest's tmp_path.
-    d = tempfile.mkdtemp(prefix="omium-serve-")
-    yield Path(d)
-    shutil.rmtree(d, ignore_errors=True)
 
 
 @pytest.fixture
