@@ -161,8 +161,14 @@ impl MetricsQuery {
         let time = |k: &'static str| -> Result<Option<u64>> {
             match obj.get(k) {
                 None | Some(Value::Null) => Ok(None),
+                // JavaScript numbers arrive as floats: a whole one is milliseconds too.
                 Some(Value::Number(n)) => n
                     .as_u64()
+                    .or_else(|| {
+                        n.as_f64()
+                            .filter(|f| f.fract() == 0.0 && (0.0..9.0e15).contains(f))
+                            .map(|f| f as u64)
+                    })
                     .map(Some)
                     .ok_or_else(|| bad(k, format!("{n} is not a time in milliseconds since 1970"))),
                 Some(Value::String(s)) => parse_time(k, s, now).map(Some),
