@@ -16,6 +16,8 @@ python3 -c "import venv, ensurepip" >/dev/null 2>&1 || need_apt="$need_apt pytho
 command -v chromium >/dev/null 2>&1 || need_apt="$need_apt chromium"
 # A real Prometheus scrapes `omium serve`'s /metrics (omium-py/tests/test_prometheus.py).
 command -v prometheus >/dev/null 2>&1 || need_apt="$need_apt prometheus"
+# The PDF report is read back with pdftotext (omium-cli/tests/it/report.rs).
+command -v pdftotext >/dev/null 2>&1 || need_apt="$need_apt poppler-utils"
 
 if [ -n "$need_apt" ]; then
   echo "ensure-deps: installing$need_apt"

@@ -144,6 +144,20 @@ enum Command {
         #[arg(long)]
         execution: Option<String>,
     },
+    /// The operations and compliance report of a period: executions, success rate, latency,
+    /// incidents and their recoveries, MTTR, LLM spend and cost saved, policy changes, who did
+    /// what (the audit log) and the result of `verify`.
+    Report {
+        /// A month (2026-11), a day (2026-11-03) or a range of days (2026-11-01..2026-11-15), UTC.
+        #[arg(long)]
+        period: String,
+        /// json, csv, html or pdf.
+        #[arg(long, default_value = "html")]
+        format: String,
+        /// Write it to this file (default: standard output).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Execution analytics over a window: executions, success rate, latency percentiles,
     /// failures by type, MTTR, retries, rollbacks, LLM cost and cost saved
     /// (docs/operations.md). `--recovery` prints the recovery figures instead.
@@ -660,6 +674,39 @@ fn run(cli: &Cli) -> Result<ExitCode, Error> {
         Command::Recoveries { execution } => {
             let store = open_reader(cli)?;
             recovery::recoveries(out, cli.json, &store.failures(execution.as_deref())?);
+        }
+        Command::Report {
+            period,
+            format,
+            out: file,
+        } => {
+            use omium_core::report;
+            let period = report::Period::parse(period)?;
+            let render: fn(&report::Report) -> Vec<u8> = match format.as_str() {
+                "json" => |r| report::to_json(r).into_bytes(),
+                "csv" => |r| report::to_csv(r).into_bytes(),
+                "html" => |r| report::to_html(r).into_bytes(),
+                "pdf" => report::to_pdf,
+                other => {
+                    return Err(Error::InvalidArgument {
+                        what: "--format",
+                        detail: format!(
+                            "{other:?} is not a report format; expected json, csv, html or pdf"
+                        ),
+                    })
+                }
+            };
+            let store = open_reader(cli)?;
+            let bytes = render(&report::build(&store, &period)?);
+            match file {
+                Some(path) => std::fs::write(path, &bytes).map_err(|e| Error::InvalidArgument {
+                    what: "--out",
+                    detail: format!("cannot write {}: {e}", path.display()),
+                })?,
+                None => {
+                    let _ = out.write_all(&bytes);
+                }
+            }
         }
         Command::Metrics {
             since,

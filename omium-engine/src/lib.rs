@@ -23,6 +23,7 @@ pub mod json;
 pub mod policy;
 pub mod prometheus;
 pub mod recovery;
+pub mod report;
 pub mod serve;
 pub mod trace;
 pub mod workflow;

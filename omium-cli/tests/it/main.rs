@@ -7,5 +7,6 @@ mod consensus_cli;
 mod consensus_fault;
 mod events_cli;
 mod policy;
+mod report;
 mod sync_cli;
 mod workflow;
