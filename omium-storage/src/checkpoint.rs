@@ -468,6 +468,12 @@ impl Store {
                 ..base
             };
             self.put_checkpoint(batch, &new_key, &marker);
+            // The copied steps are the source's, counted there; the fork's own start here.
+            batch.put_cf(
+                self.cf(Cf::Rollups),
+                crate::rollup::marker_key(&new_key),
+                marker.global_seq.to_be_bytes(),
+            );
             let mut labels = src.labels.clone();
             labels.insert("forked_from".into(), format!("{execution_id}@{}", at.id));
             st.exec = Some(Execution {

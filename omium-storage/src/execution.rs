@@ -19,7 +19,7 @@ use crate::audit::AuditDraft;
 use crate::checkpoint::{Checkpoint, CheckpointKind, Checks};
 use crate::codec;
 use crate::error::{Error, Result};
-use crate::rollup::{spend_of, Cell, Delta, Dims};
+use crate::rollup::{marker_key, spend_of, Cell, Delta, Dims, Tally};
 use crate::store::{exec_key, now_ms, Cf, Durability, ExecKey, Store};
 
 /// Lifecycle of an execution.
@@ -358,7 +358,7 @@ impl Store {
             execution_id,
             batch,
             options.durability,
-            |st, _batch, audit| {
+            |st, batch, audit| {
                 if st.running {
                     let remaining = st
                         .exec
@@ -374,6 +374,13 @@ impl Store {
                 }
                 let action = match &mut st.exec {
                     None => {
+                        // Nothing counted yet: a run that dies before its first tally is
+                        // written leaves its steps to the next run to count.
+                        batch.put_cf(
+                            self.cf(Cf::Rollups),
+                            marker_key(&exec_key(execution_id)),
+                            0u64.to_be_bytes(),
+                        );
                         st.exec = Some(Execution {
                             id: execution_id.into(),
                             workflow: options.workflow.clone(),
@@ -440,7 +447,10 @@ impl Store {
         )?;
         let key = exec_key(execution_id);
         let cell = self.cell(key);
-        let journal = match self.live_branch_of(&exec).map(|b| Journal::from_branch(&b)) {
+        let (journal, tally) = match self
+            .live_branch_of(&exec)
+            .and_then(|b| Ok((Journal::from_branch(&b), self.uncounted(&key, &b)?)))
+        {
             Ok(j) => j,
             Err(e) => {
                 cell.state.lock().running = false;
@@ -454,7 +464,7 @@ impl Store {
             tenant: exec.tenant.clone(),
             workflow: exec.workflow.clone(),
             open_steps: Mutex::new(HashMap::new()),
-            replayed: Mutex::new(Default::default()),
+            tally: Mutex::new((tally, Default::default())),
             key,
             cell,
             journal: Mutex::new(journal),
@@ -466,6 +476,36 @@ impl Store {
             finished: AtomicBool::new(false),
             ended_as: Mutex::new(None),
         })
+    }
+
+    /// The steps of `branch` a run that died recorded but did not count (past the execution's
+    /// marker), as a tally for the new run to write. An execution without a marker was written
+    /// before analytics existed: its past is not counted.
+    fn uncounted(&self, key: &ExecKey, branch: &[Checkpoint]) -> Result<Tally> {
+        let mut tally = Tally::default();
+        let Some(v) = self.get(Cf::Rollups, &marker_key(key))? else {
+            return Ok(tally);
+        };
+        let counted = v
+            .as_slice()
+            .try_into()
+            .map(u64::from_be_bytes)
+            .unwrap_or(u64::MAX);
+        for c in branch
+            .iter()
+            .filter(|c| c.kind.is_step() && c.global_seq > counted)
+        {
+            let (tokens_in, tokens_out, cost) = spend_of(&c.metadata);
+            let cell = Cell {
+                steps: 1,
+                tokens_in,
+                tokens_out,
+                cost_micro_usd: cost,
+                ..Cell::default()
+            };
+            tally.step(&c.agent, &c.name, &cell);
+        }
+        Ok(tally)
     }
 
     /// Deletes an execution, its checkpoints and its input and output. Chunks it alone used
@@ -488,6 +528,7 @@ impl Store {
         }
         batch.delete_cf(self.cf(Cf::Executions), io_key(execution_id, INPUT_SUFFIX));
         batch.delete_cf(self.cf(Cf::Executions), io_key(execution_id, OUTPUT_SUFFIX));
+        batch.delete_cf(self.cf(Cf::Rollups), marker_key(&exec_key(execution_id)));
         let n = checkpoints.len() as u64;
         self.apply(execution_id, batch, None, |st, _, audit| {
             if st.running {
@@ -687,9 +728,9 @@ pub struct Run {
     /// When each step found not recorded was looked up (its body runs next), by position:
     /// the step's latency ends when it is recorded.
     open_steps: Mutex<HashMap<StepPos, std::time::Instant>>,
-    /// Steps answered from their checkpoints, counted with this run's next write; and the
-    /// positions counted (a binding may look a step up twice: once to ask, once to read it).
-    replayed: Mutex<(Vec<Delta>, std::collections::HashSet<StepPos>)>,
+    /// Analytics counts of this run not written yet (`rollup::Tally`), and the positions
+    /// counted as replayed (a binding may look a step up twice: once to ask, once to read it).
+    tally: Mutex<(Tally, std::collections::HashSet<StepPos>)>,
     key: ExecKey,
     cell: Arc<ExecCell>,
     journal: Mutex<Journal>,
@@ -766,12 +807,12 @@ impl Run {
                     })
                 }
                 Some(c) => {
-                    let mut replayed = self.replayed.lock();
-                    if !replayed.1.insert(StepPos::of(seq, key)) {
+                    let mut tally = self.tally.lock();
+                    if !tally.1.insert(StepPos::of(seq, key)) {
                         return Ok(Some(c.clone()));
                     }
                     let (tin, tout, cost) = spend_of(&c.metadata);
-                    replayed.0.push(Delta {
+                    tally.0.replayed(Delta {
                         dims: Dims::step(&self.tenant, &self.workflow, &c.agent, &c.name),
                         cell: Cell {
                             replayed: 1,
@@ -864,6 +905,19 @@ impl Run {
                 }
             }
             store.put_checkpoint(batch, &self.key, &c);
+            // Counted in the run's tally; written with this step when due (see `Tally`).
+            let counted = {
+                let mut t = self.tally.lock();
+                t.0.step(&c.agent, &c.name, &step_counts);
+                t.0.due().then(|| t.0.take(&self.tenant, &self.workflow))
+            };
+            if counted.is_some() {
+                batch.put_cf(
+                    store.cf(Cf::Rollups),
+                    marker_key(&self.key),
+                    c.global_seq.to_be_bytes(),
+                );
+            }
             let mut draft = AuditDraft::new(
                 "checkpoint.create",
                 format!("checkpoint/{}", c.id),
@@ -876,12 +930,8 @@ impl Run {
                     c.seq,
                     json_str(&c.agent)
                 ),
-            )
-            .counting(
-                Dims::step(&self.tenant, &self.workflow, &c.agent, &c.name),
-                step_counts,
             );
-            draft.rollup.append(&mut self.replayed.lock().0);
+            draft.rollup = counted.unwrap_or_default();
             audit.push(draft);
             Ok(c)
         })?;
@@ -964,11 +1014,16 @@ impl Run {
         }
         let settled = self.store.settle_failures(&mut batch, &self.id, status)?;
         self.store
-            .apply(&self.id, batch, self.durability, |st, _, audit| {
+            .apply(&self.id, batch, self.durability, |st, batch, audit| {
                 let exec = st.exec.as_mut().ok_or_else(|| Error::ExecutionNotFound {
                     id: self.id.clone(),
                 })?;
                 let now = now_ms();
+                batch.put_cf(
+                    self.store.cf(Cf::Rollups),
+                    marker_key(&self.key),
+                    (exec.next_global_seq - 1).to_be_bytes(),
+                );
                 let mut counts = Cell::ended(status);
                 if matches!(status, Status::Completed | Status::Failed) {
                     counts
@@ -988,7 +1043,9 @@ impl Run {
                 let mut draft = AuditDraft::new(action, format!("execution/{}", self.id), detail)
                     .counting(Dims::execution(&self.tenant, &self.workflow), counts);
                 draft.rollup.extend(settled);
-                draft.rollup.append(&mut self.replayed.lock().0);
+                draft
+                    .rollup
+                    .extend(self.tally.lock().0.take(&self.tenant, &self.workflow));
                 audit.push(draft);
                 Ok(())
             })?;

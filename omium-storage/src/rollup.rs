@@ -325,6 +325,73 @@ fn parse_key(k: &[u8]) -> Option<(u64, Dims)> {
     ))
 }
 
+/// A run's step counts not written yet. Steps are counted in memory and written together
+/// (at most every [`TALLY_STEPS`] steps or [`TALLY_MS`], and when the run ends), with a marker
+/// `b'm' ‖ exec_key → global seq` saying up to which checkpoint the execution's steps are
+/// counted: a run that dies before writing its tally leaves the marker behind, and the next run
+/// of the execution counts the live branch's checkpoints past it. So a step costs no write of
+/// its own for the analytics, and each step is counted once.
+#[derive(Default)]
+pub struct Tally {
+    steps: Vec<(String, String, Cell)>,
+    pending: u32,
+    since: Option<std::time::Instant>,
+    replayed: Vec<Delta>,
+}
+
+/// Steps counted in memory at most before the tally is written with a step.
+pub const TALLY_STEPS: u32 = 256;
+/// How long at most before the tally is written with a step.
+pub const TALLY_MS: u128 = 1000;
+
+impl Tally {
+    pub fn step(&mut self, agent: &str, name: &str, cell: &Cell) {
+        match self
+            .steps
+            .iter_mut()
+            .find(|(a, n, _)| a == agent && n == name)
+        {
+            Some((_, _, c)) => c.add(cell),
+            None => self.steps.push((agent.into(), name.into(), cell.clone())),
+        }
+        self.pending += 1;
+        self.since.get_or_insert_with(std::time::Instant::now);
+    }
+
+    pub fn replayed(&mut self, delta: Delta) {
+        self.replayed.push(delta);
+        self.since.get_or_insert_with(std::time::Instant::now);
+    }
+
+    /// Whether the tally is due to be written with the current step.
+    pub fn due(&self) -> bool {
+        self.pending >= TALLY_STEPS
+            || self
+                .since
+                .is_some_and(|t| t.elapsed().as_millis() >= TALLY_MS)
+    }
+
+    /// The deltas to write, emptying the tally.
+    pub fn take(&mut self, tenant: &str, workflow: &str) -> Vec<Delta> {
+        let mut out = std::mem::take(&mut self.replayed);
+        out.extend(self.steps.drain(..).map(|(agent, name, cell)| Delta {
+            dims: Dims::step(tenant, workflow, &agent, &name),
+            cell,
+        }));
+        self.pending = 0;
+        self.since = None;
+        out
+    }
+}
+
+/// The key of an execution's counted-through marker (see [`Tally`]).
+pub fn marker_key(exec: &crate::store::ExecKey) -> [u8; 17] {
+    let mut k = [0u8; 17];
+    k[0] = b'm';
+    k[1..].copy_from_slice(exec);
+    k
+}
+
 /// The committer's cache of cells it wrote last, so a busy cell is read from disk once.
 #[derive(Default)]
 pub(crate) struct CellCache {

@@ -339,3 +339,50 @@ fn windows_periods_and_bad_queries() {
         assert!(e.to_string().contains(needle), "{q}: {e}");
     }
 }
+
+#[test]
+fn steps_are_counted_once_across_tally_writes_a_dead_run_and_its_resume() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    {
+        // 300 steps: one tally write at 256 steps, 44 counted in memory when the run dies.
+        let run = begin(&store, "t1", "long", "default");
+        for i in 0..300 {
+            step(&run, &format!("s{}", i % 3));
+        }
+        assert_eq!(store.metrics(&last_hour()).unwrap().totals.steps, 256);
+    }
+    let run = begin(&store, "t1", "long", "default");
+    for i in 0..310 {
+        step(&run, &format!("s{}", i % 3));
+    }
+    run.complete(None).unwrap();
+    let f = store.metrics(&last_hour()).unwrap().totals;
+    assert_eq!(
+        f.steps, 310,
+        "300 recorded by the dead run, 10 by the resumed one"
+    );
+    assert_eq!(f.replayed_steps, 300);
+    assert_eq!((f.started, f.retries, f.completed), (1, 1, 1));
+    // A fork does not count the steps it copies.
+    let first = store.history("t1").unwrap()[0].id.to_string();
+    store
+        .fork("t1", &RollbackTarget::parse(&first), Default::default())
+        .unwrap();
+    let forked = store
+        .executions()
+        .unwrap()
+        .into_iter()
+        .find(|e| e.id != "t1")
+        .unwrap();
+    let run = begin(&store, &forked.id, "long", "default");
+    step(&run, "s0");
+    step(&run, "extra");
+    run.complete(None).unwrap();
+    let f = store.metrics(&last_hour()).unwrap().totals;
+    assert_eq!(
+        (f.steps, f.forks),
+        (311, 1),
+        "only the fork's own step: {f:?}"
+    );
+}
