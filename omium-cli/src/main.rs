@@ -716,40 +716,32 @@ fn run(cli: &Cli) -> Result<ExitCode, Error> {
             tenant,
             agent,
             step,
-            recovery: true,
+            recovery,
         } => {
-            if since.is_some()
-                || until.is_some()
-                || by.is_some()
-                || tenant.is_some()
-                || agent.is_some()
-                || step.is_some()
-            {
-                return Err(Error::InvalidArgument {
-                    what: "--recovery",
-                    detail: "recovery figures take only --workflow".into(),
+            if *recovery {
+                if since.is_some()
+                    || until.is_some()
+                    || by.is_some()
+                    || tenant.is_some()
+                    || agent.is_some()
+                    || step.is_some()
+                {
+                    return Err(Error::InvalidArgument {
+                        what: "--recovery",
+                        detail: "recovery figures take only --workflow".into(),
+                    });
+                }
+                let store = open_reader(cli)?;
+                recovery::metrics(out, cli.json, &store.recovery_metrics(workflow.as_deref())?);
+            } else {
+                let query = serde_json::json!({
+                    "since": since, "until": until, "by": by, "workflow": workflow,
+                    "tenant": tenant, "agent": agent, "step": step,
                 });
+                let query = omium_core::analytics::MetricsQuery::from_json(&query)?;
+                let store = open_reader(cli)?;
+                analytics::report(out, cli.json, &store.metrics(&query)?);
             }
-            let store = open_reader(cli)?;
-            recovery::metrics(out, cli.json, &store.recovery_metrics(workflow.as_deref())?);
-        }
-        Command::Metrics {
-            since,
-            until,
-            by,
-            workflow,
-            tenant,
-            agent,
-            step,
-            recovery: false,
-        } => {
-            let query = serde_json::json!({
-                "since": since, "until": until, "by": by, "workflow": workflow,
-                "tenant": tenant, "agent": agent, "step": step,
-            });
-            let query = omium_core::analytics::MetricsQuery::from_json(&query)?;
-            let store = open_reader(cli)?;
-            analytics::report(out, cli.json, &store.metrics(&query)?);
         }
         Command::Pause {
             execution,

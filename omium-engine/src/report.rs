@@ -15,6 +15,7 @@ use serde::Serialize;
 
 use crate::analytics::{AnalyticsStore, Figures, GroupBy, MetricsQuery};
 use crate::policy::versions::PolicyStore;
+use crate::trace::view::esc;
 use omium_storage::error::{Error, Result};
 use omium_storage::rollup::DAY_MS;
 use omium_storage::{rfc3339_ms, Store};
@@ -431,13 +432,6 @@ pub fn to_csv(r: &Report) -> String {
     out
 }
 
-fn html_escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
-
 /// A self-contained HTML page (no script, no external resource).
 pub fn to_html(r: &Report) -> String {
     let mut out = format!(
@@ -446,14 +440,14 @@ pub fn to_html(r: &Report) -> String {
          padding:0 1rem;color:#222}}h1{{font-size:1.4rem}}h2{{font-size:1.1rem;margin-top:1.6rem;\
          border-bottom:1px solid #ddd}}li{{margin:.2rem 0}}.meta{{color:#666}}</style></head><body>\
          <h1>{}</h1><p class=\"meta\">Generated {}</p>",
-        html_escape(&r.title),
-        html_escape(&r.title),
-        html_escape(&r.generated_at)
+        esc(&r.title),
+        esc(&r.title),
+        esc(&r.generated_at)
     );
     for (title, lines) in sections(r) {
-        let _ = write!(out, "<h2>{}</h2><ul>", html_escape(&title));
+        let _ = write!(out, "<h2>{}</h2><ul>", esc(&title));
         for l in lines {
-            let _ = write!(out, "<li>{}</li>", html_escape(&l));
+            let _ = write!(out, "<li>{}</li>", esc(&l));
         }
         out.push_str("</ul>");
     }

@@ -122,7 +122,8 @@ pub fn waterfall(spans: &[Span], width: usize) -> String {
     out
 }
 
-fn esc(s: &str) -> String {
+/// Text for HTML (element content and quoted attributes).
+pub(crate) fn esc(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
