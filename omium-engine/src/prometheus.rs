@@ -45,7 +45,8 @@ fn labels(pairs: &[(&str, &str)]) -> String {
     format!("{{{}}}", inner.join(","))
 }
 
-struct Family {
+/// One metric family of an exposition: its samples, written with its HELP and TYPE lines.
+pub struct Family {
     name: &'static str,
     help: &'static str,
     kind: &'static str,
@@ -53,7 +54,8 @@ struct Family {
 }
 
 impl Family {
-    fn new(name: &'static str, kind: &'static str, help: &'static str) -> Family {
+    /// `kind`: counter, gauge or histogram.
+    pub fn new(name: &'static str, kind: &'static str, help: &'static str) -> Family {
         Family {
             name,
             help,
@@ -62,7 +64,8 @@ impl Family {
         }
     }
 
-    fn sample(&mut self, suffix: &str, l: &[(&str, &str)], v: impl std::fmt::Display) {
+    /// A sample of the family (`suffix`: `""`, or `_bucket`, `_sum`, `_count` of a histogram).
+    pub fn sample(&mut self, suffix: &str, l: &[(&str, &str)], v: impl std::fmt::Display) {
         self.lines
             .push(format!("{}{suffix}{} {v}", self.name, labels(l)));
     }
@@ -82,7 +85,7 @@ impl Family {
         self.sample("_count", l, h.count());
     }
 
-    fn write(&self, out: &mut String) {
+    pub fn write(&self, out: &mut String) {
         let _ = writeln!(out, "# HELP {} {}", self.name, self.help);
         let _ = writeln!(out, "# TYPE {} {}", self.name, self.kind);
         for l in &self.lines {

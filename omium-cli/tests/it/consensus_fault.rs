@@ -229,6 +229,7 @@ fn leader_and_follower_sigkills_lose_duplicate_or_reorder_nothing() {
     cluster.spawn(1, Some(cluster.addr(0)));
     cluster.spawn(2, Some(cluster.addr(0)));
     let nodes: Vec<String> = (0..3).map(|i| cluster.addr(i)).collect();
+    scrape_raft_health(&nodes);
 
     // The workload: 3 writers (broadcast, ack, await) and 1 reader, each sequential.
     let stop = Arc::new(AtomicBool::new(false));
@@ -425,6 +426,69 @@ fn leader_and_follower_sigkills_lose_duplicate_or_reorder_nothing() {
 }
 
 /// The message ids a node's own store holds, in order (the node is stopped first).
+/// `GET /metrics` of every node: Raft health in the Prometheus text format, which `promtool`
+/// accepts (Debian's prometheus package; `make test` installs it). Waits until the three nodes
+/// are voters and agree that exactly one of them leads.
+fn scrape_raft_health(nodes: &[String]) {
+    use std::io::{Read, Write};
+    let scrape = |addr: &String| {
+        let host = addr.trim_start_matches("http://");
+        let mut s = std::net::TcpStream::connect(host).unwrap();
+        write!(
+            s,
+            "GET /metrics HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut reply = String::new();
+        s.read_to_string(&mut reply).unwrap();
+        let (head, body) = reply.split_once("\r\n\r\n").unwrap();
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        assert!(head.contains("text/plain; version=0.0.4"), "{head}");
+        body.to_string()
+    };
+    let value = |body: &str, name: &str| {
+        body.lines()
+            .find(|l| l.starts_with(&format!("{name}{{")))
+            .and_then(|l| l.rsplit(' ').next())
+            .unwrap_or_else(|| panic!("no {name} in:\n{body}"))
+            .to_string()
+    };
+    let mut bodies = Vec::new();
+    wait_for("one leader in the nodes' metrics", || {
+        bodies = nodes.iter().map(scrape).collect();
+        let leaders = bodies
+            .iter()
+            .filter(|b| value(b, "omium_raft_is_leader") == "1")
+            .count();
+        leaders == 1
+            && bodies.iter().all(|b| {
+                value(b, "omium_raft_has_leader") == "1" && value(b, "omium_raft_voters") == "3"
+            })
+    });
+    for body in &bodies {
+        let mut check = Command::new("promtool")
+            .args(["check", "metrics"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("promtool (Debian's prometheus package; `make test` installs it)");
+        check
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(body.as_bytes())
+            .unwrap();
+        let out = check.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "promtool: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
 fn local_log(cluster: &mut Cluster, i: usize) -> Vec<String> {
     cluster.kill(i);
     let store = omium_core::Store::open_read_only(cluster.store(i)).unwrap();

@@ -116,6 +116,7 @@ impl Node {
             .route("/sync/pull", post(sync_pull))
             .route("/sync/chunks", post(sync_chunks))
             .route("/sync/executions", post(sync_executions))
+            .route("/metrics", axum::routing::get(prometheus))
             .route("/healthz", axum::routing::get(healthz))
             .route("/readyz", axum::routing::get(readyz))
             // Raft appends and sync pushes carry chunks (a push is at most
@@ -531,6 +532,95 @@ async fn cluster_remove(State(app): State<Shared>, Json(req): Json<RemoveRequest
 }
 
 /// Liveness: the process serves HTTP.
+/// Raft health in the Prometheus text format, then the node store's analytics.
+async fn prometheus(State(app): State<Shared>) -> Response {
+    use omium_engine::prometheus::{exposition, Family};
+    let s = ClusterStatus::of(&app.engine);
+    let mut out = String::new();
+    let id = s.id.to_string();
+    let node = [("node", id.as_str())];
+    let gauge = |out: &mut String, name, help, v: Option<u64>| {
+        let mut f = Family::new(name, "gauge", help);
+        if let Some(v) = v {
+            f.sample("", &node, v);
+        }
+        f.write(out);
+    };
+    gauge(
+        &mut out,
+        "omium_raft_term",
+        "The node's current Raft term.",
+        Some(s.term),
+    );
+    gauge(
+        &mut out,
+        "omium_raft_is_leader",
+        "1 when this node is the leader.",
+        Some(u64::from(s.leader == Some(s.id))),
+    );
+    gauge(
+        &mut out,
+        "omium_raft_has_leader",
+        "1 when this node knows a leader (it can take requests).",
+        Some(u64::from(s.leader.is_some())),
+    );
+    gauge(
+        &mut out,
+        "omium_raft_last_log_index",
+        "Index of the last entry in the node's log.",
+        s.last_log_index,
+    );
+    gauge(
+        &mut out,
+        "omium_raft_committed_index",
+        "Index of the last entry the node knows committed.",
+        s.committed,
+    );
+    gauge(
+        &mut out,
+        "omium_raft_applied_index",
+        "Index of the last entry applied to the node's state machine.",
+        s.last_applied,
+    );
+    gauge(
+        &mut out,
+        "omium_raft_snapshot_index",
+        "Index of the last entry in the node's snapshot.",
+        s.snapshot,
+    );
+    gauge(
+        &mut out,
+        "omium_raft_voters",
+        "Voters in the membership the node knows.",
+        Some(s.voters.len() as u64),
+    );
+    gauge(
+        &mut out,
+        "omium_raft_apply_lag",
+        "Committed entries not applied yet on this node (sync and consensus lag).",
+        s.committed
+            .map(|c| c.saturating_sub(s.last_applied.unwrap_or(0))),
+    );
+    let store = app.engine.store().clone();
+    match tokio::task::spawn_blocking(move || exposition(&store)).await {
+        Ok(Ok(text)) => out.push_str(&text),
+        Ok(Err(e)) => return error_response(&e),
+        Err(e) => {
+            return error_response(&Error::ConsensusUnavailable {
+                detail: format!("the metrics task failed: {e}"),
+            })
+        }
+    }
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        out,
+    )
+        .into_response()
+}
+
 async fn healthz() -> &'static str {
     "ok"
 }
