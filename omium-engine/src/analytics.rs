@@ -213,6 +213,15 @@ impl MetricsQuery {
                 ))
             }
         };
+        // Bounded: each group once (a list of thousands would only multiply the keys).
+        for (i, g) in by.iter().enumerate() {
+            if by[..i].contains(g) {
+                return Err(bad(
+                    "metrics group",
+                    format!("{:?} is given twice; name each group once", g.name()),
+                ));
+            }
+        }
         let text = |k: &'static str| -> Result<Option<String>> {
             match obj.get(k) {
                 None | Some(Value::Null) => Ok(None),

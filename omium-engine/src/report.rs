@@ -136,14 +136,15 @@ pub fn build(store: &Store, period: &Period) -> Result<Report> {
         by,
         ..MetricsQuery::default()
     };
-    let grouped = |g: GroupBy| -> Result<Vec<(String, Figures)>> {
-        Ok(store
-            .metrics(&q(vec![g]))?
-            .groups
+    let pairs = |r: crate::analytics::MetricsReport| -> Vec<(String, Figures)> {
+        r.groups
             .into_iter()
             .map(|gr| (gr.key.into_values().next().unwrap_or_default(), gr.figures))
-            .collect())
+            .collect()
     };
+    // A grouped answer carries the window's totals too.
+    let workflows = store.metrics(&q(vec![GroupBy::Workflow]))?;
+    let totals = workflows.totals.clone();
     let within = |t: u64| (period.since_ms..period.until_ms).contains(&t);
     let incidents = store
         .failures(None)?
@@ -224,9 +225,9 @@ pub fn build(store: &Store, period: &Period) -> Result<Report> {
         since: rfc3339_ms(period.since_ms as i64),
         until: rfc3339_ms(period.until_ms as i64),
         generated_at: rfc3339_ms(omium_storage::store::now_ms() as i64),
-        totals: store.metrics(&q(Vec::new()))?.totals,
-        by_workflow: grouped(GroupBy::Workflow)?,
-        by_day: grouped(GroupBy::Day)?,
+        totals,
+        by_workflow: pairs(workflows),
+        by_day: pairs(store.metrics(&q(vec![GroupBy::Day]))?),
         period: period.clone(),
         incidents,
         policy_changes,

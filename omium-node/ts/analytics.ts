@@ -63,6 +63,15 @@ export interface MetricsReport {
   groups: { key: Record<string, string>; figures: Figures }[];
 }
 
+/** Checkpoint metadata of what a step spent (the keys the core's analytics read); undefined values are left out. */
+export function spendMetadata(tokensIn: number | undefined, tokensOut: number | undefined, costUsd: number | undefined): Record<string, string> {
+  const out: Record<string, string> = {};
+  if (tokensIn !== undefined) out["omium.tokens_in"] = String(Math.round(tokensIn));
+  if (tokensOut !== undefined) out["omium.tokens_out"] = String(Math.round(tokensOut));
+  if (costUsd !== undefined) out["omium.cost_usd"] = String(Math.round(costUsd * 1e8) / 1e8);
+  return out;
+}
+
 /** Execution analytics over a window (default: the last 24 hours), optionally grouped. */
 export async function metrics(query: MetricsQuery = {}): Promise<MetricsReport> {
   const time = (t: string | number | Date | undefined) => (t instanceof Date ? t.getTime() : t);

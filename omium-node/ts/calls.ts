@@ -16,6 +16,7 @@
 import { randomBytes } from "node:crypto";
 
 import native = require("./native");
+import { spendMetadata } from "./analytics";
 import { CODEC_KEY, recordedCodec, toPlain } from "./codec";
 import { InvalidArgumentError, WorkflowNotRegisteredError, call, callSync } from "./errors";
 import { type ExecutionContext, getConfig, scope, store } from "./runtime";
@@ -100,12 +101,7 @@ function usage(response: unknown): [number | undefined, number | undefined] {
 function spend(d: Describe, response: unknown): Record<string, string> {
   if (d.kind !== "llm") return {};
   const [tin, tout] = usage(response);
-  const out: Record<string, string> = {};
-  if (tin !== undefined) out["omium.tokens_in"] = String(tin);
-  if (tout !== undefined) out["omium.tokens_out"] = String(tout);
-  const cost = costOf(d, tin, tout);
-  if (cost !== undefined) out["omium.cost_usd"] = String(cost);
-  return out;
+  return spendMetadata(tin, tout, costOf(d, tin, tout));
 }
 
 function costOf(d: Describe, tin: number | undefined, tout: number | undefined): number | undefined {

@@ -12,6 +12,7 @@
 import native = require("./native");
 import { type Codec, CODEC_KEY, checkCodec, recordedCodec, toPlain } from "./codec";
 import { ConditionError, ConditionFailed, InvalidArgumentError, StepTimeoutError, call, callSync } from "./errors";
+import { spendMetadata } from "./analytics";
 import { agree } from "./consensus";
 import * as recovery from "./recovery";
 import { type ExecutionContext, scope } from "./runtime";
@@ -103,11 +104,8 @@ export type Step<A extends unknown[], R> = ((...args: A) => Promise<R>) & { read
  */
 /** Checkpoint metadata of what a step reported with `recordSpend`. */
 function spentMetadata(spend: { costUsd: number; tokensIn: number; tokensOut: number }): Record<string, string> {
-  const out: Record<string, string> = {};
-  if (spend.tokensIn > 0) out["omium.tokens_in"] = String(Math.round(spend.tokensIn));
-  if (spend.tokensOut > 0) out["omium.tokens_out"] = String(Math.round(spend.tokensOut));
-  if (spend.costUsd > 0) out["omium.cost_usd"] = String(Math.round(spend.costUsd * 1e8) / 1e8);
-  return out;
+  const given = (v: number) => (v > 0 ? v : undefined);
+  return spendMetadata(given(spend.tokensIn), given(spend.tokensOut), given(spend.costUsd));
 }
 
 /**

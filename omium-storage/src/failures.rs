@@ -92,12 +92,14 @@ pub struct FailureRecord {
     pub resolved_at_ms: Option<u64>,
 }
 
-fn parse_id(f: &FailureRecord) -> Result<ulid::Ulid> {
-    f.id.parse().map_err(|_| Error::Decode {
+/// The key of a failure record, from its execution and its id.
+fn record_key(f: &FailureRecord) -> Result<[u8; 32]> {
+    let id = f.id.parse().map_err(|_| Error::Decode {
         what: "failure",
         key: f.id.clone(),
         detail: "its id is not a ULID".into(),
-    })
+    })?;
+    Ok(failure_key(&f.execution_id, id))
 }
 
 pub fn failure_key(execution_id: &str, id: ulid::Ulid) -> [u8; 32] {
@@ -194,18 +196,13 @@ impl Store {
 
     /// Adds a failure record to `batch` (the caller's audit entry covers it).
     pub fn put_failure_in(&self, batch: &mut WriteBatch, f: &FailureRecord) -> Result<()> {
-        let id = parse_id(f)?;
-        batch.put_cf(
-            self.cf(Cf::Failures),
-            failure_key(&f.execution_id, id),
-            codec::encode(f),
-        );
+        batch.put_cf(self.cf(Cf::Failures), record_key(f)?, codec::encode(f));
         Ok(())
     }
 
     /// Writes a failure record (new or updated) with an audit entry naming `action`.
     pub fn put_failure(&self, f: &FailureRecord, action: &'static str) -> Result<()> {
-        let old = match self.get(Cf::Failures, &failure_key(&f.execution_id, parse_id(f)?))? {
+        let old = match self.get(Cf::Failures, &record_key(f)?)? {
             Some(v) => Some(codec::decode::<FailureRecord>(
                 "failure",
                 &|| f.id.clone(),

@@ -51,11 +51,24 @@ def metrics(
     ``cost_saved_usd`` and more (``docs/operations.md``)."""
     query: dict[str, Any] = {"since": _time("since", since), "until": _time("until", until)}
     if by is not None:
-        query["by"] = [by] if isinstance(by, str) and "," not in by else (by.split(",") if isinstance(by, str) else list(by))
+        query["by"] = by if isinstance(by, str) else list(by)  # the core splits "workflow,day"
     for k, v in (("workflow", workflow), ("tenant", tenant), ("agent", agent), ("step", step)):
         if v is not None:
             query[k] = v
     return json.loads(_runtime.store().metrics(json.dumps(query)))
+
+
+def spend_metadata(tokens_in: float | None, tokens_out: float | None, cost_usd: float | None) -> dict[str, str]:
+    """Checkpoint metadata of what a step spent (the keys the core's analytics read); a value
+    of None is left out."""
+    out = {}
+    if tokens_in is not None:
+        out["omium.tokens_in"] = str(int(tokens_in))
+    if tokens_out is not None:
+        out["omium.tokens_out"] = str(int(tokens_out))
+    if cost_usd is not None:
+        out["omium.cost_usd"] = repr(round(cost_usd, 8))
+    return out
 
 
 def record_spend(*, cost_usd: float = 0.0, tokens_in: int = 0, tokens_out: int = 0) -> None:

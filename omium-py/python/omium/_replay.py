@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import _omium, _runtime, _trace
+from ._analytics import spend_metadata
 from .codecs import CODEC_KEY, recorded_codec, to_plain
 from .errors import WorkflowNotRegisteredError
 
@@ -223,15 +224,7 @@ def _spend(kind: str, model: str, response: Any) -> dict[str, str]:
     if kind != "llm":
         return {}
     tin, tout = _usage(response)
-    out = {}
-    if tin is not None:
-        out["omium.tokens_in"] = str(tin)
-    if tout is not None:
-        out["omium.tokens_out"] = str(tout)
-    cost = _cost(model, tin, tout)
-    if cost is not None:
-        out["omium.cost_usd"] = repr(cost)
-    return out
+    return spend_metadata(tin, tout, _cost(model, tin, tout))
 
 
 def _describe_request(span: _trace.Span, kind: str, name: str, provider: str, model: str, operation: str, kwargs: dict) -> None:

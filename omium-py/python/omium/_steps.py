@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import _omium, _recovery, _replay, _runtime, _trace
+from ._analytics import spend_metadata
 from .codecs import CODEC_KEY, Codec, get_codec, recorded_codec, to_plain
 from .errors import ConditionError, ConditionFailed, OmiumError, StepTimeoutError
 
@@ -231,16 +232,8 @@ def _call_sync_with_timeout(fn: Callable[..., Any], timeout: float | None, name:
 
 def _spent() -> dict[str, str]:
     """The checkpoint metadata of what the running step reported with ``omium.record_spend``."""
-    spend = _runtime.current_spend.get()
-    if not spend:
-        return {}
-    out = {}
-    for k in ("tokens_in", "tokens_out"):
-        if spend.get(k):
-            out[f"omium.{k}"] = str(int(spend[k]))
-    if spend.get("cost_usd"):
-        out["omium.cost_usd"] = repr(round(spend["cost_usd"], 8))
-    return out
+    spend = _runtime.current_spend.get() or {}
+    return spend_metadata(*(spend.get(k) or None for k in ("tokens_in", "tokens_out", "cost_usd")))
 
 
 def _wrap_sync(step: _Step) -> Callable[..., Any]:
