@@ -21,7 +21,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use omium_storage::error::{Error, Result};
-use omium_storage::rollup::{Cell, Dims, Level, DAY_MS, HOUR_MS};
+use omium_storage::rollup::{Cell, Dims, Level, DAY_MS, HOUR_MS, MINUTE_MS, MINUTE_RETENTION_MS};
 use omium_storage::store::now_ms;
 use omium_storage::{Status, Store};
 
@@ -91,7 +91,7 @@ impl GroupBy {
             GroupBy::FailureType => dim(&d.failure_type),
             GroupBy::Hour => Some(format!(
                 "{}Z",
-                &omium_storage::rfc3339_ms(bucket_ms as i64)[..16]
+                &omium_storage::rfc3339_ms((bucket_ms - bucket_ms % HOUR_MS) as i64)[..16]
             )),
             GroupBy::Day => Some(omium_storage::rfc3339_ms(bucket_ms as i64)[..10].into()),
             GroupBy::Week => {
@@ -105,8 +105,8 @@ impl GroupBy {
     }
 }
 
-/// What to compute: a window `[since_ms, until_ms)` (hour resolution: cells whose hour
-/// overlaps it count), groups, and filters.
+/// What to compute: a window `[since_ms, until_ms)` (minute resolution in the last two days,
+/// hour resolution before: cells whose minute or hour overlaps it count), groups, and filters.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct MetricsQuery {
     pub since_ms: u64,
@@ -425,24 +425,44 @@ pub struct MetricsReport {
     pub groups: Vec<Group>,
 }
 
-/// The cells a window reads: whole days from the day cells, the hours at either end from
-/// the hour cells (or hours throughout when grouping by hour).
-fn plan(q: &MetricsQuery) -> Vec<(Level, u64, u64)> {
-    let from = q.since_ms - q.since_ms % HOUR_MS;
-    let to = q.until_ms.div_ceil(HOUR_MS) * HOUR_MS;
-    if q.by.contains(&GroupBy::Hour) {
-        return vec![(Level::Hour, from, to)];
+/// The window as the cells resolve it: to the minute while minute cells are kept
+/// ([`MINUTE_RETENTION_MS`]), to the hour before that.
+fn edges(q: &MetricsQuery, now: u64) -> (u64, u64) {
+    let unit = |t: u64| {
+        if t + MINUTE_RETENTION_MS >= now {
+            MINUTE_MS
+        } else {
+            HOUR_MS
+        }
+    };
+    let (a, b) = (unit(q.since_ms), unit(q.until_ms));
+    (q.since_ms - q.since_ms % a, q.until_ms.div_ceil(b) * b)
+}
+
+/// The cells a window reads: minutes at either end, whole days from the day cells, the hours
+/// between (or hours throughout when grouping by hour).
+fn plan(q: &MetricsQuery, now: u64) -> Vec<(Level, u64, u64)> {
+    let (from, to) = edges(q, now);
+    let h0 = from.div_ceil(HOUR_MS) * HOUR_MS;
+    let h1 = to - to % HOUR_MS;
+    if h0 >= h1 {
+        return vec![(Level::Minute, from, to)];
     }
-    let d0 = from.div_ceil(DAY_MS) * DAY_MS;
-    let d1 = to - to % DAY_MS;
-    if d0 >= d1 {
-        return vec![(Level::Hour, from, to)];
+    let mut out = vec![(Level::Minute, from, h0)];
+    let d0 = h0.div_ceil(DAY_MS) * DAY_MS;
+    let d1 = h1 - h1 % DAY_MS;
+    if q.by.contains(&GroupBy::Hour) || d0 >= d1 {
+        out.push((Level::Hour, h0, h1));
+    } else {
+        out.extend([
+            (Level::Hour, h0, d0),
+            (Level::Day, d0, d1),
+            (Level::Hour, d1, h1),
+        ]);
     }
-    vec![
-        (Level::Hour, from, d0),
-        (Level::Day, d0, d1),
-        (Level::Hour, d1, to),
-    ]
+    out.push((Level::Minute, h1, to));
+    out.retain(|(_, a, b)| a < b);
+    out
 }
 
 /// Analytics over a store's rollups: `store.metrics(&query)`.
@@ -451,10 +471,7 @@ pub trait AnalyticsStore: AsRef<Store> {
         let store: &Store = self.as_ref();
         let mut totals = Sum::default();
         let mut groups: BTreeMap<Vec<String>, Sum> = BTreeMap::new();
-        for (level, from, to) in plan(q) {
-            if from >= to {
-                continue;
-            }
+        for (level, from, to) in plan(q, now_ms()) {
             for r in store.rollups(level, from, to) {
                 let (bucket, dims, cell) = r?;
                 if !q.keeps(&dims) {
@@ -497,8 +514,7 @@ impl AnalyticsStore for Store {}
 /// against (`benches/analytics_bench.rs`). Steps, spend and replays are not in it (they are
 /// kept only as events are written).
 pub fn scan_figures(store: &Store, q: &MetricsQuery) -> Result<Figures> {
-    let from = q.since_ms - q.since_ms % HOUR_MS;
-    let to = q.until_ms.div_ceil(HOUR_MS) * HOUR_MS;
+    let (from, to) = edges(q, now_ms());
     let within = |t: u64| (from..to).contains(&t);
     let mut s = Sum::default();
     let mut started = 0;
@@ -568,14 +584,16 @@ mod tests {
     }
 
     #[test]
-    fn a_window_reads_whole_days_from_day_cells() {
+    fn a_window_reads_whole_days_from_day_cells_and_minutes_at_recent_edges() {
         let q = MetricsQuery {
             since_ms: DAY_MS + 5 * HOUR_MS + 10,
             until_ms: 4 * DAY_MS + 2 * HOUR_MS + 1,
             ..MetricsQuery::default()
         };
+        // Long ago: hour resolution.
+        let later = 100 * DAY_MS;
         assert_eq!(
-            plan(&q),
+            plan(&q, later),
             vec![
                 (Level::Hour, DAY_MS + 5 * HOUR_MS, 2 * DAY_MS),
                 (Level::Day, 2 * DAY_MS, 4 * DAY_MS),
@@ -584,9 +602,35 @@ mod tests {
         );
         let by_hour = MetricsQuery {
             by: vec![GroupBy::Hour],
-            ..q
+            ..q.clone()
         };
-        assert_eq!(plan(&by_hour).len(), 1);
+        assert_eq!(plan(&by_hour, later).len(), 1);
+        // Recent: minutes at the ends.
+        let now = 4 * DAY_MS + 3 * HOUR_MS;
+        let m = |t: u64| t - t % MINUTE_MS;
+        let recent = MetricsQuery {
+            since_ms: now - DAY_MS - 7 * MINUTE_MS - 10,
+            until_ms: now - 20 * MINUTE_MS + 1,
+            ..MetricsQuery::default()
+        };
+        assert_eq!(
+            plan(&recent, now),
+            vec![
+                (Level::Minute, m(recent.since_ms), 3 * DAY_MS + 3 * HOUR_MS),
+                (Level::Hour, 3 * DAY_MS + 3 * HOUR_MS, 4 * DAY_MS + 2 * HOUR_MS),
+                (Level::Minute, 4 * DAY_MS + 2 * HOUR_MS, now - 19 * MINUTE_MS),
+            ]
+        );
+        // Inside one hour: minutes only.
+        let five = MetricsQuery {
+            since_ms: now - 5 * MINUTE_MS,
+            until_ms: now,
+            ..MetricsQuery::default()
+        };
+        assert_eq!(
+            plan(&five, now),
+            vec![(Level::Minute, now - 5 * MINUTE_MS, now)]
+        );
     }
 
     #[test]

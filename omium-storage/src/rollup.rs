@@ -1,15 +1,18 @@
-//! Analytics rollups: counters and latency histograms per hour and per day, kept as events
+//! Analytics rollups: counters and latency histograms per minute, hour and day, kept as events
 //! are written, so that an analytics query reads a few cells instead of every execution.
 //!
 //! An event that counts (an execution started or ended, a checkpoint recorded, a failure
 //! detected or recovered, a rollback, a fork, a step replayed from its checkpoint) carries a
 //! [`Delta`] on its audit draft. The committer folds the deltas of each batch into the cells of
-//! the hour and the day of the event and writes the new cell values in the same atomic write
+//! the minute, the hour and the day of the event and writes the new cell values in the same atomic write
 //! as the change itself (read-modify-write in the one committer thread, with a cache of the
 //! cells it wrote last): a crash loses both or neither, and no merge operator is needed, so an
 //! older build that opens the store leaves the family alone.
 //!
-//! Key: `level (b'h' | b'd') ‖ bucket start (ms, u64 BE) ‖ five dimensions`, each a u16 BE
+//! Minute cells serve windows with minute resolution (alert rules, live counters); they are
+//! kept for [`MINUTE_RETENTION_MS`] and then dropped by a range deletion in a later batch.
+//!
+//! Key: `level (b'm' | b'h' | b'd') ‖ bucket start (ms, u64 BE) ‖ five dimensions`, each a u16 BE
 //! length and its bytes: tenant, workflow, agent, step, failure type. Execution-level events
 //! leave agent, step and failure type empty; step events leave failure type empty.
 
@@ -22,19 +25,26 @@ use crate::codec;
 use crate::error::{Error, Result};
 use crate::store::{Cf, Store};
 
-pub const HOUR_MS: u64 = 3_600_000;
+pub const MINUTE_MS: u64 = 60_000;
+pub const HOUR_MS: u64 = 60 * MINUTE_MS;
 pub const DAY_MS: u64 = 24 * HOUR_MS;
+/// How long minute cells are kept: windows that start earlier read hour cells at their edges.
+pub const MINUTE_RETENTION_MS: u64 = 2 * DAY_MS;
 
-/// The two resolutions cells are kept at.
+/// The three resolutions cells are kept at.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Level {
+    Minute,
     Hour,
     Day,
 }
 
 impl Level {
+    pub const ALL: [Level; 3] = [Level::Minute, Level::Hour, Level::Day];
+
     fn byte(self) -> u8 {
         match self {
+            Level::Minute => b'm',
             Level::Hour => b'h',
             Level::Day => b'd',
         }
@@ -42,6 +52,7 @@ impl Level {
 
     pub fn span_ms(self) -> u64 {
         match self {
+            Level::Minute => MINUTE_MS,
             Level::Hour => HOUR_MS,
             Level::Day => DAY_MS,
         }
@@ -396,6 +407,8 @@ pub fn marker_key(exec: &crate::store::ExecKey) -> [u8; 17] {
 #[derive(Default)]
 pub(crate) struct CellCache {
     cells: HashMap<Vec<u8>, Cell>,
+    /// The hour whose expired minute cells were last dropped.
+    pruned_hour: u64,
 }
 
 /// Cells kept in memory at most; past it the cache starts over (cells are re-read).
@@ -413,8 +426,16 @@ impl CellCache {
         if self.cells.len() > CACHE_CELLS {
             self.cells.clear();
         }
+        if !deltas.is_empty() && at_ms / HOUR_MS != self.pruned_hour {
+            // Once an hour, the minute cells past their retention go (one range tombstone).
+            self.pruned_hour = at_ms / HOUR_MS;
+            let through = at_ms.saturating_sub(MINUTE_RETENTION_MS);
+            let mut end = vec![Level::Minute.byte()];
+            end.extend_from_slice(&(through - through % MINUTE_MS).to_be_bytes());
+            batch.delete_range_cf(store.cf(Cf::Rollups), vec![Level::Minute.byte()], end);
+        }
         for d in deltas {
-            for level in [Level::Hour, Level::Day] {
+            for level in Level::ALL {
                 let k = key(level, at_ms - at_ms % level.span_ms(), &d.dims);
                 let cell = match self.cells.get_mut(&k) {
                     Some(c) => c,

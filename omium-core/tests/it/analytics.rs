@@ -310,6 +310,12 @@ fn windows_periods_and_bad_queries() {
     // A window that ended an hour ago sees nothing of it.
     let past = query(serde_json::json!({"since": "3d", "until": "2h"}));
     assert_eq!(store.metrics(&past).unwrap().totals.started, 0);
+    // Recent windows resolve to the minute (alert rules rely on it): one that ended two
+    // minutes ago sees nothing, the last minute sees it.
+    let minutes_ago = query(serde_json::json!({"since": "1h", "until": "2m"}));
+    assert_eq!(store.metrics(&minutes_ago).unwrap().totals.started, 0);
+    let last_minute = query(serde_json::json!({"since": "1m"}));
+    assert_eq!(store.metrics(&last_minute).unwrap().totals.completed, 1);
     // A 30-day window (day cells and hour cells together) sees it once.
     let month = query(serde_json::json!({"since": "30d"}));
     assert_eq!(store.metrics(&month).unwrap().totals.started, 1);
