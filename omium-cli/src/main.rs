@@ -7,6 +7,7 @@
 //! parse. With `--json`, errors are printed to stdout as `{"error":{"code":..,"message":..}}`.
 //! `docs/cli.md` documents every command.
 
+mod alerts;
 mod analytics;
 mod consensus;
 mod control;
@@ -292,6 +293,15 @@ enum Command {
         /// the machine) or none.
         #[arg(long, default_value = "sync")]
         durability: String,
+        /// Evaluate the alert rules of this file while serving (docs/operations.md).
+        #[arg(long)]
+        alerts: Option<PathBuf>,
+    },
+    /// Alert rules over the execution analytics: check a file, evaluate it, see what fires,
+    /// acknowledge (Slack, PagerDuty, email, signed webhooks).
+    Alerts {
+        #[command(subcommand)]
+        command: alerts::AlertsCommand,
     },
     /// Manage a cluster's membership through one of its nodes.
     Cluster {
@@ -469,6 +479,7 @@ fn run(cli: &Cli) -> Result<ExitCode, Error> {
         allowed_hosts,
         socket_group,
         durability,
+        alerts,
     } = &cli.command
     {
         let durability = omium_core::Durability::parse(durability)?;
@@ -479,13 +490,15 @@ fn run(cli: &Cli) -> Result<ExitCode, Error> {
             allowed_hosts: allowed_hosts.clone(),
             socket_group: socket_group.clone(),
         };
-        serve::serve(&cli.store, config, durability)?;
+        let rules = alerts.as_deref().map(omium_core::alerts::load).transpose()?;
+        serve::serve(&cli.store, config, durability, rules)?;
         return Ok(ExitCode::SUCCESS);
     }
     let out = &mut std::io::stdout().lock();
     match &cli.command {
         Command::Node { .. } | Command::Serve { .. } => unreachable!("handled above"),
         Command::Cluster { nodes, command } => consensus::cluster(out, cli.json, nodes, command)?,
+        Command::Alerts { command } => alerts::run(out, cli.json, &cli.store, command)?,
         Command::Sync { nodes, command } => {
             let open = |create: bool| {
                 Store::open_with(

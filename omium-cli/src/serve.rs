@@ -12,6 +12,7 @@ pub fn serve(
     store_path: &Path,
     mut config: ServeConfig,
     durability: Durability,
+    alerts: Option<omium_core::alerts::Rules>,
 ) -> Result<(), Error> {
     if let Ok(keys) = std::env::var("OMIUM_API_KEYS") {
         config.api_keys.extend(
@@ -42,10 +43,14 @@ pub fn serve(
     let rt = crate::consensus::runtime()?;
     rt.block_on(async {
         let daemon = Daemon::start(&store, config).await?;
+        let evaluator = alerts
+            .map(|rules| omium_core::alerts::Evaluator::start(&store, rules))
+            .transpose()?;
         let line = serde_json::json!({
             "serving": store.path(),
             "socket": daemon.socket(),
             "http": daemon.http_addr().map(|a| a.to_string()),
+            "alerts": evaluator.as_ref().map(|e| e.rules().rules.len()),
         });
         let mut out = std::io::stdout().lock();
         let _ = writeln!(out, "{line}");
@@ -62,6 +67,9 @@ pub fn serve(
             _ = tokio::signal::ctrl_c() => {}
         }
         // Open runs are dropped (their executions stay resumable); the socket file is removed.
+        if let Some(e) = evaluator {
+            e.stop();
+        }
         drop(daemon);
         store.flush()?;
         Ok::<(), Error>(())

@@ -41,7 +41,7 @@
 
 #[cfg(feature = "cluster")]
 pub use omium_cluster::{agreement, consensus, sync};
-pub use omium_engine::{analytics, events, expr, json, policy, recovery, report, trace};
+pub use omium_engine::{alerts, analytics, events, expr, json, policy, recovery, report, trace};
 pub use omium_storage::{
     audit, blob, checkpoint, control, error, execution, ext, failures, rollup, store, threads,
     value,

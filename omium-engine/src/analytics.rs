@@ -116,6 +116,8 @@ pub struct MetricsQuery {
     pub tenant: Option<String>,
     pub agent: Option<String>,
     pub step: Option<String>,
+    /// Only failure cells of this type (failures, recoveries, MTTR of one type).
+    pub failure_type: Option<String>,
 }
 
 /// The default window when none is given: the last 24 hours.
@@ -135,7 +137,7 @@ impl MetricsQuery {
     /// A query from its JSON form, the one every binding and the HTTP API pass:
     /// `{"since": "7d" | "2026-11-01" | "2026-11-01T12:00:00Z" | ms, "until": ...,
     /// "by": "workflow,day" | ["workflow", "day"], "workflow": ..., "tenant": ...,
-    /// "agent": ..., "step": ...}`. Missing `since`: 24 hours before `until` (default now).
+    /// "agent": ..., "step": ..., "failure_type": ...}`. Missing `since`: 24 hours before `until` (default now).
     pub fn from_json(v: &Value) -> Result<MetricsQuery> {
         let bad = |what: &'static str, detail: String| Error::InvalidArgument { what, detail };
         let obj = match v {
@@ -149,7 +151,14 @@ impl MetricsQuery {
             }
         };
         let known = [
-            "since", "until", "by", "workflow", "tenant", "agent", "step",
+            "since",
+            "until",
+            "by",
+            "workflow",
+            "tenant",
+            "agent",
+            "step",
+            "failure_type",
         ];
         if let Some(k) = obj.keys().find(|k| !known.contains(&k.as_str())) {
             return Err(bad(
@@ -237,6 +246,7 @@ impl MetricsQuery {
             tenant: text("tenant")?,
             agent: text("agent")?,
             step: text("step")?,
+            failure_type: text("failure_type")?,
         })
     }
 
@@ -246,6 +256,7 @@ impl MetricsQuery {
             && ok(&self.tenant, &d.tenant)
             && ok(&self.agent, &d.agent)
             && ok(&self.step, &d.step)
+            && ok(&self.failure_type, &d.failure_type)
     }
 }
 

@@ -128,6 +128,26 @@ pub const TYPES: &[(&str, &str, &str)] = &[
     ),
     ("gc", "store.gc", "Unreferenced chunks were collected."),
     (
+        "alert.fire",
+        "alert.firing",
+        "An alert rule's condition held for its `for` duration: the alert fired (`data`: the value and where the notice went).",
+    ),
+    (
+        "alert.repeat",
+        "alert.repeated",
+        "A firing, unacknowledged alert was notified again (`repeat`).",
+    ),
+    (
+        "alert.resolve",
+        "alert.resolved",
+        "A firing alert's condition no longer holds: it resolved.",
+    ),
+    (
+        "alert.ack",
+        "alert.acknowledged",
+        "An operator acknowledged a firing alert: no more repeats.",
+    ),
+    (
         "thread.checkpoint",
         "thread.checkpoint_created",
         "A framework (LangGraph, CrewAI) checkpoint was stored.",

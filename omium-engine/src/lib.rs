@@ -16,6 +16,7 @@
 use omium_storage::*;
 use recovery::{FailureInput, Recovery};
 
+pub mod alerts;
 pub mod analytics;
 pub mod events;
 pub mod expr;

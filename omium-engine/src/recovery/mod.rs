@@ -982,7 +982,6 @@ fn public(ip: std::net::IpAddr) -> bool {
 /// Checks where a webhook would go before anything is sent: an http(s) URL whose host is, and
 /// resolves only to, public addresses, unless `allow` names the host or the address.
 pub fn webhook_target(url: &str, allow: &[String]) -> std::result::Result<(), String> {
-    use std::net::{IpAddr, ToSocketAddrs};
     let uri: ureq::http::Uri = url
         .parse()
         .map_err(|_| format!("refused: {url:?} is not a URL"))?;
@@ -997,14 +996,21 @@ pub fn webhook_target(url: &str, allow: &[String]) -> std::result::Result<(), St
     };
     let host = uri
         .host()
-        .ok_or_else(|| format!("refused: {url:?} names no host"))?
+        .ok_or_else(|| format!("refused: {url:?} names no host"))?;
+    host_target(host, uri.port_u16().unwrap_or(if https { 443 } else { 80 }), allow)
+}
+
+/// Checks a host that a notification would reach (a webhook's, an SMTP server's): it is, and
+/// resolves only to, public addresses, unless `allow` names the host or the address.
+pub fn host_target(host: &str, port: u16, allow: &[String]) -> std::result::Result<(), String> {
+    use std::net::{IpAddr, ToSocketAddrs};
+    let host = host
         .trim_start_matches('[')
         .trim_end_matches(']')
         .to_ascii_lowercase();
     if allow.iter().any(|a| a.trim().eq_ignore_ascii_case(&host)) {
         return Ok(());
     }
-    let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
     let (ips, literal): (Vec<IpAddr>, bool) = match host.parse::<IpAddr>() {
         Ok(ip) => (vec![ip], true),
         Err(_) => (
@@ -1034,6 +1040,19 @@ pub fn webhook_target(url: &str, allow: &[String]) -> std::result::Result<(), St
     }
 }
 
+/// The hosts the operator let notifications reach ([`WEBHOOK_ALLOW_ENV`] and
+/// [`allow_webhook_hosts`]).
+pub fn allowed_hosts() -> Vec<String> {
+    let mut allow: Vec<String> = std::env::var(WEBHOOK_ALLOW_ENV)
+        .unwrap_or_default()
+        .split(',')
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect();
+    allow.extend(ALLOWED_WEBHOOK_HOSTS.lock().iter().cloned());
+    allow
+}
+
 /// HMAC-SHA256 of `message` under `key`, hex.
 pub fn webhook_signature(key: &[u8], message: &[u8]) -> String {
     use hmac::Mac;
@@ -1059,17 +1078,20 @@ pub fn post_webhook_as(
     content_type: &str,
     body: &str,
 ) -> std::result::Result<(), String> {
-    let mut allow: Vec<String> = std::env::var(WEBHOOK_ALLOW_ENV)
-        .unwrap_or_default()
-        .split(',')
-        .map(|s| s.trim().to_string())
-        .filter(|s| !s.is_empty())
-        .collect();
-    allow.extend(ALLOWED_WEBHOOK_HOSTS.lock().iter().cloned());
-    webhook_target(url, &allow)?;
     let secret = std::env::var(WEBHOOK_SECRET_ENV)
         .ok()
         .filter(|s| !s.is_empty());
+    post_signed(url, content_type, body, secret.as_deref())
+}
+
+/// [`post_webhook_as`] signed with `secret` (when given) instead of [`WEBHOOK_SECRET_ENV`].
+pub fn post_signed(
+    url: &str,
+    content_type: &str,
+    body: &str,
+    secret: Option<&str>,
+) -> std::result::Result<(), String> {
+    webhook_target(url, &allowed_hosts())?;
     let loopback = ["http://127.0.0.1", "http://localhost", "http://[::1]"]
         .iter()
         .any(|p| url.starts_with(p));
@@ -1087,7 +1109,7 @@ pub fn post_webhook_as(
             std::thread::sleep(Duration::from_millis(200));
         }
         let mut req = agent.post(url).header("content-type", content_type);
-        if let Some(key) = &secret {
+        if let Some(key) = secret {
             let t = now_ms() / 1000;
             let sig = webhook_signature(key.as_bytes(), format!("{t}.{body}").as_bytes());
             req = req.header("omium-signature", format!("t={t},v1={sig}"));

@@ -273,6 +273,29 @@ pub fn call(store: &Store, method: &str, args: Args<'_>) -> Result<Value> {
             let page = store.follow_events(since, limit, &filter, wait)?;
             crate::events::page_json(&page, &crate::events::source(store))
         }
+        "alerts" => json!({
+            "state": crate::alerts::state(store)?,
+            "rules": crate::alerts::running_rules(store).map(|r| to_value(&*r)),
+        }),
+        "alerts.ack" => {
+            let rules =
+                crate::alerts::running_rules(store).ok_or_else(|| Error::InvalidArgument {
+                    what: "alert",
+                    detail: "no alert rules are evaluated here; start omium serve with --alerts FILE"
+                        .into(),
+                })?;
+            let group: BTreeMap<String, String> = a
+                .opt("group", "an object of dimension names to values")?
+                .unwrap_or_default();
+            let by = a.opt_str("by")?.unwrap_or_else(|| "operator".into());
+            to_value(&crate::alerts::acknowledge(
+                store,
+                &rules,
+                &a.str("rule")?,
+                &group,
+                &by,
+            )?)
+        }
         other => {
             return Err(Error::InvalidArgument {
                 what: "method",

@@ -34,6 +34,7 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 
+pub(crate) use document::dotted;
 pub use document::{
     Document, ExecutionConfig, LegacyAction, LegacyPolicy, RecoverySection, Retries, Timeouts, Word,
 };
