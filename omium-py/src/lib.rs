@@ -60,6 +60,7 @@ fn check_durability(durability: &str) -> PyResult<&'static str> {
 fn _omium(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(check_durability, m)?)?;
     m.add_class::<store::Store>()?;
+    m.add_class::<store::AlertEvaluator>()?;
     m.add_class::<run::Run>()?;
     m.add_class::<Condition>()?;
     m.add_class::<recovery::Recovery>()?;

@@ -622,6 +622,39 @@ impl Store {
         self.text(py, move |h| h.metrics(&q))
     }
 
+    /// Starts evaluating alert rules (YAML or JSON text) in a thread of this process.
+    #[pyo3(signature = (text, file=None))]
+    fn start_alerts(&self, py: Python<'_>, text: &str, file: Option<&str>) -> PyResult<AlertEvaluator> {
+        let e = self.call(py, |h| h.start_alerts(text, file))?;
+        Ok(AlertEvaluator {
+            inner: std::sync::Mutex::new(Some(e)),
+        })
+    }
+
+    /// Evaluates alert rules once now; the transitions as JSON text.
+    #[pyo3(signature = (text, file=None))]
+    fn evaluate_alerts(&self, py: Python<'_>, text: &str, file: Option<&str>) -> PyResult<String> {
+        self.text(py, |h| h.evaluate_alerts(text, file))
+    }
+
+    /// The alerts pending or firing (JSON text).
+    fn alerts(&self, py: Python<'_>) -> PyResult<String> {
+        self.text(py, |h| h.alerts())
+    }
+
+    /// Acknowledges the firing alerts of a rule; the transitions as JSON text.
+    #[pyo3(signature = (rule, group=None, by=None))]
+    fn acknowledge_alert(
+        &self,
+        py: Python<'_>,
+        rule: &str,
+        group: Option<std::collections::BTreeMap<String, String>>,
+        by: Option<&str>,
+    ) -> PyResult<String> {
+        let group = group.unwrap_or_default();
+        self.text(py, |h| h.acknowledge_alert(rule, &group, by))
+    }
+
     /// Recovery metrics (JSON text), of one workflow or all.
     #[pyo3(signature = (workflow=None))]
     fn recovery_metrics(&self, py: Python<'_>, workflow: Option<&str>) -> PyResult<String> {
@@ -769,5 +802,37 @@ impl Store {
             self.path.display().to_string(),
             if self.closed() { ", closed" } else { "" }
         )
+    }
+}
+
+/// A thread of this process evaluating alert rules (`omium.start_alerts`).
+#[pyclass(module = "omium._omium")]
+pub struct AlertEvaluator {
+    inner: std::sync::Mutex<Option<omium_core::alerts::Evaluator>>,
+}
+
+#[pymethods]
+impl AlertEvaluator {
+    /// Stops evaluating (after the evaluation under way); idempotent.
+    fn stop(&self, py: Python<'_>) {
+        let e = self.inner.lock().ok().and_then(|mut g| g.take());
+        if let Some(e) = e {
+            py.detach(|| e.stop());
+        }
+    }
+
+    /// Whether it still evaluates.
+    #[getter]
+    fn running(&self) -> bool {
+        self.inner.lock().is_ok_and(|g| g.is_some())
+    }
+
+    /// The last evaluation's error, if it failed.
+    #[getter]
+    fn last_error(&self) -> Option<String> {
+        self.inner
+            .lock()
+            .ok()
+            .and_then(|g| g.as_ref().and_then(|e| e.last_error()))
     }
 }

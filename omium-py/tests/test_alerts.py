@@ -355,3 +355,53 @@ def test_rule_files_are_checked_with_line_and_column(tmp_path):
     out = subprocess.run([omium_bin(), "alerts", "check", str(good)], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert "r: success_rate < 0.9 over 5m" in out.stdout
+
+
+def test_a_long_running_process_evaluates_its_own_rules(tmp_path, monkeypatch):
+    """The embedded evaluator: `omium.start_alerts` in the process that runs the agents."""
+    recv = Receivers()
+    monkeypatch.setenv("OMIUM_WEBHOOK_ALLOW", "127.0.0.1")
+    monkeypatch.setenv("TEST_ALERT_SECRET", SECRET)
+    omium.init(str(tmp_path / "store"))
+    rules = (
+        "evaluate_every: 100ms\n"
+        f"channels:\n  hook:\n    webhook: {{url: '{recv.url}/hook', secret_env: TEST_ALERT_SECRET}}\n"
+        "rules:\n"
+        "  - {name: slow-or-failing, metric: failed, where: {workflow: embedded}, op: '>=', threshold: 1, severity: warning, channels: [hook]}\n"
+    )
+    try:
+        with pytest.raises(omium.OmiumError, match=r"<alerts>:6:37: rules\[0\]\.metric: unknown metric \"faild\"; did you mean \"failed\""):
+            omium.start_alerts(rules.replace("metric: failed", "metric: faild"))
+
+        @omium.workflow("embedded")
+        def flaky(fail: bool) -> str:
+            if fail:
+                raise RuntimeError("upstream down")
+            return "ok"
+
+        with omium.start_alerts(rules) as ev:
+            assert ev.running
+            with pytest.raises(omium.OmiumError, match="one already evaluates"):
+                omium.start_alerts(rules)
+            flaky.run(False, execution_id="e-ok")
+            with pytest.raises(RuntimeError):
+                flaky.run(True, execution_id="e-bad")
+            recv.wait(lambda g: g["hook"])
+            [fired] = recv.got["hook"]
+            assert (fired["status"], fired["value"], fired["severity"]) == ("firing", 1.0, "warning")
+            # The notice goes out before the state is committed: wait for the commit.
+            deadline = time.monotonic() + 30
+            while "slow-or-failing" not in omium.alerts()["state"]["alerts"] and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert omium.alerts()["state"]["alerts"]["slow-or-failing"]["phase"] == "firing"
+            [ack] = omium.acknowledge_alert("slow-or-failing", by="bob")
+            assert ack["status"] == "acknowledged" and ack["delivered"] == {"hook": "ok"}
+            assert ev.last_error is None
+        assert not ev.running
+        with pytest.raises(omium.OmiumError, match="no alert rules are evaluated in this process"):
+            omium.acknowledge_alert("slow-or-failing")
+        # Evaluated once more (a cron job's way): it still fires, so nothing changes.
+        assert omium.evaluate_alerts(rules) == []
+    finally:
+        omium.shutdown()
+        recv.close()

@@ -9,8 +9,9 @@
 //! `alert.resolve`, `alert.ack`: events `alert.firing`, ...), so a restarted evaluator neither
 //! fires again what already fired nor forgets to resolve it. A notice is sent before its
 //! transition is committed: after a crash in between it is sent again (at least once;
-//! PagerDuty deduplicates by the dedup key). A channel that could not be reached is retried at
-//! every evaluation until it is, or until [`MAX_ATTEMPTS`].
+//! PagerDuty deduplicates by the dedup key). A channel that failed (no answer, a 5xx) is tried
+//! again at every evaluation until it answers, or [`MAX_ATTEMPTS`] times; a refusal (an address
+//! the operator did not allow) is recorded and not retried.
 //!
 //! One evaluator runs per store in a process ([`Evaluator::start`]): `omium serve --alerts`
 //! starts one, and a long-running program that embeds Omium starts its own.
@@ -251,8 +252,10 @@ fn deliver(rules: &Rules, names: &[String], n: &Notice, attempts: u32) -> (BTree
                 delivered.insert(name.clone(), "ok".into());
             }
             Err(why) => {
+                // A refusal (an address the operator did not allow, a redirect) will not
+                // change by trying again; a failure (no answer, a 5xx) may.
                 let gone = !rules.channels.contains_key(name);
-                if !gone && attempts + 1 < MAX_ATTEMPTS {
+                if !gone && why.starts_with("failed:") && attempts + 1 < MAX_ATTEMPTS {
                     owed.push(Owed {
                         channel: name.clone(),
                         status: n.status,

@@ -2,6 +2,9 @@
 //! make, with the same results either way. A binding holds a [`StoreHandle`] and never looks at
 //! which kind it is (except for the few calls only an embedded store has: [`StoreHandle::local`]).
 
+use std::collections::BTreeMap;
+
+use omium_storage::store::now_ms;
 use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
 
@@ -290,6 +293,56 @@ impl StoreHandle {
                 .metrics(&MetricsQuery::from_json(query)?)
                 .map(|m| value(&m)),
             StoreHandle::Remote(c) => c.call("metrics", query.clone()),
+        }
+    }
+
+    /// Starts evaluating alert rules (`text`, YAML or JSON; `file` names it in messages) in a
+    /// thread of this process. A daemon evaluates its own (`omium serve --alerts FILE`).
+    pub fn start_alerts(&self, text: &str, file: Option<&str>) -> Result<crate::alerts::Evaluator> {
+        let store = self.local("evaluating alert rules (omium serve --alerts FILE does it for a daemon)")?;
+        crate::alerts::Evaluator::start(store, alert_rules(text, file)?)
+    }
+
+    /// Evaluates alert rules once now: sends the notices of what changed and returns the
+    /// transitions (for a cron job, or a process that evaluates on its own schedule).
+    pub fn evaluate_alerts(&self, text: &str, file: Option<&str>) -> Result<Value> {
+        let store = self.local("evaluating alert rules (omium serve --alerts FILE does it for a daemon)")?;
+        let t = crate::alerts::evaluate(store, &alert_rules(text, file)?, now_ms())?;
+        Ok(value(&t))
+    }
+
+    /// The alerts that are pending or firing, and when the rules were last evaluated.
+    pub fn alerts(&self) -> Result<Value> {
+        match self {
+            StoreHandle::Local(s) => Ok(json!({
+                "state": crate::alerts::state(s)?,
+                "rules": crate::alerts::running_rules(s).map(|r| value(&*r)),
+            })),
+            StoreHandle::Remote(c) => c.call("alerts", json!({})),
+        }
+    }
+
+    /// Acknowledges the firing alerts of `rule` (those of `group`, when given) in the
+    /// evaluator of this process or of the daemon.
+    pub fn acknowledge_alert(
+        &self,
+        rule: &str,
+        group: &BTreeMap<String, String>,
+        by: Option<&str>,
+    ) -> Result<Value> {
+        let by = by.unwrap_or("operator");
+        match self {
+            StoreHandle::Local(s) => {
+                let rules = crate::alerts::running_rules(s).ok_or_else(|| Error::InvalidArgument {
+                    what: "alert",
+                    detail: "no alert rules are evaluated in this process; start them first".into(),
+                })?;
+                crate::alerts::acknowledge(s, &rules, rule, group, by).map(|t| value(&t))
+            }
+            StoreHandle::Remote(c) => c.call(
+                "alerts.ack",
+                json!({"rule": rule, "group": group, "by": by}),
+            ),
         }
     }
 
@@ -771,4 +824,12 @@ impl Handling for RecoveryHandle {
             }
         }
     }
+}
+
+/// Alert rules from text, their problems as an `invalid_argument` naming line and column.
+fn alert_rules(text: &str, file: Option<&str>) -> Result<crate::alerts::Rules> {
+    crate::alerts::parse(text, file).map_err(|p| Error::InvalidArgument {
+        what: "alert rules",
+        detail: p.to_string(),
+    })
 }

@@ -19,7 +19,7 @@ RocksDB store (``omium.init(path=...)``; no server)::
 """
 
 from . import consensus, policy, workflows
-from ._analytics import metrics, record_spend
+from ._analytics import Alerts, acknowledge_alert, alerts, evaluate_alerts, metrics, record_spend, start_alerts
 from ._control import cancel, delete_execution, pause, retry
 from ._events import aevents, events
 from ._omium import FORMAT_VERSION, Store, __version__
@@ -155,6 +155,7 @@ __all__ = [
     "RecoveryOutcome",
     "ReplayDivergence",
     "RunResult",
+    "Alerts",
     "Span",
     "StepDiff",
     "StepFailedError",
@@ -173,7 +174,9 @@ __all__ = [
     "WorkflowNotRegisteredError",
     "WrongExecutionError",
     "__version__",
+    "acknowledge_alert",
     "add_notifier",
+    "alerts",
     "add_validator",
     "aevents",
     "arecover",
@@ -187,6 +190,7 @@ __all__ = [
     "delete_execution",
     "diff",
     "enable_otlp_export",
+    "evaluate_alerts",
     "events",
     "execution",
     "executions",
@@ -230,6 +234,7 @@ __all__ = [
     "set_pricing",
     "shutdown",
     "spans",
+    "start_alerts",
     "tool",
     "tool_call",
     "trace",

@@ -7,6 +7,7 @@ The figures are computed by the core from rollups kept as events are written (se
 from __future__ import annotations
 
 import datetime as _dt
+import os
 import json
 from collections.abc import Iterable
 from typing import Any
@@ -83,3 +84,68 @@ def record_spend(*, cost_usd: float = 0.0, tokens_in: int = 0, tokens_out: int =
         if not isinstance(v, (int, float)) or isinstance(v, bool) or v < 0:
             raise ValueError(f"record_spend: {k} must be a number >= 0, not {v!r}")
         spend[k] = spend.get(k, 0) + v
+
+
+class Alerts:
+    """Alert rules evaluated in a thread of this process (``omium.start_alerts``): every
+    ``evaluate_every`` until ``stop()`` (or the end of a ``with`` block)."""
+
+    def __init__(self, native: Any) -> None:
+        self._native = native
+
+    def stop(self) -> None:
+        self._native.stop()
+
+    @property
+    def running(self) -> bool:
+        return self._native.running
+
+    @property
+    def last_error(self) -> str | None:
+        """The last evaluation's error, if it failed (a rule is skipped, not the others)."""
+        return self._native.last_error
+
+    def __enter__(self) -> Alerts:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def _rules_text(rules: str | os.PathLike[str]) -> tuple[str, str | None]:
+    """A rules document given as text, or as the path of a file."""
+    if isinstance(rules, os.PathLike) or (isinstance(rules, str) and "\n" not in rules and rules.endswith((".yaml", ".yml", ".json"))):
+        path = os.fspath(rules)
+        with open(path, encoding="utf-8") as f:
+            return f.read(), path
+    if not isinstance(rules, str):
+        raise TypeError(f"alert rules: expected YAML or JSON text or a file path, not {rules!r}")
+    return rules, None
+
+
+def start_alerts(rules: str | os.PathLike[str]) -> Alerts:
+    """Evaluates alert rules (YAML or JSON text, or a ``.yaml``/``.json`` file) in a thread of
+    this process until ``stop()``: threshold rules over ``omium.metrics`` that notify Slack,
+    PagerDuty, email and signed webhooks (``docs/operations.md``, "Alert rules"). A daemon
+    evaluates its own (``omium serve --alerts FILE``)."""
+    text, file = _rules_text(rules)
+    return Alerts(_runtime.store().start_alerts(text, file))
+
+
+def evaluate_alerts(rules: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """Evaluates alert rules once now (a cron job's way): sends what changed and returns the
+    transitions (``rule``, ``group``, ``status``, ``repeat``, ``value``, ``delivered``)."""
+    text, file = _rules_text(rules)
+    return json.loads(_runtime.store().evaluate_alerts(text, file))
+
+
+def alerts() -> dict[str, Any]:
+    """The alerts pending or firing (``state.alerts``), when the rules were last evaluated
+    (``state.evaluated_ms``), and the rules an evaluator of this process (or the daemon) runs."""
+    return json.loads(_runtime.store().alerts())
+
+
+def acknowledge_alert(rule: str, *, group: dict[str, str] | None = None, by: str | None = None) -> list[dict[str, Any]]:
+    """Acknowledges the firing alerts of ``rule`` (only ``group``'s, when given): no more
+    repeats, and every channel hears it (PagerDuty's ``acknowledge``)."""
+    return json.loads(_runtime.store().acknowledge_alert(rule, group, by))
