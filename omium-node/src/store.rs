@@ -658,6 +658,45 @@ impl Store {
         blocking(move || s.metrics(&query.unwrap_or(Value::Null))).await
     }
 
+    /// Starts evaluating alert rules (YAML or JSON text) in a thread of this process.
+    #[napi]
+    pub fn start_alerts(&self, text: String, file: Option<String>) -> Result<AlertEvaluator> {
+        let e = self
+            .handle()?
+            .start_alerts(&text, file.as_deref())
+            .map_err(crate::convert::err)?;
+        Ok(AlertEvaluator {
+            inner: std::sync::Mutex::new(Some(e)),
+        })
+    }
+
+    /// Evaluates alert rules once now; returns the transitions.
+    #[napi]
+    pub async fn evaluate_alerts(&self, text: String, file: Option<String>) -> Result<Value> {
+        let s = self.handle()?;
+        blocking(move || s.evaluate_alerts(&text, file.as_deref())).await
+    }
+
+    /// The alerts pending or firing.
+    #[napi]
+    pub async fn alerts(&self) -> Result<Value> {
+        let s = self.handle()?;
+        blocking(move || s.alerts()).await
+    }
+
+    /// Acknowledges the firing alerts of a rule; returns the transitions.
+    #[napi]
+    pub async fn acknowledge_alert(
+        &self,
+        rule: String,
+        group: Option<std::collections::HashMap<String, String>>,
+        by: Option<String>,
+    ) -> Result<Value> {
+        let s = self.handle()?;
+        let group = group.unwrap_or_default().into_iter().collect();
+        blocking(move || s.acknowledge_alert(&rule, &group, by.as_deref())).await
+    }
+
     /// Recovery metrics (MTTR, recovery rate, ...), of one workflow or all.
     #[napi]
     pub async fn recovery_metrics(&self, workflow: Option<String>) -> Result<Value> {
@@ -823,5 +862,43 @@ impl Store {
             t = t.with_durability(d);
         }
         Ok(crate::threads::Threads::new(t))
+    }
+}
+
+/// A thread of this process evaluating alert rules (`omium.startAlerts`).
+#[napi]
+pub struct AlertEvaluator {
+    inner: std::sync::Mutex<Option<omium_core::alerts::Evaluator>>,
+}
+
+#[napi]
+impl AlertEvaluator {
+    /// Stops evaluating (after the evaluation under way); idempotent.
+    #[napi]
+    pub async fn stop(&self) -> Result<()> {
+        let e = self.inner.lock().ok().and_then(|mut g| g.take());
+        if let Some(e) = e {
+            blocking(move || {
+                e.stop();
+                Ok(())
+            })
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Whether it still evaluates.
+    #[napi(getter)]
+    pub fn running(&self) -> bool {
+        self.inner.lock().is_ok_and(|g| g.is_some())
+    }
+
+    /// The last evaluation's error, if it failed.
+    #[napi(getter)]
+    pub fn last_error(&self) -> Option<String> {
+        self.inner
+            .lock()
+            .ok()
+            .and_then(|g| g.as_ref().and_then(|e| e.last_error()))
     }
 }

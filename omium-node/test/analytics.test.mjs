@@ -59,3 +59,63 @@ test("recordSpend records a step's own spend, counted as saved when the step is 
     (e) => e.code === "invalid_argument",
   );
 });
+
+test("a long-running process evaluates its own alert rules: fire once, acknowledge, resolve", async (t) => {
+  const { createServer } = await import("node:http");
+  const got = [];
+  let wake = () => {};
+  const server = createServer((req, res) => {
+    let body = "";
+    req.on("data", (c) => (body += c));
+    req.on("end", () => {
+      got.push(JSON.parse(body));
+      res.end("ok");
+      wake();
+    });
+  });
+  await new Promise((r) => server.listen(0, "127.0.0.1", r));
+  t.after(() => server.close());
+  const waitFor = async (pred) => {
+    for (let i = 0; i < 600 && !pred(); i++) await new Promise((r) => ((wake = r), setTimeout(r, 100)));
+    assert.ok(pred(), JSON.stringify(got));
+  };
+  process.env.OMIUM_WEBHOOK_ALLOW = "127.0.0.1";
+  t.after(() => delete process.env.OMIUM_WEBHOOK_ALLOW);
+  await omium.init({ path: tempDir(t) });
+  t.after(() => omium.shutdown());
+  const rules = [
+    "evaluate_every: 100ms",
+    "channels:",
+    `  hook: {webhook: {url: "http://127.0.0.1:${server.address().port}/hook"}}`,
+    "rules:",
+    "  - {name: node-failing, metric: failed, where: {workflow: node-alerts}, op: '>=', threshold: 1, channels: [hook]}",
+  ].join("\n");
+  assert.throws(() => omium.startAlerts(rules.replace("op: '>='", "op: '=>'")), (e) => e.code === "invalid_argument" && /<alerts>:5:\d+: rules\[0\]\.op/.test(e.message));
+
+  let fail = true;
+  const wf = omium.workflow("node-alerts", async () => {
+    if (fail) throw new Error("upstream down");
+    return "ok";
+  });
+  const ev = omium.startAlerts(rules);
+  t.after(() => ev.stop());
+  assert.equal(ev.running, true);
+  await assert.rejects(wf.run(undefined, { executionId: "n1" }));
+  await waitFor(() => got.length === 1);
+  assert.deepEqual([got[0].status, got[0].value, got[0].rule], ["firing", 1, "node-failing"]);
+  // The notice goes out before the state is committed: wait for the commit.
+  for (let i = 0; i < 300 && !(await omium.alerts()).state.alerts["node-failing"]; i++) await new Promise((r) => setTimeout(r, 20));
+  const [ack] = await omium.acknowledgeAlert("node-failing", { by: "carol" });
+  assert.deepEqual([ack.status, ack.delivered.hook], ["acknowledged", "ok"]);
+  await ev.stop();
+  assert.equal(ev.running, false);
+  // A window with no failure in it resolves it, evaluated once (a cron job's way).
+  const [resolved] = await omium.evaluateAlerts(rules.replace("workflow: node-alerts", "workflow: nothing-here"));
+  assert.deepEqual([resolved.status, resolved.delivered.hook], ["resolved", "ok"]);
+  await waitFor(() => got.length === 3);
+  assert.deepEqual(
+    got.map((m) => m.status),
+    ["firing", "acknowledged", "resolved"],
+  );
+  assert.equal(got[2].by, "carol");
+});

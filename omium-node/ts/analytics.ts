@@ -4,7 +4,9 @@
  * The core computes the figures from rollups kept as events are written, so a query reads a
  * few cells whatever the number of executions (docs/operations.md has the definitions).
  */
-import { call } from "./errors";
+import { readFileSync } from "node:fs";
+
+import { call, callSync } from "./errors";
 import { store } from "./runtime";
 
 export type GroupBy = "workflow" | "agent" | "tenant" | "step" | "failure_type" | "hour" | "day" | "week" | "month";
@@ -77,4 +79,66 @@ export async function metrics(query: MetricsQuery = {}): Promise<MetricsReport> 
   const time = (t: string | number | Date | undefined) => (t instanceof Date ? t.getTime() : t);
   const q = { ...query, since: time(query.since), until: time(query.until) };
   return (await call(() => store().metrics(q))) as unknown as MetricsReport;
+}
+
+/** Alert rules evaluated in a thread of this process (`startAlerts`), until `stop()`. */
+export interface Alerts {
+  stop(): Promise<void>;
+  readonly running: boolean;
+  /** The last evaluation's error, if it failed. */
+  readonly lastError: string | null;
+}
+
+/** One change of an alert, as its audit entry records it. */
+export interface AlertTransition {
+  rule: string;
+  group: Record<string, string>;
+  status: "firing" | "resolved" | "acknowledged";
+  repeat: boolean;
+  value: number | null;
+  /** Channel name → "ok" or why not. */
+  delivered: Record<string, string>;
+}
+
+function rulesText(rules: string): [string, string | undefined] {
+  if (!rules.includes("\n") && /\.(ya?ml|json)$/.test(rules)) {
+    return [readFileSync(rules, "utf8"), rules];
+  }
+  return [rules, undefined];
+}
+
+/**
+ * Evaluates alert rules (YAML or JSON text, or the path of a `.yaml`/`.json` file) in a
+ * thread of this process: threshold rules over `metrics()` that notify Slack, PagerDuty,
+ * email and signed webhooks (docs/operations.md, "Alert rules"). A daemon evaluates its own
+ * (`omium serve --alerts FILE`).
+ */
+export function startAlerts(rules: string): Alerts {
+  const [text, file] = rulesText(rules);
+  const native = callSync(() => store().startAlerts(text, file));
+  return {
+    stop: () => native.stop(),
+    get running() {
+      return native.running;
+    },
+    get lastError() {
+      return native.lastError ?? null;
+    },
+  };
+}
+
+/** Evaluates alert rules once now (a cron job's way); returns what changed. */
+export async function evaluateAlerts(rules: string): Promise<AlertTransition[]> {
+  const [text, file] = rulesText(rules);
+  return (await call(() => store().evaluateAlerts(text, file))) as unknown as AlertTransition[];
+}
+
+/** The alerts pending or firing, and the rules an evaluator of this process (or the daemon) runs. */
+export async function alerts(): Promise<{ state: { alerts: Record<string, unknown>; evaluated_ms: number }; rules: unknown }> {
+  return (await call(() => store().alerts())) as never;
+}
+
+/** Acknowledges the firing alerts of `rule` (only `group`'s, when given): no more repeats; every channel hears it. */
+export async function acknowledgeAlert(rule: string, options: { group?: Record<string, string>; by?: string } = {}): Promise<AlertTransition[]> {
+  return (await call(() => store().acknowledgeAlert(rule, options.group, options.by))) as unknown as AlertTransition[];
 }

@@ -98,7 +98,19 @@ export {
   push,
   syncStatus,
 } from "./workflow";
-export { type Figures, type GroupBy, type MetricsQuery, type MetricsReport, metrics } from "./analytics";
+export {
+  acknowledgeAlert,
+  type AlertTransition,
+  type Alerts,
+  alerts,
+  evaluateAlerts,
+  type Figures,
+  type GroupBy,
+  type MetricsQuery,
+  type MetricsReport,
+  metrics,
+  startAlerts,
+} from "./analytics";
 export { type CloudEvent, type EventsOptions, events } from "./events";
 export { type ControlOptions, type ControlReply, cancel, deleteExecution, pause, retry } from "./control";
 export {

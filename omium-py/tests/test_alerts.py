@@ -230,7 +230,8 @@ def test_an_alert_fires_once_repeats_until_acknowledged_and_resolves_once(tmp_pa
     monkeypatch.setenv("TEST_PD_KEY", PD_KEY)
     monkeypatch.setenv("TEST_ALERT_SECRET", SECRET)
     store = tmp_path / "store"
-    d = Daemon(store, "--http", "127.0.0.1:0", "--socket", str(sockdir / "a.sock"), "--api-key", KEY, "--alerts", str(_rules(tmp_path, recv, controller.port, ca_file)))
+    rules = _rules(tmp_path, recv, controller.port, ca_file)
+    d = Daemon(store, "--http", "127.0.0.1:0", "--socket", str(sockdir / "a.sock"), "--api-key", KEY, "--alerts", str(rules))
     assert d.info["alerts"] == 1
     omium.init(url=d.http_url, api_key=KEY)
     try:
@@ -280,7 +281,9 @@ def test_an_alert_fires_once_repeats_until_acknowledged_and_resolves_once(tmp_pa
         while _status(store)["evaluated_ms"] < (acked_at + 1.5) * 1000 and time.monotonic() < deadline:
             time.sleep(0.1)
         assert sum(m["repeat"] for m in recv.got["hook"]) == repeats_at_ack
-        again = subprocess.run([omium_bin(), "alerts", "ack", "batch-failing", "--url", d.http_url, "--api-key", KEY], capture_output=True, text=True)
+        again = subprocess.run(
+            [omium_bin(), "alerts", "ack", "batch-failing", "--url", d.http_url, "--api-key", KEY], capture_output=True, text=True
+        )
         assert again.returncode != 0 and "nothing of rule" in again.stderr, again.stderr
 
         # Recovery: three successes make it 3/5 = 0.6, above the threshold: one resolve each.
@@ -307,7 +310,9 @@ def test_an_alert_fires_once_repeats_until_acknowledged_and_resolves_once(tmp_pa
         recv.close()
 
     # The history is in the audit log, as events.
-    feed = subprocess.run([omium_bin(), "--store", str(store), "--json", "events", "--type", "alert."], capture_output=True, text=True, check=True)
+    feed = subprocess.run(
+        [omium_bin(), "--store", str(store), "--json", "events", "--type", "alert."], capture_output=True, text=True, check=True
+    )
     kinds = [json.loads(line)["type"] for line in feed.stdout.splitlines()]
     assert kinds[0] == "io.omium.alert.firing" and kinds[-1] == "io.omium.alert.resolved", kinds
     assert kinds.count("io.omium.alert.firing") == 1 and kinds.count("io.omium.alert.acknowledged") == 1, kinds
@@ -332,10 +337,11 @@ def test_mail_is_not_sent_in_clear_text_to_a_server_without_starttls(tmp_path, m
         omium.shutdown()
         rules = tmp_path / "r.yaml"
         rules.write_text(
-            "channels:\n  mail:\n    email: {smtp: '127.0.0.1:%d', from: a@example.com, to: [b@example.com]}\n"
-            "rules:\n  - {name: any-failure, metric: failed, threshold: 0, channels: [mail]}\n" % plain.port
+            f"channels:\n  mail:\n    email: {{smtp: '127.0.0.1:{plain.port}', from: a@example.com, to: [b@example.com]}}\n"
+            "rules:\n  - {name: any-failure, metric: failed, threshold: 0, channels: [mail]}\n"
         )
-        out = subprocess.run([omium_bin(), "--store", str(store), "--json", "alerts", "run", str(rules), "--once"], capture_output=True, text=True)
+        once = [omium_bin(), "--store", str(store), "--json", "alerts", "run", str(rules), "--once"]
+        out = subprocess.run(once, capture_output=True, text=True)
         assert out.returncode == 0, out.stderr
         [t] = json.loads(out.stdout)
         assert t["status"] == "firing" and t["delivered"]["mail"].startswith("failed: TLS"), t
@@ -346,7 +352,10 @@ def test_mail_is_not_sent_in_clear_text_to_a_server_without_starttls(tmp_path, m
 
 def test_rule_files_are_checked_with_line_and_column(tmp_path):
     bad = tmp_path / "bad.yaml"
-    bad.write_text("channels:\n  h: {webhook: {url: 'https://hooks.example.com/x'}}\nrules:\n  - name: r\n    metric: sucess_rate\n    threshold: 0.9\n    channels: [h]\n")
+    bad.write_text(
+        "channels:\n  h: {webhook: {url: 'https://hooks.example.com/x'}}\n"
+        "rules:\n  - name: r\n    metric: sucess_rate\n    threshold: 0.9\n    channels: [h]\n"
+    )
     out = subprocess.run([omium_bin(), "alerts", "check", str(bad)], capture_output=True, text=True)
     assert out.returncode != 0
     assert f"{bad}:5:13: rules[0].metric: unknown metric" in out.stderr and 'did you mean "success_rate"' in out.stderr, out.stderr
@@ -367,7 +376,8 @@ def test_a_long_running_process_evaluates_its_own_rules(tmp_path, monkeypatch):
         "evaluate_every: 100ms\n"
         f"channels:\n  hook:\n    webhook: {{url: '{recv.url}/hook', secret_env: TEST_ALERT_SECRET}}\n"
         "rules:\n"
-        "  - {name: slow-or-failing, metric: failed, where: {workflow: embedded}, op: '>=', threshold: 1, severity: warning, channels: [hook]}\n"
+        "  - {name: slow-or-failing, metric: failed, where: {workflow: embedded}, op: '>=', threshold: 1,\n"
+        "     severity: warning, channels: [hook]}\n"
     )
     try:
         with pytest.raises(omium.OmiumError, match=r"<alerts>:6:37: rules\[0\]\.metric: unknown metric \"faild\"; did you mean \"failed\""):

@@ -7,8 +7,8 @@ The figures are computed by the core from rollups kept as events are written (se
 from __future__ import annotations
 
 import datetime as _dt
-import os
 import json
+import os
 from collections.abc import Iterable
 from typing import Any
 
