@@ -51,7 +51,11 @@ pub fn run(
         AlertsCommand::Check { file } => {
             let rules = alerts::load(file)?;
             if as_json {
-                let _ = writeln!(out, "{}", serde_json::to_string_pretty(&rules).expect("rules serialize"));
+                let _ = writeln!(
+                    out,
+                    "{}",
+                    serde_json::to_string_pretty(&rules).expect("rules serialize")
+                );
             } else {
                 let _ = writeln!(
                     out,
@@ -88,7 +92,12 @@ pub fn run(
                 return Ok(());
             }
             let evaluator = alerts::Evaluator::start(&store, rules)?;
-            let _ = writeln!(out, "evaluating alert rules of {} on {}", file.display(), store_path.display());
+            let _ = writeln!(
+                out,
+                "evaluating alert rules of {} on {}",
+                file.display(),
+                store_path.display()
+            );
             let _ = out.flush();
             wait_for_signal()?;
             evaluator.stop();
@@ -114,7 +123,8 @@ pub fn run(
             }
             let client = omium_core::serve::Client::connect(url, api_key.as_deref())?;
             let by = by.clone().unwrap_or_else(|| {
-                std::env::var("USER").map_or("operator".into(), |u| format!("{u} (omium alerts ack)"))
+                std::env::var("USER")
+                    .map_or("operator".into(), |u| format!("{u} (omium alerts ack)"))
             });
             let t: Vec<Transition> = serde_json::from_value(client.call(
                 "alerts.ack",
@@ -145,7 +155,11 @@ fn wait_for_signal() -> Result<(), Error> {
 
 fn print_transitions(out: &mut impl Write, as_json: bool, t: &[Transition]) {
     if as_json {
-        let _ = writeln!(out, "{}", serde_json::to_string(t).expect("transitions serialize"));
+        let _ = writeln!(
+            out,
+            "{}",
+            serde_json::to_string(t).expect("transitions serialize")
+        );
         return;
     }
     if t.is_empty() {
@@ -153,14 +167,22 @@ fn print_transitions(out: &mut impl Write, as_json: bool, t: &[Transition]) {
     }
     for t in t {
         let group: Vec<String> = t.group.iter().map(|(k, v)| format!("{k}={v}")).collect();
-        let sent: Vec<String> = t.delivered.iter().map(|(c, r)| format!("{c}: {r}")).collect();
+        let sent: Vec<String> = t
+            .delivered
+            .iter()
+            .map(|(c, r)| format!("{c}: {r}"))
+            .collect();
         let _ = writeln!(
             out,
             "{}{} {}{} (value {}) → {}",
             t.status.as_str(),
             if t.repeat { " again" } else { "" },
             t.rule,
-            if group.is_empty() { String::new() } else { format!(" [{}]", group.join(", ")) },
+            if group.is_empty() {
+                String::new()
+            } else {
+                format!(" [{}]", group.join(", "))
+            },
             t.value.map_or("no data".into(), |v| v.to_string()),
             sent.join("; ")
         );
@@ -169,7 +191,11 @@ fn print_transitions(out: &mut impl Write, as_json: bool, t: &[Transition]) {
 
 fn print_state(out: &mut impl Write, as_json: bool, st: &AlertState) {
     if as_json {
-        let _ = writeln!(out, "{}", serde_json::to_string(st).expect("the state serializes"));
+        let _ = writeln!(
+            out,
+            "{}",
+            serde_json::to_string(st).expect("the state serializes")
+        );
         return;
     }
     if st.evaluated_ms == 0 {
@@ -191,7 +217,11 @@ fn print_state(out: &mut impl Write, as_json: bool, st: &AlertState) {
             "{:<9} {}{} since {} value {}{}",
             format!("{:?}", a.phase).to_lowercase(),
             a.rule,
-            if group.is_empty() { String::new() } else { format!(" [{}]", group.join(", ")) },
+            if group.is_empty() {
+                String::new()
+            } else {
+                format!(" [{}]", group.join(", "))
+            },
             omium_core::rfc3339_ms(a.fired_ms.unwrap_or(a.since_ms) as i64),
             a.value.map_or("no data".into(), |v| v.to_string()),
             a.acknowledged_by

@@ -490,7 +490,10 @@ fn run(cli: &Cli) -> Result<ExitCode, Error> {
             allowed_hosts: allowed_hosts.clone(),
             socket_group: socket_group.clone(),
         };
-        let rules = alerts.as_deref().map(omium_core::alerts::load).transpose()?;
+        let rules = alerts
+            .as_deref()
+            .map(omium_core::alerts::load)
+            .transpose()?;
         serve::serve(&cli.store, config, durability, rules)?;
         return Ok(ExitCode::SUCCESS);
     }

@@ -628,8 +628,16 @@ mod tests {
             plan(&recent, now),
             vec![
                 (Level::Minute, m(recent.since_ms), 3 * DAY_MS + 3 * HOUR_MS),
-                (Level::Hour, 3 * DAY_MS + 3 * HOUR_MS, 4 * DAY_MS + 2 * HOUR_MS),
-                (Level::Minute, 4 * DAY_MS + 2 * HOUR_MS, now - 19 * MINUTE_MS),
+                (
+                    Level::Hour,
+                    3 * DAY_MS + 3 * HOUR_MS,
+                    4 * DAY_MS + 2 * HOUR_MS
+                ),
+                (
+                    Level::Minute,
+                    4 * DAY_MS + 2 * HOUR_MS,
+                    now - 19 * MINUTE_MS
+                ),
             ]
         );
         // Inside one hour: minutes only.

@@ -888,6 +888,34 @@ omium_status omium_store_control(struct omium_store *store,
                                  const char *by,
                                  struct omium_buffer *out_json);
 
+// Evaluates alert rules once now (`docs/operations.md`, "Alert rules"): `rules` is the rules
+// document (YAML or JSON text). Sends the notices of what changed (Slack, PagerDuty, email,
+// signed webhooks) and writes the transitions into `*out_json` as a JSON array of `{"rule",
+// "group", "status", "repeat", "value", "delivered"}`. A C program calls it on its own
+// schedule (every `evaluate_every`); the alerts' state is kept in the store, so each breach
+// fires once. A document with a problem is `OMIUM_ERR_INVALID_ARGUMENT` naming its line and
+// column. Not through `omium_store_connect`: the daemon evaluates its own (`--alerts FILE`).
+//
+// Ownership: the caller frees `*out_json` with `omium_buffer_free`. Thread-safety: any
+// thread; evaluations of one store are serialized.
+//
+// # Safety
+// `store` is NULL or an open store handle; `rules` is NULL or NUL-terminated; `out_json` is
+// NULL or valid for writing an `omium_buffer`.
+omium_status omium_store_evaluate_alerts(struct omium_store *store,
+                                         const char *rules,
+                                         struct omium_buffer *out_json);
+
+// The alerts that are pending or firing: `{"state": {"alerts": {...}, "evaluated_ms"},
+// "rules"}` into `*out_json` (also through `omium_store_connect`: the daemon's alerts).
+//
+// Ownership: the caller frees `*out_json` with `omium_buffer_free`. Thread-safety: any thread.
+//
+// # Safety
+// `store` is NULL or an open store handle; `out_json` is NULL or valid for writing an
+// `omium_buffer`.
+omium_status omium_store_alerts(struct omium_store *store, struct omium_buffer *out_json);
+
 // Execution analytics (`docs/operations.md`): the figures of a window, optionally grouped,
 // written into `*out_json` as `{"since", "until", "by", "totals": {...}, "groups": [...]}`.
 // `query_json` (NULL: the last 24 hours) is a JSON object: `{"since": "7d" | "2026-11-01" |

@@ -495,6 +495,58 @@ pub unsafe extern "C" fn omium_store_control(
     })
 }
 
+/// Evaluates alert rules once now (`docs/operations.md`, "Alert rules"): `rules` is the rules
+/// document (YAML or JSON text). Sends the notices of what changed (Slack, PagerDuty, email,
+/// signed webhooks) and writes the transitions into `*out_json` as a JSON array of `{"rule",
+/// "group", "status", "repeat", "value", "delivered"}`. A C program calls it on its own
+/// schedule (every `evaluate_every`); the alerts' state is kept in the store, so each breach
+/// fires once. A document with a problem is `OMIUM_ERR_INVALID_ARGUMENT` naming its line and
+/// column. Not through `omium_store_connect`: the daemon evaluates its own (`--alerts FILE`).
+///
+/// Ownership: the caller frees `*out_json` with `omium_buffer_free`. Thread-safety: any
+/// thread; evaluations of one store are serialized.
+///
+/// # Safety
+/// `store` is NULL or an open store handle; `rules` is NULL or NUL-terminated; `out_json` is
+/// NULL or valid for writing an `omium_buffer`.
+#[no_mangle]
+pub unsafe extern "C" fn omium_store_evaluate_alerts(
+    store: *mut omium_store,
+    rules: *const c_char,
+    out_json: *mut omium_buffer,
+) -> omium_status {
+    guard("omium_store_evaluate_alerts", || {
+        // SAFETY (argument reads): the caller's promises.
+        let out = unsafe { out_arg(out_json, "out_json", omium_buffer::EMPTY) }?;
+        let text = unsafe { str_arg(rules, "rules") }?;
+        let t = unsafe { with_store(store, |s| Ok(s.evaluate_alerts(text, None)?)) }?;
+        *out = json::buffer(&t);
+        Ok(())
+    })
+}
+
+/// The alerts that are pending or firing: `{"state": {"alerts": {...}, "evaluated_ms"},
+/// "rules"}` into `*out_json` (also through `omium_store_connect`: the daemon's alerts).
+///
+/// Ownership: the caller frees `*out_json` with `omium_buffer_free`. Thread-safety: any thread.
+///
+/// # Safety
+/// `store` is NULL or an open store handle; `out_json` is NULL or valid for writing an
+/// `omium_buffer`.
+#[no_mangle]
+pub unsafe extern "C" fn omium_store_alerts(
+    store: *mut omium_store,
+    out_json: *mut omium_buffer,
+) -> omium_status {
+    guard("omium_store_alerts", || {
+        // SAFETY (argument reads): the caller's promises.
+        let out = unsafe { out_arg(out_json, "out_json", omium_buffer::EMPTY) }?;
+        let v = unsafe { with_store(store, |s| Ok(s.alerts()?)) }?;
+        *out = json::buffer(&v);
+        Ok(())
+    })
+}
+
 /// Execution analytics (`docs/operations.md`): the figures of a window, optionally grouped,
 /// written into `*out_json` as `{"since", "until", "by", "totals": {...}, "groups": [...]}`.
 /// `query_json` (NULL: the last 24 hours) is a JSON object: `{"since": "7d" | "2026-11-01" |

@@ -1767,6 +1767,42 @@ fn metrics_answer_the_analytics_of_a_query() {
     assert_eq!(m["groups"][0]["key"]["step"], "a", "{m}");
     assert_eq!(m["groups"][0]["figures"]["steps"], 2, "{m}");
 
+    // Alert rules evaluated by the C program on its own schedule: the failure fires once; the
+    // webhook to a loopback address the operator did not allow is refused, not retried.
+    let rules = c"channels: {hook: {webhook: {url: 'http://127.0.0.1:9/x'}}}\nrules: [{name: c-failing, metric: failed, threshold: 0, channels: [hook]}]";
+    ok(unsafe { omium_store_evaluate_alerts(store, rules.as_ptr(), &mut out) });
+    let t = take_json(&mut out);
+    assert_eq!(
+        (&t[0]["rule"], &t[0]["status"]),
+        (&json!("c-failing"), &json!("firing")),
+        "{t}"
+    );
+    assert!(
+        t[0]["delivered"]["hook"]
+            .as_str()
+            .unwrap()
+            .starts_with("refused: 127.0.0.1 is a loopback"),
+        "{t}"
+    );
+    ok(unsafe { omium_store_evaluate_alerts(store, rules.as_ptr(), &mut out) });
+    assert_eq!(take_json(&mut out), json!([]), "a breach fires once");
+    ok(unsafe { omium_store_alerts(store, &mut out) });
+    assert_eq!(
+        take_json(&mut out)["state"]["alerts"]["c-failing"]["phase"],
+        "firing"
+    );
+    fails(
+        unsafe {
+            omium_store_evaluate_alerts(
+                store,
+                c"rules: [{name: x, metric: nope, threshold: 1}]".as_ptr(),
+                &mut out,
+            )
+        },
+        OMIUM_ERR_INVALID_ARGUMENT,
+        "omium_store_evaluate_alerts: ",
+        &["<alerts>:1:", "unknown metric \"nope\""],
+    );
     fails(
         unsafe { omium_store_metrics(store, c"{\"since\": \"soon\"}".as_ptr(), &mut out) },
         OMIUM_ERR_INVALID_ARGUMENT,

@@ -624,7 +624,12 @@ impl Store {
 
     /// Starts evaluating alert rules (YAML or JSON text) in a thread of this process.
     #[pyo3(signature = (text, file=None))]
-    fn start_alerts(&self, py: Python<'_>, text: &str, file: Option<&str>) -> PyResult<AlertEvaluator> {
+    fn start_alerts(
+        &self,
+        py: Python<'_>,
+        text: &str,
+        file: Option<&str>,
+    ) -> PyResult<AlertEvaluator> {
         let e = self.call(py, |h| h.start_alerts(text, file))?;
         Ok(AlertEvaluator {
             inner: std::sync::Mutex::new(Some(e)),

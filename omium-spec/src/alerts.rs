@@ -46,10 +46,7 @@ pub const METRICS: &[(&str, &str)] = &[
         "success_rate",
         "completed ÷ (completed + failed + cancelled)",
     ),
-    (
-        "failure_rate",
-        "failed ÷ (completed + failed + cancelled)",
-    ),
+    ("failure_rate", "failed ÷ (completed + failed + cancelled)"),
     (
         "execution_p50_ms",
         "median execution latency, creation to end",
@@ -59,7 +56,10 @@ pub const METRICS: &[(&str, &str)] = &[
     ("step_p50_ms", "median step latency"),
     ("step_p95_ms", "95th percentile step latency"),
     ("step_p99_ms", "99th percentile step latency"),
-    ("failures", "failures detected (every type, or `where: failure_type`)"),
+    (
+        "failures",
+        "failures detected (every type, or `where: failure_type`)",
+    ),
     ("recovered", "failures recovered"),
     ("mttr_ms", "mean time from a failure to its recovery"),
     ("retries", "retries taken"),
@@ -207,7 +207,11 @@ impl Rule {
             self.window
         );
         if !self.filter.is_empty() {
-            let f: Vec<String> = self.filter.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            let f: Vec<String> = self
+                .filter
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
             s.push_str(&format!(" ({})", f.join(", ")));
         }
         s
@@ -430,7 +434,10 @@ fn check(doc: &Rules, root: &Node) -> Result<(), Problem> {
             } else {
                 let mut p = path.to_vec();
                 p.extend_from_slice(field);
-                Err(at(&p, format!("expected an http:// or https:// URL, found {u:?}")))
+                Err(at(
+                    &p,
+                    format!("expected an http:// or https:// URL, found {u:?}"),
+                ))
             }
         };
         if let Some(s) = &ch.slack {
@@ -454,7 +461,10 @@ fn check(doc: &Rules, root: &Node) -> Result<(), Problem> {
             if e.smtp.trim().is_empty() || e.smtp.contains('/') {
                 return Err(at(
                     &p("smtp"),
-                    format!("expected host or host:port of an SMTP server, found {:?}", e.smtp),
+                    format!(
+                        "expected host or host:port of an SMTP server, found {:?}",
+                        e.smtp
+                    ),
                 ));
             }
             for (i, addr) in std::iter::once(&e.from).chain(&e.to).enumerate() {
@@ -510,10 +520,7 @@ fn check(doc: &Rules, root: &Node) -> Result<(), Problem> {
             if !GROUPS.contains(&g.as_str()) {
                 let j = j.to_string();
                 return Err(choice(
-                    at(
-                        &["rules", &idx, "by", &j],
-                        format!("unknown group {g:?}"),
-                    ),
+                    at(&["rules", &idx, "by", &j], format!("unknown group {g:?}")),
                     g,
                     GROUPS,
                 ));
@@ -535,7 +542,10 @@ fn check(doc: &Rules, root: &Node) -> Result<(), Problem> {
         if !(60_000..=MAX_WINDOW_MS).contains(&window) {
             return Err(at(
                 &p("window"),
-                format!("a window is 1m to 24h (analytics resolve to the minute), found {}", r.window),
+                format!(
+                    "a window is 1m to 24h (analytics resolve to the minute), found {}",
+                    r.window
+                ),
             ));
         }
         if r.channels.is_empty() {
@@ -652,7 +662,11 @@ rules:
         let e = bad("metric: success_rate", "metric: sucess_rate");
         assert_eq!((e.at.line, e.at.column), (17, 13));
         assert_eq!(e.suggestion.as_deref(), Some("success_rate"));
-        assert!(e.to_string().starts_with("a.yaml:17:13: rules[0].metric: unknown metric"), "{e}");
+        assert!(
+            e.to_string()
+                .starts_with("a.yaml:17:13: rules[0].metric: unknown metric"),
+            "{e}"
+        );
 
         let e = bad("channels: [ops-slack,", "channels: [ops-slak,");
         assert_eq!(e.suggestion.as_deref(), Some("ops-slack"));
@@ -676,19 +690,29 @@ rules:
         assert!(e.message.contains("unknown duration unit"), "{e}");
         assert_eq!(e.path, "rules[0].for");
 
-        let e = bad("routing_key_env: OMIUM_PD_KEY", "routing_key_env: K, routing_key: k");
+        let e = bad(
+            "routing_key_env: OMIUM_PD_KEY",
+            "routing_key_env: K, routing_key: k",
+        );
         assert!(e.message.contains("exactly one of routing_key"), "{e}");
 
         let e = bad("to: [oncall@example.com]", "to: [oncall]");
         assert_eq!(e.path, "channels.mail.email.to[0]");
 
         let e = bad("severity: critical", "severity: urgent");
-        assert!(e.to_string().contains("valid: critical, error, warning, info"), "{e}");
+        assert!(
+            e.to_string()
+                .contains("valid: critical, error, warning, info"),
+            "{e}"
+        );
 
         let e = bad("    slack: {webhook:", "    slak: {webhook:");
         assert_eq!(e.suggestion.as_deref(), Some("slack"));
 
-        let e = bad("  - name: checkout-success\n", "  - name: checkout-success\n    colour: red\n");
+        let e = bad(
+            "  - name: checkout-success\n",
+            "  - name: checkout-success\n    colour: red\n",
+        );
         assert_eq!(e.value.as_deref(), Some("colour"));
 
         let twice = format!(

@@ -116,11 +116,15 @@ impl Notice {
         let mut field = |k: &str, v: String| lines.push(format!("{k}: {v}"));
         field(
             "condition",
-            format!("{} {} {} over {}", self.metric, self.op, self.threshold, self.window),
+            format!(
+                "{} {} {} over {}",
+                self.metric, self.op, self.threshold, self.window
+            ),
         );
         field(
             "value",
-            self.value.map_or("no data".into(), |v| round(v).to_string()),
+            self.value
+                .map_or("no data".into(), |v| round(v).to_string()),
         );
         field("started", self.started_at.clone());
         if let Some(r) = &self.resolved_at {
@@ -205,7 +209,12 @@ pub fn pagerduty_body(n: &Notice, routing_key: &str) -> Value {
 /// Sends `n` through `ch`, saying why not when it could not.
 pub fn send(ch: &Channel, n: &Notice) -> Result<(), String> {
     if let Some(s) = &ch.slack {
-        return post_signed(&s.webhook, "application/json", &slack_body(n).to_string(), None);
+        return post_signed(
+            &s.webhook,
+            "application/json",
+            &slack_body(n).to_string(),
+            None,
+        );
     }
     if let Some(pd) = &ch.pagerduty {
         let key = match (&pd.routing_key, &pd.routing_key_env) {
@@ -213,10 +222,17 @@ pub fn send(ch: &Channel, n: &Notice) -> Result<(), String> {
             (None, Some(var)) => std::env::var(var)
                 .ok()
                 .filter(|k| !k.is_empty())
-                .ok_or_else(|| format!("failed: the environment variable {var} (the routing key) is not set"))?,
+                .ok_or_else(|| {
+                    format!("failed: the environment variable {var} (the routing key) is not set")
+                })?,
             (None, None) => return Err("failed: no routing key".into()),
         };
-        return post_signed(&pd.url, "application/json", &pagerduty_body(n, &key).to_string(), None);
+        return post_signed(
+            &pd.url,
+            "application/json",
+            &pagerduty_body(n, &key).to_string(),
+            None,
+        );
     }
     if let Some(w) = &ch.webhook {
         let var = w.secret_env.as_deref().unwrap_or(WEBHOOK_SECRET_ENV);
@@ -232,14 +248,20 @@ pub fn send(ch: &Channel, n: &Notice) -> Result<(), String> {
 
 /// The host and port of `smtp` (`host`, `host:port`, `[v6]:port`).
 fn host_port(smtp: &str, security: SmtpSecurity) -> Result<(String, u16), String> {
-    let default = if security == SmtpSecurity::Tls { 465 } else { 587 };
+    let default = if security == SmtpSecurity::Tls {
+        465
+    } else {
+        587
+    };
     let s = smtp.trim();
     if let Some(rest) = s.strip_prefix('[') {
         let (h, p) = rest
             .split_once(']')
             .ok_or_else(|| format!("refused: {smtp:?} is not host:port"))?;
         let port = match p.strip_prefix(':') {
-            Some(p) => p.parse().map_err(|_| format!("refused: bad port in {smtp:?}"))?,
+            Some(p) => p
+                .parse()
+                .map_err(|_| format!("refused: bad port in {smtp:?}"))?,
             None => default,
         };
         return Ok((h.to_string(), port));
@@ -247,7 +269,8 @@ fn host_port(smtp: &str, security: SmtpSecurity) -> Result<(String, u16), String
     match s.rsplit_once(':') {
         Some((h, p)) if !h.contains(':') => Ok((
             h.to_string(),
-            p.parse().map_err(|_| format!("refused: bad port in {smtp:?}"))?,
+            p.parse()
+                .map_err(|_| format!("refused: bad port in {smtp:?}"))?,
         )),
         _ => Ok((s.to_string(), default)),
     }
@@ -299,7 +322,9 @@ fn send_email(e: &EmailChannel, n: &Notice) -> Result<(), String> {
         .subject(n.headline())
         .header(ContentType::TEXT_PLAIN);
     for to in &e.to {
-        builder = builder.to(to.parse().map_err(|err| format!("failed: to {to:?}: {err}"))?);
+        builder = builder.to(to
+            .parse()
+            .map_err(|err| format!("failed: to {to:?}: {err}"))?);
     }
     let msg: Message = builder
         .body(n.text())
@@ -339,10 +364,19 @@ mod tests {
     #[test]
     fn smtp_addresses() {
         let st = SmtpSecurity::Starttls;
-        assert_eq!(host_port("mail.example.com", st).unwrap(), ("mail.example.com".into(), 587));
-        assert_eq!(host_port("127.0.0.1:2525", st).unwrap(), ("127.0.0.1".into(), 2525));
+        assert_eq!(
+            host_port("mail.example.com", st).unwrap(),
+            ("mail.example.com".into(), 587)
+        );
+        assert_eq!(
+            host_port("127.0.0.1:2525", st).unwrap(),
+            ("127.0.0.1".into(), 2525)
+        );
         assert_eq!(host_port("[::1]:25", st).unwrap(), ("::1".into(), 25));
-        assert_eq!(host_port("m.example.com", SmtpSecurity::Tls).unwrap().1, 465);
+        assert_eq!(
+            host_port("m.example.com", SmtpSecurity::Tls).unwrap().1,
+            465
+        );
         assert!(host_port("m:x", st).is_err());
     }
 }

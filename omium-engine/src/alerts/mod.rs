@@ -23,8 +23,8 @@ use std::path::PathBuf;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use omium_storage::store::{now_ms, Cf};
 use omium_storage::audit::AuditDraft;
+use omium_storage::store::{now_ms, Cf};
 use omium_storage::Store;
 use parking_lot::{Condvar, Mutex};
 use rocksdb::WriteBatch;
@@ -155,7 +155,11 @@ pub fn metric_value(rule: &Rule, f: &Figures) -> Option<f64> {
 }
 
 /// The rule's value per group now.
-fn measure(store: &Store, rule: &Rule, now: u64) -> Result<Vec<(BTreeMap<String, String>, Option<f64>)>> {
+fn measure(
+    store: &Store,
+    rule: &Rule,
+    now: u64,
+) -> Result<Vec<(BTreeMap<String, String>, Option<f64>)>> {
     let f = |k: &str| rule.filter.get(k).cloned();
     let q = MetricsQuery {
         since_ms: now.saturating_sub(rule.window.as_millis()),
@@ -199,11 +203,21 @@ fn dedup_key(store_id: &str, key: &str, fired_ms: u64) -> String {
     if k.len() <= 255 {
         k
     } else {
-        format!("omium/{}", crate::hex(blake3::hash(k.as_bytes()).as_bytes()))
+        format!(
+            "omium/{}",
+            crate::hex(blake3::hash(k.as_bytes()).as_bytes())
+        )
     }
 }
 
-fn notice_of(a: &Alert, rule: Option<&Rule>, status: Status, repeat: bool, store_id: &str, now: u64) -> Notice {
+fn notice_of(
+    a: &Alert,
+    rule: Option<&Rule>,
+    status: Status,
+    repeat: bool,
+    store_id: &str,
+    now: u64,
+) -> Notice {
     let mut n = match rule {
         Some(r) => Notice::new(r, status, repeat),
         None => {
@@ -239,7 +253,12 @@ fn notice_of(a: &Alert, rule: Option<&Rule>, status: Status, repeat: bool, store
 }
 
 /// Sends the notice to each channel; returns channel → `ok` or why not, and what is still owed.
-fn deliver(rules: &Rules, names: &[String], n: &Notice, attempts: u32) -> (BTreeMap<String, String>, Vec<Owed>) {
+fn deliver(
+    rules: &Rules,
+    names: &[String],
+    n: &Notice,
+    attempts: u32,
+) -> (BTreeMap<String, String>, Vec<Owed>) {
     let mut delivered = BTreeMap::new();
     let mut owed = Vec::new();
     for name in names {
@@ -284,7 +303,8 @@ pub fn evaluate(store: &Store, rules: &Rules, now: u64) -> Result<Vec<Transition
         let owed = std::mem::take(&mut a.owed);
         for o in owed {
             let n = notice_of(a, rules.rule(&a.rule), o.status, o.repeat, &store_id, now);
-            let (delivered, again) = deliver(rules, std::slice::from_ref(&o.channel), &n, o.attempts);
+            let (delivered, again) =
+                deliver(rules, std::slice::from_ref(&o.channel), &n, o.attempts);
             a.owed.extend(again);
             out.push(Transition {
                 rule: a.rule.clone(),
@@ -474,7 +494,14 @@ pub fn acknowledge(
             continue;
         }
         a.acknowledged_by = Some(by.to_string());
-        let n = notice_of(a, rules.rule(rule), Status::Acknowledged, false, &store_id, now);
+        let n = notice_of(
+            a,
+            rules.rule(rule),
+            Status::Acknowledged,
+            false,
+            &store_id,
+            now,
+        );
         let (delivered, owed) = deliver(rules, &a.channels.clone(), &n, 0);
         a.owed.extend(owed);
         out.push(Transition {
@@ -638,6 +665,9 @@ mod tests {
     fn dedup_keys_are_bounded() {
         let k = dedup_key("s", &"x".repeat(300), 5);
         assert!(k.len() <= 255 && k.starts_with("omium/"));
-        assert_eq!(dedup_key("s", "r\u{1f}workflow=a", 7), "omium/s/r,workflow=a/7");
+        assert_eq!(
+            dedup_key("s", "r\u{1f}workflow=a", 7),
+            "omium/s/r,workflow=a/7"
+        );
     }
 }

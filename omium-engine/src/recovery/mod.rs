@@ -997,7 +997,11 @@ pub fn webhook_target(url: &str, allow: &[String]) -> std::result::Result<(), St
     let host = uri
         .host()
         .ok_or_else(|| format!("refused: {url:?} names no host"))?;
-    host_target(host, uri.port_u16().unwrap_or(if https { 443 } else { 80 }), allow)
+    host_target(
+        host,
+        uri.port_u16().unwrap_or(if https { 443 } else { 80 }),
+        allow,
+    )
 }
 
 /// Checks a host that a notification would reach (a webhook's, an SMTP server's): it is, and

@@ -299,14 +299,16 @@ impl StoreHandle {
     /// Starts evaluating alert rules (`text`, YAML or JSON; `file` names it in messages) in a
     /// thread of this process. A daemon evaluates its own (`omium serve --alerts FILE`).
     pub fn start_alerts(&self, text: &str, file: Option<&str>) -> Result<crate::alerts::Evaluator> {
-        let store = self.local("evaluating alert rules (omium serve --alerts FILE does it for a daemon)")?;
+        let store =
+            self.local("evaluating alert rules (omium serve --alerts FILE does it for a daemon)")?;
         crate::alerts::Evaluator::start(store, alert_rules(text, file)?)
     }
 
     /// Evaluates alert rules once now: sends the notices of what changed and returns the
     /// transitions (for a cron job, or a process that evaluates on its own schedule).
     pub fn evaluate_alerts(&self, text: &str, file: Option<&str>) -> Result<Value> {
-        let store = self.local("evaluating alert rules (omium serve --alerts FILE does it for a daemon)")?;
+        let store =
+            self.local("evaluating alert rules (omium serve --alerts FILE does it for a daemon)")?;
         let t = crate::alerts::evaluate(store, &alert_rules(text, file)?, now_ms())?;
         Ok(value(&t))
     }
@@ -333,10 +335,12 @@ impl StoreHandle {
         let by = by.unwrap_or("operator");
         match self {
             StoreHandle::Local(s) => {
-                let rules = crate::alerts::running_rules(s).ok_or_else(|| Error::InvalidArgument {
-                    what: "alert",
-                    detail: "no alert rules are evaluated in this process; start them first".into(),
-                })?;
+                let rules =
+                    crate::alerts::running_rules(s).ok_or_else(|| Error::InvalidArgument {
+                        what: "alert",
+                        detail: "no alert rules are evaluated in this process; start them first"
+                            .into(),
+                    })?;
                 crate::alerts::acknowledge(s, &rules, rule, group, by).map(|t| value(&t))
             }
             StoreHandle::Remote(c) => c.call(

@@ -281,8 +281,9 @@ pub fn call(store: &Store, method: &str, args: Args<'_>) -> Result<Value> {
             let rules =
                 crate::alerts::running_rules(store).ok_or_else(|| Error::InvalidArgument {
                     what: "alert",
-                    detail: "no alert rules are evaluated here; start omium serve with --alerts FILE"
-                        .into(),
+                    detail:
+                        "no alert rules are evaluated here; start omium serve with --alerts FILE"
+                            .into(),
                 })?;
             let group: BTreeMap<String, String> = a
                 .opt("group", "an object of dimension names to values")?
