@@ -15,7 +15,7 @@ import { expand, tempDir } from "./helpers.mjs";
 const root = fileURLToPath(new URL("../../tests/conformance/scenarios/", import.meta.url));
 const worker = fileURLToPath(new URL("./fixtures/scenario-worker.mjs", import.meta.url));
 const scenarios = readdirSync(root).filter((f) => f.endsWith(".json")).sort();
-const FEATURES = new Set(["kill", "retries", "conditions", "rollback", "fork", "resume", "policy", "recovery", "calls", "consensus", "timeouts", "events", "metrics"]);
+const FEATURES = new Set(["kill", "retries", "conditions", "rollback", "fork", "resume", "policy", "recovery", "calls", "consensus", "timeouts", "events", "metrics", "alerts"]);
 
 test("the suite is there", () => {
   assert.ok(scenarios.length >= 20, `only ${scenarios.length} scenarios in ${root}`);
@@ -79,6 +79,9 @@ for (const file of scenarios) {
       if (final.metrics !== undefined) {
         const { totals } = await omium.metrics({ since: "1h" });
         assert.deepEqual(Object.fromEntries(Object.keys(final.metrics).map((k) => [k, totals[k]])), final.metrics, JSON.stringify(totals));
+      }
+      for (const [i, expected] of (final.alerts?.evaluations ?? []).entries()) {
+        assert.deepEqual(await omium.evaluateAlerts(final.alerts.rules), expected, `alert evaluation ${i}`);
       }
       for (const [a, b, expected] of final.diff ?? []) {
         assert.deepEqual((await omium.diff(a, b)).map((d) => [d.position, d.differs]), expected, `diff of ${a} and ${b}`);

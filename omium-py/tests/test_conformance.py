@@ -32,6 +32,7 @@ FEATURES = {
     "timeouts",
     "events",
     "metrics",
+    "alerts",
 }
 
 
@@ -101,6 +102,9 @@ def check_final(final: dict[str, Any], store: pathlib.Path) -> None:
         if "metrics" in final:
             totals = omium.metrics(since="1h")["totals"]
             assert {k: totals[k] for k in final["metrics"]} == final["metrics"], totals
+        if "alerts" in final:
+            for i, expected in enumerate(final["alerts"]["evaluations"]):
+                assert omium.evaluate_alerts(final["alerts"]["rules"]) == expected, f"alert evaluation {i}"
         for a, b, expected in final.get("diff", []):
             assert [[d.position, d.differs] for d in omium.diff(a, b)] == expected, f"diff of {a} and {b}"
         report = omium.verify()

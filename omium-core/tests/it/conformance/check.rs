@@ -232,6 +232,18 @@ pub fn run_scenario(path: &Path, scenario: &Value, worker: &str) {
             assert_eq!(&totals[k], v, "{name}: metrics {k} in {totals}");
         }
     }
+    if let Some(a) = final_.get("alerts") {
+        let rules = omium_core::alerts::parse(a["rules"].as_str().unwrap(), None).unwrap();
+        for (i, expected) in a["evaluations"].as_array().unwrap().iter().enumerate() {
+            let got =
+                omium_core::alerts::evaluate(&s, &rules, omium_core::store::now_ms()).unwrap();
+            assert_eq!(
+                &serde_json::to_value(&got).unwrap(),
+                expected,
+                "{name}: evaluation {i}"
+            );
+        }
+    }
     for d in final_["diff"].as_array().into_iter().flatten() {
         let (a, b) = (d[0].as_str().unwrap(), d[1].as_str().unwrap());
         let got: Vec<Value> = s

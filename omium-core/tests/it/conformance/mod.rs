@@ -39,6 +39,7 @@ const FEATURES: &[&str] = &[
     "timeouts",
     "events",
     "metrics",
+    "alerts",
 ];
 
 #[test]
