@@ -12,7 +12,7 @@
 //! Minute cells serve windows with minute resolution (alert rules, live counters); they are
 //! kept for [`MINUTE_RETENTION_MS`] and then dropped by a range deletion in a later batch.
 //!
-//! Key: `level (b'm' | b'h' | b'd') ‖ bucket start (ms, u64 BE) ‖ five dimensions`, each a u16 BE
+//! Key: `level (b'i' | b'h' | b'd') ‖ bucket start (ms, u64 BE) ‖ five dimensions`, each a u16 BE
 //! length and its bytes: tenant, workflow, agent, step, failure type. Execution-level events
 //! leave agent, step and failure type empty; step events leave failure type empty.
 
@@ -44,7 +44,8 @@ impl Level {
 
     fn byte(self) -> u8 {
         match self {
-            Level::Minute => b'm',
+            // Not `m`: that prefix is the step-tally markers' (`marker_key`).
+            Level::Minute => b'i',
             Level::Hour => b'h',
             Level::Day => b'd',
         }
@@ -491,6 +492,15 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cell_levels_and_tally_markers_have_their_own_prefixes() {
+        // A minute scan or the minute cells' range deletion must never reach a marker.
+        let marker = marker_key(&[0; 16])[0];
+        for l in Level::ALL {
+            assert_ne!(l.byte(), marker, "{l:?}");
+        }
+    }
 
     #[test]
     fn keys_round_trip_and_sort_by_bucket() {
