@@ -154,12 +154,11 @@ pub fn metric_value(rule: &Rule, f: &Figures) -> Option<f64> {
     }
 }
 
+/// A group's dimension values (`by:`) and the rule's metric for it.
+type Measured = (BTreeMap<String, String>, Option<f64>);
+
 /// The rule's value per group now.
-fn measure(
-    store: &Store,
-    rule: &Rule,
-    now: u64,
-) -> Result<Vec<(BTreeMap<String, String>, Option<f64>)>> {
+fn measure(store: &Store, rule: &Rule, now: u64) -> Result<Vec<Measured>> {
     let f = |k: &str| rule.filter.get(k).cloned();
     let q = MetricsQuery {
         since_ms: now.saturating_sub(rule.window.as_millis()),
