@@ -55,6 +55,7 @@ fn print(out: &mut impl Write, as_json: bool, r: &Reply) {
                 Action::Cancel => "cancelled",
                 Action::Resume => "resumed",
                 Action::Retry => "retried",
+                Action::Recover => "recovered",
                 Action::Delete => "deleted",
             },
             r.status.as_deref().unwrap_or("-")

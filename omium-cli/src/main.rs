@@ -219,6 +219,16 @@ enum Command {
         #[arg(long)]
         by: Option<String>,
     },
+    /// Make an execution resumable again whatever stopped it — a run that died (still
+    /// `running` with no live run), a failure, a cancel, a pause: the application's next
+    /// recover() continues it from its last checkpoint.
+    Recover {
+        execution: String,
+        #[arg(long)]
+        reason: Option<String>,
+        #[arg(long)]
+        by: Option<String>,
+    },
     /// Erase an execution (data-subject requests): its record, checkpoints, input and
     /// output, and the chunks no other checkpoint uses; the audit log keeps who erased what.
     Delete {
@@ -774,6 +784,11 @@ fn run(cli: &Cli) -> Result<ExitCode, Error> {
             reason,
             by,
         }
+        | Command::Recover {
+            execution,
+            reason,
+            by,
+        }
         | Command::Delete {
             execution,
             reason,
@@ -783,6 +798,7 @@ fn run(cli: &Cli) -> Result<ExitCode, Error> {
                 Command::Pause { .. } => Action::Pause,
                 Command::Cancel { .. } => Action::Cancel,
                 Command::Retry { .. } => Action::Retry,
+                Command::Recover { .. } => Action::Recover,
                 _ => Action::Delete,
             };
             let store = open_reader(cli)?;

@@ -72,6 +72,16 @@ pub const TYPES: &[(&str, &str, &str)] = &[
         "An operator retried a failed or cancelled execution: it is resumable.",
     ),
     (
+        "lease.takeover",
+        "lease.taken_over",
+        "A run took over an execution that a run now gone left running (its process died or its lease expired); `data` names the previous holder.",
+    ),
+    (
+        "execution.recover",
+        "execution.recovered",
+        "An operator made the execution resumable again, whatever stopped it (a run that died, a failure, a cancel, a pause).",
+    ),
+    (
         "control.pause",
         "control.pause_requested",
         "An operator asked a running execution to pause at its next step boundary.",

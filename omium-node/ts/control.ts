@@ -1,5 +1,5 @@
 /**
- * Operator controls: pause, cancel, retry or delete an execution from outside the code that
+ * Operator controls: pause, cancel, retry, recover or delete an execution from outside the code that
  * runs it. A pause or cancel of an execution a run holds reaches that run at its next step
  * boundary (the run rejects with `ExecutionPaused` / `ExecutionCancelled` before the step's body
  * runs); otherwise it applies at once. Every control is audited with `by` and `reason` and is an
@@ -17,7 +17,7 @@ export interface ControlOptions {
 
 /** What became of a control. */
 export interface ControlReply {
-  action: "pause" | "cancel" | "resume" | "retry" | "delete";
+  action: "pause" | "cancel" | "resume" | "retry" | "recover" | "delete";
   execution: string;
   /** `applied` at once, or `requested`: a run holds the execution and stops at its next step. */
   result: "applied" | "requested";
@@ -43,6 +43,16 @@ export function cancel(executionId: string, options: ControlOptions = {}): Promi
 /** Makes a failed or cancelled execution resumable: `recover()` or a run with its id continues it. */
 export function retry(executionId: string, options: ControlOptions = {}): Promise<ControlReply> {
   return control("retry", executionId, options);
+}
+
+/**
+ * Makes an execution resumable again whatever stopped it — a run that died (still `running`
+ * with no live run), a failure, a cancel, a pause: `recover()` (or a run with its id) continues
+ * it from its last checkpoint. A completed execution, one already resumable, and one a live run
+ * holds are refused.
+ */
+export function recoverExecution(executionId: string, options: ControlOptions = {}): Promise<ControlReply> {
+  return control("recover", executionId, options);
 }
 
 /** Erases an execution (its record, checkpoints, input, output and unshared chunks); audited. */

@@ -133,3 +133,26 @@ def test_controls_from_python_reach_a_run_of_this_process(store):
     assert omium.cancel("s1")["status"] == "cancelled"
     assert omium.retry("s1")["status"] == "pending"
     assert omium.delete_execution("s1", reason="test")["erased"]["checkpoints"] == 2
+
+
+def test_recover_from_the_cli_makes_a_killed_run_resumable_and_refuses_what_needs_no_recovery(tmp_path):
+    store = tmp_path / "store"
+    proc, log, gate = start(store, tmp_path, "job-5")
+    wait_for_line(proc, log, "enter 1")
+    proc.kill()  # SIGKILL: the execution stays `running` with no live run
+    proc.wait(30)
+    assert cli(store, "show", "job-5")["status"] == "running"
+    reply = cli(store, "recover", "job-5", "--reason", "worker node lost", "--by", "ops")
+    assert (reply["action"], reply["result"], reply["status"]) == ("recover", "applied", "pending")
+    p = subprocess.run([omium_bin(), "--store", str(store), "recover", "job-5"], capture_output=True, text=True)
+    assert p.returncode == 1 and "it is resumable already" in p.stderr, p.stderr
+    proc, log, gate = start(store, tmp_path, "job-5")
+    gate.touch()
+    assert outcome(proc)["outcome"] == "completed"
+    assert entered(log).count("enter 0") == 1, "the recorded step was not run again"
+    p = subprocess.run([omium_bin(), "--store", str(store), "recover", "job-5"], capture_output=True, text=True)
+    assert p.returncode == 1 and "it has completed" in p.stderr, p.stderr
+    feed = [omium_bin(), "--store", str(store), "--json", "events", "--type", "execution.recovered"]
+    events = subprocess.run(feed, capture_output=True, text=True, check=True)
+    [e] = [json.loads(line) for line in events.stdout.splitlines()]
+    assert e["subject"] == "job-5" and e["data"]["by"] == "ops", e

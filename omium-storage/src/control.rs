@@ -41,6 +41,10 @@ pub enum Action {
     Resume,
     /// A failed or cancelled execution becomes resumable (status `pending`).
     Retry,
+    /// Whatever stopped it — a run that died (status `running` with no live run), a failure,
+    /// a cancel, a pause — the execution becomes resumable (status `pending`): the
+    /// application's next `recover()` continues it from its last checkpoint.
+    Recover,
     /// Erase the execution: its record, checkpoints, input and output, and the chunks no other
     /// checkpoint uses.
     Delete,
@@ -53,6 +57,7 @@ impl Action {
             Action::Cancel => "cancel",
             Action::Resume => "resume",
             Action::Retry => "retry",
+            Action::Recover => "recover",
             Action::Delete => "delete",
         }
     }
@@ -64,13 +69,14 @@ impl Action {
             "cancel" => Action::Cancel,
             "resume" => Action::Resume,
             "retry" => Action::Retry,
+            "recover" => Action::Recover,
             "delete" => Action::Delete,
             other => {
                 return Err(Error::InvalidArgument {
                     what: "control",
                     detail: format!(
                         "{other:?}; expected one of \"pause\", \"cancel\", \"resume\", \"retry\", \
-                         \"delete\""
+                         \"recover\", \"delete\""
                     ),
                 })
             }
@@ -208,9 +214,21 @@ impl Store {
                     (Action::Retry, _) => {
                         return Err(refuse("only a failed or cancelled execution is retried"))
                     }
+                    (Action::Recover, Status::Completed) => return Err(refuse("it has completed")),
+                    (Action::Recover, Status::Pending) => {
+                        return Err(refuse(
+                            "it is resumable already; the application's recover() continues it",
+                        ))
+                    }
+                    (Action::Recover, Status::Running) if st.running => {
+                        return Err(refuse("a live run holds it; pause or cancel it first"))
+                    }
+                    (Action::Recover, _) => (Status::Pending, "execution.recover"),
                     (Action::Delete, _) => unreachable!("handled above"),
                 };
-                if action == Action::Resume {
+                if action == Action::Resume
+                    || (action == Action::Recover && e.status == Status::Paused)
+                {
                     if let Some(f) = self.resumed_failure(execution, &request.by, false)? {
                         self.put_failure_in(batch, &f)?;
                     }

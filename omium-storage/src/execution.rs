@@ -411,6 +411,22 @@ impl Store {
                         });
                     }
                     Some(e) => {
+                        if e.status == Status::Running {
+                            // Left running by a run that is gone (no live run of this writer
+                            // holds it): this run takes its lease over.
+                            if let Some(old) = &e.lease {
+                                audit.push(AuditDraft::new(
+                                    "lease.takeover",
+                                    format!("execution/{execution_id}"),
+                                    serde_json::json!({
+                                        "previous": {"owner": old.owner, "host": old.host, "pid": old.pid},
+                                        "expired": old.expires_at_ms <= now,
+                                        "expires_at_ms": old.expires_at_ms,
+                                    })
+                                    .to_string(),
+                                ));
+                            }
+                        }
                         e.status = Status::Running;
                         e.attempts += 1;
                         e.lease = Some(lease.clone());

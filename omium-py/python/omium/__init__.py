@@ -20,7 +20,7 @@ RocksDB store (``omium.init(path=...)``; no server)::
 
 from . import consensus, policy, workflows
 from ._analytics import Alerts, acknowledge_alert, alerts, evaluate_alerts, metrics, record_spend, start_alerts
-from ._control import cancel, delete_execution, pause, retry
+from ._control import cancel, delete_execution, pause, recover_execution, retry
 from ._events import aevents, events
 from ._omium import FORMAT_VERSION, Store, __version__
 from ._recovery import (
@@ -217,6 +217,7 @@ __all__ = [
     "pull",
     "push",
     "recover",
+    "recover_execution",
     "recovery_metrics",
     "record_spend",
     "register_fallback",

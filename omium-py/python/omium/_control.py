@@ -1,4 +1,4 @@
-"""Operator controls: pause, cancel, retry or delete an execution from outside the code that
+"""Operator controls: pause, cancel, retry, recover or delete an execution from outside the code that
 runs it. A pause or cancel of an execution a run holds reaches that run at its next step
 boundary (the run raises :class:`omium.ExecutionPaused` / :class:`omium.ExecutionCancelled`
 before the step's body runs); otherwise it applies at once. Every control is audited with
@@ -34,6 +34,14 @@ def retry(execution_id: str, *, reason: str | None = None, by: str | None = None
     """Makes a failed or cancelled execution resumable: ``omium.recover()`` (or a run with its
     id) continues it from its last checkpoint."""
     return _control("retry", execution_id, reason, by)
+
+
+def recover_execution(execution_id: str, *, reason: str | None = None, by: str | None = None) -> dict[str, Any]:
+    """Makes an execution resumable again whatever stopped it — a run that died (still
+    ``running`` with no live run), a failure, a cancel, a pause: ``omium.recover()`` (or a run
+    with its id) continues it from its last checkpoint. A completed execution, one already
+    resumable, and one a live run holds are refused."""
+    return _control("recover", execution_id, reason, by)
 
 
 def delete_execution(execution_id: str, *, reason: str | None = None, by: str | None = None) -> dict[str, Any]:
