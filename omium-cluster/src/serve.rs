@@ -308,6 +308,7 @@ impl App {
             "run.fail" => done(r.fail(&a.str("error")?)),
             "run.pause" => done(r.pause(&a.str("reason")?)),
             "run.heartbeat" => done(r.heartbeat()),
+            "run.check_control" => done(r.check_control(&a.str("step")?)),
             "run.execution" => Ok(json!(r.execution())),
             other => Err(Error::InvalidArgument {
                 what: "method",

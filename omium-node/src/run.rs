@@ -259,6 +259,13 @@ impl Run {
         blocking(move || run.heartbeat()).await
     }
 
+    /// Carries out a pause or cancel asked for while step `step` awaits (rejects with it).
+    #[napi]
+    pub async fn check_control(&self, step: String) -> Result<()> {
+        let run = self.get()?;
+        blocking(move || run.check_control(&step)).await
+    }
+
     #[napi]
     pub fn execution(&self) -> Result<Value> {
         let e = self.get()?.execution().map_err(crate::convert::err)?;

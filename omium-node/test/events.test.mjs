@@ -87,3 +87,26 @@ test("operator controls reach a run of this process at its next step and are eve
   assert.deepEqual(types.slice(-4), ["execution.paused", "execution.cancelled", "execution.retried", "execution.deleted"]);
   assert.ok(types.includes("control.pause_requested"), types.join(","));
 });
+
+test("a cancel or a pause interrupts a step that awaits", async (t) => {
+  await omium.init({ path: tempDir(t) });
+  t.after(() => omium.shutdown());
+  const entered = new Set();
+  const forEver = omium.checkpoint("waitForEver", async (tag) => {
+    entered.add(tag);
+    await new Promise(() => {});
+  });
+  const wf = omium.workflow("awaiting", async (tag) => forEver(tag));
+  for (const [id, control, name] of [
+    ["aw-cancel", omium.cancel, "ExecutionCancelled"],
+    ["aw-pause", omium.pause, "ExecutionPaused"],
+  ]) {
+    const run = wf.run(id, { executionId: id });
+    while (!entered.has(id)) await new Promise((r) => setTimeout(r, 10));
+    assert.equal((await control(id, { reason: "stuck for too long" })).result, "requested");
+    await assert.rejects(run, (e) => e.name === name && /stuck for too long/.test(e.message));
+  }
+  assert.equal((await omium.getExecution("aw-cancel")).status, "cancelled");
+  assert.equal((await omium.getExecution("aw-pause")).status, "paused");
+  assert.deepEqual(await omium.history("aw-cancel"), []);
+});

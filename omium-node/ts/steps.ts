@@ -73,19 +73,50 @@ async function check(c: Compiled, step: string, kind: string, args: unknown[], h
   if (!ok) throw new ConditionFailed(`step ${JSON.stringify(step)}: ${kind} ${JSON.stringify(c.text)} does not hold; nothing was recorded`, "condition_failed");
 }
 
-async function withTimeout<R>(p: Promise<R>, timeoutMs: number | undefined, step: string): Promise<R> {
-  if (timeoutMs === undefined) return p;
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(
-      () => reject(new StepTimeoutError(`step ${JSON.stringify(step)} did not finish within ${timeoutMs} ms; nothing was recorded (the call is left to finish on its own)`, "step_timeout")),
-      timeoutMs,
+/** How often a step that awaits looks for an operator's pause or cancel (milliseconds). */
+export const CONTROL_POLL_MS = 200;
+
+/**
+ * Awaits the step's body, with its timeout; while it awaits, every `CONTROL_POLL_MS` the run
+ * looks for a pause or cancel an operator asked for and carries it out at once: the step
+ * rejects with `ExecutionPaused` / `ExecutionCancelled` (the body is left to finish on its own,
+ * its result unused, as after a timeout).
+ */
+async function awaitStep<R>(p: Promise<R>, timeoutMs: number | undefined, step: string, run: ExecutionContext["run"] | undefined): Promise<R> {
+  if (timeoutMs === undefined && run === undefined) return p;
+  const timers: NodeJS.Timeout[] = [];
+  let settled = false;
+  const racers: Promise<never>[] = [];
+  if (timeoutMs !== undefined) {
+    racers.push(
+      new Promise<never>((_, reject) => {
+        timers.push(
+          setTimeout(
+            () => reject(new StepTimeoutError(`step ${JSON.stringify(step)} did not finish within ${timeoutMs} ms; nothing was recorded (the call is left to finish on its own)`, "step_timeout")),
+            timeoutMs,
+          ),
+        );
+      }),
     );
-  });
+  }
+  if (run !== undefined) {
+    racers.push(
+      new Promise<never>((_, reject) => {
+        const poll = () => {
+          if (settled) return;
+          call(() => run.checkControl(step)).then(() => {
+            if (!settled) timers.push(setTimeout(poll, CONTROL_POLL_MS));
+          }, reject);
+        };
+        timers.push(setTimeout(poll, CONTROL_POLL_MS));
+      }),
+    );
+  }
   try {
-    return await Promise.race([p, timeout]);
+    return await Promise.race([p, ...racers]);
   } finally {
-    clearTimeout(timer);
+    settled = true;
+    for (const t of timers) clearTimeout(t);
   }
 }
 
@@ -154,7 +185,7 @@ export function checkpoint<A extends unknown[], R>(name: string, fn: (...args: A
     // The step's own timeout, else the one its policy gives.
     const ctx = scope.getStore()?.ctx;
     const limit = timeoutMs ?? (ctx === undefined ? undefined : await recovery.policyTimeoutMs(ctx, name));
-    const result = await withTimeout(Promise.resolve().then(() => fn(...(args as A))), limit, name);
+    const result = await awaitStep(Promise.resolve().then(() => fn(...(args as A))), limit, name, ctx?.run);
     for (const c of post) await check(c, name, "postcondition", args, true, result);
     await recovery.validate(name, result, validators);
     // A violation is the step's failure; its recovery records it, not the coordinator.

@@ -154,6 +154,11 @@ impl Run {
         self.with(py, |r| r.heartbeat())
     }
 
+    /// Carries out a pause or cancel asked for while step `step` awaits (raises it).
+    fn check_control(&self, py: Python<'_>, step: &str) -> PyResult<()> {
+        self.with(py, |r| r.check_control(step))
+    }
+
     fn execution<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         convert::execution(py, &self.with(py, |r| r.execution())?)
     }

@@ -156,3 +156,36 @@ def test_recover_from_the_cli_makes_a_killed_run_resumable_and_refuses_what_need
     events = subprocess.run(feed, capture_output=True, text=True, check=True)
     [e] = [json.loads(line) for line in events.stdout.splitlines()]
     assert e["subject"] == "job-5" and e["data"]["by"] == "ops", e
+
+
+def test_a_cancel_or_pause_interrupts_a_step_that_awaits(store):
+    """An async step that awaits (a slow LLM call, a human) is interrupted by a cancel or a pause
+    asked for meanwhile: its body is cancelled and the run ends as the next step boundary
+    would end it, with nothing recorded for the step."""
+    import asyncio
+
+    entered: list[str] = []
+
+    @omium.checkpoint
+    async def wait_for_ever(tag: str) -> None:
+        entered.append(tag)
+        await asyncio.Event().wait()
+
+    @omium.workflow("awaiting")
+    async def wf(tag: str) -> None:
+        await wait_for_ever(tag)
+
+    async def interrupt(execution: str, control, expected: type[Exception]) -> None:
+        task = asyncio.create_task(wf.arun(execution, execution_id=execution))
+        while execution not in entered:
+            await asyncio.sleep(0.01)
+        reply = await asyncio.to_thread(control, execution, reason="stuck for too long")
+        assert reply["result"] == "requested", reply
+        with pytest.raises(expected, match="stuck for too long"):
+            await asyncio.wait_for(task, 30)
+
+    asyncio.run(interrupt("aw-cancel", omium.cancel, omium.ExecutionCancelled))
+    asyncio.run(interrupt("aw-pause", omium.pause, omium.ExecutionPaused))
+    assert omium.get_execution("aw-cancel").status == "cancelled"
+    assert omium.get_execution("aw-pause").status == "paused"
+    assert omium.history("aw-cancel") == [] and omium.history("aw-pause") == []

@@ -983,6 +983,13 @@ impl Run {
         Ok(out)
     }
 
+    /// Carries out a pause or cancel an operator asked for while step `step` is still running
+    /// (a host polls it while a step awaits, so that a long await is interrupted), failing with
+    /// `paused` / `cancelled` as the next step boundary would. Nothing pending: one atomic load.
+    pub fn check_control(&self, step: &str) -> Result<()> {
+        self.store.take_control(self, step)
+    }
+
     /// Extends the lease, for steps that run longer than half the lease time.
     pub fn heartbeat(&self) -> Result<()> {
         let now = now_ms();

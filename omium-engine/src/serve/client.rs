@@ -393,6 +393,12 @@ impl RemoteRun {
         self.call("run.heartbeat", json!({})).map(drop)
     }
 
+    /// A pause or cancel asked for while step `step` awaits, carried out by the daemon.
+    pub fn check_control(&self, step: &str) -> Result<()> {
+        self.call("run.check_control", json!({"step": step}))
+            .map(drop)
+    }
+
     pub fn execution(&self) -> Result<Execution> {
         let v = self.call("run.execution", json!({}))?;
         serde_json::from_value(v).map_err(|e| unavailable(self.client.url(), e))

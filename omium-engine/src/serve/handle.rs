@@ -730,6 +730,14 @@ impl RunHandle {
         }
     }
 
+    /// A pause or cancel asked for while step `step` awaits: carried out now, as an error.
+    pub fn check_control(&self, step: &str) -> Result<()> {
+        match self {
+            RunHandle::Local(r) => r.check_control(step),
+            RunHandle::Remote(r) => r.check_control(step),
+        }
+    }
+
     pub fn execution(&self) -> Result<Execution> {
         match self {
             RunHandle::Local(r) => Ok(r.execution()),

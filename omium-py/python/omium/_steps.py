@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import contextvars
 import functools
 import inspect
@@ -146,7 +147,7 @@ class _Step:
         return result
 
     async def attempt_async(self, ctx: _runtime.ExecutionContext | None, args: tuple, kwargs: dict) -> Any:
-        result = await _await_with_timeout(self, self.timeout_in(ctx), args, kwargs)
+        result = await _await_with_timeout(self, self.timeout_in(ctx), args, kwargs, ctx.run if ctx is not None else None)
         self.check_result(args, kwargs, result)
         if self.consensus is not None and ctx is not None:
             await asyncio.to_thread(self.agree, ctx, result)
@@ -337,12 +338,32 @@ def _slow_io(ctx: _runtime.ExecutionContext) -> bool:
         return False
 
 
-async def _await_with_timeout(step: _Step, timeout: float | None, args: tuple, kwargs: dict) -> Any:
+# How often a step that awaits looks for an operator's pause or cancel (seconds).
+CONTROL_POLL_S = 0.2
+
+
+async def _await_with_timeout(step: _Step, timeout: float | None, args: tuple, kwargs: dict, run: Any = None) -> Any:
+    """Awaits the step's body, with its timeout; while it awaits, every ``CONTROL_POLL_S`` the
+    run looks for a pause or cancel an operator asked for, and carries it out at once: the
+    body is cancelled and the run raises ``ExecutionPaused`` / ``ExecutionCancelled``."""
     coro = step.fn(*args, **kwargs)
-    if timeout is None:
-        return await coro
+    if timeout is not None:
+        coro = asyncio.wait_for(coro, timeout)
     try:
-        return await asyncio.wait_for(coro, timeout)
+        if run is None:
+            return await coro
+        task = asyncio.ensure_future(coro)
+        try:
+            while True:
+                done, _ = await asyncio.wait({task}, timeout=CONTROL_POLL_S)
+                if done:
+                    return task.result()
+                await asyncio.to_thread(run.check_control, step.name)
+        finally:
+            if not task.done():
+                task.cancel()
+                with contextlib.suppress(BaseException):
+                    await task
     except asyncio.TimeoutError:
         raise StepTimeoutError(f"step {step.name!r} did not finish within {timeout} s; it was cancelled and nothing was recorded") from None
 
