@@ -107,6 +107,14 @@ add("run.complete", "runs", "Complete the execution, with its output.", {**RUN, 
 add("run.fail", "runs", "Fail the execution.", {**RUN, "error": S()}, ["run", "error"])
 add("run.pause", "runs", "Pause the execution until a human resumes it.", {**RUN, "reason": S()}, ["run", "reason"])
 add("run.heartbeat", "runs", "Renew the lease.", RUN, ["run"])
+add(
+    "run.check_control",
+    "runs",
+    "While step `step` awaits: carry out a pause or cancel an operator asked for (answered as the error "
+    "`paused` / `cancelled`), or nothing. Clients poll it every 200 ms while an async step awaits.",
+    {**RUN, "step": S()},
+    ["run", "step"],
+)
 add("run.execution", "runs", "The execution as this run sees it.", RUN, ["run"], R("Execution"))
 add("run.close", "runs", "Release the run; without complete or fail the execution stays resumable.", RUN, ["run"])
 
@@ -236,6 +244,7 @@ add(
         "tenant": S(),
         "agent": S(),
         "step": S(),
+        "failure_type": S(),
     },
     [],
     {
@@ -364,14 +373,58 @@ add(
 )
 add("flush_spans", "traces", "Wait until every span received is stored.", {}, [])
 add(
+    "alerts",
+    "analytics",
+    "The alerts that are pending or firing (`state`), when the rules were last evaluated, and the rules this "
+    "daemon evaluates (`omium serve --alerts FILE`), summarized without any channel's URL, key or address.",
+    {},
+    [],
+    {
+        "type": "object",
+        "required": ["state", "rules"],
+        "properties": {
+            "state": {
+                "type": "object",
+                "required": ["alerts", "evaluated_ms"],
+                "properties": {"alerts": {"type": "object"}, "evaluated_ms": {"type": "integer", "minimum": 0}},
+            },
+            "rules": {"type": "object", "nullable": True},
+        },
+    },
+)
+TRANSITIONS = A(
+    {
+        "type": "object",
+        "required": ["rule", "group", "status", "repeat", "value", "delivered"],
+        "properties": {
+            "rule": S(),
+            "group": STR_MAP,
+            "status": S(enum=["firing", "resolved", "acknowledged"]),
+            "repeat": {"type": "boolean"},
+            "value": {"type": "number", "nullable": True},
+            "delivered": STR_MAP,
+        },
+    }
+)
+add(
+    "alerts.ack",
+    "analytics",
+    "Acknowledge the firing alerts of a rule (those of `group`, when given): no more repeats, and every "
+    "channel hears it (PagerDuty's `acknowledge`). Answers the transitions.",
+    {"rule": S(minLength=1), "group": STR_MAP, "by": S()},
+    ["rule"],
+    TRANSITIONS,
+)
+add(
     "control",
     "operations",
     "An operator control of an execution: pause or cancel (a run that holds it stops at its next step "
     "boundary: result `requested`; otherwise `applied` at once), resume a paused one, retry a failed or "
-    "cancelled one (both become resumable), or delete one (its data and the chunks no other checkpoint "
+    "cancelled one (both become resumable), recover one whatever stopped it (a run that died, a failure, a cancel, "
+    "a pause: resumable again), or delete one (its data and the chunks no other checkpoint "
     "uses; `erased` says what). Recorded in the audit log with `by` and `reason`.",
     {
-        "action": {"type": "string", "enum": ["pause", "cancel", "resume", "retry", "delete"]},
+        "action": {"type": "string", "enum": ["pause", "cancel", "resume", "retry", "recover", "delete"]},
         "execution_id": S(minLength=1),
         "reason": S(),
         "by": S(),

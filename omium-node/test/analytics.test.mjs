@@ -119,3 +119,14 @@ test("a long-running process evaluates its own alert rules: fire once, acknowled
   );
   assert.equal(got[2].by, "carol");
 });
+
+test("shutdown stops the alert evaluators of this process", async (t) => {
+  const dir = tempDir(t);
+  await omium.init({ path: dir });
+  const ev = omium.startAlerts("rules: []\n");
+  assert.equal(ev.running, true);
+  await omium.shutdown();
+  assert.equal(ev.running, false);
+  await omium.init({ path: dir }); // a leftover evaluator would still hold the store
+  await omium.shutdown();
+});

@@ -7,7 +7,7 @@
 import { readFileSync } from "node:fs";
 
 import { call, callSync } from "./errors";
-import { store } from "./runtime";
+import { beforeClose, store } from "./runtime";
 
 export type GroupBy = "workflow" | "agent" | "tenant" | "step" | "failure_type" | "hour" | "day" | "week" | "month";
 
@@ -100,6 +100,12 @@ export interface AlertTransition {
   delivered: Record<string, string>;
 }
 
+// Evaluators started in this process: shutdown() stops them (each holds the store open).
+const started: { stop(): Promise<void> }[] = [];
+beforeClose.push(async () => {
+  for (const e of started.splice(0)) await e.stop();
+});
+
 function rulesText(rules: string): [string, string | undefined] {
   if (!rules.includes("\n") && /\.(ya?ml|json)$/.test(rules)) {
     return [readFileSync(rules, "utf8"), rules];
@@ -111,11 +117,12 @@ function rulesText(rules: string): [string, string | undefined] {
  * Evaluates alert rules (YAML or JSON text, or the path of a `.yaml`/`.json` file) in a
  * thread of this process: threshold rules over `metrics()` that notify Slack, PagerDuty,
  * email and signed webhooks (docs/operations.md, "Alert rules"). A daemon evaluates its own
- * (`omium serve --alerts FILE`).
+ * (`omium serve --alerts FILE`). `shutdown()` stops it.
  */
 export function startAlerts(rules: string): Alerts {
   const [text, file] = rulesText(rules);
   const native = callSync(() => store().startAlerts(text, file));
+  started.push(native);
   return {
     stop: () => native.stop(),
     get running() {

@@ -415,3 +415,15 @@ def test_a_long_running_process_evaluates_its_own_rules(tmp_path, monkeypatch):
     finally:
         omium.shutdown()
         recv.close()
+
+
+def test_shutdown_stops_the_evaluators_of_this_process_and_the_api_hides_channel_secrets(tmp_path):
+    store = tmp_path / "s"
+    omium.init(str(store))
+    ev = omium.start_alerts("channels: {s: {slack: {webhook: 'https://hooks.example.com/T0/B0/secret-token'}}}\nrules: []\n")
+    listed = omium.alerts()["rules"]
+    assert listed["channels"] == {"s": "slack"} and "secret-token" not in json.dumps(listed)
+    omium.shutdown()
+    assert not ev.running
+    omium.init(str(store))  # a leftover evaluator would still hold the store
+    omium.shutdown()

@@ -418,6 +418,7 @@ def test_every_answer_matches_the_openapi_document(daemon):
     again = call("run.recorded", {"run": run, "seq": seq, "name": "s"})
     assert base64.b64decode(again["state"]) == b"x" * 10_000 and again["checkpoint"]["id"] == cid
     call("run.heartbeat", {"run": run})
+    call("run.check_control", {"run": run, "step": "s"})
     assert call("run.execution", {"run": run})["checkpoint_count"] == 1
     call("run.complete", {"run": run, "output": b64(b"out")})
     call("run.close", {"run": run})
@@ -462,6 +463,9 @@ def test_every_answer_matches_the_openapi_document(daemon):
     assert (cancelled["result"], cancelled["status"]) == ("applied", "cancelled")
     assert call("control", {"action": "retry", "execution_id": "api-1"})["status"] == "pending"
     assert call("control", {"action": "resume", "execution_id": "api-1"}, expect=409)["code"] == "invalid_state"
+    assert call("control", {"action": "recover", "execution_id": "api-1"}, expect=409)["code"] == "invalid_state"
+    assert call("alerts") == {"state": {"alerts": {}, "evaluated_ms": 0}, "rules": None}
+    assert "no alert rules are evaluated here" in call("alerts.ack", {"rule": "r"}, expect=400)["message"]
     page = call("events", {"since": 0, "types": ["execution.*"], "execution_id": "api-1", "limit": 2})
     assert [e["type"] for e in page["events"]] == ["io.omium.execution.started", "io.omium.execution.completed"]
     cancel_event = call("events", {"types": ["execution.cancelled"]})["events"][0]

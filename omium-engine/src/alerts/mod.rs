@@ -647,6 +647,29 @@ impl Drop for Evaluator {
     }
 }
 
+/// The rules as an API answers them: names, conditions, severities and channel kinds, without
+/// the channels' URLs, keys and addresses (a Slack webhook URL is a secret).
+pub fn summary(rules: &Rules) -> serde_json::Value {
+    serde_json::json!({
+        "evaluate_every_ms": rules.every_ms(),
+        "channels": rules
+            .channels
+            .iter()
+            .map(|(n, c)| (n.clone(), serde_json::json!(c.kind())))
+            .collect::<serde_json::Map<_, _>>(),
+        "rules": rules.rules.iter().map(|r| serde_json::json!({
+            "name": r.name,
+            "condition": r.describe(),
+            "by": r.by,
+            "for_ms": r.for_.as_millis(),
+            "repeat_ms": r.repeat.as_millis(),
+            "severity": r.severity.as_str(),
+            "labels": r.labels,
+            "channels": r.channels,
+        })).collect::<Vec<_>>(),
+    })
+}
+
 /// The rules of the evaluator running on `store` in this process, if one runs.
 pub fn running_rules(store: &Store) -> Option<Arc<Rules>> {
     running()

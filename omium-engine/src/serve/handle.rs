@@ -318,7 +318,7 @@ impl StoreHandle {
         match self {
             StoreHandle::Local(s) => Ok(json!({
                 "state": crate::alerts::state(s)?,
-                "rules": crate::alerts::running_rules(s).map(|r| value(&*r)),
+                "rules": crate::alerts::running_rules(s).map(|r| crate::alerts::summary(&r)),
             })),
             StoreHandle::Remote(c) => c.call("alerts", json!({})),
         }

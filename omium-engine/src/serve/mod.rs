@@ -275,7 +275,7 @@ pub fn call(store: &Store, method: &str, args: Args<'_>) -> Result<Value> {
         }
         "alerts" => json!({
             "state": crate::alerts::state(store)?,
-            "rules": crate::alerts::running_rules(store).map(|r| to_value(&*r)),
+            "rules": crate::alerts::running_rules(store).map(|r| crate::alerts::summary(&r)),
         }),
         "alerts.ack" => {
             let rules =

@@ -123,13 +123,27 @@ def _rules_text(rules: str | os.PathLike[str]) -> tuple[str, str | None]:
     return rules, None
 
 
+# Evaluators started in this process: omium.shutdown() stops them (each holds the store open).
+_started: list[Alerts] = []
+
+
+def _stop_all() -> None:
+    while _started:
+        _started.pop().stop()
+
+
+_runtime._before_close.append(_stop_all)
+
+
 def start_alerts(rules: str | os.PathLike[str]) -> Alerts:
     """Evaluates alert rules (YAML or JSON text, or a ``.yaml``/``.json`` file) in a thread of
     this process until ``stop()``: threshold rules over ``omium.metrics`` that notify Slack,
     PagerDuty, email and signed webhooks (``docs/operations.md``, "Alert rules"). A daemon
-    evaluates its own (``omium serve --alerts FILE``)."""
+    evaluates its own (``omium serve --alerts FILE``). ``omium.shutdown()`` stops it."""
     text, file = _rules_text(rules)
-    return Alerts(_runtime.store().start_alerts(text, file))
+    a = Alerts(_runtime.store().start_alerts(text, file))
+    _started.append(a)
+    return a
 
 
 def evaluate_alerts(rules: str | os.PathLike[str]) -> list[dict[str, Any]]:
