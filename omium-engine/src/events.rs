@@ -72,6 +72,16 @@ pub const TYPES: &[(&str, &str, &str)] = &[
         "An operator retried a failed or cancelled execution: it is resumable.",
     ),
     (
+        "consensus.agree",
+        "consensus.reached",
+        "A consensus message of the execution was agreed by its quorum (`data`: message, acknowledgements, the agreed value).",
+    ),
+    (
+        "consensus.violate",
+        "consensus.violated",
+        "A consensus message of the execution failed: a timeout or a split vote (`data`: message, reason, detail).",
+    ),
+    (
         "lease.takeover",
         "lease.taken_over",
         "A run took over an execution that a run now gone left running (its process died or its lease expired); `data` names the previous holder.",

@@ -37,6 +37,9 @@ const SNAPSHOT: &[u8] = b"snapshot";
 #[derive(Clone)]
 pub struct StateMachine {
     db: Arc<DB>,
+    /// The store, to write the events of decided messages through its committer (audit
+    /// chain); weak, so that the state machine does not keep the store open.
+    store: crate::store::WeakStore,
     applied: Arc<tokio::sync::watch::Sender<u64>>,
 }
 
@@ -394,6 +397,7 @@ impl StateMachine {
         store.require_writer("consensus state machine")?;
         let sm = StateMachine {
             db: store.db().clone(),
+            store: store.downgrade(),
             applied: Arc::new(tokio::sync::watch::channel(0).0),
         };
         let applied = sm
@@ -550,10 +554,51 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         if let Some(m) = &membership {
             batch.put_cf(meta, MEMBERSHIP, Self::json(m)?);
         }
-        // Not synced: the log entries are durable, and a state lost in a crash is re-applied
-        // from `sm_applied`, which travels in this same batch.
-        db.write(batch)
-            .map_err(|e| io_err("writing the consensus state machine", e))?;
+        // A message decided by this call (agreed, or violated) is an event of the store's feed,
+        // written in the same batch: a state lost in a crash is re-applied, and decides (and
+        // tells) again, so each decision is told once.
+        let mut drafts = Vec::new();
+        for (k, m) in &pending.messages {
+            if !m.status.is_final() {
+                continue;
+            }
+            let before = db
+                .get_cf(data, k)
+                .map_err(|e| io_err("reading consensus", e))?
+                .map(|b| decode_message(k, &b))
+                .transpose()?;
+            if before.is_some_and(|b| b.status.is_final()) {
+                continue;
+            }
+            let (action, detail) = match &m.status {
+                MessageStatus::Agreed { value, at_index } => (
+                    "consensus.agree",
+                    serde_json::json!({"message_id": m.id, "seq": m.seq, "sender": m.sender,
+                        "acks": m.acks.len(), "quorum": m.quorum, "value": value, "at_index": at_index}),
+                ),
+                MessageStatus::Violated { reason, detail } => (
+                    "consensus.violate",
+                    serde_json::json!({"message_id": m.id, "seq": m.seq, "sender": m.sender,
+                        "acks": m.acks.len(), "quorum": m.quorum, "reason": reason, "detail": detail}),
+                ),
+                _ => continue,
+            };
+            drafts.push(crate::audit::AuditDraft::new(
+                action,
+                format!("execution/{}", m.execution_id),
+                detail.to_string(),
+            ));
+        }
+        match self.store.upgrade().filter(|_| !drafts.is_empty()) {
+            // Not synced: the log entries are durable, and a state lost in a crash is
+            // re-applied from `sm_applied`, which travels in this same batch.
+            Some(store) => store
+                .commit(batch, drafts, Some(crate::store::Durability::Buffered))
+                .map_err(|e| io_err("writing the consensus state machine", e))?,
+            None => db
+                .write(batch)
+                .map_err(|e| io_err("writing the consensus state machine", e))?,
+        }
         for (r, reply) in replies {
             r.send(reply);
         }

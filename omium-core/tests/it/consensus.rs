@@ -7,6 +7,7 @@ use omium_core::consensus::{
     BroadcastRequest, ClusterStatus, Coordinator, CoordinatorConfig, MessageStatus,
 };
 use omium_core::policy::Trigger;
+use omium_core::prelude::*;
 use omium_core::Store;
 use serde_json::json;
 
@@ -228,6 +229,27 @@ fn split_votes_and_timeouts_are_consensus_violations_handed_to_recovery() {
         .unwrap();
     assert!(again.to_string().contains(&timed_out.id), "{again}");
     assert_eq!(timed_out.agent, "planner");
+
+    // Each decision is one event of the execution's feed, told once, with the state machine's
+    // write: the split vote and the timeout violated, the quorum reached.
+    let filter =
+        omium_core::events::EventFilter::new(vec!["consensus.".into()], Some("vote-1".into()))
+            .unwrap();
+    let decided: Vec<(String, serde_json::Value)> = store
+        .events(0, 100, &filter)
+        .unwrap()
+        .events
+        .into_iter()
+        .map(|e| (e.kind, e.data["message_id"].clone()))
+        .collect();
+    assert_eq!(
+        decided,
+        [
+            ("consensus.violated".to_string(), json!(split.id)),
+            ("consensus.reached".to_string(), json!(agreed.id)),
+            ("consensus.violated".to_string(), json!(silent.id)),
+        ]
+    );
 }
 
 #[test]

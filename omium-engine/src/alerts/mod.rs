@@ -591,7 +591,17 @@ impl Evaluator {
             .spawn(move || loop {
                 let rules = s.rules.lock().clone();
                 let r = evaluate(&s.store, &rules, now_ms());
-                *s.last_error.lock() = r.err().map(|e| e.to_string());
+                let error = r.err().map(|e| e.to_string());
+                let mut last = s.last_error.lock();
+                if error.is_some() && *last != error {
+                    // Said once per distinct problem, not at every evaluation.
+                    tracing_note(&format!(
+                        "evaluating failed: {}",
+                        error.as_deref().unwrap_or("")
+                    ));
+                }
+                *last = error;
+                drop(last);
                 let mut stop = s.stop.lock();
                 if !*stop {
                     s.wake
