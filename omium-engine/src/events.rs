@@ -74,12 +74,12 @@ pub const TYPES: &[(&str, &str, &str)] = &[
     (
         "consensus.agree",
         "consensus.reached",
-        "A consensus message of the execution was agreed by its quorum (`data`: message, acknowledgements, the agreed value).",
+        "Consensus messages of the execution were agreed by their quorum (`data.messages`: each message, its acknowledgements and agreed value; one event per execution for the messages one state-machine write decided).",
     ),
     (
         "consensus.violate",
         "consensus.violated",
-        "A consensus message of the execution failed: a timeout or a split vote (`data`: message, reason, detail).",
+        "Consensus messages of the execution failed: a timeout or a split vote (`data.messages`: each message, reason and detail).",
     ),
     (
         "lease.takeover",

@@ -150,6 +150,8 @@ struct Pending<'a> {
     index: HashMap<String, Vec<u8>>,
     /// Synced records written by this `apply` call (`crate::sync`).
     puts: HashMap<Vec<u8>, Vec<u8>>,
+    /// Messages that were decided already when this call loaded them (not decided by it).
+    decided_before: std::collections::HashSet<Vec<u8>>,
 }
 
 impl crate::sync::Kv for Pending<'_> {
@@ -191,8 +193,11 @@ impl Pending<'_> {
                 .get_cf(cf(self.db, Cf::Consensus), key)
                 .map_err(|e| io_err("reading consensus", e))?
                 .ok_or_else(|| corrupt("consensus", key, "index points to a missing message"))?;
-            self.messages
-                .insert(key.to_vec(), decode_message(key, &bytes)?);
+            let m = decode_message(key, &bytes)?;
+            if m.status.is_final() {
+                self.decided_before.insert(key.to_vec());
+            }
+            self.messages.insert(key.to_vec(), m);
         }
         Ok(self.messages.get_mut(key).expect("inserted above"))
     }
@@ -510,6 +515,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             counters: HashMap::new(),
             index: HashMap::new(),
             puts: HashMap::new(),
+            decided_before: std::collections::HashSet::new(),
         };
         let mut last_applied = None;
         let mut membership = None;
@@ -557,17 +563,12 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         // A message decided by this call (agreed, or violated) is an event of the store's feed,
         // written in the same batch: a state lost in a crash is re-applied, and decides (and
         // tells) again, so each decision is told once.
-        let mut drafts = Vec::new();
+        // One event per execution and outcome per call (a batch of 200 acknowledgements that
+        // decides 200 messages of one execution is one event, not 200 audit entries).
+        let mut decided: std::collections::BTreeMap<(&str, &'static str), Vec<serde_json::Value>> =
+            std::collections::BTreeMap::new();
         for (k, m) in &pending.messages {
-            if !m.status.is_final() {
-                continue;
-            }
-            let before = db
-                .get_cf(data, k)
-                .map_err(|e| io_err("reading consensus", e))?
-                .map(|b| decode_message(k, &b))
-                .transpose()?;
-            if before.is_some_and(|b| b.status.is_final()) {
+            if !m.status.is_final() || pending.decided_before.contains(k) {
                 continue;
             }
             let (action, detail) = match &m.status {
@@ -583,12 +584,22 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 ),
                 _ => continue,
             };
-            drafts.push(crate::audit::AuditDraft::new(
-                action,
-                format!("execution/{}", m.execution_id),
-                detail.to_string(),
-            ));
+            decided
+                .entry((m.execution_id.as_str(), action))
+                .or_default()
+                .push(detail);
         }
+        let drafts: Vec<_> = decided
+            .into_iter()
+            .map(|((execution, action), mut messages)| {
+                messages.sort_by_key(|m| m["seq"].as_u64());
+                crate::audit::AuditDraft::new(
+                    action,
+                    format!("execution/{execution}"),
+                    serde_json::json!({ "messages": messages }).to_string(),
+                )
+            })
+            .collect();
         match self.store.upgrade().filter(|_| !drafts.is_empty()) {
             // Not synced: the log entries are durable, and a state lost in a crash is
             // re-applied from `sm_applied`, which travels in this same batch.

@@ -240,7 +240,7 @@ fn split_votes_and_timeouts_are_consensus_violations_handed_to_recovery() {
         .unwrap()
         .events
         .into_iter()
-        .map(|e| (e.kind, e.data["message_id"].clone()))
+        .map(|e| (e.kind, e.data["messages"][0]["message_id"].clone()))
         .collect();
     assert_eq!(
         decided,
