@@ -17,6 +17,7 @@ use omium_engine::{install_tls_provider, json, policy, recovery, trace};
 use omium_storage::*;
 
 pub mod agreement;
+pub mod authz;
 pub mod consensus;
 pub mod serve;
 pub mod sync;

@@ -21,6 +21,7 @@ pub mod analytics;
 pub mod events;
 pub mod expr;
 pub mod json;
+pub mod keys;
 pub mod policy;
 pub mod prometheus;
 pub mod recovery;

@@ -16,7 +16,8 @@ pub struct AuditEntry {
     /// Position in the log, from 1, without gaps.
     pub seq: u64,
     pub at_ms: u64,
-    /// Who: the store handle's actor (`user@pidN` unless set in `OpenOptions`).
+    /// Who: the store handle's actor (`user@pidN` unless set in `OpenOptions`), or the caller a
+    /// daemon acted for (`key:NAME`, see [`acting_as`]).
     pub actor: String,
     /// What: `execution.create`, `execution.resume`, `checkpoint.create`, `execution.complete`,
     /// `execution.fail`, `execution.pause`, `execution.delete`, `rollback`, `fork`, `gc`.
@@ -39,6 +40,28 @@ pub struct AuditDraft {
     pub detail: String,
     /// What the event adds to the analytics cells (`rollup.rs`), written with it.
     pub rollup: Vec<crate::rollup::Delta>,
+    /// Who, when not the store handle's actor: the caller a daemon acts for ([`acting_as`]).
+    pub actor: Option<std::sync::Arc<str>>,
+}
+
+thread_local! {
+    static ACTING_AS: std::cell::RefCell<Option<std::sync::Arc<str>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Runs `f` with every audit entry it makes on this thread recorded as done by `actor` (a
+/// daemon serving a request names its caller, `key:alice`), not by the store handle's actor.
+/// Nested calls restore the outer actor when they return.
+pub fn acting_as<T>(actor: &str, f: impl FnOnce() -> T) -> T {
+    struct Restore(Option<std::sync::Arc<str>>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            ACTING_AS.with(|a| *a.borrow_mut() = self.0.take());
+        }
+    }
+    let outer = ACTING_AS.with(|a| a.borrow_mut().replace(std::sync::Arc::from(actor)));
+    let _restore = Restore(outer);
+    f()
 }
 
 impl AuditDraft {
@@ -52,6 +75,7 @@ impl AuditDraft {
             resource: resource.into(),
             detail: detail.into(),
             rollup: Vec::new(),
+            actor: ACTING_AS.with(|a| a.borrow().clone()),
         }
     }
 
@@ -73,7 +97,7 @@ impl AuditEntry {
         let mut e = AuditEntry {
             seq,
             at_ms,
-            actor: actor.to_string(),
+            actor: draft.actor.as_deref().unwrap_or(actor).to_string(),
             action: draft.action.to_string(),
             resource: draft.resource,
             detail: draft.detail,
