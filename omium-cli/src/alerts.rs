@@ -35,9 +35,9 @@ pub enum AlertsCommand {
         /// The daemon: unix:///path/to/omium.sock or http://127.0.0.1:7700.
         #[arg(long)]
         url: String,
-        /// Its API key (also OMIUM_API_KEY).
-        #[arg(long = "api-key", env = "OMIUM_API_KEY")]
-        api_key: Option<String>,
+        /// A file holding its API key (else $OMIUM_API_KEY; keys never go on the command line).
+        #[arg(long = "api-key-file")]
+        api_key_file: Option<std::path::PathBuf>,
     },
 }
 
@@ -111,7 +111,7 @@ pub fn run(
             group,
             by,
             url,
-            api_key,
+            api_key_file,
         } => {
             let mut g = BTreeMap::new();
             for kv in group {
@@ -121,7 +121,10 @@ pub fn run(
                 })?;
                 g.insert(k.to_string(), v.to_string());
             }
-            let client = omium_core::serve::Client::connect(url, api_key.as_deref())?;
+            let client = omium_core::serve::Client::connect(
+                url,
+                crate::keys::client_key(api_key_file.as_deref())?.as_deref(),
+            )?;
             let by = by.clone().unwrap_or_else(|| {
                 std::env::var("USER")
                     .map_or("operator".into(), |u| format!("{u} (omium alerts ack)"))

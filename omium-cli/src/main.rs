@@ -12,6 +12,7 @@ mod analytics;
 mod consensus;
 mod control;
 mod events;
+mod keys;
 mod recovery;
 mod serve;
 mod sync;
@@ -284,13 +285,32 @@ enum Command {
         /// Unix socket path.
         #[arg(long)]
         socket: Option<PathBuf>,
-        /// HTTP address (host:port); anything but loopback needs --api-key.
+        /// HTTP address (host:port); anything but loopback needs a key (`omium keys create`).
         #[arg(long)]
         http: Option<String>,
-        /// An accepted API key (repeatable; also OMIUM_API_KEYS, comma-separated). Required on
-        /// HTTP when given: `Authorization: Bearer <key>`.
-        #[arg(long = "api-key")]
-        api_keys: Vec<String>,
+        /// A file of bootstrap API keys, one per line, each with the admin role over every
+        /// tenant (also OMIUM_API_KEYS, comma-separated). Keys are never taken from argv.
+        #[arg(long = "api-key-file")]
+        api_key_file: Option<PathBuf>,
+        /// TLS on HTTP: the PEM certificate chain (with --tls-key).
+        #[arg(long = "tls-cert", requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        /// TLS on HTTP: the PEM private key of --tls-cert.
+        #[arg(long = "tls-key", requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
+        /// Cedar policies added to the built-in roles and tenant wall (docs/security.md).
+        #[arg(long)]
+        authorization: Option<PathBuf>,
+        /// Requests per second one caller may send (a bucket of two seconds' worth); 0: no
+        /// limit. Over it: 429 with Retry-After.
+        #[arg(long = "rate-limit", default_value_t = 2000.0)]
+        rate_limit: f64,
+        /// The largest request body in bytes.
+        #[arg(long = "max-body", default_value_t = 64 << 20)]
+        max_body: usize,
+        /// Open connections at once (more are closed when accepted).
+        #[arg(long = "max-connections", default_value_t = 1024)]
+        max_connections: usize,
         /// A host name HTTP requests may name in `Host` (repeatable; `name` or `name:port`).
         /// Addresses and, on loopback, localhost are always accepted; other names are refused.
         #[arg(long = "allow-host")]
@@ -306,6 +326,12 @@ enum Command {
         /// Evaluate the alert rules of this file while serving (docs/operations.md).
         #[arg(long)]
         alerts: Option<PathBuf>,
+    },
+    /// API keys of `omium serve`: issue (shown once), list, revoke. On --store directly, or
+    /// through a running daemon with --url and an admin key.
+    Keys {
+        #[command(subcommand)]
+        command: keys::KeysCommand,
     },
     /// Alert rules over the execution analytics: check a file, evaluate it, see what fires,
     /// acknowledge (Slack, PagerDuty, email, signed webhooks).
@@ -485,7 +511,13 @@ fn run(cli: &Cli) -> Result<ExitCode, Error> {
     if let Command::Serve {
         socket,
         http,
-        api_keys,
+        api_key_file,
+        tls_cert,
+        tls_key,
+        authorization,
+        rate_limit,
+        max_body,
+        max_connections,
         allowed_hosts,
         socket_group,
         durability,
@@ -496,9 +528,17 @@ fn run(cli: &Cli) -> Result<ExitCode, Error> {
         let config = omium_core::serve::ServeConfig {
             socket: socket.clone(),
             http: http.clone(),
-            api_keys: api_keys.clone(),
+            api_keys: serve::bootstrap_keys(api_key_file.as_deref())?,
             allowed_hosts: allowed_hosts.clone(),
             socket_group: socket_group.clone(),
+            tls: tls_cert.clone().zip(tls_key.clone()),
+            authorization: authorization.clone(),
+            limits: omium_core::serve::Limits {
+                max_connections: *max_connections,
+                ..Default::default()
+            },
+            rate_limit: *rate_limit,
+            body_limit: Some(*max_body),
         };
         let rules = alerts
             .as_deref()
@@ -512,6 +552,7 @@ fn run(cli: &Cli) -> Result<ExitCode, Error> {
         Command::Node { .. } | Command::Serve { .. } => unreachable!("handled above"),
         Command::Cluster { nodes, command } => consensus::cluster(out, cli.json, nodes, command)?,
         Command::Alerts { command } => alerts::run(out, cli.json, &cli.store, command)?,
+        Command::Keys { command } => keys::run(out, cli.json, &cli.store, command)?,
         Command::Sync { nodes, command } => {
             let open = |create: bool| {
                 Store::open_with(

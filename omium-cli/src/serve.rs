@@ -7,6 +7,38 @@ use std::path::Path;
 use omium_core::serve::{Daemon, ServeConfig};
 use omium_core::{Durability, Error, OpenOptions, Store};
 
+/// The bootstrap keys: `OMIUM_API_KEYS` (comma-separated) and the lines of `file`.
+pub fn bootstrap_keys(file: Option<&Path>) -> Result<Vec<String>, Error> {
+    let mut keys: Vec<String> = std::env::var("OMIUM_API_KEYS")
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|k| !k.is_empty())
+        .map(String::from)
+        .collect();
+    if let Some(file) = file {
+        let text = std::fs::read_to_string(file).map_err(|e| Error::InvalidArgument {
+            what: "--api-key-file",
+            detail: format!("cannot read {}: {e}", file.display()),
+        })?;
+        keys.extend(
+            text.lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                .map(String::from),
+        );
+    }
+    if keys.iter().any(|k| k.len() < 16) {
+        return Err(Error::InvalidArgument {
+            what: "API key",
+            detail: "a key shorter than 16 characters is too easy to guess; use `omium keys \
+                     create`, or e.g. `openssl rand -hex 24`"
+                .into(),
+        });
+    }
+    Ok(keys)
+}
+
 /// Runs until SIGTERM or SIGINT; prints one JSON line once it listens.
 pub fn serve(
     store_path: &Path,
@@ -14,22 +46,6 @@ pub fn serve(
     durability: Durability,
     alerts: Option<omium_core::alerts::Rules>,
 ) -> Result<(), Error> {
-    if let Ok(keys) = std::env::var("OMIUM_API_KEYS") {
-        config.api_keys.extend(
-            keys.split(',')
-                .map(str::trim)
-                .filter(|k| !k.is_empty())
-                .map(String::from),
-        );
-    }
-    if config.api_keys.iter().any(|k| k.len() < 16) {
-        return Err(Error::InvalidArgument {
-            what: "--api-key",
-            detail: "an API key shorter than 16 characters is too easy to guess; use e.g. \
-                     `openssl rand -hex 24`"
-                .into(),
-        });
-    }
     if config.socket.is_none() && config.http.is_none() {
         config.socket = Some(store_path.join("omium.sock"));
     }

@@ -18,6 +18,7 @@ use omium_storage::*;
 
 pub mod agreement;
 pub mod authz;
+pub mod listen;
 pub mod consensus;
 pub mod serve;
 pub mod sync;

@@ -7,19 +7,21 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::connect_info::{ConnectInfo, Connected};
-use axum::extract::{Path, Request, State};
+use axum::extract::connect_info::ConnectInfo;
+use axum::extract::{DefaultBodyLimit, Path, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::serve::IncomingStream;
 use axum::{Json, Router};
 use parking_lot::Mutex;
 use serde_json::{json, Value};
 
+use crate::authz::{self, Authz, Caller, Target, Verdict};
 use crate::error::{Error, Result};
 use crate::execution::{hostname, pid_alive};
+use crate::listen::{Listener, Peer};
+use omium_engine::keys;
 use crate::store::now_ms;
 use crate::{BeginOptions, Durability, NewCheckpoint, Run, Store};
 use omium_engine::prelude::*;
@@ -33,9 +35,22 @@ pub struct ServeConfig {
     pub socket: Option<PathBuf>,
     /// A TCP address (`127.0.0.1:7700`). Any address that is not loopback needs API keys.
     pub http: Option<String>,
-    /// Keys accepted as `Authorization: Bearer <key>` on TCP (the unix socket is guarded by
-    /// its file permissions).
+    /// Keys from the environment or a key file, accepted as `Authorization: Bearer <key>` with
+    /// the admin role over every tenant (to bootstrap; `omium keys create` issues keys with a
+    /// tenant and roles, kept hashed in the store). The unix socket trusts its peers (its file
+    /// permissions chose them) unless they send a key.
     pub api_keys: Vec<String>,
+    /// TLS on the TCP listener: a PEM certificate chain and its private key.
+    pub tls: Option<(PathBuf, PathBuf)>,
+    /// Cedar policies added to the built-in ones (docs/security.md).
+    pub authorization: Option<PathBuf>,
+    /// Connection caps and timeouts of every listener.
+    pub limits: crate::listen::Limits,
+    /// Requests per second a caller may send (a token bucket holding two seconds' worth);
+    /// 0 for no limit.
+    pub rate_limit: f64,
+    /// The largest request body, in bytes (64 MiB when not given).
+    pub body_limit: Option<usize>,
     /// Host names (`name` or `name:port`) that TCP requests may name in `Host`, besides IP
     /// addresses and, on loopback, `localhost`. Anything else is refused (DNS rebinding).
     pub allowed_hosts: Vec<String>,
@@ -65,6 +80,7 @@ impl Session {
 
 /// The handling of one failure, driven by a worker (its recovery loop runs there).
 struct Handling {
+    execution_id: String,
     recovery: Mutex<Recovery>,
     last_seen_ms: AtomicU64,
 }
@@ -77,7 +93,24 @@ struct App {
     store: Store,
     sessions: Mutex<HashMap<String, Arc<Session>>>,
     recoveries: Mutex<HashMap<String, Arc<Handling>>>,
+    authz: Authz,
+    static_keys: Vec<String>,
+    /// Whether TCP is bound to loopback only: without any key, loopback callers are trusted.
+    loopback: bool,
+    rate: f64,
+    /// Token buckets per caller, and per address for failed authentications.
+    buckets: Mutex<HashMap<String, Bucket>>,
 }
+
+/// A token bucket: `rate` tokens a second, holding at most two seconds' worth.
+struct Bucket {
+    tokens: f64,
+    at: std::time::Instant,
+}
+
+/// How many bad keys an address may send a second before it only gets 429s (and the audit log
+/// stops recording them).
+const BAD_KEY_RATE: f64 = 5.0;
 
 impl App {
     fn session(&self, id: &str) -> Result<Arc<Session>> {
@@ -119,8 +152,9 @@ impl App {
             .opt_str("kind")?
             .map(|k| crate::policy::Trigger::parse(&k))
             .transpose()?;
+        let execution_id = a.str("execution_id")?;
         let input = FailureInput {
-            execution_id: a.str("execution_id")?,
+            execution_id: execution_id.clone(),
             workflow: a.opt_str("workflow")?.unwrap_or_default(),
             tenant: a.opt_str("tenant")?.unwrap_or_else(|| "default".into()),
             step: a.opt_str("step")?,
@@ -149,6 +183,7 @@ impl App {
         self.recoveries.lock().insert(
             id.clone(),
             Arc::new(Handling {
+                execution_id,
                 recovery: Mutex::new(recovery),
                 last_seen_ms: AtomicU64::new(now_ms()),
             }),
@@ -317,6 +352,298 @@ impl App {
         }
     }
 
+    /// Who calls: the key it sent (one of the static keys, or one issued into the store), or,
+    /// without a key, a unix socket peer or a loopback caller while no key exists. `Err` is the
+    /// answer to send instead.
+    fn identify(&self, bearer: Option<&str>, peer: Peer) -> std::result::Result<Caller, Response> {
+        let unauthorized = |message: String| {
+            refused(StatusCode::UNAUTHORIZED, "unauthorized", message)
+        };
+        if let Some(token) = bearer {
+            if let Some(n) = self
+                .static_keys
+                .iter()
+                .position(|k| keys::constant_time_eq(k.as_bytes(), token.as_bytes()))
+            {
+                let mut c = Caller::trusted(format!("key:static-{}", n + 1));
+                c.id = format!("static-{}", n + 1);
+                return Ok(c);
+            }
+            return match keys::authenticate(&self.store, token) {
+                Ok(Some(k)) => Ok(Caller::of_key(&k)),
+                Ok(None) => {
+                    let who = peer.addr.map(|a| a.ip().to_string()).unwrap_or("unix".into());
+                    if !self.take_token(&format!("bad-key/{who}"), BAD_KEY_RATE).is_ok() {
+                        return Err(too_many(1));
+                    }
+                    self.audit(
+                        "api.unauthenticated",
+                        "api",
+                        json!({"from": who, "reason": "unknown or revoked key"}),
+                    );
+                    Err(unauthorized(
+                        "the API key is not one of this daemon's, or it was revoked; `omium keys                          list` shows the keys"
+                            .into(),
+                    ))
+                }
+                Err(e) => Err(error_response(&e)),
+            };
+        }
+        if peer.addr.is_none() {
+            return Ok(Caller::trusted(format!(
+                "unix:{}",
+                peer.uid.map(|u| u.to_string()).unwrap_or_else(|| "?".into())
+            )));
+        }
+        let open = self.loopback
+            && self.static_keys.is_empty()
+            && !keys::any_active(&self.store).unwrap_or(true);
+        if open {
+            return Ok(Caller::trusted("loopback".into()));
+        }
+        Err(unauthorized(
+            "this omium serve needs an API key: send `Authorization: Bearer <key>`              (omium.init(url=..., api_key=...), or $OMIUM_API_KEY)"
+                .into(),
+        ))
+    }
+
+    /// Takes one token of `bucket`'s rate, or says after how many seconds one is there.
+    fn take_token(&self, bucket: &str, rate: f64) -> std::result::Result<(), u64> {
+        if rate <= 0.0 {
+            return Ok(());
+        }
+        let now = std::time::Instant::now();
+        let mut buckets = self.buckets.lock();
+        if buckets.len() > 100_000 {
+            // Buckets idle long enough to be full again are the same as none.
+            buckets.retain(|_, b| now.duration_since(b.at).as_secs_f64() * rate < 2.0 * rate);
+        }
+        let b = buckets.entry(bucket.to_string()).or_insert(Bucket {
+            tokens: 2.0 * rate,
+            at: now,
+        });
+        b.tokens = (b.tokens + now.duration_since(b.at).as_secs_f64() * rate).min(2.0 * rate);
+        b.at = now;
+        if b.tokens >= 1.0 {
+            b.tokens -= 1.0;
+            Ok(())
+        } else {
+            Err(((1.0 - b.tokens) / rate).ceil().max(1.0) as u64)
+        }
+    }
+
+    /// Writes an audit entry of the daemon's own (a refusal); a failure to write it is not the
+    /// caller's problem.
+    fn audit(&self, action: &'static str, resource: &str, detail: Value) {
+        let draft = omium_storage::audit::AuditDraft::new(action, resource, detail.to_string());
+        let _ = self
+            .store
+            .commit(rocksdb::WriteBatch::default(), vec![draft], None);
+    }
+
+    /// The execution an id names, as an authorization target; an unknown one is the caller's
+    /// own tenant (the call then answers "not found").
+    fn execution_target(&self, caller: &Caller, id: &str) -> Result<Target> {
+        match self.store.execution(id) {
+            Ok(e) => Ok(Target::Execution {
+                id: id.to_string(),
+                tenant: e.tenant,
+                workflow: e.workflow,
+                labels: e.labels,
+            }),
+            Err(Error::ExecutionNotFound { .. }) => Ok(Target::Tenant(caller.tenant.clone())),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// What a call touches.
+    fn target(&self, caller: &Caller, method: &str, body: &Value) -> Result<Target> {
+        let arg = |k: &str| body.get(k).and_then(Value::as_str).map(str::to_string);
+        let own = || {
+            if caller.all_tenants() {
+                Target::Store
+            } else {
+                Target::Tenant(caller.tenant.clone())
+            }
+        };
+        if method.starts_with("run.") {
+            let run = arg("run").and_then(|id| self.sessions.lock().get(&id).cloned());
+            return match run {
+                Some(s) => self.execution_target(caller, s.run.execution_id()),
+                None => Ok(own()),
+            };
+        }
+        if method.starts_with("recovery.") {
+            let h = arg("recovery").and_then(|id| self.recoveries.lock().get(&id).cloned());
+            return match h {
+                Some(h) => self.execution_target(caller, &h.execution_id),
+                None => Ok(own()),
+            };
+        }
+        if let Some(id) = arg("checkpoint_id") {
+            return match self.store.checkpoint(&id) {
+                Ok(c) => self.execution_target(caller, &c.execution_id),
+                Err(_) => Ok(own()),
+            };
+        }
+        match method {
+            "begin" => match self.store.execution(&arg("execution_id").unwrap_or_default()) {
+                Ok(_) => self.execution_target(caller, &arg("execution_id").unwrap_or_default()),
+                Err(_) => Ok(Target::Tenant(arg("tenant").unwrap_or_else(|| "default".into()))),
+            },
+            "apply_policy" | "policy_version" | "policy_defaults" | "policy_versions" => {
+                Ok(arg("tenant").map(Target::Tenant).unwrap_or(Target::Store))
+            }
+            "executions" | "resumable" | "metrics" | "record_spans" | "flush_spans" => Ok(own()),
+            "stats" | "audit_head" | "recovery_metrics" | "alerts" | "alerts.ack" | "status" => {
+                Ok(Target::Store)
+            }
+            m if m.starts_with("keys.") => Ok(Target::Store),
+            _ => match arg("execution_id") {
+                Some(id) => self.execution_target(caller, &id),
+                None if matches!(method, "failures" | "events") => Ok(own()),
+                None => Ok(Target::Store),
+            },
+        }
+    }
+
+    /// Authorizes a call, refusing it with an audit entry when the policies do not allow it.
+    fn authorize(&self, caller: &Caller, method: &str, body: &Value) -> Result<()> {
+        let target = self.target(caller, method, body)?;
+        let action = match (method, body.get("action").and_then(Value::as_str)) {
+            ("control", Some("delete")) => "control.delete",
+            _ => authz::action_of(method),
+        };
+        if !authz::METHODS.iter().any(|(m, _)| *m == action) {
+            return Err(Error::InvalidArgument {
+                what: "method",
+                detail: format!(
+                    "{method:?} is not a method of this server (omium {}); see GET /openapi.yaml",
+                    env!("CARGO_PKG_VERSION")
+                ),
+            });
+        }
+        let (hidden, why) = match self.authz.check(caller, action, &target) {
+            Verdict::Allow => return Ok(()),
+            Verdict::Hidden => (true, "another tenant's".to_string()),
+            Verdict::Denied(why) => (false, why),
+        };
+        self.audit(
+            "api.deny",
+            &target.resource(),
+            json!({"method": method, "caller": caller.actor, "tenant": caller.tenant, "reason": why}),
+        );
+        if hidden {
+            // Exactly what an unknown id answers.
+            let id = ["execution_id", "checkpoint_id", "run", "recovery"]
+                .iter()
+                .find_map(|k| body.get(*k).and_then(Value::as_str))
+                .unwrap_or_default()
+                .to_string();
+            return Err(if body.get("checkpoint_id").is_some() {
+                Error::CheckpointNotFound { id }
+            } else {
+                Error::ExecutionNotFound { id }
+            });
+        }
+        Err(Error::Forbidden { detail: why })
+    }
+
+    /// A call from `caller`: authorized, made on its behalf (the audit log names it), its
+    /// answer cut to the caller's tenant.
+    fn handle(&self, caller: &Caller, method: &str, mut body: Value, peer: Peer) -> Result<Value> {
+        if !caller.all_tenants() {
+            if let Value::Object(m) = &mut body {
+                if matches!(method, "begin" | "start_recovery") {
+                    m.entry("tenant").or_insert(json!(caller.tenant));
+                }
+                if method == "metrics" {
+                    // A tenant's key sees its tenant's figures only.
+                    m.insert("tenant".into(), json!(caller.tenant));
+                }
+            }
+            if method == "record_spans" {
+                self.spans_of_tenant(caller, &body)?;
+            }
+        }
+        self.authorize(caller, method, &body)?;
+        let answer = omium_storage::audit::acting_as(&caller.actor, || match method {
+            m if m.starts_with("keys.") => self.keys_call(caller, m, body),
+            _ => self.dispatch(method, body, peer),
+        })?;
+        Ok(if caller.all_tenants() {
+            answer
+        } else {
+            self.only_tenant(caller, method, answer)
+        })
+    }
+
+    /// Spans may name executions of the caller's tenant only.
+    fn spans_of_tenant(&self, caller: &Caller, body: &Value) -> Result<()> {
+        let spans = body.get("spans").and_then(Value::as_array);
+        for id in spans.into_iter().flatten().filter_map(|s| s.get("execution_id")).filter_map(Value::as_str) {
+            if let Target::Execution { tenant, .. } = self.execution_target(caller, id)? {
+                if tenant != caller.tenant {
+                    return Err(Error::ExecutionNotFound { id: id.to_string() });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Drops from a list answer what belongs to other tenants.
+    fn only_tenant(&self, caller: &Caller, method: &str, mut answer: Value) -> Value {
+        match method {
+            "executions" | "resumable" | "failures" => {
+                if let Value::Array(items) = &mut answer {
+                    items.retain(|i| i.get("tenant").and_then(Value::as_str) == Some(&caller.tenant));
+                }
+            }
+            "events" => {
+                if let Some(Value::Array(events)) = answer.get_mut("events") {
+                    let mut cache = HashMap::new();
+                    events.retain(|e| {
+                        let subject = e.get("subject").and_then(Value::as_str);
+                        subject.is_some_and(|id| self.of_tenant(caller, id, &mut cache))
+                    });
+                }
+            }
+            _ => {}
+        }
+        answer
+    }
+
+    /// Whether execution `id` is of the caller's tenant (remembered in `cache`).
+    fn of_tenant(&self, caller: &Caller, id: &str, cache: &mut HashMap<String, bool>) -> bool {
+        *cache.entry(id.to_string()).or_insert_with(|| {
+            self.store
+                .execution(id)
+                .is_ok_and(|e| e.tenant == caller.tenant)
+        })
+    }
+
+    /// `keys.create`, `keys.list`, `keys.revoke`.
+    fn keys_call(&self, caller: &Caller, method: &str, body: Value) -> Result<Value> {
+        let a = Args::new(method, body)?;
+        match method {
+            "keys.create" => {
+                let spec = keys::KeySpec {
+                    name: a.str("name")?,
+                    tenant: a.str("tenant")?,
+                    roles: a.req("roles", "a list of roles")?,
+                };
+                let (key, secret) = keys::create(&self.store, &spec)?;
+                Ok(json!({"key": key, "secret": secret}))
+            }
+            "keys.list" => Ok(json!(keys::list(&self.store)?)),
+            "keys.revoke" => Ok(json!(keys::revoke(&self.store, &a.str("key")?, &caller.actor)?)),
+            other => Err(Error::InvalidArgument {
+                what: "method",
+                detail: format!("{other:?} is not a method of keys (create, list, revoke)"),
+            }),
+        }
+    }
+
     fn dispatch(&self, method: &str, body: Value, peer: Peer) -> Result<Value> {
         let args = Args::new(method, body)?;
         match method {
@@ -349,6 +676,7 @@ fn error_response(e: &Error) -> Response {
         "invalid_argument" | "invalid_policy" | "condition_syntax" | "wrong_execution"
         | "read_only" => StatusCode::BAD_REQUEST,
         "integrity" | "storage" | "decode" => StatusCode::INTERNAL_SERVER_ERROR,
+        "forbidden" => StatusCode::FORBIDDEN,
         _ => StatusCode::UNPROCESSABLE_ENTITY,
     };
     (
@@ -358,35 +686,10 @@ fn error_response(e: &Error) -> Response {
         .into_response()
 }
 
-/// Who is at the other end of a connection. On the unix socket the kernel says which process
-/// (`SO_PEERCRED`); on TCP nobody can.
-#[derive(Clone, Copy, Debug, Default)]
-struct Peer {
-    pid: Option<u32>,
-}
-
-impl Connected<IncomingStream<'_, tokio::net::UnixListener>> for Peer {
-    fn connect_info(stream: IncomingStream<'_, tokio::net::UnixListener>) -> Peer {
-        let pid = stream
-            .io()
-            .peer_cred()
-            .ok()
-            .and_then(|c| c.pid())
-            .and_then(|p| u32::try_from(p).ok())
-            .filter(|&p| p != 0);
-        Peer { pid }
-    }
-}
-
-impl Connected<IncomingStream<'_, tokio::net::TcpListener>> for Peer {
-    fn connect_info(_: IncomingStream<'_, tokio::net::TcpListener>) -> Peer {
-        Peer::default()
-    }
-}
-
 async fn call(
     State(app): State<Arc<App>>,
     ConnectInfo(peer): ConnectInfo<Peer>,
+    axum::Extension(caller): axum::Extension<Caller>,
     Path(method): Path<String>,
     body: axum::body::Bytes,
 ) -> Response {
@@ -404,7 +707,7 @@ async fn call(
         }
     };
     // Store calls block (RocksDB, fsync): off the async threads.
-    let res = tokio::task::spawn_blocking(move || app.dispatch(&method, body, peer)).await;
+    let res = tokio::task::spawn_blocking(move || app.handle(&caller, &method, body, peer)).await;
     match res {
         Ok(Ok(v)) => Json(v).into_response(),
         Ok(Err(e)) => error_response(&e),
@@ -430,6 +733,7 @@ struct StreamQuery {
 /// CloudEvent. A comment every 15 s keeps a quiet stream open through proxies.
 async fn events_stream(
     State(app): State<Arc<App>>,
+    axum::Extension(caller): axum::Extension<Caller>,
     headers: HeaderMap,
     axum::extract::Query(q): axum::extract::Query<StreamQuery>,
 ) -> Response {
@@ -443,6 +747,13 @@ async fn events_stream(
         .filter(|t| !t.is_empty())
         .map(str::to_string)
         .collect();
+    let (a, c, id) = (app.clone(), caller.clone(), q.execution_id.clone());
+    let body = json!({"execution_id": id});
+    match tokio::task::spawn_blocking(move || a.authorize(&c, "events", &body)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => return error_response(&e),
+        Err(_) => return refused(StatusCode::INTERNAL_SERVER_ERROR, "internal", "authorization failed".into()),
+    }
     let filter = match omium_engine::events::EventFilter::new(types, q.execution_id) {
         Ok(f) => f,
         Err(e) => return error_response(&e),
@@ -457,6 +768,7 @@ async fn events_stream(
         (app, filter, start, std::collections::VecDeque::new()),
         move |(app, filter, mut cursor, mut queued)| {
             let source = source.clone();
+            let caller = caller.clone();
             async move {
                 loop {
                     if let Some(e) = queued.pop_front() {
@@ -479,7 +791,13 @@ async fn events_stream(
                     match page {
                         Ok(Ok(p)) => {
                             cursor = p.cursor;
-                            queued.extend(p.events);
+                            let mut cache = HashMap::new();
+                            queued.extend(p.events.into_iter().filter(|e| {
+                                caller.all_tenants()
+                                    || e.subject.as_deref().is_some_and(|id| {
+                                        app.of_tenant(&caller, id, &mut cache)
+                                    })
+                            }));
                         }
                         // The store closed or failed: end the stream; the client reconnects.
                         _ => return None,
@@ -499,13 +817,21 @@ async fn health() -> Json<Value> {
 }
 
 /// What the daemon serves (behind the key on TCP).
-async fn status(State(app): State<Arc<App>>) -> Json<Value> {
+async fn status(
+    State(app): State<Arc<App>>,
+    axum::Extension(caller): axum::Extension<Caller>,
+) -> Response {
+    if let Some(no) = allowed(&app, &caller, "status").await {
+        return no;
+    }
     Json(json!({
         "store": app.store.path().display().to_string(),
         "durability": app.store.durability().as_str(),
         "version": env!("CARGO_PKG_VERSION"),
         "runs": app.sessions.lock().len(),
+        "caller": {"actor": caller.actor, "tenant": caller.tenant, "roles": caller.roles},
     }))
+    .into_response()
 }
 
 /// The `Host` names a TCP listener answers to.
@@ -551,7 +877,7 @@ fn split_host(host: &str) -> (&str, Option<u16>) {
     }
 }
 
-fn refused(status: StatusCode, code: &str, message: String) -> Response {
+pub(crate) fn refused(status: StatusCode, code: &str, message: String) -> Response {
     (status, Json(json!({"code": code, "message": message}))).into_response()
 }
 
@@ -675,7 +1001,13 @@ fn group_id(group: &str) -> Result<u32> {
 }
 
 /// The store's analytics for Prometheus (text format 0.0.4); behind the API key like the rest.
-async fn prometheus(State(app): State<Arc<App>>) -> Response {
+async fn prometheus(
+    State(app): State<Arc<App>>,
+    axum::Extension(caller): axum::Extension<Caller>,
+) -> Response {
+    if let Some(no) = allowed(&app, &caller, "metrics").await {
+        return no;
+    }
     let store = app.store.clone();
     match tokio::task::spawn_blocking(move || omium_engine::prometheus::exposition(&store)).await {
         Ok(Ok(text)) => (
@@ -699,41 +1031,71 @@ async fn openapi() -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "application/yaml")], OPENAPI)
 }
 
-/// Rejects TCP requests without a valid key (health and the document excepted).
-async fn authorize(
-    State(keys): State<Arc<Vec<String>>>,
-    headers: HeaderMap,
-    req: Request,
+/// Knows the caller of every request (health and the API document excepted), and holds it to
+/// its rate.
+async fn authenticate(
+    State(app): State<Arc<App>>,
+    ConnectInfo(peer): ConnectInfo<Peer>,
+    mut req: Request,
     next: Next,
 ) -> Response {
     let path = req.uri().path();
-    if keys.is_empty() || path == "/v1/health" || path == "/openapi.yaml" {
+    if path == "/v1/health" || path == "/openapi.yaml" {
         return next.run(req).await;
     }
-    let given = headers
+    let bearer = req
+        .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    match given {
-        Some(k) if keys.iter().any(|key| constant_time_eq(key.as_bytes(), k.as_bytes())) => {
-            next.run(req).await
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(|v| v.trim().to_string());
+    let a = app.clone();
+    let caller = tokio::task::spawn_blocking(move || a.identify(bearer.as_deref(), peer)).await;
+    let caller = match caller {
+        Ok(Ok(c)) => c,
+        Ok(Err(answer)) => return answer,
+        Err(e) => {
+            return refused(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                format!("authentication failed: {e}"),
+            )
         }
-        _ => (
-            StatusCode::UNAUTHORIZED,
-            Json(json!({
-                "code": "unauthorized",
-                "message": "this omium serve needs an API key: send `Authorization: Bearer <key>` (omium.init(url=..., api_key=...))",
-            })),
-        )
-            .into_response(),
+    };
+    if let Err(after) = app.take_token(&format!("caller/{}", caller.id), app.rate) {
+        return too_many(after);
+    }
+    req.extensions_mut().insert(caller);
+    next.run(req).await
+}
+
+/// 429 with `Retry-After`.
+fn too_many(after_secs: u64) -> Response {
+    let mut r = refused(
+        StatusCode::TOO_MANY_REQUESTS,
+        "rate_limited",
+        format!("too many requests from this caller; retry after {after_secs} s"),
+    );
+    r.headers_mut()
+        .insert(header::RETRY_AFTER, header::HeaderValue::from(after_secs));
+    r
+}
+
+/// Authorizes a GET route's call on the blocking pool.
+async fn allowed(app: &Arc<App>, caller: &Caller, method: &'static str) -> Option<Response> {
+    let (a, c) = (app.clone(), caller.clone());
+    match tokio::task::spawn_blocking(move || a.authorize(&c, method, &Value::Null)).await {
+        Ok(Ok(())) => None,
+        Ok(Err(e)) => Some(error_response(&e)),
+        Err(e) => Some(refused(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            format!("authorization failed: {e}"),
+        )),
     }
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-fn router(app: Arc<App>) -> Router {
+fn router(app: Arc<App>, body_limit: usize) -> Router {
     Router::new()
         .route("/v1/health", get(health))
         .route("/v1/status", get(status))
@@ -741,6 +1103,8 @@ fn router(app: Arc<App>) -> Router {
         .route("/metrics", get(prometheus))
         .route("/v1/events/stream", get(events_stream))
         .route("/v1/{method}", post(call))
+        .layer(DefaultBodyLimit::max(body_limit))
+        .route_layer(middleware::from_fn_with_state(app.clone(), authenticate))
         .with_state(app)
 }
 
@@ -764,54 +1128,80 @@ impl Daemon {
             });
         }
         let bad = |what: &'static str, detail: String| Error::InvalidArgument { what, detail };
+        let authz = match &config.authorization {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|e| {
+                    bad("--authorization", format!("cannot read {}: {e}", path.display()))
+                })?;
+                Authz::new(Some((&text, &path.display().to_string())))?
+            }
+            None => Authz::new(None)?,
+        };
+        let tls = config
+            .tls
+            .as_ref()
+            .map(|(cert, key)| crate::listen::tls_config(cert, key))
+            .transpose()?;
+        let parsed: Option<SocketAddr> = config
+            .http
+            .as_deref()
+            .map(|addr| {
+                addr.parse().map_err(|e| {
+                    bad(
+                        "--http",
+                        format!("{addr:?} is not host:port ({e}); expected e.g. 127.0.0.1:7700"),
+                    )
+                })
+            })
+            .transpose()?;
+        let loopback = parsed.is_none_or(|a| a.ip().is_loopback());
+        if !loopback && config.api_keys.is_empty() && !keys::any_active(store)? {
+            return Err(bad(
+                "--http",
+                format!(
+                    "{} is reachable from other machines: create a key first (`omium keys \
+                     create`), or give one in OMIUM_API_KEYS or --api-key-file; or listen on \
+                     127.0.0.1",
+                    parsed.expect("not loopback")
+                ),
+            ));
+        }
         let app = Arc::new(App {
             store: store.clone(),
             sessions: Mutex::new(HashMap::new()),
             recoveries: Mutex::new(HashMap::new()),
+            authz,
+            static_keys: config.api_keys.clone(),
+            loopback,
+            rate: config.rate_limit,
+            buckets: Mutex::new(HashMap::new()),
         });
+        let body_limit = config.body_limit.unwrap_or(64 << 20);
         let mut tasks = Vec::new();
         let mut http = None;
-        if let Some(addr) = &config.http {
-            let parsed: SocketAddr = addr.parse().map_err(|e| {
-                bad(
-                    "--http",
-                    format!("{addr:?} is not host:port ({e}); expected e.g. 127.0.0.1:7700"),
-                )
-            })?;
-            if !parsed.ip().is_loopback() && config.api_keys.is_empty() {
-                return Err(bad(
-                    "--http",
-                    format!(
-                        "{parsed} is reachable from other machines: give at least one API key \
-                         (--api-key or OMIUM_API_KEYS), or listen on 127.0.0.1"
-                    ),
-                ));
-            }
+        if let Some(parsed) = parsed {
             let listener = tokio::net::TcpListener::bind(parsed)
                 .await
                 .map_err(|e| bad("--http", format!("cannot listen on {parsed}: {e}")))?;
-            http = Some(
-                listener
-                    .local_addr()
-                    .map_err(|e| bad("--http", e.to_string()))?,
-            );
-            let keys = Arc::new(config.api_keys.clone());
-            let bound = http.expect("set above");
+            let bound = listener
+                .local_addr()
+                .map_err(|e| bad("--http", e.to_string()))?;
+            http = Some(bound);
             let hosts = Arc::new(Hosts {
                 port: bound.port(),
                 loopback: bound.ip().is_loopback(),
                 any: bound.ip().is_unspecified(),
                 allowed: config.allowed_hosts.clone(),
             });
-            let r = router(app.clone())
-                .layer(middleware::from_fn_with_state(keys, authorize))
-                .layer(middleware::from_fn(move |req, next| {
-                    guard(Some(hosts.clone()), req, next)
-                }))
-                .into_make_service_with_connect_info::<Peer>();
-            tasks.push(tokio::spawn(async move {
-                let _ = axum::serve(listener, r).await;
+            let r = router(app.clone(), body_limit).layer(middleware::from_fn(move |req, next| {
+                guard(Some(hosts.clone()), req, next)
             }));
+            tasks.push(crate::listen::serve(
+                Listener::Tcp(listener),
+                tls.clone(),
+                r,
+                config.limits.clone(),
+            ));
         }
         if let Some(path) = &config.socket {
             if path.exists() {
@@ -825,12 +1215,14 @@ impl Daemon {
                 let _ = std::fs::remove_file(path);
             }
             let listener = bind_socket(path, config.socket_group.as_deref())?;
-            let r = router(app.clone())
-                .layer(middleware::from_fn(|req, next| guard(None, req, next)))
-                .into_make_service_with_connect_info::<Peer>();
-            tasks.push(tokio::spawn(async move {
-                let _ = axum::serve(listener, r).await;
-            }));
+            let r = router(app.clone(), body_limit)
+                .layer(middleware::from_fn(|req, next| guard(None, req, next)));
+            tasks.push(crate::listen::serve(
+                Listener::Unix(listener),
+                None,
+                r,
+                config.limits.clone(),
+            ));
         }
         let reaper = app.clone();
         tasks.push(tokio::spawn(async move {

@@ -41,7 +41,9 @@
 
 #[cfg(feature = "cluster")]
 pub use omium_cluster::{agreement, consensus, sync};
-pub use omium_engine::{alerts, analytics, events, expr, json, policy, recovery, report, trace};
+pub use omium_engine::{
+    alerts, analytics, events, expr, json, keys, policy, recovery, report, trace,
+};
 pub use omium_storage::{
     audit, blob, checkpoint, control, error, execution, ext, failures, rollup, store, threads,
     value,
@@ -70,6 +72,8 @@ pub mod serve {
     pub use omium_cluster::serve as server;
     #[cfg(feature = "cluster")]
     pub use omium_cluster::serve::{Daemon, ServeConfig};
+    #[cfg(feature = "cluster")]
+    pub use omium_cluster::{authz, listen::Limits};
     pub use omium_engine::serve::*;
 }
 

@@ -85,11 +85,17 @@ pub const OMIUM_ERR_PAUSED: omium_status = -27;
 /// An operator cancelled the execution; its run stopped at a step boundary
 /// (`omium_run_recorded`) and the step did not run. `omium retry` makes it resumable.
 pub const OMIUM_ERR_CANCELLED: omium_status = -28;
+/// The `omium serve` daemon knows the key given to `omium_store_connect`, but its roles or the
+/// daemon's authorization policies do not allow the call (a reader key that writes).
+pub const OMIUM_ERR_FORBIDDEN: omium_status = -29;
+/// The key sent more requests than the daemon's rate limit allows; the message says after how
+/// many seconds to call again.
+pub const OMIUM_ERR_RATE_LIMITED: omium_status = -30;
 /// An error kind this build of the C interface does not know (a newer core); see the message.
 pub const OMIUM_ERR_UNKNOWN: omium_status = -99;
 
 /// Every status and its name. The names of core errors are `Error::code()` values.
-pub(crate) const STATUS_NAMES: [(omium_status, &CStr); 30] = [
+pub(crate) const STATUS_NAMES: [(omium_status, &CStr); 32] = [
     (OMIUM_OK, c"ok"),
     (OMIUM_ERR_INVALID_ARGUMENT, c"invalid_argument"),
     (OMIUM_ERR_STORE_LOCKED, c"store_locked"),
@@ -122,6 +128,8 @@ pub(crate) const STATUS_NAMES: [(omium_status, &CStr); 30] = [
     (OMIUM_ERR_INVALID_POLICY, c"invalid_policy"),
     (OMIUM_ERR_PAUSED, c"paused"),
     (OMIUM_ERR_CANCELLED, c"cancelled"),
+    (OMIUM_ERR_FORBIDDEN, c"forbidden"),
+    (OMIUM_ERR_RATE_LIMITED, c"rate_limited"),
     (OMIUM_ERR_UNKNOWN, c"unknown"),
 ];
 

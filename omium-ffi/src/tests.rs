@@ -180,6 +180,8 @@ fn statuses_mirror_the_core_error_codes() {
         "condition_error",
         "server_unavailable",
         "unauthorized",
+        "forbidden",
+        "rate_limited",
         "tool_denied",
         "replay_divergence",
         "invalid_policy",
@@ -1028,11 +1030,19 @@ struct Daemon {
 impl Daemon {
     fn start(dir: &Path, args: &[&str]) -> Daemon {
         use std::io::BufRead;
+        // Keys never go on the command line: `--api-key K` here becomes OMIUM_API_KEYS.
+        let mut args = args.to_vec();
+        let mut keys = Vec::new();
+        while let Some(i) = args.iter().position(|a| *a == "--api-key") {
+            keys.push(args[i + 1]);
+            args.drain(i..i + 2);
+        }
         let mut child = std::process::Command::new(omium_bin())
             .arg("--store")
             .arg(dir.join("store"))
             .arg("serve")
-            .args(args)
+            .args(&args)
+            .env("OMIUM_API_KEYS", keys.join(","))
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::inherit())
             .spawn()

@@ -24,7 +24,14 @@ policies:
 
 /** Starts `omium --store DIR serve ARGS...` and waits for the JSON line it prints once it listens. */
 async function startDaemon(t, store, ...args) {
-  const proc = spawn(omiumBin(), ["--store", store, "serve", ...args], { stdio: ["ignore", "pipe", "pipe"] });
+  // Keys never go on the command line: `--api-key K` here becomes OMIUM_API_KEYS.
+  const env = { ...process.env };
+  const i = args.indexOf("--api-key");
+  if (i >= 0) {
+    env.OMIUM_API_KEYS = args[i + 1];
+    args.splice(i, 2);
+  }
+  const proc = spawn(omiumBin(), ["--store", store, "serve", ...args], { stdio: ["ignore", "pipe", "pipe"], env });
   let stderr = "";
   proc.stderr.on("data", (d) => (stderr += d));
   const exited = new Promise((r) => proc.on("exit", (code, signal) => r(signal ?? code)));

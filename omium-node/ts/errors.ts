@@ -101,6 +101,10 @@ export class EscalatedError extends RecoveryOutcome {}
 export class ServerUnavailableError extends OmiumError {}
 /** The `omium serve` daemon needs an API key this process did not give (`apiKey`, `$OMIUM_API_KEY`). */
 export class UnauthorizedError extends OmiumError {}
+/** The daemon knows this process's key, but its roles or authorization policies do not allow the call. */
+export class ForbiddenError extends OmiumError {}
+/** The key sent more requests than its rate allows; the message says when to retry. */
+export class RateLimitedError extends OmiumError {}
 /** A workflow spec is invalid (the message names file, line and column). */
 export class WorkflowError extends OmiumError {}
 /** A workflow agent cannot run: it is not bound, or its image needs a missing container runtime. */
@@ -208,6 +212,8 @@ export const BY_CODE: Record<string, new (message: string, code: string) => Omiu
   consensus_unavailable: ConsensusUnavailableError,
   server_unavailable: ServerUnavailableError,
   unauthorized: UnauthorizedError,
+  forbidden: ForbiddenError,
+  rate_limited: RateLimitedError,
   sync_conflict: SyncConflictError,
   sync_incomplete: SyncIncompleteError,
   lease_lost: LeaseLostError,

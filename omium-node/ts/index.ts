@@ -49,6 +49,8 @@ export {
   WorkflowNotRegisteredError,
   ServerUnavailableError,
   UnauthorizedError,
+  ForbiddenError,
+  RateLimitedError,
   WorkflowError,
   AgentUnavailableError,
   StepFailedError,

@@ -10,6 +10,7 @@ import email
 import hashlib
 import hmac
 import json
+import os
 import socket
 import subprocess
 import threading
@@ -267,9 +268,10 @@ def test_an_alert_fires_once_repeats_until_acknowledged_and_resolves_once(tmp_pa
         # Unacknowledged, it repeats (every 1s); acknowledged, PagerDuty hears `acknowledge`.
         recv.wait(lambda g: any(m["repeat"] for m in g["hook"]))
         ack = subprocess.run(
-            [omium_bin(), "--json", "alerts", "ack", "batch-failing", "--url", d.http_url, "--api-key", KEY, "--by", "alice"],
+            [omium_bin(), "--json", "alerts", "ack", "batch-failing", "--url", d.http_url, "--by", "alice"],
             capture_output=True,
             text=True,
+            env={**os.environ, "OMIUM_API_KEY": KEY},
         )
         assert ack.returncode == 0, ack.stderr
         assert json.loads(ack.stdout)[0]["delivered"] == {"hook": "ok", "mail": "ok", "ops-slack": "ok", "pager": "ok"}
@@ -282,7 +284,10 @@ def test_an_alert_fires_once_repeats_until_acknowledged_and_resolves_once(tmp_pa
             time.sleep(0.1)
         assert sum(m["repeat"] for m in recv.got["hook"]) == repeats_at_ack
         again = subprocess.run(
-            [omium_bin(), "alerts", "ack", "batch-failing", "--url", d.http_url, "--api-key", KEY], capture_output=True, text=True
+            [omium_bin(), "alerts", "ack", "batch-failing", "--url", d.http_url],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "OMIUM_API_KEY": KEY},
         )
         assert again.returncode != 0 and "nothing of rule" in again.stderr, again.stderr
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import signal
 import subprocess
 import sys
@@ -92,10 +93,11 @@ def test_workers_follower_prometheus_alerts_and_controls_together(tmp_path, monk
 
     def daemon() -> None:
         p = subprocess.Popen(
-            [omium_bin(), "--store", str(store), "serve", "--http", f"127.0.0.1:{port}", "--api-key", KEY, "--alerts", str(rules)],
+            [omium_bin(), "--store", str(store), "serve", "--http", f"127.0.0.1:{port}", "--alerts", str(rules)],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
+            env={**os.environ, "OMIUM_API_KEYS": KEY},
         )
         line = p.stdout.readline()
         assert line, p.stderr.read()

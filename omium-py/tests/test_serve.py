@@ -35,9 +35,18 @@ def omium_bin() -> str:
 
 
 class Daemon:
-    def __init__(self, store: Path, *args: str) -> None:
+    def __init__(self, store: Path, *args: str, env: dict | None = None) -> None:
+        # Keys never go on the command line: `--api-key K` here becomes OMIUM_API_KEYS.
+        args_, keys = list(args), []
+        while "--api-key" in args_:
+            i = args_.index("--api-key")
+            keys.append(args_[i + 1])
+            del args_[i : i + 2]
+        env = dict(os.environ if env is None else env)
+        if keys:
+            env["OMIUM_API_KEYS"] = ",".join(keys)
         self.proc = subprocess.Popen(
-            [omium_bin(), "--store", str(store), "serve", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+            [omium_bin(), "--store", str(store), "serve", *args_], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
         )
         line = self.proc.stdout.readline()
         if not line:
@@ -257,7 +266,7 @@ def test_hostile_policy_documents_are_refused_and_the_daemon_keeps_answering(dae
 
 
 def test_api_keys_are_required_off_loopback_and_checked(tmp_path, sockdir):
-    with pytest.raises(RuntimeError, match="reachable from other machines: give at least one API key"):
+    with pytest.raises(RuntimeError, match="reachable from other machines: create a key first"):
         Daemon(tmp_path / "a", "--http", "0.0.0.0:0")
     with pytest.raises(RuntimeError, match="shorter than 16 characters"):
         Daemon(tmp_path / "b", "--http", "127.0.0.1:0", "--api-key", "short")
@@ -296,7 +305,7 @@ def test_api_keys_are_required_off_loopback_and_checked(tmp_path, sockdir):
     with pytest.raises(omium.OmiumError, match="is unavailable") as e:
         omium.init(url=d.http_url)
     assert e.value.code == "server_unavailable"
-    with pytest.raises(omium.InvalidArgumentError, match="expected unix:///path/to/omium.sock or http://host:port"):
+    with pytest.raises(omium.InvalidArgumentError, match="expected unix:///path/to/omium.sock, http://host:port or https://host:port"):
         omium.init(url="ftp://x")
 
 
@@ -338,7 +347,7 @@ def test_web_pages_cannot_reach_the_daemon_and_health_tells_nothing(tmp_path, so
         assert raw(d, "GET", "/v1/health", {}) == (200, {"status": "ok"})
         status, body = raw(d, "GET", "/v1/status", {})
         assert status == 200 and body["store"] == str(tmp_path / "store") and body["durability"] == "sync", body
-        assert set(body) == {"store", "durability", "version", "runs"}, body
+        assert set(body) == {"store", "durability", "version", "runs", "caller"}, body
 
         # The unix socket is the daemon user's only; a refused request changed nothing.
         assert os.stat(d.socket).st_mode & 0o777 == 0o600

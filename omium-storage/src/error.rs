@@ -270,6 +270,10 @@ pub enum Error {
     #[error("omium serve at {url} is unavailable: {detail}")]
     ServerUnavailable { url: String, detail: String },
 
+    /// The caller is known but its roles or the authorization policies do not allow the call.
+    #[error("forbidden: {detail}")]
+    Forbidden { detail: String },
+
     /// A push or pull met an execution that advanced on another store; nothing was merged.
     #[error("sync conflict on execution {execution:?}: {detail}")]
     SyncConflict { execution: String, detail: String },
@@ -370,6 +374,8 @@ error_codes! {
     ConsensusUnavailable = "consensus_unavailable": "No consensus cluster answers.",
     ServerUnavailable = "server_unavailable": "The omium serve daemon or cluster does not answer.",
     Unauthorized = "unauthorized": "The daemon refused the credentials.",
+    Forbidden = "forbidden": "The caller's roles or the authorization policies do not allow the call.",
+    RateLimited = "rate_limited": "The caller sent more requests than its rate allows; retry after the time the answer names.",
     SyncConflict = "sync_conflict": "The cluster has another branch or holder of the execution.",
     SyncIncomplete = "sync_incomplete": "The cluster lacks chunks a push referenced; they are sent again.",
     LeaseLost = "lease_lost": "Another store took the execution over; this store's run stops before its next step.",
@@ -434,6 +440,7 @@ impl Error {
             Error::ConsensusViolation { .. } => C::ConsensusViolation,
             Error::ConsensusUnavailable { .. } => C::ConsensusUnavailable,
             Error::ServerUnavailable { .. } => C::ServerUnavailable,
+            Error::Forbidden { .. } => C::Forbidden,
             Error::SyncConflict { .. } => C::SyncConflict,
             Error::LeaseLost { .. } => C::LeaseLost,
             Error::ReplayDivergence { .. } => C::ReplayDivergence,

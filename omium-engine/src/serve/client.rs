@@ -19,11 +19,43 @@ use crate::{Checkpoint, Execution};
 enum Target {
     Unix(PathBuf),
     Tcp(String),
+    /// `host:port`, and the TLS configuration that checks the daemon's certificate.
+    Tls(String, Arc<rustls::ClientConfig>),
 }
 
+trait Stream: Read + Write + Send {}
+impl<S: Read + Write + Send> Stream for S {}
+
 struct Conn {
-    reader: BufReader<Box<dyn Read + Send>>,
-    writer: Box<dyn Write + Send>,
+    /// Reads are buffered; requests are written through `get_mut()` (HTTP/1.1 takes turns).
+    io: BufReader<Box<dyn Stream>>,
+}
+
+/// TLS that trusts the certificates of `ca_file` (PEM), or the public web's roots without one.
+fn tls_client(ca_file: Option<&std::path::Path>) -> Result<Arc<rustls::ClientConfig>> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::CertificateDer;
+    crate::install_tls_provider();
+    let mut roots = rustls::RootCertStore::empty();
+    match ca_file {
+        Some(path) => {
+            let bad = |e: String| Error::InvalidArgument {
+                what: "CA file (OMIUM_CA_FILE)",
+                detail: format!("{}: {e}; expected PEM certificates", path.display()),
+            };
+            for cert in CertificateDer::pem_file_iter(path).map_err(|e| bad(e.to_string()))? {
+                roots
+                    .add(cert.map_err(|e| bad(e.to_string()))?)
+                    .map_err(|e| bad(e.to_string()))?;
+            }
+        }
+        None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+    }
+    Ok(Arc::new(
+        rustls::ClientConfig::builder_with_protocol_versions(&[&rustls::version::TLS13])
+            .with_root_certificates(roots)
+            .with_no_client_auth(),
+    ))
 }
 
 struct Inner {
@@ -50,21 +82,35 @@ fn unavailable(url: &str, detail: impl std::fmt::Display) -> Error {
 }
 
 impl Client {
-    /// `unix:///path/to/omium.sock` (or a bare path), or `http://127.0.0.1:7700`. Checks that
-    /// a daemon answers.
+    /// `unix:///path/to/omium.sock` (or a bare path), `http://127.0.0.1:7700`, or
+    /// `https://host:port` (the daemon's certificate checked against `$OMIUM_CA_FILE`, else the
+    /// public web's roots). Checks that a daemon answers.
     pub fn connect(url: &str, api_key: Option<&str>) -> Result<Client> {
+        let ca = std::env::var_os("OMIUM_CA_FILE").map(PathBuf::from);
+        Client::connect_with(url, api_key, ca.as_deref())
+    }
+
+    /// [`Client::connect`] with the CA certificates (PEM) that an `https:` daemon's certificate
+    /// must chain to.
+    pub fn connect_with(
+        url: &str,
+        api_key: Option<&str>,
+        ca_file: Option<&std::path::Path>,
+    ) -> Result<Client> {
         let target = if let Some(p) = url.strip_prefix("unix://") {
             Target::Unix(PathBuf::from(p))
         } else if let Some(a) = url.strip_prefix("http://") {
             Target::Tcp(a.trim_end_matches('/').to_string())
+        } else if let Some(a) = url.strip_prefix("https://") {
+            Target::Tls(a.trim_end_matches('/').to_string(), tls_client(ca_file)?)
         } else if url.starts_with('/') {
             Target::Unix(PathBuf::from(url))
         } else {
             return Err(Error::InvalidArgument {
                 what: "url",
                 detail: format!(
-                    "{url:?}: expected unix:///path/to/omium.sock or http://host:port (https: \
-                     put a TLS proxy in front and connect to it over loopback)"
+                    "{url:?}: expected unix:///path/to/omium.sock, http://host:port or \
+                     https://host:port"
                 ),
             });
         };
@@ -116,22 +162,35 @@ impl Client {
 
     fn open(&self) -> Result<Conn> {
         let url = &self.inner.url;
-        let (r, w): (Box<dyn Read + Send>, Box<dyn Write + Send>) = match &self.inner.target {
-            Target::Unix(p) => {
-                let s = UnixStream::connect(p).map_err(|e| unavailable(url, e))?;
-                let w = s.try_clone().map_err(|e| unavailable(url, e))?;
-                (Box::new(s), Box::new(w))
-            }
+        let io: Box<dyn Stream> = match &self.inner.target {
+            Target::Unix(p) => Box::new(UnixStream::connect(p).map_err(|e| unavailable(url, e))?),
             Target::Tcp(a) => {
                 let s = TcpStream::connect(a).map_err(|e| unavailable(url, e))?;
                 let _ = s.set_nodelay(true);
-                let w = s.try_clone().map_err(|e| unavailable(url, e))?;
-                (Box::new(s), Box::new(w))
+                Box::new(s)
+            }
+            Target::Tls(a, config) => {
+                let host = a.rsplit_once(':').map(|(h, _)| h).unwrap_or(a);
+                let host = host.trim_start_matches('[').trim_end_matches(']');
+                let name = rustls::pki_types::ServerName::try_from(host.to_string())
+                    .map_err(|e| unavailable(url, format!("{host:?} is no server name: {e}")))?;
+                let tls = rustls::ClientConnection::new(config.clone(), name)
+                    .map_err(|e| unavailable(url, e))?;
+                let s = TcpStream::connect(a).map_err(|e| unavailable(url, e))?;
+                let _ = s.set_nodelay(true);
+                let mut stream = rustls::StreamOwned::new(tls, s);
+                // The handshake now, so that a certificate the CA did not sign is named as such.
+                while stream.conn.is_handshaking() {
+                    stream
+                        .conn
+                        .complete_io(&mut stream.sock)
+                        .map_err(|e| unavailable(url, format!("TLS: {e}")))?;
+                }
+                Box::new(stream)
             }
         };
         Ok(Conn {
-            reader: BufReader::new(r),
-            writer: w,
+            io: BufReader::new(io),
         })
     }
 
@@ -144,7 +203,7 @@ impl Client {
     ) -> std::io::Result<(u16, Vec<u8>)> {
         // The daemon answers only to its own address in `Host` (DNS rebinding).
         let host = match &self.inner.target {
-            Target::Tcp(a) => a.as_str(),
+            Target::Tcp(a) | Target::Tls(a, _) => a.as_str(),
             Target::Unix(_) => "localhost",
         };
         let mut head = format!(
@@ -155,12 +214,13 @@ impl Client {
             head.push_str(&format!("Authorization: Bearer {k}\r\n"));
         }
         head.push_str("\r\n");
-        conn.writer.write_all(head.as_bytes())?;
-        conn.writer.write_all(body)?;
-        conn.writer.flush()?;
+        let w = conn.io.get_mut();
+        w.write_all(head.as_bytes())?;
+        w.write_all(body)?;
+        w.flush()?;
         let bad = |m: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, m.to_string());
         let mut line = String::new();
-        if conn.reader.read_line(&mut line)? == 0 {
+        if conn.io.read_line(&mut line)? == 0 {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::UnexpectedEof,
                 "the daemon closed the connection",
@@ -174,7 +234,7 @@ impl Client {
         let mut length = None;
         loop {
             line.clear();
-            conn.reader.read_line(&mut line)?;
+            conn.io.read_line(&mut line)?;
             let l = line.trim_end();
             if l.is_empty() {
                 break;
@@ -187,7 +247,7 @@ impl Client {
         }
         let length = length.ok_or_else(|| bad("a response without Content-Length"))?;
         let mut out = vec![0; length];
-        conn.reader.read_exact(&mut out)?;
+        conn.io.read_exact(&mut out)?;
         Ok((status, out))
     }
 

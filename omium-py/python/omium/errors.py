@@ -296,6 +296,19 @@ class UnauthorizedError(OmiumError, PermissionError):
     code = "unauthorized"
 
 
+class ForbiddenError(OmiumError, PermissionError):
+    """The daemon knows this process's key, but its roles or the daemon's authorization
+    policies do not allow the call."""
+
+    code = "forbidden"
+
+
+class RateLimitedError(OmiumError):
+    """The key sent more requests than its rate allows; the message says when to retry."""
+
+    code = "rate_limited"
+
+
 class SyncIncompleteError(OmiumError):
     """The cluster lacked chunks a push referenced; the store sends them again."""
 
@@ -373,6 +386,8 @@ BY_CODE: dict[str, type[OmiumError]] = {
         RunInterruptedError,
         ServerUnavailableError,
         UnauthorizedError,
+        ForbiddenError,
+        RateLimitedError,
         SyncIncompleteError,
         LeaseLostError,
         ReplayDivergence,
