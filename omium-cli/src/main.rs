@@ -311,6 +311,10 @@ enum Command {
         /// Open connections at once (more are closed when accepted).
         #[arg(long = "max-connections", default_value_t = 1024)]
         max_connections: usize,
+        /// Seconds within which a connection's TLS handshake and each request's headers must
+        /// arrive (slow clients are dropped).
+        #[arg(long = "header-timeout", default_value_t = 10.0)]
+        header_timeout: f64,
         /// A host name HTTP requests may name in `Host` (repeatable; `name` or `name:port`).
         /// Addresses and, on loopback, localhost are always accepted; other names are refused.
         #[arg(long = "allow-host")]
@@ -518,6 +522,7 @@ fn run(cli: &Cli) -> Result<ExitCode, Error> {
         rate_limit,
         max_body,
         max_connections,
+        header_timeout,
         allowed_hosts,
         socket_group,
         durability,
@@ -535,6 +540,12 @@ fn run(cli: &Cli) -> Result<ExitCode, Error> {
             authorization: authorization.clone(),
             limits: omium_core::serve::Limits {
                 max_connections: *max_connections,
+                header_timeout: std::time::Duration::try_from_secs_f64(*header_timeout).map_err(
+                    |e| omium_core::Error::InvalidArgument {
+                        what: "--header-timeout",
+                        detail: format!("{header_timeout}: {e}; expected seconds > 0"),
+                    },
+                )?,
                 ..Default::default()
             },
             rate_limit: *rate_limit,

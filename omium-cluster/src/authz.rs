@@ -73,7 +73,7 @@ pub const METHODS: &[(&str, &str)] = &[
     ("start_recovery", "work"),
     ("recovery", "work"),
     ("record_spans", "work"),
-    ("flush_spans", "work"),
+    ("flush_spans", "read"),
     ("record_crash", "work"),
     ("rollback", "work"),
     ("fork", "operate"),

@@ -382,7 +382,7 @@ impl App {
                         json!({"from": who, "reason": "unknown or revoked key"}),
                     );
                     Err(unauthorized(
-                        "the API key is not one of this daemon's, or it was revoked; `omium keys                          list` shows the keys"
+                        "the API key is not one of this daemon's, or it was revoked; `omium keys list` shows the keys"
                             .into(),
                     ))
                 }
@@ -554,8 +554,17 @@ impl App {
     fn handle(&self, caller: &Caller, method: &str, mut body: Value, peer: Peer) -> Result<Value> {
         if !caller.all_tenants() {
             if let Value::Object(m) = &mut body {
-                if matches!(method, "begin" | "start_recovery") {
-                    m.entry("tenant").or_insert(json!(caller.tenant));
+                // The key's tenant is the caller's default: a binding that sends no tenant,
+                // or the default one, acts in the key's.
+                let tenant_arg = matches!(
+                    method,
+                    "begin" | "start_recovery" | "apply_policy" | "policy_version" | "policy_defaults"
+                );
+                if tenant_arg
+                    && m.get("tenant")
+                        .is_none_or(|t| t.is_null() || t.as_str() == Some("default"))
+                {
+                    m.insert("tenant".into(), json!(caller.tenant));
                 }
                 if method == "metrics" {
                     // A tenant's key sees its tenant's figures only.
@@ -1078,6 +1087,10 @@ fn too_many(after_secs: u64) -> Response {
     );
     r.headers_mut()
         .insert(header::RETRY_AFTER, header::HeaderValue::from(after_secs));
+    // Answered before the body was read: the connection closes rather than carry an unread
+    // body into the next request.
+    r.headers_mut()
+        .insert(header::CONNECTION, header::HeaderValue::from_static("close"));
     r
 }
 
