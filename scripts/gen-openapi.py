@@ -415,6 +415,39 @@ add(
     ["rule"],
     TRANSITIONS,
 )
+API_KEY = {
+    "type": "object",
+    "required": ["id", "name", "tenant", "roles", "created_ms", "created_by"],
+    "properties": {
+        "id": S(),
+        "name": S(),
+        "tenant": S(),
+        "roles": A(S()),
+        "created_ms": INT,
+        "created_by": S(),
+        "revoked_ms": INT,
+        "revoked_by": S(),
+    },
+}
+ROLES = {"type": "array", "minItems": 1, "items": {"type": "string", "enum": ["reader", "worker", "operator", "admin"]}}
+add(
+    "keys.create",
+    "security",
+    "Issue an API key bound to a name, a tenant (`*`: every tenant and the store) and roles. The secret is in "
+    "this answer only; the store keeps its SHA-256. Admin only.",
+    {"name": S(minLength=1), "tenant": S(minLength=1), "roles": ROLES},
+    ["name", "tenant", "roles"],
+    {"type": "object", "required": ["key", "secret"], "properties": {"key": API_KEY, "secret": S()}},
+)
+add("keys.list", "security", "Every key, revoked ones included, without secrets. Admin only.", resp=A(API_KEY))
+add(
+    "keys.revoke",
+    "security",
+    "Revoke a key by id or name: its next request gets 401, without a restart. Admin only.",
+    {"key": S(minLength=1)},
+    ["key"],
+    API_KEY,
+)
 add(
     "control",
     "operations",
@@ -471,15 +504,26 @@ doc = {
         "description": "The API of an `omium serve` daemon: one store served to the worker processes of a machine "
         "(over a unix socket, or HTTP). Every method is `POST /v1/<method>` with a JSON object of arguments; "
         "errors answer 4xx/5xx with `{code, message}` (the codes of the embedded API). Bytes are base64. "
-        "On TCP, a daemon started with API keys requires `Authorization: Bearer <key>` (not on /v1/health "
-        "and this document). Every listener refuses a request with an `Origin` header (403) and a POST whose "
+        "Callers send `Authorization: Bearer <key>` (not on /v1/health and this document): a key issued by "
+        "`omium keys create` (a tenant and roles: reader, worker, operator, admin) or a bootstrap key "
+        "(OMIUM_API_KEYS, admin). Over TCP a key is required once any exists or when not on loopback; the unix "
+        "socket trusts its peers (its file mode chose them). Cedar policies decide each call: 403 `forbidden` "
+        "when the roles do not allow it, and another tenant's execution answers 404 as if it did not exist. "
+        "Over its rate a caller gets 429 `rate_limited` with Retry-After (docs/security.md). "
+        "Every listener refuses a request with an `Origin` header (403) and a POST whose "
         "Content-Type is not application/json (415); on TCP, a `Host` that is not an address, localhost on "
         "loopback, or a name given with --allow-host is refused (403). "
         "Records are the core's (`Execution`, `Checkpoint`, `Failure`), field for field.",
     },
     "servers": [{"url": "http://127.0.0.1:7700"}],
     "components": {
-        "securitySchemes": {"apiKey": {"type": "http", "scheme": "bearer", "description": "a key given to `omium serve --api-key`"}},
+        "securitySchemes": {
+            "apiKey": {
+                "type": "http",
+                "scheme": "bearer",
+                "description": "a key from `omium keys create` (or a bootstrap key in OMIUM_API_KEYS)",
+            }
+        },
         "schemas": {
             "Error": {"type": "object", "required": ["code", "message"], "properties": {"code": S(), "message": S()}},
             "Bytes": {"type": "object", "required": ["data"], "properties": {"data": B64N}},
@@ -712,9 +756,11 @@ for method, tag, summary, props, required, resp in m:
                 "200": {"description": "done", "content": {"application/json": {"schema": resp}}},
                 "400": {"$ref": "#/components/responses/Error"},
                 "401": {"$ref": "#/components/responses/Error"},
+                "403": {"$ref": "#/components/responses/Error"},
                 "404": {"$ref": "#/components/responses/Error"},
                 "409": {"$ref": "#/components/responses/Error"},
                 "422": {"$ref": "#/components/responses/Error"},
+                "429": {"$ref": "#/components/responses/Error"},
                 "500": {"$ref": "#/components/responses/Error"},
             },
         }

@@ -59,11 +59,16 @@ pub fn client_key(file: Option<&Path>) -> Result<Option<String>, Error> {
             Some(k) => Ok(Some(k.to_string())),
             None => Err(Error::InvalidArgument {
                 what: "--api-key-file",
-                detail: format!("{} is empty; expected a key on its first line", file.display()),
+                detail: format!(
+                    "{} is empty; expected a key on its first line",
+                    file.display()
+                ),
             }),
         };
     }
-    Ok(std::env::var("OMIUM_API_KEY").ok().filter(|k| !k.is_empty()))
+    Ok(std::env::var("OMIUM_API_KEY")
+        .ok()
+        .filter(|k| !k.is_empty()))
 }
 
 fn through(daemon: &Daemon, method: &str, args: Value) -> Result<Option<Value>, Error> {
@@ -100,8 +105,16 @@ fn print_key(out: &mut impl Write, k: &ApiKey) {
         k.tenant,
         k.roles.join(","),
         match k.revoked_ms {
-            Some(ms) => format!("revoked {} by {}", crate::view::time(ms), k.revoked_by.as_deref().unwrap_or("?")),
-            None => format!("created {} by {}", crate::view::time(k.created_ms), k.created_by),
+            Some(ms) => format!(
+                "revoked {} by {}",
+                crate::view::time(ms),
+                k.revoked_by.as_deref().unwrap_or("?")
+            ),
+            None => format!(
+                "created {} by {}",
+                crate::view::time(k.created_ms),
+                k.created_by
+            ),
         }
     );
 }
@@ -160,9 +173,16 @@ pub fn run(
                 None => keys::list(&Store::open_read_only(store)?)?,
             };
             if as_json {
-                let _ = writeln!(out, "{}", serde_json::to_string_pretty(&keys).expect("keys serialize"));
+                let _ = writeln!(
+                    out,
+                    "{}",
+                    serde_json::to_string_pretty(&keys).expect("keys serialize")
+                );
             } else if keys.is_empty() {
-                let _ = writeln!(out, "no keys; `omium keys create --name NAME --tenant T --role R` issues one");
+                let _ = writeln!(
+                    out,
+                    "no keys; `omium keys create --name NAME --tenant T --role R` issues one"
+                );
             } else {
                 for k in &keys {
                     print_key(out, k);

@@ -10,8 +10,8 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::str::FromStr;
 
 use cedar_policy::{
-    Authorizer, Context, Decision, Entities, Entity, EntityId, EntityTypeName, EntityUid,
-    PolicyId, PolicySet, Request, RestrictedExpression,
+    Authorizer, Context, Decision, Entities, Entity, EntityId, EntityTypeName, EntityUid, PolicyId,
+    PolicySet, Request, RestrictedExpression,
 };
 
 use crate::error::{Error, Result};
@@ -224,11 +224,8 @@ impl Authz {
             return Verdict::Denied(format!("{action:?} is no operation of this API"));
         }
         let principal = uid("Omium::Key", &caller.id);
-        let roles: HashSet<EntityUid> = caller
-            .roles
-            .iter()
-            .map(|r| uid("Omium::Role", r))
-            .collect();
+        let roles: HashSet<EntityUid> =
+            caller.roles.iter().map(|r| uid("Omium::Role", r)).collect();
         let mut entities: Vec<Entity> = roles
             .iter()
             .map(|r| Entity::new_no_attrs(r.clone(), HashSet::new()))
@@ -363,23 +360,46 @@ mod tests {
     fn roles_and_tenants() {
         let a = Authz::new(None).unwrap();
         let reader = key("acme", &["reader"]);
-        assert_eq!(a.check(&reader, "history", &exec("acme", "w")), Verdict::Allow);
+        assert_eq!(
+            a.check(&reader, "history", &exec("acme", "w")),
+            Verdict::Allow
+        );
         assert!(matches!(
             a.check(&reader, "rollback", &exec("acme", "w")),
             Verdict::Denied(m) if m.contains("may not call rollback (a `work` action)")
         ));
-        assert_eq!(a.check(&reader, "history", &exec("other", "w")), Verdict::Hidden);
-        assert!(matches!(a.check(&reader, "stats", &Target::Store), Verdict::Denied(m) if m.contains("store-wide")));
+        assert_eq!(
+            a.check(&reader, "history", &exec("other", "w")),
+            Verdict::Hidden
+        );
+        assert!(
+            matches!(a.check(&reader, "stats", &Target::Store), Verdict::Denied(m) if m.contains("store-wide"))
+        );
         let worker = key("acme", &["worker"]);
         assert_eq!(a.check(&worker, "run", &exec("acme", "w")), Verdict::Allow);
-        assert!(matches!(a.check(&worker, "control", &exec("acme", "w")), Verdict::Denied(_)));
+        assert!(matches!(
+            a.check(&worker, "control", &exec("acme", "w")),
+            Verdict::Denied(_)
+        ));
         let operator = key("acme", &["operator"]);
-        assert_eq!(a.check(&operator, "control", &exec("acme", "w")), Verdict::Allow);
-        assert!(matches!(a.check(&operator, "control.delete", &exec("acme", "w")), Verdict::Denied(_)));
+        assert_eq!(
+            a.check(&operator, "control", &exec("acme", "w")),
+            Verdict::Allow
+        );
+        assert!(matches!(
+            a.check(&operator, "control.delete", &exec("acme", "w")),
+            Verdict::Denied(_)
+        ));
         let admin = key("*", &["admin"]);
-        assert_eq!(a.check(&admin, "keys.create", &Target::Store), Verdict::Allow);
+        assert_eq!(
+            a.check(&admin, "keys.create", &Target::Store),
+            Verdict::Allow
+        );
         assert_eq!(a.check(&admin, "history", &exec("x", "w")), Verdict::Allow);
-        assert!(matches!(a.check(&admin, "nonsense", &Target::Store), Verdict::Denied(_)));
+        assert!(matches!(
+            a.check(&admin, "nonsense", &Target::Store),
+            Verdict::Denied(_)
+        ));
     }
 
     #[test]
@@ -391,7 +411,10 @@ mod tests {
             a.check(&operator, "fork", &exec("acme", "w")),
             Verdict::Denied(m) if m.contains("authz.cedar#0")
         ));
-        assert_eq!(a.check(&operator, "control", &exec("acme", "w")), Verdict::Allow);
+        assert_eq!(
+            a.check(&operator, "control", &exec("acme", "w")),
+            Verdict::Allow
+        );
         let e = Authz::new(Some(("permit(principal, action,\n resourc);", "bad.cedar")))
             .err()
             .unwrap()

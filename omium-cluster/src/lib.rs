@@ -18,8 +18,8 @@ use omium_storage::*;
 
 pub mod agreement;
 pub mod authz;
-pub mod listen;
 pub mod consensus;
+pub mod listen;
 pub mod serve;
 pub mod sync;
 

@@ -84,7 +84,12 @@ pub fn tls_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>> 
     let config = rustls::ServerConfig::builder_with_protocol_versions(&[&rustls::version::TLS13])
         .with_no_client_auth()
         .with_single_cert(certs, key)
-        .map_err(|e| bad("--tls-cert", format!("the certificate and key do not fit: {e}")))?;
+        .map_err(|e| {
+            bad(
+                "--tls-cert",
+                format!("the certificate and key do not fit: {e}"),
+            )
+        })?;
     Ok(Arc::new(config))
 }
 
@@ -221,26 +226,27 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let request_timeout = limits.request_timeout;
-    let service = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
-        req.extensions_mut().insert(ConnectInfo(peer));
-        let mut router = router.clone();
-        async move {
-            use tower_service::Service;
-            let answer = tokio::time::timeout(request_timeout, router.call(req)).await;
-            Ok::<_, std::convert::Infallible>(match answer {
-                Ok(Ok(r)) => r,
-                Ok(Err(never)) => match never {},
-                Err(_) => crate::serve::refused(
-                    axum::http::StatusCode::REQUEST_TIMEOUT,
-                    "timeout",
-                    format!(
-                        "the request was not read and answered within {} s",
-                        request_timeout.as_secs()
+    let service =
+        hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+            req.extensions_mut().insert(ConnectInfo(peer));
+            let mut router = router.clone();
+            async move {
+                use tower_service::Service;
+                let answer = tokio::time::timeout(request_timeout, router.call(req)).await;
+                Ok::<_, std::convert::Infallible>(match answer {
+                    Ok(Ok(r)) => r,
+                    Ok(Err(never)) => match never {},
+                    Err(_) => crate::serve::refused(
+                        axum::http::StatusCode::REQUEST_TIMEOUT,
+                        "timeout",
+                        format!(
+                            "the request was not read and answered within {} s",
+                            request_timeout.as_secs()
+                        ),
                     ),
-                ),
-            })
-        }
-    });
+                })
+            }
+        });
     let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
     builder
         .http1()

@@ -21,9 +21,9 @@ use crate::authz::{self, Authz, Caller, Target, Verdict};
 use crate::error::{Error, Result};
 use crate::execution::{hostname, pid_alive};
 use crate::listen::{Listener, Peer};
-use omium_engine::keys;
 use crate::store::now_ms;
 use crate::{BeginOptions, Durability, NewCheckpoint, Run, Store};
+use omium_engine::keys;
 use omium_engine::prelude::*;
 use omium_engine::recovery::{FailureInput, Recovery};
 use omium_engine::serve::{b64, checks_of, kind, Args, Metadata, OPENAPI};
@@ -355,10 +355,13 @@ impl App {
     /// Who calls: the key it sent (one of the static keys, or one issued into the store), or,
     /// without a key, a unix socket peer or a loopback caller while no key exists. `Err` is the
     /// answer to send instead.
-    fn identify(&self, bearer: Option<&str>, peer: Peer) -> std::result::Result<Caller, Response> {
-        let unauthorized = |message: String| {
-            refused(StatusCode::UNAUTHORIZED, "unauthorized", message)
-        };
+    fn identify(
+        &self,
+        bearer: Option<&str>,
+        peer: Peer,
+    ) -> std::result::Result<Caller, Box<Response>> {
+        let unauthorized =
+            |message: String| Box::new(refused(StatusCode::UNAUTHORIZED, "unauthorized", message));
         if let Some(token) = bearer {
             if let Some(n) = self
                 .static_keys
@@ -372,9 +375,15 @@ impl App {
             return match keys::authenticate(&self.store, token) {
                 Ok(Some(k)) => Ok(Caller::of_key(&k)),
                 Ok(None) => {
-                    let who = peer.addr.map(|a| a.ip().to_string()).unwrap_or("unix".into());
-                    if !self.take_token(&format!("bad-key/{who}"), BAD_KEY_RATE).is_ok() {
-                        return Err(too_many(1));
+                    let who = peer
+                        .addr
+                        .map(|a| a.ip().to_string())
+                        .unwrap_or("unix".into());
+                    if self
+                        .take_token(&format!("bad-key/{who}"), BAD_KEY_RATE)
+                        .is_err()
+                    {
+                        return Err(Box::new(too_many(1)));
                     }
                     self.audit(
                         "api.unauthenticated",
@@ -386,13 +395,15 @@ impl App {
                             .into(),
                     ))
                 }
-                Err(e) => Err(error_response(&e)),
+                Err(e) => Err(Box::new(error_response(&e))),
             };
         }
         if peer.addr.is_none() {
             return Ok(Caller::trusted(format!(
                 "unix:{}",
-                peer.uid.map(|u| u.to_string()).unwrap_or_else(|| "?".into())
+                peer.uid
+                    .map(|u| u.to_string())
+                    .unwrap_or_else(|| "?".into())
             )));
         }
         let open = self.loopback
@@ -402,7 +413,7 @@ impl App {
             return Ok(Caller::trusted("loopback".into()));
         }
         Err(unauthorized(
-            "this omium serve needs an API key: send `Authorization: Bearer <key>`              (omium.init(url=..., api_key=...), or $OMIUM_API_KEY)"
+            "this omium serve needs an API key: send `Authorization: Bearer <key>` (omium.init(url=..., api_key=...), or $OMIUM_API_KEY)"
                 .into(),
         ))
     }
@@ -487,9 +498,14 @@ impl App {
             };
         }
         match method {
-            "begin" => match self.store.execution(&arg("execution_id").unwrap_or_default()) {
+            "begin" => match self
+                .store
+                .execution(&arg("execution_id").unwrap_or_default())
+            {
                 Ok(_) => self.execution_target(caller, &arg("execution_id").unwrap_or_default()),
-                Err(_) => Ok(Target::Tenant(arg("tenant").unwrap_or_else(|| "default".into()))),
+                Err(_) => Ok(Target::Tenant(
+                    arg("tenant").unwrap_or_else(|| "default".into()),
+                )),
             },
             "apply_policy" | "policy_version" | "policy_defaults" | "policy_versions" => {
                 Ok(arg("tenant").map(Target::Tenant).unwrap_or(Target::Store))
@@ -558,7 +574,11 @@ impl App {
                 // or the default one, acts in the key's.
                 let tenant_arg = matches!(
                     method,
-                    "begin" | "start_recovery" | "apply_policy" | "policy_version" | "policy_defaults"
+                    "begin"
+                        | "start_recovery"
+                        | "apply_policy"
+                        | "policy_version"
+                        | "policy_defaults"
                 );
                 if tenant_arg
                     && m.get("tenant")
@@ -590,7 +610,12 @@ impl App {
     /// Spans may name executions of the caller's tenant only.
     fn spans_of_tenant(&self, caller: &Caller, body: &Value) -> Result<()> {
         let spans = body.get("spans").and_then(Value::as_array);
-        for id in spans.into_iter().flatten().filter_map(|s| s.get("execution_id")).filter_map(Value::as_str) {
+        for id in spans
+            .into_iter()
+            .flatten()
+            .filter_map(|s| s.get("execution_id"))
+            .filter_map(Value::as_str)
+        {
             if let Target::Execution { tenant, .. } = self.execution_target(caller, id)? {
                 if tenant != caller.tenant {
                     return Err(Error::ExecutionNotFound { id: id.to_string() });
@@ -605,7 +630,9 @@ impl App {
         match method {
             "executions" | "resumable" | "failures" => {
                 if let Value::Array(items) = &mut answer {
-                    items.retain(|i| i.get("tenant").and_then(Value::as_str) == Some(&caller.tenant));
+                    items.retain(|i| {
+                        i.get("tenant").and_then(Value::as_str) == Some(&caller.tenant)
+                    });
                 }
             }
             "events" => {
@@ -645,7 +672,11 @@ impl App {
                 Ok(json!({"key": key, "secret": secret}))
             }
             "keys.list" => Ok(json!(keys::list(&self.store)?)),
-            "keys.revoke" => Ok(json!(keys::revoke(&self.store, &a.str("key")?, &caller.actor)?)),
+            "keys.revoke" => Ok(json!(keys::revoke(
+                &self.store,
+                &a.str("key")?,
+                &caller.actor
+            )?)),
             other => Err(Error::InvalidArgument {
                 what: "method",
                 detail: format!("{other:?} is not a method of keys (create, list, revoke)"),
@@ -761,7 +792,13 @@ async fn events_stream(
     match tokio::task::spawn_blocking(move || a.authorize(&c, "events", &body)).await {
         Ok(Ok(())) => {}
         Ok(Err(e)) => return error_response(&e),
-        Err(_) => return refused(StatusCode::INTERNAL_SERVER_ERROR, "internal", "authorization failed".into()),
+        Err(_) => {
+            return refused(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "authorization failed".into(),
+            )
+        }
     }
     let filter = match omium_engine::events::EventFilter::new(types, q.execution_id) {
         Ok(f) => f,
@@ -803,9 +840,9 @@ async fn events_stream(
                             let mut cache = HashMap::new();
                             queued.extend(p.events.into_iter().filter(|e| {
                                 caller.all_tenants()
-                                    || e.subject.as_deref().is_some_and(|id| {
-                                        app.of_tenant(&caller, id, &mut cache)
-                                    })
+                                    || e.subject
+                                        .as_deref()
+                                        .is_some_and(|id| app.of_tenant(&caller, id, &mut cache))
                             }));
                         }
                         // The store closed or failed: end the stream; the client reconnects.
@@ -1062,7 +1099,7 @@ async fn authenticate(
     let caller = tokio::task::spawn_blocking(move || a.identify(bearer.as_deref(), peer)).await;
     let caller = match caller {
         Ok(Ok(c)) => c,
-        Ok(Err(answer)) => return answer,
+        Ok(Err(answer)) => return *answer,
         Err(e) => {
             return refused(
                 StatusCode::INTERNAL_SERVER_ERROR,
@@ -1089,8 +1126,10 @@ fn too_many(after_secs: u64) -> Response {
         .insert(header::RETRY_AFTER, header::HeaderValue::from(after_secs));
     // Answered before the body was read: the connection closes rather than carry an unread
     // body into the next request.
-    r.headers_mut()
-        .insert(header::CONNECTION, header::HeaderValue::from_static("close"));
+    r.headers_mut().insert(
+        header::CONNECTION,
+        header::HeaderValue::from_static("close"),
+    );
     r
 }
 
@@ -1144,7 +1183,10 @@ impl Daemon {
         let authz = match &config.authorization {
             Some(path) => {
                 let text = std::fs::read_to_string(path).map_err(|e| {
-                    bad("--authorization", format!("cannot read {}: {e}", path.display()))
+                    bad(
+                        "--authorization",
+                        format!("cannot read {}: {e}", path.display()),
+                    )
                 })?;
                 Authz::new(Some((&text, &path.display().to_string())))?
             }

@@ -299,7 +299,10 @@ mod tests {
         wrong.pop();
         wrong.push(if secret.ends_with('A') { 'B' } else { 'A' });
         assert_eq!(authenticate(&store, &wrong).unwrap(), None);
-        assert_eq!(authenticate(&store, "omk_0000000000000000_x").unwrap(), None);
+        assert_eq!(
+            authenticate(&store, "omk_0000000000000000_x").unwrap(),
+            None
+        );
         assert_eq!(authenticate(&store, "Bearer nonsense").unwrap(), None);
         // The record holds no secret.
         let raw = store.get(Cf::Meta, &record_key(&key.id)).unwrap().unwrap();
@@ -329,7 +332,10 @@ mod tests {
             (spec("x y", "a", &["reader"]), "key name"),
             (spec("x", "", &["reader"]), "every tenant"),
             (spec("x", "a", &[]), "one or more of reader"),
-            (spec("x", "a", &["root"]), "\"root\"; expected one of reader"),
+            (
+                spec("x", "a", &["root"]),
+                "\"root\"; expected one of reader",
+            ),
         ] {
             let e = create(&store, &s).unwrap_err().to_string();
             assert!(e.contains(want), "{e} should say {want}");

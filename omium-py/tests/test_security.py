@@ -13,11 +13,10 @@ import subprocess
 import time
 from pathlib import Path
 
+import omium
 import pytest
 import trustme
 from test_serve import Daemon, omium_bin
-
-import omium
 
 
 def create_key(store: Path, name: str, tenant: str, *roles: str, env: dict | None = None, url: str | None = None) -> str:
@@ -113,9 +112,7 @@ def test_tenants_roles_and_revocation_over_tls(tmp_path, tls, monkeypatch):
         ops = create_key(store, "acme-ops", "acme", "operator", env=env, url=url)
         status, body, _ = call(d, "fork", {"execution_id": "a-1", "at": names[0], "new_execution_id": "a-2"}, ops, tls["ca"])
         assert status == 200, body
-        out = subprocess.run(
-            [omium_bin(), "--json", "keys", "revoke", "acme-dash", "--url", url], capture_output=True, text=True, env=env
-        )
+        out = subprocess.run([omium_bin(), "--json", "keys", "revoke", "acme-dash", "--url", url], capture_output=True, text=True, env=env)
         assert out.returncode == 0, out.stderr
         status, body, _ = call(d, "history", {"execution_id": "a-1"}, reader, tls["ca"])
         assert status == 401 and "revoked" in body["message"], body
@@ -140,9 +137,7 @@ def test_tenants_roles_and_revocation_over_tls(tmp_path, tls, monkeypatch):
         d.stop()
 
     # The audit log names each caller: the worker's steps, the operator's pause, the denials.
-    audit = subprocess.run(
-        [omium_bin(), "--store", str(store), "--json", "audit", "--limit", "1000"], capture_output=True, text=True
-    )
+    audit = subprocess.run([omium_bin(), "--store", str(store), "--json", "audit", "--limit", "1000"], capture_output=True, text=True)
     assert audit.returncode == 0, audit.stderr
     entries = json.loads(audit.stdout)
     by = {(e["action"], e["actor"]) for e in entries}
@@ -166,8 +161,9 @@ def test_rate_limits_slow_clients_and_connection_caps(tmp_path):
         c = http.client.HTTPConnection(d.host, d.port, timeout=30)
         codes: dict[int, int] = {}
         retry_after = set()
+        headers = {"Content-Type": "application/json", "Authorization": f"Bearer {flood}"}
         for _ in range(1000):
-            c.request("POST", "/v1/executions", body=b"{}", headers={"Content-Type": "application/json", "Authorization": f"Bearer {flood}"})
+            c.request("POST", "/v1/executions", body=b"{}", headers=headers)
             r = c.getresponse()
             body = json.loads(r.read())
             codes[r.status] = codes.get(r.status, 0) + 1
