@@ -31,6 +31,11 @@
 #                       with `omium cluster add/remove`)
 #   OMIUM_REPLICAS      how many pods pod 0 checks before it bootstraps (default 3)
 #   OMIUM_BIN           the omium command                     (default omium)
+#   OMIUM_TLS_DIR       a directory holding ca.crt, tls.crt and tls.key (a Kubernetes TLS
+#                       Secret, e.g. cert-manager's): the node speaks mutual TLS with them, and
+#                       this script's own `omium cluster` calls use them too. Without it, a node
+#                       listens only on a loopback address (--insecure-loopback); on any other
+#                       address `omium node` refuses to start.
 set -eu
 
 OMIUM_BIN=${OMIUM_BIN:-omium}
@@ -207,9 +212,27 @@ record_membership() {
     done
 }
 
+tls_dir=${OMIUM_TLS_DIR:-}
+if [ -n "$tls_dir" ]; then
+    for f in ca.crt tls.crt tls.key; do
+        [ -r "$tls_dir/$f" ] || die "OMIUM_TLS_DIR=$tls_dir has no readable $f (mount a TLS Secret with ca.crt, as cert-manager writes it)"
+    done
+    OMIUM_CLUSTER_CA=$tls_dir/ca.crt
+    OMIUM_CLUSTER_CERT=$tls_dir/tls.crt
+    OMIUM_CLUSTER_KEY=$tls_dir/tls.key
+    export OMIUM_CLUSTER_CA OMIUM_CLUSTER_CERT OMIUM_CLUSTER_KEY
+fi
+
 set -- --store "$store" node --id "$id" --listen "$listen" --advertise "$advertise"
 if [ -n "$join" ]; then
     set -- "$@" --join "$join"
+fi
+if [ -n "$tls_dir" ]; then
+    set -- "$@" --tls-ca "$tls_dir/ca.crt" --tls-cert "$tls_dir/tls.crt" --tls-key "$tls_dir/tls.key"
+else
+    case ${listen%:*} in
+        127.* | localhost | '[::1]') set -- "$@" --insecure-loopback ;;
+    esac
 fi
 log "starting: $OMIUM_BIN $*"
 "$OMIUM_BIN" "$@" &

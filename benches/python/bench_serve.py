@@ -4,8 +4,10 @@
 
 For each durability (sync, buffered) it times STEPS durable steps of one workflow with the store
 embedded in the process (the baseline), then with the same kind of store owned by a daemon,
-reached over its unix socket and over HTTP on loopback. Each step is reserve + lookup + record:
-three round trips to the daemon. Prints p50 / p99 per step and the ratio to the baseline."""
+reached over its unix socket and over HTTP on loopback, and then (issue 17) with a stored API key
+(every call authenticated and Cedar-authorized) over HTTP and over HTTPS (TLS 1.3, certificates
+from `omium cluster certs`). Each step is reserve + lookup + record: three round trips to the
+daemon. Prints p50 / p99 per step and the ratio to the baseline."""
 
 from __future__ import annotations
 
@@ -46,6 +48,38 @@ def pct(xs: list[float], p: float) -> float:
     return statistics.quantiles(xs, n=100)[int(p) - 1]
 
 
+def start(binary: str, store: str, *args: str) -> tuple[subprocess.Popen, dict]:
+    daemon = subprocess.Popen([binary, "--store", store, "serve", *args], stdout=subprocess.PIPE, text=True)
+    return daemon, json.loads(daemon.stdout.readline())
+
+
+def secured(binary: str, d: str, durability: str, tls: bool) -> list[float]:
+    """Steps through a daemon that authenticates and authorizes every call (and speaks TLS)."""
+    store = os.path.join(d, "tls" if tls else "keyed")
+    made = subprocess.run(
+        [binary, "--store", store, "--json", "keys", "create", "--name", "bench", "--tenant", "default", "--role", "worker"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    key = json.loads(made.stdout)["secret"]
+    args = ["--http", "127.0.0.1:0", "--durability", durability, "--rate-limit", "0"]
+    if tls:
+        certs = os.path.join(d, "certs")
+        if not os.path.exists(certs):
+            subprocess.run([binary, "cluster", "certs", "--out", certs, "--nodes", "1"], capture_output=True, check=True)
+        args += ["--tls-cert", os.path.join(certs, "node-1.pem"), "--tls-key", os.path.join(certs, "node-1-key.pem")]
+        os.environ["OMIUM_CA_FILE"] = os.path.join(certs, "ca.pem")
+    daemon, info = start(binary, store, *args)
+    try:
+        omium.init(url=f"{'https' if tls else 'http'}://{info['http']}", api_key=key, tracing=False)
+        return timed_steps()
+    finally:
+        omium.shutdown()
+        daemon.send_signal(signal.SIGTERM)
+        daemon.wait(20)
+
+
 def main() -> None:
     binary = os.environ.get("OMIUM_BIN") or os.path.expanduser("~/.cache/omium-target/debug/omium")
     rows = []
@@ -55,12 +89,8 @@ def main() -> None:
             base = timed_steps()
             omium.shutdown()
             sock = os.path.join(d, "s.sock")
-            daemon = subprocess.Popen(
-                [binary, "--store", os.path.join(d, "served"), "serve", "--socket", sock, "--http", "127.0.0.1:0", "--durability", durability],
-                stdout=subprocess.PIPE,
-                text=True,
-            )
-            info = json.loads(daemon.stdout.readline())
+            args = ["--socket", sock, "--http", "127.0.0.1:0", "--durability", durability, "--rate-limit", "0"]
+            daemon, info = start(binary, os.path.join(d, "served"), *args)
             try:
                 results = {"embedded": base}
                 for name, url in (("serve, unix socket", f"unix://{sock}"), ("serve, HTTP loopback", f"http://{info['http']}")):
@@ -70,6 +100,8 @@ def main() -> None:
             finally:
                 daemon.send_signal(signal.SIGTERM)
                 daemon.wait(20)
+            results["serve, HTTP + key"] = secured(binary, d, durability, tls=False)
+            results["serve, HTTPS + key"] = secured(binary, d, durability, tls=True)
         b50 = pct(base, 50)
         for name, xs in results.items():
             rows.append((durability, name, pct(xs, 50), pct(xs, 99), pct(xs, 50) / b50))

@@ -40,7 +40,7 @@ def start_cluster(root: str) -> tuple[list[subprocess.Popen], list[str]]:
     addrs = [f"127.0.0.1:{free_port()}" for _ in range(3)]
     procs = []
     for i, addr in enumerate(addrs):
-        args = [BIN, "--store", os.path.join(root, f"node{i + 1}"), "node", "--id", str(i + 1), "--listen", addr]
+        args = [BIN, "--store", os.path.join(root, f"node{i + 1}"), "node", "--id", str(i + 1), "--insecure-loopback", "--listen", addr]
         if i:
             args += ["--join", addrs[0]]
         p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)

@@ -35,6 +35,27 @@ pub enum ClusterCommand {
     },
     /// Leader, term, log positions and members, as the node at --node sees them.
     Status,
+    /// Make a new cluster CA and the certificates of its nodes, an admin and clients, for
+    /// mutual TLS (docs/security.md).
+    Certs {
+        /// An empty directory to write them into.
+        #[arg(long)]
+        out: std::path::PathBuf,
+        /// The node ids to issue certificates for (comma-separated).
+        #[arg(long, value_delimiter = ',', required = true)]
+        nodes: Vec<u64>,
+        /// A host name or address the nodes are reached at, besides localhost and 127.0.0.1
+        /// (repeatable; `*.omium-peers.default.svc.cluster.local` for a StatefulSet).
+        #[arg(long = "host")]
+        hosts: Vec<String>,
+        /// A client certificate as TENANT/NAME (repeatable): stores that sync, agents that
+        /// broadcast.
+        #[arg(long = "client")]
+        clients: Vec<String>,
+        /// Days the node and client certificates are valid (the CA: twice as long).
+        #[arg(long, default_value_t = 365)]
+        days: u32,
+    },
 }
 
 #[derive(Subcommand)]
@@ -126,6 +147,46 @@ pub fn cluster(
     nodes: &[String],
     cmd: &ClusterCommand,
 ) -> Result<(), Error> {
+    if let ClusterCommand::Certs {
+        out: dir,
+        nodes: ids,
+        hosts,
+        clients,
+        days,
+    } = cmd
+    {
+        let clients = clients
+            .iter()
+            .map(|c| match c.split_once('/') {
+                Some((t, n)) if !t.is_empty() && !n.is_empty() && !n.contains('/') => {
+                    Ok((t.to_string(), n.to_string()))
+                }
+                _ => Err(Error::InvalidArgument {
+                    what: "--client",
+                    detail: format!("{c:?}; expected TENANT/NAME, e.g. acme/billing-store"),
+                }),
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let issued = omium_core::consensus::tls::issue(dir, ids, hosts, &clients, *days)?;
+        if json {
+            let _ = writeln!(out, "{}", serde_json::json!({"files": issued.files}));
+        } else {
+            for f in &issued.files {
+                let _ = writeln!(out, "{}", f.display());
+            }
+            let _ = writeln!(
+                out,
+                "\nKeep ca-key.pem offline: whoever holds it can make nodes of this cluster."
+            );
+        }
+        return Ok(());
+    }
+    if nodes.is_empty() {
+        return Err(Error::InvalidArgument {
+            what: "--node",
+            detail: "give a node of the cluster (host:port)".into(),
+        });
+    }
     let client = nodes_client(nodes)?;
     let rt = runtime()?;
     let (path, body) = match cmd {
@@ -136,6 +197,7 @@ pub fn cluster(
         }
         ClusterCommand::Remove { id } => ("/cluster/remove", serde_json::json!({"id": id})),
         ClusterCommand::Status => ("/cluster/status", serde_json::json!({})),
+        ClusterCommand::Certs { .. } => unreachable!("handled above"),
     };
     let v = rt.block_on(client.admin(path, &body, Duration::from_secs(30)))?;
     if json {

@@ -278,6 +278,18 @@ enum Command {
         /// The address other nodes reach this one at (default: the listen address).
         #[arg(long)]
         advertise: Option<String>,
+        /// Mutual TLS: the cluster's CA certificate (PEM; `omium cluster certs` makes it).
+        #[arg(long = "tls-ca", requires_all = ["tls_cert", "tls_key"])]
+        tls_ca: Option<PathBuf>,
+        /// Mutual TLS: this node's certificate (PEM).
+        #[arg(long = "tls-cert", requires_all = ["tls_ca", "tls_key"])]
+        tls_cert: Option<PathBuf>,
+        /// Mutual TLS: this node's private key (PEM).
+        #[arg(long = "tls-key", requires_all = ["tls_ca", "tls_cert"])]
+        tls_key: Option<PathBuf>,
+        /// Plain HTTP without TLS or peer authentication, on a loopback address only.
+        #[arg(long = "insecure-loopback", conflicts_with = "tls_ca")]
+        insecure_loopback: bool,
     },
     /// Serve --store to the worker processes of this machine (omium.init(url=...)) over a unix
     /// socket (default: <store>/omium.sock) and/or HTTP; runs until SIGTERM or Ctrl-C.
@@ -345,8 +357,8 @@ enum Command {
     },
     /// Manage a cluster's membership through one of its nodes.
     Cluster {
-        /// A node of the cluster (host:port); repeat for fallbacks.
-        #[arg(long = "node", required = true)]
+        /// A node of the cluster (host:port); repeat for fallbacks. Not needed by `certs`.
+        #[arg(long = "node")]
         nodes: Vec<String>,
         #[command(subcommand)]
         command: consensus::ClusterCommand,
@@ -499,8 +511,20 @@ fn run(cli: &Cli) -> Result<ExitCode, Error> {
         listen,
         join,
         advertise,
+        tls_ca,
+        tls_cert,
+        tls_key,
+        insecure_loopback,
     } = &cli.command
     {
+        let tls = match (tls_ca, tls_cert, tls_key) {
+            (Some(ca), Some(cert), Some(key)) => Some(omium_core::consensus::TlsFiles {
+                ca: ca.clone(),
+                cert: cert.clone(),
+                key: key.clone(),
+            }),
+            _ => None,
+        };
         consensus::node(
             &cli.store,
             omium_core::consensus::NodeConfig {
@@ -508,6 +532,8 @@ fn run(cli: &Cli) -> Result<ExitCode, Error> {
                 listen: listen.clone(),
                 advertise: advertise.clone(),
                 join: join.clone(),
+                tls,
+                insecure_loopback: *insecure_loopback,
             },
         )?;
         return Ok(ExitCode::SUCCESS);

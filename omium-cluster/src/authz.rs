@@ -68,6 +68,7 @@ pub const METHODS: &[(&str, &str)] = &[
     ("events", "read"),
     ("alerts", "read"),
     ("status", "read"),
+    ("prometheus", "read"),
     ("begin", "work"),
     ("run", "work"),
     ("start_recovery", "work"),

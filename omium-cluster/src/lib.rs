@@ -22,6 +22,7 @@ pub mod consensus;
 pub mod listen;
 pub mod serve;
 pub mod sync;
+pub mod tls;
 
 pub use sync::remote::SyncStore;
 

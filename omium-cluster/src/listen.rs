@@ -47,12 +47,14 @@ impl Default for Limits {
 }
 
 /// Who is at the other end of a connection. On the unix socket the kernel says which process
-/// and user (`SO_PEERCRED`); on TCP, the address.
-#[derive(Clone, Copy, Debug, Default)]
+/// and user (`SO_PEERCRED`); on TCP, the address, and with mutual TLS the `omium://` identity
+/// its certificate names.
+#[derive(Clone, Debug, Default)]
 pub struct Peer {
     pub pid: Option<u32>,
     pub uid: Option<u32>,
     pub addr: Option<SocketAddr>,
+    pub identity: Option<Arc<str>>,
 }
 
 /// The server side of TLS, from PEM files.
@@ -180,7 +182,7 @@ pub fn serve(
                             .and_then(|p| u32::try_from(p).ok())
                             .filter(|&p| p != 0),
                         uid: cred.map(|c| c.uid()),
-                        addr: None,
+                        ..Peer::default()
                     };
                     (Conn::Unix(s), peer)
                 }),
@@ -205,6 +207,14 @@ pub fn serve(
                         let handshake =
                             tokio::time::timeout(limits.header_timeout, acceptor.accept(s)).await;
                         if let Ok(Ok(tls)) = handshake {
+                            let mut peer = peer;
+                            peer.identity = tls
+                                .get_ref()
+                                .1
+                                .peer_certificates()
+                                .and_then(|c| c.first())
+                                .and_then(|c| crate::tls::identity_of(c))
+                                .map(Arc::from);
                             connection(tls, peer, router, &limits).await;
                         }
                     }
@@ -228,7 +238,7 @@ where
     let request_timeout = limits.request_timeout;
     let service =
         hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
-            req.extensions_mut().insert(ConnectInfo(peer));
+            req.extensions_mut().insert(ConnectInfo(peer.clone()));
             let mut router = router.clone();
             async move {
                 use tower_service::Service;

@@ -511,9 +511,9 @@ impl App {
                 Ok(arg("tenant").map(Target::Tenant).unwrap_or(Target::Store))
             }
             "executions" | "resumable" | "metrics" | "record_spans" | "flush_spans" => Ok(own()),
-            "stats" | "audit_head" | "recovery_metrics" | "alerts" | "alerts.ack" | "status" => {
-                Ok(Target::Store)
-            }
+            "status" => Ok(own()),
+            "stats" | "audit_head" | "recovery_metrics" | "alerts" | "alerts.ack"
+            | "prometheus" => Ok(Target::Store),
             m if m.starts_with("keys.") => Ok(Target::Store),
             _ => match arg("execution_id") {
                 Some(id) => self.execution_target(caller, &id),
@@ -870,8 +870,12 @@ async fn status(
     if let Some(no) = allowed(&app, &caller, "status").await {
         return no;
     }
+    // Where the store lives is the operator's business, not a tenant's.
+    let store = caller
+        .all_tenants()
+        .then(|| app.store.path().display().to_string());
     Json(json!({
-        "store": app.store.path().display().to_string(),
+        "store": store,
         "durability": app.store.durability().as_str(),
         "version": env!("CARGO_PKG_VERSION"),
         "runs": app.sessions.lock().len(),
@@ -1051,7 +1055,7 @@ async fn prometheus(
     State(app): State<Arc<App>>,
     axum::Extension(caller): axum::Extension<Caller>,
 ) -> Response {
-    if let Some(no) = allowed(&app, &caller, "metrics").await {
+    if let Some(no) = allowed(&app, &caller, "prometheus").await {
         return no;
     }
     let store = app.store.clone();

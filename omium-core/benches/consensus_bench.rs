@@ -126,6 +126,8 @@ impl Cluster {
                         listen: "127.0.0.1:0".into(),
                         advertise: None,
                         join,
+                        insecure_loopback: true,
+                        tls: None,
                     },
                 ))
                 .unwrap();

@@ -201,6 +201,14 @@ typedef struct omium_buffer {
 // (`omium_run_recorded`) and the step did not run. `omium retry` makes it resumable.
 #define OMIUM_ERR_CANCELLED -28
 
+// The `omium serve` daemon knows the key given to `omium_store_connect`, but its roles or the
+// daemon's authorization policies do not allow the call (a reader key that writes).
+#define OMIUM_ERR_FORBIDDEN -29
+
+// The key sent more requests than the daemon's rate limit allows; the message says after how
+// many seconds to call again.
+#define OMIUM_ERR_RATE_LIMITED -30
+
 // An error kind this build of the C interface does not know (a newer core); see the message.
 #define OMIUM_ERR_UNKNOWN -99
 

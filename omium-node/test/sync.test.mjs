@@ -28,7 +28,7 @@ function freePort() {
 
 /** Starts a node and resolves once it says it listens. */
 function startNode(dir, id, listen, join_) {
-  const args = ["--store", join(dir, `node${id}`), "node", "--id", String(id), "--listen", listen];
+  const args = ["--store", join(dir, `node${id}`), "node", "--id", String(id), "--insecure-loopback", "--listen", listen];
   if (join_) args.push("--join", join_);
   const p = spawn(omiumBin(), args, { stdio: ["ignore", "pipe", "ignore"] });
   return new Promise((resolve, reject) => {

@@ -182,6 +182,7 @@ fn bad_addresses_and_unreachable_nodes_are_named() {
         "node",
         "--id",
         "1",
+        "--insecure-loopback",
         "--listen",
         "nowhere",
     ])

@@ -103,6 +103,7 @@ impl Cluster {
                 "node",
                 "--id",
                 &(i + 1).to_string(),
+                "--insecure-loopback",
                 "--listen",
                 &self.addr(i),
             ])

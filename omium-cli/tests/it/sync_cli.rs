@@ -38,6 +38,7 @@ fn push_status_and_pull_through_the_cli() {
             "node",
             "--id",
             "1",
+            "--insecure-loopback",
             "--listen",
             &addr,
         ])

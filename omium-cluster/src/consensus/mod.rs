@@ -25,6 +25,7 @@ use std::io;
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::tls::{self, TlsFiles};
 pub use coordinator::{
     AckRequest, BroadcastRequest, Broadcasted, Coordinator, CoordinatorConfig, Engine,
 };

@@ -73,18 +73,30 @@ impl RaftNetworkV2<C> for NoNetwork {
     }
 }
 
-/// `host:port` or `http://host:port` → `http://host:port`, checked.
+/// `host:port`, `http://host:port` or `https://host:port` → the URL this process reaches it
+/// at: `https://` when it speaks mutual TLS to its cluster ([`crate::tls::current`]), else
+/// `http://`. Checked.
 pub fn normalize_addr(addr: &str) -> Result<String> {
+    let secure = crate::tls::current()?.is_some();
     let bare = addr
         .strip_prefix("http://")
+        .or_else(|| addr.strip_prefix("https://"))
         .unwrap_or(addr)
         .trim_end_matches('/');
     let bad = |why: &str| Error::InvalidArgument {
         what: "node address",
         detail: format!("{addr:?} {why}; expected host:port, e.g. 127.0.0.1:7001"),
     };
-    if addr.starts_with("https://") {
-        return Err(bad("uses https (nodes speak h2c, plain HTTP/2)"));
+    if addr.starts_with("https://") && !secure {
+        return Err(bad(
+            "uses https, but this process has no cluster certificate (OMIUM_CLUSTER_CA, \
+             OMIUM_CLUSTER_CERT, OMIUM_CLUSTER_KEY)",
+        ));
+    }
+    if addr.starts_with("http://") && secure {
+        return Err(bad(
+            "uses plain http, but this process speaks mutual TLS to its cluster",
+        ));
     }
     let (host, port) = bare.rsplit_once(':').ok_or_else(|| bad("has no port"))?;
     if host.is_empty() || host.contains('/') {
@@ -92,12 +104,19 @@ pub fn normalize_addr(addr: &str) -> Result<String> {
     }
     port.parse::<u16>()
         .map_err(|_| bad("has no valid port (1-65535)"))?;
-    Ok(format!("http://{bare}"))
+    Ok(format!(
+        "{}://{bare}",
+        if secure { "https" } else { "http" }
+    ))
 }
 
 fn http_client() -> Result<reqwest::Client> {
     crate::install_tls_provider();
-    reqwest::Client::builder()
+    let mut builder = reqwest::Client::builder();
+    if let Some(files) = crate::tls::current()? {
+        builder = builder.use_preconfigured_tls(crate::tls::client_config(&files)?);
+    }
+    builder
         .http2_prior_knowledge()
         .connect_timeout(Duration::from_millis(500))
         .tcp_nodelay(true)

@@ -38,7 +38,7 @@ use crate::store::Store;
 use crate::sync;
 
 /// How to start a node.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct NodeConfig {
     /// This node's id in the cluster (any `u64` not used by another node).
     pub id: u64,
@@ -48,6 +48,10 @@ pub struct NodeConfig {
     pub advertise: Option<String>,
     /// A member of an existing cluster to join through (it adds this node as a voter).
     pub join: Option<String>,
+    /// Mutual TLS: the cluster's CA and this node's certificate (`omium cluster certs`).
+    pub tls: Option<crate::tls::TlsFiles>,
+    /// Plain HTTP without TLS, allowed only on a loopback address (tests, one machine).
+    pub insecure_loopback: bool,
 }
 
 /// A running node. Dropping it stops the server and the Raft node.
@@ -76,6 +80,30 @@ impl Node {
                 config.listen
             ),
         })?;
+        let tls = match (&config.tls, config.insecure_loopback) {
+            (Some(files), _) => Some(crate::tls::server_config(files)?),
+            (None, true) if listen.ip().is_loopback() => None,
+            (None, true) => {
+                return Err(Error::InvalidArgument {
+                    what: "--insecure-loopback",
+                    detail: format!(
+                        "{listen} is not a loopback address: a node reachable from other \
+                         machines needs mutual TLS (--tls-ca, --tls-cert, --tls-key; `omium \
+                         cluster certs` makes them)"
+                    ),
+                })
+            }
+            (None, false) => {
+                return Err(Error::InvalidArgument {
+                    what: "node TLS",
+                    detail: "give the cluster's CA and this node's certificate (--tls-ca, \
+                             --tls-cert, --tls-key; `omium cluster certs` makes them), or \
+                             --insecure-loopback to speak plain HTTP on 127.0.0.1"
+                        .into(),
+                })
+            }
+        };
+        crate::tls::configure(config.tls.clone());
         let listener =
             tokio::net::TcpListener::bind(listen)
                 .await
@@ -89,7 +117,7 @@ impl Node {
         })?;
         let advertise = match &config.advertise {
             Some(a) => normalize_addr(a)?,
-            None => format!("http://{addr}"),
+            None => normalize_addr(&addr.to_string())?,
         };
         let engine = Engine::start(store, config.id, HttpNetworkFactory::new()?).await?;
         let app = Arc::new(App {
@@ -122,10 +150,14 @@ impl Node {
             // Raft appends and sync pushes carry chunks (a push is at most
             // `sync::MAX_BATCH_BYTES` of them, plus its records).
             .layer(axum::extract::DefaultBodyLimit::max(64 << 20))
+            .route_layer(axum::middleware::from_fn_with_state(tls.is_some(), guard))
             .with_state(app);
-        let server = tokio::spawn(async move {
-            let _ = axum::serve(listener, router).await;
-        });
+        let server = crate::listen::serve(
+            crate::listen::Listener::Tcp(listener),
+            tls,
+            router,
+            crate::listen::Limits::default(),
+        );
         let node = Node {
             engine,
             addr,
@@ -221,6 +253,40 @@ impl ClusterStatus {
                 .collect(),
         }
     }
+}
+
+/// With mutual TLS, what a peer may call depends on what its certificate says it is (a node,
+/// an admin tool, a client): see [`crate::tls::allows`].
+async fn guard(
+    State(secure): State<bool>,
+    axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<crate::listen::Peer>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let path = req.uri().path();
+    if !secure || crate::tls::allows(peer.identity.as_deref(), path) {
+        return next.run(req).await;
+    }
+    let who = peer
+        .identity
+        .as_deref()
+        .map(|i| format!("a certificate of {i}"))
+        .unwrap_or_else(|| "no certificate".into());
+    let needs = if path.starts_with("/raft/") {
+        "a node's certificate"
+    } else if path.starts_with("/cluster/") {
+        "a node's or an admin's certificate"
+    } else {
+        "a certificate of the cluster's CA"
+    };
+    (
+        StatusCode::FORBIDDEN,
+        Json(serde_json::json!({
+            "code": "forbidden",
+            "message": format!("{path} needs {needs}; this connection presented {who}"),
+        })),
+    )
+        .into_response()
 }
 
 fn error_response(e: &Error) -> Response {

@@ -82,6 +82,8 @@ impl Nodes {
                     listen: "127.0.0.1:0".into(),
                     advertise: None,
                     join,
+                    insecure_loopback: true,
+                    tls: None,
                 },
             ))
             .unwrap()

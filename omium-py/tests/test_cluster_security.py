@@ -1,0 +1,140 @@
+"""A 3-node `omium node` cluster with mutual TLS, attacked (issue 17): a peer without a
+certificate, with one of another CA, or with a client's certificate cannot join, append, vote,
+snapshot or change membership; plain HTTP gets nothing; a node refuses to listen beyond
+loopback without TLS. Real processes, loopback only."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import signal
+import socket
+import ssl
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from test_serve import omium_bin
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def certs(out: Path, *args: str) -> list[str]:
+    r = subprocess.run(
+        [omium_bin(), "--json", "cluster", "certs", "--out", str(out), *args], capture_output=True, text=True, timeout=60
+    )
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout)["files"]
+
+
+def tls_env(d: Path, who: str) -> dict:
+    return {**os.environ, "OMIUM_CLUSTER_CA": str(d / "ca.pem"), "OMIUM_CLUSTER_CERT": str(d / f"{who}.pem"), "OMIUM_CLUSTER_KEY": str(d / f"{who}-key.pem")}
+
+
+def post(port: int, path: str, ca: Path, who: tuple[Path, str] | None, body: bytes = b"{}") -> tuple[int, str]:
+    ctx = ssl.create_default_context(cafile=str(ca))
+    if who:
+        d, name = who
+        ctx.load_cert_chain(str(d / f"{name}.pem"), str(d / f"{name}-key.pem"))
+    c = http.client.HTTPSConnection("127.0.0.1", port, timeout=20, context=ctx)
+    c.request("POST" if path != "/healthz" else "GET", path, body=body, headers={"Content-Type": "application/json"})
+    r = c.getresponse()
+    text = r.read().decode(errors="replace")
+    c.close()
+    return r.status, text
+
+
+def test_mutual_tls_cluster_refuses_strangers(tmp_path):
+    ca = tmp_path / "certs"
+    files = certs(ca, "--nodes", "1,2,3", "--client", "acme/store-1")
+    assert {Path(f).name for f in files} >= {"ca.pem", "node-1.pem", "node-3-key.pem", "admin.pem", "client-store-1.pem"}
+    assert oct((ca / "node-1-key.pem").stat().st_mode & 0o777) == "0o600"
+    evil = tmp_path / "evil"
+    certs(evil, "--nodes", "1", "--client", "acme/store-1")
+    # A second CA in the same directory is refused: it would not be trusted by the first's.
+    r = subprocess.run([omium_bin(), "cluster", "certs", "--out", str(ca), "--nodes", "4"], capture_output=True, text=True)
+    assert r.returncode != 0 and "already holds a ca.pem" in r.stderr
+
+    ports = [free_port() for _ in range(3)]
+    procs: list[subprocess.Popen] = []
+    admin = tls_env(ca, "admin")
+
+    def cli(*args: str, env: dict = admin) -> subprocess.CompletedProcess:
+        return subprocess.run([omium_bin(), *args], capture_output=True, text=True, timeout=60, env=env)
+
+    try:
+        for i, port in enumerate(ports, 1):
+            args = [omium_bin(), "--store", str(tmp_path / f"n{i}"), "node", "--id", str(i), "--listen", f"127.0.0.1:{port}"]
+            args += ["--tls-ca", str(ca / "ca.pem"), "--tls-cert", str(ca / f"node-{i}.pem"), "--tls-key", str(ca / f"node-{i}-key.pem")]
+            p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            line = p.stdout.readline()
+            assert "listening" in line, p.stderr.read()
+            procs.append(p)
+        node = f"127.0.0.1:{ports[0]}"
+        r = cli("cluster", "--node", node, "init")
+        assert r.returncode == 0, r.stderr
+        for i in (2, 3):
+            r = cli("cluster", "--node", node, "add", "--id", str(i), "--addr", f"127.0.0.1:{ports[i - 1]}")
+            assert r.returncode == 0, r.stderr
+        deadline = time.monotonic() + 60
+        while True:
+            st = json.loads(cli("--json", "cluster", "--node", node, "status").stdout)
+            if len(st["voters"]) == 3 and st["leader"] is not None:
+                break
+            assert time.monotonic() < deadline, st
+            time.sleep(0.1)
+
+        # A client certificate works for the client API (a broadcast is agreed over the TLS log).
+        client = tls_env(ca, "client-store-1")
+        r = cli("--json", "consensus", "--node", node, "broadcast", "job-1", "--sender", "planner", "--to", "critic", "--message", "{}", env=client)
+        assert r.returncode == 0, r.stderr
+
+        raft = ["/raft/append", "/raft/vote", "/raft/snapshot"]
+        membership = ["/cluster/add", "/cluster/remove", "/cluster/init"]
+        for port in ports:
+            # No certificate: only liveness.
+            assert post(port, "/healthz", ca / "ca.pem", None)[0] == 200
+            for path in raft + membership + ["/api/ack", "/sync/executions", "/sync/pull"]:
+                status, text = post(port, path, ca / "ca.pem", None)
+                assert status == 403 and "presented no certificate" in text, (path, status, text)
+            # A client's certificate: no Raft traffic, no membership change.
+            for path in raft + membership:
+                status, text = post(port, path, ca / "ca.pem", (ca, "client-store-1"))
+                assert status == 403 and "omium://client/acme/store-1" in text, (path, status, text)
+            # An admin's: membership yes (checked below through the CLI), Raft traffic no.
+            for path in raft:
+                assert post(port, path, ca / "ca.pem", (ca, "admin"))[0] == 403
+            # A node certificate of another CA: the handshake fails.
+            with pytest.raises((ssl.SSLError, ConnectionError, OSError)):
+                post(port, "/raft/vote", ca / "ca.pem", (evil, "node-1"))
+            # Plain HTTP to the TLS port: no answer.
+            with pytest.raises((http.client.HTTPException, ConnectionError, OSError)):
+                c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+                c.request("POST", "/cluster/add", body=b"{}", headers={"Content-Type": "application/json"})
+                c.getresponse().read()
+
+        # A stranger trying to add itself through the CLI with the other CA's certificates.
+        r = cli("cluster", "--node", node, "add", "--id", "9", "--addr", "127.0.0.1:1", env=tls_env(evil, "node-1"))
+        assert r.returncode != 0
+        st = json.loads(cli("--json", "cluster", "--node", node, "status").stdout)
+        assert sorted(st["voters"]) == [1, 2, 3], st
+    finally:
+        for p in procs:
+            p.send_signal(signal.SIGKILL)
+            p.wait(10)
+
+
+def test_a_node_needs_tls_beyond_loopback(tmp_path):
+    def start(*args: str) -> str:
+        r = subprocess.run([omium_bin(), "--store", str(tmp_path / "n"), "node", "--id", "1", *args], capture_output=True, text=True, timeout=30)
+        assert r.returncode != 0
+        return r.stderr
+
+    assert "--insecure-loopback to speak plain HTTP on 127.0.0.1" in start("--listen", "127.0.0.1:0")
+    assert "is not a loopback address" in start("--listen", "0.0.0.0:0", "--insecure-loopback")
