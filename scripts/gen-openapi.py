@@ -679,7 +679,8 @@ doc = {
             "get": {
                 "tags": ["daemon"],
                 "operationId": "status",
-                "summary": "What the daemon serves: its store, durability, version and open runs.",
+                "summary": "What the daemon serves: its store (null for a key of one tenant), durability, version, "
+                "open runs, and who the caller is.",
                 "responses": {
                     "200": {
                         "description": "ok",
@@ -687,8 +688,18 @@ doc = {
                             "application/json": {
                                 "schema": {
                                     "type": "object",
-                                    "required": ["store", "durability", "version", "runs"],
-                                    "properties": {"store": S(), "durability": S(), "version": S(), "runs": INT},
+                                    "required": ["store", "durability", "version", "runs", "caller"],
+                                    "properties": {
+                                        "store": S(nullable=True),
+                                        "durability": S(),
+                                        "version": S(),
+                                        "runs": INT,
+                                        "caller": {
+                                            "type": "object",
+                                            "required": ["actor", "tenant", "roles"],
+                                            "properties": {"actor": S(), "tenant": S(), "roles": A(S())},
+                                        },
+                                    },
                                 }
                             }
                         },

@@ -26,15 +26,18 @@ def free_port() -> int:
 
 
 def certs(out: Path, *args: str) -> list[str]:
-    r = subprocess.run(
-        [omium_bin(), "--json", "cluster", "certs", "--out", str(out), *args], capture_output=True, text=True, timeout=60
-    )
+    r = subprocess.run([omium_bin(), "--json", "cluster", "certs", "--out", str(out), *args], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     return json.loads(r.stdout)["files"]
 
 
 def tls_env(d: Path, who: str) -> dict:
-    return {**os.environ, "OMIUM_CLUSTER_CA": str(d / "ca.pem"), "OMIUM_CLUSTER_CERT": str(d / f"{who}.pem"), "OMIUM_CLUSTER_KEY": str(d / f"{who}-key.pem")}
+    return {
+        **os.environ,
+        "OMIUM_CLUSTER_CA": str(d / "ca.pem"),
+        "OMIUM_CLUSTER_CERT": str(d / f"{who}.pem"),
+        "OMIUM_CLUSTER_KEY": str(d / f"{who}-key.pem"),
+    }
 
 
 def post(port: int, path: str, ca: Path, who: tuple[Path, str] | None, body: bytes = b"{}") -> tuple[int, str]:
@@ -92,7 +95,8 @@ def test_mutual_tls_cluster_refuses_strangers(tmp_path):
 
         # A client certificate works for the client API (a broadcast is agreed over the TLS log).
         client = tls_env(ca, "client-store-1")
-        r = cli("--json", "consensus", "--node", node, "broadcast", "job-1", "--sender", "planner", "--to", "critic", "--message", "{}", env=client)
+        broadcast = ["broadcast", "job-1", "--sender", "planner", "--to", "critic", "--message", "{}"]
+        r = cli("--json", "consensus", "--node", node, *broadcast, env=client)
         assert r.returncode == 0, r.stderr
 
         raft = ["/raft/append", "/raft/vote", "/raft/snapshot"]
@@ -132,7 +136,8 @@ def test_mutual_tls_cluster_refuses_strangers(tmp_path):
 
 def test_a_node_needs_tls_beyond_loopback(tmp_path):
     def start(*args: str) -> str:
-        r = subprocess.run([omium_bin(), "--store", str(tmp_path / "n"), "node", "--id", "1", *args], capture_output=True, text=True, timeout=30)
+        cmd = [omium_bin(), "--store", str(tmp_path / "n"), "node", "--id", "1", *args]
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
         assert r.returncode != 0
         return r.stderr
 

@@ -80,7 +80,7 @@ def validate(doc: dict, version: str) -> None:
 def test_manifests_validate_offline_and_strict(offline, version):
     docs = manifests()
     kinds = sorted(doc["kind"] for _, doc in docs)
-    assert kinds == ["ConfigMap", "PodDisruptionBudget", "Service", "Service", "StatefulSet"]
+    assert kinds == ["ConfigMap", "NetworkPolicy", "PodDisruptionBudget", "Service", "Service", "StatefulSet"]
     for name, doc in docs:
         try:
             validate(doc, version)
@@ -88,7 +88,13 @@ def test_manifests_validate_offline_and_strict(offline, version):
             where = ".".join(str(p) for p in e.path)
             pytest.fail(f"{name}: {doc['kind']}/{doc['metadata']['name']} at {where}: {e.message}")
     api = {doc["kind"]: doc["apiVersion"] for _, doc in docs}
-    assert api == {"ConfigMap": "v1", "Service": "v1", "StatefulSet": "apps/v1", "PodDisruptionBudget": "policy/v1"}
+    assert api == {
+        "ConfigMap": "v1",
+        "Service": "v1",
+        "StatefulSet": "apps/v1",
+        "PodDisruptionBudget": "policy/v1",
+        "NetworkPolicy": "networking.k8s.io/v1",
+    }
 
 
 def test_a_wrong_type_is_rejected_naming_the_field(offline):
@@ -168,8 +174,18 @@ def test_the_services_statefulset_and_budget_fit_together():
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
     assert container["securityContext"]["allowPrivilegeEscalation"] is False
     assert container["ports"] == [{"name": "consensus", "containerPort": 7001, "protocol": "TCP"}]
-    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "consensus"}
-    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "consensus"}
+    # Mutual TLS (docs/security.md): probes speak HTTPS without a certificate; the node lets them
+    # reach /healthz and /readyz only. The certificates come from the Secret omium-tls.
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "consensus", "scheme": "HTTPS"}
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "consensus", "scheme": "HTTPS"}
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["OMIUM_TLS_DIR"] == "/etc/omium/tls"
+    assert {m["name"]: m["mountPath"] for m in container["volumeMounts"]}["tls"] == "/etc/omium/tls"
+    (tls,) = [v for v in pod["volumes"] if v["name"] == "tls"]
+    assert tls["secret"]["secretName"] == "omium-tls"
+    policy = one("NetworkPolicy")
+    assert policy["spec"]["podSelector"] == {"matchLabels": LABELS}
+    assert policy["spec"]["ingress"][0]["ports"] == [{"port": 7001, "protocol": "TCP"}]
     assert {"requests", "limits"} <= set(container["resources"])
     mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
     assert mounts["data"] == "/data"
@@ -343,8 +359,23 @@ def test_pod_0_bootstraps_once_every_other_pod_answers(entry):
 
 def test_pod_0_reaches_its_node_at_a_specific_listen_address(entry):
     calls, _ = entry.run_until(lambda e: e.marker.exists(), HOSTNAME="omium-0", OMIUM_LISTEN="127.0.0.5:9000")
-    assert node_call(calls).endswith("--listen 127.0.0.5:9000 --advertise omium-0.omium-peers:7001")
+    # Loopback without OMIUM_TLS_DIR: plain HTTP, which the node allows only there.
+    assert node_call(calls).endswith("--listen 127.0.0.5:9000 --advertise omium-0.omium-peers:7001 --insecure-loopback")
     assert calls.count("cluster --node 127.0.0.5:9000 init") == 1
+
+
+def test_tls_dir_gives_the_node_and_the_script_their_certificates(entry, tmp_path):
+    tls = tmp_path / "tls"
+    tls.mkdir()
+    for f in ("ca.crt", "tls.crt", "tls.key"):
+        (tls / f).write_text("x")
+    calls, _ = entry.run_until(lambda e: e.marker.exists(), HOSTNAME="omium-2", OMIUM_TLS_DIR=str(tls))
+    flags = f"--tls-ca {tls}/ca.crt --tls-cert {tls}/tls.crt --tls-key {tls}/tls.key"
+    assert node_call(calls).endswith(f"--join omium-0.omium-peers:7001 {flags}")
+    (tls / "tls.key").unlink()
+    proc = entry.start(HOSTNAME="omium-2", OMIUM_TLS_DIR=str(tls))
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode != 0 and f"OMIUM_TLS_DIR={tls} has no readable tls.key" in err
 
 
 def test_pod_0_does_not_bootstrap_while_another_pod_does_not_answer(entry):

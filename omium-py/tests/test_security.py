@@ -95,6 +95,15 @@ def test_tenants_roles_and_revocation_over_tls(tmp_path, tls, monkeypatch):
         assert status == 200 and body["events"] == [], body
         status, body, _ = call(d, "stats", {}, beta, tls["ca"])
         assert status == 403 and body["code"] == "forbidden" and "store-wide" in body["message"], body
+        # Every tenant's figures (Prometheus) are store-wide too; the status hides the store path.
+        ctx = ssl.create_default_context(cafile=str(tls["ca"]))
+        for path, want in (("/metrics", 403), ("/v1/status", 200)):
+            c = http.client.HTTPSConnection(d.host, d.port, timeout=30, context=ctx)
+            c.request("GET", path, headers={"Authorization": f"Bearer {beta}"})
+            r = c.getresponse()
+            got = r.read()
+            assert r.status == want, (path, got)
+        assert json.loads(got)["store"] is None and json.loads(got)["caller"]["tenant"] == "beta"
 
         # A reader of acme sees acme's execution but cannot change it.
         omium.init(url=url, api_key=reader)

@@ -404,11 +404,11 @@ def test_every_answer_matches_the_openapi_document(daemon):
     api = spec(daemon.http_url)
     checked = set()
 
-    def call(method: str, body: object = None, expect: int = 200) -> object:
+    def call(method: str, body: object = None, expect: int = 200, key: str | None = None) -> object:
         data = json.dumps(body if body is not None else {})
         if expect != 400:  # a bad request is what the document forbids; the daemon names it
             api.validate_request(MockRequest(daemon.http_url, "post", f"/v1/{method}", data=data, content_type="application/json"))
-        status, answer = daemon.post(method, body)
+        status, answer = daemon.post(method, body, key=key)
         assert status == expect, (method, answer)
         api.validate_response(
             MockRequest(daemon.http_url, "post", f"/v1/{method}", data=data, content_type="application/json"),
@@ -475,6 +475,16 @@ def test_every_answer_matches_the_openapi_document(daemon):
     assert call("control", {"action": "recover", "execution_id": "api-1"}, expect=409)["code"] == "invalid_state"
     assert call("alerts") == {"state": {"alerts": {}, "evaluated_ms": 0}, "rules": None}
     assert "no alert rules are evaluated here" in call("alerts.ack", {"rule": "r"}, expect=400)["message"]
+    # Keys: while one exists, loopback callers need one too; all revoked, the daemon is open again.
+    root = call("keys.create", {"name": "root", "tenant": "*", "roles": ["admin"]})["secret"]
+    made = call("keys.create", {"name": "ci", "tenant": "acme", "roles": ["worker"]}, key=root)
+    assert made["secret"].startswith("omk_") and made["key"]["roles"] == ["worker"]
+    assert daemon.post("executions")[0] == 401
+    assert call("keys.list", key=made["secret"], expect=403)["code"] == "forbidden"
+    assert [k["name"] for k in call("keys.list", key=root)] == ["root", "ci"]
+    assert call("keys.revoke", {"key": "ci"}, key=root)["revoked_by"] == "key:root"
+    assert call("keys.revoke", {"key": "root"}, key=root)["name"] == "root"
+    assert daemon.post("executions")[0] == 200
     page = call("events", {"since": 0, "types": ["execution.*"], "execution_id": "api-1", "limit": 2})
     assert [e["type"] for e in page["events"]] == ["io.omium.execution.started", "io.omium.execution.completed"]
     cancel_event = call("events", {"types": ["execution.cancelled"]})["events"][0]

@@ -62,7 +62,8 @@ class Cluster:
 
     def start(self, i: int, join: str | None = None) -> None:
         log = open(self.root / f"node{i + 1}.log", "ab")
-        args = [omium_bin(), "--store", str(self.root / f"node{i + 1}"), "node", "--id", str(i + 1), "--insecure-loopback", "--listen", self.addrs[i]]
+        store = str(self.root / f"node{i + 1}")
+        args = [omium_bin(), "--store", store, "node", "--id", str(i + 1), "--insecure-loopback", "--listen", self.addrs[i]]
         if join:
             args += ["--join", join]
         p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=log, text=True)
