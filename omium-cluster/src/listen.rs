@@ -57,40 +57,22 @@ pub struct Peer {
     pub identity: Option<Arc<str>>,
 }
 
-/// The server side of TLS, from PEM files.
+/// The server side of TLS 1.3 without client certificates (`omium serve`), from PEM files.
 pub fn tls_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>> {
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
     omium_engine::install_tls_provider();
-    let bad = |what: &'static str, detail: String| Error::InvalidArgument { what, detail };
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
-        .and_then(|i| i.collect::<std::result::Result<_, _>>())
-        .map_err(|e| {
-            bad(
-                "--tls-cert",
-                format!("{}: {e}; expected PEM certificates", cert.display()),
-            )
-        })?;
-    if certs.is_empty() {
-        return Err(bad(
-            "--tls-cert",
-            format!("{}: no certificate in it; expected PEM", cert.display()),
-        ));
-    }
-    let key = PrivateKeyDer::from_pem_file(key).map_err(|e| {
-        bad(
-            "--tls-key",
-            format!("{}: {e}; expected a PEM private key", key.display()),
-        )
-    })?;
     let config = rustls::ServerConfig::builder_with_protocol_versions(&[&rustls::version::TLS13])
         .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .map_err(|e| {
-            bad(
-                "--tls-cert",
-                format!("the certificate and key do not fit: {e}"),
-            )
+        .with_single_cert(
+            crate::tls::certs(cert, "--tls-cert")?,
+            crate::tls::key(key)?,
+        )
+        .map_err(|e| Error::InvalidArgument {
+            what: "--tls-cert",
+            detail: format!(
+                "{} does not fit the key {}: {e}",
+                cert.display(),
+                key.display()
+            ),
         })?;
     Ok(Arc::new(config))
 }

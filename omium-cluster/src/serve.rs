@@ -787,18 +787,9 @@ async fn events_stream(
         .filter(|t| !t.is_empty())
         .map(str::to_string)
         .collect();
-    let (a, c, id) = (app.clone(), caller.clone(), q.execution_id.clone());
-    let body = json!({"execution_id": id});
-    match tokio::task::spawn_blocking(move || a.authorize(&c, "events", &body)).await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => return error_response(&e),
-        Err(_) => {
-            return refused(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                "authorization failed".into(),
-            )
-        }
+    let body = json!({ "execution_id": q.execution_id });
+    if let Some(no) = allowed(&app, &caller, "events", body).await {
+        return no;
     }
     let filter = match omium_engine::events::EventFilter::new(types, q.execution_id) {
         Ok(f) => f,
@@ -867,7 +858,7 @@ async fn status(
     State(app): State<Arc<App>>,
     axum::Extension(caller): axum::Extension<Caller>,
 ) -> Response {
-    if let Some(no) = allowed(&app, &caller, "status").await {
+    if let Some(no) = allowed(&app, &caller, "status", Value::Null).await {
         return no;
     }
     // Where the store lives is the operator's business, not a tenant's.
@@ -938,7 +929,7 @@ pub(crate) fn refused(status: StatusCode, code: &str, message: String) -> Respon
 async fn guard(hosts: Option<Arc<Hosts>>, req: Request, next: Next) -> Response {
     let headers = req.headers();
     if let Some(origin) = headers.get(header::ORIGIN) {
-        return refused(
+        return closing(refused(
             StatusCode::FORBIDDEN,
             "unauthorized",
             format!(
@@ -946,7 +937,7 @@ async fn guard(hosts: Option<Arc<Hosts>>, req: Request, next: Next) -> Response 
                  programs; use `omium ui` for a browser",
                 String::from_utf8_lossy(origin.as_bytes())
             ),
-        );
+        ));
     }
     if let Some(hosts) = hosts {
         let host = headers
@@ -955,7 +946,7 @@ async fn guard(hosts: Option<Arc<Hosts>>, req: Request, next: Next) -> Response 
             .or_else(|| req.uri().authority().map(|a| a.as_str()))
             .unwrap_or("");
         if !hosts.allows(host) {
-            return refused(
+            return closing(refused(
                 StatusCode::FORBIDDEN,
                 "unauthorized",
                 format!(
@@ -964,7 +955,7 @@ async fn guard(hosts: Option<Arc<Hosts>>, req: Request, next: Next) -> Response 
                      could be a web page's (DNS rebinding)",
                     if hosts.loopback { "localhost, " } else { "" }
                 ),
-            );
+            ));
         }
     }
     if req.method() == axum::http::Method::POST {
@@ -978,14 +969,14 @@ async fn guard(hosts: Option<Arc<Hosts>>, req: Request, next: Next) -> Response 
                 .get(header::CONTENT_TYPE)
                 .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
                 .unwrap_or_else(|| "none".into());
-            return refused(
+            return closing(refused(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 "invalid_argument",
                 format!(
                     "invalid Content-Type of {}: {given}; expected application/json",
                     req.uri().path()
                 ),
-            );
+            ));
         }
     }
     next.run(req).await
@@ -1055,7 +1046,7 @@ async fn prometheus(
     State(app): State<Arc<App>>,
     axum::Extension(caller): axum::Extension<Caller>,
 ) -> Response {
-    if let Some(no) = allowed(&app, &caller, "prometheus").await {
+    if let Some(no) = allowed(&app, &caller, "prometheus", Value::Null).await {
         return no;
     }
     let store = app.store.clone();
@@ -1103,7 +1094,7 @@ async fn authenticate(
     let caller = tokio::task::spawn_blocking(move || a.identify(bearer.as_deref(), peer)).await;
     let caller = match caller {
         Ok(Ok(c)) => c,
-        Ok(Err(answer)) => return *answer,
+        Ok(Err(answer)) => return closing(*answer),
         Err(e) => {
             return refused(
                 StatusCode::INTERNAL_SERVER_ERROR,
@@ -1128,8 +1119,12 @@ fn too_many(after_secs: u64) -> Response {
     );
     r.headers_mut()
         .insert(header::RETRY_AFTER, header::HeaderValue::from(after_secs));
-    // Answered before the body was read: the connection closes rather than carry an unread
-    // body into the next request.
+    closing(r)
+}
+
+/// A refusal answered before the body was read: the connection closes rather than carry an
+/// unread body into the next request.
+fn closing(mut r: Response) -> Response {
     r.headers_mut().insert(
         header::CONNECTION,
         header::HeaderValue::from_static("close"),
@@ -1137,10 +1132,15 @@ fn too_many(after_secs: u64) -> Response {
     r
 }
 
-/// Authorizes a GET route's call on the blocking pool.
-async fn allowed(app: &Arc<App>, caller: &Caller, method: &'static str) -> Option<Response> {
+/// Authorizes a GET route's call (its arguments in `body`) on the blocking pool.
+async fn allowed(
+    app: &Arc<App>,
+    caller: &Caller,
+    method: &'static str,
+    body: Value,
+) -> Option<Response> {
     let (a, c) = (app.clone(), caller.clone());
-    match tokio::task::spawn_blocking(move || a.authorize(&c, method, &Value::Null)).await {
+    match tokio::task::spawn_blocking(move || a.authorize(&c, method, &body)).await {
         Ok(Ok(())) => None,
         Ok(Err(e)) => Some(error_response(&e)),
         Err(e) => Some(refused(

@@ -60,7 +60,7 @@ fn bad(what: &'static str, path: &Path, detail: impl std::fmt::Display) -> Error
     }
 }
 
-fn certs(path: &Path, what: &'static str) -> Result<Vec<CertificateDer<'static>>> {
+pub(crate) fn certs(path: &Path, what: &'static str) -> Result<Vec<CertificateDer<'static>>> {
     let certs: Vec<_> = CertificateDer::pem_file_iter(path)
         .and_then(|i| i.collect::<std::result::Result<_, _>>())
         .map_err(|e| bad(what, path, format!("{e}; expected PEM certificates")))?;
@@ -70,7 +70,7 @@ fn certs(path: &Path, what: &'static str) -> Result<Vec<CertificateDer<'static>>
     Ok(certs)
 }
 
-fn key(path: &Path) -> Result<PrivateKeyDer<'static>> {
+pub(crate) fn key(path: &Path) -> Result<PrivateKeyDer<'static>> {
     PrivateKeyDer::from_pem_file(path)
         .map_err(|e| bad("TLS key", path, format!("{e}; expected a PEM private key")))
 }
@@ -89,6 +89,14 @@ fn roots(path: &Path) -> Result<Arc<rustls::RootCertStore>> {
     Ok(Arc::new(roots))
 }
 
+fn misfit(files: &TlsFiles, e: rustls::Error) -> Error {
+    bad(
+        "TLS certificate",
+        &files.cert,
+        format!("does not fit its key {}: {e}", files.key.display()),
+    )
+}
+
 /// The server side: TLS 1.3, a client certificate of the cluster's CA asked of every peer.
 /// A peer without one is let in (health probes) and may reach only `/healthz` and `/readyz`.
 pub fn server_config(files: &TlsFiles) -> Result<Arc<rustls::ServerConfig>> {
@@ -101,13 +109,7 @@ pub fn server_config(files: &TlsFiles) -> Result<Arc<rustls::ServerConfig>> {
         rustls::ServerConfig::builder_with_protocol_versions(&[&rustls::version::TLS13])
             .with_client_cert_verifier(verifier)
             .with_single_cert(certs(&files.cert, "TLS certificate")?, key(&files.key)?)
-            .map_err(|e| {
-                bad(
-                    "TLS certificate",
-                    &files.cert,
-                    format!("does not fit its key: {e}"),
-                )
-            })?;
+            .map_err(|e| misfit(files, e))?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }
@@ -119,13 +121,7 @@ pub fn client_config(files: &TlsFiles) -> Result<rustls::ClientConfig> {
         rustls::ClientConfig::builder_with_protocol_versions(&[&rustls::version::TLS13])
             .with_root_certificates(roots(&files.ca)?)
             .with_client_auth_cert(certs(&files.cert, "TLS certificate")?, key(&files.key)?)
-            .map_err(|e| {
-                bad(
-                    "TLS certificate",
-                    &files.cert,
-                    format!("does not fit its key: {e}"),
-                )
-            })?;
+            .map_err(|e| misfit(files, e))?;
     config.alpn_protocols = vec![b"h2".to_vec()];
     Ok(config)
 }

@@ -160,12 +160,38 @@ impl RaftNetworkFactory<C> for HttpNetworkFactory {
     }
 }
 
-/// The postcard body of a snapshot transfer.
+/// The postcard body of a snapshot transfer in one request (`/raft/snapshot`).
 #[derive(Serialize, Deserialize)]
 pub(crate) struct SnapshotTransfer {
     pub vote: String,
     pub meta: String,
     pub data: Vec<u8>,
+}
+
+/// A snapshot this large or larger travels in pieces (`/raft/snapshot/chunk`, then
+/// `/raft/snapshot/finish`), so a follower of any size catches up through bodies far below
+/// the request limit. Smaller ones go in one request, which nodes of earlier releases take.
+pub const SNAPSHOT_CHUNK: usize = 8 << 20;
+
+/// One piece of a snapshot in transfer.
+#[derive(Serialize, Deserialize)]
+pub(crate) struct SnapshotChunk {
+    /// Names the transfer: a new one replaces any unfinished one on the receiver.
+    pub transfer: String,
+    pub offset: u64,
+    /// The whole snapshot's size.
+    pub total: u64,
+    pub data: Vec<u8>,
+}
+
+/// The end of a transfer in pieces: what to install, and the hash the pieces must add up to.
+#[derive(Serialize, Deserialize)]
+pub(crate) struct SnapshotFinish {
+    pub transfer: String,
+    pub vote: String,
+    pub meta: String,
+    pub total: u64,
+    pub blake3: [u8; 32],
 }
 
 impl HttpNetwork {
@@ -290,31 +316,61 @@ impl RaftNetworkV2<C> for HttpNetwork {
         option: RPCOption,
     ) -> std::result::Result<SnapshotResponse<C>, StreamingError<C>> {
         let leader = vote.leader_id().node_id;
-        let body = SnapshotTransfer {
-            vote: serde_json::to_string(&vote).expect("votes encode as JSON"),
-            meta: serde_json::to_string(&snapshot.meta).expect("snapshot metadata encodes as JSON"),
-            data: snapshot.snapshot,
-        };
-        // A snapshot is bigger than a heartbeat: give it at least ten seconds.
+        let vote = serde_json::to_string(&vote).expect("votes encode as JSON");
+        let meta =
+            serde_json::to_string(&snapshot.meta).expect("snapshot metadata encodes as JSON");
+        // A snapshot is bigger than a heartbeat: give it at least ten seconds (per piece).
         let ttl = option.hard_ttl().max(Duration::from_secs(10));
-        let b = self
-            .post("/raft/snapshot", encode(&body), ttl)
-            .await
-            .map_err(|f| {
-                match f.rpc(
-                    self.target,
-                    ttl,
-                    openraft::network::RPCTypes::InstallSnapshot,
-                    leader,
-                ) {
-                    RPCError::Timeout(t) => StreamingError::Timeout(t),
-                    RPCError::Unreachable(u) => StreamingError::Unreachable(u),
-                    RPCError::Network(n) => StreamingError::Network(n),
-                    RPCError::RemoteError(r) => {
-                        StreamingError::Network(NetworkError::from_string(r.to_string()))
-                    }
+        let data = snapshot.snapshot;
+        let sent = if data.len() < SNAPSHOT_CHUNK {
+            let body = SnapshotTransfer { vote, meta, data };
+            self.post("/raft/snapshot", encode(&body), ttl).await
+        } else {
+            let transfer = ulid::Ulid::new().to_string();
+            let total = data.len() as u64;
+            let mut sent = Ok(Vec::new());
+            for (i, piece) in data.chunks(SNAPSHOT_CHUNK).enumerate() {
+                let chunk = SnapshotChunk {
+                    transfer: transfer.clone(),
+                    offset: (i * SNAPSHOT_CHUNK) as u64,
+                    total,
+                    data: piece.to_vec(),
+                };
+                sent = self.post("/raft/snapshot/chunk", encode(&chunk), ttl).await;
+                if sent.is_err() {
+                    break;
                 }
-            })?;
+            }
+            match sent {
+                Ok(_) => {
+                    let finish = SnapshotFinish {
+                        transfer,
+                        vote,
+                        meta,
+                        total,
+                        blake3: *blake3::hash(&data).as_bytes(),
+                    };
+                    self.post("/raft/snapshot/finish", encode(&finish), ttl)
+                        .await
+                }
+                Err(e) => Err(e),
+            }
+        };
+        let b = sent.map_err(|f| {
+            match f.rpc(
+                self.target,
+                ttl,
+                openraft::network::RPCTypes::InstallSnapshot,
+                leader,
+            ) {
+                RPCError::Timeout(t) => StreamingError::Timeout(t),
+                RPCError::Unreachable(u) => StreamingError::Unreachable(u),
+                RPCError::Network(n) => StreamingError::Network(n),
+                RPCError::RemoteError(r) => {
+                    StreamingError::Network(NetworkError::from_string(r.to_string()))
+                }
+            }
+        })?;
         Ok(decode("a snapshot reply", &b)?)
     }
 }

@@ -29,8 +29,8 @@ use serde::{Deserialize, Serialize};
 
 use super::coordinator::{record_violation, AckRequest, BroadcastRequest, Engine, ProposeError};
 use super::network::{
-    normalize_addr, AwaitReply, AwaitRequest, HttpNetworkFactory, RemoteClient, SnapshotTransfer,
-    WireError,
+    normalize_addr, AwaitReply, AwaitRequest, HttpNetworkFactory, RemoteClient, SnapshotChunk,
+    SnapshotFinish, SnapshotTransfer, WireError,
 };
 use super::{MessageStatus, TypeConfig as C};
 use crate::error::{Error, Result};
@@ -65,7 +65,12 @@ pub struct Node {
 struct App {
     engine: Arc<Engine>,
     advertise: String,
+    /// A snapshot arriving in pieces: its transfer id, the announced size, what came so far.
+    upload: parking_lot::Mutex<Option<(String, u64, Vec<u8>)>>,
 }
+
+/// The largest snapshot a node takes in pieces (the state machine holds it in memory).
+const MAX_SNAPSHOT: u64 = 16 << 30;
 
 type Shared = Arc<App>;
 
@@ -123,11 +128,14 @@ impl Node {
         let app = Arc::new(App {
             engine: engine.clone(),
             advertise: advertise.clone(),
+            upload: parking_lot::Mutex::new(None),
         });
         let router = Router::new()
             .route("/raft/append", post(raft_append))
             .route("/raft/vote", post(raft_vote))
             .route("/raft/snapshot", post(raft_snapshot))
+            .route("/raft/snapshot/chunk", post(raft_snapshot_chunk))
+            .route("/raft/snapshot/finish", post(raft_snapshot_finish))
             .route("/api/broadcast", post(api_broadcast))
             .route("/api/broadcast_many", post(api_broadcast_many))
             .route("/api/ack", post(api_ack))
@@ -425,19 +433,96 @@ async fn raft_snapshot(State(app): State<Shared>, body: Bytes) -> Response {
         Ok(t) => t,
         Err(e) => return bad_rpc("a snapshot", e),
     };
-    let vote = match serde_json::from_str(&t.vote) {
+    install(&app, &t.vote, &t.meta, t.data).await
+}
+
+/// Installs a snapshot whose vote and metadata came as JSON.
+async fn install(app: &App, vote: &str, meta: &str, data: Vec<u8>) -> Response {
+    let vote = match serde_json::from_str(vote) {
         Ok(v) => v,
         Err(e) => return bad_rpc("a snapshot's vote", e),
     };
-    let meta = match serde_json::from_str(&t.meta) {
+    let meta = match serde_json::from_str(meta) {
         Ok(m) => m,
         Err(e) => return bad_rpc("a snapshot's metadata", e),
     };
     let snapshot = openraft::type_config::alias::SnapshotOf::<C, Vec<u8>> {
         meta,
-        snapshot: t.data,
+        snapshot: data,
     };
     raft_reply(app.engine.raft.install_full_snapshot(vote, snapshot).await)
+}
+
+/// One piece of a snapshot in transfer: appended in order, or refused (the sender starts over).
+async fn raft_snapshot_chunk(State(app): State<Shared>, body: Bytes) -> Response {
+    let c: SnapshotChunk = match postcard::from_bytes(&body) {
+        Ok(c) => c,
+        Err(e) => return bad_rpc("a snapshot piece", e),
+    };
+    if c.total > MAX_SNAPSHOT {
+        return bad_rpc(
+            "a snapshot piece",
+            format!(
+                "the snapshot's {} bytes exceed the {MAX_SNAPSHOT} a node takes",
+                c.total
+            ),
+        );
+    }
+    let mut upload = app.upload.lock();
+    if c.offset == 0 {
+        *upload = Some((c.transfer.clone(), c.total, Vec::new()));
+    }
+    match upload.as_mut() {
+        Some((id, total, buf))
+            if *id == c.transfer
+                && *total == c.total
+                && buf.len() as u64 == c.offset
+                && c.offset + c.data.len() as u64 <= c.total =>
+        {
+            buf.extend_from_slice(&c.data);
+            Json(serde_json::json!({"received": buf.len()})).into_response()
+        }
+        _ => bad_rpc(
+            "a snapshot piece",
+            format!(
+                "piece at {} of transfer {} does not follow what this node received; send the \
+                 snapshot again from its start",
+                c.offset, c.transfer
+            ),
+        ),
+    }
+}
+
+/// The end of a transfer in pieces: checks the size and hash, then installs it.
+async fn raft_snapshot_finish(State(app): State<Shared>, body: Bytes) -> Response {
+    let f: SnapshotFinish = match postcard::from_bytes(&body) {
+        Ok(f) => f,
+        Err(e) => return bad_rpc("a snapshot's end", e),
+    };
+    let taken = app.upload.lock().take();
+    let data = match taken {
+        Some((id, total, buf))
+            if id == f.transfer && total == f.total && buf.len() as u64 == total =>
+        {
+            buf
+        }
+        _ => {
+            return bad_rpc(
+                "a snapshot's end",
+                format!(
+                    "transfer {} is not complete on this node; send the snapshot again",
+                    f.transfer
+                ),
+            )
+        }
+    };
+    if *blake3::hash(&data).as_bytes() != f.blake3 {
+        return bad_rpc(
+            "a snapshot",
+            "its pieces do not add up to the hash the sender announced",
+        );
+    }
+    install(&app, &f.vote, &f.meta, data).await
 }
 
 async fn api_broadcast(State(app): State<Shared>, Json(req): Json<BroadcastRequest>) -> Response {

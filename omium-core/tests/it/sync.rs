@@ -556,3 +556,119 @@ fn hostile_pushes_are_refused_and_the_cluster_keeps_serving() {
         .collect();
     assert!(ids.contains(&"h2".to_string()), "{ids:?}");
 }
+
+/// `len` bytes that do not compress, different per `seed` (xorshift).
+fn noise(seed: u8, len: usize) -> Vec<u8> {
+    let mut x = 0x9E37_79B9_7F4A_7C15u64 ^ u64::from(seed).wrapping_mul(0xD1B5_4A32_D192_ED03);
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+/// Bytes of the consensus state machine of a store (what a snapshot carries).
+fn consensus_bytes(store: &Store) -> usize {
+    store
+        .scan_prefix(omium_core::store::Cf::Consensus, b"")
+        .map(|kv| kv.map(|(k, v)| k.len() + v.len()).unwrap())
+        .sum()
+}
+
+/// Issue 17: a node added after the log was compacted catches up from a snapshot larger than
+/// the 64 MiB a node takes in one request; it travels in pieces.
+#[test]
+fn a_node_added_after_compaction_catches_up_from_a_snapshot_larger_than_a_request() {
+    let inner = common::Nodes::new(4);
+    let nodes = inner.three();
+    let addrs: Vec<String> = nodes
+        .iter()
+        .map(|n| n.as_ref().unwrap().addr().to_string())
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let a = Store::open(dir.path()).unwrap();
+    let sa = a
+        .attach_sync(SyncConfig {
+            nodes: addrs.clone(),
+            durability: RemoteDurability::Sync,
+            claim: Duration::from_secs(5),
+            ..SyncConfig::default()
+        })
+        .unwrap();
+    let run = begin(&a, "huge", Duration::from_secs(120));
+    for i in 0..9u8 {
+        run.step(&format!("part-{i}"), || Ok::<_, Error>(noise(i, 8 << 20)))
+            .unwrap();
+    }
+    run.complete(None).unwrap();
+    drop(run);
+    drop(sa);
+
+    let leader = ClusterStatus::of(nodes[0].as_ref().unwrap().engine())
+        .leader
+        .unwrap();
+    let engine = nodes[leader as usize - 1]
+        .as_ref()
+        .unwrap()
+        .engine()
+        .clone();
+    assert!(
+        consensus_bytes(engine.store()) > 64 << 20,
+        "{} bytes",
+        consensus_bytes(engine.store())
+    );
+    // Compact the leader's log: a new node can only be caught up by the snapshot.
+    let raft = engine.raft().clone();
+    inner.rt.block_on(raft.trigger().snapshot()).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let snapshot = loop {
+        let s = ClusterStatus::of(&engine);
+        if let (Some(snap), Some(applied)) = (s.snapshot, s.last_applied) {
+            if snap >= applied {
+                break snap;
+            }
+        }
+        assert!(Instant::now() < deadline, "no snapshot: {s:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    inner
+        .rt
+        .block_on(raft.trigger().purge_log(snapshot))
+        .unwrap();
+    loop {
+        use openraft::async_runtime::watch::WatchReceiver;
+        if raft
+            .metrics()
+            .borrow_watched()
+            .purged
+            .is_some_and(|p| p.index() >= snapshot)
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the log was not purged");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    // Node 4 joins through node 1 and becomes a voter once it has installed the snapshot.
+    let n4 = inner.start(3, Some(addrs[0].clone()));
+    let deadline = Instant::now() + Duration::from_secs(180);
+    loop {
+        let s = ClusterStatus::of(n4.engine());
+        if s.voters.contains(&4) && s.last_applied.is_some_and(|a| a >= snapshot) {
+            assert!(s.snapshot.is_some_and(|i| i >= snapshot), "{s:?}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "node 4 did not catch up: {s:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(
+        consensus_bytes(&inner.stores[3]),
+        consensus_bytes(engine.store())
+    );
+    drop(nodes);
+    drop(n4);
+}
