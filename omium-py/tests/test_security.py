@@ -142,8 +142,10 @@ def test_tenants_roles_and_revocation_over_tls(tmp_path, tls, monkeypatch):
         with pytest.raises(omium.ServerUnavailableError, match="TLS"):
             omium.init(url=url, api_key=admin)
     finally:
-        omium.shutdown()
-        d.stop()
+        try:
+            omium.shutdown()
+        finally:
+            d.stop()
 
     # The audit log names each caller: the worker's steps, the operator's pause, the denials.
     audit = subprocess.run([omium_bin(), "--store", str(store), "--json", "audit", "--limit", "1000"], capture_output=True, text=True)

@@ -110,6 +110,31 @@ pub fn normalize_addr(addr: &str) -> Result<String> {
     ))
 }
 
+/// The TLS error somewhere in `e`'s chain of causes, if any: ours (the node's certificate is
+/// not of our CA), or the node's alert (ours is not of its CA).
+fn tls_failure(e: &(dyn std::error::Error + 'static)) -> Option<String> {
+    let mut cause = Some(e);
+    while let Some(err) = cause {
+        if let Some(t) = err.downcast_ref::<rustls::Error>() {
+            return Some(t.to_string());
+        }
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            if let Some(inner) = io.get_ref() {
+                // The alert of the other side arrives as text (after the handshake, in TLS 1.3).
+                let text = inner.to_string();
+                if text.starts_with("received fatal alert") {
+                    return Some(text);
+                }
+                // An io::Error's `source()` skips the error it wraps.
+                cause = Some(inner);
+                continue;
+            }
+        }
+        cause = err.source();
+    }
+    None
+}
+
 fn http_client() -> Result<reqwest::Client> {
     crate::install_tls_provider();
     let mut builder = reqwest::Client::builder();
@@ -607,7 +632,19 @@ impl RemoteClient {
                         }
                     }
                 }
-                Err(e) => last_error = format!("{url}: {e}"),
+                Err(e) => {
+                    // A certificate the other side refuses is refused again: no retrying.
+                    if let Some(tls) = tls_failure(&e) {
+                        return Err(Error::ConsensusUnavailable {
+                            detail: format!(
+                                "{url}: TLS: {tls}; the node and this process must hold \
+                                 certificates of the same cluster CA (OMIUM_CLUSTER_CA, \
+                                 OMIUM_CLUSTER_CERT, OMIUM_CLUSTER_KEY)"
+                            ),
+                        });
+                    }
+                    last_error = format!("{url}: {e}")
+                }
             }
             if Instant::now() >= deadline {
                 return Err(Error::ConsensusUnavailable {
