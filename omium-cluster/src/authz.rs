@@ -174,10 +174,10 @@ pub enum Verdict {
     Denied(String),
 }
 
-/// The policies and the action hierarchy, parsed once.
+/// The policies, parsed once.
 pub struct Authz {
     policies: PolicySet,
-    actions: Vec<Entity>,
+    authorizer: Authorizer,
 }
 
 fn uid(ty: &str, id: &str) -> EntityUid {
@@ -208,15 +208,10 @@ impl Authz {
                 })?;
             }
         }
-        let group = |g: &str| uid("Omium::Action", g);
-        let mut actions: Vec<Entity> = ["read", "work", "operate", "admin"]
-            .iter()
-            .map(|g| Entity::new_no_attrs(group(g), HashSet::new()))
-            .collect();
-        actions.extend(METHODS.iter().map(|(m, g)| {
-            Entity::new_no_attrs(uid("Omium::Action", m), HashSet::from([group(g)]))
-        }));
-        Ok(Authz { policies, actions })
+        Ok(Authz {
+            policies,
+            authorizer: Authorizer::new(),
+        })
     }
 
     /// May `caller` do `action` (see [`action_of`]) to `target`?
@@ -263,7 +258,19 @@ impl Authz {
             ),
         };
         entities.push(Entity::new(resource.clone(), attrs, HashSet::new()).expect("plain values"));
-        entities.extend(self.actions.iter().cloned());
+        // The action and its group only: the hierarchy of every action, rebuilt per request,
+        // cost more than the rest of the check.
+        let group = METHODS
+            .iter()
+            .find(|(m, _)| *m == action)
+            .map(|(_, g)| *g)
+            .unwrap_or("admin");
+        let group = uid("Omium::Action", group);
+        entities.push(Entity::new_no_attrs(
+            uid("Omium::Action", action),
+            HashSet::from([group.clone()]),
+        ));
+        entities.push(Entity::new_no_attrs(group, HashSet::new()));
         let entities = match Entities::from_entities(entities, None) {
             Ok(e) => e,
             Err(e) => return Verdict::Denied(format!("the request cannot be evaluated: {e}")),
@@ -278,7 +285,9 @@ impl Authz {
             Ok(r) => r,
             Err(e) => return Verdict::Denied(format!("the request cannot be evaluated: {e}")),
         };
-        let answer = Authorizer::new().is_authorized(&request, &self.policies, &entities);
+        let answer = self
+            .authorizer
+            .is_authorized(&request, &self.policies, &entities);
         if answer.decision() == Decision::Allow {
             return Verdict::Allow;
         }
