@@ -93,6 +93,7 @@ add(
         "seq": INT,
         "name": S(),
         "state": B64,
+        "state_upload": S(),
         "key": N,
         "agent": N,
         "kind": {"type": "string", "enum": ["step", "snapshot"]},
@@ -102,6 +103,16 @@ add(
     },
     ["run", "seq", "name"],
     {"type": "object", "required": ["id"], "properties": {"id": S()}},
+)
+add(
+    "run.upload",
+    "runs",
+    "Upload a piece of a large state (base64 of whole 3-byte groups, 8 MiB of state per piece by the "
+    "bindings): without `upload`, a new upload starts; `run.record` with `state_upload` records it. "
+    "A run's open uploads hold at most 4 GiB.",
+    {**RUN, "upload": N, "data": B64},
+    ["run", "data"],
+    {"type": "object", "required": ["upload", "size"], "properties": {"upload": S(), "size": INT}},
 )
 add("run.complete", "runs", "Complete the execution, with its output.", {**RUN, "output": B64N}, ["run"])
 add("run.fail", "runs", "Fail the execution.", {**RUN, "error": S()}, ["run", "error"])

@@ -62,6 +62,8 @@ pub struct ServeConfig {
 /// One run of an execution held for a worker.
 struct Session {
     run: Run,
+    /// States arriving in pieces (`run.upload`) until `run.record` names them.
+    uploads: Mutex<HashMap<String, Vec<u8>>>,
     pid: u32,
     host: String,
     ttl_ms: u64,
@@ -84,6 +86,9 @@ struct Handling {
     recovery: Mutex<Recovery>,
     last_seen_ms: AtomicU64,
 }
+
+/// What one run's unfinished uploads may hold at once.
+const MAX_UPLOADS: u64 = 4 << 30;
 
 /// A recovery nobody asked about for this long is dropped (its worker is gone; the failure is
 /// recorded already).
@@ -279,6 +284,7 @@ impl App {
         let id = ulid::Ulid::new().to_string();
         let session = Session {
             run,
+            uploads: Mutex::new(HashMap::new()),
             pid: peer.pid.unwrap_or(0),
             host: if peer.pid.is_some() {
                 hostname()
@@ -314,10 +320,55 @@ impl App {
                     None => Ok(json!({"checkpoint": null})),
                 }
             }
+            "run.upload" => {
+                let data = a.opt_bytes("data")?.unwrap_or_default();
+                let mut uploads = s.uploads.lock();
+                let held: usize = uploads.values().map(Vec::len).sum();
+                if (held + data.len()) as u64 > MAX_UPLOADS {
+                    return Err(Error::InvalidArgument {
+                        what: "run.upload",
+                        detail: format!(
+                            "this run's uploads would hold more than {MAX_UPLOADS} bytes; \
+                             record what was uploaded first"
+                        ),
+                    });
+                }
+                let id = match a.opt_str("upload")? {
+                    Some(id) if uploads.contains_key(&id) => id,
+                    Some(id) => {
+                        return Err(Error::InvalidState {
+                            execution: r.execution_id().to_string(),
+                            status: "upload".into(),
+                            detail: format!(
+                                "upload {id} is not open on this run (recorded already, or \
+                                 never started); start a new upload without an id"
+                            ),
+                        })
+                    }
+                    None => ulid::Ulid::new().to_string(),
+                };
+                let buf = uploads.entry(id.clone()).or_default();
+                buf.extend_from_slice(&data);
+                Ok(json!({"upload": id, "size": buf.len()}))
+            }
             "run.record" => {
                 let seq: u64 = a.req("seq", "an unsigned integer")?;
                 let name = a.str("name")?;
-                let state = a.opt_bytes("state")?.unwrap_or_default();
+                let state = match a.opt_str("state_upload")? {
+                    Some(id) => {
+                        s.uploads
+                            .lock()
+                            .remove(&id)
+                            .ok_or_else(|| Error::InvalidState {
+                                execution: r.execution_id().to_string(),
+                                status: "upload".into(),
+                                detail: format!(
+                                    "upload {id} is not open on this run; upload the state again"
+                                ),
+                            })?
+                    }
+                    None => a.opt_bytes("state")?.unwrap_or_default(),
+                };
                 let (key, agent) = (a.opt_str("key")?, a.opt_str("agent")?);
                 let kind = kind(&a.opt_str("kind")?.unwrap_or_else(|| "step".into()))?;
                 let list = "a list of [expression, passed] pairs";
@@ -731,8 +782,28 @@ async fn call(
     ConnectInfo(peer): ConnectInfo<Peer>,
     axum::Extension(caller): axum::Extension<Caller>,
     Path(method): Path<String>,
-    body: axum::body::Bytes,
+    body: std::result::Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Response {
+    let body = match body {
+        Ok(b) => b,
+        Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            return closing(refused(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "invalid_argument",
+                format!(
+                    "the body of {method} is larger than this daemon takes (--max-body); the \
+                     bindings send large states in pieces (run.upload)"
+                ),
+            ))
+        }
+        Err(e) => {
+            return closing(refused(
+                e.status(),
+                "invalid_argument",
+                format!("the body of {method} could not be read: {e}"),
+            ))
+        }
+    };
     let body: Value = if body.is_empty() {
         Value::Null
     } else {

@@ -223,3 +223,32 @@ def test_rate_limits_slow_clients_and_connection_caps(tmp_path):
             time.sleep(0.05)
     finally:
         d.stop()
+
+
+def test_large_states_go_up_in_pieces_below_the_body_limit(tmp_path):
+    """A 40 MiB state through a daemon that takes bodies of at most 16 MiB: the binding uploads
+    it in pieces (`run.upload`) and records it; one body over the limit gets 413."""
+    d = Daemon(tmp_path / "store", "--http", "127.0.0.1:0", "--max-body", str(16 << 20))
+    big = os.urandom(40 << 20)
+    try:
+        omium.init(url=d.http_url)
+
+        @omium.checkpoint
+        def blob() -> bytes:
+            return big
+
+        @omium.workflow("big")
+        def wf() -> int:
+            return len(blob())
+
+        assert wf.run(execution_id="big-1") == 40 << 20
+        (c,) = omium.history("big-1")
+        assert c.load() == big
+        status, body, _ = call(d, "executions", {"pad": "x" * (17 << 20)}, None)
+        assert status == 413 and "larger than this daemon takes (--max-body)" in body["message"], body
+        assert call(d, "executions", {}, None)[0] == 200
+    finally:
+        try:
+            omium.shutdown()
+        finally:
+            d.stop()

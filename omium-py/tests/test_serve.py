@@ -428,7 +428,17 @@ def test_every_answer_matches_the_openapi_document(daemon):
     assert base64.b64decode(again["state"]) == b"x" * 10_000 and again["checkpoint"]["id"] == cid
     call("run.heartbeat", {"run": run})
     call("run.check_control", {"run": run, "step": "s"})
-    assert call("run.execution", {"run": run})["checkpoint_count"] == 1
+    # A state in pieces: two uploads of whole base64 groups, then a record that names them.
+    up = call("run.upload", {"run": run, "data": b64(b"ab" * 3)})
+    up = call("run.upload", {"run": run, "upload": up["upload"], "data": b64(b"cd" * 3)})
+    assert up["size"] == 12
+    seq2 = call("run.reserve", {"run": run})["seq"]
+    pid = call("run.record", {"run": run, "seq": seq2, "name": "pieces", "state_upload": up["upload"]})["id"]
+    piece = call("run.recorded", {"run": run, "seq": seq2, "name": "pieces"})
+    assert base64.b64decode(piece["state"]) == b"ababab" + b"cdcdcd"
+    gone = call("run.upload", {"run": run, "upload": up["upload"], "data": b64(b"x")}, expect=409)
+    assert "is not open on this run" in gone["message"]
+    assert call("run.execution", {"run": run})["checkpoint_count"] == 2
     call("run.complete", {"run": run, "output": b64(b"out")})
     call("run.close", {"run": run})
     assert call("execution", {"execution_id": "api-1"})["status"] == "completed"
@@ -436,8 +446,8 @@ def test_every_answer_matches_the_openapi_document(daemon):
     assert call("resumable") == []
     assert base64.b64decode(call("execution_input", {"execution_id": "api-1"})["data"]) == b"in"
     assert base64.b64decode(call("execution_output", {"execution_id": "api-1"})["data"]) == b"out"
-    assert [c["id"] for c in call("history", {"execution_id": "api-1"})] == [cid]
-    assert len(call("checkpoints", {"execution_id": "api-1"})) == 1
+    assert [c["id"] for c in call("history", {"execution_id": "api-1"})] == [cid, pid]
+    assert len(call("checkpoints", {"execution_id": "api-1"})) == 2
     assert call("checkpoint", {"checkpoint_id": cid})["name"] == "s"
     assert len(call("branch", {"checkpoint_id": cid})) == 1
     assert base64.b64decode(call("read_state", {"checkpoint_id": cid})["data"]) == b"x" * 10_000
@@ -506,7 +516,7 @@ def test_every_answer_matches_the_openapi_document(daemon):
     assert status == 400 and "history: not JSON" in body["message"]
     status, body = daemon.post("run.reserve", {"run": "01J00000000000000000000000"})
     assert status == 409 and "is not open on this daemon" in body["message"]
-    assert call("execution", {"execution_id": "api-1"})["checkpoint_count"] == 2
+    assert call("execution", {"execution_id": "api-1"})["checkpoint_count"] == 3
 
     documented = {
         p.removeprefix("/v1/") for p in yaml.safe_load((ROOT / "docs" / "openapi.yaml").read_text())["paths"] if p.startswith("/v1/")

@@ -378,6 +378,10 @@ fn is_stale(e: &std::io::Error) -> bool {
     )
 }
 
+/// States larger than this many bytes go to the daemon in pieces of this size (`run.upload`)
+/// before `run.record` names them.
+pub const UPLOAD_PIECE: usize = 8 << 20;
+
 /// A run of an execution held by the daemon for this process. Dropping it without
 /// [`RemoteRun::close`] leaves the session to the daemon's reaper (the execution stays
 /// resumable once this process is gone).
@@ -437,6 +441,19 @@ impl RemoteRun {
     /// `run.record`. Returns the checkpoint id.
     pub fn record(&self, seq: u64, mut args: Value) -> Result<String> {
         args["seq"] = json!(seq);
+        // A large state goes up in pieces first: no request comes near the daemon's body limit.
+        let piece = UPLOAD_PIECE / 3 * 4; // base64 characters of whole 3-byte groups
+        if args["state"].as_str().is_some_and(|s| s.len() > piece) {
+            let state = args["state"].take();
+            let state = state.as_str().unwrap_or_default();
+            let mut upload = Value::Null;
+            for part in state.as_bytes().chunks(piece) {
+                let part = std::str::from_utf8(part).expect("base64 is ASCII");
+                let r = self.call("run.upload", json!({"upload": upload, "data": part}))?;
+                upload = r["upload"].clone();
+            }
+            args["state_upload"] = upload;
+        }
         Ok(self.call("run.record", args)?["id"]
             .as_str()
             .unwrap_or_default()
