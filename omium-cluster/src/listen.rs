@@ -57,6 +57,20 @@ pub struct Peer {
     pub identity: Option<Arc<str>>,
 }
 
+/// An error answer as every API of ours gives it: `{code, message}`.
+pub fn refused(
+    status: axum::http::StatusCode,
+    code: &str,
+    message: String,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    (
+        status,
+        axum::Json(serde_json::json!({"code": code, "message": message})),
+    )
+        .into_response()
+}
+
 /// The server side of TLS 1.3 without client certificates (`omium serve`), from PEM files.
 pub fn tls_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>> {
     omium_engine::install_tls_provider();
@@ -228,7 +242,7 @@ where
                 Ok::<_, std::convert::Infallible>(match answer {
                     Ok(Ok(r)) => r,
                     Ok(Err(never)) => match never {},
-                    Err(_) => crate::serve::refused(
+                    Err(_) => refused(
                         axum::http::StatusCode::REQUEST_TIMEOUT,
                         "timeout",
                         format!(

@@ -20,7 +20,7 @@ use serde_json::{json, Value};
 use crate::authz::{self, Authz, Caller, Target, Verdict};
 use crate::error::{Error, Result};
 use crate::execution::{hostname, pid_alive};
-use crate::listen::{Listener, Peer};
+use crate::listen::{refused, Listener, Peer};
 use crate::store::now_ms;
 use crate::{BeginOptions, Durability, NewCheckpoint, Run, Store};
 use omium_engine::keys;
@@ -987,10 +987,6 @@ fn split_host(host: &str) -> (&str, Option<u16>) {
         Some((n, p)) if !n.contains(':') => (n, p.parse().ok()),
         _ => (host, None),
     }
-}
-
-pub(crate) fn refused(status: StatusCode, code: &str, message: String) -> Response {
-    (status, Json(json!({"code": code, "message": message}))).into_response()
 }
 
 /// What a web page could send, refused on every listener: a request that carries an `Origin`

@@ -9,7 +9,7 @@
 //! (cert-manager's `uris` field). TLS is 1.3 with rustls and ring.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use parking_lot::RwLock;
 use rustls::pki_types::pem::PemObject;
@@ -137,6 +137,15 @@ pub fn identity_of(der: &[u8]) -> Option<String> {
     })
 }
 
+/// The tenant a client certificate limits its holder to (`omium://client/<tenant>/<name>`);
+/// nodes and admins are not limited.
+pub fn client_tenant(identity: Option<&str>) -> Option<&str> {
+    identity?
+        .strip_prefix("omium://client/")
+        .and_then(|rest| rest.split_once('/'))
+        .map(|(tenant, _)| tenant)
+}
+
 /// What an identity may call on a node.
 pub fn allows(identity: Option<&str>, path: &str) -> bool {
     let who = identity.unwrap_or("");
@@ -150,9 +159,8 @@ pub fn allows(identity: Option<&str>, path: &str) -> bool {
 }
 
 /// The TLS this process speaks to a cluster with: set by a node from its configuration, else
-/// taken from the environment once.
+/// taken from the environment (read whenever a client is made, so a process may switch).
 static CONFIGURED: RwLock<Option<TlsFiles>> = RwLock::new(None);
-static FROM_ENV: OnceLock<Option<TlsFiles>> = OnceLock::new();
 
 /// Makes `files` the TLS of this process's cluster connections.
 pub fn configure(files: Option<TlsFiles>) {
@@ -164,11 +172,7 @@ pub fn current() -> Result<Option<TlsFiles>> {
     if let Some(f) = CONFIGURED.read().clone() {
         return Ok(Some(f));
     }
-    if let Some(f) = FROM_ENV.get() {
-        return Ok(f.clone());
-    }
-    let f = TlsFiles::from_env()?;
-    Ok(FROM_ENV.get_or_init(|| f).clone())
+    TlsFiles::from_env()
 }
 
 /// What `omium cluster certs` writes.

@@ -15,6 +15,7 @@ import subprocess
 import time
 from pathlib import Path
 
+import omium
 import pytest
 from test_serve import omium_bin
 
@@ -55,7 +56,7 @@ def post(port: int, path: str, ca: Path, who: tuple[Path, str] | None, body: byt
 
 def test_mutual_tls_cluster_refuses_strangers(tmp_path):
     ca = tmp_path / "certs"
-    files = certs(ca, "--nodes", "1,2,3", "--client", "acme/store-1")
+    files = certs(ca, "--nodes", "1,2,3", "--client", "acme/store-1", "--client", "beta/store-2")
     assert {Path(f).name for f in files} >= {"ca.pem", "node-1.pem", "node-3-key.pem", "admin.pem", "client-store-1.pem"}
     assert oct((ca / "node-1-key.pem").stat().st_mode & 0o777) == "0o600"
     evil = tmp_path / "evil"
@@ -122,6 +123,40 @@ def test_mutual_tls_cluster_refuses_strangers(tmp_path):
                 c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
                 c.request("POST", "/cluster/add", body=b"{}", headers={"Content-Type": "application/json"})
                 c.getresponse().read()
+
+        # Stores sync with their client certificates, each within its tenant: acme's store
+        # pushes acme's execution; beta's cannot pull it (as if it did not exist).
+        nodes = ",".join(f"127.0.0.1:{p}" for p in ports)
+        for k, v in tls_env(ca, "client-store-1").items():
+            if k.startswith("OMIUM_CLUSTER_"):
+                os.environ[k] = v
+        try:
+            omium.init(path=tmp_path / "acme-store", remote=nodes, remote_durability="sync", project="acme")
+
+            @omium.checkpoint
+            def invoice() -> str:
+                return "sent"
+
+            @omium.workflow("billing")
+            def billing() -> str:
+                return invoice()
+
+            assert billing.run(execution_id="acme-1") == "sent"
+            omium.shutdown()
+            os.environ["OMIUM_CLUSTER_CERT"] = str(ca / "client-store-2.pem")
+            os.environ["OMIUM_CLUSTER_KEY"] = str(ca / "client-store-2-key.pem")
+            omium.init(path=tmp_path / "beta-store", remote=nodes, project="beta")
+            with pytest.raises(omium.ExecutionNotFoundError):
+                omium.pull("acme-1")
+            omium.shutdown()
+            os.environ["OMIUM_CLUSTER_CERT"] = str(ca / "client-store-1.pem")
+            os.environ["OMIUM_CLUSTER_KEY"] = str(ca / "client-store-1-key.pem")
+            omium.init(path=tmp_path / "acme-2", remote=nodes, project="acme", lease_ttl=1.0)
+            assert omium.pull("acme-1") is not None
+        finally:
+            omium.shutdown()
+            for k in ("OMIUM_CLUSTER_CA", "OMIUM_CLUSTER_CERT", "OMIUM_CLUSTER_KEY"):
+                os.environ.pop(k, None)
 
         # A stranger trying to add itself through the CLI with the other CA's certificates.
         r = cli("cluster", "--node", node, "add", "--id", "9", "--addr", "127.0.0.1:1", env=tls_env(evil, "node-1"))

@@ -287,14 +287,11 @@ async fn guard(
     } else {
         "a certificate of the cluster's CA"
     };
-    (
+    crate::listen::refused(
         StatusCode::FORBIDDEN,
-        Json(serde_json::json!({
-            "code": "forbidden",
-            "message": format!("{path} needs {needs}; this connection presented {who}"),
-        })),
+        "forbidden",
+        format!("{path} needs {needs}; this connection presented {who}"),
     )
-        .into_response()
 }
 
 fn error_response(e: &Error) -> Response {
@@ -381,16 +378,49 @@ async fn sync_missing(State(app): State<Shared>, body: Bytes) -> Response {
     .await
 }
 
-async fn sync_push(State(app): State<Shared>, body: Bytes) -> Response {
-    sync_call("a sync batch", &body, |b| {
-        sync::cluster::push(&app.engine, b)
+/// Whether execution `id` is out of reach of a client limited to `tenant`: it names another
+/// tenant, or the cluster holds it under another. Such an execution answers exactly as an
+/// unknown one does.
+fn foreign(app: &App, tenant: Option<&str>, id: &str, claimed: Option<&str>) -> Result<bool> {
+    let Some(tenant) = tenant else {
+        return Ok(false);
+    };
+    let theirs = sync::cluster::synced_tenant(&app.engine, id)?;
+    Ok(claimed.is_some_and(|c| c != tenant) || theirs.is_some_and(|t| t != tenant))
+}
+
+async fn sync_push(
+    State(app): State<Shared>,
+    axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<crate::listen::Peer>,
+    body: Bytes,
+) -> Response {
+    let tenant = crate::tls::client_tenant(peer.identity.as_deref()).map(str::to_string);
+    sync_call("a sync batch", &body, |b: sync::SyncBatch| async {
+        for bundle in &b.bundles {
+            let e = &bundle.execution;
+            if foreign(&app, tenant.as_deref(), &e.id, Some(&e.tenant))? {
+                return Err(Error::ExecutionNotFound { id: e.id.clone() }.into());
+            }
+        }
+        sync::cluster::push(&app.engine, b).await
     })
     .await
 }
 
-async fn sync_pull(State(app): State<Shared>, body: Bytes) -> Response {
-    sync_call("a pull request", &body, |r| {
-        sync::cluster::pull(&app.engine, r)
+async fn sync_pull(
+    State(app): State<Shared>,
+    axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<crate::listen::Peer>,
+    body: Bytes,
+) -> Response {
+    let tenant = crate::tls::client_tenant(peer.identity.as_deref()).map(str::to_string);
+    sync_call("a pull request", &body, |r: sync::PullRequest| async {
+        if foreign(&app, tenant.as_deref(), &r.execution_id, None)? {
+            return Err(Error::ExecutionNotFound {
+                id: r.execution_id.clone(),
+            }
+            .into());
+        }
+        sync::cluster::pull(&app.engine, r).await
     })
     .await
 }
@@ -402,8 +432,18 @@ async fn sync_chunks(State(app): State<Shared>, body: Bytes) -> Response {
     .await
 }
 
-async fn sync_executions(State(app): State<Shared>) -> Response {
-    sync_reply(sync::cluster::executions(&app.engine).await)
+async fn sync_executions(
+    State(app): State<Shared>,
+    axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<crate::listen::Peer>,
+) -> Response {
+    let tenant = crate::tls::client_tenant(peer.identity.as_deref());
+    let listed = sync::cluster::executions(&app.engine).await.map(|mut all| {
+        if let Some(t) = tenant {
+            all.retain(|s| s.execution.tenant == t);
+        }
+        all
+    });
+    sync_reply(listed)
 }
 
 fn bad_rpc(what: &str, e: impl std::fmt::Display) -> Response {

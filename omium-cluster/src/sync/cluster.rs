@@ -53,6 +53,13 @@ fn read_error(e: impl std::fmt::Display) -> Error {
     }
 }
 
+/// The tenant of a synced execution, if the cluster holds it.
+pub(crate) fn synced_tenant(engine: &Engine, execution_id: &str) -> crate::Result<Option<String>> {
+    read_synced(&Committed(engine.store()), &exec_key(execution_id))
+        .map(|s| s.map(|s| s.execution.tenant))
+        .map_err(read_error)
+}
+
 /// Not a linearizable read (that would cost a heartbeat round per push): a node that lags
 /// may call a chunk present that the log does not hold yet, and then the push is refused with
 /// `sync_incomplete` when it is applied, and the store sends those chunks again.
