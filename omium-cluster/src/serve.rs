@@ -549,15 +549,15 @@ impl App {
             };
         }
         match method {
-            "begin" => match self
-                .store
-                .execution(&arg("execution_id").unwrap_or_default())
-            {
-                Ok(_) => self.execution_target(caller, &arg("execution_id").unwrap_or_default()),
-                Err(_) => Ok(Target::Tenant(
-                    arg("tenant").unwrap_or_else(|| "default".into()),
-                )),
-            },
+            // An execution that exists is itself the target; a new one, its tenant.
+            "begin" => {
+                match self.execution_target(caller, &arg("execution_id").unwrap_or_default())? {
+                    Target::Tenant(_) => Ok(Target::Tenant(
+                        arg("tenant").unwrap_or_else(|| "default".into()),
+                    )),
+                    existing => Ok(existing),
+                }
+            }
             "apply_policy" | "policy_version" | "policy_defaults" | "policy_versions" => {
                 Ok(arg("tenant").map(Target::Tenant).unwrap_or(Target::Store))
             }
