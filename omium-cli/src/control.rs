@@ -57,6 +57,7 @@ fn print(out: &mut impl Write, as_json: bool, r: &Reply) {
                 Action::Retry => "retried",
                 Action::Recover => "recovered",
                 Action::Delete => "deleted",
+                Action::Rollback => "rolled back",
             },
             r.status.as_deref().unwrap_or("-")
         ),

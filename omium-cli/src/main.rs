@@ -343,6 +343,25 @@ enum Command {
         #[arg(long)]
         alerts: Option<PathBuf>,
     },
+    /// The web dashboard: overview, live feed, executions, recovery, policies and alerts,
+    /// compliance. Over --store (read-only beside the application that writes it; controls
+    /// reach that application through the store's mailbox) or in front of a daemon (--url; the
+    /// browser's key goes with every call). Runs until SIGTERM or Ctrl-C.
+    Ui {
+        /// A daemon to show instead of --store (http://HOST:PORT or https://HOST:PORT).
+        #[arg(long)]
+        url: Option<String>,
+        /// Where the dashboard listens.
+        #[arg(long, default_value = "127.0.0.1:7800")]
+        listen: String,
+        /// A file of API keys (one per line, admin over every tenant) for the dashboard over
+        /// --store; also OMIUM_API_KEYS. Keys issued with `omium keys create` work too.
+        #[arg(long = "api-key-file")]
+        api_key_file: Option<PathBuf>,
+        /// A host name the browser may use besides the address (repeatable).
+        #[arg(long = "allow-host")]
+        allowed_hosts: Vec<String>,
+    },
     /// API keys of `omium serve`: issue (shown once), list, revoke. On --store directly, or
     /// through a running daemon with --url and an admin key.
     Keys {
@@ -538,6 +557,21 @@ fn run(cli: &Cli) -> Result<ExitCode, Error> {
         )?;
         return Ok(ExitCode::SUCCESS);
     }
+    if let Command::Ui {
+        url,
+        listen,
+        api_key_file,
+        allowed_hosts,
+    } = &cli.command
+    {
+        serve::ui(
+            url.as_deref().map_or(serve::UiSource::Store(&cli.store), serve::UiSource::Daemon),
+            listen,
+            serve::bootstrap_keys(api_key_file.as_deref())?,
+            allowed_hosts.clone(),
+        )?;
+        return Ok(ExitCode::SUCCESS);
+    }
     if let Command::Serve {
         socket,
         http,
@@ -576,6 +610,7 @@ fn run(cli: &Cli) -> Result<ExitCode, Error> {
             },
             rate_limit: *rate_limit,
             body_limit: Some(*max_body),
+            ui: false,
         };
         let rules = alerts
             .as_deref()
@@ -586,7 +621,7 @@ fn run(cli: &Cli) -> Result<ExitCode, Error> {
     }
     let out = &mut std::io::stdout().lock();
     match &cli.command {
-        Command::Node { .. } | Command::Serve { .. } => unreachable!("handled above"),
+        Command::Node { .. } | Command::Serve { .. } | Command::Ui { .. } => unreachable!("handled above"),
         Command::Cluster { nodes, command } => consensus::cluster(out, cli.json, nodes, command)?,
         Command::Alerts { command } => alerts::run(out, cli.json, &cli.store, command)?,
         Command::Keys { command } => keys::run(out, cli.json, &cli.store, command)?,

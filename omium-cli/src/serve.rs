@@ -72,16 +72,7 @@ pub fn serve(
         let _ = writeln!(out, "{line}");
         let _ = out.flush();
         drop(out);
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .map_err(|e| Error::InvalidState {
-                execution: String::new(),
-                status: "serving".into(),
-                detail: format!("cannot watch for SIGTERM: {e}"),
-            })?;
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = tokio::signal::ctrl_c() => {}
-        }
+        until_stopped().await?;
         // Open runs are dropped (their executions stay resumable); the socket file is removed.
         if let Some(e) = evaluator {
             e.stop();
@@ -90,4 +81,66 @@ pub fn serve(
         store.flush()?;
         Ok::<(), Error>(())
     })
+}
+
+/// What `omium ui` shows.
+pub enum UiSource<'a> {
+    /// A store, opened read-only beside whichever application writes it.
+    Store(&'a Path),
+    /// A daemon's URL.
+    Daemon(&'a str),
+}
+
+/// Runs the dashboard until SIGTERM or SIGINT; prints one JSON line once it listens.
+pub fn ui(
+    source: UiSource<'_>,
+    listen: &str,
+    api_keys: Vec<String>,
+    allowed_hosts: Vec<String>,
+) -> Result<(), Error> {
+    let rt = crate::consensus::runtime()?;
+    rt.block_on(async {
+        let (addr, held): (std::net::SocketAddr, Box<dyn std::any::Any>) = match source {
+            UiSource::Store(path) => {
+                let store = Store::open_read_only(path)?;
+                let config = ServeConfig {
+                    http: Some(listen.to_string()),
+                    api_keys,
+                    allowed_hosts,
+                    ui: true,
+                    ..ServeConfig::default()
+                };
+                let daemon = Daemon::start(&store, config).await?;
+                let addr = daemon.http_addr().expect("the dashboard listens on TCP");
+                (addr, Box::new((daemon, store)))
+            }
+            UiSource::Daemon(url) => {
+                let proxy = omium_core::serve::ui::Proxy::start(url, listen, allowed_hosts).await?;
+                (proxy.addr(), Box::new(proxy))
+            }
+        };
+        let line = serde_json::json!({"ui": format!("http://{addr}/")});
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{line}");
+        let _ = out.flush();
+        drop(out);
+        until_stopped().await?;
+        drop(held);
+        Ok::<(), Error>(())
+    })
+}
+
+/// Waits for SIGTERM or Ctrl-C.
+async fn until_stopped() -> Result<(), Error> {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(|e| Error::InvalidState {
+            execution: String::new(),
+            status: "serving".into(),
+            detail: format!("cannot watch for SIGTERM: {e}"),
+        })?;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    Ok(())
 }

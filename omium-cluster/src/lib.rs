@@ -23,6 +23,7 @@ pub mod listen;
 pub mod serve;
 pub mod sync;
 pub mod tls;
+pub mod ui;
 
 pub use sync::remote::SyncStore;
 

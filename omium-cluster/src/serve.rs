@@ -57,6 +57,9 @@ pub struct ServeConfig {
     /// A group (name or number) that may use the unix socket too: the socket is then 0660 and
     /// owned by that group, else 0600.
     pub socket_group: Option<String>,
+    /// Serve the web dashboard (`omium ui`) on the TCP listener, and take a read-only store
+    /// (a secondary beside an application that writes it).
+    pub ui: bool,
 }
 
 /// One run of an execution held for a worker.
@@ -561,8 +564,10 @@ impl App {
             "apply_policy" | "policy_version" | "policy_defaults" | "policy_versions" => {
                 Ok(arg("tenant").map(Target::Tenant).unwrap_or(Target::Store))
             }
-            "executions" | "resumable" | "metrics" | "record_spans" | "flush_spans" => Ok(own()),
-            "status" => Ok(own()),
+            "executions" | "resumable" | "metrics" | "record_spans" | "flush_spans"
+            | "executions.page" => Ok(own()),
+            "status" | "whoami" | "policy.validate" | "cluster" => Ok(own()),
+            "audit" | "report" => Ok(Target::Store),
             "stats" | "audit_head" | "recovery_metrics" | "alerts" | "alerts.ack"
             | "prometheus" => Ok(Target::Store),
             m if m.starts_with("keys.") => Ok(Target::Store),
@@ -637,7 +642,7 @@ impl App {
                 {
                     m.insert("tenant".into(), json!(caller.tenant));
                 }
-                if method == "metrics" {
+                if matches!(method, "metrics" | "executions.page") {
                     // A tenant's key sees its tenant's figures only.
                     m.insert("tenant".into(), json!(caller.tenant));
                 }
@@ -647,14 +652,49 @@ impl App {
             }
         }
         self.authorize(caller, method, &body)?;
+        if self.store.is_read_only() {
+            // The dashboard beside an application: see what the writer wrote up to now.
+            self.store.refresh()?;
+        }
         let answer = omium_storage::audit::acting_as(&caller.actor, || match method {
             m if m.starts_with("keys.") => self.keys_call(caller, m, body),
+            "whoami" => Ok(self.whoami(caller)),
+            "cluster" => Ok(json!({
+                "configured": false,
+                "detail": "this store is not a node of a cluster: `omium node` runs one, and \
+                           `omium cluster status --url` shows it",
+            })),
             _ => self.dispatch(method, body, peer),
         })?;
         Ok(if caller.all_tenants() {
             answer
         } else {
             self.only_tenant(caller, method, answer)
+        })
+    }
+
+    /// Who the caller is and, for each method, whether it may call it (on its own tenant): what
+    /// the dashboard shows and which of its buttons it enables.
+    fn whoami(&self, caller: &Caller) -> Value {
+        let target = if caller.all_tenants() {
+            Target::Store
+        } else {
+            Target::Tenant(caller.tenant.clone())
+        };
+        let may: serde_json::Map<String, Value> = authz::METHODS
+            .iter()
+            .map(|(m, _)| {
+                let ok = matches!(self.authz.check(caller, m, &target), Verdict::Allow);
+                (m.to_string(), json!(ok))
+            })
+            .collect();
+        json!({
+            "identity": caller.actor,
+            "tenant": caller.tenant,
+            "roles": caller.roles,
+            "read_only": self.store.is_read_only(),
+            "store": if caller.all_tenants() { json!(self.store.path()) } else { Value::Null },
+            "may": may,
         })
     }
 
@@ -679,8 +719,12 @@ impl App {
     /// Drops from a list answer what belongs to other tenants.
     fn only_tenant(&self, caller: &Caller, method: &str, mut answer: Value) -> Value {
         match method {
-            "executions" | "resumable" | "failures" => {
-                if let Value::Array(items) = &mut answer {
+            "executions" | "resumable" | "failures" | "executions.page" => {
+                let items = match &mut answer {
+                    Value::Object(m) => m.get_mut("executions"),
+                    other => Some(other),
+                };
+                if let Some(Value::Array(items)) = items {
                     items.retain(|i| {
                         i.get("tenant").and_then(Value::as_str) == Some(&caller.tenant)
                     });
@@ -818,8 +862,11 @@ async fn call(
         }
     };
     // Store calls block (RocksDB, fsync): off the async threads.
+    let report = method == "report";
     let res = tokio::task::spawn_blocking(move || app.handle(&caller, &method, body, peer)).await;
     match res {
+        // A report as a file (HTML, CSV, PDF): its bytes, to download.
+        Ok(Ok(v)) if report && v.get("content_type").is_some() => file_response(&v),
         Ok(Ok(v)) => Json(v).into_response(),
         Ok(Err(e)) => error_response(&e),
         Err(e) => (
@@ -828,6 +875,27 @@ async fn call(
         )
             .into_response(),
     }
+}
+
+/// `{"content_type", "filename", "data": base64}` as the file itself.
+fn file_response(v: &Value) -> Response {
+    let s = |k: &str| v.get(k).and_then(Value::as_str).unwrap_or_default();
+    let data = omium_engine::serve::unb64("data", s("data")).unwrap_or_default();
+    let filename: String = s("filename")
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || "-_.".contains(*c))
+        .collect();
+    (
+        [
+            (header::CONTENT_TYPE, s("content_type").to_string()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{filename}\""),
+            ),
+        ],
+        data,
+    )
+        .into_response()
 }
 
 /// What `GET /v1/events/stream` takes in its query.
@@ -947,7 +1015,7 @@ async fn status(
 }
 
 /// The `Host` names a TCP listener answers to.
-struct Hosts {
+pub(crate) struct Hosts {
     port: u16,
     loopback: bool,
     /// Bound to every address: the machine's own name is fine too.
@@ -956,6 +1024,16 @@ struct Hosts {
 }
 
 impl Hosts {
+    /// The names a listener bound to `bound` answers to, with `allowed` besides.
+    pub(crate) fn new(bound: SocketAddr, allowed: Vec<String>) -> Hosts {
+        Hosts {
+            port: bound.port(),
+            loopback: bound.ip().is_loopback(),
+            any: bound.ip().is_unspecified(),
+            allowed,
+        }
+    }
+
     fn allows(&self, host: &str) -> bool {
         let (name, port) = split_host(host);
         if port.is_some_and(|p| p != self.port) {
@@ -992,10 +1070,22 @@ fn split_host(host: &str) -> (&str, Option<u16>) {
 /// What a web page could send, refused on every listener: a request that carries an `Origin`
 /// (browsers add it to cross-site requests; programs do not), a POST that is not JSON (an HTML
 /// form can POST `text/plain` without asking), and on TCP a `Host` this daemon does not answer
-/// to.
-async fn guard(hosts: Option<Arc<Hosts>>, req: Request, next: Next) -> Response {
+/// to. With the dashboard (`ui`), its own pages' calls (the `Origin` is this listener's own
+/// host and port, which the `Host` check has accepted) are let through.
+pub(crate) async fn guard(
+    hosts: Option<Arc<Hosts>>,
+    ui: bool,
+    req: Request,
+    next: Next,
+) -> Response {
     let headers = req.headers();
-    if let Some(origin) = headers.get(header::ORIGIN) {
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| req.uri().authority().map(|a| a.as_str()))
+        .unwrap_or("");
+    let own_page = |origin: &[u8]| ui && hosts.is_some() && crate::ui::same_origin(origin, host);
+    if let Some(origin) = headers.get(header::ORIGIN).filter(|o| !own_page(o.as_bytes())) {
         return closing(refused(
             StatusCode::FORBIDDEN,
             "unauthorized",
@@ -1006,12 +1096,7 @@ async fn guard(hosts: Option<Arc<Hosts>>, req: Request, next: Next) -> Response 
             ),
         ));
     }
-    if let Some(hosts) = hosts {
-        let host = headers
-            .get(header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .or_else(|| req.uri().authority().map(|a| a.as_str()))
-            .unwrap_or("");
+    if let Some(hosts) = &hosts {
         if !hosts.allows(host) {
             return closing(refused(
                 StatusCode::FORBIDDEN,
@@ -1243,7 +1328,10 @@ pub struct Daemon {
 impl Daemon {
     /// Starts serving `store`. Must run inside a tokio runtime.
     pub async fn start(store: &Store, config: ServeConfig) -> Result<Daemon> {
-        store.require_writer("omium serve")?;
+        let ui = config.ui;
+        if !ui {
+            store.require_writer("omium serve")?;
+        }
         if config.socket.is_none() && config.http.is_none() {
             return Err(Error::InvalidArgument {
                 what: "serve address",
@@ -1313,14 +1401,13 @@ impl Daemon {
                 .local_addr()
                 .map_err(|e| bad("--http", e.to_string()))?;
             http = Some(bound);
-            let hosts = Arc::new(Hosts {
-                port: bound.port(),
-                loopback: bound.ip().is_loopback(),
-                any: bound.ip().is_unspecified(),
-                allowed: config.allowed_hosts.clone(),
-            });
-            let r = router(app.clone(), body_limit).layer(middleware::from_fn(move |req, next| {
-                guard(Some(hosts.clone()), req, next)
+            let hosts = Arc::new(Hosts::new(bound, config.allowed_hosts.clone()));
+            let mut r = router(app.clone(), body_limit);
+            if ui {
+                r = r.merge(crate::ui::pages());
+            }
+            let r = r.layer(middleware::from_fn(move |req, next| {
+                guard(Some(hosts.clone()), ui, req, next)
             }));
             tasks.push(crate::listen::serve(
                 Listener::Tcp(listener),
@@ -1342,7 +1429,7 @@ impl Daemon {
             }
             let listener = bind_socket(path, config.socket_group.as_deref())?;
             let r = router(app.clone(), body_limit)
-                .layer(middleware::from_fn(|req, next| guard(None, req, next)));
+                .layer(middleware::from_fn(|req, next| guard(None, false, req, next)));
             tasks.push(crate::listen::serve(
                 Listener::Unix(listener),
                 None,

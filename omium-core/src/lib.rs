@@ -73,7 +73,7 @@ pub mod serve {
     #[cfg(feature = "cluster")]
     pub use omium_cluster::serve::{Daemon, ServeConfig};
     #[cfg(feature = "cluster")]
-    pub use omium_cluster::{authz, listen::Limits};
+    pub use omium_cluster::{authz, listen::Limits, ui};
     pub use omium_engine::serve::*;
 }
 

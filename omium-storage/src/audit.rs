@@ -211,6 +211,33 @@ impl Store {
         Ok(out)
     }
 
+    /// One page of the log, newest first: entries before `before` (the whole log when `None`)
+    /// that `keep` accepts, at most `limit`, looking at no more than `budget` entries; with the
+    /// `before` of the next page when older entries remain.
+    pub fn audit_page(
+        &self,
+        before: Option<u64>,
+        limit: usize,
+        budget: usize,
+        keep: impl Fn(&AuditEntry) -> bool,
+    ) -> Result<(Vec<AuditEntry>, Option<u64>)> {
+        let top = match before {
+            Some(b) => b.saturating_sub(1).min(self.audit_seq()?),
+            None => self.audit_seq()?,
+        };
+        let (mut out, mut seq) = (Vec::new(), top);
+        while seq >= 1 && out.len() < limit && top - seq < budget as u64 {
+            if let Some(v) = self.get(Cf::Audit, &AuditEntry::key(seq))? {
+                let e: AuditEntry = codec::decode("audit entry", &|| format!("#{seq}"), &v)?;
+                if keep(&e) {
+                    out.push(e);
+                }
+            }
+            seq -= 1;
+        }
+        Ok((out, (seq >= 1).then_some(seq + 1)))
+    }
+
     /// Waits until the audit log has an entry past `after` (a change of any kind was
     /// written), or until `timeout` passes; returns the seq of the last entry then (`after` or
     /// less when nothing came). A writer is woken by its own commits; a read-only store (a

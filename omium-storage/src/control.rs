@@ -48,6 +48,10 @@ pub enum Action {
     /// Erase the execution: its record, checkpoints, input and output, and the chunks no other
     /// checkpoint uses.
     Delete,
+    /// Roll the execution back to the checkpoint `Request::to` names (an id, a name, or none
+    /// for the last consistent one): the rollback of a process that cannot write (`omium ui`
+    /// beside an application), carried out by the writer.
+    Rollback,
 }
 
 impl Action {
@@ -59,10 +63,11 @@ impl Action {
             Action::Retry => "retry",
             Action::Recover => "recover",
             Action::Delete => "delete",
+            Action::Rollback => "rollback",
         }
     }
 
-    /// Parses `pause`, `cancel`, `resume`, `retry` or `delete`.
+    /// Parses `pause`, `cancel`, `resume`, `retry`, `recover`, `delete` or `rollback`.
     pub fn parse(s: &str) -> Result<Action> {
         Ok(match s {
             "pause" => Action::Pause,
@@ -71,12 +76,13 @@ impl Action {
             "retry" => Action::Retry,
             "recover" => Action::Recover,
             "delete" => Action::Delete,
+            "rollback" => Action::Rollback,
             other => {
                 return Err(Error::InvalidArgument {
                     what: "control",
                     detail: format!(
                         "{other:?}; expected one of \"pause\", \"cancel\", \"resume\", \"retry\", \
-                         \"recover\", \"delete\""
+                         \"recover\", \"delete\", \"rollback\""
                     ),
                 })
             }
@@ -93,6 +99,9 @@ pub struct Request {
     pub by: String,
     pub reason: Option<String>,
     pub at_ms: u64,
+    /// Where a rollback goes: a checkpoint id or name (`None`: the last consistent one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<String>,
 }
 
 /// What became of a control.
@@ -108,6 +117,9 @@ pub struct Reply {
     /// What a delete erased: `{"checkpoints", "chunks"}`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub erased: Option<serde_json::Value>,
+    /// The checkpoint a rollback wrote.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoint: Option<String>,
     /// The error, when the control was refused: `{"code", "message"}`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<serde_json::Value>,
@@ -133,6 +145,7 @@ impl Request {
             by: by.unwrap_or_else(default_by),
             reason,
             at_ms: now_ms(),
+            to: None,
         }
     }
 }
@@ -162,6 +175,26 @@ impl Store {
         let (execution, action) = (&request.execution, request.action);
         let detail = serde_json::json!({"by": request.by, "reason": request.reason}).to_string();
         let status_of = |s: Status| Some(s.as_str().to_string());
+        if action == Action::Rollback {
+            let target = match &request.to {
+                Some(t) => crate::checkpoint::RollbackTarget::parse(t),
+                None => crate::checkpoint::RollbackTarget::LastConsistent,
+            };
+            let reason = request
+                .reason
+                .clone()
+                .unwrap_or_else(|| format!("rollback asked by {}", request.by));
+            let c = self.rollback(execution, &target, Some(&reason))?;
+            return Ok(Reply {
+                action,
+                execution: execution.clone(),
+                result: "applied".into(),
+                status: status_of(self.execution(execution)?.status),
+                erased: None,
+                checkpoint: Some(c.id.to_string()),
+                error: None,
+            });
+        }
         if action == Action::Delete {
             let (checkpoints, chunks) = self.erase_execution(execution, &detail)?;
             return Ok(Reply {
@@ -170,6 +203,7 @@ impl Store {
                 result: "applied".into(),
                 status: None,
                 erased: Some(serde_json::json!({"checkpoints": checkpoints, "chunks": chunks})),
+                checkpoint: None,
                 error: None,
             });
         }
@@ -224,7 +258,7 @@ impl Store {
                         return Err(refuse("a live run holds it; pause or cancel it first"))
                     }
                     (Action::Recover, _) => (Status::Pending, "execution.recover"),
-                    (Action::Delete, _) => unreachable!("handled above"),
+                    (Action::Delete | Action::Rollback, _) => unreachable!("handled above"),
                 };
                 if action == Action::Resume
                     || (action == Action::Recover && e.status == Status::Paused)
@@ -274,6 +308,7 @@ impl Store {
                 status_of(self.execution(execution)?.status)
             },
             erased: None,
+            checkpoint: None,
             error: None,
         })
     }
@@ -377,6 +412,7 @@ impl Store {
                     result: "refused".into(),
                     status: None,
                     erased: None,
+                    checkpoint: None,
                     error: Some(serde_json::json!({"code": e.code(), "message": e.to_string()})),
                 }),
                 Err(e) => Reply {
@@ -385,6 +421,7 @@ impl Store {
                     result: "refused".into(),
                     status: None,
                     erased: None,
+                    checkpoint: None,
                     error: Some(serde_json::json!({"code": e.code(), "message": e.to_string()})),
                 },
             };

@@ -47,6 +47,20 @@ impl Status {
             Status::Cancelled => "cancelled",
         }
     }
+
+    /// The status `as_str` names.
+    pub fn parse(s: &str) -> Option<Status> {
+        [
+            Status::Pending,
+            Status::Running,
+            Status::Paused,
+            Status::Completed,
+            Status::Failed,
+            Status::Cancelled,
+        ]
+        .into_iter()
+        .find(|x| x.as_str() == s)
+    }
 }
 
 impl std::fmt::Display for Status {
@@ -265,6 +279,55 @@ impl Store {
                 .then_with(|| b.id.cmp(&a.id))
         });
         Ok(out)
+    }
+
+    /// One page of executions that `keep` accepts, in storage order (by the hash of the id,
+    /// stable while executions are added), starting after the execution `after` names; with the
+    /// cursor of the next page when there is more. Looks at no more than `budget` records, so a
+    /// filter that matches little answers quickly with a partial page and a cursor.
+    pub fn executions_page(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+        budget: usize,
+        keep: impl Fn(&Execution) -> bool,
+    ) -> Result<(Vec<Execution>, Option<String>)> {
+        let start = match after {
+            Some(id) => {
+                let mut k = exec_key(id).to_vec();
+                k.push(0xff); // past the execution and its input/output records
+                k
+            }
+            None => Vec::new(),
+        };
+        let (mut out, mut seen, mut last) = (Vec::new(), 0usize, None);
+        for item in self.scan_from(Cf::Executions, &start) {
+            let (k, v) = item?;
+            if k.len() != 16 {
+                continue; // input and output records
+            }
+            let e = codec::decode::<Execution>("execution", &|| crate::hex(&k), &v)?;
+            seen += 1;
+            last = Some(e.id.clone());
+            if keep(&e) {
+                out.push(e);
+                if out.len() >= limit {
+                    break;
+                }
+            }
+            if seen >= budget {
+                break;
+            }
+        }
+        let more = match &last {
+            Some(id) => {
+                let mut k = exec_key(id).to_vec();
+                k.push(0xff);
+                self.scan_from(Cf::Executions, &k).next().transpose()?.is_some()
+            }
+            None => false,
+        };
+        Ok((out, if more { last } else { None }))
     }
 
     /// The input the execution was first begun with.

@@ -32,7 +32,7 @@ struct Conn {
 }
 
 /// TLS that trusts the certificates of `ca_file` (PEM), or the public web's roots without one.
-fn tls_client(ca_file: Option<&std::path::Path>) -> Result<Arc<rustls::ClientConfig>> {
+pub fn tls_client(ca_file: Option<&std::path::Path>) -> Result<Arc<rustls::ClientConfig>> {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::CertificateDer;
     crate::install_tls_provider();

@@ -36,6 +36,10 @@ use crate::{CheckResult, CheckpointKind, Checks, ForkOptions, RollbackTarget, St
 /// The OpenAPI document of the HTTP API (also served at `GET /openapi.yaml`).
 pub const OPENAPI: &str = include_str!("../../../docs/openapi.yaml");
 
+/// How many records one page of `executions.page` or `audit` looks at, at most: a filter that
+/// matches little answers with a short page and a cursor instead of reading the whole store.
+pub const PAGE_BUDGET: usize = 20_000;
+
 /// Protocol version in paths (`/v1/...`).
 pub const VERSION: &str = "v1";
 
@@ -160,7 +164,17 @@ pub fn call(store: &Store, method: &str, args: Args<'_>) -> Result<Value> {
         "checkpoint" => to_value(&store.checkpoint(&a.str("checkpoint_id")?)?),
         "read_state" => {
             let c = store.checkpoint(&a.str("checkpoint_id")?)?;
-            json!({"data": b64(&store.read_state(&c)?)})
+            let bytes = store.read_state(&c)?;
+            let mut answer = json!({"data": b64(&bytes)});
+            if a.opt::<bool>("view", "a boolean")?.unwrap_or(false) {
+                // The state as JSON, decoded with the codec it was written with (null when
+                // that codec is an application's own).
+                let codec = omium_storage::value::checkpoint_codec(&c);
+                answer["view"] = omium_storage::value::state_json(codec, &bytes, "state")
+                    .unwrap_or(Value::Null);
+                answer["codec"] = json!(codec);
+            }
+            answer
         }
         "rollback" => {
             let to = a.opt_str("to")?;
@@ -198,7 +212,16 @@ pub fn call(store: &Store, method: &str, args: Args<'_>) -> Result<Value> {
             to_value(&store.metrics(&MetricsQuery::from_json(&Value::Object(a.map.clone()))?)?)
         }
         "resume" => {
-            let state = a.opt_bytes("state")?;
+            let state = match a.opt::<Value>("state_json", "a JSON value")? {
+                // An edited state, encoded as the execution's codec writes it.
+                Some(v) => {
+                    let e = store.execution(&a.str("execution_id")?)?;
+                    let text = serde_json::to_vec(&v).expect("values serialize");
+                    let codec = omium_storage::value::execution_codec(&e);
+                    Some(omium_storage::value::encode_state(codec, &text, "state_json")?)
+                }
+                None => a.opt_bytes("state")?,
+            };
             let by = a.opt_str("by")?;
             to_value(&store.resume(&a.str("execution_id")?, state.as_deref(), by.as_deref())?)
         }
@@ -248,7 +271,7 @@ pub fn call(store: &Store, method: &str, args: Args<'_>) -> Result<Value> {
             json!({})
         }
         "control" => {
-            let request = crate::control::Request::new(
+            let mut request = crate::control::Request::new(
                 crate::control::Action::parse(&a.str("action")?)?,
                 &a.str("execution_id")?,
                 a.opt_str("reason")?,
@@ -257,7 +280,92 @@ pub fn call(store: &Store, method: &str, args: Args<'_>) -> Result<Value> {
                         .unwrap_or_else(|| "omium serve client".into()),
                 ),
             );
-            to_value(&store.control(&request)?)
+            request.to = a.opt_str("to")?;
+            // The writer applies it; a read-only handle (omium ui beside an application)
+            // hands it to the writer's mailbox.
+            to_value(&store.request_control(&request)?)
+        }
+        "executions.page" => {
+            let limit: usize = a.opt("limit", "a whole number")?.unwrap_or(50);
+            let (status, workflow, tenant) = (
+                a.opt_str("status")?,
+                a.opt_str("workflow")?,
+                a.opt_str("tenant")?,
+            );
+            let status = status
+                .map(|s| {
+                    crate::Status::parse(&s).ok_or_else(|| Error::InvalidArgument {
+                        what: "status",
+                        detail: format!(
+                            "{s:?}; expected pending, running, paused, completed, failed or \
+                             cancelled"
+                        ),
+                    })
+                })
+                .transpose()?;
+            let (page, next) = store.executions_page(
+                a.opt_str("after")?.as_deref(),
+                limit.clamp(1, 500),
+                PAGE_BUDGET,
+                |e| {
+                    status.is_none_or(|s| e.status == s)
+                        && workflow.as_ref().is_none_or(|w| &e.workflow == w)
+                        && tenant.as_ref().is_none_or(|t| &e.tenant == t)
+                },
+            )?;
+            json!({"executions": page, "next": next})
+        }
+        "audit" => {
+            let limit: usize = a.opt("limit", "a whole number")?.unwrap_or(100);
+            let before: Option<u64> = a.opt("before", "an audit seq (a whole number)")?;
+            let (action, actor, resource) = (
+                a.opt_str("action")?,
+                a.opt_str("actor")?,
+                a.opt_str("resource")?,
+            );
+            let (entries, next) = store.audit_page(before, limit.clamp(1, 1000), PAGE_BUDGET, |e| {
+                action.as_ref().is_none_or(|p| e.action.starts_with(p.as_str()))
+                    && actor.as_ref().is_none_or(|x| &e.actor == x)
+                    && resource.as_ref().is_none_or(|r| e.resource.contains(r.as_str()))
+            })?;
+            json!({"entries": entries, "next_before": next, "head": store.audit_head()?})
+        }
+        "report" => {
+            let period = crate::report::Period::parse(&a.str("period")?)?;
+            let r = crate::report::build(store, &period)?;
+            let format = a.opt_str("format")?.unwrap_or_else(|| "json".into());
+            let (content_type, data) = match format.as_str() {
+                "json" => return Ok(serde_json::from_str(&crate::report::to_json(&r))
+                    .expect("reports are JSON")),
+                "html" => ("text/html; charset=utf-8", crate::report::to_html(&r).into_bytes()),
+                "csv" => ("text/csv; charset=utf-8", crate::report::to_csv(&r).into_bytes()),
+                "pdf" => ("application/pdf", crate::report::to_pdf(&r)),
+                other => {
+                    return Err(Error::InvalidArgument {
+                        what: "report format",
+                        detail: format!("{other:?}; expected json, html, csv or pdf"),
+                    })
+                }
+            };
+            json!({
+                "content_type": content_type,
+                "filename": format!("omium-report-{}.{format}", period.label),
+                "data": b64(&data),
+            })
+        }
+        "policy.validate" => {
+            let text = a.str("text")?;
+            let errors = match crate::policy::parse(&text, None) {
+                Ok(p) => match crate::policy::Compiled::new(&p) {
+                    Ok(_) => vec![],
+                    Err(e) => vec![json!({"line": null, "column": null, "message": e.to_string()})],
+                },
+                Err(p) => vec![json!({
+                    "line": p.at.line, "column": p.at.column, "path": p.path,
+                    "message": p.to_string(),
+                })],
+            };
+            json!({"valid": errors.is_empty(), "errors": errors})
         }
         "events" => {
             let since: u64 = a.opt("since", "a seq (a whole number)")?.unwrap_or(0);
