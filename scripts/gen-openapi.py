@@ -147,7 +147,19 @@ add("history", "checkpoints", "The live branch, first checkpoint first.", EID, [
 add("checkpoints", "checkpoints", "Every checkpoint of the execution (all branches).", EID, ["execution_id"], A(R("Checkpoint")))
 add("branch", "checkpoints", "The branch ending at a checkpoint.", CID, ["checkpoint_id"], A(R("Checkpoint")))
 add("checkpoint", "checkpoints", "One checkpoint.", CID, ["checkpoint_id"], R("Checkpoint"))
-add("read_state", "checkpoints", "A checkpoint's verified state bytes.", CID, ["checkpoint_id"], R("Bytes"))
+add(
+    "read_state",
+    "checkpoints",
+    "A checkpoint's verified state bytes; with `view`, also the state decoded to JSON by the codec it was "
+    "written with (`view` null for an application's own codec).",
+    {**CID, "view": {"type": "boolean"}},
+    ["checkpoint_id"],
+    {
+        "type": "object",
+        "required": ["data"],
+        "properties": {"data": B64N, "view": {}, "codec": N},
+    },
+)
 add(
     "rollback",
     "checkpoints",
@@ -280,8 +292,9 @@ add(
 add(
     "resume",
     "recovery",
-    "Resume a paused execution; answers the failure that paused it, or null.",
-    {**EID, "state": B64N, "by": N},
+    "Resume a paused execution, optionally with a new state (`state` as bytes, or `state_json` as a JSON "
+    "value encoded with the execution's codec); answers the failure that paused it, or null.",
+    {**EID, "state": B64N, "state_json": {}, "by": N},
     ["execution_id"],
     {"allOf": [R("Failure")], "nullable": True},
 )
@@ -468,10 +481,11 @@ add(
     "a pause: resumable again), or delete one (its data and the chunks no other checkpoint "
     "uses; `erased` says what). Recorded in the audit log with `by` and `reason`.",
     {
-        "action": {"type": "string", "enum": ["pause", "cancel", "resume", "retry", "recover", "delete"]},
+        "action": {"type": "string", "enum": ["pause", "cancel", "resume", "retry", "recover", "delete", "rollback"]},
         "execution_id": S(minLength=1),
         "reason": S(),
         "by": S(),
+        "to": S(description="rollback: a checkpoint id or name (default: the last consistent checkpoint)"),
     },
     ["action", "execution_id"],
     {
@@ -483,8 +497,128 @@ add(
             "result": {"type": "string", "enum": ["applied", "requested"]},
             "status": N,
             "erased": OBJ,
+            "checkpoint": S(description="the checkpoint a rollback wrote"),
         },
     },
+)
+add(
+    "executions.page",
+    "executions",
+    "One page of executions (storage order, stable as executions are added), filtered by status, workflow "
+    "and tenant; pass `next` as `after` for the following page (null: no more). Reads at most 20,000 "
+    "records per call, so a page may be short with a `next`.",
+    {
+        "limit": {"type": "integer", "minimum": 1, "maximum": 500},
+        "after": N,
+        "status": {"type": "string", "enum": ["pending", "running", "paused", "completed", "failed", "cancelled"]},
+        "workflow": S(),
+        "tenant": S(),
+    },
+    [],
+    {"type": "object", "required": ["executions", "next"], "properties": {"executions": A(R("Execution")), "next": N}},
+)
+add(
+    "audit",
+    "security",
+    "The audit log, newest first: entries before `before` (a seq), filtered by action prefix, actor and "
+    "resource substring; `next_before` continues (null: no older entries). Store-wide: admin keys and "
+    "callers over every tenant.",
+    {
+        "before": {"type": "integer", "minimum": 1, "nullable": True},
+        "limit": {"type": "integer", "minimum": 1, "maximum": 1000},
+        "action": N,
+        "actor": N,
+        "resource": N,
+    },
+    [],
+    {
+        "type": "object",
+        "required": ["entries", "next_before", "head"],
+        "properties": {
+            "entries": A(
+                {
+                    "type": "object",
+                    "required": ["seq", "at_ms", "actor", "action", "resource", "detail", "prev_hash", "hash"],
+                    "properties": {
+                        "seq": INT,
+                        "at_ms": INT,
+                        "actor": S(),
+                        "action": S(),
+                        "resource": S(),
+                        "detail": S(),
+                        "prev_hash": S(),
+                        "hash": S(),
+                    },
+                }
+            ),
+            "next_before": {"type": "integer", "nullable": True},
+            "head": {"allOf": [AUDIT_HEAD], "nullable": True},
+        },
+    },
+)
+add(
+    "report",
+    "operations",
+    "The report of a period (a month `2026-11`, a day `2026-11-03`, or days `2026-11-01..2026-11-15`): JSON, "
+    "or with `format` html, csv or pdf the file itself (Content-Disposition: attachment).",
+    {"period": S(), "format": {"type": "string", "enum": ["json", "html", "csv", "pdf"]}},
+    ["period"],
+    OBJ,
+)
+add(
+    "policy.validate",
+    "policies",
+    "Checks a policy document without applying it: `errors` name the line, column and path of what is wrong.",
+    {"text": S()},
+    ["text"],
+    {
+        "type": "object",
+        "required": ["valid", "errors"],
+        "properties": {
+            "valid": {"type": "boolean"},
+            "errors": A(
+                {
+                    "type": "object",
+                    "required": ["line", "column", "message"],
+                    "properties": {
+                        "line": {"type": "integer", "nullable": True},
+                        "column": {"type": "integer", "nullable": True},
+                        "path": S(),
+                        "message": S(),
+                    },
+                }
+            ),
+        },
+    },
+)
+add(
+    "whoami",
+    "security",
+    "The caller: its identity, tenant and roles, whether the store is read-only here, and for each method "
+    "whether the caller may call it (`may`, what the dashboard enables).",
+    {},
+    [],
+    {
+        "type": "object",
+        "required": ["identity", "tenant", "roles", "read_only", "may"],
+        "properties": {
+            "identity": S(),
+            "tenant": S(),
+            "roles": A(S()),
+            "read_only": {"type": "boolean"},
+            "store": N,
+            "may": {"type": "object", "additionalProperties": {"type": "boolean"}},
+        },
+    },
+)
+add(
+    "cluster",
+    "operations",
+    "Whether this store is a node of a Raft cluster (`omium serve` and `omium ui --store` are not: "
+    "`configured` false, with how to see a cluster).",
+    {},
+    [],
+    {"type": "object", "required": ["configured"], "properties": {"configured": {"type": "boolean"}, "detail": S()}},
 )
 add(
     "events",

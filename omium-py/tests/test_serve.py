@@ -65,7 +65,9 @@ class Daemon:
     def http_url(self) -> str:
         return f"http://{self.host}:{self.port}"
 
-    def post(self, method: str, body: object = None, key: str | None = None, raw: bytes | None = None) -> tuple[int, object]:
+    def post(
+        self, method: str, body: object = None, key: str | None = None, raw: bytes | None = None, raw_answer: bool = False
+    ) -> tuple[int, object]:
         c = http.client.HTTPConnection(self.host, self.port, timeout=30)
         headers = {"Content-Type": "application/json"}
         if key:
@@ -73,7 +75,7 @@ class Daemon:
         data = raw if raw is not None else json.dumps(body if body is not None else {}).encode()
         c.request("POST", f"/v1/{method}", body=data, headers=headers)
         r = c.getresponse()
-        return r.status, json.loads(r.read() or b"null")
+        return r.status, r.read() if raw_answer else json.loads(r.read() or b"null")
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -451,6 +453,20 @@ def test_every_answer_matches_the_openapi_document(daemon):
     assert call("checkpoint", {"checkpoint_id": cid})["name"] == "s"
     assert len(call("branch", {"checkpoint_id": cid})) == 1
     assert base64.b64decode(call("read_state", {"checkpoint_id": cid})["data"]) == b"x" * 10_000
+    assert call("read_state", {"checkpoint_id": cid, "view": True})["view"] is None  # raw bytes: no codec
+    page = call("executions.page", {"limit": 1})
+    assert [e["id"] for e in page["executions"]] == ["api-1"] and page["next"] is None
+    assert call("executions.page", {"status": "failed"})["executions"] == []
+    assert call("executions.page", {"status": "lost"}, expect=400)["code"] == "invalid_argument"
+    trail = call("audit", {"limit": 3, "action": "checkpoint."})
+    assert [e["action"] for e in trail["entries"]] == ["checkpoint.create"] * 2 and trail["head"]["seq"] > 2
+    assert call("policy.validate", {"text": "policies:\n  - nme: x\n"})["errors"][0]["line"] == 2
+    assert call("policy.validate", {"text": "version: 1\n"})["valid"]
+    me = call("whoami")
+    assert (me["identity"], me["read_only"], me["may"]["control.delete"]) == ("loopback", False, True)
+    assert call("cluster")["configured"] is False
+    assert call("report", {"period": "2026-11"})["period"]["label"] == "2026-11"
+    assert daemon.post("report", {"period": "2026-11", "format": "pdf"}, raw_answer=True)[1][:5] == b"%PDF-"
     assert call("fork", {"execution_id": "api-1", "at": cid, "new_execution_id": "api-2"})["id"] == "api-2"
     assert call("rollback", {"execution_id": "api-1", "to": "s", "reason": "test"})["kind"] == "rollback"
     assert call("verify")["problems"] == []
