@@ -102,6 +102,10 @@ pub struct Request {
     /// Where a rollback goes: a checkpoint id or name (`None`: the last consistent one).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub to: Option<String>,
+    /// A resume's corrected state for the step that paused the execution (see
+    /// [`Store::resume_paused`]), in the execution's codec.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<Vec<u8>>,
 }
 
 /// What became of a control.
@@ -146,6 +150,7 @@ impl Request {
             reason,
             at_ms: now_ms(),
             to: None,
+            state: None,
         }
     }
 }
@@ -175,6 +180,18 @@ impl Store {
         let (execution, action) = (&request.execution, request.action);
         let detail = serde_json::json!({"by": request.by, "reason": request.reason}).to_string();
         let status_of = |s: Status| Some(s.as_str().to_string());
+        if let (Action::Resume, Some(state)) = (action, &request.state) {
+            self.resume_paused(execution, Some(state), Some(&request.by))?;
+            return Ok(Reply {
+                action,
+                execution: execution.clone(),
+                result: "applied".into(),
+                status: status_of(self.execution(execution)?.status),
+                erased: None,
+                checkpoint: None,
+                error: None,
+            });
+        }
         if action == Action::Rollback {
             let target = match &request.to {
                 Some(t) => crate::checkpoint::RollbackTarget::parse(t),

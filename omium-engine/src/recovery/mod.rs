@@ -14,7 +14,6 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::error::{Error, Result};
-use crate::execution::Status;
 use crate::policy::{self, Action, Effective, RetryAction, Rule, Trigger, WebhookFormat};
 use crate::store::{now_ms, Store};
 
@@ -450,74 +449,13 @@ pub trait RecoveryStore: AsRef<Store> {
         by: Option<&str>,
     ) -> Result<Option<FailureRecord>> {
         let store: &Store = self.as_ref();
-        store.require_writer("resume")?;
-        let exec = store.execution(execution_id)?;
-        if exec.status != Status::Paused {
-            return Err(Error::InvalidState {
-                execution: execution_id.into(),
-                status: exec.status.to_string(),
-                detail: "only a paused execution can be resumed; re-run it to continue it".into(),
-            });
-        }
-        let paused = store
-            .failures(Some(execution_id))?
-            .into_iter()
-            .rev()
-            .find(|f| f.outcome == Outcome::Paused);
-        let by = by
-            .map(str::to_string)
-            .unwrap_or_else(|| store.actor().to_string());
-        let run = store.begin_paused(execution_id)?;
-        if let Some(s) = state {
-            let Some(f) = paused.as_ref().filter(|f| f.step.is_some()) else {
-                return Err(Error::InvalidArgument {
-                    what: "resume state",
-                    detail: format!("execution {execution_id:?} was not paused by a step, so there is no step to give the state to"),
-                });
-            };
-            let seq = f.seq.unwrap_or(0);
-            let mut metadata = BTreeMap::from([
-                ("resumed_by".to_string(), by.clone()),
-                ("failure".to_string(), f.id.clone()),
-            ]);
-            // The corrected state is in the execution's codec (the bindings encode it so).
-            if let Some(codec) = crate::value::execution_codec(&exec) {
-                metadata.insert(crate::value::CODEC_KEY.into(), codec.into());
-            }
-            run.record(
-                seq,
-                crate::NewCheckpoint {
-                    name: f.step.as_deref().unwrap_or_default(),
-                    agent: Some(&f.agent),
-                    kind: crate::CheckpointKind::Step,
-                    key: f.key.as_deref(),
-                    state: s,
-                    checks: Default::default(),
-                    metadata,
-                },
-            )?;
-        }
-        run.suspend()?;
-        let Some(f) = store.resumed_failure(execution_id, &by, state.is_some())? else {
-            return Ok(None);
-        };
-        store.put_failure(&f, "failure.resume")?;
-        Ok(Some(f))
+        store.resume_paused(execution_id, state, by)
     }
 
     #[doc(hidden)]
     fn begin_paused(&self, execution_id: &str) -> Result<crate::Run> {
         let store: &Store = self.as_ref();
-        let exec = store.execution(execution_id)?;
-        store.begin(
-            execution_id,
-            crate::BeginOptions {
-                workflow: exec.workflow,
-                tenant: exec.tenant,
-                resume_paused: true,
-                ..Default::default()
-            },
-        )
+        store.begin_paused(execution_id)
     }
 
     /// Recovery figures over the recorded failures (of one workflow, or all).

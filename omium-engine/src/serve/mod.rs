@@ -222,8 +222,20 @@ pub fn call(store: &Store, method: &str, args: Args<'_>) -> Result<Value> {
                 }
                 None => a.opt_bytes("state")?,
             };
-            let by = a.opt_str("by")?;
-            to_value(&store.resume(&a.str("execution_id")?, state.as_deref(), by.as_deref())?)
+            let (id, by) = (a.str("execution_id")?, a.opt_str("by")?);
+            if store.is_read_only() {
+                // Beside an application that holds the store: its writer resumes it.
+                let mut request =
+                    crate::control::Request::new(crate::control::Action::Resume, &id, None, by);
+                request.state = state;
+                store.request_control(&request)?;
+                store.refresh()?;
+                let resumed = store.failures(Some(&id))?.into_iter().rev().find(|f| {
+                    f.outcome == crate::recovery::Outcome::Resumed
+                });
+                return Ok(to_value(&resumed));
+            }
+            to_value(&store.resume(&id, state.as_deref(), by.as_deref())?)
         }
         "record_crash" => to_value(&store.record_crash(&a.str("execution_id")?)?),
         "apply_policy" => {
