@@ -64,6 +64,11 @@ pub fn acting_as<T>(actor: &str, f: impl FnOnce() -> T) -> T {
     f()
 }
 
+/// The caller [`acting_as`] names on this thread, if any.
+pub fn acting() -> Option<String> {
+    ACTING_AS.with(|a| a.borrow().as_deref().map(str::to_string))
+}
+
 impl AuditDraft {
     pub fn new(
         action: &'static str,

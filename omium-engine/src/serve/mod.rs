@@ -222,7 +222,8 @@ pub fn call(store: &Store, method: &str, args: Args<'_>) -> Result<Value> {
                 }
                 None => a.opt_bytes("state")?,
             };
-            let (id, by) = (a.str("execution_id")?, a.opt_str("by")?);
+            let id = a.str("execution_id")?;
+            let by = a.opt_str("by")?.or_else(omium_storage::audit::acting);
             if store.is_read_only() {
                 // Beside an application that holds the store: its writer resumes it.
                 let mut request =
@@ -287,10 +288,10 @@ pub fn call(store: &Store, method: &str, args: Args<'_>) -> Result<Value> {
                 crate::control::Action::parse(&a.str("action")?)?,
                 &a.str("execution_id")?,
                 a.opt_str("reason")?,
-                Some(
-                    a.opt_str("by")?
-                        .unwrap_or_else(|| "omium serve client".into()),
-                ),
+                // The caller the daemon authenticated, unless the call names someone.
+                Some(a.opt_str("by")?.unwrap_or_else(|| {
+                    omium_storage::audit::acting().unwrap_or_else(|| "omium serve client".into())
+                })),
             );
             request.to = a.opt_str("to")?;
             // The writer applies it; a read-only handle (omium ui beside an application)
