@@ -97,7 +97,7 @@ def pages(ui: Ui, execution: str, checkpoint: str) -> dict:
             ui.call("executions.page", {"status": "running", "limit": 500}),
             ui.call("executions.page", {"status": "paused", "limit": 500}),
         ),
-        "feed": lambda: ui.call("events", {"since": 0, "limit": 200}),
+        "feed": lambda: feed(ui),
         "executions": lambda: ui.call("executions.page", {"limit": 50}),
         "executions (failed)": lambda: ui.call("executions.page", {"limit": 50, "status": "failed"}),
         "execution": lambda: (
@@ -109,14 +109,27 @@ def pages(ui: Ui, execution: str, checkpoint: str) -> dict:
             ui.call("read_state", {"checkpoint_id": checkpoint, "view": True}),
         ),
         "recovery": lambda: (
-            ui.call("executions.page", {"limit": 50, "status": "paused"}),
+            ui.call("failures"),
+            ui.call("recovery_metrics"),
             ui.call("metrics", {"since": "30d", "by": ["failure_type"]}),
             ui.call("metrics", {"since": "30d", "by": ["agent"]}),
+            ui.call("metrics", {"since": "30d", "by": ["failure_type", "agent"]}),
         ),
         "policies": lambda: (ui.call("policy_versions"), ui.call("alerts")),
         "compliance": lambda: (ui.call("audit", {"limit": 100}), ui.call("audit_head")),
         "report (month, pdf)": lambda: ui.call("report", {"period": time.strftime("%Y-%m", time.gmtime(now)), "format": "pdf"}),
     }
+
+
+def feed(ui: Ui) -> None:
+    """The feed's first paint: the last 400 events (the server names each one's workflow and
+    tenant, `omiumworkflow` and `omiumtenant`; the page looks up only executions it does not)."""
+    head = ui.call("audit_head")
+    since = max(0, (head or {}).get("seq", 0) - 400)
+    events = ui.call("events", {"since": since, "limit": 400})["events"]
+    unnamed = [e["subject"] for e in events if e.get("subject") and "omiumworkflow" not in e]
+    for subject in list(dict.fromkeys(unnamed))[:300]:
+        ui.call("execution", {"execution_id": subject})
 
 
 def measure(store: Path) -> dict[str, list[float]]:

@@ -565,7 +565,8 @@ fn run(cli: &Cli) -> Result<ExitCode, Error> {
     } = &cli.command
     {
         serve::ui(
-            url.as_deref().map_or(serve::UiSource::Store(&cli.store), serve::UiSource::Daemon),
+            url.as_deref()
+                .map_or(serve::UiSource::Store(&cli.store), serve::UiSource::Daemon),
             listen,
             serve::bootstrap_keys(api_key_file.as_deref())?,
             allowed_hosts.clone(),
@@ -621,7 +622,9 @@ fn run(cli: &Cli) -> Result<ExitCode, Error> {
     }
     let out = &mut std::io::stdout().lock();
     match &cli.command {
-        Command::Node { .. } | Command::Serve { .. } | Command::Ui { .. } => unreachable!("handled above"),
+        Command::Node { .. } | Command::Serve { .. } | Command::Ui { .. } => {
+            unreachable!("handled above")
+        }
         Command::Cluster { nodes, command } => consensus::cluster(out, cli.json, nodes, command)?,
         Command::Alerts { command } => alerts::run(out, cli.json, &cli.store, command)?,
         Command::Keys { command } => keys::run(out, cli.json, &cli.store, command)?,

@@ -108,7 +108,12 @@ struct App {
     rate: f64,
     /// Token buckets per caller, and per address for failed authentications.
     buckets: Mutex<HashMap<String, Bucket>>,
+    /// When a read-only store last caught up with its writer.
+    refreshed: Mutex<Option<std::time::Instant>>,
 }
+
+/// How stale a read-only store (the dashboard beside an application) may be.
+const REFRESH: Duration = Duration::from_millis(50);
 
 /// A token bucket: `rate` tokens a second, holding at most two seconds' worth.
 struct Bucket {
@@ -653,8 +658,14 @@ impl App {
         }
         self.authorize(caller, method, &body)?;
         if self.store.is_read_only() {
-            // The dashboard beside an application: see what the writer wrote up to now.
-            self.store.refresh()?;
+            // The dashboard beside an application: see what the writer wrote up to now (at most
+            // every REFRESH: catching up reads the writer's log, a few milliseconds; a control
+            // this process asked for catches up at once when it is answered).
+            let mut last = self.refreshed.lock();
+            if last.is_none_or(|t| t.elapsed() >= REFRESH) {
+                self.store.refresh()?;
+                *last = Some(std::time::Instant::now());
+            }
         }
         let answer = omium_storage::audit::acting_as(&caller.actor, || match method {
             m if m.starts_with("keys.") => self.keys_call(caller, m, body),
@@ -949,10 +960,12 @@ async fn events_stream(
                 loop {
                     if let Some(e) = queued.pop_front() {
                         let e: omium_engine::events::Event = e;
+                        let mut ce = e.cloud_event(&source);
+                        omium_engine::events::annotate(&app.store, &mut ce, &mut HashMap::new());
                         let sse = Sse::default()
                             .id(e.seq.to_string())
                             .event(e.kind.clone())
-                            .data(e.cloud_event(&source).to_string());
+                            .data(ce.to_string());
                         return Some((
                             Ok::<_, std::convert::Infallible>(sse),
                             (app, filter, cursor, queued),
@@ -1085,7 +1098,10 @@ pub(crate) async fn guard(
         .or_else(|| req.uri().authority().map(|a| a.as_str()))
         .unwrap_or("");
     let own_page = |origin: &[u8]| ui && hosts.is_some() && crate::ui::same_origin(origin, host);
-    if let Some(origin) = headers.get(header::ORIGIN).filter(|o| !own_page(o.as_bytes())) {
+    if let Some(origin) = headers
+        .get(header::ORIGIN)
+        .filter(|o| !own_page(o.as_bytes()))
+    {
         return closing(refused(
             StatusCode::FORBIDDEN,
             "unauthorized",
@@ -1389,6 +1405,7 @@ impl Daemon {
             loopback,
             rate: config.rate_limit,
             buckets: Mutex::new(HashMap::new()),
+            refreshed: Mutex::new(None),
         });
         let body_limit = config.body_limit.unwrap_or(64 << 20);
         let mut tasks = Vec::new();
@@ -1428,8 +1445,9 @@ impl Daemon {
                 let _ = std::fs::remove_file(path);
             }
             let listener = bind_socket(path, config.socket_group.as_deref())?;
-            let r = router(app.clone(), body_limit)
-                .layer(middleware::from_fn(|req, next| guard(None, false, req, next)));
+            let r = router(app.clone(), body_limit).layer(middleware::from_fn(|req, next| {
+                guard(None, false, req, next)
+            }));
             tasks.push(crate::listen::serve(
                 Listener::Unix(listener),
                 None,

@@ -103,9 +103,11 @@ pub fn pages<S: Clone + Send + Sync + 'static>() -> Router<S> {
 /// against the names this listener answers to.
 pub fn same_origin(origin: &[u8], host: &str) -> bool {
     let origin = String::from_utf8_lossy(origin);
-    ["http://", "https://"]
-        .iter()
-        .any(|s| origin.strip_prefix(s).is_some_and(|o| o.eq_ignore_ascii_case(host)))
+    ["http://", "https://"].iter().any(|s| {
+        origin
+            .strip_prefix(s)
+            .is_some_and(|o| o.eq_ignore_ascii_case(host))
+    })
 }
 
 /// The dashboard in front of a daemon: pages here, `/v1/*` passed to `upstream` with the

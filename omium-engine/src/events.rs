@@ -416,9 +416,40 @@ pub trait EventStore: AsRef<Store> {
 impl EventStore for Store {}
 
 /// The event feed as JSON: `{"events": [CloudEvent...], "cursor"}`.
-pub fn page_json(page: &EventPage, source: &str) -> Value {
+pub fn page_json(store: &Store, page: &EventPage) -> Value {
+    let source = source(store);
+    let mut seen = std::collections::HashMap::new();
     json!({
-        "events": page.events.iter().map(|e| e.cloud_event(source)).collect::<Vec<_>>(),
+        "events": page.events.iter().map(|e| {
+            let mut ce = e.cloud_event(&source);
+            annotate(store, &mut ce, &mut seen);
+            ce
+        }).collect::<Vec<_>>(),
         "cursor": page.cursor,
     })
+}
+
+/// Adds the workflow and tenant of the execution a CloudEvent names as the extensions
+/// `omiumworkflow` and `omiumtenant`, so that a consumer (the dashboard's feed) filters without
+/// looking each execution up; `seen` remembers them across the events of one answer. An event
+/// of an execution deleted since has neither.
+pub fn annotate(
+    store: &Store,
+    ce: &mut Value,
+    seen: &mut std::collections::HashMap<String, Option<(String, String)>>,
+) {
+    let Some(id) = ce
+        .get("subject")
+        .and_then(Value::as_str)
+        .map(str::to_string)
+    else {
+        return;
+    };
+    let of = seen
+        .entry(id)
+        .or_insert_with_key(|id| store.execution(id).ok().map(|e| (e.workflow, e.tenant)));
+    if let (Some((workflow, tenant)), Value::Object(m)) = (of.clone(), ce) {
+        m.insert("omiumworkflow".into(), json!(workflow));
+        m.insert("omiumtenant".into(), json!(tenant));
+    }
 }

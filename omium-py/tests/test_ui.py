@@ -278,3 +278,63 @@ def test_other_web_pages_and_names_are_refused(dash):
     assert r.getheader("x-frame-options") == "DENY"
     status, body = dash.post("executions.page", {}, None)
     assert status == 401
+
+
+def test_in_front_of_a_daemon_with_the_browsers_key(browser, tmp_path):
+    """`omium ui --url`: the pages here, every call passed to `omium serve` with the caller's key
+    (the daemon authenticates, authorizes and audits it), the event stream passed through."""
+    from test_serve import Daemon
+
+    admin = "k" * 32
+    daemon = Daemon(tmp_path / "store", "--http", "127.0.0.1:0", "--api-key", admin)
+    ui = subprocess.Popen(
+        [BIN, "ui", "--url", daemon.http_url, "--listen", "127.0.0.1:0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        url = json.loads(ui.stdout.readline())["ui"]
+        host, port = url.removeprefix("http://").rstrip("/").split(":")
+        reader = daemon.post("keys.create", {"name": "viewer", "tenant": "*", "roles": ["reader"]}, key=admin)[1]["secret"]
+        omium.init(url=daemon.http_url, api_key=admin)
+
+        @omium.workflow("proxied")
+        def proxied() -> int:
+            return 1
+
+        proxied.run(execution_id="via-daemon")
+
+        def post(method: str, key: str | None) -> tuple[int, dict]:
+            c = http.client.HTTPConnection(host, int(port), timeout=30)
+            headers = {"Content-Type": "application/json", "Origin": url.rstrip("/")}
+            if key:
+                headers["Authorization"] = f"Bearer {key}"
+            c.request("POST", f"/v1/{method}", body=json.dumps({"action": "cancel", "execution_id": "via-daemon"}), headers=headers)
+            r = c.getresponse()
+            return r.status, json.loads(r.read())
+
+        assert post("whoami", None)[0] == 401
+        assert post("whoami", reader)[1]["identity"] == "key:viewer"
+        status, body = post("control", reader)
+        assert status == 403 and body["code"] == "forbidden"
+        # The daemon audited the refusal with the caller's name.
+        trail = daemon.post("audit", {"action": "api.deny", "limit": 1}, key=admin)[1]
+        assert json.loads(trail["entries"][0]["detail"])["caller"] == "key:viewer"
+        # The event stream comes through the proxy.
+        c = http.client.HTTPConnection(host, int(port), timeout=30)
+        c.request("GET", "/v1/events/stream?since=0&types=execution.*", headers={"Authorization": f"Bearer {reader}"})
+        r = c.getresponse()
+        assert r.status == 200 and r.getheader("content-type").startswith("text/event-stream")
+        first = b""
+        while b"\n\n" not in first:
+            first += r.read1(4096)
+        assert b"event: execution.started" in first and b"via-daemon" in first
+
+        ctx, page, errors = login(browser, type("D", (), {"url": url})(), reader, "#/execution/via-daemon")
+        expect(page.get_by_test_id("execution-header")).to_have_attribute("data-status", "completed", timeout=WAIT)
+        expect(page.get_by_test_id("action-cancel")).to_be_disabled()
+        assert errors == []
+        ctx.close()
+    finally:
+        omium.shutdown()
+        ui.terminate()
+        assert ui.wait(20) == 0, ui.stderr.read()
+        daemon.stop()

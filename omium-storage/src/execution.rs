@@ -323,7 +323,10 @@ impl Store {
             Some(id) => {
                 let mut k = exec_key(id).to_vec();
                 k.push(0xff);
-                self.scan_from(Cf::Executions, &k).next().transpose()?.is_some()
+                self.scan_from(Cf::Executions, &k)
+                    .next()
+                    .transpose()?
+                    .is_some()
             }
             None => false,
         };

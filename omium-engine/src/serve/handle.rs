@@ -603,7 +603,7 @@ impl StoreHandle {
         match self {
             StoreHandle::Local(s) => {
                 let page = s.follow_events(since, limit, filter, wait)?;
-                Ok(crate::events::page_json(&page, &crate::events::source(s)))
+                Ok(crate::events::page_json(s, &page))
             }
             StoreHandle::Remote(c) => c.call(
                 "events",

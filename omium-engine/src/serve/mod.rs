@@ -170,8 +170,8 @@ pub fn call(store: &Store, method: &str, args: Args<'_>) -> Result<Value> {
                 // The state as JSON, decoded with the codec it was written with (null when
                 // that codec is an application's own).
                 let codec = omium_storage::value::checkpoint_codec(&c);
-                answer["view"] = omium_storage::value::state_json(codec, &bytes, "state")
-                    .unwrap_or(Value::Null);
+                answer["view"] =
+                    omium_storage::value::state_json(codec, &bytes, "state").unwrap_or(Value::Null);
                 answer["codec"] = json!(codec);
             }
             answer
@@ -218,7 +218,11 @@ pub fn call(store: &Store, method: &str, args: Args<'_>) -> Result<Value> {
                     let e = store.execution(&a.str("execution_id")?)?;
                     let text = serde_json::to_vec(&v).expect("values serialize");
                     let codec = omium_storage::value::execution_codec(&e);
-                    Some(omium_storage::value::encode_state(codec, &text, "state_json")?)
+                    Some(omium_storage::value::encode_state(
+                        codec,
+                        &text,
+                        "state_json",
+                    )?)
                 }
                 None => a.opt_bytes("state")?,
             };
@@ -231,9 +235,11 @@ pub fn call(store: &Store, method: &str, args: Args<'_>) -> Result<Value> {
                 request.state = state;
                 store.request_control(&request)?;
                 store.refresh()?;
-                let resumed = store.failures(Some(&id))?.into_iter().rev().find(|f| {
-                    f.outcome == crate::recovery::Outcome::Resumed
-                });
+                let resumed = store
+                    .failures(Some(&id))?
+                    .into_iter()
+                    .rev()
+                    .find(|f| f.outcome == crate::recovery::Outcome::Resumed);
                 return Ok(to_value(&resumed));
             }
             to_value(&store.resume(&id, state.as_deref(), by.as_deref())?)
@@ -295,8 +301,10 @@ pub fn call(store: &Store, method: &str, args: Args<'_>) -> Result<Value> {
             );
             request.to = a.opt_str("to")?;
             // The writer applies it; a read-only handle (omium ui beside an application)
-            // hands it to the writer's mailbox.
-            to_value(&store.request_control(&request)?)
+            // hands it to the writer's mailbox, then reads what the writer wrote.
+            let reply = store.request_control(&request)?;
+            store.refresh()?;
+            to_value(&reply)
         }
         "executions.page" => {
             let limit: usize = a.opt("limit", "a whole number")?.unwrap_or(50);
@@ -336,11 +344,16 @@ pub fn call(store: &Store, method: &str, args: Args<'_>) -> Result<Value> {
                 a.opt_str("actor")?,
                 a.opt_str("resource")?,
             );
-            let (entries, next) = store.audit_page(before, limit.clamp(1, 1000), PAGE_BUDGET, |e| {
-                action.as_ref().is_none_or(|p| e.action.starts_with(p.as_str()))
-                    && actor.as_ref().is_none_or(|x| &e.actor == x)
-                    && resource.as_ref().is_none_or(|r| e.resource.contains(r.as_str()))
-            })?;
+            let (entries, next) =
+                store.audit_page(before, limit.clamp(1, 1000), PAGE_BUDGET, |e| {
+                    action
+                        .as_ref()
+                        .is_none_or(|p| e.action.starts_with(p.as_str()))
+                        && actor.as_ref().is_none_or(|x| &e.actor == x)
+                        && resource
+                            .as_ref()
+                            .is_none_or(|r| e.resource.contains(r.as_str()))
+                })?;
             json!({"entries": entries, "next_before": next, "head": store.audit_head()?})
         }
         "report" => {
@@ -348,10 +361,18 @@ pub fn call(store: &Store, method: &str, args: Args<'_>) -> Result<Value> {
             let r = crate::report::build(store, &period)?;
             let format = a.opt_str("format")?.unwrap_or_else(|| "json".into());
             let (content_type, data) = match format.as_str() {
-                "json" => return Ok(serde_json::from_str(&crate::report::to_json(&r))
-                    .expect("reports are JSON")),
-                "html" => ("text/html; charset=utf-8", crate::report::to_html(&r).into_bytes()),
-                "csv" => ("text/csv; charset=utf-8", crate::report::to_csv(&r).into_bytes()),
+                "json" => {
+                    return Ok(serde_json::from_str(&crate::report::to_json(&r))
+                        .expect("reports are JSON"))
+                }
+                "html" => (
+                    "text/html; charset=utf-8",
+                    crate::report::to_html(&r).into_bytes(),
+                ),
+                "csv" => (
+                    "text/csv; charset=utf-8",
+                    crate::report::to_csv(&r).into_bytes(),
+                ),
                 "pdf" => ("application/pdf", crate::report::to_pdf(&r)),
                 other => {
                     return Err(Error::InvalidArgument {
@@ -392,7 +413,7 @@ pub fn call(store: &Store, method: &str, args: Args<'_>) -> Result<Value> {
             let limit = limit.clamp(1, 10_000);
             let wait = std::time::Duration::from_millis(wait_ms.min(30_000));
             let page = store.follow_events(since, limit, &filter, wait)?;
-            crate::events::page_json(&page, &crate::events::source(store))
+            crate::events::page_json(store, &page)
         }
         "alerts" => json!({
             "state": crate::alerts::state(store)?,
