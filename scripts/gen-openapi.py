@@ -55,6 +55,7 @@ add(
         "workflow": S(),
         "tenant": S(),
         "input": B64N,
+        "input_upload": S(description="an input sent in pieces with `upload` (instead of `input`)"),
         "labels": STR_MAP,
         "agent": S(),
         "lease_ttl": {"type": "number", "exclusiveMinimum": 0},
@@ -107,14 +108,29 @@ add(
 add(
     "run.upload",
     "runs",
-    "Upload a piece of a large state (base64 of whole 3-byte groups, 8 MiB of state per piece by the "
-    "bindings): without `upload`, a new upload starts; `run.record` with `state_upload` records it. "
-    "A run's open uploads hold at most 4 GiB.",
+    "Upload a piece of a large state or output (base64 of whole 3-byte groups, 8 MiB per piece by the "
+    "bindings): without `upload`, a new upload starts; `run.record` with `state_upload` records it, "
+    "`run.complete` with `output_upload` completes with it. A run's open uploads hold at most 4 GiB.",
     {**RUN, "upload": N, "data": B64},
     ["run", "data"],
     {"type": "object", "required": ["upload", "size"], "properties": {"upload": S(), "size": INT}},
 )
-add("run.complete", "runs", "Complete the execution, with its output.", {**RUN, "output": B64N}, ["run"])
+add(
+    "run.complete",
+    "runs",
+    "Complete the execution, with its output (inline, or sent in pieces: `output_upload`).",
+    {**RUN, "output": B64N, "output_upload": S()},
+    ["run"],
+)
+add(
+    "upload",
+    "runs",
+    "Upload a piece of a large input before the `begin` that names it (`input_upload`): without `upload`, "
+    "a new upload starts. Uploads are the caller's own; unused ones are dropped after 10 minutes.",
+    {"upload": N, "data": B64},
+    ["data"],
+    {"type": "object", "required": ["upload", "size"], "properties": {"upload": S(), "size": INT}},
+)
 add("run.fail", "runs", "Fail the execution.", {**RUN, "error": S()}, ["run", "error"])
 add("run.pause", "runs", "Pause the execution until a human resumes it.", {**RUN, "reason": S()}, ["run", "reason"])
 add("run.heartbeat", "runs", "Renew the lease.", RUN, ["run"])

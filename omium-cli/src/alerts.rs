@@ -141,19 +141,7 @@ pub fn run(
 }
 
 fn wait_for_signal() -> Result<(), Error> {
-    let rt = crate::consensus::runtime()?;
-    rt.block_on(async {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .map_err(|e| Error::InvalidArgument {
-                what: "signals",
-                detail: format!("cannot watch for SIGTERM: {e}"),
-            })?;
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = tokio::signal::ctrl_c() => {}
-        }
-        Ok(())
-    })
+    crate::consensus::runtime()?.block_on(crate::serve::until_stopped())
 }
 
 fn print_transitions(out: &mut impl Write, as_json: bool, t: &[Transition]) {

@@ -131,7 +131,7 @@ pub fn ui(
 }
 
 /// Waits for SIGTERM or Ctrl-C.
-async fn until_stopped() -> Result<(), Error> {
+pub(crate) async fn until_stopped() -> Result<(), Error> {
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(|e| Error::InvalidState {
             execution: String::new(),

@@ -76,6 +76,7 @@ pub const METHODS: &[(&str, &str)] = &[
     ("whoami", "read"),
     ("cluster", "read"),
     ("begin", "work"),
+    ("upload", "work"),
     ("run", "work"),
     ("start_recovery", "work"),
     ("recovery", "work"),

@@ -18,6 +18,7 @@ use omium_storage::*;
 
 pub mod agreement;
 pub mod authz;
+mod browser;
 pub mod consensus;
 pub mod listen;
 pub mod serve;

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -139,6 +139,81 @@ impl Drop for Slot {
     }
 }
 
+/// A TLS server configuration built from files and built again when one of them changes (a
+/// certificate renewed by cert-manager, or replaced by hand): new connections get the new one,
+/// open ones keep theirs, nothing restarts. Files that do not read or fit any more keep the
+/// last good configuration in use (said once on stderr) until they do.
+pub struct TlsSource {
+    files: Vec<PathBuf>,
+    build: Box<dyn Fn() -> Result<Arc<rustls::ServerConfig>> + Send + Sync>,
+    state: Mutex<TlsState>,
+}
+
+struct TlsState {
+    config: Arc<rustls::ServerConfig>,
+    stamps: Vec<Option<std::time::SystemTime>>,
+    checked: std::time::Instant,
+    failed: bool,
+}
+
+/// How often the files of a [`TlsSource`] are looked at (a `stat` each).
+const TLS_CHECK: Duration = Duration::from_secs(1);
+
+fn stamps(files: &[PathBuf]) -> Vec<Option<std::time::SystemTime>> {
+    files
+        .iter()
+        .map(|f| std::fs::metadata(f).and_then(|m| m.modified()).ok())
+        .collect()
+}
+
+impl TlsSource {
+    /// Builds the configuration now (an error is the caller's: the files are wrong at start).
+    pub fn new(
+        files: Vec<PathBuf>,
+        build: impl Fn() -> Result<Arc<rustls::ServerConfig>> + Send + Sync + 'static,
+    ) -> Result<Arc<TlsSource>> {
+        let config = build()?;
+        Ok(Arc::new(TlsSource {
+            state: Mutex::new(TlsState {
+                config,
+                stamps: stamps(&files),
+                checked: std::time::Instant::now(),
+                failed: false,
+            }),
+            files,
+            build: Box::new(build),
+        }))
+    }
+
+    /// The configuration for a new connection.
+    pub fn current(&self) -> Arc<rustls::ServerConfig> {
+        let mut st = self.state.lock();
+        if st.checked.elapsed() >= TLS_CHECK {
+            st.checked = std::time::Instant::now();
+            let now = stamps(&self.files);
+            if now != st.stamps {
+                match (self.build)() {
+                    Ok(config) => {
+                        st.config = config;
+                        st.stamps = now;
+                        st.failed = false;
+                    }
+                    Err(e) => {
+                        if !st.failed {
+                            eprintln!(
+                                "omium: the TLS files changed but cannot be used ({e}); the \
+                                 previous certificate stays in use until they can"
+                            );
+                        }
+                        st.failed = true;
+                    }
+                }
+            }
+        }
+        st.config.clone()
+    }
+}
+
 /// A listener of connections.
 pub enum Listener {
     Tcp(tokio::net::TcpListener),
@@ -148,7 +223,7 @@ pub enum Listener {
 /// Serves `router` on `listener` until the returned task is aborted.
 pub fn serve(
     listener: Listener,
-    tls: Option<Arc<rustls::ServerConfig>>,
+    tls: Option<Arc<TlsSource>>,
     router: Router,
     limits: Limits,
 ) -> tokio::task::JoinHandle<()> {
@@ -156,7 +231,6 @@ pub fn serve(
         limits: limits.clone(),
         open: Mutex::new((0, HashMap::new())),
     });
-    let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
     tokio::spawn(async move {
         loop {
             let accepted = match &listener {
@@ -195,7 +269,10 @@ pub fn serve(
             let Some(slot) = slots.take(peer.addr.map(|a| a.ip())) else {
                 continue;
             };
-            let (router, acceptor, limits) = (router.clone(), acceptor.clone(), limits.clone());
+            let acceptor = tls
+                .as_ref()
+                .map(|t| tokio_rustls::TlsAcceptor::from(t.current()));
+            let (router, limits) = (router.clone(), limits.clone());
             tokio::spawn(async move {
                 let _slot = slot;
                 match (conn, acceptor) {

@@ -18,6 +18,7 @@ use parking_lot::Mutex;
 use serde_json::{json, Value};
 
 use crate::authz::{self, Authz, Caller, Target, Verdict};
+use crate::browser::{closing, guard, Hosts};
 use crate::error::{Error, Result};
 use crate::execution::{hostname, pid_alive};
 use crate::listen::{refused, Listener, Peer};
@@ -110,6 +111,15 @@ struct App {
     buckets: Mutex<HashMap<String, Bucket>>,
     /// When a read-only store last caught up with its writer.
     refreshed: Mutex<Option<std::time::Instant>>,
+    /// Inputs arriving in pieces (`upload`) before the `begin` that names them, by upload id.
+    uploads: Mutex<HashMap<String, Upload>>,
+}
+
+/// An input uploaded in pieces, held for the caller that sent it.
+struct Upload {
+    owner: String,
+    data: Vec<u8>,
+    last_ms: u64,
 }
 
 /// How stale a read-only store (the dashboard beside an application) may be.
@@ -157,6 +167,10 @@ impl App {
         self.recoveries.lock().retain(|_, h| {
             now.saturating_sub(h.last_seen_ms.load(Ordering::Relaxed)) < RECOVERY_IDLE_MS
         });
+        // An upload nobody named for as long belongs to a worker that is gone.
+        self.uploads
+            .lock()
+            .retain(|_, u| now.saturating_sub(u.last_ms) < RECOVERY_IDLE_MS);
         before - sessions.len()
     }
 
@@ -332,29 +346,12 @@ impl App {
                 let data = a.opt_bytes("data")?.unwrap_or_default();
                 let mut uploads = s.uploads.lock();
                 let held: usize = uploads.values().map(Vec::len).sum();
-                if (held + data.len()) as u64 > MAX_UPLOADS {
-                    return Err(Error::InvalidArgument {
-                        what: "run.upload",
-                        detail: format!(
-                            "this run's uploads would hold more than {MAX_UPLOADS} bytes; \
-                             record what was uploaded first"
-                        ),
-                    });
-                }
-                let id = match a.opt_str("upload")? {
-                    Some(id) if uploads.contains_key(&id) => id,
-                    Some(id) => {
-                        return Err(Error::InvalidState {
-                            execution: r.execution_id().to_string(),
-                            status: "upload".into(),
-                            detail: format!(
-                                "upload {id} is not open on this run (recorded already, or \
-                                 never started); start a new upload without an id"
-                            ),
-                        })
-                    }
-                    None => ulid::Ulid::new().to_string(),
-                };
+                let id = open_upload(
+                    a.opt_str("upload")?,
+                    held + data.len(),
+                    |id| uploads.contains_key(id),
+                    r.execution_id(),
+                )?;
                 let buf = uploads.entry(id.clone()).or_default();
                 buf.extend_from_slice(&data);
                 Ok(json!({"upload": id, "size": buf.len()}))
@@ -362,21 +359,10 @@ impl App {
             "run.record" => {
                 let seq: u64 = a.req("seq", "an unsigned integer")?;
                 let name = a.str("name")?;
-                let state = match a.opt_str("state_upload")? {
-                    Some(id) => {
-                        s.uploads
-                            .lock()
-                            .remove(&id)
-                            .ok_or_else(|| Error::InvalidState {
-                                execution: r.execution_id().to_string(),
-                                status: "upload".into(),
-                                detail: format!(
-                                    "upload {id} is not open on this run; upload the state again"
-                                ),
-                            })?
-                    }
-                    None => a.opt_bytes("state")?.unwrap_or_default(),
-                };
+                let state = uploaded(a, "state", r.execution_id(), |id| {
+                    s.uploads.lock().remove(id)
+                })?
+                .unwrap_or_default();
                 let (key, agent) = (a.opt_str("key")?, a.opt_str("agent")?);
                 let kind = kind(&a.opt_str("kind")?.unwrap_or_else(|| "step".into()))?;
                 let list = "a list of [expression, passed] pairs";
@@ -398,7 +384,12 @@ impl App {
                 )?;
                 Ok(json!({"id": c.id.to_string()}))
             }
-            "run.complete" => done(r.complete(a.opt_bytes("output")?.as_deref())),
+            "run.complete" => {
+                let output = uploaded(a, "output", r.execution_id(), |id| {
+                    s.uploads.lock().remove(id)
+                })?;
+                done(r.complete(output.as_deref()))
+            }
             "run.fail" => done(r.fail(&a.str("error")?)),
             "run.pause" => done(r.pause(&a.str("reason")?)),
             "run.heartbeat" => done(r.heartbeat()),
@@ -571,7 +562,7 @@ impl App {
             }
             "executions" | "resumable" | "metrics" | "record_spans" | "flush_spans"
             | "executions.page" => Ok(own()),
-            "status" | "whoami" | "policy.validate" | "cluster" => Ok(own()),
+            "status" | "whoami" | "policy.validate" | "cluster" | "upload" => Ok(own()),
             "audit" | "report" => Ok(Target::Store),
             "stats" | "audit_head" | "recovery_metrics" | "alerts" | "alerts.ack"
             | "prometheus" => Ok(Target::Store),
@@ -669,6 +660,24 @@ impl App {
         }
         let answer = omium_storage::audit::acting_as(&caller.actor, || match method {
             m if m.starts_with("keys.") => self.keys_call(caller, m, body),
+            "upload" => self.upload(caller, body),
+            "begin" => {
+                // An input sent in pieces is the caller's own upload.
+                let args = Args::new(method, body.clone())?;
+                let input = uploaded(&args, "input", "", |id| {
+                    let mut uploads = self.uploads.lock();
+                    match uploads.get(id) {
+                        Some(u) if u.owner == caller.id => uploads.remove(id).map(|u| u.data),
+                        _ => None,
+                    }
+                })?;
+                let mut body = body;
+                if let (Some(input), Value::Object(m)) = (input, &mut body) {
+                    m.insert("input".into(), json!(b64(&input)));
+                    m.remove("input_upload");
+                }
+                self.dispatch(method, body, peer)
+            }
             "whoami" => Ok(self.whoami(caller)),
             "cluster" => Ok(json!({
                 "configured": false,
@@ -707,6 +716,28 @@ impl App {
             "store": if caller.all_tenants() { json!(self.store.path()) } else { Value::Null },
             "may": may,
         })
+    }
+
+    /// `upload`: a piece of an input that a `begin` names next (`input_upload`).
+    fn upload(&self, caller: &Caller, body: Value) -> Result<Value> {
+        let a = Args::new("upload", body)?;
+        let data = a.opt_bytes("data")?.unwrap_or_default();
+        let mut uploads = self.uploads.lock();
+        let held: usize = uploads.values().map(|u| u.data.len()).sum();
+        let id = open_upload(
+            a.opt_str("upload")?,
+            held + data.len(),
+            |id| uploads.get(id).is_some_and(|u| u.owner == caller.id),
+            "",
+        )?;
+        let u = uploads.entry(id.clone()).or_insert_with(|| Upload {
+            owner: caller.id.clone(),
+            data: Vec::new(),
+            last_ms: 0,
+        });
+        u.data.extend_from_slice(&data);
+        u.last_ms = now_ms();
+        Ok(json!({"upload": id, "size": u.data.len()}))
     }
 
     /// Spans may name executions of the caller's tenant only.
@@ -808,6 +839,58 @@ impl App {
                 omium_engine::serve::call(&self.store, m, args)
             }
         }
+    }
+}
+
+/// The id of the upload a piece goes to: `given` when it is open (`open`), a new one when none
+/// is given; refused when the uploads would hold more than [`MAX_UPLOADS`] bytes.
+fn open_upload(
+    given: Option<String>,
+    would_hold: usize,
+    open: impl Fn(&str) -> bool,
+    execution: &str,
+) -> Result<String> {
+    if would_hold as u64 > MAX_UPLOADS {
+        return Err(Error::InvalidArgument {
+            what: "upload",
+            detail: format!(
+                "the uploads would hold more than {MAX_UPLOADS} bytes; use what was uploaded \
+                 first"
+            ),
+        });
+    }
+    match given {
+        Some(id) if open(&id) => Ok(id),
+        Some(id) => Err(Error::InvalidState {
+            execution: execution.to_string(),
+            status: "upload".into(),
+            detail: format!(
+                "upload {id} is not open (used already, expired, or never started); start a \
+                 new upload without an id"
+            ),
+        }),
+        None => Ok(ulid::Ulid::new().to_string()),
+    }
+}
+
+/// The bytes of argument `field`: inline (base64), or the upload `<field>_upload` names, which
+/// `take` removes from where it was held.
+fn uploaded(
+    a: &Args<'_>,
+    field: &'static str,
+    execution: &str,
+    take: impl FnOnce(&str) -> Option<Vec<u8>>,
+) -> Result<Option<Vec<u8>>> {
+    match a.opt_str(&format!("{field}_upload"))? {
+        Some(id) => take(&id).map(Some).ok_or_else(|| Error::InvalidState {
+            execution: execution.to_string(),
+            status: "upload".into(),
+            detail: format!("upload {id} is not open; upload the {field} again"),
+        }),
+        None => match a.opt_str(field)? {
+            Some(t) => omium_engine::serve::unb64(field, &t).map(Some),
+            None => Ok(None),
+        },
     }
 }
 
@@ -1027,129 +1110,6 @@ async fn status(
     .into_response()
 }
 
-/// The `Host` names a TCP listener answers to.
-pub(crate) struct Hosts {
-    port: u16,
-    loopback: bool,
-    /// Bound to every address: the machine's own name is fine too.
-    any: bool,
-    allowed: Vec<String>,
-}
-
-impl Hosts {
-    /// The names a listener bound to `bound` answers to, with `allowed` besides.
-    pub(crate) fn new(bound: SocketAddr, allowed: Vec<String>) -> Hosts {
-        Hosts {
-            port: bound.port(),
-            loopback: bound.ip().is_loopback(),
-            any: bound.ip().is_unspecified(),
-            allowed,
-        }
-    }
-
-    fn allows(&self, host: &str) -> bool {
-        let (name, port) = split_host(host);
-        if port.is_some_and(|p| p != self.port) {
-            return false;
-        }
-        // An address is safe: a web page can only make a browser send one when the page itself
-        // was loaded from that address. A name can be re-pointed at this machine (DNS rebinding).
-        if name.parse::<std::net::IpAddr>().is_ok() {
-            return true;
-        }
-        let name = name.to_ascii_lowercase();
-        (self.loopback && name == "localhost")
-            || (self.any && name == hostname().to_ascii_lowercase())
-            || self.allowed.iter().any(|a| {
-                let (n, p) = split_host(a);
-                n.eq_ignore_ascii_case(&name) && p.is_none_or(|p| p == self.port)
-            })
-    }
-}
-
-/// `name:port`, `[v6]:port`, `name` or `v6` into the name and the port.
-fn split_host(host: &str) -> (&str, Option<u16>) {
-    if let Some(rest) = host.strip_prefix('[') {
-        if let Some((addr, tail)) = rest.split_once(']') {
-            return (addr, tail.strip_prefix(':').and_then(|p| p.parse().ok()));
-        }
-    }
-    match host.rsplit_once(':') {
-        Some((n, p)) if !n.contains(':') => (n, p.parse().ok()),
-        _ => (host, None),
-    }
-}
-
-/// What a web page could send, refused on every listener: a request that carries an `Origin`
-/// (browsers add it to cross-site requests; programs do not), a POST that is not JSON (an HTML
-/// form can POST `text/plain` without asking), and on TCP a `Host` this daemon does not answer
-/// to. With the dashboard (`ui`), its own pages' calls (the `Origin` is this listener's own
-/// host and port, which the `Host` check has accepted) are let through.
-pub(crate) async fn guard(
-    hosts: Option<Arc<Hosts>>,
-    ui: bool,
-    req: Request,
-    next: Next,
-) -> Response {
-    let headers = req.headers();
-    let host = headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .or_else(|| req.uri().authority().map(|a| a.as_str()))
-        .unwrap_or("");
-    let own_page = |origin: &[u8]| ui && hosts.is_some() && crate::ui::same_origin(origin, host);
-    if let Some(origin) = headers
-        .get(header::ORIGIN)
-        .filter(|o| !own_page(o.as_bytes()))
-    {
-        return closing(refused(
-            StatusCode::FORBIDDEN,
-            "unauthorized",
-            format!(
-                "requests from web pages are refused (Origin: {}): omium serve is an API for \
-                 programs; use `omium ui` for a browser",
-                String::from_utf8_lossy(origin.as_bytes())
-            ),
-        ));
-    }
-    if let Some(hosts) = &hosts {
-        if !hosts.allows(host) {
-            return closing(refused(
-                StatusCode::FORBIDDEN,
-                "unauthorized",
-                format!(
-                    "Host {host:?} is not a name this daemon answers to (its address, \
-                     {}or a name given with --allow-host); a name that merely resolves here \
-                     could be a web page's (DNS rebinding)",
-                    if hosts.loopback { "localhost, " } else { "" }
-                ),
-            ));
-        }
-    }
-    if req.method() == axum::http::Method::POST {
-        let json = headers
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(';').next())
-            .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
-        if !json {
-            let given = headers
-                .get(header::CONTENT_TYPE)
-                .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
-                .unwrap_or_else(|| "none".into());
-            return closing(refused(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "invalid_argument",
-                format!(
-                    "invalid Content-Type of {}: {given}; expected application/json",
-                    req.uri().path()
-                ),
-            ));
-        }
-    }
-    next.run(req).await
-}
-
 /// Binds the unix socket with its final permissions: at a temporary name, restricted, then
 /// renamed into place, so that there is no moment when others may connect.
 fn bind_socket(path: &std::path::Path, group: Option<&str>) -> Result<tokio::net::UnixListener> {
@@ -1290,16 +1250,6 @@ fn too_many(after_secs: u64) -> Response {
     closing(r)
 }
 
-/// A refusal answered before the body was read: the connection closes rather than carry an
-/// unread body into the next request.
-fn closing(mut r: Response) -> Response {
-    r.headers_mut().insert(
-        header::CONNECTION,
-        header::HeaderValue::from_static("close"),
-    );
-    r
-}
-
 /// Authorizes a GET route's call (its arguments in `body`) on the blocking pool.
 async fn allowed(
     app: &Arc<App>,
@@ -1369,8 +1319,12 @@ impl Daemon {
         };
         let tls = config
             .tls
-            .as_ref()
-            .map(|(cert, key)| crate::listen::tls_config(cert, key))
+            .clone()
+            .map(|(cert, key)| {
+                crate::listen::TlsSource::new(vec![cert.clone(), key.clone()], move || {
+                    crate::listen::tls_config(&cert, &key)
+                })
+            })
             .transpose()?;
         let parsed: Option<SocketAddr> = config
             .http
@@ -1406,6 +1360,7 @@ impl Daemon {
             rate: config.rate_limit,
             buckets: Mutex::new(HashMap::new()),
             refreshed: Mutex::new(None),
+            uploads: Mutex::new(HashMap::new()),
         });
         let body_limit = config.body_limit.unwrap_or(64 << 20);
         let mut tasks = Vec::new();

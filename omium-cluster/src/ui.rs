@@ -98,18 +98,6 @@ pub fn pages<S: Clone + Send + Sync + 'static>() -> Router<S> {
         )
 }
 
-/// Whether a browser's `Origin` is the dashboard's own (the page was loaded from this host and
-/// port): the only web page whose calls are let through. `host` has been checked already
-/// against the names this listener answers to.
-pub fn same_origin(origin: &[u8], host: &str) -> bool {
-    let origin = String::from_utf8_lossy(origin);
-    ["http://", "https://"].iter().any(|s| {
-        origin
-            .strip_prefix(s)
-            .is_some_and(|o| o.eq_ignore_ascii_case(host))
-    })
-}
-
 /// The dashboard in front of a daemon: pages here, `/v1/*` passed to `upstream` with the
 /// caller's own key (the daemon authenticates and authorizes every call).
 pub struct Proxy {
@@ -156,14 +144,14 @@ impl Proxy {
         let bound = listener
             .local_addr()
             .map_err(|e| bad("--listen", e.to_string()))?;
-        let hosts = Arc::new(crate::serve::Hosts::new(bound, allowed_hosts));
+        let hosts = Arc::new(crate::browser::Hosts::new(bound, allowed_hosts));
         let upstream = Arc::new(Upstream { base, client });
         let router = pages::<Arc<Upstream>>()
             .route("/v1/{*rest}", any(forward))
             .route("/openapi.yaml", get(forward))
             .with_state(upstream)
             .layer(middleware::from_fn(move |req: Request, next: Next| {
-                crate::serve::guard(Some(hosts.clone()), true, req, next)
+                crate::browser::guard(Some(hosts.clone()), true, req, next)
             }));
         let task = crate::listen::serve(
             Listener::Tcp(listener),

@@ -99,6 +99,31 @@ def test_mutual_tls_cluster_refuses_strangers(tmp_path):
         broadcast = ["broadcast", "job-1", "--sender", "planner", "--to", "critic", "--message", "{}"]
         r = cli("--json", "consensus", "--node", node, *broadcast, env=client)
         assert r.returncode == 0, r.stderr
+        sent = json.loads(r.stdout)
+        assert sent["execution_id"] == "job-1", sent
+
+        # Agents of another tenant cannot read, acknowledge or vote on acme's messages: its ids
+        # are acme's (filed as `acme␟…` in the cluster) and answers give them back unprefixed.
+        def api(path: str, body: dict, who: str) -> tuple[int, object]:
+            status, text = post(ports[0], path, ca / "ca.pem", (ca, who), json.dumps(body).encode())
+            return status, json.loads(text) if text.startswith(("{", "[")) else text
+
+        status, mine = api("/api/status", {"execution_id": "job-1"}, "client-store-1")
+        assert status == 200 and [m["id"] for m in mine] == [sent["id"]] and mine[0]["execution_id"] == "job-1", mine
+        assert api("/api/status", {"execution_id": "job-1"}, "client-store-2") == (200, [])
+        for path, body in [
+            ("/api/ack", {"message_id": sent["id"], "agent": "critic"}),
+            ("/api/message", {"message_id": sent["id"]}),
+        ]:
+            status, answer = api(path, body, "client-store-2")
+            assert status == 404 and "unknown message" in answer["message"] and "beta" not in json.dumps(answer), (path, status, answer)
+        status, acked = api("/api/ack", {"message_id": sent["id"], "agent": "critic"}, "client-store-1")
+        assert status == 200, acked
+        # Beta's own message of the same execution id is beta's, apart from acme's.
+        status, theirs = api("/api/broadcast", {"execution_id": "job-1", "sender": "x", "targets": ["y"], "message": {}}, "client-store-2")
+        assert status == 200 and theirs["seq"] == 1, theirs
+        status, everything = api("/api/status", {"execution_id": "acme\u001fjob-1"}, "admin")
+        assert status == 200 and [m["id"] for m in everything] == ["acme\u001f" + sent["id"]], everything
 
         raft = ["/raft/append", "/raft/vote", "/raft/snapshot"]
         membership = ["/cluster/add", "/cluster/remove", "/cluster/init"]

@@ -4,6 +4,7 @@ stops at once, rate limits, slow and surplus connections. Real daemon, loopback 
 
 from __future__ import annotations
 
+import base64
 import http.client
 import json
 import os
@@ -40,7 +41,7 @@ def tls(tmp_path):
     ca.cert_pem.write_to_path(paths["ca"])
     paths["cert"].write_bytes(b"".join(p.bytes() for p in cert.cert_chain_pems))
     cert.private_key_pem.write_to_path(paths["key"])
-    return paths
+    return {**paths, "ca_obj": ca}
 
 
 def call(d: Daemon, method: str, body: object, key: str | None, ca: Path | None = None) -> tuple[int, dict, dict]:
@@ -225,11 +226,13 @@ def test_rate_limits_slow_clients_and_connection_caps(tmp_path):
         d.stop()
 
 
-def test_large_states_go_up_in_pieces_below_the_body_limit(tmp_path):
-    """A 40 MiB state through a daemon that takes bodies of at most 16 MiB: the binding uploads
-    it in pieces (`run.upload`) and records it; one body over the limit gets 413."""
+def test_large_states_inputs_and_outputs_go_up_in_pieces_below_the_body_limit(tmp_path):
+    """A 40 MiB state, a 20 MiB input and a 20 MiB output through a daemon that takes bodies of
+    at most 16 MiB: the binding uploads them in pieces (`run.upload`, `upload`) and the calls
+    name the uploads; one body over the limit gets 413."""
     d = Daemon(tmp_path / "store", "--http", "127.0.0.1:0", "--max-body", str(16 << 20))
     big = os.urandom(40 << 20)
+    given = os.urandom(20 << 20)
     try:
         omium.init(url=d.http_url)
 
@@ -238,12 +241,17 @@ def test_large_states_go_up_in_pieces_below_the_body_limit(tmp_path):
             return big
 
         @omium.workflow("big")
-        def wf() -> int:
-            return len(blob())
+        def wf(data: bytes) -> bytes:
+            return data[::-1] + len(blob()).to_bytes(8, "big")
 
-        assert wf.run(execution_id="big-1") == 40 << 20
+        out = wf.run(given, execution_id="big-1")
+        assert out == given[::-1] + (40 << 20).to_bytes(8, "big")
         (c,) = omium.history("big-1")
         assert c.load() == big
+        # Done: the stored output comes back; the stored input is the one sent in pieces.
+        assert wf.run(given, execution_id="big-1") == out
+        status, stored, _ = call(d, "execution_input", {"execution_id": "big-1"}, None)
+        assert status == 200 and len(base64.b64decode(stored["data"])) > 20 << 20
         status, body, _ = call(d, "executions", {"pad": "x" * (17 << 20)}, None)
         assert status == 413 and "larger than this daemon takes (--max-body)" in body["message"], body
         assert call(d, "executions", {}, None)[0] == 200
@@ -252,3 +260,57 @@ def test_large_states_go_up_in_pieces_below_the_body_limit(tmp_path):
             omium.shutdown()
         finally:
             d.stop()
+
+
+def test_a_renewed_certificate_is_served_without_a_restart(tmp_path, tls):
+    """The certificate files are replaced (as cert-manager renews a Secret): new connections
+    get the new certificate within the check interval; the daemon keeps serving throughout; a
+    broken replacement leaves the last good certificate in use."""
+    from cryptography import x509
+
+    d = Daemon(tmp_path / "store", "--http", "127.0.0.1:0", "--tls-cert", str(tls["cert"]), "--tls-key", str(tls["key"]))
+
+    def served_serial() -> int:
+        ctx = ssl.create_default_context(cafile=str(tls["ca"]))
+        with socket.create_connection((d.host, d.port), timeout=10) as raw, ctx.wrap_socket(raw, server_hostname="127.0.0.1") as s:
+            return x509.load_der_x509_certificate(s.getpeercert(binary_form=True)).serial_number
+
+    def wait_for(serial: int) -> None:
+        deadline = time.monotonic() + 20
+        while served_serial() != serial:
+            assert time.monotonic() < deadline, "the renewed certificate was not served"
+            time.sleep(0.05)
+
+    try:
+        first = x509.load_pem_x509_certificate(tls["cert"].read_bytes()).serial_number
+        assert served_serial() == first
+        # Renewed by the same CA, the files replaced in place.
+        new = tls["ca_obj"].issue_cert("127.0.0.1", "localhost")
+        tls["cert"].write_bytes(b"".join(p.bytes() for p in new.cert_chain_pems))
+        new.private_key_pem.write_to_path(tls["key"])
+        second = x509.load_pem_x509_certificate(new.cert_chain_pems[0].bytes()).serial_number
+        wait_for(second)
+        assert call(d, "executions", {}, None, ca=tls["ca"])[0] == 200
+        # A broken file: the daemon goes on with the certificate it has, and says why. (What it
+        # said so far is read first: the cert and key files above were not replaced at once.)
+        fd = d.proc.stderr.fileno()
+        os.set_blocking(fd, False)
+
+        def said() -> str:
+            try:
+                return os.read(fd, 1 << 16).decode(errors="replace")
+            except BlockingIOError:
+                return ""
+
+        said()
+        tls["cert"].write_text("not a certificate")
+        err, deadline = "", time.monotonic() + 20
+        while "cannot be used" not in err:
+            assert time.monotonic() < deadline, err
+            assert served_serial() == second
+            err += said()
+            time.sleep(0.05)
+        assert served_serial() == second
+        os.set_blocking(fd, True)
+    finally:
+        d.stop()

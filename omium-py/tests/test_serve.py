@@ -439,7 +439,7 @@ def test_every_answer_matches_the_openapi_document(daemon):
     piece = call("run.recorded", {"run": run, "seq": seq2, "name": "pieces"})
     assert base64.b64decode(piece["state"]) == b"ababab" + b"cdcdcd"
     gone = call("run.upload", {"run": run, "upload": up["upload"], "data": b64(b"x")}, expect=409)
-    assert "is not open on this run" in gone["message"]
+    assert "is not open" in gone["message"]
     assert call("run.execution", {"run": run})["checkpoint_count"] == 2
     call("run.complete", {"run": run, "output": b64(b"out")})
     call("run.close", {"run": run})
@@ -454,6 +454,9 @@ def test_every_answer_matches_the_openapi_document(daemon):
     assert len(call("branch", {"checkpoint_id": cid})) == 1
     assert base64.b64decode(call("read_state", {"checkpoint_id": cid})["data"]) == b"x" * 10_000
     assert call("read_state", {"checkpoint_id": cid, "view": True})["view"] is None  # raw bytes: no codec
+    piece = call("upload", {"data": b64(b"in")})
+    assert call("upload", {"upload": piece["upload"], "data": b64(b"put")})["size"] == 5
+    assert call("upload", {"upload": "nope", "data": b64(b"x")}, expect=409)["code"] == "invalid_state"
     page = call("executions.page", {"limit": 1})
     assert [e["id"] for e in page["executions"]] == ["api-1"] and page["next"] is None
     assert call("executions.page", {"status": "failed"})["executions"] == []

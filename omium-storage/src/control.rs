@@ -180,17 +180,21 @@ impl Store {
         let (execution, action) = (&request.execution, request.action);
         let detail = serde_json::json!({"by": request.by, "reason": request.reason}).to_string();
         let status_of = |s: Status| Some(s.as_str().to_string());
-        if let (Action::Resume, Some(state)) = (action, &request.state) {
-            self.resume_paused(execution, Some(state), Some(&request.by))?;
-            return Ok(Reply {
+        // Applied at once: the reply with the execution's status now.
+        let applied = |checkpoint: Option<String>| -> Result<Reply> {
+            Ok(Reply {
                 action,
                 execution: execution.clone(),
                 result: "applied".into(),
                 status: status_of(self.execution(execution)?.status),
                 erased: None,
-                checkpoint: None,
+                checkpoint,
                 error: None,
-            });
+            })
+        };
+        if let (Action::Resume, Some(state)) = (action, &request.state) {
+            self.resume_paused(execution, Some(state), Some(&request.by))?;
+            return applied(None);
         }
         if action == Action::Rollback {
             let target = match &request.to {
@@ -202,15 +206,7 @@ impl Store {
                 .clone()
                 .unwrap_or_else(|| format!("rollback asked by {}", request.by));
             let c = self.rollback(execution, &target, Some(&reason))?;
-            return Ok(Reply {
-                action,
-                execution: execution.clone(),
-                result: "applied".into(),
-                status: status_of(self.execution(execution)?.status),
-                erased: None,
-                checkpoint: Some(c.id.to_string()),
-                error: None,
-            });
+            return applied(Some(c.id.to_string()));
         }
         if action == Action::Delete {
             let (checkpoints, chunks) = self.erase_execution(execution, &detail)?;

@@ -117,7 +117,9 @@ pub fn prepare(req: &BroadcastRequest) -> Result<NewMessage> {
     }
     let id = match &req.id {
         Some(id) => {
-            id.parse::<ulid::Ulid>()
+            // A tenant's ids are `<tenant>␟<ULID>` (the node's API scopes client certificates).
+            let own = id.rsplit('\u{1f}').next().unwrap_or(id);
+            own.parse::<ulid::Ulid>()
                 .map_err(|e| Error::InvalidArgument {
                     what: "message id",
                     detail: format!("{id:?} is not a ULID ({e})"),
@@ -447,7 +449,12 @@ fn ack_command(a: &AckRequest) -> Result<Command> {
             detail: "empty; give the id of the acknowledging agent".into(),
         });
     }
-    if a.message_id.parse::<ulid::Ulid>().is_err() {
+    let own = a
+        .message_id
+        .rsplit('\u{1f}')
+        .next()
+        .unwrap_or(&a.message_id);
+    if own.parse::<ulid::Ulid>().is_err() {
         return Err(Error::MessageNotFound {
             id: a.message_id.clone(),
         });

@@ -86,7 +86,13 @@ impl Node {
             ),
         })?;
         let tls = match (&config.tls, config.insecure_loopback) {
-            (Some(files), _) => Some(crate::tls::server_config(files)?),
+            (Some(files), _) => {
+                let f = files.clone();
+                Some(crate::listen::TlsSource::new(
+                    vec![f.ca.clone(), f.cert.clone(), f.key.clone()],
+                    move || crate::tls::server_config(&f),
+                )?)
+            }
             (None, true) if listen.ip().is_loopback() => None,
             (None, true) => {
                 return Err(Error::InvalidArgument {
@@ -565,46 +571,159 @@ async fn raft_snapshot_finish(State(app): State<Shared>, body: Bytes) -> Respons
     install(&app, &f.vote, &f.meta, data).await
 }
 
-async fn api_broadcast(State(app): State<Shared>, Json(req): Json<BroadcastRequest>) -> Response {
-    reply(app.engine.broadcast(&req).await)
+/// The part of the cluster's messages a caller reaches. A client certificate of tenant `T`
+/// (`omium://client/T/name`) names executions and messages inside `T`: the node files them
+/// under `T␟<id>` (U+001F) and gives answers back without the prefix, so one tenant's agents
+/// can neither read, acknowledge nor vote on another's messages, and ids cannot collide.
+/// Nodes and admins see every id as it is stored.
+struct Scope(Option<String>);
+
+impl Scope {
+    fn of(peer: &crate::listen::Peer) -> Scope {
+        Scope(crate::tls::client_tenant(peer.identity.as_deref()).map(|t| format!("{t}\u{1f}")))
+    }
+
+    fn id(&self, id: &str) -> String {
+        match &self.0 {
+            Some(p) => format!("{p}{id}"),
+            None => id.to_string(),
+        }
+    }
+
+    fn broadcast(&self, mut req: BroadcastRequest) -> BroadcastRequest {
+        if self.0.is_some() {
+            req.execution_id = self.id(&req.execution_id);
+            // Chosen here rather than by the coordinator, so that it is inside the scope too.
+            let id = req
+                .id
+                .take()
+                .unwrap_or_else(|| ulid::Ulid::new().to_string());
+            req.id = Some(self.id(&id));
+        }
+        req
+    }
+
+    fn ack(&self, mut a: AckRequest) -> AckRequest {
+        a.message_id = self.id(&a.message_id);
+        a
+    }
+
+    /// An answer (an error too) as the caller knows its ids.
+    async fn reply<T: Serialize>(&self, r: std::result::Result<T, ProposeError>) -> Response {
+        let Some(prefix) = &self.0 else {
+            return reply(r);
+        };
+        fn strip(v: &mut serde_json::Value, prefix: &str) {
+            match v {
+                serde_json::Value::String(s) if s.contains(prefix) => *s = s.replace(prefix, ""),
+                serde_json::Value::Array(a) => a.iter_mut().for_each(|x| strip(x, prefix)),
+                serde_json::Value::Object(m) => m.values_mut().for_each(|x| strip(x, prefix)),
+                _ => {}
+            }
+        }
+        let answer = match r {
+            Ok(v) => Ok(serde_json::to_value(v).expect("answers serialize")),
+            Err(e) => Err(propose_response(e)),
+        };
+        match answer {
+            Ok(mut v) => {
+                strip(&mut v, prefix);
+                Json(v).into_response()
+            }
+            Err(refusal) => {
+                let (parts, body) = refusal.into_parts();
+                let bytes = axum::body::to_bytes(body, 1 << 20)
+                    .await
+                    .unwrap_or_default();
+                match serde_json::from_slice::<serde_json::Value>(&bytes) {
+                    Ok(mut v) => {
+                        strip(&mut v, prefix);
+                        (parts.status, Json(v)).into_response()
+                    }
+                    Err(_) => Response::from_parts(parts, axum::body::Body::from(bytes)),
+                }
+            }
+        }
+    }
+}
+
+type Caller = axum::extract::ConnectInfo<crate::listen::Peer>;
+
+async fn api_broadcast(
+    State(app): State<Shared>,
+    axum::extract::ConnectInfo(peer): Caller,
+    Json(req): Json<BroadcastRequest>,
+) -> Response {
+    let scope = Scope::of(&peer);
+    scope
+        .reply(app.engine.broadcast(&scope.broadcast(req)).await)
+        .await
 }
 
 async fn api_broadcast_many(
     State(app): State<Shared>,
+    axum::extract::ConnectInfo(peer): Caller,
     Json(reqs): Json<Vec<BroadcastRequest>>,
 ) -> Response {
-    reply(app.engine.broadcast_many(&reqs).await)
+    let scope = Scope::of(&peer);
+    let reqs: Vec<_> = reqs.into_iter().map(|r| scope.broadcast(r)).collect();
+    scope.reply(app.engine.broadcast_many(&reqs).await).await
 }
 
-async fn api_ack(State(app): State<Shared>, Json(a): Json<AckRequest>) -> Response {
-    reply(app.engine.acknowledge(&a).await)
+async fn api_ack(
+    State(app): State<Shared>,
+    axum::extract::ConnectInfo(peer): Caller,
+    Json(a): Json<AckRequest>,
+) -> Response {
+    let scope = Scope::of(&peer);
+    scope
+        .reply(app.engine.acknowledge(&scope.ack(a)).await)
+        .await
 }
 
-async fn api_ack_many(State(app): State<Shared>, Json(acks): Json<Vec<AckRequest>>) -> Response {
-    reply(app.engine.acknowledge_many(&acks).await.map(|rs| {
-        rs.into_iter()
-            .map(|r| r.map_err(|e| Box::new(WireError::from_error(&e))))
-            .collect::<Vec<std::result::Result<MessageStatus, Box<WireError>>>>()
-    }))
+async fn api_ack_many(
+    State(app): State<Shared>,
+    axum::extract::ConnectInfo(peer): Caller,
+    Json(acks): Json<Vec<AckRequest>>,
+) -> Response {
+    let scope = Scope::of(&peer);
+    let acks: Vec<_> = acks.into_iter().map(|a| scope.ack(a)).collect();
+    scope
+        .reply(app.engine.acknowledge_many(&acks).await.map(|rs| {
+            rs.into_iter()
+                .map(|r| r.map_err(|e| Box::new(WireError::from_error(&e))))
+                .collect::<Vec<std::result::Result<MessageStatus, Box<WireError>>>>()
+        }))
+        .await
 }
 
-async fn api_await(State(app): State<Shared>, Json(req): Json<AwaitRequest>) -> Response {
+async fn api_await(
+    State(app): State<Shared>,
+    axum::extract::ConnectInfo(peer): Caller,
+    Json(req): Json<AwaitRequest>,
+) -> Response {
+    let scope = Scope::of(&peer);
     let r = app
         .engine
-        .await_outcome(&req.message_id, Duration::from_millis(req.timeout_ms))
+        .await_outcome(
+            &scope.id(&req.message_id),
+            Duration::from_millis(req.timeout_ms),
+        )
         .await;
-    reply(r.and_then(|m| {
-        let failure_id = match (&m.status, req.record) {
-            (MessageStatus::Violated { detail, .. }, true) => {
-                Some(record_violation(app.engine.store(), &m, &detail.clone())?)
-            }
-            _ => None,
-        };
-        Ok(AwaitReply {
-            message: m,
-            failure_id,
-        })
-    }))
+    scope
+        .reply(r.and_then(|m| {
+            let failure_id = match (&m.status, req.record) {
+                (MessageStatus::Violated { detail, .. }, true) => {
+                    Some(record_violation(app.engine.store(), &m, &detail.clone())?)
+                }
+                _ => None,
+            };
+            Ok(AwaitReply {
+                message: m,
+                failure_id,
+            })
+        }))
+        .await
 }
 
 #[derive(Deserialize)]
@@ -612,8 +731,15 @@ struct StatusRequest {
     execution_id: String,
 }
 
-async fn api_status(State(app): State<Shared>, Json(req): Json<StatusRequest>) -> Response {
-    reply(app.engine.status(&req.execution_id).await)
+async fn api_status(
+    State(app): State<Shared>,
+    axum::extract::ConnectInfo(peer): Caller,
+    Json(req): Json<StatusRequest>,
+) -> Response {
+    let scope = Scope::of(&peer);
+    scope
+        .reply(app.engine.status(&scope.id(&req.execution_id)).await)
+        .await
 }
 
 #[derive(Deserialize)]
@@ -621,8 +747,15 @@ struct MessageRequest {
     message_id: String,
 }
 
-async fn api_message(State(app): State<Shared>, Json(req): Json<MessageRequest>) -> Response {
-    reply(app.engine.message(&req.message_id).await)
+async fn api_message(
+    State(app): State<Shared>,
+    axum::extract::ConnectInfo(peer): Caller,
+    Json(req): Json<MessageRequest>,
+) -> Response {
+    let scope = Scope::of(&peer);
+    scope
+        .reply(app.engine.message(&scope.id(&req.message_id)).await)
+        .await
 }
 
 fn membership_error(e: RaftError<C, ClientWriteError<C>>) -> Response {

@@ -344,6 +344,7 @@ impl Client {
     /// Begins (or resumes) a run of an execution on the daemon; the lease is the daemon's.
     pub fn begin(&self, execution_id: &str, mut args: Value) -> Result<(RemoteRun, Execution)> {
         args["execution_id"] = json!(execution_id);
+        in_pieces(&mut args, "input", |a| self.call("upload", a))?;
         #[derive(serde::Deserialize)]
         struct Begun {
             run: String,
@@ -378,9 +379,32 @@ fn is_stale(e: &std::io::Error) -> bool {
     )
 }
 
-/// States larger than this many bytes go to the daemon in pieces of this size (`run.upload`)
-/// before `run.record` names them.
+/// States, inputs and outputs larger than this many bytes go to the daemon in pieces of this
+/// size (`upload`, `run.upload`) before the call that uses them names them.
 pub const UPLOAD_PIECE: usize = 8 << 20;
+
+/// Moves the base64 bytes of `args[field]`, when larger than a piece, to the daemon in pieces
+/// through `upload` (`method` of the daemon, called with `{"upload", "data"}`), and names the
+/// upload in `args[<field>_upload]` instead: no request comes near the daemon's body limit.
+fn in_pieces(
+    args: &mut Value,
+    field: &str,
+    mut upload: impl FnMut(Value) -> Result<Value>,
+) -> Result<()> {
+    let piece = UPLOAD_PIECE / 3 * 4; // base64 characters of whole 3-byte groups
+    if !args[field].as_str().is_some_and(|s| s.len() > piece) {
+        return Ok(());
+    }
+    let data = args[field].take();
+    let data = data.as_str().unwrap_or_default();
+    let mut id = Value::Null;
+    for part in data.as_bytes().chunks(piece) {
+        let part = std::str::from_utf8(part).expect("base64 is ASCII");
+        id = upload(json!({"upload": id, "data": part}))?["upload"].clone();
+    }
+    args[format!("{field}_upload")] = id;
+    Ok(())
+}
 
 /// A run of an execution held by the daemon for this process. Dropping it without
 /// [`RemoteRun::close`] leaves the session to the daemon's reaper (the execution stays
@@ -441,19 +465,7 @@ impl RemoteRun {
     /// `run.record`. Returns the checkpoint id.
     pub fn record(&self, seq: u64, mut args: Value) -> Result<String> {
         args["seq"] = json!(seq);
-        // A large state goes up in pieces first: no request comes near the daemon's body limit.
-        let piece = UPLOAD_PIECE / 3 * 4; // base64 characters of whole 3-byte groups
-        if args["state"].as_str().is_some_and(|s| s.len() > piece) {
-            let state = args["state"].take();
-            let state = state.as_str().unwrap_or_default();
-            let mut upload = Value::Null;
-            for part in state.as_bytes().chunks(piece) {
-                let part = std::str::from_utf8(part).expect("base64 is ASCII");
-                let r = self.call("run.upload", json!({"upload": upload, "data": part}))?;
-                upload = r["upload"].clone();
-            }
-            args["state_upload"] = upload;
-        }
+        in_pieces(&mut args, "state", |a| self.call("run.upload", a))?;
         Ok(self.call("run.record", args)?["id"]
             .as_str()
             .unwrap_or_default()
@@ -461,8 +473,9 @@ impl RemoteRun {
     }
 
     pub fn complete(&self, output: Option<&[u8]>) -> Result<()> {
-        self.call("run.complete", json!({"output": output.map(super::b64)}))
-            .map(drop)
+        let mut args = json!({"output": output.map(super::b64)});
+        in_pieces(&mut args, "output", |a| self.call("run.upload", a))?;
+        self.call("run.complete", args).map(drop)
     }
 
     pub fn fail(&self, error: &str) -> Result<()> {
