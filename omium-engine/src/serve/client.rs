@@ -392,7 +392,7 @@ fn in_pieces(
     mut upload: impl FnMut(Value) -> Result<Value>,
 ) -> Result<()> {
     let piece = UPLOAD_PIECE / 3 * 4; // base64 characters of whole 3-byte groups
-    if !args[field].as_str().is_some_and(|s| s.len() > piece) {
+    if args[field].as_str().is_none_or(|s| s.len() <= piece) {
         return Ok(());
     }
     let data = args[field].take();
