@@ -194,7 +194,9 @@ def test_apply_the_fix_to_a_paused_execution_from_the_recovery_page(dash, browse
     assert [c["name"] for c in history] == ["plan", "act", "report"]
     status, failures = dash.post("failures", {"execution_id": "stuck-1"}, dash.ops)
     assert failures[-1]["outcome"] in ("resumed", "recovered"), failures
-    assert json.loads(failures[-1]["actions"][-1]["detail"])["state_edited"] is True
+    resumed = [a for a in failures[-1]["actions"] if a["action"] == "resume"]
+    detail = json.loads(resumed[-1]["detail"])
+    assert detail["state_edited"] is True and "key:ops" in detail["by"], failures[-1]
     assert errors == []
     ctx.close()
 
