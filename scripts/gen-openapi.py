@@ -630,11 +630,38 @@ add(
 add(
     "cluster",
     "operations",
-    "Whether this store is a node of a Raft cluster (`omium serve` and `omium ui --store` are not: "
-    "`configured` false, with how to see a cluster).",
+    "The Raft cluster of the `omium node`s this server was given (`omium ui --node`): leader, term, the "
+    "leader's commit index, and each member's role, state, applied index (`matched`) and lag, asked of each "
+    "member once (an unreachable one says so in `state` and `error`). Without nodes: `configured` false.",
     {},
     [],
-    {"type": "object", "required": ["configured"], "properties": {"configured": {"type": "boolean"}, "detail": S()}},
+    {
+        "type": "object",
+        "required": ["configured"],
+        "properties": {
+            "configured": {"type": "boolean"},
+            "detail": S(),
+            "leader": {"type": "integer", "nullable": True},
+            "term": INT,
+            "committed": {"type": "integer", "nullable": True},
+            "nodes": A(
+                {
+                    "type": "object",
+                    "required": ["id", "addr", "role", "state"],
+                    "properties": {
+                        "id": INT,
+                        "addr": S(),
+                        "role": {"type": "string", "enum": ["leader", "follower", "learner"]},
+                        "state": S(),
+                        "term": {"type": "integer", "nullable": True},
+                        "matched": {"type": "integer", "nullable": True},
+                        "lag": {"type": "integer", "nullable": True},
+                        "error": N,
+                    },
+                }
+            ),
+        },
+    },
 )
 add(
     "events",

@@ -361,6 +361,10 @@ enum Command {
         /// A host name the browser may use besides the address (repeatable).
         #[arg(long = "allow-host")]
         allowed_hosts: Vec<String>,
+        /// A node of a Raft cluster (`omium node`) to show on the Cluster page (repeatable;
+        /// TLS from OMIUM_CLUSTER_CA, _CERT, _KEY).
+        #[arg(long = "node")]
+        nodes: Vec<String>,
     },
     /// API keys of `omium serve`: issue (shown once), list, revoke. On --store directly, or
     /// through a running daemon with --url and an admin key.
@@ -562,6 +566,7 @@ fn run(cli: &Cli) -> Result<ExitCode, Error> {
         listen,
         api_key_file,
         allowed_hosts,
+        nodes,
     } = &cli.command
     {
         serve::ui(
@@ -570,6 +575,7 @@ fn run(cli: &Cli) -> Result<ExitCode, Error> {
             listen,
             serve::bootstrap_keys(api_key_file.as_deref())?,
             allowed_hosts.clone(),
+            nodes.clone(),
         )?;
         return Ok(ExitCode::SUCCESS);
     }
@@ -612,6 +618,7 @@ fn run(cli: &Cli) -> Result<ExitCode, Error> {
             rate_limit: *rate_limit,
             body_limit: Some(*max_body),
             ui: false,
+            cluster: Vec::new(),
         };
         let rules = alerts
             .as_deref()

@@ -97,6 +97,7 @@ pub fn ui(
     listen: &str,
     api_keys: Vec<String>,
     allowed_hosts: Vec<String>,
+    cluster: Vec<String>,
 ) -> Result<(), Error> {
     let rt = crate::consensus::runtime()?;
     rt.block_on(async {
@@ -108,11 +109,20 @@ pub fn ui(
                     api_keys,
                     allowed_hosts,
                     ui: true,
+                    cluster,
                     ..ServeConfig::default()
                 };
                 let daemon = Daemon::start(&store, config).await?;
                 let addr = daemon.http_addr().expect("the dashboard listens on TCP");
                 (addr, Box::new((daemon, store)))
+            }
+            UiSource::Daemon(_) if !cluster.is_empty() => {
+                return Err(Error::InvalidArgument {
+                    what: "--node",
+                    detail: "the Cluster page of `omium ui --url` is the daemon's; give --node \
+                             with --store"
+                        .into(),
+                })
             }
             UiSource::Daemon(url) => {
                 let proxy = omium_core::serve::ui::Proxy::start(url, listen, allowed_hosts).await?;

@@ -61,6 +61,9 @@ pub struct ServeConfig {
     /// Serve the web dashboard (`omium ui`) on the TCP listener, and take a read-only store
     /// (a secondary beside an application that writes it).
     pub ui: bool,
+    /// Nodes of a Raft cluster (`omium node`) whose membership, leader, term and lag the
+    /// `cluster` method reports (TLS from `OMIUM_CLUSTER_*`, as every cluster client).
+    pub cluster: Vec<String>,
 }
 
 /// One run of an execution held for a worker.
@@ -113,6 +116,8 @@ struct App {
     refreshed: Mutex<Option<std::time::Instant>>,
     /// Inputs arriving in pieces (`upload`) before the `begin` that names them, by upload id.
     uploads: Mutex<HashMap<String, Upload>>,
+    /// The cluster `cluster` reports on.
+    cluster: Vec<String>,
 }
 
 /// An input uploaded in pieces, held for the caller that sent it.
@@ -679,11 +684,7 @@ impl App {
                 self.dispatch(method, body, peer)
             }
             "whoami" => Ok(self.whoami(caller)),
-            "cluster" => Ok(json!({
-                "configured": false,
-                "detail": "this store is not a node of a cluster: `omium node` runs one, and \
-                           `omium cluster status --url` shows it",
-            })),
+            "cluster" => self.cluster_status(),
             _ => self.dispatch(method, body, peer),
         })?;
         Ok(if caller.all_tenants() {
@@ -716,6 +717,65 @@ impl App {
             "store": if caller.all_tenants() { json!(self.store.path()) } else { Value::Null },
             "may": may,
         })
+    }
+
+    /// `cluster`: the Raft cluster of the nodes this daemon was given — leader, term, members,
+    /// and how far each member's applied log lags the leader's commit (asked of each member,
+    /// one attempt each: an unreachable member is shown as such, not waited for).
+    fn cluster_status(&self) -> Result<Value> {
+        use crate::consensus::network::RemoteClient;
+        use crate::consensus::node::ClusterStatus;
+        if self.cluster.is_empty() {
+            return Ok(json!({
+                "configured": false,
+                "detail": "no cluster given: `omium ui --node HOST:PORT` shows the cluster of \
+                           those nodes (`omium cluster --node HOST:PORT status` too)",
+            }));
+        }
+        let ask = |nodes: &[String], patience: Duration| -> Result<ClusterStatus> {
+            let client = RemoteClient::new(nodes)?.with_patience(patience);
+            let v: Value = tokio::runtime::Handle::current().block_on(client.admin(
+                "/cluster/status",
+                &json!({}),
+                Duration::from_secs(2),
+            ))?;
+            serde_json::from_value(v).map_err(|e| Error::ConsensusUnavailable {
+                detail: format!("a node sent a status that does not decode: {e}"),
+            })
+        };
+        let s = ask(&self.cluster, Duration::from_secs(2))?;
+        let nodes: Vec<Value> = s
+            .nodes
+            .iter()
+            .map(|(id, addr)| {
+                let own = ask(std::slice::from_ref(addr), Duration::ZERO);
+                let role = if Some(*id) == s.leader {
+                    "leader"
+                } else if s.voters.contains(id) {
+                    "follower"
+                } else {
+                    "learner"
+                };
+                let matched = own.as_ref().ok().and_then(|o| o.last_applied);
+                json!({
+                    "id": id,
+                    "addr": addr,
+                    "role": role,
+                    "state": own.as_ref().map(|o| o.state.clone()).unwrap_or_else(|_| "unreachable".into()),
+                    "term": own.as_ref().ok().map(|o| o.term),
+                    "matched": matched,
+                    "lag": s.committed.zip(matched).map(|(c, m)| c.saturating_sub(m)),
+                    "error": own.err().map(|e| e.to_string()),
+                })
+            })
+            .collect();
+        Ok(json!({
+            "configured": true,
+            "leader": s.leader,
+            "term": s.term,
+            "committed": s.committed,
+            "nodes": nodes,
+        }))
     }
 
     /// `upload`: a piece of an input that a `begin` names next (`input_upload`).
@@ -1361,6 +1421,7 @@ impl Daemon {
             buckets: Mutex::new(HashMap::new()),
             refreshed: Mutex::new(None),
             uploads: Mutex::new(HashMap::new()),
+            cluster: config.cluster.clone(),
         });
         let body_limit = config.body_limit.unwrap_or(64 << 20);
         let mut tasks = Vec::new();

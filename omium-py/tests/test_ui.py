@@ -15,6 +15,7 @@ import json
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -340,3 +341,49 @@ def test_in_front_of_a_daemon_with_the_browsers_key(browser, tmp_path):
         ui.terminate()
         assert ui.wait(20) == 0, ui.stderr.read()
         daemon.stop()
+
+
+def test_the_cluster_page_shows_a_real_cluster(dash, browser, tmp_path):
+    """`omium ui --node`: the Cluster page shows the members of a real `omium node` cluster,
+    its leader and term, and how far each member lags."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    node = subprocess.Popen(
+        [BIN, "--store", str(tmp_path / "n1"), "node", "--id", "1", "--listen", f"127.0.0.1:{port}", "--insecure-loopback"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    ui = None
+    try:
+        assert "listening" in node.stdout.readline(), node.stderr.read()
+        init = subprocess.run([BIN, "cluster", "--node", f"127.0.0.1:{port}", "init"], capture_output=True, text=True, timeout=60)
+        assert init.returncode == 0, init.stderr
+        ui = subprocess.Popen(
+            [BIN, "--store", str(dash.store), "ui", "--listen", "127.0.0.1:0", "--node", f"127.0.0.1:{port}"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        url = json.loads(ui.stdout.readline())["ui"]
+        ctx, page, errors = login(browser, type("D", (), {"url": url})(), dash.ops, "#/cluster")
+        row = page.locator('[data-test="cluster-node"][data-node="1"]')
+        expect(row).to_have_attribute("data-role", "leader", timeout=WAIT)
+        expect(row).to_contain_text(f"127.0.0.1:{port}")
+        expect(page.get_by_test_id("cluster-info")).to_have_attribute("data-configured", "true")
+        shot(page, "cluster", tmp_path)
+        answer = page.evaluate(
+            """async (key) => (await fetch('/v1/cluster', {method: 'POST', headers: {'Content-Type': 'application/json',
+                Authorization: 'Bearer ' + key}, body: '{}'})).json()""",
+            dash.ops,
+        )
+        assert answer["leader"] == 1 and answer["term"] >= 1 and answer["nodes"][0]["state"] == "leader", answer
+        assert errors == []
+        ctx.close()
+    finally:
+        if ui:
+            ui.terminate()
+            ui.wait(20)
+        node.kill()
+        node.wait(10)

@@ -546,6 +546,12 @@ impl RemoteClient {
         })
     }
 
+    /// How long a call keeps retrying (15 s by default; zero: one attempt per node).
+    pub fn with_patience(mut self, patience: Duration) -> RemoteClient {
+        self.patience = patience;
+        self
+    }
+
     /// POSTs a JSON request, following the leader and retrying until `patience` runs out.
     pub(crate) async fn call<Q: Serialize, R: DeserializeOwned>(
         &self,
