@@ -228,7 +228,8 @@ def test_every_page_renders_without_errors(dash, browser, tmp_path):
         expect(page.get_by_test_id("page")).to_have_attribute("data-page", route, timeout=WAIT)
         expect(page.get_by_test_id("loading")).to_have_count(0, timeout=WAIT)
         expect(page.get_by_test_id("error")).to_have_count(0)
-        shot(page, route, tmp_path)
+        if route in ("overview", "executions", "policies"):  # the others: where they act
+            shot(page, route, tmp_path)
     expect(page.get_by_test_id("kpi-executions").first).to_be_visible()
     page.get_by_test_id("nav-policies").click()
     page.get_by_test_id("policy-text").fill("recovery:\n  on_eror: [pause]\n")
