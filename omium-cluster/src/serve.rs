@@ -279,7 +279,7 @@ impl App {
     /// Begins a run for a worker. Its liveness rests on what the kernel says about the
     /// connection (the unix socket's peer process), never on a pid the client claims; over TCP,
     /// on its lease: calls and heartbeats within the lease keep it.
-    fn begin(&self, a: &Args<'_>, peer: Peer) -> Result<Value> {
+    fn begin(&self, a: &Args<'_>, input: Option<Vec<u8>>, peer: Peer) -> Result<Value> {
         let execution_id = a.str("execution_id")?;
         let lease_ttl: f64 = a.opt("lease_ttl", "seconds > 0")?.unwrap_or(30.0);
         if !(lease_ttl.is_finite() && lease_ttl > 0.0) {
@@ -291,7 +291,7 @@ impl App {
         let options = BeginOptions {
             workflow: a.opt_str("workflow")?.unwrap_or_default(),
             tenant: a.opt_str("tenant")?.unwrap_or_else(|| "default".into()),
-            input: a.opt_bytes("input")?,
+            input,
             labels: a
                 .opt::<Metadata>("labels", "an object of strings")?
                 .unwrap_or_default(),
@@ -668,7 +668,7 @@ impl App {
             "upload" => self.upload(caller, body),
             "begin" => {
                 // An input sent in pieces is the caller's own upload.
-                let args = Args::new(method, body.clone())?;
+                let args = Args::new(method, body)?;
                 let input = uploaded(&args, "input", "", |id| {
                     let mut uploads = self.uploads.lock();
                     match uploads.get(id) {
@@ -676,12 +676,7 @@ impl App {
                         _ => None,
                     }
                 })?;
-                let mut body = body;
-                if let (Some(input), Value::Object(m)) = (input, &mut body) {
-                    m.insert("input".into(), json!(b64(&input)));
-                    m.remove("input_upload");
-                }
-                self.dispatch(method, body, peer)
+                self.begin(&args, input, peer)
             }
             "whoami" => Ok(self.whoami(caller)),
             "cluster" => self.cluster_status(),
@@ -884,7 +879,10 @@ impl App {
     fn dispatch(&self, method: &str, body: Value, peer: Peer) -> Result<Value> {
         let args = Args::new(method, body)?;
         match method {
-            "begin" => self.begin(&args, peer),
+            "begin" => {
+                let input = args.opt_bytes("input")?;
+                self.begin(&args, input, peer)
+            }
             "start_recovery" => self.start_recovery(&args),
             m if m.starts_with("run.") => self.run_call(m, &args),
             m if m.starts_with("recovery.") => self.recovery_call(m, &args),
@@ -1101,35 +1099,48 @@ async fn events_stream(
             let caller = caller.clone();
             async move {
                 loop {
-                    if let Some(e) = queued.pop_front() {
-                        let e: omium_engine::events::Event = e;
-                        let mut ce = e.cloud_event(&source);
-                        omium_engine::events::annotate(&app.store, &mut ce, &mut HashMap::new());
+                    if let Some((seq, kind, ce)) = queued.pop_front() {
+                        let (seq, kind, ce): (u64, String, Value) = (seq, kind, ce);
                         let sse = Sse::default()
-                            .id(e.seq.to_string())
-                            .event(e.kind.clone())
+                            .id(seq.to_string())
+                            .event(kind)
                             .data(ce.to_string());
                         return Some((
                             Ok::<_, std::convert::Infallible>(sse),
                             (app, filter, cursor, queued),
                         ));
                     }
-                    let (a, f) = (app.clone(), filter.clone());
+                    let (a, f, c, src) =
+                        (app.clone(), filter.clone(), caller.clone(), source.clone());
+                    // The page, cut to the caller's tenant and named with each execution's
+                    // workflow and tenant (looked up once per execution), off the async threads.
                     let page = tokio::task::spawn_blocking(move || {
-                        a.store
-                            .follow_events(cursor, 1000, &f, Duration::from_secs(2))
+                        let p = a
+                            .store
+                            .follow_events(cursor, 1000, &f, Duration::from_secs(2))?;
+                        let (mut tenants, mut names) = (HashMap::new(), HashMap::new());
+                        let events: Vec<(u64, String, Value)> = p
+                            .events
+                            .into_iter()
+                            .filter(|e| {
+                                c.all_tenants()
+                                    || e.subject
+                                        .as_deref()
+                                        .is_some_and(|id| a.of_tenant(&c, id, &mut tenants))
+                            })
+                            .map(|e| {
+                                let mut ce = e.cloud_event(&src);
+                                omium_engine::events::annotate(&a.store, &mut ce, &mut names);
+                                (e.seq, e.kind, ce)
+                            })
+                            .collect();
+                        Ok::<_, Error>((p.cursor, events))
                     })
                     .await;
                     match page {
-                        Ok(Ok(p)) => {
-                            cursor = p.cursor;
-                            let mut cache = HashMap::new();
-                            queued.extend(p.events.into_iter().filter(|e| {
-                                caller.all_tenants()
-                                    || e.subject
-                                        .as_deref()
-                                        .is_some_and(|id| app.of_tenant(&caller, id, &mut cache))
-                            }));
+                        Ok(Ok((next, events))) => {
+                            cursor = next;
+                            queued.extend(events);
                         }
                         // The store closed or failed: end the stream; the client reconnects.
                         _ => return None,
