@@ -214,6 +214,20 @@ impl TlsSource {
     }
 }
 
+/// Listens on `addr` (port 0: any free one); the listener and the address it is bound to.
+/// `what` names the flag the address came from in the error.
+pub async fn bind_tcp(
+    addr: SocketAddr,
+    what: &'static str,
+) -> Result<(tokio::net::TcpListener, SocketAddr)> {
+    let bad = |detail: String| Error::InvalidArgument { what, detail };
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| bad(format!("cannot listen on {addr}: {e}")))?;
+    let bound = listener.local_addr().map_err(|e| bad(e.to_string()))?;
+    Ok((listener, bound))
+}
+
 /// A listener of connections.
 pub enum Listener {
     Tcp(tokio::net::TcpListener),

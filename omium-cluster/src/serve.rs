@@ -1438,12 +1438,7 @@ impl Daemon {
         let mut tasks = Vec::new();
         let mut http = None;
         if let Some(parsed) = parsed {
-            let listener = tokio::net::TcpListener::bind(parsed)
-                .await
-                .map_err(|e| bad("--http", format!("cannot listen on {parsed}: {e}")))?;
-            let bound = listener
-                .local_addr()
-                .map_err(|e| bad("--http", e.to_string()))?;
+            let (listener, bound) = crate::listen::bind_tcp(parsed, "--http").await?;
             http = Some(bound);
             let hosts = Arc::new(Hosts::new(bound, config.allowed_hosts.clone()));
             let mut r = router(app.clone(), body_limit);

@@ -138,12 +138,7 @@ impl Proxy {
                 format!("{listen:?} is not host:port ({e}); expected e.g. 127.0.0.1:7800"),
             )
         })?;
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .map_err(|e| bad("--listen", format!("cannot listen on {addr}: {e}")))?;
-        let bound = listener
-            .local_addr()
-            .map_err(|e| bad("--listen", e.to_string()))?;
+        let (listener, bound) = crate::listen::bind_tcp(addr, "--listen").await?;
         let hosts = Arc::new(crate::browser::Hosts::new(bound, allowed_hosts));
         let upstream = Arc::new(Upstream { base, client });
         let router = pages::<Arc<Upstream>>()
