@@ -62,6 +62,15 @@ pub fn serve(
         let evaluator = alerts
             .map(|rules| omium_core::alerts::Evaluator::start(&store, rules))
             .transpose()?;
+        // The analytics over OTLP when the standard variables name an endpoint.
+        let metrics = omium_core::otlp_metrics::MetricsConfig::env_endpoint()
+            .map(|_| {
+                omium_core::otlp_metrics::MetricsExporter::start(
+                    Default::default(),
+                    omium_core::otlp_metrics::store_source(&store),
+                )
+            })
+            .transpose()?;
         let line = serde_json::json!({
             "serving": store.path(),
             "socket": daemon.socket(),
@@ -76,6 +85,9 @@ pub fn serve(
         // Open runs are dropped (their executions stay resumable); the socket file is removed.
         if let Some(e) = evaluator {
             e.stop();
+        }
+        if let Some(m) = metrics {
+            m.stop(); // one last export, with what the daemon wrote last
         }
         drop(daemon);
         store.flush()?;

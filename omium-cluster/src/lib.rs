@@ -20,6 +20,7 @@ pub mod agreement;
 pub mod authz;
 mod browser;
 pub mod consensus;
+mod feed;
 pub mod listen;
 pub mod serve;
 pub mod sync;

@@ -1050,108 +1050,34 @@ fn file_response(v: &Value) -> Response {
         .into_response()
 }
 
-/// What `GET /v1/events/stream` takes in its query.
-#[derive(serde::Deserialize, Default)]
-struct StreamQuery {
-    since: Option<u64>,
-    /// Types or families, comma-separated (`execution.*,failure.detected`).
-    types: Option<String>,
-    execution_id: Option<String>,
-}
-
-/// The event feed as Server-Sent Events: each event's `id` is its seq (a reconnecting client
-/// sends it back as `Last-Event-ID` and goes on after it), its `event` the type, its `data` the
-/// CloudEvent. A comment every 15 s keeps a quiet stream open through proxies.
+/// The event feed as Server-Sent Events ([`crate::feed`]): the caller's tenant's events,
+/// each named with its execution's workflow and tenant.
 async fn events_stream(
     State(app): State<Arc<App>>,
     axum::Extension(caller): axum::Extension<Caller>,
     headers: HeaderMap,
-    axum::extract::Query(q): axum::extract::Query<StreamQuery>,
+    axum::extract::Query(q): axum::extract::Query<crate::feed::StreamQuery>,
 ) -> Response {
-    use axum::response::sse::{Event as Sse, KeepAlive};
-    let types: Vec<String> = q
-        .types
-        .as_deref()
-        .unwrap_or_default()
-        .split(',')
-        .map(str::trim)
-        .filter(|t| !t.is_empty())
-        .map(str::to_string)
-        .collect();
     let body = json!({ "execution_id": q.execution_id });
     if let Some(no) = allowed(&app, &caller, "events", body).await {
         return no;
     }
-    let filter = match omium_engine::events::EventFilter::new(types, q.execution_id) {
+    let filter = match q.filter() {
         Ok(f) => f,
         Err(e) => return error_response(&e),
     };
-    let last_id = headers
-        .get("last-event-id")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok());
-    let start = last_id.or(q.since).unwrap_or(0);
-    let source = omium_engine::events::source(&app.store);
-    let stream = futures_util::stream::unfold(
-        (app, filter, start, std::collections::VecDeque::new()),
-        move |(app, filter, mut cursor, mut queued)| {
-            let source = source.clone();
-            let caller = caller.clone();
-            async move {
-                loop {
-                    if let Some((seq, kind, ce)) = queued.pop_front() {
-                        let (seq, kind, ce): (u64, String, Value) = (seq, kind, ce);
-                        let sse = Sse::default()
-                            .id(seq.to_string())
-                            .event(kind)
-                            .data(ce.to_string());
-                        return Some((
-                            Ok::<_, std::convert::Infallible>(sse),
-                            (app, filter, cursor, queued),
-                        ));
-                    }
-                    let (a, f, c, src) =
-                        (app.clone(), filter.clone(), caller.clone(), source.clone());
-                    // The page, cut to the caller's tenant and named with each execution's
-                    // workflow and tenant (looked up once per execution), off the async threads.
-                    let page = tokio::task::spawn_blocking(move || {
-                        let p = a
-                            .store
-                            .follow_events(cursor, 1000, &f, Duration::from_secs(2))?;
-                        let (mut tenants, mut names) = (HashMap::new(), HashMap::new());
-                        let events: Vec<(u64, String, Value)> = p
-                            .events
-                            .into_iter()
-                            .filter(|e| {
-                                c.all_tenants()
-                                    || e.subject
-                                        .as_deref()
-                                        .is_some_and(|id| a.of_tenant(&c, id, &mut tenants))
-                            })
-                            .map(|e| {
-                                let mut ce = e.cloud_event(&src);
-                                omium_engine::events::annotate(&a.store, &mut ce, &mut names);
-                                (e.seq, e.kind, ce)
-                            })
-                            .collect();
-                        Ok::<_, Error>((p.cursor, events))
-                    })
-                    .await;
-                    match page {
-                        Ok(Ok((next, events))) => {
-                            cursor = next;
-                            queued.extend(events);
-                        }
-                        // The store closed or failed: end the stream; the client reconnects.
-                        _ => return None,
-                    }
-                }
-            }
-        },
-    );
-    axum::response::sse::Sse::new(stream)
-        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
-        .into_response()
+    let a = app.clone();
+    let shape: crate::feed::Shape = Arc::new(move |store, mut ce, cache| {
+        let subject = ce.get("subject").and_then(Value::as_str);
+        let mine = caller.all_tenants()
+            || subject.is_some_and(|id| a.of_tenant(&caller, id, &mut cache.mine));
+        if !mine {
+            return None;
+        }
+        omium_engine::events::annotate(store, &mut ce, &mut cache.names);
+        Some(ce)
+    });
+    crate::feed::sse(app.store.clone(), filter, q.start(&headers), shape)
 }
 
 /// Liveness, and nothing else: it needs no key.

@@ -42,7 +42,8 @@
 #[cfg(feature = "cluster")]
 pub use omium_cluster::{agreement, consensus, sync};
 pub use omium_engine::{
-    alerts, analytics, events, expr, json, keys, policy, recovery, report, trace,
+    alerts, analytics, events, expr, json, keys, otlp_metrics, policy, prometheus, recovery,
+    report, trace,
 };
 pub use omium_storage::{
     audit, blob, checkpoint, control, error, execution, ext, failures, rollup, store, threads,

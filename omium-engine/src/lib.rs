@@ -22,6 +22,7 @@ pub mod events;
 pub mod expr;
 pub mod json;
 pub mod keys;
+pub mod otlp_metrics;
 pub mod policy;
 pub mod prometheus;
 pub mod recovery;

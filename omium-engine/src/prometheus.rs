@@ -45,57 +45,123 @@ fn labels(pairs: &[(&str, &str)]) -> String {
     format!("{{{}}}", inner.join(","))
 }
 
-/// One metric family of an exposition: its samples, written with its HELP and TYPE lines.
+/// What one sample of a family holds.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Point {
+    /// A counter's or a gauge's value.
+    Value(f64),
+    /// A histogram: `cumulative[i]` values are at most `bounds[i]`; `count` in all.
+    Histogram {
+        bounds: &'static [f64],
+        cumulative: Vec<u64>,
+        count: u64,
+        sum: f64,
+    },
+}
+
+/// The kind of a metric family.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Counter,
+    Gauge,
+    Histogram,
+}
+
+/// One metric family: the same instruments are written in the Prometheus text format
+/// ([`Family::write`]) and exported over OTLP (`crate::otlp_metrics`).
+#[derive(Clone, Debug)]
 pub struct Family {
-    name: &'static str,
-    help: &'static str,
-    kind: &'static str,
-    lines: Vec<String>,
+    pub name: &'static str,
+    pub help: &'static str,
+    pub kind: Kind,
+    pub samples: Vec<(Vec<(String, String)>, Point)>,
 }
 
 impl Family {
-    /// `kind`: counter, gauge or histogram.
-    pub fn new(name: &'static str, kind: &'static str, help: &'static str) -> Family {
+    pub fn new(name: &'static str, kind: Kind, help: &'static str) -> Family {
         Family {
             name,
             help,
             kind,
-            lines: Vec::new(),
+            samples: Vec::new(),
         }
     }
 
-    /// A sample of the family (`suffix`: `""`, or `_bucket`, `_sum`, `_count` of a histogram).
-    pub fn sample(&mut self, suffix: &str, l: &[(&str, &str)], v: impl std::fmt::Display) {
-        self.lines
-            .push(format!("{}{suffix}{} {v}", self.name, labels(l)));
+    /// A counter's or a gauge's sample.
+    pub fn value(&mut self, l: &[(&str, &str)], v: f64) {
+        self.samples.push((owned(l), Point::Value(v)));
     }
 
-    fn histogram(&mut self, l: &[(&str, &str)], h: &Histogram, bounds: &[f64]) {
-        for le in bounds {
-            let le_text = format!("{le}");
-            let mut with = l.to_vec();
-            with.push(("le", &le_text));
-            let n = h.count_le(le * 1e6);
-            self.sample("_bucket", &with, n);
-        }
-        let mut with = l.to_vec();
-        with.push(("le", "+Inf"));
-        self.sample("_bucket", &with, h.count());
-        self.sample("_sum", l, h.sum_us as f64 / 1e6);
-        self.sample("_count", l, h.count());
+    /// A histogram's sample: `h` (microseconds) counted into `bounds` (seconds).
+    fn histogram(&mut self, l: &[(&str, &str)], h: &Histogram, bounds: &'static [f64]) {
+        let cumulative = bounds.iter().map(|le| h.count_le(le * 1e6)).collect();
+        let point = Point::Histogram {
+            bounds,
+            cumulative,
+            count: h.count(),
+            sum: h.sum_us as f64 / 1e6,
+        };
+        self.samples.push((owned(l), point));
     }
 
+    /// The family in the text format, with its HELP and TYPE lines.
     pub fn write(&self, out: &mut String) {
+        let kind = match self.kind {
+            Kind::Counter => "counter",
+            Kind::Gauge => "gauge",
+            Kind::Histogram => "histogram",
+        };
         let _ = writeln!(out, "# HELP {} {}", self.name, self.help);
-        let _ = writeln!(out, "# TYPE {} {}", self.name, self.kind);
-        for l in &self.lines {
-            let _ = writeln!(out, "{l}");
+        let _ = writeln!(out, "# TYPE {} {kind}", self.name);
+        for (l, point) in &self.samples {
+            let l: Vec<(&str, &str)> = l.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            match point {
+                Point::Value(v) => {
+                    let _ = writeln!(out, "{}{} {v}", self.name, labels(&l));
+                }
+                Point::Histogram {
+                    bounds,
+                    cumulative,
+                    count,
+                    sum,
+                } => {
+                    let les: Vec<String> = bounds.iter().map(|le| format!("{le}")).collect();
+                    let les = les.iter().map(String::as_str).chain(["+Inf"]);
+                    for (le, n) in les.zip(cumulative.iter().chain([count])) {
+                        let mut with = l.clone();
+                        with.push(("le", le));
+                        let _ = writeln!(out, "{}_bucket{} {n}", self.name, labels(&with));
+                    }
+                    let _ = writeln!(out, "{}_sum{} {sum}", self.name, labels(&l));
+                    let _ = writeln!(out, "{}_count{} {count}", self.name, labels(&l));
+                }
+            }
         }
     }
 }
 
-/// The exposition of `store`'s analytics, all time.
+fn owned(l: &[(&str, &str)]) -> Vec<(String, String)> {
+    l.iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// `families` in the Prometheus text format.
+pub fn render(families: &[Family]) -> String {
+    let mut out = String::new();
+    for f in families {
+        f.write(&mut out);
+    }
+    out
+}
+
+/// The exposition of `store`'s analytics, all time, in the text format.
 pub fn exposition(store: &Store) -> Result<String> {
+    Ok(render(&families(store)?))
+}
+
+/// `store`'s analytics, all time, as metric families.
+pub fn families(store: &Store) -> Result<Vec<Family>> {
     // (tenant, workflow) → summed cell; failures also by type, steps also by agent.
     let mut per: BTreeMap<(String, String), Cell> = BTreeMap::new();
     let mut failures: BTreeMap<(String, String, String), (u64, u64)> = BTreeMap::new();
@@ -120,69 +186,69 @@ pub fn exposition(store: &Store) -> Result<String> {
 
     let mut started = Family::new(
         "omium_executions_started_total",
-        "counter",
+        Kind::Counter,
         "Executions whose first run began.",
     );
     let mut ended = Family::new(
         "omium_execution_endings_total",
-        "counter",
+        Kind::Counter,
         "Runs that ended an execution, by the status they left it in.",
     );
     let mut retries = Family::new(
         "omium_execution_retries_total",
-        "counter",
+        Kind::Counter,
         "Runs begun again on an execution that had run (after a crash, a failure, a rollback, a retry).",
     );
-    let mut rollbacks = Family::new("omium_rollbacks_total", "counter", "Rollbacks made.");
-    let mut forks = Family::new("omium_forks_total", "counter", "Forks made.");
+    let mut rollbacks = Family::new("omium_rollbacks_total", Kind::Counter, "Rollbacks made.");
+    let mut forks = Family::new("omium_forks_total", Kind::Counter, "Forks made.");
     let mut steps = Family::new(
         "omium_steps_total",
-        "counter",
+        Kind::Counter,
         "Steps recorded, by the agent that owns them.",
     );
     let mut replayed = Family::new(
         "omium_steps_replayed_total",
-        "counter",
+        Kind::Counter,
         "Steps a resumed run answered from their checkpoint instead of running them again.",
     );
     let mut failed = Family::new(
         "omium_failures_total",
-        "counter",
+        Kind::Counter,
         "Failures detected, by type.",
     );
     let mut recovered = Family::new(
         "omium_failures_recovered_total",
-        "counter",
+        Kind::Counter,
         "Failures recovered, by type.",
     );
     let mut tokens = Family::new(
         "omium_llm_tokens_total",
-        "counter",
+        Kind::Counter,
         "Tokens recorded on LLM calls and steps.",
     );
     let mut cost = Family::new(
         "omium_llm_cost_usd_total",
-        "counter",
+        Kind::Counter,
         "USD recorded on LLM calls and steps.",
     );
     let mut saved = Family::new(
         "omium_cost_saved_usd_total",
-        "counter",
+        Kind::Counter,
         "Recorded USD of steps answered from their checkpoint instead of run again.",
     );
     let mut exec_s = Family::new(
         "omium_execution_duration_seconds",
-        "histogram",
+        Kind::Histogram,
         "From an execution's creation to its completion or failure.",
     );
     let mut step_s = Family::new(
         "omium_step_duration_seconds",
-        "histogram",
+        Kind::Histogram,
         "From a step found not recorded to its checkpoint.",
     );
     for ((tenant, workflow), c) in &per {
         let l = [("tenant", tenant.as_str()), ("workflow", workflow.as_str())];
-        started.sample("", &l, c.started);
+        started.value(&l, c.started as f64);
         for (status, n) in [
             ("completed", c.completed),
             ("failed", c.failed),
@@ -191,27 +257,26 @@ pub fn exposition(store: &Store) -> Result<String> {
         ] {
             let mut with = l.to_vec();
             with.push(("status", status));
-            ended.sample("", &with, n);
+            ended.value(&with, n as f64);
         }
-        retries.sample("", &l, c.retries);
-        rollbacks.sample("", &l, c.rollbacks);
-        forks.sample("", &l, c.forks);
-        replayed.sample("", &l, c.replayed);
+        retries.value(&l, c.retries as f64);
+        rollbacks.value(&l, c.rollbacks as f64);
+        forks.value(&l, c.forks as f64);
+        replayed.value(&l, c.replayed as f64);
         for (direction, n) in [("in", c.tokens_in), ("out", c.tokens_out)] {
             let mut with = l.to_vec();
             with.push(("direction", direction));
-            tokens.sample("", &with, n);
+            tokens.value(&with, n as f64);
         }
-        cost.sample("", &l, c.cost_micro_usd as f64 / 1e6);
-        saved.sample("", &l, c.saved_micro_usd as f64 / 1e6);
+        cost.value(&l, c.cost_micro_usd as f64 / 1e6);
+        saved.value(&l, c.saved_micro_usd as f64 / 1e6);
         exec_s.histogram(&l, &c.execution_us, EXECUTION_BUCKETS);
         step_s.histogram(&l, &c.step_us, STEP_BUCKETS);
     }
     for ((tenant, workflow, agent), n) in &agents {
-        steps.sample(
-            "",
+        steps.value(
             &[("tenant", tenant), ("workflow", workflow), ("agent", agent)],
-            n,
+            *n as f64,
         );
     }
     for ((tenant, workflow, kind), (f, r)) in &failures {
@@ -220,23 +285,19 @@ pub fn exposition(store: &Store) -> Result<String> {
             ("workflow", workflow.as_str()),
             ("type", kind.as_str()),
         ];
-        failed.sample("", &l, f);
-        recovered.sample("", &l, r);
+        failed.value(&l, *f as f64);
+        recovered.value(&l, *r as f64);
     }
     let mut events = Family::new(
         "omium_events_total",
-        "counter",
+        Kind::Counter,
         "Events written to the store's feed (its audit log).",
     );
-    events.sample("", &[], store.audit_seq()?);
-    let mut out = String::new();
-    for f in [
-        &started, &ended, &retries, &rollbacks, &forks, &steps, &replayed, &failed, &recovered,
-        &tokens, &cost, &saved, &exec_s, &step_s, &events,
-    ] {
-        f.write(&mut out);
-    }
-    Ok(out)
+    events.value(&[], store.audit_seq()? as f64);
+    Ok(vec![
+        started, ended, retries, rollbacks, forks, steps, replayed, failed, recovered, tokens,
+        cost, saved, exec_s, step_s, events,
+    ])
 }
 
 #[cfg(test)]
@@ -257,10 +318,10 @@ mod tests {
         for us in [50_000, 400_000, 2_000_000, 7_000_000] {
             h.record(us);
         }
-        let mut f = Family::new("x_seconds", "histogram", "x");
+        let mut f = Family::new("x_seconds", Kind::Histogram, "x");
         f.histogram(&[], &h, &[0.1, 1.0, 5.0]);
         assert_eq!(
-            f.lines,
+            render(&[f]).lines().skip(2).collect::<Vec<_>>(),
             [
                 "x_seconds_bucket{le=\"0.1\"} 1",
                 "x_seconds_bucket{le=\"1\"} 2",

@@ -778,16 +778,21 @@ impl Store {
         .await
     }
 
-    /// Starts exporting spans over OTLP/HTTP protobuf (`OTEL_EXPORTER_OTLP_*` apply).
+    /// Starts exporting spans over OTLP/HTTP protobuf (`OTEL_EXPORTER_OTLP_*` apply), and the
+    /// store's analytics to a metrics endpoint when one is given or named by the variables.
     #[napi]
     pub fn enable_otlp_export(
         &self,
         endpoint: Option<String>,
         service_name: Option<String>,
+        metrics_endpoint: Option<String>,
+        metrics_interval_ms: Option<u32>,
     ) -> Result<()> {
         let config = omium_core::trace::ExportConfig {
             endpoint,
             service_name,
+            metrics_endpoint,
+            metrics_interval: metrics_interval_ms.map(|ms| Duration::from_millis(ms.into())),
             ..omium_core::trace::ExportConfig::default()
         };
         self.local("enableOtlpExport")?

@@ -194,7 +194,14 @@ export async function traceHtml(executionId: string): Promise<string> {
   return call(() => store().traceHtml(executionId));
 }
 
-/** Starts exporting spans over OTLP/HTTP protobuf (`OTEL_EXPORTER_OTLP_*` variables apply). */
-export function enableOtlpExport(options: { endpoint?: string; serviceName?: string } = {}): void {
-  store().enableOtlpExport(options.endpoint, options.serviceName);
+/**
+ * Starts exporting spans over OTLP/HTTP protobuf (`OTEL_EXPORTER_OTLP_*` variables apply), and
+ * the store's analytics (the instruments of `omium serve`'s `/metrics`) every `metricsIntervalMs`
+ * (default `OTEL_METRIC_EXPORT_INTERVAL`, else 60 s) to `metricsEndpoint` (default
+ * `OTEL_EXPORTER_OTLP_METRICS_ENDPOINT`, else `OTEL_EXPORTER_OTLP_ENDPOINT` + `/v1/metrics`).
+ */
+export function enableOtlpExport(
+  options: { endpoint?: string; serviceName?: string; metricsEndpoint?: string; metricsIntervalMs?: number } = {},
+): void {
+  store().enableOtlpExport(options.endpoint, options.serviceName, options.metricsEndpoint, options.metricsIntervalMs);
 }

@@ -745,8 +745,9 @@ impl Store {
         Ok(to_json_text(&self.get()?.span_stats()))
     }
 
-    /// Starts exporting spans over OTLP/HTTP protobuf.
-    #[pyo3(signature = (endpoint=None, service_name=None, queue_capacity=8192, batch_size=512, attempts=3, timeout=None))]
+    /// Starts exporting spans (and the analytics, with a metrics endpoint) over OTLP/HTTP.
+    #[pyo3(signature = (endpoint=None, service_name=None, queue_capacity=8192, batch_size=512, attempts=3, timeout=None, metrics_endpoint=None, metrics_interval=None))]
+    #[allow(clippy::too_many_arguments)] // Python keyword arguments
     fn enable_otlp_export(
         &self,
         endpoint: Option<String>,
@@ -755,6 +756,8 @@ impl Store {
         batch_size: usize,
         attempts: u32,
         timeout: Option<f64>,
+        metrics_endpoint: Option<String>,
+        metrics_interval: Option<f64>,
     ) -> PyResult<()> {
         let config = omium_core::trace::ExportConfig {
             endpoint,
@@ -763,6 +766,8 @@ impl Store {
             batch_size,
             attempts,
             timeout: timeout.map(|t| Duration::from_secs_f64(t.max(0.001))),
+            metrics_endpoint,
+            metrics_interval: metrics_interval.map(|t| Duration::from_secs_f64(t.max(0.05))),
         };
         self.get()?.enable_otlp_export(config).map_err(err)
     }

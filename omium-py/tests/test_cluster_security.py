@@ -54,6 +54,35 @@ def post(port: int, path: str, ca: Path, who: tuple[Path, str] | None, body: byt
     return r.status, text
 
 
+def sse_until(port: int, ca: Path, who: tuple[Path, str] | None, done, query: str = "") -> tuple[int, list[dict]]:
+    """Reads the node's event stream as `who` until `done(event)` holds: (status, events)."""
+    ctx = ssl.create_default_context(cafile=str(ca))
+    if who:
+        d, name = who
+        ctx.load_cert_chain(str(d / f"{name}.pem"), str(d / f"{name}-key.pem"))
+    c = http.client.HTTPSConnection("127.0.0.1", port, timeout=30, context=ctx)
+    c.request("GET", f"/events/stream{query}", headers={"Accept": "text/event-stream"})
+    r = c.getresponse()
+    if r.status != 200:
+        return r.status, [{"refusal": r.read().decode()}]
+    events, data = [], None
+    deadline = time.monotonic() + 30  # a quiet stream sends a comment every 15 s
+    try:
+        while True:
+            assert time.monotonic() < deadline, f"nothing matched in 30 s among {events}"
+            line = r.readline().decode()
+            assert line, f"the stream ended after {events}"
+            if line.startswith("data:"):
+                data = json.loads(line[5:])
+            elif line in ("\n", "\r\n") and data is not None:
+                events.append(data)
+                if done(data):
+                    return 200, events
+                data = None
+    finally:
+        c.close()
+
+
 def test_mutual_tls_cluster_refuses_strangers(tmp_path):
     ca = tmp_path / "certs"
     files = certs(ca, "--nodes", "1,2,3", "--client", "acme/store-1", "--client", "beta/store-2")
@@ -124,6 +153,35 @@ def test_mutual_tls_cluster_refuses_strangers(tmp_path):
         assert status == 200 and theirs["seq"] == 1, theirs
         status, everything = api("/api/status", {"execution_id": "acme\u001fjob-1"}, "admin")
         assert status == 200 and [m["id"] for m in everything] == ["acme\u001f" + sent["id"]], everything
+
+        # The nodes' event feed (Server-Sent Events) follows the same scopes: acme sees its
+        # decision with its own ids, beta only its own, an admin both as they are filed.
+        status, acked = api("/api/ack", {"message_id": theirs["id"], "agent": "y"}, "client-store-2")
+        assert status == 200, acked
+
+        def decided(e: dict) -> bool:
+            return e["type"] == "io.omium.consensus.reached"
+
+        status, seen = sse_until(ports[0], ca / "ca.pem", (ca, "client-store-1"), decided)
+        assert status == 200 and [e["subject"] for e in seen] == ["job-1"], seen
+        assert [m["message_id"] for m in seen[0]["data"]["messages"]] == [sent["id"]], seen
+        assert "\u001f" not in json.dumps(seen) and "beta" not in json.dumps(seen), seen
+        status, seen = sse_until(ports[0], ca / "ca.pem", (ca, "client-store-2"), decided)
+        assert status == 200 and [e["subject"] for e in seen] == ["job-1"], seen
+        assert [m["message_id"] for m in seen[0]["data"]["messages"]] == [theirs["id"]], seen
+        subjects: set[str] = set()
+
+        def both(e: dict) -> bool:
+            if decided(e):
+                subjects.add(e["subject"])
+            return len(subjects) == 2
+
+        status, seen = sse_until(ports[0], ca / "ca.pem", (ca, "admin"), both)
+        assert status == 200 and subjects == {"acme\u001fjob-1", "beta\u001fjob-1"}, seen
+        status, seen = sse_until(ports[0], ca / "ca.pem", (ca, "client-store-1"), decided, "?execution_id=job-1&types=consensus.*")
+        assert status == 200 and seen[0]["subject"] == "job-1", seen
+        status, seen = sse_until(ports[0], ca / "ca.pem", None, decided)
+        assert status == 403 and "presented no certificate" in seen[0]["refusal"], seen
 
         raft = ["/raft/append", "/raft/vote", "/raft/snapshot"]
         membership = ["/cluster/add", "/cluster/remove", "/cluster/init"]

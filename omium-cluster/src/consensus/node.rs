@@ -60,6 +60,8 @@ pub struct Node {
     addr: SocketAddr,
     advertise: String,
     server: tokio::task::JoinHandle<()>,
+    /// The OTLP metrics export, when `OTEL_EXPORTER_OTLP_(METRICS_)ENDPOINT` is set.
+    metrics: Option<omium_engine::otlp_metrics::MetricsExporter>,
 }
 
 struct App {
@@ -158,6 +160,7 @@ impl Node {
             .route("/sync/pull", post(sync_pull))
             .route("/sync/chunks", post(sync_chunks))
             .route("/sync/executions", post(sync_executions))
+            .route("/events/stream", axum::routing::get(events_stream))
             .route("/metrics", axum::routing::get(prometheus))
             .route("/healthz", axum::routing::get(healthz))
             .route("/readyz", axum::routing::get(readyz))
@@ -172,11 +175,22 @@ impl Node {
             router,
             crate::listen::Limits::default(),
         );
+        let metrics = match omium_engine::otlp_metrics::MetricsConfig::env_endpoint() {
+            Some(_) => {
+                let weak = Arc::downgrade(&engine);
+                Some(omium_engine::otlp_metrics::MetricsExporter::start(
+                    Default::default(),
+                    Box::new(move || weak.upgrade().map(|e| node_families(&e))),
+                )?)
+            }
+            None => None,
+        };
         let node = Node {
             engine,
             addr,
             advertise,
             server,
+            metrics,
         };
         if let Some(join) = &config.join {
             node.join(join).await?;
@@ -227,6 +241,9 @@ impl Node {
 
     /// Stops serving and shuts the Raft node down.
     pub async fn shutdown(self) {
+        if let Some(m) = &self.metrics {
+            m.stop();
+        }
         self.server.abort();
         let _ = tokio::time::timeout(Duration::from_secs(5), self.engine.raft.shutdown()).await;
     }
@@ -613,21 +630,13 @@ impl Scope {
         let Some(prefix) = &self.0 else {
             return reply(r);
         };
-        fn strip(v: &mut serde_json::Value, prefix: &str) {
-            match v {
-                serde_json::Value::String(s) if s.contains(prefix) => *s = s.replace(prefix, ""),
-                serde_json::Value::Array(a) => a.iter_mut().for_each(|x| strip(x, prefix)),
-                serde_json::Value::Object(m) => m.values_mut().for_each(|x| strip(x, prefix)),
-                _ => {}
-            }
-        }
         let answer = match r {
             Ok(v) => Ok(serde_json::to_value(v).expect("answers serialize")),
             Err(e) => Err(propose_response(e)),
         };
         match answer {
             Ok(mut v) => {
-                strip(&mut v, prefix);
+                crate::feed::strip(&mut v, prefix);
                 Json(v).into_response()
             }
             Err(refusal) => {
@@ -637,7 +646,7 @@ impl Scope {
                     .unwrap_or_default();
                 match serde_json::from_slice::<serde_json::Value>(&bytes) {
                     Ok(mut v) => {
-                        strip(&mut v, prefix);
+                        crate::feed::strip(&mut v, prefix);
                         (parts.status, Json(v)).into_response()
                     }
                     Err(_) => Response::from_parts(parts, axum::body::Body::from(bytes)),
@@ -772,6 +781,36 @@ fn membership_error(e: RaftError<C, ClientWriteError<C>>) -> Response {
 }
 
 /// Makes this node the first voter of a new cluster.
+/// The node store's event feed (consensus decisions, sync) as Server-Sent Events
+/// ([`crate::feed`]). A client certificate of tenant `T` sees the events of `T`'s executions,
+/// with their ids as it knows them; nodes and admins see every event.
+async fn events_stream(
+    State(app): State<Shared>,
+    axum::extract::ConnectInfo(peer): Caller,
+    headers: axum::http::HeaderMap,
+    axum::extract::Query(mut q): axum::extract::Query<crate::feed::StreamQuery>,
+) -> Response {
+    let scope = Scope::of(&peer);
+    q.execution_id = q.execution_id.as_deref().map(|id| scope.id(id));
+    let filter = match q.filter() {
+        Ok(f) => f,
+        Err(e) => return error_response(&e),
+    };
+    let shape: crate::feed::Shape = match scope.0 {
+        None => Arc::new(|_, ce, _| Some(ce)),
+        Some(prefix) => Arc::new(move |_, mut ce, _| {
+            let subject = ce.get("subject").and_then(serde_json::Value::as_str);
+            if !subject.is_some_and(|s| s.starts_with(&prefix)) {
+                return None;
+            }
+            crate::feed::strip(&mut ce, &prefix);
+            Some(ce)
+        }),
+    };
+    let start = q.start(&headers);
+    crate::feed::sse(app.engine.store().clone(), filter, start, shape)
+}
+
 async fn cluster_init(State(app): State<Shared>) -> Response {
     let e = &app.engine;
     let members = BTreeMap::from([(
@@ -855,96 +894,95 @@ async fn cluster_remove(State(app): State<Shared>, Json(req): Json<RemoveRequest
     }
 }
 
-/// Liveness: the process serves HTTP.
-/// Raft health in the Prometheus text format, then the node store's analytics.
-async fn prometheus(State(app): State<Shared>) -> Response {
-    use omium_engine::prometheus::{exposition, Family};
-    let s = ClusterStatus::of(&app.engine);
-    let mut out = String::new();
+/// Raft health as metric families: the node's `/metrics` and its OTLP metrics export.
+fn raft_families(s: &ClusterStatus) -> Vec<omium_engine::prometheus::Family> {
+    use omium_engine::prometheus::{Family, Kind};
     let id = s.id.to_string();
     let node = [("node", id.as_str())];
-    let gauge = |out: &mut String, name, help, v: Option<u64>| {
-        let mut f = Family::new(name, "gauge", help);
+    let gauge = |name, help, v: Option<u64>| {
+        let mut f = Family::new(name, Kind::Gauge, help);
         if let Some(v) = v {
-            f.sample("", &node, v);
+            f.value(&node, v as f64);
         }
-        f.write(out);
+        f
     };
-    gauge(
-        &mut out,
-        "omium_raft_term",
-        "The node's current Raft term.",
-        Some(s.term),
-    );
-    gauge(
-        &mut out,
-        "omium_raft_is_leader",
-        "1 when this node is the leader.",
-        Some(u64::from(s.leader == Some(s.id))),
-    );
-    gauge(
-        &mut out,
-        "omium_raft_has_leader",
-        "1 when this node knows a leader (it can take requests).",
-        Some(u64::from(s.leader.is_some())),
-    );
-    gauge(
-        &mut out,
-        "omium_raft_last_log_index",
-        "Index of the last entry in the node's log.",
-        s.last_log_index,
-    );
-    gauge(
-        &mut out,
-        "omium_raft_committed_index",
-        "Index of the last entry the node knows committed.",
-        s.committed,
-    );
-    gauge(
-        &mut out,
-        "omium_raft_applied_index",
-        "Index of the last entry applied to the node's state machine.",
-        s.last_applied,
-    );
-    gauge(
-        &mut out,
-        "omium_raft_snapshot_index",
-        "Index of the last entry in the node's snapshot.",
-        s.snapshot,
-    );
-    gauge(
-        &mut out,
-        "omium_raft_voters",
-        "Voters in the membership the node knows.",
-        Some(s.voters.len() as u64),
-    );
-    gauge(
-        &mut out,
-        "omium_raft_apply_lag",
-        "Committed entries not applied yet on this node (sync and consensus lag).",
-        s.committed
-            .map(|c| c.saturating_sub(s.last_applied.unwrap_or(0))),
-    );
-    let store = app.engine.store().clone();
-    match tokio::task::spawn_blocking(move || exposition(&store)).await {
-        Ok(Ok(text)) => out.push_str(&text),
-        Ok(Err(e)) => return error_response(&e),
-        Err(e) => {
-            return error_response(&Error::ConsensusUnavailable {
-                detail: format!("the metrics task failed: {e}"),
-            })
-        }
-    }
-    (
-        [(
-            axum::http::header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        out,
-    )
-        .into_response()
+    vec![
+        gauge(
+            "omium_raft_term",
+            "The node's current Raft term.",
+            Some(s.term),
+        ),
+        gauge(
+            "omium_raft_is_leader",
+            "1 when this node is the leader.",
+            Some(u64::from(s.leader == Some(s.id))),
+        ),
+        gauge(
+            "omium_raft_has_leader",
+            "1 when this node knows a leader (it can take requests).",
+            Some(u64::from(s.leader.is_some())),
+        ),
+        gauge(
+            "omium_raft_last_log_index",
+            "Index of the last entry in the node's log.",
+            s.last_log_index,
+        ),
+        gauge(
+            "omium_raft_committed_index",
+            "Index of the last entry the node knows committed.",
+            s.committed,
+        ),
+        gauge(
+            "omium_raft_applied_index",
+            "Index of the last entry applied to the node's state machine.",
+            s.last_applied,
+        ),
+        gauge(
+            "omium_raft_snapshot_index",
+            "Index of the last entry in the node's snapshot.",
+            s.snapshot,
+        ),
+        gauge(
+            "omium_raft_voters",
+            "Voters in the membership the node knows.",
+            Some(s.voters.len() as u64),
+        ),
+        gauge(
+            "omium_raft_apply_lag",
+            "Committed entries not applied yet on this node (sync and consensus lag).",
+            s.committed
+                .map(|c| c.saturating_sub(s.last_applied.unwrap_or(0))),
+        ),
+    ]
 }
 
+/// Everything a node measures: Raft health, then the node store's analytics.
+fn node_families(engine: &Engine) -> Result<Vec<omium_engine::prometheus::Family>> {
+    let mut all = raft_families(&ClusterStatus::of(engine));
+    all.extend(omium_engine::prometheus::families(engine.store())?);
+    Ok(all)
+}
+
+/// Raft health in the Prometheus text format, then the node store's analytics.
+async fn prometheus(State(app): State<Shared>) -> Response {
+    let a = app.clone();
+    match tokio::task::spawn_blocking(move || node_families(&a.engine)).await {
+        Ok(Ok(families)) => (
+            [(
+                axum::http::header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
+            omium_engine::prometheus::render(&families),
+        )
+            .into_response(),
+        Ok(Err(e)) => error_response(&e),
+        Err(e) => error_response(&Error::ConsensusUnavailable {
+            detail: format!("the metrics task failed: {e}"),
+        }),
+    }
+}
+
+/// Liveness: the process serves HTTP.
 async fn healthz() -> &'static str {
     "ok"
 }

@@ -405,10 +405,27 @@ pub trait TraceStore: AsRef<Store> {
         pipe_of(store).stats()
     }
 
-    /// Starts exporting spans over OTLP/HTTP (protobuf) in the background.
+    /// Starts exporting spans over OTLP/HTTP (protobuf) in the background, and the store's
+    /// analytics too when a metrics endpoint is given or named by the variables.
     fn enable_otlp_export(&self, config: ExportConfig) -> Result<()> {
         let store: &Store = self.as_ref();
-        pipe_of(store).enable_export(config)
+        let metrics = crate::otlp_metrics::MetricsConfig {
+            endpoint: config
+                .metrics_endpoint
+                .clone()
+                .or_else(crate::otlp_metrics::MetricsConfig::env_endpoint),
+            service_name: config.service_name.clone(),
+            interval: config.metrics_interval,
+            timeout: config.timeout,
+        };
+        if metrics.endpoint.is_some() {
+            metrics.url()?; // refused before anything starts
+        }
+        pipe_of(store).enable_export(config)?;
+        if metrics.endpoint.is_some() {
+            crate::otlp_metrics::export_store(store, metrics)?;
+        }
+        Ok(())
     }
 
     /// The spans of an execution's trace, by start time.

@@ -33,6 +33,12 @@ pub struct ExportConfig {
     pub attempts: u32,
     /// Per-request timeout (default: `OTEL_EXPORTER_OTLP_TIMEOUT`, else 10 s).
     pub timeout: Option<Duration>,
+    /// The full metrics URL: the store's analytics are exported there too
+    /// ([`crate::otlp_metrics`]); None: the `OTEL_EXPORTER_OTLP_METRICS_ENDPOINT` /
+    /// `OTEL_EXPORTER_OTLP_ENDPOINT` variables, and no metrics when neither is set.
+    pub metrics_endpoint: Option<String>,
+    /// Between metrics exports (default: `OTEL_METRIC_EXPORT_INTERVAL`, else 60 s).
+    pub metrics_interval: Option<Duration>,
 }
 
 impl Default for ExportConfig {
@@ -44,6 +50,8 @@ impl Default for ExportConfig {
             batch_size: 512,
             attempts: 3,
             timeout: None,
+            metrics_endpoint: None,
+            metrics_interval: None,
         }
     }
 }

@@ -428,15 +428,34 @@ def trace_html(execution_id: str, path: str | os.PathLike[str] | None = None) ->
     return page
 
 
-def enable_otlp_export(endpoint: str | None = None, *, service_name: str | None = None, queue_capacity: int = 8192) -> None:
+def enable_otlp_export(
+    endpoint: str | None = None,
+    *,
+    service_name: str | None = None,
+    queue_capacity: int = 8192,
+    metrics_endpoint: str | None = None,
+    metrics_interval: float | None = None,
+) -> None:
     """Exports spans over OTLP/HTTP protobuf in the background. ``endpoint`` is the full
     traces URL; by default the standard ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`` /
     ``OTEL_EXPORTER_OTLP_ENDPOINT`` variables (and ``OTEL_EXPORTER_OTLP_HEADERS``,
     ``OTEL_EXPORTER_OTLP_TIMEOUT``, ``OTEL_SERVICE_NAME``) apply. ``omium.init`` calls it when
-    one of those endpoint variables is set."""
+    one of those endpoint variables is set.
+
+    The store's analytics (the instruments of ``omium serve``'s ``/metrics``) are exported
+    too, every ``metrics_interval`` seconds (default ``OTEL_METRIC_EXPORT_INTERVAL`` ms, else
+    60 s), to ``metrics_endpoint`` (the full metrics URL; by default
+    ``OTEL_EXPORTER_OTLP_METRICS_ENDPOINT``, else ``OTEL_EXPORTER_OTLP_ENDPOINT`` +
+    ``/v1/metrics``; none when neither is set)."""
     store = _runtime.store()
     service = service_name or os.environ.get("OTEL_SERVICE_NAME") or _runtime.config().project or "omium"
-    store.enable_otlp_export(endpoint=endpoint, service_name=service, queue_capacity=queue_capacity)
+    store.enable_otlp_export(
+        endpoint=endpoint,
+        service_name=service,
+        queue_capacity=queue_capacity,
+        metrics_endpoint=metrics_endpoint,
+        metrics_interval=metrics_interval,
+    )
 
 
 def flush(timeout: float = 10.0) -> bool:
