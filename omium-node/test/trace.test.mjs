@@ -51,3 +51,40 @@ test("a failing step's span records the exception", async (t) => {
   assert.match(step.statusMessage, /TypeError: nope/);
   assert.equal(step.events[0].name, "exception");
 });
+
+test("enableOtlpExport sends the store's analytics to a metrics endpoint", async (t) => {
+  const http = await import("node:http");
+  const bodies = [];
+  let arrived = () => {};
+  const server = http.createServer((req, res) => {
+    const chunks = [];
+    req.on("data", (c) => chunks.push(c));
+    req.on("end", () => {
+      if (req.url === "/v1/metrics") {
+        assert.equal(req.headers["content-type"], "application/x-protobuf");
+        bodies.push(Buffer.concat(chunks));
+        arrived();
+      }
+      res.writeHead(200, { "content-type": "application/x-protobuf" }).end();
+    });
+  });
+  await new Promise((ok) => server.listen(0, "127.0.0.1", ok));
+  t.after(() => server.close());
+  const base = `http://127.0.0.1:${server.address().port}`;
+  await omium.init({ path: tempDir(t) });
+  t.after(() => omium.shutdown());
+  omium.enableOtlpExport({ endpoint: `${base}/v1/traces`, serviceName: "node-metrics", metricsEndpoint: `${base}/v1/metrics`, metricsIntervalMs: 100 });
+  const step = omium.checkpoint("double", async (x) => x * 2);
+  const wf = omium.workflow("otlp-metrics", async (x) => step(x));
+  assert.equal(await wf.run(21, { executionId: "om1" }), 42);
+  // Cumulative sums: wait for an export made after the run (it names the workflow).
+  const deadline = Date.now() + 30_000;
+  while (!bodies.some((b) => b.includes("otlp-metrics"))) {
+    assert.ok(Date.now() < deadline, `no export named the workflow among ${bodies.length}`);
+    await new Promise((ok) => { arrived = ok; setTimeout(ok, 1000); });
+  }
+  const body = bodies.find((b) => b.includes("otlp-metrics"));
+  for (const name of ["omium_executions_started", "omium_steps", "omium_execution_duration_seconds", "node-metrics"]) {
+    assert.ok(body.includes(name), `${name} is not in the export`);
+  }
+});
