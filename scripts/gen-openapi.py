@@ -494,10 +494,12 @@ add(
     "An operator control of an execution: pause or cancel (a run that holds it stops at its next step "
     "boundary: result `requested`; otherwise `applied` at once), resume a paused one, retry a failed or "
     "cancelled one (both become resumable), recover one whatever stopped it (a run that died, a failure, a cancel, "
-    "a pause: resumable again), or delete one (its data and the chunks no other checkpoint "
-    "uses; `erased` says what). Recorded in the audit log with `by` and `reason`.",
+    "a pause: resumable again), delete one (its data and the chunks no other checkpoint "
+    "uses; `erased` says what), roll one back (`to`), or escalate its open failure (settled as escalated; "
+    "`failure` names it, `notified` says what each channel of its policy made of the notice). Recorded in the "
+    "audit log with `by` and `reason`.",
     {
-        "action": {"type": "string", "enum": ["pause", "cancel", "resume", "retry", "recover", "delete", "rollback"]},
+        "action": {"type": "string", "enum": ["pause", "cancel", "resume", "retry", "recover", "delete", "rollback", "escalate"]},
         "execution_id": S(minLength=1),
         "reason": S(),
         "by": S(),
@@ -514,6 +516,12 @@ add(
             "status": N,
             "erased": OBJ,
             "checkpoint": S(description="the checkpoint a rollback wrote"),
+            "failure": S(description="the failure an escalation settled"),
+            "notified": {
+                "type": "object",
+                "description": "escalate: per channel, `delivered` or why not",
+                "additionalProperties": {"type": "string"},
+            },
         },
     },
 )

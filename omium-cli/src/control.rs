@@ -1,4 +1,4 @@
-//! `omium pause|cancel|retry|delete EXECUTION` (and `resume` of a store another process holds):
+//! `omium pause|cancel|retry|recover|escalate|delete EXECUTION` (and `resume` of a store another process holds):
 //! operator controls, applied by the store's writer — this process when nobody holds the store,
 //! else the process that does, through the store's control mailbox.
 
@@ -22,7 +22,7 @@ pub fn run(
         reason.map(str::to_string),
         by.map(str::to_string),
     );
-    let reply = store.request_control(&request)?;
+    let reply = omium_core::recovery::control(store, &request)?;
     print(out, as_json, &reply);
     Ok(())
 }
@@ -58,9 +58,13 @@ fn print(out: &mut impl Write, as_json: bool, r: &Reply) {
                 Action::Recover => "recovered",
                 Action::Delete => "deleted",
                 Action::Rollback => "rolled back",
+                Action::Escalate => "escalated",
             },
             r.status.as_deref().unwrap_or("-")
         ),
     };
     let _ = writeln!(out, "{}: {what}", r.execution);
+    for (channel, outcome) in r.notified.iter().filter_map(|n| n.as_object()).flatten() {
+        let _ = writeln!(out, "  told {channel}: {}", outcome.as_str().unwrap_or("-"));
+    }
 }

@@ -230,6 +230,16 @@ enum Command {
         #[arg(long)]
         by: Option<String>,
     },
+    /// Hand an execution's open failure to people: it is settled as escalated, the channels
+    /// of its policy are told (event `omium.failure.escalation`), and the execution keeps its
+    /// status for whoever takes it over.
+    Escalate {
+        execution: String,
+        #[arg(long)]
+        reason: Option<String>,
+        #[arg(long)]
+        by: Option<String>,
+    },
     /// Erase an execution (data-subject requests): its record, checkpoints, input and
     /// output, and the chunks no other checkpoint uses; the audit log keeps who erased what.
     Delete {
@@ -912,6 +922,11 @@ fn run(cli: &Cli) -> Result<ExitCode, Error> {
             reason,
             by,
         }
+        | Command::Escalate {
+            execution,
+            reason,
+            by,
+        }
         | Command::Delete {
             execution,
             reason,
@@ -922,6 +937,7 @@ fn run(cli: &Cli) -> Result<ExitCode, Error> {
                 Command::Cancel { .. } => Action::Cancel,
                 Command::Retry { .. } => Action::Retry,
                 Command::Recover { .. } => Action::Recover,
+                Command::Escalate { .. } => Action::Escalate,
                 _ => Action::Delete,
             };
             let store = open_reader(cli)?;

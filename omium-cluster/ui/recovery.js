@@ -1,5 +1,5 @@
 // Recovery: open failures with their root cause and suggested fix, and what an operator does
-// about them (apply the fix, resume, roll back); MTTR and failure patterns by type
+// about them (apply the fix, resume, roll back, escalate); MTTR and failure patterns by type
 // and agent.
 // API: failures {} (every record; shown newest first, filtered here by outcome),
 //      recovery_metrics {} (rate, MTTR mean/p50/p95, counts by type, outcome and action),
@@ -7,7 +7,8 @@
 //      metrics {since: "30d", by: ["failure_type", "agent"]} (the pattern matrix),
 //      history {execution_id} (rollback targets); actions: resume {execution_id, state_json?, by}
 //      (apply fix: the edited state is the paused step's result), resume {execution_id, by},
-//      rollback {execution_id, to?, reason} (control rollback as a fallback).
+//      rollback {execution_id, to?, reason} (control rollback as a fallback),
+//      control {action: "escalate", execution_id, reason, by} (answers the channels told).
 
 import { call } from '/ui/api.js';
 import { h, replace, fmt, badge, errorBox, loading, panel, toast, toastError, confirmDialog, actionButton, select, query, setQuery, pretty, execLink } from '/ui/ui.js';
@@ -78,7 +79,8 @@ export async function render(root, ctx) {
     const actions = h('div', { class: 'fc-actions' },
       actionButton({ test: 'action-apply-fix', label: 'Apply fix…', method: 'resume', kind: 'btn-primary', onclick: () => applyFix(f), disabledReason: needPaused }),
       actionButton({ test: 'action-resume', label: 'Resume', method: 'resume', onclick: () => resume(f), disabledReason: needPaused }),
-      actionButton({ test: 'action-rollback', label: 'Roll back…', method: ROLLBACK, onclick: () => rollback(f) }));
+      actionButton({ test: 'action-rollback', label: 'Roll back…', method: ROLLBACK, onclick: () => rollback(f) }),
+      actionButton({ test: 'action-escalate', label: 'Escalate…', method: 'control', onclick: () => escalate(f), disabledReason: settled ? `The failure is settled (${f.outcome})` : '' }));
     const open = !settled ? ` · open for ${fmt.dur(Date.now() - f.created_at_ms)}` : f.resolved_at_ms ? ` · settled after ${fmt.dur(f.resolved_at_ms - f.created_at_ms)}` : '';
     return h('div', { class: 'failure-row failure-card compact', 'data-test': 'failure-row', 'data-failure': f.id, 'data-execution': f.execution_id, 'data-outcome': f.outcome, 'data-type': f.kind },
       h('div', { class: 'fc-head' },
@@ -169,6 +171,22 @@ export async function render(root, ctx) {
       toast(`rollback: applied — ${f.execution_id} rolled back to ${sel.value ? sel.options[sel.selectedIndex].text : 'its last consistent checkpoint'}`, 'ok');
       load(true);
     } catch (e) { toastError(e, 'rollback'); }
+  }
+
+  async function escalate(f) {
+    const ok = await confirmDialog({
+      title: `Escalate ${f.execution_id}?`,
+      body: h('p', null, 'The failure is handed to people: it is settled as escalated, the channels of its policy are told, and the execution keeps its status for whoever takes it over.'),
+      confirmLabel: 'Escalate', danger: true,
+    });
+    if (!ok) return;
+    try {
+      const r = await call('control', { action: 'escalate', execution_id: f.execution_id, reason: ok.reason || undefined, by: by() });
+      const told = Object.entries(r.notified || {});
+      const summary = told.length ? told.map(([c, o]) => `${c}: ${o}`).join(', ') : 'no channel has a webhook';
+      toast(`escalate: applied — ${f.execution_id} escalated (${summary})`, told.every(([, o]) => o === 'delivered') ? 'ok' : 'error');
+      load(true);
+    } catch (e) { toastError(e, 'escalate'); }
   }
 
   async function drawCharts(rm) {

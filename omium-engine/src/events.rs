@@ -142,6 +142,11 @@ pub const TYPES: &[(&str, &str, &str)] = &[
         "A person resumed a paused failure.",
     ),
     (
+        "failure.escalate",
+        "recovery.escalated",
+        "An operator escalated a failure: it is settled as escalated and the channels of its policy were told.",
+    ),
+    (
         "policy.apply",
         "policy.applied",
         "A recovery policy version was applied.",

@@ -1,5 +1,5 @@
 /**
- * Operator controls: pause, cancel, retry, recover or delete an execution from outside the code that
+ * Operator controls: pause, cancel, retry, recover, escalate or delete an execution from outside the code that
  * runs it. A pause or cancel of an execution a run holds reaches that run at its next step
  * boundary (the run rejects with `ExecutionPaused` / `ExecutionCancelled` before the step's body
  * runs); otherwise it applies at once. Every control is audited with `by` and `reason` and is an
@@ -17,13 +17,17 @@ export interface ControlOptions {
 
 /** What became of a control. */
 export interface ControlReply {
-  action: "pause" | "cancel" | "resume" | "retry" | "recover" | "delete";
+  action: "pause" | "cancel" | "resume" | "retry" | "recover" | "delete" | "escalate";
   execution: string;
   /** `applied` at once, or `requested`: a run holds the execution and stops at its next step. */
   result: "applied" | "requested";
   status: string | null;
   /** What a delete erased. */
   erased?: { checkpoints: number; chunks: number };
+  /** The failure an escalation settled. */
+  failure?: string;
+  /** An escalation's notices: per channel of the failure's policy, `delivered` or why not. */
+  notified?: Record<string, string>;
 }
 
 async function control(action: string, executionId: string, o: ControlOptions): Promise<ControlReply> {
@@ -53,6 +57,14 @@ export function retry(executionId: string, options: ControlOptions = {}): Promis
  */
 export function recoverExecution(executionId: string, options: ControlOptions = {}): Promise<ControlReply> {
   return control("recover", executionId, options);
+}
+
+/**
+ * Hands the execution's open failure to people: it is settled as escalated, the channels of its
+ * policy are told (event `omium.failure.escalation`), and the execution keeps its status.
+ */
+export function escalate(executionId: string, options: ControlOptions = {}): Promise<ControlReply> {
+  return control("escalate", executionId, options);
 }
 
 /** Erases an execution (its record, checkpoints, input, output and unshared chunks); audited. */

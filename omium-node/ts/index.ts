@@ -114,7 +114,7 @@ export {
   startAlerts,
 } from "./analytics";
 export { type CloudEvent, type EventsOptions, events } from "./events";
-export { type ControlOptions, type ControlReply, cancel, deleteExecution, pause, recoverExecution, retry } from "./control";
+export { type ControlOptions, type ControlReply, cancel, deleteExecution, escalate, pause, recoverExecution, retry } from "./control";
 export {
   type Failure,
   type Notifier,

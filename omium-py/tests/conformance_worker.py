@@ -145,6 +145,8 @@ def operate(scenario: dict[str, Any], item: dict[str, Any]) -> dict[str, Any]:
         elif op == "resume":
             kw = {"state": item["state"]} if "state" in item else {}
             omium.resume(execution, run=False, **kw)
+        elif op == "escalate":
+            omium.escalate(execution, reason=item.get("reason"))
         else:
             raise ValueError(f"unknown op {op!r}")
     except Exception as e:

@@ -189,3 +189,68 @@ def test_a_cancel_or_pause_interrupts_a_step_that_awaits(store):
     assert omium.get_execution("aw-cancel").status == "cancelled"
     assert omium.get_execution("aw-pause").status == "paused"
     assert omium.history("aw-cancel") == [] and omium.history("aw-pause") == []
+
+
+def test_escalate_from_the_cli_settles_the_open_failure_and_tells_the_policys_channels(tmp_path, monkeypatch):
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    got: list[dict] = []
+
+    class Hook(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+            got.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Hook)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setenv("OMIUM_WEBHOOK_ALLOW", "127.0.0.1")
+    store = tmp_path / "store"
+    try:
+        omium.init(path=store)
+        omium.policy.apply(
+            f"recovery:\n  on_error: [pause]\nchannels:\n  ops: {{webhook: 'http://127.0.0.1:{server.server_address[1]}/hook'}}\n"
+        )
+
+        @omium.checkpoint("charge")
+        def charge() -> None:
+            raise ValueError("card declined")
+
+        @omium.workflow("billing")
+        def billing() -> None:
+            charge()
+
+        with pytest.raises(omium.errors.ExecutionPaused):
+            billing.run(execution_id="bill-1")
+        omium.shutdown()
+
+        reply = cli(store, "escalate", "bill-1", "--reason", "needs a human", "--by", "alice")
+        assert reply["action"] == "escalate" and reply["status"] == "paused" and reply["failure"], reply
+        assert reply["notified"] == {"ops": "delivered"}, reply
+        [notice] = got
+        assert notice["event"] == "omium.failure.escalation" and notice["escalated_by"] == "alice", notice
+        assert notice["reason"] == "needs a human" and notice["failure"]["id"] == reply["failure"], notice
+        assert notice["failure"]["outcome"] == "escalated" and notice["failure"]["step"] == "charge", notice
+
+        actions = cli(store, "recoveries", "--execution", "bill-1")
+        assert [(a["action"], a["outcome"]) for a in actions] == [("pause", "ok"), ("escalate", "ok")], actions
+        assert actions[-1]["detail"] == {"by": "alice", "reason": "needs a human"}, actions
+        # Settled: a second escalation is refused, and the execution is still paused for whoever
+        # takes it over.
+        p = subprocess.run([omium_bin(), "--store", str(store), "escalate", "bill-1"], capture_output=True, text=True)
+        assert p.returncode == 1 and "no open failure to escalate" in p.stderr, p.stderr
+        feed = [omium_bin(), "--store", str(store), "--json", "events", "--type", "recovery.escalated"]
+        events = subprocess.run(feed, capture_output=True, text=True, check=True).stdout
+        assert '"subject"' in events and reply["failure"] in events, events
+        omium.init(path=store)
+        assert omium.get_execution("bill-1").status == "paused"
+        [failure] = omium.failures(execution_id="bill-1")
+        assert failure.outcome == "escalated" and failure.resolved_at is not None, failure
+        assert omium.recovery_metrics()["escalated"] == 1
+    finally:
+        omium.shutdown()
+        server.shutdown()

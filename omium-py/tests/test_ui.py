@@ -4,7 +4,7 @@ writing. Keys are issued before the application starts; the dashboard asks for o
 
 The test watches the live feed pick up a new execution, opens it, rolls it back from the page
 and sees the application's re-run; gives a paused execution the corrected output of its failed
-step (the recovery page's "apply fix"); downloads the monthly report; and checks that a reader's
+step (the recovery page's "apply fix") and escalates another; downloads the monthly report; and checks that a reader's
 buttons are disabled and that the server refuses the reader's call anyway. Each page is
 screenshotted (into $OMIUM_UI_SCREENSHOTS when set: docs/ui/ holds the ones docs/ui.md shows)."""
 
@@ -198,6 +198,30 @@ def test_apply_the_fix_to_a_paused_execution_from_the_recovery_page(dash, browse
     resumed = [a for a in failures[-1]["actions"] if a["action"] == "resume"]
     detail = json.loads(resumed[-1]["detail"])
     assert detail["state_edited"] is True and "key:ops" in detail["by"], failures[-1]
+    assert errors == []
+    ctx.close()
+
+
+def test_escalate_a_paused_execution_from_the_recovery_page(dash, browser, tmp_path):
+    dash.start("stuck-2")
+    dash.wait_status("stuck-2", "paused")
+    ctx, page, errors = login(browser, dash, dash.ops, "#/recovery")
+    rows = page.locator('[data-test="failure-row"][data-execution="stuck-2"]')
+    expect(rows.first).to_be_visible(timeout=WAIT)
+    rows.first.get_by_test_id("action-escalate").click()
+    page.get_by_test_id("confirm-reason").fill("card provider down")
+    page.get_by_test_id("confirm").click()
+    expect(page.get_by_test_id("toast")).to_have_attribute("data-kind", "ok", timeout=WAIT)
+    # Settled as escalated, so it leaves the open failures; the application (the writer) wrote
+    # it, and the execution stays paused for whoever takes it over.
+    expect(rows).to_have_count(0, timeout=WAIT)
+    status, failures = dash.post("failures", {"execution_id": "stuck-2"}, dash.ops)
+    assert status == 200 and failures[-1]["outcome"] == "escalated", failures
+    detail = json.loads(failures[-1]["actions"][-1]["detail"])
+    assert detail["reason"] == "card provider down" and "ops" in detail["by"], detail
+    dash.wait_status("stuck-2", "paused")
+    status, refused = dash.post("control", {"action": "escalate", "execution_id": "stuck-2"}, dash.viewer)
+    assert status == 403, refused
     assert errors == []
     ctx.close()
 

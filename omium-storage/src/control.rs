@@ -52,6 +52,9 @@ pub enum Action {
     /// for the last consistent one): the rollback of a process that cannot write (`omium ui`
     /// beside an application), carried out by the writer.
     Rollback,
+    /// Hand the execution's open failure to people: it is settled as escalated (see
+    /// [`Store::escalate_failure`]); the execution keeps its status.
+    Escalate,
 }
 
 impl Action {
@@ -64,6 +67,7 @@ impl Action {
             Action::Recover => "recover",
             Action::Delete => "delete",
             Action::Rollback => "rollback",
+            Action::Escalate => "escalate",
         }
     }
 
@@ -77,12 +81,13 @@ impl Action {
             "recover" => Action::Recover,
             "delete" => Action::Delete,
             "rollback" => Action::Rollback,
+            "escalate" => Action::Escalate,
             other => {
                 return Err(Error::InvalidArgument {
                     what: "control",
                     detail: format!(
                         "{other:?}; expected one of \"pause\", \"cancel\", \"resume\", \"retry\", \
-                         \"recover\", \"delete\", \"rollback\""
+                         \"recover\", \"delete\", \"rollback\", \"escalate\""
                     ),
                 })
             }
@@ -124,9 +129,33 @@ pub struct Reply {
     /// The checkpoint a rollback wrote.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub checkpoint: Option<String>,
+    /// The failure an escalation settled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<String>,
+    /// An escalation's notices: per channel of the failure's policy, `delivered` or why not
+    /// (sent by the engine, `omium_engine::recovery::escalate`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notified: Option<serde_json::Value>,
     /// The error, when the control was refused: `{"code", "message"}`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<serde_json::Value>,
+}
+
+impl Reply {
+    /// The reply to a control the writer refused with `e`.
+    fn refused(action: Action, execution: &str, e: &Error) -> Reply {
+        Reply {
+            action,
+            execution: execution.into(),
+            result: "refused".into(),
+            status: None,
+            erased: None,
+            checkpoint: None,
+            failure: None,
+            notified: None,
+            error: Some(serde_json::json!({"code": e.code(), "message": e.to_string()})),
+        }
+    }
 }
 
 /// Who a control names when the caller does not say: `user@host`.
@@ -189,9 +218,18 @@ impl Store {
                 status: status_of(self.execution(execution)?.status),
                 erased: None,
                 checkpoint,
+                failure: None,
+                notified: None,
                 error: None,
             })
         };
+        if action == Action::Escalate {
+            let f = self.escalate_failure(execution, &request.by, request.reason.as_deref())?;
+            return applied(None).map(|r| Reply {
+                failure: Some(f.id),
+                ..r
+            });
+        }
         if let (Action::Resume, Some(state)) = (action, &request.state) {
             self.resume_paused(execution, Some(state), Some(&request.by))?;
             return applied(None);
@@ -217,6 +255,8 @@ impl Store {
                 status: None,
                 erased: Some(serde_json::json!({"checkpoints": checkpoints, "chunks": chunks})),
                 checkpoint: None,
+                failure: None,
+                notified: None,
                 error: None,
             });
         }
@@ -271,7 +311,9 @@ impl Store {
                         return Err(refuse("a live run holds it; pause or cancel it first"))
                     }
                     (Action::Recover, _) => (Status::Pending, "execution.recover"),
-                    (Action::Delete | Action::Rollback, _) => unreachable!("handled above"),
+                    (Action::Delete | Action::Rollback | Action::Escalate, _) => {
+                        unreachable!("handled above")
+                    }
                 };
                 if action == Action::Resume
                     || (action == Action::Recover && e.status == Status::Paused)
@@ -322,6 +364,8 @@ impl Store {
             },
             erased: None,
             checkpoint: None,
+            failure: None,
+            notified: None,
             error: None,
         })
     }
@@ -419,24 +463,10 @@ impl Store {
                         detail: format!("{}: {e}", claimed.display()),
                     })
                 }) {
-                Ok(req) => self.control(&req).unwrap_or_else(|e| Reply {
-                    action: req.action,
-                    execution: req.execution.clone(),
-                    result: "refused".into(),
-                    status: None,
-                    erased: None,
-                    checkpoint: None,
-                    error: Some(serde_json::json!({"code": e.code(), "message": e.to_string()})),
-                }),
-                Err(e) => Reply {
-                    action: Action::Pause,
-                    execution: String::new(),
-                    result: "refused".into(),
-                    status: None,
-                    erased: None,
-                    checkpoint: None,
-                    error: Some(serde_json::json!({"code": e.code(), "message": e.to_string()})),
-                },
+                Ok(req) => self
+                    .control(&req)
+                    .unwrap_or_else(|e| Reply::refused(req.action, &req.execution, &e)),
+                Err(e) => Reply::refused(Action::Pause, "", &e),
             };
             let out = claimed.with_extension("reply");
             let tmp = claimed.with_extension("replying");

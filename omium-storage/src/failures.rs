@@ -196,6 +196,58 @@ impl Store {
         Ok(Some(f))
     }
 
+    /// An operator hands the newest unsettled failure of `execution_id` to people: its open
+    /// actions are closed, an `escalate` action names `by` and `reason`, and it is settled as
+    /// escalated (it counts so in the recovery figures). The execution keeps its status (a
+    /// paused one stays paused for whoever takes it over). Written with the audit entry
+    /// `failure.escalate`; notifying the policy's channels is the engine's
+    /// (`omium_engine::recovery::notify_escalation`).
+    pub fn escalate_failure(
+        &self,
+        execution_id: &str,
+        by: &str,
+        reason: Option<&str>,
+    ) -> Result<FailureRecord> {
+        self.require_writer("escalating a failure")?;
+        let exec = self.execution(execution_id)?;
+        let Some(mut f) = self
+            .failures(Some(execution_id))?
+            .into_iter()
+            .rev()
+            .find(|f| !f.outcome.is_final())
+        else {
+            return Err(Error::InvalidState {
+                execution: execution_id.into(),
+                status: exec.status.to_string(),
+                detail: "it has no open failure to escalate (every failure of it is settled)"
+                    .into(),
+            });
+        };
+        let now = now_ms();
+        // A pause did its part (it waited for a person, who came); anything else pending is
+        // overtaken by the escalation.
+        for a in f.actions.iter_mut().filter(|a| a.outcome == "pending") {
+            a.outcome = if a.action == "pause" {
+                "ok"
+            } else {
+                "superseded"
+            }
+            .into();
+            a.ended_at_ms = Some(now);
+        }
+        f.actions.push(ActionRecord {
+            action: "escalate".into(),
+            detail: serde_json::json!({"by": by, "reason": reason}).to_string(),
+            outcome: "ok".into(),
+            started_at_ms: now,
+            ended_at_ms: Some(now),
+        });
+        f.outcome = Outcome::Escalated;
+        f.resolved_at_ms = Some(now);
+        self.put_failure(&f, "failure.escalate")?;
+        Ok(f)
+    }
+
     /// Resumes a paused execution: with `state`, the step that paused it is recorded with that
     /// state (a human's corrected output), so it is not run again; without, it runs again.
     /// Returns the failure that had paused it, if one did.

@@ -773,17 +773,7 @@ impl Recovery {
 
     /// The JSON a notification carries.
     pub fn payload(&self, event: &str) -> serde_json::Value {
-        let f = &self.record;
-        serde_json::json!({
-            "event": event,
-            "failure": {
-                "id": f.id, "execution_id": f.execution_id, "workflow": f.workflow, "tenant": f.tenant,
-                "step": f.step, "agent": f.agent, "type": f.kind.as_str(), "error_class": f.error_class,
-                "message": f.message, "rule": f.rule, "scope": f.scope, "root_cause": f.root_cause,
-                "suggested_fix": f.suggested_fix, "attempts": self.attempts, "outcome": f.outcome.as_str(),
-                "created_at_ms": f.created_at_ms,
-            },
-        })
+        failure_payload(&self.record, self.attempts, event)
     }
 
     /// Sends the webhooks of `channels` (those that have one), returning per channel whether
@@ -793,20 +783,111 @@ impl Recovery {
         channels: &[String],
         event: &str,
     ) -> Vec<(String, std::result::Result<(), String>)> {
-        let payload = self.payload(event);
-        channels
-            .iter()
-            .filter_map(|c| {
-                let ch = self.effective.channel(c)?;
-                let url = ch.webhook.as_ref()?;
-                let body = match ch.format {
-                    WebhookFormat::Json => payload.to_string(),
-                    WebhookFormat::Slack => slack_body(&payload).to_string(),
-                };
-                Some((c.clone(), post_webhook(url, &body)))
-            })
-            .collect()
+        send_notices(&self.effective, channels, &self.payload(event))
     }
+}
+
+/// The JSON a notification about failure `f` carries (`attempts` made so far).
+pub fn failure_payload(f: &FailureRecord, attempts: u32, event: &str) -> serde_json::Value {
+    serde_json::json!({
+        "event": event,
+        "failure": {
+            "id": f.id, "execution_id": f.execution_id, "workflow": f.workflow, "tenant": f.tenant,
+            "step": f.step, "agent": f.agent, "type": f.kind.as_str(), "error_class": f.error_class,
+            "message": f.message, "rule": f.rule, "scope": f.scope, "root_cause": f.root_cause,
+            "suggested_fix": f.suggested_fix, "attempts": attempts, "outcome": f.outcome.as_str(),
+            "created_at_ms": f.created_at_ms,
+        },
+    })
+}
+
+/// Sends `payload` to the webhooks of `channels` of `effective` (those that have one),
+/// returning per channel whether it was delivered or why not.
+pub fn send_notices(
+    effective: &Effective,
+    channels: &[String],
+    payload: &serde_json::Value,
+) -> Vec<(String, std::result::Result<(), String>)> {
+    channels
+        .iter()
+        .filter_map(|c| {
+            let ch = effective.channel(c)?;
+            let url = ch.webhook.as_ref()?;
+            let body = match ch.format {
+                WebhookFormat::Json => payload.to_string(),
+                WebhookFormat::Slack => slack_body(payload).to_string(),
+            };
+            Some((c.clone(), post_webhook(url, &body)))
+        })
+        .collect()
+}
+
+/// Applies an operator control through whichever process can (`Store::request_control`) and
+/// reads what it wrote; an escalation also tells the failure's channels ([`escalate`]). The
+/// CLI, `omium serve` and every binding's embedded store control executions through here.
+pub fn control(store: &Store, request: &crate::control::Request) -> Result<crate::control::Reply> {
+    if request.action == crate::control::Action::Escalate {
+        return escalate(store, request);
+    }
+    let reply = store.request_control(request)?;
+    store.refresh()?;
+    Ok(reply)
+}
+
+/// An operator's escalation of `request.execution`'s open failure ([`Store::escalate_failure`],
+/// carried out by the store's writer, through the control mailbox when another process holds
+/// the store), then the notices ([`notify_escalation`]). The reply names the failure and
+/// carries what each channel made of its notice (`notified`).
+pub fn escalate(store: &Store, request: &crate::control::Request) -> Result<crate::control::Reply> {
+    let mut reply = store.request_control(request)?;
+    store.refresh()?;
+    let failure = store
+        .failures(Some(&request.execution))?
+        .into_iter()
+        .find(|f| Some(&f.id) == reply.failure.as_ref())
+        .ok_or_else(|| Error::InvalidState {
+            execution: request.execution.clone(),
+            status: reply.status.clone().unwrap_or_default(),
+            detail: "the escalated failure is not in the store any more".into(),
+        })?;
+    reply.notified = Some(notify_escalation(
+        store,
+        &failure,
+        &request.by,
+        request.reason.as_deref(),
+    )?);
+    Ok(reply)
+}
+
+/// Tells the channels of the policies in force for failure `f` (settled as escalated by an
+/// operator, [`Store::escalate_failure`]) that `by` escalated it: the event
+/// `omium.failure.escalation`, as a policy's `escalate` action sends it, plus `escalated_by`
+/// and `reason`. Answers `{channel: "delivered" | why not}`; a dead webhook fails nothing.
+pub fn notify_escalation(
+    store: &Store,
+    f: &FailureRecord,
+    by: &str,
+    reason: Option<&str>,
+) -> Result<serde_json::Value> {
+    use crate::PolicyStore as _;
+    let effective = store.effective_policy(&f.tenant, Some(&f.workflow), f.step.as_deref())?;
+    let attempts = 1 + f.actions.iter().filter(|a| a.action == "retry").count() as u32;
+    let mut payload = failure_payload(f, attempts, "omium.failure.escalation");
+    payload["escalated_by"] = serde_json::json!(by);
+    payload["reason"] = serde_json::json!(reason);
+    let channels = effective.channel_names();
+    payload["channels"] = serde_json::json!(channels);
+    let sent = send_notices(&effective, &channels, &payload);
+    Ok(serde_json::Value::Object(
+        sent.into_iter()
+            .map(|(c, r)| {
+                (
+                    c,
+                    serde_json::json!(r.err().unwrap_or_else(|| "delivered".into())),
+                )
+            })
+            .collect(),
+    ))
 }
 
 /// The target of a rollback a policy decided (`last_consistent`, a checkpoint id or name).

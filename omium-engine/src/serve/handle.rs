@@ -579,7 +579,7 @@ impl StoreHandle {
     /// boundary of the run that holds the execution.
     pub fn control(&self, request: &crate::control::Request) -> Result<crate::control::Reply> {
         match self {
-            StoreHandle::Local(s) => s.request_control(request),
+            StoreHandle::Local(s) => crate::recovery::control(s, request),
             StoreHandle::Remote(c) => Self::get(
                 c,
                 "control",

@@ -302,9 +302,7 @@ pub fn call(store: &Store, method: &str, args: Args<'_>) -> Result<Value> {
             request.to = a.opt_str("to")?;
             // The writer applies it; a read-only handle (omium ui beside an application)
             // hands it to the writer's mailbox, then reads what the writer wrote.
-            let reply = store.request_control(&request)?;
-            store.refresh()?;
-            to_value(&reply)
+            to_value(&crate::recovery::control(store, &request)?)
         }
         "executions.page" => {
             let limit: usize = a.opt("limit", "a whole number")?.unwrap_or(50);

@@ -20,7 +20,7 @@ RocksDB store (``omium.init(path=...)``; no server)::
 
 from . import consensus, policy, workflows
 from ._analytics import Alerts, acknowledge_alert, alerts, evaluate_alerts, metrics, record_spend, start_alerts
-from ._control import cancel, delete_execution, pause, recover_execution, retry
+from ._control import cancel, delete_execution, escalate, pause, recover_execution, retry
 from ._events import aevents, events
 from ._omium import FORMAT_VERSION, Store, __version__
 from ._recovery import (
@@ -192,6 +192,7 @@ __all__ = [
     "delete_execution",
     "diff",
     "enable_otlp_export",
+    "escalate",
     "evaluate_alerts",
     "events",
     "execution",

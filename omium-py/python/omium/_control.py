@@ -44,6 +44,13 @@ def recover_execution(execution_id: str, *, reason: str | None = None, by: str |
     return _control("recover", execution_id, reason, by)
 
 
+def escalate(execution_id: str, *, reason: str | None = None, by: str | None = None) -> dict[str, Any]:
+    """Hands the execution's open failure to people: it is settled as escalated, the channels
+    of its policy are told (event ``omium.failure.escalation``; the reply's ``notified`` says
+    per channel ``delivered`` or why not), and the execution keeps its status."""
+    return _control("escalate", execution_id, reason, by)
+
+
 def delete_execution(execution_id: str, *, reason: str | None = None, by: str | None = None) -> dict[str, Any]:
     """Erases an execution (a data-subject request): its record, checkpoints, input and output,
     and the chunks no other checkpoint uses. The audit log keeps who erased it and what

@@ -184,6 +184,15 @@ fn operate(store: &Store, scenario: &Value, op: &str, item: &Value, execution: &
                 .resume(execution, state.as_deref(), None)
                 .map(|_| execution.to_string())
         }
+        "escalate" => {
+            let request = omium_core::control::Request::new(
+                omium_core::control::Action::Escalate,
+                execution,
+                item["reason"].as_str().map(str::to_string),
+                None,
+            );
+            omium_core::recovery::control(store, &request).map(|_| execution.to_string())
+        }
         other => panic!("the Rust runner has no op {other:?}"),
     };
     match done {
