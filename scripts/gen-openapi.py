@@ -404,6 +404,29 @@ add(
 )
 add("spans", "traces", "The spans of an execution.", EID, ["execution_id"], A(R("Span")))
 add(
+    "agent_graph",
+    "traces",
+    "Who handed work to whom in an execution's trace: its agents in the order they first started (`main` for "
+    "spans of no agent), and an edge A → B when a span of B is the child of a span of A (else when B is the "
+    "next agent to start), with how often.",
+    EID,
+    ["execution_id"],
+    {
+        "type": "object",
+        "required": ["agents", "edges"],
+        "properties": {
+            "agents": A(S()),
+            "edges": A(
+                {
+                    "type": "object",
+                    "required": ["from", "to", "count"],
+                    "properties": {"from": S(), "to": S(), "count": INT},
+                }
+            ),
+        },
+    },
+)
+add(
     "record_spans",
     "traces",
     "Store spans (workers send them in batches).",
@@ -640,7 +663,9 @@ add(
     "operations",
     "The Raft cluster of the `omium node`s this server was given (`omium ui --node`): leader, term, the "
     "leader's commit index, and each member's role, state, applied index (`matched`) and lag, asked of each "
-    "member once (an unreachable one says so in `state` and `error`). Without nodes: `configured` false.",
+    "member once (an unreachable one says so in `state` and `error`); and the sync state of the executions "
+    "stores pushed to it (newest 200; `here`: this store has the same head, is ahead with a push to come, "
+    "is behind, or does not have it). Without nodes: `configured` false.",
     {},
     [],
     {
@@ -668,6 +693,28 @@ add(
                     },
                 }
             ),
+            "executions": A(
+                {
+                    "type": "object",
+                    "required": ["id", "tenant", "workflow", "status", "owner", "checkpoints", "here"],
+                    "properties": {
+                        "id": S(),
+                        "tenant": S(),
+                        "workflow": S(),
+                        "status": S(),
+                        "owner": S(),
+                        "owner_host": S(),
+                        "head": N,
+                        "checkpoints": INT,
+                        "lease_left_ms": INT,
+                        "updated_at_ms": INT,
+                        "log_index": INT,
+                        "here": {"type": "string", "enum": ["in_sync", "ahead", "behind", "not_here"]},
+                    },
+                }
+            ),
+            "synced_total": INT,
+            "sync_error": N,
         },
     },
 )

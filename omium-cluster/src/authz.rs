@@ -65,6 +65,7 @@ pub const METHODS: &[(&str, &str)] = &[
     ("policy_version", "read"),
     ("policy_defaults", "read"),
     ("spans", "read"),
+    ("agent_graph", "read"),
     ("events", "read"),
     ("alerts", "read"),
     ("status", "read"),

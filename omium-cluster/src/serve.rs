@@ -129,6 +129,8 @@ struct Upload {
 
 /// How stale a read-only store (the dashboard beside an application) may be.
 const REFRESH: Duration = Duration::from_millis(50);
+/// Synced executions the `cluster` answer lists at most (newest first; `synced_total` counts all).
+const SYNCED_SHOWN: usize = 200;
 
 /// A token bucket: `rate` tokens a second, holding at most two seconds' worth.
 struct Bucket {
@@ -717,6 +719,7 @@ impl App {
     /// `cluster`: the Raft cluster of the nodes this daemon was given — leader, term, members,
     /// and how far each member's applied log lags the leader's commit (asked of each member,
     /// one attempt each: an unreachable member is shown as such, not waited for).
+    /// `cluster`: the nodes given with `--node` and the sync state of the executions they hold.
     fn cluster_status(&self) -> Result<Value> {
         use crate::consensus::network::RemoteClient;
         use crate::consensus::node::ClusterStatus;
@@ -764,12 +767,52 @@ impl App {
                 })
             })
             .collect();
+        // The sync state of executions: what the cluster holds (newest first), and whether this
+        // store has the same head, more checkpoints (a push to come), fewer, or none of it.
+        let synced: Result<Vec<crate::sync::SyncedSummary>> = tokio::runtime::Handle::current()
+            .block_on(
+                RemoteClient::new(&self.cluster)?
+                    .with_patience(Duration::from_secs(2))
+                    .call_postcard("/sync/executions", &(), Duration::from_secs(5)),
+            );
+        let (executions, sync_error) = match synced {
+            Ok(mut all) => {
+                all.sort_by_key(|x| std::cmp::Reverse(x.meta.updated_at_ms));
+                let total = all.len();
+                let list: Vec<Value> = all
+                    .iter()
+                    .take(SYNCED_SHOWN)
+                    .map(|x| {
+                        let here = match self.store.execution(&x.execution.id) {
+                            Ok(e) if e.head == x.meta.head => "in_sync",
+                            Ok(e) if e.checkpoint_count > x.meta.checkpoints => "ahead",
+                            Ok(_) => "behind",
+                            Err(_) => "not_here",
+                        };
+                        json!({
+                            "id": x.execution.id, "tenant": x.execution.tenant,
+                            "workflow": x.execution.workflow, "status": x.execution.status.as_str(),
+                            "owner": x.meta.owner, "owner_host": x.meta.owner_host,
+                            "head": x.meta.head.map(|h| h.to_string()),
+                            "checkpoints": x.meta.checkpoints, "lease_left_ms": x.lease_left_ms,
+                            "updated_at_ms": x.meta.updated_at_ms, "log_index": x.meta.log_index,
+                            "here": here,
+                        })
+                    })
+                    .collect();
+                ((list, total), None)
+            }
+            Err(e) => ((Vec::new(), 0), Some(e.to_string())),
+        };
         Ok(json!({
             "configured": true,
             "leader": s.leader,
             "term": s.term,
             "committed": s.committed,
             "nodes": nodes,
+            "executions": executions.0,
+            "synced_total": executions.1,
+            "sync_error": sync_error,
         }))
     }
 
@@ -816,7 +859,7 @@ impl App {
     /// Drops from a list answer what belongs to other tenants.
     fn only_tenant(&self, caller: &Caller, method: &str, mut answer: Value) -> Value {
         match method {
-            "executions" | "resumable" | "failures" | "executions.page" => {
+            "executions" | "resumable" | "failures" | "executions.page" | "cluster" => {
                 let items = match &mut answer {
                     Value::Object(m) => m.get_mut("executions"),
                     other => Some(other),

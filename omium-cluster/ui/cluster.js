@@ -1,11 +1,12 @@
 // Cluster: the Raft group this store belongs to (leader, term, nodes and how far each lags),
 // what the server serves, and the space the store uses.
 // API: cluster {} -> {configured: false} | {configured: true, leader, term, nodes: [{id, addr,
-//      role, matched, lag}]}; GET /v1/status (store, durability, version, runs, caller);
+//      role, matched, lag}], executions: [{id, tenant, workflow, status, owner, owner_host,
+//      head, checkpoints, lease_left_ms, updated_at_ms, here}], synced_total, sync_error}; GET /v1/status (store, durability, version, runs, caller);
 //      stats {} (space used; store-wide callers only).
 
 import { call, status, ApiError } from '/ui/api.js';
-import { h, replace, fmt, badge, errorBox, panel, kv, loading } from '/ui/ui.js';
+import { h, replace, fmt, badge, errorBox, panel, kv, loading, execLink, tdTime } from '/ui/ui.js';
 
 export async function render(root, ctx) {
   const kpis = h('div', { class: 'kpis', 'data-test': 'kpis' });
@@ -80,7 +81,28 @@ export async function render(root, ctx) {
             h('td', { class: 'num' }, lag ? badge(fmt.num(lag), lag > 100 ? 'bad' : 'warn') : '0'),
             h('td', { style: 'width:30%' }, lagBar(n.matched, maxMatched)));
         })))),
-    ]));
+    ]), synced(c));
+  }
+
+  // The sync state of executions: what the cluster holds, who owns it, and how this store's
+  // copy compares (same head, ahead with a push to come, behind, or not here).
+  const HERE = { in_sync: ['in sync', 'ok'], ahead: ['ahead: push to come', 'warn'], behind: ['behind: pull to update', 'warn'], not_here: ['not in this store', 'neutral'] };
+  function synced(c) {
+    if (c.sync_error) return panel('Synced executions', h('div', { class: 'note', 'data-test': 'synced-error' }, `The cluster did not list its executions: ${c.sync_error}`));
+    const xs = c.executions || [];
+    const title = `Synced executions · ${fmt.num(c.synced_total ?? xs.length)}${(c.synced_total ?? 0) > xs.length ? ` (newest ${xs.length} shown)` : ''}`;
+    if (!xs.length) return panel(title, h('div', { class: 'empty', 'data-test': 'synced-none' }, 'No store has pushed an execution to this cluster yet.'));
+    return panel(title, h('div', { class: 'table-wrap' }, h('table', { class: 'table', 'data-test': 'synced-executions' },
+      h('thead', null, h('tr', null, ['Execution', 'Workflow', 'Status', 'Owner', 'Checkpoints', 'Lease', 'Updated', 'This store'].map((x, i) => h('th', { class: i === 4 ? 'num' : '' }, x)))),
+      h('tbody', null, xs.map((x) => h('tr', { 'data-test': 'synced-row', 'data-execution': x.id, 'data-here': x.here },
+        h('td', null, x.here === 'not_here' ? h('span', { class: 'mono' }, x.id) : execLink(x.id)),
+        h('td', null, x.workflow, x.tenant && x.tenant !== 'default' ? h('span', { class: 'muted' }, ` · ${x.tenant}`) : null),
+        h('td', null, badge(x.status)),
+        h('td', { class: 'muted' }, `${x.owner}${x.owner_host ? ` @ ${x.owner_host}` : ''}`),
+        h('td', { class: 'num' }, fmt.num(x.checkpoints)),
+        h('td', null, x.lease_left_ms ? `held ${fmt.dur(x.lease_left_ms)} more` : h('span', { class: 'muted' }, 'free')),
+        tdTime(x.updated_at_ms),
+        h('td', null, badge(...(HERE[x.here] || [x.here, 'neutral'])))))))), { class: 'flush' });
   }
 
   function lagBar(matched, max) {

@@ -1,10 +1,10 @@
 // One execution: its header and operator actions, the checkpoint tree with every branch
 // (rollbacks and forks), each checkpoint's state and its diff against the parent's, the trace
-// waterfall, failures with their recovery actions, and the execution's events. Refreshes on
-// the execution's events.
+// waterfall and the agents' graph, failures with their recovery actions, consensus decisions
+// and the execution's events. Refreshes on the execution's events.
 // API: execution, checkpoints (all branches), history (the live branch), read_state
-//      {checkpoint_id, view: true}, spans, failures {execution_id}, events {execution_id, since,
-//      limit}; actions: control {action: pause|cancel|resume|retry|recover|delete,
+//      {checkpoint_id, view: true}, spans, agent_graph {execution_id}, failures {execution_id},
+//      events {execution_id, since, limit}; actions: control {action: pause|cancel|resume|retry|recover|delete,
 //      execution_id, reason, by}, resume {execution_id, state_json?, by}, rollback
 //      {execution_id, to: checkpoint id, reason} (or control {action: "rollback", to} when the
 //      dashboard reads a store another process writes), fork {execution_id, at, new_execution_id}.
@@ -42,6 +42,7 @@ export async function render(root, ctx) {
   let selected = null; // checkpoint id
   let data = null; // {execution, checkpoints, history, failures}
   let spans = null;
+  let graph = null;
   let token = 0;
 
   const head = h('div', { class: 'panel', 'data-test': 'execution-header', 'data-execution': id });
@@ -337,7 +338,9 @@ export async function render(root, ctx) {
   async function drawTrace(quiet) {
     if (!spans) {
       if (!quiet) replace(body, loading('Loading spans…'));
-      try { spans = await call('spans', { execution_id: id }); } catch (e) { replace(body, errorBox(e, 'spans')); return; }
+      try {
+        [spans, graph] = await Promise.all([call('spans', { execution_id: id }), call('agent_graph', { execution_id: id })]);
+      } catch (e) { replace(body, errorBox(e, 'spans')); return; }
       drawTabs();
     }
     if (tab !== 'trace') return;
@@ -383,7 +386,32 @@ export async function render(root, ctx) {
       }));
     const types = [...new Set(spans.map((x) => x.span_type).filter(Boolean))];
     replace(body, panel(`Trace · ${spans.length} spans · ${fmt.dur(total / 1e6)}`, [list,
-      h('div', { class: 'legend', style: 'margin-top:8px' }, types.map((t) => h('span', { class: 'legend-item' }, h('i', { style: `background:${SPAN_COLOR[t] || '#868e96'}` }), t)), h('span', { class: 'legend-item' }, h('i', { style: 'background:#e03131' }), 'error'))]));
+      h('div', { class: 'legend', style: 'margin-top:8px' }, types.map((t) => h('span', { class: 'legend-item' }, h('i', { style: `background:${SPAN_COLOR[t] || '#868e96'}` }), t)), h('span', { class: 'legend-item' }, h('i', { style: 'background:#e03131' }), 'error'))]),
+    graph && graph.agents.length ? panel(`Agents · ${graph.agents.length} · ${graph.edges.length} hand-off${graph.edges.length === 1 ? '' : 's'}`, agentGraph(graph)) : null);
+  }
+
+  // Agents left to right in the order they first started; a hand-off A → B is an arc above
+  // the row when B started later than A, below it when it goes back, labelled with its count.
+  function agentGraph(g) {
+    const W = 136, GAP = 64, BOX = 34, MID = 90;
+    const width = g.agents.length * W + (g.agents.length - 1) * GAP + 20;
+    const at = new Map(g.agents.map((a, i) => [a, 10 + i * (W + GAP)]));
+    const arcs = g.edges.map((e) => {
+      const x1 = at.get(e.from) + W / 2, x2 = at.get(e.to) + W / 2;
+      const fwd = x2 > x1;
+      const bend = Math.min(70, 18 + Math.abs(x2 - x1) / 6);
+      const y = fwd ? MID - BOX / 2 : MID + BOX / 2;
+      const cy = fwd ? y - bend : y + bend;
+      return s('g', { 'data-test': 'agent-edge', 'data-from': e.from, 'data-to': e.to },
+        s('path', { d: `M${x1},${y} Q${(x1 + x2) / 2},${cy} ${x2},${y}`, fill: 'none', stroke: '#868e96', 'stroke-width': 1.5, 'marker-end': 'url(#agent-arrow)' }),
+        s('text', { x: (x1 + x2) / 2, y: (y + cy) / 2 + (fwd ? -2 : 10), 'text-anchor': 'middle', 'font-size': 11, fill: '#495057' }, `×${e.count}`));
+    });
+    const boxes = g.agents.map((a) => s('g', { 'data-test': 'agent-node', 'data-agent': a },
+      s('rect', { x: at.get(a), y: MID - BOX / 2, width: W, height: BOX, rx: 6, fill: '#e7f5ff', stroke: SPAN_COLOR.agent }),
+      s('text', { x: at.get(a) + W / 2, y: MID + 4, 'text-anchor': 'middle', 'font-size': 12, fill: '#1c7ed6' }, a.length > 18 ? `${a.slice(0, 17)}…` : a)));
+    return h('div', { class: 'table-wrap' }, s('svg', { viewBox: `0 0 ${width} ${2 * MID}`, width, height: 2 * MID, 'data-test': 'agent-graph', role: 'img', 'aria-label': 'Agents and their hand-offs' },
+      s('defs', null, s('marker', { id: 'agent-arrow', viewBox: '0 0 10 10', refX: 9, refY: 5, markerWidth: 7, markerHeight: 7, orient: 'auto-start-reverse' }, s('path', { d: 'M0,0 L10,5 L0,10 z', fill: '#868e96' }))),
+      arcs, boxes));
   }
 
   // ---- failures ----
@@ -403,7 +431,21 @@ export async function render(root, ctx) {
     try { page = await call('events', { execution_id: id, since, limit: 1000 }); } catch (e) { replace(body, errorBox(e, 'events')); return; }
     if (tab !== 'activity') return;
     const evs = (page.events || []).slice().reverse();
-    replace(body, panel(`Events · ${evs.length}`, evs.length ? h('div', { class: 'table-wrap' }, h('table', { class: 'table' },
+    // Consensus decisions of the execution's agents: one event per decision batch, each
+    // message with its sender, acknowledgements and agreed value (or why it failed).
+    const decided = evs.filter((e) => /consensus\.(reached|violated)$/.test(e.type)).flatMap((e) =>
+      ((e.data && e.data.messages) || []).map((m) => ({ ...m, agreed: e.type.endsWith('reached'), time: Date.parse(e.time) })));
+    const decisions = decided.length ? panel(`Consensus decisions · ${decided.length}`, h('div', { class: 'table-wrap' }, h('table', { class: 'table', 'data-test': 'consensus-decisions' },
+      h('thead', null, h('tr', null, ['Seq', 'Time', 'Sender', 'Outcome', 'Acks', 'Value or reason'].map((c) => h('th', null, c)))),
+      h('tbody', null, decided.map((m) => h('tr', { 'data-test': 'consensus-row', 'data-message': m.message_id, 'data-outcome': m.agreed ? 'agreed' : 'violated' },
+        h('td', { class: 'num muted' }, m.seq),
+        tdTime(m.time),
+        h('td', null, m.sender || '—'),
+        h('td', null, badge(m.agreed ? 'agreed' : 'violated', m.agreed ? 'ok' : 'bad')),
+        h('td', { class: 'num' }, `${m.acks ?? '?'} / ${m.quorum ?? '?'}`),
+        h('td', { class: 'mono small ellipsis', title: JSON.stringify(m.agreed ? m.value : m.detail) }, m.agreed ? JSON.stringify(m.value ?? null) : `${m.reason || ''}${m.detail ? `: ${m.detail}` : ''}`)))))),
+    { class: 'flush' }) : null;
+    replace(body, decisions, panel(`Events · ${evs.length}`, evs.length ? h('div', { class: 'table-wrap' }, h('table', { class: 'table' },
       h('thead', null, h('tr', null, ['Seq', 'Time', 'Event', 'Actor', 'Data'].map((c) => h('th', null, c)))),
       h('tbody', null, evs.map((e) => h('tr', { 'data-test': 'activity-row', 'data-seq': e.omiumseq },
         h('td', { class: 'num muted' }, e.omiumseq),

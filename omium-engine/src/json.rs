@@ -119,6 +119,18 @@ pub fn spans(store: &crate::Store, execution_id: &str) -> crate::Result<Value> {
     ))
 }
 
+/// Who handed work to whom in an execution's trace (`trace::view::agent_graph`): the agents in
+/// the order they first started, and each hand-off with how often it happened.
+pub fn agent_graph(store: &crate::Store, execution_id: &str) -> crate::Result<Value> {
+    store.flush_spans()?;
+    let (agents, edges) = crate::trace::view::agent_graph(&store.spans(execution_id)?);
+    let edges: Vec<Value> = edges
+        .into_iter()
+        .map(|((from, to), count)| json!({"from": from, "to": to, "count": count}))
+        .collect();
+    Ok(json!({"agents": agents, "edges": edges}))
+}
+
 /// The policy defaults in force for a step, with the layers they come from.
 pub fn policy_defaults(e: &crate::policy::Effective) -> Value {
     let layers: Vec<String> = e

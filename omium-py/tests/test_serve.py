@@ -496,6 +496,7 @@ def test_every_answer_matches_the_openapi_document(daemon):
     call("record_spans", {"spans": []})
     call("flush_spans")
     assert call("spans", {"execution_id": "api-1"}) == []
+    assert call("agent_graph", {"execution_id": "api-1"}) == {"agents": [], "edges": []}
     call("stats")
     cancelled = call("control", {"action": "cancel", "execution_id": "api-1", "reason": "test", "by": "ops"})
     assert (cancelled["result"], cancelled["status"]) == ("applied", "cancelled")

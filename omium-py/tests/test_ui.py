@@ -172,6 +172,17 @@ def test_live_feed_then_roll_back_from_the_page_and_see_the_re_run(dash, browser
     status, trail = dash.post("audit", {"action": "rollback", "limit": 5}, dash.ops)
     assert trail["entries"] and "bad plan" in trail["entries"][0]["detail"], trail
     shot(page, "execution-after-rollback", tmp_path)
+    # The trace tab: the waterfall and the agents' graph (who handed work to whom), drawn from
+    # the same `agent_graph` answer a program gets.
+    page.get_by_test_id("tab-trace").click()
+    expect(page.get_by_test_id("agent-graph")).to_be_visible(timeout=WAIT)
+    status, graph = dash.post("agent_graph", {"execution_id": "live-1"}, dash.ops)
+    assert status == 200 and {"planner", "actor", "reporter"} <= set(graph["agents"]), graph
+    nodes = page.get_by_test_id("agent-node")
+    expect(nodes).to_have_count(len(graph["agents"]))
+    assert [nodes.nth(i).get_attribute("data-agent") for i in range(nodes.count())] == graph["agents"]
+    expect(page.get_by_test_id("agent-edge")).to_have_count(len(graph["edges"]))
+    shot(page, "execution-trace", tmp_path)
     assert errors == []
     ctx.close()
 
@@ -370,7 +381,7 @@ def test_in_front_of_a_daemon_with_the_browsers_key(browser, tmp_path):
 
 def test_the_cluster_page_shows_a_real_cluster(dash, browser, tmp_path):
     """`omium ui --node`: the Cluster page shows the members of a real `omium node` cluster,
-    its leader and term, and how far each member lags."""
+    its leader and term, how far each member lags, and the executions stores synced to it."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -385,6 +396,22 @@ def test_the_cluster_page_shows_a_real_cluster(dash, browser, tmp_path):
         assert "listening" in node.stdout.readline(), node.stderr.read()
         init = subprocess.run([BIN, "cluster", "--node", f"127.0.0.1:{port}", "init"], capture_output=True, text=True, timeout=60)
         assert init.returncode == 0, init.stderr
+        # A store of its own syncs an execution to the cluster: the page lists it with its owner,
+        # and says this store (the dashboard's) does not have it.
+        omium.init(path=tmp_path / "synced", remote=f"127.0.0.1:{port}", remote_durability="sync", project="sync-demo")
+        try:
+
+            @omium.checkpoint
+            def work() -> str:
+                return "done"
+
+            @omium.workflow("synced_wf")
+            def synced_wf() -> str:
+                return work()
+
+            assert synced_wf.run(execution_id="synced-1") == "done"
+        finally:
+            omium.shutdown()
         ui = subprocess.Popen(
             [BIN, "--store", str(dash.store), "ui", "--listen", "127.0.0.1:0", "--node", f"127.0.0.1:{port}"],
             stdout=subprocess.PIPE,
@@ -404,6 +431,10 @@ def test_the_cluster_page_shows_a_real_cluster(dash, browser, tmp_path):
             dash.ops,
         )
         assert answer["leader"] == 1 and answer["term"] >= 1 and answer["nodes"][0]["state"] == "leader", answer
+        [synced] = [x for x in answer["executions"] if x["id"] == "synced-1"]
+        assert (synced["workflow"], synced["status"], synced["here"]) == ("synced_wf", "completed", "not_here"), synced
+        assert synced["checkpoints"] >= 1 and answer["synced_total"] >= 1 and answer["sync_error"] is None, answer
+        expect(page.locator('[data-test="synced-row"][data-execution="synced-1"]')).to_have_attribute("data-here", "not_here")
         assert errors == []
         ctx.close()
     finally:

@@ -277,6 +277,7 @@ pub fn call(store: &Store, method: &str, args: Args<'_>) -> Result<Value> {
             )?)
         }
         "spans" => crate::json::spans(store, &a.str("execution_id")?)?,
+        "agent_graph" => crate::json::agent_graph(store, &a.str("execution_id")?)?,
         "record_spans" => {
             let spans: Vec<crate::trace::Span> = a.req("spans", "a list of spans")?;
             let n = spans.len();
