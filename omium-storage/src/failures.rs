@@ -63,10 +63,23 @@ pub struct ActionRecord {
     pub action: String,
     /// What exactly was done (JSON).
     pub detail: String,
-    /// `ok`, `failed` or `pending`.
+    /// `ok`, `failed`, `pending`, or `superseded` (overtaken by an operator's escalation).
     pub outcome: String,
     pub started_at_ms: u64,
     pub ended_at_ms: Option<u64>,
+}
+
+impl ActionRecord {
+    /// An action a person took at `now`, done at once.
+    pub fn taken(action: &str, detail: serde_json::Value, now: u64) -> ActionRecord {
+        ActionRecord {
+            action: action.into(),
+            detail: detail.to_string(),
+            outcome: "ok".into(),
+            started_at_ms: now,
+            ended_at_ms: Some(now),
+        }
+    }
 }
 
 /// A failure and everything done about it.
@@ -185,13 +198,11 @@ impl Store {
             a.outcome = "ok".into();
             a.ended_at_ms = Some(now);
         }
-        f.actions.push(ActionRecord {
-            action: "resume".into(),
-            detail: serde_json::json!({"by": by, "state_edited": state_edited}).to_string(),
-            outcome: "ok".into(),
-            started_at_ms: now,
-            ended_at_ms: Some(now),
-        });
+        f.actions.push(ActionRecord::taken(
+            "resume",
+            serde_json::json!({"by": by, "state_edited": state_edited}),
+            now,
+        ));
         f.outcome = Outcome::Resumed;
         Ok(Some(f))
     }
@@ -235,13 +246,11 @@ impl Store {
             .into();
             a.ended_at_ms = Some(now);
         }
-        f.actions.push(ActionRecord {
-            action: "escalate".into(),
-            detail: serde_json::json!({"by": by, "reason": reason}).to_string(),
-            outcome: "ok".into(),
-            started_at_ms: now,
-            ended_at_ms: Some(now),
-        });
+        f.actions.push(ActionRecord::taken(
+            "escalate",
+            serde_json::json!({"by": by, "reason": reason}),
+            now,
+        ));
         f.outcome = Outcome::Escalated;
         f.resolved_at_ms = Some(now);
         self.put_failure(&f, "failure.escalate")?;

@@ -428,13 +428,11 @@ pub trait RecoveryStore: AsRef<Store> {
         r.record.created_at_ms = exec.updated_at_ms;
         r.record.rule = Some("recover".into());
         r.record.outcome = Outcome::RolledBack;
-        r.record.actions.push(ActionRecord {
-            action: "resume".into(),
-            detail: "{}".into(),
-            outcome: "ok".into(),
-            started_at_ms: now_ms(),
-            ended_at_ms: Some(now_ms()),
-        });
+        r.record.actions.push(ActionRecord::taken(
+            "resume",
+            serde_json::json!({}),
+            now_ms(),
+        ));
         r.save("failure.update")?;
         Ok(r.record)
     }

@@ -106,8 +106,8 @@ def init(
     ``tracing`` records spans of workflows, steps, checkpoints, LLM and tool calls;
     ``capture_content`` also records inputs, outputs and messages (through the redaction hook).
     When ``OTEL_EXPORTER_OTLP_ENDPOINT`` or ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`` is set,
-    spans are also exported over OTLP/HTTP (and the analytics, with
-    ``OTEL_EXPORTER_OTLP_ENDPOINT`` or ``OTEL_EXPORTER_OTLP_METRICS_ENDPOINT``).
+    spans are also exported over OTLP/HTTP, and the store's analytics too when
+    ``OTEL_EXPORTER_OTLP_ENDPOINT`` or ``OTEL_EXPORTER_OTLP_METRICS_ENDPOINT`` names where.
 
     ``url`` uses an ``omium serve`` daemon instead of opening a directory
     (``"unix:///path/omium.sock"`` or ``"http://127.0.0.1:7700"``; default ``$OMIUM_URL``): several
@@ -188,8 +188,7 @@ def init(
     from . import _trace
 
     _trace.configure(enabled=tracing, capture_content=capture_content)
-    otlp = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT")
-    if not read_only and any(os.environ.get(v) for v in otlp):
+    if not read_only and (os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")):
         _trace.enable_otlp_export()
     return store
 
