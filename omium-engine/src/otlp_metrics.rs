@@ -226,14 +226,16 @@ impl Shared {
                 *stop
             };
             let Some(families) = source() else { return };
-            let outcome = families.and_then(|f| target.send(&f));
+            let outcome = families
+                .map_err(|e| format!("reading the store's analytics: {e}"))
+                .and_then(|f| target.send(&f));
             match outcome {
                 Ok(()) => {
                     self.exported.fetch_add(1, Ordering::Relaxed);
                 }
                 Err(e) => {
                     self.failed.fetch_add(1, Ordering::Relaxed);
-                    *self.last_error.lock() = Some(e.to_string());
+                    *self.last_error.lock() = Some(e);
                 }
             }
             if stopping {
@@ -244,7 +246,8 @@ impl Shared {
 }
 
 impl Target {
-    fn send(&self, families: &[Family]) -> Result<()> {
+    /// One request; an error names the receiver and what it answered (kept in the stats).
+    fn send(&self, families: &[Family]) -> std::result::Result<(), String> {
         let body = request(families, &self.service, self.start_ns, now_ns()).encode_to_vec();
         let mut req = self
             .agent
@@ -253,14 +256,14 @@ impl Target {
         for (k, v) in &self.headers {
             req = req.header(k.as_str(), v.as_str());
         }
-        let failed = |detail: String| Error::InvalidArgument {
-            what: "OTLP metrics export",
-            detail: format!("{}: {detail}", self.url),
-        };
         match req.send(&body[..]) {
             Ok(resp) if resp.status().is_success() => Ok(()),
-            Ok(resp) => Err(failed(format!("HTTP {}", resp.status().as_u16()))),
-            Err(e) => Err(failed(e.to_string())),
+            Ok(resp) => Err(format!(
+                "{} answered HTTP {}",
+                self.url,
+                resp.status().as_u16()
+            )),
+            Err(e) => Err(format!("{} could not be reached: {e}", self.url)),
         }
     }
 }
@@ -277,6 +280,9 @@ impl omium_storage::Extension for StoreExport {
 /// Exports `store`'s analytics ([`crate::prometheus::families`]) until it closes. Once per
 /// store: a second call leaves the first export running.
 pub fn export_store(store: &Store, config: MetricsConfig) -> Result<()> {
+    if store.extension::<StoreExport>().is_some() {
+        return Ok(());
+    }
     let exporter = MetricsExporter::start(config, store_source(store))?;
     let _ = store.attach_extension(StoreExport(exporter));
     Ok(())

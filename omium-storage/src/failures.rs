@@ -230,7 +230,8 @@ impl Store {
             return Err(Error::InvalidState {
                 execution: execution_id.into(),
                 status: exec.status.to_string(),
-                detail: "it has no open failure to escalate (every failure of it is settled)"
+                detail: "it has no open failure to escalate (every failure of it is settled; \
+                         `omium recoveries --execution ID` lists what happened to each)"
                     .into(),
             });
         };
