@@ -46,6 +46,21 @@
 // the NUL included.
 #define OMIUM_CHECKPOINT_ID_SIZE 27
 
+// A consensus coordinator (opaque). Made by `omium_coordinator_open`, released by
+// `omium_coordinator_close`.
+//
+// Thread-safety: any number of threads may call functions on one coordinator at the same
+// time; closing it while another thread is inside a call on it fails with `OMIUM_ERR_BUSY`.
+typedef struct omium_coordinator omium_coordinator;
+
+// The handling of one failed step (opaque). Made by `omium_store_start_recovery`, driven by
+// `omium_recovery_advance`, released by `omium_recovery_free`.
+//
+// Thread-safety: calls on one recovery from several threads are serialized (it is one
+// sequence of events); freeing it while another thread is inside a call on it fails with
+// `OMIUM_ERR_BUSY` and frees nothing.
+typedef struct omium_recovery omium_recovery;
+
 // The recorded LLM and tool calls of an execution (opaque), made by `omium_store_open_replay`,
 // released by `omium_replay_free`. Replaying a run: for each call the run makes, in order, ask
 // `omium_replay_answer` for the recorded answer instead of calling; at the end,
@@ -208,6 +223,53 @@ typedef struct omium_buffer {
 // The key sent more requests than the daemon's rate limit allows; the message says after how
 // many seconds to call again.
 #define OMIUM_ERR_RATE_LIMITED -30
+
+// A workflow spec is invalid; the message names the place.
+#define OMIUM_ERR_INVALID_WORKFLOW -31
+
+// A workflow agent cannot run.
+#define OMIUM_ERR_AGENT_UNAVAILABLE -32
+
+// A workflow step failed and its policy gave up.
+#define OMIUM_ERR_STEP_FAILED -33
+
+// The recovery policy escalated the failure to a human (`omium_recovery_advance` says so
+// with a `raise` command of this code).
+#define OMIUM_ERR_ESCALATED -34
+
+// The recovery policy rolled the execution back: call `omium_store_rollback_as_decided`
+// and begin the execution again.
+#define OMIUM_ERR_ROLLED_BACK -35
+
+// The run was interrupted.
+#define OMIUM_ERR_INTERRUPTED -36
+
+// A consensus message is invalid (not JSON, does not match its schema, no targets).
+#define OMIUM_ERR_INVALID_MESSAGE -37
+
+// No consensus message has that id.
+#define OMIUM_ERR_MESSAGE_NOT_FOUND -38
+
+// The agent is not a target of the consensus message.
+#define OMIUM_ERR_NOT_A_TARGET -39
+
+// A consensus round timed out or its votes split.
+#define OMIUM_ERR_CONSENSUS_VIOLATION -40
+
+// No consensus cluster answers.
+#define OMIUM_ERR_CONSENSUS_UNAVAILABLE -41
+
+// The cluster has another branch or holder of the execution.
+#define OMIUM_ERR_SYNC_CONFLICT -42
+
+// The cluster lacks chunks a push referenced; they are sent again.
+#define OMIUM_ERR_SYNC_INCOMPLETE -43
+
+// Another store took the execution over; this run stops before its next step.
+#define OMIUM_ERR_LEASE_LOST -44
+
+// A daemon or node answered with an error kind this build does not know.
+#define OMIUM_ERR_SERVER_ERROR -45
 
 // An error kind this build of the C interface does not know (a newer core); see the message.
 #define OMIUM_ERR_UNKNOWN -99
@@ -665,6 +727,18 @@ omium_status omium_run_complete(struct omium_run *run, const uint8_t *output, si
 // `run` is NULL or a run handle not freed; `error` is NULL or a NUL-terminated string.
 omium_status omium_run_fail(struct omium_run *run, const char *error);
 
+// Marks the execution paused with `reason` and releases it: it waits for a human
+// (`omium resume`, or `omium_store_control(store, "resume", ...)`) before it can be begun again
+// (`OMIUM_ERR_INVALID_STATE` until then). A recovery policy's `pause` reaches the host as a `raise`
+// command of code `paused` (`omium_recovery_advance`); the host ends the step with this call.
+// The run handle must still be freed with `omium_run_free`.
+//
+// Thread-safety: any thread, concurrently with other calls on the run.
+//
+// # Safety
+// `run` is NULL or a run handle not freed; `reason` is NULL or a NUL-terminated string.
+omium_status omium_run_pause(struct omium_run *run, const char *reason);
+
 // Frees a run handle. NULL is a no-op (`OMIUM_OK`). A run freed without
 // `omium_run_complete` or `omium_run_fail` leaves its execution resumable, exactly as if the
 // process had died there: beginning it again replays the recorded steps. A run of a store from
@@ -939,6 +1013,297 @@ omium_status omium_store_alerts(struct omium_store *store, struct omium_buffer *
 omium_status omium_store_metrics(struct omium_store *store,
                                  const char *query_json,
                                  struct omium_buffer *out_json);
+
+// The policy defaults in force for step `step` of workflow `workflow` of tenant `tenant`
+// (NULL tenant: "default"; NULL workflow or step: the broader scope), the most specific scope
+// winning, as JSON: `{"defaults": {"step_timeout": "1500ms", "step_timeout_ms": 1500,
+// "tool_allowlist": [...], ...}, "layers": ["global v1", ...]}` (a default no scope sets is
+// absent). A C host enforces `step_timeout` around the step call and
+// reports a step that overran as a failure of kind `timeout_error`.
+//
+// Ownership: the caller frees `*out_json` with `omium_buffer_free`. Thread-safety: any thread.
+//
+// # Safety
+// `store` is NULL or an open store handle; the strings are NULL or NUL-terminated;
+// `out_json` is NULL or valid for writing an `omium_buffer`.
+omium_status omium_store_policy_defaults(struct omium_store *store,
+                                         const char *tenant,
+                                         const char *workflow,
+                                         const char *step,
+                                         struct omium_buffer *out_json);
+
+// Records that a step failed and starts handling the failure as the policy in force says.
+//
+// `failure_json` is an object: `"execution_id"` (required), `"message"` (required: how the
+// failure reads, such as `"TimeoutError: the API did not answer"`), `"workflow"`, `"tenant"`
+// (default "default"), `"step"` (NULL: a tool call outside a step), `"seq"`, `"key"`,
+// `"agent"` (default "main"), `"kind"` (the trigger when the host knows it: `timeout_error`,
+// `postcondition_failed`, `consensus_violation`, `tool_denied`, ...; otherwise it is classified
+// from `"error_classes"` and the message), `"error_classes"` (the error's class names, most
+// derived first), `"retries"` (the step's own retry count, used when no policy rule applies),
+// `"rollbacks_so_far"` (rollbacks the policy already made in this run).
+//
+// Then call `omium_recovery_advance` with `{"event": "start"}` and follow the commands.
+//
+// Ownership: the caller frees `*out_recovery` with `omium_recovery_free`. Thread-safety: any
+// thread.
+//
+// # Safety
+// `store` is NULL or an open store handle; `failure_json` is NULL or a NUL-terminated string;
+// `out_recovery` is NULL or valid for writing a pointer.
+omium_status omium_store_start_recovery(struct omium_store *store,
+                                        const char *failure_json,
+                                        struct omium_recovery **out_recovery);
+
+// Reports what the host did and writes the next command into `*out_command_json`.
+//
+// `event_json` is `{"event": NAME, ...}`: `"start"` (first); `"called"` with `"ok": true`, or
+// `"ok": false`, `"note"` (how the call failed) and `"recoverable"` (false for an error a
+// policy must not handle, default true); `"fixed"` (`"ok"`, or `"note"`: why not);
+// `"analyzed"` (`"ok"` with `"root_cause"` and `"suggested_fix"`, or `"note"`); `"notified"`
+// (`"note"`: what failed, if anything); `"missing"` (no fallback, fixer or analyzer of the name
+// the last command gave).
+//
+// The command is `{"name": NAME, "params": {...}}`: `"retry"` (`attempt`, `delay_ms`: sleep,
+// then call the step again and report `called`); `"call"` (call the step with the arguments the
+// fixer returned); `"fallback"` (`function`: call it, report `called` or `missing`); `"fix"`
+// (`fix`, `failure`: report `fixed` or `missing`); `"analyze"` (`failure`); `"notify"` (`event`,
+// `failure`, `channels`: call the host's notifiers; the core sends the webhooks itself);
+// `"return"` (the last call's value is the step's result: record it); `"reraise"` (the policy
+// gave up: fail with the last failure); `"raise"` (`code`, `status` — its `OMIUM_ERR_*` value
+// —, `message`, `failure`, and `reason` for `paused`, `to` for `rolled_back`, `channels` for
+// `escalated`: end the step with this error; for `rolled_back` call
+// `omium_store_rollback_as_decided` after freeing the run, then begin the execution again; for
+// `paused` call `omium_run_pause`). After `return`, `reraise` or `raise` the recovery has ended.
+//
+// An event the recovery does not wait for is `OMIUM_ERR_INVALID_ARGUMENT` and changes nothing.
+//
+// Ownership: the caller frees `*out_command_json` with `omium_buffer_free`. Thread-safety: any
+// thread (calls on one recovery are serialized).
+//
+// # Safety
+// `recovery` is NULL or a recovery handle not freed; `event_json` is NULL or a NUL-terminated
+// string; `out_command_json` is NULL or valid for writing an `omium_buffer`.
+omium_status omium_recovery_advance(struct omium_recovery *recovery,
+                                    const char *event_json,
+                                    struct omium_buffer *out_command_json);
+
+// Settles the failure as failed without acting on it (a denied tool call outside any step,
+// which no policy handles). The recovery has ended.
+//
+// Thread-safety: any thread.
+//
+// # Safety
+// `recovery` is NULL or a recovery handle not freed.
+omium_status omium_recovery_give_up(struct omium_recovery *recovery);
+
+// Frees a recovery. NULL is a no-op. A recovery freed before it ended leaves its failure open
+// (`omium recoveries` lists it; an operator can escalate it).
+//
+// Thread-safety: any thread; `OMIUM_ERR_BUSY` while another thread is inside a call on it.
+//
+// # Safety
+// `recovery` is NULL or a recovery handle not freed yet.
+omium_status omium_recovery_free(struct omium_recovery *recovery);
+
+// Carries out the rollback a recovery decided (a `raise` command with code `rolled_back`):
+// rolls execution `execution_id` back to `to` (the command's `to`: a checkpoint id, a step
+// name or "last_consistent"), the reason taken from `failure_json` (the command's `failure`).
+// When nothing consistent was recorded yet and the execution has no checkpoint, nothing is
+// rolled back and the execution simply runs again from its start: `*out_marker_id` is then
+// empty. Free the run first (a run of this store handle holds the execution).
+//
+// `out_marker_id` (NULL: not wanted) needs room for `OMIUM_CHECKPOINT_ID_SIZE` bytes.
+//
+// Thread-safety: any thread.
+//
+// # Safety
+// `store` is NULL or an open store handle; the strings are NULL or NUL-terminated;
+// `out_marker_id` is NULL or valid for writing `out_marker_id_size` bytes.
+omium_status omium_store_rollback_as_decided(struct omium_store *store,
+                                             const char *execution_id,
+                                             const char *to,
+                                             const char *failure_json,
+                                             char *out_marker_id,
+                                             size_t out_marker_id_size);
+
+// Evaluates the CEL condition `expression` (as `preconditions` and `postconditions` are
+// written in every binding: `args[0].amount > 0`, `result.verified == true`) over the
+// variables of `variables_json`, an object (`{"args": [...], "kwargs": {...}, "result": ...}`).
+// `*out_holds` is whether it holds. A condition that does not parse is
+// `OMIUM_ERR_CONDITION_SYNTAX`; one that cannot be evaluated (a missing field, a type error)
+// `OMIUM_ERR_CONDITION_ERROR`; one that is not true or false, `OMIUM_ERR_CONDITION_ERROR`.
+// Evaluation is bounded (expression size and depth) and runs nothing but CEL.
+//
+// Thread-safety: any thread.
+//
+// # Safety
+// The strings are NULL or NUL-terminated; `out_holds` is NULL or valid for writing a bool.
+omium_status omium_condition_holds(const char *expression,
+                                   const char *variables_json,
+                                   bool *out_holds);
+
+// Opens a consensus coordinator: with `nodes` NULL, the embedded one-voter Raft group inside
+// `store` (no network; `store` required and opened in this process); with `nodes` a
+// comma-separated list of `omium node` addresses (`"10.0.0.1:7001,10.0.0.2:7001"`), a client of
+// that cluster — `store` (NULL allowed) then records consensus violations as failures.
+//
+// Errors: `OMIUM_ERR_INVALID_STATE` for a store of `omium_store_connect` with `nodes` NULL;
+// `OMIUM_ERR_CONSENSUS_UNAVAILABLE` in a library built without the cluster.
+//
+// Ownership: the caller closes `*out_coordinator` with `omium_coordinator_close`.
+// Thread-safety: any thread.
+//
+// # Safety
+// `store` is NULL or an open store handle; `nodes` is NULL or a NUL-terminated string;
+// `out_coordinator` is NULL or valid for writing a pointer.
+omium_status omium_coordinator_open(struct omium_store *store,
+                                    const char *nodes,
+                                    struct omium_coordinator **out_coordinator);
+
+// Appends a message to an execution's consensus log. `request_json` is `{"execution_id",
+// "sender", "targets": [agents], "message": any JSON, "schema": a JSON Schema the message must
+// match (optional), "quorum": acknowledgements needed (optional, default a majority)}`.
+// `*out_json` receives `{"id", "execution_id", "seq", "log_index"}`.
+//
+// Errors: `OMIUM_ERR_INVALID_MESSAGE` (no targets, schema mismatch), `OMIUM_ERR_CONSENSUS_UNAVAILABLE`.
+// Ownership: the caller frees `*out_json`. Thread-safety: any thread.
+//
+// # Safety
+// `coordinator` is NULL or an open coordinator; `request_json` is NULL or a NUL-terminated
+// string; `out_json` is NULL or valid for writing an `omium_buffer`.
+omium_status omium_coordinator_broadcast(struct omium_coordinator *coordinator,
+                                         const char *request_json,
+                                         struct omium_buffer *out_json);
+
+// Records agent `agent`'s acknowledgement of message `message_id`, or its vote when
+// `vote_json` (any JSON) is not NULL. `*out_json` receives the message's status: `{"state":
+// "pending"}`, `{"state": "agreed", "value", "at_index"}` or `{"state": "violated", "reason",
+// "detail"}`.
+//
+// Errors: `OMIUM_ERR_MESSAGE_NOT_FOUND`, `OMIUM_ERR_NOT_A_TARGET`.
+// Ownership: the caller frees `*out_json`. Thread-safety: any thread.
+//
+// # Safety
+// `coordinator` is NULL or an open coordinator; the strings are NULL or NUL-terminated;
+// `out_json` is NULL or valid for writing an `omium_buffer`.
+omium_status omium_coordinator_acknowledge(struct omium_coordinator *coordinator,
+                                           const char *message_id,
+                                           const char *agent,
+                                           const char *vote_json,
+                                           struct omium_buffer *out_json);
+
+// Waits at most `timeout_ms` milliseconds until message `message_id` is agreed; `*out_json`
+// receives the message (`{"id", "seq", "message", "status", "acks", ...}`). A timeout or a
+// split vote is `OMIUM_ERR_CONSENSUS_VIOLATION`, recorded as a `consensus_violation` failure of
+// the execution when `record` is true (so its recovery policy can act on it).
+//
+// Ownership: the caller frees `*out_json`. Thread-safety: any thread (the call blocks).
+//
+// # Safety
+// `coordinator` is NULL or an open coordinator; `message_id` is NULL or a NUL-terminated
+// string; `out_json` is NULL or valid for writing an `omium_buffer`.
+omium_status omium_coordinator_await(struct omium_coordinator *coordinator,
+                                     const char *message_id,
+                                     uint64_t timeout_ms,
+                                     bool record,
+                                     struct omium_buffer *out_json);
+
+// The consensus messages of execution `execution_id` in their agreed order, as a JSON array
+// of messages (as `omium_coordinator_await` gives them).
+//
+// Ownership: the caller frees `*out_json`. Thread-safety: any thread.
+//
+// # Safety
+// `coordinator` is NULL or an open coordinator; `execution_id` is NULL or a NUL-terminated
+// string; `out_json` is NULL or valid for writing an `omium_buffer`.
+omium_status omium_coordinator_status(struct omium_coordinator *coordinator,
+                                      const char *execution_id,
+                                      struct omium_buffer *out_json);
+
+// One consensus message with its acknowledgements and status. Unknown id:
+// `OMIUM_ERR_MESSAGE_NOT_FOUND`.
+//
+// Ownership: the caller frees `*out_json`. Thread-safety: any thread.
+//
+// # Safety
+// `coordinator` is NULL or an open coordinator; `message_id` is NULL or a NUL-terminated
+// string; `out_json` is NULL or valid for writing an `omium_buffer`.
+omium_status omium_coordinator_message(struct omium_coordinator *coordinator,
+                                       const char *message_id,
+                                       struct omium_buffer *out_json);
+
+// Closes a coordinator (the embedded group stops when its store's last coordinator is
+// closed). NULL is a no-op.
+//
+// Thread-safety: any thread; `OMIUM_ERR_BUSY` while another thread is inside a call on it.
+//
+// # Safety
+// `coordinator` is NULL or a coordinator not closed yet.
+omium_status omium_coordinator_close(struct omium_coordinator *coordinator);
+
+// Starts syncing `store` (opened in this process) to the cluster at `nodes`, a comma-separated
+// list of `omium node` addresses (`"10.0.0.1:7001,10.0.0.2:7001"`; any one that is up will
+// do). `durability` (NULL: "background") is "background" (changes are pushed within moments,
+// in the background) or "sync" (each recorded step is in the cluster before
+// `omium_run_record` returns). Every execution of the store is pushed; a run of an execution
+// holds it in the cluster too, so two stores never run one execution at once
+// (`OMIUM_ERR_SYNC_CONFLICT`).
+//
+// Errors: `OMIUM_ERR_INVALID_STATE` when the store already syncs, for a store of
+// `omium_store_connect` (the daemon syncs its own), or in a build without the cluster.
+// Thread-safety: any thread.
+//
+// # Safety
+// `store` is NULL or an open store handle; the strings are NULL or NUL-terminated.
+omium_status omium_store_attach_sync(struct omium_store *store,
+                                     const char *nodes,
+                                     const char *durability);
+
+// Fetches execution `execution_id` from the cluster into `store` and takes it over (the store
+// that ran it before has died or released it): begin it afterwards to resume it after its last
+// step. `*out_json` receives the execution (as `omium_store_execution` gives it).
+//
+// Errors: `OMIUM_ERR_EXECUTION_NOT_FOUND` (the cluster does not have it),
+// `OMIUM_ERR_SYNC_CONFLICT` (another live store holds it), `OMIUM_ERR_SERVER_UNAVAILABLE`,
+// `OMIUM_ERR_INVALID_STATE` (the store syncs to no cluster: `omium_store_attach_sync` first).
+// Ownership: the caller frees `*out_json`. Thread-safety: any thread.
+//
+// # Safety
+// `store` is NULL or an open store handle; `execution_id` is NULL or a NUL-terminated string;
+// `out_json` is NULL or valid for writing an `omium_buffer`.
+omium_status omium_store_pull(struct omium_store *store,
+                              const char *execution_id,
+                              struct omium_buffer *out_json);
+
+// Pulls every execution that another store left unfinished in the cluster and no longer holds
+// (its process died); `*out_json` receives `{"pulled": [ids], "skipped": [...]}`.
+//
+// Ownership: the caller frees `*out_json`. Thread-safety: any thread.
+//
+// # Safety
+// `store` is NULL or an open store handle; `out_json` is NULL or valid for writing an
+// `omium_buffer`.
+omium_status omium_store_pull_abandoned(struct omium_store *store, struct omium_buffer *out_json);
+
+// Waits at most `timeout_ms` milliseconds until every change recorded so far is in the
+// cluster (a push). `OMIUM_ERR_SERVER_UNAVAILABLE` when the time ran out first.
+//
+// Thread-safety: any thread (the call blocks).
+//
+// # Safety
+// `store` is NULL or an open store handle.
+omium_status omium_store_sync_flush(struct omium_store *store, uint64_t timeout_ms);
+
+// What the sync did so far, as JSON: pushed and pulled executions and checkpoints, bytes,
+// the last error (`omium.sync_status()` in Python).
+//
+// Ownership: the caller frees `*out_json`. Thread-safety: any thread.
+//
+// # Safety
+// `store` is NULL or an open store handle; `out_json` is NULL or valid for writing an
+// `omium_buffer`.
+omium_status omium_store_sync_status(struct omium_store *store, struct omium_buffer *out_json);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -91,11 +91,43 @@ pub const OMIUM_ERR_FORBIDDEN: omium_status = -29;
 /// The key sent more requests than the daemon's rate limit allows; the message says after how
 /// many seconds to call again.
 pub const OMIUM_ERR_RATE_LIMITED: omium_status = -30;
+/// A workflow spec is invalid; the message names the place.
+pub const OMIUM_ERR_INVALID_WORKFLOW: omium_status = -31;
+/// A workflow agent cannot run.
+pub const OMIUM_ERR_AGENT_UNAVAILABLE: omium_status = -32;
+/// A workflow step failed and its policy gave up.
+pub const OMIUM_ERR_STEP_FAILED: omium_status = -33;
+/// The recovery policy escalated the failure to a human (`omium_recovery_advance` says so
+/// with a `raise` command of this code).
+pub const OMIUM_ERR_ESCALATED: omium_status = -34;
+/// The recovery policy rolled the execution back: call `omium_store_rollback_as_decided`
+/// and begin the execution again.
+pub const OMIUM_ERR_ROLLED_BACK: omium_status = -35;
+/// The run was interrupted.
+pub const OMIUM_ERR_INTERRUPTED: omium_status = -36;
+/// A consensus message is invalid (not JSON, does not match its schema, no targets).
+pub const OMIUM_ERR_INVALID_MESSAGE: omium_status = -37;
+/// No consensus message has that id.
+pub const OMIUM_ERR_MESSAGE_NOT_FOUND: omium_status = -38;
+/// The agent is not a target of the consensus message.
+pub const OMIUM_ERR_NOT_A_TARGET: omium_status = -39;
+/// A consensus round timed out or its votes split.
+pub const OMIUM_ERR_CONSENSUS_VIOLATION: omium_status = -40;
+/// No consensus cluster answers.
+pub const OMIUM_ERR_CONSENSUS_UNAVAILABLE: omium_status = -41;
+/// The cluster has another branch or holder of the execution.
+pub const OMIUM_ERR_SYNC_CONFLICT: omium_status = -42;
+/// The cluster lacks chunks a push referenced; they are sent again.
+pub const OMIUM_ERR_SYNC_INCOMPLETE: omium_status = -43;
+/// Another store took the execution over; this run stops before its next step.
+pub const OMIUM_ERR_LEASE_LOST: omium_status = -44;
+/// A daemon or node answered with an error kind this build does not know.
+pub const OMIUM_ERR_SERVER_ERROR: omium_status = -45;
 /// An error kind this build of the C interface does not know (a newer core); see the message.
 pub const OMIUM_ERR_UNKNOWN: omium_status = -99;
 
 /// Every status and its name. The names of core errors are `Error::code()` values.
-pub(crate) const STATUS_NAMES: [(omium_status, &CStr); 32] = [
+pub(crate) const STATUS_NAMES: [(omium_status, &CStr); 47] = [
     (OMIUM_OK, c"ok"),
     (OMIUM_ERR_INVALID_ARGUMENT, c"invalid_argument"),
     (OMIUM_ERR_STORE_LOCKED, c"store_locked"),
@@ -130,6 +162,21 @@ pub(crate) const STATUS_NAMES: [(omium_status, &CStr); 32] = [
     (OMIUM_ERR_CANCELLED, c"cancelled"),
     (OMIUM_ERR_FORBIDDEN, c"forbidden"),
     (OMIUM_ERR_RATE_LIMITED, c"rate_limited"),
+    (OMIUM_ERR_INVALID_WORKFLOW, c"invalid_workflow"),
+    (OMIUM_ERR_AGENT_UNAVAILABLE, c"agent_unavailable"),
+    (OMIUM_ERR_STEP_FAILED, c"step_failed"),
+    (OMIUM_ERR_ESCALATED, c"escalated"),
+    (OMIUM_ERR_ROLLED_BACK, c"rolled_back"),
+    (OMIUM_ERR_INTERRUPTED, c"interrupted"),
+    (OMIUM_ERR_INVALID_MESSAGE, c"invalid_message"),
+    (OMIUM_ERR_MESSAGE_NOT_FOUND, c"message_not_found"),
+    (OMIUM_ERR_NOT_A_TARGET, c"not_a_target"),
+    (OMIUM_ERR_CONSENSUS_VIOLATION, c"consensus_violation"),
+    (OMIUM_ERR_CONSENSUS_UNAVAILABLE, c"consensus_unavailable"),
+    (OMIUM_ERR_SYNC_CONFLICT, c"sync_conflict"),
+    (OMIUM_ERR_SYNC_INCOMPLETE, c"sync_incomplete"),
+    (OMIUM_ERR_LEASE_LOST, c"lease_lost"),
+    (OMIUM_ERR_SERVER_ERROR, c"server_error"),
     (OMIUM_ERR_UNKNOWN, c"unknown"),
 ];
 

@@ -33,14 +33,23 @@ mod run;
 
 mod calls;
 
+mod recovery;
+
+mod consensus;
+
+mod sync;
+
 mod guard;
 mod json;
 
 pub use buffer::{omium_buffer, omium_buffer_free};
 pub use calls::*;
+pub use consensus::*;
 pub use error::*;
+pub use recovery::*;
 pub use run::*;
 pub use store::*;
+pub use sync::*;
 
 /// The version of Omium this library was built from, such as "0.1.0". A static string: do
 /// not free it. Any thread.

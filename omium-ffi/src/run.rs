@@ -472,6 +472,28 @@ pub unsafe extern "C" fn omium_run_fail(run: *mut omium_run, error: *const c_cha
     })
 }
 
+/// Marks the execution paused with `reason` and releases it: it waits for a human
+/// (`omium resume`, or `omium_store_control(store, "resume", ...)`) before it can be begun again
+/// (`OMIUM_ERR_INVALID_STATE` until then). A recovery policy's `pause` reaches the host as a `raise`
+/// command of code `paused` (`omium_recovery_advance`); the host ends the step with this call.
+/// The run handle must still be freed with `omium_run_free`.
+///
+/// Thread-safety: any thread, concurrently with other calls on the run.
+///
+/// # Safety
+/// `run` is NULL or a run handle not freed; `reason` is NULL or a NUL-terminated string.
+#[no_mangle]
+pub unsafe extern "C" fn omium_run_pause(
+    run: *mut omium_run,
+    reason: *const c_char,
+) -> omium_status {
+    guard("omium_run_pause", || {
+        // SAFETY (argument reads): the caller's promises.
+        let reason = unsafe { str_arg(reason, "reason") }?;
+        unsafe { with_run(run, |r| Ok(r.pause(reason)?)) }
+    })
+}
+
 /// Frees a run handle. NULL is a no-op (`OMIUM_OK`). A run freed without
 /// `omium_run_complete` or `omium_run_fail` leaves its execution resumable, exactly as if the
 /// process had died there: beginning it again replays the recorded steps. A run of a store from

@@ -157,35 +157,8 @@ fn execution(store: *mut omium_store, id: &str) -> Value {
 
 #[test]
 fn statuses_mirror_the_core_error_codes() {
-    // Every `omium_core::Error::code()` value has its own status.
-    for code in [
-        "store_locked",
-        "store_not_found",
-        "newer_format",
-        "not_a_store",
-        "open_failed",
-        "storage",
-        "execution_not_found",
-        "checkpoint_not_found",
-        "wrong_execution",
-        "non_determinism",
-        "integrity",
-        "execution_leased",
-        "decode",
-        "read_only",
-        "invalid_argument",
-        "no_consistent_checkpoint",
-        "invalid_state",
-        "condition_syntax",
-        "condition_error",
-        "server_unavailable",
-        "unauthorized",
-        "forbidden",
-        "rate_limited",
-        "tool_denied",
-        "replay_divergence",
-        "invalid_policy",
-    ] {
+    // Every code of the core's error table has its own status (a new code fails here).
+    for code in omium_core::ErrorCode::ALL.iter().map(|c| c.as_str()) {
         let s = crate::error::status_of_code(code);
         assert!(s < 0 && s != OMIUM_ERR_UNKNOWN, "{code}");
         assert_eq!(name_of(s), code);
@@ -1826,4 +1799,425 @@ fn metrics_answer_the_analytics_of_a_query() {
         &["expected a JSON object"],
     );
     ok(unsafe { omium_store_close(store) });
+}
+
+/// Applies a global policy document to tenant "default".
+fn apply_policy(store: *mut omium_store, text: &str) {
+    let text = cs(text);
+    ok(unsafe { omium_store_apply_policy(store, null(), null(), text.as_ptr(), null_mut()) });
+}
+
+/// Starts the recovery of a failed step `step` of execution `id`.
+fn start_recovery(store: *mut omium_store, failure: Value) -> *mut omium_recovery {
+    let failure = cs(&failure.to_string());
+    let mut r = null_mut();
+    ok(unsafe { omium_store_start_recovery(store, failure.as_ptr(), &mut r) });
+    assert!(!r.is_null());
+    r
+}
+
+/// Reports `event` and returns the next command.
+fn advance(r: *mut omium_recovery, event: Value) -> Value {
+    let event = cs(&event.to_string());
+    let mut b = omium_buffer::EMPTY;
+    ok(unsafe { omium_recovery_advance(r, event.as_ptr(), &mut b) });
+    take_json(&mut b)
+}
+
+#[test]
+fn the_recovery_driver_retries_pauses_and_rolls_back_as_the_policy_says() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    apply_policy(
+        store,
+        "rules:\n  - trigger: timeout_error\n    actions:\n      - retry: {max_attempts: 3, backoff: fixed, initial_delay: 10ms, jitter: none}\n  - trigger: validation_error\n    actions: [{pause: {}}]\n",
+    );
+    // A timeout is retried after the policy's backoff; the second call succeeds.
+    let run = begin(store, "r1");
+    step(run, "a", b"1");
+    let failure = json!({"execution_id": "r1", "workflow": "onboarding", "step": "b", "seq": 2,
+                         "error_classes": ["TimeoutError"], "message": "TimeoutError: slow"});
+    let r = start_recovery(store, failure.clone());
+    let c = advance(r, json!({"event": "start"}));
+    assert_eq!(c["name"], "retry", "{c}");
+    assert_eq!(c["params"]["delay_ms"], 10, "{c}");
+    assert_eq!(c["params"]["attempt"], 2, "{c}");
+    // An event the driver does not wait for is refused and changes nothing.
+    let bad = cs(r#"{"event": "fixed"}"#);
+    let mut b = omium_buffer::EMPTY;
+    fails(
+        unsafe { omium_recovery_advance(r, bad.as_ptr(), &mut b) },
+        OMIUM_ERR_INVALID_ARGUMENT,
+        "",
+        &["fixed"],
+    );
+    let c = advance(
+        r,
+        json!({"event": "called", "ok": false, "note": "TimeoutError: slow again"}),
+    );
+    assert_eq!(c["name"], "retry", "{c}");
+    let c = advance(r, json!({"event": "called"}));
+    assert_eq!(c["name"], "return", "{c}");
+    ok(unsafe { omium_recovery_free(r) });
+    step(run, "b", b"2");
+    ok(unsafe { omium_run_complete(run, null(), 0) });
+    ok(unsafe { omium_run_free(run) });
+    assert_eq!(execution(store, "r1")["status"], "completed");
+
+    // A validation error pauses: the host pauses the run; beginning again is refused.
+    let run = begin(store, "r2");
+    let r = start_recovery(
+        store,
+        json!({"execution_id": "r2", "workflow": "onboarding", "step": "a", "seq": 1,
+               "error_classes": ["ValidationError"], "message": "ValidationError: no name"}),
+    );
+    let c = advance(r, json!({"event": "start"}));
+    assert_eq!(c["name"], "raise", "{c}");
+    assert_eq!(c["params"]["code"], "paused", "{c}");
+    assert_eq!(c["params"]["status"], OMIUM_ERR_PAUSED, "{c}");
+    assert_eq!(c["params"]["failure"]["step"], "a", "{c}");
+    ok(unsafe { omium_recovery_free(r) });
+    let reason = cs(c["params"]["reason"].as_str().unwrap());
+    ok(unsafe { omium_run_pause(run, reason.as_ptr()) });
+    ok(unsafe { omium_run_free(run) });
+    assert_eq!(execution(store, "r2")["status"], "paused");
+    let mut again = null_mut();
+    fails(
+        unsafe { omium_store_begin(store, c"r2".as_ptr(), c"onboarding".as_ptr(), &mut again) },
+        OMIUM_ERR_INVALID_STATE,
+        "",
+        &["r2", "is paused"],
+    );
+
+    // A rollback decided before anything was recorded runs the execution again from its start.
+    apply_policy(store, "rules:\n  - trigger: validation_error\n    actions:\n      - rollback: {to: last_consistent}\n");
+    let run = begin(store, "r3");
+    let r = start_recovery(
+        store,
+        json!({"execution_id": "r3", "workflow": "onboarding", "step": "a", "seq": 1,
+               "error_classes": ["ValidationError"], "message": "ValidationError: bad"}),
+    );
+    let c = advance(r, json!({"event": "start"}));
+    assert_eq!(c["params"]["code"], "rolled_back", "{c}");
+    assert_eq!(c["params"]["status"], OMIUM_ERR_ROLLED_BACK, "{c}");
+    ok(unsafe { omium_recovery_free(r) });
+    ok(unsafe { omium_run_free(run) });
+    let to = cs(c["params"]["to"].as_str().unwrap());
+    let failure = cs(&c["params"]["failure"].to_string());
+    let mut marker = [1 as c_char; OMIUM_CHECKPOINT_ID_SIZE];
+    ok(unsafe {
+        omium_store_rollback_as_decided(
+            store,
+            c"r3".as_ptr(),
+            to.as_ptr(),
+            failure.as_ptr(),
+            marker.as_mut_ptr(),
+            marker.len(),
+        )
+    });
+    assert_eq!(marker[0], 0, "nothing to roll back to: no marker");
+    let run = begin(store, "r3");
+    ok(unsafe { omium_run_free(run) });
+
+    // The recoveries are recorded as every binding records them.
+    let mut b = omium_buffer::EMPTY;
+    ok(unsafe { omium_store_events(store, 0, 100, null(), null(), 0, &mut b) });
+    let events = take_json(&mut b);
+    let types: Vec<&str> = events["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["type"].as_str().unwrap())
+        .collect();
+    let count = |t: &str| types.iter().filter(|x| **x == t).count();
+    assert_eq!(count("io.omium.failure.detected"), 3, "{types:?}");
+    assert!(count("io.omium.recovery.action_taken") >= 3, "{types:?}");
+    assert_eq!(count("io.omium.execution.paused"), 1, "{types:?}");
+    ok(unsafe { omium_store_close(store) });
+}
+
+#[test]
+fn recovery_arguments_are_checked_and_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let mut r = null_mut();
+    for (text, parts) in [
+        ("not json", vec!["failure_json", "not JSON"]),
+        ("[1]", vec!["failure_json", "array"]),
+        (r#"{"message": "x"}"#, vec!["failure_json", "execution_id"]),
+        (
+            r#"{"execution_id": "e", "message": "x", "seq": -1}"#,
+            vec!["seq", "non-negative"],
+        ),
+        (
+            r#"{"execution_id": "e", "message": "x", "kind": "nope"}"#,
+            vec!["nope"],
+        ),
+        (
+            r#"{"execution_id": "e", "message": "x", "error_classes": [1]}"#,
+            vec!["error_classes"],
+        ),
+    ] {
+        let t = cs(text);
+        let status = unsafe { omium_store_start_recovery(store, t.as_ptr(), &mut r) };
+        assert_ne!(status, OMIUM_OK, "{text}");
+        assert!(r.is_null());
+        let msg = last_error();
+        for p in parts {
+            assert!(msg.contains(p), "{text}: {msg:?} should contain {p:?}");
+        }
+    }
+    fails(
+        unsafe {
+            omium_recovery_advance(
+                null_mut(),
+                c"{\"event\": \"start\"}".as_ptr(),
+                &mut omium_buffer::EMPTY,
+            )
+        },
+        OMIUM_ERR_INVALID_ARGUMENT,
+        "omium_recovery_advance: argument `recovery` is NULL",
+        &["omium_store_start_recovery"],
+    );
+    ok(unsafe { omium_recovery_free(null_mut()) });
+    let r = start_recovery(store, json!({"execution_id": "e", "message": "boom"}));
+    fails(
+        unsafe {
+            omium_recovery_advance(
+                r,
+                c"{\"event\": \"later\"}".as_ptr(),
+                &mut omium_buffer::EMPTY,
+            )
+        },
+        OMIUM_ERR_INVALID_ARGUMENT,
+        "",
+        &["later", "expected start"],
+    );
+    ok(unsafe { omium_recovery_give_up(r) });
+    ok(unsafe { omium_recovery_free(r) });
+    ok(unsafe { omium_store_close(store) });
+}
+
+#[test]
+fn conditions_and_policy_defaults_are_the_cores() {
+    let mut holds = false;
+    let vars = cs(r#"{"args": [{"amount": 5}], "result": {"verified": true}}"#);
+    ok(unsafe {
+        omium_condition_holds(
+            c"args[0].amount > 1 && result.verified".as_ptr(),
+            vars.as_ptr(),
+            &mut holds,
+        )
+    });
+    assert!(holds);
+    ok(unsafe {
+        omium_condition_holds(
+            c"args[0].amount + 1 > 10".as_ptr(),
+            vars.as_ptr(),
+            &mut holds,
+        )
+    });
+    assert!(!holds);
+    fails(
+        unsafe { omium_condition_holds(c"args[0].amount >".as_ptr(), vars.as_ptr(), &mut holds) },
+        OMIUM_ERR_CONDITION_SYNTAX,
+        "",
+        &["args[0].amount >"],
+    );
+    fails(
+        unsafe {
+            omium_condition_holds(c"result.missing == 1".as_ptr(), vars.as_ptr(), &mut holds)
+        },
+        OMIUM_ERR_CONDITION_ERROR,
+        "",
+        &["result.missing"],
+    );
+    fails(
+        unsafe { omium_condition_holds(c"true".as_ptr(), c"[]".as_ptr(), &mut holds) },
+        OMIUM_ERR_INVALID_ARGUMENT,
+        "omium_condition_holds: argument `variables_json`",
+        &["object"],
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    apply_policy(store, "defaults:\n  step_timeout: 1500ms\n");
+    let mut b = omium_buffer::EMPTY;
+    ok(unsafe {
+        omium_store_policy_defaults(store, null(), c"onboarding".as_ptr(), c"a".as_ptr(), &mut b)
+    });
+    let d = take_json(&mut b);
+    assert_eq!(d["defaults"]["step_timeout_ms"], 1500, "{d}");
+    ok(unsafe { omium_store_close(store) });
+}
+
+#[test]
+fn consensus_from_c_agrees_votes_and_times_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let mut c = null_mut();
+    fails(
+        unsafe { omium_coordinator_open(null_mut(), null(), &mut c) },
+        OMIUM_ERR_INVALID_ARGUMENT,
+        "omium_coordinator_open: argument `store` is NULL",
+        &["embedded"],
+    );
+    ok(unsafe { omium_coordinator_open(store, null(), &mut c) });
+    let mut b = omium_buffer::EMPTY;
+    let req = cs(
+        &json!({"execution_id": "x1", "sender": "planner", "targets": ["a", "b", "c"],
+                         "message": {"plan": 1}})
+        .to_string(),
+    );
+    ok(unsafe { omium_coordinator_broadcast(c, req.as_ptr(), &mut b) });
+    let placed = take_json(&mut b);
+    assert_eq!(placed["seq"], 1, "{placed}");
+    let id = cs(placed["id"].as_str().unwrap());
+    ok(unsafe { omium_coordinator_acknowledge(c, id.as_ptr(), c"a".as_ptr(), null(), &mut b) });
+    assert_eq!(take_json(&mut b)["state"], "pending");
+    ok(unsafe { omium_coordinator_acknowledge(c, id.as_ptr(), c"b".as_ptr(), null(), &mut b) });
+    assert_eq!(take_json(&mut b)["state"], "agreed");
+    ok(unsafe { omium_coordinator_await(c, id.as_ptr(), 5000, true, &mut b) });
+    let m = take_json(&mut b);
+    assert_eq!(m["message"], json!({"plan": 1}), "{m}");
+    assert_eq!(m["acks"].as_array().unwrap().len(), 2, "{m}");
+    fails(
+        unsafe { omium_coordinator_acknowledge(c, id.as_ptr(), c"zed".as_ptr(), null(), &mut b) },
+        OMIUM_ERR_NOT_A_TARGET,
+        "",
+        &["zed"],
+    );
+    fails(
+        unsafe { omium_coordinator_message(c, c"nope".as_ptr(), &mut b) },
+        OMIUM_ERR_MESSAGE_NOT_FOUND,
+        "",
+        &["nope"],
+    );
+    // Nobody answers the second message: a violation, recorded as the execution's failure.
+    let req = cs(
+        &json!({"execution_id": "x1", "sender": "planner", "targets": ["a"], "message": 2})
+            .to_string(),
+    );
+    ok(unsafe { omium_coordinator_broadcast(c, req.as_ptr(), &mut b) });
+    let placed = take_json(&mut b);
+    let id2 = cs(placed["id"].as_str().unwrap());
+    fails(
+        unsafe { omium_coordinator_await(c, id2.as_ptr(), 50, true, &mut b) },
+        OMIUM_ERR_CONSENSUS_VIOLATION,
+        "",
+        &[],
+    );
+    ok(unsafe { omium_coordinator_status(c, c"x1".as_ptr(), &mut b) });
+    let list = take_json(&mut b);
+    assert_eq!(list.as_array().unwrap().len(), 2, "{list}");
+    let vote = cs("\"yes\"");
+    fails(
+        unsafe {
+            omium_coordinator_acknowledge(c, id.as_ptr(), c"c".as_ptr(), c"{nope".as_ptr(), &mut b)
+        },
+        OMIUM_ERR_INVALID_ARGUMENT,
+        "omium_coordinator_acknowledge: argument `vote_json`",
+        &["JSON"],
+    );
+    ok(unsafe {
+        omium_coordinator_acknowledge(c, id.as_ptr(), c"c".as_ptr(), vote.as_ptr(), &mut b)
+    });
+    take_json(&mut b);
+    ok(unsafe { omium_coordinator_close(c) });
+    ok(unsafe { omium_coordinator_close(null_mut()) });
+    ok(unsafe { omium_store_close(store) });
+}
+
+#[test]
+fn remote_sync_pushes_to_a_real_node_and_another_store_pulls() {
+    // A one-node cluster in this process, on 127.0.0.1, with its own store.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let node_dir = tempfile::tempdir().unwrap();
+    let node_store = omium_core::Store::open(node_dir.path()).unwrap();
+    let node = rt
+        .block_on(omium_core::consensus::Node::start(
+            &node_store,
+            omium_core::consensus::NodeConfig {
+                id: 1,
+                listen: "127.0.0.1:0".into(),
+                advertise: None,
+                join: None,
+                insecure_loopback: true,
+                tls: None,
+            },
+        ))
+        .unwrap();
+    let addr = node.addr().to_string();
+    rt.block_on(
+        omium_core::consensus::network::RemoteClient::new(std::slice::from_ref(&addr))
+            .unwrap()
+            .admin(
+                "/cluster/init",
+                &json!({}),
+                std::time::Duration::from_secs(30),
+            ),
+    )
+    .unwrap();
+    let nodes = cs(&addr);
+
+    let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (s1, s2) = (open(d1.path()), open(d2.path()));
+    let mut b = omium_buffer::EMPTY;
+    fails(
+        unsafe { omium_store_pull(s1, c"p1".as_ptr(), &mut b) },
+        OMIUM_ERR_INVALID_STATE,
+        "",
+        &["omium_store_attach_sync"],
+    );
+    fails(
+        unsafe { omium_store_attach_sync(s1, c" , ".as_ptr(), null()) },
+        OMIUM_ERR_INVALID_ARGUMENT,
+        "omium_store_attach_sync: argument `nodes`",
+        &["host:port"],
+    );
+    ok(unsafe { omium_store_attach_sync(s1, nodes.as_ptr(), c"sync".as_ptr()) });
+    fails(
+        unsafe { omium_store_attach_sync(s1, nodes.as_ptr(), null()) },
+        OMIUM_ERR_INVALID_STATE,
+        "",
+        &["already syncs"],
+    );
+    let run = begin(s1, "p1");
+    step(run, "a", b"one");
+    step(run, "b", b"two");
+    ok(unsafe { omium_run_fail(run, c"the worker stopped".as_ptr()) });
+    ok(unsafe { omium_run_free(run) });
+    ok(unsafe { omium_store_sync_flush(s1, 30_000) });
+    ok(unsafe { omium_store_sync_status(s1, &mut b) });
+    let report = take_json(&mut b);
+    assert!(
+        report["checkpoints_pushed"].as_u64().unwrap() >= 2,
+        "{report}"
+    );
+    // The first store is gone; a second one pulls the execution and resumes it after step b.
+    ok(unsafe { omium_store_close(s1) });
+    ok(unsafe { omium_store_attach_sync(s2, nodes.as_ptr(), c"sync".as_ptr()) });
+    ok(unsafe { omium_store_pull(s2, c"p1".as_ptr(), &mut b) });
+    let pulled = take_json(&mut b);
+    assert_eq!(pulled["id"], "p1", "{pulled}");
+    let run = begin(s2, "p1");
+    assert_eq!(step(run, "a", b"other"), (b"one".to_vec(), true));
+    assert_eq!(step(run, "b", b"other"), (b"two".to_vec(), true));
+    assert_eq!(step(run, "c", b"three"), (b"three".to_vec(), false));
+    ok(unsafe { omium_run_complete(run, null(), 0) });
+    ok(unsafe { omium_run_free(run) });
+    fails(
+        unsafe { omium_store_pull(s2, c"nobody".as_ptr(), &mut b) },
+        OMIUM_ERR_EXECUTION_NOT_FOUND,
+        "",
+        &["nobody"],
+    );
+    ok(unsafe { omium_store_pull_abandoned(s2, &mut b) });
+    take_json(&mut b);
+    ok(unsafe { omium_store_close(s2) });
+    drop(node);
 }

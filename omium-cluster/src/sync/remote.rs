@@ -839,7 +839,8 @@ pub trait SyncStore: AsRef<Store> {
             execution: String::new(),
             status: "not syncing".into(),
             detail: "this store syncs to no cluster: open it with a remote (Python \
-                     omium.init(..., remote=\"host:port,...\"), Node omium.init({ remote }))"
+                     omium.init(..., remote=\"host:port,...\"), Node omium.init({ remote }), C \
+                     omium_store_attach_sync)"
                 .into(),
         })
     }
