@@ -413,6 +413,27 @@ omium_status omium_store_begin(struct omium_store *store,
                                const char *workflow,
                                struct omium_run **out_run);
 
+// `omium_store_begin` with options: `options_json` (NULL: none) is an object of `"workflow"`,
+// `"tenant"` (default "default"), `"agent"` (recorded on checkpoints that name none, default
+// "main"), `"labels"` (an object of strings; `{"omium.codec": "json"}` tells every binding and
+// `omium show` how the states decode), `"durability"` ("sync", "buffered" or "none": this run's
+// writes) and `"lease_ttl_ms"`. `input` (`input_len` bytes; NULL with 0: none) is stored as the
+// execution's input on first begin (a resumed execution keeps its original input; replays and
+// forks at a step read it).
+//
+// Errors as `omium_store_begin`; a bad option is `OMIUM_ERR_INVALID_ARGUMENT` naming it.
+// Ownership and thread-safety as `omium_store_begin`.
+//
+// # Safety
+// As `omium_store_begin`; `options_json` is NULL or a NUL-terminated string; `input` is NULL
+// or readable for `input_len` bytes.
+omium_status omium_store_begin_with(struct omium_store *store,
+                                    const char *execution_id,
+                                    const char *options_json,
+                                    const uint8_t *input,
+                                    size_t input_len,
+                                    struct omium_run **out_run);
+
 // Writes the execution `execution_id` as a JSON object into `*out_json`: `id`, `workflow`,
 // `tenant`, `status` ("pending", "running", "paused", "completed", "failed", "cancelled"),
 // `head` (checkpoint id or null), `error`, `attempts`, `lease_owner`,
@@ -969,6 +990,29 @@ omium_status omium_store_control(struct omium_store *store,
                                  const char *reason,
                                  const char *by,
                                  struct omium_buffer *out_json);
+
+// Resumes execution `execution_id` after a human looked at it: a paused execution (a policy's
+// `pause`, an operator's pause) or a failed one becomes resumable, and the next
+// `omium_store_begin` runs it after its last recorded step. `state` (NULL with `state_len` 0:
+// none) replaces the head's state first: the bytes a C host would have recorded for the head
+// step (in the execution's codec), kept as a new checkpoint so the history shows the edit. `by`
+// (NULL: none) names who resumed it in the audit log. If `out_failure_json` is not NULL it
+// receives the failure the resume settled (`null` when there was none).
+//
+// Errors: `OMIUM_ERR_EXECUTION_NOT_FOUND`; `OMIUM_ERR_INVALID_STATE` for an execution that is
+// running or completed.
+// Ownership: the caller frees `*out_failure_json`. Thread-safety: any thread.
+//
+// # Safety
+// `store` is NULL or an open store handle; the strings are NULL or NUL-terminated; `state` is
+// NULL or readable for `state_len` bytes; `out_failure_json` is NULL or valid for writing an
+// `omium_buffer`.
+omium_status omium_store_resume(struct omium_store *store,
+                                const char *execution_id,
+                                const uint8_t *state,
+                                size_t state_len,
+                                const char *by,
+                                struct omium_buffer *out_failure_json);
 
 // Evaluates alert rules once now (`docs/operations.md`, "Alert rules"): `rules` is the rules
 // document (YAML or JSON text). Sends the notices of what changed (Slack, PagerDuty, email,

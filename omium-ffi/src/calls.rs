@@ -495,6 +495,49 @@ pub unsafe extern "C" fn omium_store_control(
     })
 }
 
+/// Resumes execution `execution_id` after a human looked at it: a paused execution (a policy's
+/// `pause`, an operator's pause) or a failed one becomes resumable, and the next
+/// `omium_store_begin` runs it after its last recorded step. `state` (NULL with `state_len` 0:
+/// none) replaces the head's state first: the bytes a C host would have recorded for the head
+/// step (in the execution's codec), kept as a new checkpoint so the history shows the edit. `by`
+/// (NULL: none) names who resumed it in the audit log. If `out_failure_json` is not NULL it
+/// receives the failure the resume settled (`null` when there was none).
+///
+/// Errors: `OMIUM_ERR_EXECUTION_NOT_FOUND`; `OMIUM_ERR_INVALID_STATE` for an execution that is
+/// running or completed.
+/// Ownership: the caller frees `*out_failure_json`. Thread-safety: any thread.
+///
+/// # Safety
+/// `store` is NULL or an open store handle; the strings are NULL or NUL-terminated; `state` is
+/// NULL or readable for `state_len` bytes; `out_failure_json` is NULL or valid for writing an
+/// `omium_buffer`.
+#[no_mangle]
+pub unsafe extern "C" fn omium_store_resume(
+    store: *mut omium_store,
+    execution_id: *const c_char,
+    state: *const u8,
+    state_len: usize,
+    by: *const c_char,
+    out_failure_json: *mut omium_buffer,
+) -> omium_status {
+    guard("omium_store_resume", || {
+        // SAFETY (argument reads): the caller's promises.
+        let out = unsafe { opt_out_arg(out_failure_json, omium_buffer::EMPTY) };
+        let id = unsafe { non_empty_str_arg(execution_id, "execution_id") }?;
+        let state = if state.is_null() && state_len == 0 {
+            None
+        } else {
+            Some(unsafe { bytes_arg(state, state_len, "state") }?)
+        };
+        let by = unsafe { opt_str_arg(by, "by") }?;
+        let failure = unsafe { with_store(store, |s| Ok(s.resume(id, state, by)?)) }?;
+        if let Some(out) = out {
+            *out = json::buffer(&failure.unwrap_or(serde_json::Value::Null));
+        }
+        Ok(())
+    })
+}
+
 /// Evaluates alert rules once now (`docs/operations.md`, "Alert rules"): `rules` is the rules
 /// document (YAML or JSON text). Sends the notices of what changed (Slack, PagerDuty, email,
 /// signed webhooks) and writes the transitions into `*out_json` as a JSON array of `{"rule",

@@ -11,8 +11,8 @@ use omium_core::{AuditHead, BeginOptions, Durability, OpenOptions, RollbackTarge
 use crate::buffer::omium_buffer;
 use crate::error::{omium_status, Failure};
 use crate::guard::{
-    self, guard, non_empty_str_arg, opt_out_arg, opt_str_arg, out_arg, text_out_arg, write_text,
-    Handle, Opaque,
+    self, bytes_arg, guard, non_empty_str_arg, opt_out_arg, opt_str_arg, out_arg, text_out_arg,
+    write_text, Handle, Opaque,
 };
 use crate::json;
 use crate::run::omium_run;
@@ -258,6 +258,98 @@ pub unsafe extern "C" fn omium_store_begin(
         *out = <omium_run as Opaque>::into_raw(crate::run::HeldRun::new(run));
         Ok(())
     })
+}
+
+/// `omium_store_begin` with options: `options_json` (NULL: none) is an object of `"workflow"`,
+/// `"tenant"` (default "default"), `"agent"` (recorded on checkpoints that name none, default
+/// "main"), `"labels"` (an object of strings; `{"omium.codec": "json"}` tells every binding and
+/// `omium show` how the states decode), `"durability"` ("sync", "buffered" or "none": this run's
+/// writes) and `"lease_ttl_ms"`. `input` (`input_len` bytes; NULL with 0: none) is stored as the
+/// execution's input on first begin (a resumed execution keeps its original input; replays and
+/// forks at a step read it).
+///
+/// Errors as `omium_store_begin`; a bad option is `OMIUM_ERR_INVALID_ARGUMENT` naming it.
+/// Ownership and thread-safety as `omium_store_begin`.
+///
+/// # Safety
+/// As `omium_store_begin`; `options_json` is NULL or a NUL-terminated string; `input` is NULL
+/// or readable for `input_len` bytes.
+#[no_mangle]
+pub unsafe extern "C" fn omium_store_begin_with(
+    store: *mut omium_store,
+    execution_id: *const c_char,
+    options_json: *const c_char,
+    input: *const u8,
+    input_len: usize,
+    out_run: *mut *mut omium_run,
+) -> omium_status {
+    guard("omium_store_begin_with", || {
+        // SAFETY (argument reads): the caller's promises.
+        let out = unsafe { out_arg(out_run, "out_run", std::ptr::null_mut()) }?;
+        let id = unsafe { non_empty_str_arg(execution_id, "execution_id") }?;
+        let text = unsafe { opt_str_arg(options_json, "options_json") }?.unwrap_or("{}");
+        let mut options: BeginOptions = serde_json::from_str::<BeginJson>(text)
+            .map_err(|e| {
+                Failure::argument(
+                    "options_json",
+                    format!(
+                        "is not begin options ({e}); expected {{\"workflow\", \"tenant\", \"agent\", \
+                         \"labels\": {{...}}, \"durability\", \"lease_ttl_ms\"}}"
+                    ),
+                )
+            })?
+            .into_options()?;
+        if !(input.is_null() && input_len == 0) {
+            options.input = Some(unsafe { bytes_arg(input, input_len, "input") }?.to_vec());
+        }
+        let run = unsafe { with_store(store, |s| Ok(s.begin(id, options)?)) }?;
+        *out = <omium_run as Opaque>::into_raw(crate::run::HeldRun::new(run));
+        Ok(())
+    })
+}
+
+/// The options of `omium_store_begin_with`, as C writes them.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BeginJson {
+    #[serde(default)]
+    workflow: String,
+    tenant: Option<String>,
+    agent: Option<String>,
+    #[serde(default)]
+    labels: std::collections::BTreeMap<String, String>,
+    durability: Option<String>,
+    lease_ttl_ms: Option<u64>,
+}
+
+impl BeginJson {
+    fn into_options(self) -> Result<BeginOptions, Failure> {
+        let mut o = BeginOptions {
+            workflow: self.workflow,
+            labels: self.labels,
+            ..BeginOptions::default()
+        };
+        if let Some(t) = self.tenant {
+            o.tenant = t;
+        }
+        if let Some(a) = self.agent {
+            o.agent = a;
+        }
+        if let Some(d) = self.durability {
+            o.durability = Some(Durability::parse(&d).map_err(|_| {
+                Failure::argument(
+                    "options_json",
+                    format!(
+                        "has \"durability\" = {d:?}; expected \"sync\", \"buffered\" or \"none\""
+                    ),
+                )
+            })?);
+        }
+        if let Some(ms) = self.lease_ttl_ms {
+            o.lease_ttl = std::time::Duration::from_millis(ms);
+        }
+        Ok(o)
+    }
 }
 
 /// Writes the execution `execution_id` as a JSON object into `*out_json`: `id`, `workflow`,

@@ -1940,7 +1940,7 @@ fn the_recovery_driver_retries_pauses_and_rolls_back_as_the_policy_says() {
 fn recovery_arguments_are_checked_and_named() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path());
-    let mut r = null_mut();
+    let (mut r, mut b) = (null_mut(), omium_buffer::EMPTY);
     for (text, parts) in [
         ("not json", vec!["failure_json", "not JSON"]),
         ("[1]", vec!["failure_json", "array"]),
@@ -1968,13 +1968,7 @@ fn recovery_arguments_are_checked_and_named() {
         }
     }
     fails(
-        unsafe {
-            omium_recovery_advance(
-                null_mut(),
-                c"{\"event\": \"start\"}".as_ptr(),
-                &mut omium_buffer::EMPTY,
-            )
-        },
+        unsafe { omium_recovery_advance(null_mut(), c"{\"event\": \"start\"}".as_ptr(), &mut b) },
         OMIUM_ERR_INVALID_ARGUMENT,
         "omium_recovery_advance: argument `recovery` is NULL",
         &["omium_store_start_recovery"],
@@ -1982,13 +1976,7 @@ fn recovery_arguments_are_checked_and_named() {
     ok(unsafe { omium_recovery_free(null_mut()) });
     let r = start_recovery(store, json!({"execution_id": "e", "message": "boom"}));
     fails(
-        unsafe {
-            omium_recovery_advance(
-                r,
-                c"{\"event\": \"later\"}".as_ptr(),
-                &mut omium_buffer::EMPTY,
-            )
-        },
+        unsafe { omium_recovery_advance(r, c"{\"event\": \"later\"}".as_ptr(), &mut b) },
         OMIUM_ERR_INVALID_ARGUMENT,
         "",
         &["later", "expected start"],
@@ -2052,6 +2040,7 @@ fn conditions_and_policy_defaults_are_the_cores() {
 }
 
 #[test]
+#[cfg(feature = "cluster")]
 fn consensus_from_c_agrees_votes_and_times_out() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path());
@@ -2129,6 +2118,7 @@ fn consensus_from_c_agrees_votes_and_times_out() {
 }
 
 #[test]
+#[cfg(feature = "cluster")]
 fn remote_sync_pushes_to_a_real_node_and_another_store_pulls() {
     // A one-node cluster in this process, on 127.0.0.1, with its own store.
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -2220,4 +2210,26 @@ fn remote_sync_pushes_to_a_real_node_and_another_store_pulls() {
     take_json(&mut b);
     ok(unsafe { omium_store_close(s2) });
     drop(node);
+}
+
+#[test]
+#[cfg(not(feature = "cluster"))]
+fn a_library_without_the_cluster_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let mut c = null_mut();
+    fails(
+        unsafe { omium_coordinator_open(store, null(), &mut c) },
+        OMIUM_ERR_CONSENSUS_UNAVAILABLE,
+        "omium_coordinator_open: this libomium was built without the `cluster` feature",
+        &["default features"],
+    );
+    assert!(c.is_null());
+    fails(
+        unsafe { omium_store_attach_sync(store, c"127.0.0.1:7001".as_ptr(), null()) },
+        OMIUM_ERR_INVALID_STATE,
+        "omium_store_attach_sync: this libomium was built without the `cluster` feature",
+        &[],
+    );
+    ok(unsafe { omium_store_close(store) });
 }
