@@ -58,6 +58,8 @@ node: deps
 
 test-node: node cli python
 	cd omium-node && OMIUM_BIN=$(CARGO_TARGET_DIR)/debug/omium npm test && npm run test:langgraph
+	# The addon without the cluster (consensus, remote sync): built, then checked to work and say so.
+	cd omium-node && npm run build:small && OMIUM_NODE_SMALL=native-small/omium.linux-x64-gnu.node node --test test/small/*.test.mjs
 	node examples/node/onboarding.mjs >/dev/null
 
 test-rust:

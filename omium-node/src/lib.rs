@@ -9,11 +9,14 @@
 //! turns them into `OmiumError` subclasses.
 
 pub mod calls;
+#[cfg(feature = "cluster")]
 pub mod consensus;
 pub mod convert;
 pub mod recovery;
 pub mod run;
 pub mod store;
+#[cfg(feature = "cluster")]
+pub mod sync;
 pub mod threads;
 pub mod trace;
 pub mod workflow;
@@ -27,6 +30,13 @@ pub use convert::{blocking, err};
 #[napi]
 pub fn native_version() -> String {
     env!("CARGO_PKG_VERSION").into()
+}
+
+/// Whether this addon was built with the cluster (consensus and remote sync): the `cluster`
+/// feature, on by default.
+#[napi]
+pub fn has_cluster() -> bool {
+    cfg!(feature = "cluster")
 }
 
 /// The store format version this build writes.

@@ -23,7 +23,7 @@
  * A step with `consensus: { targets }` is recorded only once its result is agreed.
  */
 import native = require("./native");
-import { InvalidArgumentError, OmiumError, call } from "./errors";
+import { InvalidArgumentError, OmiumError, call, requireCluster } from "./errors";
 import { beforeClose, current, getConfig, isInitialized } from "./runtime";
 
 export type Handler = (message: ConsensusMessage) => unknown;
@@ -52,6 +52,7 @@ beforeClose.push(reset);
 
 function get(): Promise<native.Coordinator> {
   if (coordinator === undefined) {
+    requireCluster(native.hasCluster(), "omium.consensus", "consensus_unavailable");
     const store = nodes === undefined || isInitialized() ? getConfig().store : undefined;
     const opening = call(() => native.openCoordinator(store, nodes));
     opening.catch(() => {

@@ -279,6 +279,20 @@ export function callSync<T>(f: () => T): T {
   }
 }
 
+/**
+ * Throws, saying so, when the native addon was built without the cluster (consensus and remote
+ * sync: `cargo build -p omium-node --no-default-features`); `hasCluster` is the addon's answer.
+ */
+export function requireCluster(hasCluster: boolean, what: string, code: "consensus_unavailable" | "invalid_state"): void {
+  if (hasCluster) return;
+  throw fromNative(
+    new Error(
+      `[${code}] ${what}: this build of the omium native addon has no cluster (consensus and remote sync); ` +
+        "build it with its default features (npm run build)",
+    ),
+  );
+}
+
 /** Checks that an id argument is a non-empty string (before it reaches the native layer). */
 export function requireId(value: unknown, where: string): asserts value is string {
   if (typeof value !== "string" || value === "") {

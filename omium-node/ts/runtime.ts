@@ -4,7 +4,7 @@ import * as path from "node:path";
 
 import native = require("./native");
 import { type Codec, checkCodec, msgpack } from "./codec";
-import { OmiumError, InvalidArgumentError, call, callSync } from "./errors";
+import { OmiumError, InvalidArgumentError, call, callSync, requireCluster } from "./errors";
 
 export type Durability = "sync" | "buffered" | "none";
 
@@ -125,6 +125,7 @@ export async function init(options: InitOptions = {}): Promise<native.Store> {
   const store = await call(() => native.openStore(dir, { durability, readOnly: options.readOnly ?? false }));
   if (nodes !== undefined) {
     try {
+      requireCluster(native.hasCluster(), "omium.init({ remote })", "invalid_state");
       await call(() => store.attachSync(nodes, options.remoteDurability ?? "background"));
     } catch (e) {
       store.close();

@@ -15,8 +15,10 @@ import {
   WorkflowNotRegisteredError,
   call,
   callSync,
+  requireCluster,
   requireId,
 } from "./errors";
+import native = require("./native");
 import { type ExecutionContext, getConfig, scope, store } from "./runtime";
 import { endSpan, startSpan } from "./trace";
 
@@ -349,21 +351,25 @@ export async function recover(options: { skipUnregistered?: boolean } = {}): Pro
  */
 export async function pull(executionId: string): Promise<ExecutionInfo> {
   requireId(executionId, "omium.pull(executionId)");
+  requireCluster(native.hasCluster(), "omium.pull()", "invalid_state");
   return executionInfo((await call(() => store().pull(executionId))) as Raw);
 }
 
 /** Waits (at most `timeoutMs`, default 30 s) until every change made so far is in the cluster. */
 export async function push(options: { timeoutMs?: number } = {}): Promise<void> {
+  requireCluster(native.hasCluster(), "omium.push()", "invalid_state");
   await call(() => store().syncFlush(options.timeoutMs ?? 30_000));
 }
 
 /** What the syncer sent and received: rounds, checkpoints and chunks pushed, executions pulled, conflicts. */
 export function syncStatus(): Record<string, unknown> {
+  requireCluster(native.hasCluster(), "omium.syncStatus()", "invalid_state");
   return callSync(() => store().syncReport()) as Record<string, unknown>;
 }
 
 /** Pulls what other stores left unfinished in the cluster (the core skips what another took over first, and conflicts, with a warning); the ids pulled. */
 export async function pullAbandoned(): Promise<string[]> {
+  requireCluster(native.hasCluster(), "omium.recover()", "invalid_state");
   const r = (await call(() => store().pullAbandoned())) as { pulled: string[]; skipped: [string, string][] };
   for (const [id, why] of r.skipped) process.emitWarning(`omium.recover(): not pulling ${JSON.stringify(id)}: ${why}`, "OmiumSyncWarning");
   return r.pulled;
