@@ -147,22 +147,33 @@ add("run.close", "runs", "Release the run; without complete or fail the executio
 
 EID = {"execution_id": S(minLength=1)}
 CID = {"checkpoint_id": S(minLength=1)}
-add("execution", "executions", "One execution.", EID, ["execution_id"], R("Execution"))
-add("executions", "executions", "Every execution, newest first.", {}, [], A(R("Execution")))
+# Executions and checkpoints are answered as their record views; "record" is the exact serde form
+# the daemon's own Rust client asks for (it rebuilds the core's structs).
+FORM = {
+    "form": {
+        "type": "string",
+        "enum": ["view", "record"],
+        "description": "view (default): the record view every binding shows; record: the core's own serde form",
+    }
+}
+EIDF = {**EID, **FORM}
+CIDF = {**CID, **FORM}
+add("execution", "executions", "One execution.", EIDF, ["execution_id"], R("Execution"))
+add("executions", "executions", "Every execution, newest first.", FORM, [], A(R("Execution")))
 add(
     "resumable",
     "executions",
     "Executions left running by a worker that is gone, or rolled back since they last ran.",
-    {},
+    FORM,
     [],
     A(R("Execution")),
 )
 add("execution_input", "executions", "The execution's input bytes.", EID, ["execution_id"], R("Bytes"))
 add("execution_output", "executions", "The execution's output bytes.", EID, ["execution_id"], R("Bytes"))
-add("history", "checkpoints", "The live branch, first checkpoint first.", EID, ["execution_id"], A(R("Checkpoint")))
-add("checkpoints", "checkpoints", "Every checkpoint of the execution (all branches).", EID, ["execution_id"], A(R("Checkpoint")))
-add("branch", "checkpoints", "The branch ending at a checkpoint.", CID, ["checkpoint_id"], A(R("Checkpoint")))
-add("checkpoint", "checkpoints", "One checkpoint.", CID, ["checkpoint_id"], R("Checkpoint"))
+add("history", "checkpoints", "The live branch, first checkpoint first.", EIDF, ["execution_id"], A(R("Checkpoint")))
+add("checkpoints", "checkpoints", "Every checkpoint of the execution (all branches).", EIDF, ["execution_id"], A(R("Checkpoint")))
+add("branch", "checkpoints", "The branch ending at a checkpoint.", CIDF, ["checkpoint_id"], A(R("Checkpoint")))
+add("checkpoint", "checkpoints", "One checkpoint.", CIDF, ["checkpoint_id"], R("Checkpoint"))
 add(
     "read_state",
     "checkpoints",
@@ -181,7 +192,7 @@ add(
     "checkpoints",
     "Roll back to a checkpoint (id or name), a consistent cut (`global_seq`), or the last consistent checkpoint; "
     "answers the rollback marker.",
-    {**EID, "to": N, "global_seq": {"type": "integer", "minimum": 0, "nullable": True}, "reason": N},
+    {**EIDF, "to": N, "global_seq": {"type": "integer", "minimum": 0, "nullable": True}, "reason": N},
     ["execution_id"],
     R("Checkpoint"),
 )
@@ -189,7 +200,7 @@ add(
     "fork",
     "checkpoints",
     "Fork a new execution from a checkpoint, optionally with edited state.",
-    {**EID, "at": S(), "new_execution_id": N, "state": B64N},
+    {**EIDF, "at": S(), "new_execution_id": N, "state": B64N},
     ["execution_id", "at"],
     R("Execution"),
 )
@@ -777,6 +788,8 @@ doc = {
             },
             "Execution": {
                 "type": "object",
+                "description": "The record view of an execution: the same JSON as the C API, the Node and Python "
+                "bindings and `omium ... --json` give.",
                 "required": [
                     "id",
                     "workflow",
@@ -800,11 +813,12 @@ doc = {
                     "head": N,
                     "error": N,
                     "attempts": INT,
+                    "lease_owner": N,
+                    "lease_expires_at_ms": {"type": "integer", "nullable": True},
                     "lease": {"allOf": [R("Lease")], "nullable": True},
                     "labels": STR_MAP,
                     "created_at_ms": INT,
                     "updated_at_ms": INT,
-                    "next_global_seq": INT,
                     "checkpoint_count": INT,
                     "has_input": {"type": "boolean"},
                     "has_output": {"type": "boolean"},
@@ -812,6 +826,8 @@ doc = {
             },
             "Checkpoint": {
                 "type": "object",
+                "description": "The record view of a checkpoint (its state is read with `read_state`): the same JSON "
+                "as the C API, the Node and Python bindings and `omium ... --json` give.",
                 "required": [
                     "id",
                     "execution_id",
@@ -824,7 +840,9 @@ doc = {
                     "checksum",
                     "raw_size",
                     "stored_size",
-                    "state",
+                    "storage",
+                    "chunks",
+                    "checks_passed",
                     "created_at_ms",
                 ],
                 "properties": {
@@ -837,10 +855,12 @@ doc = {
                     "seq": INT,
                     "global_seq": INT,
                     "key": N,
-                    "checksum": {"type": "array", "items": INT, "minItems": 32, "maxItems": 32, "description": "blake3 of the state"},
+                    "checksum": {"type": "string", "description": "blake3 of the state, lower-case hex"},
                     "raw_size": INT,
                     "stored_size": INT,
-                    "state": {"type": "object", "description": "where the state is: {Inline: [bytes]} or {Chunked: manifest}"},
+                    "storage": {"type": "string", "enum": ["inline", "chunked"]},
+                    "chunks": INT,
+                    "checks_passed": {"type": "boolean"},
                     "checks": OBJ,
                     "metadata": STR_MAP,
                     "created_at_ms": INT,

@@ -296,7 +296,7 @@ export async function render(root, ctx) {
     const meta = Object.entries(cp.metadata || {});
     const checks = [...((cp.checks && cp.checks.preconditions) || []).map((c) => ['pre', c]), ...((cp.checks && cp.checks.postconditions) || []).map((c) => ['post', c])];
     const stateBox = h('div', null, loading('Reading the state…'));
-    const checksum = Array.isArray(cp.checksum) ? cp.checksum.map((b) => b.toString(16).padStart(2, '0')).join('') : String(cp.checksum || '');
+    const checksum = String(cp.checksum || '');
     replace(box, panel(h('span', null, cp.name, ' ', badge(cp.kind, cp.kind === 'step' ? 'info' : 'kind'), ' ', isLive ? null : badge('abandoned', 'neutral')), [
       kv([
         ['id', h('code', null, cp.id)],
@@ -305,7 +305,7 @@ export async function render(root, ctx) {
         ['parent', parent ? h('a', { href: '#', onclick: (e) => { e.preventDefault(); selected = parent.id; drawCheckpoints(); } }, `${parent.name} (seq ${parent.seq})`) : '—'],
         cp.key ? ['key', h('code', null, cp.key)] : null,
         ['created', fmt.time(cp.created_at_ms)],
-        ['size', `${fmt.bytes(cp.raw_size)} raw · ${fmt.bytes(cp.stored_size)} stored${cp.state && cp.state.Chunked ? ' · chunked' : ''}`],
+        ['size', `${fmt.bytes(cp.raw_size)} raw · ${fmt.bytes(cp.stored_size)} stored${cp.storage === 'chunked' ? ` · ${cp.chunks} chunks` : ''}`],
         ['checksum', h('code', { title: checksum }, `${checksum.slice(0, 16)}…`)],
       ]),
       meta.length ? [h('div', { class: 'section-title' }, 'Metadata'), h('div', null, meta.map(([k, v]) => h('span', { class: 'tag', title: v }, `${k}=${v.length > 60 ? `${v.slice(0, 60)}…` : v}`)))] : null,

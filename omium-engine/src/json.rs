@@ -61,6 +61,10 @@ pub fn execution(e: &Execution) -> Value {
         "attempts": e.attempts,
         "lease_owner": e.lease.as_ref().map(|l| l.owner.as_str()),
         "lease_expires_at_ms": e.lease.as_ref().map(|l| l.expires_at_ms),
+        "lease": e.lease.as_ref().map(|l| json!({
+            "owner": l.owner, "host": l.host, "pid": l.pid, "token": l.token,
+            "expires_at_ms": l.expires_at_ms,
+        })),
         "labels": e.labels,
         "checkpoint_count": e.checkpoint_count,
         "has_input": e.has_input,

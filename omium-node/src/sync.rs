@@ -52,5 +52,4 @@ impl Store {
         let s = self.local("remote sync")?.require_syncer().map_err(err)?;
         blocking(move || s.pull_abandoned().map(|r| record(&r))).await
     }
-
 }

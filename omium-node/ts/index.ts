@@ -161,6 +161,8 @@ export {
 
 /** The version of the native layer. */
 export const nativeVersion: string = native.nativeVersion();
+/** Whether the native addon was built with the cluster (consensus and remote sync; `npm run build:small` leaves it out). */
+export const HAS_CLUSTER: boolean = native.hasCluster();
 /** The store format version this build writes. */
 export const FORMAT_VERSION: number = native.formatVersion();
 /** Every code a core error can have; `ERROR_CLASSES[code]` is its class. */

@@ -305,8 +305,13 @@ impl Client {
         })
     }
 
-    /// Calls a method and decodes its answer.
-    pub fn call_as<T: DeserializeOwned>(&self, method: &str, args: Value) -> Result<T> {
+    /// Calls a method and decodes its answer into the core's struct.
+    pub fn call_as<T: DeserializeOwned>(&self, method: &str, mut args: Value) -> Result<T> {
+        // Executions and checkpoints come as their exact records, not their views (the daemon
+        // answers views to everyone else); other methods ignore the argument.
+        if let Value::Object(m) = &mut args {
+            m.insert("form".into(), Value::String("record".into()));
+        }
         let v = self.call(method, args)?;
         serde_json::from_value(v).map_err(|e| {
             unavailable(

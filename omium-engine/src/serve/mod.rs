@@ -140,28 +140,65 @@ pub fn kind(s: &str) -> Result<CheckpointKind> {
     }
 }
 
-pub fn to_value<T: serde::Serialize>(v: &T) -> Value {
+pub fn to_value<T: serde::Serialize + ?Sized>(v: &T) -> Value {
     serde_json::to_value(v).expect("records serialize")
 }
 
-/// The store-level methods (runs are the server's sessions). Every answer is the record as the
-/// core's serde gives it, so a client decodes the very structs an embedded store returns.
+/// An execution or checkpoint answer: the record view (`crate::json`, the JSON C, Node, Python,
+/// the CLI's `--json` and the dashboard read) — or, when the caller asks for `"form": "record"`
+/// (the daemon's own Rust client, which rebuilds the core's structs), the record's exact serde
+/// form.
+fn record_or_view<T: serde::Serialize + ?Sized>(
+    a: &Args<'_>,
+    record: &T,
+    view: impl FnOnce(&T) -> Value,
+) -> Result<Value> {
+    Ok(match a.opt_str("form")?.as_deref() {
+        None | Some("view") => view(record),
+        Some("record") => to_value(record),
+        Some(other) => return Err(Error::InvalidArgument {
+            what: "argument",
+            detail: format!(
+                "{}: argument \"form\" is {other:?}; expected \"view\" (the default) or \"record\"",
+                a.method
+            ),
+        }),
+    })
+}
+
+/// The store-level methods (runs are the server's sessions). Executions and checkpoints are
+/// answered as their record views ([`record_or_view`]); other answers are the records' serde
+/// form, which is also how every binding shows them.
 pub fn call(store: &Store, method: &str, args: Args<'_>) -> Result<Value> {
+    use crate::json::{checkpoint as cp_view, checkpoints as cps_view};
+    use crate::json::{execution as exec_view, executions as execs_view};
     let a = &args;
     Ok(match method {
-        "execution" => to_value(&store.execution(&a.str("execution_id")?)?),
-        "executions" => to_value(&store.executions()?),
-        "resumable" => to_value(&store.resumable()?),
+        "execution" => record_or_view(a, &store.execution(&a.str("execution_id")?)?, exec_view)?,
+        "executions" => record_or_view(a, store.executions()?.as_slice(), execs_view)?,
+        "resumable" => record_or_view(a, store.resumable()?.as_slice(), execs_view)?,
         "execution_input" => {
             json!({"data": store.execution_input(&a.str("execution_id")?)?.map(|b| b64(&b))})
         }
         "execution_output" => {
             json!({"data": store.execution_output(&a.str("execution_id")?)?.map(|b| b64(&b))})
         }
-        "history" => to_value(&store.history(&a.str("execution_id")?)?),
-        "checkpoints" => to_value(&store.checkpoints(&a.str("execution_id")?)?),
-        "branch" => to_value(&store.branch(&a.str("checkpoint_id")?)?),
-        "checkpoint" => to_value(&store.checkpoint(&a.str("checkpoint_id")?)?),
+        "history" => record_or_view(
+            a,
+            store.history(&a.str("execution_id")?)?.as_slice(),
+            cps_view,
+        )?,
+        "checkpoints" => record_or_view(
+            a,
+            store.checkpoints(&a.str("execution_id")?)?.as_slice(),
+            cps_view,
+        )?,
+        "branch" => record_or_view(
+            a,
+            store.branch(&a.str("checkpoint_id")?)?.as_slice(),
+            cps_view,
+        )?,
+        "checkpoint" => record_or_view(a, &store.checkpoint(&a.str("checkpoint_id")?)?, cp_view)?,
         "read_state" => {
             let c = store.checkpoint(&a.str("checkpoint_id")?)?;
             let bytes = store.read_state(&c)?;
@@ -185,7 +222,8 @@ pub fn call(store: &Store, method: &str, args: Args<'_>) -> Result<Value> {
                 (None, None) => RollbackTarget::LastConsistent,
             };
             let reason = a.opt_str("reason")?;
-            to_value(&store.rollback(&a.str("execution_id")?, &target, reason.as_deref())?)
+            let marker = store.rollback(&a.str("execution_id")?, &target, reason.as_deref())?;
+            record_or_view(a, &marker, cp_view)?
         }
         "fork" => {
             let options = ForkOptions {
@@ -193,7 +231,11 @@ pub fn call(store: &Store, method: &str, args: Args<'_>) -> Result<Value> {
                 state: a.opt_bytes("state")?,
             };
             let at = RollbackTarget::parse(&a.str("at")?);
-            to_value(&store.fork(&a.str("execution_id")?, &at, options)?)
+            record_or_view(
+                a,
+                &store.fork(&a.str("execution_id")?, &at, options)?,
+                exec_view,
+            )?
         }
         "verify" => {
             let expect: Option<crate::AuditHead> =
@@ -333,7 +375,7 @@ pub fn call(store: &Store, method: &str, args: Args<'_>) -> Result<Value> {
                         && tenant.as_ref().is_none_or(|t| &e.tenant == t)
                 },
             )?;
-            json!({"executions": page, "next": next})
+            json!({"executions": execs_view(&page), "next": next})
         }
         "audit" => {
             let limit: usize = a.opt("limit", "a whole number")?.unwrap_or(100);

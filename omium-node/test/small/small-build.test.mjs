@@ -30,6 +30,7 @@ test("an addon without the cluster runs steps and names what it lacks", { skip: 
   const omium = require(join(copy, "dist", "index.js"));
   const native = require(join(copy, "native", "index.js"));
   assert.equal(native.hasCluster(), false, "the small addon must be built without the cluster");
+  assert.equal(omium.HAS_CLUSTER, false);
 
   await omium.init({ path: join(dir, "store"), durability: "none" });
   t.after(() => omium.shutdown());
