@@ -62,7 +62,7 @@ add(
         "durability": {"type": "string", "enum": ["sync", "buffered", "none"], "nullable": True},
     },
     ["execution_id"],
-    {"type": "object", "required": ["run", "execution"], "properties": {"run": S(), "execution": R("Execution")}},
+    {"type": "object", "required": ["run", "execution"], "properties": {"run": S(), "execution": R("ExecutionRecord")}},
 )
 RUN = {"run": S(description="the id `begin` answered")}
 add(
@@ -82,7 +82,7 @@ add(
     {
         "type": "object",
         "required": ["checkpoint"],
-        "properties": {"checkpoint": {"allOf": [R("Checkpoint")], "nullable": True}, "state": B64},
+        "properties": {"checkpoint": {"allOf": [R("CheckpointRecord")], "nullable": True}, "state": B64},
     },
 )
 add(
@@ -142,7 +142,7 @@ add(
     {**RUN, "step": S()},
     ["run", "step"],
 )
-add("run.execution", "runs", "The execution as this run sees it.", RUN, ["run"], R("Execution"))
+add("run.execution", "runs", "The execution as this run sees it.", RUN, ["run"], R("ExecutionRecord"))
 add("run.close", "runs", "Release the run; without complete or fail the execution stays resumable.", RUN, ["run"])
 
 EID = {"execution_id": S(minLength=1)}
@@ -153,7 +153,8 @@ FORM = {
     "form": {
         "type": "string",
         "enum": ["view", "record"],
-        "description": "view (default): the record view every binding shows; record: the core's own serde form",
+        "description": "view (default): the record view every binding shows; record: the core's own serde form "
+        "(ExecutionRecord, CheckpointRecord), for the daemon's Rust client",
     }
 }
 EIDF = {**EID, **FORM}
@@ -861,6 +862,79 @@ doc = {
                     "storage": {"type": "string", "enum": ["inline", "chunked"]},
                     "chunks": INT,
                     "checks_passed": {"type": "boolean"},
+                    "checks": OBJ,
+                    "metadata": STR_MAP,
+                    "created_at_ms": INT,
+                },
+            },
+            "ExecutionRecord": {
+                "description": "An execution in the core's own serde form (the run session methods, and `form: record`).",
+                "type": "object",
+                "required": [
+                    "id",
+                    "workflow",
+                    "tenant",
+                    "status",
+                    "head",
+                    "attempts",
+                    "lease",
+                    "labels",
+                    "created_at_ms",
+                    "updated_at_ms",
+                    "checkpoint_count",
+                    "has_input",
+                    "has_output",
+                ],
+                "properties": {
+                    "id": S(),
+                    "workflow": S(),
+                    "tenant": S(),
+                    "status": {"type": "string", "enum": ["pending", "running", "paused", "completed", "failed", "cancelled"]},
+                    "head": N,
+                    "error": N,
+                    "attempts": INT,
+                    "lease": {"allOf": [R("Lease")], "nullable": True},
+                    "labels": STR_MAP,
+                    "created_at_ms": INT,
+                    "updated_at_ms": INT,
+                    "next_global_seq": INT,
+                    "checkpoint_count": INT,
+                    "has_input": {"type": "boolean"},
+                    "has_output": {"type": "boolean"},
+                },
+            },
+            "CheckpointRecord": {
+                "description": "A checkpoint in the core's own serde form (the run session methods, and `form: record`).",
+                "type": "object",
+                "required": [
+                    "id",
+                    "execution_id",
+                    "agent",
+                    "name",
+                    "kind",
+                    "parent",
+                    "seq",
+                    "global_seq",
+                    "checksum",
+                    "raw_size",
+                    "stored_size",
+                    "state",
+                    "created_at_ms",
+                ],
+                "properties": {
+                    "id": S(),
+                    "execution_id": S(),
+                    "agent": S(),
+                    "name": S(),
+                    "kind": {"type": "string", "enum": ["step", "snapshot", "fork", "rollback"]},
+                    "parent": N,
+                    "seq": INT,
+                    "global_seq": INT,
+                    "key": N,
+                    "checksum": {"type": "array", "items": INT, "minItems": 32, "maxItems": 32, "description": "blake3 of the state"},
+                    "raw_size": INT,
+                    "stored_size": INT,
+                    "state": {"type": "object", "description": "where the state is: {Inline: [bytes]} or {Chunked: manifest}"},
                     "checks": OBJ,
                     "metadata": STR_MAP,
                     "created_at_ms": INT,

@@ -11,6 +11,7 @@ re-paid). Then the execution is rolled back to ``kyc_doc_validated`` and re-run 
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -133,7 +134,19 @@ def main(store: str) -> None:
         f"{m['steps']} steps recorded; LLM spend ${m['llm_cost_usd']:.3f}"
     )
     print(f"  cost saved: ${m['cost_saved_usd']:.3f} — {m['replayed_steps']} steps answered from their checkpoints instead of re-run")
-    print(f"  inspect it yourself: omium --store {store} history {EXECUTION} --all")
+    print(f"  inspect it yourself: {omium_command()} --store {store} history {EXECUTION} --all")
+
+
+def omium_command() -> str:
+    """How to call the `omium` command that came with this package: by name when it is on the
+    PATH, else by its path beside this interpreter (a virtualenv that is not activated)."""
+    beside = os.path.join(os.path.dirname(sys.executable), "omium")
+    found = shutil.which("omium")
+    if found and os.path.realpath(found) == os.path.realpath(beside):
+        return "omium"
+    if os.path.exists(beside):
+        return os.path.relpath(beside) if not os.path.relpath(beside).startswith("..") else beside
+    return f"{sys.executable} -m omium"
 
 
 if __name__ == "__main__":

@@ -49,7 +49,31 @@ pub fn time(ms: u64) -> String {
     omium_core::rfc3339_ms(i64::try_from(ms).unwrap_or(i64::MAX))
 }
 
-#[derive(Serialize)]
+/// An execution as `--json` prints it: the record view every binding and the HTTP API give
+/// (`omium_core::json::execution`), plus the times as RFC 3339 text for people
+/// (`created_at`, `updated_at`, `lease_expires_at`) and `checkpoints` (the count).
+pub fn execution_json(e: &Execution) -> serde_json::Value {
+    let mut v = omium_core::json::execution(e);
+    v["created_at"] = time(e.created_at_ms).into();
+    v["updated_at"] = time(e.updated_at_ms).into();
+    v["lease_expires_at"] = e.lease.as_ref().map(|l| time(l.expires_at_ms)).into();
+    v["checkpoints"] = e.checkpoint_count.into();
+    v
+}
+
+/// A checkpoint as `--json` prints it: the record view (`omium_core::json::checkpoint`), plus
+/// `created_at` as RFC 3339 text and `chunker` (null for a state stored inline).
+pub fn checkpoint_json(c: &Checkpoint) -> serde_json::Value {
+    let mut v = omium_core::json::checkpoint(c);
+    v["created_at"] = time(c.created_at_ms).into();
+    v["chunker"] = match &c.state {
+        StateRef::Chunked(m) => m.params.chunker.clone().into(),
+        StateRef::Inline(_) => serde_json::Value::Null,
+    };
+    v
+}
+
+/// An execution's fields for the human output.
 pub struct ExecutionView<'a> {
     id: &'a str,
     workflow: &'a str,
@@ -61,7 +85,6 @@ pub struct ExecutionView<'a> {
     lease_owner: Option<&'a str>,
     lease_expires_at: Option<String>,
     labels: &'a std::collections::BTreeMap<String, String>,
-    checkpoints: u64,
     created_at: String,
     updated_at: String,
 }
@@ -79,14 +102,13 @@ impl<'a> From<&'a Execution> for ExecutionView<'a> {
             lease_owner: e.lease.as_ref().map(|l| l.owner.as_str()),
             lease_expires_at: e.lease.as_ref().map(|l| time(l.expires_at_ms)),
             labels: &e.labels,
-            checkpoints: e.checkpoint_count,
             created_at: time(e.created_at_ms),
             updated_at: time(e.updated_at_ms),
         }
     }
 }
 
-#[derive(Serialize)]
+/// A checkpoint's fields for the human output.
 pub struct CheckpointView<'a> {
     id: String,
     execution_id: &'a str,
@@ -102,8 +124,6 @@ pub struct CheckpointView<'a> {
     stored_size: u64,
     storage: String,
     checks_passed: bool,
-    checks: &'a omium_core::Checks,
-    metadata: &'a std::collections::BTreeMap<String, String>,
     created_at: String,
 }
 
@@ -127,8 +147,6 @@ impl<'a> From<&'a Checkpoint> for CheckpointView<'a> {
                 StateRef::Chunked(m) => format!("{} chunks ({})", m.chunks.len(), m.params.chunker),
             },
             checks_passed: c.checks.passed(),
-            checks: &c.checks,
-            metadata: &c.metadata,
             created_at: time(c.created_at_ms),
         }
     }
@@ -136,10 +154,7 @@ impl<'a> From<&'a Checkpoint> for CheckpointView<'a> {
 
 pub fn executions(out: &mut impl Write, as_json: bool, list: &[Execution]) {
     if as_json {
-        return json(
-            out,
-            &list.iter().map(ExecutionView::from).collect::<Vec<_>>(),
-        );
+        return json(out, &list.iter().map(execution_json).collect::<Vec<_>>());
     }
     let rows = list
         .iter()
@@ -180,30 +195,14 @@ pub fn execution(
     head_state: Option<Result<serde_json::Value, String>>,
 ) {
     if as_json {
-        #[derive(Serialize)]
-        struct Show<'a> {
-            #[serde(flatten)]
-            execution: ExecutionView<'a>,
-            #[serde(skip_serializing_if = "Option::is_none")]
-            head_state: Option<serde_json::Value>,
-            #[serde(skip_serializing_if = "Option::is_none")]
-            head_state_error: Option<String>,
-            history: Vec<CheckpointView<'a>>,
+        let mut show = execution_json(e);
+        match head_state {
+            Some(Ok(v)) => show["head_state"] = v,
+            Some(Err(e)) => show["head_state_error"] = e.into(),
+            None => {}
         }
-        let (head_state, head_state_error) = match head_state {
-            Some(Ok(v)) => (Some(v), None),
-            Some(Err(e)) => (None, Some(e)),
-            None => (None, None),
-        };
-        return json(
-            out,
-            &Show {
-                execution: e.into(),
-                head_state,
-                head_state_error,
-                history: history.iter().map(CheckpointView::from).collect(),
-            },
-        );
+        show["history"] = history.iter().map(checkpoint_json).collect();
+        return json(out, &show);
     }
     let v = ExecutionView::from(e);
     let mut field = |k: &str, val: &dyn std::fmt::Display| {
@@ -252,10 +251,7 @@ pub fn execution(
 
 pub fn checkpoints(out: &mut impl Write, as_json: bool, list: &[Checkpoint]) {
     if as_json {
-        return json(
-            out,
-            &list.iter().map(CheckpointView::from).collect::<Vec<_>>(),
-        );
+        return json(out, &list.iter().map(checkpoint_json).collect::<Vec<_>>());
     }
     let rows = list
         .iter()
@@ -291,10 +287,10 @@ pub fn checkpoints(out: &mut impl Write, as_json: bool, list: &[Checkpoint]) {
 }
 
 pub fn checkpoint(out: &mut impl Write, as_json: bool, c: &Checkpoint) {
-    let v = CheckpointView::from(c);
     if as_json {
-        return json(out, &v);
+        return json(out, &checkpoint_json(c));
     }
+    let v = CheckpointView::from(c);
     let rows: Vec<(&str, String)> = vec![
         ("checkpoint", v.id.clone()),
         ("execution", v.execution_id.into()),

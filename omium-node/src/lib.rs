@@ -39,6 +39,15 @@ pub fn has_cluster() -> bool {
     cfg!(feature = "cluster")
 }
 
+/// Runs the `omium` command line (`args`: the program name first) and ends the process with its
+/// exit code: the package's `omium` bin (`npx omium`). Blocks the calling thread until the
+/// command ends.
+#[cfg(feature = "cluster")]
+#[napi]
+pub fn cli_main(args: Vec<String>) {
+    omium_cli::exit_from(args.into_iter().map(Into::into).collect())
+}
+
 /// The store format version this build writes.
 #[napi]
 pub fn format_version() -> u32 {

@@ -56,6 +56,8 @@ export interface ExecutionInfo {
   attempts: number;
   leaseOwner: string | null;
   leaseExpiresAt: Date | null;
+  /** Who holds the lease, or null. */
+  lease: { owner: string; host: string; pid: number; token: string; expiresAt: Date } | null;
   labels: Record<string, string>;
   checkpointCount: number;
   hasInput: boolean;
@@ -91,12 +93,18 @@ function checkpointInfo(r: Raw): CheckpointInfo {
 }
 
 function executionInfo(r: Raw): ExecutionInfo {
-  const { createdAtMs, updatedAtMs, leaseExpiresAtMs, ...rest } = r;
+  const { createdAtMs, updatedAtMs, leaseExpiresAtMs, lease, ...rest } = r;
+  let held: ExecutionInfo["lease"] = null;
+  if (lease != null) {
+    const { expiresAtMs, ...who } = lease as Raw;
+    held = { ...(who as Omit<NonNullable<ExecutionInfo["lease"]>, "expiresAt">), expiresAt: new Date(expiresAtMs as number) };
+  }
   return {
     ...(rest as unknown as ExecutionInfo),
     createdAt: new Date(createdAtMs as number),
     updatedAt: new Date(updatedAtMs as number),
     leaseExpiresAt: leaseExpiresAtMs == null ? null : new Date(leaseExpiresAtMs as number),
+    lease: held,
   };
 }
 

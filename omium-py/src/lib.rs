@@ -56,9 +56,17 @@ fn check_durability(durability: &str) -> PyResult<&'static str> {
         .map_err(convert::err)
 }
 
+/// Runs the `omium` command line (`args`: the program name first) and ends the process with its
+/// exit code: the `omium` console script of the package. The GIL is released while it runs.
+#[pyfunction]
+fn cli_main(py: Python<'_>, args: Vec<std::ffi::OsString>) -> PyResult<()> {
+    py.detach(move || omium_cli::exit_from(args))
+}
+
 #[pymodule]
 fn _omium(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(check_durability, m)?)?;
+    m.add_function(wrap_pyfunction!(cli_main, m)?)?;
     m.add_class::<store::Store>()?;
     m.add_class::<store::AlertEvaluator>()?;
     m.add_class::<run::Run>()?;

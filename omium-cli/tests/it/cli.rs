@@ -174,10 +174,17 @@ const EXECUTION_FIELDS: &[&str] = &[
     "attempts",
     "lease_owner",
     "lease_expires_at",
+    "lease_expires_at_ms",
+    "lease",
     "labels",
     "checkpoints",
+    "checkpoint_count",
+    "has_input",
+    "has_output",
     "created_at",
     "updated_at",
+    "created_at_ms",
+    "updated_at_ms",
 ];
 
 const CHECKPOINT_FIELDS: &[&str] = &[
@@ -194,10 +201,13 @@ const CHECKPOINT_FIELDS: &[&str] = &[
     "raw_size",
     "stored_size",
     "storage",
+    "chunks",
+    "chunker",
     "checks_passed",
     "checks",
     "metadata",
     "created_at",
+    "created_at_ms",
 ];
 
 fn is_utc_time(v: &Value) -> bool {

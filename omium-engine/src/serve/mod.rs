@@ -156,13 +156,15 @@ fn record_or_view<T: serde::Serialize + ?Sized>(
     Ok(match a.opt_str("form")?.as_deref() {
         None | Some("view") => view(record),
         Some("record") => to_value(record),
-        Some(other) => return Err(Error::InvalidArgument {
-            what: "argument",
-            detail: format!(
+        Some(other) => {
+            return Err(Error::InvalidArgument {
+                what: "argument",
+                detail: format!(
                 "{}: argument \"form\" is {other:?}; expected \"view\" (the default) or \"record\"",
                 a.method
             ),
-        }),
+            })
+        }
     })
 }
 

@@ -7,6 +7,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { cpSync, existsSync, mkdirSync, symlinkSync } from "node:fs";
 import { createRequire } from "node:module";
+import { spawnSync } from "node:child_process";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -21,6 +22,7 @@ test("an addon without the cluster runs steps and names what it lacks", { skip: 
   const copy = join(dir, "omium");
   cpSync(join(pkg, "dist"), join(copy, "dist"), { recursive: true });
   cpSync(join(pkg, "package.json"), join(copy, "package.json"));
+  cpSync(join(pkg, "bin"), join(copy, "bin"), { recursive: true });
   mkdirSync(join(copy, "native"));
   cpSync(join(pkg, "native", "index.js"), join(copy, "native", "index.js"));
   cpSync(small, join(copy, "native", "omium.linux-x64-gnu.node"));
@@ -49,4 +51,8 @@ test("an addon without the cluster runs steps and names what it lacks", { skip: 
     omium.init({ path: join(dir, "store2"), remote: "127.0.0.1:1" }),
     (e) => e.code === "invalid_state" && /omium\.init\(\{ remote \}\)/.test(e.message),
   );
+  // The command line needs the cluster (serve, node): the bin says so.
+  const r = spawnSync(process.execPath, [join(copy, "bin", "omium.js"), "--version"], { encoding: "utf8" });
+  assert.equal(r.status, 1);
+  assert.match(r.stderr, /no command line \(it was built without the cluster\)/);
 });

@@ -96,6 +96,8 @@ class ExecutionInfo:
     updated_at: _dt.datetime
     has_input: bool = False
     has_output: bool = False
+    #: Who holds the lease (``owner``, ``host``, ``pid``, ``token``, ``expires_at``), or None.
+    lease: dict[str, Any] | None = None
 
     @staticmethod
     def of(d: dict[str, Any]) -> ExecutionInfo:
@@ -103,6 +105,10 @@ class ExecutionInfo:
         d["created_at"] = _ms(d.pop("created_at_ms"))
         d["updated_at"] = _ms(d.pop("updated_at_ms"))
         d["lease_expires_at"] = _ms(d.pop("lease_expires_at_ms"))
+        if d.get("lease") is not None:
+            lease = dict(d["lease"])
+            lease["expires_at"] = _ms(lease.pop("expires_at_ms"))
+            d["lease"] = lease
         return ExecutionInfo(**d)
 
 
