@@ -22,10 +22,15 @@ import { startSpan, endSpan, enabled as tracing, nowNs, Span } from "./trace";
 export type Condition<A extends unknown[], R = unknown> = string | ((...a: A) => boolean) | ((result: R) => boolean);
 
 export interface StepOptions<A extends unknown[], R> {
-  /** Checked before `fn` runs: CEL over `args`, or `(...args) => boolean`. */
+  /** Checked before `fn` runs: CEL over `args` and the parameters by name (`customer.verified == true`), or `(...args) => boolean`. */
   preconditions?: (string | ((...args: A) => boolean | Promise<boolean>))[];
-  /** Checked on the result before it is recorded: CEL over `args` and `result`, or `(result) => boolean`. */
+  /** Checked on the result before it is recorded: CEL over `args`, the parameters by name and `result`, or `(result) => boolean`. */
   postconditions?: (string | ((result: R) => boolean | Promise<boolean>))[];
+  /**
+   * The names conditions give the parameters, by position (default: read from `fn`'s source,
+   * which a bundler's minifier may rename; destructured parameters have none).
+   */
+  params?: string[];
   /** Retries on failure when no policy rule applies (exponential backoff from 50 ms). */
   retries?: number;
   /** Milliseconds; a step that runs longer fails with `StepTimeoutError` (nothing recorded). */
@@ -57,12 +62,77 @@ function compile(spec: unknown, where: string): Compiled {
   throw new InvalidArgumentError(`${where}: a condition must be a CEL expression string or a function, not ${spec === null ? "null" : typeof spec}`, "invalid_argument");
 }
 
-async function check(c: Compiled, step: string, kind: string, args: unknown[], hasResult: boolean, result?: unknown): Promise<void> {
+let warnedOutside = false;
+
+/** Warns once per process that a step ran outside any execution (it ran; nothing was recorded). */
+function warnOutside(step: string): void {
+  if (warnedOutside) return;
+  warnedOutside = true;
+  process.emitWarning(
+    `omium: step ${JSON.stringify(step)} ran outside any execution, so nothing was recorded (a crash would run it again); ` +
+      "call it inside a workflow run (omium.workflow(...).run). This warning is shown once.",
+    { type: "OmiumOutsideExecutionWarning", code: "OMIUM_OUTSIDE_EXECUTION" },
+  );
+}
+
+/** Names a condition always has: a parameter called so is reached as `args[i]` only. */
+const RESERVED = new Set(["args", "result"]);
+
+/**
+ * The names of a function's parameters, by position, from its source: `(customer, amount = 1) =>`,
+ * `function (a, ...rest)`, `x =>`, methods. A destructured parameter has no name (`undefined` at
+ * its position); a rest parameter is marked with a leading `...`. `options.params` overrides.
+ */
+export function parameterNames(fn: (...a: never[]) => unknown): (string | undefined)[] {
+  const src = Function.prototype.toString.call(fn);
+  const single = /^(?:async\s+)?([A-Za-z_$][\w$]*)\s*=>/.exec(src);
+  if (single) return [single[1]];
+  const open = src.indexOf("(");
+  if (open < 0) return [];
+  const parts: string[] = [];
+  let depth = 0;
+  let start = open + 1;
+  for (let i = open; i < src.length; i++) {
+    const ch = src[i];
+    if (ch === "(" || ch === "[" || ch === "{") depth++;
+    else if (ch === ")" || ch === "]" || ch === "}") {
+      depth--;
+      if (depth === 0) {
+        parts.push(src.slice(start, i));
+        break;
+      }
+    } else if (ch === "," && depth === 1) {
+      parts.push(src.slice(start, i));
+      start = i + 1;
+    }
+  }
+  return parts
+    .map((p) => p.replace(/\/\*[\s\S]*?\*\//g, "").trim())
+    .filter((p, i, all) => p !== "" || i < all.length - 1)
+    .map((p) => {
+      const m = /^(\.\.\.)?\s*([A-Za-z_$][\w$]*)\s*(=[\s\S]*)?$/.exec(p);
+      return m ? `${m[1] ?? ""}${m[2]}` : undefined;
+    });
+}
+
+/** The variables of a CEL condition: `args`, and each named parameter of the step (a rest parameter as a list). */
+function variables(names: (string | undefined)[], args: unknown[]): Record<string, unknown> {
+  const vars: Record<string, unknown> = { args: toPlain(args) };
+  names.forEach((n, i) => {
+    if (n === undefined) return;
+    if (n.startsWith("...")) {
+      if (!RESERVED.has(n.slice(3))) vars[n.slice(3)] = toPlain(args.slice(i));
+    } else if (!RESERVED.has(n) && i < args.length) vars[n] = toPlain(args[i]);
+  });
+  return vars;
+}
+
+async function check(c: Compiled, step: string, kind: string, args: unknown[], names: (string | undefined)[], hasResult: boolean, result?: unknown): Promise<void> {
   let ok: unknown;
   try {
     if (c.fn !== undefined) ok = await (hasResult ? c.fn(result) : c.fn(...args));
     else {
-      const vars: Record<string, unknown> = { args: toPlain(args) };
+      const vars = variables(names, args);
       if (hasResult) vars.result = toPlain(result);
       ok = c.cel!.evaluate(vars);
     }
@@ -167,6 +237,10 @@ export function checkpoint<A extends unknown[], R>(name: string, fn: (...args: A
     throw new InvalidArgumentError(`${where}: timeoutMs must be a positive number of milliseconds, not ${JSON.stringify(timeoutMs)}`, "invalid_argument");
   }
   if (options.key !== undefined && typeof options.key !== "function") throw new InvalidArgumentError(`${where}: key must be a function of the step's arguments returning a string`, "invalid_argument");
+  if (options.params !== undefined && !(Array.isArray(options.params) && options.params.every((p) => typeof p === "string" && p !== ""))) {
+    throw new InvalidArgumentError(`${where}: params must be a list of parameter names`, "invalid_argument");
+  }
+  const names = options.params ?? parameterNames(fn as (...a: never[]) => unknown);
   const pre = (options.preconditions ?? []).map((c) => compile(c, `${where} preconditions`));
   const post = (options.postconditions ?? []).map((c) => compile(c, `${where} postconditions`));
   const ownCodec = options.codec === undefined ? undefined : checkCodec(options.codec, where);
@@ -186,7 +260,7 @@ export function checkpoint<A extends unknown[], R>(name: string, fn: (...args: A
     const ctx = scope.getStore()?.ctx;
     const limit = timeoutMs ?? (ctx === undefined ? undefined : await recovery.policyTimeoutMs(ctx, name));
     const result = await awaitStep(Promise.resolve().then(() => fn(...(args as A))), limit, name, ctx?.run);
-    for (const c of post) await check(c, name, "postcondition", args, true, result);
+    for (const c of post) await check(c, name, "postcondition", args, names, true, result);
     await recovery.validate(name, result, validators);
     // A violation is the step's failure; its recovery records it, not the coordinator.
     if (handOff !== undefined && ctx !== undefined) await agree(result, handOff.targets, { sender: options.agent ?? name, timeoutMs: handOff.timeoutMs, quorum: handOff.quorum, record: false });
@@ -198,7 +272,8 @@ export function checkpoint<A extends unknown[], R>(name: string, fn: (...args: A
     const s = scope.getStore();
     const ctx = s?.ctx;
     if (ctx === undefined) {
-      for (const c of pre) await check(c, name, "precondition", args, false);
+      warnOutside(name);
+      for (const c of pre) await check(c, name, "precondition", args, names, false);
       return (await attempt(args)) as Awaited<R>;
     }
     let key: string | undefined;
@@ -219,7 +294,7 @@ export function checkpoint<A extends unknown[], R>(name: string, fn: (...args: A
     }
     // A fork that changes this position's input (forkAt({ atStep, mutate })).
     if (ctx.mutation !== undefined && s!.stepKey === undefined && ctx.mutation.seq === seq) args = ctx.mutation.apply(args) as A;
-    for (const c of pre) await check(c, name, "precondition", args, false);
+    for (const c of pre) await check(c, name, "precondition", args, names, false);
     const span = startSpan(name, "step", { agent: options.agent, attributes: { "omium.step": name, "omium.seq": seq, "omium.key": stepKey } });
     const spend = { costUsd: 0, tokensIn: 0, tokensOut: 0 };
     const inner = { ctx, stepKey: stepKey ?? String(seq), stepName: name, span: span ? span.scope().span : s!.span, spend };

@@ -37,7 +37,7 @@ from ._recovery import (
 )
 from ._replay import RunResult, StepDiff, diff, llm, llm_call, replay, set_pricing, tool_call
 from ._runtime import init, is_initialized, shutdown
-from ._steps import Checkpoint, checkpoint
+from ._steps import Checkpoint, OutsideExecutionWarning, checkpoint
 from ._sync import pull, push, sync_status
 from ._trace import Span, enable_otlp_export, extract, get_traceparent, inject, spans, trace, trace_html, trace_text
 from ._trace import configure as configure_tracing
@@ -62,6 +62,7 @@ from ._workflow import (
     resumable,
     resume,
     rollback,
+    set_execution_context,
     set_execution_id,
     verify,
     workflow,
@@ -170,6 +171,7 @@ __all__ = [
     "StoreNotFoundError",
     "ToolDeniedError",
     "UnregisteredTypeWarning",
+    "OutsideExecutionWarning",
     "VerifyReport",
     "Workflow",
     "WorkflowError",
@@ -234,6 +236,7 @@ __all__ = [
     "rollback",
     "sync_status",
     "set_analyzer",
+    "set_execution_context",
     "set_execution_id",
     "set_pricing",
     "shutdown",

@@ -257,7 +257,12 @@ def is_initialized() -> bool:
 
 
 def begin(
-    execution_id: str, workflow: str | None, input_bytes: bytes | None, codec: Codec, labels: dict[str, str] | None = None
+    execution_id: str,
+    workflow: str | None,
+    input_bytes: bytes | None,
+    codec: Codec,
+    labels: dict[str, str] | None = None,
+    agent: str = "main",
 ) -> ExecutionContext:
     cfg = config()
     run = cfg.store.begin(
@@ -267,6 +272,7 @@ def begin(
         input=input_bytes,
         # The codec of the input and output (and of edited states), for every binding's readers.
         labels={CODEC_KEY: codec.name, **(labels or {})},
+        agent=agent,
         lease_ttl=cfg.lease_ttl,
     )
     return ExecutionContext(run=run, execution_id=execution_id, codec=codec, workflow=workflow, tenant=cfg.project or "default")

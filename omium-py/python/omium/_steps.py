@@ -17,6 +17,7 @@ import contextlib
 import contextvars
 import functools
 import inspect
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -43,14 +44,54 @@ class _Condition:
         raise TypeError(f"{where}: a condition must be a CEL expression string or a callable, not {type(spec).__name__}")
 
 
-def _eval(cond: _Condition, step: str, kind: str, args: tuple, kwargs: dict, result: Any = None, has_result: bool = False) -> None:
+# Names a condition always has (a parameter called so is reached as args[i] or kwargs[...]), and
+# the receiver of a method.
+_RESERVED = frozenset({"args", "kwargs", "result", "self", "cls"})
+
+
+def _signature(fn: Callable[..., Any]) -> inspect.Signature | None:
+    try:
+        return inspect.signature(fn)
+    except (TypeError, ValueError):  # a builtin or a callable without one
+        return None
+
+
+def _variables(sig: inspect.Signature | None, args: tuple, kwargs: dict) -> dict[str, Any]:
+    """The variables of a CEL condition: ``args``, ``kwargs``, and each parameter of the step by
+    its name (defaults applied; ``*args`` as a list, ``**kwargs`` as a map), in their plain form
+    as ``args`` has them. ``self`` and ``cls`` are left out."""
+    out: dict[str, Any] = {"args": to_plain(list(args)), "kwargs": to_plain(kwargs)}
+    if sig is None:
+        return out
+    try:
+        bound = sig.bind(*args, **kwargs)
+    except TypeError:  # the call itself will fail, with Python's own message
+        return out
+    bound.apply_defaults()
+    for name, value in bound.arguments.items():
+        if name in _RESERVED:
+            continue
+        out[name] = to_plain(list(value) if sig.parameters[name].kind is inspect.Parameter.VAR_POSITIONAL else value)
+    return out
+
+
+def _eval(
+    cond: _Condition,
+    step: str,
+    kind: str,
+    args: tuple,
+    kwargs: dict,
+    variables: dict[str, Any],
+    result: Any = None,
+    has_result: bool = False,
+) -> None:
     try:
         if cond.func is not None:
             ok = cond.func(result) if has_result else cond.func(*args, **kwargs)
         else:
-            ctx = {"args": to_plain(list(args)), "kwargs": to_plain(kwargs)}
+            ctx = variables
             if has_result:
-                ctx["result"] = to_plain(result)
+                ctx = {**variables, "result": to_plain(result)}
             ok = cond.compiled.evaluate(ctx)  # type: ignore[union-attr]
     except ConditionFailed:
         raise
@@ -58,6 +99,29 @@ def _eval(cond: _Condition, step: str, kind: str, args: tuple, kwargs: dict, res
         raise ConditionError(f"step {step!r}: {kind} {cond.text!r} could not be evaluated: {e}") from e
     if not ok:
         raise ConditionFailed(f"step {step!r}: {kind} {cond.text!r} does not hold; nothing was recorded")
+
+
+class OutsideExecutionWarning(UserWarning):
+    """A durable step ran outside any execution, so nothing was recorded."""
+
+
+_warned_outside = False
+
+
+def _warn_outside(step: str) -> None:
+    """Warns once per process that a step ran outside any execution (it ran; nothing was
+    recorded, so a resume cannot skip it)."""
+    global _warned_outside
+    if _warned_outside:
+        return
+    _warned_outside = True
+    warnings.warn(
+        f"omium: step {step!r} ran outside any execution, so nothing was recorded (a crash would run it again); "
+        "call it inside an @omium.workflow run, or after omium.set_execution_context(execution_id=...). "
+        "This warning is shown once.",
+        OutsideExecutionWarning,
+        stacklevel=4,
+    )
 
 
 def _position(ctx: _runtime.ExecutionContext, key: str | None) -> tuple[int, str | None]:
@@ -90,6 +154,7 @@ class _Step:
         if key is not None and not callable(key):
             raise TypeError(f"@omium.checkpoint({name!r}): key must be a callable of the step's arguments returning a str")
         self.fn = fn
+        self.sig = _signature(fn)
         self.name = name
         self.pre = [_Condition.make(c, f"@omium.checkpoint({name!r}) preconditions") for c in preconditions]
         self.post = [_Condition.make(c, f"@omium.checkpoint({name!r}) postconditions") for c in postconditions]
@@ -108,6 +173,7 @@ class _Step:
     def begin(self, args: tuple, kwargs: dict) -> tuple[_runtime.ExecutionContext, int, str | None, Codec] | None:
         ctx = _runtime.current.get()
         if ctx is None:
+            _warn_outside(self.name)
             return None
         key = None
         if self.key is not None:
@@ -123,14 +189,20 @@ class _Step:
             return False, None
         return True, recorded_codec(found[0]["metadata"].get(CODEC_KEY), codec, f"step {self.name!r}").decode(found[1])
 
+    def variables(self, args: tuple, kwargs: dict, conditions: list[_Condition]) -> dict[str, Any]:
+        """The CEL variables of a call, built only when a CEL condition needs them."""
+        return _variables(self.sig, args, kwargs) if any(c.compiled is not None for c in conditions) else {}
+
     def check_pre(self, args: tuple, kwargs: dict) -> None:
+        variables = self.variables(args, kwargs, self.pre)
         for c in self.pre:
-            _eval(c, self.name, "precondition", args, kwargs)
+            _eval(c, self.name, "precondition", args, kwargs, variables)
 
     def check_result(self, args: tuple, kwargs: dict, result: Any) -> Any:
         """Postconditions, then validators: a result that fails them is a failure of the step."""
+        variables = self.variables(args, kwargs, self.post)
         for c in self.post:
-            _eval(c, self.name, "postcondition", args, kwargs, result, True)
+            _eval(c, self.name, "postcondition", args, kwargs, variables, result, True)
         _recovery.validate(self.name, result, self.validators)
         return result
 

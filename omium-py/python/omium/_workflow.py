@@ -330,6 +330,16 @@ def execution(execution_id: str, *, workflow: str | None = None) -> Iterator[_ru
 def set_execution_id(execution_id: str | None) -> None:
     """Makes later steps of this thread/task record into ``execution_id`` (published SDK
     name). Passing None releases it; an execution released without completing stays resumable."""
+    set_execution_context(execution_id, where="omium.set_execution_id")
+
+
+def set_execution_context(execution_id: str | None, agent_id: str | None = None, *, where: str = "omium.set_execution_context") -> None:
+    """Makes later steps of this thread/task record into ``execution_id``, as ``agent_id`` (the
+    agent recorded on their checkpoints, default ``"main"``), as the published SDK's
+    ``set_execution_context(execution_id=, agent_id=)`` does: the execution begins, or resumes
+    after its last recorded step. Passing None releases it; an execution released without
+    completing stays resumable. Inside an ``@omium.workflow`` run the workflow's execution is used
+    instead and this is not needed."""
     ctx = _runtime.current.get()
     if ctx is not None and ctx.owns_run:
         ctx.run.close()
@@ -337,8 +347,10 @@ def set_execution_id(execution_id: str | None) -> None:
         _runtime.current.set(None)
         return
     if not isinstance(execution_id, str) or not execution_id:
-        raise TypeError(f"omium.set_execution_id: expected a non-empty str or None, not {execution_id!r}")
-    _runtime.current.set(_runtime.begin(execution_id, None, None, _runtime.config().codec))
+        raise TypeError(f"{where}: expected a non-empty str or None, not {execution_id!r}")
+    if agent_id is not None and (not isinstance(agent_id, str) or not agent_id):
+        raise TypeError(f"{where}(agent_id=...): expected a non-empty str, not {agent_id!r}")
+    _runtime.current.set(_runtime.begin(execution_id, None, None, _runtime.config().codec, agent=agent_id or "main"))
 
 
 def get_execution_id() -> str | None:
