@@ -67,7 +67,8 @@ def main(store: Path) -> None:
     order_id = paused.context.flow_id
     print(f"1. order {order_id[:8]}… paused at {paused.context.method_name!r}: {paused.context.message}")
     saved = p.load_state(order_id)
-    print(f"   saved state: status={saved['status']!r} items={sorted(saved['items'])} placed_at={saved['placed_at'].isoformat()}")
+    # The JSON form, as CrewAI's own persistence returns it (placed_at is ISO text).
+    print(f"   saved state: status={saved['status']!r} items={sorted(saved['items'])} placed_at={saved['placed_at']}")
 
     # Later, in another process: a new persistence object on the same store resumes the flow.
     p2 = OmiumFlowPersistence(store)

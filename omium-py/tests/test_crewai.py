@@ -1,18 +1,21 @@
 """CrewAI flows (no LLM) on OmiumFlowPersistence: @persist at class and method level, a flow
 restored by id in a new process-like setting (new persistence object on the reopened store),
-states with datetime, UUID, set and Decimal fields, dict states, and pending human feedback
-with a real @human_feedback flow paused and resumed."""
+states with datetime, UUID, set, Decimal, Path and user-class fields, dict states, pending
+human feedback with a real @human_feedback flow paused and resumed — and, state for state,
+the same answers as CrewAI's own SQLiteFlowPersistence."""
 
 from __future__ import annotations
 
 import datetime as dt
 import uuid
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 from crewai.flow.flow import Flow, listen, start
 from crewai.flow.persistence import persist
 from omium import crewai as omium_crewai
+from omium.codecs import get_codec
 from omium.crewai import OmiumFlowPersistence
 from pydantic import BaseModel, Field
 
@@ -53,7 +56,7 @@ def make_flow(persistence):
     return OrderFlow
 
 
-def test_structured_state_round_trips_with_its_types(tmp_path):
+def test_structured_state_round_trips_as_crewai_stores_it(tmp_path):
     path = tmp_path / "store"
     flow = make_flow(OmiumFlowPersistence(path))()
     assert flow.kickoff() == "shipped"
@@ -65,10 +68,11 @@ def test_structured_state_round_trips_with_its_types(tmp_path):
     omium_crewai._stores.clear()
     p = OmiumFlowPersistence(path)
     stored = p.load_state(flow_id)
-    assert stored["placed_at"] == dt.datetime(2026, 1, 3, 3, 4, 5, tzinfo=dt.timezone.utc)
-    assert isinstance(stored["customer"], uuid.UUID)
-    assert stored["tags"] == {"new", "shipped"}
-    assert stored["total"] == Decimal("10.50")
+    # The JSON form, as CrewAI's SQLite persistence gives it back.
+    assert stored["placed_at"] == "2026-01-03T03:04:05Z"
+    assert stored["customer"] == "12345678-1234-5678-1234-567812345678"
+    assert sorted(stored["tags"]) == ["new", "shipped"]
+    assert stored["total"] == "10.50"
     assert stored["steps"] == ["receive", "ship"]
 
     # Restoring by id: the flow continues from the stored state.
@@ -105,8 +109,8 @@ def test_method_level_persist_and_dict_state(tmp_path):
     flow.kickoff()
     stored = p.load_state(flow.state["id"])
     assert stored["n"] == 2
-    assert stored["when"] == dt.date(2026, 11, 27)
-    assert stored["ids"] == {uuid.UUID(int=1), uuid.UUID(int=2)}
+    assert stored["when"] == "2026-11-27"
+    assert sorted(stored["ids"]) == [str(uuid.UUID(int=1)), str(uuid.UUID(int=2))]
     assert p.load_state("no-such-flow") is None
 
 
@@ -175,8 +179,70 @@ def test_human_feedback_pauses_and_resumes_from_the_store(tmp_path):
     assert p.load_state(flow_id)["feedback"] == "looks good"
 
 
-def test_values_msgpack_cannot_hold_round_trip_through_json(tmp_path):
+class Thing:
+    """A user's own class, as a flow state may hold one."""
+
+    def __str__(self) -> str:
+        return "a thing"
+
+
+def test_every_state_reads_back_as_crewais_own_persistence_reads_it(tmp_path):
+    from crewai.flow.persistence.sqlite import SQLiteFlowPersistence
+
+    sqlite = SQLiteFlowPersistence(str(tmp_path / "flows.db"))
+    ours = OmiumFlowPersistence(tmp_path / "store")
+    states = [
+        {"id": "f", "trace_id": 2**100, "when": dt.datetime(2026, 1, 1), "tags": ("x", "y")},
+        {"id": "f", "path": Path("/srv/reports/q3.pdf"), "amount": Decimal("12.50"), "thing": Thing(), "ids": [uuid.UUID(int=7)]},
+        {"id": "f", "day": dt.date(2026, 12, 5), "nested": {"at": dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc), "n": None}},
+        Order(id="f", tags={"a"}, total=Decimal("3.10")),
+    ]
+    for i, state in enumerate(states):
+        flow = f"flow-{i}"
+        sqlite.save_state(flow, "step", state)
+        ours.save_state(flow, "step", state)
+        assert ours.load_state(flow) == sqlite.load_state(flow), state
+    assert ours.load_state("flow-1")["path"] == "/srv/reports/q3.pdf"
+    assert ours.load_state("flow-1")["thing"] == "a thing"
+
+    # Pending feedback: the same state and context back.
+    from crewai.flow.async_feedback.types import PendingFeedbackContext
+
+    context = PendingFeedbackContext(
+        flow_id="flow-9", flow_class="tests.Review", method_name="review", method_output={"draft": Path("/d")}, message="ok?"
+    )
+    for p in (sqlite, ours):
+        p.save_pending_feedback("flow-9", context, {"id": "flow-9", "at": dt.date(2026, 1, 2), "cost": Decimal("1.5")})
+    (s_state, s_ctx), (o_state, o_ctx) = sqlite.load_pending_feedback("flow-9"), ours.load_pending_feedback("flow-9")
+    assert o_state == s_state
+    assert o_ctx.to_dict() == s_ctx.to_dict()
+    # The marker stays through later saves (with the state of when it was asked) until cleared.
+    for p in (sqlite, ours):
+        p.save_state("flow-9", "next", {"id": "flow-9", "moved": True})
+    assert ours.load_state("flow-9") == sqlite.load_state("flow-9") == {"id": "flow-9", "moved": True}
+    (s_state, s_ctx), (o_state, o_ctx) = sqlite.load_pending_feedback("flow-9"), ours.load_pending_feedback("flow-9")
+    assert o_state == s_state == {"id": "flow-9", "at": "2026-01-02", "cost": "1.5"}
+    assert o_ctx.to_dict() == s_ctx.to_dict()
+    for p in (sqlite, ours):
+        p.clear_pending_feedback("flow-9")
+        assert p.load_pending_feedback("flow-9") is None
+    assert ours.load_state("flow-9") == sqlite.load_state("flow-9")
+
+
+def test_states_stored_typed_by_earlier_versions_read_in_the_json_form(tmp_path):
     p = OmiumFlowPersistence(tmp_path / "store")
-    state = {"id": "f", "trace_id": 2**100, "when": dt.datetime(2026, 1, 1), "tags": {"x"}}
-    p.save_state("f", "m", state)
-    assert p.load_state("f") == state
+    # What the previous version wrote: Omium's msgpack codec, typed.
+    old = {"id": "f", "when": dt.datetime(2026, 1, 1), "tags": {"x"}, "total": Decimal("2.5")}
+    p._threads.put(
+        "f",
+        omium_crewai._NS,
+        omium_crewai._next_id(),
+        None,
+        (omium_crewai._FORMAT, b""),
+        ("msgpack", get_codec("msgpack").encode({"method_name": "m", "pending_feedback": False})),
+        [("method_name", '"m"')],
+        None,
+        [("state", "1")],
+        [("state", "1", "msgpack", get_codec("msgpack").encode(old))],
+    )
+    assert p.load_state("f") == {"id": "f", "when": "2026-01-01T00:00:00", "tags": ["x"], "total": "2.5"}

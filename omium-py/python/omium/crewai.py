@@ -12,18 +12,25 @@
 Each ``save_state`` is a checkpoint of the flow (thread = the flow's ``id``) in the Omium
 store, written atomically with the store's durability; the state goes through Omium's
 content-addressed blob store, so a large state that changed little costs only its changed
-chunks. States are encoded with Omium's msgpack codec (its JSON codec for integers beyond 64
-bits), which keeps datetime, date, UUID, Decimal, set and enum values as they were (CrewAI's
-SQLite persistence turns them into JSON strings and lists). The storage is the same core
-module as ``omium.langgraph`` (``omium-storage/src/threads.rs``).
+chunks. The storage is the same core module as ``omium.langgraph``
+(``omium-storage/src/threads.rs``).
 
-Pending human feedback is part of the flow's latest checkpoint: ``save_pending_feedback``
-writes the state and the feedback context in one checkpoint, ``clear_pending_feedback``
-writes one without it. A later ``save_state`` also supersedes it (the flow moved on).
+A drop-in for CrewAI's own ``SQLiteFlowPersistence``: a state is stored as the JSON text
+CrewAI's persistence writes for it (a pydantic state's ``model_dump(mode="json")``; datetimes
+and dates as ISO text, sets and tuples as lists, anything else — a ``Path``, a ``Decimal``, an
+instance of your own class — as ``str(value)``), so every state CrewAI accepts is accepted, and
+``load_state`` returns exactly what CrewAI's persistence returns for it. Flows restore their
+typed fields from it as they do from SQLite (pydantic validates the JSON form back).
+
+Pending human feedback behaves as in CrewAI's persistence: ``save_pending_feedback`` writes the
+state and the feedback context (with the state as it was then) in one checkpoint; the marker
+stays — later ``save_state`` checkpoints carry it — until ``clear_pending_feedback`` writes a
+checkpoint without it.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import threading
@@ -44,6 +51,8 @@ __all__ = ["OmiumFlowPersistence"]
 _NS = "crewai.flow"
 _STATE = "state"
 _PENDING = "pending_feedback"
+# The state as it was when the feedback was asked for (what load_pending_feedback returns).
+_PENDING_STATE = "pending_state"
 _FORMAT = "omium.crewai/1"
 
 # One open store per directory in this process: RocksDB lets one handle write a directory,
@@ -63,19 +72,36 @@ def _next_id() -> str:
     return f"{now:020d}"
 
 
+# What a value is stored as: the JSON text CrewAI's SQLite persistence writes. Values written by
+# earlier versions are "msgpack" or "json" (Omium's codecs, typed); they read in the same JSON form.
+_TEXT = "crewai-json"
+
+
+def _json_default(obj: Any) -> Any:
+    """What CrewAI's persistence writes for a value JSON has no form of (its own rules)."""
+    if isinstance(obj, BaseModel):
+        try:
+            return obj.model_dump(mode="json")
+        except Exception:
+            return obj.model_dump(mode="python")
+    if isinstance(obj, (set, tuple)):
+        return list(obj)
+    if isinstance(obj, (dt.date, dt.datetime)):
+        return obj.isoformat()
+    return str(obj)
+
+
 def _encode(value: Any) -> tuple[str, bytes]:
-    """msgpack, or JSON for what msgpack cannot hold (integers beyond 64 bits, e.g. trace ids
-    in a feedback context); both keep datetime, UUID, set and the like typed."""
-    try:
-        return "msgpack", get_codec("msgpack").encode(value)
-    except OverflowError:
-        return "json", get_codec("json").encode(value)
+    return _TEXT, json.dumps(value, default=_json_default).encode()
 
 
 def _decode(kind: str, data: bytes) -> Any:
-    if kind not in ("msgpack", "json"):
-        raise ValueError(f"OmiumFlowPersistence: stored value has unknown encoding {kind!r}; expected 'msgpack' or 'json'")
-    return get_codec(kind).decode(data)
+    if kind == _TEXT:
+        return json.loads(data)
+    if kind in ("msgpack", "json"):
+        # Stored typed by an earlier version: the same JSON form as what is stored now.
+        return json.loads(json.dumps(get_codec(kind).decode(data), default=_json_default))
+    raise ValueError(f"OmiumFlowPersistence: stored value has unknown encoding {kind!r}; expected {_TEXT!r}, 'msgpack' or 'json'")
 
 
 def _open(path: str, durability: str) -> _omium.Store:
@@ -127,9 +153,11 @@ class OmiumFlowPersistence(FlowPersistence):
     @staticmethod
     def _state_dict(state_data: dict[str, Any] | BaseModel) -> dict[str, Any]:
         if isinstance(state_data, BaseModel):
-            # mode="python" keeps datetime, UUID and set values as they are; the codec stores
-            # them with their types.
-            return state_data.model_dump(mode="python")
+            # As CrewAI's persistence: the JSON form, or the Python one when a field has none.
+            try:
+                return state_data.model_dump(mode="json")
+            except Exception:
+                return state_data.model_dump(mode="python")
         if isinstance(state_data, dict):
             return dict(state_data)
         raise ValueError(f"OmiumFlowPersistence: state_data must be a pydantic BaseModel or a dict, got {type(state_data).__name__}")
@@ -140,15 +168,27 @@ class OmiumFlowPersistence(FlowPersistence):
         method_name: str,
         state_data: dict[str, Any] | BaseModel,
         pending: PendingFeedbackContext | None,
+        *,
+        keep_pending: bool = True,
     ) -> None:
+        """One checkpoint of the flow: its state, and the pending feedback — new (``pending``),
+        carried over from the latest checkpoint (``keep_pending``), or none."""
         if not isinstance(flow_uuid, str) or not flow_uuid:
             raise ValueError(f"OmiumFlowPersistence: flow_uuid must be a non-empty str, got {flow_uuid!r}")
         self.init_db()
         checkpoint_id = _next_id()
-        values = [(_STATE, checkpoint_id, *_encode(self._state_dict(state_data)))]
+        state = _encode(self._state_dict(state_data))
+        values = [(_STATE, checkpoint_id, *state)]
         if pending is not None:
             values.append((_PENDING, checkpoint_id, *_encode(pending.to_dict())))
-        meta = {"method_name": method_name, "pending_feedback": pending is not None}
+            values.append((_PENDING_STATE, checkpoint_id, *state))
+        elif keep_pending:
+            row = self._threads.get(flow_uuid, _NS, None)
+            carried = {} if row is None else {channel: (kind, value) for channel, _v, kind, value in row[6]}
+            for channel in (_PENDING, _PENDING_STATE):
+                if channel in carried:
+                    values.append((channel, checkpoint_id, *carried[channel]))
+        meta = {"method_name": method_name, "pending_feedback": any(v[0] == _PENDING for v in values)}
         self._threads.put(
             flow_uuid,
             _NS,
@@ -175,9 +215,11 @@ class OmiumFlowPersistence(FlowPersistence):
         self._put(flow_uuid, method_name, state_data, None)
 
     def load_state(self, flow_uuid: str) -> dict[str, Any] | None:
-        """The most recently saved state of the flow, or None."""
+        """The most recently saved state of the flow (its JSON form, as CrewAI's persistence
+        returns it), or None."""
         latest = self._latest(flow_uuid)
-        return None if latest is None else latest.get(_STATE)
+        state = None if latest is None else latest.get(_STATE)
+        return state if isinstance(state, dict) else None
 
     def save_pending_feedback(
         self,
@@ -195,7 +237,8 @@ class OmiumFlowPersistence(FlowPersistence):
         latest = self._latest(flow_uuid)
         if latest is None or _PENDING not in latest:
             return None
-        return latest[_STATE], PendingFeedbackContext.from_dict(latest[_PENDING])
+        # Checkpoints of earlier versions kept the state of the pending checkpoint only.
+        return latest.get(_PENDING_STATE, latest[_STATE]), PendingFeedbackContext.from_dict(latest[_PENDING])
 
     def clear_pending_feedback(self, flow_uuid: str) -> None:
         """Writes a checkpoint of the same state without the pending marker."""
@@ -203,7 +246,7 @@ class OmiumFlowPersistence(FlowPersistence):
         if latest is None or _PENDING not in latest:
             return
         method = latest[_PENDING].get("method_name", "clear_pending_feedback")
-        self._put(flow_uuid, method, latest[_STATE], None)
+        self._put(flow_uuid, method, latest[_STATE], None, keep_pending=False)
 
     def history(self, flow_uuid: str) -> list[dict[str, Any]]:
         """Every saved state of the flow, newest first: ``{"checkpoint_id", "method_name",
