@@ -1,0 +1,93 @@
+"""OpenAI Agents SDK runs on omium.openai_agents (a scripted fake model, no network): model calls
+and tool calls are steps of the Omium execution the run is in; a run SIGKILLed inside a tool call
+resumes without repeating the finished calls, through a handoff to a second agent; the SDK's
+traces (agents, tool calls, handoffs) are recorded as Omium spans; outside an execution nothing
+is recorded."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import omium
+
+WORKER = Path(__file__).with_name("openai_agents_worker.py")
+
+
+def calls(log: Path) -> list[str]:
+    """What the worker logged, in order (without the pids)."""
+    return [line.split()[0] for line in log.read_text().splitlines()]
+
+
+def test_a_sigkilled_run_resumes_through_the_handoff_without_repeating_finished_calls(tmp_path: Path) -> None:
+    store, log = tmp_path / "store", tmp_path / "log"
+    first = subprocess.run([sys.executable, str(WORKER), str(store), str(log), "kill"], capture_output=True, text=True, timeout=120)
+    assert first.returncode == -signal.SIGKILL, first.stderr
+    assert calls(log) == ["model1", "charge", "model2", "ship"]
+
+    second = subprocess.run([sys.executable, str(WORKER), str(store), str(log)], capture_output=True, text=True, timeout=120)
+    assert second.returncode == 0, second.stderr
+    assert second.stdout.strip() == "order o-7 closed"
+    # Only the tool call in flight at the kill runs again; then the hand-off and the closer.
+    assert calls(log)[4:] == ["ship", "model3", "closer4"]
+
+    omium.init(path=store)
+    try:
+        assert omium.get_execution("order-o-7").status == "completed"
+        assert [c.name for c in omium.history("order-o-7")] == [
+            "openai_agents.model:orders",
+            "openai_agents.tool:charge",
+            "openai_agents.model:orders",
+            "openai_agents.tool:ship",
+            "openai_agents.model:orders",
+            "openai_agents.model:closer",
+        ]
+        spans = omium.spans("order-o-7")
+    finally:
+        omium.shutdown()
+    by_id = {s["span_id"]: s for s in spans}
+    names = [s["name"] for s in spans]
+    # The SDK's trace of the resumed run: both agents, the tool calls, the hand-off between them.
+    for name in ("agent orders", "agent closer", "execute_tool ship", "handoff orders -> closer"):
+        assert name in names, names
+    ship = next(s for s in spans if s["name"] == "execute_tool ship" and s["status"] == "ok" and s["end_ns"] > 0)
+    assert ship["span_type"] == "tool" and ship["attributes"]["gen_ai.tool.name"] == "ship"
+    # A tool span hangs under its agent's span, in the execution's trace.
+    ancestors = []
+    at = ship
+    while at.get("parent") in by_id:
+        at = by_id[at["parent"]]
+        ancestors.append(at["name"])
+    assert "agent orders" in ancestors and ancestors[-1] == "workflow orders", ancestors
+
+
+def test_outside_an_execution_a_durable_agent_runs_as_the_sdks_own(tmp_path: Path) -> None:
+    import asyncio
+
+    import agents
+    from agents import Runner
+
+    sys.path.insert(0, str(WORKER.parent))
+    try:
+        import openai_agents_worker as w
+    finally:
+        sys.path.remove(str(WORKER.parent))
+    from omium import openai_agents as oa
+
+    agents.set_trace_processors([oa.OmiumTracingProcessor()])
+    w.log, w.kill = str(tmp_path / "log"), False
+    omium.init(path=tmp_path / "store", durability="none")
+    try:
+        result = asyncio.run(Runner.run(w.orders_agent, "handle order o-7", run_config=oa.run_config()))
+        assert result.final_output == "order o-7 closed"
+        assert calls(tmp_path / "log") == ["model1", "charge", "model2", "ship", "model3", "closer4"]
+        # Nothing recorded: no execution, no steps.
+        assert omium.executions() == []
+        # durable() is idempotent: a durable agent's tools are not wrapped twice.
+        again = oa.durable(w.orders_agent)
+        assert [t.on_invoke_tool for t in again.tools] == [t.on_invoke_tool for t in w.orders_agent.tools]
+    finally:
+        omium.shutdown()
+        agents.set_trace_processors([])
