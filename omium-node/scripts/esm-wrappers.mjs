@@ -5,7 +5,7 @@ import { createRequire } from "node:module";
 import { writeFileSync } from "node:fs";
 
 const require = createRequire(import.meta.url);
-for (const entry of ["index", "langgraph"]) {
+for (const entry of ["index", "langgraph", "vercel-ai"]) {
   let names;
   try {
     names = Object.keys(require(`../dist/${entry}.js`)).filter((n) => n !== "default" && n !== "__esModule");
