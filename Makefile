@@ -61,6 +61,7 @@ test-node: node cli python
 	# The addon without the cluster (consensus, remote sync): built, then checked to work and say so.
 	cd omium-node && npm run build:small && OMIUM_NODE_SMALL=native-small/omium.linux-x64-gnu.node node --test test/small/*.test.mjs
 	node examples/node/onboarding.mjs >/dev/null
+	node examples/node/vercel_ai.mjs | grep -q 'output: order o-7 charged and shipped'
 
 test-rust:
 	$(CARGO) test --workspace

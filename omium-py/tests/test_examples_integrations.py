@@ -1,5 +1,5 @@
-"""The integration examples (examples/python/langgraph_agent.py, crewai_flow.py) run and show
-what they promise."""
+"""The integration examples (examples/python/langgraph_agent.py, crewai_flow.py,
+pydantic_ai_agent.py, openai_agents_run.py) run and show what they promise."""
 
 from __future__ import annotations
 
@@ -41,3 +41,26 @@ def test_crewai_example_persists_pauses_and_resumes(tmp_path):
         "- after review: status='taken' pending=True",
         "- after take_order: status='taken' pending=False",
     ]
+
+
+def test_pydantic_ai_example_resumes_after_a_crash_inside_a_tool_call(tmp_path):
+    text = run("pydantic_ai_agent.py", tmp_path / "store")
+    resumed = text.split("2. the same execution")[1]
+    # After the crash only the tool call in flight and the last model request run.
+    assert [line.strip() for line in resumed.splitlines() if line.strip().endswith("(live)")] == [
+        "ship o-7 (live)",
+        "model request 3 (live)",
+    ], text
+    assert "output: order o-7 charged and shipped" in text
+
+
+def test_openai_agents_example_resumes_hands_off_and_traces(tmp_path):
+    text = run("openai_agents_run.py", tmp_path / "store")
+    resumed = text.split("2. the same execution")[1]
+    assert [line.strip() for line in resumed.splitlines() if line.strip().endswith("(live)")] == [
+        "ship o-7 (live)",
+        "orders model call (live)",
+        "closer model call (live)",
+    ], text
+    assert "output: order o-7 closed" in text
+    assert "handoff orders -> closer" in text and "execute_tool ship" in text
