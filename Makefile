@@ -14,25 +14,43 @@ CARGO ?= cargo
 OMIUM_CRASH_KILLS ?= 20
 export OMIUM_CRASH_KILLS
 
-.PHONY: all deps demo demo-rust test test-rust test-python test-node node python cli lint crash fault fuzz bench bench-python test-otlp
+.PHONY: all deps deps-build dist dist-test demo demo-rust test test-rust test-python test-node node python cli lint crash fault fuzz bench bench-python test-otlp
 
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
 all: test
 
-deps:
-	@scripts/ensure-deps.sh
+# What building the library needs (the demo installs no more); `deps` adds the test tools.
+deps-build:
+	@scripts/ensure-deps.sh build
 	@scripts/rocksdb-lib.sh "$(ROCKSDB_LIB_DIR)"
 
-# The main demo, in Python: a run SIGKILLed mid-way, resumed, rolled back, re-run.
-demo: python
+deps: deps-build
+	@scripts/ensure-deps.sh
+
+# The main demo, in Python: a run SIGKILLed mid-way, resumed, rolled back, re-run. It installs
+# only what it needs: the package (with its `omium` command) in $(VENV), no test tools.
+demo: deps-build
+	@test -x $(PY) || python3 -m venv $(VENV)
+	@$(PY) -m pip install -q --disable-pip-version-check "maturin>=1.9,<2" "msgpack>=1.0"
+	cd omium-py && VIRTUAL_ENV=$(abspath $(VENV)) PATH="$(abspath $(VENV))/bin:$$PATH" maturin develop -q
 	$(PY) examples/python/onboarding.py
 
 demo-rust: deps
 	$(CARGO) run -q -p omium-examples --bin demo
 
 test: deps lint test-rust test-python test-node
+
+# Release artifacts in dist/: the abi3 wheel, the npm tarball with its prebuilt addon, the C SDK
+# (scripts/dist.sh); `dist-test` installs each with no Rust on the PATH and runs a demo from it.
+dist: deps node
+	@test -x $(PY) || python3 -m venv $(VENV)
+	@$(PY) -m pip install -q --disable-pip-version-check "maturin>=1.9,<2"
+	PATH="$(abspath $(VENV))/bin:$$PATH" scripts/dist.sh
+
+dist-test: dist
+	scripts/dist-test.sh
 
 # A virtualenv with the test tools, and the omium package built in place (same cargo profile
 # and target directory as the Rust tests, so nothing is compiled twice).
