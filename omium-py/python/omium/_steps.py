@@ -101,6 +101,25 @@ def _eval(
         raise ConditionFailed(f"step {step!r}: {kind} {cond.text!r} does not hold; nothing was recorded")
 
 
+async def _run_unit(body: Callable[[], Any]) -> Any:
+    return await body()
+
+
+# The durable units of the framework integrations, by step name (stateless: a step's journal
+# position is taken when it is called).
+_units: dict[str, Callable[..., Any]] = {}
+
+
+def unit(name: str) -> Callable[..., Any]:
+    """The durable step ``name`` whose body is given at each call (``await unit(name)(body)``,
+    ``body`` an async callable): what the framework integrations run a model request or a tool
+    call in. Results are recorded with the JSON codec, so they read back in any process."""
+    step = _units.get(name)
+    if step is None:
+        step = _units[name] = checkpoint(name, codec="json")(_run_unit)
+    return step
+
+
 class OutsideExecutionWarning(UserWarning):
     """A durable step ran outside any execution, so nothing was recorded."""
 

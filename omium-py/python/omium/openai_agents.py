@@ -37,7 +37,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as _dt
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from agents import Agent, FunctionTool, RunConfig
@@ -51,7 +51,7 @@ from agents.usage import Usage
 from pydantic import TypeAdapter
 
 from . import _runtime, _trace
-from ._steps import checkpoint
+from ._steps import unit as _step
 
 __all__ = [
     "OmiumModel",
@@ -62,21 +62,6 @@ __all__ = [
     "function_tool",
     "run_config",
 ]
-
-
-async def _run_unit(body: Callable[[], Awaitable[object]]) -> object:
-    return await body()
-
-
-_steps: dict[str, Callable[..., Awaitable[object]]] = {}
-
-
-def _step(name: str) -> Callable[..., Awaitable[object]]:
-    """The durable step called ``name`` (positions are taken when each call is made)."""
-    step = _steps.get(name)
-    if step is None:
-        step = _steps[name] = checkpoint(name, codec="json")(_run_unit)
-    return step
 
 
 def _in_execution() -> bool:

@@ -46,26 +46,9 @@ from pydantic_ai.models import Model
 from pydantic_ai.tools import AgentDepsT
 
 from . import _runtime
-from ._steps import checkpoint
+from ._steps import unit as _step
 
 __all__ = ["OmiumDurability"]
-
-
-async def _run_unit(body: Callable[[], Awaitable[object]]) -> object:
-    return await body()
-
-
-# One durable step per unit name (the steps themselves are stateless; their journal position is
-# taken when each is called).
-_steps: dict[str, Callable[..., Awaitable[object]]] = {}
-
-
-def _step(name: str) -> Callable[..., Awaitable[object]]:
-    step = _steps.get(name)
-    if step is None:
-        # JSON: what the engine spec's codec reduces every result to.
-        step = _steps[name] = checkpoint(name, codec="json")(_run_unit)
-    return step
 
 
 class _OmiumOperationBackend(JournalCallableOperationBackend[None]):
