@@ -20,16 +20,6 @@ use crate::json;
 use crate::store::{omium_store, with_store};
 use omium_core::prelude::*;
 
-/// A JSON argument (`name` names it in errors).
-///
-/// # Safety
-/// `ptr` is NULL or a NUL-terminated string.
-unsafe fn json_arg(ptr: *const c_char, name: &str) -> Result<Value, Failure> {
-    // SAFETY: forwarded promise.
-    let text = unsafe { str_arg(ptr, name) }?;
-    serde_json::from_str(text).map_err(|e| Failure::argument(name, format!("is not JSON: {e}")))
-}
-
 /// Forks execution `execution_id` at checkpoint `at` (an id, or a step name: its latest
 /// checkpoint) into a new execution, `new_execution_id` (NULL: a generated id). With `state`
 /// (`state_len` bytes; NULL: keep it) the checkpoint forked at gets that state instead, so the
@@ -259,7 +249,7 @@ pub unsafe extern "C" fn omium_canonical_request(
         let model = unsafe { opt_str_arg(model, "model") }?.unwrap_or("");
         let args = match args_json.is_null() {
             true => Vec::new(),
-            false => match unsafe { json_arg(args_json, "args_json") }? {
+            false => match unsafe { json::arg(args_json, "args_json") }? {
                 Value::Array(a) => a,
                 other => {
                     return Err(Failure::argument(
@@ -271,7 +261,7 @@ pub unsafe extern "C" fn omium_canonical_request(
         };
         let params = match params_json.is_null() {
             true => serde_json::Map::new(),
-            false => match unsafe { json_arg(params_json, "params_json") }? {
+            false => match unsafe { json::arg(params_json, "params_json") }? {
                 Value::Object(m) => m,
                 other => {
                     return Err(Failure::argument(
@@ -360,7 +350,7 @@ pub unsafe extern "C" fn omium_replay_answer(
         // SAFETY (argument reads): the caller's promises.
         let out = unsafe { out_arg(out_state, "out_state", omium_buffer::EMPTY) }?;
         let meta = unsafe { opt_out_arg(out_metadata_json, omium_buffer::EMPTY) };
-        let request = unsafe { json_arg(request_json, "request_json") }?;
+        let request = unsafe { json::arg(request_json, "request_json") }?;
         let hash = unsafe { non_empty_str_arg(hash, "hash") }?;
         let (state, metadata) = unsafe {
             guard::with(replay, "replay", |r: &Mutex<Replay>| {
@@ -439,7 +429,7 @@ pub unsafe extern "C" fn omium_store_events(
         let types: Vec<String> = if types_json.is_null() {
             Vec::new()
         } else {
-            let v = unsafe { json_arg(types_json, "types_json") }?;
+            let v = unsafe { json::arg(types_json, "types_json") }?;
             serde_json::from_value(v).map_err(|_| {
                 Failure::argument("types_json", "is not a JSON array of strings".to_string())
             })?
@@ -614,7 +604,7 @@ pub unsafe extern "C" fn omium_store_metrics(
         let query = if query_json.is_null() {
             serde_json::Value::Null
         } else {
-            unsafe { json_arg(query_json, "query_json") }?
+            unsafe { json::arg(query_json, "query_json") }?
         };
         let report = unsafe { with_store(store, |s| Ok(s.metrics(&query)?)) }?;
         *out = json::buffer(&report);

@@ -44,90 +44,6 @@ impl Opaque for omium_recovery {
     }
 }
 
-/// A JSON object argument: NUL-terminated UTF-8 text that parses to an object.
-///
-/// # Safety
-/// `ptr` is NULL or a NUL-terminated string.
-unsafe fn object_arg(
-    ptr: *const c_char,
-    name: &str,
-    expected: &str,
-) -> Result<serde_json::Map<String, Value>, Failure> {
-    // SAFETY: forwarded.
-    let text = unsafe { str_arg(ptr, name) }?;
-    match serde_json::from_str::<Value>(text) {
-        Ok(Value::Object(m)) => Ok(m),
-        Ok(other) => Err(Failure::argument(
-            name,
-            format!("is JSON {}; expected an object {expected}", kind_of(&other)),
-        )),
-        Err(e) => Err(Failure::argument(
-            name,
-            format!("is not JSON ({e}); expected an object {expected}"),
-        )),
-    }
-}
-
-fn kind_of(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "boolean",
-        Value::Number(_) => "number",
-        Value::String(_) => "string",
-        Value::Array(_) => "array",
-        Value::Object(_) => "object",
-    }
-}
-
-/// Field `key` of a JSON object argument: a string, or absent (`None`).
-fn opt_string(
-    m: &serde_json::Map<String, Value>,
-    arg: &str,
-    key: &str,
-) -> Result<Option<String>, Failure> {
-    match m.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s.clone())),
-        Some(other) => Err(Failure::argument(
-            arg,
-            format!("has {key:?} = {other}; expected a string"),
-        )),
-    }
-}
-
-/// Field `key` of a JSON object argument: a non-negative integer, or absent.
-fn opt_u64(
-    m: &serde_json::Map<String, Value>,
-    arg: &str,
-    key: &str,
-) -> Result<Option<u64>, Failure> {
-    match m.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(v) => v.as_u64().map(Some).ok_or_else(|| {
-            Failure::argument(
-                arg,
-                format!("has {key:?} = {v}; expected a non-negative integer"),
-            )
-        }),
-    }
-}
-
-/// Field `key` of a JSON object argument: a boolean, or absent.
-fn opt_bool(
-    m: &serde_json::Map<String, Value>,
-    arg: &str,
-    key: &str,
-) -> Result<Option<bool>, Failure> {
-    match m.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::Bool(b)) => Ok(Some(*b)),
-        Some(other) => Err(Failure::argument(
-            arg,
-            format!("has {key:?} = {other}; expected true or false"),
-        )),
-    }
-}
-
 /// The policy defaults in force for step `step` of workflow `workflow` of tenant `tenant`
 /// (NULL tenant: "default"; NULL workflow or step: the broader scope), the most specific scope
 /// winning, as JSON: `{"defaults": {"step_timeout": "1500ms", "step_timeout_ms": 1500,
@@ -190,45 +106,31 @@ pub unsafe extern "C" fn omium_store_start_recovery(
         let out = unsafe { out_arg(out_recovery, "out_recovery", std::ptr::null_mut()) }?;
         const SHAPE: &str = "{\"execution_id\", \"message\", \"step\", \"kind\", ...}";
         let arg = "failure_json";
-        let m = unsafe { object_arg(failure_json, arg, SHAPE) }?;
+        let m = unsafe { json::object_arg(failure_json, arg, SHAPE) }?;
         let required = |key: &str| {
-            opt_string(&m, arg, key)?
+            json::field::<String>(&m, arg, key, "a string")?
                 .filter(|s| !s.is_empty())
                 .ok_or_else(|| Failure::argument(arg, format!("lacks {key:?}; expected {SHAPE}")))
         };
-        let kind = opt_string(&m, arg, "kind")?
+        let kind = json::field::<String>(&m, arg, "kind", "a string")?
             .map(|k| omium_core::policy::Trigger::parse(&k))
             .transpose()
             .map_err(omium_core::Error::from)?;
-        let error_classes = match m.get("error_classes") {
-            None | Some(Value::Null) => Vec::new(),
-            Some(Value::Array(a)) => a
-                .iter()
-                .map(|c| c.as_str().map(str::to_string))
-                .collect::<Option<Vec<_>>>()
-                .ok_or_else(|| {
-                    Failure::argument(arg, "has \"error_classes\" with a non-string element")
-                })?,
-            Some(other) => {
-                return Err(Failure::argument(
-                    arg,
-                    format!("has \"error_classes\" = {other}; expected an array of strings"),
-                ))
-            }
-        };
-        let retries = u32::try_from(opt_u64(&m, arg, "retries")?.unwrap_or(0))
+        let error_classes = json::field::<Vec<String>>(&m, arg, "error_classes", "an array of strings")?
+            .unwrap_or_default();
+        let retries = u32::try_from(json::field::<u64>(&m, arg, "retries", "a non-negative integer")?.unwrap_or(0))
             .map_err(|_| Failure::argument(arg, "has a \"retries\" too large"))?;
-        let rollbacks = u32::try_from(opt_u64(&m, arg, "rollbacks_so_far")?.unwrap_or(0))
+        let rollbacks = u32::try_from(json::field::<u64>(&m, arg, "rollbacks_so_far", "a non-negative integer")?.unwrap_or(0))
             .map_err(|_| Failure::argument(arg, "has a \"rollbacks_so_far\" too large"))?;
         let input = FailureInput {
             execution_id: required("execution_id")?,
             message: required("message")?,
-            workflow: opt_string(&m, arg, "workflow")?.unwrap_or_default(),
-            tenant: opt_string(&m, arg, "tenant")?.unwrap_or_else(|| "default".into()),
-            step: opt_string(&m, arg, "step")?,
-            seq: opt_u64(&m, arg, "seq")?,
-            key: opt_string(&m, arg, "key")?,
-            agent: opt_string(&m, arg, "agent")?.unwrap_or_else(|| "main".into()),
+            workflow: json::field::<String>(&m, arg, "workflow", "a string")?.unwrap_or_default(),
+            tenant: json::field::<String>(&m, arg, "tenant", "a string")?.unwrap_or_else(|| "default".into()),
+            step: json::field::<String>(&m, arg, "step", "a string")?,
+            seq: json::field::<u64>(&m, arg, "seq", "a non-negative integer")?,
+            key: json::field::<String>(&m, arg, "key", "a string")?,
+            agent: json::field::<String>(&m, arg, "agent", "a string")?.unwrap_or_else(|| "main".into()),
             kind,
             error_classes,
             step_retry: omium_core::recovery::step_retry(retries),
@@ -280,8 +182,8 @@ pub unsafe extern "C" fn omium_recovery_advance(
         let out = unsafe { out_arg(out_command_json, "out_command_json", omium_buffer::EMPTY) }?;
         let arg = "event_json";
         let m =
-            unsafe { object_arg(event_json, arg, "{\"event\": \"start\" | \"called\" | ...}") }?;
-        let name = opt_string(&m, arg, "event")?.ok_or_else(|| {
+            unsafe { json::object_arg(event_json, arg, "{\"event\": \"start\" | \"called\" | ...}") }?;
+        let name = json::field::<String>(&m, arg, "event", "a string")?.ok_or_else(|| {
             Failure::argument(
                 arg,
                 "lacks \"event\"; expected start, called, fixed, analyzed, notified or missing",
@@ -289,12 +191,12 @@ pub unsafe extern "C" fn omium_recovery_advance(
         })?;
         let event = Event::from_parts(
             &name,
-            opt_bool(&m, arg, "ok")?.unwrap_or(true),
-            opt_string(&m, arg, "note")?,
-            opt_bool(&m, arg, "recoverable")?.unwrap_or(true),
+            json::field::<bool>(&m, arg, "ok", "true or false")?.unwrap_or(true),
+            json::field::<String>(&m, arg, "note", "a string")?,
+            json::field::<bool>(&m, arg, "recoverable", "true or false")?.unwrap_or(true),
             Analysis {
-                root_cause: opt_string(&m, arg, "root_cause")?,
-                suggested_fix: opt_string(&m, arg, "suggested_fix")?,
+                root_cause: json::field::<String>(&m, arg, "root_cause", "a string")?,
+                suggested_fix: json::field::<String>(&m, arg, "suggested_fix", "a string")?,
             },
         )?;
         let command = unsafe {
@@ -386,7 +288,7 @@ pub unsafe extern "C" fn omium_store_rollback_as_decided(
         let id = unsafe { non_empty_str_arg(execution_id, "execution_id") }?;
         let to = unsafe { non_empty_str_arg(to, "to") }?;
         let failure = Value::Object(unsafe {
-            object_arg(
+            json::object_arg(
                 failure_json,
                 "failure_json",
                 "(the `failure` of the raise command)",
@@ -421,7 +323,7 @@ pub unsafe extern "C" fn omium_condition_holds(
         // SAFETY (argument reads): the caller's promises.
         let holds = unsafe { out_arg(out_holds, "out_holds", false) }?;
         let expression = unsafe { non_empty_str_arg(expression, "expression") }?;
-        let vars = unsafe { object_arg(variables_json, "variables_json", "of variables") }?;
+        let vars = unsafe { json::object_arg(variables_json, "variables_json", "of variables") }?;
         let vars: Vec<(String, Value)> = vars.into_iter().collect();
         let spec = |e| Failure::from(omium_core::Error::from(e));
         *holds = Condition::compile(expression)

@@ -20,7 +20,7 @@ use std::time::Duration;
 use omium::*;
 use serde_json::{json, Value};
 
-use check::{emit, expand, plan_of, run_all, step_body, worker_env};
+use check::{emit, expand, plan_of, run_all, timed, worker_env};
 
 const FEATURES: &[&str] = &[
     "kill",
@@ -466,7 +466,14 @@ fn attempt(
     let n = host.calls.entry(name.to_string()).or_default();
     *n += 1;
     let n = *n;
-    let result = timed(name, spec, item, x, n, limit)?.map_err(|class| Failure {
+    let result = timed(name, spec, item, x, n, limit)
+        .map_err(|limit| Failure {
+            code: "step_timeout".into(),
+            message: format!("step {name:?} did not finish within {} ms", limit.as_millis()),
+            kind: Some("timeout_error"),
+            fatal: false,
+        })?
+        .map_err(|class| Failure {
         message: format!("{class}: {name} failed (attempt {n})"),
         code: class,
         kind: None,
@@ -506,33 +513,6 @@ fn step_timeout(store: *mut omium_store, name: &str, spec: &Value) -> Option<Dur
     take_json(out)["defaults"]["step_timeout_ms"]
         .as_u64()
         .map(Duration::from_millis)
-}
-
-/// The step body, on a thread of its own when it has a time limit: a body that takes longer
-/// is a `step_timeout` failure and is left to finish on its own (nothing is recorded).
-fn timed(
-    name: &str,
-    spec: &Value,
-    item: &Value,
-    x: &Value,
-    n: u64,
-    limit: Option<Duration>,
-) -> Result<Result<Value, String>, Failure> {
-    let Some(limit) = limit else {
-        return Ok(step_body(name, spec, item, x, n));
-    };
-    let (tx, rx) = std::sync::mpsc::channel();
-    let (name_, spec, item, x) = (name.to_string(), spec.clone(), item.clone(), x.clone());
-    std::thread::spawn(move || tx.send(step_body(&name_, &spec, &item, &x, n)));
-    rx.recv_timeout(limit).map_err(|_| Failure {
-        code: "step_timeout".into(),
-        message: format!(
-            "step {name:?} did not finish within {} ms",
-            limit.as_millis()
-        ),
-        kind: Some("timeout_error"),
-        fatal: false,
-    })
 }
 
 /// A step's consensus hand-off through `omium_coordinator_*`: the result broadcast to the

@@ -317,3 +317,22 @@ pub fn step_body(
 pub fn emit(v: Value) {
     println!("{v}");
 }
+
+/// The step body, on a thread of its own when it has a time limit: `Err(limit)` when it took
+/// longer (it is left to finish on its own; nothing is recorded).
+pub fn timed(
+    name: &str,
+    spec: &Value,
+    item: &Value,
+    x: &Value,
+    n: u64,
+    limit: Option<std::time::Duration>,
+) -> Result<Result<Value, String>, std::time::Duration> {
+    let Some(limit) = limit else {
+        return Ok(step_body(name, spec, item, x, n));
+    };
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (name, spec, item, x) = (name.to_string(), spec.clone(), item.clone(), x.clone());
+    std::thread::spawn(move || tx.send(step_body(&name, &spec, &item, &x, n)));
+    rx.recv_timeout(limit).map_err(|_| limit)
+}

@@ -22,7 +22,7 @@ use omium_core::{
 };
 use serde_json::{json, Value};
 
-use check::{emit, expand, plan_of, run_all, step_body, worker_env};
+use check::{emit, expand, plan_of, run_all, timed, worker_env};
 use omium_core::prelude::*;
 
 const FEATURES: &[&str] = &[
@@ -303,7 +303,14 @@ fn attempt(
     let limit = step_timeout(host, name, spec);
     let n = host.calls.entry(name.to_string()).or_default();
     *n += 1;
-    let mut result = timed(name, spec, item, x, *n, limit)?.map_err(|class| Failure {
+    let mut result = timed(name, spec, item, x, *n, limit)
+        .map_err(|limit| Failure {
+            code: "step_timeout".into(),
+            message: format!("step {name:?} did not finish within {} ms", limit.as_millis()),
+            kind: Some(Trigger::TimeoutError),
+            fatal: false,
+        })?
+        .map_err(|class| Failure {
         message: format!("{class}: {name} failed (attempt {n})"),
         code: class,
         kind: None,
@@ -336,33 +343,6 @@ fn step_timeout(host: &Host, name: &str, spec: &Value) -> Option<std::time::Dura
         .effective_policy("default", Some("conformance"), Some(name))
         .unwrap();
     effective.defaults().step_timeout.map(|d| d.0)
-}
-
-/// The step body, on a thread of its own when it has a time limit: a body that takes longer
-/// is a `step_timeout` failure and is left to finish on its own (nothing is recorded).
-fn timed(
-    name: &str,
-    spec: &Value,
-    item: &Value,
-    x: &Value,
-    n: u64,
-    limit: Option<std::time::Duration>,
-) -> Result<Result<Value, String>, Failure> {
-    let Some(limit) = limit else {
-        return Ok(step_body(name, spec, item, x, n));
-    };
-    let (tx, rx) = std::sync::mpsc::channel();
-    let (name_, spec, item, x) = (name.to_string(), spec.clone(), item.clone(), x.clone());
-    std::thread::spawn(move || tx.send(step_body(&name_, &spec, &item, &x, n)));
-    rx.recv_timeout(limit).map_err(|_| Failure {
-        code: "step_timeout".into(),
-        message: format!(
-            "step {name:?} did not finish within {} ms",
-            limit.as_millis()
-        ),
-        kind: Some(Trigger::TimeoutError),
-        fatal: false,
-    })
 }
 
 /// A step's consensus hand-off, as the bindings make it: the result broadcast to the targets
