@@ -42,7 +42,10 @@ pub(crate) unsafe fn object_arg(
             name,
             format!("is JSON {}; expected an object {expected}", kind_of(&other)),
         )),
-        Err(e) => Err(Failure::new(e.status, format!("{}; expected an object {expected}", e.message))),
+        Err(e) => Err(Failure::new(
+            e.status,
+            format!("{}; expected an object {expected}", e.message),
+        )),
     }
 }
 

@@ -17,8 +17,7 @@ use serde_json::Value;
 use crate::buffer::omium_buffer;
 use crate::error::{omium_status, status_of_code, Failure};
 use crate::guard::{
-    self, guard, non_empty_str_arg, opt_str_arg, out_arg, str_arg, text_out_arg, write_text,
-    Handle, Opaque,
+    self, guard, non_empty_str_arg, opt_str_arg, out_arg, text_out_arg, write_text, Handle, Opaque,
 };
 use crate::json;
 use crate::store::{omium_store, with_store, OMIUM_CHECKPOINT_ID_SIZE};
@@ -116,21 +115,28 @@ pub unsafe extern "C" fn omium_store_start_recovery(
             .map(|k| omium_core::policy::Trigger::parse(&k))
             .transpose()
             .map_err(omium_core::Error::from)?;
-        let error_classes = json::field::<Vec<String>>(&m, arg, "error_classes", "an array of strings")?
-            .unwrap_or_default();
-        let retries = u32::try_from(json::field::<u64>(&m, arg, "retries", "a non-negative integer")?.unwrap_or(0))
-            .map_err(|_| Failure::argument(arg, "has a \"retries\" too large"))?;
-        let rollbacks = u32::try_from(json::field::<u64>(&m, arg, "rollbacks_so_far", "a non-negative integer")?.unwrap_or(0))
-            .map_err(|_| Failure::argument(arg, "has a \"rollbacks_so_far\" too large"))?;
+        let error_classes =
+            json::field::<Vec<String>>(&m, arg, "error_classes", "an array of strings")?
+                .unwrap_or_default();
+        let retries = u32::try_from(
+            json::field::<u64>(&m, arg, "retries", "a non-negative integer")?.unwrap_or(0),
+        )
+        .map_err(|_| Failure::argument(arg, "has a \"retries\" too large"))?;
+        let rollbacks = u32::try_from(
+            json::field::<u64>(&m, arg, "rollbacks_so_far", "a non-negative integer")?.unwrap_or(0),
+        )
+        .map_err(|_| Failure::argument(arg, "has a \"rollbacks_so_far\" too large"))?;
         let input = FailureInput {
             execution_id: required("execution_id")?,
             message: required("message")?,
             workflow: json::field::<String>(&m, arg, "workflow", "a string")?.unwrap_or_default(),
-            tenant: json::field::<String>(&m, arg, "tenant", "a string")?.unwrap_or_else(|| "default".into()),
+            tenant: json::field::<String>(&m, arg, "tenant", "a string")?
+                .unwrap_or_else(|| "default".into()),
             step: json::field::<String>(&m, arg, "step", "a string")?,
             seq: json::field::<u64>(&m, arg, "seq", "a non-negative integer")?,
             key: json::field::<String>(&m, arg, "key", "a string")?,
-            agent: json::field::<String>(&m, arg, "agent", "a string")?.unwrap_or_else(|| "main".into()),
+            agent: json::field::<String>(&m, arg, "agent", "a string")?
+                .unwrap_or_else(|| "main".into()),
             kind,
             error_classes,
             step_retry: omium_core::recovery::step_retry(retries),
@@ -181,8 +187,9 @@ pub unsafe extern "C" fn omium_recovery_advance(
         // SAFETY (argument reads): the caller's promises.
         let out = unsafe { out_arg(out_command_json, "out_command_json", omium_buffer::EMPTY) }?;
         let arg = "event_json";
-        let m =
-            unsafe { json::object_arg(event_json, arg, "{\"event\": \"start\" | \"called\" | ...}") }?;
+        let m = unsafe {
+            json::object_arg(event_json, arg, "{\"event\": \"start\" | \"called\" | ...}")
+        }?;
         let name = json::field::<String>(&m, arg, "event", "a string")?.ok_or_else(|| {
             Failure::argument(
                 arg,

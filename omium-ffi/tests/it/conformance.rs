@@ -469,16 +469,19 @@ fn attempt(
     let result = timed(name, spec, item, x, n, limit)
         .map_err(|limit| Failure {
             code: "step_timeout".into(),
-            message: format!("step {name:?} did not finish within {} ms", limit.as_millis()),
+            message: format!(
+                "step {name:?} did not finish within {} ms",
+                limit.as_millis()
+            ),
             kind: Some("timeout_error"),
             fatal: false,
         })?
         .map_err(|class| Failure {
-        message: format!("{class}: {name} failed (attempt {n})"),
-        code: class,
-        kind: None,
-        fatal: false,
-    })?;
+            message: format!("{class}: {name} failed (attempt {n})"),
+            code: class,
+            kind: None,
+            fatal: false,
+        })?;
     if !holds(spec, "post", x, Some(&result)) {
         return Err(Failure {
             code: "condition_failed".into(),

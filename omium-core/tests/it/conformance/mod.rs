@@ -306,16 +306,19 @@ fn attempt(
     let mut result = timed(name, spec, item, x, *n, limit)
         .map_err(|limit| Failure {
             code: "step_timeout".into(),
-            message: format!("step {name:?} did not finish within {} ms", limit.as_millis()),
+            message: format!(
+                "step {name:?} did not finish within {} ms",
+                limit.as_millis()
+            ),
             kind: Some(Trigger::TimeoutError),
             fatal: false,
         })?
         .map_err(|class| Failure {
-        message: format!("{class}: {name} failed (attempt {n})"),
-        code: class,
-        kind: None,
-        fatal: false,
-    })?;
+            message: format!("{class}: {name} failed (attempt {n})"),
+            code: class,
+            kind: None,
+            fatal: false,
+        })?;
     if let Some(tool) = spec["tool"].as_str() {
         result = tool_call(host, run, name, seq, tool, spec, x, result)?;
     }
