@@ -39,6 +39,7 @@ mkdir -p "$stage/$sdk/include" "$stage/$sdk/lib/pkgconfig" "$stage/$sdk/lib/cmak
 cp omium-ffi/include/omium.h "$stage/$sdk/include/"
 cp "$CARGO_TARGET_DIR/release/libomium.so" "$CARGO_TARGET_DIR/release/libomium.a" "$stage/$sdk/lib/"
 strip --strip-unneeded "$stage/$sdk/lib/libomium.so"
+strip --strip-debug "$stage/$sdk/lib/libomium.a"
 cp examples/c/onboarding.c "$stage/$sdk/examples/"
 for f in omium.pc omiumConfig.cmake omiumConfigVersion.cmake README.md; do
   sed "s/@VERSION@/$version/g" "omium-ffi/sdk/$f" > "$stage/$sdk/$(case $f in
