@@ -91,3 +91,48 @@ def test_outside_an_execution_a_durable_agent_runs_as_the_sdks_own(tmp_path: Pat
     finally:
         omium.shutdown()
         agents.set_trace_processors([])
+
+
+def test_models_looked_up_by_name_through_a_provider_are_durable(tmp_path: Path) -> None:
+    import asyncio
+
+    import agents
+    from agents import Agent, Runner
+    from agents.models.interface import ModelProvider
+
+    sys.path.insert(0, str(WORKER.parent))
+    try:
+        import openai_agents_worker as w
+    finally:
+        sys.path.remove(str(WORKER.parent))
+    from omium import openai_agents as oa
+
+    class Provider(ModelProvider):
+        """A fake model provider: the scripted model under every name."""
+
+        def get_model(self, model_name):
+            return w.Scripted("model" if model_name == "scripted-orders" else "closer")
+
+    agents.set_trace_processors([])
+    w.log, w.kill = str(tmp_path / "log"), False
+    closer = Agent(name="closer", model="scripted-closer")
+    agent = oa.durable(Agent(name="orders", model="scripted-orders", tools=[w.charge, w.ship], handoffs=[closer]))
+
+    @omium.workflow("by-name")
+    async def flow(request: str) -> str:
+        return str((await Runner.run(agent, request, run_config=oa.run_config(Provider()))).final_output)
+
+    omium.init(path=tmp_path / "store", durability="none")
+    try:
+        assert asyncio.run(flow.run("handle order o-7", execution_id="n1")) == "order o-7 closed"
+        history = omium.history("n1")
+        assert [c.name for c in history][:2] == ["openai_agents.model:scripted-orders", "openai_agents.tool:charge"]
+        assert history[-1].name == "openai_agents.model:scripted-closer"
+        # Rolled back to the second model call, a run again answers the first three calls from
+        # their checkpoints: the provider's model and the tool are not called again.
+        omium.rollback("n1", to=history[2].id)
+        before = len(calls(tmp_path / "log"))
+        assert asyncio.run(flow.run("handle order o-7", execution_id="n1")) == "order o-7 closed"
+        assert calls(tmp_path / "log")[before:] == ["ship", "model3", "closer4"]
+    finally:
+        omium.shutdown()
