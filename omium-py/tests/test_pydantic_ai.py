@@ -104,3 +104,39 @@ async def test_test_model_runs_streams_and_replays_from_checkpoints(store: None)
     assert (await tester.run("add")).output == out.split(" | ")[1]
     assert len(added) == 2
     assert len(omium.executions()) == 1
+
+
+async def test_mcp_tool_calls_are_steps_and_replay(store: None, tmp_path: Path) -> None:
+    from fastmcp.client.transports import StdioTransport
+    from pydantic_ai.mcp import MCPToolset
+    from pydantic_ai.messages import ModelResponse, TextPart, ToolCallPart
+
+    log = tmp_path / "mcp.log"
+    server = Path(__file__).with_name("mcp_stock_server.py")
+
+    def model(messages, info):
+        done = [p for m in messages for p in getattr(m, "parts", []) if p.part_kind == "tool-return"]
+        if not done:
+            return ModelResponse(parts=[ToolCallPart("stock", {"item": "keyboard"})])
+        return ModelResponse(parts=[TextPart(f"in stock: {done[0].content}")])
+
+    # A real MCP server (stdio, the `mcp` package's FastMCP) in a process of its own.
+    tools = MCPToolset(StdioTransport(command=sys.executable, args=[str(server)], env={"MCP_LOG": str(log)}), id="stock")
+    agent = Agent(FunctionModel(model), name="shop", toolsets=[tools], capabilities=[OmiumDurability()])
+
+    @omium.workflow("shop")
+    async def shop(question: str) -> str:
+        return (await agent.run(question)).output
+
+    assert await shop.run("stock?", execution_id="m1") == "in stock: 7"
+    history = omium.history("m1")
+    assert [c.name for c in history] == [
+        "shop__mcp_server__stock.get_tools",
+        "shop__model.request",
+        "shop__mcp_server__stock.call_tool",
+        "shop__model.request",
+    ]
+    # Rolled back and run again: the tool list and the call come from their checkpoints.
+    omium.rollback("m1", to=history[-1].id)
+    assert await shop.run("stock?", execution_id="m1") == "in stock: 7"
+    assert log.read_text().splitlines() == ["stock keyboard"]
