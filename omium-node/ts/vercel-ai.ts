@@ -49,7 +49,8 @@ function inExecution(): boolean {
 
 /** Runs `body` as the durable step `name` of the current execution (its position taken now). */
 function step<T>(name: string, body: () => Promise<T>): Promise<T> {
-  return checkpoint(name, body)();
+  // `params: []`: no conditions, so the body's parameter names need not be read from its source.
+  return checkpoint(name, body, { params: [] })();
 }
 
 /**

@@ -23,7 +23,13 @@ from agents.items import ModelResponse
 from agents.models.interface import Model
 from agents.usage import Usage
 from omium import openai_agents as oa
-from openai.types.responses import ResponseFunctionToolCall, ResponseOutputMessage, ResponseOutputText
+from openai.types.responses import (
+    Response,
+    ResponseCompletedEvent,
+    ResponseFunctionToolCall,
+    ResponseOutputMessage,
+    ResponseOutputText,
+)
 
 # Set by main: where calls are logged, and whether `ship` kills the process.
 log: str | None = None
@@ -72,8 +78,21 @@ class Scripted(Model):
             output = [call("transfer_to_closer", {}, 3)]
         return ModelResponse(output=output, usage=Usage(), response_id=None)
 
-    def stream_response(self, *args: Any, **kwargs: Any):
-        raise NotImplementedError
+    async def stream_response(self, system_instructions: Any, input: Any, *args: Any, **kwargs: Any) -> Any:
+        """The same answer as one completed response event (what a streamed run reads)."""
+        r = await self.get_response(system_instructions, input, *args, **kwargs)
+        response = Response(
+            id="r",
+            created_at=0,
+            model="scripted",
+            object="response",
+            output=r.output,
+            parallel_tool_calls=False,
+            tool_choice="auto",
+            tools=[],
+        )
+        response.tools = []
+        yield ResponseCompletedEvent(response=response, type="response.completed", sequence_number=0)
 
 
 @oa.function_tool

@@ -136,3 +136,41 @@ def test_models_looked_up_by_name_through_a_provider_are_durable(tmp_path: Path)
         assert calls(tmp_path / "log")[before:] == ["ship", "model3", "closer4"]
     finally:
         omium.shutdown()
+
+
+def test_a_streamed_run_records_each_model_stream_as_a_step_and_replays(tmp_path: Path) -> None:
+    import asyncio
+
+    import agents
+    from agents import Runner
+
+    sys.path.insert(0, str(WORKER.parent))
+    try:
+        import openai_agents_worker as w
+    finally:
+        sys.path.remove(str(WORKER.parent))
+    from omium import openai_agents as oa
+
+    agents.set_trace_processors([])
+    w.log, w.kill = str(tmp_path / "log"), False
+
+    @omium.workflow("streamed")
+    async def flow(request: str) -> str:
+        run = Runner.run_streamed(w.orders_agent, request, run_config=oa.run_config())
+        async for _ in run.stream_events():
+            pass
+        return str(run.final_output)
+
+    omium.init(path=tmp_path / "store", durability="none")
+    try:
+        assert asyncio.run(flow.run("handle order o-7", execution_id="s1")) == "order o-7 closed"
+        history = omium.history("s1")
+        assert [c.name for c in history if "model" in c.name] == ["openai_agents.model_stream:orders"] * 3 + [
+            "openai_agents.model_stream:closer"
+        ]
+        omium.rollback("s1", to=history[2].id)
+        before = len(calls(tmp_path / "log"))
+        assert asyncio.run(flow.run("handle order o-7", execution_id="s1")) == "order o-7 closed"
+        assert calls(tmp_path / "log")[before:] == ["ship", "model3", "closer4"]
+    finally:
+        omium.shutdown()

@@ -467,12 +467,9 @@ fn attempt(
     *n += 1;
     let n = *n;
     let result = timed(name, spec, item, x, n, limit)
-        .map_err(|limit| Failure {
+        .map_err(|message| Failure {
             code: "step_timeout".into(),
-            message: format!(
-                "step {name:?} did not finish within {} ms",
-                limit.as_millis()
-            ),
+            message,
             kind: Some("timeout_error"),
             fatal: false,
         })?

@@ -318,8 +318,9 @@ pub fn emit(v: Value) {
     println!("{v}");
 }
 
-/// The step body, on a thread of its own when it has a time limit: `Err(limit)` when it took
-/// longer (it is left to finish on its own; nothing is recorded).
+/// The step body, on a thread of its own when it has a time limit: `Err(message)` of the
+/// step's `step_timeout` when it took longer (it is left to finish on its own; nothing is
+/// recorded).
 pub fn timed(
     name: &str,
     spec: &Value,
@@ -327,12 +328,16 @@ pub fn timed(
     x: &Value,
     n: u64,
     limit: Option<std::time::Duration>,
-) -> Result<Result<Value, String>, std::time::Duration> {
+) -> Result<Result<Value, String>, String> {
     let Some(limit) = limit else {
         return Ok(step_body(name, spec, item, x, n));
     };
     let (tx, rx) = std::sync::mpsc::channel();
+    let message = format!(
+        "step {name:?} did not finish within {} ms",
+        limit.as_millis()
+    );
     let (name, spec, item, x) = (name.to_string(), spec.clone(), item.clone(), x.clone());
     std::thread::spawn(move || tx.send(step_body(&name, &spec, &item, &x, n)));
-    rx.recv_timeout(limit).map_err(|_| limit)
+    rx.recv_timeout(limit).map_err(|_| message)
 }

@@ -304,12 +304,9 @@ fn attempt(
     let n = host.calls.entry(name.to_string()).or_default();
     *n += 1;
     let mut result = timed(name, spec, item, x, *n, limit)
-        .map_err(|limit| Failure {
+        .map_err(|message| Failure {
             code: "step_timeout".into(),
-            message: format!(
-                "step {name:?} did not finish within {} ms",
-                limit.as_millis()
-            ),
+            message,
             kind: Some(Trigger::TimeoutError),
             fatal: false,
         })?
