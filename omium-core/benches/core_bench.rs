@@ -72,6 +72,10 @@ struct Env {
     base: PathBuf,
     /// `OMIUM_BENCH_SIZES=1,100` (KiB): only these state sizes in the write section.
     sizes: Option<Vec<usize>>,
+    /// `OMIUM_BENCH_WRITERS=1` and `OMIUM_BENCH_DURABILITY=buffered`: only these rows of the
+    /// write section (to profile one of them).
+    writers: Option<Vec<usize>>,
+    durabilities: Option<Vec<String>>,
 }
 
 impl Env {
@@ -89,7 +93,18 @@ impl Env {
                     .map(|k| k * KIB)
                     .collect()
             }),
+            writers: list("OMIUM_BENCH_WRITERS"),
+            durabilities: list("OMIUM_BENCH_DURABILITY"),
         }
+    }
+
+    fn wants<T: PartialEq + ?Sized, U: std::borrow::Borrow<T>>(
+        &self,
+        list: &Option<Vec<U>>,
+        x: &T,
+    ) -> bool {
+        list.as_ref()
+            .is_none_or(|l| l.iter().any(|v| v.borrow() == x))
     }
 
     fn wants_size(&self, size: usize) -> bool {
@@ -131,6 +146,13 @@ impl Env {
             }
         );
     }
+}
+
+/// A comma-separated list from the environment variable `var`, if set.
+fn list<T: std::str::FromStr>(var: &str) -> Option<Vec<T>> {
+    std::env::var(var)
+        .ok()
+        .map(|v| v.split(',').filter_map(|x| x.trim().parse().ok()).collect())
 }
 
 /// The filesystem type and device of the mount that holds `path` (longest matching mount point).
@@ -748,8 +770,11 @@ fn bench_write(env: &Env) {
                 shape,
                 docs: &docs,
             };
-            for durability in [Durability::Buffered, Durability::Sync] {
-                for threads in [1, 16] {
+            for durability in [Durability::Buffered, Durability::Sync]
+                .into_iter()
+                .filter(|d| env.wants(&env.durabilities, d.as_str()))
+            {
+                for threads in [1, 16].into_iter().filter(|t| env.wants(&env.writers, t)) {
                     let mut raw = Vec::new();
                     let mut om = Vec::new();
                     for r in 0..ROUNDS {

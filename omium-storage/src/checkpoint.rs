@@ -185,9 +185,11 @@ impl Store {
     pub fn checkpoint(&self, id: &str) -> Result<Checkpoint> {
         let ulid = parse_id(id)?;
         let not_found = || Error::CheckpointNotFound { id: id.to_string() };
-        let exec = self
-            .get(Cf::CheckpointIndex, &ulid.to_bytes())?
-            .ok_or_else(not_found)?;
+        let Some(exec) = self.get(Cf::CheckpointIndex, &ulid.to_bytes())? else {
+            // A step of a running execution is indexed when the execution's record is next
+            // written (format 2).
+            return self.unindexed_checkpoint(ulid)?.ok_or_else(not_found);
+        };
         let exec: ExecKey = exec.as_slice().try_into().map_err(|_| Error::Decode {
             what: "checkpoint index entry",
             key: id.to_string(),
@@ -196,6 +198,14 @@ impl Store {
         let bytes = self
             .get(Cf::Checkpoints, &ckpt_key(&exec, ulid))?
             .ok_or_else(not_found)?;
+        codec::decode("checkpoint", &|| id.to_string(), &bytes)
+    }
+
+    /// A checkpoint of the execution with key `exec`.
+    pub(crate) fn checkpoint_of(&self, exec: &ExecKey, id: Ulid) -> Result<Checkpoint> {
+        let bytes = self
+            .get(Cf::Checkpoints, &ckpt_key(exec, id))?
+            .ok_or_else(|| Error::CheckpointNotFound { id: id.to_string() })?;
         codec::decode("checkpoint", &|| id.to_string(), &bytes)
     }
 

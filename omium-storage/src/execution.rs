@@ -149,9 +149,17 @@ pub struct ExecCell {
 
 pub struct CellState {
     loaded: bool,
+    /// The execution as it is now: its record on disk plus the steps recorded since.
     pub exec: Option<Execution>,
     /// A [`Run`] of this store handle holds the execution.
     pub running: bool,
+    /// The largest checkpoint id of the execution. A step's id is made larger still, so that
+    /// the checkpoints recorded after the execution record was written are the last ones in
+    /// key order (see [`Store::catch_up`]).
+    max_id: Option<Ulid>,
+    /// Checkpoints recorded since the execution record was written: their index entries go
+    /// with the next record.
+    unindexed: Vec<Ulid>,
 }
 
 impl Store {
@@ -166,6 +174,8 @@ impl Store {
                         loaded: false,
                         exec: None,
                         running: false,
+                        max_id: None,
+                        unindexed: Vec::new(),
                     }),
                 })
             })
@@ -190,34 +200,44 @@ impl Store {
         durability: Option<Durability>,
         f: impl FnOnce(&mut CellState, &mut WriteBatch, &mut Vec<AuditDraft>) -> Result<R>,
     ) -> Result<R> {
+        let key = exec_key(execution_id);
+        self.mutate(execution_id, durability, |st| {
+            let before = st.exec.clone();
+            let mut audit = Vec::new();
+            let r = match f(st, &mut batch, &mut audit) {
+                Ok(r) => r,
+                Err(e) => {
+                    st.exec = before;
+                    return Err(e);
+                }
+            };
+            self.put_record(st, &key, &mut batch);
+            Ok((r, batch, audit))
+        })
+    }
+
+    /// Locks the execution's cell (loading it first), lets `body` change it and build the
+    /// batch, submits the batch and waits for it to be written. `body` must leave the cell as
+    /// it was when it fails.
+    fn mutate<R>(
+        &self,
+        execution_id: &str,
+        durability: Option<Durability>,
+        body: impl FnOnce(&mut CellState) -> Result<(R, WriteBatch, Vec<AuditDraft>)>,
+    ) -> Result<R> {
         self.require_writer("changing executions")?;
         let key = exec_key(execution_id);
         let cell = self.cell(key);
         let outcome = (|| {
-            let ticket;
-            let r;
-            {
+            let (r, ticket) = {
                 let mut st = cell.state.lock();
                 if !st.loaded {
-                    st.exec = self.load_execution(execution_id)?;
-                    st.loaded = true;
+                    self.load_cell(&mut st, execution_id)?;
                 }
-                let before = st.exec.clone();
-                let mut audit = Vec::new();
-                r = match f(&mut st, &mut batch, &mut audit) {
-                    Ok(r) => r,
-                    Err(e) => {
-                        st.exec = before;
-                        return Err(e);
-                    }
-                };
-                match &st.exec {
-                    Some(exec) => batch.put_cf(self.cf(Cf::Executions), key, codec::encode(exec)),
-                    None => batch.delete_cf(self.cf(Cf::Executions), key),
-                }
+                let (r, batch, audit) = body(&mut st)?;
                 let d = durability.unwrap_or(self.inner.durability);
-                ticket = self.inner.committer.submit(batch, audit, d);
-            }
+                (r, self.inner.committer.submit(batch, audit, d))
+            };
             if let Err(e) = self.inner.committer.wait(self, ticket) {
                 // The cache ran ahead of the disk: reload on next use.
                 cell.state.lock().loaded = false;
@@ -232,7 +252,38 @@ impl Store {
         outcome
     }
 
-    fn load_execution(&self, execution_id: &str) -> Result<Option<Execution>> {
+    /// Puts the cell's execution record in `batch` (or its deletion), with the index entries of
+    /// the checkpoints recorded since the last one.
+    fn put_record(&self, st: &mut CellState, key: &ExecKey, batch: &mut WriteBatch) {
+        match &st.exec {
+            Some(exec) => {
+                batch.put_cf(self.cf(Cf::Executions), key, codec::encode(exec));
+                for id in st.unindexed.drain(..) {
+                    batch.put_cf(self.cf(Cf::CheckpointIndex), id.to_bytes(), key);
+                }
+            }
+            None => {
+                batch.delete_cf(self.cf(Cf::Executions), key);
+                st.unindexed.clear();
+            }
+        }
+    }
+
+    fn load_cell(&self, st: &mut CellState, execution_id: &str) -> Result<()> {
+        st.exec = self.load_record(execution_id)?;
+        st.max_id = None;
+        st.unindexed.clear();
+        if let Some(exec) = &mut st.exec {
+            let (tail, max_id) = self.catch_up(exec)?;
+            st.unindexed = tail.iter().map(|c| c.id).collect();
+            st.max_id = max_id;
+        }
+        st.loaded = true;
+        Ok(())
+    }
+
+    /// The execution record as it is on disk.
+    fn load_record(&self, execution_id: &str) -> Result<Option<Execution>> {
         let key = exec_key(execution_id);
         let Some(bytes) = self.get(Cf::Executions, &key)? else {
             return Ok(None);
@@ -251,6 +302,71 @@ impl Store {
         Ok(Some(exec))
     }
 
+    /// Folds into `exec` (as its record was written) the steps recorded since: a step writes
+    /// its checkpoint and audit entry only, so the head, `next_global_seq`, `checkpoint_count`
+    /// and `updated_at_ms` of a running execution are behind on disk. Those checkpoints have
+    /// a `global_seq` the record has not reached and, their ids being larger than any before,
+    /// are the last ones in key order: a reverse scan finds them and stops at the first
+    /// checkpoint the record counts. Returns them (oldest first) and the execution's largest
+    /// checkpoint id.
+    pub(crate) fn catch_up(&self, exec: &mut Execution) -> Result<(Vec<Checkpoint>, Option<Ulid>)> {
+        let key = exec_key(&exec.id);
+        let mut tail: Vec<Checkpoint> = Vec::new();
+        let mut max_id = None;
+        for item in self.scan_prefix_rev(Cf::Checkpoints, &key) {
+            let (k, v) = item?;
+            let c: Checkpoint = codec::decode("checkpoint", &|| crate::hex(&k[16..]), &v)?;
+            max_id.get_or_insert(c.id);
+            if c.global_seq < exec.next_global_seq {
+                break;
+            }
+            tail.push(c);
+        }
+        tail.sort_by_key(|c| c.global_seq);
+        for c in &tail {
+            exec.checkpoint_count += 1;
+            exec.next_global_seq = c.global_seq + 1;
+            exec.head = Some(c.id);
+            exec.updated_at_ms = exec.updated_at_ms.max(c.created_at_ms);
+        }
+        Ok((tail, max_id))
+    }
+
+    /// An execution read from disk, brought up to date: only a running execution can have
+    /// steps its record does not count.
+    pub(crate) fn current(&self, mut exec: Execution) -> Result<Execution> {
+        if exec.status == Status::Running {
+            self.catch_up(&mut exec)?;
+        }
+        Ok(exec)
+    }
+
+    fn load_execution(&self, execution_id: &str) -> Result<Option<Execution>> {
+        self.load_record(execution_id)?
+            .map(|e| self.current(e))
+            .transpose()
+    }
+
+    /// A checkpoint recorded since its execution's record was written, which has no index
+    /// entry yet: looked for among the running executions' recent steps.
+    pub(crate) fn unindexed_checkpoint(&self, id: Ulid) -> Result<Option<Checkpoint>> {
+        for item in self.scan_prefix(Cf::Executions, &[]) {
+            let (k, v) = item?;
+            if k.len() != 16 {
+                continue; // input and output records
+            }
+            let mut exec: Execution = codec::decode("execution", &|| crate::hex(&k), &v)?;
+            if exec.status != Status::Running {
+                continue;
+            }
+            let (tail, _) = self.catch_up(&mut exec)?;
+            if let Some(c) = tail.into_iter().find(|c| c.id == id) {
+                return Ok(Some(c));
+            }
+        }
+        Ok(None)
+    }
+
     /// The execution with this id.
     pub fn execution(&self, execution_id: &str) -> Result<Execution> {
         self.load_execution(execution_id)?
@@ -267,11 +383,11 @@ impl Store {
             if k.len() != 16 {
                 continue; // input and output records
             }
-            out.push(codec::decode::<Execution>(
+            out.push(self.current(codec::decode::<Execution>(
                 "execution",
                 &|| crate::hex(&k),
                 &v,
-            )?);
+            )?)?);
         }
         out.sort_by(|a, b| {
             b.created_at_ms
@@ -306,7 +422,11 @@ impl Store {
             if k.len() != 16 {
                 continue; // input and output records
             }
-            let e = codec::decode::<Execution>("execution", &|| crate::hex(&k), &v)?;
+            let e = self.current(codec::decode::<Execution>(
+                "execution",
+                &|| crate::hex(&k),
+                &v,
+            )?)?;
             seen += 1;
             last = Some(e.id.clone());
             if keep(&e) {
@@ -411,7 +531,7 @@ impl Store {
         };
         let mut batch = WriteBatch::default();
         if let Some(input) = &options.input {
-            if self.load_execution(execution_id)?.is_none() {
+            if self.load_record(execution_id)?.is_none() {
                 batch.put_cf(
                     self.cf(Cf::Executions),
                     io_key(execution_id, INPUT_SUFFIX),
@@ -529,10 +649,10 @@ impl Store {
         )?;
         let key = exec_key(execution_id);
         let cell = self.cell(key);
-        let (journal, tally) = match self
-            .live_branch_of(&exec)
-            .and_then(|b| Ok((Journal::from_branch(&b), self.uncounted(&key, &b)?)))
-        {
+        let (journal, tally) = match self.live_branch_of(&exec).and_then(|b| {
+            let tally = self.uncounted(&key, &b)?;
+            Ok((Journal::from_branch(b), tally))
+        }) {
             Ok(j) => j,
             Err(e) => {
                 cell.state.lock().running = false;
@@ -729,15 +849,31 @@ impl Nested {
     }
 }
 
-/// The recorded steps of the live branch, by position and by explicit key.
+/// The recorded steps of the live branch, by position and by explicit key. The steps found
+/// at begin are kept as they were read (their records were decoded to build the branch); a
+/// step this run records keeps only its id and name, and is read back if it is looked up.
 struct Journal {
-    by_seq: HashMap<u64, Checkpoint>,
-    by_key: HashMap<String, Checkpoint>,
+    by_seq: HashMap<u64, Entry>,
+    by_key: HashMap<String, Entry>,
     next_seq: u64,
 }
 
+enum Entry {
+    Read(Box<Checkpoint>),
+    Recorded { id: Ulid, seq: u64, name: String },
+}
+
+impl Entry {
+    fn name(&self) -> &str {
+        match self {
+            Entry::Read(c) => &c.name,
+            Entry::Recorded { name, .. } => name,
+        }
+    }
+}
+
 impl Journal {
-    fn from_branch(branch: &[Checkpoint]) -> Journal {
+    fn from_branch(branch: Vec<Checkpoint>) -> Journal {
         // A resumed run starts at position 1 again: its code re-runs from the top and the
         // recorded steps replay until the first one the journal lacks.
         let mut j = Journal {
@@ -745,24 +881,21 @@ impl Journal {
             by_key: HashMap::new(),
             next_seq: 1,
         };
-        for c in branch {
-            j.insert(c.clone());
+        for c in branch.into_iter().filter(|c| c.kind.is_step()) {
+            j.insert(c.seq, c.key.clone(), Entry::Read(Box::new(c)));
         }
         j
     }
 
-    fn insert(&mut self, c: Checkpoint) {
-        if !c.kind.is_step() {
-            return;
-        }
+    fn insert(&mut self, seq: u64, key: Option<String>, e: Entry) {
         // A keyed step is found by its key only: its position may be shared (steps nested in
         // another step take their parent's) or scheduled differently on replay.
-        match &c.key {
+        match key {
             Some(k) => {
-                self.by_key.insert(k.clone(), c);
+                self.by_key.insert(k, e);
             }
             None => {
-                self.by_seq.insert(c.seq, c);
+                self.by_seq.insert(seq, e);
             }
         }
     }
@@ -873,40 +1006,50 @@ impl Run {
     /// cluster first makes sure that it still holds the execution there, and a run whose
     /// execution another store took over gets [`Error::LeaseLost`] here, before the body runs.
     pub fn recorded(&self, seq: u64, name: &str, key: Option<&str>) -> Result<Option<Checkpoint>> {
-        {
+        let found = {
             let j = self.journal.lock();
             let found = match key {
                 Some(k) => j.by_key.get(k),
                 None => j.by_seq.get(&seq),
             };
             match found {
-                Some(c) if c.name != name => {
+                None => None,
+                Some(e) if e.name() != name => {
+                    let (recorded_seq, recorded) = match e {
+                        Entry::Read(c) => (c.seq, c.name.clone()),
+                        Entry::Recorded { seq, name, .. } => (*seq, name.clone()),
+                    };
                     return Err(Error::NonDeterminism {
                         execution: self.id.clone(),
-                        seq: if key.is_some() { c.seq } else { seq },
-                        recorded: c.name.clone(),
+                        seq: if key.is_some() { recorded_seq } else { seq },
+                        recorded,
                         requested: name.into(),
-                    })
-                }
-                Some(c) => {
-                    let mut tally = self.tally.lock();
-                    if !tally.1.insert(StepPos::of(seq, key)) {
-                        return Ok(Some(c.clone()));
-                    }
-                    let (tin, tout, cost) = spend_of(&c.metadata);
-                    tally.0.replayed(Delta {
-                        dims: Dims::step(&self.tenant, &self.workflow, &c.agent, &c.name),
-                        cell: Cell {
-                            replayed: 1,
-                            saved_tokens: tin + tout,
-                            saved_micro_usd: cost,
-                            ..Cell::default()
-                        },
                     });
-                    return Ok(Some(c.clone()));
                 }
-                None => {}
+                Some(Entry::Read(c)) => Some(Ok((**c).clone())),
+                Some(Entry::Recorded { id, .. }) => Some(Err(*id)),
             }
+        };
+        if let Some(found) = found {
+            let c = match found {
+                Ok(c) => c,
+                // Recorded by this run: read back (the journal keeps no states).
+                Err(id) => self.store.checkpoint_of(&self.key, id)?,
+            };
+            let mut tally = self.tally.lock();
+            if tally.1.insert(StepPos::of(seq, key)) {
+                let (tin, tout, cost) = spend_of(&c.metadata);
+                tally.0.replayed(Delta {
+                    dims: Dims::step(&self.tenant, &self.workflow, &c.agent, &c.name),
+                    cell: Cell {
+                        replayed: 1,
+                        saved_tokens: tin + tout,
+                        saved_micro_usd: cost,
+                        ..Cell::default()
+                    },
+                });
+            }
+            return Ok(Some(c));
         }
         self.store.take_control(self, name)?;
         self.store.inner.extensions.each(|e| e.before_step(self))?;
@@ -971,22 +1114,35 @@ impl Run {
         {
             step_counts.step_us.record(t.elapsed().as_micros() as u64);
         }
-        let c = store.apply(&self.id, batch, self.durability, |st, batch, audit| {
+        // One small batch: the checkpoint record and its audit entry (and the state's new
+        // chunks). The execution's head and counters change in memory only; its record and the
+        // index entries go with the next lease renewal or the run's end (`Store::catch_up`).
+        let c = store.mutate(&self.id, self.durability, move |st| {
             let exec = st.exec.as_mut().ok_or_else(|| Error::ExecutionNotFound {
                 id: self.id.clone(),
             })?;
+            if st.max_id.is_some_and(|m| c.id <= m) {
+                c.id = st.max_id.and_then(|m| m.increment()).unwrap_or(c.id);
+            }
+            st.max_id = Some(c.id);
             c.parent = exec.head;
             c.global_seq = exec.next_global_seq;
             exec.next_global_seq += 1;
             exec.head = Some(c.id);
             exec.checkpoint_count += 1;
             exec.updated_at_ms = now;
+            batch.put_cf(
+                store.cf(Cf::Checkpoints),
+                crate::checkpoint::ckpt_key(&self.key, c.id),
+                codec::encode(&c),
+            );
+            st.unindexed.push(c.id);
             if renew {
                 if let Some(l) = &mut exec.lease {
                     l.expires_at_ms = now + self.lease_ttl_ms;
                 }
+                store.put_record(st, &self.key, &mut batch);
             }
-            store.put_checkpoint(batch, &self.key, &c);
             // Counted in the run's tally; written with this step when due (see `Tally`).
             let counted = {
                 let mut t = self.tally.lock();
@@ -1014,13 +1170,20 @@ impl Run {
                 ),
             );
             draft.rollup = counted.unwrap_or_default();
-            audit.push(draft);
-            Ok(c)
+            Ok((c, batch, vec![draft]))
         })?;
         if renew {
             self.lease_renewed_at.store(now, Ordering::Relaxed);
         }
-        self.journal.lock().insert(c.clone());
+        self.journal.lock().insert(
+            c.seq,
+            c.key.clone(),
+            Entry::Recorded {
+                id: c.id,
+                seq: c.seq,
+                name: c.name.clone(),
+            },
+        );
         drop(gc_shared);
         store.barrier(&self.id)?;
         Ok(c)

@@ -20,7 +20,14 @@ use crate::error::{Error, OpenError, Result};
 use crate::execution::ExecCell;
 
 /// The on-disk format version this build writes and the newest it can read.
-pub const FORMAT_VERSION: u32 = 1;
+///
+/// Format 2 (this one) records a step as its checkpoint record and audit entry alone: the
+/// execution record and the checkpoint index entries of a running execution are written at
+/// begin, finish, rollback, fork and lease renewal, and its head and counters are derived from
+/// the checkpoints recorded since (`docs/format.md`). A format-1 store is a valid format-2
+/// store; a writer that opens one marks it format 2, so that older builds refuse it rather than
+/// miss the steps its records do not count.
+pub const FORMAT_VERSION: u32 = 2;
 
 const META_FORMAT: &[u8] = b"format_version";
 const META_CREATED: &[u8] = b"created_at_ms";
@@ -619,6 +626,30 @@ impl Store {
             .map(move |r| r.map_err(|e| Error::storage(format!("scanning {}", cf.name()), e)))
     }
 
+    /// Iterates the keys and values of `cf` that start with `prefix`, last key first.
+    pub fn scan_prefix_rev(
+        &self,
+        cf: Cf,
+        prefix: &[u8],
+    ) -> impl Iterator<Item = Result<KeyValue>> + '_ {
+        let mut ro = ReadOptions::default();
+        ro.set_iterate_lower_bound(prefix.to_vec());
+        let upper = prefix_upper_bound(prefix);
+        if let Some(u) = &upper {
+            ro.set_iterate_upper_bound(u.clone());
+        }
+        let mode = match &upper {
+            Some(u) => IteratorMode::From(u.as_slice(), rocksdb::Direction::Reverse),
+            None => IteratorMode::End,
+        };
+        let handle = self.inner.db.cf_handle(cf.name());
+        handle
+            .map(|h| self.inner.db.iterator_cf_opt(h, ro, mode))
+            .into_iter()
+            .flatten()
+            .map(move |r| r.map_err(|e| Error::storage(format!("scanning {}", cf.name()), e)))
+    }
+
     /// Iterates the keys and values of `cf` in `[start, end)`, in key order.
     pub fn scan_range(
         &self,
@@ -718,6 +749,17 @@ fn check_format(db: &DB, path: &Path, existed: bool, read_only: bool) -> Result<
                 }
                 .into());
             }
+            if v < FORMAT_VERSION && !read_only {
+                // Every older format is a valid newer one (see FORMAT_VERSION): only the mark
+                // changes, so that builds that predate the change refuse the store.
+                let mut wo = rocksdb::WriteOptions::default();
+                wo.set_sync(true);
+                db.put_cf_opt(meta, META_FORMAT, FORMAT_VERSION.to_le_bytes(), &wo)
+                    .map_err(|source| OpenError::Storage {
+                        path: path.to_path_buf(),
+                        source,
+                    })?;
+            }
             Ok(())
         }
         None if existed && has_any_data(db) => Err(OpenError::NotAStore {
@@ -798,7 +840,7 @@ mod tests {
         assert_eq!(err.code(), "newer_format");
         assert!(
             err.to_string()
-                .contains("format version 99; this build reads up to 1"),
+                .contains("format version 99; this build reads up to 2"),
             "{err}"
         );
         let err = Store::open_read_only(dir.path()).err().unwrap();

@@ -706,13 +706,13 @@ pub(crate) trait SyncRecords: AsRef<Store> {
     ) -> Result<Option<Outgoing>> {
         let store: &Store = self.as_ref();
         let ek = exec_key(execution_id);
-        let Some(bytes) = store.get(Cf::Executions, &ek)? else {
-            return Ok(None); // deleted since it was marked
+        // The execution as it is now (a running one's record on disk lags its steps).
+        let execution = match store.execution(execution_id) {
+            Err(Error::ExecutionNotFound { .. }) => return Ok(None), // deleted since it was marked
+            e => e?,
         };
-        let execution: Execution =
-            codec::decode("execution", &|| format!("{execution_id:?}"), &bytes)?;
         let state = store.sync_state(&ek)?;
-        let record = *blake3::hash(&bytes).as_bytes();
+        let record = *blake3::hash(&codec::encode(&execution)).as_bytes();
         let mut checkpoints = Vec::new();
         for item in store.scan_prefix(Cf::Checkpoints, &ek) {
             let (k, v) = item?;

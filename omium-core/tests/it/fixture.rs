@@ -1,5 +1,6 @@
-//! Stores written before codecs were recorded (`tests/fixtures/pre-codec`, by the demo at the
-//! commit before the change) open, verify, resume and record with today's code.
+//! Old stores open, verify, resume and record with today's code: stores written before codecs
+//! were recorded (`tests/fixtures/pre-codec`, by the demo at the commit before the change) and
+//! a format-1 store (`tests/fixtures/format-1`, where every step rewrote the execution record).
 
 use std::path::{Path, PathBuf};
 
@@ -7,8 +8,13 @@ use omium_core::{BeginOptions, NewCheckpoint, Status, Store};
 
 /// A copy of a fixture store (the committed files are never opened).
 fn copy_of(name: &str) -> (tempfile::TempDir, PathBuf) {
+    copy_from("pre-codec", name)
+}
+
+fn copy_from(fixture: &str, name: &str) -> (tempfile::TempDir, PathBuf) {
     let from = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/pre-codec")
+        .join("tests/fixtures")
+        .join(fixture)
         .join(name);
     let dir = tempfile::tempdir().unwrap();
     let to = dir.path().join(name);
@@ -127,4 +133,82 @@ fn a_completed_execution_with_a_rollback_written_before_codecs_verifies_and_fork
         .unwrap();
     assert_eq!(forked.status, Status::Pending);
     assert!(s.verify(None).unwrap().ok());
+}
+
+#[test]
+fn a_format_1_store_opens_resumes_and_is_marked_format_2() {
+    let (_d, path) = copy_from("format-1", "store");
+    // Read-only first: a format-1 store reads as it is, and is not marked.
+    {
+        let r = Store::open_read_only(&path).unwrap();
+        assert_eq!(r.execution("killed").unwrap().checkpoint_count, 4);
+    }
+    let s = Store::open(&path).unwrap();
+    let report = s.verify(None).unwrap();
+    assert!(report.ok(), "{:?}", report.problems);
+    assert_eq!(report.checkpoints, 9);
+    let done = s.execution("done").unwrap();
+    assert_eq!(done.status, Status::Completed);
+    assert_eq!(
+        names(&s, "done"),
+        ["plan", "llm_call", "rollback to llm_call", "tool_call"]
+    );
+    assert_eq!(s.execution_output("done").unwrap().unwrap(), br#"{"ok":2}"#);
+
+    let killed = s.execution("killed").unwrap();
+    assert_eq!(killed.status, Status::Running);
+    assert_eq!(killed.checkpoint_count, 4);
+    assert_eq!(killed.next_global_seq, 5);
+    let history = s.history("killed").unwrap();
+    assert_eq!(killed.head, Some(history[3].id));
+    assert_eq!(s.read_state(&history[1]).unwrap().len(), 13_790);
+    // Found by id through the index format 1 wrote.
+    assert_eq!(
+        s.checkpoint(&history[2].id.to_string()).unwrap().name,
+        "tool_call"
+    );
+
+    // Resume it: the four steps replay (the keyed one by its key), two more are recorded.
+    let run = s.begin("killed", BeginOptions::default()).unwrap();
+    for (name, key) in [
+        ("plan", None),
+        ("llm_call", None),
+        ("tool_call", Some("tool:abc")),
+        ("reflect", None),
+    ] {
+        let seq = run.reserve();
+        let c = run.recorded(seq, name, key).unwrap();
+        assert!(c.is_some(), "{name} replays");
+    }
+    for name in ["summarize", "answer"] {
+        let seq = run.reserve();
+        assert!(run.recorded(seq, name, None).unwrap().is_none());
+        run.record(
+            seq,
+            NewCheckpoint {
+                name,
+                state: name.as_bytes(),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    }
+    run.complete(Some(b"done")).unwrap();
+    drop(run);
+    let e = s.execution("killed").unwrap();
+    assert_eq!((e.status, e.checkpoint_count), (Status::Completed, 6));
+    assert!(s.verify(None).unwrap().ok());
+    drop(s);
+
+    // Marked format 2: a build of format 1 would refuse it now.
+    let db = rocksdb::DB::open_cf_for_read_only(
+        &rocksdb::Options::default(),
+        &path,
+        rocksdb::DB::list_cf(&rocksdb::Options::default(), &path).unwrap(),
+        false,
+    )
+    .unwrap();
+    let meta = db.cf_handle("meta").unwrap();
+    let v = db.get_cf(meta, b"format_version").unwrap().unwrap();
+    assert_eq!(u32::from_le_bytes(v.try_into().unwrap()), 2);
 }

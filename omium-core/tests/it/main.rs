@@ -12,6 +12,7 @@ mod driver;
 mod engine;
 mod events;
 mod fixture;
+mod format;
 mod model;
 mod policy;
 mod sync;

@@ -1,0 +1,136 @@
+//! Format 2: a step writes its checkpoint record and audit entry only; the execution record and
+//! the checkpoint index catch up at begin, finish, rollback, fork and lease renewal, and every
+//! reader derives what a running execution's record does not count yet.
+
+use omium_core::store::Cf;
+use omium_core::{exec_key, BeginOptions, Execution, NewCheckpoint, Status, Store};
+
+fn record_on_disk(s: &Store, id: &str) -> Execution {
+    let raw = s.get(Cf::Executions, &exec_key(id)).unwrap().unwrap();
+    omium_storage::codec::decode("execution", &|| id.into(), &raw).unwrap()
+}
+
+fn step(run: &omium_core::Run, name: &str) -> omium_core::Checkpoint {
+    let seq = run.reserve();
+    assert!(run.recorded(seq, name, None).unwrap().is_none());
+    run.record(
+        seq,
+        NewCheckpoint {
+            name,
+            state: format!("{{\"step\":\"{name}\"}}").as_bytes(),
+            ..Default::default()
+        },
+    )
+    .unwrap()
+}
+
+#[test]
+fn steps_leave_the_record_behind_and_every_reader_sees_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store");
+    let s = Store::open(&path).unwrap();
+    let run = s.begin("e", BeginOptions::default()).unwrap();
+    let names = ["plan", "llm_call", "tool_call", "reflect", "answer"];
+    let ids: Vec<_> = names.iter().map(|n| step(&run, n).id).collect();
+
+    // On disk: the record as begin wrote it, and no index entries.
+    let stale = record_on_disk(&s, "e");
+    assert_eq!((stale.checkpoint_count, stale.head), (0, None));
+    for id in &ids {
+        assert!(s
+            .get(Cf::CheckpointIndex, &id.to_bytes())
+            .unwrap()
+            .is_none());
+    }
+    // Every reader sees the execution whole.
+    let e = s.execution("e").unwrap();
+    assert_eq!((e.checkpoint_count, e.next_global_seq), (5, 6));
+    assert_eq!(e.head, Some(ids[4]));
+    assert_eq!(run.execution(), e);
+    let listed = s.executions().unwrap();
+    assert_eq!(listed[0].checkpoint_count, 5);
+    assert_eq!(s.checkpoint(&ids[2].to_string()).unwrap().name, "tool_call");
+    let history: Vec<_> = s
+        .history("e")
+        .unwrap()
+        .into_iter()
+        .map(|c| c.name)
+        .collect();
+    assert_eq!(history, names);
+    // A step recorded by this run and looked up again is read back from the store.
+    let again = run.recorded(3, "tool_call", None).unwrap().unwrap();
+    assert_eq!(s.read_state(&again).unwrap(), br#"{"step":"tool_call"}"#);
+    assert!(s.verify(None).unwrap().ok());
+
+    // The process dies (a dropped run writes nothing): another opener derives the same.
+    drop(run);
+    drop(s);
+    {
+        let r = Store::open_read_only(&path).unwrap();
+        let e = r.execution("e").unwrap();
+        assert_eq!((e.status, e.checkpoint_count), (Status::Running, 5));
+        assert_eq!(e.head, Some(ids[4]));
+        assert_eq!(r.checkpoint(&ids[0].to_string()).unwrap().name, "plan");
+        assert_eq!(r.executions().unwrap()[0].checkpoint_count, 5);
+    }
+    let s = Store::open(&path).unwrap();
+    let run = s.begin("e", BeginOptions::default()).unwrap();
+    // Begin wrote the record and the index entries of the five steps.
+    assert_eq!(record_on_disk(&s, "e").checkpoint_count, 5);
+    for id in &ids {
+        assert!(s
+            .get(Cf::CheckpointIndex, &id.to_bytes())
+            .unwrap()
+            .is_some());
+    }
+    for n in names {
+        let seq = run.reserve();
+        assert!(run.recorded(seq, n, None).unwrap().is_some(), "{n} replays");
+    }
+    let last = step(&run, "finish");
+    assert!(
+        last.id > ids[4],
+        "a new step's id is larger than every id before"
+    );
+    run.complete(None).unwrap();
+    let on_disk = record_on_disk(&s, "e");
+    assert_eq!(
+        (on_disk.status, on_disk.checkpoint_count, on_disk.head),
+        (Status::Completed, 6, Some(last.id))
+    );
+    assert!(s
+        .get(Cf::CheckpointIndex, &last.id.to_bytes())
+        .unwrap()
+        .is_some());
+    assert!(s.verify(None).unwrap().ok());
+}
+
+#[test]
+fn a_rollback_and_a_new_run_after_it_derive_the_new_branch() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(dir.path().join("store")).unwrap();
+    let run = s.begin("e", BeginOptions::default()).unwrap();
+    for n in ["a", "b", "c"] {
+        step(&run, n);
+    }
+    run.fail("boom").unwrap();
+    drop(run);
+    s.rollback("e", &omium_core::RollbackTarget::parse("a"), None)
+        .unwrap();
+    let run = s.begin("e", BeginOptions::default()).unwrap();
+    let seq = run.reserve();
+    assert!(run.recorded(seq, "a", None).unwrap().is_some());
+    step(&run, "b2");
+    drop(run); // killed after one new step
+    let e = s.execution("e").unwrap();
+    assert_eq!((e.checkpoint_count, e.next_global_seq), (5, 6));
+    let names: Vec<_> = s
+        .history("e")
+        .unwrap()
+        .into_iter()
+        .map(|c| c.name)
+        .collect();
+    assert_eq!(names, ["a", "rollback to a", "b2"]);
+    assert_eq!(s.checkpoints("e").unwrap().len(), 5);
+    assert!(s.verify(None).unwrap().ok());
+}
