@@ -107,6 +107,9 @@ def main() -> None:
                 self.n += 1
                 return self.n
 
+            def position(self, parent, key):  # type: ignore[no-untyped-def]
+                return (self.reserve(), key) if parent is None else (0, f"{parent}/{key}")
+
             def recorded(self, seq, name, key=None):  # type: ignore[no-untyped-def]
                 return None
 
@@ -146,7 +149,7 @@ def main() -> None:
                     step(i)
                 prof.disable()
         st = pstats.Stats(prof)
-        st.sort_stats("tottime").print_stats(15)
+        st.sort_stats("tottime").print_stats(40)
         omium.shutdown()
     finally:
         shutil.rmtree(d, ignore_errors=True)

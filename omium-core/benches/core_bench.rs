@@ -37,6 +37,14 @@ const MIB: usize = 1024 * 1024;
 const INLINE_MAX: usize = 4096;
 const ROUNDS: usize = 7;
 
+/// The figures `OMIUM_BENCH_JSON=FILE` writes (`scripts/bench-all` gathers them).
+static SUMMARY: std::sync::Mutex<Vec<(String, serde_json::Value)>> =
+    std::sync::Mutex::new(Vec::new());
+
+fn note(key: String, value: serde_json::Value) {
+    SUMMARY.lock().expect("summary").push((key, value));
+}
+
 fn main() {
     let filters: Vec<String> = std::env::args()
         .skip(1)
@@ -62,6 +70,13 @@ fn main() {
         bench_parts(&env);
     }
     println!("\ntotal bench time: {:.0} s", t0.elapsed().as_secs_f64());
+    if let Some(path) = std::env::var_os("OMIUM_BENCH_JSON") {
+        let figures: serde_json::Map<String, serde_json::Value> =
+            SUMMARY.lock().expect("summary").drain(..).collect();
+        let doc = serde_json::json!({"quick": env.quick, "figures": figures});
+        std::fs::write(&path, serde_json::to_string_pretty(&doc).expect("json"))
+            .expect("write OMIUM_BENCH_JSON");
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -837,6 +852,24 @@ fn bench_write(env: &Env) {
             r.pairs.1,
             r.pairs.2
         );
+        note(
+            format!(
+                "write/{}/{}/{}/{}",
+                size_name(r.size),
+                match r.shape {
+                    Shape::Fresh => "fresh",
+                    Shape::Tail => "tail",
+                },
+                r.durability.as_str(),
+                r.threads
+            ),
+            serde_json::json!({
+                "omium_ops_per_s": r.omium.rate, "raw_ops_per_s": r.raw.rate,
+                "omium_p50_us": r.omium.p50_us, "raw_p50_us": r.raw.p50_us,
+                "omium_p99_us": r.omium.p99_us, "raw_p99_us": r.raw.p99_us,
+                "ratio": r.pairs.0, "ratio_min": r.pairs.1, "ratio_max": r.pairs.2,
+            }),
+        );
     }
     println!("\nTargets (design §5):\n");
     let find = |size, shape, d, threads| {
@@ -1129,6 +1162,10 @@ fn bench_resume(env: &Env) {
             median(fresh_ms),
             if p50 <= 20.0 { "met" } else { "NOT met" }
         );
+        note(
+            format!("resume/{}", size_name(size)),
+            serde_json::json!({"p50_ms": p50, "min_ms": min, "max_ms": max, "replay_ms": replay}),
+        );
     }
 }
 
@@ -1321,5 +1358,34 @@ fn bench_parts(env: &Env) {
     println!("|---|---:|---:|");
     for (name, us) in rows {
         println!("| {name} | {us:.0} | {:.0} |", MIB as f64 / us);
+    }
+
+    // The level `BlobParams::zstd_level` uses is chosen from this table: the time per MiB on
+    // the critical path against the bytes stored.
+    println!("\nzstd levels, one reused `bulk::Compressor` per level, the chunks one by one:\n");
+    println!("| level | compress µs per MiB | MB/s | ratio | decompress MB/s |");
+    println!("|---:|---:|---:|---:|---:|");
+    for level in [-5, -1, 1, 2, 3] {
+        let mut cctx = zstd::bulk::Compressor::new(level).expect("zstd");
+        let out: Vec<Vec<u8>> = pieces
+            .iter()
+            .map(|p| cctx.compress(p).expect("zstd"))
+            .collect();
+        let us = time(&mut || {
+            for p in &pieces {
+                black_box(cctx.compress(p).expect("zstd"));
+            }
+        });
+        let dus = time(&mut || {
+            for (c, p) in out.iter().zip(&pieces) {
+                black_box(dctx.decompress(c, p.len()).expect("zstd"));
+            }
+        });
+        let ratio = doc.len() as f64 / out.iter().map(Vec::len).sum::<usize>() as f64;
+        println!(
+            "| {level} | {us:.0} | {:.0} | {ratio:.2} | {:.0} |",
+            MIB as f64 / us,
+            MIB as f64 / dus
+        );
     }
 }

@@ -125,40 +125,108 @@ pub struct StoreStats {
 }
 
 impl Store {
-    /// Adds the chunks of `bytes` that the store lacks to `batch`; returns the reference and
-    /// the number of bytes this state adds to the store. The caller holds `gc_lock` shared
-    /// until the batch is written.
-    pub fn put_state(&self, batch: &mut WriteBatch, bytes: &[u8]) -> Result<(StateRef, u64)> {
+    /// Adds the chunks of `bytes` that the store lacks to `batch`; returns the reference, the
+    /// number of bytes this state adds to the store and the state's checksum (blake3 of
+    /// `bytes`). The caller holds `gc_lock` shared until the batch is written.
+    ///
+    /// A state of [`PARALLEL_MIN`] bytes or more is encoded by two threads when the machine
+    /// has two cores or more: this one hashes, looks up and compresses the first half of the
+    /// chunks while a scoped helper computes the whole-state checksum and does the second half
+    /// (`docs/performance.md`, large states).
+    pub fn put_state(
+        &self,
+        batch: &mut WriteBatch,
+        bytes: &[u8],
+    ) -> Result<(StateRef, u64, [u8; 32])> {
         let p = &self.inner.blob;
         if bytes.len() <= p.inline_max {
-            return Ok((StateRef::Inline(bytes.to_vec()), bytes.len() as u64));
+            let sum = *blake3::hash(bytes).as_bytes();
+            return Ok((StateRef::Inline(bytes.to_vec()), bytes.len() as u64, sum));
         }
         let c = &p.chunking;
-        let cf = self.cf(Cf::Chunks);
         let level = match c.normalization {
             0 => fastcdc::v2020::Normalization::Level0,
             1 => fastcdc::v2020::Normalization::Level1,
             2 => fastcdc::v2020::Normalization::Level2,
             _ => fastcdc::v2020::Normalization::Level3,
         };
-        let chunker = fastcdc::v2020::FastCDC::with_level(
+        let cuts: Vec<(usize, usize)> = fastcdc::v2020::FastCDC::with_level(
             bytes,
             c.min_size as usize,
             c.avg_size as usize,
             c.max_size as usize,
             level,
-        );
+        )
+        .map(|k| (k.offset, k.length))
+        .collect();
+        let (sum, encoded) = if bytes.len() >= PARALLEL_MIN && cores() > 1 && cuts.len() > 1 {
+            // Split where half of the bytes are behind.
+            let split = cuts
+                .iter()
+                .position(|&(off, _)| off >= bytes.len() / 2)
+                .unwrap_or(cuts.len() - 1)
+                .max(1);
+            let (first, second) = cuts.split_at(split);
+            std::thread::scope(|scope| {
+                let helper = scope.spawn(|| {
+                    let sum = *blake3::hash(bytes).as_bytes();
+                    (sum, self.encode_chunks(bytes, second))
+                });
+                let mine = self.encode_chunks(bytes, first);
+                let (sum, theirs) = helper.join().expect("chunk encoder panicked");
+                let mut all = mine?;
+                all.extend(theirs?);
+                Ok::<_, Error>((sum, all))
+            })?
+        } else {
+            (
+                *blake3::hash(bytes).as_bytes(),
+                self.encode_chunks(bytes, &cuts)?,
+            )
+        };
+        let cf = self.cf(Cf::Chunks);
         let mut seen = HashSet::new();
-        let mut chunks = Vec::new();
+        let mut chunks = Vec::with_capacity(encoded.len());
         let mut stored = 0u64;
-        for chunk in chunker {
-            let data = &bytes[chunk.offset..chunk.offset + chunk.length];
+        for (chunk, value) in encoded {
+            chunks.push(chunk);
+            if let Some(v) = value {
+                if seen.insert(chunk.hash) {
+                    stored += v.len() as u64;
+                    batch.put_cf(cf, chunk.hash, v);
+                }
+            }
+        }
+        Ok((
+            StateRef::Chunked(Manifest {
+                params: c.clone(),
+                chunks,
+            }),
+            stored,
+            sum,
+        ))
+    }
+
+    /// Hashes the chunks `cuts` of `bytes` and encodes those the store lacks (`None`: the
+    /// store has it).
+    fn encode_chunks(
+        &self,
+        bytes: &[u8],
+        cuts: &[(usize, usize)],
+    ) -> Result<Vec<(ChunkRef, Option<Vec<u8>>)>> {
+        let cf = self.cf(Cf::Chunks);
+        let level = self.inner.blob.zstd_level;
+        let mut seen = HashSet::new();
+        let mut out = Vec::with_capacity(cuts.len());
+        for &(off, len) in cuts {
+            let data = &bytes[off..off + len];
             let hash = *blake3::hash(data).as_bytes();
-            chunks.push(ChunkRef {
+            let chunk = ChunkRef {
                 hash,
-                len: chunk.length as u32,
-            });
+                len: len as u32,
+            };
             if !seen.insert(hash) {
+                out.push((chunk, None));
                 continue;
             }
             let exists = self.inner.db.key_may_exist_cf(cf, hash)
@@ -168,20 +236,9 @@ impl Store {
                     .get_pinned_cf(cf, hash)
                     .map_err(|e| Error::storage("reading chunks", e))?
                     .is_some();
-            if exists {
-                continue;
-            }
-            let value = encode_chunk(data, p.zstd_level);
-            stored += value.len() as u64;
-            batch.put_cf(cf, hash, value);
+            out.push((chunk, (!exists).then(|| encode_chunk(data, level))));
         }
-        Ok((
-            StateRef::Chunked(Manifest {
-                params: c.clone(),
-                chunks,
-            }),
-            stored,
-        ))
+        Ok(out)
     }
 
     /// Reads a checkpoint's state and verifies every chunk hash and the whole-state checksum.
@@ -342,6 +399,15 @@ impl Drop for ChunkPins<'_> {
             }
         }
     }
+}
+
+/// States of at least this many bytes are encoded by two threads (see [`Store::put_state`]):
+/// below it, starting a thread costs more than it saves.
+pub const PARALLEL_MIN: usize = 64 * 1024;
+
+fn cores() -> usize {
+    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
 }
 
 thread_local! {

@@ -406,11 +406,10 @@ impl Store {
         let _shared = self.inner.gc_lock.read();
         let mut batch = WriteBatch::default();
         let edited = match &options.state {
-            Some(s) => Some((
-                self.put_state(&mut batch, s)?,
-                *blake3::hash(s).as_bytes(),
-                s.len() as u64,
-            )),
+            Some(s) => {
+                let (state, stored, sum) = self.put_state(&mut batch, s)?;
+                Some(((state, stored), sum, s.len() as u64))
+            }
             None => None,
         };
         if let Some(input) = self.get(Cf::Executions, &{

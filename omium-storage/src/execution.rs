@@ -1077,7 +1077,7 @@ impl Run {
         let store = &self.store;
         let gc_shared = store.inner.gc_lock.read();
         let mut batch = WriteBatch::default();
-        let (state, stored_size) = store.put_state(&mut batch, new.state)?;
+        let (state, stored_size, checksum) = store.put_state(&mut batch, new.state)?;
         let now = now_ms();
         let renew = now.saturating_sub(self.lease_renewed_at.load(Ordering::Relaxed))
             > self.lease_ttl_ms / 2;
@@ -1092,7 +1092,7 @@ impl Run {
             global_seq: 0,
             key: new.key.map(str::to_string),
             state,
-            checksum: *blake3::hash(new.state).as_bytes(),
+            checksum,
             raw_size: new.state.len() as u64,
             stored_size,
             checks: new.checks,

@@ -320,11 +320,11 @@ impl Threads {
     }
 
     fn blob(&self, batch: &mut WriteBatch, value_type: &str, bytes: &[u8]) -> Result<BlobRecord> {
-        let (state, _) = self.store.put_state(batch, bytes)?;
+        let (state, _, checksum) = self.store.put_state(batch, bytes)?;
         Ok(BlobRecord {
             value_type: value_type.to_string(),
             state,
-            checksum: *blake3::hash(bytes).as_bytes(),
+            checksum,
             len: bytes.len() as u64,
         })
     }

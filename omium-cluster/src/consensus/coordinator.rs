@@ -186,14 +186,17 @@ pub struct Engine {
     node_id: u64,
 }
 
-/// Raft timing shared by nodes and the embedded group: heartbeats every 100 ms and an election
-/// after 300–600 ms of silence, so a lost leader is replaced well within a second.
+/// Raft timing shared by nodes and the embedded group: heartbeats every 50 ms and an election
+/// after 200–400 ms of silence, so a lost leader is replaced within half a second; Pre-Vote
+/// keeps a node that was only slow from deposing a healthy leader with a needless election
+/// (`docs/performance.md`, consensus, has the measurements behind the numbers).
 pub fn raft_config(cluster: &str) -> Result<Arc<openraft::Config>> {
     let c = openraft::Config {
         cluster_name: cluster.into(),
-        heartbeat_interval: 100,
-        election_timeout_min: 300,
-        election_timeout_max: 600,
+        heartbeat_interval: 50,
+        election_timeout_min: 200,
+        election_timeout_max: 400,
+        enable_pre_vote: Some(true),
         max_payload_entries: 1000,
         snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(20_000),
         max_in_snapshot_log_to_keep: 1_000,

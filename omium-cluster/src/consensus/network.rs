@@ -248,6 +248,9 @@ impl HttpNetwork {
                 self.target
             ))
         })?;
+        if status == reqwest::StatusCode::NOT_FOUND {
+            return Err(RpcFailure::NoRoute);
+        }
         if !status.is_success() {
             return Err(RpcFailure::Network(format!(
                 "node {} at {url} answered {status}: {}",
@@ -263,6 +266,8 @@ enum RpcFailure {
     Timeout,
     Unreachable(String),
     Network(String),
+    /// The node does not serve this path (an older build, during a rolling upgrade).
+    NoRoute,
 }
 
 impl RpcFailure {
@@ -282,6 +287,9 @@ impl RpcFailure {
             }),
             RpcFailure::Unreachable(s) => RPCError::Unreachable(Unreachable::from_string(s)),
             RpcFailure::Network(s) => RPCError::Network(NetworkError::from_string(s)),
+            RpcFailure::NoRoute => RPCError::Network(NetworkError::from_string(format!(
+                "node {target} does not serve this Raft RPC (an older Omium)"
+            ))),
         }
     }
 }
@@ -331,6 +339,25 @@ impl RaftNetworkV2<C> for HttpNetwork {
             .await
             .map_err(|f| f.rpc(self.target, ttl, openraft::network::RPCTypes::Vote, leader))?;
         Ok(decode("a vote reply", &b)?)
+    }
+
+    /// Pre-Vote (`raft_config` enables it): a node that lost touch with the leader asks whether
+    /// the others would vote for it before it raises its term, so a node that was only slow or
+    /// cut off cannot depose a healthy leader when it comes back.
+    async fn pre_vote(
+        &mut self,
+        rpc: VoteRequest<C>,
+        option: RPCOption,
+    ) -> std::result::Result<VoteResponse<C>, RPCError<C>> {
+        let leader = rpc.vote.leader_id().node_id;
+        let ttl = option.hard_ttl();
+        match self.post("/raft/pre_vote", encode(&rpc), ttl).await {
+            Ok(b) => Ok(decode("a pre-vote reply", &b)?),
+            // A node of a build without Pre-Vote counts as granting it, as openraft does for a
+            // network without it: the election that follows is the ordinary one.
+            Err(RpcFailure::NoRoute) => Ok(VoteResponse::new(rpc.vote, None, true)),
+            Err(f) => Err(f.rpc(self.target, ttl, openraft::network::RPCTypes::Vote, leader)),
+        }
     }
 
     async fn full_snapshot(
@@ -665,7 +692,7 @@ impl RemoteClient {
                 Some(l) => l,
                 None => {
                     tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_millis(400));
+                    backoff = (backoff * 2).min(Duration::from_millis(100));
                     next = (next + 1) % self.nodes.len();
                     self.nodes[next].clone()
                 }

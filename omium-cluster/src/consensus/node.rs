@@ -3,7 +3,7 @@
 //!
 //! | route | body | does |
 //! |---|---|---|
-//! | `POST /raft/append`, `/raft/vote`, `/raft/snapshot` | postcard | Raft RPCs between nodes |
+//! | `POST /raft/append`, `/raft/vote`, `/raft/pre_vote`, `/raft/snapshot` | postcard | Raft RPCs between nodes |
 //! | `POST /api/broadcast`, `/api/broadcast_many`, `/api/ack`, `/api/ack_many`, `/api/await`, `/api/status`, `/api/message` | JSON | the coordinator |
 //! | `POST /cluster/init`, `/cluster/add`, `/cluster/remove`, `/cluster/status` | JSON | membership |
 //! | `POST /sync/missing`, `/sync/push`, `/sync/pull`, `/sync/chunks`, `/sync/executions` | postcard | remote sync (`crate::sync::cluster`) |
@@ -141,6 +141,7 @@ impl Node {
         let router = Router::new()
             .route("/raft/append", post(raft_append))
             .route("/raft/vote", post(raft_vote))
+            .route("/raft/pre_vote", post(raft_pre_vote))
             .route("/raft/snapshot", post(raft_snapshot))
             .route("/raft/snapshot/chunk", post(raft_snapshot_chunk))
             .route("/raft/snapshot/finish", post(raft_snapshot_finish))
@@ -488,6 +489,13 @@ async fn raft_vote(State(app): State<Shared>, body: Bytes) -> Response {
     match postcard::from_bytes(&body) {
         Ok(req) => raft_reply(app.engine.raft.vote(req).await),
         Err(e) => bad_rpc("a vote request", e),
+    }
+}
+
+async fn raft_pre_vote(State(app): State<Shared>, body: Bytes) -> Response {
+    match postcard::from_bytes(&body) {
+        Ok(req) => raft_reply(app.engine.raft.pre_vote(req).await),
+        Err(e) => bad_rpc("a pre-vote request", e),
     }
 }
 

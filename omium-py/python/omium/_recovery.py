@@ -40,6 +40,7 @@ _analyzer: Callable[[dict[str, Any]], Any] | None = None
 _validators: list[tuple[Callable[[Any], Any], frozenset[str] | None]] = []
 # (store id, tenant, workflow, step) -> the policy defaults in force.
 _defaults_cache: dict[tuple[int, str, str | None, str], dict[str, Any]] = {}
+_defaults_gen = 0
 
 
 def add_notifier(fn: Callable[[dict[str, Any]], Any], *, channels: Iterable[str] | None = None) -> Callable[[dict[str, Any]], Any]:
@@ -113,7 +114,7 @@ def clear_hooks() -> None:
         _fixers.clear()
         _validators.clear()
         _analyzer = None
-    _defaults_cache.clear()
+    forget_defaults()
 
 
 def validate(step: str, result: Any, own: list[Callable[[Any], Any]]) -> None:
@@ -146,7 +147,19 @@ def ensure_policies(store: Any, tenant: str) -> None:
 
 
 def forget_defaults() -> None:
+    global _defaults_gen
     _defaults_cache.clear()
+    _defaults_gen += 1
+
+
+def defaults_generation() -> int:
+    """Changes whenever the cached policy defaults are dropped (a step's cached timeout with it)."""
+    return _defaults_gen
+
+
+def has_validators() -> bool:
+    """Whether global validators are registered (a step without its own skips validation)."""
+    return bool(_validators)
 
 
 def timeout_seconds(ctx: _runtime.ExecutionContext, step: str | None) -> float | None:

@@ -177,6 +177,14 @@ class _Step:
         self.name = name
         self.pre = [_Condition.make(c, f"@omium.checkpoint({name!r}) preconditions") for c in preconditions]
         self.post = [_Condition.make(c, f"@omium.checkpoint({name!r}) postconditions") for c in postconditions]
+        # What a recorded step says about its conditions (they held, or it would not be recorded).
+        self.pre_held = [(c.text, True) for c in self.pre]
+        self.post_held = [(c.text, True) for c in self.post]
+        self.cel_pre = any(c.compiled is not None for c in self.pre)
+        self.cel_post = any(c.compiled is not None for c in self.post)
+        # The policy's step timeout, by (policy generation, store, tenant, workflow).
+        self._timeout_at: tuple[Any, ...] | None = None
+        self._policy_timeout: float | None = None
         self.retries = retries
         self.timeout = timeout
         self.key = key
@@ -208,28 +216,33 @@ class _Step:
             return False, None
         return True, recorded_codec(found[0]["metadata"].get(CODEC_KEY), codec, f"step {self.name!r}").decode(found[1])
 
-    def variables(self, args: tuple, kwargs: dict, conditions: list[_Condition]) -> dict[str, Any]:
-        """The CEL variables of a call, built only when a CEL condition needs them."""
-        return _variables(self.sig, args, kwargs) if any(c.compiled is not None for c in conditions) else {}
-
     def check_pre(self, args: tuple, kwargs: dict) -> None:
-        variables = self.variables(args, kwargs, self.pre)
+        if not self.pre:
+            return
+        variables = _variables(self.sig, args, kwargs) if self.cel_pre else {}
         for c in self.pre:
             _eval(c, self.name, "precondition", args, kwargs, variables)
 
     def check_result(self, args: tuple, kwargs: dict, result: Any) -> Any:
         """Postconditions, then validators: a result that fails them is a failure of the step."""
-        variables = self.variables(args, kwargs, self.post)
-        for c in self.post:
-            _eval(c, self.name, "postcondition", args, kwargs, variables, result, True)
-        _recovery.validate(self.name, result, self.validators)
+        if self.post:
+            variables = _variables(self.sig, args, kwargs) if self.cel_post else {}
+            for c in self.post:
+                _eval(c, self.name, "postcondition", args, kwargs, variables, result, True)
+        if self.validators or _recovery.has_validators():
+            _recovery.validate(self.name, result, self.validators)
         return result
 
     def timeout_in(self, ctx: _runtime.ExecutionContext | None) -> float | None:
-        """The step's own timeout, else the one its policy gives."""
+        """The step's own timeout, else the one its policy gives (looked up once per policy
+        change, store, tenant and workflow)."""
         if self.timeout is not None or ctx is None:
             return self.timeout
-        return _recovery.timeout_seconds(ctx, self.name)
+        at = (_recovery.defaults_generation(), id(_runtime.store()), ctx.tenant, ctx.workflow)
+        if at != self._timeout_at:
+            self._policy_timeout = _recovery.timeout_seconds(ctx, self.name)
+            self._timeout_at = at
+        return self._policy_timeout
 
     def attempt_sync(self, ctx: _runtime.ExecutionContext | None, args: tuple, kwargs: dict) -> Any:
         result = _call_sync_with_timeout(self.fn, self.timeout_in(ctx), self.name, args, kwargs)
@@ -266,28 +279,16 @@ class _Step:
                 f"step {self.name!r} returned a value the {codec.name} codec cannot encode ({kind}): {e}; "
                 "return plain data, or choose codec='pickle' for this step"
             ) from None
+        spend = _runtime.current_spend.get()
+        metadata = {CODEC_KEY: codec.name, **_spent()} if spend else {CODEC_KEY: codec.name}
         if not _trace.enabled():
             ctx.run.record(
-                seq,
-                self.name,
-                data,
-                key=key,
-                agent=self.agent,
-                preconditions=[(c.text, True) for c in self.pre],
-                postconditions=[(c.text, True) for c in self.post],
-                metadata={CODEC_KEY: codec.name, **_spent()},
+                seq, self.name, data, key=key, agent=self.agent, preconditions=self.pre_held, postconditions=self.post_held, metadata=metadata
             )
             return result
         start = _trace.now_ns()
         cid = ctx.run.record(
-            seq,
-            self.name,
-            data,
-            key=key,
-            agent=self.agent,
-            preconditions=[(c.text, True) for c in self.pre],
-            postconditions=[(c.text, True) for c in self.post],
-            metadata={CODEC_KEY: codec.name, **_spent()},
+            seq, self.name, data, key=key, agent=self.agent, preconditions=self.pre_held, postconditions=self.post_held, metadata=metadata
         )
         _trace.leaf_span(
             f"checkpoint {self.name}",
