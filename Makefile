@@ -14,7 +14,7 @@ CARGO ?= cargo
 OMIUM_CRASH_KILLS ?= 20
 export OMIUM_CRASH_KILLS
 
-.PHONY: all deps deps-build dist dist-test demo demo-rust test test-rust test-python test-node node python cli lint crash fault fuzz bench bench-python test-otlp
+.PHONY: all deps deps-build dist dist-test demo demo-rust test test-rust test-python test-node node python cli lint crash fault fuzz bench bench-python bench-all bench-smoke test-otlp
 
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -40,7 +40,7 @@ demo: deps-build
 demo-rust: deps
 	$(CARGO) run -q -p omium-examples --bin demo
 
-test: deps lint test-rust test-python test-node
+test: deps lint test-rust test-python test-node bench-smoke
 
 # Release artifacts in dist/: the abi3 wheel, the npm tarball with its prebuilt addon, the C SDK
 # (scripts/dist.sh); `dist-test` installs each with no Rust on the PATH and runs a demo from it.
@@ -115,6 +115,17 @@ bench: deps
 # Python: @omium.checkpoint overhead, and Omium against DBOS and LangGraph in one run (own venv).
 bench-python: deps
 	benches/python/run.sh
+
+# Every same-run comparison of the performance targets (core, consensus, Python steps and
+# spans, the savers against SQLite, Node), one after another, release builds; writes
+# docs/bench-summary.json (the ratios beside docs/performance.md's tables). About 25 minutes.
+bench-all: deps node python
+	python3 scripts/bench-all.py
+
+# The same benchmarks, briefly, on the debug builds the tests use: they run and report every
+# figure (not figures to quote). `make test` runs it.
+bench-smoke: deps node python
+	python3 scripts/bench-all.py --smoke
 
 # OTLP export against a real receiver: Arize Phoenix from PyPI in its own venv, on 127.0.0.1.
 # Opt-in (a large install); not part of `make test`.

@@ -435,7 +435,7 @@ LABELS = {
 # (Omium configuration, its like-for-like SQLite peer, target at 1 KiB, target at 100 KiB)
 PAIRS = [
     ("omium-sync", "sqlite-full", 1.5, 1.5),
-    ("omium-buffered", "sqlite-off", 4.0, 3.0),
+    ("omium-buffered", "sqlite-off", 4.0, 2.0),
     ("aomium-sync", "asqlite-full", None, None),
     ("aomium-buffered", "asqlite-off", None, None),
 ]

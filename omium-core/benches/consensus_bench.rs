@@ -6,15 +6,17 @@
 //! - unbatched: each message is one broadcast and one acknowledgement (two log entries), from
 //!   16 client threads; batched: 200 broadcasts per entry and 200 acknowledgements per entry,
 //!   from 4 client threads;
-//! - failover: the leader node stops (server and Raft gone at once) → the next committed
-//!   broadcast, through a client that knows every node;
+//! - failover: while two client threads keep broadcasting, the leader node stops (server and
+//!   Raft gone at once) → the next committed broadcast, through a client that knows every node;
+//!   `OMIUM_BENCH_KILLS` fresh clusters (default 20), p50 and p99;
 //! - the same cluster with mutual TLS (issue 17): TLS 1.3 between the nodes and to the client,
 //!   certificates from `omium cluster certs`' code, identities checked on every request.
 //!
 //! A message counts once its acknowledgement reports it agreed (committed, quorum 1 of 1).
 //! Every store is `sync`: each append is fsynced (group commit) before it counts.
 //!
-//! `cargo bench -p omium-core --bench consensus_bench` (`OMIUM_BENCH_SECS` per case, default 3).
+//! `cargo bench -p omium-core --bench consensus_bench` (`OMIUM_BENCH_SECS` per case, default 3;
+//! `OMIUM_BENCH_JSON=FILE` also writes the figures there, for `scripts/bench-all`).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -195,16 +197,42 @@ impl Cluster {
         Coordinator::open(None, CoordinatorConfig::Cluster { nodes: addrs }).unwrap()
     }
 
-    /// Stops the leader; returns the time to the next committed broadcast.
+    /// Stops the leader while two clients keep broadcasting; returns the time to the next
+    /// committed broadcast.
     fn failover(&mut self) -> Duration {
         let c = self.client();
         c.broadcast(&msg("failover", 0)).unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let agreed = Arc::new(AtomicU64::new(0));
+        let load: Vec<_> = (0..2)
+            .map(|t| {
+                let (c, stop, agreed) = (self.client(), stop.clone(), agreed.clone());
+                std::thread::spawn(move || {
+                    let mut i = 0;
+                    while !stop.load(Ordering::Relaxed) {
+                        // Errors are expected while the leader is gone: the load goes on.
+                        if c.broadcast(&msg(&format!("load-{t}"), i)).is_ok() {
+                            agreed.fetch_add(1, Ordering::Relaxed);
+                        }
+                        i += 1;
+                    }
+                })
+            })
+            .collect();
+        while agreed.load(Ordering::Relaxed) < 20 {
+            std::thread::yield_now();
+        }
         let leader = self.status().leader.unwrap() as usize - 1;
         let node = self.nodes[leader].take().unwrap();
         let t0 = Instant::now();
         self.rt.block_on(node.shutdown());
         c.broadcast(&msg("failover", 1)).unwrap();
-        t0.elapsed()
+        let took = t0.elapsed();
+        stop.store(true, Ordering::Relaxed);
+        for h in load {
+            h.join().unwrap();
+        }
+        took
     }
 }
 
@@ -235,12 +263,20 @@ fn main() {
     drop(c);
     drop(cluster);
 
+    let kills: usize = std::env::var("OMIUM_BENCH_KILLS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(20);
     let mut failovers = Vec::new();
-    for _ in 0..3 {
+    for _ in 0..kills.max(1) {
         let mut cluster = Cluster::start(None);
         failovers.push(cluster.failover());
     }
     failovers.sort();
+    let pct = |p: f64| {
+        failovers[((failovers.len() as f64 * p).ceil() as usize).clamp(1, failovers.len()) - 1]
+    };
+    let (fail_p50, fail_p99) = (pct(0.5), pct(0.99));
 
     let certs = tempfile::tempdir().unwrap();
     omium_core::consensus::tls::issue(&certs.path().join("c"), &[1, 2, 3], &[], &[], 1).unwrap();
@@ -291,7 +327,20 @@ fn main() {
         t_b / c_b
     );
     println!(
-        "leader failover (leader stopped → next committed broadcast): {}; target ≤ 1 s",
+        "leader failover under load (leader stopped → next committed broadcast), {} kills: \
+         p50 {} ms, p99 {} ms, max {} ms; target p99 ≤ 1 s: {}",
+        failovers.len(),
+        fail_p50.as_millis(),
+        fail_p99.as_millis(),
+        failovers.last().unwrap().as_millis(),
+        if fail_p99 <= Duration::from_secs(1) {
+            "met"
+        } else {
+            "NOT met"
+        }
+    );
+    println!(
+        "  every kill: {}",
         failovers
             .iter()
             .map(|d| format!("{} ms", d.as_millis()))
@@ -302,4 +351,19 @@ fn main() {
         "target ≥ 10,000 agreed/s batched on the cluster: {}",
         if c_b >= 10_000.0 { "met" } else { "NOT met" }
     );
+    if let Some(path) = std::env::var_os("OMIUM_BENCH_JSON") {
+        let ms = |d: &Duration| d.as_secs_f64() * 1e3;
+        let doc = serde_json::json!({
+            "secs_per_case": secs().as_secs_f64(),
+            "figures": {
+                "embedded_unbatched_per_s": e_un, "embedded_batched_per_s": e_b,
+                "cluster_unbatched_per_s": c_un, "cluster_batched_per_s": c_b,
+                "tls_unbatched_per_s": t_un, "tls_batched_per_s": t_b,
+                "failover_kills": failovers.len(),
+                "failover_p50_ms": ms(&fail_p50), "failover_p99_ms": ms(&fail_p99),
+                "failover_ms": failovers.iter().map(ms).collect::<Vec<_>>(),
+            }
+        });
+        std::fs::write(&path, serde_json::to_string_pretty(&doc).unwrap()).unwrap();
+    }
 }

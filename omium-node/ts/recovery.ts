@@ -281,6 +281,21 @@ async function stepDefaults(ctx: ExecutionContext, step: string | undefined): Pr
   return found;
 }
 
+/**
+ * The policy's step timeout when its defaults are cached already: a number, `null` for none,
+ * `undefined` when not looked up yet (ask `policyTimeoutMs`). Spares a step an await.
+ */
+export function cachedPolicyTimeoutMs(ctx: ExecutionContext, step: string): number | null | undefined {
+  const found = defaultsCache.get(store())?.get(JSON.stringify([ctx.tenant, ctx.workflow ?? null, step ?? null]));
+  if (found === undefined) return undefined;
+  return typeof found.step_timeout_ms === "number" ? found.step_timeout_ms : null;
+}
+
+/** Whether global validators are registered (a step without its own skips validation). */
+export function hasValidators(): boolean {
+  return validators.length > 0;
+}
+
 /** The step timeout the policy gives a step, in milliseconds. */
 export async function policyTimeoutMs(ctx: ExecutionContext, step: string): Promise<number | undefined> {
   const ms = (await stepDefaults(ctx, step)).step_timeout_ms;

@@ -154,39 +154,63 @@ export const CONTROL_POLL_MS = 200;
  */
 async function awaitStep<R>(p: Promise<R>, timeoutMs: number | undefined, step: string, run: ExecutionContext["run"] | undefined): Promise<R> {
   if (timeoutMs === undefined && run === undefined) return p;
-  const timers: NodeJS.Timeout[] = [];
-  let settled = false;
-  const racers: Promise<never>[] = [];
-  if (timeoutMs !== undefined) {
-    racers.push(
-      new Promise<never>((_, reject) => {
-        timers.push(
-          setTimeout(
-            () => reject(new StepTimeoutError(`step ${JSON.stringify(step)} did not finish within ${timeoutMs} ms; nothing was recorded (the call is left to finish on its own)`, "step_timeout")),
-            timeoutMs,
-          ),
-        );
-      }),
+  return new Promise<R>((resolve, reject) => {
+    let timer: NodeJS.Timeout | undefined;
+    const watched: Watched | undefined = run === undefined ? undefined : { run, step, reject: (e) => done(() => reject(e)) };
+    const done = (then: () => void) => {
+      if (timer !== undefined) clearTimeout(timer);
+      if (watched !== undefined) unwatch(watched);
+      then();
+    };
+    if (timeoutMs !== undefined) {
+      timer = setTimeout(
+        () => done(() => reject(new StepTimeoutError(`step ${JSON.stringify(step)} did not finish within ${timeoutMs} ms; nothing was recorded (the call is left to finish on its own)`, "step_timeout"))),
+        timeoutMs,
+      );
+    }
+    if (watched !== undefined) watch(watched);
+    p.then(
+      (v) => done(() => resolve(v)),
+      (e) => done(() => reject(e)),
     );
+  });
+}
+
+/** A step that awaits its body, for the control poll. */
+interface Watched {
+  run: NonNullable<ExecutionContext["run"]>;
+  step: string;
+  reject: (e: unknown) => void;
+}
+
+// The steps awaiting their bodies, and one timer that looks for their runs' pauses and cancels
+// every CONTROL_POLL_MS while there are any (not a timer per step: most bodies settle at once).
+const polled = new Set<Watched>();
+let poller: NodeJS.Timeout | undefined;
+
+function watch(w: Watched): void {
+  polled.add(w);
+  // Referenced while a step awaits (a body that never settles keeps the process alive, as its
+  // own timer would), unreferenced once none does.
+  if (poller === undefined) poller = setInterval(pollControl, CONTROL_POLL_MS);
+  else if (polled.size === 1) poller.ref();
+}
+
+function unwatch(w: Watched): void {
+  polled.delete(w);
+  if (polled.size === 0) poller?.unref();
+}
+
+function pollControl(): void {
+  if (polled.size === 0) {
+    clearInterval(poller);
+    poller = undefined;
+    return;
   }
-  if (run !== undefined) {
-    racers.push(
-      new Promise<never>((_, reject) => {
-        const poll = () => {
-          if (settled) return;
-          call(() => run.checkControl(step)).then(() => {
-            if (!settled) timers.push(setTimeout(poll, CONTROL_POLL_MS));
-          }, reject);
-        };
-        timers.push(setTimeout(poll, CONTROL_POLL_MS));
-      }),
-    );
-  }
-  try {
-    return await Promise.race([p, ...racers]);
-  } finally {
-    settled = true;
-    for (const t of timers) clearTimeout(t);
+  for (const w of polled) {
+    call(() => w.run.checkControl(w.step)).then(undefined, (e) => {
+      if (polled.has(w)) w.reject(e);
+    });
   }
 }
 
@@ -255,13 +279,21 @@ export function checkpoint<A extends unknown[], R>(name: string, fn: (...args: A
     if (t !== undefined && !(typeof t === "number" && t > 0)) throw new InvalidArgumentError(`${where}: consensus.timeoutMs must be a positive number`, "invalid_argument");
   }
 
+  // What a recorded step says about its conditions (they held, or it would not be recorded).
+  const preHeld = pre.map((c) => [c.text, true] as [string, boolean]);
+  const postHeld = post.map((c) => [c.text, true] as [string, boolean]);
+
   const attempt = async (args: unknown[]): Promise<unknown> => {
     // The step's own timeout, else the one its policy gives.
     const ctx = scope.getStore()?.ctx;
-    const limit = timeoutMs ?? (ctx === undefined ? undefined : await recovery.policyTimeoutMs(ctx, name));
+    let limit = timeoutMs;
+    if (limit === undefined && ctx !== undefined) {
+      const cached = recovery.cachedPolicyTimeoutMs(ctx, name);
+      limit = cached === undefined ? await recovery.policyTimeoutMs(ctx, name) : (cached ?? undefined);
+    }
     const result = await awaitStep(Promise.resolve().then(() => fn(...(args as A))), limit, name, ctx?.run);
     for (const c of post) await check(c, name, "postcondition", args, names, true, result);
-    await recovery.validate(name, result, validators);
+    if (validators.length > 0 || recovery.hasValidators()) await recovery.validate(name, result, validators);
     // A violation is the step's failure; its recovery records it, not the coordinator.
     if (handOff !== undefined && ctx !== undefined) await agree(result, handOff.targets, { sender: options.agent ?? name, timeoutMs: handOff.timeoutMs, quorum: handOff.quorum, record: false });
     return result;
@@ -309,12 +341,13 @@ export function checkpoint<A extends unknown[], R>(name: string, fn: (...args: A
       });
       const data = codec.encode(result);
       const started = nowNs();
+      const spent = spend.costUsd > 0 || spend.tokensIn > 0 || spend.tokensOut > 0;
       const recordOptions = {
         key: stepKey,
         agent: options.agent,
-        preconditions: pre.map((c) => [c.text, true] as [string, boolean]),
-        postconditions: post.map((c) => [c.text, true] as [string, boolean]),
-        metadata: { [CODEC_KEY]: codec.name, ...spentMetadata(spend) },
+        preconditions: preHeld,
+        postconditions: postHeld,
+        metadata: spent ? { [CODEC_KEY]: codec.name, ...spentMetadata(spend) } : { [CODEC_KEY]: codec.name },
       };
       // A write that waits for an fsync goes to a worker thread; a buffered one is made here.
       const id = ctx.waitsForFsync

@@ -96,7 +96,7 @@ impl Run {
         }
     }
 
-    #[pyo3(signature = (seq, name, state, key=None, agent=None, kind="step", preconditions=Vec::new(), postconditions=Vec::new(), metadata=None))]
+    #[pyo3(signature = (seq, name, state, key=None, agent=None, kind="step", preconditions=Vec::new(), postconditions=Vec::new(), metadata=None, span=None))]
     #[allow(clippy::too_many_arguments)]
     fn record(
         &self,
@@ -110,6 +110,7 @@ impl Run {
         preconditions: Vec<(String, bool)>,
         postconditions: Vec<(String, bool)>,
         metadata: Option<BTreeMap<String, String>>,
+        span: Option<([u8; 16], [u8; 8])>,
     ) -> PyResult<String> {
         let kind = match kind {
             "step" => CheckpointKind::Step,
@@ -133,8 +134,9 @@ impl Run {
             metadata: metadata.unwrap_or_default(),
         };
         // Only the id goes back: building the full dict would cost more than the step's own
-        // bookkeeping, and callers that want it ask `Store.checkpoint(id)`.
-        self.with(py, |r| r.record(seq, new))
+        // bookkeeping, and callers that want it ask `Store.checkpoint(id)`. With `span` (the
+        // running step's trace id and span id) the checkpoint's span is recorded too.
+        self.with(py, |r| r.record_traced(seq, new, span))
     }
 
     #[pyo3(signature = (output=None))]

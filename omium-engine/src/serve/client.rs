@@ -477,6 +477,11 @@ impl RemoteRun {
             .to_string())
     }
 
+    /// Queues a span for the daemon (sent in batches, as [`Client::record_span`] does).
+    pub fn record_span(&self, span: crate::trace::Span) {
+        self.client.record_span(span)
+    }
+
     pub fn complete(&self, output: Option<&[u8]>) -> Result<()> {
         let mut args = json!({"output": output.map(super::b64)});
         in_pieces(&mut args, "output", |a| self.call("run.upload", a))?;

@@ -702,6 +702,59 @@ impl RunHandle {
         }
     }
 
+    /// [`RunHandle::record`], and when `span` names the running step's span (trace id, span
+    /// id), the checkpoint's own span as its child: `checkpoint NAME`, from before the write to
+    /// after it, with the checkpoint id, position and state size. Built here, so that a binding
+    /// records a traced step in one call.
+    pub fn record_traced(
+        &self,
+        seq: u64,
+        new: NewCheckpoint<'_>,
+        span: Option<([u8; 16], [u8; 8])>,
+    ) -> Result<String> {
+        let Some((trace_id, parent)) = span else {
+            return self.record(seq, new);
+        };
+        let start_ns = crate::trace::now_ns();
+        let (name, agent, bytes) = (
+            new.name.to_string(),
+            new.agent.map(str::to_string),
+            new.state.len(),
+        );
+        let id = self.record(seq, new)?;
+        let span = Span {
+            trace_id,
+            span_id: crate::trace::new_span_id(),
+            parent: Some(parent),
+            name: format!("checkpoint {name}"),
+            kind: crate::trace::SpanKind::Internal,
+            span_type: "checkpoint".into(),
+            execution_id: self.execution_id().to_string(),
+            agent: agent.unwrap_or_default(),
+            start_ns,
+            end_ns: crate::trace::now_ns(),
+            status: crate::trace::StatusCode::Ok,
+            status_message: String::new(),
+            attributes: vec![
+                (
+                    "omium.checkpoint_id".into(),
+                    crate::trace::Value::Str(id.clone()),
+                ),
+                ("omium.seq".into(), crate::trace::Value::Int(seq as i64)),
+                (
+                    "omium.state_bytes".into(),
+                    crate::trace::Value::Int(bytes as i64),
+                ),
+            ],
+            events: Vec::new(),
+        };
+        match self {
+            RunHandle::Local(r) => r.store().record_span(span),
+            RunHandle::Remote(r) => r.record_span(span),
+        }
+        Ok(id)
+    }
+
     pub fn complete(&self, output: Option<&[u8]>) -> Result<()> {
         match self {
             RunHandle::Local(r) => r.complete(output),

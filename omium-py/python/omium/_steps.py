@@ -283,20 +283,37 @@ class _Step:
         metadata = {CODEC_KEY: codec.name, **_spent()} if spend else {CODEC_KEY: codec.name}
         if not _trace.enabled():
             ctx.run.record(
-                seq, self.name, data, key=key, agent=self.agent, preconditions=self.pre_held, postconditions=self.post_held, metadata=metadata
+                seq,
+                self.name,
+                data,
+                key=key,
+                agent=self.agent,
+                preconditions=self.pre_held,
+                postconditions=self.post_held,
+                metadata=metadata,
             )
             return result
-        start = _trace.now_ns()
+        # The checkpoint's span, child of the step's, is recorded by the same native call.
+        cur = _trace._current.get()
         cid = ctx.run.record(
-            seq, self.name, data, key=key, agent=self.agent, preconditions=self.pre_held, postconditions=self.post_held, metadata=metadata
+            seq,
+            self.name,
+            data,
+            key=key,
+            agent=self.agent,
+            preconditions=self.pre_held,
+            postconditions=self.post_held,
+            metadata=metadata,
+            span=None if cur is None else (cur[0], cur[1]),
         )
-        _trace.leaf_span(
-            f"checkpoint {self.name}",
-            "checkpoint",
-            start,
-            {"omium.checkpoint_id": cid, "omium.seq": seq, "omium.state_bytes": len(data)},
-            self.agent,
-        )
+        if cur is None:
+            _trace.leaf_span(
+                f"checkpoint {self.name}",
+                "checkpoint",
+                _trace.now_ns(),
+                {"omium.checkpoint_id": cid, "omium.seq": seq, "omium.state_bytes": len(data)},
+                self.agent,
+            )
         step_span = _trace._current_span_object.get()
         if step_span is not None:
             step_span.attributes["omium.checkpoint_id"] = cid

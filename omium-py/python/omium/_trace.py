@@ -106,7 +106,7 @@ class Span:
             if remote is not None:
                 self.trace_id, self.parent = remote
             else:
-                self.trace_id = _omium.trace_id_of(self.execution_id) if self.execution_id else _omium.new_trace_id()
+                self.trace_id = _trace_id_of(self.execution_id) if self.execution_id else _omium.new_trace_id()
                 self.parent = None
         self.span_id = _new_span_id()
         self.name = name
@@ -189,6 +189,18 @@ class Span:
 
 now_ns = time.time_ns
 
+# Trace ids of executions (derived from the id: the same on every run), for the spans of steps.
+_trace_ids: dict[str, bytes] = {}
+
+
+def _trace_id_of(execution_id: str) -> bytes:
+    t = _trace_ids.get(execution_id)
+    if t is None:
+        if len(_trace_ids) >= 4096:
+            _trace_ids.clear()
+        t = _trace_ids[execution_id] = _omium.trace_id_of(execution_id)
+    return t
+
 
 def leaf_span(name: str, span_type: str, start_ns: int, attributes: dict[str, Any], agent: str | None = None) -> None:
     """Records a finished span with no children (a checkpoint), child of the current span,
@@ -202,7 +214,7 @@ def leaf_span(name: str, span_type: str, start_ns: int, attributes: dict[str, An
     else:
         ctx = _runtime.current.get()
         execution_id = ctx.execution_id if ctx is not None else ""
-        trace_id, parent = (_omium.trace_id_of(execution_id) if execution_id else _omium.new_trace_id()), None
+        trace_id, parent = (_trace_id_of(execution_id) if execution_id else _omium.new_trace_id()), None
     _record(
         cfg.store,
         trace_id,
