@@ -227,7 +227,7 @@ unsafe fn recorded(
             // The journal lookup is in memory; the state is read only when asked for.
             RunHandle::Local(l) => match l.recorded(seq, name, key)? {
                 None => Ok(None),
-                Some(c) if state_out.is_some() => Ok(Some(Some(l.store().read_state(&c)?))),
+                Some(c) if state_out.is_some() => Ok(Some(Some(l.read_state(&c)?))),
                 Some(_) => Ok(Some(None)),
             },
             // A daemon answers with the state in the same call.

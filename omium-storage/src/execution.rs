@@ -660,7 +660,9 @@ impl Store {
                 return Err(e);
             }
         };
+        let read_ahead = ReadAhead::start(self, &journal);
         Ok(Run {
+            read_ahead,
             store: self.clone(),
             id: execution_id.into(),
             tenant: exec.tenant.clone(),
@@ -958,6 +960,8 @@ pub struct Run {
     /// The status the run ended the execution with (an operator's pause or cancel ends it
     /// before the binding learns of it: ending it the same way again is a no-op).
     ended_as: Mutex<Option<Status>>,
+    /// The recorded chunked states a resumed run will replay, read ahead by a helper thread.
+    read_ahead: Option<Arc<ReadAhead>>,
 }
 
 impl Run {
@@ -1189,6 +1193,18 @@ impl Run {
         Ok(c)
     }
 
+    /// The verified state of a checkpoint this run replays: taken from the read-ahead when the
+    /// helper has read it already (or is about to), else read now ([`Store::read_state`]).
+    pub fn read_state(&self, c: &Checkpoint) -> Result<Vec<u8>> {
+        match &self.read_ahead {
+            Some(ra) => match ra.take(c.id) {
+                Some(r) => r,
+                None => self.store.read_state(c),
+            },
+            None => self.store.read_state(c),
+        }
+    }
+
     /// Runs `f` as a durable step named `name`: returns the recorded result when the journal
     /// has this step, otherwise runs `f` and records what it returns.
     pub fn step<E: From<Error>>(
@@ -1198,7 +1214,7 @@ impl Run {
     ) -> std::result::Result<Vec<u8>, E> {
         let seq = self.reserve();
         if let Some(c) = self.recorded(seq, name, None)? {
-            return Ok(self.store.read_state(&c)?);
+            return Ok(self.read_state(&c)?);
         }
         let out = f()?;
         self.record(
@@ -1334,8 +1350,122 @@ impl Run {
     }
 }
 
+/// The chunked states of a resumed run's journal, read and verified by a helper thread in
+/// replay order while the run replays (reading a chunked state is most of a replayed step's
+/// cost: gets, decompression, two hashes). The helper takes every other state of the plan and
+/// the run reads the others itself, so the two read side by side on two cores; a state the
+/// helper has not started on when the run asks for it is read by the run (the helper skips
+/// it), one it is reading is waited for. At most [`READ_AHEAD_BYTES`] wait to be taken.
+struct ReadAhead {
+    state: Mutex<ReadAheadState>,
+    cv: parking_lot::Condvar,
+}
+
+#[derive(Default)]
+struct ReadAheadState {
+    /// Not read yet, nor taken: the helper skips a state the run read itself.
+    planned: std::collections::HashSet<Ulid>,
+    ready: HashMap<Ulid, Result<Vec<u8>>>,
+    /// The state the helper is reading now.
+    reading: Option<Ulid>,
+    buffered: usize,
+    stopped: bool,
+}
+
+/// A resumed run reads ahead when it replays at least this many chunked states.
+const READ_AHEAD_MIN: usize = 8;
+const READ_AHEAD_BYTES: usize = 32 << 20;
+
+impl ReadAhead {
+    fn start(store: &Store, j: &Journal) -> Option<Arc<ReadAhead>> {
+        let mut plan: Vec<Checkpoint> = j
+            .by_seq
+            .values()
+            .chain(j.by_key.values())
+            .filter_map(|e| match e {
+                Entry::Read(c) if matches!(c.state, crate::blob::StateRef::Chunked(_)) => {
+                    Some((**c).clone())
+                }
+                _ => None,
+            })
+            .collect();
+        if plan.len() < READ_AHEAD_MIN {
+            return None;
+        }
+        plan.sort_by_key(|c| c.global_seq);
+        let plan: Vec<Checkpoint> = plan.into_iter().skip(1).step_by(2).collect();
+        let ra = Arc::new(ReadAhead {
+            state: Mutex::new(ReadAheadState {
+                planned: plan.iter().map(|c| c.id).collect(),
+                ..Default::default()
+            }),
+            cv: parking_lot::Condvar::new(),
+        });
+        let (helper, store) = (ra.clone(), store.clone());
+        let spawned = std::thread::Builder::new()
+            .name("omium-read-ahead".into())
+            .spawn(move || helper.run(&store, plan));
+        // No thread, no read-ahead: every state is read when it is asked for.
+        spawned.ok().map(|_| ra)
+    }
+
+    fn run(&self, store: &Store, plan: Vec<Checkpoint>) {
+        for c in plan {
+            {
+                let mut st = self.state.lock();
+                while st.buffered >= READ_AHEAD_BYTES && !st.stopped {
+                    self.cv.wait(&mut st);
+                }
+                if st.stopped {
+                    break;
+                }
+                if !st.planned.contains(&c.id) {
+                    continue;
+                }
+                st.reading = Some(c.id);
+            }
+            let r = store.read_state(&c);
+            let mut st = self.state.lock();
+            st.reading = None;
+            if st.planned.remove(&c.id) {
+                st.buffered += r.as_ref().map_or(0, Vec::len);
+                st.ready.insert(c.id, r);
+            }
+            self.cv.notify_all();
+        }
+    }
+
+    /// The state of `id` if the helper read it or is reading it; None when the caller reads
+    /// it itself (the helper will not).
+    fn take(&self, id: Ulid) -> Option<Result<Vec<u8>>> {
+        let mut st = self.state.lock();
+        loop {
+            if let Some(r) = st.ready.remove(&id) {
+                st.buffered -= r.as_ref().map_or(0, Vec::len);
+                self.cv.notify_all();
+                return Some(r);
+            }
+            if st.reading != Some(id) || st.stopped {
+                st.planned.remove(&id);
+                return None;
+            }
+            self.cv.wait(&mut st);
+        }
+    }
+
+    fn stop(&self) {
+        let mut st = self.state.lock();
+        st.stopped = true;
+        st.ready.clear();
+        self.cv.notify_all();
+    }
+}
+
 impl Drop for Run {
     fn drop(&mut self) {
+        if let Some(ra) = &self.read_ahead {
+            ra.stop();
+        }
         // A finished run released the execution already; a later run may hold it by now.
         if !self.finished.load(Ordering::Relaxed) {
             self.cell.state.lock().running = false;

@@ -134,3 +134,64 @@ fn a_rollback_and_a_new_run_after_it_derive_the_new_branch() {
     assert_eq!(s.checkpoints("e").unwrap().len(), 5);
     assert!(s.verify(None).unwrap().ok());
 }
+
+/// A resumed run with many chunked states reads them ahead on a helper thread: every replayed
+/// step still gets its own verified bytes, in replay order or not, and a corrupt chunk is still
+/// an integrity error for the step that uses it.
+#[test]
+fn a_resumed_run_reads_chunked_states_ahead_and_still_verifies_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store");
+    let state = |i: usize| -> Vec<u8> {
+        (0..20_000u32)
+            .flat_map(|k| (k.wrapping_mul(2_654_435_761) ^ i as u32).to_le_bytes())
+            .collect()
+    };
+    let n = 24;
+    {
+        let s = Store::open(&path).unwrap();
+        let run = s.begin("big", BeginOptions::default()).unwrap();
+        for i in 0..n {
+            let out = run.step(&format!("s{i}"), || Ok::<_, omium_core::Error>(state(i)));
+            assert_eq!(out.unwrap(), state(i));
+        }
+    }
+    let s = Store::open(&path).unwrap();
+    let run = s.begin("big", BeginOptions::default()).unwrap();
+    // Out of order first: positions 10 and 3 (the helper reads in replay order).
+    for i in [10usize, 3] {
+        let c = run
+            .recorded(i as u64 + 1, &format!("s{i}"), None)
+            .unwrap()
+            .unwrap();
+        assert_eq!(run.read_state(&c).unwrap(), state(i), "step {i}");
+    }
+    for i in 0..n {
+        let seq = run.reserve();
+        let c = run.recorded(seq, &format!("s{i}"), None).unwrap().unwrap();
+        assert_eq!(run.read_state(&c).unwrap(), state(i), "step {i}");
+    }
+    drop(run);
+
+    // Corrupt one chunk of step 5: its replay fails with an integrity error, the others read.
+    let c5 = s.history("big").unwrap()[5].clone();
+    let omium_core::StateRef::Chunked(m) = &c5.state else {
+        panic!("a 80 KB state is chunked")
+    };
+    s.db()
+        .put_cf(
+            s.db().cf_handle("chunks").unwrap(),
+            m.chunks[0].hash,
+            [0u8, 1, 2, 3],
+        )
+        .unwrap();
+    let run = s.begin("big", BeginOptions::default()).unwrap();
+    for i in 0..n {
+        let seq = run.reserve();
+        let c = run.recorded(seq, &format!("s{i}"), None).unwrap().unwrap();
+        match run.read_state(&c) {
+            Ok(b) => assert!(i != 5 && b == state(i), "step {i}"),
+            Err(e) => assert!(i == 5 && e.code() == "integrity", "step {i}: {e}"),
+        }
+    }
+}

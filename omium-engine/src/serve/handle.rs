@@ -673,7 +673,7 @@ impl RunHandle {
         match self {
             RunHandle::Local(r) => match r.recorded(seq, name, key)? {
                 Some(c) => {
-                    let state = r.store().read_state(&c)?;
+                    let state = r.read_state(&c)?;
                     Ok(Some((c, state)))
                 }
                 None => Ok(None),
