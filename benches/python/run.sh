@@ -42,4 +42,9 @@ if [ "${1:-}" = "--integrations" ]; then
   shift
   exec "$py" "$here/bench_integrations.py" "$@"
 fi
+# `run.sh --fanout`: fsyncs per super-step of a graph with 8 parallel nodes (bench_fanout.py).
+if [ "${1:-}" = "--fanout" ]; then
+  shift
+  exec "$py" "$here/bench_fanout.py" "$@"
+fi
 exec "$py" "$here/bench.py" "$@"

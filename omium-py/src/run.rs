@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::sync::RwLock;
 
-use omium_core::serve::RunHandle;
+use omium_core::serve::{RunHandle, TracedStep};
 use omium_core::{CheckResult, CheckpointKind, Checks, NewCheckpoint};
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
@@ -47,6 +47,10 @@ impl Run {
         }
     }
 }
+
+/// `Run.record(span=...)`: the running step's trace id, span id, the step span's parent, its
+/// start (Unix ns) and whether to end and record it with the checkpoint.
+type SpanArg = ([u8; 16], [u8; 8], Option<[u8; 8]>, u64, bool);
 
 fn checks(list: Vec<(String, bool)>) -> Vec<CheckResult> {
     list.into_iter()
@@ -110,7 +114,7 @@ impl Run {
         preconditions: Vec<(String, bool)>,
         postconditions: Vec<(String, bool)>,
         metadata: Option<BTreeMap<String, String>>,
-        span: Option<([u8; 16], [u8; 8])>,
+        span: Option<SpanArg>,
     ) -> PyResult<String> {
         let kind = match kind {
             "step" => CheckpointKind::Step,
@@ -135,7 +139,17 @@ impl Run {
         };
         // Only the id goes back: building the full dict would cost more than the step's own
         // bookkeeping, and callers that want it ask `Store.checkpoint(id)`. With `span` (the
-        // running step's trace id and span id) the checkpoint's span is recorded too.
+        // running step's trace id, span id, parent, start and whether to end it now) the
+        // checkpoint's span is recorded too, and the step's own when asked.
+        let span = span.map(
+            |(trace_id, span_id, parent, start_ns, end_step)| TracedStep {
+                trace_id,
+                span_id,
+                parent,
+                start_ns,
+                end_step,
+            },
+        );
         self.with(py, |r| r.record_traced(seq, new, span))
     }
 

@@ -609,21 +609,7 @@ impl Store {
         cf: Cf,
         prefix: &[u8],
     ) -> impl Iterator<Item = Result<KeyValue>> + '_ {
-        let mut ro = ReadOptions::default();
-        if let Some(upper) = prefix_upper_bound(prefix) {
-            ro.set_iterate_upper_bound(upper);
-        }
-        let mode = if prefix.is_empty() {
-            IteratorMode::Start
-        } else {
-            IteratorMode::From(prefix, rocksdb::Direction::Forward)
-        };
-        let handle = self.inner.db.cf_handle(cf.name());
-        handle
-            .map(|h| self.inner.db.iterator_cf_opt(h, ro, mode))
-            .into_iter()
-            .flatten()
-            .map(move |r| r.map_err(|e| Error::storage(format!("scanning {}", cf.name()), e)))
+        self.prefix_iter(cf, prefix, rocksdb::Direction::Forward)
     }
 
     /// Iterates the keys and values of `cf` that start with `prefix`, last key first.
@@ -632,15 +618,31 @@ impl Store {
         cf: Cf,
         prefix: &[u8],
     ) -> impl Iterator<Item = Result<KeyValue>> + '_ {
+        self.prefix_iter(cf, prefix, rocksdb::Direction::Reverse)
+    }
+
+    fn prefix_iter(
+        &self,
+        cf: Cf,
+        prefix: &[u8],
+        direction: rocksdb::Direction,
+    ) -> impl Iterator<Item = Result<KeyValue>> + '_ {
         let mut ro = ReadOptions::default();
-        ro.set_iterate_lower_bound(prefix.to_vec());
         let upper = prefix_upper_bound(prefix);
         if let Some(u) = &upper {
             ro.set_iterate_upper_bound(u.clone());
         }
-        let mode = match &upper {
-            Some(u) => IteratorMode::From(u.as_slice(), rocksdb::Direction::Reverse),
-            None => IteratorMode::End,
+        let mode = match (direction, &upper) {
+            (rocksdb::Direction::Forward, _) if prefix.is_empty() => IteratorMode::Start,
+            (rocksdb::Direction::Forward, _) => IteratorMode::From(prefix, direction),
+            (rocksdb::Direction::Reverse, Some(u)) => {
+                ro.set_iterate_lower_bound(prefix.to_vec());
+                IteratorMode::From(u.as_slice(), direction)
+            }
+            (rocksdb::Direction::Reverse, None) => {
+                ro.set_iterate_lower_bound(prefix.to_vec());
+                IteratorMode::End
+            }
         };
         let handle = self.inner.db.cf_handle(cf.name());
         handle

@@ -260,6 +260,26 @@ impl HttpNetwork {
         }
         Ok(bytes.to_vec())
     }
+
+    /// A vote or Pre-Vote RPC. A node of a build without Pre-Vote answers 404 to it: that
+    /// counts as granting, as openraft does for a network without Pre-Vote (the election that
+    /// follows is the ordinary one).
+    async fn vote_rpc(
+        &self,
+        path: &str,
+        rpc: VoteRequest<C>,
+        option: RPCOption,
+    ) -> std::result::Result<VoteResponse<C>, RPCError<C>> {
+        let leader = rpc.vote.leader_id().node_id;
+        let ttl = option.hard_ttl();
+        match self.post(path, encode(&rpc), ttl).await {
+            Ok(b) => Ok(decode("a vote reply", &b)?),
+            Err(RpcFailure::NoRoute) if path == "/raft/pre_vote" => {
+                Ok(VoteResponse::new(rpc.vote, None, true))
+            }
+            Err(f) => Err(f.rpc(self.target, ttl, openraft::network::RPCTypes::Vote, leader)),
+        }
+    }
 }
 
 enum RpcFailure {
@@ -332,13 +352,7 @@ impl RaftNetworkV2<C> for HttpNetwork {
         rpc: VoteRequest<C>,
         option: RPCOption,
     ) -> std::result::Result<VoteResponse<C>, RPCError<C>> {
-        let leader = rpc.vote.leader_id().node_id;
-        let ttl = option.hard_ttl();
-        let b = self
-            .post("/raft/vote", encode(&rpc), ttl)
-            .await
-            .map_err(|f| f.rpc(self.target, ttl, openraft::network::RPCTypes::Vote, leader))?;
-        Ok(decode("a vote reply", &b)?)
+        self.vote_rpc("/raft/vote", rpc, option).await
     }
 
     /// Pre-Vote (`raft_config` enables it): a node that lost touch with the leader asks whether
@@ -349,15 +363,7 @@ impl RaftNetworkV2<C> for HttpNetwork {
         rpc: VoteRequest<C>,
         option: RPCOption,
     ) -> std::result::Result<VoteResponse<C>, RPCError<C>> {
-        let leader = rpc.vote.leader_id().node_id;
-        let ttl = option.hard_ttl();
-        match self.post("/raft/pre_vote", encode(&rpc), ttl).await {
-            Ok(b) => Ok(decode("a pre-vote reply", &b)?),
-            // A node of a build without Pre-Vote counts as granting it, as openraft does for a
-            // network without it: the election that follows is the ordinary one.
-            Err(RpcFailure::NoRoute) => Ok(VoteResponse::new(rpc.vote, None, true)),
-            Err(f) => Err(f.rpc(self.target, ttl, openraft::network::RPCTypes::Vote, leader)),
-        }
+        self.vote_rpc("/raft/pre_vote", rpc, option).await
     }
 
     async fn full_snapshot(

@@ -627,6 +627,18 @@ impl StoreHandle {
     }
 }
 
+/// The span of a step being recorded ([`RunHandle::record_traced`]).
+#[derive(Clone, Copy, Debug)]
+pub struct TracedStep {
+    pub trace_id: [u8; 16],
+    pub span_id: [u8; 8],
+    /// The step span's parent, when it is to be ended and recorded now.
+    pub parent: Option<[u8; 8]>,
+    pub start_ns: u64,
+    /// End and record the step's span with the checkpoint's.
+    pub end_step: bool,
+}
+
 /// A run of an execution: in this process, or held by a daemon for it.
 // One per run, never in a collection: its size does not matter, and boxing the local run would
 // add an indirection to every step.
@@ -702,55 +714,75 @@ impl RunHandle {
         }
     }
 
-    /// [`RunHandle::record`], and when `span` names the running step's span (trace id, span
-    /// id), the checkpoint's own span as its child: `checkpoint NAME`, from before the write to
-    /// after it, with the checkpoint id, position and state size. Built here, so that a binding
+    /// [`RunHandle::record`], and when `span` names the running step's span, the checkpoint's
+    /// own span as its child: `checkpoint NAME`, from before the write to after it, with the
+    /// checkpoint id, position and state size; with `end_step`, the step's span too, ended now
+    /// (`NAME`, type `step`, its position and checkpoint id). Built here, so that a binding
     /// records a traced step in one call.
     pub fn record_traced(
         &self,
         seq: u64,
         new: NewCheckpoint<'_>,
-        span: Option<([u8; 16], [u8; 8])>,
+        span: Option<TracedStep>,
     ) -> Result<String> {
-        let Some((trace_id, parent)) = span else {
+        let Some(step) = span else {
             return self.record(seq, new);
         };
         let start_ns = crate::trace::now_ns();
         let (name, agent, bytes) = (
             new.name.to_string(),
-            new.agent.map(str::to_string),
+            new.agent.unwrap_or_default().to_string(),
             new.state.len(),
         );
         let id = self.record(seq, new)?;
-        let span = Span {
-            trace_id,
-            span_id: crate::trace::new_span_id(),
-            parent: Some(parent),
-            name: format!("checkpoint {name}"),
+        let end_ns = crate::trace::now_ns();
+        let span = |span_id, parent, name, span_type: &str, start_ns, attributes| Span {
+            trace_id: step.trace_id,
+            span_id,
+            parent,
+            name,
             kind: crate::trace::SpanKind::Internal,
-            span_type: "checkpoint".into(),
+            span_type: span_type.into(),
             execution_id: self.execution_id().to_string(),
-            agent: agent.unwrap_or_default(),
+            agent: agent.clone(),
             start_ns,
-            end_ns: crate::trace::now_ns(),
+            end_ns,
             status: crate::trace::StatusCode::Ok,
             status_message: String::new(),
-            attributes: vec![
-                (
-                    "omium.checkpoint_id".into(),
-                    crate::trace::Value::Str(id.clone()),
-                ),
-                ("omium.seq".into(), crate::trace::Value::Int(seq as i64)),
-                (
-                    "omium.state_bytes".into(),
-                    crate::trace::Value::Int(bytes as i64),
-                ),
-            ],
+            attributes,
             events: Vec::new(),
         };
-        match self {
-            RunHandle::Local(r) => r.store().record_span(span),
-            RunHandle::Remote(r) => r.record_span(span),
+        use crate::trace::Value::{Int, Str};
+        let mut spans = vec![span(
+            crate::trace::new_span_id(),
+            Some(step.span_id),
+            format!("checkpoint {name}"),
+            "checkpoint",
+            start_ns,
+            vec![
+                ("omium.checkpoint_id".into(), Str(id.clone())),
+                ("omium.seq".into(), Int(seq as i64)),
+                ("omium.state_bytes".into(), Int(bytes as i64)),
+            ],
+        )];
+        if step.end_step {
+            spans.push(span(
+                step.span_id,
+                step.parent,
+                name.clone(),
+                "step",
+                step.start_ns,
+                vec![
+                    ("omium.seq".into(), Int(seq as i64)),
+                    ("omium.checkpoint_id".into(), Str(id.clone())),
+                ],
+            ));
+        }
+        for s in spans {
+            match self {
+                RunHandle::Local(r) => r.store().record_span(s),
+                RunHandle::Remote(r) => r.record_span(s),
+            }
         }
         Ok(id)
     }

@@ -26,7 +26,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 pub use client::{Client, RemoteRecovery, RemoteRun};
-pub use handle::{RecoveryHandle, RunHandle, StoreHandle};
+pub use handle::{RecoveryHandle, RunHandle, StoreHandle, TracedStep};
 
 use crate::error::{Error, Result};
 use crate::policy::Scope;

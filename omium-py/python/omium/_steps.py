@@ -293,8 +293,18 @@ class _Step:
                 metadata=metadata,
             )
             return result
-        # The checkpoint's span, child of the step's, is recorded by the same native call.
+        # The checkpoint's span, child of the step's, is recorded by the same native call; so is
+        # the step's own span when the body left it as it began (nothing but its position), ending
+        # it now: the common case costs no second call and no conversion of attributes.
         cur = _trace._current.get()
+        step_span = _trace._current_span_object.get()
+        whole = step_span is not None and cur is not None and step_span.span_id == cur[1] and step_span.plain_step()
+        if cur is None:
+            span = None
+        elif whole:
+            span = (cur[0], cur[1], step_span.parent, step_span.start_ns, True)  # type: ignore[union-attr]
+        else:
+            span = (cur[0], cur[1], None, 0, False)
         cid = ctx.run.record(
             seq,
             self.name,
@@ -304,7 +314,7 @@ class _Step:
             preconditions=self.pre_held,
             postconditions=self.post_held,
             metadata=metadata,
-            span=None if cur is None else (cur[0], cur[1]),
+            span=span,
         )
         if cur is None:
             _trace.leaf_span(
@@ -314,9 +324,11 @@ class _Step:
                 {"omium.checkpoint_id": cid, "omium.seq": seq, "omium.state_bytes": len(data)},
                 self.agent,
             )
-        step_span = _trace._current_span_object.get()
         if step_span is not None:
             step_span.attributes["omium.checkpoint_id"] = cid
+            if whole:
+                step_span.ended = True  # recorded with the checkpoint
+                step_span.status = "ok"
         return result
 
     def step_key(self, seq: int, key: str | None) -> str:

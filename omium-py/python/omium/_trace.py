@@ -121,6 +121,11 @@ class Span:
         self.ended = False
         self._token: contextvars.Token | None = None
 
+    def plain_step(self) -> bool:
+        """A step's span as it began (its position only, no events, no status, no content): the
+        native record call can record it, ending it then."""
+        return not self.events and self.status == "unset" and len(self.attributes) == 1 and not self.ended and not _state["capture_content"]
+
     def set_attribute(self, key: str, value: Any) -> None:
         self.attributes[key] = value
 
