@@ -132,10 +132,11 @@ impl Store {
     /// number of bytes this state adds to the store and the state's checksum (blake3 of
     /// `bytes`). The caller holds `gc_lock` shared until the batch is written.
     ///
-    /// A state of [`PARALLEL_MIN`] bytes or more is encoded by two threads when the machine
-    /// has two cores or more: this one hashes, looks up and compresses the first half of the
-    /// chunks while a scoped helper computes the whole-state checksum and does the second half
-    /// (`docs/performance.md`, large states).
+    /// The chunks are cut, hashed and looked up first; when the ones the store lacks add up to
+    /// [`PARALLEL_MIN`] bytes or more and the machine has two cores or more, two threads
+    /// compress them: this one the first half, a scoped helper the second half and the
+    /// whole-state checksum (`docs/decisions/large-states.md`). A state that is mostly chunks
+    /// the store has (one that grew at its end) is done in this thread alone.
     pub fn put_state(
         &self,
         batch: &mut WriteBatch,
@@ -153,83 +154,25 @@ impl Store {
             2 => fastcdc::v2020::Normalization::Level2,
             _ => fastcdc::v2020::Normalization::Level3,
         };
-        let cuts: Vec<(usize, usize)> = fastcdc::v2020::FastCDC::with_level(
+        let cf = self.cf(Cf::Chunks);
+        let mut seen = HashSet::new();
+        let mut chunks = Vec::new();
+        // The chunks to store: (hash, bytes), each once.
+        let mut missing: Vec<([u8; 32], &[u8])> = Vec::new();
+        for k in fastcdc::v2020::FastCDC::with_level(
             bytes,
             c.min_size as usize,
             c.avg_size as usize,
             c.max_size as usize,
             level,
-        )
-        .map(|k| (k.offset, k.length))
-        .collect();
-        let (sum, encoded) = if bytes.len() >= PARALLEL_MIN && cores() > 1 && cuts.len() > 1 {
-            // Split where half of the bytes are behind.
-            let split = cuts
-                .iter()
-                .position(|&(off, _)| off >= bytes.len() / 2)
-                .unwrap_or(cuts.len() - 1)
-                .max(1);
-            let (first, second) = cuts.split_at(split);
-            std::thread::scope(|scope| {
-                let helper = scope.spawn(|| {
-                    let sum = *blake3::hash(bytes).as_bytes();
-                    (sum, self.encode_chunks(bytes, second))
-                });
-                let mine = self.encode_chunks(bytes, first);
-                let (sum, theirs) = helper.join().expect("chunk encoder panicked");
-                let mut all = mine?;
-                all.extend(theirs?);
-                Ok::<_, Error>((sum, all))
-            })?
-        } else {
-            (
-                *blake3::hash(bytes).as_bytes(),
-                self.encode_chunks(bytes, &cuts)?,
-            )
-        };
-        let cf = self.cf(Cf::Chunks);
-        let mut seen = HashSet::new();
-        let mut chunks = Vec::with_capacity(encoded.len());
-        let mut stored = 0u64;
-        for (chunk, value) in encoded {
-            chunks.push(chunk);
-            if let Some(v) = value {
-                if seen.insert(chunk.hash) {
-                    stored += v.len() as u64;
-                    batch.put_cf(cf, chunk.hash, v);
-                }
-            }
-        }
-        Ok((
-            StateRef::Chunked(Manifest {
-                params: c.clone(),
-                chunks,
-            }),
-            stored,
-            sum,
-        ))
-    }
-
-    /// Hashes the chunks `cuts` of `bytes` and encodes those the store lacks (`None`: the
-    /// store has it).
-    fn encode_chunks(
-        &self,
-        bytes: &[u8],
-        cuts: &[(usize, usize)],
-    ) -> Result<Vec<(ChunkRef, Option<Vec<u8>>)>> {
-        let cf = self.cf(Cf::Chunks);
-        let level = self.inner.blob.zstd_level;
-        let mut seen = HashSet::new();
-        let mut out = Vec::with_capacity(cuts.len());
-        for &(off, len) in cuts {
-            let data = &bytes[off..off + len];
+        ) {
+            let data = &bytes[k.offset..k.offset + k.length];
             let hash = *blake3::hash(data).as_bytes();
-            let chunk = ChunkRef {
+            chunks.push(ChunkRef {
                 hash,
-                len: len as u32,
-            };
+                len: k.length as u32,
+            });
             if !seen.insert(hash) {
-                out.push((chunk, None));
                 continue;
             }
             let exists = self.inner.db.key_may_exist_cf(cf, hash)
@@ -239,9 +182,49 @@ impl Store {
                     .get_pinned_cf(cf, hash)
                     .map_err(|e| Error::storage("reading chunks", e))?
                     .is_some();
-            out.push((chunk, (!exists).then(|| encode_chunk(data, level))));
+            if !exists {
+                missing.push((hash, data));
+            }
         }
-        Ok(out)
+        let zstd = p.zstd_level;
+        let encode = |part: &[([u8; 32], &[u8])]| -> Vec<Vec<u8>> {
+            part.iter().map(|(_, d)| encode_chunk(d, zstd)).collect()
+        };
+        let to_encode: usize = missing.iter().map(|(_, d)| d.len()).sum();
+        let (sum, values) = if to_encode >= PARALLEL_MIN && cores() > 1 && missing.len() > 1 {
+            // Split where half of the bytes to compress are behind.
+            let mut acc = 0;
+            let split = missing
+                .iter()
+                .position(|(_, d)| {
+                    acc += d.len();
+                    acc >= to_encode / 2
+                })
+                .map_or(1, |i| (i + 1).min(missing.len() - 1));
+            let (first, second) = missing.split_at(split);
+            std::thread::scope(|scope| {
+                let helper = scope.spawn(|| (*blake3::hash(bytes).as_bytes(), encode(second)));
+                let mut values = encode(first);
+                let (sum, theirs) = helper.join().expect("chunk encoder panicked");
+                values.extend(theirs);
+                (sum, values)
+            })
+        } else {
+            (*blake3::hash(bytes).as_bytes(), encode(&missing))
+        };
+        let mut stored = 0u64;
+        for ((hash, _), v) in missing.iter().zip(values) {
+            stored += v.len() as u64;
+            batch.put_cf(cf, hash, v);
+        }
+        Ok((
+            StateRef::Chunked(Manifest {
+                params: c.clone(),
+                chunks,
+            }),
+            stored,
+            sum,
+        ))
     }
 
     /// Reads a checkpoint's state and verifies every chunk hash and the whole-state checksum.
@@ -404,8 +387,8 @@ impl Drop for ChunkPins<'_> {
     }
 }
 
-/// States of at least this many bytes are encoded by two threads (see [`Store::put_state`]):
-/// below it, starting a thread costs more than it saves.
+/// New chunks of at least this many bytes in one state are compressed by two threads (see
+/// [`Store::put_state`]): below it, starting a thread costs more than it saves.
 pub const PARALLEL_MIN: usize = 64 * 1024;
 
 fn cores() -> usize {
