@@ -28,6 +28,28 @@ impl Run {
         }
     }
 
+    /// Runs `f` on the run, keeping the GIL when the run is in this process: for calls that
+    /// only look at the run's memory (a position), releasing and taking the GIL back costs
+    /// more than the call. A daemon's run is asked with the GIL released.
+    fn with_local<R: Send>(
+        &self,
+        py: Python<'_>,
+        f: impl FnOnce(&RunHandle) -> omium_core::Result<R> + Send,
+    ) -> PyResult<R> {
+        let guard = self
+            .inner
+            .read()
+            .map_err(|_| PyRuntimeError::new_err("omium run lock poisoned by a panic"))?;
+        match guard.as_ref() {
+            Some(r @ RunHandle::Local(_)) => f(r).map_err(err),
+            Some(r) => py.detach(|| f(r)).map_err(err),
+            None => Err(PyRuntimeError::new_err(format!(
+                "the run of execution {:?} is closed",
+                self.execution_id
+            ))),
+        }
+    }
+
     /// Runs `f` on the run with the GIL released.
     fn with<R: Send>(
         &self,
@@ -67,7 +89,7 @@ impl Run {
 
     /// Takes the next position of the live branch (at call time).
     fn reserve(&self, py: Python<'_>) -> PyResult<u64> {
-        self.with(py, |r| r.reserve())
+        self.with_local(py, |r| r.reserve())
     }
 
     /// `(seq, key)`: the journal position of a step called now, top-level (`parent` None) or
@@ -79,7 +101,7 @@ impl Run {
         parent: Option<&str>,
         key: Option<&str>,
     ) -> PyResult<(u64, Option<String>)> {
-        self.with(py, |r| r.position(parent, key))
+        self.with_local(py, |r| r.position(parent, key))
     }
 
     /// `(checkpoint, state bytes)` of the recorded step at `seq` (or `key`), else None.

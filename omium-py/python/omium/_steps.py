@@ -245,7 +245,8 @@ class _Step:
         return self._policy_timeout
 
     def attempt_sync(self, ctx: _runtime.ExecutionContext | None, args: tuple, kwargs: dict) -> Any:
-        result = _call_sync_with_timeout(self.fn, self.timeout_in(ctx), self.name, args, kwargs)
+        timeout = self.timeout_in(ctx)
+        result = self.fn(*args, **kwargs) if timeout is None else _call_sync_with_timeout(self.fn, timeout, self.name, args, kwargs)
         self.check_result(args, kwargs, result)
         self.agree(ctx, result)
         return result
@@ -359,6 +360,13 @@ def _spent() -> dict[str, str]:
 
 
 def _wrap_sync(step: _Step) -> Callable[..., Any]:
+    # The step path in one frame where it can be (it runs once per step): no helper calls for
+    # what is usually absent (preconditions, a fork's mutation, a timeout).
+    current_step = _runtime.current_step
+    current_step_name = _runtime.current_step_name
+    current_spend = _runtime.current_spend
+    mutations = _replay._mutations
+
     @functools.wraps(step.fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         started = step.begin(args, kwargs)
@@ -369,12 +377,13 @@ def _wrap_sync(step: _Step) -> Callable[..., Any]:
         hit, value = step.replay(ctx, seq, key, codec)
         if hit:
             return value
-        if key is None:
+        if key is None and mutations.get() is not None:
             args, kwargs = _replay.mutated(ctx, seq, args, kwargs)
-        step.check_pre(args, kwargs)
-        token = _runtime.current_step.set(step.step_key(seq, key))
-        name_token = _runtime.current_step_name.set(step.name)
-        spend_token = _runtime.current_spend.set({})
+        if step.pre:
+            step.check_pre(args, kwargs)
+        token = current_step.set(key if key is not None else str(seq))
+        name_token = current_step_name.set(step.name)
+        spend_token = current_spend.set({})
         span = _trace.step_span(step.name, seq, step.agent, args, kwargs)
         try:
             try:
@@ -389,9 +398,9 @@ def _wrap_sync(step: _Step) -> Callable[..., Any]:
             _trace.end_step_span(span, e, None)
             raise
         finally:
-            _runtime.current_spend.reset(spend_token)
-            _runtime.current_step_name.reset(name_token)
-            _runtime.current_step.reset(token)
+            current_spend.reset(spend_token)
+            current_step_name.reset(name_token)
+            current_step.reset(token)
         _trace.end_step_span(span, None, out)
         return out
 
