@@ -1145,6 +1145,10 @@ impl Run {
                 if let Some(l) = &mut exec.lease {
                     l.expires_at_ms = now + self.lease_ttl_ms;
                 }
+            }
+            // The record goes with the step now and then, so that a reader never has more than
+            // RECORD_EVERY steps to fold in (`Store::catch_up`), however fast the run records.
+            if renew || st.unindexed.len() >= RECORD_EVERY {
                 store.put_record(st, &self.key, &mut batch);
             }
             // Counted in the run's tally; written with this step when due (see `Tally`).
@@ -1371,6 +1375,10 @@ struct ReadAheadState {
     buffered: usize,
     stopped: bool,
 }
+
+/// A run writes its execution record with a step at least every this many steps (and at every
+/// lease renewal): what a reader derives from the checkpoints stays small.
+const RECORD_EVERY: usize = 256;
 
 /// A resumed run reads ahead when it replays at least this many chunked states.
 const READ_AHEAD_MIN: usize = 8;

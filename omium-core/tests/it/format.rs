@@ -195,3 +195,26 @@ fn a_resumed_run_reads_chunked_states_ahead_and_still_verifies_them() {
         }
     }
 }
+
+/// However fast a run records, its record lags at most 256 steps: it goes with every 256th.
+#[test]
+fn the_record_is_written_with_every_256th_step() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(dir.path().join("store")).unwrap();
+    let run = s.begin("e", BeginOptions::default()).unwrap();
+    for i in 0..300 {
+        step(&run, &format!("s{i}"));
+    }
+    let on_disk = record_on_disk(&s, "e");
+    assert_eq!(on_disk.checkpoint_count, 256);
+    assert_eq!(s.execution("e").unwrap().checkpoint_count, 300);
+    let history = s.history("e").unwrap();
+    assert!(s
+        .get(Cf::CheckpointIndex, &history[255].id.to_bytes())
+        .unwrap()
+        .is_some());
+    assert!(s
+        .get(Cf::CheckpointIndex, &history[256].id.to_bytes())
+        .unwrap()
+        .is_none());
+}
