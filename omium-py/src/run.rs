@@ -36,18 +36,7 @@ impl Run {
         py: Python<'_>,
         f: impl FnOnce(&RunHandle) -> omium_core::Result<R> + Send,
     ) -> PyResult<R> {
-        let guard = self
-            .inner
-            .read()
-            .map_err(|_| PyRuntimeError::new_err("omium run lock poisoned by a panic"))?;
-        match guard.as_ref() {
-            Some(r @ RunHandle::Local(_)) => f(r).map_err(err),
-            Some(r) => py.detach(|| f(r)).map_err(err),
-            None => Err(PyRuntimeError::new_err(format!(
-                "the run of execution {:?} is closed",
-                self.execution_id
-            ))),
-        }
+        self.on_run(py, true, f)
     }
 
     /// Runs `f` on the run with the GIL released.
@@ -56,11 +45,21 @@ impl Run {
         py: Python<'_>,
         f: impl FnOnce(&RunHandle) -> omium_core::Result<R> + Send,
     ) -> PyResult<R> {
+        self.on_run(py, false, f)
+    }
+
+    fn on_run<R: Send>(
+        &self,
+        py: Python<'_>,
+        keep_gil_if_local: bool,
+        f: impl FnOnce(&RunHandle) -> omium_core::Result<R> + Send,
+    ) -> PyResult<R> {
         let guard = self
             .inner
             .read()
             .map_err(|_| PyRuntimeError::new_err("omium run lock poisoned by a panic"))?;
         match guard.as_ref() {
+            Some(r @ RunHandle::Local(_)) if keep_gil_if_local => f(r).map_err(err),
             Some(r) => py.detach(|| f(r)).map_err(err),
             None => Err(PyRuntimeError::new_err(format!(
                 "the run of execution {:?} is closed",
