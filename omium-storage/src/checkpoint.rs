@@ -92,7 +92,8 @@ pub struct Checkpoint {
     /// blake3 of the raw state bytes.
     pub checksum: [u8; 32],
     pub raw_size: u64,
-    /// Bytes this checkpoint added to the store (new chunks or the inline state).
+    /// Bytes this checkpoint added to the store when it was written (new chunks, raw: they are
+    /// compressed afterwards, [`crate::deferred`]; or the inline state).
     pub stored_size: u64,
     pub checks: Checks,
     pub metadata: BTreeMap<String, String>,

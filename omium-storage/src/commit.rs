@@ -93,6 +93,10 @@ impl Committer {
         let mut st = self.state.lock();
         loop {
             if let Some(r) = st.done.remove(&ticket.0) {
+                drop(st);
+                let i = &store.inner;
+                i.deferred
+                    .committed(r.is_ok(), &i.db, &i.gc_lock, i.blob.zstd_level);
                 return r.map_err(|e| Error::storage("committing a write batch", e));
             }
             if !st.leader && !st.queue.is_empty() {

@@ -16,6 +16,7 @@ pub mod checkpoint;
 pub mod codec;
 mod commit;
 pub mod control;
+pub mod deferred;
 pub mod error;
 pub mod execution;
 pub mod ext;

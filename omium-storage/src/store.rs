@@ -245,13 +245,15 @@ pub(crate) struct Inner {
     pub(crate) committer: Committer,
     /// Writers hold it shared from "does this chunk exist?" until their batch is written; GC
     /// holds it exclusively, so it never deletes a chunk a batch in flight relies on.
-    pub(crate) gc_lock: RwLock<()>,
+    pub(crate) gc_lock: Arc<RwLock<()>>,
     /// Chunks that work in flight will reference and GC must keep ([`crate::blob::ChunkPins`]).
     pub(crate) pins: crate::blob::Pins,
     /// In-memory state of executions being mutated, so that every mutation of one execution
     /// is applied and enqueued in order.
     pub(crate) cells: Mutex<HashMap<ExecKey, Arc<ExecCell>>>,
     pub(crate) blob: BlobParams,
+    /// Compresses chunks that steps stored raw ([`crate::deferred`]).
+    pub(crate) deferred: crate::deferred::Deferred,
     /// What the layers above attached to this store ([`crate::ext`]).
     pub(crate) extensions: crate::ext::Extensions,
     /// Pauses and cancels waiting for this handle's runs ([`crate::control`]).
@@ -265,6 +267,7 @@ impl Drop for Inner {
     fn drop(&mut self) {
         // The layers above store what is queued and stop their threads before RocksDB closes.
         self.extensions.close();
+        self.deferred.close();
     }
 }
 
@@ -482,10 +485,11 @@ impl Store {
                 actor: options.actor,
                 token: ulid::Ulid::new().to_string(),
                 committer,
-                gc_lock: RwLock::new(()),
+                gc_lock: Default::default(),
                 pins: Default::default(),
                 cells: Mutex::new(HashMap::new()),
                 blob: BlobParams::default(),
+                deferred: Default::default(),
                 extensions: Default::default(),
                 controls: Default::default(),
                 _secondary_dir: scratch,
