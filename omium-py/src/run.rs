@@ -121,6 +121,26 @@ impl Run {
         }
     }
 
+    /// `(seq, key, recorded)`: [`Run::position`] and then [`Run::recorded`] at that position in
+    /// one call, as a synchronous step begins.
+    #[pyo3(signature = (name, parent=None, key=None))]
+    #[allow(clippy::type_complexity)]
+    fn begin_step<'py>(
+        &self,
+        py: Python<'py>,
+        name: &str,
+        parent: Option<&str>,
+        key: Option<&str>,
+    ) -> PyResult<(
+        u64,
+        Option<String>,
+        Option<(Bound<'py, PyDict>, Bound<'py, PyBytes>)>,
+    )> {
+        let (seq, key) = self.position(py, parent, key)?;
+        let found = self.recorded(py, seq, name, key.as_deref())?;
+        Ok((seq, key, found))
+    }
+
     #[pyo3(signature = (seq, name, state, key=None, agent=None, kind="step", preconditions=Vec::new(), postconditions=Vec::new(), metadata=None, span=None))]
     #[allow(clippy::too_many_arguments)]
     fn record(
@@ -169,6 +189,7 @@ impl Run {
                 parent,
                 start_ns,
                 end_step,
+                step_attributes: Vec::new(),
             },
         );
         self.with(py, |r| r.record_traced(seq, new, span))

@@ -197,24 +197,40 @@ class _Step:
         # (targets, timeout, quorum) when the step's result must be agreed before it is recorded.
         self.consensus = consensus
 
+    def user_key(self, args: tuple, kwargs: dict) -> str | None:
+        if self.key is None:
+            return None
+        key = self.key(*args, **kwargs)
+        if not isinstance(key, str):
+            raise TypeError(f"step {self.name!r}: key(...) must return a str, not {type(key).__name__}")
+        return key
+
     def begin(self, args: tuple, kwargs: dict) -> tuple[_runtime.ExecutionContext, int, str | None, Codec] | None:
         ctx = _runtime.current.get()
         if ctx is None:
             _warn_outside(self.name)
             return None
-        key = None
-        if self.key is not None:
-            key = self.key(*args, **kwargs)
-            if not isinstance(key, str):
-                raise TypeError(f"step {self.name!r}: key(...) must return a str, not {type(key).__name__}")
-        seq, key = _position(ctx, key)
+        seq, key = _position(ctx, self.user_key(args, kwargs))
         return ctx, seq, key, self.codec or ctx.codec
+
+    def begin_sync(self, args: tuple, kwargs: dict) -> tuple[_runtime.ExecutionContext, int, str | None, Codec, Any] | None:
+        """:meth:`begin` and the lookup of the recorded step in one native call (a synchronous
+        step looks it up right away; an async one when its coroutine runs)."""
+        ctx = _runtime.current.get()
+        if ctx is None:
+            _warn_outside(self.name)
+            return None
+        seq, key, found = ctx.run.begin_step(self.name, _runtime.current_step.get(), self.user_key(args, kwargs))
+        return ctx, seq, key, self.codec or ctx.codec, found
+
+    def decode(self, found: tuple[dict[str, Any], bytes], codec: Codec) -> Any:
+        return recorded_codec(found[0]["metadata"].get(CODEC_KEY), codec, f"step {self.name!r}").decode(found[1])
 
     def replay(self, ctx: _runtime.ExecutionContext, seq: int, key: str | None, codec: Codec) -> tuple[bool, Any]:
         found = ctx.run.recorded(seq, self.name, key)
         if found is None:
             return False, None
-        return True, recorded_codec(found[0]["metadata"].get(CODEC_KEY), codec, f"step {self.name!r}").decode(found[1])
+        return True, self.decode(found, codec)
 
     def check_pre(self, args: tuple, kwargs: dict) -> None:
         if not self.pre:
@@ -238,7 +254,7 @@ class _Step:
         change, store, tenant and workflow)."""
         if self.timeout is not None or ctx is None:
             return self.timeout
-        at = (_recovery.defaults_generation(), id(_runtime.store()), ctx.tenant, ctx.workflow)
+        at = (_recovery._defaults_gen, id(_runtime._config), ctx.tenant, ctx.workflow)
         if at != self._timeout_at:
             self._policy_timeout = _recovery.timeout_seconds(ctx, self.name)
             self._timeout_at = at
@@ -282,7 +298,7 @@ class _Step:
             ) from None
         spend = _runtime.current_spend.get()
         metadata = {CODEC_KEY: codec.name, **_spent()} if spend else {CODEC_KEY: codec.name}
-        if not _trace.enabled():
+        if not _trace._state["enabled"]:
             ctx.run.record(
                 seq,
                 self.name,
@@ -369,14 +385,13 @@ def _wrap_sync(step: _Step) -> Callable[..., Any]:
 
     @functools.wraps(step.fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        started = step.begin(args, kwargs)
+        started = step.begin_sync(args, kwargs)
         if started is None:
             step.check_pre(args, kwargs)
             return step.attempt_sync(None, args, kwargs)
-        ctx, seq, key, codec = started
-        hit, value = step.replay(ctx, seq, key, codec)
-        if hit:
-            return value
+        ctx, seq, key, codec, found = started
+        if found is not None:
+            return step.decode(found, codec)
         if key is None and mutations.get() is not None:
             args, kwargs = _replay.mutated(ctx, seq, args, kwargs)
         if step.pre:
@@ -384,7 +399,7 @@ def _wrap_sync(step: _Step) -> Callable[..., Any]:
         token = current_step.set(key if key is not None else str(seq))
         name_token = current_step_name.set(step.name)
         spend_token = current_spend.set({})
-        span = _trace.step_span(step.name, seq, step.agent, args, kwargs)
+        span = _trace.step_span(step.name, seq, step.agent, args, kwargs, ctx.execution_id)
         try:
             try:
                 result = step.attempt_sync(ctx, args, kwargs)
@@ -431,7 +446,7 @@ def _wrap_async(step: _Step) -> Callable[..., Any]:
             token = _runtime.current_step.set(step.step_key(seq, key))
             name_token = _runtime.current_step_name.set(step.name)
             spend_token = _runtime.current_spend.set({})
-            span = _trace.step_span(step.name, seq, step.agent, a, kw)
+            span = _trace.step_span(step.name, seq, step.agent, a, kw, ctx.execution_id)
             try:
                 try:
                     result = await step.attempt_async(ctx, a, kw)

@@ -247,15 +247,37 @@ def enabled() -> bool:
 _current_span_object: contextvars.ContextVar[Span | None] = contextvars.ContextVar("omium_step_span", default=None)
 
 
-def step_span(name: str, seq: int, agent: str | None, args: tuple, kwargs: dict) -> tuple[Span, Any, Any] | None:
-    """Starts the span of a step run (None when tracing is off)."""
-    if not (_state["enabled"] and _runtime.is_initialized()):
+def step_span(name: str, seq: int, agent: str | None, args: tuple, kwargs: dict, execution_id: str) -> tuple[Span, Any, Any] | None:
+    """Starts the span of a step run of ``execution_id`` (None when tracing is off). It runs
+    once per step: the fields are set here directly, what ``Span.__init__`` would set."""
+    if not (_state["enabled"] and _runtime._config is not None):
         return None
-    s = Span(name, "step", agent=agent or "")
-    s.attributes["omium.seq"] = seq
+    s = object.__new__(Span)
+    parent = _current.get()
+    if parent is not None:
+        s.trace_id, s.parent, s.execution_id = parent
+    else:
+        s.execution_id = execution_id
+        remote = _remote.get()
+        if remote is not None:
+            s.trace_id, s.parent = remote
+        else:
+            s.trace_id = _trace_id_of(execution_id) if execution_id else _omium.new_trace_id()
+            s.parent = None
+    s.span_id = _new_span_id()
+    s.name = name
+    s.span_type = "step"
+    s.kind = "internal"
+    s.agent = agent or ""
+    s.attributes = {"omium.seq": seq}
+    s.events = []
+    s.status = "unset"
+    s.status_message = ""
+    s.ended = False
     if _state["capture_content"]:
         s.attributes["input.value"] = content({"args": list(args), "kwargs": kwargs})
-    s.__enter__()
+    s._token = _current.set((s.trace_id, s.span_id, s.execution_id))
+    s.start_ns = _time_ns()
     return s, _current_span_object.set(s), None
 
 
@@ -264,6 +286,12 @@ def end_step_span(handle: tuple[Span, Any, Any] | None, error: BaseException | N
         return
     s, tok, _ = handle
     _current_span_object.reset(tok)
+    if s.ended and error is None:
+        # Recorded by the native call with its checkpoint (Span.plain_step): only the context
+        # is left to restore.
+        _current.reset(s._token)  # type: ignore[arg-type]
+        s._token = None
+        return
     if error is None and _state["capture_content"]:
         s.attributes["output.value"] = content(result)
     s.__exit__(type(error) if error is not None else None, error, None)
