@@ -50,6 +50,24 @@ pub struct RecordOptions {
     pub preconditions: Option<Vec<(String, bool)>>,
     pub postconditions: Option<Vec<(String, bool)>>,
     pub metadata: Option<BTreeMap<String, String>>,
+    /// The running step's span: the checkpoint's span is recorded with the checkpoint, and
+    /// the step's own too when `endStep` (it ends then).
+    pub span: Option<StepSpan>,
+}
+
+#[napi(object)]
+pub struct StepSpan {
+    /// 32 hex digits.
+    pub trace_id: String,
+    /// 16 hex digits.
+    pub span_id: String,
+    /// The step span's parent (16 hex digits), when it is recorded now.
+    pub parent: Option<String>,
+    /// Unix nanoseconds, decimal.
+    pub start_ns: String,
+    pub end_step: bool,
+    /// The step span's key (`omium.key`), when it has one.
+    pub key: Option<String>,
 }
 
 #[napi(object)]
@@ -78,6 +96,7 @@ fn record_args(
         preconditions: None,
         postconditions: None,
         metadata: None,
+        span: None,
     });
     let kind = match o.kind.as_deref().unwrap_or("step") {
         "step" => CheckpointKind::Step,
@@ -112,7 +131,32 @@ fn record(
         },
         metadata: o.metadata.unwrap_or_default(),
     };
-    run.record(seq, new)
+    let Some(s) = o.span else {
+        return run.record(seq, new);
+    };
+    let invalid = |e: napi::Error| omium_core::Error::InvalidArgument {
+        what: "span",
+        detail: e.reason.clone(),
+    };
+    let step = omium_core::serve::TracedStep {
+        trace_id: crate::trace::hex_id(&s.trace_id, "traceId").map_err(invalid)?,
+        span_id: crate::trace::hex_id(&s.span_id, "spanId").map_err(invalid)?,
+        parent: s
+            .parent
+            .as_deref()
+            .map(|p| crate::trace::hex_id(p, "parent"))
+            .transpose()
+            .map_err(invalid)?,
+        start_ns: crate::trace::ns(&s.start_ns, "startNs").map_err(invalid)?,
+        end_step: s.end_step,
+        step_attributes: [("omium.step", Some(name)), ("omium.key", s.key.as_deref())]
+            .into_iter()
+            .filter_map(|(k, v)| {
+                Some((k.to_string(), omium_core::trace::Value::Str(v?.to_string())))
+            })
+            .collect(),
+    };
+    run.record_traced(seq, new, Some(step))
 }
 
 impl Run {

@@ -37,7 +37,7 @@ pub struct SpanInput {
     pub events: Option<Vec<SpanEventInput>>,
 }
 
-fn hex_id<const N: usize>(s: &str, what: &str) -> Result<[u8; N]> {
+pub(crate) fn hex_id<const N: usize>(s: &str, what: &str) -> Result<[u8; N]> {
     let bad = || {
         coded(
             "invalid_argument",
@@ -54,7 +54,7 @@ fn hex_id<const N: usize>(s: &str, what: &str) -> Result<[u8; N]> {
     Ok(out)
 }
 
-fn ns(s: &str, what: &str) -> Result<u64> {
+pub(crate) fn ns(s: &str, what: &str) -> Result<u64> {
     s.parse().map_err(|_| {
         coded(
             "invalid_argument",

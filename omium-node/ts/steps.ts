@@ -16,7 +16,7 @@ import { spendMetadata } from "./analytics";
 import { agree } from "./consensus";
 import * as recovery from "./recovery";
 import { type ExecutionContext, scope } from "./runtime";
-import { startSpan, endSpan, enabled as tracing, nowNs, Span } from "./trace";
+import { startSpan, endSpan, enabled as tracing } from "./trace";
 
 /** A CEL expression over `args` (and `result` for postconditions), or a function. */
 export type Condition<A extends unknown[], R = unknown> = string | ((...a: A) => boolean) | ((result: R) => boolean);
@@ -340,24 +340,23 @@ export function checkpoint<A extends unknown[], R>(name: string, fn: (...args: A
         }
       });
       const data = codec.encode(result);
-      const started = nowNs();
       const spent = spend.costUsd > 0 || spend.tokensIn > 0 || spend.tokensOut > 0;
-      const recordOptions = {
+      // With tracing on, the native call records the checkpoint's span and ends the step's (the
+      // body cannot reach the step's Span object, so it is as it began): no span crosses over.
+      const traced = span !== undefined && tracing();
+      const recordOptions: native.RecordOptions = {
         key: stepKey,
         agent: options.agent,
         preconditions: preHeld,
         postconditions: postHeld,
         metadata: spent ? { [CODEC_KEY]: codec.name, ...spentMetadata(spend) } : { [CODEC_KEY]: codec.name },
       };
+      if (traced) recordOptions.span = { traceId: span.traceId, spanId: span.spanId, parent: span.parent, startNs: span.startNs.toString(), endStep: true, key: stepKey };
       // A write that waits for an fsync goes to a worker thread; a buffered one is made here.
       const id = ctx.waitsForFsync
         ? await call(() => ctx.run.record(seq, name, data, recordOptions))
         : callSync(() => ctx.run.recordNow(seq, name, data, recordOptions));
-      if (span !== undefined && tracing()) {
-        span.setAttribute("omium.checkpoint_id", id);
-        const attributes = { "omium.checkpoint_id": id, "omium.seq": seq, "omium.state_bytes": data.length };
-        scope.run(inner, () => new Span(`checkpoint ${name}`, "checkpoint", { agent: options.agent, startNs: started, attributes })).end();
-      }
+      if (traced) span.recordedNatively(id);
       endSpan(span);
       return result as Awaited<R>;
     } catch (e) {

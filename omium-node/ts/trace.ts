@@ -109,6 +109,13 @@ export class Span {
     });
   }
 
+  /** @internal A step's span that the native record call recorded with its checkpoint. */
+  recordedNatively(checkpointId: string): void {
+    this.attributes["omium.checkpoint_id"] = checkpointId;
+    this.status = "ok";
+    this.ended = true;
+  }
+
   /** The scope in which this span is the parent of new spans. */
   scope(): Scope {
     const s = scope.getStore();

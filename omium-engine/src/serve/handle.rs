@@ -628,7 +628,7 @@ impl StoreHandle {
 }
 
 /// The span of a step being recorded ([`RunHandle::record_traced`]).
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct TracedStep {
     pub trace_id: [u8; 16],
     pub span_id: [u8; 8],
@@ -637,6 +637,9 @@ pub struct TracedStep {
     pub start_ns: u64,
     /// End and record the step's span with the checkpoint's.
     pub end_step: bool,
+    /// More attributes of the step's span (a binding's own, e.g. `omium.key`), after
+    /// `omium.seq` and `omium.checkpoint_id`.
+    pub step_attributes: Vec<(String, crate::trace::Value)>,
 }
 
 /// A run of an execution: in this process, or held by a daemon for it.
@@ -766,16 +769,18 @@ impl RunHandle {
             ],
         )];
         if step.end_step {
+            let mut attributes = vec![
+                ("omium.seq".into(), Int(seq as i64)),
+                ("omium.checkpoint_id".into(), Str(id.clone())),
+            ];
+            attributes.extend(step.step_attributes);
             spans.push(span(
                 step.span_id,
                 step.parent,
                 name.clone(),
                 "step",
                 step.start_ns,
-                vec![
-                    ("omium.seq".into(), Int(seq as i64)),
-                    ("omium.checkpoint_id".into(), Str(id.clone())),
-                ],
+                attributes,
             ));
         }
         for s in spans {
