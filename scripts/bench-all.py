@@ -4,7 +4,7 @@ summary of the ratios: ``make bench-all`` (about 25 minutes) writes ``docs/bench
 beside the tables of ``docs/performance.md``; ``make bench-smoke`` (run by ``make test``) runs each
 benchmark briefly on the debug builds that the tests use and checks that every figure comes out.
 
-    scripts/bench-all.py [--smoke] [--out FILE] [--only core,consensus,python,trace,integrations,node]
+    scripts/bench-all.py [--smoke] [--out FILE] [--only core,consensus,python,trace,integrations,node,node_saver]
 
 Each benchmark measures its baseline in the same run (raw RocksDB, an undecorated call, SQLite,
 the embedded consensus group) and writes its own JSON; this script runs them one after another,
@@ -119,6 +119,14 @@ def node(tmp: str, smoke: bool) -> dict:
     return read(out)
 
 
+def node_saver(tmp: str, smoke: bool) -> dict:
+    out = os.path.join(tmp, "node_saver.json")
+    # The addon is built already: release by the node section, debug by `make node` for smoke.
+    cmd = ["benches/node/run.sh", "--no-build", *(["--quick"] if smoke else ["--rounds", "5"])]
+    run([*cmd, "--json", out], "LangGraph.js OmiumSaver against SqliteSaver (bench_saver.mjs)")
+    return read(out)
+
+
 def target(name: str, measured: float | None, goal: float, better: str, unit: str, baseline: str) -> dict:
     """One target: ``better`` is ``>=`` (measured must reach goal) or ``<=``."""
     met = None if measured is None else (measured >= goal if better == ">=" else measured <= goal)
@@ -200,6 +208,34 @@ def summarize(r: dict) -> list[dict]:
                         "SqliteSaver (sqlite-off)",
                     )
                 )
+    ns = r.get("node_saver")
+    if ns is not None:
+        pairs = {(x["omium"], x["size"]): x for x in ns["summary"]}
+        for mine, size, goal in (("omium-buffered", KIB, 4.0), ("omium-buffered", 100 * KIB, 2.0), ("omium-sync", KIB, 1.5)):
+            x = pairs.get((mine, size))
+            label = f"{size // KIB} KiB"
+            peer = "sqlite-off" if mine == "omium-buffered" else "sqlite-full"
+            out.append(
+                target(
+                    f"LangGraph.js OmiumSaver {mine.split('-')[1]} vs SqliteSaver {peer}, {label}, p50 speed-up",
+                    None if x is None else x["ratio_p50"],
+                    goal,
+                    ">=",
+                    "×",
+                    f"SqliteSaver of @langchain/langgraph-checkpoint-sqlite ({peer})",
+                )
+            )
+            if mine == "omium-buffered":
+                out.append(
+                    target(
+                        f"LangGraph.js OmiumSaver buffered p99 vs SqliteSaver sqlite-off, {label} (SQLite p99 / Omium p99)",
+                        None if x is None else x["ratio_p99"],
+                        5.0,
+                        ">=",
+                        "×",
+                        "SqliteSaver (sqlite-off)",
+                    )
+                )
     k = r.get("consensus")
     if k is not None:
         out.append(
@@ -225,6 +261,7 @@ SECTIONS = {
     "trace": python_trace,
     "integrations": integrations,
     "node": node,
+    "node_saver": node_saver,
 }
 
 
@@ -267,7 +304,7 @@ def main() -> None:
         print(f"- {t['target']}: {m} (target {t['goal']}){verdict}")
     print(f"\nsummary: {out} ({summary['seconds']} s)")
     missing = [t["target"] for t in targets if t["measured"] is None]
-    expected = {"core": 5, "python": 1, "trace": 2, "node": 1, "integrations": 5, "consensus": 2}
+    expected = {"core": 5, "python": 1, "trace": 2, "node": 1, "integrations": 5, "consensus": 2, "node_saver": 5}
     if missing or len(targets) != sum(expected[s] for s in only):
         sys.exit(
             f"bench-all: {len(targets)} targets reported, {sum(expected[s] for s in only)} expected; no figure for: {', '.join(missing)}"

@@ -139,40 +139,21 @@ impl Threads {
 
 #[napi]
 impl Threads {
-    /// Stores a checkpoint and its new channel values (one atomic write).
+    /// Stores a checkpoint and its new channel values (one atomic write), on a worker thread.
     #[napi]
     pub async fn put(&self, put: PutCheckpointJs) -> Result<()> {
         let t = self.get()?;
-        blocking(move || {
-            let values: Vec<NewValue<'_>> = put
-                .values
-                .iter()
-                .map(|v| NewValue {
-                    channel: &v.channel,
-                    version: &v.version,
-                    value_type: &v.value_type,
-                    value: &v.value,
-                })
-                .collect();
-            t.put(&PutCheckpoint {
-                thread_id: &put.thread_id,
-                ns: &put.ns,
-                checkpoint_id: &put.checkpoint_id,
-                parent_id: put.parent_id.as_deref(),
-                checkpoint_type: &put.checkpoint_type,
-                checkpoint: &put.checkpoint,
-                metadata_type: &put.metadata_type,
-                metadata: &put.metadata,
-                fields: put.fields.clone(),
-                run_id: put.run_id.as_deref(),
-                channels: put.channels.clone(),
-                values,
-            })
-        })
-        .await
+        blocking(move || put_checkpoint(&t, &put)).await
     }
 
-    /// Stores a task's writes (one atomic write).
+    /// [`Threads::put`] on the calling thread: for `buffered` and `none` durability, where the
+    /// write does not wait for an fsync and costs less than the trip to a worker thread.
+    #[napi]
+    pub fn put_now(&self, put: PutCheckpointJs) -> Result<()> {
+        put_checkpoint(&self.get()?, &put).map_err(crate::convert::err)
+    }
+
+    /// Stores a task's writes (one atomic write), on a worker thread.
     #[napi]
     pub async fn put_writes(
         &self,
@@ -184,26 +165,23 @@ impl Threads {
         writes: Vec<WriteJs>,
     ) -> Result<()> {
         let t = self.get()?;
-        blocking(move || {
-            let writes: Vec<NewWrite<'_>> = writes
-                .iter()
-                .map(|w| NewWrite {
-                    idx: w.idx,
-                    channel: &w.channel,
-                    value_type: &w.value_type,
-                    value: &w.value,
-                })
-                .collect();
-            t.put_writes(
-                &thread_id,
-                &ns,
-                &checkpoint_id,
-                &task_id,
-                &task_path,
-                &writes,
-            )
-        })
-        .await
+        let at = [thread_id, ns, checkpoint_id, task_id, task_path];
+        blocking(move || put_task_writes(&t, &at, &writes)).await
+    }
+
+    /// [`Threads::put_writes`] on the calling thread (`buffered` and `none` durability).
+    #[napi]
+    pub fn put_writes_now(
+        &self,
+        thread_id: String,
+        ns: String,
+        checkpoint_id: String,
+        task_id: String,
+        task_path: String,
+        writes: Vec<WriteJs>,
+    ) -> Result<()> {
+        let at = [thread_id, ns, checkpoint_id, task_id, task_path];
+        put_task_writes(&self.get()?, &at, &writes).map_err(crate::convert::err)
     }
 
     /// The given checkpoint, or the newest of the namespace; null when there is none.
@@ -272,4 +250,50 @@ impl Threads {
         *g = None;
         Ok(())
     }
+}
+
+fn put_checkpoint(t: &omium_core::threads::Threads, put: &PutCheckpointJs) -> omium_core::Result<()> {
+    let values: Vec<NewValue<'_>> = put
+        .values
+        .iter()
+        .map(|v| NewValue {
+            channel: &v.channel,
+            version: &v.version,
+            value_type: &v.value_type,
+            value: &v.value,
+        })
+        .collect();
+    t.put(&PutCheckpoint {
+        thread_id: &put.thread_id,
+        ns: &put.ns,
+        checkpoint_id: &put.checkpoint_id,
+        parent_id: put.parent_id.as_deref(),
+        checkpoint_type: &put.checkpoint_type,
+        checkpoint: &put.checkpoint,
+        metadata_type: &put.metadata_type,
+        metadata: &put.metadata,
+        fields: put.fields.clone(),
+        run_id: put.run_id.as_deref(),
+        channels: put.channels.clone(),
+        values,
+    })
+}
+
+/// `at`: thread id, namespace, checkpoint id, task id, task path.
+fn put_task_writes(
+    t: &omium_core::threads::Threads,
+    at: &[String; 5],
+    writes: &[WriteJs],
+) -> omium_core::Result<()> {
+    let writes: Vec<NewWrite<'_>> = writes
+        .iter()
+        .map(|w| NewWrite {
+            idx: w.idx,
+            channel: &w.channel,
+            value_type: &w.value_type,
+            value: &w.value,
+        })
+        .collect();
+    let [thread_id, ns, checkpoint_id, task_id, task_path] = at;
+    t.put_writes(thread_id, ns, checkpoint_id, task_id, task_path, &writes)
 }

@@ -82,6 +82,8 @@ export interface OmiumSaverOptions {
 export class OmiumSaver extends BaseCheckpointSaver<number> {
   private readonly threads: native.Threads;
   private readonly ownedStore: native.Store | undefined;
+  /** Writes that do not wait for an fsync are made on the calling thread (tens of µs), not a worker's. */
+  private readonly inline: boolean;
 
   /**
    * A checkpointer on an open store (for example `omium.store()` after `omium.init()`), or use
@@ -95,6 +97,7 @@ export class OmiumSaver extends BaseCheckpointSaver<number> {
     if (options.durability !== undefined) callSync(() => native.checkDurability(options.durability as string));
     this.threads = callSync(() => store.threads(options.durability));
     this.ownedStore = owned ? store : undefined;
+    this.inline = (options.durability ?? callSync(() => store.durability)) !== "sync";
   }
 
   /** Opens (creating if needed) the store at `path` for this checkpointer alone. */
@@ -207,22 +210,22 @@ export class OmiumSaver extends BaseCheckpointSaver<number> {
     }
     const [[checkpointType, ckpt], [metadataType, metaBytes]] = await Promise.all([this.serde.dumpsTyped(rest), this.serde.dumpsTyped(meta)]);
     const runId = meta.run_id;
-    await call(() => 
-      this.threads.put({
-        threadId,
-        ns,
-        checkpointId: checkpoint.id,
-        parentId: conf.checkpoint_id ? String(conf.checkpoint_id) : undefined,
-        checkpointType,
-        checkpoint: Buffer.from(ckpt),
-        metadataType,
-        metadata: Buffer.from(metaBytes),
-        fields,
-        runId: runId === undefined || runId === null ? undefined : String(runId),
-        channels: Object.entries(checkpoint.channel_versions ?? {}).map(([c, v]) => [c, String(v)] as [string, string]),
-        values,
-      }),
-    );
+    const put: native.PutCheckpointJs = {
+      threadId,
+      ns,
+      checkpointId: checkpoint.id,
+      parentId: conf.checkpoint_id ? String(conf.checkpoint_id) : undefined,
+      checkpointType,
+      checkpoint: Buffer.from(ckpt),
+      metadataType,
+      metadata: Buffer.from(metaBytes),
+      fields,
+      runId: runId === undefined || runId === null ? undefined : String(runId),
+      channels: Object.entries(checkpoint.channel_versions ?? {}).map(([c, v]) => [c, String(v)] as [string, string]),
+      values,
+    };
+    if (this.inline) callSync(() => this.threads.putNow(put));
+    else await call(() => this.threads.put(put));
     return { configurable: { thread_id: threadId, checkpoint_ns: ns, checkpoint_id: checkpoint.id } };
   }
 
@@ -240,7 +243,9 @@ export class OmiumSaver extends BaseCheckpointSaver<number> {
         return { idx: WRITES_IDX_MAP[channel] ?? idx, channel, valueType, value: Buffer.from(bytes) };
       }),
     );
-    await call(() => this.threads.putWrites(String(conf.thread_id), String(conf.checkpoint_ns ?? ""), String(conf.checkpoint_id), taskId, taskPath, rows));
+    const at = [String(conf.thread_id), String(conf.checkpoint_ns ?? ""), String(conf.checkpoint_id), taskId, taskPath] as const;
+    if (this.inline) callSync(() => this.threads.putWritesNow(...at, rows));
+    else await call(() => this.threads.putWrites(...at, rows));
   }
 
   async deleteThread(threadId: string): Promise<void> {
