@@ -200,7 +200,7 @@ impl Store {
                 v.extend_from_slice(data);
                 stored += v.len() as u64;
                 batch.put_cf(cf, hash, v);
-                crate::deferred::note_raw(*hash, data.len());
+                self.inner.deferred.note_raw(*hash, data.len());
             }
             let sum = *blake3::hash(bytes).as_bytes();
             let manifest = Manifest {

@@ -6,8 +6,8 @@
 //! every reader decodes both forms, so readers never notice which one they got.
 //!
 //! - Only committed chunks are queued: `put_state` notes the chunks it stored raw in a
-//!   thread-local list, and the committer hands that list over when this thread's batch was
-//!   written (or drops it when the write failed).
+//!   thread-local list (with the store they are for), and the committer hands this store's
+//!   entries over when this thread's batch was written (or drops them when the write failed).
 //! - GC cannot interleave: the thread holds the store's GC lock shared from reading a chunk to
 //!   writing it back, as every writer does, and rewrites only a chunk that is still there and
 //!   still raw.
@@ -33,14 +33,14 @@ use crate::store::Cf;
 pub const MAX_PENDING: usize = 32 << 20;
 
 thread_local! {
-    /// Chunks this thread stored raw into a batch not yet written: (address, raw length).
-    static STORED_RAW: RefCell<Vec<([u8; 32], usize)>> = const { RefCell::new(Vec::new()) };
+    /// Chunks this thread stored raw into a batch not yet written: (the store's compressor,
+    /// address, raw length). A thread may write to several stores.
+    static STORED_RAW: RefCell<Vec<(usize, [u8; 32], usize)>> = const { RefCell::new(Vec::new()) };
 }
 
-/// Notes a chunk stored raw into the batch this thread is about to commit.
-pub(crate) fn note_raw(hash: [u8; 32], len: usize) {
-    STORED_RAW.with(|l| l.borrow_mut().push((hash, len)));
-}
+/// Entries of stores whose batch never came (a failed step on a store since dropped) are
+/// dropped beyond this many: they only cost a missed compression.
+const MAX_NOTED: usize = 1 << 16;
 
 #[derive(Default)]
 struct Queue {
@@ -61,6 +61,21 @@ struct Worker {
 }
 
 impl Deferred {
+    fn id(&self) -> usize {
+        self as *const Deferred as usize
+    }
+
+    /// Notes a chunk stored raw into the batch this thread is about to commit to this store.
+    pub(crate) fn note_raw(&self, hash: [u8; 32], len: usize) {
+        STORED_RAW.with(|l| {
+            let mut l = l.borrow_mut();
+            if l.len() >= MAX_NOTED {
+                l.clear();
+            }
+            l.push((self.id(), hash, len));
+        });
+    }
+
     /// Whether a step may store `bytes` of new chunks raw now.
     pub(crate) fn has_room(&self, bytes: usize) -> bool {
         self.queue.0.lock().bytes + bytes <= MAX_PENDING
@@ -74,7 +89,16 @@ impl Deferred {
         gc_lock: &Arc<RwLock<()>>,
         zstd_level: i32,
     ) {
-        let list = STORED_RAW.with(|l| std::mem::take(&mut *l.borrow_mut()));
+        let me = self.id();
+        let list: Vec<([u8; 32], usize)> = STORED_RAW.with(|l| {
+            let mut l = l.borrow_mut();
+            if l.is_empty() {
+                return Vec::new();
+            }
+            let (mine, others): (Vec<_>, Vec<_>) = l.drain(..).partition(|(id, _, _)| *id == me);
+            *l = others;
+            mine.into_iter().map(|(_, h, n)| (h, n)).collect()
+        });
         if list.is_empty() || !ok {
             return;
         }

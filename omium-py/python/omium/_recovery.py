@@ -40,6 +40,7 @@ _analyzer: Callable[[dict[str, Any]], Any] | None = None
 _validators: list[tuple[Callable[[Any], Any], frozenset[str] | None]] = []
 # (store id, tenant, workflow, step) -> the policy defaults in force.
 _defaults_cache: dict[tuple[int, str, str | None, str], dict[str, Any]] = {}
+# Changes whenever the cached policy defaults are dropped (a step's cached timeout with it).
 _defaults_gen = 0
 
 
@@ -150,11 +151,6 @@ def forget_defaults() -> None:
     global _defaults_gen
     _defaults_cache.clear()
     _defaults_gen += 1
-
-
-def defaults_generation() -> int:
-    """Changes whenever the cached policy defaults are dropped (a step's cached timeout with it)."""
-    return _defaults_gen
 
 
 def has_validators() -> bool:
