@@ -252,7 +252,10 @@ impl Threads {
     }
 }
 
-fn put_checkpoint(t: &omium_core::threads::Threads, put: &PutCheckpointJs) -> omium_core::Result<()> {
+fn put_checkpoint(
+    t: &omium_core::threads::Threads,
+    put: &PutCheckpointJs,
+) -> omium_core::Result<()> {
     let values: Vec<NewValue<'_>> = put
         .values
         .iter()

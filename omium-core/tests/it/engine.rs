@@ -436,16 +436,7 @@ fn appending_state_costs_new_bytes_and_shared_chunks_are_stored_once() {
             )
             .as_bytes(),
         );
-        let c = run
-            .record(
-                run.reserve(),
-                NewCheckpoint {
-                    name: "turn",
-                    state: &convo,
-                    ..Default::default()
-                },
-            )
-            .unwrap();
+        let c = record(&run, "turn", &convo);
         assert_eq!(s.read_state(&c).unwrap(), convo);
         if i > 100 {
             added += c.stored_size;
@@ -484,22 +475,26 @@ fn text_state(seed: u32, kib: usize) -> Vec<u8> {
     out
 }
 
+/// Records `state` as the run's next step `name`.
+fn record(run: &omium_core::Run, name: &str, state: &[u8]) -> omium_core::Checkpoint {
+    run.record(
+        run.reserve(),
+        NewCheckpoint {
+            name,
+            state,
+            ..Default::default()
+        },
+    )
+    .unwrap()
+}
+
 #[test]
 fn new_chunks_are_written_raw_and_compressed_after_the_step() {
     let dir = tempfile::tempdir().unwrap();
     let s = Store::open(dir.path()).unwrap();
     let run = s.begin("big", BeginOptions::default()).unwrap();
     let state = text_state(0, 200);
-    let c = run
-        .record(
-            run.reserve(),
-            NewCheckpoint {
-                name: "s",
-                state: &state,
-                ..Default::default()
-            },
-        )
-        .unwrap();
+    let c = record(&run, "s", &state);
     // The step wrote its new chunks as they are (one codec byte each) ...
     assert!(c.stored_size > state.len() as u64, "{}", c.stored_size);
     // ... and reads them back, whether the compressor got to them yet or not.
@@ -515,16 +510,7 @@ fn new_chunks_are_written_raw_and_compressed_after_the_step() {
     // Closing compresses what is queued: a state recorded right before close is compressed
     // when the store opens again.
     let second = text_state(1_000_000, 200);
-    let c2 = run
-        .record(
-            run.reserve(),
-            NewCheckpoint {
-                name: "s2",
-                state: &second,
-                ..Default::default()
-            },
-        )
-        .unwrap();
+    let c2 = record(&run, "s2", &second);
     drop(run);
     drop(s);
     let s = Store::open(dir.path()).unwrap();
@@ -541,15 +527,7 @@ fn gc_racing_the_compressor_never_brings_a_chunk_back() {
         let id = format!("gone-{round}");
         let run = s.begin(&id, BeginOptions::default()).unwrap();
         let state = text_state(round * 100_000, 150);
-        run.record(
-            run.reserve(),
-            NewCheckpoint {
-                name: "s",
-                state: &state,
-                ..Default::default()
-            },
-        )
-        .unwrap();
+        record(&run, "s", &state);
         run.complete(None).unwrap();
         drop(run);
         // GC right away: before, during or after the compressor's rewrite of these chunks.
@@ -571,15 +549,7 @@ fn gc_removes_only_unreferenced_chunks() {
         let run = s.begin(id, BeginOptions::default()).unwrap();
         let mut state = big.clone();
         state.extend_from_slice(id.as_bytes());
-        run.record(
-            run.reserve(),
-            NewCheckpoint {
-                name: "s",
-                state: &state,
-                ..Default::default()
-            },
-        )
-        .unwrap();
+        record(&run, "s", &state);
         run.complete(None).unwrap();
     }
     assert_eq!(s.gc().unwrap().chunks_removed, 0);
