@@ -56,8 +56,28 @@ pub(crate) struct Deferred {
 }
 
 struct Worker {
-    tx: mpsc::Sender<Vec<([u8; 32], usize)>>,
+    tx: mpsc::Sender<Batch>,
     thread: JoinHandle<()>,
+}
+
+/// Chunks of one written batch, queued; their bytes leave the queue's count when it is dropped
+/// (compressed, or dropped unsent or unprocessed), so `settle` never waits for bytes nobody
+/// will compress.
+struct Batch {
+    chunks: Vec<([u8; 32], usize)>,
+    bytes: usize,
+    queue: Arc<(Mutex<Queue>, Condvar)>,
+}
+
+impl Drop for Batch {
+    fn drop(&mut self) {
+        let (lock, cv) = &*self.queue;
+        let mut q = lock.lock();
+        q.bytes -= self.bytes;
+        if q.bytes == 0 {
+            cv.notify_all();
+        }
+    }
 }
 
 impl Deferred {
@@ -104,19 +124,26 @@ impl Deferred {
         }
         let bytes: usize = list.iter().map(|(_, n)| n).sum();
         self.queue.0.lock().bytes += bytes;
+        let batch = Batch {
+            chunks: list,
+            bytes,
+            queue: self.queue.clone(),
+        };
         let mut worker = self.worker.lock();
-        let w = worker.get_or_insert_with(|| {
+        if worker.is_none() {
             let (tx, rx) = mpsc::channel();
-            let (db, gc_lock, queue) = (db.clone(), gc_lock.clone(), self.queue.clone());
-            let thread = std::thread::Builder::new()
+            let (db, gc_lock) = (db.clone(), gc_lock.clone());
+            // A thread that cannot be started leaves the chunks raw (they read the same).
+            if let Ok(thread) = std::thread::Builder::new()
                 .name("omium-compress".into())
-                .spawn(move || run(rx, &db, &gc_lock, &queue, zstd_level))
-                .expect("spawning the chunk compressor");
-            Worker { tx, thread }
-        });
-        if w.tx.send(list).is_err() {
-            // The thread is gone (it only stops at close): the chunks stay raw.
-            self.queue.0.lock().bytes -= bytes;
+                .spawn(move || run(rx, &db, &gc_lock, zstd_level))
+            {
+                *worker = Some(Worker { tx, thread });
+            }
+        }
+        if let Some(w) = worker.as_ref() {
+            // Unsent (the thread is gone), the batch is dropped here and its chunks stay raw.
+            let _ = w.tx.send(batch);
         }
     }
 
@@ -138,21 +165,15 @@ impl Deferred {
     }
 }
 
-fn run(
-    rx: mpsc::Receiver<Vec<([u8; 32], usize)>>,
-    db: &DB,
-    gc_lock: &RwLock<()>,
-    queue: &(Mutex<Queue>, Condvar),
-    zstd_level: i32,
-) {
+fn run(rx: mpsc::Receiver<Batch>, db: &DB, gc_lock: &RwLock<()>, zstd_level: i32) {
     let cf = db.cf_handle(Cf::Chunks.name()).expect("chunks cf");
     let mut quiet = WriteOptions::default();
     quiet.disable_wal(true);
-    while let Ok(list) = rx.recv() {
+    while let Ok(queued) = rx.recv() {
         {
             let _shared = gc_lock.read();
             let mut batch = WriteBatch::default();
-            for (hash, _) in &list {
+            for (hash, _) in &queued.chunks {
                 // A chunk GC removed, or that another step's write already compressed, is left.
                 let Ok(Some(stored)) = db.get_pinned_cf(cf, hash) else {
                     continue;
@@ -166,13 +187,6 @@ fn run(
             }
             // A failed rewrite leaves the raw chunk, which reads the same.
             let _ = db.write_opt(batch, &quiet);
-        }
-        let bytes: usize = list.iter().map(|(_, n)| n).sum();
-        let (lock, cv) = queue;
-        let mut q = lock.lock();
-        q.bytes -= bytes;
-        if q.bytes == 0 {
-            cv.notify_all();
         }
     }
 }
