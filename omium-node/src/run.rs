@@ -68,6 +68,10 @@ pub struct StepSpan {
     pub end_step: bool,
     /// The step span's key (`omium.key`), when it has one.
     pub key: Option<String>,
+    /// The spans' clock (`nowNs()` of the TypeScript layer) at the call, Unix nanoseconds,
+    /// decimal: the checkpoint's span starts then and both spans end the write's duration
+    /// later, on the same clock as the step's start and its enclosing spans.
+    pub now_ns: String,
 }
 
 #[napi(object)]
@@ -155,6 +159,7 @@ fn record(
                 Some((k.to_string(), omium_core::trace::Value::Str(v?.to_string())))
             })
             .collect(),
+        now_ns: Some(crate::trace::ns(&s.now_ns, "nowNs").map_err(invalid)?),
     };
     run.record_traced(seq, new, Some(step))
 }

@@ -32,6 +32,9 @@ test("a workflow's spans form one tree: workflow > step > checkpoint, user spans
   assert.equal(by["execute_tool search"].attributes["gen_ai.tool.name"], "search");
   assert.ok(BigInt(by.traced.startNs) <= BigInt(by.search.startNs));
   assert.ok(BigInt(by.search.endNs) <= BigInt(by.traced.endNs));
+  // The checkpoint's span (timed natively, on the spans' clock) sits inside its step's.
+  assert.ok(BigInt(by.search.startNs) <= BigInt(by["checkpoint search"].startNs));
+  assert.ok(BigInt(by["checkpoint search"].endNs) <= BigInt(by.search.endNs));
   const text = await omium.traceText("tr1");
   assert.match(text, /traced/);
   assert.match(await omium.traceHtml("tr1"), /<html/i);

@@ -16,7 +16,7 @@ import { spendMetadata } from "./analytics";
 import { agree } from "./consensus";
 import * as recovery from "./recovery";
 import { type ExecutionContext, scope } from "./runtime";
-import { startSpan, endSpan, enabled as tracing } from "./trace";
+import { startSpan, endSpan, nowNs, enabled as tracing } from "./trace";
 
 /** A CEL expression over `args` (and `result` for postconditions), or a function. */
 export type Condition<A extends unknown[], R = unknown> = string | ((...a: A) => boolean) | ((result: R) => boolean);
@@ -351,7 +351,10 @@ export function checkpoint<A extends unknown[], R>(name: string, fn: (...args: A
         postconditions: postHeld,
         metadata: spent ? { [CODEC_KEY]: codec.name, ...spentMetadata(spend) } : { [CODEC_KEY]: codec.name },
       };
-      if (traced) recordOptions.span = { traceId: span.traceId, spanId: span.spanId, parent: span.parent, startNs: span.startNs.toString(), endStep: true, key: stepKey };
+      if (traced) {
+        // Timed on the spans' clock (nowNs), so the step ends inside its workflow's span.
+        recordOptions.span = { traceId: span.traceId, spanId: span.spanId, parent: span.parent, startNs: span.startNs.toString(), endStep: true, key: stepKey, nowNs: nowNs().toString() };
+      }
       // A write that waits for an fsync goes to a worker thread; a buffered one is made here.
       const id = ctx.waitsForFsync
         ? await call(() => ctx.run.record(seq, name, data, recordOptions))

@@ -190,6 +190,8 @@ impl Run {
                 start_ns,
                 end_step,
                 step_attributes: Vec::new(),
+                // Python's spans use time.time_ns(): this process's wall clock.
+                now_ns: None,
             },
         );
         self.with(py, |r| r.record_traced(seq, new, span))

@@ -249,7 +249,8 @@ impl Store {
         ))
     }
 
-    /// Reads a checkpoint's state and verifies every chunk hash and the whole-state checksum.
+    /// Reads a checkpoint's state and verifies it against the whole-state checksum (naming the
+    /// chunk at fault when it does not match).
     pub fn read_state(&self, checkpoint: &Checkpoint) -> Result<Vec<u8>> {
         let integrity = |detail: String| Error::Integrity {
             checkpoint: checkpoint.id.to_string(),
@@ -264,8 +265,13 @@ impl Store {
         )
     }
 
-    /// Reads the bytes of a state reference and verifies every chunk hash and the checksum;
+    /// Reads the bytes of a state reference and verifies them against `checksum`;
     /// `integrity` builds the error naming the record that holds the reference.
+    ///
+    /// Each byte is hashed once: bytes that match the state's checksum (blake3 of the whole
+    /// state, taken when it was written) are the bytes written, whichever chunks they came
+    /// from. Only when they do not match are the chunks hashed one by one, to name the one
+    /// whose stored bytes are corrupt (or the manifest, when every chunk matches its hash).
     pub fn read_blob(
         &self,
         state: &StateRef,
@@ -273,37 +279,54 @@ impl Store {
         raw_size: u64,
         integrity: &dyn Fn(String) -> Error,
     ) -> Result<Vec<u8>> {
-        let bytes = match state {
-            StateRef::Inline(b) => b.clone(),
-            StateRef::Chunked(m) => {
-                let mut out = Vec::with_capacity(raw_size.min(MAX_PREALLOC) as usize);
-                for (i, c) in m.chunks.iter().enumerate() {
-                    let hex = crate::hex(&c.hash);
-                    let stored = self
-                        .inner
-                        .db
-                        .get_pinned_cf(self.cf(Cf::Chunks), c.hash)
-                        .map_err(|e| Error::storage("reading chunks", e))?
-                        .ok_or_else(|| {
-                            integrity(format!("chunk {i} ({hex}) is missing from the store"))
-                        })?;
-                    let data = decode_chunk(&stored, c.len as usize).map_err(|d| {
-                        integrity(format!("chunk {i} ({hex}) cannot be decoded: {d}"))
-                    })?;
-                    if blake3::hash(&data).as_bytes() != &c.hash {
-                        return Err(integrity(format!(
-                            "chunk {i} ({hex}) does not match its hash (stored bytes are corrupt)"
-                        )));
-                    }
-                    out.extend_from_slice(&data);
+        let m = match state {
+            StateRef::Inline(b) => {
+                if blake3::hash(b).as_bytes() != checksum {
+                    return Err(integrity("state does not match its blake3 checksum".into()));
                 }
-                out
+                return Ok(b.clone());
             }
+            StateRef::Chunked(m) => m,
         };
-        if blake3::hash(&bytes).as_bytes() != checksum {
-            return Err(integrity("state does not match its blake3 checksum".into()));
+        let mut out = Vec::with_capacity(raw_size.min(MAX_PREALLOC) as usize);
+        for (i, c) in m.chunks.iter().enumerate() {
+            let stored = self
+                .inner
+                .db
+                .get_pinned_cf(self.cf(Cf::Chunks), c.hash)
+                .map_err(|e| Error::storage("reading chunks", e))?
+                .ok_or_else(|| {
+                    integrity(format!(
+                        "chunk {i} ({}) is missing from the store",
+                        crate::hex(&c.hash)
+                    ))
+                })?;
+            decode_chunk_into(&stored, c.len as usize, &mut out).map_err(|d| {
+                integrity(format!(
+                    "chunk {i} ({}) cannot be decoded: {d}",
+                    crate::hex(&c.hash)
+                ))
+            })?;
         }
-        Ok(bytes)
+        if blake3::hash(&out).as_bytes() == checksum {
+            return Ok(out);
+        }
+        let mut at = 0;
+        for (i, c) in m.chunks.iter().enumerate() {
+            let data = &out[at..at + c.len as usize];
+            at += data.len();
+            if blake3::hash(data).as_bytes() != &c.hash {
+                return Err(integrity(format!(
+                    "chunk {i} ({}) does not match its hash (stored bytes are corrupt)",
+                    crate::hex(&c.hash)
+                )));
+            }
+        }
+        Err(integrity(
+            "state does not match its blake3 checksum (every chunk matches its hash: the \
+             manifest is wrong)"
+                .into(),
+        ))
     }
 
     /// Keeps `hashes` from GC until the guard is dropped, whether or not anything references
@@ -475,6 +498,17 @@ pub const MAX_CHUNK_BYTES: usize = 16 << 20;
 const MAX_PREALLOC: u64 = 64 << 20;
 
 pub fn decode_chunk(stored: &[u8], len: usize) -> std::result::Result<Vec<u8>, String> {
+    let mut out = Vec::new();
+    decode_chunk_into(stored, len, &mut out)?;
+    Ok(out)
+}
+
+/// Decodes a stored chunk of `len` bytes onto the end of `out` (on an error `out` is as it was).
+pub fn decode_chunk_into(
+    stored: &[u8],
+    len: usize,
+    out: &mut Vec<u8>,
+) -> std::result::Result<(), String> {
     if len > MAX_CHUNK_BYTES {
         return Err(format!(
             "its recorded length {len} is over the limit of {MAX_CHUNK_BYTES} bytes"
@@ -485,20 +519,41 @@ pub fn decode_chunk(stored: &[u8], len: usize) -> std::result::Result<Vec<u8>, S
             "it holds {} bytes; its recorded length is {len}",
             rest.len()
         )),
-        Some((&CHUNK_RAW, rest)) => Ok(rest.to_vec()),
+        Some((&CHUNK_RAW, rest)) => {
+            out.extend_from_slice(rest);
+            Ok(())
+        }
         Some((&CHUNK_ZSTD, rest)) => DECOMPRESSOR.with(|cell| {
             let mut cell = cell.borrow_mut();
             if cell.is_none() {
                 *cell = Some(zstd::bulk::Decompressor::new().map_err(|e| e.to_string())?);
             }
             let d = cell.as_mut().expect("set above");
-            d.decompress(rest, len).map_err(|e| e.to_string())
+            let start = out.len();
+            out.reserve(len);
+            // Decoded after the end, into the spare capacity (at least `len`; a frame that
+            // holds more or less is an error below).
+            let mut tail = std::io::Cursor::new(&mut *out);
+            tail.set_position(start as u64);
+            let n = match d.decompress_to_buffer(rest, &mut tail) {
+                Ok(n) => n,
+                Err(e) => {
+                    out.truncate(start);
+                    return Err(e.to_string());
+                }
+            };
+            if n != len {
+                out.truncate(start);
+                return Err(format!(
+                    "it decodes to {n} bytes; its recorded length is {len}"
+                ));
+            }
+            Ok(())
         }),
         Some((c, _)) => Err(format!("unknown chunk codec {c}")),
         None => Err("empty chunk".into()),
     }
 }
-
 /// Total size of the files under `path`.
 pub fn dir_size(path: &std::path::Path) -> u64 {
     let Ok(rd) = std::fs::read_dir(path) else {

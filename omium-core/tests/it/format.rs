@@ -196,6 +196,85 @@ fn a_resumed_run_reads_chunked_states_ahead_and_still_verifies_them() {
     }
 }
 
+/// A chunked state is read with one hash over its bytes (the state's checksum); when they do
+/// not match, the error names the chunk whose stored bytes are corrupt, or says that the
+/// manifest is wrong when every chunk matches its own hash.
+#[test]
+fn a_chunked_read_hashes_once_and_still_names_what_is_corrupt() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(dir.path().join("store")).unwrap();
+    let state: Vec<u8> = (0..40_000u32)
+        .flat_map(|k| k.wrapping_mul(2_654_435_761).to_le_bytes())
+        .collect();
+    let run = s.begin("e", BeginOptions::default()).unwrap();
+    let seq = run.reserve();
+    let c = run
+        .record(
+            seq,
+            NewCheckpoint {
+                name: "big",
+                state: &state,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    s.settle_compression();
+    assert_eq!(s.read_state(&c).unwrap(), state);
+    let omium_core::StateRef::Chunked(m) = &c.state else {
+        panic!("a 160 KB state is chunked")
+    };
+    assert!(m.chunks.len() >= 3, "{} chunks", m.chunks.len());
+    let err = |r: omium_core::Result<Vec<u8>>| match r {
+        Ok(_) => panic!("a corrupt state was read"),
+        Err(e) => {
+            assert_eq!(e.code(), "integrity", "{e}");
+            e.to_string()
+        }
+    };
+
+    // The manifest names the right chunks in the wrong order: each matches its hash.
+    let mut swapped = m.clone();
+    swapped.chunks.swap(0, 1);
+    let wrong = omium_core::StateRef::Chunked(swapped);
+    let msg = err(s.read_blob(&wrong, &c.checksum, c.raw_size, &|detail| {
+        omium_core::Error::Integrity {
+            checkpoint: c.id.to_string(),
+            execution: "e".into(),
+            detail,
+        }
+    }));
+    assert!(msg.contains("the manifest is wrong"), "{msg}");
+
+    // Chunk 1 stored raw with one byte flipped: same length, so it decodes.
+    let i = 1;
+    let start: usize = m.chunks[..i].iter().map(|c| c.len as usize).sum();
+    let mut bad = vec![0u8]; // the raw codec byte
+    bad.extend_from_slice(&state[start..start + m.chunks[i].len as usize]);
+    bad[10] ^= 0xff;
+    let chunks = s.db().cf_handle("chunks").unwrap();
+    s.db().put_cf(chunks, m.chunks[i].hash, &bad).unwrap();
+    let msg = err(s.read_state(&c));
+    let hex: String = m.chunks[i]
+        .hash
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert!(
+        msg.contains(&format!("chunk 1 ({hex}) does not match its hash")),
+        "{msg}"
+    );
+
+    // A chunk that decodes to a different length is named as it is decoded.
+    s.db()
+        .put_cf(chunks, m.chunks[i].hash, &bad[..100])
+        .unwrap();
+    let msg = err(s.read_state(&c));
+    assert!(
+        msg.contains(&format!("chunk 1 ({hex}) cannot be decoded")),
+        "{msg}"
+    );
+}
+
 /// However fast a run records, its record lags at most 256 steps: it goes with every 256th.
 #[test]
 fn the_record_is_written_with_every_256th_step() {

@@ -640,6 +640,12 @@ pub struct TracedStep {
     /// More attributes of the step's span (a binding's own, e.g. `omium.key`), after
     /// `omium.seq` and `omium.checkpoint_id`.
     pub step_attributes: Vec<(String, crate::trace::Value)>,
+    /// The binding's clock at the call (Unix ns), when its spans are timed by a clock of its
+    /// own (Node's: a wall-clock anchor plus a monotonic clock, which may be a millisecond
+    /// off this process's wall clock): the checkpoint's span then starts at it and both spans
+    /// end the write's duration later, inside the binding's enclosing spans. None: this
+    /// process's wall clock ([`now_ns`](crate::trace::now_ns)).
+    pub now_ns: Option<u64>,
 }
 
 /// A run of an execution: in this process, or held by a daemon for it.
@@ -731,14 +737,15 @@ impl RunHandle {
         let Some(step) = span else {
             return self.record(seq, new);
         };
-        let start_ns = crate::trace::now_ns();
+        let began = std::time::Instant::now();
+        let start_ns = step.now_ns.unwrap_or_else(crate::trace::now_ns);
         let (name, agent, bytes) = (
             new.name.to_string(),
             new.agent.unwrap_or_default().to_string(),
             new.state.len(),
         );
         let id = self.record(seq, new)?;
-        let end_ns = crate::trace::now_ns();
+        let end_ns = start_ns.saturating_add(began.elapsed().as_nanos() as u64);
         let span = |span_id, parent, name, span_type: &str, start_ns, attributes| Span {
             trace_id: step.trace_id,
             span_id,
