@@ -554,6 +554,7 @@ pub fn decode_chunk_into(
         None => Err("empty chunk".into()),
     }
 }
+
 /// Total size of the files under `path`.
 pub fn dir_size(path: &std::path::Path) -> u64 {
     let Ok(rd) = std::fs::read_dir(path) else {
