@@ -861,7 +861,7 @@ struct Journal {
 }
 
 enum Entry {
-    Read(Box<Checkpoint>),
+    Read(Arc<Checkpoint>),
     Recorded { id: Ulid, seq: u64, name: String },
 }
 
@@ -884,7 +884,7 @@ impl Journal {
             next_seq: 1,
         };
         for c in branch.into_iter().filter(|c| c.kind.is_step()) {
-            j.insert(c.seq, c.key.clone(), Entry::Read(Box::new(c)));
+            j.insert(c.seq, c.key.clone(), Entry::Read(Arc::new(c)));
         }
         j
     }
@@ -1201,7 +1201,7 @@ impl Run {
     /// helper has read it already (or is about to), else read now ([`Store::read_state`]).
     pub fn read_state(&self, c: &Checkpoint) -> Result<Vec<u8>> {
         match &self.read_ahead {
-            Some(ra) => match ra.take(c.id) {
+            Some(ra) => match ra.take(&self.store, c.id) {
                 Some(r) => r,
                 None => self.store.read_state(c),
             },
@@ -1356,11 +1356,14 @@ impl Run {
 
 /// The chunked states of a resumed run's journal, read and verified by a helper thread in
 /// replay order while the run replays (reading a chunked state is most of a replayed step's
-/// cost: gets, decompression, two hashes). The helper takes every other state of the plan and
-/// the run reads the others itself, so the two read side by side on two cores; a state the
-/// helper has not started on when the run asks for it is read by the run (the helper skips
-/// it), one it is reading is waited for. At most [`READ_AHEAD_BYTES`] wait to be taken.
+/// cost: gets, decompression, a hash). Whoever is free reads the next state of the plan: the
+/// helper, and the run itself while it waits for the state the helper is reading, so the two
+/// read side by side on two cores and neither idles while the other works. A state nobody has
+/// started on when the run asks for it is read by the run (the helper then skips it); one being
+/// read is waited for. At most [`READ_AHEAD_BYTES`] wait to be taken.
 struct ReadAhead {
+    /// Every chunked state of the journal, in the order they were recorded.
+    plan: Vec<Arc<Checkpoint>>,
     state: Mutex<ReadAheadState>,
     cv: parking_lot::Condvar,
 }
@@ -1369,9 +1372,11 @@ struct ReadAhead {
 struct ReadAheadState {
     /// Not read yet, nor taken: the helper skips a state the run read itself.
     planned: std::collections::HashSet<Ulid>,
+    /// The plan's entries before this one are no longer planned.
+    next: usize,
     ready: HashMap<Ulid, Result<Vec<u8>>>,
-    /// The state the helper is reading now.
-    reading: Option<Ulid>,
+    /// The states being read now (by the helper, or by the run while it waits).
+    reading: std::collections::HashSet<Ulid>,
     buffered: usize,
     stopped: bool,
 }
@@ -1386,13 +1391,13 @@ const READ_AHEAD_BYTES: usize = 32 << 20;
 
 impl ReadAhead {
     fn start(store: &Store, j: &Journal) -> Option<Arc<ReadAhead>> {
-        let mut plan: Vec<Checkpoint> = j
+        let mut plan: Vec<Arc<Checkpoint>> = j
             .by_seq
             .values()
             .chain(j.by_key.values())
             .filter_map(|e| match e {
                 Entry::Read(c) if matches!(c.state, crate::blob::StateRef::Chunked(_)) => {
-                    Some((**c).clone())
+                    Some(c.clone())
                 }
                 _ => None,
             })
@@ -1401,51 +1406,64 @@ impl ReadAhead {
             return None;
         }
         plan.sort_by_key(|c| c.global_seq);
-        let plan: Vec<Checkpoint> = plan.into_iter().skip(1).step_by(2).collect();
         let ra = Arc::new(ReadAhead {
             state: Mutex::new(ReadAheadState {
                 planned: plan.iter().map(|c| c.id).collect(),
                 ..Default::default()
             }),
+            plan,
             cv: parking_lot::Condvar::new(),
         });
         let (helper, store) = (ra.clone(), store.clone());
         let spawned = std::thread::Builder::new()
             .name("omium-read-ahead".into())
-            .spawn(move || helper.run(&store, plan));
+            .spawn(move || helper.run(&store));
         // No thread, no read-ahead: every state is read when it is asked for.
         spawned.ok().map(|_| ra)
     }
 
-    fn run(&self, store: &Store, plan: Vec<Checkpoint>) {
-        for c in plan {
-            {
-                let mut st = self.state.lock();
-                while st.buffered >= READ_AHEAD_BYTES && !st.stopped {
-                    self.cv.wait(&mut st);
-                }
-                if st.stopped {
-                    break;
-                }
-                if !st.planned.contains(&c.id) {
-                    continue;
-                }
-                st.reading = Some(c.id);
+    fn run(&self, store: &Store) {
+        let mut st = self.state.lock();
+        loop {
+            while st.buffered >= READ_AHEAD_BYTES && !st.stopped {
+                self.cv.wait(&mut st);
             }
-            let r = store.read_state(&c);
-            let mut st = self.state.lock();
-            st.reading = None;
-            if st.planned.remove(&c.id) {
-                st.buffered += r.as_ref().map_or(0, Vec::len);
-                st.ready.insert(c.id, r);
+            if st.stopped || !self.read_next(store, &mut st) {
+                break;
             }
-            self.cv.notify_all();
         }
     }
 
-    /// The state of `id` if the helper read it or is reading it; None when the caller reads
-    /// it itself (the helper will not).
-    fn take(&self, id: Ulid) -> Option<Result<Vec<u8>>> {
+    /// Claims the next planned state, reads it with the lock released and leaves it ready;
+    /// false when nothing is left to read.
+    fn read_next(
+        &self,
+        store: &Store,
+        st: &mut parking_lot::MutexGuard<'_, ReadAheadState>,
+    ) -> bool {
+        while st.next < self.plan.len() && !st.planned.contains(&self.plan[st.next].id) {
+            st.next += 1;
+        }
+        let Some(c) = self.plan.get(st.next) else {
+            return false;
+        };
+        st.next += 1;
+        st.planned.remove(&c.id);
+        st.reading.insert(c.id);
+        let r = parking_lot::MutexGuard::unlocked(st, || store.read_state(c));
+        st.reading.remove(&c.id);
+        if !st.stopped {
+            st.buffered += r.as_ref().map_or(0, Vec::len);
+            st.ready.insert(c.id, r);
+        }
+        self.cv.notify_all();
+        true
+    }
+
+    /// The state of `id` if it was read or is being read; None when the caller reads it
+    /// itself (the helper will not). While another thread reads `id`, the caller reads the
+    /// next planned state instead of idling.
+    fn take(&self, store: &Store, id: Ulid) -> Option<Result<Vec<u8>>> {
         let mut st = self.state.lock();
         loop {
             if let Some(r) = st.ready.remove(&id) {
@@ -1453,11 +1471,13 @@ impl ReadAhead {
                 self.cv.notify_all();
                 return Some(r);
             }
-            if st.reading != Some(id) || st.stopped {
+            if !st.reading.contains(&id) || st.stopped {
                 st.planned.remove(&id);
                 return None;
             }
-            self.cv.wait(&mut st);
+            if st.buffered >= READ_AHEAD_BYTES || !self.read_next(store, &mut st) {
+                self.cv.wait(&mut st);
+            }
         }
     }
 

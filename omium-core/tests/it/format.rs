@@ -173,6 +173,27 @@ fn a_resumed_run_reads_chunked_states_ahead_and_still_verifies_them() {
     }
     drop(run);
 
+    // Two threads of one run replaying at once (a binding's thread pool): while one waits for
+    // a state another thread reads, it reads the next one itself; each gets its own bytes.
+    let run = s.begin("big", BeginOptions::default()).unwrap();
+    let recorded: Vec<_> = (0..n)
+        .map(|i| {
+            let c = run.recorded(i as u64 + 1, &format!("s{i}"), None);
+            c.unwrap().unwrap()
+        })
+        .collect();
+    std::thread::scope(|scope| {
+        for t in 0..2 {
+            let (run, recorded) = (&run, &recorded);
+            scope.spawn(move || {
+                for i in (0..n).map(|i| if t == 0 { i } else { n - 1 - i }) {
+                    assert_eq!(run.read_state(&recorded[i]).unwrap(), state(i), "step {i}");
+                }
+            });
+        }
+    });
+    drop(run);
+
     // Corrupt one chunk of step 5: its replay fails with an integrity error, the others read.
     let c5 = s.history("big").unwrap()[5].clone();
     let omium_core::StateRef::Chunked(m) = &c5.state else {
