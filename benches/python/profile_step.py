@@ -113,6 +113,10 @@ def main() -> None:
             def recorded(self, seq, name, key=None):  # type: ignore[no-untyped-def]
                 return None
 
+            def begin_step(self, name, parent, key):  # type: ignore[no-untyped-def]
+                seq, key = self.position(parent, key)
+                return seq, key, None
+
             def record(self, *args, **kwargs):  # type: ignore[no-untyped-def]
                 return None
 

@@ -212,6 +212,28 @@ impl Run {
         Ok(vec![Value::from(seq), key.map_or(Value::Null, Value::from)])
     }
 
+    /// `[seq, key, recorded]`: `position(parent, key)` and `isRecorded(seq, name, key)` in one
+    /// call, the start of a step of an embedded store (a daemon's journal is asked off-thread).
+    #[napi(ts_return_type = "[number, string | null, boolean]")]
+    pub fn begin_step(
+        &self,
+        name: String,
+        parent: Option<String>,
+        key: Option<String>,
+    ) -> Result<(i64, Option<String>, bool)> {
+        let run = self.get()?;
+        let (seq, key) = run
+            .position(parent.as_deref(), key.as_deref())
+            .map_err(crate::convert::err)?;
+        let found = match &**run {
+            RunHandle::Local(r) => r.recorded(seq, &name, key.as_deref()).map(|c| c.is_some()),
+            remote => remote
+                .recorded(seq, &name, key.as_deref())
+                .map(|c| c.is_some()),
+        };
+        Ok((seq as i64, key, found.map_err(crate::convert::err)?))
+    }
+
     /// Whether a step is recorded at `seq` (or `key`): for an embedded store, a lookup in the
     /// run's in-memory journal, so a live step pays no trip to a worker thread; for a daemon, a
     /// call to it. A different step name there is a `non_determinism` error naming both.
@@ -280,6 +302,26 @@ impl Run {
     ) -> Result<String> {
         let run = self.get()?;
         let (seq, kind, o) = record_args(seq, options)?;
+        record(&run, seq, &name, &state, kind, o).map_err(crate::convert::err)
+    }
+
+    /// `recordNow` for a durable step: the codec's name is recorded as the checkpoint's
+    /// `omium.codec` metadata, and `options` is left out when the step has nothing else to record
+    /// (converting an options object is a tenth of a step's cost).
+    #[napi]
+    pub fn record_step(
+        &self,
+        seq: i64,
+        name: String,
+        state: Buffer,
+        codec: String,
+        options: Option<RecordOptions>,
+    ) -> Result<String> {
+        let run = self.get()?;
+        let (seq, kind, mut o) = record_args(seq, options)?;
+        o.metadata
+            .get_or_insert_with(BTreeMap::new)
+            .insert(omium_core::value::CODEC_KEY.to_string(), codec);
         record(&run, seq, &name, &state, kind, o).map_err(crate::convert::err)
     }
 

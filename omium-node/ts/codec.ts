@@ -6,7 +6,7 @@
  * input and output (the `omium.codec` label); reads use the recorded codec. Pass your own
  * `{ name, encode, decode }` for other types, or `jsonCodec`.
  */
-import { decode as mpDecode, encode as mpEncode, ExtensionCodec } from "@msgpack/msgpack";
+import { decode as mpDecode, encode as mpEncode, Encoder, ExtensionCodec } from "@msgpack/msgpack";
 import { DecodeError, InvalidArgumentError } from "./errors";
 
 export interface Codec {
@@ -117,12 +117,74 @@ function untag(tagged: unknown): unknown {
   }
 }
 
+/** The parts of the library's encoder that `StateEncoder` uses (not in its typings). */
+interface EncoderInternals {
+  bytes: Uint8Array;
+  view: DataView;
+  pos: number;
+  ensureBufferSizeToWrite(n: number): void;
+  writeStringHeader(byteLength: number): void;
+}
+
+/** Strings at least this long are written by `Buffer.write`. */
+const NATIVE_STRING_MIN = 64;
+/** An encoder whose buffer grew past this (a large state) starts the next state afresh. */
+const KEEP_BUFFER_MAX = 1 << 20;
+
+/**
+ * One encoder for every state (the library's `encode` function builds one per call, with its
+ * buffer). A long string is counted and written by `Buffer.byteLength` / `Buffer.write`
+ * (native UTF-8) instead of the library's loop over its characters: the same bytes, in half the
+ * time for a 1 KiB text. Both rely on the encoder's fields, which its typings keep private: they
+ * are checked when this module loads, and without them the library's own code runs.
+ */
+class StateEncoder extends Encoder<undefined> {
+  override encode(value: unknown): Uint8Array<ArrayBuffer> {
+    const out = super.encode(value);
+    const self = this as unknown as EncoderInternals;
+    if (self.bytes.byteLength > KEEP_BUFFER_MAX) {
+      self.view = new DataView(new ArrayBuffer(2048));
+      self.bytes = new Uint8Array(self.view.buffer);
+    }
+    return out;
+  }
+}
+
+function nativeStrings(proto: object): boolean {
+  const internals = proto as Partial<EncoderInternals>;
+  if (typeof internals.ensureBufferSizeToWrite !== "function" || typeof internals.writeStringHeader !== "function") return false;
+  Object.defineProperty(proto, "encodeString", {
+    value(this: EncoderInternals, text: string): void {
+      if (text.length < NATIVE_STRING_MIN) return (Encoder.prototype as unknown as { encodeString(t: string): void }).encodeString.call(this, text);
+      const n = Buffer.byteLength(text, "utf8");
+      this.ensureBufferSizeToWrite(5 + n);
+      this.writeStringHeader(n);
+      Buffer.from(this.bytes.buffer, this.bytes.byteOffset, this.bytes.byteLength).write(text, this.pos, n, "utf8");
+      this.pos += n;
+    },
+  });
+  return true;
+}
+
+const encoderOptions = { extensionCodec: extensions, ignoreUndefined: true };
+const stateEncoder = (() => {
+  const probe = { a: "é€😀 ".repeat(40), b: ["x".repeat(70000)], c: "short" };
+  const expected = Buffer.from(mpEncode(probe, encoderOptions));
+  if (nativeStrings(StateEncoder.prototype)) {
+    const e = new StateEncoder(encoderOptions);
+    if (Buffer.from(e.encode(probe)).equals(expected)) return e;
+    // Another version of the library lays its buffer out differently: its own code then.
+    Reflect.deleteProperty(StateEncoder.prototype, "encodeString");
+  }
+  return new StateEncoder(encoderOptions);
+})();
+
 export const msgpack: Codec = {
   name: "msgpack",
   encode(value: unknown): Buffer {
     if (value === undefined) return Buffer.alloc(0);
     try {
-      const out = mpEncode(value, { extensionCodec: extensions, ignoreUndefined: true });
+      const out = stateEncoder.encode(value);
       const data = Buffer.from(out.buffer, out.byteOffset, out.byteLength);
       if (data.indexOf(PROTO_KEY) >= 0) mpDecode(data, { extensionCodec: extensions });
       return data;

@@ -313,11 +313,13 @@ export function checkpoint<A extends unknown[], R>(name: string, fn: (...args: A
       key = options.key(...args);
       if (typeof key !== "string") throw new InvalidArgumentError(`step ${JSON.stringify(name)}: key(...) must return a string, not ${typeof key}`, "invalid_argument");
     }
-    const [seq, stepKey] = position(ctx, s!.stepKey, key);
+    // The position and the journal lookup in one native call (in memory, synchronous); only a
+    // hit reads the state, off-thread. A daemon's journal is asked off-thread, with the state in
+    // the same call.
+    const [seq, k, found] = ctx.served ? [...position(ctx, s!.stepKey, key), true] : callSync(() => ctx.run.beginStep(name, s!.stepKey, key));
+    const stepKey = k ?? undefined; // (null from native)
     const codec = ownCodec ?? ctx.codec;
-    // The journal lookup is in memory (synchronous); only a hit reads the state, off-thread. A
-    // daemon's journal is asked off-thread, with the state in the same call.
-    if (ctx.served || callSync(() => ctx.run.isRecorded(seq, name, stepKey))) {
+    if (found) {
       const hit = await call(() => ctx.run.recorded(seq, name, stepKey));
       if (hit !== null) {
         const recorded = (hit.checkpoint as { metadata?: Record<string, string> }).metadata?.[CODEC_KEY];
@@ -344,21 +346,19 @@ export function checkpoint<A extends unknown[], R>(name: string, fn: (...args: A
       // With tracing on, the native call records the checkpoint's span and ends the step's (the
       // body cannot reach the step's Span object, so it is as it began): no span crosses over.
       const traced = span !== undefined && tracing();
-      const recordOptions: native.RecordOptions = {
-        key: stepKey,
-        agent: options.agent,
-        preconditions: preHeld,
-        postconditions: postHeld,
-        metadata: spent ? { [CODEC_KEY]: codec.name, ...spentMetadata(spend) } : { [CODEC_KEY]: codec.name },
-      };
+      // Options only when there is more to record than the codec (the common step has none).
+      let recordOptions: native.RecordOptions | undefined;
+      if (stepKey !== undefined || options.agent !== undefined || preHeld.length > 0 || postHeld.length > 0 || spent || traced) {
+        recordOptions = { key: stepKey, agent: options.agent, preconditions: preHeld, postconditions: postHeld, metadata: spent ? spentMetadata(spend) : undefined };
+      }
       if (traced) {
         // Timed on the spans' clock (nowNs), so the step ends inside its workflow's span.
-        recordOptions.span = { traceId: span.traceId, spanId: span.spanId, parent: span.parent, startNs: span.startNs.toString(), endStep: true, key: stepKey, nowNs: nowNs().toString() };
+        recordOptions!.span = { traceId: span.traceId, spanId: span.spanId, parent: span.parent, startNs: span.startNs.toString(), endStep: true, key: stepKey, nowNs: nowNs().toString() };
       }
       // A write that waits for an fsync goes to a worker thread; a buffered one is made here.
       const id = ctx.waitsForFsync
-        ? await call(() => ctx.run.record(seq, name, data, recordOptions))
-        : callSync(() => ctx.run.recordNow(seq, name, data, recordOptions));
+        ? await call(() => ctx.run.record(seq, name, data, { ...recordOptions, metadata: { ...recordOptions?.metadata, [CODEC_KEY]: codec.name } }))
+        : callSync(() => ctx.run.recordStep(seq, name, data, codec.name, recordOptions));
       if (traced) span.recordedNatively(id);
       endSpan(span);
       return result as Awaited<R>;
