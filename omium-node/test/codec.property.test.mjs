@@ -87,12 +87,13 @@ for (const [codec, stored] of [
 
 // The msgpack codec reuses one encoder and writes long strings with Buffer.write: its bytes are
 // the library's own encoding of the same value, for any value, one after another (a large state
-// followed by small ones, strings of every length and script, sets through the extension).
+// followed by small ones, strings of every length and script, sets through the extension). (msgpack
+// writes -0 as the integer 0, so the values are generated with 0 for it.)
 test("msgpack: the reused encoder writes the library's bytes for every value", async () => {
   const { encode } = await import("@msgpack/msgpack");
   const text = fc.oneof(fc.string({ maxLength: 300 }), fc.string({ unit: "binary", maxLength: 300 }), fc.string({ unit: "grapheme", minLength: 60, maxLength: 200 }));
   const value = fc.letrec((tie) => ({
-    v: fc.oneof({ depthSize: "small" }, text, fc.integer(), fc.double({ noNaN: true }), fc.boolean(), fc.constant(null), fc.array(tie("v"), { maxLength: 4 }), fc.dictionary(text, tie("v"), { maxKeys: 4, noNullPrototype: true })),
+    v: fc.oneof({ depthSize: "small" }, text, fc.integer(), fc.double({ noNaN: true }).map((d) => (d === 0 ? 0 : d)), fc.boolean(), fc.constant(null), fc.array(tie("v"), { maxLength: 4 }), fc.dictionary(text, tie("v"), { maxKeys: 4, noNullPrototype: true })),
   })).v.filter((v) => !JSON.stringify(v).includes('"__proto__"'));
   fc.assert(
     fc.property(fc.array(value, { minLength: 1, maxLength: 4 }), fc.nat({ max: 3 }), (values, big) => {
