@@ -87,13 +87,31 @@ fn checks(list: Option<Vec<(String, bool)>>) -> Vec<CheckResult> {
         .collect()
 }
 
+/// A journal position from JavaScript.
+fn seq_arg(seq: i64) -> Result<u64> {
+    u64::try_from(seq)
+        .map_err(|_| coded("invalid_argument", format!("seq must be >= 0, not {seq}")))
+}
+
+/// Whether a step is recorded at `seq` (or `key`): for an embedded store, a lookup in the run's
+/// in-memory journal (no state is read); for a daemon, a call to it.
+fn is_recorded(run: &RunHandle, seq: u64, name: &str, key: Option<&str>) -> Result<bool> {
+    let found = match run {
+        RunHandle::Local(r) => r.recorded(seq, name, key).map(|c| c.is_some()),
+        remote => remote.recorded(seq, name, key).map(|c| c.is_some()),
+    };
+    found.map_err(crate::convert::err)
+}
+
+/// `record`'s arguments: the position, the kind, and the options with the codec's name in their
+/// metadata (`omium.codec`).
 fn record_args(
     seq: i64,
     options: Option<RecordOptions>,
+    codec: Option<String>,
 ) -> Result<(u64, CheckpointKind, RecordOptions)> {
-    let seq = u64::try_from(seq)
-        .map_err(|_| coded("invalid_argument", format!("seq must be >= 0, not {seq}")))?;
-    let o = options.unwrap_or(RecordOptions {
+    let seq = seq_arg(seq)?;
+    let mut o = options.unwrap_or(RecordOptions {
         key: None,
         agent: None,
         kind: None,
@@ -112,6 +130,11 @@ fn record_args(
             ))
         }
     };
+    if let Some(codec) = codec {
+        o.metadata
+            .get_or_insert_with(BTreeMap::new)
+            .insert(omium_core::value::CODEC_KEY.to_string(), codec);
+    }
     Ok((seq, kind, o))
 }
 
@@ -225,13 +248,8 @@ impl Run {
         let (seq, key) = run
             .position(parent.as_deref(), key.as_deref())
             .map_err(crate::convert::err)?;
-        let found = match &**run {
-            RunHandle::Local(r) => r.recorded(seq, &name, key.as_deref()).map(|c| c.is_some()),
-            remote => remote
-                .recorded(seq, &name, key.as_deref())
-                .map(|c| c.is_some()),
-        };
-        Ok((seq as i64, key, found.map_err(crate::convert::err)?))
+        let found = is_recorded(&run, seq, &name, key.as_deref())?;
+        Ok((seq as i64, key, found))
     }
 
     /// Whether a step is recorded at `seq` (or `key`): for an embedded store, a lookup in the
@@ -239,15 +257,8 @@ impl Run {
     /// call to it. A different step name there is a `non_determinism` error naming both.
     #[napi]
     pub fn is_recorded(&self, seq: i64, name: String, key: Option<String>) -> Result<bool> {
-        let seq = u64::try_from(seq)
-            .map_err(|_| coded("invalid_argument", format!("seq must be >= 0, not {seq}")))?;
-        let found = match &**self.get()? {
-            RunHandle::Local(r) => r.recorded(seq, &name, key.as_deref()).map(|c| c.is_some()),
-            remote => remote
-                .recorded(seq, &name, key.as_deref())
-                .map(|c| c.is_some()),
-        };
-        found.map_err(crate::convert::err)
+        let run = self.get()?;
+        is_recorded(&run, seq_arg(seq)?, &name, key.as_deref())
     }
 
     /// The recorded step at `seq` (or `key`) with its state, else null. A different step name
@@ -260,8 +271,7 @@ impl Run {
         key: Option<String>,
     ) -> Result<Option<Recorded>> {
         let run = self.get()?;
-        let seq = u64::try_from(seq)
-            .map_err(|_| coded("invalid_argument", format!("seq must be >= 0, not {seq}")))?;
+        let seq = seq_arg(seq)?;
         let found = blocking(move || {
             Ok(run
                 .recorded(seq, &name, key.as_deref())?
@@ -274,7 +284,9 @@ impl Run {
         }))
     }
 
-    /// Records a step's result at `seq` on a worker thread; returns the checkpoint id.
+    /// Records a step's result at `seq` on a worker thread; returns the checkpoint id. `codec`,
+    /// the name of the codec that encoded `state`, is recorded as the checkpoint's `omium.codec`
+    /// metadata.
     #[napi]
     pub async fn record(
         &self,
@@ -282,16 +294,17 @@ impl Run {
         name: String,
         state: Buffer,
         options: Option<RecordOptions>,
+        codec: Option<String>,
     ) -> Result<String> {
         let run = self.get()?;
-        let (seq, kind, o) = record_args(seq, options)?;
+        let (seq, kind, o) = record_args(seq, options, codec)?;
         let state = state.to_vec();
         blocking(move || record(&run, seq, &name, &state, kind, o)).await
     }
 
-    /// Records a step's result at `seq` on the calling thread: for `buffered` and `none`
-    /// durability, where the write does not wait for an fsync and costs less than the trip to a
-    /// worker thread.
+    /// `record` on the calling thread: for `buffered` and `none` durability, where the write does
+    /// not wait for an fsync and costs less than the trip to a worker thread. A plain step leaves
+    /// `options` out (converting an options object is a tenth of a step's cost).
     #[napi]
     pub fn record_now(
         &self,
@@ -299,29 +312,10 @@ impl Run {
         name: String,
         state: Buffer,
         options: Option<RecordOptions>,
+        codec: Option<String>,
     ) -> Result<String> {
         let run = self.get()?;
-        let (seq, kind, o) = record_args(seq, options)?;
-        record(&run, seq, &name, &state, kind, o).map_err(crate::convert::err)
-    }
-
-    /// `recordNow` for a durable step: the codec's name is recorded as the checkpoint's
-    /// `omium.codec` metadata, and `options` is left out when the step has nothing else to record
-    /// (converting an options object is a tenth of a step's cost).
-    #[napi]
-    pub fn record_step(
-        &self,
-        seq: i64,
-        name: String,
-        state: Buffer,
-        codec: String,
-        options: Option<RecordOptions>,
-    ) -> Result<String> {
-        let run = self.get()?;
-        let (seq, kind, mut o) = record_args(seq, options)?;
-        o.metadata
-            .get_or_insert_with(BTreeMap::new)
-            .insert(omium_core::value::CODEC_KEY.to_string(), codec);
+        let (seq, kind, o) = record_args(seq, options, codec)?;
         record(&run, seq, &name, &state, kind, o).map_err(crate::convert::err)
     }
 

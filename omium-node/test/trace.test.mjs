@@ -53,6 +53,14 @@ test("a failing step's span records the exception", async (t) => {
   assert.equal(step.status, "error");
   assert.match(step.statusMessage, /TypeError: nope/);
   assert.equal(step.events[0].name, "exception");
+  // Its ids are the ones the step began with: a child of the workflow's span, in its trace.
+  const root = spans.find((s) => s.name === "traced-fail");
+  assert.equal(step.parent, root.spanId);
+  assert.equal(step.traceId, root.traceId);
+  assert.equal(step.spanType, "step");
+  assert.equal(step.attributes["omium.seq"], 1);
+  assert.ok(BigInt(root.startNs) <= BigInt(step.startNs) && BigInt(step.endNs) <= BigInt(root.endNs));
+  assert.equal(spans.find((s) => s.name === "checkpoint bad"), undefined);
 });
 
 test("enableOtlpExport sends the store's analytics to a metrics endpoint", async (t) => {

@@ -174,14 +174,14 @@ async function recordedCall<R>(d: Describe, fn: (...a: unknown[]) => R | Promise
     if (ctx !== undefined) {
       const data = ctx.codec.encode({ request, response });
       const metadata = {
-        [CODEC_KEY]: ctx.codec.name,
         "omium.call": d.kind,
         "omium.request_hash": hash,
         "omium.side_effect": d.sideEffect ? "true" : "false",
         ...spend(d, response),
       };
       const options = { key: stepKey, metadata };
-      const id = ctx.waitsForFsync ? await call(() => ctx.run.record(seq, stepName, data, options)) : callSync(() => ctx.run.recordNow(seq, stepName, data, options));
+      const codec = ctx.codec.name;
+      const id = ctx.waitsForFsync ? await call(() => ctx.run.record(seq, stepName, data, options, codec)) : callSync(() => ctx.run.recordNow(seq, stepName, data, options, codec));
       span?.setAttributes({ "omium.request_hash": hash, "omium.checkpoint_id": id });
     }
     span?.end();

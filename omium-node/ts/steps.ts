@@ -16,7 +16,7 @@ import { spendMetadata } from "./analytics";
 import { agree } from "./consensus";
 import * as recovery from "./recovery";
 import { type ExecutionContext, scope } from "./runtime";
-import { startSpan, endSpan, nowNs, enabled as tracing } from "./trace";
+import { failStepSpan, nowNs, startStepSpan } from "./trace";
 
 /** A CEL expression over `args` (and `result` for postconditions), or a function. */
 export type Condition<A extends unknown[], R = unknown> = string | ((...a: A) => boolean) | ((result: R) => boolean);
@@ -329,9 +329,9 @@ export function checkpoint<A extends unknown[], R>(name: string, fn: (...args: A
     // A fork that changes this position's input (forkAt({ atStep, mutate })).
     if (ctx.mutation !== undefined && s!.stepKey === undefined && ctx.mutation.seq === seq) args = ctx.mutation.apply(args) as A;
     for (const c of pre) await check(c, name, "precondition", args, names, false);
-    const span = startSpan(name, "step", { agent: options.agent, attributes: { "omium.step": name, "omium.seq": seq, "omium.key": stepKey } });
+    const span = startStepSpan(ctx.executionId, s!.span);
     const spend = { costUsd: 0, tokensIn: 0, tokensOut: 0 };
-    const inner = { ctx, stepKey: stepKey ?? String(seq), stepName: name, span: span ? span.scope().span : s!.span, spend };
+    const inner = { ctx, stepKey: stepKey ?? String(seq), stepName: name, span: span ?? s!.span, spend };
     try {
       const result = await scope.run(inner, async () => {
         try {
@@ -343,27 +343,22 @@ export function checkpoint<A extends unknown[], R>(name: string, fn: (...args: A
       });
       const data = codec.encode(result);
       const spent = spend.costUsd > 0 || spend.tokensIn > 0 || spend.tokensOut > 0;
-      // With tracing on, the native call records the checkpoint's span and ends the step's (the
-      // body cannot reach the step's Span object, so it is as it began): no span crosses over.
-      const traced = span !== undefined && tracing();
       // Options only when there is more to record than the codec (the common step has none).
       let recordOptions: native.RecordOptions | undefined;
-      if (stepKey !== undefined || options.agent !== undefined || preHeld.length > 0 || postHeld.length > 0 || spent || traced) {
+      if (stepKey !== undefined || options.agent !== undefined || preHeld.length > 0 || postHeld.length > 0 || spent || span !== undefined) {
         recordOptions = { key: stepKey, agent: options.agent, preconditions: preHeld, postconditions: postHeld, metadata: spent ? spentMetadata(spend) : undefined };
       }
-      if (traced) {
-        // Timed on the spans' clock (nowNs), so the step ends inside its workflow's span.
+      if (span !== undefined) {
+        // The native call records the checkpoint's span and ends the step's, timed on the spans'
+        // clock (nowNs), so the step ends inside its workflow's span.
         recordOptions!.span = { traceId: span.traceId, spanId: span.spanId, parent: span.parent, startNs: span.startNs.toString(), endStep: true, key: stepKey, nowNs: nowNs().toString() };
       }
       // A write that waits for an fsync goes to a worker thread; a buffered one is made here.
-      const id = ctx.waitsForFsync
-        ? await call(() => ctx.run.record(seq, name, data, { ...recordOptions, metadata: { ...recordOptions?.metadata, [CODEC_KEY]: codec.name } }))
-        : callSync(() => ctx.run.recordStep(seq, name, data, codec.name, recordOptions));
-      if (traced) span.recordedNatively(id);
-      endSpan(span);
+      if (ctx.waitsForFsync) await call(() => ctx.run.record(seq, name, data, recordOptions, codec.name));
+      else callSync(() => ctx.run.recordNow(seq, name, data, recordOptions, codec.name));
       return result as Awaited<R>;
     } catch (e) {
-      endSpan(span, e);
+      if (span !== undefined) failStepSpan(span, name, options.agent, { "omium.step": name, "omium.seq": seq, "omium.key": stepKey }, e);
       throw e;
     }
   };

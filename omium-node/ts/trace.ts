@@ -41,25 +41,34 @@ export class Span {
   constructor(
     name: string,
     spanType: SpanType,
-    options: { kind?: SpanKind; agent?: string; attributes?: Record<string, AttributeValue | undefined>; executionId?: string; startNs?: bigint } = {},
+    options: { kind?: SpanKind; agent?: string; attributes?: Record<string, AttributeValue | undefined>; executionId?: string; startNs?: bigint; started?: StepSpan } = {},
   ) {
-    const s = scope.getStore();
-    const parent = s?.span;
-    const executionId = options.executionId ?? s?.ctx?.executionId ?? parent?.executionId ?? "";
-    if (parent !== undefined && parent.executionId === executionId) {
-      this.traceId = parent.traceId;
-      this.parent = parent.spanId;
+    const started = options.started;
+    if (started !== undefined) {
+      // A step's span begun by startStepSpan: its ids are taken.
+      this.traceId = started.traceId;
+      this.parent = started.parent;
+      this.spanId = started.spanId;
+      this.executionId = started.executionId;
     } else {
-      this.traceId = executionId ? native.traceIdOf(executionId) : native.newTraceId();
-      this.parent = undefined;
+      const s = scope.getStore();
+      const parent = s?.span;
+      const executionId = options.executionId ?? s?.ctx?.executionId ?? parent?.executionId ?? "";
+      if (parent !== undefined && parent.executionId === executionId) {
+        this.traceId = parent.traceId;
+        this.parent = parent.spanId;
+      } else {
+        this.traceId = executionId ? native.traceIdOf(executionId) : native.newTraceId();
+        this.parent = undefined;
+      }
+      this.spanId = native.newSpanId();
+      this.executionId = executionId;
     }
-    this.spanId = native.newSpanId();
-    this.executionId = executionId;
     this.name = name;
     this.spanType = spanType;
     this.kind = options.kind ?? "internal";
     this.agent = options.agent ?? "";
-    this.startNs = options.startNs ?? nowNs();
+    this.startNs = started?.startNs ?? options.startNs ?? nowNs();
     this.setAttributes(options.attributes ?? {});
   }
 
@@ -109,13 +118,6 @@ export class Span {
     });
   }
 
-  /** @internal A step's span that the native record call recorded with its checkpoint. */
-  recordedNatively(checkpointId: string): void {
-    this.attributes["omium.checkpoint_id"] = checkpointId;
-    this.status = "ok";
-    this.ended = true;
-  }
-
   /** The scope in which this span is the parent of new spans. */
   scope(): Scope {
     const s = scope.getStore();
@@ -152,6 +154,38 @@ export async function trace<R>(name: string, fn: (span: Span) => Promise<R> | R,
 /** Starts a span when tracing is on (internal: workflows, steps, recovery actions). */
 export function startSpan(name: string, spanType: SpanType, options: TraceOptions & { executionId?: string } = {}): Span | undefined {
   return enabled() ? new Span(name, spanType, options) : undefined;
+}
+
+/**
+ * @internal A step's span as a step begins it: its ids and start, no `Span` (the body cannot
+ * reach its step's span). The native call that records the step's checkpoint records and ends
+ * it; only a step that fails makes a `Span` of it (`failStepSpan`). Also the scope's parent of
+ * the spans begun inside the step.
+ */
+export interface StepSpan {
+  traceId: string;
+  spanId: string;
+  parent: string | undefined;
+  executionId: string;
+  startNs: bigint;
+}
+
+/** @internal Begins a step's span, child of the span running in `parent`, when tracing is on. */
+export function startStepSpan(executionId: string, parent: Scope["span"]): StepSpan | undefined {
+  if (!enabled()) return undefined;
+  const same = parent !== undefined && parent.executionId === executionId;
+  return {
+    traceId: same ? parent.traceId : native.traceIdOf(executionId),
+    spanId: native.newSpanId(),
+    parent: same ? parent.spanId : undefined,
+    executionId,
+    startNs: nowNs(),
+  };
+}
+
+/** @internal Records the span of a step that failed (or whose checkpoint was not recorded). */
+export function failStepSpan(started: StepSpan, name: string, agent: string | undefined, attributes: Record<string, AttributeValue | undefined>, error: unknown): void {
+  endSpan(new Span(name, "step", { agent, attributes, started }), error);
 }
 
 export function endSpan(span: Span | undefined, error?: unknown): void {

@@ -132,6 +132,45 @@ def test_errors_and_recovery_actions_are_spans(traced):
     assert s["workflow failing"]["status"] == "error"
 
 
+def test_a_step_span_records_its_failure_and_with_content_capture_its_input_and_output(traced):
+    # A step that succeeds has its span ended by the native record of its checkpoint; these are
+    # the two other paths: a failed step (its span built and recorded from Python) and a step
+    # whose span carries captured content.
+    @omium.checkpoint("fails")
+    def fails(x):
+        raise ValueError(f"bad input {x}")
+
+    @omium.workflow("step-fails")
+    def failing():
+        return fails(1)
+
+    with pytest.raises(ValueError):
+        failing.run(execution_id="t-5")
+    s = by_name(omium.spans("t-5"))
+    f = s["fails"]
+    assert f["span_type"] == "step" and f["parent"] == s["workflow step-fails"]["span_id"]
+    assert f["status"] == "error" and f["status_message"] == "ValueError: bad input 1"
+    assert f["events"][0]["name"] == "exception" and f["attributes"]["omium.seq"] == 1
+    assert "checkpoint fails" not in s, "nothing was recorded"
+
+    omium.configure_tracing(capture_content=True)
+
+    @omium.checkpoint("doubles")
+    def doubles(x):
+        return 2 * x
+
+    @omium.workflow("step-content")
+    def content():
+        return doubles(21)
+
+    assert content.run(execution_id="t-6") == 42
+    s = by_name(omium.spans("t-6"))
+    d, cp = s["doubles"], s["checkpoint doubles"]
+    assert d["status"] == "ok" and d["parent"] == s["workflow step-content"]["span_id"]
+    assert "21" in d["attributes"]["input.value"] and d["attributes"]["output.value"] == "42"
+    assert cp["parent"] == d["span_id"] and d["attributes"]["omium.checkpoint_id"] == cp["attributes"]["omium.checkpoint_id"]
+
+
 def test_traceparent_inject_and_extract(traced):
     seen = {}
 

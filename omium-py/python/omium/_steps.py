@@ -286,7 +286,15 @@ class _Step:
         _consensus.agree(result, targets, sender=self.agent or self.name, timeout=timeout, quorum=quorum, record=False)
 
     def finish(
-        self, ctx: _runtime.ExecutionContext, seq: int, key: str | None, codec: Codec, args: tuple, kwargs: dict, result: Any
+        self,
+        ctx: _runtime.ExecutionContext,
+        seq: int,
+        key: str | None,
+        codec: Codec,
+        args: tuple,
+        kwargs: dict,
+        result: Any,
+        span: _trace.StepSpan | None,
     ) -> Any:
         try:
             data = codec.encode(result)
@@ -298,7 +306,7 @@ class _Step:
             ) from None
         spend = _runtime.current_spend.get()
         metadata = {CODEC_KEY: codec.name, **_spent()} if spend else {CODEC_KEY: codec.name}
-        if not _trace._state["enabled"]:
+        if span is None:
             ctx.run.record(
                 seq,
                 self.name,
@@ -311,17 +319,13 @@ class _Step:
             )
             return result
         # The checkpoint's span, child of the step's, is recorded by the same native call; so is
-        # the step's own span when the body left it as it began (nothing but its position), ending
-        # it now: the common case costs no second call and no conversion of attributes.
-        cur = _trace._current.get()
-        step_span = _trace._current_span_object.get()
-        whole = step_span is not None and cur is not None and step_span.span_id == cur[1] and step_span.plain_step()
-        if cur is None:
-            span = None
-        elif whole:
-            span = (cur[0], cur[1], step_span.parent, step_span.start_ns, True)  # type: ignore[union-attr]
+        # the step's own span (a tuple: see `_trace.StepSpan`), ending it now: the common case
+        # costs no second call and no conversion of attributes. A step span with captured
+        # content is a `Span`, ended with its output after this.
+        if type(span) is tuple:
+            native = (span[0], span[1], span[2], span[4], True)
         else:
-            span = (cur[0], cur[1], None, 0, False)
+            native = (span.trace_id, span.span_id, None, 0, False)
         cid = ctx.run.record(
             seq,
             self.name,
@@ -331,21 +335,10 @@ class _Step:
             preconditions=self.pre_held,
             postconditions=self.post_held,
             metadata=metadata,
-            span=span,
+            span=native,
         )
-        if cur is None:
-            _trace.leaf_span(
-                f"checkpoint {self.name}",
-                "checkpoint",
-                _trace.now_ns(),
-                {"omium.checkpoint_id": cid, "omium.seq": seq, "omium.state_bytes": len(data)},
-                self.agent,
-            )
-        if step_span is not None:
-            step_span.attributes["omium.checkpoint_id"] = cid
-            if whole:
-                step_span.ended = True  # recorded with the checkpoint
-                step_span.status = "ok"
+        if type(span) is not tuple:
+            span.attributes["omium.checkpoint_id"] = cid
         return result
 
     def step_key(self, seq: int, key: str | None) -> str:
@@ -408,7 +401,7 @@ def _wrap_sync(step: _Step) -> Callable[..., Any]:
                     raise
                 again = functools.partial(step.attempt_sync, ctx)
                 result = _recovery.run_sync(_recovery.plan(step, ctx, seq, key, args, kwargs, e, lambda *a, **k: again(a, k)))
-            out = step.finish(ctx, seq, key, codec, args, kwargs, result)
+            out = step.finish(ctx, seq, key, codec, args, kwargs, result, span)
         except BaseException as e:
             _trace.end_step_span(span, e, None)
             raise
@@ -457,9 +450,9 @@ def _wrap_async(step: _Step) -> Callable[..., Any]:
                     result = await _recovery.run_async(_recovery.plan(step, ctx, seq, key, a, kw, e, lambda *x, **k: again(x, k)))
                 if _slow_io(ctx):
                     # sync durability waits for an fsync: keep the event loop free meanwhile.
-                    out = await asyncio.to_thread(contextvars.copy_context().run, step.finish, ctx, seq, key, codec, a, kw, result)
+                    out = await asyncio.to_thread(contextvars.copy_context().run, step.finish, ctx, seq, key, codec, a, kw, result, span)
                 else:
-                    out = step.finish(ctx, seq, key, codec, a, kw, result)
+                    out = step.finish(ctx, seq, key, codec, a, kw, result, span)
             except BaseException as e:
                 _trace.end_step_span(span, e, None)
                 raise

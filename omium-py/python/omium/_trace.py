@@ -121,11 +121,6 @@ class Span:
         self.ended = False
         self._token: contextvars.Token | None = None
 
-    def plain_step(self) -> bool:
-        """A step's span as it began (its position only, no events, no status, no content): the
-        native record call can record it, ending it then."""
-        return not self.events and self.status == "unset" and len(self.attributes) == 1 and not self.ended and not _state["capture_content"]
-
     def set_attribute(self, key: str, value: Any) -> None:
         self.attributes[key] = value
 
@@ -243,58 +238,60 @@ def enabled() -> bool:
     return _state["enabled"] and _runtime.is_initialized()
 
 
-# The step span being recorded, so the checkpoint it makes can be linked to it.
-_current_span_object: contextvars.ContextVar[Span | None] = contextvars.ContextVar("omium_step_span", default=None)
+# A step's span, as `step_span` starts it: a `Span` when content capture is on (its input and
+# output become attributes), else a tuple `(trace_id, span_id, parent, execution_id, start_ns,
+# token, name, agent, seq)`; the record of the step's checkpoint ends that span natively, and
+# only a step that fails builds a `Span` of it (the body cannot reach its step's span).
+StepSpan = Span | tuple
 
 
-def step_span(name: str, seq: int, agent: str | None, args: tuple, kwargs: dict, execution_id: str) -> tuple[Span, Any, Any] | None:
+def step_span(name: str, seq: int, agent: str | None, args: tuple, kwargs: dict, execution_id: str) -> StepSpan | None:
     """Starts the span of a step run of ``execution_id`` (None when tracing is off). It runs
-    once per step: the fields are set here directly, what ``Span.__init__`` would set."""
+    once per step: nothing is built that a step which succeeds does not need."""
     if not (_state["enabled"] and _runtime._config is not None):
         return None
-    s = object.__new__(Span)
     parent = _current.get()
     if parent is not None:
-        s.trace_id, s.parent, s.execution_id = parent
+        trace_id, parent_id, execution_id = parent
     else:
-        s.execution_id = execution_id
         remote = _remote.get()
         if remote is not None:
-            s.trace_id, s.parent = remote
+            trace_id, parent_id = remote
         else:
-            s.trace_id = _trace_id_of(execution_id) if execution_id else _omium.new_trace_id()
-            s.parent = None
-    s.span_id = _new_span_id()
-    s.name = name
-    s.span_type = "step"
-    s.kind = "internal"
-    s.agent = agent or ""
-    s.attributes = {"omium.seq": seq}
-    s.events = []
-    s.status = "unset"
-    s.status_message = ""
-    s.ended = False
-    if _state["capture_content"]:
-        s.attributes["input.value"] = content({"args": list(args), "kwargs": kwargs})
-    s._token = _current.set((s.trace_id, s.span_id, s.execution_id))
+            trace_id = _trace_id_of(execution_id) if execution_id else _omium.new_trace_id()
+            parent_id = None
+    span_id = _new_span_id()
+    token = _current.set((trace_id, span_id, execution_id))
+    if not _state["capture_content"]:
+        return (trace_id, span_id, parent_id, execution_id, _time_ns(), token, name, agent or "", seq)
+    s = object.__new__(Span)
+    s.trace_id, s.span_id, s.parent, s.execution_id, s._token = trace_id, span_id, parent_id, execution_id, token
+    s.name, s.span_type, s.kind, s.agent = name, "step", "internal", agent or ""
+    s.attributes = {"omium.seq": seq, "input.value": content({"args": list(args), "kwargs": kwargs})}
+    s.events, s.status, s.status_message, s.ended = [], "unset", "", False
     s.start_ns = _time_ns()
-    return s, _current_span_object.set(s), None
+    return s
 
 
-def end_step_span(handle: tuple[Span, Any, Any] | None, error: BaseException | None, result: Any) -> None:
-    if handle is None:
+def end_step_span(span: StepSpan | None, error: BaseException | None, result: Any) -> None:
+    """Ends a step's span: after a recorded step only the context is restored when the record
+    ended the span; a failed step records the span with its exception."""
+    if span is None:
         return
-    s, tok, _ = handle
-    _current_span_object.reset(tok)
-    if s.ended and error is None:
-        # Recorded by the native call with its checkpoint (Span.plain_step): only the context
-        # is left to restore.
-        _current.reset(s._token)  # type: ignore[arg-type]
-        s._token = None
-        return
-    if error is None and _state["capture_content"]:
-        s.attributes["output.value"] = content(result)
-    s.__exit__(type(error) if error is not None else None, error, None)
+    if type(span) is tuple:
+        trace_id, span_id, parent, execution_id, start_ns, token, name, agent, seq = span
+        _current.reset(token)
+        if error is None:
+            return
+        s = object.__new__(Span)
+        s.trace_id, s.span_id, s.parent, s.execution_id, s._token = trace_id, span_id, parent, execution_id, None
+        s.name, s.span_type, s.kind, s.agent = name, "step", "internal", agent
+        s.attributes, s.events, s.status, s.status_message, s.ended = {"omium.seq": seq}, [], "unset", "", False
+        s.start_ns = start_ns
+        span = s
+    elif error is None:
+        span.attributes["output.value"] = content(result)
+    span.__exit__(type(error) if error is not None else None, error, None)
 
 
 class trace:  # noqa: N801 (the published SDK's name)
