@@ -264,12 +264,21 @@ def step_span(name: str, seq: int, agent: str | None, args: tuple, kwargs: dict,
     token = _current.set((trace_id, span_id, execution_id))
     if not _state["capture_content"]:
         return (trace_id, span_id, parent_id, execution_id, _time_ns(), token, name, agent or "", seq)
-    s = object.__new__(Span)
-    s.trace_id, s.span_id, s.parent, s.execution_id, s._token = trace_id, span_id, parent_id, execution_id, token
-    s.name, s.span_type, s.kind, s.agent = name, "step", "internal", agent or ""
-    s.attributes = {"omium.seq": seq, "input.value": content({"args": list(args), "kwargs": kwargs})}
-    s.events, s.status, s.status_message, s.ended = [], "unset", "", False
+    s = _step_span_object(trace_id, span_id, parent_id, execution_id, token, name, agent or "", seq, 0)
+    s.attributes["input.value"] = content({"args": list(args), "kwargs": kwargs})
     s.start_ns = _time_ns()
+    return s
+
+
+def _step_span_object(
+    trace_id: bytes, span_id: bytes, parent: bytes | None, execution_id: str, token: Any, name: str, agent: str, seq: int, start_ns: int
+) -> Span:
+    """A step's `Span`, its fields set directly (what ``Span.__init__`` would find out)."""
+    s = object.__new__(Span)
+    s.trace_id, s.span_id, s.parent, s.execution_id, s._token = trace_id, span_id, parent, execution_id, token
+    s.name, s.span_type, s.kind, s.agent = name, "step", "internal", agent
+    s.attributes, s.events, s.status, s.status_message, s.ended = {"omium.seq": seq}, [], "unset", "", False
+    s.start_ns = start_ns
     return s
 
 
@@ -283,12 +292,7 @@ def end_step_span(span: StepSpan | None, error: BaseException | None, result: An
         _current.reset(token)
         if error is None:
             return
-        s = object.__new__(Span)
-        s.trace_id, s.span_id, s.parent, s.execution_id, s._token = trace_id, span_id, parent, execution_id, None
-        s.name, s.span_type, s.kind, s.agent = name, "step", "internal", agent
-        s.attributes, s.events, s.status, s.status_message, s.ended = {"omium.seq": seq}, [], "unset", "", False
-        s.start_ns = start_ns
-        span = s
+        span = _step_span_object(trace_id, span_id, parent, execution_id, None, name, agent, seq, start_ns)
     elif error is None:
         span.attributes["output.value"] = content(result)
     span.__exit__(type(error) if error is not None else None, error, None)
