@@ -3,14 +3,19 @@
 //! background writer; between rounds the bench waits for it (untimed), so the queue never
 //! fills and nothing is dropped (the drop count is printed to prove it).
 //!
+//! Then what a traced step's spans cost its checkpoint write: the same 1 KiB `buffered` steps
+//! recorded by `RunHandle::record_traced` with and without their two spans (the checkpoint's
+//! and the step's, as the bindings record them), in alternating rounds of one run.
+//!
 //! cargo bench -p omium-core --bench trace_bench
 
 use std::hint::black_box;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use omium_core::prelude::*;
+use omium_core::serve::{RunHandle, TracedStep};
 use omium_core::trace::{Span, SpanKind};
-use omium_core::{OpenOptions, Store};
+use omium_core::{BeginOptions, NewCheckpoint, OpenOptions, Store};
 
 fn make(i: u64) -> Span {
     let mut s = Span::new("exec-bench", "chat gpt-4o", "llm");
@@ -92,4 +97,80 @@ fn main() {
         "spans recorded {}, stored {}, dropped {} (target: record ≤ 1 µs)",
         st.recorded, st.stored, st.dropped
     );
+    drop(store);
+    traced_steps();
+}
+
+/// Per-record latencies (ns) of one round of `n` 1 KiB steps, each with its two spans when
+/// `traced`; the round's spans are stored (untimed) before it returns. Between records the
+/// thread spins for `body` (untimed), as a binding's step spends its time in the interpreter,
+/// so that spans arrive at the rate a binding makes them.
+fn traced_round(store: &Store, round: usize, n: usize, traced: bool, body: Duration) -> Vec<f64> {
+    let run = RunHandle::Local(
+        store
+            .begin(&format!("traced-{round}"), BeginOptions::default())
+            .unwrap(),
+    );
+    let mut state = vec![b'x'; 1024];
+    let mut lat = Vec::with_capacity(n);
+    for i in 0..n {
+        state[..8].copy_from_slice(&(i as u64).to_le_bytes());
+        let span = traced.then(|| TracedStep {
+            trace_id: [7; 16],
+            span_id: omium_core::trace::new_span_id(),
+            parent: None,
+            start_ns: omium_core::trace::now_ns(),
+            end_step: true,
+            step_attributes: Vec::new(),
+            now_ns: None,
+        });
+        let t = Instant::now();
+        let seq = run.reserve().unwrap();
+        let new = NewCheckpoint {
+            name: "step",
+            state: &state,
+            ..NewCheckpoint::default()
+        };
+        black_box(run.record_traced(seq, new, span).unwrap());
+        let done = Instant::now();
+        lat.push((done - t).as_nanos() as f64);
+        while done.elapsed() < body {
+            std::hint::spin_loop();
+        }
+    }
+    store.flush_spans().unwrap();
+    lat
+}
+
+fn traced_steps() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_with(
+        dir.path(),
+        OpenOptions {
+            durability: omium_core::Durability::Buffered,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let n = 20_000;
+    // About what a Python or Node step spends outside its native record.
+    let body = Duration::from_micros(8);
+    traced_round(&store, 0, n / 4, true, body);
+    println!();
+    println!("| round | spans | mean ns | p50 ns | p90 ns | p99 ns | p99.9 ns |");
+    println!("|---|---|---|---|---|---|---|");
+    for round in 1..=6 {
+        let traced = round % 2 == 0;
+        let mut lat = traced_round(&store, round, n, traced, body);
+        let mean = lat.iter().sum::<f64>() / lat.len() as f64;
+        lat.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        println!(
+            "| {round} | {} | {mean:.0} | {:.0} | {:.0} | {:.0} | {:.0} |",
+            if traced { "2" } else { "0" },
+            pct(&lat, 0.5),
+            pct(&lat, 0.9),
+            pct(&lat, 0.99),
+            pct(&lat, 0.999)
+        );
+    }
 }
