@@ -46,20 +46,24 @@ fn run(rounds: usize, n: usize, mut each: impl FnMut(Span), mut between: impl Fn
     lat
 }
 
+fn open_buffered(dir: &std::path::Path) -> Store {
+    Store::open_with(
+        dir,
+        OpenOptions {
+            durability: omium_core::Durability::Buffered,
+            ..Default::default()
+        },
+    )
+    .unwrap()
+}
+
 fn pct(v: &[f64], p: f64) -> f64 {
     v[((v.len() - 1) as f64 * p) as usize]
 }
 
 fn main() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open_with(
-        dir.path(),
-        OpenOptions {
-            durability: omium_core::Durability::Buffered,
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    let store = open_buffered(dir.path());
     store.record_span(make(0));
     store.flush_spans().unwrap();
     let (rounds, n) = (20, 5_000);
@@ -144,14 +148,7 @@ fn traced_round(store: &Store, round: usize, n: usize, traced: bool, body: Durat
 
 fn traced_steps() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open_with(
-        dir.path(),
-        OpenOptions {
-            durability: omium_core::Durability::Buffered,
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    let store = open_buffered(dir.path());
     let n = 20_000;
     // About what a Python or Node step spends outside its native record.
     let body = Duration::from_micros(8);
