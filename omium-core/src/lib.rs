@@ -46,8 +46,8 @@ pub use omium_engine::{
     report, trace,
 };
 pub use omium_storage::{
-    audit, blob, checkpoint, control, error, execution, ext, failures, rollup, store, threads,
-    value,
+    audit, blob, checkpoint, control, error, execution, ext, failures, rollup, spans, store,
+    threads, value,
 };
 
 /// Workflows (`omium_engine::workflow`), with [`run`](workflow::run) agreeing on

@@ -712,8 +712,10 @@ impl Store {
         Ok(tally)
     }
 
-    /// Deletes an execution, its checkpoints and its input and output. Chunks it alone used
-    /// are freed by the next [`Store::gc`].
+    /// Deletes an execution: its record, checkpoints, input and output, failure records and
+    /// spans (with their index entries). Chunks it alone used are freed by the next
+    /// [`Store::gc`]; its audit entries and the analytics' counts stay
+    /// (`docs/decisions/erase-scope.md`).
     pub fn delete_execution(&self, execution_id: &str) -> Result<u64> {
         self.delete_execution_by(execution_id, "{}")
     }
@@ -721,8 +723,13 @@ impl Store {
     /// [`Store::delete_execution`] with the audit entry's detail given (who asked, why, what
     /// was erased).
     pub fn delete_execution_by(&self, execution_id: &str, detail: &str) -> Result<u64> {
+        self.inner
+            .extensions
+            .each(|e| e.before_erase(execution_id))?;
         let checkpoints: Vec<Checkpoint> = self.checkpoints(execution_id)?;
         let mut batch = WriteBatch::default();
+        let failures = self.erase_failures(&mut batch, execution_id)?;
+        let spans = self.erase_spans(&mut batch, execution_id)?;
         for c in &checkpoints {
             batch.delete_cf(
                 self.cf(Cf::Checkpoints),
@@ -746,6 +753,8 @@ impl Store {
             let mut d: serde_json::Value =
                 serde_json::from_str(detail).unwrap_or_else(|_| serde_json::json!({}));
             d["checkpoints"] = serde_json::json!(n);
+            d["failures"] = serde_json::json!(failures);
+            d["spans"] = serde_json::json!(spans);
             audit.push(AuditDraft::new(
                 "execution.delete",
                 format!("execution/{execution_id}"),

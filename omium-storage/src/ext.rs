@@ -27,6 +27,11 @@ pub trait Extension: Any + Send + Sync {
     }
     /// The records of `execution_id` changed (a checkpoint, a status, a rollback, a fork).
     fn changed(&self, _execution_id: &str) {}
+    /// `execution_id` is about to be erased: store what this extension still queues for it
+    /// (spans), so that the erasure finds it.
+    fn before_erase(&self, _execution_id: &str) -> Result<()> {
+        Ok(())
+    }
     /// A step was recorded, or the execution finished: return once its changes are as safe
     /// as this extension promises (e.g. in a cluster).
     fn barrier(&self, _execution_id: &str) -> Result<()> {

@@ -145,6 +145,22 @@ impl Store {
         Ok(out)
     }
 
+    /// Adds to `batch` the deletion of `execution_id`'s failure records (a record that does not
+    /// decode goes too: its key says whose it is); returns how many.
+    pub(crate) fn erase_failures(&self, batch: &mut WriteBatch, execution_id: &str) -> Result<u64> {
+        let mut n = 0;
+        for r in self.scan_prefix(Cf::Failures, &exec_key(execution_id)) {
+            let (k, v) = r?;
+            let f: Result<FailureRecord> = codec::decode("failure", &|| crate::hex(&k), &v);
+            if f.is_ok_and(|f| f.execution_id != execution_id) {
+                continue; // another execution whose key shares the hash prefix
+            }
+            batch.delete_cf(self.cf(Cf::Failures), &k);
+            n += 1;
+        }
+        Ok(n)
+    }
+
     /// Settles the failures of an execution that are still waiting on its outcome: when it
     /// completes they are recovered, when it fails they failed. Part of the caller's batch.
     /// Returns what settling adds to the analytics (recoveries), for the caller's audit entry.

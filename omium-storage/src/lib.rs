@@ -22,6 +22,7 @@ pub mod execution;
 pub mod ext;
 pub mod failures;
 pub mod rollup;
+pub mod spans;
 pub mod store;
 pub mod threads;
 pub mod value;

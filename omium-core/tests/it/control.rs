@@ -1,11 +1,14 @@
 //! Operator controls over a real store: a pause and a cancel reach a run at its next step
-//! boundary, resume and retry make an execution resumable, delete erases it and its unshared
-//! chunks, refusals name the status, and a read-only handle's request goes through the
+//! boundary, resume and retry make an execution resumable, delete erases it (with its spans and
+//! failure records) and its unshared chunks, refusals name the status, and a read-only handle's request goes through the
 //! writer's mailbox.
 
 use omium_core::control::{Action, Request};
 use omium_core::events::{EventFilter, EventStore};
-use omium_core::{BeginOptions, Error, Status, Store};
+use omium_core::prelude::*;
+use omium_core::store::Cf;
+use omium_core::trace::{now_ns, Span, Value};
+use omium_core::{BeginOptions, Error, FailureInput, Status, Store};
 
 fn req(action: Action, execution: &str) -> Request {
     Request::new(
@@ -187,6 +190,58 @@ fn delete_erases_the_execution_and_the_chunks_no_other_uses_and_says_so() {
         (Some("ops@test"), Some("because"))
     );
     assert_eq!(data["checkpoints"], 2);
+}
+
+#[test]
+fn delete_erases_the_executions_spans_and_failure_records_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    for id in ["keep", "erase"] {
+        let run = store.begin(id, BeginOptions::default()).unwrap();
+        step(&run, "charge", b"{}").unwrap();
+        let mut s = Span::new(id, "chat m", "llm");
+        s.agent = "kyc".into();
+        s.start_ns = now_ns();
+        s.end_ns = s.start_ns + 1;
+        let prompt = format!("{id}: the card of alice@example.com");
+        s.attributes
+            .push(("gen_ai.input.messages".into(), Value::Str(prompt.clone())));
+        // Not flushed: the erase must find the spans still queued for the writer too.
+        store.record_span(s);
+        let eff = store
+            .effective_policy("default", None, Some("charge"))
+            .unwrap();
+        let input = FailureInput {
+            execution_id: id.into(),
+            tenant: "default".into(),
+            step: Some("charge".into()),
+            agent: "kyc".into(),
+            error_classes: vec!["ValueError".into()],
+            message: prompt,
+            ..Default::default()
+        };
+        store.start_recovery(input, eff).unwrap();
+        run.fail("declined").unwrap();
+    }
+    store.control(&req(Action::Delete, "erase")).unwrap();
+    assert!(store.spans("erase").unwrap().is_empty());
+    assert!(store.failures(Some("erase")).unwrap().is_empty());
+    let left = |agent: Option<&str>| -> Vec<String> {
+        let spans = store.spans_between(0, u64::MAX, agent, 10).unwrap();
+        spans.into_iter().map(|s| s.execution_id).collect()
+    };
+    assert_eq!(left(None), ["keep"]);
+    assert_eq!(left(Some("kyc")), ["keep"]);
+    // Nothing of the erased execution is left in the families, index entries included.
+    for cf in [Cf::Spans, Cf::SpanIndex, Cf::Failures] {
+        let n = store.scan_prefix(cf, b"").count();
+        assert_eq!(n, if cf == Cf::SpanIndex { 2 } else { 1 }, "{}", cf.name());
+    }
+    assert_eq!(store.spans("keep").unwrap().len(), 1);
+    assert_eq!(store.failures(Some("keep")).unwrap().len(), 1);
+    let f = EventFilter::new(vec!["execution.deleted".into()], None).unwrap();
+    let data = &store.events(0, 1000, &f).unwrap().events[0].data;
+    assert_eq!((&data["spans"], &data["failures"]), (&1.into(), &1.into()));
 }
 
 #[test]

@@ -155,6 +155,41 @@ fn spans_are_stored_indexed_and_read_back_as_a_tree() {
 }
 
 #[test]
+fn storage_reads_the_head_of_a_stored_span_as_the_tracing_layer_wrote_it() {
+    // Erasure (in the storage crate) finds a span's by-agent index entry through this head.
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let parent = span("exé", "workflow w", "workflow", None, "", 5, 10);
+    let mut s = span("exé", "chat m", "llm", Some(&parent), "agent ✓", 6, 2);
+    s.kind = SpanKind::Client;
+    s.attributes.push(("k".into(), Value::Int(7)));
+    store.record_span(s.clone());
+    store.flush_spans().unwrap();
+    let (k, v) = store
+        .scan_prefix(omium_core::store::Cf::Spans, b"")
+        .next()
+        .unwrap()
+        .unwrap();
+    let head = omium_core::spans::SpanHead::decode(&k, &v).unwrap();
+    assert_eq!(
+        (head.trace_id, head.span_id, head.parent),
+        (s.trace_id, s.span_id, s.parent)
+    );
+    assert_eq!(
+        (head.name.as_str(), head.kind),
+        ("chat m", SpanKind::Client as u32)
+    );
+    assert_eq!(
+        (
+            head.span_type.as_str(),
+            head.execution_id.as_str(),
+            head.agent.as_str()
+        ),
+        ("llm", "exé", "agent ✓")
+    );
+}
+
+#[test]
 fn spans_survive_reopening_and_a_read_only_store_records_nothing() {
     let dir = tempfile::tempdir().unwrap();
     {

@@ -31,6 +31,7 @@ use serde::{Deserialize, Serialize};
 use crate::codec;
 use crate::error::{Error, Result};
 use crate::store::{exec_key, Cf, Store};
+use omium_storage::spans::{agent_index_key, span_key_of, time_index_key};
 
 pub use otlp::{ExportConfig, ExportStats};
 
@@ -316,32 +317,6 @@ pub(crate) fn span_key(s: &Span) -> [u8; 32] {
     k[..16].copy_from_slice(&exec_key(&s.execution_id));
     k[16..24].copy_from_slice(&s.start_ns.to_be_bytes());
     k[24..].copy_from_slice(&s.span_id);
-    k
-}
-
-/// The `spans` key an index entry points at: its execution key and its `start ‖ span id` tail.
-fn span_key_of(exec: &[u8], start_and_id: &[u8]) -> [u8; 32] {
-    let mut k = [0u8; 32];
-    k[..16].copy_from_slice(exec);
-    k[16..].copy_from_slice(start_and_id);
-    k
-}
-
-pub(crate) fn time_index_key(start_ns: u64, span_id: &[u8; 8]) -> [u8; 17] {
-    let mut k = [0u8; 17];
-    k[0] = b't';
-    k[1..9].copy_from_slice(&start_ns.to_be_bytes());
-    k[9..].copy_from_slice(span_id);
-    k
-}
-
-pub(crate) fn agent_index_key(agent: &str, start_ns: u64, span_id: &[u8; 8]) -> Vec<u8> {
-    let mut k = Vec::with_capacity(agent.len() + 18);
-    k.push(b'a');
-    k.extend_from_slice(agent.as_bytes());
-    k.push(0);
-    k.extend_from_slice(&start_ns.to_be_bytes());
-    k.extend_from_slice(span_id);
     k
 }
 

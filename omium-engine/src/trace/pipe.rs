@@ -17,7 +17,9 @@ use rocksdb::{WriteBatch, WriteOptions, DB};
 use serde::Serialize;
 
 use super::otlp::{ExportConfig, ExportStats, Exporter};
-use super::{agent_index_key, span_key, time_index_key, Span};
+use omium_storage::spans::{agent_index_key, time_index_key};
+
+use super::{span_key, Span};
 use crate::codec;
 use crate::error::{Error, Result};
 use crate::store::Cf;
@@ -71,6 +73,10 @@ pub(crate) struct SpanPipe {
 impl omium_storage::Extension for SpanPipe {
     fn close(&self) {
         SpanPipe::close(self);
+    }
+
+    fn before_erase(&self, _execution_id: &str) -> omium_storage::Result<()> {
+        self.flush()
     }
 }
 
