@@ -15,7 +15,7 @@ import { expand, tempDir } from "./helpers.mjs";
 const root = fileURLToPath(new URL("../../tests/conformance/scenarios/", import.meta.url));
 const worker = fileURLToPath(new URL("./fixtures/scenario-worker.mjs", import.meta.url));
 const scenarios = readdirSync(root).filter((f) => f.endsWith(".json")).sort();
-const FEATURES = new Set(["kill", "retries", "conditions", "rollback", "fork", "resume", "policy", "recovery", "calls", "consensus", "timeouts", "events", "metrics", "alerts"]);
+const FEATURES = new Set(["kill", "retries", "conditions", "rollback", "fork", "resume", "policy", "recovery", "calls", "consensus", "timeouts", "events", "metrics", "alerts", "delete"]);
 
 test("the suite is there", () => {
   assert.ok(scenarios.length >= 20, `only ${scenarios.length} scenarios in ${root}`);
@@ -58,6 +58,11 @@ for (const file of scenarios) {
     try {
       const final = scenario.final ?? {};
       for (const [execution, status] of Object.entries(final.status ?? {})) assert.equal((await omium.getExecution(execution)).status, status, execution);
+      for (const execution of final.erased ?? []) {
+        await assert.rejects(omium.getExecution(execution), omium.ExecutionNotFoundError, `${execution} erased`);
+        assert.deepEqual(await omium.failures(execution), [], `failures of ${execution}`);
+        assert.deepEqual(await omium.spans(execution), [], `spans of ${execution}`);
+      }
       for (const [execution, expected] of Object.entries(final.history ?? {})) {
         const got = [];
         for (const c of await omium.history(execution)) got.push([c.name, c.kind, c.kind === "step" || c.kind === "snapshot" ? await c.load() : null]);

@@ -67,7 +67,10 @@ export function escalate(executionId: string, options: ControlOptions = {}): Pro
   return control("escalate", executionId, options);
 }
 
-/** Erases an execution (its record, checkpoints, input, output and unshared chunks); audited. */
+/**
+ * Erases an execution (its record, checkpoints, input, output, failure records, spans and unshared
+ * chunks); audited.
+ */
 export function deleteExecution(executionId: string, options: ControlOptions = {}): Promise<ControlReply> {
   return control("delete", executionId, options);
 }

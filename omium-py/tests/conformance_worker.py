@@ -147,6 +147,9 @@ def operate(scenario: dict[str, Any], item: dict[str, Any]) -> dict[str, Any]:
             omium.resume(execution, run=False, **kw)
         elif op == "escalate":
             omium.escalate(execution, reason=item.get("reason"))
+        elif op == "delete":
+            omium.delete_execution(execution, reason=item.get("reason"))
+            return {"outcome": "done"}  # an erased execution has no status to report
         else:
             raise ValueError(f"unknown op {op!r}")
     except Exception as e:

@@ -33,6 +33,7 @@ FEATURES = {
     "events",
     "metrics",
     "alerts",
+    "delete",
 }
 
 
@@ -87,6 +88,11 @@ def check_final(final: dict[str, Any], store: pathlib.Path) -> None:
     try:
         for execution, status in final.get("status", {}).items():
             assert omium.get_execution(execution).status == status, execution
+        for execution in final.get("erased", []):
+            with pytest.raises(omium.ExecutionNotFoundError):
+                omium.get_execution(execution)
+            assert omium.failures(execution) == [], f"failures of {execution}"
+            assert omium.spans(execution) == [], f"spans of {execution}"
         for execution, expected in final.get("history", {}).items():
             got = [[c.name, c.kind, c.load() if c.kind in ("step", "snapshot") else None] for c in omium.history(execution)]
             want = [[n, k, got[i][2] if s == "*" and i < len(got) else expand(s)] for i, (n, k, s) in enumerate(expected)]

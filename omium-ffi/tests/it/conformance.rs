@@ -36,6 +36,7 @@ const FEATURES: &[&str] = &[
     "events",
     "metrics",
     "alerts",
+    "delete",
 ];
 
 #[test]
@@ -221,13 +222,13 @@ fn operate(store: *mut omium_store, op: &str, item: &Value, execution: &str) -> 
             });
             (done, execution.to_string())
         }
-        "escalate" => {
-            let reason = item["reason"].as_str().map(c);
+        "escalate" | "delete" => {
+            let (action, reason) = (c(op), item["reason"].as_str().map(c));
             // SAFETY: valid C strings or NULL, no reply asked for.
             let done = ok(unsafe {
                 omium_store_control(
                     store,
-                    c"escalate".as_ptr(),
+                    action.as_ptr(),
                     id.as_ptr(),
                     reason.as_ref().map_or(ptr::null(), |r| r.as_ptr()),
                     ptr::null(),
@@ -239,6 +240,8 @@ fn operate(store: *mut omium_store, op: &str, item: &Value, execution: &str) -> 
         other => panic!("the C API has no op {other:?}"),
     };
     match done {
+        // An erased execution has no status to report.
+        Ok(()) if op == "delete" => json!({"outcome": "done"}),
         Ok(()) => json!({"outcome": "done", "status": status(store, &of)}),
         Err(code) => json!({"outcome": "error", "error": code}),
     }

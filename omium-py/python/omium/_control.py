@@ -53,6 +53,7 @@ def escalate(execution_id: str, *, reason: str | None = None, by: str | None = N
 
 def delete_execution(execution_id: str, *, reason: str | None = None, by: str | None = None) -> dict[str, Any]:
     """Erases an execution (a data-subject request): its record, checkpoints, input and output,
-    and the chunks no other checkpoint uses. The audit log keeps who erased it and what
-    (``result["erased"]``: checkpoints and chunks)."""
+    failure records and spans, and the chunks no other checkpoint uses. The audit log keeps who
+    erased it and what (``result["erased"]``: checkpoints and chunks; the ``execution.deleted``
+    event also counts failure records and spans)."""
     return _control("delete", execution_id, reason, by)

@@ -157,6 +157,16 @@ pub fn run_scenario(path: &Path, scenario: &Value, worker: &str) {
             "{name}: {id}"
         );
     }
+    for id in final_["erased"].as_array().into_iter().flatten() {
+        let id = id.as_str().unwrap();
+        let code = s.execution(id).map(|_| ()).map_err(|e| e.code());
+        assert_eq!(code, Err("execution_not_found"), "{name}: {id} erased");
+        assert!(
+            s.failures(Some(id)).unwrap().is_empty(),
+            "{name}: failures of {id}"
+        );
+        assert!(s.spans(id).unwrap().is_empty(), "{name}: spans of {id}");
+    }
     for (id, expected) in final_["history"].as_object().into_iter().flatten() {
         let got: Vec<Value> = s
             .history(id)

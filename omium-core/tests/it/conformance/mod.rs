@@ -40,6 +40,7 @@ const FEATURES: &[&str] = &[
     "events",
     "metrics",
     "alerts",
+    "delete",
 ];
 
 #[test]
@@ -192,6 +193,19 @@ fn operate(store: &Store, scenario: &Value, op: &str, item: &Value, execution: &
                 None,
             );
             omium_core::recovery::control(store, &request).map(|_| execution.to_string())
+        }
+        "delete" => {
+            let request = omium_core::control::Request::new(
+                omium_core::control::Action::Delete,
+                execution,
+                item["reason"].as_str().map(str::to_string),
+                None,
+            );
+            // An erased execution has no status to report.
+            return match omium_core::recovery::control(store, &request) {
+                Ok(_) => json!({"outcome": "done"}),
+                Err(e) => json!({"outcome": "error", "error": e.code()}),
+            };
         }
         other => panic!("the Rust runner has no op {other:?}"),
     };
