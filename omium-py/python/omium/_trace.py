@@ -264,9 +264,9 @@ def step_span(name: str, seq: int, agent: str | None, args: tuple, kwargs: dict,
     token = _current.set((trace_id, span_id, execution_id))
     if not _state["capture_content"]:
         return (trace_id, span_id, parent_id, execution_id, _time_ns(), token, name, agent or "", seq)
-    s = _step_span_object(trace_id, span_id, parent_id, execution_id, token, name, agent or "", seq, 0)
-    s.attributes["input.value"] = content({"args": list(args), "kwargs": kwargs})
-    s.start_ns = _time_ns()
+    captured = content({"args": list(args), "kwargs": kwargs})  # before the span starts
+    s = _step_span_object(trace_id, span_id, parent_id, execution_id, token, name, agent or "", seq, _time_ns())
+    s.attributes["input.value"] = captured
     return s
 
 
