@@ -64,9 +64,13 @@ python: deps
 cli: deps
 	$(CARGO) build -q -p omium-cli
 
+# Every Python file of the repository: the package, its tests, examples, scripts, benchmarks and
+# the fixtures other suites run.
+PY_SOURCES := omium-py examples/python scripts benches/python omium-core/tests omium-node/test
+
 test-python: python cli
-	$(PY) -m ruff check omium-py examples/python scripts
-	$(PY) -m ruff format --check omium-py examples/python scripts
+	$(PY) -m ruff check $(PY_SOURCES)
+	$(PY) -m ruff format --check $(PY_SOURCES)
 	cd omium-py && OMIUM_BIN=$(CARGO_TARGET_DIR)/debug/omium ../$(PY) -m pytest -q tests; rc=$$?; [ $$rc -eq 5 ] && { echo "pytest collected no tests" >&2; exit 1; }; exit $$rc
 
 # The npm package: the napi-rs native layer (same target directory and dev profile as the

@@ -111,11 +111,19 @@ def main() -> None:
             omium.shutdown()
             print()
             print(f"bulk push of {s['checkpoints_pushed']} checkpoints: {secs:.2f} s")
-            print(f"  chunks sent {s['chunks_sent']} ({s['chunks_sent'] / secs:.0f} chunks/s), {s['chunk_bytes_sent'] / secs / 1e6:.1f} MB/s of chunks")
-            print(f"  state {s['state_bytes'] / 1e6:.1f} MB, bytes sent {s['bytes_sent'] / 1e6:.2f} MB: {s['state_bytes'] / s['bytes_sent']:.1f}× less on the wire")
+            print(
+                f"  chunks sent {s['chunks_sent']} ({s['chunks_sent'] / secs:.0f} chunks/s), "
+                f"{s['chunk_bytes_sent'] / secs / 1e6:.1f} MB/s of chunks"
+            )
+            print(
+                f"  state {s['state_bytes'] / 1e6:.1f} MB, bytes sent {s['bytes_sent'] / 1e6:.2f} MB: "
+                f"{s['state_bytes'] / s['bytes_sent']:.1f}× less on the wire"
+            )
             print(f"  chunk references not sent (dedup): {s['chunks_skipped']} of {s['chunks_skipped'] + s['chunks_sent']}")
             for name, _, st in rows[1:]:
-                print(f"  {name}: {st['rounds']} rounds, sent {st['bytes_sent'] / 1e6:.2f} MB for {st['state_bytes'] / 1e6:.1f} MB of state")
+                print(
+                    f"  {name}: {st['rounds']} rounds, sent {st['bytes_sent'] / 1e6:.2f} MB for {st['state_bytes'] / 1e6:.1f} MB of state"
+                )
         finally:
             for p in procs:
                 p.send_signal(signal.SIGKILL)
