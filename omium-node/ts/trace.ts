@@ -22,6 +22,9 @@ export function enabled(): boolean {
   return isInitialized() && getConfig().tracing && !store().readOnly;
 }
 
+/** The option only `failStepSpan` passes: the step's span as `startStepSpan` began it. */
+const STARTED = Symbol("started");
+
 export class Span {
   readonly traceId: string;
   readonly spanId: string;
@@ -41,9 +44,9 @@ export class Span {
   constructor(
     name: string,
     spanType: SpanType,
-    options: { kind?: SpanKind; agent?: string; attributes?: Record<string, AttributeValue | undefined>; executionId?: string; startNs?: bigint; started?: StepSpan } = {},
+    options: { kind?: SpanKind; agent?: string; attributes?: Record<string, AttributeValue | undefined>; executionId?: string; startNs?: bigint } = {},
   ) {
-    const started = options.started;
+    const started = (options as { [STARTED]?: StepSpan })[STARTED];
     if (started !== undefined) {
       // A step's span begun by startStepSpan: its ids are taken.
       this.traceId = started.traceId;
@@ -185,7 +188,8 @@ export function startStepSpan(executionId: string, parent: Scope["span"]): StepS
 
 /** @internal Records the span of a step that failed (or whose checkpoint was not recorded). */
 export function failStepSpan(started: StepSpan, name: string, agent: string | undefined, attributes: Record<string, AttributeValue | undefined>, error: unknown): void {
-  endSpan(new Span(name, "step", { agent, attributes, started }), error);
+  const options = { agent, attributes, [STARTED]: started }; // not a literal: no excess-property check
+  endSpan(new Span(name, "step", options), error);
 }
 
 export function endSpan(span: Span | undefined, error?: unknown): void {
