@@ -128,8 +128,10 @@ interface EncoderInternals {
 
 /** Strings at least this long are written by `Buffer.write`. */
 const NATIVE_STRING_MIN = 64;
-/** An encoder whose buffer grew past this (a large state) starts the next state afresh. */
+/** An encoder whose buffer grew past this (a large state) starts the next state afresh... */
 const KEEP_BUFFER_MAX = 1 << 20;
+/** ...with a buffer of this size, as a new encoder does (`initialBufferSize`). */
+const INITIAL_BUFFER = 2048;
 
 /**
  * One encoder for every state (the library's `encode` function builds one per call, with its
@@ -143,7 +145,7 @@ class StateEncoder extends Encoder<undefined> {
     const out = super.encode(value);
     const self = this as unknown as EncoderInternals;
     if (self.bytes.byteLength > KEEP_BUFFER_MAX) {
-      self.view = new DataView(new ArrayBuffer(2048));
+      self.view = new DataView(new ArrayBuffer(INITIAL_BUFFER));
       self.bytes = new Uint8Array(self.view.buffer);
     }
     return out;
@@ -166,7 +168,7 @@ function nativeStrings(proto: object): boolean {
   return true;
 }
 
-const encoderOptions = { extensionCodec: extensions, ignoreUndefined: true };
+const encoderOptions = { extensionCodec: extensions, ignoreUndefined: true, initialBufferSize: INITIAL_BUFFER };
 const stateEncoder = (() => {
   const probe = { a: "é€😀 ".repeat(40), b: ["x".repeat(70000)], c: "short" };
   const expected = Buffer.from(mpEncode(probe, encoderOptions));
