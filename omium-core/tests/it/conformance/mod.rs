@@ -185,27 +185,23 @@ fn operate(store: &Store, scenario: &Value, op: &str, item: &Value, execution: &
                 .resume(execution, state.as_deref(), None)
                 .map(|_| execution.to_string())
         }
-        "escalate" => {
-            let request = omium_core::control::Request::new(
-                omium_core::control::Action::Escalate,
-                execution,
-                item["reason"].as_str().map(str::to_string),
-                None,
-            );
-            omium_core::recovery::control(store, &request).map(|_| execution.to_string())
-        }
-        "delete" => {
-            let request = omium_core::control::Request::new(
-                omium_core::control::Action::Delete,
-                execution,
-                item["reason"].as_str().map(str::to_string),
-                None,
-            );
-            // An erased execution has no status to report.
-            return match omium_core::recovery::control(store, &request) {
-                Ok(_) => json!({"outcome": "done"}),
-                Err(e) => json!({"outcome": "error", "error": e.code()}),
+        "escalate" | "delete" => {
+            use omium_core::control::{Action, Request};
+            let action = if op == "delete" {
+                Action::Delete
+            } else {
+                Action::Escalate
             };
+            let reason = item["reason"].as_str().map(str::to_string);
+            let done = omium_core::recovery::control(
+                store,
+                &Request::new(action, execution, reason, None),
+            );
+            match done {
+                // An erased execution has no status to report.
+                Ok(_) if op == "delete" => return json!({"outcome": "done"}),
+                other => other.map(|_| execution.to_string()),
+            }
         }
         other => panic!("the Rust runner has no op {other:?}"),
     };
