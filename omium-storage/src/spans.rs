@@ -40,7 +40,8 @@ pub fn agent_index_key(agent: &str, start_ns: u64, span_id: &[u8; 8]) -> Vec<u8>
 }
 
 /// The leading fields of a span record (version 1), in the tracing layer's order; postcard
-/// ignores the rest. `omium-engine`'s trace tests decode real spans with it.
+/// ignores the rest. `omium-core/tests/it/trace.rs` decodes spans the tracing layer stored with
+/// it.
 #[derive(Deserialize)]
 pub struct SpanHead {
     pub trace_id: [u8; 16],
