@@ -46,7 +46,7 @@ pub use omium_engine::{
     report, trace,
 };
 pub use omium_storage::{
-    audit, blob, checkpoint, control, error, execution, ext, failures, rollup, spans, store,
+    audit, blob, checkpoint, codec, control, error, execution, ext, failures, rollup, spans, store,
     threads, value,
 };
 

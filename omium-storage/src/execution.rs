@@ -730,6 +730,7 @@ impl Store {
         let mut batch = WriteBatch::default();
         let failures = self.erase_failures(&mut batch, execution_id)?;
         let spans = self.erase_spans(&mut batch, execution_id)?;
+        let span_count = spans.count;
         for c in &checkpoints {
             batch.delete_cf(
                 self.cf(Cf::Checkpoints),
@@ -754,7 +755,7 @@ impl Store {
                 serde_json::from_str(detail).unwrap_or_else(|_| serde_json::json!({}));
             d["checkpoints"] = serde_json::json!(n);
             d["failures"] = serde_json::json!(failures);
-            d["spans"] = serde_json::json!(spans);
+            d["spans"] = serde_json::json!(span_count);
             audit.push(AuditDraft::new(
                 "execution.delete",
                 format!("execution/{execution_id}"),
@@ -762,6 +763,7 @@ impl Store {
             ));
             Ok(())
         })?;
+        spans.finish()?;
         Ok(n)
     }
 

@@ -137,7 +137,7 @@ impl Cf {
         }
     }
 
-    fn options(self) -> Options {
+    pub(crate) fn options(self) -> Options {
         let mut o = Options::default();
         o.set_compression_type(rocksdb::DBCompressionType::Lz4);
         if matches!(self, Cf::Chunks | Cf::CheckpointIndex | Cf::Executions) {
@@ -258,9 +258,19 @@ pub(crate) struct Inner {
     pub(crate) extensions: crate::ext::Extensions,
     /// Pauses and cancels waiting for this handle's runs ([`crate::control`]).
     pub(crate) controls: crate::control::Pending,
-    /// Declared after `db`: fields drop in order, so RocksDB is closed (and done writing its
-    /// LOG here) before the directory is removed.
-    _secondary_dir: Option<ScratchDir>,
+    /// The spans' own RocksDB instance, opened on first use ([`crate::spans`]).
+    pub(crate) spans: crate::spans::SpanDb,
+    /// Declared after `db` and `spans`: fields drop in order, so RocksDB is closed (and done
+    /// writing its LOG here) before the directory is removed.
+    secondary_dir: Option<ScratchDir>,
+}
+
+impl Inner {
+    /// The private directory of a read-only handle (RocksDB secondaries keep their info logs
+    /// there).
+    pub(crate) fn secondary_dir(&self) -> Option<&Path> {
+        self.secondary_dir.as_ref().map(|d| d.0.as_path())
+    }
 }
 
 impl Drop for Inner {
@@ -492,7 +502,8 @@ impl Store {
                 deferred: Default::default(),
                 extensions: Default::default(),
                 controls: Default::default(),
-                _secondary_dir: scratch,
+                spans: Default::default(),
+                secondary_dir: scratch,
             }),
         };
         if !options.read_only {
@@ -542,6 +553,7 @@ impl Store {
                 .db
                 .try_catch_up_with_primary()
                 .map_err(|e| Error::storage("catching up with the writer", e))?;
+            self.inner.spans.refresh()?;
         }
         Ok(())
     }
@@ -559,7 +571,7 @@ impl Store {
                 .flush_cf(self.cf(cf))
                 .map_err(|e| Error::storage("flushing memtables", e))?;
         }
-        Ok(())
+        self.inner.spans.flush()
     }
 
     /// The RocksDB instance, for layers that keep records of their own in their families
@@ -597,14 +609,7 @@ impl Store {
     }
 
     pub fn get(&self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        // A read-only open of a store written before an optional family existed lacks it.
-        let Some(handle) = self.inner.db.cf_handle(cf.name()) else {
-            return Ok(None);
-        };
-        self.inner
-            .db
-            .get_cf(handle, key)
-            .map_err(|e| Error::storage(format!("reading {}", cf.name()), e))
+        get_in(&self.inner.db, cf, key)
     }
 
     /// Iterates the keys and values of `cf` that start with `prefix`, in key order.
@@ -613,7 +618,7 @@ impl Store {
         cf: Cf,
         prefix: &[u8],
     ) -> impl Iterator<Item = Result<KeyValue>> + '_ {
-        self.prefix_iter(cf, prefix, rocksdb::Direction::Forward)
+        prefix_iter_in(&self.inner.db, cf, prefix, rocksdb::Direction::Forward)
     }
 
     /// Iterates the keys and values of `cf` that start with `prefix`, last key first.
@@ -622,38 +627,7 @@ impl Store {
         cf: Cf,
         prefix: &[u8],
     ) -> impl Iterator<Item = Result<KeyValue>> + '_ {
-        self.prefix_iter(cf, prefix, rocksdb::Direction::Reverse)
-    }
-
-    fn prefix_iter(
-        &self,
-        cf: Cf,
-        prefix: &[u8],
-        direction: rocksdb::Direction,
-    ) -> impl Iterator<Item = Result<KeyValue>> + '_ {
-        let mut ro = ReadOptions::default();
-        let upper = prefix_upper_bound(prefix);
-        if let Some(u) = &upper {
-            ro.set_iterate_upper_bound(u.clone());
-        }
-        let mode = match (direction, &upper) {
-            (rocksdb::Direction::Forward, _) if prefix.is_empty() => IteratorMode::Start,
-            (rocksdb::Direction::Forward, _) => IteratorMode::From(prefix, direction),
-            (rocksdb::Direction::Reverse, Some(u)) => {
-                ro.set_iterate_lower_bound(prefix.to_vec());
-                IteratorMode::From(u.as_slice(), direction)
-            }
-            (rocksdb::Direction::Reverse, None) => {
-                ro.set_iterate_lower_bound(prefix.to_vec());
-                IteratorMode::End
-            }
-        };
-        let handle = self.inner.db.cf_handle(cf.name());
-        handle
-            .map(|h| self.inner.db.iterator_cf_opt(h, ro, mode))
-            .into_iter()
-            .flatten()
-            .map(move |r| r.map_err(|e| Error::storage(format!("scanning {}", cf.name()), e)))
+        prefix_iter_in(&self.inner.db, cf, prefix, rocksdb::Direction::Reverse)
     }
 
     /// Iterates the keys and values of `cf` in `[start, end)`, in key order.
@@ -694,16 +668,7 @@ impl Store {
 
     /// Iterates `cf` from `start` (inclusive) to its end, in key order.
     pub fn scan_from(&self, cf: Cf, start: &[u8]) -> impl Iterator<Item = Result<KeyValue>> + '_ {
-        let handle = self.inner.db.cf_handle(cf.name());
-        handle
-            .map(|h| {
-                self.inner
-                    .db
-                    .iterator_cf(h, IteratorMode::From(start, rocksdb::Direction::Forward))
-            })
-            .into_iter()
-            .flatten()
-            .map(move |r| r.map_err(|e| Error::storage(format!("scanning {}", cf.name()), e)))
+        scan_from_in(&self.inner.db, cf, start)
     }
 
     /// Writes one logical operation atomically, with its audit entries chained in.
@@ -719,6 +684,63 @@ impl Store {
             .committer
             .wait(self, self.inner.committer.submit(batch, audit, d))
     }
+}
+
+/// [`Store::get`] on any RocksDB instance of the store (the main one, the spans').
+pub(crate) fn get_in(db: &DB, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>> {
+    // A read-only open of a store written before an optional family existed lacks it.
+    let Some(handle) = db.cf_handle(cf.name()) else {
+        return Ok(None);
+    };
+    db.get_cf(handle, key)
+        .map_err(|e| Error::storage(format!("reading {}", cf.name()), e))
+}
+
+/// [`Store::scan_prefix`] (forward) and [`Store::scan_prefix_rev`] on any RocksDB instance of
+/// the store.
+pub(crate) fn prefix_iter_in<'a>(
+    db: &'a DB,
+    cf: Cf,
+    prefix: &[u8],
+    direction: rocksdb::Direction,
+) -> impl Iterator<Item = Result<KeyValue>> + 'a {
+    let mut ro = ReadOptions::default();
+    let upper = prefix_upper_bound(prefix);
+    if let Some(u) = &upper {
+        ro.set_iterate_upper_bound(u.clone());
+    }
+    let mode = match (direction, &upper) {
+        (rocksdb::Direction::Forward, _) if prefix.is_empty() => IteratorMode::Start,
+        (rocksdb::Direction::Forward, _) => IteratorMode::From(prefix, direction),
+        (rocksdb::Direction::Reverse, Some(u)) => {
+            ro.set_iterate_lower_bound(prefix.to_vec());
+            IteratorMode::From(u.as_slice(), direction)
+        }
+        (rocksdb::Direction::Reverse, None) => {
+            ro.set_iterate_lower_bound(prefix.to_vec());
+            IteratorMode::End
+        }
+    };
+    let handle = db.cf_handle(cf.name());
+    handle
+        .map(|h| db.iterator_cf_opt(h, ro, mode))
+        .into_iter()
+        .flatten()
+        .map(move |r| r.map_err(|e| Error::storage(format!("scanning {}", cf.name()), e)))
+}
+
+/// [`Store::scan_from`] on any RocksDB instance of the store.
+pub(crate) fn scan_from_in<'a>(
+    db: &'a DB,
+    cf: Cf,
+    start: &[u8],
+) -> impl Iterator<Item = Result<KeyValue>> + 'a {
+    let handle = db.cf_handle(cf.name());
+    handle
+        .map(|h| db.iterator_cf(h, IteratorMode::From(start, rocksdb::Direction::Forward)))
+        .into_iter()
+        .flatten()
+        .map(move |r| r.map_err(|e| Error::storage(format!("scanning {}", cf.name()), e)))
 }
 
 fn prefix_upper_bound(prefix: &[u8]) -> Option<Vec<u8>> {

@@ -7,6 +7,8 @@ use std::time::Duration;
 use crate::common;
 
 use omium_core::prelude::*;
+use omium_core::spans::{agent_index_key, time_index_key};
+use omium_core::store::Cf;
 use omium_core::trace::{self, view, ExportConfig, Span, SpanKind, StatusCode, Value};
 use omium_core::{BeginOptions, Store};
 use prost::Message;
@@ -165,8 +167,9 @@ fn storage_reads_the_head_of_a_stored_span_as_the_tracing_layer_wrote_it() {
     s.attributes.push(("k".into(), Value::Int(7)));
     store.record_span(s.clone());
     store.flush_spans().unwrap();
-    let (k, v) = store
-        .scan_prefix(omium_core::store::Cf::Spans, b"")
+    let sources = store.span_sources().unwrap();
+    let (k, v) = sources[0]
+        .scan_prefix(Cf::Spans, b"")
         .next()
         .unwrap()
         .unwrap();
@@ -205,6 +208,78 @@ fn spans_survive_reopening_and_a_read_only_store_records_nothing() {
     let ro = Store::open_read_only(dir.path()).unwrap();
     ro.record_span(span("e", "x", "step", None, "", 5, 1));
     assert_eq!(ro.span_stats().recorded, 0);
+    assert_eq!(ro.spans("e").unwrap().len(), 1000);
+}
+
+#[test]
+fn a_read_only_handle_reads_the_spans_a_live_writer_keeps_storing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let ro = Store::open_read_only(dir.path()).unwrap();
+    // Nothing traced yet: the spans' own instance does not exist.
+    assert!(ro.spans("e").unwrap().is_empty());
+    store.record_span(span("e", "a", "step", None, "", 1, 1));
+    store.flush_spans().unwrap();
+    assert_eq!(ro.spans("e").unwrap().len(), 1);
+    store.record_span(span("e", "b", "step", None, "", 2, 1));
+    store.flush_spans().unwrap();
+    let names: Vec<String> = ro.spans("e").unwrap().into_iter().map(|s| s.name).collect();
+    assert_eq!(names, ["a", "b"]);
+}
+
+#[test]
+fn spans_stored_before_their_own_instance_existed_are_read_pruned_and_erased_with_new_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let run = store.begin("e", BeginOptions::default()).unwrap();
+    run.complete(None).unwrap();
+    // Spans as builds before the spans' own instance stored them: in the main instance.
+    let legacy = |s: &Span| {
+        let mut tail = s.start_ns.to_be_bytes().to_vec();
+        tail.extend_from_slice(&s.span_id);
+        let mut b = rocksdb::WriteBatch::default();
+        let key = omium_core::spans::span_key_of(&omium_core::exec_key(&s.execution_id), &tail);
+        let value = omium_core::codec::encode(s);
+        b.put_cf(store.cf(Cf::Spans), key, value);
+        let exec = &key[..16];
+        b.put_cf(
+            store.cf(Cf::SpanIndex),
+            time_index_key(s.start_ns, &s.span_id),
+            exec,
+        );
+        b.put_cf(
+            store.cf(Cf::SpanIndex),
+            agent_index_key(&s.agent, s.start_ns, &s.span_id),
+            exec,
+        );
+        store.db().write(b).unwrap();
+    };
+    let now = trace::now_ns();
+    legacy(&span("e", "old", "step", None, "kyc", now - 30, 1));
+    legacy(&span("r", "old r", "step", None, "kyc", 10, 1));
+    store.record_span(span("e", "new", "step", None, "kyc", now - 20, 1));
+    store.record_span(span("r", "new r", "step", None, "kyc", 20, 1));
+    store.flush_spans().unwrap();
+    assert_eq!(store.span_sources().unwrap().len(), 2);
+    let names = |spans: Vec<Span>| -> Vec<String> { spans.into_iter().map(|s| s.name).collect() };
+    assert_eq!(names(store.spans("e").unwrap()), ["old", "new"]);
+    // The first of both sources, merged by start time.
+    let between = |agent, limit| names(store.spans_between(0, u64::MAX, agent, limit).unwrap());
+    assert_eq!(between(Some("kyc"), 10), ["old r", "new r", "old", "new"]);
+    assert_eq!(between(None, 3), ["old r", "new r", "old"]);
+    // Retention reaches both ("r"'s spans are from 1970), erasure too.
+    let pruned = store
+        .delete_spans_older_than(Duration::from_secs(3600))
+        .unwrap();
+    assert_eq!(pruned.spans_deleted, 2);
+    assert_eq!(between(None, 10), ["old", "new"]);
+    store.delete_execution("e").unwrap();
+    assert!(between(None, 10).is_empty());
+    for source in store.span_sources().unwrap() {
+        for cf in [Cf::Spans, Cf::SpanIndex] {
+            assert_eq!(source.scan_prefix(cf, b"").count(), 0, "{}", cf.name());
+        }
+    }
 }
 
 #[test]

@@ -328,7 +328,7 @@ pub struct SpanRetention {
 
 /// The span pipeline of `store`, started on first use.
 fn pipe_of(store: &Store) -> std::sync::Arc<pipe::SpanPipe> {
-    store.extension_or_insert_with(|| pipe::SpanPipe::new(store.db().clone()))
+    store.extension_or_insert_with(|| pipe::SpanPipe::new(store.span_db().ok()))
 }
 
 /// Spans of a store: record, flush, export over OTLP, read and prune, and the step diff
@@ -407,14 +407,15 @@ pub trait TraceStore: AsRef<Store> {
     fn spans(&self, execution_id: &str) -> Result<Vec<Span>> {
         let store: &Store = self.as_ref();
         let key = exec_key(execution_id);
-        let mut out: Vec<Span> = store
-            .scan_prefix(Cf::Spans, &key)
-            .map(|r| {
+        let mut out: Vec<Span> = Vec::new();
+        for source in store.span_sources()? {
+            for r in source.scan_prefix(Cf::Spans, &key) {
                 let (k, v) = r?;
-                codec::decode("span", &|| crate::hex(&k), &v)
-            })
-            .collect::<Result<_>>()?;
+                out.push(codec::decode("span", &|| crate::hex(&k), &v)?);
+            }
+        }
         out.retain(|s| s.execution_id == execution_id);
+        out.sort_by_key(|s| (s.start_ns, s.span_id));
         Ok(out)
     }
 
@@ -435,21 +436,29 @@ pub trait TraceStore: AsRef<Store> {
             Some(a) => a.len() + 2,
             None => 1,
         };
+        // The first `limit` of each source, merged: the first `limit` of them all.
         let mut out = Vec::new();
-        for r in store.scan_from(Cf::SpanIndex, &start) {
-            let (k, exec) = r?;
-            if k[..prefix_len] != start[..prefix_len] || out.len() >= limit {
-                break;
-            }
-            let ts = u64::from_be_bytes(k[prefix_len..prefix_len + 8].try_into().expect("8 bytes"));
-            if ts >= to_ns {
-                break;
-            }
-            let sk = span_key_of(&exec, &k[prefix_len..]);
-            if let Some(v) = store.get(Cf::Spans, &sk)? {
-                out.push(codec::decode("span", &|| crate::hex(&sk), &v)?);
+        for source in store.span_sources()? {
+            let mut n = 0;
+            for r in source.scan_from(Cf::SpanIndex, &start) {
+                let (k, exec) = r?;
+                if k[..prefix_len] != start[..prefix_len] || n >= limit {
+                    break;
+                }
+                let ts =
+                    u64::from_be_bytes(k[prefix_len..prefix_len + 8].try_into().expect("8 bytes"));
+                if ts >= to_ns {
+                    break;
+                }
+                let sk = span_key_of(&exec, &k[prefix_len..]);
+                if let Some(v) = source.get(Cf::Spans, &sk)? {
+                    out.push(codec::decode::<Span>("span", &|| crate::hex(&sk), &v)?);
+                    n += 1;
+                }
             }
         }
+        out.sort_by_key(|s| (s.start_ns, s.span_id));
+        out.truncate(limit);
         Ok(out)
     }
 
@@ -460,38 +469,37 @@ pub trait TraceStore: AsRef<Store> {
         store.flush_spans()?;
         let cutoff = now_ns().saturating_sub(age.as_nanos() as u64);
         let mut report = SpanRetention::default();
-        loop {
-            let mut batch = rocksdb::WriteBatch::default();
-            let mut n = 0;
-            for r in store.scan_from(Cf::SpanIndex, b"t") {
-                let (k, exec) = r?;
-                if k[0] != b't' || n >= 10_000 {
+        for source in store.span_sources()? {
+            loop {
+                let mut batch = rocksdb::WriteBatch::default();
+                let mut n = 0;
+                for r in source.scan_from(Cf::SpanIndex, b"t") {
+                    let (k, exec) = r?;
+                    if k[0] != b't' || n >= 10_000 {
+                        break;
+                    }
+                    let ts = u64::from_be_bytes(k[1..9].try_into().expect("8 bytes"));
+                    if ts >= cutoff {
+                        break;
+                    }
+                    let sk = span_key_of(&exec, &k[1..]);
+                    if let Some(v) = source.get(Cf::Spans, &sk)? {
+                        let s: Span = codec::decode("span", &|| crate::hex(&sk), &v)?;
+                        batch.delete_cf(
+                            source.cf(Cf::SpanIndex),
+                            agent_index_key(&s.agent, s.start_ns, &s.span_id),
+                        );
+                    }
+                    batch.delete_cf(source.cf(Cf::Spans), sk);
+                    batch.delete_cf(source.cf(Cf::SpanIndex), &k);
+                    n += 1;
+                }
+                if n == 0 {
                     break;
                 }
-                let ts = u64::from_be_bytes(k[1..9].try_into().expect("8 bytes"));
-                if ts >= cutoff {
-                    break;
-                }
-                let sk = span_key_of(&exec, &k[1..]);
-                if let Some(v) = store.get(Cf::Spans, &sk)? {
-                    let s: Span = codec::decode("span", &|| crate::hex(&sk), &v)?;
-                    batch.delete_cf(
-                        store.cf(Cf::SpanIndex),
-                        agent_index_key(&s.agent, s.start_ns, &s.span_id),
-                    );
-                }
-                batch.delete_cf(store.cf(Cf::Spans), sk);
-                batch.delete_cf(store.cf(Cf::SpanIndex), &k);
-                n += 1;
+                report.spans_deleted += n;
+                source.write(batch, "deleting old spans")?;
             }
-            if n == 0 {
-                break;
-            }
-            report.spans_deleted += n;
-            store
-                .db()
-                .write(batch)
-                .map_err(|e| Error::storage("deleting old spans", e))?;
         }
         Ok(report)
     }

@@ -1,6 +1,7 @@
 //! The span pipeline: `record_span` hands a span to a bounded channel (a few tens of ns, never
 //! blocking: a full channel drops the span and counts it); one background thread writes spans
-//! to the store in batches and offers them to the OTLP exporter, if one is enabled.
+//! to the spans' own RocksDB instance (`Store::span_db`) in batches and offers them to the OTLP
+//! exporter, if one is enabled.
 //!
 //! The writer is not woken per span: while spans keep coming it looks at the channel every
 //! [`LINGER`] (a producer pays no futex wake-up and no context switch, which cost more than
@@ -63,7 +64,9 @@ pub struct PipeStats {
 /// A store's span pipeline: an extension of the store, started by its first span and stopped
 /// (after storing what is queued) when the store closes.
 pub(crate) struct SpanPipe {
-    db: Arc<DB>,
+    /// The spans' own RocksDB instance (`Store::span_db`); `None` when it could not be opened:
+    /// every span is then counted as a storage error.
+    db: Option<Arc<DB>>,
     tx: OnceLock<SyncSender<Msg>>,
     worker: Mutex<Option<JoinHandle<()>>>,
     counters: Arc<Counters>,
@@ -81,7 +84,7 @@ impl omium_storage::Extension for SpanPipe {
 }
 
 impl SpanPipe {
-    pub(crate) fn new(db: Arc<DB>) -> SpanPipe {
+    pub(crate) fn new(db: Option<Arc<DB>>) -> SpanPipe {
         SpanPipe {
             db,
             tx: OnceLock::new(),
@@ -93,7 +96,11 @@ impl SpanPipe {
 
     pub(crate) fn send(&self, span: Span) {
         self.counters.recorded.fetch_add(1, Ordering::Relaxed);
-        let tx = self.tx.get_or_init(|| self.start(self.db.clone()));
+        let Some(db) = &self.db else {
+            self.counters.store_errors.fetch_add(1, Ordering::Relaxed);
+            return;
+        };
+        let tx = self.tx.get_or_init(|| self.start(db.clone()));
         if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) =
             tx.try_send(Msg::Span(Box::new(span)))
         {
