@@ -33,13 +33,17 @@ pub(crate) struct SpanDb {
 }
 
 impl SpanDb {
-    /// Catches a secondary up with the writer (read-only handles only call it).
-    pub(crate) fn refresh(&self) -> Result<()> {
-        if let Some(db) = &*self.db.lock() {
-            db.try_catch_up_with_primary()
-                .map_err(|e| Error::storage("catching up with the span writer", e))?;
+    /// Catches a secondary up with the writer (read-only handles only call it). A secondary
+    /// that cannot catch up is closed, and the next span read opens a fresh one: the main
+    /// instance's refresh (the dashboard's view of the runs) never fails because of spans.
+    pub(crate) fn refresh(&self) {
+        let mut slot = self.db.lock();
+        if slot
+            .as_ref()
+            .is_some_and(|db| db.try_catch_up_with_primary().is_err())
+        {
+            *slot = None;
         }
-        Ok(())
     }
 
     /// Syncs the WAL and flushes the memtables (before the directory is copied).
@@ -196,10 +200,9 @@ impl Store {
                 false => Ok(None),
             };
         }
+        self.inner.spans.refresh();
         let mut slot = self.inner.spans.db.lock();
         if let Some(db) = &*slot {
-            db.try_catch_up_with_primary()
-                .map_err(|e| Error::storage("catching up with the span writer", e))?;
             return Ok(Some(db.clone()));
         }
         let path = self.path().join(SPANS_DIR);
@@ -219,7 +222,9 @@ impl Store {
         let db = DB::open_cf_descriptors_as_secondary(
             &opts,
             &path,
-            &scratch.join(SPANS_DIR),
+            // A fresh log directory per open: a secondary closed for failing to catch up may
+            // still be read by a list in flight.
+            &scratch.join(format!("{SPANS_DIR}-{}", ulid::Ulid::new())),
             descriptors(),
         )
         .map_err(|e| open_error(&path, e))?;

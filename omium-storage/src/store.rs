@@ -553,7 +553,7 @@ impl Store {
                 .db
                 .try_catch_up_with_primary()
                 .map_err(|e| Error::storage("catching up with the writer", e))?;
-            self.inner.spans.refresh()?;
+            self.inner.spans.refresh();
         }
         Ok(())
     }
