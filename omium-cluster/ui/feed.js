@@ -215,7 +215,16 @@ export async function render(root, ctx) {
     count();
   }
 
-  // the recent past
+  function live(ev) {
+    if (!following) { held.push(ev); pauseBtn.textContent = `Continue (${held.length})`; return; }
+    add(ev, true);
+    count();
+  }
+
+  // Follow first, then ask for the recent past: what the live feed brings while that call is
+  // in flight is kept and shown after it (`add` skips a seq already shown), never dropped.
+  let early = [];
+  const off = ctx.feed.on((ev) => (early ? early.push(ev) : live(ev)));
   const head = ctx.head();
   try {
     const page = await call('events', { since: Math.max(0, head - BACKLOG), limit: BACKLOG });
@@ -223,12 +232,9 @@ export async function render(root, ctx) {
   } catch (e) {
     root.append(errorBox(e, 'events'));
   }
+  const arrived = early;
+  early = null;
+  arrived.forEach(live);
   count();
-
-  const off = ctx.feed.on((ev) => {
-    if (!following) { held.push(ev); pauseBtn.textContent = `Continue (${held.length})`; return; }
-    add(ev, true);
-    count();
-  });
   return () => off();
 }

@@ -187,6 +187,31 @@ def test_live_feed_then_roll_back_from_the_page_and_see_the_re_run(dash, browser
     ctx.close()
 
 
+def test_the_feed_keeps_what_arrives_while_it_loads_the_recent_past(dash, browser):
+    """The feed page asks for the recent past while the live stream already runs: events the
+    stream brings before that answer is in are shown, not dropped. The recent past is answered
+    as the store was before a new run, but handed to the page only after the run's events came
+    through the stream (the order a slow answer gives)."""
+    ctx, page, errors = login(browser, dash, dash.ops, "#/overview")
+    expect(page.get_by_test_id("live")).to_have_attribute("data-state", "live", timeout=WAIT)
+    held = []
+    page.route(lambda url: url.endswith("/v1/events"), lambda route: held.append((route, route.fetch())))
+    page.evaluate("location.hash = '#/feed'")
+    while not held:
+        page.wait_for_timeout(20)
+    dash.start("early-1")
+    dash.wait_status("early-1", "completed")
+    status, head = dash.post("audit_head", {}, dash.ops)
+    expect(page.locator("#sidebar-foot")).to_contain_text(f"seq {head['seq']}", timeout=WAIT)
+    route, answer = held[0]
+    assert "early-1" not in answer.text()
+    route.fulfill(response=answer)
+    rows = page.locator('[data-test="feed-row"][data-execution="early-1"]')
+    expect(rows).to_have_count(5, timeout=WAIT)
+    assert errors == []
+    ctx.close()
+
+
 def test_apply_the_fix_to_a_paused_execution_from_the_recovery_page(dash, browser, tmp_path):
     dash.start("stuck-1")
     dash.wait_status("stuck-1", "paused")
