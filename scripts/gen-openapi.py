@@ -549,7 +549,11 @@ add(
             "execution": S(),
             "result": {"type": "string", "enum": ["applied", "requested"]},
             "status": N,
-            "erased": OBJ,
+            "erased": {
+                "type": "object",
+                "description": "delete: what was erased: checkpoints, the chunks no other checkpoint used, failure records, spans",
+                "properties": {k: INT for k in ("checkpoints", "chunks", "failures", "spans")},
+            },
             "checkpoint": S(description="the checkpoint a rollback wrote"),
             "failure": S(description="the failure an escalation settled"),
             "notified": {

@@ -39,15 +39,16 @@ fn print(out: &mut impl Write, as_json: bool, r: &Reply) {
     let what = match (r.action, r.result.as_str()) {
         (Action::Pause, "requested") => "pause requested: its run stops at the next step".into(),
         (Action::Cancel, "requested") => "cancel requested: its run stops at the next step".into(),
-        (Action::Delete, _) => format!(
-            "deleted ({} checkpoints, {} chunks no other checkpoint used)",
-            r.erased
-                .as_ref()
-                .map_or(0, |e| e["checkpoints"].as_u64().unwrap_or(0)),
-            r.erased
-                .as_ref()
-                .map_or(0, |e| e["chunks"].as_u64().unwrap_or(0)),
-        ),
+        (Action::Delete, _) => {
+            let n = |k: &str| r.erased.as_ref().map_or(0, |e| e[k].as_u64().unwrap_or(0));
+            format!(
+                "deleted (checkpoints: {}, chunks no other checkpoint used: {}, failure records: {}, spans: {})",
+                n("checkpoints"),
+                n("chunks"),
+                n("failures"),
+                n("spans"),
+            )
+        }
         (a, _) => format!(
             "{}: now {}",
             match a {

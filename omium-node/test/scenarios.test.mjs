@@ -47,6 +47,7 @@ for (const file of scenarios) {
       if ("op" in item) {
         assert.equal(result?.outcome, item.outcome ?? "done", `${where}: ${JSON.stringify(result)}`);
         if ("status" in item) assert.equal(result.status, item.status, `${where}: ${JSON.stringify(result)}`);
+        for (const [key, n] of Object.entries(item.erased ?? {})) assert.equal(result.erased?.[key], n, `${where}: erased ${key}: ${JSON.stringify(result)}`);
       } else if (item.outcome === "killed") assert.ok(signal === "SIGKILL" && result === null, `${where}: expected a SIGKILL, got ${signal} and ${JSON.stringify(result)}`);
       else assert.equal(result?.outcome, item.outcome, `${where}: ${JSON.stringify(result)}`);
       // Runs, replays and forks at a position say what they returned.

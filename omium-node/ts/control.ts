@@ -22,8 +22,8 @@ export interface ControlReply {
   /** `applied` at once, or `requested`: a run holds the execution and stops at its next step. */
   result: "applied" | "requested";
   status: string | null;
-  /** What a delete erased. */
-  erased?: { checkpoints: number; chunks: number };
+  /** What a delete erased: checkpoints, the chunks no other checkpoint used, failure records, spans. */
+  erased?: { checkpoints: number; chunks: number; failures: number; spans: number };
   /** The failure an escalation settled. */
   failure?: string;
   /** An escalation's notices: per channel of the failure's policy, `delivered` or why not. */

@@ -148,8 +148,8 @@ def operate(scenario: dict[str, Any], item: dict[str, Any]) -> dict[str, Any]:
         elif op == "escalate":
             omium.escalate(execution, reason=item.get("reason"))
         elif op == "delete":
-            omium.delete_execution(execution, reason=item.get("reason"))
-            return {"outcome": "done"}  # an erased execution has no status to report
+            reply = omium.delete_execution(execution, reason=item.get("reason"))
+            return {"outcome": "done", "erased": reply["erased"]}  # no status: what was erased
         else:
             raise ValueError(f"unknown op {op!r}")
     except Exception as e:

@@ -69,6 +69,8 @@ def test_scenario(path: pathlib.Path, tmp_path: pathlib.Path) -> None:
             assert result is not None and result["outcome"] == item.get("outcome", "done"), f"{where}: {result}"
             if "status" in item:
                 assert result["status"] == item["status"], f"{where}: {result}"
+            for key, n in item.get("erased", {}).items():
+                assert result["erased"][key] == n, f"{where}: erased {key}: {result}"
         elif item["outcome"] == "killed":
             assert code == -9 and result is None, f"{where}: expected a SIGKILL, got exit {code} and {result}"
         else:

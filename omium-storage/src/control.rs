@@ -123,7 +123,8 @@ pub struct Reply {
     pub result: String,
     /// The execution's status now (`None` once deleted).
     pub status: Option<String>,
-    /// What a delete erased: `{"checkpoints", "chunks"}`.
+    /// What a delete erased: `{"checkpoints", "chunks", "failures", "spans"}` (the chunks no
+    /// other checkpoint used; the failure records and spans of the execution).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub erased: Option<serde_json::Value>,
     /// The checkpoint a rollback wrote.
@@ -247,13 +248,16 @@ impl Store {
             return applied(Some(c.id.to_string()));
         }
         if action == Action::Delete {
-            let (checkpoints, chunks) = self.erase_execution(execution, &detail)?;
+            let (erased, chunks) = self.erase_execution(execution, &detail)?;
             return Ok(Reply {
                 action,
                 execution: execution.clone(),
                 result: "applied".into(),
                 status: None,
-                erased: Some(serde_json::json!({"checkpoints": checkpoints, "chunks": chunks})),
+                erased: Some(serde_json::json!({
+                    "checkpoints": erased.checkpoints, "chunks": chunks,
+                    "failures": erased.failures, "spans": erased.spans,
+                })),
                 checkpoint: None,
                 failure: None,
                 notified: None,
@@ -531,11 +535,15 @@ impl Store {
 
     /// Deletes an execution and collects the chunks it alone used; the audit entry says what
     /// was erased and who asked.
-    fn erase_execution(&self, execution: &str, detail: &str) -> Result<(u64, u64)> {
+    fn erase_execution(
+        &self,
+        execution: &str,
+        detail: &str,
+    ) -> Result<(crate::execution::Erased, u64)> {
         self.execution(execution)?;
-        let checkpoints = self.delete_execution_by(execution, detail)?;
+        let erased = self.delete_execution_by(execution, detail)?;
         let gc = self.gc()?;
-        Ok((checkpoints, gc.chunks_removed))
+        Ok((erased, gc.chunks_removed))
     }
 }
 

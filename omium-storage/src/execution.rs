@@ -717,12 +717,12 @@ impl Store {
     /// [`Store::gc`]; its audit entries and the analytics' counts stay
     /// (`docs/decisions/erase-scope.md`).
     pub fn delete_execution(&self, execution_id: &str) -> Result<u64> {
-        self.delete_execution_by(execution_id, "{}")
+        Ok(self.delete_execution_by(execution_id, "{}")?.checkpoints)
     }
 
-    /// [`Store::delete_execution`] with the audit entry's detail given (who asked, why, what
-    /// was erased).
-    pub fn delete_execution_by(&self, execution_id: &str, detail: &str) -> Result<u64> {
+    /// [`Store::delete_execution`] with the audit entry's detail given (who asked, why); the
+    /// entry and the answer say what was erased.
+    pub fn delete_execution_by(&self, execution_id: &str, detail: &str) -> Result<Erased> {
         self.inner
             .extensions
             .each(|e| e.before_erase(execution_id))?;
@@ -730,7 +730,6 @@ impl Store {
         let mut batch = WriteBatch::default();
         let failures = self.erase_failures(&mut batch, execution_id)?;
         let spans = self.erase_spans(&mut batch, execution_id)?;
-        let span_count = spans.count;
         for c in &checkpoints {
             batch.delete_cf(
                 self.cf(Cf::Checkpoints),
@@ -741,7 +740,11 @@ impl Store {
         batch.delete_cf(self.cf(Cf::Executions), io_key(execution_id, INPUT_SUFFIX));
         batch.delete_cf(self.cf(Cf::Executions), io_key(execution_id, OUTPUT_SUFFIX));
         batch.delete_cf(self.cf(Cf::Rollups), marker_key(&exec_key(execution_id)));
-        let n = checkpoints.len() as u64;
+        let erased = Erased {
+            checkpoints: checkpoints.len() as u64,
+            failures,
+            spans: spans.count,
+        };
         self.apply(execution_id, batch, None, |st, _, audit| {
             if st.running {
                 return Err(Error::InvalidState {
@@ -753,9 +756,9 @@ impl Store {
             st.exec = None;
             let mut d: serde_json::Value =
                 serde_json::from_str(detail).unwrap_or_else(|_| serde_json::json!({}));
-            d["checkpoints"] = serde_json::json!(n);
-            d["failures"] = serde_json::json!(failures);
-            d["spans"] = serde_json::json!(span_count);
+            d["checkpoints"] = serde_json::json!(erased.checkpoints);
+            d["failures"] = serde_json::json!(erased.failures);
+            d["spans"] = serde_json::json!(erased.spans);
             audit.push(AuditDraft::new(
                 "execution.delete",
                 format!("execution/{execution_id}"),
@@ -764,7 +767,7 @@ impl Store {
             Ok(())
         })?;
         spans.finish()?;
-        Ok(n)
+        Ok(erased)
     }
 
     /// Retention: deletes executions not updated for `age` (except those running now), then
@@ -781,6 +784,15 @@ impl Store {
         report.gc = self.gc()?;
         Ok(report)
     }
+}
+
+/// What erasing an execution removed ([`Store::delete_execution_by`]); chunks are counted by
+/// the collection that follows.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Erased {
+    pub checkpoints: u64,
+    pub failures: u64,
+    pub spans: u64,
 }
 
 /// What [`Store::delete_older_than`] removed.

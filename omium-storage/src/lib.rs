@@ -34,7 +34,9 @@ pub use checkpoint::{
     VerifyReport,
 };
 pub use error::{Error, ErrorCode, OpenError, Result};
-pub use execution::{BeginOptions, Execution, Lease, NewCheckpoint, RetentionReport, Run, Status};
+pub use execution::{
+    BeginOptions, Erased, Execution, Lease, NewCheckpoint, RetentionReport, Run, Status,
+};
 pub use ext::Extension;
 pub use failures::{ActionRecord, FailureRecord, Outcome};
 pub use store::{exec_key, Durability, OpenOptions, Store, FORMAT_VERSION};

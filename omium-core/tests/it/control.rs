@@ -223,7 +223,12 @@ fn delete_erases_the_executions_spans_and_failure_records_too() {
         store.start_recovery(input, eff).unwrap();
         run.fail("declined").unwrap();
     }
-    store.control(&req(Action::Delete, "erase")).unwrap();
+    let reply = store.control(&req(Action::Delete, "erase")).unwrap();
+    let erased = reply.erased.unwrap();
+    assert_eq!(
+        (&erased["spans"], &erased["failures"]),
+        (&1.into(), &1.into())
+    );
     assert!(store.spans("erase").unwrap().is_empty());
     assert!(store.failures(Some("erase")).unwrap().is_empty());
     let left = |agent: Option<&str>| -> Vec<String> {

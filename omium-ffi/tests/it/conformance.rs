@@ -224,7 +224,8 @@ fn operate(store: *mut omium_store, op: &str, item: &Value, execution: &str) -> 
         }
         "escalate" | "delete" => {
             let (action, reason) = (c(op), item["reason"].as_str().map(c));
-            // SAFETY: valid C strings or NULL, no reply asked for.
+            let mut reply = empty();
+            // SAFETY: valid C strings or NULL, and an out buffer.
             let done = ok(unsafe {
                 omium_store_control(
                     store,
@@ -232,16 +233,19 @@ fn operate(store: *mut omium_store, op: &str, item: &Value, execution: &str) -> 
                     id.as_ptr(),
                     reason.as_ref().map_or(ptr::null(), |r| r.as_ptr()),
                     ptr::null(),
-                    ptr::null_mut(),
+                    &mut reply,
                 )
             });
+            let reply = done.is_ok().then(|| take_json(reply));
+            if let (Some(reply), "delete") = (&reply, op) {
+                // An erased execution has no status to report: what was erased instead.
+                return json!({"outcome": "done", "erased": reply["erased"]});
+            }
             (done, execution.to_string())
         }
         other => panic!("the C API has no op {other:?}"),
     };
     match done {
-        // An erased execution has no status to report.
-        Ok(()) if op == "delete" => json!({"outcome": "done"}),
         Ok(()) => json!({"outcome": "done", "status": status(store, &of)}),
         Err(code) => json!({"outcome": "error", "error": code}),
     }

@@ -54,6 +54,6 @@ def escalate(execution_id: str, *, reason: str | None = None, by: str | None = N
 def delete_execution(execution_id: str, *, reason: str | None = None, by: str | None = None) -> dict[str, Any]:
     """Erases an execution (a data-subject request): its record, checkpoints, input and output,
     failure records and spans, and the chunks no other checkpoint uses. The audit log keeps who
-    erased it and what (``result["erased"]``: checkpoints and chunks; the ``execution.deleted``
-    event also counts failure records and spans)."""
+    erased it; ``result["erased"]`` and the ``execution.deleted`` event count what (checkpoints,
+    chunks, failure records, spans)."""
     return _control("delete", execution_id, reason, by)

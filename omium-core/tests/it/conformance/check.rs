@@ -123,6 +123,9 @@ pub fn run_scenario(path: &Path, scenario: &Value, worker: &str) {
             if let Some(s) = item.get("status") {
                 assert_eq!(&r["status"], s, "{at}: {r}");
             }
+            for (k, n) in item["erased"].as_object().into_iter().flatten() {
+                assert_eq!(&r["erased"][k], n, "{at}: erased {k}: {r}");
+            }
         } else if item["outcome"] == "killed" {
             assert!(
                 killed && result.is_none(),

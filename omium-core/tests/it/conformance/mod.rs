@@ -198,8 +198,10 @@ fn operate(store: &Store, scenario: &Value, op: &str, item: &Value, execution: &
                 &Request::new(action, execution, reason, None),
             );
             match done {
-                // An erased execution has no status to report.
-                Ok(_) if op == "delete" => return json!({"outcome": "done"}),
+                // An erased execution has no status to report: what was erased instead.
+                Ok(reply) if op == "delete" => {
+                    return json!({"outcome": "done", "erased": reply.erased})
+                }
                 other => other.map(|_| execution.to_string()),
             }
         }
