@@ -40,13 +40,10 @@ fn print(out: &mut impl Write, as_json: bool, r: &Reply) {
         (Action::Pause, "requested") => "pause requested: its run stops at the next step".into(),
         (Action::Cancel, "requested") => "cancel requested: its run stops at the next step".into(),
         (Action::Delete, _) => {
-            let n = |k: &str| r.erased.as_ref().map_or(0, |e| e[k].as_u64().unwrap_or(0));
+            let e = r.erased.unwrap_or_default();
             format!(
                 "deleted (checkpoints: {}, chunks no other checkpoint used: {}, failure records: {}, spans: {})",
-                n("checkpoints"),
-                n("chunks"),
-                n("failures"),
-                n("spans"),
+                e.checkpoints, e.chunks, e.failures, e.spans,
             )
         }
         (a, _) => format!(

@@ -5,6 +5,7 @@ through the store's control mailbox, and the worker stops at its next step bound
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import time
@@ -109,8 +110,14 @@ def test_delete_from_the_cli_erases_an_execution_and_refusals_are_errors(tmp_pat
     assert outcome(proc)["outcome"] == "completed"
     p = subprocess.run([omium_bin(), "--store", str(store), "pause", "job-4"], capture_output=True, text=True)
     assert p.returncode == 1 and "cannot pause it: it has finished" in p.stderr
-    reply = cli(store, "delete", "job-4", "--reason", "GDPR request 17")
-    assert reply["erased"]["checkpoints"] == 4
+    p = subprocess.run(
+        [omium_bin(), "--store", str(store), "delete", "job-4", "--reason", "GDPR request 17"],
+        capture_output=True,
+        text=True,
+    )
+    assert p.returncode == 0, p.stderr
+    line = r"deleted \(checkpoints: 4, chunks no other checkpoint used: \d+, failure records: 0, spans: \d+\)"
+    assert re.search(line, p.stdout), p.stdout
     p = subprocess.run([omium_bin(), "--store", str(store), "show", "job-4"], capture_output=True, text=True)
     assert p.returncode == 1 and "job-4" in p.stderr
 

@@ -123,10 +123,9 @@ pub struct Reply {
     pub result: String,
     /// The execution's status now (`None` once deleted).
     pub status: Option<String>,
-    /// What a delete erased: `{"checkpoints", "chunks", "failures", "spans"}` (the chunks no
-    /// other checkpoint used; the failure records and spans of the execution).
+    /// What a delete erased.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub erased: Option<serde_json::Value>,
+    pub erased: Option<ErasedReply>,
     /// The checkpoint a rollback wrote.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub checkpoint: Option<String>,
@@ -140,6 +139,17 @@ pub struct Reply {
     /// The error, when the control was refused: `{"code", "message"}`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<serde_json::Value>,
+}
+
+/// What a delete erased: the execution's checkpoints, failure records and spans, and the chunks
+/// no other checkpoint used. A count a server did not send reads as 0.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ErasedReply {
+    pub checkpoints: u64,
+    pub chunks: u64,
+    pub failures: u64,
+    pub spans: u64,
 }
 
 impl Reply {
@@ -254,10 +264,12 @@ impl Store {
                 execution: execution.clone(),
                 result: "applied".into(),
                 status: None,
-                erased: Some(serde_json::json!({
-                    "checkpoints": erased.checkpoints, "chunks": chunks,
-                    "failures": erased.failures, "spans": erased.spans,
-                })),
+                erased: Some(ErasedReply {
+                    checkpoints: erased.checkpoints,
+                    chunks,
+                    failures: erased.failures,
+                    spans: erased.spans,
+                }),
                 checkpoint: None,
                 failure: None,
                 notified: None,
