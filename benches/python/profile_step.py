@@ -3,8 +3,9 @@
     benches/python/run.sh --profile            # or: .venv/bin/python profile_step.py [--durability sync] [--size 1024]
 
 Part 1 times each piece of the step path of ``omium/_steps.py`` (``_wrap_sync.wrapper``) on its
-own, in a loop, with the same store, executions of 1,000 steps and results as the benchmark. Part 2 runs the
-decorated step under cProfile and prints the functions by their own time.
+own, in a loop, with the same store, executions of 1,000 steps and results as the benchmark, then the
+native record after other work in the same loop (what the pieces cost together and apart). Part 2
+runs the decorated step under cProfile and prints the functions by their own time.
 """
 
 from __future__ import annotations
@@ -139,6 +140,36 @@ def main() -> None:
         rows.append(("  run.record alone", rec))
         rows.append(("  the Python layer alone (stubbed step - undecorated)", python_layer))
         rows.append(("  the rest: the two together cost more than apart (caches, allocator, GC)", whole - rec - python_layer))
+
+        # Together and apart: the record after other work in the same loop. After Python work
+        # that touches memory (the body and the codec) it costs more than alone; after the same
+        # time of bytecode that touches nothing (an empty loop) it does not.
+        def interleaved(work):  # type: ignore[no-untyped-def]
+            def make(ctx):  # type: ignore[no-untyped-def]
+                run = ctx.run
+                return lambda i: run.record(run.reserve(), "step", work(i), key=None, agent=None, preconditions=[], postconditions=[])
+
+            return make
+
+        data = codec.encode(body(0))
+
+        def spin(i: int) -> bytes:
+            for _ in range(150):
+                pass
+            return data
+
+        work = piece(lambda ctx: lambda i: codec.encode(body(i)))
+        after_work = piece(interleaved(lambda i: codec.encode(body(i))))
+        spun = piece(lambda ctx: spin)
+        after_spin = piece(interleaved(spin))
+        rows += [
+            ("body(i) + codec.encode alone", work),
+            ("  run.record after body(i) + codec.encode, same loop", after_work),
+            ("  costs more than its two parts apart by", after_work - work - rec),
+            ("an empty loop of 150 (bytecode that touches no memory) alone", spun),
+            ("  run.record after the empty loop, same loop", after_spin),
+            ("  costs more than its two parts apart by", after_spin - spun - rec),
+        ]
         w = max(len(r[0]) for r in rows)
         for name, us in rows:
             print(f"  {name:<{w}}  {us:8.2f} µs")
