@@ -7,7 +7,9 @@
 // saver's own setting, WAL with `synchronous=NORMAL`, does not fsync a commit at all).
 // The state is a window of chat messages of about 1 KiB or 100 KiB that changes every step,
 // as in benches/python/bench_integrations.py. Systems run in interleaved rounds, each round in
-// a fresh store; the figure is the median over rounds of each round's p50 (and p99).
+// a fresh store; the figure is the median over rounds of each round's p50 (and p99). LangGraph's
+// own `MemorySaver`, which writes nothing, runs beside them: the floor its serializer and
+// bookkeeping leave any saver.
 //
 //     benches/node/run.sh [--quick] [--rounds N] [--json FILE]
 //
@@ -21,7 +23,7 @@ import { OmiumSaver } from "../../omium-node/dist/langgraph.mjs";
 
 const require = createRequire(import.meta.url);
 const { SqliteSaver } = require("@langchain/langgraph-checkpoint-sqlite");
-const { uuid6 } = require("@langchain/langgraph-checkpoint");
+const { MemorySaver, uuid6 } = require("@langchain/langgraph-checkpoint");
 const Database = require("better-sqlite3");
 
 const argv = process.argv.slice(2);
@@ -34,7 +36,7 @@ const quick = argv.includes("--quick");
 const ROUNDS = Number(flag("--rounds") ?? (quick ? 1 : 5));
 const KIB = 1024;
 const PLAN = quick ? [[KIB, 200], [100 * KIB, 50]] : [[KIB, 3000], [100 * KIB, 600]];
-const SYSTEMS = ["omium-buffered", "sqlite-off", "omium-sync", "sqlite-full"];
+const SYSTEMS = ["omium-buffered", "sqlite-off", "omium-sync", "sqlite-full", "memory"];
 const PEER = { "omium-buffered": "sqlite-off", "omium-sync": "sqlite-full" };
 
 // A fixed vocabulary: messages read like text and differ every step.
@@ -93,6 +95,7 @@ class Workload {
 }
 
 async function open(system, dir) {
+  if (system === "memory") return { saver: new MemorySaver(), facts: "LangGraph's MemorySaver: process memory, nothing written", close: () => {} };
   if (system.startsWith("omium")) {
     const saver = await OmiumSaver.open(join(dir, "store"), { durability: system.split("-")[1] });
     return { saver, facts: system.split("-")[1], close: () => saver.close() };
@@ -166,4 +169,6 @@ for (const [mine, peer] of Object.entries(PEER)) {
     );
   }
 }
-if (jsonFile) writeFileSync(jsonFile, JSON.stringify({ node: process.version, rounds: ROUNDS, facts, summary }, null, 1));
+const floor = Object.fromEntries(PLAN.map(([size]) => [size, median(results.memory[size].map((x) => x.p50))]));
+console.log(`\nThe floor (MemorySaver, writes nothing), p50: ${PLAN.map(([size]) => `${size / KIB} KiB ${floor[size].toFixed(0)} µs`).join(", ")}`);
+if (jsonFile) writeFileSync(jsonFile, JSON.stringify({ node: process.version, rounds: ROUNDS, facts, summary, floor_p50: floor }, null, 1));
