@@ -756,9 +756,11 @@ impl Store {
             st.exec = None;
             let mut d: serde_json::Value =
                 serde_json::from_str(detail).unwrap_or_else(|_| serde_json::json!({}));
-            d["checkpoints"] = serde_json::json!(erased.checkpoints);
-            d["failures"] = serde_json::json!(erased.failures);
-            d["spans"] = serde_json::json!(erased.spans);
+            if let (Some(d), serde_json::Value::Object(counts)) =
+                (d.as_object_mut(), serde_json::json!(erased))
+            {
+                d.extend(counts);
+            }
             audit.push(AuditDraft::new(
                 "execution.delete",
                 format!("execution/{execution_id}"),
@@ -786,8 +788,8 @@ impl Store {
     }
 }
 
-/// What erasing an execution removed ([`Store::delete_execution_by`]); chunks are counted by
-/// the collection that follows.
+/// What erasing an execution removed ([`Store::delete_execution_by`]; its audit entry's detail
+/// carries these counts); chunks are counted by the collection that follows.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Erased {
     pub checkpoints: u64,
