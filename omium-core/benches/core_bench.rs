@@ -1388,4 +1388,44 @@ fn bench_parts(env: &Env) {
             MIB as f64 / dus
         );
     }
+
+    // The chunk codec (`docs/decisions/lz4-chunks.md`): LZ4 against zstd -1 above, the same
+    // chunks one by one, decoded into a buffer of the recorded length as `blob.rs` does; LZ4's
+    // high-compression modes decode as fast and compress slower.
+    let mut buf = vec![0u8; 1 << 16];
+    let modes = [
+        ("LZ4 (default, as `blob.rs` does)", None),
+        (
+            "LZ4 HC 3",
+            Some(lz4::block::CompressionMode::HIGHCOMPRESSION(3)),
+        ),
+        (
+            "LZ4 HC 9",
+            Some(lz4::block::CompressionMode::HIGHCOMPRESSION(9)),
+        ),
+    ];
+    for (name, mode) in modes {
+        let out: Vec<Vec<u8>> = pieces
+            .iter()
+            .map(|p| lz4::block::compress(p, mode, false).expect("lz4"))
+            .collect();
+        let us = time(&mut || {
+            for p in &pieces {
+                black_box(lz4::block::compress(p, mode, false).expect("lz4"));
+            }
+        });
+        let dus = time(&mut || {
+            for (c, p) in out.iter().zip(&pieces) {
+                let n =
+                    lz4::block::decompress_to_buffer(c, Some(p.len() as i32), &mut buf[..p.len()]);
+                black_box(n.expect("lz4"));
+            }
+        });
+        let ratio = doc.len() as f64 / out.iter().map(Vec::len).sum::<usize>() as f64;
+        println!(
+            "| {name} | {us:.0} | {:.0} | {ratio:.2} | {:.0} |",
+            MIB as f64 / us,
+            MIB as f64 / dus
+        );
+    }
 }

@@ -229,11 +229,12 @@ fn mutated_records_decode_or_are_refused() {
 #[test]
 fn chunks_decode_within_their_recorded_length() {
     let raw = bytes(3000);
-    let strategy = (raw, 0..4u8, any::<u32>(), any::<bool>(), bytes(40)).prop_map(
+    let strategy = (raw, 0..5u8, any::<u32>(), any::<bool>(), bytes(40)).prop_map(
         |(raw, codec_byte, len, honest, noise)| {
             let mut stored = vec![codec_byte];
             match codec_byte {
                 1 => stored.extend(zstd::bulk::compress(&raw, 1).unwrap()),
+                2 => stored.extend(lz4::block::compress(&raw, None, false).unwrap()),
                 _ => stored.extend(&raw),
             }
             stored.extend(noise);

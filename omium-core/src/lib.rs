@@ -32,7 +32,7 @@
 //! the upper layers add to [`Store`] are extension traits: `use omium_core::prelude::*`.
 //!
 //! Modules, one concern each: [`store`] (RocksDB, column families, durability), [`blob`]
-//! (FastCDC chunks, blake3, zstd, GC), [`execution`] (executions, the journal, leases),
+//! (FastCDC chunks, blake3, LZ4, GC), [`execution`] (executions, the journal, leases),
 //! [`checkpoint`] (the tree, rollback, fork, cut, verify), [`audit`] (the hash chain),
 //! [`policy`] (recovery policies: parse, validate, compile, versions), [`recovery`] (failures,
 //! the actions taken on them, MTTR), [`trace`] (spans, OTLP export, timeline, diff),

@@ -1,5 +1,5 @@
 //! Content-addressed state. A state larger than `inline_max` is cut by FastCDC into chunks,
-//! each addressed by the blake3 of its bytes and stored zstd-compressed once; the checkpoint
+//! each addressed by the blake3 of its bytes and stored LZ4-compressed once; the checkpoint
 //! keeps a manifest (chunking parameters + chunk list). A state that grows by appending
 //! shares every chunk but the last few with its parent, so it costs O(new bytes).
 //!
@@ -22,8 +22,11 @@ use crate::store::{Cf, Store};
 /// manifest, so a later change of chunker is a new name, never a silent re-cut.
 pub const CHUNKER: &str = "fastcdc-v2020@5.0.0";
 
+/// The codec byte every stored chunk begins with (`docs/format.md`): raw bytes, a zstd frame
+/// (written until format 2, read still) or an LZ4 block (format 3).
 const CHUNK_RAW: u8 = 0;
 const CHUNK_ZSTD: u8 = 1;
+const CHUNK_LZ4: u8 = 2;
 
 /// Chunking parameters, stored in each manifest. Sizes are powers of two.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -53,10 +56,6 @@ pub struct BlobParams {
     /// States up to this many bytes are stored inside the checkpoint record.
     pub inline_max: usize,
     pub chunking: ChunkParams,
-    /// 1 by default: on the machine of `docs/performance.md` (section 5, zstd levels) it
-    /// compresses agent messages 2.46× against level 3's 2.50×, 27% faster; lower levels lose
-    /// more ratio than they gain speed.
-    pub zstd_level: i32,
     /// New chunks are stored raw and compressed afterwards on a background thread
     /// ([`crate::deferred`]); off, a step compresses them itself.
     pub defer_compression: bool,
@@ -67,7 +66,6 @@ impl Default for BlobParams {
         BlobParams {
             inline_max: 4096,
             chunking: ChunkParams::default(),
-            zstd_level: 1,
             defer_compression: true,
         }
     }
@@ -209,9 +207,8 @@ impl Store {
             };
             return Ok((StateRef::Chunked(manifest), stored, sum));
         }
-        let zstd = p.zstd_level;
         let encode = |part: &[([u8; 32], &[u8])]| -> Vec<Vec<u8>> {
-            part.iter().map(|(_, d)| encode_chunk(d, zstd)).collect()
+            part.iter().map(|(_, d)| encode_chunk(d)).collect()
         };
         let (sum, values) = if to_encode >= PARALLEL_MIN && cores() > 1 && missing.len() > 1 {
             // Split where half of the bytes to compress are behind.
@@ -451,7 +448,6 @@ fn cores() -> usize {
 
 thread_local! {
     // zstd contexts are costly to set up (allocation and table zeroing); keep one per thread.
-    static COMPRESSOR: RefCell<Option<(i32, zstd::bulk::Compressor<'static>)>> = const { RefCell::new(None) };
     static DECOMPRESSOR: RefCell<Option<zstd::bulk::Decompressor<'static>>> = const { RefCell::new(None) };
 }
 
@@ -463,29 +459,24 @@ pub(crate) fn raw_chunk(stored: &[u8]) -> Option<&[u8]> {
     }
 }
 
-pub(crate) fn encode_chunk(data: &[u8], level: i32) -> Vec<u8> {
-    let compressed = COMPRESSOR.with(|cell| {
-        let mut cell = cell.borrow_mut();
-        if cell.as_ref().map(|(l, _)| *l) != Some(level) {
-            *cell = zstd::bulk::Compressor::new(level).ok().map(|c| (level, c));
-        }
-        cell.as_mut().and_then(|(_, c)| c.compress(data).ok())
-    });
-    match compressed {
-        Some(z) if z.len() < data.len() => {
-            let mut out = Vec::with_capacity(z.len() + 1);
-            out.push(CHUNK_ZSTD);
-            out.extend_from_slice(&z);
-            out
+/// A chunk as stored: LZ4 (`docs/decisions/lz4-chunks.md`: it decodes 3.4× faster than zstd
+/// -1 here, which a resume's replay waits on), or raw when that is not smaller.
+pub(crate) fn encode_chunk(data: &[u8]) -> Vec<u8> {
+    let mut out = vec![0u8; 1 + lz4::block::compress_bound(data.len()).unwrap_or(0)];
+    match lz4::block::compress_to_buffer(data, None, false, &mut out[1..]) {
+        Ok(n) if n < data.len() => {
+            out[0] = CHUNK_LZ4;
+            out.truncate(1 + n);
         }
         // Incompressible (or the encoder failed): store the bytes as they are.
         _ => {
-            let mut out = Vec::with_capacity(data.len() + 1);
+            out.clear();
+            out.reserve_exact(data.len() + 1);
             out.push(CHUNK_RAW);
             out.extend_from_slice(data);
-            out
         }
     }
+    out
 }
 
 /// The largest chunk any store may hold (a chunker's `max_size` is far below it). A chunk's
@@ -550,6 +541,25 @@ pub fn decode_chunk_into(
             }
             Ok(())
         }),
+        Some((&CHUNK_LZ4, rest)) => {
+            // Into the tail of `out`, exactly `len` bytes long: the decoder writes no further,
+            // and a block that holds more or less is an error.
+            let start = out.len();
+            out.resize(start + len, 0);
+            match lz4::block::decompress_to_buffer(rest, Some(len as i32), &mut out[start..]) {
+                Ok(n) if n == len => Ok(()),
+                Ok(n) => {
+                    out.truncate(start);
+                    Err(format!(
+                        "it decodes to {n} bytes; its recorded length is {len}"
+                    ))
+                }
+                Err(e) => {
+                    out.truncate(start);
+                    Err(format!("it is not a valid LZ4 block of {len} bytes ({e})"))
+                }
+            }
+        }
         Some((c, _)) => Err(format!("unknown chunk codec {c}")),
         None => Err("empty chunk".into()),
     }
@@ -576,14 +586,14 @@ mod tests {
     #[test]
     fn chunk_codec_round_trips_and_rejects_garbage() {
         let text = b"hello world ".repeat(1000);
-        let enc = encode_chunk(&text, 3);
-        assert_eq!(enc[0], CHUNK_ZSTD);
+        let enc = encode_chunk(&text);
+        assert_eq!(enc[0], CHUNK_LZ4);
         assert!(enc.len() < text.len() / 10);
         assert_eq!(decode_chunk(&enc, text.len()).unwrap(), text);
         let random: Vec<u8> = (0..4096u32)
             .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
             .collect();
-        let enc = encode_chunk(&random, 3);
+        let enc = encode_chunk(&random);
         assert_eq!(decode_chunk(&enc, random.len()).unwrap(), random);
         assert!(decode_chunk(&[7, 1, 2], 2)
             .unwrap_err()
@@ -591,7 +601,20 @@ mod tests {
     }
 
     #[test]
-    fn hostile_chunk_lengths_and_zstd_bombs_are_refused_before_allocating() {
+    fn zstd_chunks_of_format_2_stores_still_decode() {
+        let text = b"an older store's chunk ".repeat(400);
+        let mut stored = vec![CHUNK_ZSTD];
+        stored.extend_from_slice(&zstd::bulk::compress(&text, 1).unwrap());
+        assert_eq!(decode_chunk(&stored, text.len()).unwrap(), text);
+        // Decoded after what the buffer holds, as a chunked state's read does.
+        let mut out = b"head".to_vec();
+        decode_chunk_into(&stored, text.len(), &mut out).unwrap();
+        assert_eq!(&out[..4], b"head");
+        assert_eq!(&out[4..], &text[..]);
+    }
+
+    #[test]
+    fn hostile_chunk_lengths_and_bombs_are_refused_before_allocating() {
         // A recorded length of a terabyte: refused, nothing allocated.
         let e = decode_chunk(&[CHUNK_RAW, 1, 2, 3], 1 << 40).unwrap_err();
         assert!(e.contains("over the limit"), "{e}");
@@ -601,10 +624,41 @@ mod tests {
         stored.extend_from_slice(&bomb);
         assert!(stored.len() < 64 << 10);
         assert!(decode_chunk(&stored, 100).is_err());
+        let bomb = encode_chunk(&vec![0u8; 8 << 20]);
+        assert_eq!(bomb[0], CHUNK_LZ4);
+        assert!(bomb.len() < 64 << 10);
+        let e = decode_chunk(&bomb, 100).unwrap_err();
+        assert!(e.contains("not a valid LZ4 block of 100 bytes"), "{e}");
         // A raw chunk whose bytes are not its recorded length.
         assert!(decode_chunk(&[CHUNK_RAW, 1, 2, 3], 2)
             .unwrap_err()
             .contains("recorded length is 2"));
+    }
+
+    #[test]
+    fn a_damaged_lz4_chunk_is_an_error_and_leaves_the_buffer_as_it_was() {
+        let text = b"the quick brown fox jumps over the lazy dog ".repeat(200);
+        let enc = encode_chunk(&text);
+        assert_eq!(enc[0], CHUNK_LZ4);
+        let mut out = b"kept".to_vec();
+        // Cut short, claiming more bytes than it holds, and claiming fewer.
+        for (stored, len) in [
+            (&enc[..enc.len() / 2], text.len()),
+            (&enc[..], text.len() + 1),
+            (&enc[..], text.len() - 1),
+        ] {
+            assert!(decode_chunk_into(stored, len, &mut out).is_err());
+            assert_eq!(out, b"kept");
+        }
+        // Every byte flipped in turn: an error or some bytes of the right length (the state's
+        // checksum then names the checkpoint), never a panic or a read out of bounds.
+        for i in 1..enc.len() {
+            let mut bad = enc.clone();
+            bad[i] ^= 0x5a;
+            if let Ok(d) = decode_chunk(&bad, text.len()) {
+                assert_eq!(d.len(), text.len());
+            }
+        }
     }
 
     #[test]

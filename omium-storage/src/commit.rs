@@ -95,8 +95,7 @@ impl Committer {
             if let Some(r) = st.done.remove(&ticket.0) {
                 drop(st);
                 let i = &store.inner;
-                i.deferred
-                    .committed(r.is_ok(), &i.db, &i.gc_lock, i.blob.zstd_level);
+                i.deferred.committed(r.is_ok(), &i.db, &i.gc_lock);
                 return r.map_err(|e| Error::storage("committing a write batch", e));
             }
             if !st.leader && !st.queue.is_empty() {

@@ -102,13 +102,7 @@ impl Deferred {
     }
 
     /// Called by the committer when this thread's batch was written (`ok`) or not.
-    pub(crate) fn committed(
-        &self,
-        ok: bool,
-        db: &Arc<DB>,
-        gc_lock: &Arc<RwLock<()>>,
-        zstd_level: i32,
-    ) {
+    pub(crate) fn committed(&self, ok: bool, db: &Arc<DB>, gc_lock: &Arc<RwLock<()>>) {
         let me = self.id();
         let list: Vec<([u8; 32], usize)> = STORED_RAW.with(|l| {
             let mut l = l.borrow_mut();
@@ -136,7 +130,7 @@ impl Deferred {
             // A thread that cannot be started leaves the chunks raw (they read the same).
             if let Ok(thread) = std::thread::Builder::new()
                 .name("omium-compress".into())
-                .spawn(move || run(rx, &db, &gc_lock, zstd_level))
+                .spawn(move || run(rx, &db, &gc_lock))
             {
                 *worker = Some(Worker { tx, thread });
             }
@@ -165,7 +159,7 @@ impl Deferred {
     }
 }
 
-fn run(rx: mpsc::Receiver<Batch>, db: &DB, gc_lock: &RwLock<()>, zstd_level: i32) {
+fn run(rx: mpsc::Receiver<Batch>, db: &DB, gc_lock: &RwLock<()>) {
     let cf = db.cf_handle(Cf::Chunks.name()).expect("chunks cf");
     let mut quiet = WriteOptions::default();
     quiet.disable_wal(true);
@@ -179,7 +173,7 @@ fn run(rx: mpsc::Receiver<Batch>, db: &DB, gc_lock: &RwLock<()>, zstd_level: i32
                     continue;
                 };
                 if let Some(raw) = crate::blob::raw_chunk(&stored) {
-                    let encoded = crate::blob::encode_chunk(raw, zstd_level);
+                    let encoded = crate::blob::encode_chunk(raw);
                     if encoded.len() < stored.len() {
                         batch.put_cf(cf, hash, encoded);
                     }

@@ -1,7 +1,7 @@
 //! # omium-storage
 //!
 //! The storage layer of Omium: the RocksDB store and its column families, the state codec,
-//! content-addressed chunks (FastCDC, blake3, zstd) and their GC, group commit, the
+//! content-addressed chunks (FastCDC, blake3, LZ4) and their GC, group commit, the
 //! hash-chained audit log, executions and their journal and leases, the checkpoint tree
 //! (rollback, fork, cut, verify), failure records and framework threads. It owns every record
 //! on disk and its lifecycle; the decisions about them (recovery, tracing, policies, sync)

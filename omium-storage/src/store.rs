@@ -21,13 +21,15 @@ use crate::execution::ExecCell;
 
 /// The on-disk format version this build writes and the newest it can read.
 ///
-/// Format 2 (this one) records a step as its checkpoint record and audit entry alone: the
-/// execution record and the checkpoint index entries of a running execution are written at
-/// begin, finish, rollback, fork and lease renewal, and its head and counters are derived from
-/// the checkpoints recorded since (`docs/format.md`). A format-1 store is a valid format-2
-/// store; a writer that opens one marks it format 2, so that older builds refuse it rather than
-/// miss the steps its records do not count.
-pub const FORMAT_VERSION: u32 = 2;
+/// Format 2 records a step as its checkpoint record and audit entry alone: the execution
+/// record and the checkpoint index entries of a running execution are written at begin,
+/// finish, rollback, fork and lease renewal, and its head and counters are derived from the
+/// checkpoints recorded since (`docs/format.md`). Format 3 (this one) compresses chunks with
+/// LZ4 (codec byte 2) where format 2 used zstd, which it still reads. Each older format is a
+/// valid newer one; a writer that opens an older store marks it with this version, so that
+/// older builds refuse it rather than miss the steps its records do not count (format 1) or
+/// fail on chunks they cannot decode (format 2).
+pub const FORMAT_VERSION: u32 = 3;
 
 const META_FORMAT: &[u8] = b"format_version";
 const META_CREATED: &[u8] = b"created_at_ms";
@@ -148,7 +150,7 @@ impl Cf {
             o.set_block_based_table_factory(&table);
         }
         if self == Cf::Chunks {
-            // Chunks are already zstd-compressed by the blob layer. They stay in SST files:
+            // Chunks are already compressed (LZ4) by the blob layer. They stay in SST files:
             // RocksDB 10.4's BlobDB crashes when a secondary (read-only) instance reads a blob
             // (docs/decisions/no-blobdb.md), and the CLI reads through a secondary.
             o.set_compression_type(rocksdb::DBCompressionType::None);
@@ -867,8 +869,9 @@ mod tests {
         let err = Store::open(dir.path()).err().unwrap();
         assert_eq!(err.code(), "newer_format");
         assert!(
-            err.to_string()
-                .contains("format version 99; this build reads up to 2"),
+            err.to_string().contains(&format!(
+                "format version 99; this build reads up to {FORMAT_VERSION}"
+            )),
             "{err}"
         );
         let err = Store::open_read_only(dir.path()).err().unwrap();

@@ -1524,9 +1524,10 @@ fn a_store_of_a_newer_format_is_refused_and_left_alone() {
     };
     format_version(Some(99));
     let expected = format!(
-        "store {} was written by a newer Omium (format version 99; this build reads up to 2); \
+        "store {} was written by a newer Omium (format version 99; this build reads up to {}); \
          upgrade Omium to open it",
-        f.ctx.store_display()
+        f.ctx.store_display(),
+        omium_core::FORMAT_VERSION
     );
     for args in [
         &["executions"][..],

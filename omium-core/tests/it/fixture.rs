@@ -1,6 +1,7 @@
 //! Old stores open, verify, resume and record with today's code: stores written before codecs
 //! were recorded (`tests/fixtures/pre-codec`, by the demo at the commit before the change) and
-//! a format-1 store (`tests/fixtures/format-1`, where every step rewrote the execution record).
+//! a format-1 store (`tests/fixtures/format-1`, where every step rewrote the execution record)
+//! and a format-2 store (`tests/fixtures/format-2`, whose chunks are zstd-compressed).
 
 use std::path::{Path, PathBuf};
 
@@ -200,15 +201,107 @@ fn a_format_1_store_opens_resumes_and_is_marked_format_2() {
     assert!(s.verify(None).unwrap().ok());
     drop(s);
 
-    // Marked format 2: a build of format 1 would refuse it now.
-    let db = rocksdb::DB::open_cf_for_read_only(
+    // Marked with today's format: a build of format 1 would refuse it now.
+    assert_eq!(format_mark(&path), omium_core::FORMAT_VERSION);
+}
+
+fn read_only_db(path: &Path) -> rocksdb::DB {
+    rocksdb::DB::open_cf_for_read_only(
         &rocksdb::Options::default(),
-        &path,
-        rocksdb::DB::list_cf(&rocksdb::Options::default(), &path).unwrap(),
+        path,
+        rocksdb::DB::list_cf(&rocksdb::Options::default(), path).unwrap(),
         false,
     )
-    .unwrap();
+    .unwrap()
+}
+
+fn format_mark(path: &Path) -> u32 {
+    let db = read_only_db(path);
     let meta = db.cf_handle("meta").unwrap();
     let v = db.get_cf(meta, b"format_version").unwrap().unwrap();
-    assert_eq!(u32::from_le_bytes(v.try_into().unwrap()), 2);
+    u32::from_le_bytes(v.try_into().unwrap())
+}
+
+/// How many stored chunks begin with each codec byte (raw, zstd, LZ4).
+fn codec_bytes(path: &Path) -> [usize; 3] {
+    let db = read_only_db(path);
+    let cf = db.cf_handle("chunks").unwrap();
+    let mut n = [0; 3];
+    for kv in db.iterator_cf(cf, rocksdb::IteratorMode::Start) {
+        n[kv.unwrap().1[0] as usize] += 1;
+    }
+    n
+}
+
+#[test]
+fn a_format_2_store_with_zstd_chunks_opens_resumes_and_is_marked_format_3() {
+    let (_d, path) = copy_from("format-2", "store");
+    assert_eq!(format_mark(&path), 2);
+    let [_, zstd, lz4] = codec_bytes(&path);
+    assert!(
+        zstd > 0 && lz4 == 0,
+        "the fixture holds zstd chunks: {zstd}, {lz4}"
+    );
+    {
+        let r = Store::open_read_only(&path).unwrap();
+        assert_eq!(r.execution("killed").unwrap().checkpoint_count, 3);
+    }
+    assert_eq!(format_mark(&path), 2, "a reader does not mark it");
+    let s = Store::open(&path).unwrap();
+    let report = s.verify(None).unwrap();
+    assert!(report.ok(), "{:?}", report.problems);
+    assert_eq!(report.checkpoints, 6);
+    assert_eq!(s.execution("done").unwrap().status, Status::Completed);
+    assert_eq!(names(&s, "done"), ["plan", "llm_call", "tool_call"]);
+    // The zstd-compressed state reads back whole (its checksum verified on the read).
+    let done = s.history("done").unwrap();
+    let state = s.read_state(&done[1]).unwrap();
+    assert_eq!(state.len(), 17_790);
+    assert!(state.starts_with(br#"[{"role": "assistant", "turn": 0, "content": "done lorem"#));
+
+    // Resume the killed run: three steps replay (the keyed one by its key), two are recorded,
+    // one of them a new chunked state (LZ4 chunks beside the zstd ones).
+    let run = s.begin("killed", BeginOptions::default()).unwrap();
+    for (name, key) in [
+        ("plan", None),
+        ("llm_call", None),
+        ("tool_call", Some("tool:abc")),
+    ] {
+        let seq = run.reserve();
+        let c = run.recorded(seq, name, key).unwrap();
+        let c = c.unwrap_or_else(|| panic!("{name} replays"));
+        if name == "llm_call" {
+            assert_eq!(run.read_state(&c).unwrap().len(), 19_390);
+        }
+    }
+    let grown = [state.as_slice(), &state].concat();
+    for (name, st) in [("summarize", &b"{}"[..]), ("answer", &grown[..])] {
+        let seq = run.reserve();
+        assert!(run.recorded(seq, name, None).unwrap().is_none());
+        run.record(
+            seq,
+            NewCheckpoint {
+                name,
+                state: st,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    }
+    run.complete(Some(b"done")).unwrap();
+    drop(run);
+    let e = s.execution("killed").unwrap();
+    assert_eq!((e.status, e.checkpoint_count), (Status::Completed, 5));
+    let answer = s.history("killed").unwrap().pop().unwrap();
+    assert_eq!(s.read_state(&answer).unwrap(), grown);
+    assert!(s.verify(None).unwrap().ok());
+    drop(s);
+
+    // Closed, the new chunks are LZ4; the old ones are as they were; the store is format 3.
+    let [_, zstd_after, lz4] = codec_bytes(&path);
+    assert_eq!(zstd_after, zstd);
+    assert!(lz4 > 0, "new chunks are LZ4");
+    assert_eq!(format_mark(&path), 3);
+    let s = Store::open_read_only(&path).unwrap();
+    assert!(s.verify(None).unwrap().ok());
 }
