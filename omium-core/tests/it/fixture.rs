@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use omium_core::{BeginOptions, NewCheckpoint, Status, Store};
+use omium_core::{BeginOptions, NewCheckpoint, Run, Status, Store};
 
 /// A copy of a fixture store (the committed files are never opened).
 fn copy_of(name: &str) -> (tempfile::TempDir, PathBuf) {
@@ -181,14 +181,29 @@ fn a_format_1_store_opens_resumes_and_is_marked_format_2() {
         let c = run.recorded(seq, name, key).unwrap();
         assert!(c.is_some(), "{name} replays");
     }
-    for name in ["summarize", "answer"] {
+    record_new_steps_and_complete(
+        &s,
+        run,
+        &[("summarize", b"summarize"), ("answer", b"answer")],
+        6,
+    );
+    drop(s);
+
+    // Marked with today's format: a build of format 1 would refuse it now.
+    assert_eq!(format_mark(&path), omium_core::FORMAT_VERSION);
+}
+
+/// Records `steps` as new steps of the resumed run of "killed", completes it, and checks that it
+/// is completed with `count` checkpoints and that the store verifies.
+fn record_new_steps_and_complete(s: &Store, run: Run, steps: &[(&str, &[u8])], count: u64) {
+    for &(name, state) in steps {
         let seq = run.reserve();
         assert!(run.recorded(seq, name, None).unwrap().is_none());
         run.record(
             seq,
             NewCheckpoint {
                 name,
-                state: name.as_bytes(),
+                state,
                 ..Default::default()
             },
         )
@@ -197,12 +212,8 @@ fn a_format_1_store_opens_resumes_and_is_marked_format_2() {
     run.complete(Some(b"done")).unwrap();
     drop(run);
     let e = s.execution("killed").unwrap();
-    assert_eq!((e.status, e.checkpoint_count), (Status::Completed, 6));
+    assert_eq!((e.status, e.checkpoint_count), (Status::Completed, count));
     assert!(s.verify(None).unwrap().ok());
-    drop(s);
-
-    // Marked with today's format: a build of format 1 would refuse it now.
-    assert_eq!(format_mark(&path), omium_core::FORMAT_VERSION);
 }
 
 fn read_only_db(path: &Path) -> rocksdb::DB {
@@ -275,26 +286,9 @@ fn a_format_2_store_with_zstd_chunks_opens_resumes_and_is_marked_format_3() {
         }
     }
     let grown = [state.as_slice(), &state].concat();
-    for (name, st) in [("summarize", &b"{}"[..]), ("answer", &grown[..])] {
-        let seq = run.reserve();
-        assert!(run.recorded(seq, name, None).unwrap().is_none());
-        run.record(
-            seq,
-            NewCheckpoint {
-                name,
-                state: st,
-                ..Default::default()
-            },
-        )
-        .unwrap();
-    }
-    run.complete(Some(b"done")).unwrap();
-    drop(run);
-    let e = s.execution("killed").unwrap();
-    assert_eq!((e.status, e.checkpoint_count), (Status::Completed, 5));
+    record_new_steps_and_complete(&s, run, &[("summarize", b"{}"), ("answer", &grown)], 5);
     let answer = s.history("killed").unwrap().pop().unwrap();
     assert_eq!(s.read_state(&answer).unwrap(), grown);
-    assert!(s.verify(None).unwrap().ok());
     drop(s);
 
     // Closed, the new chunks are LZ4; the old ones are as they were; the store is format 3.
