@@ -460,7 +460,7 @@ pub(crate) fn raw_chunk(stored: &[u8]) -> Option<&[u8]> {
 }
 
 /// A chunk as stored: LZ4 (`docs/decisions/lz4-chunks.md`: it decodes 3.4× faster than zstd
-/// -1 here, which a resume's replay waits on), or raw when that is not smaller.
+/// level 1 here, and a resume's replay waits on decoding), or raw when that is not smaller.
 pub(crate) fn encode_chunk(data: &[u8]) -> Vec<u8> {
     let mut out = vec![0u8; 1 + lz4::block::compress_bound(data.len()).unwrap_or(0)];
     match lz4::block::compress_to_buffer(data, None, false, &mut out[1..]) {
