@@ -6,6 +6,7 @@ mod consensus;
 mod convert;
 mod recovery;
 mod run;
+mod span;
 mod store;
 mod threads;
 mod trace;
@@ -77,6 +78,10 @@ fn _omium(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(recovery::policy_diff, m)?)?;
     m.add_function(wrap_pyfunction!(recovery::check_failure_type, m)?)?;
     m.add_function(wrap_pyfunction!(trace::record_span, m)?)?;
+    m.add_function(wrap_pyfunction!(span::span_context, m)?)?;
+    m.add_class::<span::PySpan>()?;
+    m.add_class::<span::Trace>()?;
+    m.add_class::<span::Ready>()?;
     m.add_function(wrap_pyfunction!(trace::trace_id_of, m)?)?;
     m.add_function(wrap_pyfunction!(trace::new_span_id, m)?)?;
     m.add_function(wrap_pyfunction!(trace::new_trace_id, m)?)?;

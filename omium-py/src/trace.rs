@@ -41,7 +41,7 @@ fn value(v: &Bound<'_, PyAny>, key: &str) -> PyResult<Value> {
     Ok(Value::Str(v.str()?.to_str()?.to_string()))
 }
 
-fn attributes(d: Option<&Bound<'_, PyDict>>) -> PyResult<Vec<(String, Value)>> {
+pub(crate) fn attributes(d: Option<&Bound<'_, PyDict>>) -> PyResult<Vec<(String, Value)>> {
     let Some(d) = d else { return Ok(Vec::new()) };
     let mut out = Vec::with_capacity(d.len());
     for (k, v) in d.iter() {
@@ -57,9 +57,35 @@ fn attributes(d: Option<&Bound<'_, PyDict>>) -> PyResult<Vec<(String, Value)>> {
     Ok(out)
 }
 
-fn id<const N: usize>(b: &[u8], what: &str) -> PyResult<[u8; N]> {
+pub(crate) fn id<const N: usize>(b: &[u8], what: &str) -> PyResult<[u8; N]> {
     b.try_into()
         .map_err(|_| PyTypeError::new_err(format!("{what} must be {N} bytes, not {}", b.len())))
+}
+
+/// A span status from its name.
+pub(crate) fn status(s: &str) -> PyResult<StatusCode> {
+    match s {
+        "ok" => Ok(StatusCode::Ok),
+        "error" => Ok(StatusCode::Error),
+        "unset" => Ok(StatusCode::Unset),
+        s => Err(PyTypeError::new_err(format!(
+            "span status must be ok, error or unset, not {s:?}"
+        ))),
+    }
+}
+
+/// Span events from a list of `(name, time_ns, attributes or None)`.
+pub(crate) fn events(list: Option<&Bound<'_, PyList>>) -> PyResult<Vec<Event>> {
+    let mut out = Vec::new();
+    for e in list.into_iter().flat_map(|l| l.iter()) {
+        let (name, time_ns, attrs): (String, u64, Option<Bound<'_, PyDict>>) = e.extract()?;
+        out.push(Event {
+            name,
+            time_ns,
+            attributes: attributes(attrs.as_ref())?,
+        });
+    }
+    Ok(out)
 }
 
 /// Records a finished span (see `omium.trace`).
@@ -83,27 +109,6 @@ pub fn record_span(
     attributes: Option<&Bound<'_, PyDict>>,
     events: Option<&Bound<'_, PyList>>,
 ) -> PyResult<()> {
-    let status = match status {
-        "ok" => StatusCode::Ok,
-        "error" => StatusCode::Error,
-        "unset" => StatusCode::Unset,
-        s => {
-            return Err(PyTypeError::new_err(format!(
-                "span status must be ok, error or unset, not {s:?}"
-            )))
-        }
-    };
-    let mut evs = Vec::new();
-    if let Some(list) = events {
-        for e in list.iter() {
-            let (name, time_ns, attrs): (String, u64, Option<Bound<'_, PyDict>>) = e.extract()?;
-            evs.push(Event {
-                name,
-                time_ns,
-                attributes: self::attributes(attrs.as_ref())?,
-            });
-        }
-    }
     let span = Span {
         trace_id: id(trace_id, "trace_id")?,
         span_id: id(span_id, "span_id")?,
@@ -115,10 +120,10 @@ pub fn record_span(
         agent,
         start_ns,
         end_ns,
-        status,
+        status: self::status(status)?,
         status_message: status_message.to_string(),
         attributes: self::attributes(attributes)?,
-        events: evs,
+        events: self::events(events)?,
     };
     store.handle()?.record_span(span);
     Ok(())

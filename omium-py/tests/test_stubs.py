@@ -10,7 +10,8 @@ from omium import _omium
 
 
 def _params(fn: ast.FunctionDef) -> list[str]:
-    names = [a.arg for a in fn.args.posonlyargs + fn.args.args + fn.args.kwonlyargs]
+    a = fn.args
+    names = [x.arg for x in a.posonlyargs + a.args + ([a.vararg] if a.vararg else []) + a.kwonlyargs + ([a.kwarg] if a.kwarg else [])]
     return [n for n in names if n != "self"]
 
 
@@ -25,8 +26,14 @@ def test_stub_matches_the_native_module():
             cls = getattr(_omium, node.name)
             methods = {n.name: n for n in node.body if isinstance(n, ast.FunctionDef)}
             runtime = {n for n in vars(cls) if not n.startswith("_")}
-            assert set(methods) - {"__init__"} == runtime, node.name
+            # Annotated names in a class body are its fields (data descriptors at runtime).
+            fields = {n.target.id for n in node.body if isinstance(n, ast.AnnAssign) and isinstance(n.target, ast.Name)}
+            assert {m for m in methods if not m.startswith("_")} | fields == runtime, node.name
+            for f in fields:
+                assert inspect.isdatadescriptor(inspect.getattr_static(cls, f)), f"{node.name}.{f}"
             for name, fn in methods.items():
+                if name.startswith("__") and name != "__init__":
+                    continue  # a slot: its wrapper's signature is (*args, **kwargs)
                 if name == "__init__":
                     sig = inspect.signature(cls)
                 elif isinstance(inspect.getattr_static(cls, name), property) or "property" in {

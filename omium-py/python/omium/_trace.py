@@ -64,128 +64,10 @@ def content(value: Any) -> str:
     return text if len(text) <= limit else text[:limit] + "…"
 
 
-class Span:
-    """A span being recorded: ``set_attribute``, ``add_event``, ``record_exception``; it ends
-    when its ``with`` block or decorated call does (or ``end()``)."""
-
-    __slots__ = (
-        "_token",
-        "agent",
-        "attributes",
-        "ended",
-        "events",
-        "execution_id",
-        "kind",
-        "name",
-        "parent",
-        "span_id",
-        "span_type",
-        "start_ns",
-        "status",
-        "status_message",
-        "trace_id",
-    )
-
-    def __init__(
-        self,
-        name: str,
-        span_type: str = "function",
-        *,
-        kind: str = "internal",
-        attributes: dict[str, Any] | None = None,
-        agent: str = "",
-        execution_id: str | None = None,
-    ) -> None:
-        parent = _current.get() if execution_id is None else None
-        if parent is not None:
-            self.trace_id, self.parent, self.execution_id = parent
-        else:
-            ctx = _runtime.current.get()
-            self.execution_id = execution_id if execution_id is not None else (ctx.execution_id if ctx is not None else "")
-            remote = _remote.get()
-            if remote is not None:
-                self.trace_id, self.parent = remote
-            else:
-                self.trace_id = _trace_id_of(self.execution_id) if self.execution_id else _omium.new_trace_id()
-                self.parent = None
-        self.span_id = _new_span_id()
-        self.name = name
-        self.span_type = span_type
-        self.kind = kind
-        self.agent = agent
-        self.attributes: dict[str, Any] = dict(attributes) if attributes else {}
-        self.events: list[tuple[str, int, dict[str, Any] | None]] = []
-        self.status = "unset"
-        self.status_message = ""
-        self.start_ns = _time_ns()
-        self.ended = False
-        self._token: contextvars.Token | None = None
-
-    def set_attribute(self, key: str, value: Any) -> None:
-        self.attributes[key] = value
-
-    def set_attributes(self, attributes: dict[str, Any]) -> None:
-        self.attributes.update(attributes)
-
-    def add_event(self, name: str, attributes: dict[str, Any] | None = None) -> None:
-        self.events.append((name, time.time_ns(), attributes))
-
-    def record_exception(self, e: BaseException) -> None:
-        self.events.append(("exception", time.time_ns(), {"exception.type": type(e).__qualname__, "exception.message": str(e)}))
-        self.status = "error"
-        self.status_message = f"{type(e).__name__}: {e}"
-
-    @property
-    def traceparent(self) -> str:
-        return f"00-{self.trace_id.hex()}-{self.span_id.hex()}-01"
-
-    def __enter__(self) -> Span:
-        self._token = _current.set((self.trace_id, self.span_id, self.execution_id))
-        return self
-
-    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
-        if self._token is not None:
-            _current.reset(self._token)
-            self._token = None
-        if exc is not None and self.status != "error":
-            self.record_exception(exc)
-        self.end()
-
-    async def __aenter__(self) -> Span:
-        return self.__enter__()
-
-    async def __aexit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
-        self.__exit__(exc_type, exc, tb)
-
-    def end(self, end_ns: int | None = None) -> None:
-        """Ends the span now, or at ``end_ns`` (Unix nanoseconds) when the end was observed
-        earlier, and records it."""
-        if self.ended:
-            return
-        self.ended = True
-        if self.status == "unset":
-            self.status = "ok"
-        cfg = _runtime._config
-        if cfg is None or not _state["enabled"]:
-            return
-        _record(
-            cfg.store,
-            self.trace_id,
-            self.span_id,
-            self.parent,
-            self.name,
-            self.span_type,
-            self.execution_id,
-            self.agent,
-            self.start_ns,
-            end_ns if end_ns is not None else _time_ns(),
-            self.status,
-            self.status_message,
-            self.kind,
-            self.attributes,
-            self.events or None,
-        )
-
+# A span being recorded (native): ``Span(name, span_type="function", *, kind="internal",
+# attributes=None, agent="", execution_id=None)``; ``set_attribute``, ``add_event``,
+# ``record_exception``; it ends when its ``with`` block or decorated call does (or ``end()``).
+Span = _omium.Span
 
 now_ns = time.time_ns
 
@@ -273,12 +155,9 @@ def step_span(name: str, seq: int, agent: str | None, args: tuple, kwargs: dict,
 def _step_span_object(
     trace_id: bytes, span_id: bytes, parent: bytes | None, execution_id: str, token: Any, name: str, agent: str, seq: int, start_ns: int
 ) -> Span:
-    """A step's `Span`, its fields set directly (what ``Span.__init__`` would find out)."""
-    s = object.__new__(Span)
-    s.trace_id, s.span_id, s.parent, s.execution_id, s._token = trace_id, span_id, parent, execution_id, token
-    s.name, s.span_type, s.kind, s.agent = name, "step", "internal", agent
-    s.attributes, s.events, s.status, s.status_message, s.ended = {"omium.seq": seq}, [], "unset", "", False
-    s.start_ns = start_ns
+    """A step's `Span`, its fields set to the step's (what ``Span(...)`` would find out)."""
+    s = Span(name, "step", attributes={"omium.seq": seq}, agent=agent, execution_id=execution_id)
+    s.trace_id, s.span_id, s.parent, s._token, s.start_ns = trace_id, span_id, parent, token, start_ns
     return s
 
 
@@ -298,89 +177,53 @@ def end_step_span(span: StepSpan | None, error: BaseException | None, result: An
     span.__exit__(type(error) if error is not None else None, error, None)
 
 
-class trace:  # noqa: N801 (the published SDK's name)
-    """A span around a function (decorator) or a block (context manager), with the published
-    SDK's signature: ``@omium.trace(name=None, span_type="function", capture_input=True,
-    capture_output=True, capture_errors=True, **attributes)``. Inputs and outputs are captured
-    (as ``input.value`` / ``output.value``, through the redaction hook) when content capture is
-    on (``omium.configure_tracing(capture_content=True)``)."""
+# `omium.trace` (native): ``@omium.trace``, ``@omium.trace(name=None, span_type="function",
+# capture_input=True, capture_output=True, capture_errors=True, **attributes)`` and
+# ``with omium.trace(...) as span:``. Decorating a function calls `_decorate`.
+trace = _omium.trace
 
-    def __new__(cls, name: Any = None, *args: Any, **kwargs: Any) -> Any:
-        if callable(name) and not args and not kwargs:  # bare @omium.trace
-            return cls()(name)
-        return super().__new__(cls)
 
-    def __init__(
-        self,
-        name: str | None = None,
-        span_type: str = "function",
-        capture_input: bool = True,
-        capture_output: bool = True,
-        capture_errors: bool = True,
-        **attributes: Any,
-    ) -> None:
-        if name is not None and not isinstance(name, str):
-            raise TypeError(f"omium.trace(name): expected a str, not {type(name).__name__}")
-        self.name = name
-        self.span_type = span_type
-        self.capture_input = capture_input
-        self.capture_output = capture_output
-        self.capture_errors = capture_errors
-        self.attributes = attributes
-        self._span: Span | None = None
+def _decorate(opts: trace, fn: Callable[..., Any]) -> Any:
+    """The wrapper ``@omium.trace`` (``opts``) puts around ``fn``."""
+    if not callable(fn):
+        raise TypeError(f"@omium.trace must decorate a function, not {type(fn).__name__}")
+    name = opts.name or getattr(fn, "__qualname__", "function")
+    span_type, attributes = opts.span_type, opts.attributes
+    capture_input, capture_output, capture_errors = opts.capture_input, opts.capture_output, opts.capture_errors
 
-    def __call__(self, fn: Callable[..., Any]) -> Any:
-        if not callable(fn):
-            raise TypeError(f"@omium.trace must decorate a function, not {type(fn).__name__}")
-        name = self.name or getattr(fn, "__qualname__", "function")
-        opts = self
-
-        def start(a: tuple, kw: dict) -> Span:
-            s = Span(name, opts.span_type, attributes=opts.attributes)
-            if opts.capture_input and _state["capture_content"]:
-                s.attributes["input.value"] = content({"args": list(a), "kwargs": kw})
-            return s
-
-        def done(s: Span, result: Any) -> Any:
-            if opts.capture_output and _state["capture_content"]:
-                s.attributes["output.value"] = content(result)
-            return result
-
-        def failed(s: Span, e: BaseException) -> None:
-            if opts.capture_errors:
-                s.record_exception(e)
-            else:
-                s.status = "error"
-
-        if inspect.iscoroutinefunction(fn):
-
-            @functools.wraps(fn)
-            async def awrapper(*a: Any, **kw: Any) -> Any:
-                if not enabled():
-                    return await fn(*a, **kw)
-                s = start(a, kw)
-                with s:
-                    try:
-                        return done(s, await fn(*a, **kw))
-                    except BaseException as e:
-                        failed(s, e)
-                        raise
-
-            return awrapper
-
-        span_type, attributes = self.span_type, self.attributes
-        capture_input, capture_output, capture_errors = self.capture_input, self.capture_output, self.capture_errors
+    if inspect.iscoroutinefunction(fn):
 
         @functools.wraps(fn)
-        def wrapper(*a: Any, **kw: Any) -> Any:
-            # The per-call path, kept flat: every function call here costs the traced code.
+        async def awrapper(*a: Any, **kw: Any) -> Any:
             if _runtime._config is None or not _state["enabled"]:
-                return fn(*a, **kw)
-            s = Span(name, span_type, attributes=attributes)
+                return await fn(*a, **kw)
+            with Span(name, span_type, attributes=attributes) as s:
+                capture = _state["capture_content"]
+                if capture and capture_input:
+                    s.attributes["input.value"] = content({"args": list(a), "kwargs": kw})
+                try:
+                    result = await fn(*a, **kw)
+                except BaseException as e:
+                    if capture_errors:
+                        s.record_exception(e)
+                    else:
+                        s.status = "error"
+                    raise
+                if capture and capture_output:
+                    s.attributes["output.value"] = content(result)
+                return result
+
+        return awrapper
+
+    @functools.wraps(fn)
+    def wrapper(*a: Any, **kw: Any) -> Any:
+        # The per-call path, kept flat: every function call here costs the traced code.
+        if _runtime._config is None or not _state["enabled"]:
+            return fn(*a, **kw)
+        with Span(name, span_type, attributes=attributes) as s:
             capture = _state["capture_content"]
             if capture and capture_input:
                 s.attributes["input.value"] = content({"args": list(a), "kwargs": kw})
-            token = _current.set((s.trace_id, s.span_id, s.execution_id))
             try:
                 result = fn(*a, **kw)
             except BaseException as e:
@@ -389,33 +232,14 @@ class trace:  # noqa: N801 (the published SDK's name)
                 else:
                     s.status = "error"
                 raise
-            else:
-                if capture and capture_output:
-                    s.attributes["output.value"] = content(result)
-                return result
-            finally:
-                _current.reset(token)
-                s.end()
+            if capture and capture_output:
+                s.attributes["output.value"] = content(result)
+            return result
 
-        return wrapper
+    return wrapper
 
-    def __enter__(self) -> Span:
-        self._span = Span(self.name or "block", self.span_type, attributes=self.attributes)
-        return self._span.__enter__()
 
-    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
-        s, self._span = self._span, None
-        if s is not None:
-            if exc is not None and not self.capture_errors:
-                s.status = "error"
-                exc = None
-            s.__exit__(exc_type, exc, tb)
-
-    async def __aenter__(self) -> Span:
-        return self.__enter__()
-
-    async def __aexit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
-        self.__exit__(exc_type, exc, tb)
+_omium.span_context(_current, _remote, _runtime.current, _runtime, _state, _decorate)
 
 
 def get_traceparent() -> str | None:
