@@ -197,17 +197,15 @@ def _decorate(opts: trace, fn: Callable[..., Any]) -> Any:
         async def awrapper(*a: Any, **kw: Any) -> Any:
             if _runtime._config is None or not _state["enabled"]:
                 return await fn(*a, **kw)
-            with Span(name, span_type, attributes=attributes) as s:
-                capture = _state["capture_content"]
-                if capture and capture_input:
-                    s.attributes["input.value"] = content({"args": list(a), "kwargs": kw})
+            s = Span(name, span_type, attributes=attributes)
+            capture = _state["capture_content"]
+            if capture and capture_input:
+                s.attributes["input.value"] = content({"args": list(a), "kwargs": kw})
+            with s:
                 try:
                     result = await fn(*a, **kw)
                 except BaseException as e:
-                    if capture_errors:
-                        s.record_exception(e)
-                    else:
-                        s.status = "error"
+                    _failed(s, e, capture_errors)
                     raise
                 if capture and capture_output:
                     s.attributes["output.value"] = content(result)
@@ -220,23 +218,30 @@ def _decorate(opts: trace, fn: Callable[..., Any]) -> Any:
         # The per-call path, kept flat: every function call here costs the traced code.
         if _runtime._config is None or not _state["enabled"]:
             return fn(*a, **kw)
-        with Span(name, span_type, attributes=attributes) as s:
-            capture = _state["capture_content"]
-            if capture and capture_input:
-                s.attributes["input.value"] = content({"args": list(a), "kwargs": kw})
+        s = Span(name, span_type, attributes=attributes)
+        capture = _state["capture_content"]
+        if capture and capture_input:
+            s.attributes["input.value"] = content({"args": list(a), "kwargs": kw})
+        with s:
             try:
                 result = fn(*a, **kw)
             except BaseException as e:
-                if capture_errors:
-                    s.record_exception(e)
-                else:
-                    s.status = "error"
+                _failed(s, e, capture_errors)
                 raise
             if capture and capture_output:
                 s.attributes["output.value"] = content(result)
             return result
 
     return wrapper
+
+
+def _failed(s: Span, e: BaseException, capture_errors: bool) -> None:
+    """A decorated function raised ``e``: the span records it, or only its status with
+    ``capture_errors=False``."""
+    if capture_errors:
+        s.record_exception(e)
+    else:
+        s.status = "error"
 
 
 _omium.span_context(_current, _remote, _runtime.current, _runtime, _state, _decorate)
