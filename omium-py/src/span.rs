@@ -7,7 +7,6 @@
 //! hands over once at import (`span_context`).
 
 use std::sync::{Arc, RwLock};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use omium_core::trace::{self, SpanKind, StatusCode};
 use pyo3::exceptions::{PyRuntimeError, PyStopIteration, PyTypeError};
@@ -80,14 +79,6 @@ pub fn span_context(
         .map_err(|_| PyRuntimeError::new_err("omium span context lock poisoned by a panic"))? =
         Some(Arc::new(ctx));
     Ok(())
-}
-
-/// Now, in Unix nanoseconds (what Python's `time.time_ns()` returns).
-fn now_ns() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0)
 }
 
 /// `bytes` of exactly `N` bytes (an id), or a type error naming the field.
@@ -227,7 +218,7 @@ impl PySpan {
             events: PyList::empty(py).unbind(),
             status: StatusCode::Unset,
             status_message: intern!(py, "").clone().unbind(),
-            start_ns: now_ns(),
+            start_ns: trace::now_ns(),
             ended: false,
             token: None,
         })
@@ -385,7 +376,11 @@ impl PySpan {
         name: Py<PyAny>,
         attributes: Option<Py<PyAny>>,
     ) -> PyResult<()> {
-        let event = (name, now_ns(), attributes.unwrap_or_else(|| py.None()));
+        let event = (
+            name,
+            trace::now_ns(),
+            attributes.unwrap_or_else(|| py.None()),
+        );
         self.events.bind(py).append(event)
     }
 
@@ -399,7 +394,7 @@ impl PySpan {
         attrs.set_item("exception.message", &text)?;
         self.events
             .bind(py)
-            .append(("exception", now_ns(), attrs))?;
+            .append(("exception", trace::now_ns(), attrs))?;
         self.status = StatusCode::Error;
         self.status_message = PyString::new(py, &format!("{}: {text}", ty.name()?)).unbind();
         Ok(())
@@ -485,7 +480,7 @@ impl PySpan {
             execution_id: text(&self.execution_id)?,
             agent: text(&self.agent)?,
             start_ns: self.start_ns,
-            end_ns: end_ns.unwrap_or_else(now_ns),
+            end_ns: end_ns.unwrap_or_else(trace::now_ns),
             status: self.status,
             status_message: text(&self.status_message)?,
             attributes: attributes(Some(self.attributes.bind(py)))?,
