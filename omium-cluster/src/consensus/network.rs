@@ -314,6 +314,38 @@ impl RpcFailure {
     }
 }
 
+/// The entries one append request carries at most, in bytes (one larger entry goes alone): far
+/// below the 64 MiB a node takes in one request, and small enough to be written within a
+/// deadline of a few hundred milliseconds.
+pub const APPEND_BUDGET: usize = 8 << 20;
+
+/// Cuts `entries` to the longest prefix (at least one entry) of at most `budget` encoded bytes.
+/// Returns the last kept entry's log id when it cut any.
+fn within_budget(
+    entries: &mut Vec<openraft::type_config::alias::EntryOf<C>>,
+    budget: usize,
+) -> Option<openraft::type_config::alias::LogIdOf<C>> {
+    let mut total = 0usize;
+    let keep = entries
+        .iter()
+        .position(|e| {
+            total += postcard::experimental::serialized_size(e).unwrap_or(usize::MAX / 2);
+            total > budget
+        })?
+        .max(1);
+    if keep == entries.len() {
+        return None;
+    }
+    entries.truncate(keep);
+    entries.last().map(|e| e.log_id.clone())
+}
+
+/// The deadline a request of `bytes` deserves at the very least: a second per 8 MiB, as the
+/// receiver writes what it gets durably before it answers (a heartbeat keeps openraft's).
+fn transfer_time(bytes: usize) -> Duration {
+    Duration::from_micros(bytes as u64 / 8)
+}
+
 fn encode<T: Serialize>(v: &T) -> Vec<u8> {
     postcard::to_allocvec(v).expect("postcard encodes Raft messages")
 }
@@ -326,25 +358,35 @@ fn decode<T: DeserializeOwned>(what: &str, b: &[u8]) -> std::result::Result<T, N
 impl RaftNetworkV2<C> for HttpNetwork {
     type SnapshotData = Vec<u8>;
 
+    /// Sends at most [`APPEND_BUDGET`] bytes of entries (always at least one): openraft hands
+    /// over up to `max_payload_entries` entries whatever their size, and a follower far behind
+    /// over large entries would otherwise be sent more than a node takes in one request, again
+    /// and again. What was left out is acknowledged as a partial success, so openraft sends it
+    /// next. A large request gets time in proportion to its size.
     async fn append_entries(
         &mut self,
-        rpc: AppendEntriesRequest<C>,
+        mut rpc: AppendEntriesRequest<C>,
         option: RPCOption,
     ) -> std::result::Result<AppendEntriesResponse<C>, RPCError<C>> {
         let leader = rpc.vote.leader_id().node_id;
-        let ttl = option.hard_ttl();
-        let b = self
-            .post("/raft/append", encode(&rpc), ttl)
-            .await
-            .map_err(|f| {
-                f.rpc(
-                    self.target,
-                    ttl,
-                    openraft::network::RPCTypes::AppendEntries,
-                    leader,
-                )
-            })?;
-        Ok(decode("an append-entries reply", &b)?)
+        let kept = within_budget(&mut rpc.entries, APPEND_BUDGET);
+        let body = encode(&rpc);
+        let ttl = option.hard_ttl().max(transfer_time(body.len()));
+        let b = self.post("/raft/append", body, ttl).await.map_err(|f| {
+            f.rpc(
+                self.target,
+                ttl,
+                openraft::network::RPCTypes::AppendEntries,
+                leader,
+            )
+        })?;
+        let reply: AppendEntriesResponse<C> = decode("an append-entries reply", &b)?;
+        Ok(match (reply, kept) {
+            (AppendEntriesResponse::Success, Some(last)) => {
+                AppendEntriesResponse::PartialSuccess(Some(last))
+            }
+            (reply, _) => reply,
+        })
     }
 
     async fn vote(
@@ -789,5 +831,66 @@ impl RemoteClient {
         timeout: Duration,
     ) -> Result<serde_json::Value> {
         self.call(path, body, timeout).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use openraft::entry::RaftEntry;
+    use openraft::testing::log_id;
+    use openraft::type_config::alias::EntryOf;
+
+    use super::*;
+
+    /// An entry of about `bytes` encoded bytes at `index`.
+    fn entry(index: u64, bytes: usize) -> EntryOf<C> {
+        EntryOf::<C>::new_normal(
+            log_id::<C>(1, 1, index),
+            super::super::Command::Expire {
+                message_id: "x".repeat(bytes),
+                timeout_ms: 0,
+                at_ms: 0,
+            },
+        )
+    }
+
+    #[test]
+    fn an_append_carries_at_most_its_budget_and_names_the_last_entry_it_kept() {
+        let mut entries: Vec<_> = (1..=5).map(|i| entry(i, 3 << 20)).collect();
+        let kept = within_budget(&mut entries, APPEND_BUDGET);
+        assert_eq!(
+            entries.len(),
+            2,
+            "two 3 MiB entries fit in 8 MiB, three do not"
+        );
+        assert_eq!(kept, Some(log_id::<C>(1, 1, 2)));
+        assert!(encode(&entries).len() <= APPEND_BUDGET);
+    }
+
+    #[test]
+    fn an_entry_larger_than_the_budget_goes_alone_and_small_batches_go_whole() {
+        let mut big: Vec<_> = (1..=3).map(|i| entry(i, 12 << 20)).collect();
+        assert_eq!(
+            within_budget(&mut big, APPEND_BUDGET),
+            Some(log_id::<C>(1, 1, 1))
+        );
+        assert_eq!(big.len(), 1);
+
+        let mut one = vec![entry(7, 12 << 20)];
+        assert_eq!(within_budget(&mut one, APPEND_BUDGET), None);
+        assert_eq!(one.len(), 1);
+
+        let mut small: Vec<_> = (1..=1000).map(|i| entry(i, 100)).collect();
+        assert_eq!(within_budget(&mut small, APPEND_BUDGET), None);
+        assert_eq!(small.len(), 1000);
+
+        let mut none: Vec<EntryOf<C>> = Vec::new();
+        assert_eq!(within_budget(&mut none, APPEND_BUDGET), None);
+    }
+
+    #[test]
+    fn a_large_request_gets_time_for_its_size() {
+        assert!(transfer_time(8 << 20) >= Duration::from_secs(1));
+        assert!(transfer_time(64 << 10) < Duration::from_millis(50));
     }
 }
