@@ -337,7 +337,7 @@ fn within_budget(
         return None;
     }
     entries.truncate(keep);
-    entries.last().map(|e| e.log_id.clone())
+    entries.last().map(|e| e.log_id)
 }
 
 /// The deadline a request of `bytes` deserves at the very least: a second per 8 MiB, as the
